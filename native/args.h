@@ -1,0 +1,31 @@
+// Argument checks shared by every exported function. Each failure throws a
+// TypeError naming the function, the parameter and what was expected.
+#pragma once
+
+#include <napi.h>
+
+#include <climits>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), fn_(fn) {}
+
+  Napi::Env Env() const { return info_.Env(); }
+
+  uint32_t Uint32(size_t i, const char* name, uint32_t min = 0, uint32_t max = UINT32_MAX) const;
+  // File descriptors, ifindexes and other values the C API takes as int.
+  int Int(size_t i, const char* name) const { return static_cast<int>(Uint32(i, name, 0, INT_MAX)); }
+  uint32_t OptionalUint32(size_t i, const char* name, uint32_t fallback) const;
+  std::string String(size_t i, const char* name) const;
+  std::vector<std::string> Strings(size_t i, const char* name) const;
+  Napi::Buffer<uint8_t> Buffer(size_t i, const char* name) const;
+
+  [[noreturn]] void Fail(const char* name, const std::string& expected) const;
+
+ private:
+  const Napi::CallbackInfo& info_;
+  const char* fn_;
+};

@@ -1,0 +1,170 @@
+// Map element operations on map fds. Key and value sizes come from the
+// kernel's map info, and buffers of any other length are refused: the
+// kernel would read or write past them.
+#include <bpf/bpf.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "opts.h"
+
+namespace {
+
+// The map behind the fd that every function here takes first.
+struct Map {
+  int fd;
+  bpf_map_info info;
+  std::string name;  // for error messages
+};
+
+Map MapArg(const Args& args) {
+  int fd = args.Int(0, "fd");
+  Map map{fd, {}, Numbered("map fd", fd)};
+  uint32_t len = sizeof(map.info);
+  Check(args.Env(), bpf_obj_get_info_by_fd(fd, &map.info, &len), "bpf_obj_get_info_by_fd", map.name);
+  return map;
+}
+
+// A buffer of count records of record_size bytes.
+Napi::Buffer<uint8_t> RecordsArg(const Args& args, size_t i, const char* name, size_t record_size,
+                                 size_t count = 1) {
+  Napi::Buffer<uint8_t> buffer = args.Buffer(i, name);
+  size_t expected = record_size * count;
+  if (buffer.Length() != expected) {
+    std::string got = std::to_string(buffer.Length());
+    args.Fail(name, std::to_string(expected) + " bytes long for this map, not " + got);
+  }
+  return buffer;
+}
+
+// Map types without batch support answer EINVAL, ENOTSUPP or EOPNOTSUPP.
+bool BatchUnsupported(int ret) { return ret == -EINVAL || ret == -kEnotsupp || ret == -EOPNOTSUPP; }
+
+Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  Args args(info, "mapLookup");
+  Map map = MapArg(args);
+  Napi::Buffer<uint8_t> key = RecordsArg(args, 1, "key", map.info.key_size);
+  auto value = Napi::Buffer<uint8_t>::New(info.Env(), map.info.value_size);
+  int ret = bpf_map_lookup_elem(map.fd, key.Data(), value.Data());
+  if (ret == -ENOENT) return info.Env().Null();
+  Check(info.Env(), ret, "bpf_map_lookup_elem", map.name);
+  return value;
+}
+
+void MapUpdate(const Napi::CallbackInfo& info) {
+  Args args(info, "mapUpdate");
+  Map map = MapArg(args);
+  Napi::Buffer<uint8_t> key = RecordsArg(args, 1, "key", map.info.key_size);
+  Napi::Buffer<uint8_t> value = RecordsArg(args, 2, "value", map.info.value_size);
+  uint32_t flags = args.OptionalUint32(3, "flags", BPF_ANY);
+  int ret = bpf_map_update_elem(map.fd, key.Data(), value.Data(), flags);
+  Check(info.Env(), ret, "bpf_map_update_elem", map.name);
+}
+
+Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+  Args args(info, "mapDelete");
+  Map map = MapArg(args);
+  Napi::Buffer<uint8_t> key = RecordsArg(args, 1, "key", map.info.key_size);
+  int ret = bpf_map_delete_elem(map.fd, key.Data());
+  if (ret != -ENOENT) Check(info.Env(), ret, "bpf_map_delete_elem", map.name);
+  return Napi::Boolean::New(info.Env(), ret == 0);
+}
+
+void MapUpdateBatch(const Napi::CallbackInfo& info) {
+  Args args(info, "mapUpdateBatch");
+  Map map = MapArg(args);
+  uint32_t count = args.Uint32(3, "count");
+  Napi::Buffer<uint8_t> keys = RecordsArg(args, 1, "keys", map.info.key_size, count);
+  Napi::Buffer<uint8_t> values = RecordsArg(args, 2, "values", map.info.value_size, count);
+  if (count == 0) return;
+
+  auto opts = Opts<bpf_map_batch_opts>();
+  uint32_t done = count;
+  int ret = bpf_map_update_batch(map.fd, keys.Data(), values.Data(), &done, &opts);
+  if (ret == 0) return;
+  if (!BatchUnsupported(ret)) Check(info.Env(), ret, "bpf_map_update_batch", map.name);
+  // Updates are idempotent: redo them all, one at a time.
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t* key = keys.Data() + i * map.info.key_size;
+    const uint8_t* value = values.Data() + i * map.info.value_size;
+    Check(info.Env(), bpf_map_update_elem(map.fd, key, value, BPF_ANY), "bpf_map_update_elem", map.name);
+  }
+}
+
+// Absent keys are skipped, as mapDelete() tolerates them: an LRU map may
+// have evicted them meanwhile.
+void MapDeleteBatch(const Napi::CallbackInfo& info) {
+  Args args(info, "mapDeleteBatch");
+  Map map = MapArg(args);
+  uint32_t count = args.Uint32(2, "count");
+  Napi::Buffer<uint8_t> keys = RecordsArg(args, 1, "keys", map.info.key_size, count);
+  if (count == 0) return;
+
+  auto opts = Opts<bpf_map_batch_opts>();
+  uint32_t done = count;
+  int ret = bpf_map_delete_batch(map.fd, keys.Data(), &done, &opts);
+  if (ret == 0) return;
+  if (ret != -ENOENT && !BatchUnsupported(ret)) Check(info.Env(), ret, "bpf_map_delete_batch", map.name);
+  // The batch stopped at an absent key, or is unsupported: go one at a time.
+  for (size_t i = 0; i < count; i++) {
+    ret = bpf_map_delete_elem(map.fd, keys.Data() + i * map.info.key_size);
+    if (ret != -ENOENT) Check(info.Env(), ret, "bpf_map_delete_elem", map.name);
+  }
+}
+
+Napi::Value MapDump(const Napi::CallbackInfo& info) {
+  Args args(info, "mapDump");
+  Map map = MapArg(args);
+  std::vector<uint8_t> keys, values;
+  std::vector<uint8_t> key(map.info.key_size), next(map.info.key_size), value(map.info.value_size);
+  uint32_t count = 0;
+  const void* prev = nullptr;  // asks for the first key
+  // Bounded because a hash map restarts from its first key when the previous
+  // key was deleted meanwhile.
+  for (uint32_t i = 0; i < map.info.max_entries; i++) {
+    int ret = bpf_map_get_next_key(map.fd, prev, next.data());
+    if (ret == -ENOENT) break;  // no more keys
+    Check(info.Env(), ret, "bpf_map_get_next_key", map.name);
+    ret = bpf_map_lookup_elem(map.fd, next.data(), value.data());
+    if (ret != -ENOENT) {  // ENOENT: deleted since get_next_key
+      Check(info.Env(), ret, "bpf_map_lookup_elem", map.name);
+      keys.insert(keys.end(), next.begin(), next.end());
+      values.insert(values.end(), value.begin(), value.end());
+      count++;
+    }
+    key.swap(next);
+    prev = key.data();
+  }
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("keys", Napi::Buffer<uint8_t>::Copy(info.Env(), keys.data(), keys.size()));
+  result.Set("values", Napi::Buffer<uint8_t>::Copy(info.Env(), values.data(), values.size()));
+  result.Set("count", Napi::Number::New(info.Env(), count));
+  return result;
+}
+
+Napi::Value MapInfo(const Napi::CallbackInfo& info) {
+  Map map = MapArg(Args(info, "mapInfo"));
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("id", Napi::Number::New(info.Env(), map.info.id));
+  result.Set("type", Napi::Number::New(info.Env(), map.info.type));
+  result.Set("name", Napi::String::New(info.Env(), map.info.name));
+  result.Set("keySize", Napi::Number::New(info.Env(), map.info.key_size));
+  result.Set("valueSize", Napi::Number::New(info.Env(), map.info.value_size));
+  result.Set("maxEntries", Napi::Number::New(info.Env(), map.info.max_entries));
+  return result;
+}
+
+}  // namespace
+
+void ExportMaps(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "mapLookup", MapLookup);
+  Export(env, exports, "mapUpdate", MapUpdate);
+  Export(env, exports, "mapDelete", MapDelete);
+  Export(env, exports, "mapUpdateBatch", MapUpdateBatch);
+  Export(env, exports, "mapDeleteBatch", MapDeleteBatch);
+  Export(env, exports, "mapDump", MapDump);
+  Export(env, exports, "mapInfo", MapInfo);
+}

@@ -1,0 +1,78 @@
+// Program introspection and BPF_PROG_TEST_RUN.
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "opts.h"
+
+namespace {
+
+// Room for programs that grow the packet (encapsulation, for instance).
+constexpr size_t kTestRunHeadroom = 256;
+
+// Returns -errno on failure, like the libbpf call.
+int QueryProgInfo(int fd, bpf_prog_info* prog) {
+  *prog = {};
+  uint32_t len = sizeof(*prog);
+  return bpf_obj_get_info_by_fd(fd, prog, &len);
+}
+
+Napi::Object ProgInfoObject(Napi::Env env, const bpf_prog_info& prog) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("id", Napi::Number::New(env, prog.id));
+  result.Set("name", Napi::String::New(env, prog.name));
+  return result;
+}
+
+Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
+  int fd = Args(info, "progInfo").Int(0, "fd");
+  bpf_prog_info prog;
+  Check(info.Env(), QueryProgInfo(fd, &prog), "bpf_obj_get_info_by_fd", Numbered("prog fd", fd));
+  return ProgInfoObject(info.Env(), prog);
+}
+
+Napi::Value ProgInfoById(const Napi::CallbackInfo& info) {
+  uint32_t id = Args(info, "progInfoById").Uint32(0, "id");
+  std::string object = Numbered("prog id", id);
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd == -ENOENT) return info.Env().Null();
+  Check(info.Env(), fd, "bpf_prog_get_fd_by_id", object);
+  bpf_prog_info prog;
+  int ret = QueryProgInfo(fd, &prog);
+  close(fd);
+  Check(info.Env(), ret, "bpf_obj_get_info_by_fd", object);
+  return ProgInfoObject(info.Env(), prog);
+}
+
+Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
+  Args args(info, "progTestRun");
+  int fd = args.Int(0, "progFd");
+  Napi::Buffer<uint8_t> data = args.Buffer(1, "data");
+  int repeat = static_cast<int>(args.Uint32(2, "repeat", 0, INT_MAX));
+  std::vector<uint8_t> out(data.Length() + kTestRunHeadroom);
+  auto opts = Opts<bpf_test_run_opts>();
+  opts.data_in = data.Data();
+  opts.data_size_in = data.Length();
+  opts.data_out = out.data();
+  opts.data_size_out = out.size();
+  opts.repeat = repeat;
+  Check(info.Env(), bpf_prog_test_run_opts(fd, &opts), "bpf_prog_test_run_opts", Numbered("prog fd", fd));
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("retval", Napi::Number::New(info.Env(), opts.retval));
+  result.Set("data", Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), opts.data_size_out));
+  result.Set("durationNs", Napi::Number::New(info.Env(), opts.duration));
+  return result;
+}
+
+}  // namespace
+
+void ExportProgs(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "progInfo", ProgInfo);
+  Export(env, exports, "progInfoById", ProgInfoById);
+  Export(env, exports, "progTestRun", ProgTestRun);
+}

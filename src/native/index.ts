@@ -1,0 +1,111 @@
+// Typed loader for the N-API addon in native/ (a thin layer over libbpf).
+// The addon knows nothing of Kubernetes: it loads objects, attaches programs
+// and reads and writes maps. Every failure is thrown as an Error whose
+// message names the operation, the object and the errno text, with
+// `errno` and `code` set.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export type TcAttachPoint = 'ingress' | 'egress';
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  name: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+export interface ProgInfo {
+  id: number;
+  name: string;
+}
+
+export interface TestRunResult {
+  retval: number;
+  data: Buffer;
+  durationNs: number;
+}
+
+export interface BtfMember {
+  name: string;
+  offset: number;
+  size: number;
+}
+
+export interface BtfStruct {
+  size: number;
+  members: BtfMember[];
+}
+
+/** A libbpf bpf_object, opened with maps pinned by name under pinRoot. */
+export interface BpfObject {
+  /** Loads programs into the kernel; maps pinned under pinRoot are reused. */
+  load(): void;
+  mapFd(name: string): number;
+  programFd(name: string): number;
+  /** Pins a program at path, replacing whatever was pinned there. */
+  pinProgram(name: string, path: string): void;
+  close(): void;
+}
+
+export interface NativeAddon {
+  openObject(objectPath: string, pinRoot: string): BpfObject;
+
+  mapLookup(fd: number, key: Buffer): Buffer | null;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags?: number): void;
+  /** Returns false when the key was absent. */
+  mapDelete(fd: number, key: Buffer): boolean;
+  /** keys and values are count records laid end to end. */
+  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): void;
+  mapDeleteBatch(fd: number, keys: Buffer, count: number): void;
+  /** Every entry, keys and values laid end to end. */
+  mapDump(fd: number): { keys: Buffer; values: Buffer; count: number };
+  mapInfo(fd: number): MapInfo;
+
+  objGet(pinPath: string): number;
+  objPin(fd: number, pinPath: string): void;
+  closeFd(fd: number): void;
+  progInfo(fd: number): ProgInfo;
+  progInfoById(id: number): ProgInfo | null;
+
+  /** Creates the clsact hook if needed; hookCreated tells whether it did. */
+  tcAttach(ifindex: number, point: TcAttachPoint, progFd: number, handle: number, priority: number): { hookCreated: boolean };
+  /** Returns false when no such filter exists. */
+  tcDetach(ifindex: number, point: TcAttachPoint, handle: number, priority: number): boolean;
+  /** The attached program's id, or null. */
+  tcQuery(ifindex: number, point: TcAttachPoint, handle: number, priority: number): number | null;
+  /** Removes the clsact qdisc (both directions) from ifindex. */
+  tcHookDestroy(ifindex: number): void;
+
+  xdpAttach(ifindex: number, progFd: number, flags: number): void;
+  xdpDetach(ifindex: number, flags: number): void;
+  /** The attached XDP program's id, or null. */
+  xdpQuery(ifindex: number, flags: number): number | null;
+
+  progTestRun(progFd: number, data: Buffer, repeat: number): TestRunResult;
+
+  /** Struct layouts from the BTF of an ELF object. */
+  btfStructs(objectPath: string, names: string[]): Record<string, BtfStruct>;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The project root: this file runs from dist/src/native/. */
+export const projectRoot = path.resolve(here, '../../..');
+
+let cached: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (!cached) {
+    const require = createRequire(import.meta.url);
+    const addonPath = path.join(projectRoot, 'build', 'Release', 'kube_lb_native.node');
+    try {
+      cached = require(addonPath) as NativeAddon;
+    } catch (err) {
+      throw new Error(`loading native addon ${addonPath}: ${(err as Error).message} (run make)`);
+    }
+  }
+  return cached;
+}
