@@ -1,0 +1,18 @@
+/* Constants shared with the control plane (src/backends/ebpf/encoding.ts). */
+#ifndef KUBE_LB_CONSTS_H
+#define KUBE_LB_CONSTS_H
+
+/* Hairpin: a pod that reaches its own service is shown this source address,
+ * because Linux drops packets whose source is one of its own addresses.
+ * 169.254.7.1, link-local, never routed off the pod. */
+#define LB_HAIRPIN_ADDR 0xa9fe0701
+
+#define LB_CT_F_HAIRPIN 0x1
+
+#define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
+
+#define LB_SVC_MAX_ENTRIES 1048576
+#define LB_CT_MAX_ENTRIES 262144
+#define LB_IFACE_MAX_ENTRIES 4096
+
+#endif

@@ -1,0 +1,49 @@
+/* The maps, pinned by name under the pin root so a restarted kube-lb and
+ * bpftool both find them. */
+#ifndef KUBE_LB_MAPS_H
+#define KUBE_LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "structs.h"
+
+/* Services and their backend slots (see struct lb_svc_key). Not
+ * preallocated: memory follows the number of services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_svc_key);
+	__type(value, struct lb_svc_value);
+	__uint(max_entries, LB_SVC_MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_svc SEC(".maps");
+
+/* Client -> frontend flows and the backend each one was given. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_ct_value);
+	__uint(max_entries, LB_CT_MAX_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_ct SEC(".maps");
+
+/* Backend -> client flows and the frontend the client must see. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_flow_key);
+	__type(value, struct lb_rnat_value);
+	__uint(max_entries, LB_CT_MAX_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_rnat SEC(".maps");
+
+/* Written by the control plane only: ifindex -> struct lb_iface_value. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb_iface_value);
+	__uint(max_entries, LB_IFACE_MAX_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_ifaces SEC(".maps");
+
+#endif

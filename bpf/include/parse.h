@@ -1,0 +1,72 @@
+/* Packet parsing: finds the IPv4 TCP/UDP flow of a packet, or says the
+ * packet is not one kube-lb translates. Headers are copied out with
+ * bpf_skb_load_bytes so non-linear skbs parse the same as linear ones. */
+#ifndef KUBE_LB_PARSE_H
+#define KUBE_LB_PARSE_H
+
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include "structs.h"
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+
+struct packet {
+	__u32 l4_off;	    /* offset of the TCP/UDP header */
+	__u32 csum_off;	    /* offset of the L4 checksum */
+	struct lb_flow_key flow;
+};
+
+/* Returns 0 for an IPv4 TCP or UDP packet kube-lb may translate, -1 for
+ * anything else: other protocols, fragments (only the first one carries
+ * ports, so translating it alone would split the datagram), and malformed
+ * or truncated headers. */
+static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pkt)
+{
+	struct ethhdr eth;
+	struct iphdr ip;
+	__u16 ports[2];
+	__u32 ip_len;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
+	    eth.h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		return -1;
+	if (ip.version != 4 || ip.ihl < 5)
+		return -1;
+	if (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return -1;
+
+	ip_len = ip.ihl * 4;
+	pkt->l4_off = ETH_HLEN + ip_len;
+	if (ip.protocol == IPPROTO_TCP) {
+		pkt->csum_off = pkt->l4_off + offsetof(struct tcphdr, check);
+		if (pkt->l4_off + sizeof(struct tcphdr) > skb->len)
+			return -1;
+	} else if (ip.protocol == IPPROTO_UDP) {
+		pkt->csum_off = pkt->l4_off + offsetof(struct udphdr, check);
+		if (pkt->l4_off + sizeof(struct udphdr) > skb->len)
+			return -1;
+	} else {
+		return -1;
+	}
+	if (bpf_ntohs(ip.tot_len) < ip_len || ETH_HLEN + bpf_ntohs(ip.tot_len) > skb->len)
+		return -1;
+	if (bpf_skb_load_bytes(skb, pkt->l4_off, ports, sizeof(ports)) < 0)
+		return -1;
+
+	pkt->flow.saddr = ip.saddr;
+	pkt->flow.daddr = ip.daddr;
+	pkt->flow.sport = ports[0];
+	pkt->flow.dport = ports[1];
+	pkt->flow.proto = ip.protocol;
+	pkt->flow.pad[0] = pkt->flow.pad[1] = pkt->flow.pad[2] = 0;
+	return 0;
+}
+
+#endif

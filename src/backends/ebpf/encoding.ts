@@ -1,0 +1,145 @@
+// Binary encoders and decoders for the eBPF maps' keys and values.
+// They mirror bpf/include/structs.h and consts.h; test/unit/encoding-btf.test.ts
+// checks every layout below against the BTF of the built object.
+import os from 'node:os';
+import { type Destination, type Frontend, type Protocol, intToIpv4, ipv4ToInt } from '../backend.js';
+
+if (os.endianness() !== 'LE') {
+  throw new Error('kube-lb encodes host-order map fields as little-endian; this host is big-endian');
+}
+
+interface Field {
+  offset: number;
+  size: number;
+}
+
+/** Struct layouts: name -> size and the fields the control plane reads or writes. */
+export const layouts = {
+  lb_svc_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, slot: { offset: 8, size: 2 } } },
+  lb_svc_value: { size: 12, fields: { count: { offset: 0, size: 2 }, flags: { offset: 2, size: 2 }, backend_addr: { offset: 4, size: 4 }, backend_port: { offset: 8, size: 2 } } },
+  lb_flow_key: { size: 16, fields: { saddr: { offset: 0, size: 4 }, daddr: { offset: 4, size: 4 }, sport: { offset: 8, size: 2 }, dport: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } } },
+  lb_ct_value: { size: 8, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 } } },
+  lb_rnat_value: { size: 12, fields: { vip: { offset: 0, size: 4 }, vport: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, client_addr: { offset: 8, size: 4 } } },
+  lb_iface_value: { size: 4, fields: { flags: { offset: 0, size: 4 } } },
+} satisfies Record<string, { size: number; fields: Record<string, Field> }>;
+
+/** From consts.h. */
+export const LB_HAIRPIN_ADDR = '169.254.7.1';
+export const LB_CT_F_HAIRPIN = 0x1;
+export const LB_IFACE_F_CREATED_HOOK = 0x1;
+
+const protocolNumbers: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+
+function protocolFromNumber(n: number): Protocol {
+  const found = (Object.keys(protocolNumbers) as Protocol[]).find((p) => protocolNumbers[p] === n);
+  if (!found) throw new Error(`unknown IP protocol number ${n} in map entry`);
+  return found;
+}
+
+const svcKey = layouts.lb_svc_key.fields;
+const svcValue = layouts.lb_svc_value.fields;
+const flowKey = layouts.lb_flow_key.fields;
+const ctValue = layouts.lb_ct_value.fields;
+const rnatValue = layouts.lb_rnat_value.fields;
+
+export function encodeSvcKey(f: Frontend, slot: number): Buffer {
+  const b = Buffer.alloc(layouts.lb_svc_key.size);
+  b.writeUInt32BE(ipv4ToInt(f.ip), svcKey.vip.offset);
+  b.writeUInt16BE(f.port, svcKey.port.offset);
+  b.writeUInt8(protocolNumbers[f.protocol], svcKey.proto.offset);
+  b.writeUInt16LE(slot, svcKey.slot.offset);
+  return b;
+}
+
+export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; slot: number } {
+  return {
+    frontend: {
+      ip: intToIpv4(b.readUInt32BE(at + svcKey.vip.offset)),
+      port: b.readUInt16BE(at + svcKey.port.offset),
+      protocol: protocolFromNumber(b.readUInt8(at + svcKey.proto.offset)),
+    },
+    slot: b.readUInt16LE(at + svcKey.slot.offset),
+  };
+}
+
+/** Slot 0 of a service: how many backend slots are in use. */
+export function encodeSvcCount(count: number): Buffer {
+  const b = Buffer.alloc(layouts.lb_svc_value.size);
+  b.writeUInt16LE(count, svcValue.count.offset);
+  return b;
+}
+
+/** Slots 1..count: one backend each. */
+export function encodeSvcBackend(d: Destination): Buffer {
+  const b = Buffer.alloc(layouts.lb_svc_value.size);
+  b.writeUInt32BE(ipv4ToInt(d.ip), svcValue.backend_addr.offset);
+  b.writeUInt16BE(d.port, svcValue.backend_port.offset);
+  return b;
+}
+
+export function decodeSvcValue(b: Buffer, at = 0): { count: number; backend: Destination } {
+  return {
+    count: b.readUInt16LE(at + svcValue.count.offset),
+    backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16BE(at + svcValue.backend_port.offset) },
+  };
+}
+
+export interface Flow {
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  protocol: Protocol;
+}
+
+export function encodeFlowKey(f: Flow): Buffer {
+  const b = Buffer.alloc(layouts.lb_flow_key.size);
+  b.writeUInt32BE(ipv4ToInt(f.saddr), flowKey.saddr.offset);
+  b.writeUInt32BE(ipv4ToInt(f.daddr), flowKey.daddr.offset);
+  b.writeUInt16BE(f.sport, flowKey.sport.offset);
+  b.writeUInt16BE(f.dport, flowKey.dport.offset);
+  b.writeUInt8(protocolNumbers[f.protocol], flowKey.proto.offset);
+  return b;
+}
+
+export function decodeFlowKey(b: Buffer, at = 0): Flow {
+  return {
+    saddr: intToIpv4(b.readUInt32BE(at + flowKey.saddr.offset)),
+    daddr: intToIpv4(b.readUInt32BE(at + flowKey.daddr.offset)),
+    sport: b.readUInt16BE(at + flowKey.sport.offset),
+    dport: b.readUInt16BE(at + flowKey.dport.offset),
+    protocol: protocolFromNumber(b.readUInt8(at + flowKey.proto.offset)),
+  };
+}
+
+export function decodeCtValue(b: Buffer, at = 0): { backend: Destination; flags: number } {
+  return {
+    backend: { ip: intToIpv4(b.readUInt32BE(at + ctValue.backend_addr.offset)), port: b.readUInt16BE(at + ctValue.backend_port.offset) },
+    flags: b.readUInt16LE(at + ctValue.flags.offset),
+  };
+}
+
+export function decodeRnatValue(b: Buffer, at = 0): { vip: string; vport: number; flags: number; clientAddr: string } {
+  return {
+    vip: intToIpv4(b.readUInt32BE(at + rnatValue.vip.offset)),
+    vport: b.readUInt16BE(at + rnatValue.vport.offset),
+    flags: b.readUInt16LE(at + rnatValue.flags.offset),
+    clientAddr: intToIpv4(b.readUInt32BE(at + rnatValue.client_addr.offset)),
+  };
+}
+
+export function encodeIfindex(ifindex: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(ifindex, 0);
+  return b;
+}
+
+export function encodeIfaceValue(flags: number): Buffer {
+  const b = Buffer.alloc(layouts.lb_iface_value.size);
+  b.writeUInt32LE(flags, layouts.lb_iface_value.fields.flags.offset);
+  return b;
+}
+
+export function decodeIfaceEntry(key: Buffer, value: Buffer, at: { key: number; value: number }): { ifindex: number; flags: number } {
+  return { ifindex: key.readUInt32LE(at.key), flags: value.readUInt32LE(at.value + layouts.lb_iface_value.fields.flags.offset) };
+}

@@ -1,0 +1,166 @@
+// The TC programs under BPF_PROG_TEST_RUN: crafted frames in, exact frames out.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { native } from '../../src/native/index.js';
+import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { ServiceMap } from '../../src/backends/ebpf/service-map.js';
+import { encodeFlowKey, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
+import { buildPacket, parsePacket, type PacketSpec } from '../lib/packets.js';
+import { requireRoot } from '../lib/preconditions.js';
+
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+const TC_ACT_REDIRECT = 7;
+
+const lib = native();
+const pinPath = `/sys/fs/bpf/kube-lb-test-bpf-${process.pid}`;
+let dp: LoadedDatapath;
+
+const client = { ip: '10.244.0.5', port: 40000 };
+const backend = { ip: '10.244.0.9', port: 8080 };
+const tcpService = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const };
+const udpService = { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const };
+const emptyService = { ip: '10.96.0.11', port: 80, protocol: 'TCP' as const };
+
+function run(program: 'fromPod' | 'toPod', frame: Buffer): { retval: number; out: Buffer } {
+  const { retval, data } = lib.progTestRun(dp.programs[program], frame, 1);
+  return { retval, out: data };
+}
+
+function toService(spec: Partial<PacketSpec> = {}, svc: { ip: string; port: number; protocol: 'TCP' | 'UDP' } = tcpService): Buffer {
+  return buildPacket({ saddr: client.ip, sport: client.port, daddr: svc.ip, dport: svc.port, protocol: svc.protocol, ...spec });
+}
+
+describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
+  before(() => {
+    requireRoot();
+    dp = loadDatapath(lib, pinPath);
+    new ServiceMap(lib, dp.maps.svc).apply([
+      { frontend: tcpService, current: null, wanted: [backend] },
+      { frontend: udpService, current: null, wanted: [{ ip: backend.ip, port: 5353 }] },
+      { frontend: emptyService, current: null, wanted: [] },
+    ]);
+  });
+  after(() => {
+    dp?.object.close();
+    removePins(pinPath);
+  });
+
+  it('DNATs a new TCP flow to the backend with valid checksums and records it', () => {
+    const { retval, out } = run('fromPod', toService());
+    assert.equal(retval, TC_ACT_OK);
+    const p = parsePacket(out);
+    assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport], [client.ip, client.port, backend.ip, backend.port]);
+    assert.ok(p.ipChecksumValid, 'IP checksum');
+    assert.ok(p.l4ChecksumValid, 'TCP checksum');
+    assert.equal(p.payload.toString(), 'kube-lb');
+    const flow = encodeFlowKey({ saddr: client.ip, sport: client.port, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
+    assert.ok(lib.mapLookup(dp.maps.ct, flow), 'conntrack entry');
+    const reply = encodeFlowKey({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: client.port, protocol: 'TCP' });
+    assert.ok(lib.mapLookup(dp.maps.rnat, reply), 'reverse NAT entry');
+  });
+
+  it('reverse-NATs the reply so the client sees the service as its peer', () => {
+    const reply = buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: client.port, protocol: 'TCP' });
+    const { retval, out } = run('toPod', reply);
+    assert.equal(retval, TC_ACT_OK);
+    const p = parsePacket(out);
+    assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport], [tcpService.ip, tcpService.port, client.ip, client.port]);
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+  });
+
+  it('translates UDP, and keeps a zero UDP checksum at zero', () => {
+    for (const udpNoChecksum of [false, true]) {
+      const { out } = run('fromPod', toService({ sport: 41000 + Number(udpNoChecksum), udpNoChecksum }, udpService));
+      const p = parsePacket(out);
+      assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353]);
+      assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+      assert.equal(p.l4Checksum === 0, udpNoChecksum);
+    }
+  });
+
+  it('translates packets with IP options at the right offsets', () => {
+    const options = Buffer.from([0x01, 0x01, 0x01, 0x00]); // NOP NOP NOP EOL
+    const { out } = run('fromPod', toService({ sport: 42000, ipOptions: options }));
+    const p = parsePacket(out);
+    assert.deepEqual([p.daddr, p.dport, p.sport], [backend.ip, backend.port, 42000]);
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+    assert.deepEqual(out.subarray(34, 38), options);
+  });
+
+  it('keeps an established flow on its backend', () => {
+    const first = parsePacket(run('fromPod', toService({ sport: 43000 })).out);
+    for (let i = 0; i < 5; i++) {
+      const again = parsePacket(run('fromPod', toService({ sport: 43000 })).out);
+      assert.deepEqual([again.daddr, again.dport], [first.daddr, first.dport]);
+    }
+  });
+
+  it('bounces hairpin traffic back into the pod with a hairpin source', () => {
+    const self = { srcMac: '02:00:00:00:00:aa', dstMac: '02:00:00:00:00:bb' };
+    const { retval, out } = run('fromPod', toService({ ...self, saddr: backend.ip, sport: 44000 }));
+    assert.equal(retval, TC_ACT_REDIRECT);
+    const p = parsePacket(out);
+    assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport], [LB_HAIRPIN_ADDR, 44000, backend.ip, backend.port]);
+    assert.deepEqual([p.srcMac, p.dstMac], [self.dstMac, self.srcMac]);
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+
+    const answer = buildPacket({ ...self, saddr: backend.ip, sport: backend.port, daddr: LB_HAIRPIN_ADDR, dport: 44000, protocol: 'TCP' });
+    const back = run('fromPod', answer);
+    assert.equal(back.retval, TC_ACT_REDIRECT);
+    const q = parsePacket(back.out);
+    assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport], [tcpService.ip, tcpService.port, backend.ip, 44000]);
+    assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
+  });
+
+  it('drops new flows to a service without ready endpoints', () => {
+    assert.equal(run('fromPod', toService({ sport: 45000 }, emptyService)).retval, TC_ACT_SHOT);
+  });
+
+  it('leaves other traffic untouched, in both directions', () => {
+    const cases: [string, Buffer][] = [
+      ['another address', toService({ daddr: '10.96.0.99' })],
+      ['another port', toService({ dport: 81 })],
+      ['another protocol on the service port', toService({ protocol: 'UDP' })],
+      ['a reply with no flow', buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: 1, protocol: 'TCP' })],
+    ];
+    for (const [what, frame] of cases) {
+      for (const program of ['fromPod', 'toPod'] as const) {
+        const { retval, out } = run(program, frame);
+        assert.equal(retval, TC_ACT_OK, `${what} via ${program}`);
+        assert.deepEqual(out, frame, `${what} via ${program} is unchanged`);
+      }
+    }
+  });
+
+  it('passes fragments and malformed frames untouched', () => {
+    const good = toService({ sport: 46000 });
+    const badIhl = Buffer.from(good);
+    badIhl[14] = 0x44; // IHL 4
+    const badVersion = Buffer.from(good);
+    badVersion[14] = 0x65;
+    const longTotLen = Buffer.from(good);
+    longTotLen.writeUInt16BE(1500, 16);
+    // The kernel's test_run refuses IPv4 frames shorter than an IP header,
+    // so truncation is tested where the header claims more than is there.
+    const optionsPastEnd = Buffer.from(good.subarray(0, 14 + 20 + 8));
+    optionsPastEnd[14] = 0x4f; // IHL 15: 40 bytes of options that are not there
+    const arp = Buffer.from(good);
+    arp.writeUInt16BE(0x0806, 12);
+    const cases: [string, Buffer][] = [
+      ['first fragment', toService({ sport: 46001, fragField: 0x2000 })],
+      ['later fragment', toService({ sport: 46002, fragField: 0x0010 })],
+      ['IHL below 5', badIhl],
+      ['IP version 6 in an IPv4 frame', badVersion],
+      ['total length past the frame', longTotLen],
+      ['truncated TCP header', good.subarray(0, 14 + 20 + 10)],
+      ['IP options past the frame', optionsPastEnd],
+      ['ARP', arp],
+    ];
+    for (const [what, frame] of cases) {
+      const { retval, out } = run('fromPod', frame);
+      assert.equal(retval, TC_ACT_OK, what);
+      assert.deepEqual(out, frame, `${what} is unchanged`);
+    }
+  });
+});
