@@ -1,0 +1,37 @@
+// Command-line value parsing shared by every subcommand.
+
+const MS_PER_UNIT: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  'µs': 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+const DURATION = /^(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)/;
+
+/**
+ * Parses a Go-style duration ("500ms", "30s", "1m", "1h30m", "1.5h") into
+ * milliseconds. Like Go's time.ParseDuration, every number needs a unit except
+ * a bare "0"; unlike it, negative durations are rejected since no interval
+ * can be negative.
+ */
+export function parseDuration(text: string): number {
+  const invalid = (why: string) =>
+    new Error(`invalid duration ${JSON.stringify(text)}: ${why} (examples: 500ms, 30s, 1m, 1h30m)`);
+  if (text === '0') return 0;
+  if (text === '') throw invalid('empty');
+  if (text.startsWith('-')) throw invalid('must not be negative');
+  let rest = text;
+  let total = 0;
+  while (rest !== '') {
+    const term = DURATION.exec(rest)?.[0];
+    if (term === undefined) throw invalid(`cannot parse ${JSON.stringify(rest)} as <number><unit> with unit ns, us, ms, s, m or h`);
+    const unit = /[a-zµ]+$/.exec(term)![0];
+    total += Number(term.slice(0, -unit.length)) * MS_PER_UNIT[unit]!;
+    rest = rest.slice(term.length);
+  }
+  return total;
+}

@@ -1,0 +1,57 @@
+// The TS encoders' layouts against the BTF of the built BPF object, so the
+// C structs and their TypeScript mirrors cannot drift apart.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { native } from '../../src/native/index.js';
+import { OBJECT_PATH } from '../../src/backends/ebpf/datapath.js';
+import {
+  decodeFlowKey,
+  decodeSvcKey,
+  decodeSvcValue,
+  encodeFlowKey,
+  encodeSvcBackend,
+  encodeSvcCount,
+  encodeSvcKey,
+  layouts,
+} from '../../src/backends/ebpf/encoding.js';
+
+describe('map encoders match the BTF of the built object', () => {
+  const names = Object.keys(layouts);
+  const btf = native().btfStructs(OBJECT_PATH, names);
+
+  for (const [name, layout] of Object.entries(layouts)) {
+    it(`struct ${name}`, () => {
+      const struct = btf[name];
+      assert.ok(struct, `struct ${name} in ${OBJECT_PATH}`);
+      assert.equal(layout.size, struct.size, `size of ${name}`);
+      for (const [field, { offset, size }] of Object.entries(layout.fields)) {
+        const member = struct.members.find((m) => m.name === field);
+        assert.ok(member, `${name}.${field} exists in BTF`);
+        assert.deepEqual({ offset, size }, { offset: member.offset, size: member.size }, `${name}.${field}`);
+      }
+      // Every member the control plane does not write is padding.
+      const unwritten = struct.members.filter((m) => !(m.name in layout.fields)).map((m) => m.name);
+      assert.ok(unwritten.every((m) => m.startsWith('pad')), `${name} members the encoders ignore: ${unwritten.join(', ')}`);
+    });
+  }
+});
+
+describe('map encoders round-trip', () => {
+  it('service keys and values, in network byte order where the packet has it', () => {
+    const frontend = { ip: '10.96.0.10', port: 443, protocol: 'UDP' as const };
+    const key = encodeSvcKey(frontend, 3);
+    assert.deepEqual([...key.subarray(0, 7)], [10, 96, 0, 10, 0x01, 0xbb, 17]);
+    assert.deepEqual(decodeSvcKey(key), { frontend, slot: 3 });
+    assert.equal(decodeSvcValue(encodeSvcCount(7)).count, 7);
+    assert.deepEqual(decodeSvcValue(encodeSvcBackend({ ip: '10.244.1.2', port: 8443 })).backend, { ip: '10.244.1.2', port: 8443 });
+  });
+
+  it('flow keys', () => {
+    const flow = { saddr: '10.244.0.2', daddr: '10.96.0.10', sport: 40000, dport: 80, protocol: 'TCP' as const };
+    assert.deepEqual(decodeFlowKey(encodeFlowKey(flow)), flow);
+  });
+
+  it('rejects what is not IPv4', () => {
+    assert.throws(() => encodeSvcKey({ ip: 'fd00::1', port: 80, protocol: 'TCP' }, 0), /not an IPv4 address/);
+  });
+});

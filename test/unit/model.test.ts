@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ServicePortState } from '../../src/backends/backend.js';
+import { ProxyModel } from '../../src/model/model.js';
+import { parseObject, type RawObject } from '../../src/model/objects.js';
+import { rawNode, rawService, rawSlice, readyEndpoint } from './fixtures.js';
+
+function modelWith(...objects: RawObject[]): ProxyModel {
+  const model = new ProxyModel();
+  for (const raw of objects) model.upsert(parseObject(raw));
+  return model;
+}
+
+function portState(model: ProxyModel, key: string): ServicePortState {
+  const state = model.desiredState().get(key);
+  assert.ok(state, `no state for ${key}; have ${[...model.desiredState().keys()].join(', ')}`);
+  return state;
+}
+
+function destinationsOf(model: ProxyModel, key: string): string[] {
+  return portState(model, key).destinations.map((d) => `${d.ip}:${d.port}`);
+}
+
+const httpPort = [{ name: 'http', port: 8080 }];
+
+describe('endpoint selection', () => {
+  test('only ready endpoints receive traffic; absent ready counts as ready', () => {
+    const model = modelWith(
+      rawService('web'),
+      rawSlice('web-1', 'web', httpPort, [
+        readyEndpoint('10.1.0.1'),
+        { addresses: ['10.1.0.2'], conditions: { ready: false } },
+        { addresses: ['10.1.0.3'], conditions: { ready: false, serving: true, terminating: true } },
+        { addresses: ['10.1.0.4'] },
+      ]),
+    );
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080', '10.1.0.4:8080']);
+  });
+
+  test('endpoints of all slices of the service are merged', () => {
+    const model = modelWith(
+      rawService('web'),
+      rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]),
+      rawSlice('web-2', 'web', httpPort, [readyEndpoint('10.1.0.2')]),
+      rawSlice('other-1', 'other', httpPort, [readyEndpoint('10.1.0.3')]),
+    );
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080', '10.1.0.2:8080']);
+  });
+
+  test('slices in another namespace do not count', () => {
+    const model = modelWith(rawService('web'), rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1')], 'shop'));
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), []);
+  });
+
+  test('slice ports match by name and protocol, and give the destination port', () => {
+    const model = modelWith(
+      rawService('web', { ports: [{ name: 'http', port: 80, targetPort: 'web' }] }),
+      rawSlice('web-1', 'web', [{ name: 'http', port: 8080 }], [readyEndpoint('10.1.0.1')]),
+      rawSlice('web-2', 'web', [{ name: 'metrics', port: 9090 }], [readyEndpoint('10.1.0.2')]),
+      rawSlice('web-3', 'web', [{ name: 'http', port: 8081, protocol: 'UDP' }], [readyEndpoint('10.1.0.3')]),
+      rawSlice('web-4', 'web', [{ name: 'http' }], [readyEndpoint('10.1.0.4')]),
+    );
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080']);
+  });
+
+  test('one named port may map to different target ports on different endpoints', () => {
+    const model = modelWith(
+      rawService('web', { ports: [{ name: 'http', port: 80, targetPort: 'web' }] }),
+      rawSlice('web-1', 'web', [{ name: 'http', port: 8080 }], [readyEndpoint('10.1.0.1')]),
+      rawSlice('web-2', 'web', [{ name: 'http', port: 8443 }], [readyEndpoint('10.1.0.2')]),
+    );
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080', '10.1.0.2:8443']);
+  });
+
+  test('an unnamed single port matches the unnamed slice port', () => {
+    const model = modelWith(rawService('web', { ports: [{ port: 80 }] }), rawSlice('web-1', 'web', [{ port: 8080 }], [readyEndpoint('10.1.0.1')]));
+    const state = portState(model, 'default/web:');
+    assert.equal(state.portName, '');
+    assert.deepEqual(destinationsOf(model, 'default/web:'), ['10.1.0.1:8080']);
+  });
+
+  test('a multi-port service yields one state per port', () => {
+    const model = modelWith(
+      rawService('dns', {
+        clusterIP: '10.96.0.10',
+        ports: [
+          { name: 'dns', port: 53, protocol: 'UDP' },
+          { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+        ],
+      }),
+      rawSlice('dns-1', 'dns', [{ name: 'dns', port: 5353, protocol: 'UDP' }, { name: 'dns-tcp', port: 5353 }], [readyEndpoint('10.1.0.1')]),
+    );
+    assert.deepEqual(
+      [...model.desiredState().values()].map(({ key, namespace, name, portName, frontend }) => ({ key, namespace, name, portName, frontend })),
+      [
+        { key: 'default/dns:dns', namespace: 'default', name: 'dns', portName: 'dns', frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' } },
+        { key: 'default/dns:dns-tcp', namespace: 'default', name: 'dns', portName: 'dns-tcp', frontend: { ip: '10.96.0.10', port: 53, protocol: 'TCP' } },
+      ],
+    );
+    assert.deepEqual(destinationsOf(model, 'default/dns:dns'), ['10.1.0.1:5353']);
+    assert.deepEqual(destinationsOf(model, 'default/dns:dns-tcp'), ['10.1.0.1:5353']);
+  });
+
+  test('destinations are deduplicated and sorted numerically by IP, then port', () => {
+    const model = modelWith(
+      rawService('web'),
+      rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.10'), readyEndpoint('10.1.0.9'), readyEndpoint('9.1.0.1')]),
+      rawSlice('web-2', 'web', httpPort, [readyEndpoint('10.1.0.9'), readyEndpoint('10.1.0.10')]),
+      rawSlice('web-3', 'web', [{ name: 'http', port: 80 }], [readyEndpoint('10.1.0.9')]),
+    );
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['9.1.0.1:8080', '10.1.0.9:80', '10.1.0.9:8080', '10.1.0.10:8080']);
+  });
+
+  test('IPv6 slices are ignored', () => {
+    const model = modelWith(rawService('web'), { ...rawSlice('web-v6', 'web', httpPort, [{ addresses: ['fd00::1'] }]), addressType: 'IPv6' });
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), []);
+  });
+});
+
+describe('frontends', () => {
+  test('ClusterIP, NodePort and LoadBalancer services are served on their ClusterIP', () => {
+    for (const type of ['ClusterIP', 'NodePort', 'LoadBalancer']) {
+      const model = modelWith(rawService('web', { type, clusterIP: '10.96.0.7' }));
+      assert.deepEqual(portState(model, 'default/web:http').frontend, { ip: '10.96.0.7', port: 80, protocol: 'TCP' }, type);
+    }
+  });
+
+  test('headless, ExternalName and unallocated services produce nothing', () => {
+    const model = modelWith(
+      rawService('headless', { clusterIP: 'None' }),
+      rawSlice('headless-1', 'headless', httpPort, [readyEndpoint('10.1.0.1')]),
+      rawService('external', { type: 'ExternalName', clusterIP: undefined, externalName: 'db.example.com', ports: [] }),
+      rawService('pending', { clusterIP: undefined }),
+    );
+    assert.equal(model.desiredState().size, 0);
+  });
+
+  test('a dual-stack service is served on its IPv4 ClusterIP', () => {
+    const model = modelWith(rawService('web', { clusterIP: 'fd00::7', clusterIPs: ['fd00::7', '10.96.0.7'] }));
+    assert.equal(portState(model, 'default/web:http').frontend.ip, '10.96.0.7');
+  });
+
+  test('nodes do not change the desired state', () => {
+    const model = modelWith(rawService('web'));
+    const before = model.desiredState();
+    assert.equal(model.upsert(parseObject(rawNode('worker-1', 'zone-a', '192.168.1.11'))), true);
+    assert.equal(model.desiredState(), before);
+  });
+});
+
+describe('changes', () => {
+  test('a slice arriving before its service is used once the service arrives', () => {
+    const model = modelWith(rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]));
+    assert.equal(model.desiredState().size, 0);
+    model.upsert(parseObject(rawService('web')));
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080']);
+  });
+
+  test('deleting a slice removes its endpoints; deleting the service removes its ports', () => {
+    const model = modelWith(
+      rawService('web'),
+      rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]),
+      rawSlice('web-2', 'web', httpPort, [readyEndpoint('10.1.0.2')]),
+    );
+    assert.equal(model.delete('EndpointSlice', 'default', 'web-1'), true);
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.2:8080']);
+    assert.equal(model.delete('Service', 'default', 'web'), true);
+    assert.equal(model.desiredState().has('default/web:http'), false);
+    assert.equal(model.delete('Service', 'default', 'web'), false);
+    assert.equal(model.delete('Node', '', 'worker-9'), false);
+  });
+
+  test('a slice moved to another service leaves the old one', () => {
+    const model = modelWith(rawService('web'), rawService('api'), rawSlice('shared-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]));
+    model.upsert(parseObject(rawSlice('shared-1', 'api', httpPort, [readyEndpoint('10.1.0.1')])));
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), []);
+    assert.deepEqual(destinationsOf(model, 'default/api:http'), ['10.1.0.1:8080']);
+  });
+
+  test('an endpoint turning unready leaves the destinations', () => {
+    const model = modelWith(rawService('web'), rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1'), readyEndpoint('10.1.0.2')]));
+    model.upsert(parseObject(rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1'), { addresses: ['10.1.0.2'], conditions: { ready: false } }])));
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080']);
+  });
+});
+
+describe('caching', () => {
+  test('the same state is returned until something changes, and unchanged services keep their entries', () => {
+    const model = modelWith(rawService('web'), rawService('api', { clusterIP: '10.96.0.11' }), rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]));
+    const first = model.desiredState();
+    assert.equal(model.desiredState(), first);
+    assert.equal(model.upsert(parseObject(rawService('web'))), false, 'an identical upsert is not a change');
+    assert.equal(model.desiredState(), first);
+
+    model.upsert(parseObject(rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.2')])));
+    const second = model.desiredState();
+    assert.notEqual(second, first);
+    assert.equal(second.get('default/api:http'), first.get('default/api:http'));
+    assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.2:8080']);
+    assert.deepEqual(first.get('default/web:http')!.destinations, [{ ip: '10.1.0.1', port: 8080 }], 'an earlier result is never modified');
+  });
+
+  test('100,000 service ports: one change is recomputed quickly', () => {
+    const model = new ProxyModel();
+    const serviceCount = 50_000;
+    const ports = [
+      { name: 'http', port: 80 },
+      { name: 'https', port: 443 },
+    ];
+    const slicePorts = [
+      { name: 'http', port: 8080 },
+      { name: 'https', port: 8443 },
+    ];
+    for (let i = 0; i < serviceCount; i++) {
+      const name = `svc-${i}`;
+      model.upsert(parseObject(rawService(name, { clusterIP: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, ports })));
+      const endpoints = [0, 1, 2].map((j) => readyEndpoint(`10.200.${(i >> 8) & 255}.${(i + j) & 255}`));
+      model.upsert(parseObject(rawSlice(`${name}-abcde`, name, slicePorts, endpoints)));
+    }
+    const full = timed(() => model.desiredState());
+    assert.equal(full.result.size, 100_000);
+
+    model.upsert(parseObject(rawSlice('svc-7-abcde', 'svc-7', slicePorts, [readyEndpoint('10.250.0.1')])));
+    const incremental = timed(() => model.desiredState());
+    assert.equal(incremental.result.size, 100_000);
+    assert.deepEqual(incremental.result.get('default/svc-7:https')!.destinations, [{ ip: '10.250.0.1', port: 8443 }]);
+    // Only svc-7 is recomputed; the rest is reassembling the map.
+    assert.ok(incremental.ms < 250, `recomputing after one change took ${incremental.ms.toFixed(1)} ms (full: ${full.ms.toFixed(1)} ms)`);
+  });
+});
+
+function timed<T>(fn: () => T): { result: T; ms: number } {
+  const start = performance.now();
+  const result = fn();
+  return { result, ms: performance.now() - start };
+}
