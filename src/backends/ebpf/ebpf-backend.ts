@@ -1,0 +1,161 @@
+// The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
+// by TC programs on every pod-facing interface.
+import type { Backend, DesiredState, Destination, FrontendView, ServicePortState, SyncStats } from '../backend.js';
+import { frontendKey } from '../backend.js';
+import { native, type NativeAddon } from '../../native/index.js';
+import type { Logger } from '../../log.js';
+import { Attacher, detachAll } from './attach.js';
+import { addStale, flushStaleFlows, type StaleDestinations } from './conntrack.js';
+import { type LoadedDatapath, type MapFds, closeMaps, loadDatapath, openPinnedMaps, removePins } from './datapath.js';
+import { LinkWatcher } from './links.js';
+import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
+
+export interface EbpfOptions {
+  pinPath: string;
+  log: Logger;
+}
+
+export interface EbpfRunOptions extends EbpfOptions {
+  /** Attach to every interface whose name starts with this. */
+  interfacePrefix: string;
+}
+
+const destKey = (d: Destination): string => `${d.ip}:${d.port}`;
+
+function sameDestinations(a: readonly Destination[], b: readonly Destination[]): boolean {
+  if (a.length !== b.length) return false;
+  const keys = new Set(a.map(destKey));
+  return b.every((d) => keys.has(destKey(d)));
+}
+
+/** Service ports by frontend; a frontend claimed twice goes to the smallest key, with a warning. */
+function indexByFrontend(state: DesiredState, log: Logger): Map<string, ServicePortState> {
+  const index = new Map<string, ServicePortState>();
+  for (const sp of state.values()) {
+    const fk = frontendKey(sp.frontend);
+    const other = index.get(fk);
+    if (other) {
+      const [keep, drop] = other.key < sp.key ? [other, sp] : [sp, other];
+      log.warn({ frontend: fk, kept: keep.key, ignored: drop.key }, 'two service ports claim one frontend');
+      index.set(fk, keep);
+    } else {
+      index.set(fk, sp);
+    }
+  }
+  return index;
+}
+
+export class EbpfBackend implements Backend {
+  readonly name = 'ebpf';
+  /** What the map holds, by frontendKey: read at start, then kept by sync. */
+  private applied = new Map<string, ServiceEntry>();
+  /** Frontends each service port key was last programmed with. */
+  private frontendsOf = new Map<string, string>();
+  private attacher: Attacher | undefined;
+  private watcher: LinkWatcher | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly lib: NativeAddon,
+    private readonly opts: EbpfOptions,
+    private readonly maps: MapFds | null,
+    private readonly loaded: LoadedDatapath | null,
+  ) {}
+
+  /** Loads (or reuses) the datapath and attaches to matching interfaces, now and as they appear. */
+  static async run(opts: EbpfRunOptions): Promise<EbpfBackend> {
+    const lib = native();
+    const loaded = loadDatapath(lib, opts.pinPath);
+    const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
+    backend.applied = new ServiceMap(lib, loaded.maps.svc).readAll();
+    opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size }, 'ebpf datapath loaded');
+    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts.interfacePrefix, opts.log);
+    backend.attacher = attacher;
+    const reconcile = (): void => {
+      attacher.reconcile().catch((err: Error) => opts.log.error({ err: err.message }, 'attaching to interfaces failed'));
+    };
+    backend.watcher = new LinkWatcher(reconcile, (err) => opts.log.warn({ err: err.message }, 'link watch'));
+    backend.watcher.start();
+    await attacher.reconcile();
+    return backend;
+  }
+
+  /** Reads what an earlier kube-lb pinned, for inspect and cleanup. */
+  static open(opts: EbpfOptions): EbpfBackend {
+    const lib = native();
+    return new EbpfBackend(lib, opts, openPinnedMaps(lib, opts.pinPath), null);
+  }
+
+  async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+    if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
+    const maps = this.loaded.maps;
+    const byFrontend = indexByFrontend(state, this.opts.log);
+
+    const candidates = new Set<string>();
+    if (changed === null) {
+      for (const fk of byFrontend.keys()) candidates.add(fk);
+      for (const fk of this.applied.keys()) candidates.add(fk);
+    } else {
+      for (const key of changed) {
+        const now = state.get(key);
+        if (now) candidates.add(frontendKey(now.frontend));
+        const before = this.frontendsOf.get(key);
+        if (before) candidates.add(before);
+      }
+    }
+
+    const changes: ServiceChange[] = [];
+    const stale: StaleDestinations = new Map();
+    for (const fk of candidates) {
+      const wanted = byFrontend.get(fk);
+      const current = this.applied.get(fk);
+      if (wanted && current && sameDestinations(current.slots, wanted.destinations)) continue;
+      if (!wanted && !current) continue;
+      const frontend = (wanted ?? current)!.frontend;
+      changes.push({ frontend, current: current?.slots ?? null, wanted: wanted?.destinations ?? null });
+      if (current) {
+        const keep = new Set((wanted?.destinations ?? []).map(destKey));
+        addStale(stale, frontend, current.slots.filter((d) => !keep.has(destKey(d))));
+      }
+    }
+
+    const tables = new ServiceMap(this.lib, maps.svc).apply(changes);
+    let removed = 0;
+    for (const { frontend } of changes) {
+      const fk = frontendKey(frontend);
+      const slots = tables.get(fk);
+      if (slots) this.applied.set(fk, { frontend, slots });
+      else if (this.applied.delete(fk)) removed++;
+    }
+    for (const key of changed ?? state.keys()) {
+      const now = state.get(key);
+      if (now) this.frontendsOf.set(key, frontendKey(now.frontend));
+      else this.frontendsOf.delete(key);
+    }
+    const flushed = flushStaleFlows(this.lib, maps, stale);
+    if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
+    if (changed === null) await this.attacher?.reconcile();
+    return { frontendsWritten: changes.length - removed, frontendsRemoved: removed };
+  }
+
+  async inspect(): Promise<FrontendView[]> {
+    if (!this.maps) return [];
+    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
+    return entries.map((e) => ({ frontend: e.frontend, destinations: e.slots }));
+  }
+
+  async cleanup(): Promise<void> {
+    this.watcher?.stop();
+    await detachAll(this.lib, this.maps?.ifaces ?? null, this.opts.log);
+    await this.close();
+    removePins(this.opts.pinPath);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher?.stop();
+    if (this.loaded) this.loaded.object.close();
+    else if (this.maps) closeMaps(this.lib, this.maps);
+  }
+}

@@ -1,0 +1,51 @@
+// The node's network interfaces, read and watched through iproute2 so the
+// answer always comes from the current network namespace (sysfs may show
+// another one's, e.g. under nsenter --net).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface Link {
+  ifindex: number;
+  name: string;
+}
+
+export async function listLinks(): Promise<Link[]> {
+  const { stdout } = await run('ip', ['-j', 'link', 'show']);
+  return (JSON.parse(stdout) as { ifindex: number; ifname: string }[]).map((l) => ({ ifindex: l.ifindex, name: l.ifname }));
+}
+
+/** Calls onChange (debounced) whenever a link appears, changes or goes away. */
+export class LinkWatcher {
+  private child: ChildProcess | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly onChange: () => void,
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    const child = spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.child = child;
+    child.stdout!.on('data', () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(this.onChange, 20);
+    });
+    child.on('error', (err) => this.onError(err));
+    child.on('exit', (code) => {
+      if (this.stopped) return;
+      this.onError(new Error(`ip monitor link exited with ${code}; restarting it`));
+      setTimeout(() => !this.stopped && this.start(), 1000).unref();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.child?.kill();
+  }
+}

@@ -1,0 +1,118 @@
+// What a scenario runs against: a sandboxed node, a manifest directory and
+// one kube-lb process driving one backend.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { projectRoot } from '../../src/native/index.js';
+import { type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
+import { type ServiceSpec, writeManifest } from '../lib/manifests.js';
+
+export const KUBE_LB = path.join(projectRoot, 'bin', 'kube-lb');
+
+export interface PodSpec {
+  name: string;
+  ip: string;
+  /** Serves TCP 8080 and 8081 and UDP 5353 (the default) or nothing. */
+  serves?: boolean;
+}
+
+export const SERVER_TCP_PORTS = [8080, 8081];
+export const SERVER_UDP_PORTS = [5353];
+
+export class ScenarioContext {
+  private kubeLbProcess: ChildProcess | undefined;
+  private logs = '';
+
+  private constructor(
+    readonly backend: string,
+    readonly sandbox: NodeSandbox,
+    readonly manifestsDir: string,
+  ) {}
+
+  static async create(backend: string, pods: PodSpec[]): Promise<ScenarioContext> {
+    const sandbox = await NodeSandbox.create();
+    const ctx = new ScenarioContext(backend, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
+    for (const pod of pods) {
+      await sandbox.addPod(pod.name, pod.ip);
+      if (pod.serves ?? true) await sandbox.startServer(pod.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS);
+    }
+    return ctx;
+  }
+
+  writeServices(file: string, services: ServiceSpec[]): void {
+    writeManifest(this.manifestsDir, file, services);
+  }
+
+  removeFile(file: string): void {
+    fs.unlinkSync(path.join(this.manifestsDir, file));
+  }
+
+  kubeLbArgs(): string[] {
+    return [
+      'run',
+      `--backend=${this.backend}`,
+      `--manifests=${this.manifestsDir}`,
+      '--hostname-override=node1',
+      `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
+      `--bpf-pin-path=${this.sandbox.pinPath}`,
+      '--cluster-cidr=10.244.0.0/16',
+    ];
+  }
+
+  /** Starts kube-lb in the node namespace; resolves after its first sync. */
+  async startKubeLb(): Promise<void> {
+    assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
+    const child = this.sandbox.spawnInNode(KUBE_LB, this.kubeLbArgs());
+    child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
+    this.kubeLbProcess = child;
+    await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
+  }
+
+  /** Stops kube-lb with SIGTERM and checks that it exits cleanly. */
+  async stopKubeLb(): Promise<void> {
+    const child = this.kubeLbProcess;
+    assert.ok(child, 'kube-lb is not running');
+    this.kubeLbProcess = undefined;
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (c) => resolve(c));
+      child.kill('SIGTERM');
+    });
+    assert.equal(code, 0, `kube-lb exit code; logs:\n${this.logs.slice(-3000)}`);
+  }
+
+  async kubeLb(...args: string[]): Promise<string> {
+    return (await this.sandbox.execInNode(KUBE_LB, [...args, `--backend=${this.backend}`, `--bpf-pin-path=${this.sandbox.pinPath}`])).stdout;
+  }
+
+  client(pod: string, mode: 'tcp' | 'udp' | 'hold', ip: string, port: number, countOrMs: number): Promise<ClientResult> {
+    return this.sandbox.client(pod, mode, ip, port, countOrMs);
+  }
+
+  /** Polls check until it returns true; returns the time it took, or fails after timeoutMs. */
+  async waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+    const start = performance.now();
+    while (performance.now() - start < timeoutMs) {
+      if (await check()) return performance.now() - start;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${what}: not true after ${timeoutMs} ms; kube-lb logs:\n${this.logs.slice(-3000)}`);
+  }
+
+  get kubeLbLogs(): string {
+    return this.logs;
+  }
+
+  /** Runs the backend's cleanup, checks it leaves nothing, and tears the sandbox down. */
+  async destroy(): Promise<void> {
+    try {
+      if (this.kubeLbProcess) await this.stopKubeLb();
+      await this.kubeLb('cleanup');
+      assert.equal(fs.existsSync(this.sandbox.pinPath), false, 'pins remain after cleanup');
+    } finally {
+      await this.sandbox.destroy();
+      fs.rmSync(this.manifestsDir, { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,112 @@
+// A pod's client in the test sandboxes. Prints one JSON line of results.
+//   node pod-client.js tcp IP PORT COUNT   COUNT new connections; who answered each
+//   node pod-client.js udp IP PORT COUNT   COUNT datagrams, each from a new socket
+//   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
+import net from 'node:net';
+import dgram from 'node:dgram';
+
+const [mode, ip, portArg, countArg] = process.argv.slice(2);
+const port = Number(portArg);
+const count = Number(countArg);
+const TIMEOUT_MS = 1000;
+
+interface Result {
+  answers: Record<string, number>;
+  failures: number;
+  errors: string[];
+}
+
+function note(result: Result, who: string | null, err?: string): void {
+  if (who) result.answers[who] = (result.answers[who] ?? 0) + 1;
+  else {
+    result.failures++;
+    if (err && result.errors.length < 5) result.errors.push(err);
+  }
+}
+
+function tcpOnce(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: ip!, port, timeout: TIMEOUT_MS });
+    sock.once('data', (d) => {
+      resolve(d.toString().split('\n')[0]!);
+      sock.destroy();
+    });
+    sock.once('timeout', () => {
+      sock.destroy();
+      reject(new Error('timeout'));
+    });
+    sock.once('error', reject);
+  });
+}
+
+function udpOnce(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const timer = setTimeout(() => {
+      sock.close();
+      reject(new Error('timeout'));
+    }, TIMEOUT_MS);
+    sock.once('message', (msg) => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(msg.toString());
+    });
+    sock.once('error', (err) => {
+      clearTimeout(timer);
+      sock.close();
+      reject(err);
+    });
+    sock.send('who', port, ip!);
+  });
+}
+
+async function repeat(once: () => Promise<string>): Promise<Result> {
+  const result: Result = { answers: {}, failures: 0, errors: [] };
+  for (let i = 0; i < count; i++) {
+    try {
+      note(result, await once());
+    } catch (err) {
+      note(result, null, (err as Error).message);
+    }
+  }
+  return result;
+}
+
+/** Holds one connection for `count` ms, sending a line every 50 ms; every answer must come back. */
+function hold(): Promise<Result & { sent: number }> {
+  return new Promise((resolve) => {
+    const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0 };
+    const sock = net.connect({ host: ip!, port });
+    let buffered = '';
+    let interval: NodeJS.Timeout | undefined;
+    const finish = (err?: string): void => {
+      clearInterval(interval);
+      if (err) note(result, null, err);
+      sock.destroy();
+      resolve(result);
+    };
+    sock.on('data', (d) => {
+      buffered += d.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) note(result, line);
+    });
+    sock.on('error', (err) => finish(err.message));
+    sock.on('close', () => finish());
+    sock.once('connect', () => {
+      interval = setInterval(() => {
+        sock.write('ping\n');
+        result.sent++;
+      }, 50);
+      setTimeout(() => {
+        clearInterval(interval);
+        // Let the last answers arrive.
+        setTimeout(() => finish(), 300);
+      }, count);
+    });
+  });
+}
+
+const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold }[mode as 'tcp' | 'udp' | 'hold'];
+if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error('usage: pod-client tcp|udp|hold IP PORT COUNT');
+process.stdout.write(JSON.stringify(await run()) + '\n');
