@@ -6,12 +6,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { projectRoot } from '../src/native/index.js';
+import { fileURLToPath } from 'node:url';
 import { type ServiceSpec, writeManifest } from '../test/lib/manifests.js';
 import { type ClientResult, NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
 
 const exec = promisify(execFile);
-const KUBE_LB = path.join(projectRoot, 'bin', 'kube-lb');
+const KUBE_LB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/kube-lb');
 const VIP = '10.96.0.10';
 
 const step = (n: number, text: string): void => console.log(`\n\x1b[1m${n}. ${text}\x1b[0m`);

@@ -5,11 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { projectRoot } from '../../src/native/index.js';
+import { cliPath } from '../lib/paths.js';
 import { type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { type ServiceSpec, writeManifest } from '../lib/manifests.js';
 
-export const KUBE_LB = path.join(projectRoot, 'bin', 'kube-lb');
 
 export interface PodSpec {
   name: string;
@@ -64,7 +63,7 @@ export class ScenarioContext {
   /** Starts kube-lb in the node namespace; resolves after its first sync. */
   async startKubeLb(): Promise<void> {
     assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
-    const child = this.sandbox.spawnInNode(KUBE_LB, this.kubeLbArgs());
+    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs()]);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
@@ -83,7 +82,7 @@ export class ScenarioContext {
   }
 
   async kubeLb(...args: string[]): Promise<string> {
-    return (await this.sandbox.execInNode(KUBE_LB, [...args, `--backend=${this.backend}`, `--bpf-pin-path=${this.sandbox.pinPath}`])).stdout;
+    return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.backend}`, `--bpf-pin-path=${this.sandbox.pinPath}`])).stdout;
   }
 
   client(pod: string, mode: 'tcp' | 'udp' | 'hold', ip: string, port: number, countOrMs: number): Promise<ClientResult> {

@@ -5,12 +5,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { projectRoot } from '../../src/native/index.js';
+import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
 
 const exec = promisify(execFile);
 const GATEWAY = '169.254.1.1';
-const libDir = path.join(projectRoot, 'dist', 'test', 'lib');
 
 export interface Pod {
   name: string;
@@ -111,7 +110,7 @@ export class NodeSandbox {
   /** Starts a pod's server answering with its name; resolves once it listens. */
   async startServer(podName: string, tcpPorts: number[], udpPorts: number[] = []): Promise<ChildProcess> {
     const pod = this.pod(podName);
-    const child = this.spawnIn(pod.ns, process.execPath, [path.join(libDir, 'pod-server.js'), pod.name, tcpPorts.join(','), udpPorts.join(',')]);
+    const child = this.spawnIn(pod.ns, process.execPath, [path.join(testLibDir, 'pod-server.js'), pod.name, tcpPorts.join(','), udpPorts.join(',')]);
     await waitForLine(child, /ready/, 10_000, `server in pod ${pod.name}`);
     return child;
   }
@@ -119,7 +118,7 @@ export class NodeSandbox {
   /** Runs the test client in a pod; see test/lib/pod-client.ts for the modes. */
   async client(podName: string, mode: 'tcp' | 'udp' | 'hold', target: string, port: number, countOrMs: number): Promise<ClientResult> {
     const pod = this.pod(podName);
-    const { stdout } = await exec('ip', ['netns', 'exec', pod.ns, process.execPath, path.join(libDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)], {
+    const { stdout } = await exec('ip', ['netns', 'exec', pod.ns, process.execPath, path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)], {
       timeout: 120_000,
     });
     return JSON.parse(stdout) as ClientResult;
