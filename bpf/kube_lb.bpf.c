@@ -41,11 +41,12 @@ int lb_from_pod(struct __sk_buff *skb)
 	struct packet pkt;
 	struct lb_ct_value new_ct, *ct;
 	struct lb_svc_value *backend;
+	lb_addr_t hairpin;
 	int no_backend;
 
 	if (parse_packet(skb, &pkt) < 0)
 		return TC_ACT_OK;
-	if (pkt.flow.daddr == bpf_htonl(LB_HAIRPIN_ADDR))
+	if (is_hairpin_addr(pkt.flow.daddr))
 		return hairpin_reply(skb, &pkt);
 
 	ct = bpf_map_lookup_elem(&kube_lb_ct, &pkt.flow);
@@ -65,7 +66,8 @@ int lb_from_pod(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	if (!(ct->flags & LB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
-	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, bpf_htonl(LB_HAIRPIN_ADDR)) < 0)
+	addr_set(hairpin, bpf_htonl(LB_HAIRPIN_ADDR));
+	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, hairpin) < 0)
 		return TC_ACT_SHOT;
 	return bounce_to_sender(skb);
 }

@@ -20,8 +20,10 @@ static __always_inline __u64 l4_csum_flags(const struct packet *pkt)
 
 /* addr_off: offsetof(struct iphdr, saddr) or offsetof(struct iphdr, daddr). */
 static __always_inline int nat_addr(struct __sk_buff *skb, const struct packet *pkt,
-				    __u32 addr_off, __be32 from, __be32 to)
+				    __u32 addr_off, const lb_addr_t from_addr, const lb_addr_t to_addr)
 {
+	__be32 from = addr_get(from_addr), to = addr_get(to_addr);
+
 	if (bpf_l4_csum_replace(skb, pkt->csum_off, from, to,
 				l4_csum_flags(pkt) | BPF_F_PSEUDO_HDR | sizeof(to)) < 0)
 		return -1;
@@ -31,10 +33,13 @@ static __always_inline int nat_addr(struct __sk_buff *skb, const struct packet *
 	return bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, &to, sizeof(to), 0);
 }
 
-/* port_off: 0 for the source port, 2 for the destination port. */
+/* port_off: 0 for the source port, 2 for the destination port; ports in
+ * host order, as the maps hold them. */
 static __always_inline int nat_port(struct __sk_buff *skb, const struct packet *pkt,
-				    __u32 port_off, __be16 from, __be16 to)
+				    __u32 port_off, __u16 from_port, __u16 to_port)
 {
+	__be16 from = bpf_htons(from_port), to = bpf_htons(to_port);
+
 	if (from == to)
 		return 0;
 	if (bpf_l4_csum_replace(skb, pkt->csum_off, from, to,

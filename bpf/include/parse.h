@@ -18,8 +18,21 @@
 struct packet {
 	__u32 l4_off;	    /* offset of the TCP/UDP header */
 	__u32 csum_off;	    /* offset of the L4 checksum */
-	struct lb_flow_key flow;
+	struct lb_flow_key flow; /* in map format: ports in host order */
 };
+
+static __always_inline __be32 addr_get(const lb_addr_t a)
+{
+	__be32 v;
+
+	__builtin_memcpy(&v, a, sizeof(v));
+	return v;
+}
+
+static __always_inline void addr_set(lb_addr_t a, __be32 v)
+{
+	__builtin_memcpy(a, &v, sizeof(v));
+}
 
 /* Returns 0 for an IPv4 TCP or UDP packet kube-lb may translate, -1 for
  * anything else: other protocols, fragments (only the first one carries
@@ -29,7 +42,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pk
 {
 	struct ethhdr eth;
 	struct iphdr ip;
-	__u16 ports[2];
+	__be16 ports[2];
 	__u32 ip_len;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
@@ -60,12 +73,12 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pk
 	if (bpf_skb_load_bytes(skb, pkt->l4_off, ports, sizeof(ports)) < 0)
 		return -1;
 
-	pkt->flow.saddr = ip.saddr;
-	pkt->flow.daddr = ip.daddr;
-	pkt->flow.sport = ports[0];
-	pkt->flow.dport = ports[1];
+	__builtin_memset(&pkt->flow, 0, sizeof(pkt->flow));
+	addr_set(pkt->flow.saddr, ip.saddr);
+	addr_set(pkt->flow.daddr, ip.daddr);
+	pkt->flow.sport = bpf_ntohs(ports[0]);
+	pkt->flow.dport = bpf_ntohs(ports[1]);
 	pkt->flow.proto = ip.protocol;
-	pkt->flow.pad[0] = pkt->flow.pad[1] = pkt->flow.pad[2] = 0;
 	return 0;
 }
 

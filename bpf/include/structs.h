@@ -2,19 +2,24 @@
  *
  * The TypeScript encoders in src/backends/ebpf/encoding.ts mirror these
  * layouts; a unit test checks sizes and offsets against the BTF of the built
- * object, so change both sides together. Addresses and ports are stored in
- * network byte order, exactly as they appear in packets. */
+ * object, so change both sides together.
+ *
+ * Made to be read with `bpftool map dump`: addresses are byte arrays in
+ * packet order, so they print as [10,96,0,10], and ports are in host byte
+ * order, so they print as 80. */
 #ifndef KUBE_LB_STRUCTS_H
 #define KUBE_LB_STRUCTS_H
 
 #include <linux/types.h>
 
+typedef __u8 lb_addr_t[4];
+
 /* One service frontend (ClusterIP, port, protocol) and a slot number.
  * Slot 0 holds the service itself (backend count); slots 1..count hold one
  * backend each, so a random pick is one extra hash lookup, never a loop. */
 struct lb_svc_key {
-	__be32 vip;
-	__be16 port;
+	lb_addr_t vip;
+	__u16 port;
 	__u8 proto;
 	__u8 pad;
 	__u16 slot;
@@ -23,36 +28,36 @@ struct lb_svc_key {
 
 struct lb_svc_value {
 	__u16 count;	      /* slot 0: number of backend slots in use */
-	__u16 flags;	      /* slot 0: LB_SVC_F_* */
-	__be32 backend_addr;  /* slots >= 1 */
-	__be16 backend_port;  /* slots >= 1 */
+	__u16 flags;	      /* slot 0: reserved for service flags */
+	lb_addr_t backend_addr; /* slots >= 1 */
+	__u16 backend_port;   /* slots >= 1 */
 	__u16 pad;
 };
 
 /* A flow as seen in a packet: the key of both conntrack maps. */
 struct lb_flow_key {
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;
-	__be16 dport;
+	lb_addr_t saddr;
+	lb_addr_t daddr;
+	__u16 sport;
+	__u16 dport;
 	__u8 proto;
 	__u8 pad[3];
 };
 
 /* Forward conntrack: client -> frontend tuple to the chosen backend. */
 struct lb_ct_value {
-	__be32 backend_addr;
-	__be16 backend_port;
+	lb_addr_t backend_addr;
+	__u16 backend_port;
 	__u16 flags;	      /* LB_CT_F_* */
 };
 
 /* Reverse NAT: backend -> client (or hairpin address) tuple to what the
  * client expects to see as its peer. */
 struct lb_rnat_value {
-	__be32 vip;
-	__be16 vport;
+	lb_addr_t vip;
+	__u16 vport;
 	__u16 flags;	      /* LB_CT_F_* */
-	__be32 client_addr;   /* hairpin: the client's real address */
+	lb_addr_t client_addr; /* hairpin: the client's real address */
 };
 
 /* Interfaces kube-lb attached to, so cleanup finds them after a restart. */

@@ -37,10 +37,10 @@ describe('map encoders match the BTF of the built object', () => {
 });
 
 describe('map encoders round-trip', () => {
-  it('service keys and values, in network byte order where the packet has it', () => {
+  it('service keys and values: addresses in packet order, ports in host order', () => {
     const frontend = { ip: '10.96.0.10', port: 443, protocol: 'UDP' as const };
     const key = encodeSvcKey(frontend, 3);
-    assert.deepEqual([...key.subarray(0, 7)], [10, 96, 0, 10, 0x01, 0xbb, 17]);
+    assert.deepEqual([...key.subarray(0, 7)], [10, 96, 0, 10, 0xbb, 0x01, 17]);
     assert.deepEqual(decodeSvcKey(key), { frontend, slot: 3 });
     assert.equal(decodeSvcValue(encodeSvcCount(7)).count, 7);
     assert.deepEqual(decodeSvcValue(encodeSvcBackend({ ip: '10.244.1.2', port: 8443 })).backend, { ip: '10.244.1.2', port: 8443 });

@@ -1,6 +1,8 @@
 // Binary encoders and decoders for the eBPF maps' keys and values.
 // They mirror bpf/include/structs.h and consts.h; test/unit/encoding-btf.test.ts
 // checks every layout below against the BTF of the built object.
+// Addresses are bytes in packet order (written big-endian); ports, counts
+// and flags are in host order (little-endian, checked below).
 import os from 'node:os';
 import { type Destination, type Frontend, type Protocol, intToIpv4, ipv4ToInt } from '../backend.js';
 
@@ -45,7 +47,7 @@ const rnatValue = layouts.lb_rnat_value.fields;
 export function encodeSvcKey(f: Frontend, slot: number): Buffer {
   const b = Buffer.alloc(layouts.lb_svc_key.size);
   b.writeUInt32BE(ipv4ToInt(f.ip), svcKey.vip.offset);
-  b.writeUInt16BE(f.port, svcKey.port.offset);
+  b.writeUInt16LE(f.port, svcKey.port.offset);
   b.writeUInt8(protocolNumbers[f.protocol], svcKey.proto.offset);
   b.writeUInt16LE(slot, svcKey.slot.offset);
   return b;
@@ -55,7 +57,7 @@ export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; slot: num
   return {
     frontend: {
       ip: intToIpv4(b.readUInt32BE(at + svcKey.vip.offset)),
-      port: b.readUInt16BE(at + svcKey.port.offset),
+      port: b.readUInt16LE(at + svcKey.port.offset),
       protocol: protocolFromNumber(b.readUInt8(at + svcKey.proto.offset)),
     },
     slot: b.readUInt16LE(at + svcKey.slot.offset),
@@ -73,14 +75,14 @@ export function encodeSvcCount(count: number): Buffer {
 export function encodeSvcBackend(d: Destination): Buffer {
   const b = Buffer.alloc(layouts.lb_svc_value.size);
   b.writeUInt32BE(ipv4ToInt(d.ip), svcValue.backend_addr.offset);
-  b.writeUInt16BE(d.port, svcValue.backend_port.offset);
+  b.writeUInt16LE(d.port, svcValue.backend_port.offset);
   return b;
 }
 
 export function decodeSvcValue(b: Buffer, at = 0): { count: number; backend: Destination } {
   return {
     count: b.readUInt16LE(at + svcValue.count.offset),
-    backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16BE(at + svcValue.backend_port.offset) },
+    backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };
 }
 
@@ -96,8 +98,8 @@ export function encodeFlowKey(f: Flow): Buffer {
   const b = Buffer.alloc(layouts.lb_flow_key.size);
   b.writeUInt32BE(ipv4ToInt(f.saddr), flowKey.saddr.offset);
   b.writeUInt32BE(ipv4ToInt(f.daddr), flowKey.daddr.offset);
-  b.writeUInt16BE(f.sport, flowKey.sport.offset);
-  b.writeUInt16BE(f.dport, flowKey.dport.offset);
+  b.writeUInt16LE(f.sport, flowKey.sport.offset);
+  b.writeUInt16LE(f.dport, flowKey.dport.offset);
   b.writeUInt8(protocolNumbers[f.protocol], flowKey.proto.offset);
   return b;
 }
@@ -106,15 +108,15 @@ export function decodeFlowKey(b: Buffer, at = 0): Flow {
   return {
     saddr: intToIpv4(b.readUInt32BE(at + flowKey.saddr.offset)),
     daddr: intToIpv4(b.readUInt32BE(at + flowKey.daddr.offset)),
-    sport: b.readUInt16BE(at + flowKey.sport.offset),
-    dport: b.readUInt16BE(at + flowKey.dport.offset),
+    sport: b.readUInt16LE(at + flowKey.sport.offset),
+    dport: b.readUInt16LE(at + flowKey.dport.offset),
     protocol: protocolFromNumber(b.readUInt8(at + flowKey.proto.offset)),
   };
 }
 
 export function decodeCtValue(b: Buffer, at = 0): { backend: Destination; flags: number } {
   return {
-    backend: { ip: intToIpv4(b.readUInt32BE(at + ctValue.backend_addr.offset)), port: b.readUInt16BE(at + ctValue.backend_port.offset) },
+    backend: { ip: intToIpv4(b.readUInt32BE(at + ctValue.backend_addr.offset)), port: b.readUInt16LE(at + ctValue.backend_port.offset) },
     flags: b.readUInt16LE(at + ctValue.flags.offset),
   };
 }
@@ -122,7 +124,7 @@ export function decodeCtValue(b: Buffer, at = 0): { backend: Destination; flags:
 export function decodeRnatValue(b: Buffer, at = 0): { vip: string; vport: number; flags: number; clientAddr: string } {
   return {
     vip: intToIpv4(b.readUInt32BE(at + rnatValue.vip.offset)),
-    vport: b.readUInt16BE(at + rnatValue.vport.offset),
+    vport: b.readUInt16LE(at + rnatValue.vport.offset),
     flags: b.readUInt16LE(at + rnatValue.flags.offset),
     clientAddr: intToIpv4(b.readUInt32BE(at + rnatValue.client_addr.offset)),
   };
