@@ -20,6 +20,7 @@
 #include "include/parse.h"
 #include "include/nat.h"
 #include "include/lb.h"
+#include "include/conntrack.h"
 
 /* A hairpinned pod answers LB_HAIRPIN_ADDR: give it back its service. */
 static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct packet *pkt)
@@ -43,20 +44,26 @@ int lb_from_pod(struct __sk_buff *skb)
 	struct lb_svc_value *backend;
 	lb_addr_t hairpin;
 	int no_backend;
+	__u32 now;
 
 	if (parse_packet(skb, &pkt) < 0)
 		return TC_ACT_OK;
 	if (is_hairpin_addr(pkt.flow.daddr))
 		return hairpin_reply(skb, &pkt);
 
+	now = ct_now();
 	ct = bpf_map_lookup_elem(&kube_lb_ct, &pkt.flow);
-	if (ct) {
-		ensure_rnat(&pkt.flow, ct);
+	if (ct && !ct_is_over(ct, &pkt, now)) {
+		ct_refresh(&pkt, ct, now);
 	} else {
 		backend = pick_backend(&pkt.flow, &no_backend);
-		if (!backend)
-			return no_backend ? TC_ACT_SHOT : TC_ACT_OK;
-		if (ct_create(&pkt.flow, backend, &new_ct) < 0)
+		if (!backend) {
+			if (no_backend)
+				return TC_ACT_SHOT;
+			ct_forget_reply_of(&pkt);
+			return TC_ACT_OK;
+		}
+		if (ct_create(&pkt, backend, now, &new_ct) < 0)
 			return TC_ACT_SHOT;
 		ct = &new_ct;
 	}
@@ -84,6 +91,7 @@ int lb_to_pod(struct __sk_buff *skb)
 	/* Hairpin replies were translated on the way in. */
 	if (!rnat || (rnat->flags & LB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
+	ct_note_reply(&pkt, rnat);
 	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, rnat->vip) < 0 ||
 	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0)
 		return TC_ACT_SHOT;

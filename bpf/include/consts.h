@@ -8,6 +8,10 @@
 #define LB_HAIRPIN_ADDR 0xa9fe0701
 
 #define LB_CT_F_HAIRPIN 0x1
+#define LB_CT_F_CLOSING 0x2 /* a FIN or RST was seen: the next SYN is a new connection */
+
+/* A UDP flow idle this long is over, as nf_conntrack_udp_timeout says. */
+#define LB_UDP_TIMEOUT_S 30
 
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
 

@@ -18,8 +18,25 @@
 struct packet {
 	__u32 l4_off;	    /* offset of the TCP/UDP header */
 	__u32 csum_off;	    /* offset of the L4 checksum */
+	__u8 tcp_flags;	    /* TCP only: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
 	struct lb_flow_key flow; /* in map format: ports in host order */
 };
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* The first packet of a TCP connection. */
+static __always_inline int is_tcp_syn(const struct packet *pkt)
+{
+	return pkt->flow.proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
+
+static __always_inline int is_tcp_close(const struct packet *pkt)
+{
+	return pkt->flow.proto == IPPROTO_TCP && (pkt->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST));
+}
 
 static __always_inline __be32 addr_get(const lb_addr_t a)
 {
@@ -71,6 +88,10 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pk
 	if (bpf_ntohs(ip.tot_len) < ip_len || ETH_HLEN + bpf_ntohs(ip.tot_len) > skb->len)
 		return -1;
 	if (bpf_skb_load_bytes(skb, pkt->l4_off, ports, sizeof(ports)) < 0)
+		return -1;
+	pkt->tcp_flags = 0;
+	if (ip.protocol == IPPROTO_TCP &&
+	    bpf_skb_load_bytes(skb, pkt->l4_off + 13, &pkt->tcp_flags, 1) < 0)
 		return -1;
 
 	__builtin_memset(&pkt->flow, 0, sizeof(pkt->flow));

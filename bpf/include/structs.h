@@ -49,6 +49,7 @@ struct lb_ct_value {
 	lb_addr_t backend_addr;
 	__u16 backend_port;
 	__u16 flags;	      /* LB_CT_F_* */
+	__u32 last_seen;      /* seconds of CLOCK_MONOTONIC (coarse) */
 };
 
 /* Reverse NAT: backend -> client (or hairpin address) tuple to what the

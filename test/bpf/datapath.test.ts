@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { native } from '../../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { ServiceMap } from '../../src/backends/ebpf/service-map.js';
-import { encodeFlowKey, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
-import { buildPacket, parsePacket, type PacketSpec } from '../lib/packets.js';
+import { decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
+import { buildPacket, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { requireRoot } from '../lib/preconditions.js';
 
 const TC_ACT_OK = 0;
@@ -111,6 +111,45 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     const q = parsePacket(back.out);
     assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport], [tcpService.ip, tcpService.port, backend.ip, 44000]);
     assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
+  });
+
+  it('a TCP close ends the flow: the next SYN on its tuple is a new connection', () => {
+    const flow = encodeFlowKey({ saddr: client.ip, sport: 47000, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
+    run('fromPod', toService({ sport: 47000 }));
+    run('fromPod', toService({ sport: 47000, tcpFlags: TCP.ACK }));
+    assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).flags & LB_CT_F_CLOSING, 0, 'open');
+    // The server closes: its FIN, on the way to the client, marks the flow.
+    run('toPod', buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: 47000, protocol: 'TCP', tcpFlags: TCP.FIN | TCP.ACK }));
+    assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).flags & LB_CT_F_CLOSING, LB_CT_F_CLOSING, 'closing after FIN');
+    // The client's last ACK still translates; a new SYN starts afresh.
+    assert.equal(parsePacket(run('fromPod', toService({ sport: 47000, tcpFlags: TCP.ACK })).out).daddr, backend.ip);
+    assert.equal(parsePacket(run('fromPod', toService({ sport: 47000 })).out).daddr, backend.ip);
+    assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).flags & LB_CT_F_CLOSING, 0, 'a new connection');
+  });
+
+  it('a UDP flow idle past its timeout picks a backend afresh', () => {
+    const flow = encodeFlowKey({ saddr: client.ip, sport: 47100, daddr: udpService.ip, dport: udpService.port, protocol: 'UDP' });
+    run('fromPod', toService({ sport: 47100 }, udpService));
+    const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
+    assert.ok(nowS > 100, 'precondition: the monotonic clock is past 100 s');
+    // Age the entry, and point it at a backend the service does not have.
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: nowS - 31 }));
+    const p = parsePacket(run('fromPod', toService({ sport: 47100 }, udpService)).out);
+    assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353], 'the stale entry is not used');
+    assert.ok(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).lastSeen >= nowS, 'the entry is fresh again');
+  });
+
+  it('a direct flow on a tuple that once went through a service gets its replies untouched', () => {
+    for (const [protocol, svc, port] of [['TCP', tcpService, backend.port], ['UDP', udpService, 5353]] as const) {
+      run('fromPod', toService({ sport: 48000 }, svc));
+      const reply = encodeFlowKey({ saddr: backend.ip, sport: port, daddr: client.ip, dport: 48000, protocol });
+      assert.ok(lib.mapLookup(dp.maps.rnat, reply), `${protocol}: reverse entry of the service flow`);
+      // The same client port now talks to the endpoint directly.
+      const direct = buildPacket({ saddr: client.ip, sport: 48000, daddr: backend.ip, dport: port, protocol });
+      assert.deepEqual(run('fromPod', direct).out, direct, `${protocol}: the direct packet passes untouched`);
+      const answer = buildPacket({ saddr: backend.ip, sport: port, daddr: client.ip, dport: 48000, protocol, tcpFlags: TCP.SYN | TCP.ACK });
+      assert.deepEqual(run('toPod', answer).out, answer, `${protocol}: its reply is not rewritten`);
+    }
   });
 
   it('drops new flows to a service without ready endpoints', () => {

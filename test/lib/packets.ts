@@ -16,9 +16,12 @@ export interface PacketSpec {
   fragField?: number;
   /** Leave the UDP checksum at 0 ("no checksum"). */
   udpNoChecksum?: boolean;
+  /** TCP flags byte; SYN by default. */
+  tcpFlags?: number;
 }
 
 const PROTO = { TCP: 6, UDP: 17 } as const;
+export const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
 
 function mac(s: string): Buffer {
   return Buffer.from(s.split(':').map((h) => parseInt(h, 16)));
@@ -47,7 +50,7 @@ export function buildPacket(p: PacketSpec): Buffer {
   if (p.protocol === 'TCP') {
     l4.writeUInt32BE(1000, 4); // seq
     l4.writeUInt8(5 << 4, 12); // data offset
-    l4.writeUInt8(0x02, 13); // SYN
+    l4.writeUInt8(p.tcpFlags ?? TCP.SYN, 13);
     l4.writeUInt16BE(65535, 14); // window
   } else {
     l4.writeUInt16BE(l4.length, 4);

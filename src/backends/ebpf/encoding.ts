@@ -20,7 +20,7 @@ export const layouts = {
   lb_svc_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, slot: { offset: 8, size: 2 } } },
   lb_svc_value: { size: 12, fields: { count: { offset: 0, size: 2 }, flags: { offset: 2, size: 2 }, backend_addr: { offset: 4, size: 4 }, backend_port: { offset: 8, size: 2 } } },
   lb_flow_key: { size: 16, fields: { saddr: { offset: 0, size: 4 }, daddr: { offset: 4, size: 4 }, sport: { offset: 8, size: 2 }, dport: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } } },
-  lb_ct_value: { size: 8, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 } } },
+  lb_ct_value: { size: 12, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, last_seen: { offset: 8, size: 4 } } },
   lb_rnat_value: { size: 12, fields: { vip: { offset: 0, size: 4 }, vport: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, client_addr: { offset: 8, size: 4 } } },
   lb_iface_value: { size: 4, fields: { flags: { offset: 0, size: 4 } } },
 } satisfies Record<string, { size: number; fields: Record<string, Field> }>;
@@ -28,6 +28,7 @@ export const layouts = {
 /** From consts.h. */
 export const LB_HAIRPIN_ADDR = '169.254.7.1';
 export const LB_CT_F_HAIRPIN = 0x1;
+export const LB_CT_F_CLOSING = 0x2;
 export const LB_IFACE_F_CREATED_HOOK = 0x1;
 
 const protocolNumbers: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
@@ -114,11 +115,29 @@ export function decodeFlowKey(b: Buffer, at = 0): Flow {
   };
 }
 
-export function decodeCtValue(b: Buffer, at = 0): { backend: Destination; flags: number } {
+export interface CtValue {
+  backend: Destination;
+  flags: number;
+  /** Seconds of CLOCK_MONOTONIC (coarse) when the flow was last seen. */
+  lastSeen: number;
+}
+
+export function decodeCtValue(b: Buffer, at = 0): CtValue {
   return {
     backend: { ip: intToIpv4(b.readUInt32BE(at + ctValue.backend_addr.offset)), port: b.readUInt16LE(at + ctValue.backend_port.offset) },
     flags: b.readUInt16LE(at + ctValue.flags.offset),
+    lastSeen: b.readUInt32LE(at + ctValue.last_seen.offset),
   };
+}
+
+/** Only tests write conntrack entries; the datapath owns them. */
+export function encodeCtValue(v: CtValue): Buffer {
+  const b = Buffer.alloc(layouts.lb_ct_value.size);
+  b.writeUInt32BE(ipv4ToInt(v.backend.ip), ctValue.backend_addr.offset);
+  b.writeUInt16LE(v.backend.port, ctValue.backend_port.offset);
+  b.writeUInt16LE(v.flags, ctValue.flags.offset);
+  b.writeUInt32LE(v.lastSeen, ctValue.last_seen.offset);
+  return b;
 }
 
 export function decodeRnatValue(b: Buffer, at = 0): { vip: string; vport: number; flags: number; clientAddr: string } {

@@ -30,7 +30,16 @@ class Batch {
     return this.keys.length;
   }
   update(lib: NativeAddon, fd: number): void {
-    if (this.count > 0) lib.mapUpdateBatch(fd, Buffer.concat(this.keys), Buffer.concat(this.values), this.count);
+    if (this.count === 0) return;
+    try {
+      lib.mapUpdateBatch(fd, Buffer.concat(this.keys), Buffer.concat(this.values), this.count);
+    } catch (err) {
+      // The kernel says E2BIG when a hash map has no room left.
+      if ((err as NodeJS.ErrnoException).code === 'E2BIG') {
+        throw new Error(`kube_lb_svc is full: it holds at most ${lib.mapInfo(fd).maxEntries} entries (one per service port plus one per backend)`);
+      }
+      throw err;
+    }
   }
   delete(lib: NativeAddon, fd: number): void {
     if (this.count > 0) lib.mapDeleteBatch(fd, Buffer.concat(this.keys), this.count);

@@ -1,0 +1,133 @@
+/* Connection tracking of translated flows. A forward entry keeps a flow on
+ * its backend; a reverse entry lets replies be translated back. Entries
+ * live in LRU maps and end the way Linux conntrack ends them: a TCP SYN
+ * after a FIN or RST starts a new connection, a UDP flow idle past its
+ * timeout is over, and a packet of a direct (untranslated) flow proves a
+ * reverse entry with the same tuple stale. */
+#ifndef KUBE_LB_CONNTRACK_H
+#define KUBE_LB_CONNTRACK_H
+
+#include "maps.h"
+#include "parse.h"
+
+static __always_inline __u32 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns() / 1000000000;
+}
+
+static __always_inline int is_hairpin_addr(const lb_addr_t a)
+{
+	return addr_get(a) == bpf_htonl(LB_HAIRPIN_ADDR);
+}
+
+/* The reply tuple of a translated flow, as the backend sends it. */
+static __always_inline void reply_flow(const struct lb_flow_key *flow, const struct lb_ct_value *ct,
+				       struct lb_flow_key *reply)
+{
+	__builtin_memset(reply, 0, sizeof(*reply));
+	addr_set(reply->saddr, addr_get(ct->backend_addr));
+	addr_set(reply->daddr, (ct->flags & LB_CT_F_HAIRPIN) ? bpf_htonl(LB_HAIRPIN_ADDR) : addr_get(flow->saddr));
+	reply->sport = ct->backend_port;
+	reply->dport = flow->sport;
+	reply->proto = flow->proto;
+}
+
+/* The forward entry of the flow a reverse entry belongs to. */
+static __always_inline void forward_flow(const struct lb_flow_key *reply, const struct lb_rnat_value *rnat,
+					 struct lb_flow_key *flow)
+{
+	__builtin_memset(flow, 0, sizeof(*flow));
+	addr_set(flow->saddr, addr_get(rnat->client_addr));
+	addr_set(flow->daddr, addr_get(rnat->vip));
+	flow->sport = reply->dport;
+	flow->dport = rnat->vport;
+	flow->proto = reply->proto;
+}
+
+/* Whether a forward entry describes an earlier flow than this packet's. */
+static __always_inline int ct_is_over(const struct lb_ct_value *ct, const struct packet *pkt, __u32 now)
+{
+	if (pkt->flow.proto == IPPROTO_TCP)
+		return is_tcp_syn(pkt) && (ct->flags & LB_CT_F_CLOSING);
+	return now - ct->last_seen > LB_UDP_TIMEOUT_S;
+}
+
+/* Writes the reverse entry of a flow. */
+static __always_inline void rnat_write(const struct lb_flow_key *flow, const struct lb_ct_value *ct)
+{
+	struct lb_flow_key reply;
+	struct lb_rnat_value rnat = {
+		.vport = flow->dport,
+		.flags = ct->flags & LB_CT_F_HAIRPIN,
+	};
+
+	addr_set(rnat.vip, addr_get(flow->daddr));
+	addr_set(rnat.client_addr, addr_get(flow->saddr));
+	reply_flow(flow, ct, &reply);
+	bpf_map_update_elem(&kube_lb_rnat, &reply, &rnat, BPF_ANY);
+}
+
+/* Records a new flow to a backend: forward entry, then its reverse. */
+static __always_inline int ct_create(const struct packet *pkt, const struct lb_svc_value *backend,
+				     __u32 now, struct lb_ct_value *ct)
+{
+	__be32 backend_addr = addr_get(backend->backend_addr);
+
+	addr_set(ct->backend_addr, backend_addr);
+	ct->backend_port = backend->backend_port;
+	ct->flags = backend_addr == addr_get(pkt->flow.saddr) ? LB_CT_F_HAIRPIN : 0;
+	ct->last_seen = now;
+	if (bpf_map_update_elem(&kube_lb_ct, &pkt->flow, ct, BPF_ANY) < 0)
+		return -1;
+	rnat_write(&pkt->flow, ct);
+	return 0;
+}
+
+/* An established flow's packet: refresh it, note a close, and restore the
+ * reverse entry if the LRU map evicted it (the two maps evict apart). */
+static __always_inline void ct_refresh(const struct packet *pkt, struct lb_ct_value *ct, __u32 now)
+{
+	struct lb_flow_key reply;
+
+	ct->last_seen = now;
+	if (is_tcp_close(pkt))
+		ct->flags |= LB_CT_F_CLOSING;
+	reply_flow(&pkt->flow, ct, &reply);
+	if (!bpf_map_lookup_elem(&kube_lb_rnat, &reply))
+		rnat_write(&pkt->flow, ct);
+}
+
+/* A reply closes its connection: the next SYN on the tuple is new. */
+static __always_inline void ct_note_reply(const struct packet *pkt, const struct lb_rnat_value *rnat)
+{
+	struct lb_flow_key flow;
+	struct lb_ct_value *ct;
+
+	if (!is_tcp_close(pkt))
+		return;
+	forward_flow(&pkt->flow, rnat, &flow);
+	ct = bpf_map_lookup_elem(&kube_lb_ct, &flow);
+	if (ct)
+		ct->flags |= LB_CT_F_CLOSING;
+}
+
+/* A pod talks to an endpoint directly on a tuple that once carried a
+ * service flow: the old reverse entry would rewrite this flow's replies.
+ * UDP has no handshake, so every direct UDP packet checks; TCP checks on
+ * the SYN, before any reply can come back. */
+static __always_inline void ct_forget_reply_of(const struct packet *pkt)
+{
+	struct lb_flow_key reply;
+
+	if (pkt->flow.proto != IPPROTO_UDP && !is_tcp_syn(pkt))
+		return;
+	__builtin_memset(&reply, 0, sizeof(reply));
+	addr_set(reply.saddr, addr_get(pkt->flow.daddr));
+	addr_set(reply.daddr, addr_get(pkt->flow.saddr));
+	reply.sport = pkt->flow.dport;
+	reply.dport = pkt->flow.sport;
+	reply.proto = pkt->flow.proto;
+	bpf_map_delete_elem(&kube_lb_rnat, &reply);
+}
+
+#endif
