@@ -4,6 +4,7 @@ import type { Backend } from './backends/backend.js';
 import type { Logger } from './log.js';
 import { ModelSink } from './model/ingest.js';
 import { ProxyModel } from './model/model.js';
+import type { ProxyTelemetry } from './observability/telemetry.js';
 import type { Source } from './sources/source.js';
 import { SyncRunner } from './sync/runner.js';
 
@@ -13,7 +14,12 @@ export interface ProxierOptions {
   log: Logger;
   minSyncPeriodMs: number;
   syncPeriodMs: number;
+  /** Health and metrics; closed with the proxier. */
+  telemetry: ProxyTelemetry;
 }
+
+/** After a sync that wrote or removed this many frontends, collect garbage. */
+const COLLECT_AFTER_FRONTENDS = 1000;
 
 /** After a failed sync, the next one is full and comes after this pause. */
 const RETRY_AFTER_MS = 1000;
@@ -24,6 +30,8 @@ export class Proxier {
   /** A failed sync lost its change set: the next one must be full. */
   private needFull = false;
   private ready = false;
+  /** The source delivered its initial state: from now on a change is a queued update. */
+  private sourceSynced = false;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ProxierOptions) {
@@ -36,6 +44,7 @@ export class Proxier {
           opts.log.debug({ full, durationMs: round(durationMs) }, 'sync done');
           return;
         }
+        opts.telemetry.syncFailed(durationMs);
         opts.log.error({ full, durationMs: round(durationMs), err: (error as Error).message }, 'sync failed; retrying with a full sync');
         this.retryTimer = setTimeout(() => this.runner.request(), RETRY_AFTER_MS);
       },
@@ -44,12 +53,19 @@ export class Proxier {
 
   /** Starts the source; syncing begins once the source has delivered its initial state. */
   async start(): Promise<void> {
+    const { telemetry } = this.opts;
     const sink = new ModelSink(this.model, this.opts.log, {
-      onChange: () => this.runner.request(),
+      onChange: () => {
+        this.runner.request();
+        if (this.sourceSynced) telemetry.queued(this.model.changes.pending());
+      },
       // Only a complete initial state may remove what an earlier kube-lb left.
-      onSynced: () => this.runner.start(),
+      onSynced: () => {
+        this.sourceSynced = true;
+        this.runner.start();
+      },
     });
-    await this.opts.source.start(sink);
+    await this.opts.source.start(telemetry.observe(sink));
   }
 
   async stop(): Promise<void> {
@@ -57,17 +73,24 @@ export class Proxier {
     await this.opts.source.stop();
     await this.runner.stop();
     await this.opts.backend.close();
+    await this.opts.telemetry.close();
   }
 
   private async sync(full: boolean): Promise<void> {
     const changes = this.model.changes.take();
+    this.opts.telemetry.syncStarted(this.model.changes.pending());
     const fullSync = full || this.needFull;
     this.needFull = true;
     const started = performance.now();
     const stats = await this.opts.backend.sync(this.model.desiredState(), fullSync ? null : changes.changedKeys);
     this.needFull = false;
+    // A large change leaves its parse and sync garbage in the heap, and so
+    // in RSS, until V8 gets round to it; bin/kube-lb exposes gc for this.
+    if (stats.frontendsWritten + stats.frontendsRemoved >= COLLECT_AFTER_FRONTENDS) (globalThis as { gc?: () => void }).gc?.();
+    const durationMs = performance.now() - started;
+    this.opts.telemetry.syncSucceeded({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints });
     this.opts.log.info(
-      { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(performance.now() - started) },
+      { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(durationMs) },
       'synced',
     );
     if (!this.ready) {

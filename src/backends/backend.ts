@@ -27,6 +27,8 @@ export interface ServicePortState {
   frontend: Frontend;
   /** Endpoints that receive traffic, sorted by ip then port, without duplicates. */
   destinations: Destination[];
+  /** ipvs: the scheduler the Service asks for (annotation kube-lb.io/ipvs-scheduler), unvalidated. */
+  ipvsScheduler?: string;
 }
 
 /** Every service port the node must serve, by ServicePortState.key. */
@@ -59,6 +61,14 @@ export interface Backend {
   cleanup(): Promise<void>;
   /** Releases process resources (watchers, fds); leaves the datapath in place. */
   close(): Promise<void>;
+  /** Optional: how full each kernel table is (BPF maps), for the metrics. */
+  mapFill?(): Promise<MapFill[]>;
+}
+
+export interface MapFill {
+  map: string;
+  entries: number;
+  maxEntries: number;
 }
 
 export function frontendKey(f: Frontend): string {
@@ -73,14 +83,27 @@ export function compareDestinations(a: Destination, b: Destination): number {
 
 /** Parses dotted-quad IPv4 into an unsigned 32-bit number; throws on anything else. */
 export function ipv4ToInt(ip: string): number {
-  const parts = ip.split('.');
-  if (parts.length !== 4) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  // A hand-written scan: this runs for every map entry a sync writes.
   let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
-    n = n * 256 + Number(p);
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && digits > 0 && dots < 3 && octet <= 255) {
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else {
+      throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+    }
   }
-  return n;
+  if (dots !== 3 || digits === 0 || octet > 255) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  return n * 256 + octet;
 }
 
 export function intToIpv4(n: number): string {

@@ -6,6 +6,9 @@ import { compareDestinations, type DesiredState, type Destination, type ServiceP
 import { ChangeTracker } from './change-tracker.js';
 import type { EndpointSlice, KubeObject, Node, ObjectKind, Service, ServicePort } from './objects.js';
 
+/** Per-service IPVS scheduler, overriding --ipvs-scheduler (the ipvs backend validates the name). */
+export const IPVS_SCHEDULER_ANNOTATION = 'kube-lb.io/ipvs-scheduler';
+
 /** kube-proxy's service port name: "namespace/name:portName". */
 export function servicePortKey(namespace: string, name: string, portName: string): string {
   return `${namespace}/${name}:${portName}`;
@@ -23,10 +26,12 @@ export class ProxyModel {
   private readonly slicesByService = new Map<string, Set<EndpointSlice>>();
   private readonly nodes = new Map<string, Node>();
 
-  /** Per-service result of the endpoint selection, dropped when the service or its slices change. */
+  /** Per-service result of the endpoint selection, recomputed when the service or its slices change. */
   private readonly portStates = new Map<string, ServicePortState[]>();
-  /** The last desiredState() result, handed out until something changes. */
-  private snapshot: DesiredState | null = null;
+  /** What desiredState() returns: every service's port states, by key. */
+  private readonly state = new Map<string, ServicePortState>();
+  /** Services ("namespace/name") whose port states are out of date in `state`. */
+  private readonly changedServices = new Set<string>();
 
   /** Stores an object; returns false (and records nothing) if it equals the stored version. */
   upsert(object: KubeObject): boolean {
@@ -54,17 +59,21 @@ export class ProxyModel {
   }
 
   /**
-   * Every service port to serve, by key. The map and its entries are shared
-   * with later results for unchanged services: callers must not modify them.
+   * Every service port to serve, by key. The map is the model's own, brought
+   * up to date on each call by recomputing only the services that changed,
+   * so a sync after one change costs one service, not all of them. Callers
+   * must not modify it or its entries, nor keep it across calls.
    */
   desiredState(): DesiredState {
-    if (this.snapshot !== null) return this.snapshot;
-    const state = new Map<string, ServicePortState>();
-    for (const [id, service] of this.services) {
-      for (const portState of this.portStatesOf(id, service)) state.set(portState.key, portState);
+    for (const id of this.changedServices) {
+      for (const old of this.portStates.get(id) ?? []) this.state.delete(old.key);
+      this.portStates.delete(id);
+      const service = this.services.get(id);
+      if (service === undefined) continue;
+      for (const portState of this.portStatesOf(id, service)) this.state.set(portState.key, portState);
     }
-    this.snapshot = state;
-    return state;
+    this.changedServices.clear();
+    return this.state;
   }
 
   private upsertService(service: Service): boolean {
@@ -129,8 +138,7 @@ export class ProxyModel {
   }
 
   private invalidate(serviceId: string): void {
-    this.portStates.delete(serviceId);
-    this.snapshot = null;
+    this.changedServices.add(serviceId);
   }
 
   /** All declared port keys, even of services that produce no frontend, so nothing stale escapes a sync. */
@@ -150,6 +158,7 @@ export class ProxyModel {
     // Only IPv4 is served for now; a dual-stack service is served on its IPv4 ClusterIP.
     const clusterIP = service.clusterIPs.find((ip) => isIPv4(ip));
     if (clusterIP === undefined) return [];
+    const ipvsScheduler = service.annotations[IPVS_SCHEDULER_ANNOTATION];
     return service.ports.map((port) => ({
       key: servicePortKey(service.namespace, service.name, port.name),
       namespace: service.namespace,
@@ -157,6 +166,7 @@ export class ProxyModel {
       portName: port.name,
       frontend: { ip: clusterIP, port: port.port, protocol: port.protocol },
       destinations: selectDestinations(slices, port),
+      ...(ipvsScheduler !== undefined && { ipvsScheduler }),
     }));
   }
 }

@@ -9,10 +9,10 @@ import {
   decodeSvcKey,
   decodeSvcValue,
   encodeFlowKey,
-  encodeSvcBackend,
-  encodeSvcCount,
-  encodeSvcKey,
   layouts,
+  writeSvcBackend,
+  writeSvcCount,
+  writeSvcKey,
 } from '../../src/backends/ebpf/encoding.js';
 
 describe('map encoders match the BTF of the built object', () => {
@@ -39,11 +39,15 @@ describe('map encoders match the BTF of the built object', () => {
 describe('map encoders round-trip', () => {
   it('service keys and values: addresses in packet order, ports in host order', () => {
     const frontend = { ip: '10.96.0.10', port: 443, protocol: 'UDP' as const };
-    const key = encodeSvcKey(frontend, 3);
-    assert.deepEqual([...key.subarray(0, 7)], [10, 96, 0, 10, 0xbb, 0x01, 17]);
-    assert.deepEqual(decodeSvcKey(key), { frontend, slot: 3 });
-    assert.equal(decodeSvcValue(encodeSvcCount(7)).count, 7);
-    assert.deepEqual(decodeSvcValue(encodeSvcBackend({ ip: '10.244.1.2', port: 8443 })).backend, { ip: '10.244.1.2', port: 8443 });
+    const key = Buffer.alloc(layouts.lb_svc_key.size + 3);
+    writeSvcKey(key, 3, frontend, 3);
+    assert.deepEqual([...key.subarray(3, 10)], [10, 96, 0, 10, 0xbb, 0x01, 17]);
+    assert.deepEqual(decodeSvcKey(key, 3), { frontend, slot: 3 });
+    const value = Buffer.alloc(layouts.lb_svc_value.size);
+    writeSvcCount(value, 0, 7);
+    assert.equal(decodeSvcValue(value).count, 7);
+    writeSvcBackend(value, 0, { ip: '10.244.1.2', port: 8443 });
+    assert.deepEqual(decodeSvcValue(value).backend, { ip: '10.244.1.2', port: 8443 });
   });
 
   it('flow keys', () => {
@@ -52,6 +56,6 @@ describe('map encoders round-trip', () => {
   });
 
   it('rejects what is not IPv4', () => {
-    assert.throws(() => encodeSvcKey({ ip: 'fd00::1', port: 80, protocol: 'TCP' }, 0), /not an IPv4 address/);
+    assert.throws(() => writeSvcKey(Buffer.alloc(layouts.lb_svc_key.size), 0, { ip: 'fd00::1', port: 80, protocol: 'TCP' }, 0), /not an IPv4 address/);
   });
 });

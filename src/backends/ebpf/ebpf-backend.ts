@@ -1,6 +1,6 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
-import type { Backend, DesiredState, Destination, FrontendView, ServicePortState, SyncStats } from '../backend.js';
+import type { Backend, DesiredState, Destination, FrontendView, MapFill, ServicePortState, SyncStats } from '../backend.js';
 import { frontendKey } from '../backend.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
@@ -8,6 +8,7 @@ import { Attacher, detachAll } from './attach.js';
 import { addStale, flushStaleFlows, type StaleDestinations } from './conntrack.js';
 import { type LoadedDatapath, type MapFds, closeMaps, loadDatapath, openPinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
+import { readMapFill } from './map-stats.js';
 import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
 
 export interface EbpfOptions {
@@ -28,29 +29,14 @@ function sameDestinations(a: readonly Destination[], b: readonly Destination[]):
   return b.every((d) => keys.has(destKey(d)));
 }
 
-/** Service ports by frontend; a frontend claimed twice goes to the smallest key, with a warning. */
-function indexByFrontend(state: DesiredState, log: Logger): Map<string, ServicePortState> {
-  const index = new Map<string, ServicePortState>();
-  for (const sp of state.values()) {
-    const fk = frontendKey(sp.frontend);
-    const other = index.get(fk);
-    if (other) {
-      const [keep, drop] = other.key < sp.key ? [other, sp] : [sp, other];
-      log.warn({ frontend: fk, kept: keep.key, ignored: drop.key }, 'two service ports claim one frontend');
-      index.set(fk, keep);
-    } else {
-      index.set(fk, sp);
-    }
-  }
-  return index;
-}
-
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
   /** What the map holds, by frontendKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
-  /** Frontends each service port key was last programmed with. */
+  /** The frontend of each service port key in the last state synced. */
   private frontendsOf = new Map<string, string>();
+  /** The service port keys claiming each frontend; more than one is a conflict. */
+  private claims = new Map<string, Set<string>>();
   private attacher: Attacher | undefined;
   private watcher: LinkWatcher | undefined;
   private closed = false;
@@ -88,26 +74,12 @@ export class EbpfBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
-    const maps = this.loaded.maps;
-    const byFrontend = indexByFrontend(state, this.opts.log);
-
-    const candidates = new Set<string>();
-    if (changed === null) {
-      for (const fk of byFrontend.keys()) candidates.add(fk);
-      for (const fk of this.applied.keys()) candidates.add(fk);
-    } else {
-      for (const key of changed) {
-        const now = state.get(key);
-        if (now) candidates.add(frontendKey(now.frontend));
-        const before = this.frontendsOf.get(key);
-        if (before) candidates.add(before);
-      }
-    }
+    const candidates = this.updateClaims(state, changed);
 
     const changes: ServiceChange[] = [];
     const stale: StaleDestinations = new Map();
     for (const fk of candidates) {
-      const wanted = byFrontend.get(fk);
+      const wanted = this.claimant(fk, state);
       const current = this.applied.get(fk);
       if (wanted && current && sameDestinations(current.slots, wanted.destinations)) continue;
       if (!wanted && !current) continue;
@@ -119,7 +91,7 @@ export class EbpfBackend implements Backend {
       }
     }
 
-    const tables = new ServiceMap(this.lib, maps.svc).apply(changes);
+    const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
     let removed = 0;
     for (const { frontend } of changes) {
       const fk = frontendKey(frontend);
@@ -127,15 +99,55 @@ export class EbpfBackend implements Backend {
       if (slots) this.applied.set(fk, { frontend, slots });
       else if (this.applied.delete(fk)) removed++;
     }
-    for (const key of changed ?? state.keys()) {
-      const now = state.get(key);
-      if (now) this.frontendsOf.set(key, frontendKey(now.frontend));
-      else this.frontendsOf.delete(key);
-    }
-    const flushed = flushStaleFlows(this.lib, maps, stale);
+    const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
     if (changed === null) await this.attacher?.reconcile();
     return { frontendsWritten: changes.length - removed, frontendsRemoved: removed };
+  }
+
+  /**
+   * Brings the frontend claims up to date with the changed keys (all keys on
+   * a full sync) and returns the frontends to re-examine: those the changed
+   * keys had or have, and on a full sync everything the map holds.
+   */
+  private updateClaims(state: DesiredState, changed: ReadonlySet<string> | null): Set<string> {
+    const candidates = new Set<string>();
+    if (changed === null) {
+      this.frontendsOf = new Map();
+      this.claims = new Map();
+      for (const fk of this.applied.keys()) candidates.add(fk);
+    }
+    for (const key of changed ?? state.keys()) {
+      const before = this.frontendsOf.get(key);
+      if (before !== undefined) {
+        this.claims.get(before)!.delete(key);
+        if (this.claims.get(before)!.size === 0) this.claims.delete(before);
+        this.frontendsOf.delete(key);
+        candidates.add(before);
+      }
+      const now = state.get(key);
+      if (now !== undefined) {
+        const fk = frontendKey(now.frontend);
+        const keys = this.claims.get(fk) ?? new Set<string>();
+        this.claims.set(fk, keys.add(key));
+        this.frontendsOf.set(key, fk);
+        candidates.add(fk);
+      }
+    }
+    return candidates;
+  }
+
+  /** The service port a frontend serves; of two claiming one, the smaller key, with a warning. */
+  private claimant(fk: string, state: DesiredState): ServicePortState | undefined {
+    const keys = this.claims.get(fk);
+    if (keys === undefined) return undefined;
+    const sorted = [...keys].sort();
+    if (sorted.length > 1) this.opts.log.warn({ frontend: fk, kept: sorted[0], ignored: sorted.slice(1) }, 'several service ports claim one frontend');
+    return state.get(sorted[0]!);
+  }
+
+  async mapFill(): Promise<MapFill[]> {
+    return this.maps ? readMapFill(this.lib, this.maps) : [];
   }
 
   async inspect(): Promise<FrontendView[]> {

@@ -45,13 +45,11 @@ const flowKey = layouts.lb_flow_key.fields;
 const ctValue = layouts.lb_ct_value.fields;
 const rnatValue = layouts.lb_rnat_value.fields;
 
-export function encodeSvcKey(f: Frontend, slot: number): Buffer {
-  const b = Buffer.alloc(layouts.lb_svc_key.size);
-  b.writeUInt32BE(ipv4ToInt(f.ip), svcKey.vip.offset);
-  b.writeUInt16LE(f.port, svcKey.port.offset);
-  b.writeUInt8(protocolNumbers[f.protocol], svcKey.proto.offset);
-  b.writeUInt16LE(slot, svcKey.slot.offset);
-  return b;
+export function writeSvcKey(b: Buffer, at: number, f: Frontend, slot: number): void {
+  b.writeUInt32BE(ipv4ToInt(f.ip), at + svcKey.vip.offset);
+  b.writeUInt16LE(f.port, at + svcKey.port.offset);
+  b.writeUInt8(protocolNumbers[f.protocol], at + svcKey.proto.offset);
+  b.writeUInt16LE(slot, at + svcKey.slot.offset);
 }
 
 export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; slot: number } {
@@ -66,18 +64,14 @@ export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; slot: num
 }
 
 /** Slot 0 of a service: how many backend slots are in use. */
-export function encodeSvcCount(count: number): Buffer {
-  const b = Buffer.alloc(layouts.lb_svc_value.size);
-  b.writeUInt16LE(count, svcValue.count.offset);
-  return b;
+export function writeSvcCount(b: Buffer, at: number, count: number): void {
+  b.writeUInt16LE(count, at + svcValue.count.offset);
 }
 
 /** Slots 1..count: one backend each. */
-export function encodeSvcBackend(d: Destination): Buffer {
-  const b = Buffer.alloc(layouts.lb_svc_value.size);
-  b.writeUInt32BE(ipv4ToInt(d.ip), svcValue.backend_addr.offset);
-  b.writeUInt16LE(d.port, svcValue.backend_port.offset);
-  return b;
+export function writeSvcBackend(b: Buffer, at: number, d: Destination): void {
+  b.writeUInt32BE(ipv4ToInt(d.ip), at + svcValue.backend_addr.offset);
+  b.writeUInt16LE(d.port, at + svcValue.backend_port.offset);
 }
 
 export function decodeSvcValue(b: Buffer, at = 0): { count: number; backend: Destination } {

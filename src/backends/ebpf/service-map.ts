@@ -2,7 +2,7 @@
 // order that never lets a lookup see a half-written service.
 import { type Destination, type Frontend, frontendKey } from '../backend.js';
 import type { NativeAddon } from '../../native/index.js';
-import { decodeSvcKey, decodeSvcValue, encodeSvcBackend, encodeSvcCount, encodeSvcKey, layouts } from './encoding.js';
+import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';
 
 /** A service as the map holds it: its backends in slot order. */
@@ -18,21 +18,42 @@ export interface ServiceChange {
   wanted: readonly Destination[] | null;
 }
 
-/** Map records laid end to end, ready for one batch call. */
+const KEY_SIZE = layouts.lb_svc_key.size;
+const VALUE_SIZE = layouts.lb_svc_value.size;
+
+/**
+ * Map records laid end to end in buffers sized up front, ready for one
+ * batch call: a sync writes every entry in place instead of allocating
+ * one small buffer per entry.
+ */
 class Batch {
-  private keys: Buffer[] = [];
-  private values: Buffer[] = [];
-  add(key: Buffer, value?: Buffer): void {
-    this.keys.push(key);
-    if (value) this.values.push(value);
+  private readonly keys: Buffer;
+  private readonly values: Buffer;
+  private count = 0;
+
+  constructor(capacity: number, withValues: boolean) {
+    this.keys = Buffer.alloc(capacity * KEY_SIZE);
+    this.values = Buffer.alloc(withValues ? capacity * VALUE_SIZE : 0);
   }
-  get count(): number {
-    return this.keys.length;
+
+  key(frontend: Frontend, slot: number): void {
+    writeSvcKey(this.keys, this.count++ * KEY_SIZE, frontend, slot);
   }
+
+  backend(frontend: Frontend, slot: number, d: Destination): void {
+    writeSvcBackend(this.values, this.count * VALUE_SIZE, d);
+    this.key(frontend, slot);
+  }
+
+  serviceCount(frontend: Frontend, count: number): void {
+    writeSvcCount(this.values, this.count * VALUE_SIZE, count);
+    this.key(frontend, 0);
+  }
+
   update(lib: NativeAddon, fd: number): void {
     if (this.count === 0) return;
     try {
-      lib.mapUpdateBatch(fd, Buffer.concat(this.keys), Buffer.concat(this.values), this.count);
+      lib.mapUpdateBatch(fd, this.keys.subarray(0, this.count * KEY_SIZE), this.values.subarray(0, this.count * VALUE_SIZE), this.count);
     } catch (err) {
       // The kernel says E2BIG when a hash map has no room left.
       if ((err as NodeJS.ErrnoException).code === 'E2BIG') {
@@ -41,8 +62,9 @@ class Batch {
       throw err;
     }
   }
+
   delete(lib: NativeAddon, fd: number): void {
-    if (this.count > 0) lib.mapDeleteBatch(fd, Buffer.concat(this.keys), this.count);
+    if (this.count > 0) lib.mapDeleteBatch(fd, this.keys.subarray(0, this.count * KEY_SIZE), this.count);
   }
 }
 
@@ -83,23 +105,24 @@ export class ServiceMap {
    * Returns the new slot table of every frontend that still exists.
    */
   apply(changes: readonly ServiceChange[]): Map<string, Destination[]> {
-    const slotWrites = new Batch();
-    const countWrites = new Batch();
-    const removedServices = new Batch();
-    const slotDeletes = new Batch();
+    const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
+    const slotWrites = new Batch(plans.reduce((n, { plan }) => n + plan.writes.length, 0), true);
+    const countWrites = new Batch(changes.length, true);
+    const removedServices = new Batch(changes.length, false);
+    const slotDeletes = new Batch(plans.reduce((n, { plan }) => n + plan.deletes.length, 0), false);
     const tables = new Map<string, Destination[]>();
 
-    for (const { frontend, current, wanted } of changes) {
-      const plan = planSlots(current ?? [], wanted ?? []);
+    for (const { change, plan } of plans) {
+      const { frontend, current, wanted } = change;
       if (wanted === null) {
         // Remove the service before its slots, so no lookup finds it half gone.
-        if (current !== null) removedServices.add(encodeSvcKey(frontend, 0));
+        if (current !== null) removedServices.key(frontend, 0);
       } else {
-        for (const slot of plan.writes) slotWrites.add(encodeSvcKey(frontend, slot), encodeSvcBackend(plan.slots[slot - 1]!));
-        if (current === null || current.length !== plan.slots.length) countWrites.add(encodeSvcKey(frontend, 0), encodeSvcCount(plan.slots.length));
+        for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
+        if (current === null || current.length !== plan.slots.length) countWrites.serviceCount(frontend, plan.slots.length);
         tables.set(frontendKey(frontend), plan.slots);
       }
-      for (const slot of plan.deletes) slotDeletes.add(encodeSvcKey(frontend, slot));
+      for (const slot of plan.deletes) slotDeletes.key(frontend, slot);
     }
 
     slotWrites.update(this.lib, this.fd);
