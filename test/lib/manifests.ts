@@ -26,6 +26,7 @@ export interface ServiceSpec {
   clusterIP: string;
   ports: PortSpec[];
   endpoints: EndpointSpec[];
+  annotations?: Record<string, string>;
 }
 
 const uid = (seed: string): string => {
@@ -41,6 +42,7 @@ export function serviceObject(s: ServiceSpec): Record<string, unknown> {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: {
+      ...(s.annotations && { annotations: s.annotations }),
       creationTimestamp: '2026-11-01T10:00:00Z',
       labels: { app: s.name },
       name: s.name,

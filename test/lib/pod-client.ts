@@ -2,6 +2,8 @@
 //   node pod-client.js tcp IP PORT COUNT   COUNT new connections; who answered each
 //   node pod-client.js udp IP PORT COUNT   COUNT datagrams, each from a new socket
 //   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
+//   node pod-client.js udp-hold IP PORT MS one UDP socket, a datagram every 50 ms for MS;
+//                                          reports who answered, in order
 import net from 'node:net';
 import dgram from 'node:dgram';
 
@@ -107,6 +109,31 @@ function hold(): Promise<Result & { sent: number }> {
   });
 }
 
-const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold }[mode as 'tcp' | 'udp' | 'hold'];
-if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error('usage: pod-client tcp|udp|hold IP PORT COUNT');
+/** Keeps one UDP flow (one source port) for `count` ms, as a long-lived UDP client does. */
+function udpHold(): Promise<Result & { sent: number; order: string[] }> {
+  return new Promise((resolve) => {
+    const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0, order: [] as string[] };
+    const sock = dgram.createSocket('udp4');
+    sock.on('message', (msg) => {
+      note(result, msg.toString());
+      result.order.push(msg.toString());
+    });
+    sock.on('error', (err) => note(result, null, err.message));
+    const interval = setInterval(() => {
+      sock.send('who', port, ip!);
+      result.sent++;
+    }, 50);
+    setTimeout(() => {
+      clearInterval(interval);
+      setTimeout(() => {
+        result.failures += result.sent - result.order.length;
+        sock.close();
+        resolve(result);
+      }, 300);
+    }, count);
+  });
+}
+
+const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold }[mode as 'tcp' | 'udp' | 'hold' | 'udp-hold'];
+if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error('usage: pod-client tcp|udp|hold|udp-hold IP PORT COUNT');
 process.stdout.write(JSON.stringify(await run()) + '\n');

@@ -1,7 +1,10 @@
 // A throwaway Kubernetes node built from network namespaces, as on a
 // routed CNI: every pod has a /32 address on eth0, a default route to a
 // link-local gateway, and a host-side veth with a /32 route and proxy ARP.
-// The node namespace forwards, with strict reverse-path filtering on.
+// The node namespace forwards, with strict reverse-path filtering on. Like
+// a real node it has an uplink: eth0 with the node IP and a default route
+// to a gateway in a small namespace of its own, which forwards nothing.
+// Masquerading (hairpin traffic) takes the node IP as its source.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
@@ -10,6 +13,8 @@ import { requireCommand, requireRoot } from './preconditions.js';
 
 const exec = promisify(execFile);
 const GATEWAY = '169.254.1.1';
+const NODE_IP = '172.18.0.2';
+const UPLINK_GATEWAY = '172.18.0.1';
 
 export interface Pod {
   name: string;
@@ -18,11 +23,15 @@ export interface Pod {
   hostIf: string;
 }
 
+export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold';
+
 export interface ClientResult {
   answers: Record<string, number>;
   failures: number;
   errors: string[];
   sent?: number;
+  /** udp-hold: who answered each datagram, in order. */
+  order?: string[];
 }
 
 async function ip(...args: string[]): Promise<string> {
@@ -52,6 +61,8 @@ function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, wh
 
 export class NodeSandbox {
   readonly nodeNs: string;
+  /** Holds the node uplink's gateway. */
+  readonly uplinkNs: string;
   /** Host-side interface names start with this: kube-lb's --pod-interface-name-prefix. */
   readonly interfacePrefix: string;
   readonly pinPath: string;
@@ -60,6 +71,7 @@ export class NodeSandbox {
 
   private constructor(readonly id: string) {
     this.nodeNs = `kl-${id}-node`;
+    this.uplinkNs = `kl-${id}-uplink`;
     this.interfacePrefix = `kl${id}p`;
     this.pinPath = `/sys/fs/bpf/kube-lb-test-${id}`;
   }
@@ -72,7 +84,18 @@ export class NodeSandbox {
     await ip('netns', 'add', sb.nodeNs);
     await sb.inNode('ip', 'link', 'set', 'lo', 'up');
     await sb.inNode('sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1');
+    await sb.addUplink();
     return sb;
+  }
+
+  private async addUplink(): Promise<void> {
+    await ip('netns', 'add', this.uplinkNs);
+    await ip('-n', this.nodeNs, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.uplinkNs);
+    await ip('-n', this.nodeNs, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'eth0');
+    await ip('-n', this.nodeNs, 'link', 'set', 'eth0', 'up');
+    await ip('-n', this.nodeNs, 'route', 'add', 'default', 'via', UPLINK_GATEWAY);
+    await ip('-n', this.uplinkNs, 'addr', 'add', `${UPLINK_GATEWAY}/24`, 'dev', 'eth0');
+    await ip('-n', this.uplinkNs, 'link', 'set', 'eth0', 'up');
   }
 
   /** Runs a command in the node's network namespace. */
@@ -116,7 +139,7 @@ export class NodeSandbox {
   }
 
   /** Runs the test client in a pod; see test/lib/pod-client.ts for the modes. */
-  async client(podName: string, mode: 'tcp' | 'udp' | 'hold', target: string, port: number, countOrMs: number): Promise<ClientResult> {
+  async client(podName: string, mode: ClientMode, target: string, port: number, countOrMs: number): Promise<ClientResult> {
     const pod = this.pod(podName);
     const { stdout } = await exec('ip', ['netns', 'exec', pod.ns, process.execPath, path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)], {
       timeout: 120_000,
@@ -128,8 +151,8 @@ export class NodeSandbox {
    * Runs a command in the node namespace with nsenter, which, unlike
    * `ip netns exec`, keeps /sys/fs/bpf visible.
    */
-  spawnInNode(cmd: string, args: string[]): ChildProcess {
-    const child = spawn('nsenter', [`--net=/run/netns/${this.nodeNs}`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  spawnInNode(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+    const child = spawn('nsenter', [`--net=/run/netns/${this.nodeNs}`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
@@ -165,6 +188,7 @@ export class NodeSandbox {
     );
     for (const pod of this.pods.values()) await ip('netns', 'del', pod.ns).catch(() => undefined);
     await ip('netns', 'del', this.nodeNs).catch(() => undefined);
+    await ip('netns', 'del', this.uplinkNs).catch(() => undefined);
   }
 }
 

@@ -6,9 +6,9 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { cliPath } from '../lib/paths.js';
-import { type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
+import { type ClientMode, type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { type ServiceSpec, writeManifest } from '../lib/manifests.js';
-
+import type { BackendVariant } from './variants.js';
 
 export interface PodSpec {
   name: string;
@@ -25,14 +25,15 @@ export class ScenarioContext {
   private logs = '';
 
   private constructor(
-    readonly backend: string,
+    readonly variant: BackendVariant,
     readonly sandbox: NodeSandbox,
     readonly manifestsDir: string,
   ) {}
 
-  static async create(backend: string, pods: PodSpec[]): Promise<ScenarioContext> {
+  static async create(variant: BackendVariant, pods: PodSpec[]): Promise<ScenarioContext> {
+    variant.requireTools();
     const sandbox = await NodeSandbox.create();
-    const ctx = new ScenarioContext(backend, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
+    const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
     for (const pod of pods) {
       await sandbox.addPod(pod.name, pod.ip);
       if (pod.serves ?? true) await sandbox.startServer(pod.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS);
@@ -51,19 +52,19 @@ export class ScenarioContext {
   kubeLbArgs(): string[] {
     return [
       'run',
-      `--backend=${this.backend}`,
+      `--backend=${this.variant.backend}`,
+      ...this.variant.flags(this.sandbox),
       `--manifests=${this.manifestsDir}`,
       '--hostname-override=node1',
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
-      `--bpf-pin-path=${this.sandbox.pinPath}`,
       '--cluster-cidr=10.244.0.0/16',
     ];
   }
 
   /** Starts kube-lb in the node namespace; resolves after its first sync. */
-  async startKubeLb(): Promise<void> {
+  async startKubeLb(env: NodeJS.ProcessEnv = process.env): Promise<void> {
     assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
-    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs()]);
+    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs()], env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
@@ -82,10 +83,10 @@ export class ScenarioContext {
   }
 
   async kubeLb(...args: string[]): Promise<string> {
-    return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.backend}`, `--bpf-pin-path=${this.sandbox.pinPath}`])).stdout;
+    return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
   }
 
-  client(pod: string, mode: 'tcp' | 'udp' | 'hold', ip: string, port: number, countOrMs: number): Promise<ClientResult> {
+  client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number): Promise<ClientResult> {
     return this.sandbox.client(pod, mode, ip, port, countOrMs);
   }
 
@@ -108,10 +109,20 @@ export class ScenarioContext {
     try {
       if (this.kubeLbProcess) await this.stopKubeLb();
       await this.kubeLb('cleanup');
-      assert.equal(fs.existsSync(this.sandbox.pinPath), false, 'pins remain after cleanup');
+      await this.variant.assertNothingLeft(this.sandbox);
     } finally {
       await this.sandbox.destroy();
       fs.rmSync(this.manifestsDir, { recursive: true, force: true });
     }
+  }
+}
+
+/** Runs `body` in a fresh context and always cleans up and tears the sandbox down. */
+export async function withContext(variant: BackendVariant, pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>): Promise<void> {
+  const ctx = await ScenarioContext.create(variant, pods);
+  try {
+    await body(ctx);
+  } finally {
+    await ctx.destroy();
   }
 }

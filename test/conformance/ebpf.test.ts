@@ -1,31 +1,21 @@
-// The integration scenarios against the ebpf backend, plus what only the
-// ebpf backend has: bpftool-readable maps, inspect, and cleanup.
+// The conformance scenarios against the ebpf backend, plus what only the
+// ebpf backend has: bpftool-readable maps, inspect, and tc cleanup.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { scenarios } from './scenarios.js';
-import { ScenarioContext } from './context.js';
+import { type PodSpec, type ScenarioContext, withContext as withVariantContext } from './context.js';
+import { runConformance } from './suite.js';
+import { variant } from './variants.js';
 import { requireCommand } from '../lib/preconditions.js';
 
 const exec = promisify(execFile);
 
-async function withContext(pods: Parameters<typeof ScenarioContext.create>[1], body: (ctx: ScenarioContext) => Promise<void>): Promise<void> {
-  const ctx = await ScenarioContext.create('ebpf', pods);
-  try {
-    await body(ctx);
-  } finally {
-    await ctx.destroy();
-  }
-}
+const withContext = (pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>): Promise<void> => withVariantContext(variant('ebpf'), pods, body);
 
-describe('ebpf backend: integration scenarios', () => {
-  for (const scenario of scenarios) {
-    it(scenario.name, () => withContext(scenario.pods, (ctx) => scenario.run(ctx)));
-  }
-});
+runConformance('ebpf');
 
-describe('ebpf backend: inspect, bpftool and cleanup', () => {
+describe('ebpf backend: bpftool and tc cleanup', () => {
   const pods = [
     { name: 'client', ip: '10.244.0.2', serves: false },
     { name: 'web-1', ip: '10.244.0.11' },
@@ -43,19 +33,6 @@ describe('ebpf backend: inspect, bpftool and cleanup', () => {
       { ip: '10.244.0.12', ready: false },
     ],
   };
-
-  it('inspect shows what the manifests say, read from the pinned maps', () =>
-    withContext(pods, async (ctx) => {
-      ctx.writeServices('web.yaml', [web]);
-      await ctx.startKubeLb();
-      const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { frontend: unknown; destinations: unknown }[];
-      assert.deepEqual(view, [
-        { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
-        { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
-      ]);
-      const text = await ctx.kubeLb('inspect');
-      assert.match(text, /10\.96\.0\.10:80\/TCP\s.*10\.244\.0\.11:8080/);
-    }));
 
   it('bpftool map dump prints named fields', () =>
     withContext(pods, async (ctx) => {
@@ -82,12 +59,16 @@ describe('ebpf backend: inspect, bpftool and cleanup', () => {
       await sandbox.inNode('tc', 'filter', 'add', 'dev', foreignIf, 'ingress', 'prio', '7', 'u32', 'match', 'u32', '0', '0', 'flowid', '1:1');
       ctx.writeServices('web.yaml', [web]);
       await ctx.startKubeLb();
+      // Programs are global: other kube-lb instances on the machine load the same ones, so
+      // only those attached in this sandbox's node namespace are this test's.
+      const attached = (JSON.parse(await sandbox.inNode('bpftool', '-j', 'net', 'show')) as { tc?: { name?: string; id?: number }[] }[])
+        .flatMap((n) => n.tc ?? [])
+        .filter((p) => /^lb_(from|to)_pod\b/.test(p.name ?? ''))
+        .map((p) => String(p.id));
+      const before = [...new Set(attached)];
       const progIds = async (): Promise<string[]> =>
-        (JSON.parse((await exec('bpftool', ['-j', 'prog', 'show'])).stdout) as { id: number; name?: string }[])
-          .filter((p) => p.name === 'lb_from_pod' || p.name === 'lb_to_pod')
-          .map((p) => String(p.id));
-      const before = await progIds();
-      assert.ok(before.length >= 2, 'programs loaded');
+        (JSON.parse((await exec('bpftool', ['-j', 'prog', 'show'])).stdout) as { id: number }[]).map((p) => String(p.id));
+      assert.ok(before.length >= 2, `programs loaded and attached: ${JSON.stringify(before)}`);
       await ctx.stopKubeLb();
 
       await ctx.kubeLb('cleanup');

@@ -1,28 +1,32 @@
-// The integration scenarios: one table, backend-neutral. Each scenario
+// The conformance scenarios: one table, backend-neutral. Each scenario
 // builds a routed node, feeds kube-lb kubectl-shaped YAML and checks real
-// TCP and UDP traffic from real clients. test/integration/*.test.ts run
-// the table against a backend.
+// TCP and UDP traffic from real clients. suite.ts runs the table against
+// every backend variant; a scenario says which capabilities it needs, and
+// src/backends/capabilities.ts says which a backend has.
+import fs from 'node:fs';
 import assert from 'node:assert/strict';
+import type { Capability } from '../../src/backends/capabilities.js';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import type { ClientResult } from '../lib/sandbox.js';
 import type { PodSpec, ScenarioContext } from './context.js';
 
 export interface Scenario {
   name: string;
+  needs: Capability[];
   pods: PodSpec[];
   run(ctx: ScenarioContext): Promise<void>;
 }
 
-const VIP = '10.96.0.10';
-const pods: PodSpec[] = [
+export const VIP = '10.96.0.10';
+export const pods: PodSpec[] = [
   { name: 'client', ip: '10.244.0.2', serves: false },
   { name: 'web-1', ip: '10.244.0.11' },
   { name: 'web-2', ip: '10.244.0.12' },
   { name: 'web-3', ip: '10.244.0.13' },
 ];
-const ipOf = (name: string): string => pods.find((p) => p.name === name)!.ip;
+export const ipOf = (name: string): string => pods.find((p) => p.name === name)!.ip;
 
-function endpoints(ready: string[], notReady: string[] = []): EndpointSpec[] {
+export function endpoints(ready: string[], notReady: string[] = []): EndpointSpec[] {
   return [...ready.map((n) => ({ ip: ipOf(n), ready: true })), ...notReady.map((n) => ({ ip: ipOf(n), ready: false }))];
 }
 
@@ -53,6 +57,7 @@ async function servedBy(ctx: ScenarioContext, expected: string[], count = 20, po
 export const scenarios: Scenario[] = [
   {
     name: 'TCP and UDP on several ports spread over ready endpoints only',
+    needs: ['tcp', 'udp', 'several-ports', 'endpoint-updates'],
     pods,
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2'], ['web-3']))]);
@@ -64,6 +69,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'endpoints added, made not ready and removed reach the datapath within 1.5 s',
+    needs: ['tcp', 'udp', 'endpoint-updates'],
     pods,
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
@@ -86,7 +92,25 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'a long-lived UDP flow moves to the new endpoint when its endpoint is removed',
+    needs: ['udp', 'udp-flows-follow-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      const flow = ctx.client('client', 'udp-hold', VIP, 53, 4000);
+      await new Promise((r) => setTimeout(r, 1000));
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-2']))]);
+      const { order = [] } = await flow;
+      assert.equal(order[0], 'web-1', `the flow starts on web-1: ${order.join(' ')}`);
+      // 4 s at one datagram per 50 ms; the change lands well before the last second.
+      const last = order.slice(-15);
+      assert.ok(last.length === 15 && last.every((who) => who === 'web-2'), `the flow ends on web-2: ${order.join(' ')}`);
+    },
+  },
+  {
     name: 'a service with no ready endpoint gets no traffic, and deleting a service stops it',
+    needs: ['tcp', 'udp', 'no-endpoints', 'service-deletion'],
     pods,
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
@@ -103,6 +127,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'hairpin: a pod reaching its own service through itself gets its answers',
+    needs: ['tcp', 'udp', 'hairpin'],
     pods,
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
@@ -113,6 +138,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: '2,000 services are programmed within seconds',
+    needs: ['tcp', 'scale-2000'],
     pods,
     async run(ctx) {
       const services: ServiceSpec[] = [];
@@ -135,6 +161,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'a held TCP connection survives a kube-lb restart',
+    needs: ['tcp', 'restart-without-disruption'],
     pods,
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2']))]);
@@ -155,6 +182,7 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'hostile names are data: invalid ones are rejected by name, the rest keep working',
+    needs: ['tcp', 'hostile-names'],
     pods,
     async run(ctx) {
       const longName = 'a'.repeat(63);
@@ -171,6 +199,98 @@ export const scenarios: Scenario[] = [
       assert.equal(rejected.length, 1, `one log line names the rejected service; logs:\n${ctx.kubeLbLogs.slice(-2000)}`);
       assert.match(rejected[0]!, /"reason":"[^"]+/);
       assert.equal((await ctx.client('client', 'tcp', '10.96.0.30', 80, 2)).failures, 2, 'the rejected service gets no traffic');
+      assert.equal(fs.existsSync('/tmp/kube-lb-pwned'), false, 'a name was run as a command');
+    },
+  },
+  {
+    name: 'inspect shows what the manifests say, read back from the kernel, as JSON and text',
+    needs: ['tcp', 'udp', 'inspect'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2'], ['web-3']))]);
+      await ctx.startKubeLb();
+      const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as unknown;
+      const both = [
+        { ip: ipOf('web-1'), port: 0 },
+        { ip: ipOf('web-2'), port: 0 },
+      ];
+      const to = (port: number): { ip: string; port: number }[] => both.map((d) => ({ ...d, port }));
+      assert.deepEqual(view, [
+        { frontend: { ip: VIP, port: 53, protocol: 'UDP' }, destinations: to(5353) },
+        { frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: to(8080) },
+        { frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
+      ]);
+      assert.match(await ctx.kubeLb('inspect'), /10\.96\.0\.10:80\/TCP\s+10\.244\.0\.11:8080, 10\.244\.0\.12:8080\n/);
+    },
+  },
+  {
+    name: 'cleanup removes only what kube-lb created: foreign iptables rules and nft tables stay',
+    needs: ['tcp', 'cleanup-keeps-foreign-state'],
+    pods,
+    async run(ctx) {
+      await addForeignState(ctx);
+      const before = await foreignState(ctx);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 5), ['web-1'], 'beside foreign rules');
+      await ctx.stopKubeLb();
+      await ctx.kubeLb('cleanup');
+      await ctx.variant.assertNothingLeft(ctx.sandbox);
+      assert.deepEqual(await foreignState(ctx), before, 'foreign state after cleanup');
+      // A second cleanup finds nothing of kube-lb's and still succeeds.
+      await ctx.kubeLb('cleanup');
+      assert.deepEqual(await foreignState(ctx), before, 'foreign state after a second cleanup');
     },
   },
 ];
+
+const IPTABLES_MODES = ['nft', 'legacy'];
+const FOREIGN_NFT_TABLE = 'foreign-fw';
+
+/** Rules of another program, in both iptables flavours and in nft, including a KUBE- chain kube-lb does not create. */
+async function addForeignState(ctx: ScenarioContext): Promise<void> {
+  const { sandbox } = ctx;
+  for (const mode of IPTABLES_MODES) {
+    const iptables = (...args: string[]): Promise<string> => sandbox.inNode(`iptables-${mode}`, '-w', ...args);
+    await iptables('-t', 'nat', '-N', 'FOREIGN-NAT');
+    await iptables('-t', 'nat', '-A', 'FOREIGN-NAT', '-d', '192.0.2.1/32', '-j', 'RETURN');
+    await iptables('-t', 'nat', '-A', 'PREROUTING', '-j', 'FOREIGN-NAT');
+    await iptables('-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.2/32', '-j', 'RETURN');
+    await iptables('-t', 'filter', '-N', 'KUBE-FORWARD');
+    await iptables('-t', 'filter', '-A', 'KUBE-FORWARD', '-m', 'comment', '--comment', 'someone else', '-j', 'RETURN');
+    await iptables('-t', 'filter', '-A', 'FORWARD', '-j', 'KUBE-FORWARD');
+    await iptables('-t', 'filter', '-A', 'FORWARD', '-s', '192.0.2.3/32', '-j', 'DROP');
+  }
+  const nft = fs.mkdtempSync('/tmp/kube-lb-foreign-');
+  try {
+    fs.writeFileSync(
+      `${nft}/rules.nft`,
+      `table ip ${FOREIGN_NFT_TABLE} {\n  chain input { type filter hook input priority 0; policy accept; ip saddr 192.0.2.4 drop; }\n}\n` +
+        `table inet ${FOREIGN_NFT_TABLE} {\n  chain forward { type filter hook forward priority 0; policy accept; ip saddr 192.0.2.5 counter drop; }\n}\n`,
+    );
+    await sandbox.inNode('nft', '-f', `${nft}/rules.nft`);
+  } finally {
+    fs.rmSync(nft, { recursive: true, force: true });
+  }
+}
+
+/** The foreign rules as the kernel lists them: rule lines and non-built-in chains per iptables flavour, and the foreign nft tables. */
+async function foreignState(ctx: ScenarioContext): Promise<Record<string, string[]>> {
+  const state: Record<string, string[]> = {};
+  for (const mode of IPTABLES_MODES) {
+    let table = '';
+    state[`iptables-${mode}`] = (await ctx.sandbox.inNode(`iptables-${mode}-save`))
+      .split('\n')
+      .flatMap((line) => {
+        if (line.startsWith('*')) table = line;
+        // Built-in chains are listed once something used them; their rules are what count.
+        const declaresBuiltIn = /^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) /.test(line);
+        return line.startsWith('-A ') || (line.startsWith(':') && !declaresBuiltIn) ? [`${table} ${line}`] : [];
+      })
+      .sort();
+  }
+  for (const family of ['ip', 'inet']) {
+    state[`nft ${family}`] = (await ctx.sandbox.inNode('nft', 'list', 'table', family, FOREIGN_NFT_TABLE)).split('\n');
+  }
+  return state;
+}

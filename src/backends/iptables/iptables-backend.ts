@@ -1,0 +1,153 @@
+// The iptables backend: kube-proxy's iptables layout (see rules.ts), applied
+// with iptables-restore --noflush in one transaction per sync. After the
+// first sync only chains whose rules changed are sent; a full sync rewrites
+// every chain and removes stale ones found in iptables-save.
+import type { Backend, DesiredState, FrontendView, ServicePortState, SyncStats } from '../backend.js';
+import { runCommand } from '../netfilter/command.js';
+import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
+import { type NetfilterOptions, masqueradeMark, servicePortsToProgram } from '../netfilter/frontends.js';
+import {
+  type Chains,
+  JUMPS,
+  SERVICES_CHAIN,
+  type TableUpdate,
+  emptyUpdate,
+  filterServicesRules,
+  isOwnChain,
+  masqueradeChains,
+  natServicesRules,
+  renderRestore,
+  servicePortChains,
+} from './rules.js';
+import { type SavedTable, parseSave, tokenize, viewsFromSave } from './save.js';
+
+export type IptablesMode = 'nft' | 'legacy';
+
+export interface IptablesOptions extends NetfilterOptions {
+  /** Which iptables: iptables-nft (nf_tables) or iptables-legacy (x_tables). */
+  mode: IptablesMode;
+}
+
+type Table = 'nat' | 'filter';
+const TABLES: readonly Table[] = ['nat', 'filter'];
+const BUILT_IN_CHAINS = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);
+
+/** The mode `iptables -V` reports, as kube-proxy picks it: "(nf_tables)" or "(legacy)". */
+export async function detectIptablesMode(): Promise<IptablesMode> {
+  const { stdout } = await runCommand('iptables', ['-V']);
+  if (stdout.includes('(nf_tables)')) return 'nft';
+  if (stdout.includes('(legacy)')) return 'legacy';
+  throw new Error(`cannot tell the iptables mode from \`iptables -V\`: ${JSON.stringify(stdout.trim())}; pass --iptables-mode=nft|legacy`);
+}
+
+/** Each table's chains, with each chain's rules joined: what was last written. */
+type Written = Record<Table, Map<string, string>>;
+
+const joinRules = (chains: Chains): Map<string, string> => new Map([...chains].map(([name, rules]) => [name, rules.join('\n')]));
+
+export class IptablesBackend implements Backend {
+  readonly name = 'iptables';
+  /** Null until a full sync has read the kernel: partial syncs need to know what is there. */
+  private written: Written | null = null;
+  private readonly programmed = new ProgrammedFrontends();
+  /** Chains per service port; the model hands out the same object while a service port is unchanged. */
+  private readonly chainsOf = new WeakMap<ServicePortState, Chains>();
+  private readonly mark: string;
+
+  constructor(private readonly opts: IptablesOptions) {
+    this.mark = masqueradeMark(opts.masqueradeBit);
+  }
+
+  async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+    const servicePorts = servicePortsToProgram(state, this.opts.log);
+    const wanted = this.wantedChains(servicePorts);
+    const full = changed === null || this.written === null;
+    const update = full ? await this.fullUpdate(wanted) : this.partialUpdate(wanted, this.written!);
+    const payload = renderRestore(update);
+    if (payload !== '') {
+      this.written = null; // unknown if the restore fails half-way through its tables
+      await this.restore(payload);
+    }
+    this.written = { nat: joinRules(wanted.nat), filter: joinRules(wanted.filter) };
+    this.opts.log.debug({ full, natChainsWritten: update.nat.write.size, natChainsRemoved: update.nat.remove.length, bytes: payload.length }, 'iptables-restore');
+    const { stats, stale } = this.programmed.update(servicePorts);
+    await flushStaleFlows(stale, this.opts.log);
+    return stats;
+  }
+
+  async inspect(): Promise<FrontendView[]> {
+    const [nat, filter] = await Promise.all(TABLES.map((t) => this.save(t)));
+    return viewsFromSave(nat!, filter!);
+  }
+
+  async cleanup(): Promise<void> {
+    const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
+    for (const table of TABLES) {
+      const saved = await this.save(table);
+      for (const [chain, rules] of saved.chains) {
+        if (isOwnChain(chain)) update[table].remove.push(chain);
+        else if (BUILT_IN_CHAINS.has(chain)) {
+          // Only rules that jump into our chains; every other rule stays.
+          rules.forEach((rule, i) => {
+            const jump = rule.indexOf('-j');
+            if (jump >= 0 && isOwnChain(rule[jump + 1] ?? '')) update[table].delete.push({ chain, rule: saved.ruleText.get(chain)![i]! });
+          });
+        }
+      }
+    }
+    const payload = renderRestore(update);
+    if (payload !== '') await this.restore(payload);
+    this.written = null;
+  }
+
+  async close(): Promise<void> {}
+
+  private wantedChains(servicePorts: readonly ServicePortState[]): Record<Table, Chains> {
+    const nat: Chains = new Map([[SERVICES_CHAIN, natServicesRules(servicePorts)], ...masqueradeChains(this.mark)]);
+    for (const sp of servicePorts) {
+      let chains = this.chainsOf.get(sp);
+      if (chains === undefined) this.chainsOf.set(sp, (chains = servicePortChains(sp, this.opts.clusterCidr)));
+      for (const [name, rules] of chains) nat.set(name, rules);
+    }
+    return { nat, filter: new Map([[SERVICES_CHAIN, filterServicesRules(servicePorts)]]) };
+  }
+
+  /** Every wanted chain, stale chains of ours removed, missing jumps from built-in chains added. */
+  private async fullUpdate(wanted: Record<Table, Chains>): Promise<Record<Table, TableUpdate>> {
+    const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
+    for (const table of TABLES) {
+      const saved = await this.save(table);
+      update[table].write = wanted[table];
+      update[table].remove = [...saved.chains.keys()].filter((c) => isOwnChain(c) && !wanted[table].has(c));
+      update[table].insert = JUMPS[table].filter((j) => !hasRule(saved, j.chain, j.rule));
+    }
+    return update;
+  }
+
+  /** Only chains whose rules differ from what was written, and chains no longer wanted. */
+  private partialUpdate(wanted: Record<Table, Chains>, written: Written): Record<Table, TableUpdate> {
+    const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
+    for (const table of TABLES) {
+      for (const [name, rules] of wanted[table]) {
+        if (written[table].get(name) !== rules.join('\n')) update[table].write.set(name, rules);
+      }
+      update[table].remove = [...written[table].keys()].filter((c) => !wanted[table].has(c));
+    }
+    return update;
+  }
+
+  private async save(table: Table): Promise<SavedTable> {
+    const { stdout } = await runCommand(`iptables-${this.opts.mode}-save`, ['-t', table]);
+    return parseSave(stdout, table);
+  }
+
+  private async restore(payload: string): Promise<void> {
+    await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--wait'], payload);
+  }
+}
+
+/** Whether `chain` holds `rule` as iptables-save prints it. */
+function hasRule(saved: SavedTable, chain: string, rule: string): boolean {
+  const tokens = tokenize(rule).join('\0');
+  return (saved.chains.get(chain) ?? []).some((r) => r.join('\0') === tokens);
+}

@@ -1,0 +1,79 @@
+// The backend variants the conformance suite runs against. Adding a
+// backend is one entry here (and its row in src/backends/capabilities.ts)
+// plus a one-line <variant>.test.ts.
+import fs from 'node:fs';
+import assert from 'node:assert/strict';
+import type { BackendName } from '../../src/backends/registry.js';
+import type { NodeSandbox } from '../lib/sandbox.js';
+import { requireCommand } from '../lib/preconditions.js';
+
+export interface BackendVariant {
+  /** Names the variant in test titles: "iptables-nft". */
+  name: string;
+  backend: BackendName;
+  /** Flags for every kube-lb command besides --backend. */
+  flags(sandbox: NodeSandbox): string[];
+  /** Fails if the tools this variant drives are missing. */
+  requireTools(): void;
+  /** Fails if anything this backend creates is left in the node after cleanup. */
+  assertNothingLeft(sandbox: NodeSandbox): Promise<void>;
+}
+
+function iptablesVariant(mode: 'nft' | 'legacy'): BackendVariant {
+  return {
+    name: `iptables-${mode}`,
+    backend: 'iptables',
+    flags: () => [`--iptables-mode=${mode}`],
+    requireTools: () => requireCommand(`iptables-${mode}-restore`, 'apt-get install iptables'),
+    async assertNothingLeft(sandbox) {
+      const saved = await sandbox.inNode(`iptables-${mode}-save`);
+      const ours = saved.split('\n').filter((l) => /^:KUBE-(SERVICES|MARK-MASQ|POSTROUTING|SVC-|SEP-)|-j KUBE-(SERVICES|POSTROUTING)\b/.test(l));
+      assert.deepEqual(ours, [], `iptables-${mode} rules of kube-lb remain after cleanup`);
+    },
+  };
+}
+
+export const VARIANTS: BackendVariant[] = [
+  {
+    name: 'ebpf',
+    backend: 'ebpf',
+    flags: (sandbox) => [`--bpf-pin-path=${sandbox.pinPath}`],
+    requireTools: () => undefined,
+    async assertNothingLeft(sandbox) {
+      assert.equal(fs.existsSync(sandbox.pinPath), false, 'pins remain after cleanup');
+    },
+  },
+  iptablesVariant('nft'),
+  iptablesVariant('legacy'),
+  {
+    // Runs only in the VM (test/vm): the host kernel has no IPVS.
+    name: 'ipvs',
+    backend: 'ipvs',
+    flags: () => [],
+    requireTools: () => requireCommand('ipset', 'apt-get install ipset'),
+    async assertNothingLeft(sandbox) {
+      const links = await sandbox.inNode('ip', '-o', 'link', 'show');
+      assert.doesNotMatch(links, /kube-ipvs0/, 'kube-ipvs0 remains after cleanup');
+      // Virtual servers in the service range 10.96.0.0/12 (hex 0A6x....); foreign ones may stay.
+      assert.doesNotMatch(await sandbox.inNode('cat', '/proc/net/ip_vs'), /^(TCP|UDP|SCTP)\s+0A6/m, 'IPVS virtual servers remain after cleanup');
+      assert.doesNotMatch(await sandbox.inNode('ipset', 'list', '-n'), /^KUBE-/m, 'kube-lb ipsets remain after cleanup');
+      assert.doesNotMatch(await sandbox.inNode('iptables-save'), /^:KUBE-(SERVICES|POSTROUTING|MARK-MASQ)|-j KUBE-(SERVICES|POSTROUTING|MARK-MASQ)\b/m, 'kube-lb iptables rules remain after cleanup');
+    },
+  },
+  {
+    name: 'nftables',
+    backend: 'nftables',
+    flags: () => [],
+    requireTools: () => requireCommand('nft', 'apt-get install nftables'),
+    async assertNothingLeft(sandbox) {
+      const tables = await sandbox.inNode('nft', 'list', 'tables');
+      assert.doesNotMatch(tables, /table ip kube-lb\b/, 'the kube-lb nft table remains after cleanup');
+    },
+  },
+];
+
+export function variant(name: string): BackendVariant {
+  const v = VARIANTS.find((x) => x.name === name);
+  if (v === undefined) throw new Error(`no backend variant ${name}; known: ${VARIANTS.map((x) => x.name).join(', ')}`);
+  return v;
+}
