@@ -5,27 +5,43 @@ import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_PIN_PATH } from './backends/ebpf/datapath.js';
 import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
+import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseDuration } from './flags.js';
 import { formatViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
+import { ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
 
 const USAGE = `usage:
-  kube-lb [run] --backend=ebpf --manifests DIR --hostname-override NAME
-                --pod-interface-name-prefix PREFIX [--cluster-cidr CIDR]
+  kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
+                [--pod-interface-name-prefix PREFIX (ebpf)] [--cluster-cidr CIDR]
+                [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
+                [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
-                [--log-level info]
-  kube-lb inspect --backend=ebpf [--bpf-pin-path P] [-o json]
-  kube-lb cleanup --backend=ebpf [--bpf-pin-path P]
+                [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
+                [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
+                Objects come from --manifests DIR, else from the API server
+                of --kubeconfig FILE, else of the in-cluster service account.
+  kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
+  kube-lb cleanup --backend=B [--bpf-pin-path P] [--iptables-mode M]
+                  (or kube-proxy's spelling: kube-lb --cleanup ...)
 `;
 
 const options = {
   backend: { type: 'string', default: 'ebpf' },
   manifests: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  config: { type: 'string' },
+  'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
+  'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
+  cleanup: { type: 'boolean' },
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
   'cluster-cidr': { type: 'string' },
+  'masquerade-bit': { type: 'string', default: '14' },
+  'iptables-mode': { type: 'string' },
+  'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
@@ -46,25 +62,52 @@ function validateCidr(cidr: string): void {
 }
 
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
-  return { log, bpfPinPath: flags['bpf-pin-path'], podInterfacePrefix: flags['pod-interface-name-prefix'] };
+  const masqueradeBit = Number(flags['masquerade-bit']);
+  if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
+    throw new UsageError(`--masquerade-bit=${flags['masquerade-bit']}: not an integer from 0 to 31`);
+  }
+  if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
+  const mode = flags['iptables-mode'];
+  if (mode !== undefined && mode !== 'nft' && mode !== 'legacy') throw new UsageError(`--iptables-mode=${mode}: choose nft or legacy`);
+  return {
+    log,
+    bpfPinPath: flags['bpf-pin-path'],
+    podInterfacePrefix: flags['pod-interface-name-prefix'],
+    clusterCidr: flags['cluster-cidr'],
+    masqueradeBit,
+    iptablesMode: mode,
+    ipvsScheduler: flags['ipvs-scheduler'],
+  };
 }
 
 async function run(flags: Flags, log: Logger): Promise<void> {
-  if (!flags.manifests) throw new UsageError('run needs --manifests DIR (the API-server source is not available yet)');
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
   const minSyncPeriodMs = parseDuration(flags['min-sync-period']);
   const syncPeriodMs = parseDuration(flags['sync-period']);
   const hostname = flags['hostname-override'] ?? os.hostname();
   const backendName = parseBackendName(flags.backend);
-  log.info({ backend: backendName, hostname, manifests: flags.manifests, clusterCidr: flags['cluster-cidr'] }, 'starting');
+  log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
 
   const backend: Backend = await startBackend(backendName, backendOptions(flags, log));
+  const telemetry = await ProxyTelemetry.start({
+    backend,
+    nodeName: hostname,
+    syncPeriodMs,
+    healthzBindAddress: flags['healthz-bind-address'],
+    metricsBindAddress: flags['metrics-bind-address'],
+    log,
+  });
   const proxier = new Proxier({
-    source: new ManifestsSource({ directory: flags.manifests, log }),
+    source: flags.manifests
+      ? new ManifestsSource({ directory: flags.manifests, log })
+      : // Loaded only when used: @kubernetes/client-node is thousands of files,
+        // seconds of startup on slow filesystems such as the test VM's 9p.
+        new (await import('./sources/apiserver.js')).ApiServerSource({ kubeconfig: flags.kubeconfig, nodeName: hostname, log }),
     backend,
     log,
     minSyncPeriodMs,
     syncPeriodMs,
+    telemetry,
   });
   await proxier.start();
 
@@ -81,7 +124,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
 
 async function inspect(flags: Flags, log: Logger): Promise<void> {
   if (flags.output !== 'text' && flags.output !== 'json') throw new UsageError(`-o ${flags.output}: choose text or json`);
-  const backend = openBackend(parseBackendName(flags.backend), backendOptions(flags, log));
+  const backend = await openBackend(parseBackendName(flags.backend), backendOptions(flags, log));
   try {
     process.stdout.write(formatViews(await backend.inspect(), flags.output));
   } finally {
@@ -90,32 +133,42 @@ async function inspect(flags: Flags, log: Logger): Promise<void> {
 }
 
 async function cleanup(flags: Flags, log: Logger): Promise<void> {
-  await openBackend(parseBackendName(flags.backend), backendOptions(flags, log)).cleanup();
+  await (await openBackend(parseBackendName(flags.backend), backendOptions(flags, log))).cleanup();
   log.info({ backend: flags.backend }, 'cleanup done');
 }
 
 const commands: Record<string, (flags: Flags, log: Logger) => Promise<void>> = { run, inspect, cleanup };
 
+/** The flags, with a --config file's settings under the command line's, as in kube-proxy. */
+function parseCommandLine(argv: string[]) {
+  const parse = (args: string[]) => parseArgs({ args, options, allowPositionals: true, strict: true });
+  const parsed = parse(argv);
+  if (parsed.values.config === undefined) return { ...parsed, configWarnings: [] };
+  const config = loadKubeProxyConfig(parsed.values.config);
+  return { ...parse([...config.args, ...argv]), configWarnings: config.warnings };
+}
+
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseCommandLine(argv);
   } catch (err) {
     process.stderr.write(`kube-lb: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
-  const { values: flags, positionals } = parsed;
+  const { values: flags, positionals, configWarnings } = parsed;
   if (flags.help) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const name = positionals[0] ?? 'run';
+  const name = flags.cleanup ? 'cleanup' : (positionals[0] ?? 'run');
   const command = commands[name];
-  if (!command || positionals.length > 1) {
+  if (!command || positionals.length > (flags.cleanup ? 0 : 1)) {
     process.stderr.write(`kube-lb: unknown command ${JSON.stringify(positionals.join(' '))}\n${USAGE}`);
     return 2;
   }
   const log = createLogger(flags['log-level']);
+  for (const warning of configWarnings) log.warn(warning);
   try {
     await command(flags, log);
     return 0;

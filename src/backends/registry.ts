@@ -2,6 +2,9 @@
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
 import { EbpfBackend } from './ebpf/ebpf-backend.js';
+import { IptablesBackend, type IptablesMode, detectIptablesMode } from './iptables/iptables-backend.js';
+import { NftablesBackend } from './nftables/nft-backend.js';
+import { IpvsBackend, type IpvsOptions } from './ipvs/ipvs-backend.js';
 
 export const BACKEND_NAMES = ['ebpf', 'iptables', 'nftables', 'ipvs'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -12,6 +15,14 @@ export interface BackendOptions {
   bpfPinPath: string;
   /** ebpf: attach to interfaces whose names start with this. */
   podInterfacePrefix: string | undefined;
+  /** iptables, nftables: masquerade traffic to services from outside this range. */
+  clusterCidr: string | undefined;
+  /** iptables, nftables: the packet mark bit that asks for masquerading. */
+  masqueradeBit: number;
+  /** iptables: nft or legacy; undefined takes what `iptables -V` reports. */
+  iptablesMode: IptablesMode | undefined;
+  /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined or unknown gives rr. */
+  ipvsScheduler: string | undefined;
 }
 
 export function parseBackendName(value: string): BackendName {
@@ -21,19 +32,23 @@ export function parseBackendName(value: string): BackendName {
   return value as BackendName;
 }
 
-function unavailable(name: BackendName): never {
-  throw new Error(`--backend=${name} is not available in this build yet; use --backend=ebpf`);
+function ipvsOptions(opts: BackendOptions): IpvsOptions {
+  return { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
 }
 
 /** Starts a backend that will sync: loads or reuses its kernel state. */
 export async function startBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
-  if (name !== 'ebpf') unavailable(name);
+  if (name === 'iptables' || name === 'nftables') return openBackend(name, opts);
+  if (name === 'ipvs') return IpvsBackend.run(ipvsOptions(opts));
   if (!opts.podInterfacePrefix) throw new Error('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
   return EbpfBackend.run({ pinPath: opts.bpfPinPath, interfacePrefix: opts.podInterfacePrefix, log: opts.log });
 }
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */
-export function openBackend(name: BackendName, opts: BackendOptions): Backend {
-  if (name !== 'ebpf') unavailable(name);
+export async function openBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
+  const netfilter = { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit };
+  if (name === 'iptables') return new IptablesBackend({ ...netfilter, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
+  if (name === 'nftables') return new NftablesBackend(netfilter);
+  if (name === 'ipvs') return IpvsBackend.open(ipvsOptions(opts));
   return EbpfBackend.open({ pinPath: opts.bpfPinPath, log: opts.log });
 }

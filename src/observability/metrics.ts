@@ -1,0 +1,50 @@
+// The Prometheus metrics: kube-proxy's sync metrics under their kube-proxy
+// names, so existing dashboards and alerts keep working, plus kube-lb's own.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Backend } from '../backends/backend.js';
+
+/** kube-proxy's buckets: 1 ms doubling up to about 16 s. */
+const SYNC_DURATION_BUCKETS = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
+/** kube-proxy's buckets: 0.25 s and 0.5 s, each second to 59 s, every 5 s to 115 s, every 30 s to 5 min. */
+const NETWORK_PROGRAMMING_BUCKETS = [
+  0.25, 0.5,
+  ...Array.from({ length: 59 }, (_, i) => i + 1),
+  ...Array.from({ length: 12 }, (_, i) => 60 + 5 * i),
+  ...Array.from({ length: 7 }, (_, i) => 120 + 30 * i),
+];
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly syncDuration = new Histogram({ name: 'kubeproxy_sync_proxy_rules_duration_seconds', help: 'SyncProxyRules latency in seconds', buckets: SYNC_DURATION_BUCKETS, registers: [this.registry] });
+  readonly lastSync = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds', help: 'The last time proxy rules were successfully synced', registers: [this.registry] });
+  readonly lastQueued = new Gauge({ name: 'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds', help: 'The last time a sync of proxy rules was queued', registers: [this.registry] });
+  readonly networkProgramming = new Histogram({ name: 'kubeproxy_network_programming_duration_seconds', help: 'In Cluster Network Programming Latency in seconds', buckets: NETWORK_PROGRAMMING_BUCKETS, registers: [this.registry] });
+  readonly endpointChangesPending = new Gauge({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending', help: 'Pending proxy rules Endpoint changes', registers: [this.registry] });
+  readonly endpointChangesTotal = new Counter({ name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total', help: 'Cumulative proxy rules Endpoint changes', registers: [this.registry] });
+  readonly serviceChangesPending = new Gauge({ name: 'kubeproxy_sync_proxy_rules_service_changes_pending', help: 'Pending proxy rules Service changes', registers: [this.registry] });
+  readonly serviceChangesTotal = new Counter({ name: 'kubeproxy_sync_proxy_rules_service_changes_total', help: 'Cumulative proxy rules Service changes', registers: [this.registry] });
+  readonly healthzTotal = new Counter({ name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'], registers: [this.registry] });
+  readonly livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'], registers: [this.registry] });
+  readonly syncErrors = new Counter({ name: 'kube_lb_sync_errors_total', help: 'Syncs that failed, by backend', labelNames: ['backend'], registers: [this.registry] });
+
+  constructor(backend: Backend) {
+    this.syncErrors.inc({ backend: backend.name }, 0);
+    const mapFill = backend.mapFill?.bind(backend);
+    if (mapFill === undefined) return;
+    // Read from the kernel at scrape time.
+    for (const [name, help, field] of [
+      ['kube_lb_bpf_map_entries', 'Entries in each BPF map', 'entries'],
+      ['kube_lb_bpf_map_max_entries', 'Capacity of each BPF map', 'maxEntries'],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['map'],
+        registers: [this.registry],
+        async collect() {
+          for (const fill of await mapFill()) this.set({ map: fill.map }, fill[field]);
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,185 @@
+// A Source fed by the API server: @kubernetes/client-node informers (list,
+// then watch) on Services, EndpointSlices and this node's Node object, with
+// kube-proxy's selectors. The informers keep a cache and diff a relist
+// (after 410 Gone) against it, so a reconnect removes only what vanished.
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  KubeConfig,
+  ListWatch,
+  Watch,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import type { Logger } from '../log.js';
+import type { ObjectKind, RawObject } from '../model/objects.js';
+import type { ObjectSink, Source } from './source.js';
+
+/**
+ * kube-proxy's label selector for Services and EndpointSlices: services
+ * that name another proxy are not ours, and headless services' slices carry
+ * nothing to proxy.
+ */
+export const PROXY_LABEL_SELECTOR = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
+
+export interface ApiServerSourceOptions {
+  /** A kubeconfig file; undefined means the in-cluster service account. */
+  kubeconfig: string | undefined;
+  /** This node's name: only its Node object is watched. */
+  nodeName: string;
+  log: Logger;
+  /** Reconnect backoff: the first retry waits minBackoffMs, doubling up to maxBackoffMs. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+interface InformerSpec {
+  kind: ObjectKind;
+  apiVersion: string;
+  /** The watch path; the list goes through the typed client for the same resource. */
+  path: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  list(): Promise<KubernetesListObject<KubernetesObject>>;
+}
+
+/** Asks every watch for bookmarks, so a reconnect resumes from a recent resourceVersion instead of relisting. */
+class BookmarkingWatch extends Watch {
+  override watch(...[path, queryParams, callback, done]: Parameters<Watch['watch']>): Promise<AbortController> {
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+  }
+}
+
+/** One informer and its reconnect state. */
+interface RunningInformer {
+  spec: InformerSpec;
+  listWatch: ListWatch<KubernetesObject>;
+  /** Consecutive failures; sets the next backoff. */
+  failures: number;
+  retryTimer: NodeJS.Timeout | undefined;
+  listed: boolean;
+}
+
+export class ApiServerSource implements Source {
+  private readonly kubeConfig = new KubeConfig();
+  private readonly log: Logger;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private informers: RunningInformer[] = [];
+  private sink: ObjectSink | null = null;
+  private stopped = false;
+  private syncedReported = false;
+
+  constructor(private readonly opts: ApiServerSourceOptions) {
+    this.log = opts.log.child({ source: 'apiserver' });
+    this.minBackoffMs = opts.minBackoffMs ?? 500;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+  }
+
+  /** Loads the client config and starts the informers; synced() follows once every one has listed. */
+  async start(sink: ObjectSink): Promise<void> {
+    this.loadConfig();
+    this.sink = sink;
+    const server = this.kubeConfig.getCurrentCluster()?.server;
+    this.log.info({ server, node: this.opts.nodeName }, 'watching the API server');
+    this.informers = this.informerSpecs().map((spec) => this.createInformer(spec));
+    for (const informer of this.informers) void this.startInformer(informer);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const informer of this.informers) {
+      clearTimeout(informer.retryTimer);
+      await informer.listWatch.stop();
+    }
+  }
+
+  private loadConfig(): void {
+    if (this.opts.kubeconfig !== undefined) {
+      this.kubeConfig.loadFromFile(this.opts.kubeconfig);
+      return;
+    }
+    if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
+      throw new Error('not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset): pass --kubeconfig or --manifests');
+    }
+    this.kubeConfig.loadFromCluster();
+  }
+
+  private informerSpecs(): InformerSpec[] {
+    const core = this.kubeConfig.makeApiClient(CoreV1Api);
+    const discovery = this.kubeConfig.makeApiClient(DiscoveryV1Api);
+    const labelSelector = PROXY_LABEL_SELECTOR;
+    const fieldSelector = `metadata.name=${this.opts.nodeName}`;
+    return [
+      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, list: () => core.listServiceForAllNamespaces({ labelSelector }) },
+      {
+        kind: 'EndpointSlice',
+        apiVersion: 'discovery.k8s.io/v1',
+        path: '/apis/discovery.k8s.io/v1/endpointslices',
+        labelSelector,
+        list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector }),
+      },
+      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, list: () => core.listNode({ fieldSelector }) },
+    ];
+  }
+
+  private createInformer(spec: InformerSpec): RunningInformer {
+    const listWatch = new ListWatch(spec.path, new BookmarkingWatch(this.kubeConfig), spec.list, false, spec.labelSelector, spec.fieldSelector);
+    const informer: RunningInformer = { spec, listWatch, failures: 0, retryTimer: undefined, listed: false };
+    const upsert = (object: KubernetesObject): void => {
+      if (!this.stopped) this.sink!.upsert(toRawObject(object, spec), 'apiserver');
+    };
+    listWatch.on('add', upsert);
+    listWatch.on('update', upsert);
+    listWatch.on('delete', (object) => {
+      if (!this.stopped) this.sink!.delete(spec.kind, spec.kind === 'Node' ? '' : (object.metadata?.namespace ?? ''), object.metadata?.name ?? '');
+    });
+    // The informer stops on any error but 410 Gone (which it answers with a relist): retry with backoff.
+    listWatch.on('error', (err) => this.scheduleRetry(informer, err));
+    return informer;
+  }
+
+  private async startInformer(informer: RunningInformer): Promise<void> {
+    const failuresBefore = informer.failures;
+    // Resolves once the list is delivered and the watch is open, or once an error was reported.
+    await informer.listWatch.start();
+    if (this.stopped || informer.failures > failuresBefore) return;
+    informer.failures = 0;
+    if (!informer.listed && informer.listWatch.latestResourceVersion() !== '') {
+      informer.listed = true;
+      this.log.info({ kind: informer.spec.kind, resourceVersion: informer.listWatch.latestResourceVersion() }, 'initial list delivered');
+      if (!this.syncedReported && this.informers.every((i) => i.listed)) {
+        this.syncedReported = true;
+        this.sink!.synced();
+      }
+    }
+  }
+
+  private scheduleRetry(informer: RunningInformer, err: unknown): void {
+    if (this.stopped) return;
+    informer.failures++;
+    const backoffMs = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** (informer.failures - 1));
+    // Up to 20% jitter, so the nodes of a cluster do not reconnect in lockstep.
+    const delayMs = Math.round(backoffMs * (1 + Math.random() * 0.2));
+    this.log.warn({ kind: informer.spec.kind, err: describeError(err), retryInMs: delayMs }, 'API server watch failed; the datapath keeps its state');
+    clearTimeout(informer.retryTimer);
+    informer.retryTimer = setTimeout(() => void this.startInformer(informer), delayMs);
+  }
+}
+
+/**
+ * The object as the API sends it. List items come from the typed client as
+ * class instances with Date fields and without apiVersion and kind; watch
+ * events are already plain JSON. A JSON round trip serves both.
+ */
+function toRawObject(object: KubernetesObject, spec: InformerSpec): RawObject {
+  return { ...(JSON.parse(JSON.stringify(object)) as RawObject), apiVersion: spec.apiVersion, kind: spec.kind };
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { statusCode?: number; code?: number | string }).statusCode ?? (err as { code?: number | string }).code;
+    return code === undefined ? err.message : `${err.message} (${code})`;
+  }
+  return String(err);
+}

@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Backend } from '../../src/backends/backend.js';
+import { ProxierHealth } from '../../src/observability/health.js';
+import { parseBindAddress, ProxyTelemetry } from '../../src/observability/telemetry.js';
+import type { ObjectSink } from '../../src/sources/source.js';
+import { captureLogger, rawSlice, readyEndpoint } from './fixtures.js';
+
+describe('proxier health (kube-proxy semantics)', () => {
+  it('is healthy until a queued update waits longer than the timeout for a sync', () => {
+    let now = 1_000_000;
+    const health = new ProxierHealth(60_000, () => new Date(now));
+    assert.equal(health.status().healthy, true, 'healthy while starting');
+    health.queuedUpdate();
+    now += 59_000;
+    assert.equal(health.status().healthy, true);
+    health.queuedUpdate(); // does not move the oldest pending update
+    now += 1_000;
+    assert.equal(health.status().healthy, false);
+    health.updated();
+    assert.deepEqual(health.status(), { healthy: true, lastUpdated: new Date(now), currentTime: new Date(now), nodeEligible: true });
+  });
+
+  it('a node being deleted or tainted for deletion is not eligible', () => {
+    const health = new ProxierHealth(60_000);
+    health.syncNode({ metadata: { name: 'n' }, spec: { taints: [{ key: 'ToBeDeletedByClusterAutoscaler' }] } });
+    assert.equal(health.status().nodeEligible, false);
+    health.syncNode({ metadata: { name: 'n' } });
+    assert.equal(health.status().nodeEligible, true);
+    health.syncNode({ metadata: { name: 'n', deletionTimestamp: '2026-11-01T10:00:00Z' } });
+    assert.equal(health.status().nodeEligible, false);
+    health.syncNode(null);
+    assert.equal(health.status().nodeEligible, false);
+  });
+});
+
+describe('health and metrics servers', () => {
+  const backend: Backend = {
+    name: 'fake',
+    sync: async () => ({ frontendsWritten: 0, frontendsRemoved: 0 }),
+    inspect: async () => [],
+    cleanup: async () => {},
+    close: async () => {},
+    mapFill: async () => [{ map: 'kube_lb_svc', entries: 3, maxEntries: 65536 }],
+  };
+
+  async function withTelemetry(body: (t: ProxyTelemetry, get: (server: string, path: string) => Promise<Response>) => Promise<void>): Promise<void> {
+    const { log, lines } = captureLogger();
+    const telemetry = await ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log });
+    const address = (server: string) => lines.find((l) => typeof l[server] === 'string')![server] as string;
+    try {
+      await body(telemetry, (server, path) => fetch(`http://${address(server)}${path}`));
+    } finally {
+      await telemetry.close();
+    }
+  }
+
+  it('answer /healthz, /livez and /metrics over HTTP with kube-proxy names', () =>
+    withTelemetry(async (telemetry, get) => {
+      const healthz = await get('healthz', '/healthz');
+      assert.equal(healthz.status, 200);
+      assert.equal(healthz.headers.get('content-type'), 'application/json');
+      assert.deepEqual(Object.keys((await healthz.json()) as object), ['lastUpdated', 'currentTime', 'nodeEligible']);
+      assert.equal((await get('healthz', '/nope')).status, 404);
+
+      // An endpoint change after the initial state, then the sync that programs it.
+      const delivered: string[] = [];
+      const sink = telemetry.observe({ upsert: () => delivered.push('upsert'), delete: () => delivered.push('delete'), synced: () => delivered.push('synced') } satisfies ObjectSink);
+      sink.synced();
+      const slice = rawSlice('web-1', 'web', [{ name: 'http', port: 8080 }], [readyEndpoint('10.244.0.11')]);
+      (slice.metadata as { annotations?: Record<string, string> }).annotations = { 'endpoints.kubernetes.io/last-change-trigger-time': new Date(Date.now() - 2500).toISOString() };
+      sink.upsert(slice, 'test');
+      sink.delete('Node', '', 'node1');
+      assert.deepEqual(delivered, ['synced', 'upsert', 'delete']);
+      telemetry.queued({ services: 0, endpoints: 1 });
+      telemetry.syncStarted({ services: 0, endpoints: 0 });
+      telemetry.syncSucceeded({ durationMs: 12, serviceChanges: 0, endpointChanges: 1 });
+
+      // The node object went away: /healthz fails, /livez does not.
+      assert.equal((await get('healthz', '/healthz')).status, 503);
+      assert.equal((await get('healthz', '/livez')).status, 200);
+
+      const metrics = await (await get('metrics', '/metrics')).text();
+      for (const line of [
+        'kubeproxy_sync_proxy_rules_duration_seconds_bucket{le="0.016"} 1',
+        'kubeproxy_sync_proxy_rules_endpoint_changes_total 1',
+        'kubeproxy_sync_proxy_rules_endpoint_changes_pending 0',
+        'kubeproxy_network_programming_duration_seconds_bucket{le="2"} 0',
+        'kubeproxy_network_programming_duration_seconds_bucket{le="3"} 1',
+        'kubeproxy_proxy_healthz_total{code="503"} 1',
+        'kube_lb_sync_errors_total{backend="fake"} 0',
+        'kube_lb_bpf_map_entries{map="kube_lb_svc"} 3',
+        'kube_lb_bpf_map_max_entries{map="kube_lb_svc"} 65536',
+      ]) {
+        assert.ok(metrics.includes(line), `/metrics lacks ${line}:\n${metrics}`);
+      }
+      assert.match(metrics, /^kubeproxy_sync_proxy_rules_last_timestamp_seconds \d+/m);
+      assert.match(metrics, /^kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds \d+/m);
+
+      telemetry.syncStarted({ services: 0, endpoints: 0 });
+      telemetry.syncFailed(5);
+      assert.ok((await (await get('metrics', '/metrics')).text()).includes('kube_lb_sync_errors_total{backend="fake"} 1'));
+    }));
+
+  it('parses bind addresses like kube-proxy and rejects others', () => {
+    assert.deepEqual(parseBindAddress('0.0.0.0:10256', 'healthz'), { host: '0.0.0.0', port: 10256 });
+    assert.deepEqual(parseBindAddress('[::]:10249', 'metrics'), { host: '::', port: 10249 });
+    assert.deepEqual(parseBindAddress(':10249', 'metrics'), { host: '0.0.0.0', port: 10249 });
+    assert.throws(() => parseBindAddress('10256', 'healthz'), { message: '--healthz-bind-address=10256: not host:port, such as 0.0.0.0:10256' });
+    assert.throws(() => parseBindAddress('127.0.0.1:70000', 'metrics'), /--metrics-bind-address=127\.0\.0\.1:70000/);
+  });
+});
