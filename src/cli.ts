@@ -1,6 +1,9 @@
-// The kube-lb command: run, inspect and cleanup. Flag names follow
+// The kube-lb command: run, inspect, cleanup and bench. Flag names follow
 // kube-proxy's where kube-proxy has one.
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_PIN_PATH } from './backends/ebpf/datapath.js';
@@ -26,6 +29,8 @@ const USAGE = `usage:
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
+  kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--out DIR]
+                  (every backend side by side; see bench/main.ts)
 `;
 
 const options = {
@@ -148,7 +153,14 @@ function parseCommandLine(argv: string[]) {
   return { ...parse([...config.args, ...argv]), configWarnings: config.warnings };
 }
 
+/** The benchmark lives beside the control plane in the built tree (dist/bench), with flags of its own. */
+function bench(args: string[]): number {
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bench', 'main.js');
+  return spawnSync(process.execPath, [main, ...args], { stdio: 'inherit' }).status ?? 1;
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'bench') return bench(argv.slice(1));
   let parsed;
   try {
     parsed = parseCommandLine(argv);

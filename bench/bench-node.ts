@@ -1,0 +1,195 @@
+// A sandboxed node for the traffic and control-plane benchmarks: a client
+// pod, a few server pods, a manifests directory, and kube-lb on one
+// backend. Other services' endpoints are addresses no pod holds: only the
+// target service's traffic is measured.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { intToIpv4 } from '../src/backends/backend.js';
+import { endpointSliceObject, serviceObject, type ServiceSpec } from '../test/lib/manifests.js';
+import { compiledRoot } from '../test/lib/paths.js';
+import { NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
+
+const exec = promisify(execFile);
+
+/** One way of running kube-lb, as the benchmark compares them. */
+export interface Variant {
+  name: string;
+  args: string[];
+}
+
+export const SERVER_PORT = 8080;
+export const IPERF_PORT = 5201;
+const CLIENT_IP = '10.244.0.2';
+const serverIp = (i: number): string => `10.244.1.${i + 1}`;
+const TRAFFIC_CLIENT = path.join(compiledRoot, 'bench', 'traffic-client.js');
+/** The command operators run, with its Node flags: RSS is measured as shipped. */
+const KUBE_LB = path.join(compiledRoot, '..', 'bin', 'kube-lb');
+const wallNow = (): number => performance.timeOrigin + performance.now();
+const FILE_SERVICES = 500;
+
+export class BenchNode {
+  private kubeLb: ChildProcess | undefined;
+  private logs = '';
+
+  private constructor(
+    readonly variant: Variant,
+    readonly sandbox: NodeSandbox,
+    readonly manifestsDir: string,
+    readonly servers: string[],
+  ) {}
+
+  static async create(variant: Variant, serverCount: number): Promise<BenchNode> {
+    const sandbox = await NodeSandbox.create();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-bench-${sandbox.id}-`));
+    const node = new BenchNode(variant, sandbox, dir, []);
+    const client = await sandbox.addPod('client', CLIENT_IP);
+    // One client opening thousands of connections a second to one ClusterIP
+    // otherwise spends its time searching for a source port free of
+    // TIME_WAIT; direct traffic, spread over several pods, would not.
+    await exec('ip', ['netns', 'exec', client.ns, 'sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
+    for (let i = 0; i < serverCount; i++) {
+      const name = `web-${i + 1}`;
+      await sandbox.addPod(name, serverIp(i));
+      await sandbox.startServer(name, [SERVER_PORT]);
+      node.servers.push(serverIp(i));
+    }
+    return node;
+  }
+
+  /**
+   * Writes N services with `endpointsEach` endpoints to a staging file; the
+   * target (answered by `targetEndpoints`) is installed first or last.
+   * commit() puts the file in place with one rename and returns the wall
+   * time it did, so a measurement starts at the change itself.
+   */
+  stageServices(count: number, endpointsEach: number, target: 'first' | 'last', targetEndpoints: string[] = this.servers): { vip: string; commit: () => number } {
+    const targetIndex = target === 'first' ? 0 : count - 1;
+    const items: Record<string, unknown>[] = [];
+    for (let i = 0; i < count; i++) {
+      const endpoints =
+        i === targetIndex
+          ? targetEndpoints.map((ip) => ({ ip, ready: true }))
+          : Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e) % 0x3fffe) + 1), ready: true }));
+      const spec: ServiceSpec = {
+        name: `svc-${i}`,
+        clusterIP: clusterIpOf(i),
+        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: 'TCP' }],
+        endpoints,
+      };
+      items.push(serviceObject(spec), endpointSliceObject(spec));
+    }
+    // JSON: the same objects as YAML, parsed in a fraction of the time. One
+    // file per 500 services, as a cluster's objects would be split by namespace.
+    const staged: [string, string][] = [];
+    for (let first = 0; first < items.length; first += 2 * FILE_SERVICES) {
+      const file = path.join(this.manifestsDir, `services-${first / (2 * FILE_SERVICES)}.json`);
+      const text = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: items.slice(first, first + 2 * FILE_SERVICES) });
+      // A change touches only the files it changes, as an edit would.
+      if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === text) continue;
+      fs.writeFileSync(`${file}.tmp`, text);
+      staged.push([`${file}.tmp`, file]);
+    }
+    // Files a larger earlier load left beyond this one's.
+    const wanted = Math.ceil(count / FILE_SERVICES);
+    const stale = fs.readdirSync(this.manifestsDir).filter((f) => Number(/^services-(\d+)\.json$/.exec(f)?.[1] ?? -1) >= wanted);
+    return {
+      vip: clusterIpOf(targetIndex),
+      commit: () => {
+        const at = wallNow();
+        for (const [from, to] of staged) fs.renameSync(from, to);
+        for (const f of stale) fs.unlinkSync(path.join(this.manifestsDir, f));
+        return at;
+      },
+    };
+  }
+
+  /**
+   * Starts polling `target` with new connections until `name` answers.
+   * Resolves once the poller is running; `answeredAt` then resolves to the
+   * wall time of the first answer from `name`.
+   */
+  async startPolling(name: string, target: string, timeoutMs: number): Promise<{ answeredAt: Promise<number> }> {
+    const child = spawn('ip', ['netns', 'exec', this.sandbox.pod('client').ns, process.execPath, TRAFFIC_CLIENT, 'until', name, String(timeoutMs), target]);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await waitForLine(child, /polling/, 30_000, 'traffic client');
+    const answeredAt = new Promise<number>((resolve, reject) =>
+      child.once('exit', () => {
+        const at = (JSON.parse(out) as { answeredAt: number | null }).answeredAt;
+        if (at === null) reject(new Error(`${this.variant.name}: ${target} was not answered by ${name} within ${timeoutMs} ms`));
+        else resolve(at);
+      }),
+    );
+    return { answeredAt };
+  }
+
+  async startKubeLb(): Promise<void> {
+    const child = this.sandbox.spawnInNode(KUBE_LB, [
+      'run',
+      ...this.variant.args,
+      `--manifests=${this.manifestsDir}`,
+      '--hostname-override=bench-node',
+      `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
+      `--bpf-pin-path=${this.sandbox.pinPath}`,
+      '--cluster-cidr=10.244.0.0/16',
+    ]);
+    child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
+    this.kubeLb = child;
+    await waitForLine(child, /"msg":"ready"/, 120_000, `kube-lb ${this.variant.name}`);
+  }
+
+  /** kube-lb's own report of its syncs: full or not, and how long each took. */
+  syncs(): { full: boolean; durationMs: number }[] {
+    return this.logs
+      .split('\n')
+      .filter((l) => l.includes('"msg":"synced"'))
+      .map((l) => JSON.parse(l) as { full: boolean; durationMs: number });
+  }
+
+  /** Resolves once kube-lb reports more than `count` syncs. */
+  async waitForSyncs(count: number, timeoutMs = 60_000): Promise<void> {
+    const start = performance.now();
+    while (this.syncs().length <= count) {
+      if (performance.now() - start > timeoutMs) throw new Error(`${this.variant.name}: no sync after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async rssBytes(): Promise<number> {
+    const status = fs.readFileSync(`/proc/${this.kubeLb!.pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+  }
+
+  /** Runs a command in the client pod; returns its stdout. */
+  async exec(cmd: string, ...args: string[]): Promise<string> {
+    const { stdout } = await exec('ip', ['netns', 'exec', this.sandbox.pod('client').ns, cmd, ...args], { maxBuffer: 256 << 20 });
+    return stdout;
+  }
+
+  /** Runs the traffic client (bench/traffic-client.ts) in the client pod. */
+  async client<T>(...args: string[]): Promise<T> {
+    return JSON.parse(await this.exec(process.execPath, TRAFFIC_CLIENT, ...args)) as T;
+  }
+
+  async destroy(): Promise<void> {
+    try {
+      if (this.kubeLb && this.kubeLb.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          this.kubeLb!.once('exit', () => resolve());
+          this.kubeLb!.kill('SIGTERM');
+        });
+      }
+      await this.sandbox.execInNode(KUBE_LB, ['cleanup', ...this.variant.args, `--bpf-pin-path=${this.sandbox.pinPath}`]);
+    } finally {
+      await this.sandbox.destroy();
+      fs.rmSync(this.manifestsDir, { recursive: true, force: true });
+    }
+  }
+}
+
+export function clusterIpOf(i: number): string {
+  return intToIpv4(0x0a600000 + 0x100 + i); // 10.96.1.0 onwards
+}

@@ -1,0 +1,136 @@
+// The traffic and control-plane measurements, one sandboxed node each.
+import { spawn } from 'node:child_process';
+import { BenchNode, SERVER_PORT, type Variant } from './bench-node.js';
+import { quantile } from './stats.js';
+
+/** "direct": the client talks to the pods' own addresses, with no proxy at all. */
+export const DIRECT: Variant = { name: 'direct', args: [] };
+
+const SERVER_PODS = 4;
+const CONCURRENCY = 4;
+const TIMEOUT_MS = 600_000;
+
+export interface ConnRate {
+  connPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  failures: number;
+}
+
+interface RateOutput {
+  connections: number;
+  failures: number;
+  elapsedMs: number;
+  latenciesMs: number[];
+}
+
+async function withNode<T>(variant: Variant, servers: number, body: (node: BenchNode) => Promise<T>): Promise<T> {
+  const node = await BenchNode.create(variant, servers);
+  try {
+    return await body(node);
+  } finally {
+    await node.destroy();
+  }
+}
+
+/** Brings `services` services up on a node (target answered by web-1) and waits until the target answers. */
+async function loadServices(node: BenchNode, services: number, target: 'first' | 'last', targetEndpoints: string[]): Promise<{ vip: string; ms: number }> {
+  const staged = node.stageServices(services, 10, target, targetEndpoints);
+  const poll = await node.startPolling('web-1', `${staged.vip}:80`, TIMEOUT_MS);
+  const t0 = staged.commit();
+  return { vip: staged.vip, ms: (await poll.answeredAt) - t0 };
+}
+
+/** New-connection rate and latency to a ClusterIP among `services` (or to the pods directly). */
+export async function connRate(variant: Variant, services: number, target: 'first' | 'last', durationMs: number): Promise<ConnRate> {
+  return withNode(variant, SERVER_PODS, async (node) => {
+    let targets = node.servers.map((ip) => `${ip}:${SERVER_PORT}`);
+    if (variant !== DIRECT) {
+      await node.startKubeLb();
+      const { vip } = await loadServices(node, services, target, node.servers);
+      targets = [`${vip}:80`];
+    }
+    const out = await node.client<RateOutput>('rate', String(durationMs), String(CONCURRENCY), ...targets);
+    const sorted = out.latenciesMs.sort((a, b) => a - b);
+    return { connPerSec: (out.connections / out.elapsedMs) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), failures: out.failures };
+  });
+}
+
+export interface ControlPlane {
+  /** From the manifest write to the last service answering. */
+  fullSyncMs: number;
+  /** kube-lb's own duration of the syncs that programmed them. */
+  fullSyncKubeLbMs: number;
+  /** From the manifest write to the changed endpoint answering. */
+  endpointChangeMs: number;
+  endpointChangeKubeLbMs: number;
+  rssBytes: number;
+}
+
+/** Loads N services with 10 endpoints each into a running kube-lb, then moves one endpoint. */
+export async function controlPlane(variant: Variant, services: number): Promise<ControlPlane> {
+  return withNode(variant, 2, async (node) => {
+    await node.startKubeLb();
+    const [web1, web2] = node.servers as [string, string];
+    // The datapath can answer before kube-lb logs the sync that programmed
+    // it, so each change waits for that log line before adding syncs up.
+    const measure = async (stage: () => Promise<number>): Promise<{ ms: number; kubeLbMs: number }> => {
+      const before = node.syncs().length;
+      const ms = await stage();
+      await node.waitForSyncs(before);
+      await new Promise((r) => setTimeout(r, 200)); // a second sync may follow a burst of file events
+      return { ms, kubeLbMs: node.syncs().slice(before).reduce((sum, s) => sum + s.durationMs, 0) };
+    };
+
+    let vip = '';
+    const full = await measure(async () => {
+      const loaded = await loadServices(node, services, 'last', [web1]);
+      vip = loaded.vip;
+      return loaded.ms;
+    });
+    // Past --min-sync-period, so the change measures propagation, not the rate limit.
+    await new Promise((r) => setTimeout(r, 1100));
+    const change = await measure(async () => {
+      const staged = node.stageServices(services, 10, 'last', [web2]);
+      const poll = await node.startPolling('web-2', `${vip}:80`, TIMEOUT_MS);
+      const t0 = staged.commit();
+      return (await poll.answeredAt) - t0;
+    });
+    return {
+      fullSyncMs: full.ms,
+      fullSyncKubeLbMs: full.kubeLbMs,
+      endpointChangeMs: change.ms,
+      endpointChangeKubeLbMs: change.kubeLbMs,
+      rssBytes: await node.rssBytes(),
+    };
+  });
+}
+
+export interface Throughput {
+  gbitPerSec: number;
+}
+
+/** iperf3 through a ClusterIP (or directly to the pod) for `seconds`. */
+export async function throughput(variant: Variant, seconds: number): Promise<Throughput> {
+  return withNode(variant, 0, async (node) => {
+    const server = await node.sandbox.addPod('iperf', '10.244.2.1');
+    const iperf = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-p', String(SERVER_PORT)], { stdio: 'ignore' });
+    try {
+      let target = server.ip;
+      if (variant !== DIRECT) {
+        await node.startKubeLb();
+        // A probe would use up the one-shot iperf3 server: wait for the sync instead.
+        const syncs = node.syncs().length;
+        const staged = node.stageServices(1, 1, 'last', [server.ip]);
+        staged.commit();
+        target = staged.vip;
+        await node.waitForSyncs(syncs);
+      }
+      const out = await node.exec('iperf3', '-c', target, '-p', variant === DIRECT ? String(SERVER_PORT) : '80', '-t', String(seconds), '-J');
+      const report = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
+      return { gbitPerSec: report.end.sum_received.bits_per_second / 1e9 };
+    } finally {
+      iperf.kill();
+    }
+  });
+}
