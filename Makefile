@@ -10,9 +10,10 @@ ADDON := build/Release/kube_lb_native.node
 TS_STAMP := dist/.built
 
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
-	bpftool iproute2 iptables nftables ipset util-linux procps kmod
+	bpftool iproute2 iptables nftables ipset util-linux procps kmod iperf3 \
+	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl
 
-.PHONY: build deps apt npm test demo clean
+.PHONY: build deps apt npm test test-vm demo bench clean readme-capabilities
 
 build: deps $(ADDON) $(BPF_OBJ) $(TS_STAMP)
 
@@ -44,15 +45,36 @@ $(ADDON): $(wildcard native/*.cc native/*.h) native/CMakeLists.txt native/packag
 	PATH=$(CURDIR)/node_modules/.bin:$$PATH cmake-js compile --directory native --out build >build/native.log 2>&1 \
 		|| { cat build/native.log; exit 1; }
 
-$(TS_STAMP): $(shell find src test demo -name '*.ts' 2>/dev/null) tsconfig.json node_modules/.installed
+# dist/ is rebuilt whole, so no test removed from the sources lingers there.
+$(TS_STAMP): $(shell find src test demo bench -name '*.ts' 2>/dev/null) tsconfig.json node_modules/.installed
+	rm -rf dist
 	$(NODE) node_modules/.bin/tsc -p tsconfig.json
 	touch $@
 
 test: build
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 'dist/test/**/*.test.js'
+	$(MAKE) --no-print-directory test-vm
+
+# Kernel-dependent tests on Debian's stock kernel in one qemu VM (test/vm/run):
+# the ipvs backend (the host kernel has no IPVS) and the ebpf kernel matrix
+# (programs through the verifier, a subset of the ebpf conformance scenarios).
+VM_TESTS := dist/test/vm/*.vm-test.js dist/test/bpf/datapath.test.js
+test-vm: build
+	@start=$$(date +%s); \
+	KUBE_LB_TEST_SLOWDOWN=$${KUBE_LB_TEST_SLOWDOWN:-10} test/vm/run $(NODE) --test --test-concurrency=1 --test-timeout=900000 $(VM_TESTS); \
+	status=$$?; echo "test-vm: $$(( $$(date +%s) - start )) s in the VM"; exit $$status
+
+# The backend capability table (src/backends/capabilities.ts) as Markdown, for the README.
+readme-capabilities: build
+	@$(NODE) --input-type=module -e "import { capabilityTableMarkdown } from './dist/src/backends/capabilities.js'; process.stdout.write(capabilityTableMarkdown());"
 
 demo: build
 	$(NODE) dist/demo/demo.js
+
+# Every backend side by side (bench/results/); BENCH_ARGS=--quick for the
+# under-5-minutes development run.
+bench: build
+	bin/kube-lb bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist

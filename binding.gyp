@@ -11,6 +11,9 @@
         "native/btf.cc",
         "native/errors.cc",
         "native/fds.cc",
+        "native/ipvs.cc",
+        "native/ipvs_link.cc",
+        "native/ipvs_netlink.cc",
         "native/libbpf_log.cc",
         "native/maps.cc",
         "native/progs.cc",
@@ -19,8 +22,8 @@
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["<!@(pkg-config --cflags libbpf libelf zlib)", "-Wall", "-Wextra"],
-      "libraries": ["<!@(pkg-config --libs libbpf libelf zlib)"]
+      "cflags": ["<!@(pkg-config --cflags libbpf libelf zlib libmnl)", "-Wall", "-Wextra"],
+      "libraries": ["<!@(pkg-config --libs libbpf libelf zlib libmnl)"]
     }
   ]
 }

@@ -14,6 +14,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportTc(env, exports);
   ExportXdp(env, exports);
   ExportBtf(env, exports);
+  ExportIpvs(env, exports);
+  ExportIpvsLink(env, exports);
   return exports;
 }
 

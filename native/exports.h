@@ -10,6 +10,8 @@ void ExportProgs(Napi::Env env, Napi::Object exports);
 void ExportTc(Napi::Env env, Napi::Object exports);
 void ExportXdp(Napi::Env env, Napi::Object exports);
 void ExportBtf(Napi::Env env, Napi::Object exports);
+void ExportIpvs(Napi::Env env, Napi::Object exports);
+void ExportIpvsLink(Napi::Env env, Napi::Object exports);
 
 template <typename Callback>
 void Export(Napi::Env env, Napi::Object exports, const char* name, Callback callback) {

@@ -89,6 +89,44 @@ export interface NativeAddon {
 
   /** Struct layouts from the BTF of an ELF object. */
   btfStructs(objectPath: string, names: string[]): Record<string, BtfStruct>;
+
+  // IPVS over generic netlink (IPv4 address:port services, masquerade
+  // forwarding). protocol is an IP protocol number (6 TCP, 17 UDP, 132 SCTP).
+  ipvsServices(): IpvsService[];
+  ipvsAddService(address: string, protocol: number, port: number, scheduler: string): void;
+  ipvsSetService(address: string, protocol: number, port: number, scheduler: string): void;
+  ipvsDeleteService(address: string, protocol: number, port: number): void;
+  ipvsDests(address: string, protocol: number, port: number): IpvsDest[];
+  ipvsAddDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
+  ipvsSetDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
+  ipvsDeleteDest(address: string, protocol: number, port: number, destAddress: string, destPort: number): void;
+
+  // Links and addresses over rtnetlink, for the IPVS dummy interface.
+  /** The interface's index, or null when there is none. */
+  linkIndex(name: string): number | null;
+  /** Creates a dummy interface, left down; fails with code EEXIST if the name is taken. */
+  linkAddDummy(name: string): void;
+  linkDelete(ifindex: number): void;
+  /** Adds ip/32; fails with code EEXIST if it is there. */
+  addressAdd(ifindex: number, ip: string): void;
+  addressDelete(ifindex: number, ip: string): void;
+  /** The interface's IPv4 addresses. */
+  addressList(ifindex: number): string[];
+}
+
+export interface IpvsService {
+  address: string;
+  protocol: number;
+  port: number;
+  scheduler: string;
+}
+
+export interface IpvsDest {
+  address: string;
+  port: number;
+  weight: number;
+  activeConns: number;
+  inactiveConns: number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,235 @@
+// IPVS virtual servers and their real servers, over the kernel's "IPVS"
+// generic netlink family: one message per change, as ipvsadm sends them.
+// Only IPv4 services addressed by ip:port:protocol (no fwmark services).
+#include <linux/genetlink.h>
+#include <linux/ip_vs.h>
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "ipvs_netlink.h"
+
+namespace {
+
+struct Service {
+  uint32_t address;  // network order
+  uint16_t protocol;
+  uint16_t port;
+  std::string text;  // "TCP 10.96.0.10:80", for messages
+};
+
+struct Dest {
+  uint32_t address;  // network order
+  uint16_t port;
+  std::string text;
+};
+
+std::string ProtocolName(uint16_t protocol) {
+  switch (protocol) {
+    case IPPROTO_TCP: return "TCP";
+    case IPPROTO_UDP: return "UDP";
+    case IPPROTO_SCTP: return "SCTP";
+  }
+  return "protocol " + std::to_string(protocol);
+}
+
+// The family's socket and id, opened on first use in the namespace of that
+// first call (kube-lb runs entirely in one network namespace).
+struct Ipvs {
+  std::unique_ptr<NetlinkSocket> socket;
+  uint16_t family = 0;
+};
+
+Ipvs& Connect(Napi::Env env) {
+  static Ipvs ipvs;
+  if (ipvs.socket) return ipvs;
+  auto socket = std::make_unique<NetlinkSocket>(env, NETLINK_GENERIC);
+  nlmsghdr* nlh = socket->Begin(GENL_ID_CTRL, 0);
+  auto* genl = static_cast<genlmsghdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(genlmsghdr)));
+  genl->cmd = CTRL_CMD_GETFAMILY;
+  genl->version = 1;
+  mnl_attr_put_strz(nlh, CTRL_ATTR_FAMILY_NAME, IPVS_GENL_NAME);
+  uint16_t family = 0;
+  try {
+    socket->Request(env, nlh, "resolve", "generic netlink family " IPVS_GENL_NAME, [&](const nlmsghdr* reply) {
+      auto attrs = ParseMessage(reply, sizeof(genlmsghdr), CTRL_ATTR_MAX);
+      if (attrs[CTRL_ATTR_FAMILY_ID]) family = mnl_attr_get_u16(attrs[CTRL_ATTR_FAMILY_ID]);
+    });
+  } catch (Napi::Error& error) {
+    error.Set("message", Napi::String::New(env, error.Message() + " (the kernel has no IPVS: modprobe ip_vs)"));
+    throw;
+  }
+  ipvs.socket = std::move(socket);
+  ipvs.family = family;
+  return ipvs;
+}
+
+nlmsghdr* Begin(Napi::Env env, uint8_t cmd, uint16_t flags) {
+  Ipvs& ipvs = Connect(env);
+  nlmsghdr* nlh = ipvs.socket->Begin(ipvs.family, flags);
+  auto* genl = static_cast<genlmsghdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(genlmsghdr)));
+  genl->cmd = cmd;
+  genl->version = IPVS_GENL_VERSION;
+  return nlh;
+}
+
+Service ServiceArgs(const Args& args, const char* fn) {
+  std::string address = args.String(0, "address");
+  uint16_t protocol = static_cast<uint16_t>(args.Uint32(1, "protocol", 1, 255));
+  uint16_t port = static_cast<uint16_t>(args.Uint32(2, "port", 1, 65535));
+  return {ParseIpv4(args.Env(), fn, address), protocol, port,
+          ProtocolName(protocol) + " " + address + ":" + std::to_string(port)};
+}
+
+Dest DestArgs(const Args& args, const char* fn) {
+  std::string address = args.String(3, "destAddress");
+  uint16_t port = static_cast<uint16_t>(args.Uint32(4, "destPort", 1, 65535));
+  return {ParseIpv4(args.Env(), fn, address), port, address + ":" + std::to_string(port)};
+}
+
+// The service's identity; with a scheduler, every field NEW/SET_SERVICE need.
+void PutService(nlmsghdr* nlh, const Service& svc, const std::string* scheduler) {
+  nlattr* nest = mnl_attr_nest_start(nlh, IPVS_CMD_ATTR_SERVICE);
+  mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_AF, AF_INET);
+  mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_PROTOCOL, svc.protocol);
+  mnl_attr_put(nlh, IPVS_SVC_ATTR_ADDR, sizeof(svc.address), &svc.address);
+  mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_PORT, htons(svc.port));
+  if (scheduler) {
+    mnl_attr_put_strz(nlh, IPVS_SVC_ATTR_SCHED_NAME, scheduler->c_str());
+    ip_vs_flags flags{0, ~0u};
+    mnl_attr_put(nlh, IPVS_SVC_ATTR_FLAGS, sizeof(flags), &flags);
+    mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_TIMEOUT, 0);
+    mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_NETMASK, 0xffffffff);
+  }
+  mnl_attr_nest_end(nlh, nest);
+}
+
+// The destination's identity; with a weight, every field NEW/SET_DEST need.
+void PutDest(nlmsghdr* nlh, const Dest& dest, const uint32_t* weight) {
+  nlattr* nest = mnl_attr_nest_start(nlh, IPVS_CMD_ATTR_DEST);
+  mnl_attr_put(nlh, IPVS_DEST_ATTR_ADDR, sizeof(dest.address), &dest.address);
+  mnl_attr_put_u16(nlh, IPVS_DEST_ATTR_PORT, htons(dest.port));
+  mnl_attr_put_u16(nlh, IPVS_DEST_ATTR_ADDR_FAMILY, AF_INET);
+  if (weight) {
+    mnl_attr_put_u32(nlh, IPVS_DEST_ATTR_FWD_METHOD, IP_VS_CONN_F_MASQ);
+    mnl_attr_put_u32(nlh, IPVS_DEST_ATTR_WEIGHT, *weight);
+    mnl_attr_put_u32(nlh, IPVS_DEST_ATTR_U_THRESH, 0);
+    mnl_attr_put_u32(nlh, IPVS_DEST_ATTR_L_THRESH, 0);
+  }
+  mnl_attr_nest_end(nlh, nest);
+}
+
+// The nested attribute `type` of a genetlink reply, parsed up to max.
+std::vector<const nlattr*> ReplyNest(const nlmsghdr* reply, uint16_t type, uint16_t max) {
+  const nlattr* nest = ParseMessage(reply, sizeof(genlmsghdr), type)[type];
+  if (!nest) return {};
+  return ParseNested(nest, max);
+}
+
+// ipvsAddService(address, protocol, port, scheduler) / ipvsSetService(...)
+void WriteService(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
+  Args args(info, fn);
+  Service svc = ServiceArgs(args, fn);
+  std::string scheduler = args.String(3, "scheduler");
+  nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
+  PutService(nlh, svc, &scheduler);
+  Connect(info.Env()).socket->Request(info.Env(), nlh, op, "IPVS service " + svc.text + " (scheduler " + scheduler + ")");
+}
+
+void AddService(const Napi::CallbackInfo& info) { WriteService(info, "ipvsAddService", IPVS_CMD_NEW_SERVICE, "add"); }
+void SetService(const Napi::CallbackInfo& info) { WriteService(info, "ipvsSetService", IPVS_CMD_SET_SERVICE, "update"); }
+
+void DeleteService(const Napi::CallbackInfo& info) {
+  Args args(info, "ipvsDeleteService");
+  Service svc = ServiceArgs(args, "ipvsDeleteService");
+  nlmsghdr* nlh = Begin(info.Env(), IPVS_CMD_DEL_SERVICE, 0);
+  PutService(nlh, svc, nullptr);
+  Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS service " + svc.text);
+}
+
+// ipvsServices(): every IPv4 address:port service as {address, protocol, port, scheduler}.
+Napi::Value Services(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env);
+  nlmsghdr* nlh = Begin(env, IPVS_CMD_GET_SERVICE, 0);
+  Connect(env).socket->Dump(env, nlh, "list", "IPVS services", [&](const nlmsghdr* reply) {
+    auto a = ReplyNest(reply, IPVS_CMD_ATTR_SERVICE, IPVS_SVC_ATTR_MAX);
+    if (a.empty() || !a[IPVS_SVC_ATTR_AF] || mnl_attr_get_u16(a[IPVS_SVC_ATTR_AF]) != AF_INET) return;
+    if (!a[IPVS_SVC_ATTR_ADDR] || !a[IPVS_SVC_ATTR_PROTOCOL] || !a[IPVS_SVC_ATTR_PORT]) return;
+    Napi::Object svc = Napi::Object::New(env);
+    svc.Set("address", FormatIpv4(mnl_attr_get_payload(a[IPVS_SVC_ATTR_ADDR])));
+    svc.Set("protocol", mnl_attr_get_u16(a[IPVS_SVC_ATTR_PROTOCOL]));
+    svc.Set("port", ntohs(mnl_attr_get_u16(a[IPVS_SVC_ATTR_PORT])));
+    svc.Set("scheduler", a[IPVS_SVC_ATTR_SCHED_NAME] ? mnl_attr_get_str(a[IPVS_SVC_ATTR_SCHED_NAME]) : "");
+    result.Set(result.Length(), svc);
+  });
+  return result;
+}
+
+// ipvsAddDest(address, protocol, port, destAddress, destPort, weight) / ipvsSetDest(...)
+void WriteDest(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
+  Args args(info, fn);
+  Service svc = ServiceArgs(args, fn);
+  Dest dest = DestArgs(args, fn);
+  uint32_t weight = args.Uint32(5, "weight", 0, INT32_MAX);
+  nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
+  PutService(nlh, svc, nullptr);
+  PutDest(nlh, dest, &weight);
+  Connect(info.Env()).socket->Request(info.Env(), nlh, op,
+                                      "IPVS real server " + dest.text + " (weight " + std::to_string(weight) +
+                                          ") of " + svc.text);
+}
+
+void AddDest(const Napi::CallbackInfo& info) { WriteDest(info, "ipvsAddDest", IPVS_CMD_NEW_DEST, "add"); }
+void SetDest(const Napi::CallbackInfo& info) { WriteDest(info, "ipvsSetDest", IPVS_CMD_SET_DEST, "update"); }
+
+void DeleteDest(const Napi::CallbackInfo& info) {
+  Args args(info, "ipvsDeleteDest");
+  Service svc = ServiceArgs(args, "ipvsDeleteDest");
+  Dest dest = DestArgs(args, "ipvsDeleteDest");
+  nlmsghdr* nlh = Begin(info.Env(), IPVS_CMD_DEL_DEST, 0);
+  PutService(nlh, svc, nullptr);
+  PutDest(nlh, dest, nullptr);
+  Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS real server " + dest.text + " of " + svc.text);
+}
+
+// ipvsDests(address, protocol, port): the service's real servers as
+// {address, port, weight, activeConns, inactiveConns}.
+Napi::Value Dests(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args args(info, "ipvsDests");
+  Service svc = ServiceArgs(args, "ipvsDests");
+  Napi::Array result = Napi::Array::New(env);
+  nlmsghdr* nlh = Begin(env, IPVS_CMD_GET_DEST, 0);
+  PutService(nlh, svc, nullptr);
+  Connect(env).socket->Dump(env, nlh, "list real servers of", "IPVS service " + svc.text, [&](const nlmsghdr* reply) {
+    auto a = ReplyNest(reply, IPVS_CMD_ATTR_DEST, IPVS_DEST_ATTR_MAX);
+    if (a.empty() || !a[IPVS_DEST_ATTR_ADDR] || !a[IPVS_DEST_ATTR_PORT]) return;
+    auto u32 = [&](int type) { return a[type] ? mnl_attr_get_u32(a[type]) : 0u; };
+    Napi::Object dest = Napi::Object::New(env);
+    dest.Set("address", FormatIpv4(mnl_attr_get_payload(a[IPVS_DEST_ATTR_ADDR])));
+    dest.Set("port", ntohs(mnl_attr_get_u16(a[IPVS_DEST_ATTR_PORT])));
+    dest.Set("weight", u32(IPVS_DEST_ATTR_WEIGHT));
+    dest.Set("activeConns", u32(IPVS_DEST_ATTR_ACTIVE_CONNS));
+    dest.Set("inactiveConns", u32(IPVS_DEST_ATTR_INACT_CONNS));
+    result.Set(result.Length(), dest);
+  });
+  return result;
+}
+
+}  // namespace
+
+void ExportIpvs(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "ipvsServices", Services);
+  Export(env, exports, "ipvsAddService", AddService);
+  Export(env, exports, "ipvsSetService", SetService);
+  Export(env, exports, "ipvsDeleteService", DeleteService);
+  Export(env, exports, "ipvsDests", Dests);
+  Export(env, exports, "ipvsAddDest", AddDest);
+  Export(env, exports, "ipvsSetDest", SetDest);
+  Export(env, exports, "ipvsDeleteDest", DeleteDest);
+}

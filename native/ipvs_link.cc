@@ -1,0 +1,124 @@
+// The IPVS backend's dummy interface and the ClusterIPs bound to it, over
+// rtnetlink: a bound address makes its ClusterIP local, so traffic to it
+// reaches IPVS in LOCAL_IN.
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "ipvs_netlink.h"
+
+namespace {
+
+// One socket for every call, opened in the network namespace of the first
+// (kube-lb runs entirely in one): thousands of ClusterIPs are bound at start.
+NetlinkSocket& RouteSocket(Napi::Env env) {
+  static std::unique_ptr<NetlinkSocket> socket;
+  if (!socket) socket = std::make_unique<NetlinkSocket>(env, NETLINK_ROUTE);
+  return *socket;
+}
+
+// linkIndex(name): the interface's index, or null when there is none.
+Napi::Value LinkIndex(const Napi::CallbackInfo& info) {
+  std::string name = Args(info, "linkIndex").String(0, "name");
+  unsigned index = if_nametoindex(name.c_str());
+  if (index == 0) return info.Env().Null();
+  return Napi::Number::New(info.Env(), index);
+}
+
+// linkAddDummy(name): creates a dummy interface (left down, as kube-proxy
+// leaves kube-ipvs0); fails with EEXIST when the name is taken.
+void LinkAddDummy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = Args(info, "linkAddDummy").String(0, "name");
+  if (name.empty() || name.size() >= IFNAMSIZ) throw Napi::TypeError::New(env, "linkAddDummy: bad interface name " + name);
+  NetlinkSocket& socket = RouteSocket(env);
+  nlmsghdr* nlh = socket.Begin(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+  nlattr* linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+  mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "dummy");
+  mnl_attr_nest_end(nlh, linkinfo);
+  try {
+    socket.Request(env, nlh, "create", "dummy interface " + name);
+  } catch (Napi::Error& error) {
+    // Without CONFIG_DUMMY the kernel knows no "dummy" link kind.
+    if (error.Get("code").ToString().Utf8Value() == "EOPNOTSUPP") {
+      error.Set("message", Napi::String::New(env, error.Message() + " (the kernel has no dummy interfaces: modprobe dummy)"));
+    }
+    throw;
+  }
+}
+
+// linkDelete(ifindex)
+void LinkDelete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int index = Args(info, "linkDelete").Int(0, "ifindex");
+  NetlinkSocket& socket = RouteSocket(env);
+  nlmsghdr* nlh = socket.Begin(RTM_DELLINK, 0);
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = index;
+  socket.Request(env, nlh, "delete", Numbered("ifindex", index));
+}
+
+// addressAdd(ifindex, ip) / addressDelete(ifindex, ip): a host (/32) address.
+void WriteAddress(const Napi::CallbackInfo& info, const char* fn, uint16_t type, uint16_t flags, const char* op) {
+  Napi::Env env = info.Env();
+  Args args(info, fn);
+  int index = args.Int(0, "ifindex");
+  std::string ip = args.String(1, "ip");
+  uint32_t address = ParseIpv4(env, fn, ip);
+  NetlinkSocket& socket = RouteSocket(env);
+  nlmsghdr* nlh = socket.Begin(type, flags);
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_INET;
+  ifa->ifa_prefixlen = 32;
+  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa->ifa_index = index;
+  mnl_attr_put_u32(nlh, IFA_LOCAL, address);
+  mnl_attr_put_u32(nlh, IFA_ADDRESS, address);
+  socket.Request(env, nlh, op, "address " + ip + "/32 on " + Numbered("ifindex", index));
+}
+
+void AddressAdd(const Napi::CallbackInfo& info) {
+  WriteAddress(info, "addressAdd", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, "add");
+}
+
+void AddressDelete(const Napi::CallbackInfo& info) { WriteAddress(info, "addressDelete", RTM_DELADDR, 0, "delete"); }
+
+// addressList(ifindex): the IPv4 addresses on the interface.
+Napi::Value AddressList(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int index = Args(info, "addressList").Int(0, "ifindex");
+  Napi::Array result = Napi::Array::New(env);
+  NetlinkSocket& socket = RouteSocket(env);
+  nlmsghdr* nlh = socket.Begin(RTM_GETADDR, 0);
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_INET;
+  socket.Dump(env, nlh, "list addresses of", Numbered("ifindex", index), [&](const nlmsghdr* reply) {
+    auto* msg = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(reply));
+    if (msg->ifa_family != AF_INET || static_cast<int>(msg->ifa_index) != index) return;
+    const nlattr* local = ParseMessage(reply, sizeof(ifaddrmsg), IFA_LOCAL)[IFA_LOCAL];
+    if (local) result.Set(result.Length(), FormatIpv4(mnl_attr_get_payload(local)));
+  });
+  return result;
+}
+
+}  // namespace
+
+void ExportIpvsLink(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "linkIndex", LinkIndex);
+  Export(env, exports, "linkAddDummy", LinkAddDummy);
+  Export(env, exports, "linkDelete", LinkDelete);
+  Export(env, exports, "addressAdd", AddressAdd);
+  Export(env, exports, "addressDelete", AddressDelete);
+  Export(env, exports, "addressList", AddressList);
+}

@@ -1,0 +1,52 @@
+// A netlink socket over libmnl for the IPVS backend: one request, one
+// acknowledgement (or a dump), errors thrown as JS errors naming the
+// operation and the object. Sockets live in the network namespace of the
+// thread that opened them.
+#pragma once
+
+#include <libmnl/libmnl.h>
+#include <napi.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+class NetlinkSocket {
+ public:
+  // Opens a socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC); throws on failure.
+  NetlinkSocket(Napi::Env env, int protocol);
+  ~NetlinkSocket();
+  NetlinkSocket(const NetlinkSocket&) = delete;
+  NetlinkSocket& operator=(const NetlinkSocket&) = delete;
+
+  // Starts a message in the socket's buffer with a fresh sequence number.
+  nlmsghdr* Begin(uint16_t type, uint16_t flags);
+  using OnMessage = std::function<void(const nlmsghdr*)>;
+  // Sends the message begun last and waits for its acknowledgement;
+  // `on_message`, if given, sees each reply before it.
+  void Request(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
+               const OnMessage& on_message = nullptr);
+  // Sends a dump request; `on_message` sees each reply message.
+  void Dump(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
+            const OnMessage& on_message);
+
+ private:
+  void Exchange(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
+                const OnMessage& on_message);
+
+  mnl_socket* socket_;
+  uint32_t port_id_;
+  uint32_t seq_;
+  std::vector<char> buffer_;
+};
+
+// The attributes of a nested attribute, or of a message after its
+// `offset`-byte family header, by type up to max (null where absent; the
+// last of repeated ones).
+std::vector<const nlattr*> ParseNested(const nlattr* nest, uint16_t max);
+std::vector<const nlattr*> ParseMessage(const nlmsghdr* nlh, size_t offset, uint16_t max);
+
+// Dotted-quad text to network-order bytes; throws a TypeError naming fn and the value.
+uint32_t ParseIpv4(Napi::Env env, const char* fn, const std::string& text);
+std::string FormatIpv4(const void* network_order);

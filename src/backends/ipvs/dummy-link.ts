@@ -1,0 +1,69 @@
+// kube-ipvs0: the dummy interface holding every ClusterIP, as in kube-proxy.
+// An address bound here makes its ClusterIP local, so the node delivers
+// traffic to it to IPVS; the addresses also mark which virtual servers
+// kube-lb owns.
+import type { NativeAddon } from '../../native/index.js';
+
+export const DUMMY_INTERFACE = 'kube-ipvs0';
+
+const hasCode = (err: unknown, code: string): boolean => (err as { code?: string }).code === code;
+
+export class DummyLink {
+  /** The addresses bound, as of the last addresses() and this process's changes since. */
+  private readonly bound = new Set<string>();
+
+  private constructor(
+    private readonly lib: NativeAddon,
+    readonly ifindex: number,
+  ) {}
+
+  /** The interface, created if missing. */
+  static ensure(lib: NativeAddon): DummyLink {
+    const existing = lib.linkIndex(DUMMY_INTERFACE);
+    if (existing !== null) return new DummyLink(lib, existing);
+    try {
+      lib.linkAddDummy(DUMMY_INTERFACE);
+    } catch (err) {
+      if (!hasCode(err, 'EEXIST')) throw err;
+    }
+    const ifindex = lib.linkIndex(DUMMY_INTERFACE);
+    if (ifindex === null) throw new Error(`${DUMMY_INTERFACE} vanished right after it was created`);
+    return new DummyLink(lib, ifindex);
+  }
+
+  /** The interface if it exists. */
+  static find(lib: NativeAddon): DummyLink | null {
+    const ifindex = lib.linkIndex(DUMMY_INTERFACE);
+    return ifindex === null ? null : new DummyLink(lib, ifindex);
+  }
+
+  /** Reads the bound addresses from the kernel. */
+  addresses(): Set<string> {
+    this.bound.clear();
+    for (const ip of this.lib.addressList(this.ifindex)) this.bound.add(ip);
+    return new Set(this.bound);
+  }
+
+  bind(ip: string): void {
+    if (this.bound.has(ip)) return;
+    try {
+      this.lib.addressAdd(this.ifindex, ip);
+    } catch (err) {
+      if (!hasCode(err, 'EEXIST')) throw err;
+    }
+    this.bound.add(ip);
+  }
+
+  unbind(ip: string): void {
+    try {
+      this.lib.addressDelete(this.ifindex, ip);
+    } catch (err) {
+      if (!hasCode(err, 'EADDRNOTAVAIL')) throw err;
+    }
+    this.bound.delete(ip);
+  }
+
+  delete(): void {
+    this.lib.linkDelete(this.ifindex);
+  }
+}

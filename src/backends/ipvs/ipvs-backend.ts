@@ -1,0 +1,231 @@
+// The ipvs backend, kube-proxy's IPVS design: every ClusterIP on the dummy
+// interface kube-ipvs0, one IPVS virtual server per service port with the
+// ready endpoints as masqueraded real servers, and ipsets plus a few
+// iptables rules for masquerading (netfilter.ts). Changes are applied as
+// diffs, one netlink message each; removed endpoints drain (draining.ts).
+import fs from 'node:fs';
+import type { Backend, DesiredState, FrontendView, ServicePortState, SyncStats } from '../backend.js';
+import { frontendKey } from '../backend.js';
+import { native, type NativeAddon } from '../../native/index.js';
+import type { Logger } from '../../log.js';
+import { servicePortsToProgram } from '../netfilter/frontends.js';
+import { DummyLink } from './dummy-link.js';
+import { DrainQueue, drainDone, needsDraining } from './draining.js';
+import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.js';
+import { type RuleOptions, type SetContents, installRules, removeRules, setContents, updateSets } from './netfilter.js';
+import { SchedulerChooser, clusterScheduler } from './schedulers.js';
+import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
+
+export interface IpvsOptions extends RuleOptions {
+  log: Logger;
+  /** --ipvs-scheduler; undefined or unknown gives rr. */
+  scheduler: string | undefined;
+}
+
+/** How long a removed TCP/SCTP endpoint may keep its connections. */
+const DRAIN_TIMEOUT_MS = 15 * 60_000;
+const DRAIN_CHECK_INTERVAL_MS = 1000;
+
+/** Whether the kernel has IPVS loaded in this network namespace. */
+const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
+
+export class IpvsBackend implements Backend {
+  readonly name = 'ipvs';
+  private readonly table: IpvsTable;
+  private readonly schedulers: SchedulerChooser;
+  private readonly drain = new DrainQueue();
+  /** kube-lb's virtual servers by frontendKey: read from the kernel on full syncs, then kept by sync. */
+  private applied = new Map<string, VirtualServer>();
+  /** Frontend each service port key was last programmed with. */
+  private readonly frontendsOf = new Map<string, string>();
+  /** The set contents last written; null until a full sync has installed the rules. */
+  private sets: SetContents | null = null;
+  private drainTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    lib: NativeAddon,
+    private readonly opts: IpvsOptions,
+    private link: DummyLink | null,
+  ) {
+    this.table = new IpvsTable(lib);
+    this.schedulers = new SchedulerChooser(clusterScheduler(opts.scheduler, opts.log), opts.log);
+  }
+
+  /** Checks the kernel, creates kube-ipvs0 and starts draining; the first sync is full. */
+  static async run(opts: IpvsOptions): Promise<IpvsBackend> {
+    const scheduler = clusterScheduler(opts.scheduler, opts.log);
+    await requireKernelFeatures(requiredFeatures(scheduler), opts.log);
+    applySysctls(opts.log);
+    const lib = native();
+    const backend = new IpvsBackend(lib, opts, DummyLink.ensure(lib));
+    backend.drainTimer = setInterval(() => backend.checkDraining(), DRAIN_CHECK_INTERVAL_MS);
+    backend.drainTimer.unref();
+    opts.log.info({ scheduler }, 'ipvs backend ready');
+    return backend;
+  }
+
+  /** Reads what an earlier kube-lb left, for inspect and cleanup. */
+  static open(opts: IpvsOptions): IpvsBackend {
+    const lib = native();
+    return new IpvsBackend(lib, opts, DummyLink.find(lib));
+  }
+
+  async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+    const link = this.link;
+    if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
+    const full = changed === null || this.sets === null;
+    if (full) this.applied = this.table.read(link.addresses());
+    const wanted = new Map(servicePortsToProgram(state, this.opts.log).map((sp) => [frontendKey(sp.frontend), sp]));
+
+    const candidates = new Set<string>();
+    if (full) {
+      for (const fk of wanted.keys()) candidates.add(fk);
+      for (const fk of this.applied.keys()) candidates.add(fk);
+    } else {
+      for (const key of changed!) {
+        const now = state.get(key);
+        if (now) candidates.add(frontendKey(now.frontend));
+        const before = this.frontendsOf.get(key);
+        if (before) candidates.add(before);
+      }
+    }
+
+    let written = 0;
+    let removed = 0;
+    const released: string[] = [];
+    for (const fk of candidates) {
+      const sp = wanted.get(fk);
+      const current = this.applied.get(fk);
+      try {
+        if (sp) {
+          link.bind(sp.frontend.ip);
+          if (this.reconcile(sp, current)) written++;
+        } else if (current) {
+          this.table.deleteService(current.frontend);
+          this.drain.cancel(current.frontend);
+          this.applied.delete(fk);
+          released.push(current.frontend.ip);
+          removed++;
+        }
+      } catch (err) {
+        // One bad service port (say, a scheduler the kernel lacks) must not stop the others.
+        this.opts.log.error({ servicePort: sp?.key, frontend: fk, err: (err as Error).message }, 'programming IPVS failed');
+      }
+    }
+    this.unbindUnused(link, full ? link.addresses() : released);
+
+    const contents = setContents([...this.applied.values()].map((vs) => ({ frontend: vs.frontend, destinations: activeDestinations(vs) })));
+    const before = this.sets;
+    this.sets = null; // unknown until written: a failure makes the next sync full
+    if (full || before === null) await installRules(this.opts, contents);
+    else await updateSets(before, contents);
+    this.sets = contents;
+
+    if (full) this.frontendsOf.clear();
+    for (const key of full ? state.keys() : changed!) {
+      const now = state.get(key);
+      if (now) this.frontendsOf.set(key, frontendKey(now.frontend));
+      else this.frontendsOf.delete(key);
+    }
+    return { frontendsWritten: written, frontendsRemoved: removed };
+  }
+
+  /** Makes one virtual server match its service port; returns whether anything changed. */
+  private reconcile(sp: ServicePortState, current: VirtualServer | undefined): boolean {
+    const f = sp.frontend;
+    const scheduler = this.schedulers.choose(sp);
+    let changedAny = false;
+    let vs = current;
+    if (vs === undefined) {
+      this.table.addService(f, scheduler);
+      vs = { frontend: f, scheduler, realServers: new Map() };
+      this.applied.set(frontendKey(f), vs);
+      changedAny = true;
+    } else if (vs.scheduler !== scheduler) {
+      this.table.setScheduler(f, scheduler);
+      vs.scheduler = scheduler;
+      changedAny = true;
+    }
+
+    const wantedKeys = new Set(sp.destinations.map(destKey));
+    for (const d of sp.destinations) {
+      const rs = vs.realServers.get(destKey(d));
+      if (rs === undefined) {
+        this.table.addRealServer(f, d, ACTIVE_WEIGHT);
+        vs.realServers.set(destKey(d), { destination: d, weight: ACTIVE_WEIGHT });
+        changedAny = true;
+      } else if (rs.weight !== ACTIVE_WEIGHT) {
+        this.table.setWeight(f, d, ACTIVE_WEIGHT);
+        rs.weight = ACTIVE_WEIGHT;
+        this.drain.cancel(f, d);
+        changedAny = true;
+      }
+    }
+    for (const [key, rs] of vs.realServers) {
+      if (wantedKeys.has(key)) continue;
+      if (!needsDraining(f)) {
+        this.table.deleteRealServer(f, rs.destination);
+        vs.realServers.delete(key);
+        changedAny = true;
+        continue;
+      }
+      if (rs.weight !== 0) {
+        this.table.setWeight(f, rs.destination, 0);
+        rs.weight = 0;
+        changedAny = true;
+      }
+      // Also picks up real servers an earlier kube-lb left draining.
+      if (!this.drain.has(f, rs.destination)) {
+        this.drain.add(f, rs.destination, performance.now() + DRAIN_TIMEOUT_MS);
+      }
+    }
+    return changedAny;
+  }
+
+  /** Unbinds the candidate addresses that no virtual server uses any more. */
+  private unbindUnused(link: DummyLink, candidates: Iterable<string>): void {
+    const used = new Set([...this.applied.values()].map((vs) => vs.frontend.ip));
+    for (const ip of candidates) if (!used.has(ip)) link.unbind(ip);
+  }
+
+  /** Deletes draining real servers whose connections have ended or whose grace period is over. */
+  private checkDraining(): void {
+    const now = performance.now();
+    for (const [fk, entries] of this.drain.byFrontend()) {
+      const vs = this.applied.get(fk);
+      try {
+        const stats = vs ? this.table.stats(vs.frontend) : new Map();
+        for (const e of entries) {
+          const st = stats.get(destKey(e.destination));
+          if (!drainDone(st?.connections, e.deadline, now)) continue;
+          if (st) this.table.deleteRealServer(e.frontend, e.destination);
+          vs?.realServers.delete(destKey(e.destination));
+          this.drain.cancel(e.frontend, e.destination);
+          this.opts.log.info({ frontend: fk, destination: destKey(e.destination), connections: st?.connections ?? 0, timedOut: now >= e.deadline }, 'drained real server deleted');
+        }
+      } catch (err) {
+        this.opts.log.warn({ frontend: fk, err: (err as Error).message }, 'checking draining real servers failed');
+      }
+    }
+  }
+
+  async inspect(): Promise<FrontendView[]> {
+    if (!this.link || !ipvsLoaded()) return [];
+    return [...this.table.read(this.link.addresses()).values()].map((vs) => ({ frontend: vs.frontend, destinations: activeDestinations(vs) }));
+  }
+
+  async cleanup(): Promise<void> {
+    await this.close();
+    if (this.link) {
+      if (ipvsLoaded()) for (const vs of this.table.read(this.link.addresses()).values()) this.table.deleteService(vs.frontend);
+      this.link.delete();
+      this.link = null;
+    }
+    await removeRules();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.drainTimer);
+    this.drainTimer = undefined;
+  }
+}

@@ -1,0 +1,89 @@
+// IPVS virtual servers as kube-lb reads and writes them: one per frontend,
+// real servers by "ip:port" with their weight. Each change is one netlink
+// message through the native addon.
+import type { NativeAddon } from '../../native/index.js';
+import type { Destination, Frontend, Protocol } from '../backend.js';
+import { frontendKey } from '../backend.js';
+
+const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+const PROTOCOL_NAMES = new Map(Object.entries(PROTOCOL_NUMBERS).map(([name, n]) => [n, name as Protocol]));
+
+/** Real servers that get new connections have this weight; draining ones have 0. */
+export const ACTIVE_WEIGHT = 1;
+
+export interface RealServer {
+  destination: Destination;
+  weight: number;
+}
+
+export interface VirtualServer {
+  frontend: Frontend;
+  scheduler: string;
+  /** By destKey. */
+  realServers: Map<string, RealServer>;
+}
+
+export const destKey = (d: Destination): string => `${d.ip}:${d.port}`;
+
+/** The destinations that receive new connections: weight above 0. */
+export function activeDestinations(vs: VirtualServer): Destination[] {
+  return [...vs.realServers.values()].filter((r) => r.weight > 0).map((r) => r.destination);
+}
+
+/** Connection counts of a real server, from the IPVS stats. */
+export interface RealServerStats {
+  weight: number;
+  connections: number;
+}
+
+/** Thin typed layer over the addon's IPVS calls, keyed by Frontend and Destination. */
+export class IpvsTable {
+  constructor(private readonly lib: NativeAddon) {}
+
+  /** Every IPv4 virtual server whose address is in `addresses`, with its real servers. */
+  read(addresses: ReadonlySet<string>): Map<string, VirtualServer> {
+    const result = new Map<string, VirtualServer>();
+    for (const svc of this.lib.ipvsServices()) {
+      const protocol = PROTOCOL_NAMES.get(svc.protocol);
+      if (protocol === undefined || !addresses.has(svc.address)) continue;
+      const frontend: Frontend = { ip: svc.address, port: svc.port, protocol };
+      const realServers = new Map<string, RealServer>();
+      for (const d of this.lib.ipvsDests(svc.address, svc.protocol, svc.port)) {
+        const destination = { ip: d.address, port: d.port };
+        realServers.set(destKey(destination), { destination, weight: d.weight });
+      }
+      result.set(frontendKey(frontend), { frontend, scheduler: svc.scheduler, realServers });
+    }
+    return result;
+  }
+
+  /** The real servers' weights and connection counts (active + inactive), by destKey. */
+  stats(frontend: Frontend): Map<string, RealServerStats> {
+    const dests = this.lib.ipvsDests(frontend.ip, PROTOCOL_NUMBERS[frontend.protocol], frontend.port);
+    return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns }]));
+  }
+
+  addService(f: Frontend, scheduler: string): void {
+    this.lib.ipvsAddService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, scheduler);
+  }
+
+  setScheduler(f: Frontend, scheduler: string): void {
+    this.lib.ipvsSetService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, scheduler);
+  }
+
+  deleteService(f: Frontend): void {
+    this.lib.ipvsDeleteService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port);
+  }
+
+  addRealServer(f: Frontend, d: Destination, weight: number): void {
+    this.lib.ipvsAddDest(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
+  }
+
+  setWeight(f: Frontend, d: Destination, weight: number): void {
+    this.lib.ipvsSetDest(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
+  }
+
+  deleteRealServer(f: Frontend, d: Destination): void {
+    this.lib.ipvsDeleteDest(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port);
+  }
+}

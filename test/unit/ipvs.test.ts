@@ -1,0 +1,159 @@
+// The ipvs backend's pure parts: scheduler choice, the ipset and iptables
+// text it feeds to ipset/iptables-restore, draining decisions, the kernel
+// check's message, and the model carrying the per-service scheduler.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ServicePortState } from '../../src/backends/backend.js';
+import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
+import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRules, renderSetsDiff, renderSetsReplace, setContents } from '../../src/backends/ipvs/netfilter.js';
+import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
+import { ProxyModel } from '../../src/model/model.js';
+import { parseObject } from '../../src/model/objects.js';
+import { captureLogger, rawService } from './fixtures.js';
+
+function servicePort(ipvsScheduler?: string): ServicePortState {
+  return {
+    key: 'default/web:http',
+    namespace: 'default',
+    name: 'web',
+    portName: 'http',
+    frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' },
+    destinations: [],
+    ...(ipvsScheduler !== undefined && { ipvsScheduler }),
+  };
+}
+
+describe('ipvs schedulers', () => {
+  test('every kernel scheduler is accepted cluster-wide; none gives rr', () => {
+    const { log, lines } = captureLogger();
+    assert.deepEqual([...IPVS_SCHEDULERS], ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'mh']);
+    for (const s of IPVS_SCHEDULERS) assert.equal(clusterScheduler(s, log), s);
+    assert.equal(clusterScheduler(undefined, log), 'rr');
+    assert.equal(lines.length, 0);
+  });
+
+  test('an unknown --ipvs-scheduler is rejected with a log line naming it, and rr is used', () => {
+    const { log, lines } = captureLogger();
+    assert.equal(clusterScheduler('fastest', log), 'rr');
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.scheduler, 'fastest');
+    assert.equal(lines[0]!.flag, '--ipvs-scheduler');
+    assert.match(lines[0]!.msg, /unknown IPVS scheduler/);
+  });
+
+  test('the annotation wins over the cluster-wide scheduler; an unknown one is logged once and ignored', () => {
+    const { log, lines } = captureLogger();
+    const chooser = new SchedulerChooser('wlc', log);
+    assert.equal(chooser.choose(servicePort()), 'wlc');
+    assert.equal(chooser.choose(servicePort('sh')), 'sh');
+    assert.equal(chooser.choose(servicePort('bogus')), 'wlc');
+    assert.equal(chooser.choose(servicePort('bogus')), 'wlc');
+    assert.equal(lines.length, 1, 'one log line however often the service port is synced');
+    assert.equal(lines[0]!.name, 'web');
+    assert.equal(lines[0]!.annotation, 'kube-lb.io/ipvs-scheduler');
+    assert.equal(lines[0]!.scheduler, 'bogus');
+  });
+
+  test('the model carries the annotation on every port of the service, and only when set', () => {
+    const model = new ProxyModel();
+    model.upsert(parseObject(rawService('plain')));
+    const annotated = rawService('sticky', { clusterIP: '10.96.0.11' });
+    (annotated.metadata as Record<string, unknown>).annotations = { 'kube-lb.io/ipvs-scheduler': 'sh' };
+    model.upsert(parseObject(annotated));
+    const state = model.desiredState();
+    assert.equal(state.get('default/sticky:http')!.ipvsScheduler, 'sh');
+    assert.equal('ipvsScheduler' in state.get('default/plain:http')!, false);
+  });
+});
+
+describe('ipvs ipsets and iptables rules', () => {
+  const programmed = [
+    { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
+    { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
+  ];
+
+  test('KUBE-CLUSTER-IP holds ip,proto:port and KUBE-LOOP-BACK endpoint,proto:port,endpoint', () => {
+    const contents = setContents(programmed);
+    assert.deepEqual([...contents[CLUSTER_IP_SET]], ['10.96.0.10,tcp:80', '10.96.0.10,udp:53']);
+    assert.deepEqual([...contents[LOOP_BACK_SET]], ['10.244.0.11,tcp:8080,10.244.0.11', '10.244.0.11,udp:5353,10.244.0.11']);
+  });
+
+  test('a full write fills twins and swaps them in; a diff adds and deletes only what changed', () => {
+    const before = setContents(programmed);
+    const replace = renderSetsReplace(before).split('\n');
+    assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
+    assert.ok(replace.includes('create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 1048576'));
+    assert.ok(replace.includes('add KUBE-CLUSTER-IP-NEW 10.96.0.10,tcp:80'));
+    assert.ok(replace.includes('swap KUBE-CLUSTER-IP-NEW KUBE-CLUSTER-IP'));
+    assert.ok(replace.includes('destroy KUBE-LOOP-BACK-NEW'));
+
+    const after = setContents([programmed[0]!]);
+    assert.equal(renderSetsDiff(before, after), 'del KUBE-CLUSTER-IP 10.96.0.10,udp:53\ndel KUBE-LOOP-BACK 10.244.0.11,udp:5353,10.244.0.11\n');
+    assert.equal(renderSetsDiff(after, after), '');
+  });
+
+  test('rules follow kube-proxy: masquerade off-cluster and hairpin traffic, accept ClusterIP traffic', () => {
+    const rules = renderRules({ clusterCidr: '10.244.0.0/16', masqueradeBit: 14 });
+    for (const line of [
+      ':KUBE-SERVICES - [0:0]',
+      '-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ',
+      '-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT',
+      '-A KUBE-POSTROUTING -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE',
+      '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+      '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+    ]) {
+      assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
+    }
+    assert.match(renderRules({ clusterCidr: undefined, masqueradeBit: 0 }), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
+    assert.doesNotMatch(rules, /\*filter|KUBE-FORWARD/, 'no filter chains: cleanup must not touch a KUBE-FORWARD of someone else');
+  });
+});
+
+describe('ipvs draining', () => {
+  test('UDP real servers go at once; TCP and SCTP drain', () => {
+    assert.equal(needsDraining({ ip: '10.96.0.10', port: 53, protocol: 'UDP' }), false);
+    assert.equal(needsDraining({ ip: '10.96.0.10', port: 80, protocol: 'TCP' }), true);
+    assert.equal(needsDraining({ ip: '10.96.0.10', port: 80, protocol: 'SCTP' }), true);
+  });
+
+  test('a draining real server goes when its connections end, its grace period ends, or it is gone', () => {
+    assert.equal(drainDone(2, 1000, 999), false);
+    assert.equal(drainDone(0, 1000, 999), true);
+    assert.equal(drainDone(2, 1000, 1000), true);
+    assert.equal(drainDone(undefined, 1000, 0), true);
+  });
+
+  test('the queue groups by frontend and cancels one real server or a whole frontend', () => {
+    const q = new DrainQueue();
+    const web = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const };
+    const admin = { ip: '10.96.0.10', port: 81, protocol: 'TCP' as const };
+    q.add(web, { ip: '10.244.0.11', port: 8080 }, 1);
+    q.add(web, { ip: '10.244.0.12', port: 8080 }, 1);
+    q.add(admin, { ip: '10.244.0.11', port: 8081 }, 1);
+    assert.deepEqual([...q.byFrontend().keys()], ['10.96.0.10:80/TCP', '10.96.0.10:81/TCP']);
+    q.cancel(web, { ip: '10.244.0.11', port: 8080 });
+    assert.equal(q.has(web, { ip: '10.244.0.12', port: 8080 }), true);
+    assert.equal(q.size, 2);
+    q.cancel(web);
+    assert.equal(q.size, 1);
+  });
+});
+
+describe('ipvs kernel check', () => {
+  test('fails fast naming every missing feature and what modprobe said', async () => {
+    const { log } = captureLogger();
+    const features = [
+      { name: 'IPVS (CONFIG_IP_VS)', module: 'kube_lb_test_no_such_module_a', present: () => false },
+      { name: 'dummy interfaces (CONFIG_DUMMY)', module: 'kube_lb_test_no_such_module_b', present: () => false },
+      { name: 'something present', module: 'unused', present: () => true },
+    ];
+    await assert.rejects(requireKernelFeatures(features, log), (err: Error) => {
+      assert.match(err.message, /--backend=ipvs: kernel .* lacks what IPVS needs/);
+      assert.match(err.message, /IPVS \(CONFIG_IP_VS\): modprobe kube_lb_test_no_such_module_a said: .+/);
+      assert.match(err.message, /dummy interfaces \(CONFIG_DUMMY\): modprobe kube_lb_test_no_such_module_b/);
+      assert.doesNotMatch(err.message, /something present/);
+      return true;
+    });
+  });
+});

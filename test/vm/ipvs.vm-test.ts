@@ -1,0 +1,107 @@
+// The ipvs backend on a kernel with IPVS: the conformance scenarios, plus
+// what only IPVS has: ipvsadm's view, per-service schedulers, graceful
+// endpoint removal, and cleanup that spares foreign virtual servers. Runs in the
+// VM (make test-vm); the host kernel has no IPVS, so the file is named
+// *.vm-test.ts to stay out of the host's test glob.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { type ScenarioContext, withContext } from '../conformance/context.js';
+import { VIP, endpoints, pods } from '../conformance/scenarios.js';
+import { runConformance } from '../conformance/suite.js';
+import { variant } from '../conformance/variants.js';
+import type { ServiceSpec } from '../lib/manifests.js';
+import { requireCommand } from '../lib/preconditions.js';
+
+runConformance('ipvs');
+
+const ipvs = variant('ipvs');
+
+function web(eps = endpoints(['web-1', 'web-2']), annotations?: Record<string, string>): ServiceSpec {
+  return {
+    name: 'web',
+    clusterIP: VIP,
+    ports: [
+      { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' },
+      { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' },
+    ],
+    endpoints: eps,
+    ...(annotations && { annotations }),
+  };
+}
+
+/** `ipvsadm -Ln` in the node, as lines with runs of spaces squeezed. */
+async function ipvsadm(ctx: ScenarioContext, ...args: string[]): Promise<string[]> {
+  requireCommand('ipvsadm', 'apt-get install ipvsadm');
+  const out = await ctx.sandbox.inNode('ipvsadm', '-Ln', ...args);
+  return out.split('\n').map((l) => l.trim().replace(/\s+/g, ' ')).filter((l) => l !== '');
+}
+
+describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
+  it('ipvsadm shows one virtual server per service port with the ready endpoints as masqueraded real servers', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1', 'web-2'], ['web-3']))]);
+      await ctx.startKubeLb();
+      const lines = await ipvsadm(ctx);
+      const body = lines.slice(lines.findIndex((l) => l.startsWith('->')) + 1);
+      assert.deepEqual(body, [
+        'TCP 10.96.0.10:80 rr',
+        '-> 10.244.0.11:8080 Masq 1 0 0',
+        '-> 10.244.0.12:8080 Masq 1 0 0',
+        'UDP 10.96.0.10:53 rr',
+        '-> 10.244.0.11:5353 Masq 1 0 0',
+        '-> 10.244.0.12:5353 Masq 1 0 0',
+      ]);
+      const addresses = await ctx.sandbox.inNode('ip', '-4', '-o', 'addr', 'show', 'dev', 'kube-ipvs0');
+      assert.match(addresses, /inet 10\.96\.0\.10\/32/);
+      const sets = await ctx.sandbox.inNode('ipset', 'list', 'KUBE-CLUSTER-IP');
+      assert.match(sets, /10\.96\.0\.10,tcp:80/);
+      assert.match(sets, /10\.96\.0\.10,udp:53/);
+    }));
+
+  it('a per-service scheduler: with sh, one client stays on one backend; an unknown one falls back to rr with a log line', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1', 'web-2', 'web-3']), { 'kube-lb.io/ipvs-scheduler': 'sh' })]);
+      ctx.writeServices('other.yaml', [{ ...web(endpoints(['web-1', 'web-2'])), name: 'other', clusterIP: '10.96.0.20', annotations: { 'kube-lb.io/ipvs-scheduler': 'fastest' } }]);
+      await ctx.startKubeLb();
+      const lines = await ipvsadm(ctx);
+      assert.ok(lines.includes('TCP 10.96.0.10:80 sh'), lines.join('\n'));
+      assert.ok(lines.includes('TCP 10.96.0.20:80 rr'), lines.join('\n'));
+      const sticky = await ctx.client('client', 'tcp', VIP, 80, 30);
+      assert.equal(sticky.failures, 0, JSON.stringify(sticky.errors));
+      assert.equal(Object.keys(sticky.answers).length, 1, `sh sends one client to one backend: ${JSON.stringify(sticky.answers)}`);
+      const spread = await ctx.client('client', 'tcp', '10.96.0.20', 80, 20);
+      assert.deepEqual(Object.keys(spread.answers).sort(), ['web-1', 'web-2'], 'rr spreads');
+      assert.match(ctx.kubeLbLogs, /"scheduler":"fastest".*unknown IPVS scheduler rejected/);
+    }));
+
+  it('a removed endpoint drains: weight 0, its open connection keeps working, new connections avoid it', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      const held = ctx.client('client', 'hold', VIP, 80, 6000);
+      await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
+      ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
+      await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
+      const fresh = await ctx.client('client', 'tcp', VIP, 80, 10);
+      assert.deepEqual(Object.keys(fresh.answers), ['web-2'], `new connections: ${JSON.stringify(fresh.answers)}`);
+      const result = await held;
+      assert.equal(result.failures, 0, `the draining connection broke: ${JSON.stringify(result.errors)}`);
+      assert.deepEqual(Object.keys(result.answers), ['web-1']);
+      // UDP has no connection end to wait for: its real server went at once.
+      const udp = (await ipvsadm(ctx)).join('\n');
+      assert.doesNotMatch(udp, /10\.244\.0\.11:5353/);
+    }));
+
+  it('cleanup removes kube-lb virtual servers and spares a foreign one', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      await ctx.sandbox.inNode('ipvsadm', '-A', '-t', '192.0.2.1:80', '-s', 'wlc');
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      assert.ok((await ipvsadm(ctx)).includes('TCP 10.96.0.10:80 rr'));
+      await ctx.stopKubeLb();
+      await ctx.kubeLb('cleanup');
+      await ipvs.assertNothingLeft(ctx.sandbox);
+      const left = await ipvsadm(ctx);
+      assert.deepEqual(left.filter((l) => /^(TCP|UDP|SCTP) /.test(l)), ['TCP 192.0.2.1:80 wlc'], 'only the foreign virtual server remains');
+    }));
+});
