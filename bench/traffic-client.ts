@@ -5,27 +5,13 @@
 //                                    waits for the server's first line.
 //   until NAME TIMEOUT_MS TARGET     new connections until NAME answers;
 //                                    prints the wall-clock time it did.
-import net from 'node:net';
+import { firstLine } from '../test/lib/first-line.js';
 
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
 function once(target: string, timeoutMs: number): Promise<string> {
   const [host, port] = target.split(':');
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: host!, port: Number(port), timeout: timeoutMs });
-    sock.once('data', (d) => {
-      resolve(d.toString().split('\n')[0]!);
-      sock.destroy();
-    });
-    sock.once('timeout', () => {
-      sock.destroy();
-      reject(new Error('timeout'));
-    });
-    sock.once('error', (err) => {
-      sock.destroy();
-      reject(err);
-    });
-  });
+  return firstLine(host!, Number(port), timeoutMs);
 }
 
 async function rate(durationMs: number, concurrency: number, targets: string[]): Promise<object> {

@@ -92,6 +92,16 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   const hostname = flags['hostname-override'] ?? os.hostname();
   const backendName = parseBackendName(flags.backend);
   log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
+  // Listen first: a signal during start-up (a first sync can take seconds)
+  // still ends in an orderly stop once start-up is done.
+  const stopRequested = new Promise<void>((resolve) => {
+    const shutdown = (signal: string): void => {
+      log.info({ signal }, 'stopping; the datapath stays in place');
+      resolve();
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
 
   const backend: Backend = await startBackend(backendName, backendOptions(flags, log));
   const telemetry = await ProxyTelemetry.start({
@@ -115,15 +125,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     telemetry,
   });
   await proxier.start();
-
-  await new Promise<void>((resolve) => {
-    const shutdown = (signal: string): void => {
-      log.info({ signal }, 'stopping; the datapath stays in place');
-      resolve();
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  await stopRequested;
   await proxier.stop();
 }
 

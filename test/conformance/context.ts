@@ -9,6 +9,7 @@ import { cliPath } from '../lib/paths.js';
 import { type ClientMode, type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { type ServiceSpec, writeManifest } from '../lib/manifests.js';
 import type { BackendVariant } from './variants.js';
+import { slow } from '../lib/slowdown.js';
 
 export interface PodSpec {
   name: string;
@@ -67,7 +68,7 @@ export class ScenarioContext {
     const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs()], env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
-    await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
+    await waitForLine(child, /"msg":"ready"/, slow(30_000), 'kube-lb');
   }
 
   /** Stops kube-lb with SIGTERM and checks that it exits cleanly. */
@@ -90,8 +91,9 @@ export class ScenarioContext {
     return this.sandbox.client(pod, mode, ip, port, countOrMs);
   }
 
-  /** Polls check until it returns true; returns the time it took, or fails after timeoutMs. */
-  async waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+  /** Polls check until it returns true; returns the time it took, or fails after timeoutMs (host time, scaled by the slowdown). */
+  async waitUntil(what: string, hostTimeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+    const timeoutMs = slow(hostTimeoutMs);
     const start = performance.now();
     while (performance.now() - start < timeoutMs) {
       if (await check()) return performance.now() - start;

@@ -9,6 +9,7 @@ import type { Capability } from '../../src/backends/capabilities.js';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import type { ClientResult } from '../lib/sandbox.js';
 import type { PodSpec, ScenarioContext } from './context.js';
+import { slow } from '../lib/slowdown.js';
 
 export interface Scenario {
   name: string;
@@ -86,7 +87,7 @@ export const scenarios: Scenario[] = [
         await new Promise((r) => setTimeout(r, 1100));
         ctx.writeServices('web.yaml', [webService(eps)]);
         const ms = await ctx.waitUntil(`endpoints ${what}`, 5000, () => servedBy(ctx, expected, expected.length * 8));
-        assert.ok(ms < 1500, `endpoints ${what}: reached the datapath after ${Math.round(ms)} ms`);
+        assert.ok(ms < slow(1500), `endpoints ${what}: reached the datapath after ${Math.round(ms)} ms (bound ${slow(1500)} ms)`);
       }
       assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 20), ['web-3'], 'UDP after the changes');
     },
@@ -98,8 +99,8 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
       await ctx.startKubeLb();
-      const flow = ctx.client('client', 'udp-hold', VIP, 53, 4000);
-      await new Promise((r) => setTimeout(r, 1000));
+      const flow = ctx.client('client', 'udp-hold', VIP, 53, slow(4000));
+      await new Promise((r) => setTimeout(r, slow(1000)));
       ctx.writeServices('web.yaml', [webService(endpoints(['web-2']))]);
       const { order = [] } = await flow;
       assert.equal(order[0], 'web-1', `the flow starts on web-1: ${order.join(' ')}`);
@@ -152,7 +153,7 @@ export const scenarios: Scenario[] = [
       const last = services.at(-1)!;
       await ctx.waitUntil('the last of 2,000 services answers', 20_000, async () => (await ctx.client('client', 'tcp', last.clusterIP, 80, 1)).failures === 0);
       const ms = performance.now() - start;
-      assert.ok(ms < 10_000, `2,000 services took ${Math.round(ms)} ms from start to the last one answering`);
+      assert.ok(ms < slow(10_000), `2,000 services took ${Math.round(ms)} ms from start to the last one answering (bound ${slow(10_000)} ms)`);
       for (const i of [0, 777, 1999]) {
         const s = services[i]!;
         assertAnsweredBy(await ctx.client('client', 'tcp', s.clusterIP, 80, 2), [`web-${(i % 3) + 1}`], `service ${s.name}`);
@@ -166,8 +167,8 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2']))]);
       await ctx.startKubeLb();
-      const held = ctx.client('client', 'hold', VIP, 80, 5000);
-      await new Promise((r) => setTimeout(r, 1000));
+      const held = ctx.client('client', 'hold', VIP, 80, slow(5000));
+      await new Promise((r) => setTimeout(r, slow(1000)));
       await ctx.stopKubeLb();
       await new Promise((r) => setTimeout(r, 500));
       await ctx.startKubeLb();

@@ -6,6 +6,7 @@
 //                                          reports who answered, in order
 import net from 'node:net';
 import dgram from 'node:dgram';
+import { firstLine } from './first-line.js';
 
 const [mode, ip, portArg, countArg] = process.argv.slice(2);
 const port = Number(portArg);
@@ -26,20 +27,7 @@ function note(result: Result, who: string | null, err?: string): void {
   }
 }
 
-function tcpOnce(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: ip!, port, timeout: TIMEOUT_MS });
-    sock.once('data', (d) => {
-      resolve(d.toString().split('\n')[0]!);
-      sock.destroy();
-    });
-    sock.once('timeout', () => {
-      sock.destroy();
-      reject(new Error('timeout'));
-    });
-    sock.once('error', reject);
-  });
-}
+const tcpOnce = (): Promise<string> => firstLine(ip!, port, TIMEOUT_MS);
 
 function udpOnce(): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
+import { slow } from './slowdown.js';
 
 const exec = promisify(execFile);
 const GATEWAY = '169.254.1.1';
@@ -134,7 +135,7 @@ export class NodeSandbox {
   async startServer(podName: string, tcpPorts: number[], udpPorts: number[] = []): Promise<ChildProcess> {
     const pod = this.pod(podName);
     const child = this.spawnIn(pod.ns, process.execPath, [path.join(testLibDir, 'pod-server.js'), pod.name, tcpPorts.join(','), udpPorts.join(',')]);
-    await waitForLine(child, /ready/, 10_000, `server in pod ${pod.name}`);
+    await waitForLine(child, /ready/, slow(10_000), `server in pod ${pod.name}`);
     return child;
   }
 
