@@ -8,11 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/backends/backend.js';
+import { MAPS } from '../src/backends/ebpf/datapath.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
 import { NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
 
 const exec = promisify(execFile);
+
+/** Kernel memory of a backend's state, or its size in rules where memory is not reported. */
+export interface KernelState {
+  memlockBytes?: number;
+  rules?: number;
+}
 
 /** One way of running kube-lb, as the benchmark compares them. */
 export interface Variant {
@@ -155,6 +162,40 @@ export class BenchNode {
     while (this.syncs().length <= count) {
       if (performance.now() - start > timeoutMs) throw new Error(`${this.variant.name}: no sync after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /**
+   * What the backend's state takes in the kernel: the maps' memlock for
+   * ebpf, the rules kube-lb wrote for the netfilter backends.
+   */
+  async kernelState(): Promise<KernelState> {
+    const inNode = async (cmd: string, ...args: string[]): Promise<string> => (await this.sandbox.execInNode(cmd, args)).stdout;
+    switch (this.variant.name) {
+      case 'ebpf': {
+        let bytes = 0;
+        for (const map of Object.values(MAPS)) {
+          const info = JSON.parse(await inNode('bpftool', '-j', 'map', 'show', 'pinned', path.join(this.sandbox.pinPath, map))) as { bytes_memlock: number };
+          bytes += info.bytes_memlock;
+        }
+        return { memlockBytes: bytes };
+      }
+      case 'iptables-nft':
+      case 'iptables-legacy': {
+        const save = await inNode(this.variant.name === 'iptables-nft' ? 'iptables-nft-save' : 'iptables-legacy-save');
+        return { rules: save.split('\n').filter((l) => /^-A KUBE-/.test(l)).length };
+      }
+      case 'nftables': {
+        const listing = JSON.parse(await inNode('nft', '-j', 'list', 'table', 'ip', 'kube-lb')) as { nftables: Record<string, unknown>[] };
+        return { rules: listing.nftables.filter((o) => 'rule' in o).length };
+      }
+      case 'ipvs': {
+        // /proc/net/ip_vs: one "TCP|UDP <vip>:<port> <scheduler>" line per virtual server, one "-> " line per real server.
+        const table = await inNode('cat', '/proc/net/ip_vs');
+        return { rules: table.split('\n').filter((l) => /^(TCP|UDP|SCTP) |^\s+->\s+[0-9A-F]/.test(l)).length };
+      }
+      default:
+        throw new Error(`kernel state of ${this.variant.name} is not measured`);
     }
   }
 

@@ -1,6 +1,6 @@
 // The traffic and control-plane measurements, one sandboxed node each.
 import { spawn } from 'node:child_process';
-import { BenchNode, SERVER_PORT, type Variant } from './bench-node.js';
+import { BenchNode, type KernelState, SERVER_PORT, type Variant } from './bench-node.js';
 import { quantile } from './stats.js';
 
 /** "direct": the client talks to the pods' own addresses, with no proxy at all. */
@@ -34,20 +34,23 @@ async function withNode<T>(variant: Variant, servers: number, body: (node: Bench
 }
 
 /** Brings `services` services up on a node (target answered by web-1) and waits until the target answers. */
-async function loadServices(node: BenchNode, services: number, target: 'first' | 'last', targetEndpoints: string[]): Promise<{ vip: string; ms: number }> {
-  const staged = node.stageServices(services, 10, target, targetEndpoints);
+async function loadServices(node: BenchNode, services: number, endpointsEach: number, target: 'first' | 'last', targetEndpoints: string[]): Promise<{ vip: string; ms: number }> {
+  const staged = node.stageServices(services, endpointsEach, target, targetEndpoints);
   const poll = await node.startPolling('web-1', `${staged.vip}:80`, TIMEOUT_MS);
   const t0 = staged.commit();
   return { vip: staged.vip, ms: (await poll.answeredAt) - t0 };
 }
 
-/** New-connection rate and latency to a ClusterIP among `services` (or to the pods directly). */
-export async function connRate(variant: Variant, services: number, target: 'first' | 'last', durationMs: number): Promise<ConnRate> {
+/**
+ * New-connection rate and latency to a ClusterIP among `services` (or to
+ * the pods directly). The other services have `endpointsEach` endpoints.
+ */
+export async function connRate(variant: Variant, services: number, endpointsEach: number, target: 'first' | 'last', durationMs: number): Promise<ConnRate> {
   return withNode(variant, SERVER_PODS, async (node) => {
     let targets = node.servers.map((ip) => `${ip}:${SERVER_PORT}`);
     if (variant !== DIRECT) {
       await node.startKubeLb();
-      const { vip } = await loadServices(node, services, target, node.servers);
+      const { vip } = await loadServices(node, services, endpointsEach, target, node.servers);
       targets = [`${vip}:80`];
     }
     const out = await node.client<RateOutput>('rate', String(durationMs), String(CONCURRENCY), ...targets);
@@ -65,6 +68,7 @@ export interface ControlPlane {
   endpointChangeMs: number;
   endpointChangeKubeLbMs: number;
   rssBytes: number;
+  kernelState: KernelState;
 }
 
 /** Loads N services with 10 endpoints each into a running kube-lb, then moves one endpoint. */
@@ -82,14 +86,17 @@ export async function controlPlane(variant: Variant, services: number): Promise<
       return { ms, kubeLbMs: node.syncs().slice(before).reduce((sum, s) => sum + s.durationMs, 0) };
     };
 
+    // Past --min-sync-period since kube-lb's first sync: both changes then
+    // measure propagation, not the rate limit.
+    const pastMinSyncPeriod = (): Promise<void> => new Promise((r) => setTimeout(r, 1100));
+    await pastMinSyncPeriod();
     let vip = '';
     const full = await measure(async () => {
-      const loaded = await loadServices(node, services, 'last', [web1]);
+      const loaded = await loadServices(node, services, 10, 'last', [web1]);
       vip = loaded.vip;
       return loaded.ms;
     });
-    // Past --min-sync-period, so the change measures propagation, not the rate limit.
-    await new Promise((r) => setTimeout(r, 1100));
+    await pastMinSyncPeriod();
     const change = await measure(async () => {
       const staged = node.stageServices(services, 10, 'last', [web2]);
       const poll = await node.startPolling('web-2', `${vip}:80`, TIMEOUT_MS);
@@ -102,6 +109,7 @@ export async function controlPlane(variant: Variant, services: number): Promise<
       endpointChangeMs: change.ms,
       endpointChangeKubeLbMs: change.kubeLbMs,
       rssBytes: await node.rssBytes(),
+      kernelState: await node.kernelState(),
     };
   });
 }

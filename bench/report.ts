@@ -16,14 +16,23 @@ export const HOST_VARIANTS: Variant[] = [
   { name: 'nftables', args: ['--backend=nftables'] },
 ];
 
+/** ipvs needs a kernel with IPVS: the test VM's (make bench-vm). */
+export const IPVS_VARIANT: Variant = { name: 'ipvs', args: ['--backend=ipvs'] };
+
 export interface BenchPlan {
   mode: 'quick' | 'full';
+  /** Inside the test VM under software emulation: only ratios between backends mean anything. */
+  vm: boolean;
   runs: number;
   serviceCounts: number[];
   perPacketCounts: number[];
   perPacketSamples: number;
   connSeconds: number;
   throughputSeconds: number;
+  /** Endpoints of each non-target service in the connection runs, by N (10 unless listed). */
+  connEndpointsEach: Record<number, number>;
+  /** Control-plane loads not run, with the reason, for the report. */
+  controlPlaneSkips: { services: number; except: string; reason: string }[];
 }
 
 export interface Results {
@@ -92,6 +101,8 @@ function byBackend(plan: BenchPlan, variants: Variant[], r: Results): Record<str
         endpointChangeMs: summarize(cp.map((c) => c.endpointChangeMs)),
         endpointChangeKubeLbMs: summarize(cp.map((c) => c.endpointChangeKubeLbMs)),
         rssBytes: summarize(cp.map((c) => c.rssBytes)),
+        kernelMemlockBytes: summarize(cp.flatMap((c) => (c.kernelState.memlockBytes === undefined ? [] : [c.kernelState.memlockBytes]))),
+        kernelRules: summarize(cp.flatMap((c) => (c.kernelState.rules === undefined ? [] : [c.kernelState.rules]))),
       };
     }
   }
@@ -162,8 +173,11 @@ export async function writeReport(
   for (const [name, svg] of Object.entries(charts)) write(`${base}-${name}.svg`, svg);
 
   const md: string[] = [
-    `# kube-lb benchmark, ${run.startedAt.toISOString().slice(0, 10)}, kernel ${env.kernel}`,
+    `# kube-lb benchmark, ${run.startedAt.toISOString().slice(0, 10)}, kernel ${env.kernel}${plan.vm ? ', in the test VM' : ''}`,
     '',
+    ...(plan.vm
+      ? ['**This run is inside the test VM, under software emulation (TCG). Its absolute figures mean nothing; compare backends by their ratios to direct, within this report only.**', '']
+      : []),
     `Command: \`${run.command}\` (${plan.mode} mode, ${plan.runs} run${plan.runs > 1 ? 's' : ''}, ${run.durationS.toFixed(0)} s).`,
     `Machine: ${env.cpu}, ${env.memory}; Node ${env.node}; kube-lb ${env.kubeLb}; ${env.iptables}; ${env.nft}; libbpf ${env.libbpf}.`,
     '',
@@ -177,14 +191,15 @@ export async function writeReport(
     '',
     '## Connections through a ClusterIP',
     '',
-    `Each connection is new; the client waits for the server's first line. Direct (no proxy): ${fmt(direct.connPerSec)} connections/s, p50 ${fmt(direct.p50Ms, 3)} ms, p99 ${fmt(direct.p99Ms, 2)} ms.`,
+    `Each connection is new; the client waits for the server's first line. Direct (no proxy): ${fmt(direct.connPerSec)} connections/s, p50 ${fmt(direct.p50Ms, 3)} ms, p99 ${fmt(direct.p99Ms, 2)} ms. The services other than the target have ${plan.serviceCounts.map((n) => `${plan.connEndpointsEach[n] ?? 10} endpoint(s) each at ${n.toLocaleString('en-US')}`).join(', ')}: what a new connection pays in iptables grows with the number of services, not endpoints.`,
     '',
-    '| backend | services | conn/s (target last) | conn/s (target first) | p50 ms | p99 ms |',
-    '|---|---|---|---|---|---|',
+    '| backend | services | conn/s (target last) | vs direct | conn/s (target first) | p50 ms | p99 ms |',
+    '|---|---|---|---|---|---|---|',
     ...variants.flatMap((v) =>
       plan.serviceCounts.map((n) => {
         const f = backends[v.name]![n]!;
-        return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.connPerSec)} | ${fmt(f.connPerSecTargetFirst)} | ${fmt(f.p50Ms, 3)} | ${fmt(f.p99Ms, 2)} |`;
+        const ratio = f.connPerSec && direct.connPerSec ? `${((100 * f.connPerSec.median) / direct.connPerSec.median).toFixed(0)}%` : 'n/a';
+        return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.connPerSec)} | ${ratio} | ${fmt(f.connPerSecTargetFirst)} | ${fmt(f.p50Ms, 3)} | ${fmt(f.p99Ms, 2)} |`;
       }),
     ),
     '',
@@ -192,16 +207,19 @@ export async function writeReport(
     '',
     '## Control plane',
     '',
-    'N services with 10 endpoints each are written to the manifests directory of a running kube-lb; the clock runs from the write to the first answer from the last service. Then one endpoint of that service moves to another pod. "kube-lb" columns are kube-lb\'s own sync durations for the same changes. RSS is kube-lb\'s resident set after both.',
+    'N services with 10 endpoints each are written to the manifests directory of a running kube-lb; the clock runs from the write to the first answer from the last service. Then one endpoint of that service moves to another pod. "kube-lb" columns are kube-lb\'s own sync durations for the same changes. RSS is kube-lb\'s resident set after both; kernel state is the memory of the BPF maps (memlock) or the rules kube-lb wrote.',
     '',
-    '| backend | services | full load ms | kube-lb sync ms | endpoint change ms | kube-lb sync ms | RSS MiB |',
-    '|---|---|---|---|---|---|---|',
+    '| backend | services | full load ms | kube-lb sync ms | endpoint change ms | kube-lb sync ms | RSS MiB | kernel state |',
+    '|---|---|---|---|---|---|---|---|',
     ...variants.flatMap((v) =>
       plan.serviceCounts.map((n) => {
         const f = backends[v.name]![n]!;
-        return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.fullSyncMs)} | ${fmt(f.fullSyncKubeLbMs)} | ${fmt(f.endpointChangeMs)} | ${fmt(f.endpointChangeKubeLbMs, 1)} | ${fmt(f.rssBytes, 0, 2 ** 20)} |`;
+        const kernel = f.kernelMemlockBytes ? `${fmt(f.kernelMemlockBytes, 1, 2 ** 20)} MiB memlock` : f.kernelRules ? `${fmt(f.kernelRules)} rules` : 'n/a';
+        return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.fullSyncMs)} | ${fmt(f.fullSyncKubeLbMs)} | ${fmt(f.endpointChangeMs)} | ${fmt(f.endpointChangeKubeLbMs, 1)} | ${fmt(f.rssBytes, 0, 2 ** 20)} | ${kernel} |`;
       }),
     ),
+    '',
+    ...plan.controlPlaneSkips.map((s) => `Not run: the ${s.services.toLocaleString('en-US')}-service control-plane load for every backend but ${s.except}. ${s.reason}`),
     '',
     `![full sync](${base}-sync.svg)`,
     '',
