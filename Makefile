@@ -79,7 +79,7 @@ bench: build
 # The same with ipvs, inside the test VM; under software emulation only the
 # ratios between backends mean anything, and the report says so.
 bench-vm: build
-	KUBE_LB_TEST_SLOWDOWN=10 test/vm/run bin/kube-lb bench --vm --quick $(BENCH_ARGS)
+	KUBE_LB_TEST_SLOWDOWN=10 KUBE_LB_VM_WRITABLE=$(CURDIR)/bench/results test/vm/run bin/kube-lb bench --vm --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist
