@@ -2,7 +2,7 @@
 // pod, a few server pods, a manifests directory, and kube-lb on one
 // backend. Other services' endpoints are addresses no pod holds: only the
 // target service's traffic is measured.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -119,9 +119,9 @@ export class BenchNode {
    * wall time of the first answer from `name`.
    */
   async startPolling(name: string, target: string, timeoutMs: number): Promise<{ answeredAt: Promise<number> }> {
-    const child = spawn('ip', ['netns', 'exec', this.sandbox.pod('client').ns, process.execPath, TRAFFIC_CLIENT, 'until', name, String(timeoutMs), target]);
+    const child = this.sandbox.spawnInPod('client', process.execPath, [TRAFFIC_CLIENT, 'until', name, String(timeoutMs), target]);
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
     const answeredAt = new Promise<number>((resolve, reject) =>
       child.once('exit', () => {

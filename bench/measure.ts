@@ -1,5 +1,4 @@
 // The traffic and control-plane measurements, one sandboxed node each.
-import { spawn } from 'node:child_process';
 import { BenchNode, type KernelState, SERVER_PORT, type Variant } from './bench-node.js';
 import { quantile } from './stats.js';
 
@@ -122,7 +121,7 @@ export interface Throughput {
 export async function throughput(variant: Variant, seconds: number): Promise<Throughput> {
   return withNode(variant, 0, async (node) => {
     const server = await node.sandbox.addPod('iperf', '10.244.2.1');
-    const iperf = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-p', String(SERVER_PORT)], { stdio: 'ignore' });
+    const iperf = node.sandbox.spawnInPod(server.name, 'iperf3', ['-s', '-1', '-p', String(SERVER_PORT)]);
     try {
       let target = server.ip;
       if (variant !== DIRECT) {

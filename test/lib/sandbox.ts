@@ -134,7 +134,7 @@ export class NodeSandbox {
   /** Starts a pod's server answering with its name; resolves once it listens. */
   async startServer(podName: string, tcpPorts: number[], udpPorts: number[] = []): Promise<ChildProcess> {
     const pod = this.pod(podName);
-    const child = this.spawnIn(pod.ns, process.execPath, [path.join(testLibDir, 'pod-server.js'), pod.name, tcpPorts.join(','), udpPorts.join(',')]);
+    const child = this.spawnInPod(podName, process.execPath, [path.join(testLibDir, 'pod-server.js'), pod.name, tcpPorts.join(','), udpPorts.join(',')]);
     await waitForLine(child, /ready/, slow(10_000), `server in pod ${pod.name}`);
     return child;
   }
@@ -169,8 +169,9 @@ export class NodeSandbox {
     return pod;
   }
 
-  private spawnIn(ns: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Starts a command in a pod's network namespace; destroy() ends it if it is still running. */
+  spawnInPod(podName: string, cmd: string, args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.pod(podName).ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
