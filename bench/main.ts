@@ -29,7 +29,7 @@ const variants: Variant[] = values.variants
   : known;
 
 const plan: BenchPlan = values.quick
-  ? { mode: 'quick', vm: values.vm, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 2000, connSeconds: 2, throughputSeconds: 2, connEndpointsEach: {}, controlPlaneSkips: [] }
+  ? { mode: 'quick', vm: values.vm, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, connEndpointsEach: {}, controlPlaneSkips: [] }
   : {
       mode: 'full',
       vm: values.vm,

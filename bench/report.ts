@@ -43,6 +43,13 @@ export interface Results {
   errors: { what: string; variant: string; reason: string }[];
 }
 
+/** The connections that failed across the connection-rate runs, or that none did. */
+function failedConnections(results: Results): string {
+  const failed = results.conn.filter((c) => c.failures > 0);
+  if (failed.length === 0) return 'No connection failed.';
+  return `Failed connections: ${failed.map((c) => `${c.variant}${c.services ? ` at ${c.services.toLocaleString('en-US')}` : ''} (run ${c.run}, target ${c.target}): ${c.failures}`).join('; ')}.`;
+}
+
 interface Summary {
   median: number;
   min: number;
@@ -191,7 +198,7 @@ export async function writeReport(
     '',
     '## Connections through a ClusterIP',
     '',
-    `Each connection is new; the client waits for the server's first line. Direct (no proxy): ${fmt(direct.connPerSec)} connections/s, p50 ${fmt(direct.p50Ms, 3)} ms, p99 ${fmt(direct.p99Ms, 2)} ms. The services other than the target have ${plan.serviceCounts.map((n) => `${plan.connEndpointsEach[n] ?? 10} endpoint(s) each at ${n.toLocaleString('en-US')}`).join(', ')}: what a new connection pays in iptables grows with the number of services, not endpoints.`,
+    `Each connection is new; the server answers with one line and closes. ${failedConnections(r)} Direct (no proxy): ${fmt(direct.connPerSec)} connections/s, p50 ${fmt(direct.p50Ms, 3)} ms, p99 ${fmt(direct.p99Ms, 2)} ms. The services other than the target have ${plan.serviceCounts.map((n) => `${plan.connEndpointsEach[n] ?? 10} endpoint(s) each at ${n.toLocaleString('en-US')}`).join(', ')}: what a new connection pays in iptables grows with the number of services, not endpoints.`,
     '',
     '| backend | services | conn/s (target last) | vs direct | conn/s (target first) | p50 ms | p99 ms |',
     '|---|---|---|---|---|---|---|',
@@ -253,7 +260,7 @@ export async function writeReport(
 
 const METHOD = [
   'Every measurement runs on a fresh node built from network namespaces (pods on /32 routes behind veths, rp_filter=1), with kube-lb started as `bin/kube-lb` ships; afterwards `kube-lb cleanup` removes the backend\'s state and the namespaces are deleted. Backends are interleaved: each run measures every backend (and direct) once per N before the next run.',
-  'Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; each connection waits for the server\'s first line. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables\' worst case), "target first" before them. Direct connects to the 4 pods\' own addresses. The client pod sets net.ipv4.tcp_tw_reuse=1: otherwise one client opening thousands of connections a second to a single ClusterIP spends its time searching for a source port free of TIME_WAIT, which direct traffic spread over 4 addresses does not, and the comparison would measure the client.',
+  'Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 1 s warm-up that is not counted. The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the answer. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables\' worst case), "target first" before them. Direct connects to the 4 pods\' own addresses. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.',
   'Per-packet cost: BPF_PROG_TEST_RUN on lb_from_pod with 2 backends per service. test_run reruns one packet against the same skb, so a program that rewrites the packet would see its own output from the second repeat on (a DNATed packet no longer matches a service: the cheap miss path). Every sample therefore runs a fresh copy once (repeat=1) and reads the kernel\'s own timing of that run; new-flow samples each use a new client address and port (conntrack miss, service lookup, backend pick, conntrack insert), established samples replay the same flows. The kernel\'s timing includes a fixed overhead of its timer, the same for every N.',
   'Control plane: the services are written as JSON files of 500 services each (kind: List) into a running kube-lb\'s manifests directory; a poller in the client pod opens a connection every few hundred microseconds until the expected pod answers.',
   'Throughput: iperf3, one TCP stream, through a ClusterIP with one endpoint, and direct.',

@@ -1,11 +1,17 @@
 // The benchmark's client, run inside the client pod. Prints one JSON line.
 //   rate  MS CONCURRENCY TARGET...   new TCP connections for MS ms over
 //                                    CONCURRENCY loops, cycling over the
-//                                    TARGETs (ip:port); each connection
-//                                    waits for the server's first line.
+//                                    TARGETs (ip:port), after as long a
+//                                    warm-up; each connection waits for the
+//                                    server's line and its close (the bench
+//                                    servers answer once, then close).
 //   until NAME TIMEOUT_MS TARGET     new connections until NAME answers;
 //                                    prints the wall-clock time it did.
+import net from 'node:net';
 import { firstLine } from '../test/lib/first-line.js';
+
+/** Discarded before measuring: JIT warm-up of the client and the servers. */
+const WARMUP_MS = 1000;
 
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
@@ -14,24 +20,56 @@ function once(target: string, timeoutMs: number): Promise<string> {
   return firstLine(host!, Number(port), timeoutMs);
 }
 
+/**
+ * One request: connect, read the answer, and close after the server did.
+ * Resolves to the latency of the answer.
+ */
+function exchange(target: string, timeoutMs: number): Promise<number> {
+  const [host, port] = target.split(':');
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    let answeredMs: number | undefined;
+    const sock = net.connect({ host: host!, port: Number(port), timeout: timeoutMs });
+    sock.once('data', () => (answeredMs = performance.now() - t0));
+    sock.once('end', () => {
+      sock.destroy();
+      if (answeredMs === undefined) reject(new Error('closed without an answer'));
+      else resolve(answeredMs);
+    });
+    sock.once('timeout', () => {
+      sock.destroy();
+      reject(new Error('timeout'));
+    });
+    sock.once('error', (err) => {
+      sock.destroy();
+      reject(err);
+    });
+  });
+}
+
 async function rate(durationMs: number, concurrency: number, targets: string[]): Promise<object> {
-  const latencies: number[] = [];
+  let latencies: number[] = [];
   let failures = 0;
   let next = 0;
-  const start = performance.now();
-  const loop = async (): Promise<void> => {
-    while (performance.now() - start < durationMs) {
-      const t0 = performance.now();
-      try {
-        await once(targets[next++ % targets.length]!, 1000);
-        latencies.push(performance.now() - t0);
-      } catch {
-        failures++;
+  const run = async (ms: number): Promise<number> => {
+    latencies = [];
+    failures = 0;
+    const start = performance.now();
+    const loop = async (): Promise<void> => {
+      while (performance.now() - start < ms) {
+        try {
+          latencies.push(await exchange(targets[next++ % targets.length]!, 1000));
+        } catch {
+          failures++;
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: concurrency }, loop));
+    return performance.now() - start;
   };
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  return { connections: latencies.length, failures, elapsedMs: performance.now() - start, latenciesMs: latencies };
+  await run(WARMUP_MS);
+  const elapsedMs = await run(durationMs);
+  return { connections: latencies.length, failures, elapsedMs, latenciesMs: latencies };
 }
 
 async function until(name: string, timeoutMs: number, target: string): Promise<object> {

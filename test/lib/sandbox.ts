@@ -132,9 +132,15 @@ export class NodeSandbox {
   }
 
   /** Starts a pod's server answering with its name; resolves once it listens. */
-  async startServer(podName: string, tcpPorts: number[], udpPorts: number[] = []): Promise<ChildProcess> {
+  async startServer(podName: string, tcpPorts: number[], udpPorts: number[] = [], oneShotTcpPorts: number[] = []): Promise<ChildProcess> {
     const pod = this.pod(podName);
-    const child = this.spawnInPod(podName, process.execPath, [path.join(testLibDir, 'pod-server.js'), pod.name, tcpPorts.join(','), udpPorts.join(',')]);
+    const child = this.spawnInPod(podName, process.execPath, [
+      path.join(testLibDir, 'pod-server.js'),
+      pod.name,
+      tcpPorts.join(','),
+      udpPorts.join(','),
+      oneShotTcpPorts.join(','),
+    ]);
     await waitForLine(child, /ready/, slow(10_000), `server in pod ${pod.name}`);
     return child;
   }
