@@ -17,8 +17,7 @@
         "native/libbpf_log.cc",
         "native/maps.cc",
         "native/progs.cc",
-        "native/tc.cc",
-        "native/xdp.cc"
+        "native/tc.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8"],

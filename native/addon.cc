@@ -12,7 +12,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportFds(env, exports);
   ExportProgs(env, exports);
   ExportTc(env, exports);
-  ExportXdp(env, exports);
   ExportBtf(env, exports);
   ExportIpvs(env, exports);
   ExportIpvsLink(env, exports);

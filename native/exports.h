@@ -8,7 +8,6 @@ void ExportMaps(Napi::Env env, Napi::Object exports);
 void ExportFds(Napi::Env env, Napi::Object exports);
 void ExportProgs(Napi::Env env, Napi::Object exports);
 void ExportTc(Napi::Env env, Napi::Object exports);
-void ExportXdp(Napi::Env env, Napi::Object exports);
 void ExportBtf(Napi::Env env, Napi::Object exports);
 void ExportIpvs(Napi::Env env, Napi::Object exports);
 void ExportIpvsLink(Napi::Env env, Napi::Object exports);

@@ -80,11 +80,6 @@ export interface NativeAddon {
   /** Removes the clsact qdisc (both directions) from ifindex. */
   tcHookDestroy(ifindex: number): void;
 
-  xdpAttach(ifindex: number, progFd: number, flags: number): void;
-  xdpDetach(ifindex: number, flags: number): void;
-  /** The attached XDP program's id, or null. */
-  xdpQuery(ifindex: number, flags: number): number | null;
-
   progTestRun(progFd: number, data: Buffer, repeat: number): TestRunResult;
 
   /** Struct layouts from the BTF of an ELF object. */
