@@ -1,9 +1,10 @@
 // `make bench` / `kube-lb bench`: every backend side by side, on this
 // kernel, in one run; writes bench/results/<date>-<kernel>.{md,json} and
 // SVG charts.
-//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--out DIR]
+//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
 // --vm: running in the test VM (make bench-vm), where ipvs joins the others
-// and the report says to compare ratios only.
+// and the report says to compare ratios only. --services replaces the mode's
+// service counts, e.g. for a 50,000-service run of the backends that load it.
 import { parseArgs } from 'node:util';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, throughput } from './measure.js';
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     vm: { type: 'boolean', default: false },
     variants: { type: 'string' },
+    services: { type: 'string' },
     out: { type: 'string', default: 'bench/results' },
   },
 });
@@ -28,7 +30,7 @@ const variants: Variant[] = values.variants
     })
   : known;
 
-const plan: BenchPlan = values.quick
+const modePlan: BenchPlan = values.quick
   ? { mode: 'quick', vm: values.vm, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, connEndpointsEach: {}, controlPlaneSkips: [] }
   : {
       mode: 'full',
@@ -49,6 +51,17 @@ const plan: BenchPlan = values.quick
         },
       ],
     };
+
+const plan: BenchPlan = values.services
+  ? {
+      ...modePlan,
+      serviceCounts: values.services.split(',').map((n) => {
+        const count = Number(n);
+        if (!Number.isInteger(count) || count < 1) throw new Error(`--services: ${n} is not a positive whole number`);
+        return count;
+      }),
+    }
+  : modePlan;
 
 const started = Date.now();
 const results: Results = { perPacket: [], conn: [], controlPlane: [], throughput: [], errors: [] };
@@ -104,7 +117,7 @@ for (let run = 1; run <= plan.runs; run++) {
 }
 
 const files = await writeReport(values.out, plan, variants, results, {
-  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}`,
+  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
   startedAt: new Date(started),
   durationS: (Date.now() - started) / 1000,
 });

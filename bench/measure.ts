@@ -14,11 +14,13 @@ export interface ConnRate {
   p50Ms: number;
   p99Ms: number;
   failures: number;
+  /** Failed connections by error code (or message, e.g. timeout). */
+  failureReasons: Record<string, number>;
 }
 
 interface RateOutput {
   connections: number;
-  failures: number;
+  failures: Record<string, number>;
   elapsedMs: number;
   latenciesMs: number[];
 }
@@ -54,7 +56,7 @@ export async function connRate(variant: Variant, services: number, endpointsEach
     }
     const out = await node.client<RateOutput>('rate', String(durationMs), String(CONCURRENCY), ...targets);
     const sorted = out.latenciesMs.sort((a, b) => a - b);
-    return { connPerSec: (out.connections / out.elapsedMs) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), failures: out.failures };
+    return { connPerSec: (out.connections / out.elapsedMs) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), failures: Object.values(out.failures).reduce((a, b) => a + b, 0), failureReasons: out.failures };
   });
 }
 

@@ -43,11 +43,19 @@ export interface Results {
   errors: { what: string; variant: string; reason: string }[];
 }
 
-/** The connections that failed across the connection-rate runs, or that none did. */
+/** Failed connections per backend: the range per measurement, and the reasons in all. */
 function failedConnections(results: Results): string {
-  const failed = results.conn.filter((c) => c.failures > 0);
-  if (failed.length === 0) return 'No connection failed.';
-  return `Failed connections: ${failed.map((c) => `${c.variant}${c.services ? ` at ${c.services.toLocaleString('en-US')}` : ''} (run ${c.run}, target ${c.target}): ${c.failures}`).join('; ')}.`;
+  const byVariant = new Map<string, (typeof results.conn)[number][]>();
+  for (const c of results.conn) byVariant.set(c.variant, [...(byVariant.get(c.variant) ?? []), c]);
+  const parts = [...byVariant].map(([variant, runs]) => {
+    const counts = runs.map((c) => c.failures);
+    if (Math.max(...counts) === 0) return `${variant} none`;
+    const reasons: Record<string, number> = {};
+    for (const c of runs) for (const [reason, n] of Object.entries(c.failureReasons)) reasons[reason] = (reasons[reason] ?? 0) + n;
+    const why = Object.entries(reasons).map(([reason, n]) => `${reason} ${n}`).join(', ');
+    return `${variant} ${Math.min(...counts)}–${Math.max(...counts)} per measurement (in all: ${why})`;
+  });
+  return `Failed connections: ${parts.join('; ')}.`;
 }
 
 interface Summary {
@@ -260,7 +268,7 @@ export async function writeReport(
 
 const METHOD = [
   'Every measurement runs on a fresh node built from network namespaces (pods on /32 routes behind veths, rp_filter=1), with kube-lb started as `bin/kube-lb` ships; afterwards `kube-lb cleanup` removes the backend\'s state and the namespaces are deleted. Backends are interleaved: each run measures every backend (and direct) once per N before the next run.',
-  'Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 1 s warm-up that is not counted. The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the answer. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables\' worst case), "target first" before them. Direct connects to the 4 pods\' own addresses. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.',
+  'Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 3 s warm-up that is not counted (the first seconds on a fresh node ran about 10% slower, direct and ebpf alike). The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the answer. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables\' worst case), "target first" before them. Direct connects to the 4 pods\' own addresses. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.',
   'Per-packet cost: BPF_PROG_TEST_RUN on lb_from_pod with 2 backends per service. test_run reruns one packet against the same skb, so a program that rewrites the packet would see its own output from the second repeat on (a DNATed packet no longer matches a service: the cheap miss path). Every sample therefore runs a fresh copy once (repeat=1) and reads the kernel\'s own timing of that run; new-flow samples each use a new client address and port (conntrack miss, service lookup, backend pick, conntrack insert), established samples replay the same flows. The kernel\'s timing includes a fixed overhead of its timer, the same for every N.',
   'Control plane: the services are written as JSON files of 500 services each (kind: List) into a running kube-lb\'s manifests directory; a poller in the client pod opens a connection every few hundred microseconds until the expected pod answers.',
   'Throughput: iperf3, one TCP stream, through a ClusterIP with one endpoint, and direct.',

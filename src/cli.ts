@@ -29,7 +29,7 @@ const USAGE = `usage:
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
-  kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--out DIR]
+  kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
                   (every backend side by side; see bench/main.ts)
 `;
 
