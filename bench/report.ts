@@ -234,7 +234,7 @@ export async function writeReport(
       }),
     ),
     '',
-    ...plan.controlPlaneSkips.map((s) => `Not run: the ${s.services.toLocaleString('en-US')}-service control-plane load for every backend but ${s.except}. ${s.reason}`),
+    ...plan.controlPlaneSkips.filter((s) => plan.serviceCounts.includes(s.services)).map((s) => `Not run: the ${s.services.toLocaleString('en-US')}-service control-plane load for every backend but ${s.except}. ${s.reason}`),
     '',
     `![full sync](${base}-sync.svg)`,
     '',
