@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/backends/backend.js';
-import { MAPS } from '../src/backends/ebpf/datapath.js';
+import { MAPS, PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
 import { NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
@@ -200,6 +200,31 @@ export class BenchNode {
     }
   }
 
+  /**
+   * Runs `body` with kernel.bpf_stats_enabled on, and returns the ebpf
+   * programs' in-kernel run time over it, with the machine's busy CPU time
+   * (/proc/stat) over the same span.
+   */
+  async withProgramStats<T>(body: () => Promise<T>): Promise<{ result: T; programNs: number; cpuNs: number }> {
+    const runTimeNs = async (): Promise<number> => {
+      let ns = 0;
+      for (const prog of Object.values(PROGRAMS)) {
+        const info = JSON.parse((await this.sandbox.execInNode('bpftool', ['-j', 'prog', 'show', 'pinned', path.join(this.sandbox.pinPath, prog)])).stdout) as { run_time_ns?: number };
+        ns += info.run_time_ns ?? 0;
+      }
+      return ns;
+    };
+    await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
+    try {
+      const [prog0, cpu0] = [await runTimeNs(), busyCpuNs()];
+      const result = await body();
+      const [prog1, cpu1] = [await runTimeNs(), busyCpuNs()];
+      return { result, programNs: prog1 - prog0, cpuNs: cpu1 - cpu0 };
+    } finally {
+      await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=0']);
+    }
+  }
+
   async rssBytes(): Promise<number> {
     const status = fs.readFileSync(`/proc/${this.kubeLb!.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
@@ -230,6 +255,12 @@ export class BenchNode {
       fs.rmSync(this.manifestsDir, { recursive: true, force: true });
     }
   }
+}
+
+/** The machine's busy CPU time so far: every CPU's user, system, irq and softirq time (/proc/stat, in USER_HZ ticks of 10 ms). */
+function busyCpuNs(): number {
+  const [, user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  return (user! + nice! + system! + irq! + softirq! + steal!) * 10_000_000;
 }
 
 export function clusterIpOf(i: number): string {

@@ -16,10 +16,18 @@ export interface ConnRate {
   failures: number;
   /** Failed connections by error code (or message, e.g. timeout). */
   failureReasons: Record<string, number>;
+  /**
+   * ebpf, target first only: the programs' in-kernel run time per
+   * connection, and the whole machine's CPU time per connection, over the
+   * same runs (warm-up included).
+   */
+  programNsPerConn?: number;
+  cpuNsPerConn?: number;
 }
 
 interface RateOutput {
   connections: number;
+  warmupConnections: number;
   failures: Record<string, number>;
   elapsedMs: number;
   latenciesMs: number[];
@@ -54,9 +62,21 @@ export async function connRate(variant: Variant, services: number, endpointsEach
       const { vip } = await loadServices(node, services, endpointsEach, target, node.servers);
       targets = [`${vip}:80`];
     }
-    const out = await node.client<RateOutput>('rate', String(durationMs), String(CONCURRENCY), ...targets);
+    const rate = (): Promise<RateOutput> => node.client<RateOutput>('rate', String(durationMs), String(CONCURRENCY), ...targets);
+    // The program statistics cost two clock reads per program run, so the
+    // target-last runs, which the bars compare, go without them.
+    const costed = variant.name === 'ebpf' && target === 'first';
+    const { result: out, programNs, cpuNs } = costed ? await node.withProgramStats(rate) : { result: await rate(), programNs: 0, cpuNs: 0 };
     const sorted = out.latenciesMs.sort((a, b) => a - b);
-    return { connPerSec: (out.connections / out.elapsedMs) * 1000, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), failures: Object.values(out.failures).reduce((a, b) => a + b, 0), failureReasons: out.failures };
+    const all = out.connections + out.warmupConnections;
+    return {
+      connPerSec: (out.connections / out.elapsedMs) * 1000,
+      p50Ms: quantile(sorted, 0.5),
+      p99Ms: quantile(sorted, 0.99),
+      failures: Object.values(out.failures).reduce((a, b) => a + b, 0),
+      failureReasons: out.failures,
+      ...(costed ? { programNsPerConn: programNs / all, cpuNsPerConn: cpuNs / all } : {}),
+    };
   });
 }
 

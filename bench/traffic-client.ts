@@ -4,10 +4,10 @@
 //                                    TARGETs (ip:port), after as long a
 //                                    warm-up; each connection waits for the
 //                                    server's line and its close (the bench
-//                                    servers answer once, then close).
+//                                    servers answer once, then close), and
+//                                    its latency is the whole exchange.
 //   until NAME TIMEOUT_MS TARGET     new connections until NAME answers;
 //                                    prints the wall-clock time it did.
-import net from 'node:net';
 import { firstLine } from '../test/lib/first-line.js';
 
 /**
@@ -24,33 +24,6 @@ function once(target: string, timeoutMs: number): Promise<string> {
   return firstLine(host!, Number(port), timeoutMs);
 }
 
-/**
- * One request: connect, read the answer, and close after the server did.
- * Resolves to the latency of the answer.
- */
-function exchange(target: string, timeoutMs: number): Promise<number> {
-  const [host, port] = target.split(':');
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    let answeredMs: number | undefined;
-    const sock = net.connect({ host: host!, port: Number(port), timeout: timeoutMs });
-    sock.once('data', () => (answeredMs = performance.now() - t0));
-    sock.once('end', () => {
-      sock.destroy();
-      if (answeredMs === undefined) reject(new Error('closed without an answer'));
-      else resolve(answeredMs);
-    });
-    sock.once('timeout', () => {
-      sock.destroy();
-      reject(new Error('timeout'));
-    });
-    sock.once('error', (err) => {
-      sock.destroy();
-      reject(err);
-    });
-  });
-}
-
 async function rate(durationMs: number, concurrency: number, targets: string[]): Promise<object> {
   let latencies: number[] = [];
   let failures: Record<string, number> = {};
@@ -62,7 +35,10 @@ async function rate(durationMs: number, concurrency: number, targets: string[]):
     const loop = async (): Promise<void> => {
       while (performance.now() - start < ms) {
         try {
-          latencies.push(await exchange(targets[next++ % targets.length]!, 1000));
+          const [host, port] = targets[next++ % targets.length]!.split(':');
+          const t0 = performance.now();
+          await firstLine(host!, Number(port), 1000, { untilServerCloses: true });
+          latencies.push(performance.now() - t0);
         } catch (err) {
           const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
           failures[reason] = (failures[reason] ?? 0) + 1;
@@ -73,8 +49,9 @@ async function rate(durationMs: number, concurrency: number, targets: string[]):
     return performance.now() - start;
   };
   await run(WARMUP_MS);
+  const warmupConnections = latencies.length;
   const elapsedMs = await run(durationMs);
-  return { connections: latencies.length, failures, elapsedMs, latenciesMs: latencies };
+  return { connections: latencies.length, warmupConnections, failures, elapsedMs, latenciesMs: latencies };
 }
 
 async function until(name: string, timeoutMs: number, target: string): Promise<object> {

@@ -1,13 +1,23 @@
 // One TCP exchange as the test servers speak it: connect, read the first
-// line (the server's name), close.
+// line (the server's name), close. With untilServerCloses the client waits
+// for the server to close first (the bench's one-shot servers do), so the
+// TIME_WAIT is the server's.
 import net from 'node:net';
 
-export function firstLine(host: string, port: number, timeoutMs: number): Promise<string> {
+export function firstLine(host: string, port: number, timeoutMs: number, opts: { untilServerCloses?: boolean } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
+    let line: string | undefined;
     const sock = net.connect({ host, port, timeout: timeoutMs });
     sock.once('data', (d) => {
-      resolve(d.toString().split('\n')[0]!);
+      line = d.toString().split('\n')[0]!;
+      if (opts.untilServerCloses) return;
+      resolve(line);
       sock.destroy();
+    });
+    sock.once('end', () => {
+      sock.destroy();
+      if (line === undefined) reject(new Error('closed without an answer'));
+      else resolve(line);
     });
     sock.once('timeout', () => {
       sock.destroy();
