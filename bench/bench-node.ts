@@ -175,10 +175,7 @@ export class BenchNode {
     switch (this.variant.name) {
       case 'ebpf': {
         let bytes = 0;
-        for (const map of Object.values(MAPS)) {
-          const info = JSON.parse(await inNode('bpftool', '-j', 'map', 'show', 'pinned', path.join(this.sandbox.pinPath, map))) as { bytes_memlock: number };
-          bytes += info.bytes_memlock;
-        }
+        for (const map of Object.values(MAPS)) bytes += (await this.pinned<{ bytes_memlock: number }>('map', map)).bytes_memlock;
         return { memlockBytes: bytes };
       }
       case 'iptables-nft':
@@ -208,10 +205,7 @@ export class BenchNode {
   async withProgramStats<T>(body: () => Promise<T>): Promise<{ result: T; programNs: number; cpuNs: number }> {
     const runTimeNs = async (): Promise<number> => {
       let ns = 0;
-      for (const prog of Object.values(PROGRAMS)) {
-        const info = JSON.parse((await this.sandbox.execInNode('bpftool', ['-j', 'prog', 'show', 'pinned', path.join(this.sandbox.pinPath, prog)])).stdout) as { run_time_ns?: number };
-        ns += info.run_time_ns ?? 0;
-      }
+      for (const prog of Object.values(PROGRAMS)) ns += (await this.pinned<{ run_time_ns?: number }>('prog', prog)).run_time_ns ?? 0;
       return ns;
     };
     await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
@@ -223,6 +217,11 @@ export class BenchNode {
     } finally {
       await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=0']);
     }
+  }
+
+  /** bpftool's JSON description of one of kube-lb's pinned maps or programs. */
+  private async pinned<T>(kind: 'map' | 'prog', name: string): Promise<T> {
+    return JSON.parse((await this.sandbox.execInNode('bpftool', ['-j', kind, 'show', 'pinned', path.join(this.sandbox.pinPath, name)])).stdout) as T;
   }
 
   async rssBytes(): Promise<number> {

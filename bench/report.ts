@@ -6,7 +6,6 @@ import path from 'node:path';
 import type { Variant } from './bench-node.js';
 import type { ConnRate, ControlPlane, Throughput } from './measure.js';
 import type { PerPacketResult } from './per-packet.js';
-import { quantile } from './stats.js';
 import { barChart } from './svg.js';
 
 /** The backends as the host kernel runs them. */
@@ -47,9 +46,9 @@ export interface Results {
 /** ebpf's programs' share of a connection's CPU, from the target-first runs (medians), or null. */
 function programShare(results: Results): { programNs: number; cpuNs: number } | null {
   const runs = results.conn.filter((c) => c.programNsPerConn !== undefined && c.cpuNsPerConn !== undefined);
-  if (runs.length === 0) return null;
-  const median = (xs: number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5);
-  return { programNs: median(runs.map((c) => c.programNsPerConn!)), cpuNs: median(runs.map((c) => c.cpuNsPerConn!)) };
+  const programNs = summarize(runs.map((c) => c.programNsPerConn!));
+  const cpuNs = summarize(runs.map((c) => c.cpuNsPerConn!));
+  return programNs && cpuNs ? { programNs: programNs.median, cpuNs: cpuNs.median } : null;
 }
 
 function programShareText(share: { programNs: number; cpuNs: number }): string {

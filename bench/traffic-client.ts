@@ -19,9 +19,9 @@ const WARMUP_MS = 3000;
 
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
-function once(target: string, timeoutMs: number): Promise<string> {
+function once(target: string, timeoutMs: number, opts: { untilServerCloses?: boolean } = {}): Promise<string> {
   const [host, port] = target.split(':');
-  return firstLine(host!, Number(port), timeoutMs);
+  return firstLine(host!, Number(port), timeoutMs, opts);
 }
 
 async function rate(durationMs: number, concurrency: number, targets: string[]): Promise<object> {
@@ -35,9 +35,8 @@ async function rate(durationMs: number, concurrency: number, targets: string[]):
     const loop = async (): Promise<void> => {
       while (performance.now() - start < ms) {
         try {
-          const [host, port] = targets[next++ % targets.length]!.split(':');
           const t0 = performance.now();
-          await firstLine(host!, Number(port), 1000, { untilServerCloses: true });
+          await once(targets[next++ % targets.length]!, 1000, { untilServerCloses: true });
           latencies.push(performance.now() - t0);
         } catch (err) {
           const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
