@@ -12,7 +12,7 @@
 import { native } from '../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../src/backends/ebpf/datapath.js';
 import { ServiceMap, type ServiceChange } from '../src/backends/ebpf/service-map.js';
-import { intToIpv4 } from '../src/backends/backend.js';
+import { intToIpv4 } from '../src/net/ip.js';
 import { buildPacket } from '../test/lib/packets.js';
 import { type Spread, spread } from './stats.js';
 

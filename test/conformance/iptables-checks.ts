@@ -3,7 +3,7 @@
 // syncs that send only the touched chains to iptables-restore.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServicePortState } from '../../src/backends/backend.js';
+import { programmedPort } from '../lib/programmed-port.js';
 import { endpointChainName, serviceChainName } from '../../src/backends/iptables/rules.js';
 import { ToolCapture } from './capture.js';
 import { withContext } from './context.js';
@@ -11,14 +11,14 @@ import { assertSmall, changedServicePort, declared, endpointChangeAmong1000Servi
 import { VIP, endpoints, ipOf, pods } from './scenarios.js';
 import { variant } from './variants.js';
 
-const web: ServicePortState = {
+const web = programmedPort({
   key: 'default/web:http',
   namespace: 'default',
   name: 'web',
   portName: 'http',
   frontend: { ip: VIP, port: 80, protocol: 'TCP' },
   destinations: ['web-1', 'web-2', 'web-3'].map((p) => ({ ip: ipOf(p), port: 8080 })),
-};
+});
 
 /** A chain's rules from iptables-save output, without the "-A CHAIN " prefix. */
 function rulesOf(saved: string, chain: string): string[] {

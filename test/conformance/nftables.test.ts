@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { endpointChainName, serviceChainName } from '../../src/backends/nftables/ruleset.js';
 import { withContext } from './context.js';
+import { programmedPort } from '../lib/programmed-port.js';
 import { assertSmall, changedServicePort, endpointChangeAmong1000Services } from './partial-sync.js';
 import { VIP, endpoints, pods } from './scenarios.js';
 import { runConformance } from './suite.js';
@@ -20,7 +21,7 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       ]);
       await ctx.startKubeLb();
       const table = await ctx.sandbox.inNode('nft', 'list', 'table', 'ip', 'kube-lb');
-      const sp = { ...changedServicePort, key: 'default/web:http', name: 'web', frontend: { ip: VIP, port: 80, protocol: 'TCP' as const } };
+      const sp = programmedPort({ ...changedServicePort, key: 'default/web:http', name: 'web', frontend: { ip: VIP, port: 80, protocol: 'TCP' } });
       const svc = serviceChainName(sp);
       const [ep1, ep2] = sp.destinations.map((d) => endpointChainName(sp, d));
       assert.match(svc, /^service-[A-Z2-7]{8}-default\/web\/tcp\/http$/);

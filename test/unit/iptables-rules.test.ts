@@ -2,7 +2,8 @@
 // a kernel: kube-proxy's chain names, probabilities, restore input.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServicePortState } from '../../src/backends/backend.js';
+import type { ProgrammedPort } from '../../src/backends/netfilter/frontends.js';
+import { type ClusterIpPortSpec, programmedPort } from '../lib/programmed-port.js';
 import {
   endpointChainName,
   filterServicesRules,
@@ -13,8 +14,8 @@ import {
 } from '../../src/backends/iptables/rules.js';
 import { parseSave, tokenize, viewsFromSave } from '../../src/backends/iptables/save.js';
 
-function servicePort(over: Partial<ServicePortState> = {}): ServicePortState {
-  return {
+function servicePort(over: Partial<ClusterIpPortSpec> = {}): ProgrammedPort {
+  return programmedPort({
     key: 'ns1/svc1:p80',
     namespace: 'ns1',
     name: 'svc1',
@@ -22,7 +23,7 @@ function servicePort(over: Partial<ServicePortState> = {}): ServicePortState {
     frontend: { ip: '172.30.0.41', port: 80, protocol: 'TCP' },
     destinations: [],
     ...over,
-  };
+  });
 }
 
 describe('iptables rules', () => {
@@ -101,8 +102,8 @@ COMMIT
 COMMIT
 `;
     assert.deepEqual(viewsFromSave(parseSave(save, 'nat'), parseSave(filter, 'filter')), [
-      { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' }, destinations: [{ ip: '10.244.0.11', port: 8080 }, { ip: '10.244.0.12', port: 8080 }] },
-      { frontend: { ip: '10.96.0.20', port: 53, protocol: 'UDP' }, destinations: [] },
+      { kind: 'ClusterIP', frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' }, destinations: [{ ip: '10.244.0.11', port: 8080 }, { ip: '10.244.0.12', port: 8080 }] },
+      { kind: 'ClusterIP', frontend: { ip: '10.96.0.20', port: 53, protocol: 'UDP' }, destinations: [] },
     ]);
   });
 });

@@ -2,11 +2,11 @@
 // without a kernel.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServicePortState } from '../../src/backends/backend.js';
+import { programmedPort } from '../lib/programmed-port.js';
 import { parseListing, viewsFromListing } from '../../src/backends/nftables/listing.js';
 import { buildRuleset, endpointChainName, renderTransaction, serviceChainName } from '../../src/backends/nftables/ruleset.js';
 
-const sp: ServicePortState = {
+const sp = programmedPort({
   key: 'ns1/svc1:p80',
   namespace: 'ns1',
   name: 'svc1',
@@ -16,7 +16,7 @@ const sp: ServicePortState = {
     { ip: '10.180.0.1', port: 80 },
     { ip: '10.180.0.2', port: 80 },
   ],
-};
+});
 
 describe('nftables ruleset', () => {
   it("names chains like kube-proxy's nftables proxier: hash prefix, then namespace/name/protocol/port", () => {
@@ -25,7 +25,7 @@ describe('nftables ruleset', () => {
   });
 
   it('maps the frontend to a service chain that picks an endpoint chain with numgen', () => {
-    const rs = buildRuleset([sp, { ...sp, key: 'ns1/idle:dns', name: 'idle', portName: 'dns', frontend: { ip: '172.30.0.42', port: 53, protocol: 'UDP' }, destinations: [] }], '0x4000', '10.0.0.0/8');
+    const rs = buildRuleset([sp, programmedPort({ ...sp, key: 'ns1/idle:dns', name: 'idle', portName: 'dns', frontend: { ip: '172.30.0.42', port: 53, protocol: 'UDP' }, destinations: [] })], '0x4000', '10.0.0.0/8');
     assert.deepEqual([...rs.maps['service-ips'].values()], [{ key: '172.30.0.41 . tcp . 80', comment: 'ns1/svc1:p80', verdict: `goto ${serviceChainName(sp)}` }]);
     assert.deepEqual([...rs.maps['no-endpoint-services'].keys()], ['172.30.0.42 . udp . 53']);
     const [e1, e2] = sp.destinations.map((d) => endpointChainName(sp, d));
@@ -37,7 +37,7 @@ describe('nftables ruleset', () => {
   });
 
   it('sends a single endpoint with a plain goto: no anonymous set, the same choice', () => {
-    const one = { ...sp, destinations: [sp.destinations[0]!] };
+    const one = programmedPort({ ...sp, destinations: [sp.destinations[0]!] });
     assert.deepEqual(buildRuleset([one], '0x4000', undefined).chains.get(serviceChainName(one)), [`goto ${endpointChainName(one, one.destinations[0]!)}`]);
   });
 
@@ -82,9 +82,9 @@ describe('nftables ruleset', () => {
       ],
     };
     assert.deepEqual(viewsFromListing(parseListing(JSON.stringify(json))), [
-      { frontend: sp.frontend, destinations: sp.destinations },
-      { frontend: { ip: '172.30.0.43', port: 80, protocol: 'TCP' }, destinations: [sp.destinations[0]] },
-      { frontend: { ip: '172.30.0.42', port: 53, protocol: 'UDP' }, destinations: [] },
+      { kind: 'ClusterIP', frontend: { ip: '172.30.0.41', port: 80, protocol: 'TCP' }, destinations: sp.destinations },
+      { kind: 'ClusterIP', frontend: { ip: '172.30.0.43', port: 80, protocol: 'TCP' }, destinations: [sp.destinations[0]] },
+      { kind: 'ClusterIP', frontend: { ip: '172.30.0.42', port: 53, protocol: 'UDP' }, destinations: [] },
     ]);
   });
 });

@@ -37,6 +37,7 @@ describe('proxier health (kube-proxy semantics)', () => {
 describe('health and metrics servers', () => {
   const backend: Backend = {
     name: 'fake',
+    protocols: ['TCP', 'UDP'],
     sync: async () => ({ frontendsWritten: 0, frontendsRemoved: 0 }),
     inspect: async () => [],
     cleanup: async () => {},

@@ -2,7 +2,7 @@
 // otherwise stick to it for as long as the client keeps its source port,
 // so, as kube-proxy does with conntrack, kube-lb deletes those flows.
 // TCP flows are left to end on their own.
-import { type Destination, type Frontend, frontendKey } from '../backend.js';
+import { type Destination, type Frontend, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import type { MapFds } from './datapath.js';
 import { decodeCtValue, decodeFlowKey, encodeFlowKey, layouts, LB_CT_F_HAIRPIN, LB_HAIRPIN_ADDR } from './encoding.js';

@@ -1,7 +1,7 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
-import type { Backend, DesiredState, Destination, FrontendView, MapFill, ServicePortState, SyncStats } from '../backend.js';
-import { frontendKey } from '../backend.js';
+import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
+import { type DesiredState, type Destination, type Frontend, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
@@ -21,22 +21,20 @@ export interface EbpfRunOptions extends EbpfOptions {
   interfacePrefix: string;
 }
 
-const destKey = (d: Destination): string => `${d.ip}:${d.port}`;
-
-function sameDestinations(a: readonly Destination[], b: readonly Destination[]): boolean {
+/** Slots keep their order, so the map's backends are compared as a set. */
+function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]): boolean {
   if (a.length !== b.length) return false;
-  const keys = new Set(a.map(destKey));
-  return b.every((d) => keys.has(destKey(d)));
+  const keys = new Set(a.map(destinationKey));
+  return b.every((d) => keys.has(destinationKey(d)));
 }
 
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
+  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** What the map holds, by frontendKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
-  /** The frontend of each service port key in the last state synced. */
-  private frontendsOf = new Map<string, string>();
-  /** The service port keys claiming each frontend; more than one is a conflict. */
-  private claims = new Map<string, Set<string>>();
+  /** The frontends of each service port key in the last state synced. */
+  private readonly frontendsOf = new Map<string, string[]>();
   private attacher: Attacher | undefined;
   private watcher: LinkWatcher | undefined;
   private closed = false;
@@ -74,20 +72,35 @@ export class EbpfBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
-    const candidates = this.updateClaims(state, changed);
+    // The programs see traffic from pods only, so every frontend sends to its internal set.
+    const wanted = new Map<string, { frontend: Frontend; destinations: Destination[] }>();
+    const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
+    if (changed === null) this.frontendsOf.clear();
+    for (const key of changed ?? state.keys()) {
+      for (const fk of this.frontendsOf.get(key) ?? []) candidates.add(fk);
+      const sp = state.get(key);
+      const now = (sp?.frontends ?? []).map((f) => {
+        const fk = frontendKey(f);
+        wanted.set(fk, { frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
+        candidates.add(fk);
+        return fk;
+      });
+      if (now.length > 0) this.frontendsOf.set(key, now);
+      else this.frontendsOf.delete(key);
+    }
 
     const changes: ServiceChange[] = [];
     const stale: StaleDestinations = new Map();
     for (const fk of candidates) {
-      const wanted = this.claimant(fk, state);
+      const want = wanted.get(fk);
       const current = this.applied.get(fk);
-      if (wanted && current && sameDestinations(current.slots, wanted.destinations)) continue;
-      if (!wanted && !current) continue;
-      const frontend = (wanted ?? current)!.frontend;
-      changes.push({ frontend, current: current?.slots ?? null, wanted: wanted?.destinations ?? null });
+      if (want && current && sameDestinationSet(current.slots, want.destinations)) continue;
+      if (!want && !current) continue;
+      const frontend = (want ?? current)!.frontend;
+      changes.push({ frontend, current: current?.slots ?? null, wanted: want?.destinations ?? null });
       if (current) {
-        const keep = new Set((wanted?.destinations ?? []).map(destKey));
-        addStale(stale, frontend, current.slots.filter((d) => !keep.has(destKey(d))));
+        const keep = new Set((want?.destinations ?? []).map(destinationKey));
+        addStale(stale, frontend, current.slots.filter((d) => !keep.has(destinationKey(d))));
       }
     }
 
@@ -105,47 +118,6 @@ export class EbpfBackend implements Backend {
     return { frontendsWritten: changes.length - removed, frontendsRemoved: removed };
   }
 
-  /**
-   * Brings the frontend claims up to date with the changed keys (all keys on
-   * a full sync) and returns the frontends to re-examine: those the changed
-   * keys had or have, and on a full sync everything the map holds.
-   */
-  private updateClaims(state: DesiredState, changed: ReadonlySet<string> | null): Set<string> {
-    const candidates = new Set<string>();
-    if (changed === null) {
-      this.frontendsOf = new Map();
-      this.claims = new Map();
-      for (const fk of this.applied.keys()) candidates.add(fk);
-    }
-    for (const key of changed ?? state.keys()) {
-      const before = this.frontendsOf.get(key);
-      if (before !== undefined) {
-        this.claims.get(before)!.delete(key);
-        if (this.claims.get(before)!.size === 0) this.claims.delete(before);
-        this.frontendsOf.delete(key);
-        candidates.add(before);
-      }
-      const now = state.get(key);
-      if (now !== undefined) {
-        const fk = frontendKey(now.frontend);
-        const keys = this.claims.get(fk) ?? new Set<string>();
-        this.claims.set(fk, keys.add(key));
-        this.frontendsOf.set(key, fk);
-        candidates.add(fk);
-      }
-    }
-    return candidates;
-  }
-
-  /** The service port a frontend serves; of two claiming one, the smaller key, with a warning. */
-  private claimant(fk: string, state: DesiredState): ServicePortState | undefined {
-    const keys = this.claims.get(fk);
-    if (keys === undefined) return undefined;
-    const sorted = [...keys].sort();
-    if (sorted.length > 1) this.opts.log.warn({ frontend: fk, kept: sorted[0], ignored: sorted.slice(1) }, 'several service ports claim one frontend');
-    return state.get(sorted[0]!);
-  }
-
   async mapFill(): Promise<MapFill[]> {
     return this.maps ? readMapFill(this.lib, this.maps) : [];
   }
@@ -153,7 +125,7 @@ export class EbpfBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
     const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
-    return entries.map((e) => ({ frontend: e.frontend, destinations: e.slots }));
+    return entries.map((e) => ({ kind: 'ClusterIP' as const, frontend: e.frontend, destinations: e.slots }));
   }
 
   async cleanup(): Promise<void> {

@@ -4,7 +4,8 @@
 // Addresses are bytes in packet order (written big-endian); ports, counts
 // and flags are in host order (little-endian, checked below).
 import os from 'node:os';
-import { type Destination, type Frontend, type Protocol, intToIpv4, ipv4ToInt } from '../backend.js';
+import type { Destination, Frontend, Protocol } from '../../model/contract.js';
+import { intToIpv4, ipv4ToInt } from '../../net/ip.js';
 
 if (os.endianness() !== 'LE') {
   throw new Error('kube-lb encodes host-order map fields as little-endian; this host is big-endian');

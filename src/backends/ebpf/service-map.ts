@@ -1,6 +1,6 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, frontendKey } from '../backend.js';
+import { type Destination, type Frontend, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';

@@ -2,10 +2,11 @@
 // with iptables-restore --noflush in one transaction per sync. After the
 // first sync only chains whose rules changed are sent; a full sync rewrites
 // every chain and removes stale ones found in iptables-save.
-import type { Backend, DesiredState, FrontendView, ServicePortState, SyncStats } from '../backend.js';
+import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { DesiredState, Protocol, ResolvedFrontend } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
-import { type NetfilterOptions, masqueradeMark, servicePortsToProgram } from '../netfilter/frontends.js';
+import { type NetfilterOptions, type ProgrammedPort, masqueradeMark, servicePortsToProgram } from '../netfilter/frontends.js';
 import {
   type Chains,
   JUMPS,
@@ -47,11 +48,12 @@ const joinRules = (chains: Chains): Map<string, string> => new Map([...chains].m
 
 export class IptablesBackend implements Backend {
   readonly name = 'iptables';
+  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** Null until a full sync has read the kernel: partial syncs need to know what is there. */
   private written: Written | null = null;
   private readonly programmed = new ProgrammedFrontends();
   /** Chains per service port; the model hands out the same object while a service port is unchanged. */
-  private readonly chainsOf = new WeakMap<ServicePortState, Chains>();
+  private readonly chainsOf = new WeakMap<ResolvedFrontend, Chains>();
   private readonly mark: string;
 
   constructor(private readonly opts: IptablesOptions) {
@@ -59,7 +61,7 @@ export class IptablesBackend implements Backend {
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
-    const servicePorts = servicePortsToProgram(state, this.opts.log);
+    const servicePorts = servicePortsToProgram(state);
     const wanted = this.wantedChains(servicePorts);
     const full = changed === null || this.written === null;
     const update = full ? await this.fullUpdate(wanted) : this.partialUpdate(wanted, this.written!);
@@ -102,11 +104,11 @@ export class IptablesBackend implements Backend {
 
   async close(): Promise<void> {}
 
-  private wantedChains(servicePorts: readonly ServicePortState[]): Record<Table, Chains> {
+  private wantedChains(servicePorts: readonly ProgrammedPort[]): Record<Table, Chains> {
     const nat: Chains = new Map([[SERVICES_CHAIN, natServicesRules(servicePorts)], ...masqueradeChains(this.mark)]);
     for (const sp of servicePorts) {
-      let chains = this.chainsOf.get(sp);
-      if (chains === undefined) this.chainsOf.set(sp, (chains = servicePortChains(sp, this.opts.clusterCidr)));
+      let chains = this.chainsOf.get(sp.frontend);
+      if (chains === undefined) this.chainsOf.set(sp.frontend, (chains = servicePortChains(sp, this.opts.clusterCidr)));
       for (const [name, rules] of chains) nat.set(name, rules);
     }
     return { nat, filter: new Map([[SERVICES_CHAIN, filterServicesRules(servicePorts)]]) };

@@ -5,7 +5,8 @@
 //            -> KUBE-SEP-<hash> (one per endpoint, picked with -m statistic) -> DNAT
 //          POSTROUTING -> KUBE-POSTROUTING: MASQUERADE what KUBE-MARK-MASQ marked
 //   filter FORWARD, OUTPUT -> KUBE-SERVICES: REJECT service ports without endpoints
-import type { Destination, ServicePortState } from '../backend.js';
+import type { Destination } from '../../model/contract.js';
+import type { ProgrammedPort } from '../netfilter/frontends.js';
 import { endpointName, nameHash, protocolName, safeText, servicePortName } from '../netfilter/names.js';
 
 export const SERVICES_CHAIN = 'KUBE-SERVICES';
@@ -35,11 +36,11 @@ export function isOwnChain(name: string): boolean {
   return name === SERVICES_CHAIN || name === MARK_MASQ_CHAIN || name === POSTROUTING_CHAIN || name.startsWith(SVC_PREFIX) || name.startsWith(SEP_PREFIX);
 }
 
-export function serviceChainName(sp: ServicePortState): string {
+export function serviceChainName(sp: ProgrammedPort): string {
   return SVC_PREFIX + nameHash(servicePortName(sp) + protocolName(sp)).slice(0, 16);
 }
 
-export function endpointChainName(sp: ServicePortState, d: Destination): string {
+export function endpointChainName(sp: ProgrammedPort, d: Destination): string {
   return SEP_PREFIX + nameHash(servicePortName(sp) + protocolName(sp) + endpointName(d)).slice(0, 16);
 }
 
@@ -49,15 +50,15 @@ export function probability(n: number): string {
 }
 
 /** "-m tcp -p tcp -d VIP/32 --dport PORT": the match on a service port's frontend. */
-function frontendMatch(sp: ServicePortState): string {
+function frontendMatch(sp: ProgrammedPort): string {
   const proto = protocolName(sp);
   return `-m ${proto} -p ${proto} -d ${sp.frontend.ip}/32 --dport ${sp.frontend.port}`;
 }
 
-const comment = (text: string, sp: ServicePortState): string => `-m comment --comment "${safeText(text, sp)}"`;
+const comment = (text: string, sp: ProgrammedPort): string => `-m comment --comment "${safeText(text, sp)}"`;
 
 /** A service port's KUBE-SVC chain and its KUBE-SEP chains; nothing for a port without endpoints. */
-export function servicePortChains(sp: ServicePortState, clusterCidr: string | undefined): Chains {
+export function servicePortChains(sp: ProgrammedPort, clusterCidr: string | undefined): Chains {
   const n = sp.destinations.length;
   if (n === 0) return new Map();
   const name = servicePortName(sp);
@@ -80,14 +81,14 @@ export function servicePortChains(sp: ServicePortState, clusterCidr: string | un
 }
 
 /** nat KUBE-SERVICES: one jump per service port that has endpoints. */
-export function natServicesRules(servicePorts: readonly ServicePortState[]): string[] {
+export function natServicesRules(servicePorts: readonly ProgrammedPort[]): string[] {
   return servicePorts
     .filter((sp) => sp.destinations.length > 0)
     .map((sp) => `${comment(`${servicePortName(sp)} cluster IP`, sp)} ${frontendMatch(sp)} -j ${serviceChainName(sp)}`);
 }
 
 /** filter KUBE-SERVICES: an immediate error for service ports without endpoints, as kube-proxy gives. */
-export function filterServicesRules(servicePorts: readonly ServicePortState[]): string[] {
+export function filterServicesRules(servicePorts: readonly ProgrammedPort[]): string[] {
   return servicePorts
     .filter((sp) => sp.destinations.length === 0)
     .map((sp) => `${comment(`${servicePortName(sp)} has no endpoints`, sp)} ${frontendMatch(sp)} -j REJECT`);

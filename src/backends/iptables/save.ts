@@ -1,6 +1,7 @@
 // Reads iptables-save output: the kernel's rules, for full syncs, inspect
 // and cleanup.
-import type { Destination, FrontendView, Protocol } from '../backend.js';
+import type { FrontendView } from '../backend.js';
+import type { Destination, Protocol } from '../../model/contract.js';
 import { SEP_PREFIX, SERVICES_CHAIN, SVC_PREFIX } from './rules.js';
 
 export interface SavedTable {
@@ -72,11 +73,11 @@ export function viewsFromSave(nat: SavedTable, filter: SavedTable): FrontendView
         destinations.push({ ip: ip!, port: Number(port) });
       }
     }
-    views.push({ frontend, destinations });
+    views.push({ kind: 'ClusterIP', frontend, destinations });
   }
   for (const rule of filter.chains.get(SERVICES_CHAIN) ?? []) {
     const frontend = frontendOf(rule);
-    if (frontend !== undefined && option(rule, '-j') === 'REJECT') views.push({ frontend, destinations: [] });
+    if (frontend !== undefined && option(rule, '-j') === 'REJECT') views.push({ kind: 'ClusterIP', frontend, destinations: [] });
   }
   return views;
 }

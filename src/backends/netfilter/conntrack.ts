@@ -2,8 +2,10 @@
 // to the endpoint it was first NATed to, or keeps them un-NATed if they
 // started before the service had endpoints. Like kube-proxy, the netfilter
 // backends delete such flows after a sync; TCP flows are left to end.
-import type { Destination, Frontend, ServicePortState, SyncStats } from '../backend.js';
-import { frontendKey } from '../backend.js';
+import type { SyncStats } from '../backend.js';
+import type { Destination, Frontend } from '../../model/contract.js';
+import type { ProgrammedPort } from './frontends.js';
+import { frontendKey } from '../../model/contract.js';
 import type { Logger } from '../../log.js';
 import { runCommand } from './command.js';
 
@@ -16,10 +18,10 @@ export interface StaleFlows {
 
 /** What a sync changed, from one sync to the next: the stats, and the UDP flows left stale. */
 export class ProgrammedFrontends {
-  private programmed: Map<string, ServicePortState> | null = null;
+  private programmed: Map<string, ProgrammedPort> | null = null;
 
   /** Records the service ports a sync programmed. */
-  update(servicePorts: readonly ServicePortState[]): { stats: SyncStats; stale: StaleFlows[] } {
+  update(servicePorts: readonly ProgrammedPort[]): { stats: SyncStats; stale: StaleFlows[] } {
     const now = new Map(servicePorts.map((sp) => [frontendKey(sp.frontend), sp]));
     const before = this.programmed;
     this.programmed = now;

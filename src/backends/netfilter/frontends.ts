@@ -1,24 +1,23 @@
-// What the netfilter backends program: one entry per frontend. Two service
-// ports claiming one frontend cannot both win; like the ebpf backend, the
-// smallest key keeps it and a warning names both.
-import { type DesiredState, type ServicePortState, frontendKey } from '../backend.js';
+// What the netfilter backends program: one entry per ClusterIP frontend,
+// with the endpoints the model chose for it.
 import type { Logger } from '../../log.js';
+import type { DesiredState, Destination, ResolvedFrontend, ServicePortState } from '../../model/contract.js';
 
-/** The service ports to program, one per frontend, sorted by key so rule order is stable. */
-export function servicePortsToProgram(state: DesiredState, log: Logger): ServicePortState[] {
-  const byFrontend = new Map<string, ServicePortState>();
+/** A service port's ClusterIP frontend, as the rules program it. */
+export interface ProgrammedPort extends ServicePortState {
+  frontend: ResolvedFrontend;
+  destinations: Destination[];
+}
+
+/** The ClusterIP frontends to program, sorted by service port key so rule order is stable. */
+export function servicePortsToProgram(state: DesiredState): ProgrammedPort[] {
+  const ports: ProgrammedPort[] = [];
   for (const sp of state.values()) {
-    const fk = frontendKey(sp.frontend);
-    const other = byFrontend.get(fk);
-    if (other === undefined) {
-      byFrontend.set(fk, sp);
-      continue;
+    for (const frontend of sp.frontends) {
+      if (frontend.kind === 'ClusterIP') ports.push({ ...sp, frontend, destinations: frontend.internal.destinations });
     }
-    const [keep, drop] = other.key < sp.key ? [other, sp] : [sp, other];
-    log.warn({ frontend: fk, kept: keep.key, ignored: drop.key }, 'two service ports claim one frontend');
-    byFrontend.set(fk, keep);
   }
-  return [...byFrontend.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return ports.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 /** The packet mark that asks for masquerading: kube-proxy's --masquerade-bit (14 gives 0x4000). */

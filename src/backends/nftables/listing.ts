@@ -1,6 +1,7 @@
 // Reads `nft -j list table ip kube-lb`: the kernel's state, for full syncs
 // and inspect.
-import type { Destination, FrontendView, Protocol } from '../backend.js';
+import type { FrontendView } from '../backend.js';
+import type { Destination, Protocol } from '../../model/contract.js';
 import { NO_ENDPOINTS_MAP, SERVICE_IPS_MAP } from './ruleset.js';
 
 type Json = Record<string, unknown>;
@@ -83,8 +84,8 @@ export function viewsFromListing(listing: Listing): FrontendView[] {
     const destinations = pickedChains(listing.rules.get(target) ?? [])
       .map((chain) => dnatDestination(listing.rules.get(chain) ?? []))
       .filter((d): d is Destination => d !== undefined);
-    views.push({ frontend: frontendOf(key), destinations });
+    views.push({ kind: 'ClusterIP', frontend: frontendOf(key), destinations });
   }
-  for (const { key } of listing.maps.get(NO_ENDPOINTS_MAP) ?? []) views.push({ frontend: frontendOf(key), destinations: [] });
+  for (const { key } of listing.maps.get(NO_ENDPOINTS_MAP) ?? []) views.push({ kind: 'ClusterIP', frontend: frontendOf(key), destinations: [] });
   return views;
 }

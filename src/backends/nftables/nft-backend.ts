@@ -2,7 +2,8 @@
 // table of kube-lb's own, applied in atomic `nft -f` transactions. After
 // the first sync only changed chains and map elements are sent; a full sync
 // rewrites everything and removes stale chains found in the kernel.
-import type { Backend, DesiredState, FrontendView, SyncStats } from '../backend.js';
+import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { DesiredState, Protocol } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
 import { type NetfilterOptions, masqueradeMark, servicePortsToProgram } from '../netfilter/frontends.js';
@@ -13,6 +14,7 @@ const MAPS = [SERVICE_IPS_MAP, NO_ENDPOINTS_MAP] as const;
 
 export class NftablesBackend implements Backend {
   readonly name = 'nftables';
+  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** What the table holds, as last written; null until a full sync has read the kernel. */
   private written: Ruleset | null = null;
   private readonly programmed = new ProgrammedFrontends();
@@ -23,7 +25,7 @@ export class NftablesBackend implements Backend {
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
-    const servicePorts = servicePortsToProgram(state, this.opts.log);
+    const servicePorts = servicePortsToProgram(state);
     const wanted = buildRuleset(servicePorts, this.mark, this.opts.clusterCidr);
     const full = changed === null || this.written === null;
     const tx = full ? fullTransaction(wanted, await this.chainNames()) : partialTransaction(wanted, this.written!);

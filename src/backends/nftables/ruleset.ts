@@ -7,7 +7,8 @@
 //     -> endpoint-<hash>-ns/name/proto/port__ip/port: dnat
 //   nat-postrouting -> masquerading: masquerade what mark-for-masquerade marked
 //   filter-forward, filter-output -> service-endpoints-check: vmap @no-endpoint-services -> reject
-import type { Destination, ServicePortState } from '../backend.js';
+import type { Destination } from '../../model/contract.js';
+import type { ProgrammedPort } from '../netfilter/frontends.js';
 import { nameHash, protocolName, safeText, servicePortName } from '../netfilter/names.js';
 
 export const TABLE = 'kube-lb';
@@ -33,15 +34,15 @@ function hashAndTruncate(base: string): string {
   return name.length > CHAIN_NAME_MAX ? `${name.slice(0, CHAIN_NAME_MAX - 3)}...` : name;
 }
 
-function chainBase(sp: ServicePortState): string {
+function chainBase(sp: ProgrammedPort): string {
   return `${sp.namespace}/${sp.name}/${protocolName(sp)}/${sp.portName}`;
 }
 
-export function serviceChainName(sp: ServicePortState): string {
+export function serviceChainName(sp: ProgrammedPort): string {
   return safeText(SERVICE_PREFIX + hashAndTruncate(chainBase(sp)), sp);
 }
 
-export function endpointChainName(sp: ServicePortState, d: Destination): string {
+export function endpointChainName(sp: ProgrammedPort, d: Destination): string {
   return safeText(ENDPOINT_PREFIX + hashAndTruncate(`${chainBase(sp)}__${d.ip}/${d.port}`), sp);
 }
 
@@ -76,7 +77,7 @@ export function declarations(): string[] {
 }
 
 /** Everything kube-lb wants in its table for these service ports and this masquerade mark (e.g. 0x4000). */
-export function buildRuleset(servicePorts: readonly ServicePortState[], mark: string, clusterCidr: string | undefined): Ruleset {
+export function buildRuleset(servicePorts: readonly ProgrammedPort[], mark: string, clusterCidr: string | undefined): Ruleset {
   const chains = new Map<string, string[]>([
     ['nat-prerouting', ['jump services']],
     ['nat-output', ['jump services']],
