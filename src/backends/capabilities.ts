@@ -18,6 +18,22 @@ export const CAPABILITIES = {
   'hostile-names': 'Hostile names cannot break or inject rules',
   'cleanup-keeps-foreign-state': 'Cleanup leaves foreign rules and tables intact',
   inspect: '`kube-lb inspect` reads the service-to-backends view back from the kernel',
+  'remote-endpoints': 'Endpoints on other nodes',
+  'internal-traffic-policy-local': 'internalTrafficPolicy: Local',
+  'terminating-endpoints': 'Serving-and-terminating endpoints when nothing ready is left',
+  topology: 'Topology: trafficDistribution and EndpointSlice hints',
+  'ignored-services': 'Headless, ExternalName and other proxies\' services are left alone',
+  'frontend-conflicts': 'Two services claiming one frontend: the older keeps it',
+  nodeport: 'NodePort on the node\'s addresses (--nodeport-addresses)',
+  'external-ips': 'External IPs',
+  'load-balancer-ips': 'Load-balancer IPs (status.loadBalancer.ingress)',
+  'source-ranges': 'loadBalancerSourceRanges',
+  'external-traffic-policy-local': 'externalTrafficPolicy: Local (local endpoints only, client address kept)',
+  'external-masquerade': 'externalTrafficPolicy: Cluster reaches endpoints on other nodes (masqueraded)',
+  'session-affinity': 'sessionAffinity: ClientIP with its timeout',
+  'reject-without-endpoints': 'A service without endpoints refuses connections at once',
+  'node-originated': 'Traffic from the node itself (host network) to every kind of frontend',
+  'localhost-nodeport': 'NodePort on 127.0.0.1',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -27,11 +43,38 @@ export type Support = true | string;
 
 const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILITIES).map((c) => [c, true])) as Record<Capability, true>;
 
+/** The ebpf datapath sits on pod interfaces only: it translates traffic from pods. */
+const EBPF_FROM_PODS_ONLY = 'the ebpf datapath translates traffic from pods only; the node\'s uplink is not attached yet';
+
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: ALL,
+  ebpf: {
+    ...ALL,
+    nodeport: EBPF_FROM_PODS_ONLY,
+    'external-ips': EBPF_FROM_PODS_ONLY,
+    'load-balancer-ips': EBPF_FROM_PODS_ONLY,
+    'source-ranges': EBPF_FROM_PODS_ONLY,
+    'external-traffic-policy-local': EBPF_FROM_PODS_ONLY,
+    'external-masquerade': EBPF_FROM_PODS_ONLY,
+    'session-affinity': 'not built in the BPF datapath yet',
+    'reject-without-endpoints': 'the BPF datapath drops instead of rejecting',
+    'node-originated': 'host processes bypass the pod interfaces; socket-level load balancing is not built yet',
+    'localhost-nodeport': EBPF_FROM_PODS_ONLY,
+  },
   iptables: ALL,
-  nftables: ALL,
-  ipvs: ALL,
+  nftables: { ...ALL, 'localhost-nodeport': "kube-proxy's nftables mode does not serve NodePorts on 127.0.0.1" },
+  ipvs: {
+    ...ALL,
+    nodeport: 'not built for ipvs yet',
+    'external-ips': 'not built for ipvs yet',
+    'load-balancer-ips': 'not built for ipvs yet',
+    'source-ranges': 'not built for ipvs yet',
+    'external-traffic-policy-local': 'not built for ipvs yet',
+    'external-masquerade': 'not built for ipvs yet',
+    'session-affinity': 'IPVS persistence is not programmed yet',
+    'reject-without-endpoints': 'not built for ipvs yet',
+    'node-originated': 'not tested for ipvs yet',
+    'localhost-nodeport': "kube-proxy's IPVS mode does not serve NodePorts on 127.0.0.1",
+  },
 };
 
 /** Why `backend` cannot do `capability`, or undefined if it can. */
