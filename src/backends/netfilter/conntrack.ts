@@ -1,11 +1,12 @@
 // UDP has no connection to close: conntrack keeps sending a flow's packets
 // to the endpoint it was first NATed to, or keeps them un-NATed if they
 // started before the service had endpoints. Like kube-proxy, the netfilter
-// backends delete such flows after a sync; TCP flows are left to end.
+// backends delete such flows after a sync, for frontends of every kind (a
+// NodePort's flows are those to its node address and port); TCP flows are
+// left to end.
 import type { SyncStats } from '../backend.js';
 import type { Destination, Frontend } from '../../model/contract.js';
-import type { ProgrammedPort } from './frontends.js';
-import { frontendKey } from '../../model/contract.js';
+import { destinationKey, frontendKey, sameDestinations } from '../../model/contract.js';
 import type { Logger } from '../../log.js';
 import { runCommand } from './command.js';
 
@@ -16,27 +17,33 @@ export interface StaleFlows {
   replyFrom?: Destination;
 }
 
+/** A frontend and every endpoint its traffic may have been NATed to. */
+export interface FrontendDestinations {
+  frontend: Frontend;
+  destinations: readonly Destination[];
+}
+
 /** What a sync changed, from one sync to the next: the stats, and the UDP flows left stale. */
 export class ProgrammedFrontends {
-  private programmed: Map<string, ProgrammedPort> | null = null;
+  private programmed: Map<string, FrontendDestinations> | null = null;
 
-  /** Records the service ports a sync programmed. */
-  update(servicePorts: readonly ProgrammedPort[]): { stats: SyncStats; stale: StaleFlows[] } {
-    const now = new Map(servicePorts.map((sp) => [frontendKey(sp.frontend), sp]));
+  /** Records the frontends a sync programmed. */
+  update(frontends: readonly FrontendDestinations[]): { stats: SyncStats; stale: StaleFlows[] } {
+    const now = new Map(frontends.map((f) => [frontendKey(f.frontend), f]));
     const before = this.programmed;
     this.programmed = now;
     const stale: StaleFlows[] = [];
     let written = 0;
-    for (const [fk, sp] of now) {
+    for (const [fk, f] of now) {
       const old = before?.get(fk);
-      if (old !== undefined && sameDestinations(old.destinations, sp.destinations)) continue;
+      if (old !== undefined && sameDestinations(old.destinations, f.destinations)) continue;
       written++;
-      if (sp.frontend.protocol !== 'UDP') continue;
-      const kept = new Set(sp.destinations.map(destinationKey));
-      for (const d of old?.destinations ?? []) if (!kept.has(destinationKey(d))) stale.push({ frontend: sp.frontend, replyFrom: d });
+      if (f.frontend.protocol !== 'UDP') continue;
+      const kept = new Set(f.destinations.map(destinationKey));
+      for (const d of old?.destinations ?? []) if (!kept.has(destinationKey(d))) stale.push({ frontend: f.frontend, replyFrom: d });
       // Flows that began while the frontend led nowhere: known only after a first sync, so a restart flushes nothing.
       const hadNone = before !== null && (old === undefined || old.destinations.length === 0);
-      if (hadNone && sp.destinations.length > 0) stale.push({ frontend: sp.frontend, replyFrom: { ip: sp.frontend.ip, port: sp.frontend.port } });
+      if (hadNone && f.destinations.length > 0) stale.push({ frontend: f.frontend, replyFrom: { ip: f.frontend.ip, port: f.frontend.port } });
     }
     let removed = 0;
     for (const [fk, old] of before ?? []) {
@@ -46,12 +53,6 @@ export class ProgrammedFrontends {
     }
     return { stats: { frontendsWritten: written, frontendsRemoved: removed }, stale };
   }
-}
-
-const destinationKey = (d: Destination): string => `${d.ip}:${d.port}`;
-
-function sameDestinations(a: readonly Destination[], b: readonly Destination[]): boolean {
-  return a.length === b.length && a.every((d, i) => destinationKey(d) === destinationKey(b[i]!));
 }
 
 /** Deletes the selected UDP flows with the conntrack tool; a failure is logged, not thrown: the rules are in place. */

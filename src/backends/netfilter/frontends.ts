@@ -1,7 +1,8 @@
 // What the netfilter backends program: one entry per ClusterIP frontend,
 // with the endpoints the model chose for it.
 import type { Logger } from '../../log.js';
-import type { DesiredState, Destination, ResolvedFrontend, ServicePortState } from '../../model/contract.js';
+import { type DesiredState, type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
+import type { FrontendDestinations } from './conntrack.js';
 
 /** A service port's ClusterIP frontend, as the rules program it. */
 export interface ProgrammedPort extends ServicePortState {
@@ -18,6 +19,26 @@ export function servicePortsToProgram(state: DesiredState): ProgrammedPort[] {
     }
   }
   return ports.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** Service ports sorted by key, so that rule order does not depend on the order of changes. */
+export function sortedServicePorts(state: DesiredState): ServicePortState[] {
+  return [...state.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/**
+ * Every frontend of every kind with the endpoints any of its traffic may
+ * reach (internal and external sets together), for stale-flow flushing: a
+ * flow cannot tell which set picked its endpoint.
+ */
+export function frontendDestinations(servicePorts: readonly ServicePortState[]): FrontendDestinations[] {
+  return servicePorts.flatMap((sp) => sp.frontends.map((frontend) => ({ frontend, destinations: reachable(frontend) })));
+}
+
+function reachable(f: ResolvedFrontend): readonly Destination[] {
+  if (f.internal === f.external) return f.internal.destinations;
+  const all = new Map([...f.internal.destinations, ...f.external.destinations].map((d) => [destinationKey(d), d]));
+  return [...all.values()].sort(compareDestinations);
 }
 
 /** The packet mark that asks for masquerading: kube-proxy's --masquerade-bit (14 gives 0x4000). */
