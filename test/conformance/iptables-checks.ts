@@ -50,6 +50,7 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
           }
           assert.deepEqual(rulesOf(nat, 'POSTROUTING'), ['-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING']);
           assert.deepEqual(rulesOf(nat, 'KUBE-SERVICES'), [`-d ${VIP}/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j ${svc}`]);
+          assert.deepEqual(rulesOf(nat, 'KUBE-NODEPORTS'), [], 'no NodePorts');
 
           // KUBE-SVC: masquerade from outside the cluster CIDR, then 1/3, 1/2 and the rest.
           const svcRules = rulesOf(nat, svc);
@@ -76,16 +77,21 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
             '-j MARK --set-xmark 0x4000/0x0',
             '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
           ]);
-          for (const chain of ['FORWARD', 'OUTPUT']) {
-            assert.deepEqual(rulesOf(filter, chain), ['-m comment --comment "kubernetes service portals" -m conntrack --ctstate NEW -j KUBE-SERVICES'], `filter ${chain}`);
-          }
+          // kube-proxy's jumps in filter, in its order (plus KUBE-EXTERNAL-SERVICES from OUTPUT, for the node's own connections).
+          const firewall = '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL';
+          const external = '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES';
+          const services = '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES';
+          assert.deepEqual(rulesOf(filter, 'INPUT'), [firewall, external], 'filter INPUT');
+          assert.deepEqual(rulesOf(filter, 'FORWARD'), [firewall, '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD', services, external], 'filter FORWARD');
+          assert.deepEqual(rulesOf(filter, 'OUTPUT'), [firewall, services, external], 'filter OUTPUT');
           // A restarted kube-lb finds its jumps in place and adds none.
           await ctx.stopKubeLb();
           await ctx.startKubeLb();
           const natAgain = await ctx.sandbox.inNode(`${name}-save`, '-t', 'nat');
           for (const chain of ['PREROUTING', 'OUTPUT', 'POSTROUTING']) assert.equal(rulesOf(natAgain, chain).length, 1, `one jump in ${chain} after a restart`);
-          assert.equal(rulesOf(await ctx.sandbox.inNode(`${name}-save`, '-t', 'filter'), 'FORWARD').length, 1, 'one jump in FORWARD after a restart');
-          assert.deepEqual(rulesOf(filter, 'KUBE-SERVICES'), ['-d 10.96.0.20/32 -p udp -m comment --comment "default/idle:dns has no endpoints" -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable']);
+          const filterAgain = await ctx.sandbox.inNode(`${name}-save`, '-t', 'filter');
+          for (const chain of ['INPUT', 'FORWARD', 'OUTPUT']) assert.deepEqual(rulesOf(filterAgain, chain), rulesOf(filter, chain), `the same jumps in ${chain} after a restart`);
+          assert.deepEqual(rulesOf(filter, 'KUBE-SERVICES'), ['-d 10.96.0.20/32 -p udp -m comment --comment "default/idle:dns cluster IP has no endpoints" -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable']);
         });
       } finally {
         capture.remove();

@@ -184,8 +184,9 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
         continue;
       }
       out.services.push(`${comment(kind)} ${match(f)} -j ${target}`);
+      const rules = setRules(f.internal);
       // Off-cluster traffic to a cluster IP may come from a route to the service range through any node: masquerade so replies return here.
-      if (f.masqueradeExternal && clusterCidr !== undefined) setRules(f.internal).push(`${comment(kind)} ${match(f)} ! -s ${clusterCidr} -j ${MARK_MASQ_CHAIN}`);
+      if (f.masqueradeExternal && clusterCidr !== undefined) rules.push(`${comment(kind)} ${match(f)} ! -s ${clusterCidr} -j ${MARK_MASQ_CHAIN}`);
       continue;
     }
     if (f.external.destinations.length === 0) out.externalServices.push(verdict);
