@@ -217,9 +217,9 @@ export const scenarios: Scenario[] = [
       ];
       const to = (port: number): { ip: string; port: number }[] => both.map((d) => ({ ...d, port }));
       assert.deepEqual(view, [
-        { frontend: { ip: VIP, port: 53, protocol: 'UDP' }, destinations: to(5353) },
-        { frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: to(8080) },
-        { frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
+        { kind: 'ClusterIP', frontend: { ip: VIP, port: 53, protocol: 'UDP' }, destinations: to(5353) },
+        { kind: 'ClusterIP', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: to(8080) },
+        { kind: 'ClusterIP', frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
       ]);
       assert.match(await ctx.kubeLb('inspect'), /10\.96\.0\.10:80\/TCP\s+10\.244\.0\.11:8080, 10\.244\.0\.12:8080\n/);
     },
