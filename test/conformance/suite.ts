@@ -4,7 +4,10 @@
 import { describe, it } from 'node:test';
 import { unsupportedReason } from '../../src/backends/capabilities.js';
 import { withContext } from './context.js';
-import { scenarios } from './scenarios.js';
+import { scenarios as coreScenarios } from './scenarios.js';
+import { serviceApiScenarios } from './service-api-scenarios.js';
+
+const scenarios = [...coreScenarios, ...serviceApiScenarios];
 import { variant } from './variants.js';
 
 /**
