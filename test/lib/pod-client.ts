@@ -1,6 +1,7 @@
 // A pod's client in the test sandboxes. Prints one JSON line of results.
 //   node pod-client.js tcp IP PORT COUNT   COUNT new connections; who answered each
 //   node pod-client.js udp IP PORT COUNT   COUNT datagrams, each from a new socket
+//     (tcp and udp take IP,IP,... too: COUNT to each address, several addresses at once)
 //   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
 //   node pod-client.js udp-hold IP PORT MS one UDP socket, a datagram every 50 ms for MS;
 //                                          reports who answered, in order
@@ -12,6 +13,10 @@ const [mode, ip, portArg, countArg] = process.argv.slice(2);
 const port = Number(portArg);
 const count = Number(countArg);
 const TIMEOUT_MS = 1000;
+// Addresses checked at once in tcp and udp modes, so that a sweep over
+// thousands of unprogrammed services fails within the sandbox's exec
+// timeout instead of one TIMEOUT_MS after another.
+const PARALLEL_ADDRESSES = 50;
 
 interface Result {
   answers: Record<string, number>;
@@ -27,9 +32,9 @@ function note(result: Result, who: string | null, err?: string): void {
   }
 }
 
-const tcpOnce = (): Promise<string> => firstLine(ip!, port, TIMEOUT_MS);
+const tcpOnce = (address: string): Promise<string> => firstLine(address, port, TIMEOUT_MS);
 
-function udpOnce(): Promise<string> {
+function udpOnce(address: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket('udp4');
     const timer = setTimeout(() => {
@@ -46,19 +51,27 @@ function udpOnce(): Promise<string> {
       sock.close();
       reject(err);
     });
-    sock.send('who', port, ip!);
+    sock.send('who', port, address);
   });
 }
 
-async function repeat(once: () => Promise<string>): Promise<Result> {
+async function repeat(once: (address: string) => Promise<string>): Promise<Result> {
   const result: Result = { answers: {}, failures: 0, errors: [] };
-  for (let i = 0; i < count; i++) {
-    try {
-      note(result, await once());
-    } catch (err) {
-      note(result, null, (err as Error).message);
+  const addresses = ip!.split(',');
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < addresses.length) {
+      const address = addresses[next++]!;
+      for (let i = 0; i < count; i++) {
+        try {
+          note(result, await once(address));
+        } catch (err) {
+          note(result, null, addresses.length > 1 ? `${address}: ${(err as Error).message}` : (err as Error).message);
+        }
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_ADDRESSES, addresses.length) }, lane));
   return result;
 }
 
@@ -123,5 +136,5 @@ function udpHold(): Promise<Result & { sent: number; order: string[] }> {
 }
 
 const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold }[mode as 'tcp' | 'udp' | 'hold' | 'udp-hold'];
-if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error('usage: pod-client tcp|udp|hold|udp-hold IP PORT COUNT');
+if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error('usage: pod-client tcp|udp IP[,IP...] PORT COUNT, or hold|udp-hold IP PORT MS');
 process.stdout.write(JSON.stringify(await run()) + '\n');
