@@ -76,7 +76,8 @@ export class ScenarioContext {
     const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs(extraArgs)], env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
-    await waitForLine(child, /"msg":"ready"/, slow(30_000), 'kube-lb');
+    // Room for a loaded machine: the first sync of 2,000 services takes seconds.
+    await waitForLine(child, /"msg":"ready"/, slow(120_000), 'kube-lb');
   }
 
   /** Stops kube-lb with SIGTERM and checks that it exits cleanly. */
