@@ -13,7 +13,10 @@
 //   filter FORWARD, OUTPUT -> KUBE-SERVICES: cluster IPs whose set is empty (REJECT or DROP)
 //          INPUT, FORWARD, OUTPUT -> KUBE-EXTERNAL-SERVICES: other frontends whose external set is empty
 //          INPUT, FORWARD, OUTPUT -> KUBE-PROXY-FIREWALL: DROP what KUBE-FW did not DNAT
-//          FORWARD -> KUBE-FORWARD: accept what the rules above let through on hosts whose FORWARD policy drops
+//
+// kube-proxy's filter KUBE-FORWARD (accepting marked and established
+// traffic where FORWARD's policy drops) is left out: a chain of that name
+// may belong to someone else, and cleanup must leave it alone.
 import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServicePortState, SessionAffinity } from '../../model/contract.js';
 import { endpointName, nameHash, type PortIdentity, protocolName, safeText, servicePortName } from '../netfilter/names.js';
 
@@ -21,7 +24,6 @@ export const SERVICES_CHAIN = 'KUBE-SERVICES';
 export const EXTERNAL_SERVICES_CHAIN = 'KUBE-EXTERNAL-SERVICES';
 export const NODEPORTS_CHAIN = 'KUBE-NODEPORTS';
 export const PROXY_FIREWALL_CHAIN = 'KUBE-PROXY-FIREWALL';
-export const FORWARD_CHAIN = 'KUBE-FORWARD';
 export const MARK_MASQ_CHAIN = 'KUBE-MARK-MASQ';
 export const POSTROUTING_CHAIN = 'KUBE-POSTROUTING';
 export const SVC_PREFIX = 'KUBE-SVC-';
@@ -30,7 +32,7 @@ export const EXT_PREFIX = 'KUBE-EXT-';
 export const FW_PREFIX = 'KUBE-FW-';
 export const SEP_PREFIX = 'KUBE-SEP-';
 
-const TOP_LEVEL_CHAINS = new Set([SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN, NODEPORTS_CHAIN, PROXY_FIREWALL_CHAIN, FORWARD_CHAIN, MARK_MASQ_CHAIN, POSTROUTING_CHAIN]);
+const TOP_LEVEL_CHAINS = new Set([SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN, NODEPORTS_CHAIN, PROXY_FIREWALL_CHAIN, MARK_MASQ_CHAIN, POSTROUTING_CHAIN]);
 const PER_PORT_PREFIXES = [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX];
 
 /** A chain's rules, each an iptables-restore line without the "-A <chain>" prefix. */
@@ -66,7 +68,6 @@ export const JUMPS: Record<'nat' | 'filter', { chain: string; rule: string }[]> 
     { chain: 'OUTPUT', rule: `${NEW} -m comment --comment "kubernetes externally-visible service portals" -j ${EXTERNAL_SERVICES_CHAIN}` },
     { chain: 'FORWARD', rule: `${NEW} -m comment --comment "kubernetes service portals" -j ${SERVICES_CHAIN}` },
     { chain: 'OUTPUT', rule: `${NEW} -m comment --comment "kubernetes service portals" -j ${SERVICES_CHAIN}` },
-    { chain: 'FORWARD', rule: `-m comment --comment "kubernetes forwarding rules" -j ${FORWARD_CHAIN}` },
     { chain: 'INPUT', rule: `${NEW} -m comment --comment "kubernetes load balancer firewall" -j ${PROXY_FIREWALL_CHAIN}` },
     { chain: 'OUTPUT', rule: `${NEW} -m comment --comment "kubernetes load balancer firewall" -j ${PROXY_FIREWALL_CHAIN}` },
     { chain: 'FORWARD', rule: `${NEW} -m comment --comment "kubernetes load balancer firewall" -j ${PROXY_FIREWALL_CHAIN}` },
@@ -301,15 +302,6 @@ export function assembleTables(ports: readonly PortRules[], mark: string): Table
     [SERVICES_CHAIN, ports.flatMap((p) => p.filterServices)],
     [EXTERNAL_SERVICES_CHAIN, ports.flatMap((p) => p.externalServices)],
     [PROXY_FIREWALL_CHAIN, [...(localhostNodePorts ? [LOCALNET_GUARD] : []), ...ports.flatMap((p) => p.firewall)]],
-    [
-      FORWARD_CHAIN,
-      [
-        // An out-of-window packet is INVALID and escapes the reverse NAT; the endpoint's reset to it would end the connection.
-        '-m conntrack --ctstate INVALID -j DROP',
-        `-m comment --comment "kubernetes forwarding rules" -m mark --mark ${mark}/${mark} -j ACCEPT`,
-        '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-      ],
-    ],
   ]);
   return { nat, filter, localhostNodePorts };
 }
