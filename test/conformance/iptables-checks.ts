@@ -4,7 +4,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { programmedPort } from '../lib/programmed-port.js';
-import { endpointChainName, serviceChainName } from '../../src/backends/iptables/rules.js';
+import { endpointChainName, externalChainName, firewallChainName, policyChainName, serviceChainName } from '../../src/backends/iptables/rules.js';
+import { NODES } from '../lib/sandbox.js';
 import { ToolCapture } from './capture.js';
 import { withContext } from './context.js';
 import { assertSmall, changedServicePort, declared, endpointChangeAmong1000Services } from './partial-sync.js';
@@ -96,6 +97,76 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
       } finally {
         capture.remove();
       }
+    });
+
+    it('a LoadBalancer with externalTrafficPolicy Local, source ranges and affinity: KUBE-FW, KUBE-EXT, KUBE-SVL, recent; inspect reads every kind back', async () => {
+      await withContext(variant(name), pods, async (ctx) => {
+        const nodeIP = NODES['node-a'].ip;
+        ctx.writeServices('lb.yaml', [
+          {
+            name: 'lb',
+            clusterIP: VIP,
+            type: 'LoadBalancer',
+            ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30080 }],
+            externalIPs: ['203.0.113.10'],
+            loadBalancerIngress: ['198.51.100.10'],
+            loadBalancerSourceRanges: ['198.18.0.0/24'],
+            externalTrafficPolicy: 'Local',
+            healthCheckNodePort: 32100,
+            sessionAffinityTimeoutSeconds: 600,
+            endpoints: endpoints(['web-1', 'web-4']),
+          },
+        ]);
+        await ctx.startKubeLb();
+        const nat = await ctx.sandbox.inNode(`${name}-save`, '-t', 'nat');
+        const filter = await ctx.sandbox.inNode(`${name}-save`, '-t', 'filter');
+        const lb = programmedPort({ key: 'default/lb:http', namespace: 'default', name: 'lb', portName: 'http', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: [] });
+        const [svc, svl, ext, fw] = [serviceChainName(lb), policyChainName(lb, 'local'), externalChainName(lb), firewallChainName(lb)];
+        const [local, remote] = [ipOf('web-1'), ipOf('web-4')].map((ip) => endpointChainName(lb, { ip, port: 8080 }));
+        const comment = (text: string): string => `-m comment --comment "${text}"`;
+
+        assert.deepEqual(rulesOf(nat, 'KUBE-SERVICES'), [
+          `-d ${VIP}/32 -p tcp ${comment('default/lb:http cluster IP')} -m tcp --dport 80 -j ${svc}`,
+          `-d 203.0.113.10/32 -p tcp ${comment('default/lb:http external IP')} -m tcp --dport 80 -j ${ext}`,
+          `-d 198.51.100.10/32 -p tcp ${comment('default/lb:http loadbalancer IP')} -m tcp --dport 80 -j ${fw}`,
+          `-d ${nodeIP}/32 ${comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain')} -j KUBE-NODEPORTS`,
+        ]);
+        assert.deepEqual(rulesOf(nat, 'KUBE-NODEPORTS'), [`-d ${nodeIP}/32 -p tcp ${comment('default/lb:http nodePort')} -m tcp --dport 30080 -j ${ext}`]);
+        assert.deepEqual(rulesOf(nat, fw), [
+          `-s 198.18.0.0/24 ${comment('default/lb:http loadbalancer IP')} -j ${ext}`,
+          comment('other traffic to default/lb:http will be dropped by KUBE-PROXY-FIREWALL'),
+        ]);
+        assert.deepEqual(rulesOf(nat, ext), [
+          `-s 10.244.0.0/16 ${comment('pod traffic for default/lb:http external destinations')} -j ${svc}`,
+          `${comment('masquerade LOCAL traffic for default/lb:http external destinations')} -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ`,
+          `${comment('route LOCAL traffic for default/lb:http external destinations')} -m addrtype --src-type LOCAL -j ${svc}`,
+          `-j ${svl}`,
+        ]);
+        const recent = (sep: string): string => `-m recent --rcheck --seconds 600 --reap --name ${sep} --mask 255.255.255.255 --rsource -j ${sep}`;
+        assert.deepEqual(rulesOf(nat, svl), [
+          `${comment(`default/lb:http -> ${ipOf('web-1')}:8080`)} ${recent(local!)}`,
+          `${comment(`default/lb:http -> ${ipOf('web-1')}:8080`)} -j ${local}`,
+        ]);
+        const svcRules = rulesOf(nat, svc);
+        assert.equal(svcRules.length, 5, `masquerade, two affinity checks, two picks: ${svcRules.join('\n')}`);
+        assert.deepEqual(svcRules.slice(1, 3), [
+          `${comment(`default/lb:http -> ${ipOf('web-1')}:8080`)} ${recent(local!)}`,
+          `${comment(`default/lb:http -> ${ipOf('web-4')}:8080`)} ${recent(remote!)}`,
+        ]);
+        assert.deepEqual(rulesOf(nat, remote!)[1], `-p tcp ${comment('default/lb:http')} -m recent --set --name ${remote} --mask 255.255.255.255 --rsource -m tcp -j DNAT --to-destination ${ipOf('web-4')}:8080`);
+        assert.deepEqual(rulesOf(filter, 'KUBE-PROXY-FIREWALL'), [`-d 198.51.100.10/32 -p tcp ${comment(`default/lb:http traffic not accepted by ${fw}`)} -m tcp --dport 80 -j DROP`]);
+        assert.deepEqual(rulesOf(filter, 'KUBE-EXTERNAL-SERVICES'), [], 'a local endpoint answers external traffic');
+
+        const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as unknown;
+        const all = [ipOf('web-1'), ipOf('web-4')].map((ip) => ({ ip, port: 8080 }));
+        const onlyLocal = [{ ip: ipOf('web-1'), port: 8080 }];
+        assert.deepEqual(view, [
+          { kind: 'ClusterIP', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: all },
+          { kind: 'NodePort', frontend: { ip: nodeIP, port: 30080, protocol: 'TCP' }, destinations: onlyLocal },
+          { kind: 'LoadBalancerIP', frontend: { ip: '198.51.100.10', port: 80, protocol: 'TCP' }, destinations: onlyLocal },
+          { kind: 'ExternalIP', frontend: { ip: '203.0.113.10', port: 80, protocol: 'TCP' }, destinations: onlyLocal },
+        ]);
+      });
     });
 
     it('with 1,000 services, an endpoint change sends only the touched chains to iptables-restore', () =>
