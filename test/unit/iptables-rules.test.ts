@@ -239,6 +239,9 @@ describe('iptables rules', () => {
     assert.throws(() => portRules(servicePort([a, b]), CLUSTER_CIDR), /service port "ns1\/svc1:p80": its frontends differ in endpoint sets or masquerading/);
     const c = frontend('ClusterIP', '172.30.0.41', 80, { affinity: { timeoutSeconds: 60 } });
     assert.throws(() => portRules(servicePort([c, frontend('ExternalIP', '192.168.99.11', 80)]), CLUSTER_CIDR), /differ in session affinity/);
+    const d = frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) });
+    const e = frontend('ExternalIP', '192.168.99.11', 80, { internal: set('cluster', remote1) });
+    assert.throws(() => portRules(servicePort([d, e]), CLUSTER_CIDR), /two endpoint sets of policy cluster/);
   });
 
   it('refuses text that could break out of a rule, naming the service port', () => {

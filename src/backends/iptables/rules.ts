@@ -162,10 +162,13 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
   const sourceRanges = portWide(sp, loadBalancers, 'source ranges', (f) => f.sourceRanges.join(','), (a, b) => a === b) ?? '';
 
   // Each set's spread, with the masquerading of cluster IP traffic from outside the cluster in front, as kube-proxy writes it.
+  // Its chain is named after its policy, so a port has one set per policy.
   const sets = new Map<EndpointSet, string[]>();
   const setRules = (set: EndpointSet): string[] => {
     let rules = sets.get(set);
-    if (rules === undefined) sets.set(set, (rules = []));
+    if (rules !== undefined) return rules;
+    if ([...sets.keys()].some((other) => other.policy === set.policy)) throw new Error(`service port ${JSON.stringify(sp.key)}: two endpoint sets of policy ${set.policy}, which kube-proxy's iptables layout names once per service port`);
+    sets.set(set, (rules = []));
     return rules;
   };
 

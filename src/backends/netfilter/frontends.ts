@@ -1,5 +1,7 @@
-// What the netfilter backends program: one entry per ClusterIP frontend,
-// with the endpoints the model chose for it.
+// What the netfilter backends program: the service ports in a stable order,
+// every frontend with the endpoints its traffic may reach (for stale flows),
+// and, for the backends that translate ClusterIPs only, one entry per
+// ClusterIP frontend.
 import type { Logger } from '../../log.js';
 import { type DesiredState, type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
 import type { FrontendDestinations } from './conntrack.js';
@@ -10,15 +12,11 @@ export interface ProgrammedPort extends ServicePortState {
   destinations: Destination[];
 }
 
-/** The ClusterIP frontends to program, sorted by service port key so rule order is stable. */
+/** The ClusterIP frontends to program, in service port order. */
 export function servicePortsToProgram(state: DesiredState): ProgrammedPort[] {
-  const ports: ProgrammedPort[] = [];
-  for (const sp of state.values()) {
-    for (const frontend of sp.frontends) {
-      if (frontend.kind === 'ClusterIP') ports.push({ ...sp, frontend, destinations: frontend.internal.destinations });
-    }
-  }
-  return ports.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return sortedServicePorts(state).flatMap((sp) =>
+    sp.frontends.filter((f) => f.kind === 'ClusterIP').map((frontend) => ({ ...sp, frontend, destinations: frontend.internal.destinations })),
+  );
 }
 
 /** Service ports sorted by key, so that rule order does not depend on the order of changes. */
