@@ -3,7 +3,7 @@
 // syncs that send only what changed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { endpointChainName, serviceChainName } from '../../src/backends/nftables/ruleset.js';
+import { endpointChainName, policyChainName } from '../../src/backends/nftables/ruleset.js';
 import { withContext } from './context.js';
 import { programmedPort } from '../lib/programmed-port.js';
 import { assertSmall, changedServicePort, endpointChangeAmong1000Services } from './partial-sync.js';
@@ -22,10 +22,10 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       await ctx.startKubeLb();
       const table = await ctx.sandbox.inNode('nft', 'list', 'table', 'ip', 'kube-lb');
       const sp = programmedPort({ ...changedServicePort, key: 'default/web:http', name: 'web', frontend: { ip: VIP, port: 80, protocol: 'TCP' } });
-      const svc = serviceChainName(sp);
+      const svc = policyChainName(sp, 'cluster');
       const [ep1, ep2] = sp.destinations.map((d) => endpointChainName(sp, d));
       assert.match(svc, /^service-[A-Z2-7]{8}-default\/web\/tcp\/http$/);
-      assert.ok(table.includes(`elements = { ${VIP} . tcp . 80 comment "default/web:http" : goto ${svc} }`), table);
+      assert.ok(table.includes(`elements = { ${VIP} . tcp . 80 comment "ClusterIP default/web:http" : goto ${svc} }`), table);
       assert.ok(table.includes(`numgen random mod 2 vmap { 0 : goto ${ep1}, 1 : goto ${ep2} }`), table);
       assert.ok(table.includes(`ip daddr ${VIP} tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade`), table);
       assert.ok(table.includes('meta l4proto tcp dnat to 10.244.0.11:8080'), table);
@@ -41,7 +41,7 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       const payload = change[0]!;
       const newEndpoint = changedServicePort.destinations[1]!;
       const written = [...payload.matchAll(/^flush chain ip kube-lb (\S+)/gm)].map((m) => m[1]).sort();
-      assert.deepEqual(written, [endpointChainName(changedServicePort, newEndpoint), serviceChainName(changedServicePort)].sort());
+      assert.deepEqual(written, [endpointChainName(changedServicePort, newEndpoint), policyChainName(changedServicePort, 'cluster')].sort());
       assert.doesNotMatch(payload, /element|delete chain/, 'the service map is untouched');
       assertSmall(payload, 3000, 'the change');
     }));
