@@ -5,6 +5,7 @@ import type { Logger } from './log.js';
 import { ModelSink } from './model/ingest.js';
 import { type ModelOptions, ProxyModel } from './model/model.js';
 import type { ProxyTelemetry } from './observability/telemetry.js';
+import { ServiceHealthServers } from './observability/service-health.js';
 import type { Source } from './sources/source.js';
 import { SyncRunner } from './sync/runner.js';
 
@@ -28,6 +29,7 @@ const RETRY_AFTER_MS = 1000;
 
 export class Proxier {
   private readonly model: ProxyModel;
+  private readonly serviceHealth: ServiceHealthServers;
   private readonly runner: SyncRunner;
   /** A failed sync lost its change set: the next one must be full. */
   private needFull = false;
@@ -38,6 +40,7 @@ export class Proxier {
 
   constructor(private readonly opts: ProxierOptions) {
     this.model = new ProxyModel({ ...opts.model, protocols: opts.backend.protocols, log: opts.log });
+    this.serviceHealth = new ServiceHealthServers(opts.telemetry.health, opts.log);
     this.runner = new SyncRunner({
       minIntervalMs: opts.minSyncPeriodMs,
       maxIntervalMs: opts.syncPeriodMs,
@@ -76,6 +79,7 @@ export class Proxier {
     await this.opts.source.stop();
     await this.runner.stop();
     await this.opts.backend.close();
+    await this.serviceHealth.close();
     await this.opts.telemetry.close();
   }
 
@@ -91,6 +95,7 @@ export class Proxier {
     this.needFull = false;
     const durationMs = performance.now() - started;
     this.opts.telemetry.syncSucceeded({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints });
+    this.serviceHealth.update(this.model.healthChecks());
     this.opts.log.info(
       { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(durationMs) },
       'synced',

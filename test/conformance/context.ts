@@ -1,25 +1,31 @@
-// What a scenario runs against: a sandboxed node, a manifest directory and
-// one kube-lb process driving one backend.
+// What a scenario runs against: a sandboxed two-node cluster, a manifest
+// directory (holding both Node objects from the start) and one kube-lb
+// process on node-a driving one backend.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { cliPath } from '../lib/paths.js';
-import { type ClientMode, type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
-import { type ServiceSpec, writeManifest } from '../lib/manifests.js';
+import { type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
+import { type ServiceSpec, writeManifest, writeNodes } from '../lib/manifests.js';
 import type { BackendVariant } from './variants.js';
 import { slow } from '../lib/slowdown.js';
 
 export interface PodSpec {
   name: string;
   ip: string;
+  /** Defaults to node-a, where kube-lb runs. */
+  node?: NodeName;
   /** Serves TCP 8080 and 8081 and UDP 5353 (the default) or nothing. */
   serves?: boolean;
 }
 
 export const SERVER_TCP_PORTS = [8080, 8081];
 export const SERVER_UDP_PORTS = [5353];
+/** kube-lb's --hostname-override: it runs on node-a. */
+export const KUBE_LB_NODE: NodeName = 'node-a';
+const NODES_FILE = 'nodes.yaml';
 
 export class ScenarioContext {
   private kubeLbProcess: ChildProcess | undefined;
@@ -35,8 +41,9 @@ export class ScenarioContext {
     variant.requireTools();
     const sandbox = await NodeSandbox.create();
     const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
+    writeNodes(ctx.manifestsDir, NODES_FILE, Object.values(NODES));
     for (const pod of pods) {
-      await sandbox.addPod(pod.name, pod.ip);
+      await sandbox.addPod(pod.name, pod.ip, pod.node);
       if (pod.serves ?? true) await sandbox.startServer(pod.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS);
     }
     return ctx;
@@ -56,7 +63,7 @@ export class ScenarioContext {
       `--backend=${this.variant.backend}`,
       ...this.variant.flags(this.sandbox),
       `--manifests=${this.manifestsDir}`,
-      '--hostname-override=node1',
+      `--hostname-override=${KUBE_LB_NODE}`,
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       '--cluster-cidr=10.244.0.0/16',
     ];
@@ -87,8 +94,24 @@ export class ScenarioContext {
     return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
   }
 
-  client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number): Promise<ClientResult> {
-    return this.sandbox.client(pod, mode, ip, port, countOrMs);
+  /** Runs the test client in a pod, on either node. */
+  client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.sandbox.client(pod, mode, ip, port, countOrMs, opts);
+  }
+
+  /** Runs the test client outside the cluster (source: EXTERNAL_CLIENT_IPS[0] unless opts.source says otherwise). */
+  externalClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.sandbox.clientAt('external', mode, ip, port, countOrMs, opts);
+  }
+
+  /** Runs the test client in node-a's own network namespace, as a hostNetwork pod would. */
+  hostClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.sandbox.clientAt('host', mode, ip, port, countOrMs, opts);
+  }
+
+  /** Fetches a URL with curl from a place; see NodeSandbox.curl. */
+  curl(place: ClientPlace, url: string, opts: { source?: string; timeoutMs?: number } = {}): Promise<string> {
+    return this.sandbox.curl(place, url, opts);
   }
 
   /** Polls check until it returns true; returns the time it took, or fails after timeoutMs (host time, scaled by the slowdown). */

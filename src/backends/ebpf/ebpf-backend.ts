@@ -1,7 +1,7 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Frontend, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type Frontend, type FrontendKind, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
@@ -73,7 +73,7 @@ export class EbpfBackend implements Backend {
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
     // The programs see traffic from pods only, so every frontend sends to its internal set.
-    const wanted = new Map<string, { frontend: Frontend; destinations: Destination[] }>();
+    const wanted = new Map<string, { kind: FrontendKind; frontend: Frontend; destinations: Destination[] }>();
     const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
     if (changed === null) this.frontendsOf.clear();
     for (const key of changed ?? state.keys()) {
@@ -81,7 +81,7 @@ export class EbpfBackend implements Backend {
       const sp = state.get(key);
       const now = (sp?.frontends ?? []).map((f) => {
         const fk = frontendKey(f);
-        wanted.set(fk, { frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
+        wanted.set(fk, { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
         candidates.add(fk);
         return fk;
       });
@@ -94,10 +94,10 @@ export class EbpfBackend implements Backend {
     for (const fk of candidates) {
       const want = wanted.get(fk);
       const current = this.applied.get(fk);
-      if (want && current && sameDestinationSet(current.slots, want.destinations)) continue;
+      if (want && current && want.kind === current.kind && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
-      const frontend = (want ?? current)!.frontend;
-      changes.push({ frontend, current: current?.slots ?? null, wanted: want?.destinations ?? null });
+      const { kind, frontend } = (want ?? current)!;
+      changes.push({ kind, frontend, currentKind: current?.kind ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
       if (current) {
         const keep = new Set((want?.destinations ?? []).map(destinationKey));
         addStale(stale, frontend, current.slots.filter((d) => !keep.has(destinationKey(d))));
@@ -109,7 +109,7 @@ export class EbpfBackend implements Backend {
     for (const { frontend } of changes) {
       const fk = frontendKey(frontend);
       const slots = tables.get(fk);
-      if (slots) this.applied.set(fk, { frontend, slots });
+      if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, frontend, slots });
       else if (this.applied.delete(fk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
@@ -125,7 +125,7 @@ export class EbpfBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
     const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
-    return entries.map((e) => ({ kind: 'ClusterIP' as const, frontend: e.frontend, destinations: e.slots }));
+    return entries.map((e) => ({ kind: e.kind, frontend: e.frontend, destinations: e.slots }));
   }
 
   async cleanup(): Promise<void> {
