@@ -227,4 +227,26 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exit(await main(process.argv.slice(2)));
+/**
+ * Resolves once everything written to `stream` so far has been handed to
+ * the kernel. Node writes to a pipe without blocking and queues what the
+ * pipe cannot take yet; process.exit drops that queue, which cut
+ * `kube-lb inspect -o json | jq` at the pipe's capacity.
+ */
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  // A failed write (the reader went away) has nothing left to wait for.
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
+
+// A reader that stops early (`kube-lb inspect | head`) is no error of
+// kube-lb's; any other failure to write the output fails the command.
+let outputError: Error | undefined;
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') outputError ??= err;
+  });
+}
+const code = await main(process.argv.slice(2));
+await Promise.all([drained(process.stdout), drained(process.stderr)]);
+if (outputError !== undefined) process.stderr.write(`kube-lb: cannot write the output: ${outputError.message}\n`);
+process.exit(code === 0 && outputError !== undefined ? 1 : code);

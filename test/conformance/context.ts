@@ -57,7 +57,7 @@ export class ScenarioContext {
     fs.unlinkSync(path.join(this.manifestsDir, file));
   }
 
-  kubeLbArgs(): string[] {
+  kubeLbArgs(extraArgs: readonly string[] = []): string[] {
     return [
       'run',
       `--backend=${this.variant.backend}`,
@@ -66,16 +66,18 @@ export class ScenarioContext {
       `--hostname-override=${KUBE_LB_NODE}`,
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       '--cluster-cidr=10.244.0.0/16',
+      ...extraArgs,
     ];
   }
 
   /** Starts kube-lb in the node namespace; resolves after its first sync. */
-  async startKubeLb(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  async startKubeLb(env: NodeJS.ProcessEnv = process.env, extraArgs: readonly string[] = []): Promise<void> {
     assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
-    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs()], env);
+    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs(extraArgs)], env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
-    await waitForLine(child, /"msg":"ready"/, slow(30_000), 'kube-lb');
+    // Room for a loaded machine: the first sync of 2,000 services takes seconds.
+    await waitForLine(child, /"msg":"ready"/, slow(120_000), 'kube-lb');
   }
 
   /** Stops kube-lb with SIGTERM and checks that it exits cleanly. */

@@ -83,7 +83,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: 'endpoints added, made not ready and removed reach the datapath within 1.5 s',
+    name: 'endpoints added, made not ready and removed reach the datapath without waiting for a resync',
     needs: ['tcp', 'udp', 'endpoint-updates'],
     pods,
     async run(ctx) {
@@ -97,11 +97,13 @@ export const scenarios: Scenario[] = [
         ['removed', endpoints(['web-4']), ['web-4']],
       ];
       for (const [what, eps, expected] of steps) {
-        // Let the sync loop's minimum interval pass, so each step measures one propagation.
+        // Let the sync loop's minimum interval pass, so each step's change triggers a sync of its own.
         await new Promise((r) => setTimeout(r, 1100));
         ctx.writeServices('web.yaml', [webService(eps)]);
-        const ms = await ctx.waitUntil(`endpoints ${what}`, 5000, () => servedBy(ctx, expected, expected.length * 8));
-        assert.ok(ms < slow(1500), `endpoints ${what}: reached the datapath after ${Math.round(ms)} ms (bound ${slow(1500)} ms)`);
+        // 5 s is far below the 30 s resync, so the change itself must trigger
+        // the sync, and it leaves room for a loaded machine; make bench measures
+        // how fast a change propagates.
+        await ctx.waitUntil(`endpoints ${what}`, 5000, () => servedBy(ctx, expected, expected.length * 8));
       }
       assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 20), ['web-4'], 'UDP after the changes');
     },
@@ -158,7 +160,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: '2,000 services are programmed within seconds',
+    name: '2,000 services are all programmed and every one answers',
     needs: ['tcp', 'scale-2000'],
     pods,
     async run(ctx) {
@@ -168,12 +170,14 @@ export const scenarios: Scenario[] = [
         services.push(webService(endpoints([`web-${(i % 3) + 1}`]), `svc-${i}`, clusterIP));
       }
       ctx.writeServices('many.yaml', services);
-      const start = performance.now();
       await ctx.startKubeLb();
+      // No bound on how fast: this row checks that everything gets programmed,
+      // with room for a loaded 2-core machine; make bench measures the speed.
       const last = services.at(-1)!;
-      await ctx.waitUntil('the last of 2,000 services answers', 20_000, async () => (await ctx.client('client', 'tcp', last.clusterIP, 80, 1)).failures === 0);
-      const ms = performance.now() - start;
-      assert.ok(ms < slow(10_000), `2,000 services took ${Math.round(ms)} ms from start to the last one answering (bound ${slow(10_000)} ms)`);
+      await ctx.waitUntil('the last of 2,000 services answers', 60_000, async () => (await ctx.client('client', 'tcp', last.clusterIP, 80, 1)).failures === 0);
+      const all = await ctx.client('client', 'tcp', services.map((s) => s.clusterIP).join(','), 80, 1);
+      assert.equal(all.failures, 0, `${all.failures} of 2,000 services did not answer: ${JSON.stringify(all.errors)}`);
+      assert.deepEqual(all.answers, { 'web-1': 667, 'web-2': 667, 'web-3': 666 }, 'each service answers from its one endpoint');
       for (const i of [0, 777, 1999]) {
         const s = services[i]!;
         assertAnsweredBy(await ctx.client('client', 'tcp', s.clusterIP, 80, 2), [`web-${(i % 3) + 1}`], `service ${s.name}`);

@@ -55,6 +55,8 @@ export interface ServiceSpec {
   /** sessionAffinity ClientIP with this timeout; without it, None. */
   sessionAffinityTimeoutSeconds?: number;
   trafficDistribution?: 'PreferClose' | 'PreferSameZone' | 'PreferSameNode';
+  /** metadata.creationTimestamp; of two services claiming one frontend, the older keeps it. */
+  createdAt?: string;
 }
 
 export interface NodeSpec {
@@ -102,7 +104,7 @@ export function serviceObject(s: ServiceSpec): Record<string, unknown> {
   const type = s.type ?? 'ClusterIP';
   const metadata = {
     ...(s.annotations && { annotations: s.annotations }),
-    creationTimestamp: '2026-11-01T10:00:00Z',
+    creationTimestamp: s.createdAt ?? '2026-11-01T10:00:00Z',
     labels: { app: s.name, ...s.labels },
     name: s.name,
     namespace,

@@ -3,6 +3,7 @@
 // line of results.
 //   node pod-client.js tcp IP PORT COUNT   COUNT new connections; who answered each
 //   node pod-client.js udp IP PORT COUNT   COUNT datagrams, each from a new socket
+//     (tcp and udp take IP,IP,... too: COUNT to each address, several addresses at once)
 //   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
 //   node pod-client.js udp-hold IP PORT MS one UDP socket, a datagram every 50 ms for MS;
 //                                          reports who answered, in order
@@ -23,6 +24,10 @@ const TIMEOUT_MS = 1000;
 const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
 const reportSource = options.includes('--report-source');
 const unknownOptions = options.filter((o) => !o.startsWith('--source=') && o !== '--report-source');
+// Addresses checked at once in tcp and udp modes, so that a sweep over
+// thousands of unprogrammed services fails within the sandbox's exec
+// timeout instead of one TIMEOUT_MS after another.
+const PARALLEL_ADDRESSES = 50;
 
 interface Result {
   answers: Record<string, number>;
@@ -53,9 +58,9 @@ function noteAnswer(result: Result, answer: string): void {
 const udpRequest = reportSource ? 'source' : 'who';
 
 /** With --report-source: the greeting, then the answer to a "source" line. */
-function tcpSourceOnce(): Promise<string> {
+function tcpSourceOnce(address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: ip!, port, timeout: TIMEOUT_MS, ...(source && { localAddress: source }) });
+    const sock = net.connect({ host: address, port, timeout: TIMEOUT_MS, ...(source && { localAddress: source }) });
     let buffered = '';
     const fail = (err: Error): void => {
       sock.destroy();
@@ -75,7 +80,7 @@ function tcpSourceOnce(): Promise<string> {
   });
 }
 
-const tcpOnce = (): Promise<string> => (reportSource ? tcpSourceOnce() : firstLine(ip!, port, TIMEOUT_MS, source ? { localAddress: source } : {}));
+const tcpOnce = (address: string): Promise<string> => (reportSource ? tcpSourceOnce(address) : firstLine(address, port, TIMEOUT_MS, source ? { localAddress: source } : {}));
 
 function udpSocket(): dgram.Socket {
   const sock = dgram.createSocket('udp4');
@@ -83,7 +88,7 @@ function udpSocket(): dgram.Socket {
   return sock;
 }
 
-function udpOnce(): Promise<string> {
+function udpOnce(address: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = udpSocket();
     const timer = setTimeout(() => {
@@ -100,19 +105,27 @@ function udpOnce(): Promise<string> {
       sock.close();
       reject(err);
     });
-    sock.send(udpRequest, port, ip!);
+    sock.send(udpRequest, port, address);
   });
 }
 
-async function repeat(once: () => Promise<string>): Promise<Result> {
+async function repeat(once: (address: string) => Promise<string>): Promise<Result> {
   const result: Result = { answers: {}, failures: 0, errors: [] };
-  for (let i = 0; i < count; i++) {
-    try {
-      noteAnswer(result, await once());
-    } catch (err) {
-      note(result, null, (err as Error).message);
+  const addresses = ip!.split(',');
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < addresses.length) {
+      const address = addresses[next++]!;
+      for (let i = 0; i < count; i++) {
+        try {
+          noteAnswer(result, await once(address));
+        } catch (err) {
+          note(result, null, addresses.length > 1 ? `${address}: ${(err as Error).message}` : (err as Error).message);
+        }
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_ADDRESSES, addresses.length) }, lane));
   return result;
 }
 

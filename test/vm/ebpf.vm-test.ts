@@ -7,7 +7,7 @@ import { runConformance } from '../conformance/suite.js';
 
 runConformance('ebpf', [
   'TCP and UDP on several ports spread over ready endpoints only',
-  'endpoints added, made not ready and removed reach the datapath within 1.5 s',
+  'endpoints added, made not ready and removed reach the datapath without waiting for a resync',
   'a long-lived UDP flow moves to the new endpoint when its endpoint is removed',
   'a service with no ready endpoint gets no traffic, and deleting a service stops it',
   'hairpin: a pod reaching its own service through itself gets its answers',
