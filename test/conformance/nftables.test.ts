@@ -4,7 +4,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { affinitySetName, endpointChainName, externalChainName, firewallChainName, policyChainName } from '../../src/backends/nftables/ruleset.js';
+import type { ServiceSpec } from '../lib/manifests.js';
 import { EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
+import { slow } from '../lib/slowdown.js';
 import { withContext } from './context.js';
 import { programmedPort } from '../lib/programmed-port.js';
 import { assertSmall, changedServicePort, endpointChangeAmong1000Services } from './partial-sync.js';
@@ -87,6 +89,31 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       const kept = await ctx.sandbox.inNode('nft', 'list', 'set', 'ip', 'kube-lb', affinitySetName(sp, { ip: ipOf(before[0]!), port: 8080 }));
       assert.match(kept, new RegExp(`elements = \\{ ${client.replace(/\./g, '\\.')} (timeout|expires)`), `a restart's full sync keeps the affinity sets and their entries:\n${kept}`);
       assert.deepEqual(await stuck(), before, 'the client still sticks to its endpoint');
+    }));
+
+  it('stale UDP flows are flushed for every frontend kind: a held flow to a NodePort or a load-balancer IP moves off a removed endpoint', () =>
+    withContext(variant('nftables'), pods, async (ctx) => {
+      const service = (ready: string[]): ServiceSpec => ({
+        name: 'dns',
+        clusterIP: VIP,
+        type: 'LoadBalancer',
+        ports: [{ name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP', nodePort: 30053 }],
+        loadBalancerIngress: ['198.51.100.21'],
+        endpoints: endpoints(ready),
+      });
+      ctx.writeServices('dns.yaml', [service(['web-4'])]);
+      await ctx.startKubeLb();
+      let current = 'web-4';
+      for (const [ip, port, next] of [[NODES['node-a'].ip, 30053, 'web-1'], ['198.51.100.21', 53, 'web-5']] as const) {
+        const flow = ctx.externalClient('udp-hold', ip, port, slow(4000));
+        await new Promise((r) => setTimeout(r, slow(1000)));
+        ctx.writeServices('dns.yaml', [service([next])]);
+        const { order = [] } = await flow;
+        assert.equal(order[0], current, `${ip}:${port}: the flow starts on ${current}: ${order.join(' ')}`);
+        const last = order.slice(-15);
+        assert.ok(last.length === 15 && last.every((who) => who === next), `${ip}:${port}: the flow ends on ${next}: ${order.join(' ')}`);
+        current = next;
+      }
     }));
 
   it('with 1,000 services, an endpoint change sends only the touched chain and elements to nft', () =>
