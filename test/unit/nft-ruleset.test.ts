@@ -24,7 +24,8 @@ import {
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const CIDR = '10.244.0.0/16';
-const OPTS = { mark: '0x4000', clusterCidr: CIDR };
+const OPTS = { clusterCidr: CIDR };
+const MARK = '0x4000';
 const LOCAL_EP: Destination = { ip: '10.244.0.11', port: 8080 };
 const REMOTE_EP: Destination = { ip: '10.244.1.21', port: 8080 };
 const cluster: EndpointSet = { policy: 'cluster', destinations: [LOCAL_EP, REMOTE_EP] };
@@ -185,7 +186,7 @@ describe('nftables ruleset', () => {
     assert.deepEqual(partial.deleteElements, [{ map: 'firewall-ips', key: '198.51.100.7 . tcp . 80' }]);
     assert.deepEqual(partialTransaction(after, after), emptyTransaction(), 'nothing changed, nothing sent');
     // The partial transaction runs against the table the full one made, in one batch after it.
-    nftCheck(renderTransaction(fullTransaction(fixedChains(OPTS.mark), before, NO_KERNEL_OBJECTS)) + renderTransaction(partial));
+    nftCheck(renderTransaction(fullTransaction(fixedChains(MARK), before, NO_KERNEL_OBJECTS)) + renderTransaction(partial));
   });
 
   it('renders deletions in an order the kernel accepts: elements, then rules, then sets and chains', () => {

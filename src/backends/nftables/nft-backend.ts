@@ -35,9 +35,8 @@ export class NftablesBackend implements Backend {
   private readonly cache = new WeakMap<ServicePortState, Translated>();
 
   constructor(private readonly opts: NetfilterOptions) {
-    const mark = masqueradeMark(opts.masqueradeBit);
-    this.options = { mark, clusterCidr: opts.clusterCidr };
-    this.fixed = fixedChains(mark);
+    this.options = { clusterCidr: opts.clusterCidr };
+    this.fixed = fixedChains(masqueradeMark(opts.masqueradeBit));
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {

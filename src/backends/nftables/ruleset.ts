@@ -100,11 +100,9 @@ export interface PortRules {
   sets: Map<string, number>;
 }
 
-/** What the rules need besides the model's state. */
+/** What a service port's rules need besides the model's state. */
 export interface RulesetOptions {
-  /** The masquerade mark, e.g. 0x4000. */
-  mark: string;
-  /** Pod sources; undefined when pods cannot be told from other sources. */
+  /** Pod sources (--cluster-cidr); undefined when pods cannot be told from other sources. */
   clusterCidr: string | undefined;
 }
 
