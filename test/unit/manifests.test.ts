@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { ModelSink } from '../../src/model/ingest.js';
 import type { ObjectKind, RawObject } from '../../src/model/objects.js';
 import { ManifestsSource } from '../../src/sources/manifests.js';
-import type { ObjectSink } from '../../src/sources/source.js';
+import type { ObjectSink } from '../../src/model/ingest.js';
 import { captureLogger, testModel } from './fixtures.js';
 
 /** Exactly what `kubectl get svc,endpointslices -o yaml` prints for a small cluster. */

@@ -4,7 +4,7 @@ import type { Backend } from '../../src/backends/backend.js';
 import { ProxierHealth } from '../../src/observability/health.js';
 import { ServiceHealthServers } from '../../src/observability/service-health.js';
 import { parseBindAddress, ProxyTelemetry } from '../../src/observability/telemetry.js';
-import type { ObjectSink } from '../../src/sources/source.js';
+import type { ObjectSink } from '../../src/model/ingest.js';
 import { captureLogger, rawSlice, readyEndpoint } from './fixtures.js';
 
 describe('proxier health (kube-proxy semantics)', () => {
