@@ -45,6 +45,21 @@ export interface SessionAffinity {
   timeoutSeconds: number;
 }
 
+/**
+ * Which traffic to a frontend is masqueraded (SNATed to the node), besides
+ * hairpin traffic, which always is: as kube-proxy does it.
+ */
+export type MasqueradeScope =
+  /** Sources outside the cluster CIDR, this node's processes included (ClusterIPs). */
+  | 'off-cluster'
+  /** Every source, so that replies from endpoints on other nodes come back through this node (externalTrafficPolicy: Cluster). */
+  | 'all'
+  /**
+   * Only this node's own processes, whose source is one of its addresses;
+   * pods and outside clients keep theirs (externalTrafficPolicy: Local).
+   */
+  | 'node';
+
 /** What a client connects to: an address, a port and a protocol. */
 export interface Frontend {
   ip: string;
@@ -52,6 +67,13 @@ export interface Frontend {
   protocol: Protocol;
 }
 
+/**
+ * A frontend with every decision about its traffic. The frontends of one
+ * service port share `affinity` and `noEndpoints`; its non-ClusterIP
+ * frontends share `internal`, `external` and `masquerade`; its
+ * load-balancer IPs share `sourceRanges`. kube-proxy's layouts rely on
+ * that: one external chain, one firewall and one affinity per port.
+ */
 export interface ResolvedFrontend extends Frontend {
   kind: FrontendKind;
   family: IPFamily;
@@ -64,14 +86,8 @@ export interface ResolvedFrontend extends Frontend {
   internal: EndpointSet;
   /** Traffic from anywhere else. The same object as `internal` unless externalTrafficPolicy: Local applies. */
   external: EndpointSet;
-  /**
-   * Whether traffic from outside the cluster CIDR is SNATed to the node, so
-   * that replies from endpoints on other nodes come back through it. False
-   * keeps the client's source address (externalTrafficPolicy: Local).
-   * Traffic from this node's own processes to a non-ClusterIP frontend is
-   * always masqueraded, and pod traffic only when it hairpins.
-   */
-  masqueradeExternal: boolean;
+  /** Which sources are SNATed to the node on their way to an endpoint. */
+  masquerade: MasqueradeScope;
   /** Source CIDRs allowed to reach this frontend; empty allows every source (loadBalancerSourceRanges). */
   sourceRanges: string[];
   /** For new connections when the endpoint set their traffic uses is empty. */

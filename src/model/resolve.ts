@@ -133,7 +133,7 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
         ...common,
         internal,
         external,
-        masqueradeExternal: isClusterIP || !externalPolicyLocal,
+        masquerade: isClusterIP ? 'off-cluster' : externalPolicyLocal ? 'node' : 'all',
         sourceRanges: kind === 'LoadBalancerIP' ? sourceRanges : [],
       };
     };

@@ -20,7 +20,7 @@ export function programmedPort(spec: ClusterIpPortSpec): ProgrammedPort {
     ...spec.frontend,
     internal: set,
     external: set,
-    masqueradeExternal: true,
+    masquerade: 'off-cluster' as const,
     sourceRanges: [],
     noEndpoints: 'reject' as const,
     affinity: null,

@@ -32,7 +32,7 @@ function frontend(kind: FrontendKind, ip: string, port: number, over: Partial<Re
     protocol: 'TCP',
     internal: cluster,
     external: cluster,
-    masqueradeExternal: true,
+    masquerade: kind === 'ClusterIP' ? 'off-cluster' : 'all',
     sourceRanges: [],
     noEndpoints: 'reject',
     affinity: null,
@@ -114,7 +114,7 @@ describe('iptables rules', () => {
     assert.equal(t.localhostNodePorts, false);
   });
 
-  it('an external IP and a NodePort with policy cluster: KUBE-EXT masquerades outside traffic and the node, then the cluster set; KUBE-NODEPORTS last', () => {
+  it('an external IP and a NodePort with policy cluster: KUBE-EXT masquerades every source, then the cluster set; KUBE-NODEPORTS last', () => {
     const cluster = set('cluster', local1, remote1);
     const text = restoreText(servicePort([
       frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }),
@@ -130,8 +130,7 @@ describe('iptables rules', () => {
       '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d 192.168.1.2/32 -j KUBE-NODEPORTS',
       '-A KUBE-NODEPORTS -m comment --comment "ns1/svc1:p80 nodePort" -m tcp -p tcp -d 192.168.0.2/32 --dport 3001 -j KUBE-EXT-XPGD46QRK7WJZT7O',
       '-A KUBE-NODEPORTS -m comment --comment "ns1/svc1:p80 nodePort" -m tcp -p tcp -d 192.168.1.2/32 --dport 3001 -j KUBE-EXT-XPGD46QRK7WJZT7O',
-      '-A KUBE-EXT-XPGD46QRK7WJZT7O -m comment --comment "masquerade traffic for ns1/svc1:p80 external destinations" ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ',
-      '-A KUBE-EXT-XPGD46QRK7WJZT7O -m comment --comment "masquerade LOCAL traffic for ns1/svc1:p80 external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
+      '-A KUBE-EXT-XPGD46QRK7WJZT7O -m comment --comment "masquerade traffic for ns1/svc1:p80 external destinations" -j KUBE-MARK-MASQ',
       '-A KUBE-EXT-XPGD46QRK7WJZT7O -j KUBE-SVC-XPGD46QRK7WJZT7O',
     ]);
     assert.ok(!text.includes('KUBE-SVL-'), 'no local set in use');
@@ -140,9 +139,9 @@ describe('iptables rules', () => {
   it('a load balancer with policy local, source ranges and affinity: the whole restore text', () => {
     const cluster = set('cluster', local1, remote1);
     const local = set('local', local1);
-    const common = { internal: cluster, external: local, masqueradeExternal: false, noEndpoints: 'drop' as const, affinity: { timeoutSeconds: 10800 } };
+    const common = { internal: cluster, external: local, masquerade: 'node' as const, noEndpoints: 'drop' as const, affinity: { timeoutSeconds: 10800 } };
     const text = restoreText(servicePort([
-      frontend('ClusterIP', '172.30.0.41', 80, { ...common, external: cluster, masqueradeExternal: true }),
+      frontend('ClusterIP', '172.30.0.41', 80, { ...common, external: cluster, masquerade: 'off-cluster' as const }),
       frontend('LoadBalancerIP', '1.2.3.4', 80, { ...common, sourceRanges: ['203.0.113.0/25'] }),
       frontend('NodePort', '192.168.0.2', 3001, common),
     ]));
@@ -204,7 +203,7 @@ describe('iptables rules', () => {
 
   it('policy local without local endpoints: pods and the node still reach the cluster set through KUBE-EXT, everyone else is dropped', () => {
     const cluster = set('cluster', remote1);
-    const common = { internal: cluster, external: set('local'), masqueradeExternal: false, noEndpoints: 'drop' as const };
+    const common = { internal: cluster, external: set('local'), masquerade: 'node' as const, noEndpoints: 'drop' as const };
     const text = restoreText(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '192.168.0.2', 3001, common)]));
     assert.deepEqual(tableLines(text, 'filter').filter((l) => l.startsWith('-A')), [
       '-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns1/svc1:p80 nodePort has no local endpoints" -m tcp -p tcp -d 192.168.0.2/32 --dport 3001 -j DROP',
@@ -267,9 +266,9 @@ describe('iptables-save reading', () => {
   it('reads every frontend kind back, with where its external traffic goes', () => {
     const cluster = set('cluster', local1, remote1);
     const local = set('local', local1);
-    const etpLocal = { internal: cluster, external: local, masqueradeExternal: false, noEndpoints: 'drop' as const };
+    const etpLocal = { internal: cluster, external: local, masquerade: 'node' as const, noEndpoints: 'drop' as const };
     const idle = set('cluster');
-    const noLocal = { internal: cluster, external: set('local'), masqueradeExternal: false, noEndpoints: 'drop' as const };
+    const noLocal = { internal: cluster, external: set('local'), masquerade: 'node' as const, noEndpoints: 'drop' as const };
     const text = restoreText(
       servicePort([
         frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }),

@@ -17,7 +17,6 @@ import {
   firewallChainName,
   fixedChains,
   policyChainName,
-  portName,
   portRules,
   renderTransaction,
 } from '../../src/backends/nftables/ruleset.js';
@@ -40,7 +39,7 @@ function frontend(kind: FrontendKind, ip: string, port: number, fields: Partial<
     protocol: 'TCP',
     internal: cluster,
     external: cluster,
-    masqueradeExternal: true,
+    masquerade: kind === 'ClusterIP' ? 'off-cluster' : 'all',
     sourceRanges: [],
     noEndpoints: 'drop',
     affinity: null,
@@ -55,7 +54,7 @@ function servicePort(name: string, frontends: ResolvedFrontend[]): ServicePortSt
 /** A LoadBalancer service with externalTrafficPolicy: Local, source ranges and ClientIP affinity. */
 function localLoadBalancer(): ServicePortState {
   const shared = { internal: cluster, affinity: { timeoutSeconds: 600 } };
-  const external = { ...shared, external: local, masqueradeExternal: false };
+  const external = { ...shared, external: local, masquerade: 'node' as const };
   return servicePort('lb', [
     frontend('ClusterIP', '10.96.0.20', 80, shared),
     frontend('ExternalIP', '192.0.2.10', 80, external),
@@ -77,7 +76,7 @@ function nftCheck(text: string): void {
 
 describe('nftables ruleset', () => {
   const lb = localLoadBalancer();
-  const named = portName(lb);
+  const named = lb;
   const [ep1, ep2] = [LOCAL_EP, REMOTE_EP].map((d) => endpointChainName(named, d));
   const [aff1, aff2] = [LOCAL_EP, REMOTE_EP].map((d) => affinitySetName(named, d));
   const svc = policyChainName(named, 'cluster');
@@ -122,15 +121,10 @@ describe('nftables ruleset', () => {
     assert.deepEqual(Object.fromEntries(rules.sets), { [aff1!]: 600, [aff2!]: 600 });
   });
 
-  it('a Cluster NodePort masquerades external traffic but not pods, and goes straight to the cluster set', () => {
+  it('a Cluster NodePort masquerades every source, as kube-proxy does, and goes to the cluster set', () => {
     const np = servicePort('np', [frontend('ClusterIP', '10.96.0.21', 80), frontend('NodePort', '172.18.0.2', 30081)]);
-    const n = portName(np);
     const rules = portRules(np, OPTS);
-    assert.deepEqual(rules.chains.get(externalChainName(n)), [
-      `ip saddr ${CIDR} goto ${policyChainName(n, 'cluster')}`,
-      'jump mark-for-masquerade',
-      `goto ${policyChainName(n, 'cluster')}`,
-    ]);
+    assert.deepEqual(rules.chains.get(externalChainName(np)), ['jump mark-for-masquerade', `goto ${policyChainName(np, 'cluster')}`]);
     assert.equal(rules.sets.size, 0);
   });
 
@@ -146,8 +140,8 @@ describe('nftables ruleset', () => {
     assert.deepEqual([...deadRules.elements.get('no-endpoint-nodeports')!.values()].map((e) => `${e.key} : ${e.verdict}`), ['172.18.0.2 . udp . 30053 : goto reject-chain']);
 
     const noLocal: EndpointSet = { policy: 'local', destinations: [] };
-    const remote = servicePort('remote', [frontend('LoadBalancerIP', '198.51.100.8', 80, { external: noLocal, masqueradeExternal: false })]);
-    const r = portName(remote);
+    const remote = servicePort('remote', [frontend('LoadBalancerIP', '198.51.100.8', 80, { external: noLocal, masquerade: 'node' as const })]);
+    const r = remote;
     const rules = portRules(remote, OPTS);
     assert.deepEqual([...rules.elements.get('no-endpoint-services')!.values()].map((e) => `${e.key} : ${e.verdict}`), ['198.51.100.8 . tcp . 80 : drop']);
     assert.deepEqual([...rules.elements.get('service-ips')!.values()].map((e) => e.verdict), [`goto ${externalChainName(r)}`]);
@@ -162,7 +156,7 @@ describe('nftables ruleset', () => {
   it('internalTrafficPolicy Local shows only as a ClusterIP whose set is the local one', () => {
     const itp = servicePort('itp', [frontend('ClusterIP', '10.96.0.23', 80, { internal: local, external: local })]);
     const rules = portRules(itp, OPTS);
-    assert.deepEqual([...rules.elements.get('service-ips')!.values()].map((e) => e.verdict), [`goto ${policyChainName(portName(itp), 'local')}`]);
+    assert.deepEqual([...rules.elements.get('service-ips')!.values()].map((e) => e.verdict), [`goto ${policyChainName(itp, 'local')}`]);
   });
 
   it('the kernel accepts a full transaction with every kind of frontend, and a partial one that changes affinity, endpoints and ranges', () => {

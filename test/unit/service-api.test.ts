@@ -56,7 +56,7 @@ describe('frontend kinds', () => {
       [`NodePort ${NODE_IP}:30080`]: both,
     });
     for (const f of portOf(model).frontends) {
-      assert.equal(f.masqueradeExternal, true, `${f.kind}: externalTrafficPolicy Cluster masquerades`);
+      assert.equal(f.masquerade, f.kind === 'ClusterIP' ? 'off-cluster' : 'all', `${f.kind}: externalTrafficPolicy Cluster masquerades every source`);
       assert.equal(f.internal, f.external, `${f.kind}: one set serves both`);
       assert.equal(f.family, 'IPv4');
       assert.equal(f.affinity, null);
@@ -103,9 +103,9 @@ describe('traffic policies', () => {
       'ExternalIP 203.0.113.5:80': { internal: all, external: ['10.244.0.11'] },
       [`NodePort ${NODE_IP}:30080`]: { internal: all, external: ['10.244.0.11'] },
     });
-    assert.equal(frontend(model, 'NodePort').masqueradeExternal, false);
+    assert.equal(frontend(model, 'NodePort').masquerade, 'node');
     assert.equal(frontend(model, 'NodePort').external.policy, 'local');
-    assert.equal(frontend(model, 'ClusterIP').masqueradeExternal, true);
+    assert.equal(frontend(model, 'ClusterIP').masquerade, 'off-cluster');
     assert.deepEqual([...model.healthChecks()], [[32000, { namespace: 'default', name: 'web', localEndpoints: 1 }]]);
   });
 

@@ -157,7 +157,7 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
 
   const affinity = portWide(sp, sp.frontends, 'session affinity', (f) => f.affinity, sameAffinity) ?? null;
   const external = sp.frontends.filter((f) => f.kind !== 'ClusterIP');
-  const ext = portWide(sp, external, 'endpoint sets or masquerading', (f) => f, (a, b) => a.internal === b.internal && a.external === b.external && a.masqueradeExternal === b.masqueradeExternal);
+  const ext = portWide(sp, external, 'endpoint sets or masquerading', (f) => f, (a, b) => a.internal === b.internal && a.external === b.external && a.masquerade === b.masquerade);
   const loadBalancers = sp.frontends.filter((f) => f.kind === 'LoadBalancerIP');
   const sourceRanges = portWide(sp, loadBalancers, 'source ranges', (f) => f.sourceRanges.join(','), (a, b) => a === b) ?? '';
 
@@ -190,7 +190,7 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
       out.services.push(`${comment(kind)} ${match(f)} -j ${target}`);
       const rules = setRules(f.internal);
       // Off-cluster traffic to a cluster IP may come from a route to the service range through any node: masquerade so replies return here.
-      if (f.masqueradeExternal && clusterCidr !== undefined) rules.push(`${comment(kind)} ${match(f)} ! -s ${clusterCidr} -j ${MARK_MASQ_CHAIN}`);
+      if (f.masquerade === 'off-cluster' && clusterCidr !== undefined) rules.push(`${comment(kind)} ${match(f)} ! -s ${clusterCidr} -j ${MARK_MASQ_CHAIN}`);
       continue;
     }
     if (f.external.destinations.length === 0) out.externalServices.push(verdict);
@@ -208,21 +208,20 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
   }
 
   if (extChain !== null) {
-    const { internal, external: externalSet, masqueradeExternal } = ext!;
+    const { internal, external: externalSet, masquerade } = ext!;
     const internalChain = setChain(internal);
     const externalChain = setChain(externalSet);
-    const split = internal !== externalSet && internalChain !== null;
     const rules: string[] = [];
-    // Pods reach external addresses as if through the load balancer outside and back: the internal set, their source kept.
-    if (split && clusterCidr !== undefined) rules.push(`${comment(`pod traffic for ${name} external destinations`)} -s ${clusterCidr} -j ${internalChain}`);
-    if (masqueradeExternal) {
-      // Without the cluster CIDR, pods cannot be told from outside clients: both are masqueraded.
-      const from = clusterCidr === undefined ? '' : ` ! -s ${clusterCidr}`;
-      rules.push(`${comment(`masquerade traffic for ${name} external destinations`)}${from} -j ${MARK_MASQ_CHAIN}`);
+    if (masquerade === 'all') {
+      // Endpoints on other nodes must answer through this node.
+      rules.push(`${comment(`masquerade traffic for ${name} external destinations`)} -j ${MARK_MASQ_CHAIN}`);
+    } else if (internalChain !== null) {
+      // Pods reach external addresses as if through the load balancer outside and back: the internal set, their source kept.
+      if (clusterCidr !== undefined) rules.push(`${comment(`pod traffic for ${name} external destinations`)} -s ${clusterCidr} -j ${internalChain}`);
+      // The node's own processes pick a local address (the external IP itself, or 127.0.0.1) as their source: endpoints could not answer it.
+      rules.push(`${comment(`masquerade LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL -j ${MARK_MASQ_CHAIN}`);
+      rules.push(`${comment(`route LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL -j ${internalChain}`);
     }
-    // The node's own processes pick a local address (the external IP itself, or 127.0.0.1) as their source: endpoints could not answer it.
-    rules.push(`${comment(`masquerade LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL -j ${MARK_MASQ_CHAIN}`);
-    if (split) rules.push(`${comment(`route LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL -j ${internalChain}`);
     if (externalChain !== null) rules.push(`-j ${externalChain}`);
     out.chains.set(extChain, rules);
     if (internalChain !== null) setRules(internal);

@@ -4,19 +4,19 @@
 // full sync rewrites everything and removes stale chains and sets found in
 // the kernel.
 import type { Backend, FrontendView, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Protocol, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
+import type { DesiredState, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
-import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
-import { type NetfilterOptions, masqueradeMark } from '../netfilter/frontends.js';
+import { type FrontendDestinations, ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
+import { type NetfilterOptions, frontendDestinations, masqueradeMark } from '../netfilter/frontends.js';
 import { parseListing, viewsFromListing } from './listing.js';
-import { AFFINITY_PREFIX, FAMILY, type PortName, type PortRules, type RulesetOptions, TABLE, fixedChains, isEmpty, portName, portRules, renderTransaction } from './ruleset.js';
+import { AFFINITY_PREFIX, FAMILY, type PortRules, type RulesetOptions, TABLE, fixedChains, isEmpty, portRules, renderTransaction } from './ruleset.js';
 import { type KernelObjects, type PortTable, fullTransaction, partialTransaction } from './transactions.js';
 
 /** What one service port puts in the kernel, and what it means for stale UDP flows. */
 interface Translated {
   rules: PortRules;
   /** One entry per frontend, with every endpoint its traffic can reach. */
-  frontends: PortName[];
+  frontends: FrontendDestinations[];
 }
 
 export class NftablesBackend implements Backend {
@@ -41,7 +41,7 @@ export class NftablesBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const wanted = new Map<string, PortRules>();
-    const frontends: PortName[] = [];
+    const frontends: FrontendDestinations[] = [];
     for (const sp of state.values()) {
       const t = this.translate(sp);
       wanted.set(sp.key, t.rules);
@@ -76,7 +76,7 @@ export class NftablesBackend implements Backend {
   private translate(sp: ServicePortState): Translated {
     let t = this.cache.get(sp);
     if (t === undefined) {
-      t = { rules: portRules(sp, this.options), frontends: frontendRecords(sp) };
+      t = { rules: portRules(sp, this.options), frontends: frontendDestinations([sp]) };
       this.cache.set(sp, t);
     }
     return t;
@@ -99,19 +99,4 @@ export class NftablesBackend implements Backend {
       sets: new Map(items(sets.stdout).flatMap((i) => (i.set?.table === TABLE && i.set.name.startsWith(AFFINITY_PREFIX) ? [[i.set.name, i.set.timeout ?? 0] as const] : []))),
     };
   }
-}
-
-/**
- * Each frontend with every endpoint its traffic can reach, internal or
- * external: a UDP flow to an endpoint that left both sets is stale.
- */
-function frontendRecords(sp: ServicePortState): PortName[] {
-  return sp.frontends.map((frontend) => ({ ...portName(sp), frontend, destinations: reachable(frontend) }));
-}
-
-function reachable(f: ResolvedFrontend): Destination[] {
-  if (f.internal === f.external) return f.internal.destinations;
-  const all = new Map<string, Destination>();
-  for (const d of [...f.internal.destinations, ...f.external.destinations]) all.set(destinationKey(d), d);
-  return [...all.values()].sort(compareDestinations);
 }

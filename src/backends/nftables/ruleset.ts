@@ -15,7 +15,7 @@
 //   filter-input, filter-forward, filter-output -> endpoints-check:
 //     vmap @no-endpoint-services, vmap @no-endpoint-nodeports -> reject-chain or drop
 import { type Destination, type EndpointSet, type FrontendKind, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
-import { nameHash, safeText, servicePortName } from '../netfilter/names.js';
+import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
 export const TABLE = 'kube-lb';
 export const FAMILY = 'ip';
@@ -44,15 +44,6 @@ export function isServicePortChain(name: string): boolean {
   return name.includes('/');
 }
 
-/**
- * A service port as netfilter/names.ts names it: with one of its frontends
- * (any: the names are the port's).
- */
-export type PortName = Parameters<typeof servicePortName>[0];
-
-export function portName(sp: ServicePortState): PortName {
-  return { ...sp, frontend: sp.frontends[0]!, destinations: [] };
-}
 
 /** kube-proxy's hashAndTruncate: a hash prefix keeps names unique, the rest keeps them readable. */
 function hashAndTruncate(base: string): string {
@@ -60,28 +51,28 @@ function hashAndTruncate(base: string): string {
   return name.length > CHAIN_NAME_MAX ? `${name.slice(0, CHAIN_NAME_MAX - 3)}...` : name;
 }
 
-const portBase = (p: PortName): string => `${p.namespace}/${p.name}/${p.protocol.toLowerCase()}/${p.portName}`;
+const portBase = (p: PortIdentity): string => `${p.namespace}/${p.name}/${p.protocol.toLowerCase()}/${p.portName}`;
 
 /** service-<hash>-ns/name/proto/port for the cluster set, local-<hash>-... for the local one. */
-export function policyChainName(p: PortName, policy: EndpointSet['policy']): string {
+export function policyChainName(p: PortIdentity, policy: EndpointSet['policy']): string {
   return safeText(`${policy === 'cluster' ? 'service-' : 'local-'}${hashAndTruncate(portBase(p))}`, p);
 }
 
-export function externalChainName(p: PortName): string {
+export function externalChainName(p: PortIdentity): string {
   return safeText(`external-${hashAndTruncate(portBase(p))}`, p);
 }
 
-export function firewallChainName(p: PortName): string {
+export function firewallChainName(p: PortIdentity): string {
   return safeText(`firewall-${hashAndTruncate(portBase(p))}`, p);
 }
 
-const endpointBase = (p: PortName, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip}/${d.port}`);
+const endpointBase = (p: PortIdentity, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip}/${d.port}`);
 
-export function endpointChainName(p: PortName, d: Destination): string {
+export function endpointChainName(p: PortIdentity, d: Destination): string {
   return safeText(`endpoint-${endpointBase(p, d)}`, p);
 }
 
-export function affinitySetName(p: PortName, d: Destination): string {
+export function affinitySetName(p: PortIdentity, d: Destination): string {
   return safeText(`${AFFINITY_PREFIX}${endpointBase(p, d)}`, p);
 }
 
@@ -107,7 +98,7 @@ export interface RulesetOptions {
 }
 
 /** Element comments start with the frontend's kind, which inspect reads back. */
-export function elementComment(kind: FrontendKind, p: PortName): string {
+export function elementComment(kind: FrontendKind, p: PortIdentity): string {
   return safeText(`${kind} ${servicePortName(p)}`, p);
 }
 
@@ -118,7 +109,7 @@ export function kindOfComment(comment: string | undefined): FrontendKind | undef
 
 /** Translates one service port: its frontends' elements, its chains and its affinity sets. */
 export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules {
-  const named = portName(sp);
+  const named: PortIdentity = sp;
   const proto = sp.protocol.toLowerCase();
   const rules: PortRules = { chains: new Map(), elements: new Map(MAPS.map((m) => [m, new Map()])), sets: new Map() };
   // Each non-empty endpoint set's policy chain: the rules that run before an endpoint is picked.
@@ -151,7 +142,7 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
       // A ClusterIP sends all its traffic to its one set (the contract keeps
       // internal and external the same), and, as in kube-proxy, the
       // masquerade rule for sources outside the cluster sits in that set's chain.
-      if (f.masqueradeExternal && opts.clusterCidr !== undefined) {
+      if (f.masquerade === 'off-cluster' && opts.clusterCidr !== undefined) {
         prelude.get(f.internal)!.push(`ip daddr ${f.ip} ${proto} dport ${f.port} ip saddr != ${opts.clusterCidr} jump ${MARK_CHAIN}`);
       }
       element(SERVICE_IPS_MAP, f, `goto ${internal}`);
@@ -172,20 +163,20 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
  * external set. Rules that would change nothing are left out.
  */
 function externalChainRules(f: ResolvedFrontend, internal: string | null, external: string | null, clusterCidr: string | undefined): string[] {
-  const differs = f.internal !== f.external;
   const rules: string[] = [];
-  if (internal !== null && clusterCidr !== undefined && (differs || f.masqueradeExternal)) rules.push(`ip saddr ${clusterCidr} goto ${internal}`);
-  if (!f.masqueradeExternal) rules.push(`fib saddr type local jump ${MARK_CHAIN}`);
-  if (internal !== null && differs) rules.push(`fib saddr type local goto ${internal}`);
-  if (external !== null) {
-    if (f.masqueradeExternal) rules.push(`jump ${MARK_CHAIN}`);
-    rules.push(`goto ${external}`);
+  if (f.masquerade === 'all') {
+    // Endpoints on other nodes must answer through this node.
+    rules.push(`jump ${MARK_CHAIN}`);
+  } else if (internal !== null) {
+    if (clusterCidr !== undefined) rules.push(`ip saddr ${clusterCidr} goto ${internal}`);
+    rules.push(`fib saddr type local jump ${MARK_CHAIN}`, `fib saddr type local goto ${internal}`);
   }
+  if (external !== null) rules.push(`goto ${external}`);
   return rules;
 }
 
 /** A non-empty endpoint set's policy chain, and its endpoints' chains and affinity sets. */
-function writeEndpointSet(rules: PortRules, named: PortName, set: EndpointSet, affinity: SessionAffinity | null): void {
+function writeEndpointSet(rules: PortRules, named: PortIdentity, set: EndpointSet, affinity: SessionAffinity | null): void {
   const proto = named.protocol.toLowerCase();
   const destinations = set.destinations;
   const chain: string[] = [];
