@@ -42,9 +42,15 @@ export class ScenarioContext {
     const sandbox = await NodeSandbox.create();
     const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
     writeNodes(ctx.manifestsDir, NODES_FILE, Object.values(NODES));
-    for (const pod of pods) {
-      await sandbox.addPod(pod.name, pod.ip, pod.node);
-      if (pod.serves ?? true) await sandbox.startServer(pod.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS);
+    try {
+      for (const pod of pods) await sandbox.addPod(pod.name, pod.ip, pod.node);
+      // The servers start together: each is a Node.js process, slow to start under emulation.
+      await Promise.all(pods.filter((p) => p.serves ?? true).map((p) => sandbox.startServer(p.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS)));
+    } catch (err) {
+      // Nothing of kube-lb's exists yet: only the namespaces and processes go.
+      await sandbox.destroy();
+      fs.rmSync(ctx.manifestsDir, { recursive: true, force: true });
+      throw err;
     }
     return ctx;
   }

@@ -5,7 +5,8 @@ import { type DesiredState, type Destination, type Frontend, type FrontendKind, 
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
-import { addStale, flushStaleFlows, type StaleDestinations } from './conntrack.js';
+import { flushStaleFlows } from './conntrack.js';
+import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, type MapFds, closeMaps, loadDatapath, openPinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { readMapFill } from './map-stats.js';
@@ -90,7 +91,7 @@ export class EbpfBackend implements Backend {
     }
 
     const changes: ServiceChange[] = [];
-    const stale: StaleDestinations = new Map();
+    const stale: StaleUdpFlows[] = [];
     for (const fk of candidates) {
       const want = wanted.get(fk);
       const current = this.applied.get(fk);
@@ -98,10 +99,9 @@ export class EbpfBackend implements Backend {
       if (!want && !current) continue;
       const { kind, frontend } = (want ?? current)!;
       changes.push({ kind, frontend, currentKind: current?.kind ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
-      if (current) {
-        const keep = new Set((want?.destinations ?? []).map(destinationKey));
-        addStale(stale, frontend, current.slots.filter((d) => !keep.has(destinationKey(d))));
-      }
+      // The map holds what the kernel has, so this holds after a restart too.
+      const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
+      if (flows !== null) stale.push(flows);
     }
 
     const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
