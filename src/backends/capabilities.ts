@@ -44,7 +44,8 @@ export type Support = true | string;
 const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILITIES).map((c) => [c, true])) as Record<Capability, true>;
 
 /** The ebpf datapath sits on pod interfaces only: it translates traffic from pods. */
-const EBPF_FROM_PODS_ONLY = 'the ebpf datapath translates traffic from pods only; the node\'s uplink is not attached yet';
+const EBPF_FROM_PODS_ONLY = 'not yet (pod interfaces only)';
+const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: {
@@ -55,25 +56,25 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'source-ranges': EBPF_FROM_PODS_ONLY,
     'external-traffic-policy-local': EBPF_FROM_PODS_ONLY,
     'external-masquerade': EBPF_FROM_PODS_ONLY,
-    'session-affinity': 'not built in the BPF datapath yet',
-    'reject-without-endpoints': 'the BPF datapath drops instead of rejecting',
-    'node-originated': 'host processes bypass the pod interfaces; socket-level load balancing is not built yet',
+    'session-affinity': NOT_YET,
+    'reject-without-endpoints': 'not yet (drops)',
+    'node-originated': 'not yet (needs socket-level load balancing)',
     'localhost-nodeport': EBPF_FROM_PODS_ONLY,
   },
   iptables: ALL,
-  nftables: { ...ALL, 'localhost-nodeport': "kube-proxy's nftables mode does not serve NodePorts on 127.0.0.1" },
+  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },
   ipvs: {
     ...ALL,
-    nodeport: 'not built for ipvs yet',
-    'external-ips': 'not built for ipvs yet',
-    'load-balancer-ips': 'not built for ipvs yet',
-    'source-ranges': 'not built for ipvs yet',
-    'external-traffic-policy-local': 'not built for ipvs yet',
-    'external-masquerade': 'not built for ipvs yet',
-    'session-affinity': 'IPVS persistence is not programmed yet',
-    'reject-without-endpoints': 'not built for ipvs yet',
-    'node-originated': 'not tested for ipvs yet',
-    'localhost-nodeport': "kube-proxy's IPVS mode does not serve NodePorts on 127.0.0.1",
+    nodeport: NOT_YET,
+    'external-ips': NOT_YET,
+    'load-balancer-ips': NOT_YET,
+    'source-ranges': NOT_YET,
+    'external-traffic-policy-local': NOT_YET,
+    'external-masquerade': NOT_YET,
+    'session-affinity': NOT_YET,
+    'reject-without-endpoints': NOT_YET,
+    'node-originated': 'not tested yet',
+    'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
   },
 };
 
