@@ -1,6 +1,6 @@
 // The ipvs backend, kube-proxy's IPVS design: every ClusterIP on the dummy
 // interface kube-ipvs0, one IPVS virtual server per service port with the
-// ready endpoints as masqueraded real servers, and ipsets plus a few
+// endpoints the model chose as masqueraded real servers, and ipsets plus a few
 // iptables rules for masquerading (netfilter.ts). Changes are applied as
 // diffs, one netlink message each; removed endpoints drain (draining.ts).
 import fs from 'node:fs';
