@@ -3,7 +3,7 @@
 // syncs that send only the touched chains to iptables-restore.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { programmedPort } from '../lib/programmed-port.js';
+import { programmedPort } from '../lib/frontends.js';
 import { endpointChainName, externalChainName, firewallChainName, policyChainName, serviceChainName } from '../../src/backends/iptables/rules.js';
 import { NODES } from '../lib/sandbox.js';
 import { ToolCapture } from './capture.js';

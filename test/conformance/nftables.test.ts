@@ -8,7 +8,7 @@ import type { ServiceSpec } from '../lib/manifests.js';
 import { EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 import { withContext } from './context.js';
-import { programmedPort } from '../lib/programmed-port.js';
+import { programmedPort } from '../lib/frontends.js';
 import { assertSmall, changedServicePort, endpointChangeAmong1000Services } from './partial-sync.js';
 import { VIP, endpoints, ipOf, pods } from './scenarios.js';
 import { runConformance } from './suite.js';

@@ -2,7 +2,7 @@
 // services programmed, one endpoint change must send only what it touched,
 // judged on the bytes the backend actually sent to its tool.
 import assert from 'node:assert/strict';
-import { programmedPort } from '../lib/programmed-port.js';
+import { programmedPort } from '../lib/frontends.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { ToolCapture } from './capture.js';
 import { withContext } from './context.js';

@@ -16,6 +16,7 @@ import {
   serviceChainName,
 } from '../../src/backends/iptables/rules.js';
 import { parseSave, tokenize, viewsFromSave } from '../../src/backends/iptables/save.js';
+import { resolvedFrontend } from '../lib/frontends.js';
 
 const CLUSTER_CIDR = '10.0.0.0/8';
 const local1: Destination = { ip: '10.180.0.1', port: 80 };
@@ -23,21 +24,7 @@ const remote1: Destination = { ip: '10.180.1.1', port: 80 };
 const set = (policy: EndpointSet['policy'], ...destinations: Destination[]): EndpointSet => ({ policy, destinations });
 
 function frontend(kind: FrontendKind, ip: string, port: number, over: Partial<ResolvedFrontend> = {}): ResolvedFrontend {
-  const cluster = over.internal ?? set('cluster');
-  return {
-    kind,
-    family: 'IPv4',
-    ip,
-    port,
-    protocol: 'TCP',
-    internal: cluster,
-    external: cluster,
-    masquerade: kind === 'ClusterIP' ? 'off-cluster' : 'all',
-    sourceRanges: [],
-    noEndpoints: 'reject',
-    affinity: null,
-    ...over,
-  };
+  return resolvedFrontend(kind, ip, port, { internal: set('cluster'), ...over });
 }
 
 function servicePort(frontends: ResolvedFrontend[], over: Partial<ServicePortState> = {}): ServicePortState {

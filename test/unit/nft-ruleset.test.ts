@@ -21,6 +21,7 @@ import {
   renderTransaction,
 } from '../../src/backends/nftables/ruleset.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
+import { resolvedFrontend } from '../lib/frontends.js';
 
 const CIDR = '10.244.0.0/16';
 const OPTS = { clusterCidr: CIDR };
@@ -31,20 +32,7 @@ const cluster: EndpointSet = { policy: 'cluster', destinations: [LOCAL_EP, REMOT
 const local: EndpointSet = { policy: 'local', destinations: [LOCAL_EP] };
 
 function frontend(kind: FrontendKind, ip: string, port: number, fields: Partial<ResolvedFrontend> = {}): ResolvedFrontend {
-  return {
-    kind,
-    family: 'IPv4',
-    ip,
-    port,
-    protocol: 'TCP',
-    internal: cluster,
-    external: cluster,
-    masquerade: kind === 'ClusterIP' ? 'off-cluster' : 'all',
-    sourceRanges: [],
-    noEndpoints: 'drop',
-    affinity: null,
-    ...fields,
-  };
+  return resolvedFrontend(kind, ip, port, { internal: cluster, external: cluster, noEndpoints: 'drop', ...fields });
 }
 
 function servicePort(name: string, frontends: ResolvedFrontend[]): ServicePortState {

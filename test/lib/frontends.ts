@@ -1,0 +1,42 @@
+// Resolved frontends and service ports built by hand, for tests of the
+// backends' rule generators.
+import type { Destination, EndpointSet, Frontend, FrontendKind, ResolvedFrontend } from '../../src/model/contract.js';
+import type { ProgrammedPort } from '../../src/backends/netfilter/frontends.js';
+
+/**
+ * A frontend as the model resolves one of a Cluster-policy service: one set
+ * for all its traffic, masquerading by kind, no source ranges, no affinity.
+ */
+export function resolvedFrontend(kind: FrontendKind, ip: string, port: number, fields: Partial<ResolvedFrontend> & { internal: EndpointSet }): ResolvedFrontend {
+  return {
+    kind,
+    family: 'IPv4',
+    ip,
+    port,
+    protocol: 'TCP',
+    external: fields.internal,
+    masquerade: kind === 'ClusterIP' ? 'off-cluster' : 'all',
+    sourceRanges: [],
+    noEndpoints: 'reject',
+    affinity: null,
+    ...fields,
+  };
+}
+
+export interface ClusterIpPortSpec {
+  key: string;
+  namespace: string;
+  name: string;
+  portName: string;
+  frontend: Frontend;
+  destinations: Destination[];
+}
+
+/** A service port with one ClusterIP frontend, shaped as the netfilter backends' ClusterIP-only path programs it. */
+export function programmedPort(spec: ClusterIpPortSpec): ProgrammedPort {
+  const frontend = resolvedFrontend('ClusterIP', spec.frontend.ip, spec.frontend.port, {
+    protocol: spec.frontend.protocol,
+    internal: { policy: 'cluster', destinations: spec.destinations },
+  });
+  return { ...spec, protocol: spec.frontend.protocol, frontends: [frontend], frontend, settings: {} };
+}
