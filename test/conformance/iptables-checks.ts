@@ -3,7 +3,7 @@
 // syncs that send only the touched chains to iptables-restore.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { programmedPort } from '../lib/frontends.js';
+import { clusterIpPort } from '../lib/frontends.js';
 import { endpointChainName, externalChainName, firewallChainName, policyChainName, serviceChainName } from '../../src/backends/iptables/rules.js';
 import { NODES } from '../lib/sandbox.js';
 import { ToolCapture } from './capture.js';
@@ -12,7 +12,7 @@ import { assertSmall, changedServicePort, declared, endpointChangeAmong1000Servi
 import { VIP, endpoints, ipOf, pods } from './scenarios.js';
 import { variant } from './variants.js';
 
-const web = programmedPort({
+const web = clusterIpPort({
   key: 'default/web:http',
   namespace: 'default',
   name: 'web',
@@ -120,7 +120,7 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
         await ctx.startKubeLb();
         const nat = await ctx.sandbox.inNode(`${name}-save`, '-t', 'nat');
         const filter = await ctx.sandbox.inNode(`${name}-save`, '-t', 'filter');
-        const lb = programmedPort({ key: 'default/lb:http', namespace: 'default', name: 'lb', portName: 'http', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: [] });
+        const lb = clusterIpPort({ key: 'default/lb:http', namespace: 'default', name: 'lb', portName: 'http', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: [] });
         const [svc, svl, ext, fw] = [serviceChainName(lb), policyChainName(lb, 'local'), externalChainName(lb), firewallChainName(lb)];
         const [local, remote] = [ipOf('web-1'), ipOf('web-4')].map((ip) => endpointChainName(lb, { ip, port: 8080 }));
         const comment = (text: string): string => `-m comment --comment "${text}"`;

@@ -8,7 +8,7 @@ import type { ServiceSpec } from '../lib/manifests.js';
 import { EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 import { withContext } from './context.js';
-import { programmedPort } from '../lib/frontends.js';
+import { clusterIpPort } from '../lib/frontends.js';
 import { assertSmall, changedServicePort, endpointChangeAmong1000Services } from './partial-sync.js';
 import { VIP, endpoints, ipOf, pods } from './scenarios.js';
 import { runConformance } from './suite.js';
@@ -24,7 +24,7 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       ]);
       await ctx.startKubeLb();
       const table = await ctx.sandbox.inNode('nft', 'list', 'table', 'ip', 'kube-lb');
-      const sp = programmedPort({ ...changedServicePort, key: 'default/web:http', name: 'web', frontend: { ip: VIP, port: 80, protocol: 'TCP' } });
+      const sp = clusterIpPort({ ...changedServicePort, key: 'default/web:http', name: 'web', frontend: { ip: VIP, port: 80, protocol: 'TCP' } });
       const svc = policyChainName(sp, 'cluster');
       const [ep1, ep2] = sp.destinations.map((d) => endpointChainName(sp, d));
       assert.match(svc, /^service-[A-Z2-7]{8}-default\/web\/tcp\/http$/);
@@ -58,7 +58,7 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       ]);
       await ctx.startKubeLb();
       const table = await ctx.sandbox.inNode('nft', 'list', 'table', 'ip', 'kube-lb');
-      const sp = programmedPort({ key: 'default/lb:http', namespace: 'default', name: 'lb', portName: 'http', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: [] });
+      const sp = clusterIpPort({ key: 'default/lb:http', namespace: 'default', name: 'lb', portName: 'http', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: [] });
       const [svc, loc, ext, fw] = [policyChainName(sp, 'cluster'), policyChainName(sp, 'local'), externalChainName(sp), firewallChainName(sp)];
       const [web1, web2] = ['web-1', 'web-2'].map((p) => ({ ip: ipOf(p), port: 8080 }));
       for (const expected of [

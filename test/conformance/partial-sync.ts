@@ -2,7 +2,7 @@
 // services programmed, one endpoint change must send only what it touched,
 // judged on the bytes the backend actually sent to its tool.
 import assert from 'node:assert/strict';
-import { programmedPort } from '../lib/frontends.js';
+import { clusterIpPort } from '../lib/frontends.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { ToolCapture } from './capture.js';
 import { withContext } from './context.js';
@@ -22,7 +22,7 @@ function service(i: number, ready: string[]): ServiceSpec {
 }
 
 /** The changed service port as the backends name it. */
-export const changedServicePort = programmedPort({
+export const changedServicePort = clusterIpPort({
   key: `default/svc-${CHANGED}:http`,
   namespace: 'default',
   name: `svc-${CHANGED}`,

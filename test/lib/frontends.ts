@@ -1,7 +1,6 @@
 // Resolved frontends and service ports built by hand, for tests of the
 // backends' rule generators.
-import type { Destination, EndpointSet, Frontend, FrontendKind, ResolvedFrontend } from '../../src/model/contract.js';
-import type { ProgrammedPort } from '../../src/backends/netfilter/frontends.js';
+import type { Destination, EndpointSet, Frontend, FrontendKind, ResolvedFrontend, ServicePortState } from '../../src/model/contract.js';
 
 /**
  * A frontend as the model resolves one of a Cluster-policy service: one set
@@ -32,8 +31,13 @@ export interface ClusterIpPortSpec {
   destinations: Destination[];
 }
 
-/** A service port with one ClusterIP frontend, shaped as the netfilter backends' ClusterIP-only path programs it. */
-export function programmedPort(spec: ClusterIpPortSpec): ProgrammedPort {
+/** A service port with one ClusterIP frontend, which the tests reach directly. */
+export interface ClusterIpPort extends ServicePortState {
+  frontend: ResolvedFrontend;
+  destinations: Destination[];
+}
+
+export function clusterIpPort(spec: ClusterIpPortSpec): ClusterIpPort {
   const frontend = resolvedFrontend('ClusterIP', spec.frontend.ip, spec.frontend.port, {
     protocol: spec.frontend.protocol,
     internal: { policy: 'cluster', destinations: spec.destinations },

@@ -9,7 +9,7 @@ import type { DesiredState, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { type ProgrammedPort, servicePortsToProgram } from '../netfilter/frontends.js';
+import { type ProgrammedPort, servicePortsToProgram } from './cluster-ips.js';
 import { DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.js';

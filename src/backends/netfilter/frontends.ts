@@ -1,23 +1,9 @@
 // What the netfilter backends program: the service ports in a stable order,
-// every frontend with the endpoints its traffic may reach (for stale flows),
-// and, for the backends that translate ClusterIPs only, one entry per
-// ClusterIP frontend.
+// and every frontend with the endpoints its traffic may reach (for stale
+// flows).
 import type { Logger } from '../../log.js';
 import { type DesiredState, type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
 import type { FrontendDestinations } from './conntrack.js';
-
-/** A service port's ClusterIP frontend, as the rules program it. */
-export interface ProgrammedPort extends ServicePortState {
-  frontend: ResolvedFrontend;
-  destinations: Destination[];
-}
-
-/** The ClusterIP frontends to program, in service port order. */
-export function servicePortsToProgram(state: DesiredState): ProgrammedPort[] {
-  return sortedServicePorts(state).flatMap((sp) =>
-    sp.frontends.filter((f) => f.kind === 'ClusterIP').map((frontend) => ({ ...sp, frontend, destinations: frontend.internal.destinations })),
-  );
-}
 
 /** Service ports sorted by key, so that rule order does not depend on the order of changes. */
 export function sortedServicePorts(state: DesiredState): ServicePortState[] {
