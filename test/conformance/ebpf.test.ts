@@ -2,6 +2,8 @@
 // ebpf backend has: bpftool-readable maps, inspect, and tc cleanup.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { type PodSpec, type ScenarioContext, withContext as withVariantContext } from './context.js';
@@ -83,5 +85,42 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       assert.deepEqual(after.filter((id) => before.includes(id)), [], 'kube-lb programs are unloaded');
       // A second cleanup finds nothing and still succeeds.
       await ctx.kubeLb('cleanup');
+    }));
+  it('cleanup finishes from whatever an interrupted cleanup left behind', () =>
+    withContext(pods, async (ctx) => {
+      const { sandbox } = ctx;
+      ctx.writeServices('web.yaml', [web]);
+      const podInterfaces = pods.map((p) => sandbox.pod(p.name).hostIf).sort();
+      const clsacts = async (): Promise<string[]> =>
+        (JSON.parse(await sandbox.inNode('tc', '-j', 'qdisc', 'show')) as { dev: string; kind: string }[])
+          .filter((q) => q.kind === 'clsact')
+          .map((q) => q.dev)
+          .sort();
+      const unpin = (...names: string[]) => async (): Promise<void> => {
+        for (const name of names) fs.unlinkSync(path.join(sandbox.pinPath, name));
+      };
+      // What cleanup does, cut short at each step: some pins gone, or an
+      // interface already done with.
+      const interruptions: [string, () => Promise<void>][] = [
+        ['kube_lb_ct unpinned', unpin('kube_lb_ct')],
+        ['every pin but kube_lb_ifaces gone', unpin('kube_lb_svc', 'kube_lb_ct', 'kube_lb_rnat', 'lb_from_pod', 'lb_to_pod')],
+        [
+          'one interface already detached and its clsact removed',
+          async () => {
+            await sandbox.inNode('tc', 'qdisc', 'del', 'dev', podInterfaces[0]!, 'clsact');
+          },
+        ],
+      ];
+      for (const [what, interrupt] of interruptions) {
+        await ctx.startKubeLb();
+        await ctx.stopKubeLb();
+        assert.deepEqual(await clsacts(), podInterfaces, `${what}: attached before`);
+        await interrupt();
+        await ctx.kubeLb('inspect');
+        await ctx.kubeLb('cleanup');
+        assert.deepEqual(await clsacts(), [], `${what}: no clsact qdisc left`);
+        assert.equal(fs.existsSync(sandbox.pinPath), false, `${what}: no pin left`);
+        await ctx.kubeLb('cleanup');
+      }
     }));
 });
