@@ -13,6 +13,29 @@ import { requireCommand } from '../lib/preconditions.js';
 
 const exec = promisify(execFile);
 
+/** The processes whose parent is `pid`, with their command names. */
+function childrenOf(pid: number): { pid: number; comm: string }[] {
+  const children = [];
+  for (const entry of fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    const stat = processStat(Number(entry));
+    if (stat?.ppid === pid) children.push({ pid: Number(entry), comm: stat.comm });
+  }
+  return children;
+}
+
+/** A process's name, parent and state from /proc, or null once it is gone. */
+function processStat(pid: number): { comm: string; state: string; ppid: number } | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The name is in parentheses and may itself hold spaces or parentheses.
+  const [state, ppid] = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { comm: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), state: state!, ppid: Number(ppid) };
+}
+
 const withContext = (pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>): Promise<void> => withVariantContext(variant('ebpf'), pods, body);
 
 runConformance('ebpf');
@@ -122,5 +145,19 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
         assert.equal(fs.existsSync(sandbox.pinPath), false, `${what}: no pin left`);
         await ctx.kubeLb('cleanup');
       }
+    }));
+
+  it('the link watcher child dies with kube-lb, even on kill -9', () =>
+    withContext(pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web]);
+      await ctx.startKubeLb();
+      const watchers = childrenOf(ctx.kubeLbPid).filter((c) => c.comm === 'ip');
+      assert.equal(watchers.length, 1, `one ip monitor child: ${JSON.stringify(childrenOf(ctx.kubeLbPid))}`);
+      await ctx.killKubeLb();
+      const deadline = Date.now() + 5000;
+      // A zombie is dead; only its parent's reaper is missing.
+      const alive = (): boolean => ![null, 'Z', 'X'].includes(processStat(watchers[0]!.pid)?.state ?? null);
+      while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(alive(), false, `ip monitor (pid ${watchers[0]!.pid}) outlived kube-lb`);
     }));
 });
