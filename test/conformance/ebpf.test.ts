@@ -109,6 +109,7 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       // A second cleanup finds nothing and still succeeds.
       await ctx.kubeLb('cleanup');
     }));
+
   it('cleanup finishes from whatever an interrupted cleanup left behind', () =>
     withContext(pods, async (ctx) => {
       const { sandbox } = ctx;
