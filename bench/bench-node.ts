@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { intToIpv4 } from '../src/backends/backend.js';
+import { intToIpv4 } from '../src/net/ip.js';
 import { MAPS, PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';

@@ -13,6 +13,8 @@ import { parseDuration } from './flags.js';
 import { formatViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
+import type { NodePortAddresses } from './model/model.js';
+import { parseCidr } from './net/ip.js';
 import { ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
 
@@ -20,6 +22,8 @@ const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
                 [--pod-interface-name-prefix PREFIX (ebpf)] [--cluster-cidr CIDR]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
+                [--nodeport-addresses primary|CIDR,...]
+                [--iptables-localhost-nodeports true|false (iptables)]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
@@ -44,6 +48,8 @@ const options = {
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
   'cluster-cidr': { type: 'string' },
+  'nodeport-addresses': { type: 'string', default: 'primary' },
+  'iptables-localhost-nodeports': { type: 'string', default: 'true' },
   'masquerade-bit': { type: 'string', default: '14' },
   'iptables-mode': { type: 'string' },
   'ipvs-scheduler': { type: 'string' },
@@ -85,12 +91,36 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
   };
 }
 
+/** --nodeport-addresses: kube-proxy's "primary" (the node's primary IPs), or CIDRs. */
+function nodePortAddresses(value: string): NodePortAddresses {
+  if (value === 'primary') return 'primary';
+  try {
+    return value.split(',').map((c) => parseCidr(c.trim()));
+  } catch (err) {
+    throw new UsageError(`--nodeport-addresses=${value}: ${(err as Error).message}; give "primary" or a comma-separated list of CIDRs`);
+  }
+}
+
+function booleanFlag(name: string, value: string): boolean {
+  if (value !== 'true' && value !== 'false') throw new UsageError(`--${name}=${value}: choose true or false`);
+  return value === 'true';
+}
+
 async function run(flags: Flags, log: Logger): Promise<void> {
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
   const minSyncPeriodMs = parseDuration(flags['min-sync-period']);
   const syncPeriodMs = parseDuration(flags['sync-period']);
   const hostname = flags['hostname-override'] ?? os.hostname();
   const backendName = parseBackendName(flags.backend);
+  const model = {
+    nodeName: hostname,
+    nodePortAddresses: nodePortAddresses(flags['nodeport-addresses']),
+    // kube-proxy serves NodePorts on 127.0.0.1 only in its iptables mode.
+    localhostNodePorts: backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports']),
+    families: ['IPv4' as const],
+    // No EndpointSlice controller writes hints for manifests.
+    deriveTopologyHints: flags.manifests !== undefined,
+  };
   log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
   // still ends in an orderly stop once start-up is done.
@@ -123,6 +153,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     minSyncPeriodMs,
     syncPeriodMs,
     telemetry,
+    model,
   });
   await proxier.start();
   await stopRequested;

@@ -1,14 +1,16 @@
 // How `kube-lb inspect` prints a backend's kernel state: the same view,
 // text or JSON, for every backend.
-import { type FrontendView, compareDestinations, frontendKey, ipv4ToInt } from './backends/backend.js';
+import type { FrontendView } from './backends/backend.js';
+import { compareDestinations, destinationKey, frontendKey } from './model/contract.js';
+import { compareIps } from './net/ip.js';
 
 /** Frontends by address, port and protocol; destinations sorted. */
 export function normalizeViews(views: readonly FrontendView[]): FrontendView[] {
   return views
-    .map((v) => ({ frontend: v.frontend, destinations: [...v.destinations].sort(compareDestinations) }))
+    .map((v) => ({ kind: v.kind, frontend: v.frontend, destinations: [...v.destinations].sort(compareDestinations) }))
     .sort(
       (a, b) =>
-        ipv4ToInt(a.frontend.ip) - ipv4ToInt(b.frontend.ip) ||
+        compareIps(a.frontend.ip, b.frontend.ip) ||
         a.frontend.port - b.frontend.port ||
         a.frontend.protocol.localeCompare(b.frontend.protocol),
     );
@@ -19,9 +21,11 @@ export function formatViews(views: readonly FrontendView[], output: 'text' | 'js
   if (output === 'json') return JSON.stringify(sorted, null, 2) + '\n';
   if (sorted.length === 0) return 'no services programmed\n';
   const rows = sorted.map((v) => [
+    v.kind,
     frontendKey(v.frontend),
-    v.destinations.length === 0 ? '(no endpoints: traffic dropped)' : v.destinations.map((d) => `${d.ip}:${d.port}`).join(', '),
+    v.destinations.length === 0 ? '(no endpoints)' : v.destinations.map(destinationKey).join(', '),
   ]);
-  const width = Math.max('FRONTEND'.length, ...rows.map((r) => r[0]!.length));
-  return [['FRONTEND', 'BACKENDS'], ...rows].map(([f, b]) => `${f!.padEnd(width)}  ${b}`).join('\n') + '\n';
+  const header = ['KIND', 'FRONTEND', 'BACKENDS'];
+  const widths = [0, 1].map((i) => Math.max(header[i]!.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map(([k, f, b]) => `${k!.padEnd(widths[0]!)}  ${f!.padEnd(widths[1]!)}  ${b}`).join('\n') + '\n';
 }

@@ -3,8 +3,9 @@
 import type { Backend } from './backends/backend.js';
 import type { Logger } from './log.js';
 import { ModelSink } from './model/ingest.js';
-import { ProxyModel } from './model/model.js';
+import { type ModelOptions, ProxyModel } from './model/model.js';
 import type { ProxyTelemetry } from './observability/telemetry.js';
+import { ServiceHealthServers } from './observability/service-health.js';
 import type { Source } from './sources/source.js';
 import { SyncRunner } from './sync/runner.js';
 
@@ -16,6 +17,8 @@ export interface ProxierOptions {
   syncPeriodMs: number;
   /** Health and metrics; closed with the proxier. */
   telemetry: ProxyTelemetry;
+  /** How the model resolves services on this node; the protocols and the logger come from the backend and the proxier. */
+  model: Omit<ModelOptions, 'protocols' | 'log'>;
 }
 
 /** After a sync that wrote or removed this many frontends, collect garbage. */
@@ -25,7 +28,8 @@ const COLLECT_AFTER_FRONTENDS = 1000;
 const RETRY_AFTER_MS = 1000;
 
 export class Proxier {
-  private readonly model = new ProxyModel();
+  private readonly model: ProxyModel;
+  private readonly serviceHealth: ServiceHealthServers;
   private readonly runner: SyncRunner;
   /** A failed sync lost its change set: the next one must be full. */
   private needFull = false;
@@ -35,6 +39,8 @@ export class Proxier {
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ProxierOptions) {
+    this.model = new ProxyModel({ ...opts.model, protocols: opts.backend.protocols, log: opts.log });
+    this.serviceHealth = new ServiceHealthServers(opts.telemetry.health, opts.log);
     this.runner = new SyncRunner({
       minIntervalMs: opts.minSyncPeriodMs,
       maxIntervalMs: opts.syncPeriodMs,
@@ -73,19 +79,23 @@ export class Proxier {
     await this.opts.source.stop();
     await this.runner.stop();
     await this.opts.backend.close();
+    await this.serviceHealth.close();
     await this.opts.telemetry.close();
   }
 
   private async sync(full: boolean): Promise<void> {
+    // The state first: resolving it can mark more service ports changed.
+    const state = this.model.desiredState();
     const changes = this.model.changes.take();
     this.opts.telemetry.syncStarted(this.model.changes.pending());
     const fullSync = full || this.needFull;
     this.needFull = true;
     const started = performance.now();
-    const stats = await this.opts.backend.sync(this.model.desiredState(), fullSync ? null : changes.changedKeys);
+    const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys);
     this.needFull = false;
     const durationMs = performance.now() - started;
     this.opts.telemetry.syncSucceeded({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints });
+    this.serviceHealth.update(this.model.healthChecks());
     this.opts.log.info(
       { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(durationMs) },
       'synced',

@@ -15,6 +15,12 @@
 
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
 
+/* What a frontend is to Kubernetes, in slot 0's flags (ClusterIP: none of
+ * them). The programs do not read them yet; inspect and bpftool do. */
+#define LB_SVC_F_EXTERNAL_IP 0x1
+#define LB_SVC_F_LOADBALANCER 0x2
+#define LB_SVC_F_NODEPORT 0x4
+
 #define LB_SVC_MAX_ENTRIES 1048576
 #define LB_CT_MAX_ENTRIES 262144
 #define LB_IFACE_MAX_ENTRIES 4096

@@ -28,7 +28,7 @@ struct lb_svc_key {
 
 struct lb_svc_value {
 	__u16 count;	      /* slot 0: number of backend slots in use */
-	__u16 flags;	      /* slot 0: reserved for service flags */
+	__u16 flags;	      /* slot 0: LB_SVC_F_* */
 	lb_addr_t backend_addr; /* slots >= 1 */
 	__u16 backend_port;   /* slots >= 1 */
 	__u16 pad;

@@ -18,6 +18,22 @@ export const CAPABILITIES = {
   'hostile-names': 'Hostile names cannot break or inject rules',
   'cleanup-keeps-foreign-state': 'Cleanup leaves foreign rules and tables intact',
   inspect: '`kube-lb inspect` reads the service-to-backends view back from the kernel',
+  'remote-endpoints': 'Endpoints on other nodes',
+  'internal-traffic-policy-local': 'internalTrafficPolicy: Local',
+  'terminating-endpoints': 'Serving-and-terminating endpoints when nothing ready is left',
+  topology: 'Topology: trafficDistribution and EndpointSlice hints',
+  'ignored-services': 'Headless, ExternalName and other proxies\' services are left alone',
+  'frontend-conflicts': 'Two services claiming one frontend: the older keeps it',
+  nodeport: 'NodePort on the node\'s addresses (--nodeport-addresses)',
+  'external-ips': 'External IPs',
+  'load-balancer-ips': 'Load-balancer IPs (status.loadBalancer.ingress)',
+  'source-ranges': 'loadBalancerSourceRanges',
+  'external-traffic-policy-local': 'externalTrafficPolicy: Local (local endpoints only, client address kept)',
+  'external-masquerade': 'externalTrafficPolicy: Cluster reaches endpoints on other nodes (masqueraded)',
+  'session-affinity': 'sessionAffinity: ClientIP with its timeout',
+  'reject-without-endpoints': 'A service without endpoints refuses connections at once',
+  'node-originated': 'Traffic from the node itself (host network) to every kind of frontend',
+  'localhost-nodeport': 'NodePort on 127.0.0.1',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -27,11 +43,39 @@ export type Support = true | string;
 
 const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILITIES).map((c) => [c, true])) as Record<Capability, true>;
 
+/** The ebpf datapath sits on pod interfaces only: it translates traffic from pods. */
+const EBPF_FROM_PODS_ONLY = 'not yet (pod interfaces only)';
+const NOT_YET = 'not yet';
+
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: ALL,
+  ebpf: {
+    ...ALL,
+    nodeport: EBPF_FROM_PODS_ONLY,
+    'external-ips': EBPF_FROM_PODS_ONLY,
+    'load-balancer-ips': EBPF_FROM_PODS_ONLY,
+    'source-ranges': EBPF_FROM_PODS_ONLY,
+    'external-traffic-policy-local': EBPF_FROM_PODS_ONLY,
+    'external-masquerade': EBPF_FROM_PODS_ONLY,
+    'session-affinity': NOT_YET,
+    'reject-without-endpoints': 'not yet (drops)',
+    'node-originated': 'not yet (needs socket-level load balancing)',
+    'localhost-nodeport': EBPF_FROM_PODS_ONLY,
+  },
   iptables: ALL,
-  nftables: ALL,
-  ipvs: ALL,
+  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },
+  ipvs: {
+    ...ALL,
+    nodeport: NOT_YET,
+    'external-ips': NOT_YET,
+    'load-balancer-ips': NOT_YET,
+    'source-ranges': NOT_YET,
+    'external-traffic-policy-local': NOT_YET,
+    'external-masquerade': NOT_YET,
+    'session-affinity': NOT_YET,
+    'reject-without-endpoints': NOT_YET,
+    'node-originated': 'not tested yet',
+    'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
+  },
 };
 
 /** Why `backend` cannot do `capability`, or undefined if it can. */

@@ -1,9 +1,25 @@
 // The model's front door: every source feeds the model through this sink,
 // so invalid objects are rejected and reported in exactly one place.
 import type { Logger } from '../log.js';
-import type { ObjectSink } from '../sources/source.js';
 import type { ProxyModel } from './model.js';
 import { InvalidObjectError, parseObject, type KubeObject, type ObjectKind, type RawObject } from './objects.js';
+
+/** What sources deliver to: the model's front door. */
+export interface ObjectSink {
+  /**
+   * A new or changed object, with apiVersion and kind set. `origin` says where
+   * it came from (a file path, "apiserver") so rejections can point at it.
+   */
+  upsert(object: RawObject, origin: string): void;
+  /** The object is gone. Nodes have namespace ''. */
+  delete(kind: ObjectKind, namespace: string, name: string): void;
+  /**
+   * The initial state has been delivered in full. Before this an absent
+   * object may simply not have been read yet, so nothing may be removed
+   * from the datapath on its account.
+   */
+  synced(): void;
+}
 
 export interface IngestHooks {
   /** The model changed; a sync should follow. */

@@ -3,7 +3,8 @@
 // checked here, so the model never sees a malformed object; defaults are
 // applied as the API server would apply them.
 import { isIPv4, isIPv6 } from 'node:net';
-import type { Protocol } from '../backends/backend.js';
+import type { Protocol } from './contract.js';
+import { parseCidr } from '../net/ip.js';
 
 /** A decoded but unvalidated object: whatever a YAML document or the API returned. */
 export type RawObject = Record<string, unknown>;
@@ -38,6 +39,8 @@ export interface Service {
   name: string;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** metadata.creationTimestamp in ms since the epoch; the older of two services claiming one frontend keeps it. Infinity when absent. */
+  createdAt: number;
   type: ServiceType;
   /** clusterIP "None": DNS only, nothing to proxy. */
   headless: boolean;
@@ -50,9 +53,13 @@ export interface Service {
   internalTrafficPolicy: TrafficPolicy;
   externalTrafficPolicy: TrafficPolicy;
   externalIPs: string[];
-  /** status.loadBalancer.ingress[].ip */
+  /** status.loadBalancer.ingress[].ip, without those whose ipMode is Proxy (the load balancer proxies, nothing arrives for them). */
   loadBalancerIPs: string[];
+  /** spec.loadBalancerSourceRanges (or the older annotation), as CIDRs; empty allows every source. */
+  loadBalancerSourceRanges: string[];
   healthCheckNodePort: number | null;
+  /** spec.trafficDistribution, e.g. PreferClose; null when unset. */
+  trafficDistribution: string | null;
 }
 
 export interface EndpointPort {
@@ -104,6 +111,7 @@ export interface Node {
 export type KubeObject = Service | EndpointSlice | Node;
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
 const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 // Limits the API server enforces; files must not smuggle in more.
@@ -198,16 +206,26 @@ function parseService(ref: ObjectRef, metadata: RawObject, spec: RawObject, stat
 
   const loadBalancer = fields.object(status.loadBalancer, 'status.loadBalancer');
   const loadBalancerIPs = fields.list(loadBalancer.ingress, 'status.loadBalancer.ingress').flatMap((raw, i) => {
-    const ip = fields.object(raw, `status.loadBalancer.ingress[${i}]`).ip;
-    return ip === undefined ? [] : [fields.ip(ip, `status.loadBalancer.ingress[${i}].ip`)];
+    const ingress = fields.object(raw, `status.loadBalancer.ingress[${i}]`);
+    const ipMode = fields.oneOf(ingress.ipMode, `status.loadBalancer.ingress[${i}].ipMode`, ['VIP', 'Proxy'], 'VIP');
+    return ingress.ip === undefined || ingress.ip === '' || ipMode === 'Proxy' ? [] : [fields.ip(ingress.ip, `status.loadBalancer.ingress[${i}].ip`)];
   });
+  const annotations = fields.stringMap(metadata.annotations, 'metadata.annotations');
+  const rangesField = fields.list(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges').map((r, i) => fields.cidr(r, `spec.loadBalancerSourceRanges[${i}]`));
+  const rangesAnnotation = (annotations[SOURCE_RANGES_ANNOTATION] ?? '').split(',').map((r) => r.trim()).filter((r) => r !== '');
+  const loadBalancerSourceRanges =
+    rangesField.length > 0 ? rangesField : rangesAnnotation.map((r) => fields.cidr(r, `metadata.annotations[${show(SOURCE_RANGES_ANNOTATION)}]`));
+  const created = fields.optionalString(metadata.creationTimestamp, 'metadata.creationTimestamp');
+  const createdAt = created === undefined ? Infinity : Date.parse(created);
+  if (Number.isNaN(createdAt)) fields.fail('metadata.creationTimestamp', `not a timestamp: ${show(created)}`);
 
   return {
     kind: 'Service',
     namespace: ref.namespace,
     name: ref.name,
     labels: fields.stringMap(metadata.labels, 'metadata.labels'),
-    annotations: fields.stringMap(metadata.annotations, 'metadata.annotations'),
+    annotations,
+    createdAt,
     type,
     headless,
     clusterIPs,
@@ -218,7 +236,9 @@ function parseService(ref: ObjectRef, metadata: RawObject, spec: RawObject, stat
     externalTrafficPolicy: fields.oneOf(spec.externalTrafficPolicy, 'spec.externalTrafficPolicy', ['Cluster', 'Local'], 'Cluster'),
     externalIPs: fields.list(spec.externalIPs, 'spec.externalIPs').map((ip, i) => fields.ip(ip, `spec.externalIPs[${i}]`)),
     loadBalancerIPs,
-    healthCheckNodePort: spec.healthCheckNodePort === undefined ? null : fields.port(spec.healthCheckNodePort, 'spec.healthCheckNodePort'),
+    loadBalancerSourceRanges,
+    healthCheckNodePort: spec.healthCheckNodePort === undefined || spec.healthCheckNodePort === null ? null : fields.port(spec.healthCheckNodePort, 'spec.healthCheckNodePort'),
+    trafficDistribution: fields.optionalString(spec.trafficDistribution, 'spec.trafficDistribution') ?? null,
   };
 }
 
@@ -431,6 +451,17 @@ class Fields {
   ip(value: unknown, path: string): string {
     if (typeof value !== 'string' || !(isIPv4(value) || isIPv6(value))) this.fail(path, `not an IP address: ${show(value)}`);
     return value;
+  }
+
+  /** "address/prefix", as the API server validates CIDR fields. */
+  cidr(value: unknown, path: string): string {
+    if (typeof value !== 'string') this.fail(path, `not a CIDR: ${show(value)}`);
+    try {
+      parseCidr(value.trim());
+    } catch {
+      this.fail(path, `not a CIDR such as 10.0.0.0/8: ${show(value)}`);
+    }
+    return value.trim();
   }
 
   /** Dotted-quad without leading zeros (which older parsers read as octal). */

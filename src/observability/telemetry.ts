@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Backend } from '../backends/backend.js';
 import type { Logger } from '../log.js';
 import type { ObjectKind, RawObject } from '../model/objects.js';
-import type { ObjectSink } from '../sources/source.js';
+import type { ObjectSink } from '../model/ingest.js';
 import { answerHealth, healthCheckOf, ProxierHealth } from './health.js';
 import { ProxyMetrics } from './metrics.js';
 

@@ -13,7 +13,8 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import type { ObjectKind, RawObject } from '../model/objects.js';
-import type { ObjectSink, Source } from './source.js';
+import type { ObjectSink } from '../model/ingest.js';
+import type { Source } from './source.js';
 
 /**
  * kube-proxy's label selector for Services and EndpointSlices: services

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { parseAllDocuments, YAMLError } from 'yaml';
 import type { Logger } from '../log.js';
 import { InvalidObjectError, isRecord, objectRef, supportedKind, type ObjectKind, type ObjectRef, type RawObject } from '../model/objects.js';
-import type { ObjectSink, Source } from './source.js';
+import type { ObjectSink } from '../model/ingest.js';
+import type { Source } from './source.js';
 
 export interface ManifestsSourceOptions {
   directory: string;

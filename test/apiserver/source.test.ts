@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ObjectKind, RawObject } from '../../src/model/objects.js';
 import { ApiServerSource } from '../../src/sources/apiserver.js';
-import type { ObjectSink } from '../../src/sources/source.js';
+import type { ObjectSink } from '../../src/model/ingest.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec } from '../lib/manifests.js';
 import { captureLogger } from '../unit/fixtures.js';
 import { createTestPki, type TestPki, writeKubeconfig } from './pki.js';

@@ -36,9 +36,9 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     requireRoot();
     dp = loadDatapath(lib, pinPath);
     new ServiceMap(lib, dp.maps.svc).apply([
-      { frontend: tcpService, current: null, wanted: [backend] },
-      { frontend: udpService, current: null, wanted: [{ ip: backend.ip, port: 5353 }] },
-      { frontend: emptyService, current: null, wanted: [] },
+      { kind: 'ClusterIP', frontend: tcpService, currentKind: null, current: null, wanted: [backend] },
+      { kind: 'ClusterIP', frontend: udpService, currentKind: null, current: null, wanted: [{ ip: backend.ip, port: 5353 }] },
+      { kind: 'ClusterIP', frontend: emptyService, currentKind: null, current: null, wanted: [] },
     ]);
   });
   after(() => {

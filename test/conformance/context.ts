@@ -1,25 +1,31 @@
-// What a scenario runs against: a sandboxed node, a manifest directory and
-// one kube-lb process driving one backend.
+// What a scenario runs against: a sandboxed two-node cluster, a manifest
+// directory (holding both Node objects from the start) and one kube-lb
+// process on node-a driving one backend.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { cliPath } from '../lib/paths.js';
-import { type ClientMode, type ClientResult, NodeSandbox, waitForLine } from '../lib/sandbox.js';
-import { type ServiceSpec, writeManifest } from '../lib/manifests.js';
+import { type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
+import { type ServiceSpec, writeManifest, writeNodes } from '../lib/manifests.js';
 import type { BackendVariant } from './variants.js';
 import { slow } from '../lib/slowdown.js';
 
 export interface PodSpec {
   name: string;
   ip: string;
+  /** Defaults to node-a, where kube-lb runs. */
+  node?: NodeName;
   /** Serves TCP 8080 and 8081 and UDP 5353 (the default) or nothing. */
   serves?: boolean;
 }
 
 export const SERVER_TCP_PORTS = [8080, 8081];
 export const SERVER_UDP_PORTS = [5353];
+/** kube-lb's --hostname-override: it runs on node-a. */
+export const KUBE_LB_NODE: NodeName = 'node-a';
+const NODES_FILE = 'nodes.yaml';
 
 export class ScenarioContext {
   private kubeLbProcess: ChildProcess | undefined;
@@ -35,9 +41,16 @@ export class ScenarioContext {
     variant.requireTools();
     const sandbox = await NodeSandbox.create();
     const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
-    for (const pod of pods) {
-      await sandbox.addPod(pod.name, pod.ip);
-      if (pod.serves ?? true) await sandbox.startServer(pod.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS);
+    writeNodes(ctx.manifestsDir, NODES_FILE, Object.values(NODES));
+    try {
+      for (const pod of pods) await sandbox.addPod(pod.name, pod.ip, pod.node);
+      // The servers start together: each is a Node.js process, slow to start under emulation.
+      await Promise.all(pods.filter((p) => p.serves ?? true).map((p) => sandbox.startServer(p.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS)));
+    } catch (err) {
+      // Nothing of kube-lb's exists yet: only the namespaces and processes go.
+      await sandbox.destroy();
+      fs.rmSync(ctx.manifestsDir, { recursive: true, force: true });
+      throw err;
     }
     return ctx;
   }
@@ -50,22 +63,23 @@ export class ScenarioContext {
     fs.unlinkSync(path.join(this.manifestsDir, file));
   }
 
-  kubeLbArgs(): string[] {
+  kubeLbArgs(extraArgs: readonly string[] = []): string[] {
     return [
       'run',
       `--backend=${this.variant.backend}`,
       ...this.variant.flags(this.sandbox),
       `--manifests=${this.manifestsDir}`,
-      '--hostname-override=node1',
+      `--hostname-override=${KUBE_LB_NODE}`,
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       '--cluster-cidr=10.244.0.0/16',
+      ...extraArgs,
     ];
   }
 
   /** Starts kube-lb in the node namespace; resolves after its first sync. */
-  async startKubeLb(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  async startKubeLb(env: NodeJS.ProcessEnv = process.env, extraArgs: readonly string[] = []): Promise<void> {
     assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
-    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs()], env);
+    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs(extraArgs)], env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     // Room for a loaded machine: the first sync of 2,000 services takes seconds.
@@ -104,8 +118,24 @@ export class ScenarioContext {
     return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
   }
 
-  client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number): Promise<ClientResult> {
-    return this.sandbox.client(pod, mode, ip, port, countOrMs);
+  /** Runs the test client in a pod, on either node. */
+  client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.sandbox.client(pod, mode, ip, port, countOrMs, opts);
+  }
+
+  /** Runs the test client outside the cluster (source: EXTERNAL_CLIENT_IPS[0] unless opts.source says otherwise). */
+  externalClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.sandbox.clientAt('external', mode, ip, port, countOrMs, opts);
+  }
+
+  /** Runs the test client in node-a's own network namespace, as a hostNetwork pod would. */
+  hostClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.sandbox.clientAt('host', mode, ip, port, countOrMs, opts);
+  }
+
+  /** Fetches a URL with curl from a place; see NodeSandbox.curl. */
+  curl(place: ClientPlace, url: string, opts: { source?: string; timeoutMs?: number } = {}): Promise<string> {
+    return this.sandbox.curl(place, url, opts);
   }
 
   /** Polls check until it returns true; returns the time it took, or fails after timeoutMs (host time, scaled by the slowdown). */

@@ -2,7 +2,7 @@
 // services programmed, one endpoint change must send only what it touched,
 // judged on the bytes the backend actually sent to its tool.
 import assert from 'node:assert/strict';
-import type { ServicePortState } from '../../src/backends/backend.js';
+import { programmedPort } from '../lib/programmed-port.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { ToolCapture } from './capture.js';
 import { withContext } from './context.js';
@@ -22,7 +22,7 @@ function service(i: number, ready: string[]): ServiceSpec {
 }
 
 /** The changed service port as the backends name it. */
-export const changedServicePort: ServicePortState = {
+export const changedServicePort = programmedPort({
   key: `default/svc-${CHANGED}:http`,
   namespace: 'default',
   name: `svc-${CHANGED}`,
@@ -32,7 +32,7 @@ export const changedServicePort: ServicePortState = {
     { ip: ipOf('web-1'), port: 8080 },
     { ip: ipOf('web-2'), port: 8080 },
   ],
-};
+});
 
 /**
  * Starts kube-lb with 1,000 one-endpoint services, then adds a second

@@ -1,13 +1,14 @@
 // The conformance scenarios: one table, backend-neutral. Each scenario
-// builds a routed node, feeds kube-lb kubectl-shaped YAML and checks real
-// TCP and UDP traffic from real clients. suite.ts runs the table against
+// builds a routed two-node cluster (kube-lb on node-a, remote endpoints on
+// node-b), feeds kube-lb kubectl-shaped YAML and checks real TCP and UDP
+// traffic from real clients. suite.ts runs the table against
 // every backend variant; a scenario says which capabilities it needs, and
 // src/backends/capabilities.ts says which a backend has.
 import fs from 'node:fs';
 import assert from 'node:assert/strict';
 import type { Capability } from '../../src/backends/capabilities.js';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
-import type { ClientResult } from '../lib/sandbox.js';
+import { type ClientResult, NODES } from '../lib/sandbox.js';
 import type { PodSpec, ScenarioContext } from './context.js';
 import { slow } from '../lib/slowdown.js';
 
@@ -24,11 +25,23 @@ export const pods: PodSpec[] = [
   { name: 'web-1', ip: '10.244.0.11' },
   { name: 'web-2', ip: '10.244.0.12' },
   { name: 'web-3', ip: '10.244.0.13' },
+  { name: 'web-4', ip: '10.244.128.14', node: 'node-b' },
+  { name: 'web-5', ip: '10.244.128.15', node: 'node-b' },
 ];
-export const ipOf = (name: string): string => pods.find((p) => p.name === name)!.ip;
+const podSpec = (name: string): PodSpec => {
+  const pod = pods.find((p) => p.name === name);
+  if (!pod) throw new Error(`no pod ${name} in the scenarios' pods`);
+  return pod;
+};
+export const ipOf = (name: string): string => podSpec(name).ip;
 
+/** The pods' endpoints with their node and zone, as the EndpointSlice controller writes them. */
 export function endpoints(ready: string[], notReady: string[] = []): EndpointSpec[] {
-  return [...ready.map((n) => ({ ip: ipOf(n), ready: true })), ...notReady.map((n) => ({ ip: ipOf(n), ready: false }))];
+  const endpoint = (name: string, isReady: boolean): EndpointSpec => {
+    const node = NODES[podSpec(name).node ?? 'node-a'];
+    return { ip: ipOf(name), ready: isReady, nodeName: node.name, zone: node.zone };
+  };
+  return [...ready.map((n) => endpoint(n, true)), ...notReady.map((n) => endpoint(n, false))];
 }
 
 function webService(eps: EndpointSpec[], name = 'web', clusterIP = VIP): ServiceSpec {
@@ -61,11 +74,12 @@ export const scenarios: Scenario[] = [
     needs: ['tcp', 'udp', 'several-ports', 'endpoint-updates'],
     pods,
     async run(ctx) {
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2'], ['web-3']))]);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2', 'web-4'], ['web-3', 'web-5']))]);
       await ctx.startKubeLb();
-      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 40), ['web-1', 'web-2'], 'TCP port 80');
-      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 81, 40), ['web-1', 'web-2'], 'TCP port 81');
-      assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 40), ['web-1', 'web-2'], 'UDP port 53');
+      const ready = ['web-1', 'web-2', 'web-4'];
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 60), ready, 'TCP port 80');
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 81, 60), ready, 'TCP port 81');
+      assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 60), ready, 'UDP port 53');
     },
   },
   {
@@ -78,9 +92,9 @@ export const scenarios: Scenario[] = [
       assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 10), ['web-1'], 'one endpoint');
 
       const steps: [string, EndpointSpec[], string[]][] = [
-        ['added', endpoints(['web-1', 'web-2', 'web-3']), ['web-1', 'web-2', 'web-3']],
-        ['made not ready', endpoints(['web-1', 'web-3'], ['web-2']), ['web-1', 'web-3']],
-        ['removed', endpoints(['web-3']), ['web-3']],
+        ['added', endpoints(['web-1', 'web-2', 'web-4']), ['web-1', 'web-2', 'web-4']],
+        ['made not ready', endpoints(['web-1', 'web-4'], ['web-2']), ['web-1', 'web-4']],
+        ['removed', endpoints(['web-4']), ['web-4']],
       ];
       for (const [what, eps, expected] of steps) {
         // Let the sync loop's minimum interval pass, so each step's change triggers a sync of its own.
@@ -91,7 +105,7 @@ export const scenarios: Scenario[] = [
         // how fast a change propagates.
         await ctx.waitUntil(`endpoints ${what}`, 5000, () => servedBy(ctx, expected, expected.length * 8));
       }
-      assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 20), ['web-3'], 'UDP after the changes');
+      assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 20), ['web-4'], 'UDP after the changes');
     },
   },
   {
@@ -99,16 +113,21 @@ export const scenarios: Scenario[] = [
     needs: ['udp', 'udp-flows-follow-endpoints'],
     pods,
     async run(ctx) {
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      /** Holds a UDP flow on `from` and replaces `from` by `to` while it runs. */
+      const moveFlow = async (from: string, to: string): Promise<void> => {
+        const flow = ctx.client('client', 'udp-hold', VIP, 53, slow(4000));
+        await new Promise((r) => setTimeout(r, slow(1000)));
+        ctx.writeServices('web.yaml', [webService(endpoints([to]))]);
+        const { order = [] } = await flow;
+        assert.equal(order[0], from, `the flow starts on ${from}: ${order.join(' ')}`);
+        // 4 s at one datagram per 50 ms; the change lands well before the last second.
+        const last = order.slice(-15);
+        assert.ok(last.length === 15 && last.every((who) => who === to), `the flow ends on ${to}: ${order.join(' ')}`);
+      };
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-4']))]);
       await ctx.startKubeLb();
-      const flow = ctx.client('client', 'udp-hold', VIP, 53, slow(4000));
-      await new Promise((r) => setTimeout(r, slow(1000)));
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-2']))]);
-      const { order = [] } = await flow;
-      assert.equal(order[0], 'web-1', `the flow starts on web-1: ${order.join(' ')}`);
-      // 4 s at one datagram per 50 ms; the change lands well before the last second.
-      const last = order.slice(-15);
-      assert.ok(last.length === 15 && last.every((who) => who === 'web-2'), `the flow ends on web-2: ${order.join(' ')}`);
+      await moveFlow('web-4', 'web-1');
+      await moveFlow('web-1', 'web-5');
     },
   },
   {
@@ -116,12 +135,12 @@ export const scenarios: Scenario[] = [
     needs: ['tcp', 'udp', 'no-endpoints', 'service-deletion'],
     pods,
     async run(ctx) {
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
-      ctx.writeServices('idle.yaml', [webService(endpoints([], ['web-2']), 'idle', '10.96.0.20')]);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-4']))]);
+      ctx.writeServices('idle.yaml', [webService(endpoints([], ['web-2', 'web-5']), 'idle', '10.96.0.20')]);
       await ctx.startKubeLb();
       const idle = await ctx.client('client', 'tcp', '10.96.0.20', 80, 3);
       assert.equal(idle.failures, 3, `no-endpoint service answered: ${JSON.stringify(idle.answers)}`);
-      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 5), ['web-1'], 'before deletion');
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 30), ['web-1', 'web-4'], 'before deletion');
       ctx.removeFile('web.yaml');
       await ctx.waitUntil('service deleted', 5000, async () => (await ctx.client('client', 'tcp', VIP, 80, 3)).failures === 3);
       const udp = await ctx.client('client', 'udp', VIP, 53, 3);
@@ -133,10 +152,11 @@ export const scenarios: Scenario[] = [
     needs: ['tcp', 'udp', 'hairpin'],
     pods,
     async run(ctx) {
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      // Beside a remote endpoint, so each client's connections both hairpin and leave the node.
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-4']))]);
       await ctx.startKubeLb();
-      assertAnsweredBy(await ctx.client('web-1', 'tcp', VIP, 80, 10), ['web-1'], 'hairpin TCP');
-      assertAnsweredBy(await ctx.client('web-1', 'udp', VIP, 53, 10), ['web-1'], 'hairpin UDP');
+      assertAnsweredBy(await ctx.client('web-1', 'tcp', VIP, 80, 30), ['web-1', 'web-4'], 'hairpin TCP');
+      assertAnsweredBy(await ctx.client('web-1', 'udp', VIP, 53, 30), ['web-1', 'web-4'], 'hairpin UDP');
     },
   },
   {
@@ -169,7 +189,7 @@ export const scenarios: Scenario[] = [
     needs: ['tcp', 'restart-without-disruption'],
     pods,
     async run(ctx) {
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2']))]);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-4']))]);
       await ctx.startKubeLb();
       const held = ctx.client('client', 'hold', VIP, 80, slow(5000));
       await new Promise((r) => setTimeout(r, slow(1000)));
@@ -182,7 +202,7 @@ export const scenarios: Scenario[] = [
       // One greeting on connect, then one answer per line sent.
       assert.equal(answered, result.sent! + 1, `answers ${answered} for ${result.sent} lines`);
       assert.equal(Object.keys(result.answers).length, 1, 'the connection stayed on one backend');
-      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 20), ['web-1', 'web-2'], 'new connections after restart');
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 30), ['web-1', 'web-4'], 'new connections after restart');
     },
   },
   {
@@ -195,11 +215,11 @@ export const scenarios: Scenario[] = [
       ctx.writeServices('hostile.yaml', [
         webService(endpoints(['web-1']), longName),
         webService(endpoints(['web-2']), hostile, '10.96.0.30'),
-        webService(endpoints(['web-3']), 'plain', '10.96.0.31'),
+        webService(endpoints(['web-4']), 'plain', '10.96.0.31'),
       ]);
       await ctx.startKubeLb();
       assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 5), ['web-1'], '63-character name');
-      assertAnsweredBy(await ctx.client('client', 'tcp', '10.96.0.31', 80, 5), ['web-3'], 'the service beside the hostile one');
+      assertAnsweredBy(await ctx.client('client', 'tcp', '10.96.0.31', 80, 5), ['web-4'], 'the service beside the hostile one');
       const rejected = ctx.kubeLbLogs.split('\n').filter((l) => l.includes('"kind":"Service"') && l.includes('touch /tmp/kube-lb-pwned'));
       assert.equal(rejected.length, 1, `one log line names the rejected service; logs:\n${ctx.kubeLbLogs.slice(-2000)}`);
       assert.match(rejected[0]!, /"reason":"[^"]+/);
@@ -212,20 +232,20 @@ export const scenarios: Scenario[] = [
     needs: ['tcp', 'udp', 'inspect'],
     pods,
     async run(ctx) {
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-2'], ['web-3']))]);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-4'], ['web-3', 'web-5']))]);
       await ctx.startKubeLb();
       const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as unknown;
       const both = [
         { ip: ipOf('web-1'), port: 0 },
-        { ip: ipOf('web-2'), port: 0 },
+        { ip: ipOf('web-4'), port: 0 },
       ];
       const to = (port: number): { ip: string; port: number }[] => both.map((d) => ({ ...d, port }));
       assert.deepEqual(view, [
-        { frontend: { ip: VIP, port: 53, protocol: 'UDP' }, destinations: to(5353) },
-        { frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: to(8080) },
-        { frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
+        { kind: 'ClusterIP', frontend: { ip: VIP, port: 53, protocol: 'UDP' }, destinations: to(5353) },
+        { kind: 'ClusterIP', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: to(8080) },
+        { kind: 'ClusterIP', frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
       ]);
-      assert.match(await ctx.kubeLb('inspect'), /10\.96\.0\.10:80\/TCP\s+10\.244\.0\.11:8080, 10\.244\.0\.12:8080\n/);
+      assert.match(await ctx.kubeLb('inspect'), /10\.96\.0\.10:80\/TCP\s+10\.244\.0\.11:8080, 10\.244\.128\.14:8080\n/);
     },
   },
   {
@@ -235,9 +255,9 @@ export const scenarios: Scenario[] = [
     async run(ctx) {
       await addForeignState(ctx);
       const before = await foreignState(ctx);
-      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-4']))]);
       await ctx.startKubeLb();
-      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 5), ['web-1'], 'beside foreign rules');
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 30), ['web-1', 'web-4'], 'beside foreign rules');
       await ctx.stopKubeLb();
       await ctx.kubeLb('cleanup');
       await ctx.variant.assertNothingLeft(ctx.sandbox);

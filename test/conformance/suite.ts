@@ -4,7 +4,10 @@
 import { describe, it } from 'node:test';
 import { unsupportedReason } from '../../src/backends/capabilities.js';
 import { withContext } from './context.js';
-import { scenarios } from './scenarios.js';
+import { scenarios as coreScenarios } from './scenarios.js';
+import { serviceApiScenarios } from './service-api-scenarios.js';
+
+const scenarios = [...coreScenarios, ...serviceApiScenarios];
 import { variant } from './variants.js';
 
 /**
@@ -19,7 +22,7 @@ export function runConformance(variantName: string, subset?: readonly string[]):
   const chosen = subset ? scenarios.filter((s) => subset.includes(s.name)) : scenarios;
   describe(`${v.name}: conformance scenarios${subset ? ` (subset of ${chosen.length} of ${scenarios.length})` : ''}`, () => {
     for (const scenario of chosen) {
-      const reasons = scenario.needs.map((c) => unsupportedReason(v.backend, c)).filter((r) => r !== undefined);
+      const reasons = [...new Set(scenario.needs.map((c) => unsupportedReason(v.backend, c)).filter((r) => r !== undefined))];
       const skip = reasons.length > 0 ? `unsupported by ${v.backend} per src/backends/capabilities.ts: ${reasons.join('; ')}` : false;
       it(scenario.name, { skip }, () => withContext(v, scenario.pods, (ctx) => scenario.run(ctx)));
     }

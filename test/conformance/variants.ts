@@ -27,7 +27,9 @@ function iptablesVariant(mode: 'nft' | 'legacy'): BackendVariant {
     requireTools: () => requireCommand(`iptables-${mode}-restore`, 'apt-get install iptables'),
     async assertNothingLeft(sandbox) {
       const saved = await sandbox.inNode(`iptables-${mode}-save`);
-      const ours = saved.split('\n').filter((l) => /^:KUBE-(SERVICES|MARK-MASQ|POSTROUTING|SVC-|SEP-)|-j KUBE-(SERVICES|POSTROUTING)\b/.test(l));
+      const ours = saved
+        .split('\n')
+        .filter((l) => /^:KUBE-(SERVICES|EXTERNAL-SERVICES|NODEPORTS|PROXY-FIREWALL|MARK-MASQ|POSTROUTING|SVC-|SVL-|EXT-|FW-|SEP-)|-j KUBE-(SERVICES|EXTERNAL-SERVICES|PROXY-FIREWALL|POSTROUTING)\b/.test(l));
       assert.deepEqual(ours, [], `iptables-${mode} rules of kube-lb remain after cleanup`);
     },
   };

@@ -1,5 +1,5 @@
 // Crafting and reading raw Ethernet/IPv4/TCP/UDP frames for BPF_PROG_TEST_RUN.
-import { ipv4ToInt, intToIpv4 } from '../../src/backends/backend.js';
+import { ipv4ToInt, intToIpv4 } from '../../src/net/ip.js';
 
 export interface PacketSpec {
   srcMac?: string;

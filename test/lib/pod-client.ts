@@ -1,23 +1,35 @@
-// A pod's client in the test sandboxes. Prints one JSON line of results.
+// The test client in the sandboxes, run in a pod, in the external client's
+// namespace or in a node's own (host-network) namespace. Prints one JSON
+// line of results.
 //   node pod-client.js tcp IP PORT COUNT   COUNT new connections; who answered each
 //   node pod-client.js udp IP PORT COUNT   COUNT datagrams, each from a new socket
 //     (tcp and udp take IP,IP,... too: COUNT to each address in turn)
 //   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
 //   node pod-client.js udp-hold IP PORT MS one UDP socket, a datagram every 50 ms for MS;
 //                                          reports who answered, in order
+// Options, after the arguments:
+//   --source=IP      bind this source address (the namespace must hold it)
+//   --report-source  tcp and udp: ask each server which client address it
+//                    saw; results then carry seenFrom (server, address, count)
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { firstLine } from './first-line.js';
 
-const [mode, ip, portArg, countArg] = process.argv.slice(2);
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const options = process.argv.slice(2).filter((a) => a.startsWith('--'));
+const [mode, ip, portArg, countArg] = positional;
 const port = Number(portArg);
 const count = Number(countArg);
 const TIMEOUT_MS = 1000;
+const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
+const reportSource = options.includes('--report-source');
+const unknownOptions = options.filter((o) => !o.startsWith('--source=') && o !== '--report-source');
 
 interface Result {
   answers: Record<string, number>;
   failures: number;
   errors: string[];
+  seenFrom?: Record<string, Record<string, number>>;
 }
 
 function note(result: Result, who: string | null, err?: string): void {
@@ -28,11 +40,53 @@ function note(result: Result, who: string | null, err?: string): void {
   }
 }
 
-const tcpOnce = (address: string): Promise<string> => firstLine(address, port, TIMEOUT_MS);
+/** Counts one answer: a bare name, or with --report-source "name address". */
+function noteAnswer(result: Result, answer: string): void {
+  if (!reportSource) return note(result, answer);
+  const [who, from] = answer.split(' ');
+  if (!who || !from) return note(result, null, `not a "name address" answer: ${JSON.stringify(answer)}`);
+  note(result, who);
+  const seen = (result.seenFrom ??= {});
+  const bySource = (seen[who] ??= {});
+  bySource[from] = (bySource[from] ?? 0) + 1;
+}
+
+const udpRequest = reportSource ? 'source' : 'who';
+
+/** With --report-source: the greeting, then the answer to a "source" line. */
+function tcpSourceOnce(address: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: address, port, timeout: TIMEOUT_MS, ...(source && { localAddress: source }) });
+    let buffered = '';
+    const fail = (err: Error): void => {
+      sock.destroy();
+      reject(err);
+    };
+    sock.once('connect', () => sock.write('source\n'));
+    sock.on('data', (d) => {
+      buffered += d.toString();
+      const lines = buffered.split('\n');
+      if (lines.length < 3) return;
+      sock.destroy();
+      resolve(lines[1]!);
+    });
+    sock.once('end', () => fail(new Error('closed before answering "source"')));
+    sock.once('timeout', () => fail(new Error('timeout')));
+    sock.once('error', fail);
+  });
+}
+
+const tcpOnce = (address: string): Promise<string> => (reportSource ? tcpSourceOnce(address) : firstLine(address, port, TIMEOUT_MS, source ? { localAddress: source } : {}));
+
+function udpSocket(): dgram.Socket {
+  const sock = dgram.createSocket('udp4');
+  if (source) sock.bind({ address: source });
+  return sock;
+}
 
 function udpOnce(address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket('udp4');
+    const sock = udpSocket();
     const timer = setTimeout(() => {
       sock.close();
       reject(new Error('timeout'));
@@ -47,7 +101,7 @@ function udpOnce(address: string): Promise<string> {
       sock.close();
       reject(err);
     });
-    sock.send('who', port, address);
+    sock.send(udpRequest, port, address);
   });
 }
 
@@ -61,7 +115,7 @@ async function repeat(once: (address: string) => Promise<string>): Promise<Resul
   for (const address of addresses) {
     for (let i = 0; i < count; i++) {
       try {
-        note(result, await once(address));
+        noteAnswer(result, await once(address));
       } catch (err) {
         note(result, null, addresses.length > 1 ? `${address}: ${(err as Error).message}` : (err as Error).message);
       }
@@ -74,7 +128,7 @@ async function repeat(once: (address: string) => Promise<string>): Promise<Resul
 function hold(): Promise<Result & { sent: number }> {
   return new Promise((resolve) => {
     const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0 };
-    const sock = net.connect({ host: ip!, port });
+    const sock = net.connect({ host: ip!, port, ...(source && { localAddress: source }) });
     let buffered = '';
     let interval: NodeJS.Timeout | undefined;
     const finish = (err?: string): void => {
@@ -109,7 +163,7 @@ function hold(): Promise<Result & { sent: number }> {
 function udpHold(): Promise<Result & { sent: number; order: string[] }> {
   return new Promise((resolve) => {
     const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0, order: [] as string[] };
-    const sock = dgram.createSocket('udp4');
+    const sock = udpSocket();
     sock.on('message', (msg) => {
       note(result, msg.toString());
       result.order.push(msg.toString());
@@ -131,5 +185,8 @@ function udpHold(): Promise<Result & { sent: number; order: string[] }> {
 }
 
 const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold }[mode as 'tcp' | 'udp' | 'hold' | 'udp-hold'];
-if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error('usage: pod-client tcp|udp IP[,IP...] PORT COUNT, or hold|udp-hold IP PORT MS');
+const usage = 'usage: pod-client tcp|udp|hold|udp-hold IP PORT COUNT [--source=IP] [--report-source]';
+if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error(usage);
+if (unknownOptions.length > 0) throw new Error(`unknown options ${unknownOptions.join(' ')}; ${usage}`);
+if (reportSource && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source works with tcp and udp only; ${usage}`);
 process.stdout.write(JSON.stringify(await run()) + '\n');

@@ -3,12 +3,17 @@
 //   node pod-server.js NAME TCP_PORTS UDP_PORTS [ONE_SHOT_TCP_PORTS]
 // (comma-separated ports). On a one-shot port the server answers once and
 // closes, as an HTTP/1.0 server does: the TIME_WAIT is then the server's.
+// A TCP line or a UDP datagram reading "source" is answered with the name
+// and the client address the server saw ("web-1 10.244.0.2"), so a test can
+// tell whether a service kept the client's address or masqueraded it.
 import net from 'node:net';
 import dgram from 'node:dgram';
 
 const [name, tcpPorts = '', udpPorts = '', oneShotTcpPorts = ''] = process.argv.slice(2);
 if (!name) throw new Error('usage: pod-server NAME TCP_PORTS UDP_PORTS [ONE_SHOT_TCP_PORTS]');
 const ports = (list: string): number[] => list.split(',').filter(Boolean).map(Number);
+const SOURCE_REQUEST = 'source';
+const answer = (request: string, from: string | undefined): string => (request === SOURCE_REQUEST ? `${name} ${from}` : name);
 
 let listening = 0;
 const expected = ports(tcpPorts).length + ports(udpPorts).length + ports(oneShotTcpPorts).length;
@@ -22,8 +27,12 @@ for (const port of ports(tcpPorts)) {
       sock.on('error', () => sock.destroy());
       // One answer per line received, and one straight away.
       sock.write(`${name}\n`);
+      let buffered = '';
       sock.on('data', (chunk) => {
-        for (let i = 0; i < chunk.toString().split('\n').length - 1; i++) sock.write(`${name}\n`);
+        buffered += chunk.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const line of lines) sock.write(`${answer(line, sock.remoteAddress)}\n`);
       });
     })
     .listen(port, '0.0.0.0', ready);
@@ -38,7 +47,7 @@ for (const port of ports(oneShotTcpPorts)) {
 }
 for (const port of ports(udpPorts)) {
   const sock = dgram.createSocket('udp4');
-  sock.on('message', (_msg, rinfo) => sock.send(name, rinfo.port, rinfo.address));
+  sock.on('message', (msg, rinfo) => sock.send(answer(msg.toString(), rinfo.address), rinfo.port, rinfo.address));
   sock.bind(port, '0.0.0.0', ready);
 }
 process.on('SIGTERM', () => process.exit(0));

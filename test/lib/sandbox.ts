@@ -1,30 +1,85 @@
-// A throwaway Kubernetes node built from network namespaces, as on a
-// routed CNI: every pod has a /32 address on eth0, a default route to a
-// link-local gateway, and a host-side veth with a /32 route and proxy ARP.
-// The node namespace forwards, with strict reverse-path filtering on. Like
-// a real node it has an uplink: eth0 with the node IP and a default route
-// to a gateway in a small namespace of its own, which forwards nothing.
-// Masquerading (hairpin traffic) takes the node IP as its source.
+// A throwaway two-node Kubernetes cluster built from network namespaces.
+//
+// Both nodes are set up as on a routed CNI: every pod has a /32 address on
+// eth0, a default route to a link-local gateway, and a host-side veth with
+// a /32 route and proxy ARP. The nodes forward, with strict reverse-path
+// filtering on. kube-lb runs on node-a only, so pods on node-b are remote
+// endpoints.
+//
+// The nodes share one network, as nodes of a real cluster do: each node's
+// eth0 is a veth onto a bridge in the gateway namespace, which also holds
+// the network's router address and the external client. Each node routes
+// the other's pod CIDR through the other's node IP (as host-gw CNIs do) and
+// everything else through the gateway. (node-b routes the whole cluster
+// CIDR to node-a: callers such as bench/ place node-a's pods anywhere in it
+// outside node-b's pod CIDR.) node-b therefore answers an external
+// client through its own default route, not through node-a: a reply that
+// node-a's NAT should have seen but did not (an unmasqueraded one) reaches
+// the client from the wrong address, and the client drops it.
+//
+// The external client owns addresses outside the node network (several,
+// for source-range tests) and routes the external and load-balancer IP
+// ranges to node-a. The gateway forwards nothing.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
 import { slow } from './slowdown.js';
 
 const exec = promisify(execFile);
-const GATEWAY = '169.254.1.1';
-const NODE_IP = '172.18.0.2';
-const UPLINK_GATEWAY = '172.18.0.1';
+const POD_GATEWAY = '169.254.1.1';
+const NODE_NETWORK_PREFIX = 24;
+const ROUTER_IP = '172.18.0.1';
+const CLUSTER_CIDR = '10.244.0.0/16';
+
+export type NodeName = 'node-a' | 'node-b';
+
+export interface NodeInfo {
+  name: NodeName;
+  /** The node's InternalIP on the node network. */
+  ip: string;
+  podCIDR: string;
+  zone: string;
+}
+
+/** The sandbox's nodes; kube-lb runs on node-a (its --hostname-override). */
+export const NODES: Record<NodeName, NodeInfo> = {
+  'node-a': { name: 'node-a', ip: '172.18.0.2', podCIDR: '10.244.0.0/24', zone: 'zone-a' },
+  'node-b': { name: 'node-b', ip: '172.18.0.3', podCIDR: '10.244.128.0/24', zone: 'zone-b' },
+};
+
+/** The external client's addresses, in different /24s; the first is its default source. */
+export const EXTERNAL_CLIENT_IPS = ['198.18.0.10', '198.18.1.10'] as const;
+/** The external client routes these ranges to node-a: use them for externalIPs and load-balancer ingress IPs. */
+export const EXTERNAL_IP_RANGE = '203.0.113.0/24';
+export const LOAD_BALANCER_IP_RANGE = '198.51.100.0/24';
 
 export interface Pod {
   name: string;
   ip: string;
+  node: NodeName;
   ns: string;
   hostIf: string;
 }
 
+/**
+ * Where a client runs: a pod (on either node), the external client outside
+ * the cluster, or node-a's own network namespace (as a hostNetwork pod or
+ * the kubelet would).
+ */
+export type ClientPlace = { pod: string } | 'external' | 'host';
+
 export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold';
+
+export interface ClientOptions {
+  /** The source address to bind; the place must own it (see EXTERNAL_CLIENT_IPS). */
+  source?: string;
+  /** tcp and udp: have each server report the client address it saw, in seenFrom. */
+  reportSource?: boolean;
+}
 
 export interface ClientResult {
   answers: Record<string, number>;
@@ -33,6 +88,8 @@ export interface ClientResult {
   sent?: number;
   /** udp-hold: who answered each datagram, in order. */
   order?: string[];
+  /** With reportSource: server name, then the client address it saw, then how often. */
+  seenFrom?: Record<string, Record<string, number>>;
 }
 
 async function ip(...args: string[]): Promise<string> {
@@ -60,19 +117,31 @@ function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, wh
   });
 }
 
+function inCidr(addr: string, cidr: string): boolean {
+  const toInt = (a: string): number => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  const [base, bits] = cidr.split('/');
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(toInt(addr) / size) === Math.floor(toInt(base!) / size);
+}
+
 export class NodeSandbox {
+  /** node-a's network namespace, where kube-lb runs. */
   readonly nodeNs: string;
-  /** Holds the node uplink's gateway. */
-  readonly uplinkNs: string;
+  readonly nodeNamespaces: Record<NodeName, string>;
+  /** Holds the node network's bridge, its router address and the external client. */
+  readonly externalNs: string;
   /** Host-side interface names start with this: kube-lb's --pod-interface-name-prefix. */
   readonly interfacePrefix: string;
   readonly pinPath: string;
   readonly pods = new Map<string, Pod>();
   private children = new Set<ChildProcess>();
+  private tempDirs: string[] = [];
+  private interfaces = 0;
 
   private constructor(readonly id: string) {
     this.nodeNs = `kl-${id}-node`;
-    this.uplinkNs = `kl-${id}-uplink`;
+    this.nodeNamespaces = { 'node-a': this.nodeNs, 'node-b': `kl-${id}-node-b` };
+    this.externalNs = `kl-${id}-ext`;
     this.interfacePrefix = `kl${id}p`;
     this.pinPath = `/sys/fs/bpf/kube-lb-test-${id}`;
   }
@@ -82,44 +151,77 @@ export class NodeSandbox {
     requireCommand('ip', 'apt-get install iproute2');
     requireCommand('nsenter', 'apt-get install util-linux');
     const sb = new NodeSandbox(Math.random().toString(36).slice(2, 7));
-    await ip('netns', 'add', sb.nodeNs);
-    await sb.inNode('ip', 'link', 'set', 'lo', 'up');
-    await sb.inNode('sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1');
-    await sb.addUplink();
+    try {
+      await sb.addNodeNetwork();
+      for (const node of Object.values(NODES)) await sb.addNode(node);
+    } catch (err) {
+      await sb.destroy();
+      throw err;
+    }
     return sb;
   }
 
-  private async addUplink(): Promise<void> {
-    await ip('netns', 'add', this.uplinkNs);
-    await ip('-n', this.nodeNs, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.uplinkNs);
-    await ip('-n', this.nodeNs, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'eth0');
-    await ip('-n', this.nodeNs, 'link', 'set', 'eth0', 'up');
-    await ip('-n', this.nodeNs, 'route', 'add', 'default', 'via', UPLINK_GATEWAY);
-    await ip('-n', this.uplinkNs, 'addr', 'add', `${UPLINK_GATEWAY}/24`, 'dev', 'eth0');
-    await ip('-n', this.uplinkNs, 'link', 'set', 'eth0', 'up');
+  private async addNodeNetwork(): Promise<void> {
+    const ns = this.externalNs;
+    await ip('netns', 'add', ns);
+    await ip('-n', ns, 'link', 'set', 'lo', 'up');
+    await ip('-n', ns, 'link', 'add', 'br0', 'type', 'bridge');
+    await ip('-n', ns, 'addr', 'add', `${ROUTER_IP}/${NODE_NETWORK_PREFIX}`, 'dev', 'br0');
+    await ip('-n', ns, 'link', 'set', 'br0', 'up');
+    for (const addr of EXTERNAL_CLIENT_IPS) await ip('-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo');
+    for (const range of [EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE]) await ip('-n', ns, 'route', 'add', range, 'via', NODES['node-a'].ip);
   }
 
-  /** Runs a command in the node's network namespace. */
+  private async addNode(node: NodeInfo): Promise<void> {
+    const ns = this.nodeNamespaces[node.name];
+    await ip('netns', 'add', ns);
+    await this.inNamespace(ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1');
+    await ip('-n', ns, 'link', 'set', 'lo', 'up');
+    await ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', node.name, 'netns', this.externalNs);
+    await ip('-n', this.externalNs, 'link', 'set', node.name, 'master', 'br0', 'up');
+    await ip('-n', ns, 'addr', 'add', `${node.ip}/${NODE_NETWORK_PREFIX}`, 'dev', 'eth0');
+    await ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    await ip('-n', ns, 'route', 'add', 'default', 'via', ROUTER_IP);
+    const nodeA = NODES['node-a'];
+    const nodeB = NODES['node-b'];
+    if (node === nodeA) await ip('-n', ns, 'route', 'add', nodeB.podCIDR, 'via', nodeB.ip);
+    else await ip('-n', ns, 'route', 'add', CLUSTER_CIDR, 'via', nodeA.ip);
+  }
+
+  /** Runs a command in node-a's network namespace. */
   async inNode(cmd: string, ...args: string[]): Promise<string> {
-    return (await exec('ip', ['netns', 'exec', this.nodeNs, cmd, ...args])).stdout;
+    return this.inNamespace(this.nodeNs, cmd, ...args);
   }
 
-  async addPod(name: string, podIp: string): Promise<Pod> {
-    const pod: Pod = { name, ip: podIp, ns: `kl-${this.id}-${name}`, hostIf: `${this.interfacePrefix}${this.pods.size}` };
+  /** Runs a command in any of the sandbox's network namespaces. */
+  async inNamespace(ns: string, cmd: string, ...args: string[]): Promise<string> {
+    return (await exec('ip', ['netns', 'exec', ns, cmd, ...args])).stdout;
+  }
+
+  /** Adds a pod on a node; its address must lie in node-b's pod CIDR exactly when it runs there. */
+  async addPod(name: string, podIp: string, node: NodeName = 'node-a'): Promise<Pod> {
+    if (this.pods.has(name)) throw new Error(`pod ${name} exists already in sandbox ${this.id}`);
+    // The nodes route node-b's pod CIDR to node-b, so a pod elsewhere with
+    // such an address would be unreachable from node-b's side.
+    if (inCidr(podIp, NODES['node-b'].podCIDR) !== (node === 'node-b')) {
+      throw new Error(`pod ${name} on ${node}: ${podIp} must ${node === 'node-b' ? '' : 'not '}lie in node-b's pod CIDR ${NODES['node-b'].podCIDR}`);
+    }
+    const nodeNs = this.nodeNamespaces[node];
+    const pod: Pod = { name, ip: podIp, node, ns: `kl-${this.id}-${name}`, hostIf: `${this.interfacePrefix}${this.interfaces++}` };
     await ip('netns', 'add', pod.ns);
-    await ip('-n', this.nodeNs, 'link', 'add', pod.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
-    await this.inNode('sysctl', '-qw', `net.ipv4.conf.${pod.hostIf}.proxy_arp=1`, `net.ipv4.conf.${pod.hostIf}.rp_filter=1`);
-    await ip('-n', this.nodeNs, 'link', 'set', pod.hostIf, 'up');
-    await ip('-n', this.nodeNs, 'route', 'add', `${podIp}/32`, 'dev', pod.hostIf);
-    const hostMac = (JSON.parse(await ip('-n', this.nodeNs, '-j', 'link', 'show', pod.hostIf)) as { address: string }[])[0]!.address;
+    await ip('-n', nodeNs, 'link', 'add', pod.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
+    await this.inNamespace(nodeNs, 'sysctl', '-qw', `net.ipv4.conf.${pod.hostIf}.proxy_arp=1`, `net.ipv4.conf.${pod.hostIf}.rp_filter=1`);
+    await ip('-n', nodeNs, 'link', 'set', pod.hostIf, 'up');
+    await ip('-n', nodeNs, 'route', 'add', `${podIp}/32`, 'dev', pod.hostIf);
+    const hostMac = (JSON.parse(await ip('-n', nodeNs, '-j', 'link', 'show', pod.hostIf)) as { address: string }[])[0]!.address;
     await ip('-n', pod.ns, 'link', 'set', 'lo', 'up');
     await ip('-n', pod.ns, 'addr', 'add', `${podIp}/32`, 'dev', 'eth0');
     await ip('-n', pod.ns, 'link', 'set', 'eth0', 'up');
-    await ip('-n', pod.ns, 'route', 'add', GATEWAY, 'dev', 'eth0', 'scope', 'link');
-    await ip('-n', pod.ns, 'route', 'add', 'default', 'via', GATEWAY, 'dev', 'eth0');
+    await ip('-n', pod.ns, 'route', 'add', POD_GATEWAY, 'dev', 'eth0', 'scope', 'link');
+    await ip('-n', pod.ns, 'route', 'add', 'default', 'via', POD_GATEWAY, 'dev', 'eth0');
     // The node namespace has no route to the gateway address for proxy ARP
     // to answer from, so pods learn the gateway's MAC statically.
-    await ip('-n', pod.ns, 'neigh', 'replace', GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
+    await ip('-n', pod.ns, 'neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
     this.pods.set(name, pod);
     return pod;
   }
@@ -145,24 +247,105 @@ export class NodeSandbox {
     return child;
   }
 
+  /** The network namespace of a client place. */
+  namespaceOf(place: ClientPlace): string {
+    if (place === 'external') return this.externalNs;
+    if (place === 'host') return this.nodeNs;
+    return this.pod(place.pod).ns;
+  }
+
   /** Runs the test client in a pod; see test/lib/pod-client.ts for the modes. */
-  async client(podName: string, mode: ClientMode, target: string, port: number, countOrMs: number): Promise<ClientResult> {
-    const pod = this.pod(podName);
-    const { stdout } = await exec('ip', ['netns', 'exec', pod.ns, process.execPath, path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)], {
-      timeout: 120_000,
-    });
+  client(podName: string, mode: ClientMode, target: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    return this.clientAt({ pod: podName }, mode, target, port, countOrMs, opts);
+  }
+
+  /**
+   * Runs the test client at any place. The external client binds
+   * EXTERNAL_CLIENT_IPS[0] unless told another source.
+   */
+  async clientAt(place: ClientPlace, mode: ClientMode, target: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
+    const source = opts.source ?? (place === 'external' ? EXTERNAL_CLIENT_IPS[0] : undefined);
+    const args = [path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)];
+    if (source !== undefined) args.push(`--source=${source}`);
+    if (opts.reportSource) args.push('--report-source');
+    const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args], { timeout: 120_000 });
     return JSON.parse(stdout) as ClientResult;
   }
 
   /**
-   * Runs a command in the node namespace with nsenter, which, unlike
+   * Starts Debian's nginx in a pod, serving on `port` a page that names the
+   * pod ("web-1\n"); resolves once it answers. destroy() ends it.
+   */
+  async startNginx(podName: string, port = 80): Promise<ChildProcess> {
+    requireCommand('nginx', 'apt-get install nginx');
+    requireCommand('curl', 'apt-get install curl');
+    const pod = this.pod(podName);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-nginx-${this.id}-${pod.name}-`));
+    this.tempDirs.push(dir);
+    fs.mkdirSync(path.join(dir, 'html'));
+    fs.writeFileSync(path.join(dir, 'html', 'index.html'), `${pod.name}\n`);
+    // One process in the foreground, as root (no user switch: the temporary
+    // directory is root's alone), with every path inside the directory, so
+    // nothing of the system's nginx setup is read or written.
+    fs.writeFileSync(
+      path.join(dir, 'nginx.conf'),
+      [
+        'daemon off;',
+        'master_process off;',
+        `pid ${dir}/nginx.pid;`,
+        'error_log stderr warn;',
+        'events {}',
+        'http {',
+        '  access_log off;',
+        `  client_body_temp_path ${dir}/client_body;`,
+        `  proxy_temp_path ${dir}/proxy;`,
+        `  fastcgi_temp_path ${dir}/fastcgi;`,
+        `  uwsgi_temp_path ${dir}/uwsgi;`,
+        `  scgi_temp_path ${dir}/scgi;`,
+        '  default_type text/plain;',
+        `  server { listen ${port}; root ${dir}/html; }`,
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const child = this.spawnInPod(podName, 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', 'stderr']);
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const deadline = performance.now() + slow(10_000);
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`nginx in pod ${pod.name} exited with ${child.exitCode}: ${output.slice(-2000)}`);
+      try {
+        if ((await this.curl({ pod: podName }, `http://127.0.0.1:${port}/`)) === `${pod.name}\n`) return child;
+      } catch {
+        // Not listening yet.
+      }
+      if (performance.now() > deadline) throw new Error(`nginx in pod ${pod.name} not answering on port ${port} after ${slow(10_000)} ms: ${output.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * Fetches `url` with Debian's curl from a place; resolves with the body of
+   * a 2xx answer and rejects with curl's error otherwise (refused, timed
+   * out, HTTP error). The external client uses EXTERNAL_CLIENT_IPS[0]
+   * unless told another source.
+   */
+  async curl(place: ClientPlace, url: string, opts: { source?: string; timeoutMs?: number } = {}): Promise<string> {
+    requireCommand('curl', 'apt-get install curl');
+    const source = opts.source ?? (place === 'external' ? EXTERNAL_CLIENT_IPS[0] : undefined);
+    const args = ['-sS', '--fail', '--noproxy', '*', '--max-time', String((opts.timeoutMs ?? 2000) / 1000)];
+    if (source !== undefined) args.push('--interface', source);
+    const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), 'curl', ...args, url], { timeout: 60_000 });
+    return stdout;
+  }
+
+  /**
+   * Runs a command in node-a's namespace with nsenter, which, unlike
    * `ip netns exec`, keeps /sys/fs/bpf visible.
    */
   spawnInNode(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
-    const child = spawn('nsenter', [`--net=/run/netns/${this.nodeNs}`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-    return child;
+    return this.track(spawn('nsenter', [`--net=/run/netns/${this.nodeNs}`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env }));
   }
 
   async execInNode(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
@@ -177,7 +360,10 @@ export class NodeSandbox {
 
   /** Starts a command in a pod's network namespace; destroy() ends it if it is still running. */
   spawnInPod(podName: string, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', this.pod(podName).ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return this.track(spawn('ip', ['netns', 'exec', this.pod(podName).ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  }
+
+  private track(child: ChildProcess): ChildProcess {
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
@@ -195,8 +381,8 @@ export class NodeSandbox {
       ),
     );
     for (const pod of this.pods.values()) await ip('netns', 'del', pod.ns).catch(() => undefined);
-    await ip('netns', 'del', this.nodeNs).catch(() => undefined);
-    await ip('netns', 'del', this.uplinkNs).catch(() => undefined);
+    for (const ns of [...Object.values(this.nodeNamespaces), this.externalNs]) await ip('netns', 'del', ns).catch(() => undefined);
+    for (const dir of this.tempDirs) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

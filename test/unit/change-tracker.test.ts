@@ -3,13 +3,13 @@ import { describe, test } from 'node:test';
 import { ChangeTracker } from '../../src/model/change-tracker.js';
 import { ProxyModel } from '../../src/model/model.js';
 import { parseObject, type RawObject } from '../../src/model/objects.js';
-import { rawNode, rawService, rawSlice, readyEndpoint } from './fixtures.js';
+import { rawNode, rawService, rawSlice, readyEndpoint, testModel } from './fixtures.js';
 
 const httpPort = [{ name: 'http', port: 8080 }];
 
 /** A model holding `objects`, with the changes of loading them already taken. */
 function settledModel(...objects: RawObject[]): ProxyModel {
-  const model = new ProxyModel();
+  const model = testModel();
   for (const raw of objects) model.upsert(parseObject(raw));
   model.changes.take();
   return model;

@@ -44,8 +44,10 @@ describe('map encoders round-trip', () => {
     assert.deepEqual([...key.subarray(3, 10)], [10, 96, 0, 10, 0xbb, 0x01, 17]);
     assert.deepEqual(decodeSvcKey(key, 3), { frontend, slot: 3 });
     const value = Buffer.alloc(layouts.lb_svc_value.size);
-    writeSvcCount(value, 0, 7);
+    writeSvcCount(value, 0, 7, 'NodePort');
     assert.equal(decodeSvcValue(value).count, 7);
+    assert.equal(decodeSvcValue(value).kind, 'NodePort');
+    assert.deepEqual([...value.subarray(0, 4)], [7, 0, 4, 0], 'LB_SVC_F_NODEPORT in the flags');
     writeSvcBackend(value, 0, { ip: '10.244.1.2', port: 8443 });
     assert.deepEqual(decodeSvcValue(value).backend, { ip: '10.244.1.2', port: 8443 });
   });

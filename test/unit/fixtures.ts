@@ -3,6 +3,7 @@
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
 import type { RawObject } from '../../src/model/objects.js';
+import { DEFAULT_PROTOCOLS, type ModelOptions, ProxyModel } from '../../src/model/model.js';
 
 export interface RawPort {
   name?: string;
@@ -25,6 +26,8 @@ export interface RawEndpoint {
   addresses: string[];
   conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean };
   nodeName?: string;
+  zone?: string;
+  hints?: { forZones?: { name: string }[]; forNodes?: { name: string }[] };
 }
 
 export function rawSlice(
@@ -68,4 +71,18 @@ export function captureLogger(): { log: Logger; lines: LogLine[] } {
   const lines: LogLine[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as LogLine) });
   return { log, lines };
+}
+
+/** A model for node "node-a", as `kube-lb run` configures it by default, logging nowhere unless given a logger. */
+export function testModel(options: Partial<ModelOptions> = {}): ProxyModel {
+  return new ProxyModel({
+    nodeName: 'node-a',
+    nodePortAddresses: 'primary',
+    localhostNodePorts: false,
+    families: ['IPv4'],
+    protocols: DEFAULT_PROTOCOLS,
+    deriveTopologyHints: false,
+    log: pino({ level: 'silent' }),
+    ...options,
+  });
 }

@@ -3,14 +3,13 @@
 // check's message, and the model carrying the per-service scheduler.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ServicePortState } from '../../src/backends/backend.js';
+import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
 import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRules, renderSetsDiff, renderSetsReplace, setContents } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
-import { ProxyModel } from '../../src/model/model.js';
 import { parseObject } from '../../src/model/objects.js';
-import { captureLogger, rawService } from './fixtures.js';
+import { captureLogger, rawService, testModel } from './fixtures.js';
 
 function servicePort(ipvsScheduler?: string): ServicePortState {
   return {
@@ -18,9 +17,9 @@ function servicePort(ipvsScheduler?: string): ServicePortState {
     namespace: 'default',
     name: 'web',
     portName: 'http',
-    frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' },
-    destinations: [],
-    ...(ipvsScheduler !== undefined && { ipvsScheduler }),
+    protocol: 'TCP',
+    frontends: [],
+    settings: ipvsScheduler === undefined ? {} : { ipvsScheduler },
   };
 }
 
@@ -56,14 +55,14 @@ describe('ipvs schedulers', () => {
   });
 
   test('the model carries the annotation on every port of the service, and only when set', () => {
-    const model = new ProxyModel();
+    const model = testModel();
     model.upsert(parseObject(rawService('plain')));
     const annotated = rawService('sticky', { clusterIP: '10.96.0.11' });
     (annotated.metadata as Record<string, unknown>).annotations = { 'kube-lb.io/ipvs-scheduler': 'sh' };
     model.upsert(parseObject(annotated));
     const state = model.desiredState();
-    assert.equal(state.get('default/sticky:http')!.ipvsScheduler, 'sh');
-    assert.equal('ipvsScheduler' in state.get('default/plain:http')!, false);
+    assert.equal(state.get('default/sticky:http')!.settings.ipvsScheduler, 'sh');
+    assert.deepEqual(state.get('default/plain:http')!.settings, {});
   });
 });
 

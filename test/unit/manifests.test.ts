@@ -4,11 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { ModelSink } from '../../src/model/ingest.js';
-import { ProxyModel } from '../../src/model/model.js';
 import type { ObjectKind, RawObject } from '../../src/model/objects.js';
 import { ManifestsSource } from '../../src/sources/manifests.js';
-import type { ObjectSink } from '../../src/sources/source.js';
-import { captureLogger } from './fixtures.js';
+import type { ObjectSink } from '../../src/model/ingest.js';
+import { captureLogger, testModel } from './fixtures.js';
 
 /** Exactly what `kubectl get svc,endpointslices -o yaml` prints for a small cluster. */
 const KUBECTL_LIST = `apiVersion: v1
@@ -309,7 +308,7 @@ describe('ManifestsSource', () => {
 
   test('kubectl List output feeds the model end to end', async () => {
     await writeFile(path.join(directory, 'cluster.yaml'), KUBECTL_LIST);
-    const model = new ProxyModel();
+    const model = testModel();
     const logger = captureLogger();
     let synced = false;
     await start(new ModelSink(model, logger.log, { onChange: () => {}, onSynced: () => (synced = true) }));
@@ -320,15 +319,13 @@ describe('ManifestsSource', () => {
       'nothing rejected',
     );
     const state = model.desiredState();
-    assert.deepEqual(state.get('default/web:http'), {
-      key: 'default/web:http',
-      namespace: 'default',
-      name: 'web',
-      portName: 'http',
-      frontend: { ip: '10.96.120.15', port: 80, protocol: 'TCP' },
-      destinations: [{ ip: '10.244.1.7', port: 8080 }],
-    });
-    assert.deepEqual(state.get('default/kubernetes:https')?.destinations, [{ ip: '172.18.0.2', port: 6443 }]);
+    const web = state.get('default/web:http')!;
+    assert.deepEqual(
+      { key: web.key, namespace: web.namespace, name: web.name, portName: web.portName, frontends: web.frontends.map((f) => ({ kind: f.kind, ip: f.ip, port: f.port, protocol: f.protocol })) },
+      { key: 'default/web:http', namespace: 'default', name: 'web', portName: 'http', frontends: [{ kind: 'ClusterIP', ip: '10.96.120.15', port: 80, protocol: 'TCP' }] },
+    );
+    assert.deepEqual(web.frontends[0]!.internal.destinations, [{ ip: '10.244.1.7', port: 8080 }]);
+    assert.deepEqual(state.get('default/kubernetes:https')?.frontends[0]!.internal.destinations, [{ ip: '172.18.0.2', port: 6443 }]);
   });
 
   test('added, edited, renamed and deleted files are noticed promptly', async () => {
@@ -540,7 +537,7 @@ describe('ManifestsSource', () => {
 
   test('an invalid object is rejected at the model boundary with its name, origin and reason, keeping its last good version', async () => {
     await writeFile(path.join(directory, 'web.yaml'), service('web', '10.96.0.30'));
-    const model = new ProxyModel();
+    const model = testModel();
     const logger = captureLogger();
     let changes = 0;
     await start(new ModelSink(model, logger.log, { onChange: () => changes++, onSynced: () => {} }));
@@ -555,7 +552,7 @@ describe('ManifestsSource', () => {
       { kind: 'Service', namespace: 'default', name: 'web', origin: path.join(directory, 'web.yaml'), reason: 'spec.clusterIP: not an IP address: "10.96.0.300"' },
     );
     assert.equal(changes, 1);
-    assert.equal(model.desiredState().get('default/web:http')?.frontend.ip, '10.96.0.30');
+    assert.equal(model.desiredState().get('default/web:http')?.frontends[0]!.ip, '10.96.0.30');
   });
 
   test('the periodic rescan finds changes on its own', async () => {

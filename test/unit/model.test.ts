@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ServicePortState } from '../../src/backends/backend.js';
+import type { ServicePortState } from '../../src/model/contract.js';
 import { ProxyModel } from '../../src/model/model.js';
 import { parseObject, type RawObject } from '../../src/model/objects.js';
-import { rawNode, rawService, rawSlice, readyEndpoint } from './fixtures.js';
+import { rawNode, rawService, rawSlice, readyEndpoint, testModel } from './fixtures.js';
 
 function modelWith(...objects: RawObject[]): ProxyModel {
-  const model = new ProxyModel();
+  const model = testModel();
   for (const raw of objects) model.upsert(parseObject(raw));
   return model;
 }
@@ -18,7 +18,7 @@ function portState(model: ProxyModel, key: string): ServicePortState {
 }
 
 function destinationsOf(model: ProxyModel, key: string): string[] {
-  return portState(model, key).destinations.map((d) => `${d.ip}:${d.port}`);
+  return portState(model, key).frontends[0]!.internal.destinations.map((d) => `${d.ip}:${d.port}`);
 }
 
 const httpPort = [{ name: 'http', port: 8080 }];
@@ -91,7 +91,7 @@ describe('endpoint selection', () => {
       rawSlice('dns-1', 'dns', [{ name: 'dns', port: 5353, protocol: 'UDP' }, { name: 'dns-tcp', port: 5353 }], [readyEndpoint('10.1.0.1')]),
     );
     assert.deepEqual(
-      [...model.desiredState().values()].map(({ key, namespace, name, portName, frontend }) => ({ key, namespace, name, portName, frontend })),
+      [...model.desiredState().values()].map(({ key, namespace, name, portName, frontends: [f] }) => ({ key, namespace, name, portName, frontend: { ip: f!.ip, port: f!.port, protocol: f!.protocol } })),
       [
         { key: 'default/dns:dns', namespace: 'default', name: 'dns', portName: 'dns', frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' } },
         { key: 'default/dns:dns-tcp', namespace: 'default', name: 'dns', portName: 'dns-tcp', frontend: { ip: '10.96.0.10', port: 53, protocol: 'TCP' } },
@@ -121,7 +121,8 @@ describe('frontends', () => {
   test('ClusterIP, NodePort and LoadBalancer services are served on their ClusterIP', () => {
     for (const type of ['ClusterIP', 'NodePort', 'LoadBalancer']) {
       const model = modelWith(rawService('web', { type, clusterIP: '10.96.0.7' }));
-      assert.deepEqual(portState(model, 'default/web:http').frontend, { ip: '10.96.0.7', port: 80, protocol: 'TCP' }, type);
+      const [f] = portState(model, 'default/web:http').frontends;
+      assert.deepEqual({ kind: f!.kind, ip: f!.ip, port: f!.port, protocol: f!.protocol }, { kind: 'ClusterIP', ip: '10.96.0.7', port: 80, protocol: 'TCP' }, type);
     }
   });
 
@@ -137,14 +138,14 @@ describe('frontends', () => {
 
   test('a dual-stack service is served on its IPv4 ClusterIP', () => {
     const model = modelWith(rawService('web', { clusterIP: 'fd00::7', clusterIPs: ['fd00::7', '10.96.0.7'] }));
-    assert.equal(portState(model, 'default/web:http').frontend.ip, '10.96.0.7');
+    assert.deepEqual(portState(model, 'default/web:http').frontends.map((f) => f.ip), ['10.96.0.7']);
   });
 
-  test('nodes do not change the desired state', () => {
+  test('only the Node of this node counts', () => {
     const model = modelWith(rawService('web'));
-    const before = model.desiredState();
-    assert.equal(model.upsert(parseObject(rawNode('worker-1', 'zone-a', '192.168.1.11'))), true);
-    assert.equal(model.desiredState(), before);
+    const before = model.desiredState().get('default/web:http');
+    assert.equal(model.upsert(parseObject(rawNode('worker-1', 'zone-a', '192.168.1.11'))), false);
+    assert.equal(model.desiredState().get('default/web:http'), before);
   });
 });
 
@@ -171,7 +172,7 @@ describe('changes', () => {
   });
 
   test('a slice moved to another service leaves the old one', () => {
-    const model = modelWith(rawService('web'), rawService('api'), rawSlice('shared-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]));
+    const model = modelWith(rawService('web'), rawService('api', { clusterIP: '10.96.0.11' }), rawSlice('shared-1', 'web', httpPort, [readyEndpoint('10.1.0.1')]));
     model.upsert(parseObject(rawSlice('shared-1', 'api', httpPort, [readyEndpoint('10.1.0.1')])));
     assert.deepEqual(destinationsOf(model, 'default/web:http'), []);
     assert.deepEqual(destinationsOf(model, 'default/api:http'), ['10.1.0.1:8080']);
@@ -197,14 +198,14 @@ describe('caching', () => {
     assert.equal(model.desiredState(), state, 'one map, brought up to date');
     assert.equal(state.get('default/api:http'), api, 'an unchanged service keeps its entry');
     assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.2:8080']);
-    assert.deepEqual(web.destinations, [{ ip: '10.1.0.1', port: 8080 }], 'an entry handed out is never modified');
+    assert.deepEqual(web.frontends[0]!.internal.destinations, [{ ip: '10.1.0.1', port: 8080 }], 'an entry handed out is never modified');
 
     model.delete('Service', 'default', 'api');
     assert.equal(model.desiredState().has('default/api:http'), false);
   });
 
   test('100,000 service ports: one change is recomputed quickly', () => {
-    const model = new ProxyModel();
+    const model = testModel();
     const serviceCount = 50_000;
     const ports = [
       { name: 'http', port: 80 },
@@ -226,7 +227,7 @@ describe('caching', () => {
     model.upsert(parseObject(rawSlice('svc-7-abcde', 'svc-7', slicePorts, [readyEndpoint('10.250.0.1')])));
     const incremental = timed(() => model.desiredState());
     assert.equal(incremental.result.size, 100_000);
-    assert.deepEqual(incremental.result.get('default/svc-7:https')!.destinations, [{ ip: '10.250.0.1', port: 8443 }]);
+    assert.deepEqual(incremental.result.get('default/svc-7:https')!.frontends[0]!.internal.destinations, [{ ip: '10.250.0.1', port: 8443 }]);
     // Only svc-7 is recomputed.
     assert.ok(incremental.ms < 5, `recomputing after one change took ${incremental.ms.toFixed(1)} ms (full: ${full.ms.toFixed(1)} ms)`);
   });

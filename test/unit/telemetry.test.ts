@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Backend } from '../../src/backends/backend.js';
 import { ProxierHealth } from '../../src/observability/health.js';
+import { ServiceHealthServers } from '../../src/observability/service-health.js';
 import { parseBindAddress, ProxyTelemetry } from '../../src/observability/telemetry.js';
-import type { ObjectSink } from '../../src/sources/source.js';
+import type { ObjectSink } from '../../src/model/ingest.js';
 import { captureLogger, rawSlice, readyEndpoint } from './fixtures.js';
 
 describe('proxier health (kube-proxy semantics)', () => {
@@ -37,6 +38,7 @@ describe('proxier health (kube-proxy semantics)', () => {
 describe('health and metrics servers', () => {
   const backend: Backend = {
     name: 'fake',
+    protocols: ['TCP', 'UDP'],
     sync: async () => ({ frontendsWritten: 0, frontendsRemoved: 0 }),
     inspect: async () => [],
     cleanup: async () => {},
@@ -108,5 +110,28 @@ describe('health and metrics servers', () => {
     assert.deepEqual(parseBindAddress(':10249', 'metrics'), { host: '0.0.0.0', port: 10249 });
     assert.throws(() => parseBindAddress('10256', 'healthz'), { message: '--healthz-bind-address=10256: not host:port, such as 0.0.0.0:10256' });
     assert.throws(() => parseBindAddress('127.0.0.1:70000', 'metrics'), /--metrics-bind-address=127\.0\.0\.1:70000/);
+  });
+});
+
+describe('service health check node ports', () => {
+  it("answers as kube-proxy: 200 with the local endpoint count, 503 without, on the service's port", async () => {
+    const { log } = captureLogger();
+    const servers = new ServiceHealthServers(new ProxierHealth(60_000), log, '127.0.0.1');
+    const port = 30000 + Math.floor(Math.random() * 2000);
+    try {
+      servers.update(new Map([[port, { namespace: 'default', name: 'web', localEndpoints: 2 }]]));
+      const get = async (): Promise<{ status: number; body: unknown; weight: string | null }> => {
+        const res = await fetch(`http://127.0.0.1:${port}/`);
+        return { status: res.status, body: await res.json(), weight: res.headers.get('x-load-balancing-endpoint-weight') };
+      };
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await get(), { status: 200, body: { service: { namespace: 'default', name: 'web' }, localEndpoints: 2, serviceProxyHealthy: true }, weight: '2' });
+      servers.update(new Map([[port, { namespace: 'default', name: 'web', localEndpoints: 0 }]]));
+      assert.deepEqual(await get(), { status: 503, body: { service: { namespace: 'default', name: 'web' }, localEndpoints: 0, serviceProxyHealthy: true }, weight: '0' });
+      servers.update(new Map());
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/`), 'the listener is closed with the service');
+    } finally {
+      await servers.close();
+    }
   });
 });

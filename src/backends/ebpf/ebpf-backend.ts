@@ -1,11 +1,12 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
-import type { Backend, DesiredState, Destination, FrontendView, MapFill, ServicePortState, SyncStats } from '../backend.js';
-import { frontendKey } from '../backend.js';
+import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
+import { type DesiredState, type Destination, type Frontend, type FrontendKind, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
-import { addStale, flushStaleFlows, type StaleDestinations } from './conntrack.js';
+import { flushStaleFlows } from './conntrack.js';
+import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { readMapFill } from './map-stats.js';
@@ -21,22 +22,20 @@ export interface EbpfRunOptions extends EbpfOptions {
   interfacePrefix: string;
 }
 
-const destKey = (d: Destination): string => `${d.ip}:${d.port}`;
-
-function sameDestinations(a: readonly Destination[], b: readonly Destination[]): boolean {
+/** Slots keep their order, so the map's backends are compared as a set. */
+function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]): boolean {
   if (a.length !== b.length) return false;
-  const keys = new Set(a.map(destKey));
-  return b.every((d) => keys.has(destKey(d)));
+  const keys = new Set(a.map(destinationKey));
+  return b.every((d) => keys.has(destinationKey(d)));
 }
 
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
+  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** What the map holds, by frontendKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
-  /** The frontend of each service port key in the last state synced. */
-  private frontendsOf = new Map<string, string>();
-  /** The service port keys claiming each frontend; more than one is a conflict. */
-  private claims = new Map<string, Set<string>>();
+  /** The frontends of each service port key in the last state synced. */
+  private readonly frontendsOf = new Map<string, string[]>();
   private attacher: Attacher | undefined;
   private watcher: LinkWatcher | undefined;
   private closed = false;
@@ -81,21 +80,35 @@ export class EbpfBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
-    const candidates = this.updateClaims(state, changed);
+    // The programs see traffic from pods only, so every frontend sends to its internal set.
+    const wanted = new Map<string, { kind: FrontendKind; frontend: Frontend; destinations: Destination[] }>();
+    const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
+    if (changed === null) this.frontendsOf.clear();
+    for (const key of changed ?? state.keys()) {
+      for (const fk of this.frontendsOf.get(key) ?? []) candidates.add(fk);
+      const sp = state.get(key);
+      const now = (sp?.frontends ?? []).map((f) => {
+        const fk = frontendKey(f);
+        wanted.set(fk, { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
+        candidates.add(fk);
+        return fk;
+      });
+      if (now.length > 0) this.frontendsOf.set(key, now);
+      else this.frontendsOf.delete(key);
+    }
 
     const changes: ServiceChange[] = [];
-    const stale: StaleDestinations = new Map();
+    const stale: StaleUdpFlows[] = [];
     for (const fk of candidates) {
-      const wanted = this.claimant(fk, state);
+      const want = wanted.get(fk);
       const current = this.applied.get(fk);
-      if (wanted && current && sameDestinations(current.slots, wanted.destinations)) continue;
-      if (!wanted && !current) continue;
-      const frontend = (wanted ?? current)!.frontend;
-      changes.push({ frontend, current: current?.slots ?? null, wanted: wanted?.destinations ?? null });
-      if (current) {
-        const keep = new Set((wanted?.destinations ?? []).map(destKey));
-        addStale(stale, frontend, current.slots.filter((d) => !keep.has(destKey(d))));
-      }
+      if (want && current && want.kind === current.kind && sameDestinationSet(current.slots, want.destinations)) continue;
+      if (!want && !current) continue;
+      const { kind, frontend } = (want ?? current)!;
+      changes.push({ kind, frontend, currentKind: current?.kind ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
+      // The map holds what the kernel has, so this holds after a restart too.
+      const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
+      if (flows !== null) stale.push(flows);
     }
 
     const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
@@ -103,54 +116,13 @@ export class EbpfBackend implements Backend {
     for (const { frontend } of changes) {
       const fk = frontendKey(frontend);
       const slots = tables.get(fk);
-      if (slots) this.applied.set(fk, { frontend, slots });
+      if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, frontend, slots });
       else if (this.applied.delete(fk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
     if (changed === null) await this.attacher?.reconcile();
     return { frontendsWritten: changes.length - removed, frontendsRemoved: removed };
-  }
-
-  /**
-   * Brings the frontend claims up to date with the changed keys (all keys on
-   * a full sync) and returns the frontends to re-examine: those the changed
-   * keys had or have, and on a full sync everything the map holds.
-   */
-  private updateClaims(state: DesiredState, changed: ReadonlySet<string> | null): Set<string> {
-    const candidates = new Set<string>();
-    if (changed === null) {
-      this.frontendsOf = new Map();
-      this.claims = new Map();
-      for (const fk of this.applied.keys()) candidates.add(fk);
-    }
-    for (const key of changed ?? state.keys()) {
-      const before = this.frontendsOf.get(key);
-      if (before !== undefined) {
-        this.claims.get(before)!.delete(key);
-        if (this.claims.get(before)!.size === 0) this.claims.delete(before);
-        this.frontendsOf.delete(key);
-        candidates.add(before);
-      }
-      const now = state.get(key);
-      if (now !== undefined) {
-        const fk = frontendKey(now.frontend);
-        const keys = this.claims.get(fk) ?? new Set<string>();
-        this.claims.set(fk, keys.add(key));
-        this.frontendsOf.set(key, fk);
-        candidates.add(fk);
-      }
-    }
-    return candidates;
-  }
-
-  /** The service port a frontend serves; of two claiming one, the smaller key, with a warning. */
-  private claimant(fk: string, state: DesiredState): ServicePortState | undefined {
-    const keys = this.claims.get(fk);
-    if (keys === undefined) return undefined;
-    const sorted = [...keys].sort();
-    if (sorted.length > 1) this.opts.log.warn({ frontend: fk, kept: sorted[0], ignored: sorted.slice(1) }, 'several service ports claim one frontend');
-    return state.get(sorted[0]!);
   }
 
   async mapFill(): Promise<MapFill[]> {
@@ -160,7 +132,7 @@ export class EbpfBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
     const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
-    return entries.map((e) => ({ frontend: e.frontend, destinations: e.slots }));
+    return entries.map((e) => ({ kind: e.kind, frontend: e.frontend, destinations: e.slots }));
   }
 
   async cleanup(): Promise<void> {

@@ -4,7 +4,8 @@
 // Addresses are bytes in packet order (written big-endian); ports, counts
 // and flags are in host order (little-endian, checked below).
 import os from 'node:os';
-import { type Destination, type Frontend, type Protocol, intToIpv4, ipv4ToInt } from '../backend.js';
+import type { Destination, Frontend, FrontendKind, Protocol } from '../../model/contract.js';
+import { intToIpv4, ipv4ToInt } from '../../net/ip.js';
 
 if (os.endianness() !== 'LE') {
   throw new Error('kube-lb encodes host-order map fields as little-endian; this host is big-endian');
@@ -30,6 +31,15 @@ export const LB_HAIRPIN_ADDR = '169.254.7.1';
 export const LB_CT_F_HAIRPIN = 0x1;
 export const LB_CT_F_CLOSING = 0x2;
 export const LB_IFACE_F_CREATED_HOOK = 0x1;
+
+/** Slot 0's flags: the frontend's kind (LB_SVC_F_* in consts.h); a ClusterIP has none. */
+const KIND_FLAGS: Record<FrontendKind, number> = { ClusterIP: 0, ExternalIP: 0x1, LoadBalancerIP: 0x2, NodePort: 0x4 };
+
+function kindFromFlags(flags: number): FrontendKind {
+  const kind = (Object.keys(KIND_FLAGS) as FrontendKind[]).find((k) => KIND_FLAGS[k] === (flags & 0x7));
+  if (kind === undefined) throw new Error(`kube_lb_svc: unknown frontend flags 0x${flags.toString(16)}`);
+  return kind;
+}
 
 const protocolNumbers: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 
@@ -63,9 +73,10 @@ export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; slot: num
   };
 }
 
-/** Slot 0 of a service: how many backend slots are in use. */
-export function writeSvcCount(b: Buffer, at: number, count: number): void {
+/** Slot 0 of a service: how many backend slots are in use, and what kind of frontend it is. */
+export function writeSvcCount(b: Buffer, at: number, count: number, kind: FrontendKind): void {
   b.writeUInt16LE(count, at + svcValue.count.offset);
+  b.writeUInt16LE(KIND_FLAGS[kind], at + svcValue.flags.offset);
 }
 
 /** Slots 1..count: one backend each. */
@@ -74,9 +85,10 @@ export function writeSvcBackend(b: Buffer, at: number, d: Destination): void {
   b.writeUInt16LE(d.port, at + svcValue.backend_port.offset);
 }
 
-export function decodeSvcValue(b: Buffer, at = 0): { count: number; backend: Destination } {
+export function decodeSvcValue(b: Buffer, at = 0): { count: number; kind: FrontendKind; backend: Destination } {
   return {
     count: b.readUInt16LE(at + svcValue.count.offset),
+    kind: kindFromFlags(b.readUInt16LE(at + svcValue.flags.offset)),
     backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };
 }

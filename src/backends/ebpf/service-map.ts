@@ -1,19 +1,23 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, frontendKey } from '../backend.js';
+import { type Destination, type Frontend, type FrontendKind, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';
 
 /** A service as the map holds it: its backends in slot order. */
 export interface ServiceEntry {
+  kind: FrontendKind;
   frontend: Frontend;
   slots: Destination[];
 }
 
 /** One frontend's change; null on a side means absent. */
 export interface ServiceChange {
+  kind: FrontendKind;
   frontend: Frontend;
+  /** The kind slot 0 records now; null when absent. */
+  currentKind: FrontendKind | null;
   current: readonly Destination[] | null;
   wanted: readonly Destination[] | null;
 }
@@ -45,8 +49,8 @@ class Batch {
     this.key(frontend, slot);
   }
 
-  serviceCount(frontend: Frontend, count: number): void {
-    writeSvcCount(this.values, this.count * VALUE_SIZE, count);
+  serviceCount(frontend: Frontend, count: number, kind: FrontendKind): void {
+    writeSvcCount(this.values, this.count * VALUE_SIZE, count, kind);
     this.key(frontend, 0);
   }
 
@@ -77,24 +81,24 @@ export class ServiceMap {
   /** Every service in the map, by frontendKey. Slots past the count are ignored. */
   readAll(): Map<string, ServiceEntry> {
     const { keys, values, count } = this.lib.mapDump(this.fd);
-    const counts = new Map<string, { frontend: Frontend; count: number }>();
+    const counts = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind }>();
     const backends = new Map<string, Destination>();
     for (let i = 0; i < count; i++) {
       const { frontend, slot } = decodeSvcKey(keys, i * layouts.lb_svc_key.size);
       const value = decodeSvcValue(values, i * layouts.lb_svc_value.size);
       const fk = frontendKey(frontend);
-      if (slot === 0) counts.set(fk, { frontend, count: value.count });
+      if (slot === 0) counts.set(fk, { frontend, count: value.count, kind: value.kind });
       else backends.set(`${fk}#${slot}`, value.backend);
     }
     const result = new Map<string, ServiceEntry>();
-    for (const [fk, { frontend, count: n }] of counts) {
+    for (const [fk, { frontend, count: n, kind }] of counts) {
       const slots: Destination[] = [];
       for (let slot = 1; slot <= n; slot++) {
         const b = backends.get(`${fk}#${slot}`);
         if (!b) throw new Error(`service map is inconsistent: ${fk} counts ${n} backends but slot ${slot} is missing`);
         slots.push(b);
       }
-      result.set(fk, { frontend, slots });
+      result.set(fk, { kind, frontend, slots });
     }
     return result;
   }
@@ -113,13 +117,13 @@ export class ServiceMap {
     const tables = new Map<string, Destination[]>();
 
     for (const { change, plan } of plans) {
-      const { frontend, current, wanted } = change;
+      const { kind, frontend, current, currentKind, wanted } = change;
       if (wanted === null) {
         // Remove the service before its slots, so no lookup finds it half gone.
         if (current !== null) removedServices.key(frontend, 0);
       } else {
         for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
-        if (current === null || current.length !== plan.slots.length) countWrites.serviceCount(frontend, plan.slots.length);
+        if (current === null || current.length !== plan.slots.length || currentKind !== kind) countWrites.serviceCount(frontend, plan.slots.length, kind);
         tables.set(frontendKey(frontend), plan.slots);
       }
       for (const slot of plan.deletes) slotDeletes.key(frontend, slot);

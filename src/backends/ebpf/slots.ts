@@ -2,7 +2,7 @@
 // the datapath indexes (1..count); a change rewrites as few slots as
 // possible so established picks stay where they are, and the plan carries
 // the order that keeps every lookup valid while it is applied.
-import type { Destination } from '../backend.js';
+import type { Destination } from '../../model/contract.js';
 
 export interface SlotPlan {
   /** The new table: slots[i] is slot i + 1. */

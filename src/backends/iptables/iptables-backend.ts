@@ -2,22 +2,22 @@
 // with iptables-restore --noflush in one transaction per sync. After the
 // first sync only chains whose rules changed are sent; a full sync rewrites
 // every chain and removes stale ones found in iptables-save.
-import type { Backend, DesiredState, FrontendView, ServicePortState, SyncStats } from '../backend.js';
+import fs from 'node:fs';
+import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { DesiredState, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
-import { type NetfilterOptions, masqueradeMark, servicePortsToProgram } from '../netfilter/frontends.js';
+import { type NetfilterOptions, frontendDestinations, masqueradeMark, sortedServicePorts } from '../netfilter/frontends.js';
 import {
   type Chains,
   JUMPS,
-  SERVICES_CHAIN,
+  type PortRules,
   type TableUpdate,
+  assembleTables,
   emptyUpdate,
-  filterServicesRules,
   isOwnChain,
-  masqueradeChains,
-  natServicesRules,
+  portRules,
   renderRestore,
-  servicePortChains,
 } from './rules.js';
 import { type SavedTable, parseSave, tokenize, viewsFromSave } from './save.js';
 
@@ -47,11 +47,12 @@ const joinRules = (chains: Chains): Map<string, string> => new Map([...chains].m
 
 export class IptablesBackend implements Backend {
   readonly name = 'iptables';
+  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** Null until a full sync has read the kernel: partial syncs need to know what is there. */
   private written: Written | null = null;
   private readonly programmed = new ProgrammedFrontends();
-  /** Chains per service port; the model hands out the same object while a service port is unchanged. */
-  private readonly chainsOf = new WeakMap<ServicePortState, Chains>();
+  /** Rules per service port; the model hands out the same object while a service port is unchanged. */
+  private readonly rulesOf = new WeakMap<ServicePortState, PortRules>();
   private readonly mark: string;
 
   constructor(private readonly opts: IptablesOptions) {
@@ -59,7 +60,7 @@ export class IptablesBackend implements Backend {
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
-    const servicePorts = servicePortsToProgram(state, this.opts.log);
+    const servicePorts = sortedServicePorts(state);
     const wanted = this.wantedChains(servicePorts);
     const full = changed === null || this.written === null;
     const update = full ? await this.fullUpdate(wanted) : this.partialUpdate(wanted, this.written!);
@@ -70,7 +71,7 @@ export class IptablesBackend implements Backend {
     }
     this.written = { nat: joinRules(wanted.nat), filter: joinRules(wanted.filter) };
     this.opts.log.debug({ full, natChainsWritten: update.nat.write.size, natChainsRemoved: update.nat.remove.length, bytes: payload.length }, 'iptables-restore');
-    const { stats, stale } = this.programmed.update(servicePorts);
+    const { stats, stale } = this.programmed.update(frontendDestinations(servicePorts));
     await flushStaleFlows(stale, this.opts.log);
     return stats;
   }
@@ -103,13 +104,14 @@ export class IptablesBackend implements Backend {
   async close(): Promise<void> {}
 
   private wantedChains(servicePorts: readonly ServicePortState[]): Record<Table, Chains> {
-    const nat: Chains = new Map([[SERVICES_CHAIN, natServicesRules(servicePorts)], ...masqueradeChains(this.mark)]);
-    for (const sp of servicePorts) {
-      let chains = this.chainsOf.get(sp);
-      if (chains === undefined) this.chainsOf.set(sp, (chains = servicePortChains(sp, this.opts.clusterCidr)));
-      for (const [name, rules] of chains) nat.set(name, rules);
-    }
-    return { nat, filter: new Map([[SERVICES_CHAIN, filterServicesRules(servicePorts)]]) };
+    const ports = servicePorts.map((sp) => {
+      let rules = this.rulesOf.get(sp);
+      if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.clusterCidr)));
+      return rules;
+    });
+    const tables = assembleTables(ports, this.mark);
+    if (tables.localhostNodePorts) enableRouteLocalnet(this.opts.log);
+    return tables;
   }
 
   /** Every wanted chain, stale chains of ours removed, missing jumps from built-in chains added. */
@@ -144,6 +146,19 @@ export class IptablesBackend implements Backend {
   private async restore(payload: string): Promise<void> {
     await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--wait'], payload);
   }
+}
+
+const ROUTE_LOCALNET = '/proc/sys/net/ipv4/conf/all/route_localnet';
+
+/**
+ * NodePorts on 127.0.0.1 are DNATed to addresses elsewhere, which the kernel
+ * refuses for loopback sources unless route_localnet is on; kube-proxy sets
+ * it, and leaves it set, in the same case.
+ */
+function enableRouteLocalnet(log: IptablesOptions['log']): void {
+  if (fs.readFileSync(ROUTE_LOCALNET, 'utf8').trim() === '1') return;
+  fs.writeFileSync(ROUTE_LOCALNET, '1');
+  log.info({ sysctl: 'net.ipv4.conf.all.route_localnet', value: 1 }, 'enabled for NodePorts on 127.0.0.1');
 }
 
 /** Whether `chain` holds `rule` as iptables-save prints it. */

@@ -1,7 +1,8 @@
 // Reads iptables-save output: the kernel's rules, for full syncs, inspect
 // and cleanup.
-import type { Destination, FrontendView, Protocol } from '../backend.js';
-import { SEP_PREFIX, SERVICES_CHAIN, SVC_PREFIX } from './rules.js';
+import type { FrontendView } from '../backend.js';
+import { type Destination, type FrontendKind, type Protocol, frontendKey } from '../../model/contract.js';
+import { EXTERNAL_SERVICES_CHAIN, EXT_PREFIX, KIND_TEXT, NODEPORTS_CHAIN, SEP_PREFIX, SERVICES_CHAIN, isPolicyChain } from './rules.js';
 
 export interface SavedTable {
   /** Every chain, built-in or not, with its rules as tokens after "-A CHAIN". */
@@ -46,37 +47,62 @@ function option(rule: readonly string[], flag: string): string | undefined {
   return i < 0 ? undefined : rule[i + 1];
 }
 
-function frontendOf(rule: readonly string[]): FrontendView['frontend'] | undefined {
+const KIND_OF_TEXT = new Map(Object.entries(KIND_TEXT).map(([kind, text]) => [text, kind as FrontendKind]));
+/** "ns/name:port <kind>[ ...]": service port names hold no spaces. */
+const KIND_IN_COMMENT = new RegExp(`^\\S+ (${Object.values(KIND_TEXT).join('|')})(?: |$)`);
+
+/** The frontend a rule matches and its kind, read from the destination, port and comment. */
+function frontendOf(rule: readonly string[]): { kind: FrontendKind; frontend: FrontendView['frontend'] } | undefined {
   const dest = option(rule, '-d');
   const proto = option(rule, '-p');
   const port = option(rule, '--dport');
-  if (dest === undefined || proto === undefined || port === undefined) return undefined;
-  return { ip: dest.replace(/\/32$/, ''), port: Number(port), protocol: proto.toUpperCase() as Protocol };
+  const kind = KIND_IN_COMMENT.exec(option(rule, '--comment') ?? '')?.[1];
+  if (dest === undefined || proto === undefined || port === undefined || kind === undefined) return undefined;
+  return { kind: KIND_OF_TEXT.get(kind)!, frontend: { ip: dest.replace(/\/32$/, ''), port: Number(port), protocol: proto.toUpperCase() as Protocol } };
 }
 
-/** The service-to-endpoints view of kube-lb's chains in the nat and filter tables. */
-export function viewsFromSave(nat: SavedTable, filter: SavedTable): FrontendView[] {
-  const views: FrontendView[] = [];
-  for (const rule of nat.chains.get(SERVICES_CHAIN) ?? []) {
-    const target = option(rule, '-j');
-    const frontend = frontendOf(rule);
-    if (frontend === undefined || !target?.startsWith(SVC_PREFIX)) continue;
-    const destinations: Destination[] = [];
-    for (const svcRule of nat.chains.get(target) ?? []) {
-      const sep = option(svcRule, '-j');
-      if (!sep?.startsWith(SEP_PREFIX)) continue;
-      for (const sepRule of nat.chains.get(sep) ?? []) {
-        const to = option(sepRule, '--to-destination');
-        if (to === undefined) continue;
+/**
+ * Where external traffic entering `chain` is DNATed: a KUBE-SVC or KUBE-SVL
+ * chain's endpoints; for KUBE-EXT the set its unconditional last jump leads
+ * to (the earlier jumps are for pods and the node itself); for KUBE-FW the
+ * KUBE-EXT chain its allowed sources go to.
+ */
+function destinationsOf(nat: SavedTable, chain: string): Destination[] {
+  const rules = nat.chains.get(chain) ?? [];
+  if (isPolicyChain(chain)) {
+    const seps = new Set(rules.map((r) => option(r, '-j')).filter((t) => t?.startsWith(SEP_PREFIX)));
+    return [...seps].flatMap((sep) =>
+      (nat.chains.get(sep!) ?? []).flatMap((r) => {
+        const to = option(r, '--to-destination');
+        if (to === undefined) return [];
         const [ip, port] = to.split(':');
-        destinations.push({ ip: ip!, port: Number(port) });
-      }
+        return [{ ip: ip!, port: Number(port) }];
+      }),
+    );
+  }
+  const next = chain.startsWith(EXT_PREFIX)
+    ? rules.find((r) => isPolicyChain(option(r, '-j') ?? '') && !r.includes('-s') && !r.includes('--src-type'))
+    : rules.find((r) => option(r, '-j')?.startsWith(EXT_PREFIX));
+  return next === undefined ? [] : destinationsOf(nat, option(next, '-j')!);
+}
+
+/** The service-to-endpoints view of kube-lb's chains in the nat and filter tables, every frontend kind. */
+export function viewsFromSave(nat: SavedTable, filter: SavedTable): FrontendView[] {
+  const views = new Map<string, FrontendView>();
+  for (const chain of [SERVICES_CHAIN, NODEPORTS_CHAIN]) {
+    for (const rule of nat.chains.get(chain) ?? []) {
+      const found = frontendOf(rule);
+      const target = option(rule, '-j');
+      if (found === undefined || target === undefined) continue;
+      views.set(frontendKey(found.frontend), { ...found, destinations: destinationsOf(nat, target) });
     }
-    views.push({ frontend, destinations });
   }
-  for (const rule of filter.chains.get(SERVICES_CHAIN) ?? []) {
-    const frontend = frontendOf(rule);
-    if (frontend !== undefined && option(rule, '-j') === 'REJECT') views.push({ frontend, destinations: [] });
+  // Frontends whose sets are all empty have a verdict in filter and nothing in nat.
+  for (const chain of [SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN]) {
+    for (const rule of filter.chains.get(chain) ?? []) {
+      const found = frontendOf(rule);
+      if (found !== undefined && !views.has(frontendKey(found.frontend))) views.set(frontendKey(found.frontend), { ...found, destinations: [] });
+    }
   }
-  return views;
+  return [...views.values()];
 }

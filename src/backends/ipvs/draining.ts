@@ -3,8 +3,8 @@
 // new connections), and is deleted once IPVS counts no connection to it
 // (active + inactive) or when its grace period ends. UDP has no connection
 // end to wait for, so UDP real servers are deleted at once.
-import type { Destination, Frontend } from '../backend.js';
-import { frontendKey } from '../backend.js';
+import type { Destination, Frontend } from '../../model/contract.js';
+import { frontendKey } from '../../model/contract.js';
 import { destKey } from './virtual-servers.js';
 
 export interface Draining {

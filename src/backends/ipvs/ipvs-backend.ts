@@ -4,11 +4,12 @@
 // iptables rules for masquerading (netfilter.ts). Changes are applied as
 // diffs, one netlink message each; removed endpoints drain (draining.ts).
 import fs from 'node:fs';
-import type { Backend, DesiredState, FrontendView, ServicePortState, SyncStats } from '../backend.js';
-import { frontendKey } from '../backend.js';
+import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { DesiredState, Protocol } from '../../model/contract.js';
+import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { servicePortsToProgram } from '../netfilter/frontends.js';
+import { type ProgrammedPort, servicePortsToProgram } from '../netfilter/frontends.js';
 import { DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.js';
@@ -31,13 +32,14 @@ const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
 
 export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
+  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   private readonly table: IpvsTable;
   private readonly schedulers: SchedulerChooser;
   private readonly drain = new DrainQueue();
   /** kube-lb's virtual servers by frontendKey: read from the kernel on full syncs, then kept by sync. */
   private applied = new Map<string, VirtualServer>();
-  /** Frontend each service port key was last programmed with. */
-  private readonly frontendsOf = new Map<string, string>();
+  /** Frontends each service port key was last programmed with. */
+  private readonly frontendsOf = new Map<string, string[]>();
   /** The set contents last written; null until a full sync has installed the rules. */
   private sets: SetContents | null = null;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -75,7 +77,10 @@ export class IpvsBackend implements Backend {
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
     const full = changed === null || this.sets === null;
     if (full) this.applied = this.table.read(link.addresses());
-    const wanted = new Map(servicePortsToProgram(state, this.opts.log).map((sp) => [frontendKey(sp.frontend), sp]));
+    const programmed = servicePortsToProgram(state);
+    const wanted = new Map(programmed.map((sp) => [frontendKey(sp.frontend), sp]));
+    const frontendsNow = new Map<string, string[]>();
+    for (const sp of programmed) frontendsNow.set(sp.key, [...(frontendsNow.get(sp.key) ?? []), frontendKey(sp.frontend)]);
 
     const candidates = new Set<string>();
     if (full) {
@@ -83,10 +88,8 @@ export class IpvsBackend implements Backend {
       for (const fk of this.applied.keys()) candidates.add(fk);
     } else {
       for (const key of changed!) {
-        const now = state.get(key);
-        if (now) candidates.add(frontendKey(now.frontend));
-        const before = this.frontendsOf.get(key);
-        if (before) candidates.add(before);
+        for (const fk of frontendsNow.get(key) ?? []) candidates.add(fk);
+        for (const fk of this.frontendsOf.get(key) ?? []) candidates.add(fk);
       }
     }
 
@@ -123,15 +126,15 @@ export class IpvsBackend implements Backend {
 
     if (full) this.frontendsOf.clear();
     for (const key of full ? state.keys() : changed!) {
-      const now = state.get(key);
-      if (now) this.frontendsOf.set(key, frontendKey(now.frontend));
+      const now = frontendsNow.get(key);
+      if (now) this.frontendsOf.set(key, now);
       else this.frontendsOf.delete(key);
     }
     return { frontendsWritten: written, frontendsRemoved: removed };
   }
 
   /** Makes one virtual server match its service port; returns whether anything changed. */
-  private reconcile(sp: ServicePortState, current: VirtualServer | undefined): boolean {
+  private reconcile(sp: ProgrammedPort, current: VirtualServer | undefined): boolean {
     const f = sp.frontend;
     const scheduler = this.schedulers.choose(sp);
     let changedAny = false;
@@ -211,7 +214,7 @@ export class IpvsBackend implements Backend {
 
   async inspect(): Promise<FrontendView[]> {
     if (!this.link || !ipvsLoaded()) return [];
-    return [...this.table.read(this.link.addresses()).values()].map((vs) => ({ frontend: vs.frontend, destinations: activeDestinations(vs) }));
+    return [...this.table.read(this.link.addresses()).values()].map((vs) => ({ kind: 'ClusterIP' as const, frontend: vs.frontend, destinations: activeDestinations(vs) }));
   }
 
   async cleanup(): Promise<void> {

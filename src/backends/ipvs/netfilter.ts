@@ -10,7 +10,7 @@
 // belongs to someone else.
 import { runCommand } from '../netfilter/command.js';
 import { masqueradeMark } from '../netfilter/frontends.js';
-import type { Destination, Frontend } from '../backend.js';
+import type { Destination, Frontend } from '../../model/contract.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
 export const LOOP_BACK_SET = 'KUBE-LOOP-BACK';

@@ -2,7 +2,7 @@
 // an optional one per Service (annotation kube-lb.io/ipvs-scheduler, carried
 // by the model as ServicePortState.ipvsScheduler).
 import type { Logger } from '../../log.js';
-import type { ServicePortState } from '../backend.js';
+import type { ServicePortState } from '../../model/contract.js';
 
 /** Every scheduler the kernel ships (net/netfilter/ipvs/ip_vs_<name>.c) that a ClusterIP can use. */
 export const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'mh'] as const;
@@ -37,7 +37,7 @@ export class SchedulerChooser {
   ) {}
 
   choose(sp: ServicePortState): IpvsScheduler {
-    const wanted = sp.ipvsScheduler;
+    const wanted = sp.settings.ipvsScheduler;
     if (wanted === undefined) return this.clusterWide;
     if (isIpvsScheduler(wanted)) return wanted;
     const id = `${sp.key}\n${wanted}`;

@@ -2,8 +2,8 @@
 // real servers by "ip:port" with their weight. Each change is one netlink
 // message through the native addon.
 import type { NativeAddon } from '../../native/index.js';
-import type { Destination, Frontend, Protocol } from '../backend.js';
-import { frontendKey } from '../backend.js';
+import type { Destination, Frontend, Protocol } from '../../model/contract.js';
+import { frontendKey } from '../../model/contract.js';
 
 const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 const PROTOCOL_NAMES = new Map(Object.entries(PROTOCOL_NUMBERS).map(([name, n]) => [n, name as Protocol]));

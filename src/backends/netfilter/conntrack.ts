@@ -1,62 +1,60 @@
-// UDP has no connection to close: conntrack keeps sending a flow's packets
-// to the endpoint it was first NATed to, or keeps them un-NATed if they
-// started before the service had endpoints. Like kube-proxy, the netfilter
-// backends delete such flows after a sync; TCP flows are left to end.
-import type { Destination, Frontend, ServicePortState, SyncStats } from '../backend.js';
-import { frontendKey } from '../backend.js';
+// What each sync programmed, and the conntrack flows it left stale (which
+// ones is decided in ../stale-flows.ts): conntrack keeps a UDP flow on the
+// endpoint it was first NATed to, or un-NATed if it began before the
+// frontend had endpoints. A NodePort's flows are those to its node address
+// and port.
+import type { SyncStats } from '../backend.js';
+import type { Destination, Frontend } from '../../model/contract.js';
+import { frontendKey, sameDestinations } from '../../model/contract.js';
+import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import type { Logger } from '../../log.js';
 import { runCommand } from './command.js';
 
-/** A `conntrack -D` selection: UDP flows to a frontend, optionally only those answered from `replyFrom`. */
-export interface StaleFlows {
+/** A frontend and every endpoint its traffic may have been NATed to. */
+export interface FrontendDestinations {
   frontend: Frontend;
-  /** An endpoint no longer behind the frontend, or the frontend itself for flows that were never NATed. */
-  replyFrom?: Destination;
+  destinations: readonly Destination[];
 }
 
 /** What a sync changed, from one sync to the next: the stats, and the UDP flows left stale. */
 export class ProgrammedFrontends {
-  private programmed: Map<string, ServicePortState> | null = null;
+  private programmed: Map<string, FrontendDestinations> | null = null;
 
-  /** Records the service ports a sync programmed. */
-  update(servicePorts: readonly ServicePortState[]): { stats: SyncStats; stale: StaleFlows[] } {
-    const now = new Map(servicePorts.map((sp) => [frontendKey(sp.frontend), sp]));
+  /** Records the frontends a sync programmed. */
+  update(frontends: readonly FrontendDestinations[]): { stats: SyncStats; stale: StaleUdpFlows[] } {
+    const now = new Map(frontends.map((f) => [frontendKey(f.frontend), f]));
     const before = this.programmed;
     this.programmed = now;
-    const stale: StaleFlows[] = [];
+    const stale: StaleUdpFlows[] = [];
     let written = 0;
-    for (const [fk, sp] of now) {
+    for (const [fk, f] of now) {
       const old = before?.get(fk);
-      if (old !== undefined && sameDestinations(old.destinations, sp.destinations)) continue;
+      if (old !== undefined && sameDestinations(old.destinations, f.destinations)) continue;
       written++;
-      if (sp.frontend.protocol !== 'UDP') continue;
-      const kept = new Set(sp.destinations.map(destinationKey));
-      for (const d of old?.destinations ?? []) if (!kept.has(destinationKey(d))) stale.push({ frontend: sp.frontend, replyFrom: d });
-      // Flows that began while the frontend led nowhere: known only after a first sync, so a restart flushes nothing.
-      const hadNone = before !== null && (old === undefined || old.destinations.length === 0);
-      if (hadNone && sp.destinations.length > 0) stale.push({ frontend: sp.frontend, replyFrom: { ip: sp.frontend.ip, port: sp.frontend.port } });
+      // What an earlier kube-lb programmed is not known after a restart: it flushes nothing.
+      const flows = staleUdpFlows(f.frontend, old?.destinations ?? null, f.destinations, before !== null);
+      if (flows !== null) stale.push(flows);
     }
     let removed = 0;
     for (const [fk, old] of before ?? []) {
       if (now.has(fk)) continue;
       removed++;
-      if (old.frontend.protocol === 'UDP' && old.destinations.length > 0) stale.push({ frontend: old.frontend });
+      const flows = staleUdpFlows(old.frontend, old.destinations, null, true);
+      if (flows !== null) stale.push(flows);
     }
     return { stats: { frontendsWritten: written, frontendsRemoved: removed }, stale };
   }
 }
 
-const destinationKey = (d: Destination): string => `${d.ip}:${d.port}`;
-
-function sameDestinations(a: readonly Destination[], b: readonly Destination[]): boolean {
-  return a.length === b.length && a.every((d, i) => destinationKey(d) === destinationKey(b[i]!));
-}
-
-/** Deletes the selected UDP flows with the conntrack tool; a failure is logged, not thrown: the rules are in place. */
-export async function flushStaleFlows(stale: readonly StaleFlows[], log: Logger): Promise<void> {
-  for (const { frontend, replyFrom } of stale) {
-    const args = ['-D', '-p', 'udp', '--orig-dst', frontend.ip, '--orig-port-dst', String(frontend.port)];
-    if (replyFrom !== undefined) args.push('--reply-src', replyFrom.ip, '--reply-port-src', String(replyFrom.port));
+/**
+ * Deletes the stale UDP flows with the conntrack tool, one selection per
+ * endpoint that answered them (the frontend itself for untranslated ones);
+ * a failure is logged, not thrown: the rules are in place.
+ */
+export async function flushStaleFlows(stale: readonly StaleUdpFlows[], log: Logger): Promise<void> {
+  const selections = stale.flatMap(({ frontend, gone, untranslated }) => [...gone, ...(untranslated ? [{ ip: frontend.ip, port: frontend.port }] : [])].map((replyFrom) => ({ frontend, replyFrom })));
+  for (const { frontend, replyFrom } of selections) {
+    const args = ['-D', '-p', 'udp', '--orig-dst', frontend.ip, '--orig-port-dst', String(frontend.port), '--reply-src', replyFrom.ip, '--reply-port-src', String(replyFrom.port)];
     try {
       await runCommand('conntrack', args);
     } catch (err) {
@@ -66,5 +64,5 @@ export async function flushStaleFlows(stale: readonly StaleFlows[], log: Logger)
       }
     }
   }
-  if (stale.length > 0) log.debug({ selections: stale.length }, 'flushed stale UDP flows');
+  if (selections.length > 0) log.debug({ selections: selections.length }, 'flushed stale UDP flows');
 }

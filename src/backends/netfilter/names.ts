@@ -2,7 +2,10 @@
 // iptables and nftables backends so both look like kube-proxy's to an
 // operator.
 import { createHash } from 'node:crypto';
-import type { Destination, ServicePortState } from '../backend.js';
+import type { Destination, ServicePortState } from '../../model/contract.js';
+
+/** What names a service port in chain names and comments. */
+export type PortIdentity = Pick<ServicePortState, 'key' | 'namespace' | 'name' | 'portName' | 'protocol'>;
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
@@ -30,13 +33,13 @@ export function nameHash(text: string): string {
 }
 
 /** kube-proxy's ServicePortName.String(): "namespace/name:port", or "namespace/name" for an unnamed port. */
-export function servicePortName(sp: ServicePortState): string {
+export function servicePortName(sp: PortIdentity): string {
   return sp.portName === '' ? `${sp.namespace}/${sp.name}` : `${sp.namespace}/${sp.name}:${sp.portName}`;
 }
 
 /** The protocol as kube-proxy spells it in rules and hashes. */
-export function protocolName(sp: ServicePortState): string {
-  return sp.frontend.protocol.toLowerCase();
+export function protocolName(sp: PortIdentity): string {
+  return sp.protocol.toLowerCase();
 }
 
 export function endpointName(d: Destination): string {
@@ -49,7 +52,7 @@ export function endpointName(d: Destination): string {
 const SAFE_TEXT = /^[A-Za-z0-9._:/ >-]*$/;
 
 /** Returns `text` if it can be embedded in rule text as is; throws naming the service port otherwise. */
-export function safeText(text: string, sp: ServicePortState): string {
+export function safeText(text: string, sp: PortIdentity): string {
   if (!SAFE_TEXT.test(text) || text.length > 250) {
     throw new Error(`service port ${JSON.stringify(sp.key)}: ${JSON.stringify(text)} cannot be used in a rule (only letters, digits and ._:/>- are allowed, at most 250 characters)`);
   }

@@ -1,26 +1,32 @@
-// Reads `nft -j list table ip kube-lb`: the kernel's state, for full syncs
-// and inspect.
-import type { Destination, FrontendView, Protocol } from '../backend.js';
-import { NO_ENDPOINTS_MAP, SERVICE_IPS_MAP } from './ruleset.js';
+// Reads `nft -j list table ip kube-lb`: the kernel's state, for inspect.
+import type { FrontendView } from '../backend.js';
+import type { Destination, FrontendKind, Protocol } from '../../model/contract.js';
+import { type MapName, NO_ENDPOINT_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, kindOfComment } from './ruleset.js';
 
 type Json = Record<string, unknown>;
 
+export interface MapElement {
+  key: [string, string, number];
+  comment: string | undefined;
+  /** The chain a goto or jump verdict leads to; undefined for drop and accept. */
+  target: string | undefined;
+}
+
 export interface Listing {
-  chains: Set<string>;
   /** Each chain's rules, as nft's JSON expression lists. */
   rules: Map<string, Json[][]>;
-  /** Each map's elements: the key's parts and the verdict's target chain. */
-  maps: Map<string, { key: [string, string, number]; target: string }[]>;
+  maps: Map<string, MapElement[]>;
 }
 
 const obj = (v: unknown): Json => (typeof v === 'object' && v !== null ? (v as Json) : {});
 
-/** An element's key: plain, or wrapped with its comment as {"elem": {"val": ..., "comment": ...}}. */
-function elementKey(raw: unknown): [string, string, number] | undefined {
-  const val = 'elem' in obj(raw) ? obj(obj(raw)['elem'])['val'] : raw;
-  const parts = obj(val)['concat'];
+/** An element's key and comment: plain, or wrapped as {"elem": {"val": ..., "comment": ...}}. */
+function elementKey(raw: unknown): { key: [string, string, number]; comment: string | undefined } | undefined {
+  const wrapped = 'elem' in obj(raw) ? obj(obj(raw)['elem']) : undefined;
+  const parts = obj(wrapped === undefined ? raw : wrapped['val'])['concat'];
   if (!Array.isArray(parts) || parts.length !== 3) return undefined;
-  return [String(parts[0]), String(parts[1]), Number(parts[2])];
+  const comment = wrapped?.['comment'];
+  return { key: [String(parts[0]), String(parts[1]), Number(parts[2])], comment: typeof comment === 'string' ? comment : undefined };
 }
 
 function verdictTarget(raw: unknown): string | undefined {
@@ -30,24 +36,21 @@ function verdictTarget(raw: unknown): string | undefined {
 }
 
 export function parseListing(text: string): Listing {
-  const listing: Listing = { chains: new Set(), rules: new Map(), maps: new Map() };
+  const listing: Listing = { rules: new Map(), maps: new Map() };
   const items = obj(JSON.parse(text))['nftables'];
   for (const item of Array.isArray(items) ? items : []) {
     const o = obj(item);
     if ('chain' in o) {
-      const name = String(obj(o['chain'])['name']);
-      listing.chains.add(name);
-      listing.rules.set(name, []);
+      listing.rules.set(String(obj(o['chain'])['name']), []);
     } else if ('rule' in o) {
       const rule = obj(o['rule']);
       listing.rules.get(String(rule['chain']))?.push(Array.isArray(rule['expr']) ? (rule['expr'] as Json[]) : []);
     } else if ('map' in o) {
       const map = obj(o['map']);
-      const elements: { key: [string, string, number]; target: string }[] = [];
+      const elements: MapElement[] = [];
       for (const pair of Array.isArray(map['elem']) ? map['elem'] : []) {
         const key = Array.isArray(pair) ? elementKey(pair[0]) : undefined;
-        const target = Array.isArray(pair) ? verdictTarget(pair[1]) : undefined;
-        if (key !== undefined && target !== undefined) elements.push({ key, target });
+        if (key !== undefined) elements.push({ ...key, target: verdictTarget(pair[1]) });
       }
       listing.maps.set(String(map['name']), elements);
     }
@@ -55,13 +58,20 @@ export function parseListing(text: string): Listing {
   return listing;
 }
 
-/** The chains a service chain's numgen vmap spreads over, in slot order, or its one goto. */
-function pickedChains(rules: readonly Json[][]): string[] {
-  for (const expr of rules.flat()) {
-    const set = obj(obj(obj(expr)['vmap'])['data'])['set'];
-    if (Array.isArray(set)) return set.map((pair) => (Array.isArray(pair) ? verdictTarget(pair[1]) : undefined)).filter((t): t is string => t !== undefined);
-    const target = 'goto' in obj(expr) ? verdictTarget(expr) : undefined;
-    if (target !== undefined) return [target];
+/**
+ * The chains a chain hands every remaining packet to: its numgen vmap's
+ * targets, in slot order, or the target of a goto with no match before it.
+ * Conditional gotos (pod and node short-circuits, affinity) are skipped.
+ */
+function unconditionalTargets(rules: readonly Json[][]): string[] {
+  for (const rule of rules) {
+    if (rule.length !== 1) continue;
+    const expr = obj(rule[0]);
+    const set = obj(obj(expr['vmap'])['data'])['set'];
+    if ('numgen' in obj(obj(expr['vmap'])['key']) && Array.isArray(set)) {
+      return set.map((pair) => (Array.isArray(pair) ? verdictTarget(pair[1]) : undefined)).filter((t): t is string => t !== undefined);
+    }
+    if ('goto' in expr) return [verdictTarget(expr)!];
   }
   return [];
 }
@@ -74,17 +84,44 @@ function dnatDestination(rules: readonly Json[][]): Destination | undefined {
   return undefined;
 }
 
-const frontendOf = ([ip, proto, port]: [string, string, number]): FrontendView['frontend'] => ({ ip, port, protocol: proto.toUpperCase() as Protocol });
+/** The endpoints reached from `chain`: through an external chain, a policy chain, to endpoint chains. */
+function destinationsOf(listing: Listing, chain: string, depth = 0): Destination[] {
+  const rules = listing.rules.get(chain) ?? [];
+  const dnat = dnatDestination(rules);
+  if (dnat !== undefined) return [dnat];
+  // external -> policy -> endpoint is the deepest path; a loop in foreign rules ends here.
+  if (depth === 3) return [];
+  return unconditionalTargets(rules).flatMap((target) => destinationsOf(listing, target, depth + 1));
+}
 
-/** The service-to-endpoints view: the service map through the service and endpoint chains, and the no-endpoint map. */
+const DISPATCH: readonly [MapName, FrontendKind][] = [
+  [SERVICE_IPS_MAP, 'ClusterIP'],
+  [SERVICE_NODEPORTS_MAP, 'NodePort'],
+];
+const NO_ENDPOINTS: readonly [MapName, FrontendKind][] = [
+  [NO_ENDPOINT_SERVICES_MAP, 'ClusterIP'],
+  [NO_ENDPOINT_NODEPORTS_MAP, 'NodePort'],
+];
+
+/**
+ * Every frontend the dispatch and no-endpoint maps hold, with the endpoints
+ * traffic from outside the node reaches. The kind is the first word of the
+ * element's comment; an element without one is taken as its map's plainest kind.
+ */
 export function viewsFromListing(listing: Listing): FrontendView[] {
-  const views: FrontendView[] = [];
-  for (const { key, target } of listing.maps.get(SERVICE_IPS_MAP) ?? []) {
-    const destinations = pickedChains(listing.rules.get(target) ?? [])
-      .map((chain) => dnatDestination(listing.rules.get(chain) ?? []))
-      .filter((d): d is Destination => d !== undefined);
-    views.push({ frontend: frontendOf(key), destinations });
-  }
-  for (const { key } of listing.maps.get(NO_ENDPOINTS_MAP) ?? []) views.push({ frontend: frontendOf(key), destinations: [] });
-  return views;
+  const views = new Map<string, FrontendView>();
+  const add = (maps: readonly [MapName, FrontendKind][], follow: boolean): void => {
+    for (const [map, fallback] of maps) {
+      for (const { key, comment, target } of listing.maps.get(map) ?? []) {
+        const [ip, proto, port] = key;
+        const id = key.join(' . ');
+        if (views.has(id)) continue;
+        const destinations = follow && target !== undefined ? destinationsOf(listing, target) : [];
+        views.set(id, { kind: kindOfComment(comment) ?? fallback, frontend: { ip, port, protocol: proto.toUpperCase() as Protocol }, destinations });
+      }
+    }
+  };
+  add(DISPATCH, true);
+  add(NO_ENDPOINTS, false);
+  return [...views.values()];
 }

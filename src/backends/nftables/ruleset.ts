@@ -1,31 +1,49 @@
 // kube-proxy's nftables design in a table of kube-lb's own, as `nft -f`
 // input. Pure functions: the backend decides what each transaction holds.
 //
-//   nat-prerouting, nat-output -> services: ip daddr . meta l4proto . th dport vmap @service-ips
-//     -> service-<hash>-ns/name/proto/port: numgen random mod N vmap { i : goto endpoint-... }
-//        (a plain goto for a single endpoint)
-//     -> endpoint-<hash>-ns/name/proto/port__ip/port: dnat
+//   filter-prerouting, filter-output -> firewall-check: vmap @firewall-ips
+//     -> firewall-<hash>-ns/name/proto/port: sources outside the ranges are dropped, before any NAT
+//   nat-prerouting, nat-output -> services: vmap @service-ips (ClusterIPs, external and load-balancer IPs)
+//                                           vmap @service-nodeports (node address . protocol . nodePort)
+//     ClusterIP -> service-<hash>-... or local-<hash>-... (the chain of its endpoint set)
+//     others    -> external-<hash>-...: pods to the internal set, the node's own processes
+//                  masqueraded to the internal set, the rest to the external set
+//     service-/local-: affinity checks, then numgen random mod N vmap over endpoint chains
+//       (a plain goto for a single endpoint)
+//     -> endpoint-<hash>-ns/name/proto/port__ip/port: hairpin masquerade, affinity update, dnat
 //   nat-postrouting -> masquerading: masquerade what mark-for-masquerade marked
-//   filter-forward, filter-output -> service-endpoints-check: vmap @no-endpoint-services -> reject
-import type { Destination, ServicePortState } from '../backend.js';
-import { nameHash, protocolName, safeText, servicePortName } from '../netfilter/names.js';
+//   filter-input, filter-forward, filter-output -> endpoints-check:
+//     vmap @no-endpoint-services, vmap @no-endpoint-nodeports -> reject-chain or drop
+import { type Destination, type EndpointSet, type FrontendKind, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
+import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
 export const TABLE = 'kube-lb';
 export const FAMILY = 'ip';
 const T = `${FAMILY} ${TABLE}`;
+
 export const SERVICE_IPS_MAP = 'service-ips';
-export const NO_ENDPOINTS_MAP = 'no-endpoint-services';
-const SERVICE_PREFIX = 'service-';
-const ENDPOINT_PREFIX = 'endpoint-';
+export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
+export const NO_ENDPOINT_SERVICES_MAP = 'no-endpoint-services';
+export const NO_ENDPOINT_NODEPORTS_MAP = 'no-endpoint-nodeports';
+export const FIREWALL_IPS_MAP = 'firewall-ips';
+export const MAPS = [SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, NO_ENDPOINT_NODEPORTS_MAP, FIREWALL_IPS_MAP] as const;
+export type MapName = (typeof MAPS)[number];
+
 const MARK_CHAIN = 'mark-for-masquerade';
-const REJECT_CHAIN = 'reject-chain';
+export const REJECT_CHAIN = 'reject-chain';
+export const AFFINITY_PREFIX = 'affinity-';
 /** Chain names stay well within the kernel's 256 bytes. */
 const CHAIN_NAME_MAX = 200;
 
-/** Whether a chain holds one service port's or one endpoint's rules, and so comes and goes with it. */
+/**
+ * Whether a chain belongs to one service port (its policy, external,
+ * firewall and endpoint chains) and so comes and goes with it: their names
+ * hold "namespace/name", and no fixed chain's name has a slash.
+ */
 export function isServicePortChain(name: string): boolean {
-  return name.startsWith(SERVICE_PREFIX) || name.startsWith(ENDPOINT_PREFIX);
+  return name.includes('/');
 }
+
 
 /** kube-proxy's hashAndTruncate: a hash prefix keeps names unique, the rest keeps them readable. */
 function hashAndTruncate(base: string): string {
@@ -33,97 +51,205 @@ function hashAndTruncate(base: string): string {
   return name.length > CHAIN_NAME_MAX ? `${name.slice(0, CHAIN_NAME_MAX - 3)}...` : name;
 }
 
-function chainBase(sp: ServicePortState): string {
-  return `${sp.namespace}/${sp.name}/${protocolName(sp)}/${sp.portName}`;
+const portBase = (p: PortIdentity): string => `${p.namespace}/${p.name}/${p.protocol.toLowerCase()}/${p.portName}`;
+
+/** service-<hash>-ns/name/proto/port for the cluster set, local-<hash>-... for the local one. */
+export function policyChainName(p: PortIdentity, policy: EndpointSet['policy']): string {
+  return safeText(`${policy === 'cluster' ? 'service-' : 'local-'}${hashAndTruncate(portBase(p))}`, p);
 }
 
-export function serviceChainName(sp: ServicePortState): string {
-  return safeText(SERVICE_PREFIX + hashAndTruncate(chainBase(sp)), sp);
+export function externalChainName(p: PortIdentity): string {
+  return safeText(`external-${hashAndTruncate(portBase(p))}`, p);
 }
 
-export function endpointChainName(sp: ServicePortState, d: Destination): string {
-  return safeText(ENDPOINT_PREFIX + hashAndTruncate(`${chainBase(sp)}__${d.ip}/${d.port}`), sp);
+export function firewallChainName(p: PortIdentity): string {
+  return safeText(`firewall-${hashAndTruncate(portBase(p))}`, p);
 }
 
-/** A map element: the frontend's key and the verdict it leads to. */
+const endpointBase = (p: PortIdentity, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip}/${d.port}`);
+
+export function endpointChainName(p: PortIdentity, d: Destination): string {
+  return safeText(`endpoint-${endpointBase(p, d)}`, p);
+}
+
+export function affinitySetName(p: PortIdentity, d: Destination): string {
+  return safeText(`${AFFINITY_PREFIX}${endpointBase(p, d)}`, p);
+}
+
+/** A map element: a frontend's key and the verdict it leads to. */
 export interface Element {
   key: string;
   comment: string;
   verdict: string;
 }
 
-export interface Ruleset {
-  /** Chains with their rules: the fixed ones and one set per service port. */
+/** Everything one service port puts in the table. */
+export interface PortRules {
   chains: Map<string, string[]>;
-  /** Elements by key, per map. */
-  maps: Record<typeof SERVICE_IPS_MAP | typeof NO_ENDPOINTS_MAP, Map<string, Element>>;
+  elements: Map<MapName, Map<string, Element>>;
+  /** Affinity sets by name, with their timeout in seconds. */
+  sets: Map<string, number>;
 }
 
-/** The base chains (hooks) and the maps: created once, never rewritten. */
+/** What a service port's rules need besides the model's state. */
+export interface RulesetOptions {
+  /** Pod sources (--cluster-cidr); undefined when pods cannot be told from other sources. */
+  clusterCidr: string | undefined;
+}
+
+/** Element comments start with the frontend's kind, which inspect reads back. */
+export function elementComment(kind: FrontendKind, p: PortIdentity): string {
+  return safeText(`${kind} ${servicePortName(p)}`, p);
+}
+
+export function kindOfComment(comment: string | undefined): FrontendKind | undefined {
+  const kind = comment?.split(' ')[0];
+  return kind === 'ClusterIP' || kind === 'ExternalIP' || kind === 'LoadBalancerIP' || kind === 'NodePort' ? kind : undefined;
+}
+
+/** Translates one service port: its frontends' elements, its chains and its affinity sets. */
+export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules {
+  const named: PortIdentity = sp;
+  const proto = sp.protocol.toLowerCase();
+  const rules: PortRules = { chains: new Map(), elements: new Map(MAPS.map((m) => [m, new Map()])), sets: new Map() };
+  // Each non-empty endpoint set's policy chain: the rules that run before an endpoint is picked.
+  const prelude = new Map<EndpointSet, string[]>();
+  const use = (set: EndpointSet, affinity: SessionAffinity | null): string | null => {
+    if (set.destinations.length === 0) return null;
+    if (!prelude.has(set)) {
+      prelude.set(set, []);
+      writeEndpointSet(rules, named, set, affinity);
+    }
+    return policyChainName(named, set.policy);
+  };
+  const element = (map: MapName, f: ResolvedFrontend, verdict: string): void => {
+    const key = `${f.ip} . ${proto} . ${f.port}`;
+    rules.elements.get(map)!.set(key, { key, comment: elementComment(f.kind, named), verdict });
+  };
+
+  for (const f of sp.frontends) {
+    const nodePort = f.kind === 'NodePort';
+    const internal = use(f.internal, f.affinity);
+    const external = use(f.external, f.affinity);
+    if (external === null) element(nodePort ? NO_ENDPOINT_NODEPORTS_MAP : NO_ENDPOINT_SERVICES_MAP, f, f.noEndpoints === 'reject' ? `goto ${REJECT_CHAIN}` : 'drop');
+    if (f.sourceRanges.length > 0) {
+      const chain = firewallChainName(named);
+      rules.chains.set(chain, [`ip saddr != { ${f.sourceRanges.join(', ')} } drop`]);
+      element(FIREWALL_IPS_MAP, f, `goto ${chain}`);
+    }
+    if (internal === null && external === null) continue;
+    if (f.kind === 'ClusterIP') {
+      // A ClusterIP sends all its traffic to its one set (the contract keeps
+      // internal and external the same), and, as in kube-proxy, the
+      // masquerade rule for sources outside the cluster sits in that set's chain.
+      if (f.masquerade === 'off-cluster' && opts.clusterCidr !== undefined) {
+        prelude.get(f.internal)!.push(`ip daddr ${f.ip} ${proto} dport ${f.port} ip saddr != ${opts.clusterCidr} jump ${MARK_CHAIN}`);
+      }
+      element(SERVICE_IPS_MAP, f, `goto ${internal}`);
+      continue;
+    }
+    const chain = externalChainName(named);
+    rules.chains.set(chain, externalChainRules(f, internal, external, opts.clusterCidr));
+    element(nodePort ? SERVICE_NODEPORTS_MAP : SERVICE_IPS_MAP, f, `goto ${chain}`);
+  }
+  for (const [set, first] of prelude) rules.chains.get(policyChainName(named, set.policy))!.unshift(...first);
+  return rules;
+}
+
+/**
+ * The external chain of a frontend other than a ClusterIP: pods and the
+ * node's own processes use the internal set, and the node's processes are
+ * masqueraded because their source address is the node's; the rest use the
+ * external set. Rules that would change nothing are left out.
+ */
+function externalChainRules(f: ResolvedFrontend, internal: string | null, external: string | null, clusterCidr: string | undefined): string[] {
+  const rules: string[] = [];
+  if (f.masquerade === 'all') {
+    // Endpoints on other nodes must answer through this node.
+    rules.push(`jump ${MARK_CHAIN}`);
+  } else if (internal !== null) {
+    if (clusterCidr !== undefined) rules.push(`ip saddr ${clusterCidr} goto ${internal}`);
+    rules.push(`fib saddr type local jump ${MARK_CHAIN}`, `fib saddr type local goto ${internal}`);
+  }
+  if (external !== null) rules.push(`goto ${external}`);
+  return rules;
+}
+
+/** A non-empty endpoint set's policy chain, and its endpoints' chains and affinity sets. */
+function writeEndpointSet(rules: PortRules, named: PortIdentity, set: EndpointSet, affinity: SessionAffinity | null): void {
+  const proto = named.protocol.toLowerCase();
+  const destinations = set.destinations;
+  const chain: string[] = [];
+  if (affinity !== null) {
+    // A client with a live affinity entry returns to its endpoint; a new one is spread.
+    for (const d of destinations) chain.push(`ip saddr @${affinitySetName(named, d)} goto ${endpointChainName(named, d)}`);
+  }
+  if (destinations.length === 1) {
+    // The same choice as a one-element numgen vmap, without the anonymous set each vmap
+    // is: the kernel names new sets by scanning the table's sets, so thousands of them
+    // make a transaction take seconds.
+    chain.push(`goto ${endpointChainName(named, destinations[0]!)}`);
+  } else {
+    const picks = destinations.map((d, i) => `${i} : goto ${endpointChainName(named, d)}`);
+    chain.push(`numgen random mod ${destinations.length} vmap { ${picks.join(' , ')} }`);
+  }
+  rules.chains.set(policyChainName(named, set.policy), chain);
+  for (const d of destinations) {
+    const endpoint = [`ip saddr ${d.ip} jump ${MARK_CHAIN}`];
+    if (affinity !== null) {
+      const name = affinitySetName(named, d);
+      rules.sets.set(name, affinity.timeoutSeconds);
+      endpoint.push(`update @${name} { ip saddr }`);
+    }
+    // A dnat reached through a vmap needs the protocol matched first.
+    endpoint.push(`meta l4proto ${proto} dnat to ${d.ip}:${d.port}`);
+    rules.chains.set(endpointChainName(named, d), endpoint);
+  }
+}
+
+/** The base chains (hooks) and the maps: declared in every transaction, never rewritten. */
 export function declarations(): string[] {
-  const mapType = 'type ipv4_addr . inet_proto . inet_service : verdict ;';
+  const addrKey = 'type ipv4_addr . inet_proto . inet_service : verdict ;';
+  // Filter chains run before DNAT (priority -110 against -100), so they see the address the client used.
   return [
     `add table ${T} { comment "kube-lb service proxy rules" ; }`,
+    `add chain ${T} filter-prerouting { type filter hook prerouting priority -110 ; policy accept ; }`,
+    `add chain ${T} filter-input { type filter hook input priority -110 ; policy accept ; }`,
+    `add chain ${T} filter-forward { type filter hook forward priority -110 ; policy accept ; }`,
+    `add chain ${T} filter-output { type filter hook output priority -110 ; policy accept ; }`,
     // Numeric priorities: some nft versions reject "dstnat" in the output hook.
     `add chain ${T} nat-prerouting { type nat hook prerouting priority -100 ; policy accept ; }`,
     `add chain ${T} nat-output { type nat hook output priority -100 ; policy accept ; }`,
     `add chain ${T} nat-postrouting { type nat hook postrouting priority 100 ; policy accept ; }`,
-    `add chain ${T} filter-forward { type filter hook forward priority -110 ; policy accept ; }`,
-    `add chain ${T} filter-output { type filter hook output priority -110 ; policy accept ; }`,
-    `add map ${T} ${SERVICE_IPS_MAP} { ${mapType} comment "ClusterIP, protocol and port to service port chain" ; }`,
-    `add map ${T} ${NO_ENDPOINTS_MAP} { ${mapType} comment "service ports without endpoints" ; }`,
+    `add map ${T} ${SERVICE_IPS_MAP} { ${addrKey} comment "ClusterIP, external IP and load-balancer IP traffic" ; }`,
+    `add map ${T} ${SERVICE_NODEPORTS_MAP} { ${addrKey} comment "NodePort traffic, by node address" ; }`,
+    `add map ${T} ${NO_ENDPOINT_SERVICES_MAP} { ${addrKey} comment "drop or reject traffic to services without endpoints" ; }`,
+    `add map ${T} ${NO_ENDPOINT_NODEPORTS_MAP} { ${addrKey} comment "drop or reject traffic to node ports without endpoints" ; }`,
+    `add map ${T} ${FIREWALL_IPS_MAP} { ${addrKey} comment "destinations subject to loadBalancerSourceRanges" ; }`,
   ];
 }
 
-/** Everything kube-lb wants in its table for these service ports and this masquerade mark (e.g. 0x4000). */
-export function buildRuleset(servicePorts: readonly ServicePortState[], mark: string, clusterCidr: string | undefined): Ruleset {
-  const chains = new Map<string, string[]>([
+const dispatch = (map: MapName): string => `ip daddr . meta l4proto . th dport vmap @${map}`;
+
+/** The chains every table has, with their rules, for this masquerade mark. */
+export function fixedChains(mark: string): Map<string, string[]> {
+  return new Map([
+    ['filter-prerouting', ['ct state new jump firewall-check']],
+    // reject is valid only in the input, forward and output hooks.
+    ['filter-input', ['ct state new jump endpoints-check']],
+    ['filter-forward', ['ct state new jump endpoints-check']],
+    ['filter-output', ['ct state new jump endpoints-check', 'ct state new jump firewall-check']],
     ['nat-prerouting', ['jump services']],
     ['nat-output', ['jump services']],
     ['nat-postrouting', ['jump masquerading']],
-    ['filter-forward', ['ct state new jump service-endpoints-check']],
-    ['filter-output', ['ct state new jump service-endpoints-check']],
-    ['services', [`ip daddr . meta l4proto . th dport vmap @${SERVICE_IPS_MAP}`]],
-    ['service-endpoints-check', [`ip daddr . meta l4proto . th dport vmap @${NO_ENDPOINTS_MAP}`]],
+    ['firewall-check', [dispatch(FIREWALL_IPS_MAP)]],
+    ['services', [dispatch(SERVICE_IPS_MAP), dispatch(SERVICE_NODEPORTS_MAP)]],
+    ['endpoints-check', [dispatch(NO_ENDPOINT_SERVICES_MAP), dispatch(NO_ENDPOINT_NODEPORTS_MAP)]],
     [REJECT_CHAIN, ['reject']],
     [MARK_CHAIN, [`meta mark set meta mark | ${mark}`]],
     // The mark is cleared so a packet that is processed again is not masqueraded twice.
     ['masquerading', [`meta mark & ${mark} == 0 return`, `meta mark set meta mark ^ ${mark}`, 'masquerade fully-random']],
   ]);
-  const maps: Ruleset['maps'] = { [SERVICE_IPS_MAP]: new Map(), [NO_ENDPOINTS_MAP]: new Map() };
-  for (const sp of servicePorts) {
-    const key = `${sp.frontend.ip} . ${protocolName(sp)} . ${sp.frontend.port}`;
-    const comment = safeText(servicePortName(sp), sp);
-    if (sp.destinations.length === 0) {
-      maps[NO_ENDPOINTS_MAP].set(key, { key, comment, verdict: `goto ${REJECT_CHAIN}` });
-      continue;
-    }
-    const svcChain = serviceChainName(sp);
-    maps[SERVICE_IPS_MAP].set(key, { key, comment, verdict: `goto ${svcChain}` });
-    const svcRules: string[] = [];
-    const proto = protocolName(sp);
-    if (clusterCidr !== undefined) {
-      svcRules.push(`ip daddr ${sp.frontend.ip} ${proto} dport ${sp.frontend.port} ip saddr != ${clusterCidr} jump ${MARK_CHAIN}`);
-    }
-    if (sp.destinations.length === 1) {
-      // The same choice as a one-element numgen vmap, without the anonymous set each vmap
-      // is: the kernel names new sets by scanning the table's sets, so thousands of them
-      // make a transaction take seconds.
-      svcRules.push(`goto ${endpointChainName(sp, sp.destinations[0]!)}`);
-    } else {
-      const picks = sp.destinations.map((d, i) => `${i} : goto ${endpointChainName(sp, d)}`);
-      svcRules.push(`numgen random mod ${sp.destinations.length} vmap { ${picks.join(' , ')} }`);
-    }
-    chains.set(svcChain, svcRules);
-    for (const d of sp.destinations) {
-      chains.set(endpointChainName(sp, d), [
-        `ip saddr ${d.ip} jump ${MARK_CHAIN}`,
-        // A dnat reached through a vmap needs the protocol matched first.
-        `meta l4proto ${proto} dnat to ${d.ip}:${d.port}`,
-      ]);
-    }
-  }
-  return { chains, maps };
 }
 
 /** What one transaction changes. */
@@ -131,12 +257,23 @@ export interface Transaction {
   /** Chains to create if missing, flush and fill. */
   write: Map<string, string[]>;
   /** Map elements to delete, then to add: an element's verdict cannot be changed in place. */
-  deleteElements: { map: string; key: string }[];
-  addElements: { map: string; element: Element }[];
+  deleteElements: { map: MapName; key: string }[];
+  addElements: { map: MapName; element: Element }[];
   /** Maps to empty before adding elements (full syncs). */
-  flushMaps: string[];
+  flushMaps: MapName[];
+  /** Affinity sets to delete (once no rule refers to them), then sets to add with their timeout in seconds. */
+  deleteSets: string[];
+  addSets: Map<string, number>;
   /** Chains to flush and delete, after the elements pointing at them are gone. */
   removeChains: string[];
+}
+
+export function emptyTransaction(): Transaction {
+  return { write: new Map(), deleteElements: [], addElements: [], flushMaps: [], deleteSets: [], addSets: new Map(), removeChains: [] };
+}
+
+export function isEmpty(tx: Transaction): boolean {
+  return tx.write.size + tx.deleteElements.length + tx.addElements.length + tx.flushMaps.length + tx.deleteSets.length + tx.addSets.size + tx.removeChains.length === 0;
 }
 
 /** Renders one `nft -f` transaction: all of it applies, or none. */
@@ -144,14 +281,13 @@ export function renderTransaction(tx: Transaction): string {
   const lines = declarations();
   for (const map of tx.flushMaps) lines.push(`flush map ${T} ${map}`);
   for (const { map, key } of tx.deleteElements) lines.push(`delete element ${T} ${map} { ${key} }`);
-  // Every chain exists before any rule jumps to it.
+  // Every chain exists before any rule jumps to it, and no rule refers to a set about to be deleted.
   for (const chain of tx.write.keys()) lines.push(`add chain ${T} ${chain}`);
-  for (const [chain, rules] of tx.write) {
-    lines.push(`flush chain ${T} ${chain}`);
-    for (const rule of rules) lines.push(`add rule ${T} ${chain} ${rule}`);
-  }
+  for (const chain of [...tx.write.keys(), ...tx.removeChains]) lines.push(`flush chain ${T} ${chain}`);
+  for (const set of tx.deleteSets) lines.push(`delete set ${T} ${set}`);
+  for (const [set, timeout] of tx.addSets) lines.push(`add set ${T} ${set} { type ipv4_addr ; flags dynamic,timeout ; timeout ${timeout}s ; }`);
+  for (const [chain, rules] of tx.write) for (const rule of rules) lines.push(`add rule ${T} ${chain} ${rule}`);
   for (const { map, element: e } of tx.addElements) lines.push(`add element ${T} ${map} { ${e.key} comment "${e.comment}" : ${e.verdict} }`);
-  for (const chain of tx.removeChains) lines.push(`flush chain ${T} ${chain}`);
   for (const chain of tx.removeChains) lines.push(`delete chain ${T} ${chain}`);
   return lines.join('\n') + '\n';
 }

@@ -1,7 +1,7 @@
 // IPv4 parsing and printing, used for every map entry and rule kube-lb writes.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { intToIpv4, ipv4ToInt } from '../../src/backends/backend.js';
+import { intToIpv4, ipv4ToInt } from '../../src/net/ip.js';
 
 describe('ipv4ToInt', () => {
   it('parses dotted quads, and intToIpv4 prints them back', () => {

@@ -1,0 +1,228 @@
+// Resolves one Service and its EndpointSlices into the service ports the
+// node serves, after kube-proxy's serviceport.go and topology.go: every
+// frontend with its endpoint sets, masquerading, source ranges, the
+// verdict without endpoints and session affinity. Pure: the node and the
+// options come in, no state is kept.
+import {
+  type BackendSettings,
+  type EndpointSet,
+  type FrontendKind,
+  type IPFamily,
+  type Protocol,
+  type ResolvedFrontend,
+  type ServicePortState,
+  type SessionAffinity,
+  frontendKey,
+} from './contract.js';
+import { ipFamily, cidrContains, parseCidr } from '../net/ip.js';
+import type { EndpointSlice, Service, ServicePort } from './objects.js';
+import { categorizeEndpoints, type PortEndpoint } from './topology.js';
+
+/** Per-service IPVS scheduler, overriding --ipvs-scheduler (the ipvs backend validates the name). */
+export const IPVS_SCHEDULER_ANNOTATION = 'kube-lb.io/ipvs-scheduler';
+/** Services with this label belong to another proxy. */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+
+/** What the model knows of the node it runs on. */
+export interface NodeContext {
+  nodeName: string;
+  /** topology.kubernetes.io/zone of this node, or ''. */
+  zone: string;
+  /** Addresses NodePorts answer on (--nodeport-addresses applied), loopback included where allowed. */
+  nodePortIPs: readonly string[];
+  /** The node's primary addresses, one per family. */
+  primaryIPs: readonly string[];
+}
+
+export interface ResolveOptions {
+  /** The address families served. */
+  families: readonly IPFamily[];
+  /** The protocols the backend translates; other service ports are left out. */
+  protocols: readonly Protocol[];
+  /**
+   * Derive topology hints from spec.trafficDistribution when no endpoint
+   * has any, as the EndpointSlice controller would: in manifests mode there
+   * is no controller to write them.
+   */
+  deriveTopologyHints: boolean;
+}
+
+/** Why the service, or one of its ports, is not served; for a log line. */
+export interface Skipped {
+  portName: string | null;
+  reason: string;
+}
+
+export interface Resolved {
+  ports: ServicePortState[];
+  skipped: Skipped[];
+  /** healthCheckNodePort and the number of ready endpoints on this node, for externalTrafficPolicy: Local load balancers. */
+  health: { port: number; localEndpoints: number } | null;
+}
+
+export function servicePortKey(namespace: string, name: string, portName: string): string {
+  return `${namespace}/${name}:${portName}`;
+}
+
+/** Why kube-proxy ignores the whole service, or null. */
+function ignoredReason(service: Service): string | null {
+  if (service.type === 'ExternalName') return 'type ExternalName is served by DNS alone';
+  if (service.headless) return 'headless (clusterIP None) is served by DNS alone';
+  const proxyName = service.labels[SERVICE_PROXY_NAME_LABEL];
+  if (proxyName !== undefined) return `label ${SERVICE_PROXY_NAME_LABEL}=${proxyName} hands it to another proxy`;
+  return null;
+}
+
+export function resolveService(service: Service, slices: ReadonlySet<EndpointSlice>, node: NodeContext, opts: ResolveOptions): Resolved {
+  const ignored = ignoredReason(service);
+  if (ignored !== null) return { ports: [], skipped: [{ portName: null, reason: ignored }], health: null };
+  const inFamily = (ip: string): boolean => opts.families.includes(ipFamily(ip));
+  const clusterIPs = service.clusterIPs.filter(inFamily);
+  const externalIPs = service.externalIPs.filter(inFamily);
+  const loadBalancerIPs = service.loadBalancerIPs.filter(inFamily);
+  const nodePortIPs = node.nodePortIPs.filter(inFamily);
+  const skipped: Skipped[] = [];
+  if (clusterIPs.length === 0) skipped.push({ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})` });
+
+  const externalPolicyLocal = service.externalTrafficPolicy === 'Local';
+  const internalPolicyLocal = service.internalTrafficPolicy === 'Local';
+  const affinity: SessionAffinity | null = service.sessionAffinityTimeoutSeconds === null ? null : { timeoutSeconds: service.sessionAffinityTimeoutSeconds };
+  const sourceRanges = effectiveSourceRanges(service, loadBalancerIPs, node);
+  const settings: BackendSettings = {};
+  const scheduler = service.annotations[IPVS_SCHEDULER_ANNOTATION];
+  if (scheduler !== undefined) settings.ipvsScheduler = scheduler;
+
+  const localReady = new Set<string>();
+  // An address listed twice (say, an external IP equal to the ClusterIP) is served once, as its first kind and port.
+  const seen = new Set<string>();
+  const firstSeen = (f: ResolvedFrontend): boolean => {
+    const key = frontendKey(f);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  };
+  const ports: ServicePortState[] = [];
+  for (const port of service.ports) {
+    if (!opts.protocols.includes(port.protocol)) {
+      skipped.push({ portName: port.name, reason: `protocol ${port.protocol} is not supported by this backend (${opts.protocols.join(', ')})` });
+      continue;
+    }
+    const hasNodePort = port.nodePort !== null && (service.type === 'NodePort' || service.type === 'LoadBalancer');
+    const externallyAccessible = hasNodePort || externalIPs.length > 0 || loadBalancerIPs.length > 0;
+    const usesCluster = !internalPolicyLocal || externallyAccessible;
+    const usesLocal = internalPolicyLocal || (externalPolicyLocal && externallyAccessible);
+    const endpoints = portEndpoints(service, slices, port, node, opts);
+    for (const e of endpoints) if (e.local && e.ready) localReady.add(e.ip);
+    const sets = categorizeEndpoints(endpoints, node, usesCluster, usesLocal);
+    const cluster: EndpointSet = { policy: 'cluster', destinations: sets.cluster };
+    const local: EndpointSet = { policy: 'local', destinations: sets.local };
+    const common = {
+      protocol: port.protocol,
+      noEndpoints: sets.hasAnyEndpoints ? ('drop' as const) : ('reject' as const),
+      affinity,
+    };
+    const frontend = (kind: FrontendKind, ip: string, portNumber: number): ResolvedFrontend => {
+      const isClusterIP = kind === 'ClusterIP';
+      const internal = isClusterIP && internalPolicyLocal ? local : cluster;
+      const external = isClusterIP ? internal : externalPolicyLocal ? local : cluster;
+      return {
+        kind,
+        family: ipFamily(ip),
+        ip,
+        port: portNumber,
+        ...common,
+        internal,
+        external,
+        masquerade: isClusterIP ? 'off-cluster' : externalPolicyLocal ? 'node' : 'all',
+        sourceRanges: kind === 'LoadBalancerIP' ? sourceRanges : [],
+      };
+    };
+    const frontends = [
+      ...clusterIPs.map((ip) => frontend('ClusterIP', ip, port.port)),
+      ...externalIPs.map((ip) => frontend('ExternalIP', ip, port.port)),
+      ...loadBalancerIPs.map((ip) => frontend('LoadBalancerIP', ip, port.port)),
+      ...(hasNodePort ? nodePortIPs.map((ip) => frontend('NodePort', ip, port.nodePort!)) : []),
+    ];
+    ports.push({
+      key: servicePortKey(service.namespace, service.name, port.name),
+      namespace: service.namespace,
+      name: service.name,
+      portName: port.name,
+      protocol: port.protocol,
+      frontends: frontends.filter(firstSeen),
+      settings,
+    });
+  }
+  const needsHealthCheck = service.type === 'LoadBalancer' && externalPolicyLocal && service.healthCheckNodePort !== null;
+  return { ports, skipped, health: needsHealthCheck ? { port: service.healthCheckNodePort!, localEndpoints: localReady.size } : null };
+}
+
+/**
+ * loadBalancerSourceRanges, plus the load-balancer IPs themselves when a
+ * range holds a node address: traffic from the node to a VIP that is also
+ * local loops back with the VIP as its source (kube-proxy's allowFromNode).
+ */
+function effectiveSourceRanges(service: Service, loadBalancerIPs: readonly string[], node: NodeContext): string[] {
+  const ranges = service.loadBalancerSourceRanges;
+  if (ranges.length === 0) return [];
+  const cidrs = ranges.map(parseCidr);
+  const allowFromNode = node.primaryIPs.some((ip) => cidrs.some((c) => cidrContains(c, ip)));
+  const hostRoutes = allowFromNode ? loadBalancerIPs.map((ip) => (ipFamily(ip) === 'IPv4' ? `${ip}/32` : `${ip}/128`)) : [];
+  return [...ranges, ...hostRoutes];
+}
+
+/**
+ * The endpoints of the service's slices for `port`: slice ports match by
+ * name and protocol and give the destination port; an endpoint's addresses
+ * are fungible and, like kube-proxy, the first is used; a duplicate address
+ * counts once, as first seen.
+ */
+function portEndpoints(service: Service, slices: ReadonlySet<EndpointSlice>, port: ServicePort, node: NodeContext, opts: ResolveOptions): PortEndpoint[] {
+  const byAddress = new Map<string, PortEndpoint>();
+  for (const slice of slices) {
+    if (slice.ignoredReason !== null) continue;
+    for (const slicePort of slice.ports) {
+      if (slicePort.name !== port.name || slicePort.protocol !== port.protocol || slicePort.port === null) continue;
+      for (const e of slice.endpoints) {
+        const ip = e.addresses[0]!;
+        if (!opts.families.includes(ipFamily(ip))) continue;
+        const key = `${ip}:${slicePort.port}`;
+        if (byAddress.has(key)) continue;
+        byAddress.set(key, {
+          ip,
+          port: slicePort.port,
+          ready: e.ready,
+          serving: e.serving,
+          terminating: e.terminating,
+          local: e.nodeName === node.nodeName,
+          zoneHints: e.hints === null || e.hints.forZones.length === 0 ? null : e.hints.forZones,
+          nodeHints: e.hints === null || e.hints.forNodes.length === 0 ? null : e.hints.forNodes,
+        });
+      }
+    }
+  }
+  const endpoints = [...byAddress.values()];
+  if (opts.deriveTopologyHints) deriveHints(service, slices, endpoints);
+  return endpoints;
+}
+
+/**
+ * Fills in the hints the EndpointSlice controller would write for
+ * spec.trafficDistribution, when no endpoint has any: PreferClose and
+ * PreferSameZone hint each endpoint to its own zone, PreferSameNode also to
+ * its own node. Like the controller, nothing is hinted unless every
+ * endpoint has a zone (or, for nodes, a node name).
+ */
+function deriveHints(service: Service, slices: ReadonlySet<EndpointSlice>, endpoints: PortEndpoint[]): void {
+  const mode = service.trafficDistribution;
+  if (mode !== 'PreferClose' && mode !== 'PreferSameZone' && mode !== 'PreferSameNode') return;
+  if (endpoints.some((e) => e.zoneHints !== null || e.nodeHints !== null)) return;
+  const placement = new Map<string, { zone: string | null; nodeName: string | null }>();
+  for (const slice of slices) for (const e of slice.endpoints) if (!placement.has(e.addresses[0]!)) placement.set(e.addresses[0]!, e);
+  const zones = endpoints.map((e) => placement.get(e.ip)?.zone ?? null);
+  const nodes = endpoints.map((e) => placement.get(e.ip)?.nodeName ?? null);
+  endpoints.forEach((e, i) => {
+    if (zones.every((z) => z !== null)) e.zoneHints = [zones[i]!];
+    if (mode === 'PreferSameNode' && nodes.every((n) => n !== null)) e.nodeHints = [nodes[i]!];
+  });
+}

@@ -1,0 +1,97 @@
+// Addresses as kube-lb handles them: the family of an address, ordering,
+// IPv4's numeric form for the BPF maps, and CIDR membership.
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type IPFamily = 'IPv4' | 'IPv6';
+
+/** The family of a textual address; throws on anything that is not an address. */
+export function ipFamily(ip: string): IPFamily {
+  if (isIPv4(ip)) return 'IPv4';
+  if (isIPv6(ip)) return 'IPv6';
+  throw new Error(`not an IP address: ${JSON.stringify(ip)}`);
+}
+
+/** Parses dotted-quad IPv4 into an unsigned 32-bit number; throws on anything else. */
+export function ipv4ToInt(ip: string): number {
+  // A hand-written scan: this runs for every map entry a sync writes.
+  let n = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+    } else if (c === 46 && digits > 0 && dots < 3 && octet <= 255) {
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else {
+      throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+    }
+  }
+  if (dots !== 3 || digits === 0 || octet > 255) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
+  return n * 256 + octet;
+}
+
+export function intToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+/** An address as a bigint, for ordering and prefix tests across both families. */
+function ipToBigInt(ip: string): bigint {
+  if (isIPv4(ip)) return BigInt(ipv4ToInt(ip));
+  let text = ip;
+  // An embedded IPv4 tail ("::ffff:1.2.3.4") is two groups.
+  const lastColon = text.lastIndexOf(':');
+  if (text.slice(lastColon + 1).includes('.')) {
+    const v4 = ipv4ToInt(text.slice(lastColon + 1));
+    text = `${text.slice(0, lastColon + 1)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
+  }
+  const [head, tail] = text.split('::');
+  const split = (s: string | undefined): string[] => (s ? s.split(':') : []);
+  const h = split(head);
+  const t = split(tail);
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+/** Orders addresses: IPv4 before IPv6, then numerically. */
+export function compareIps(a: string, b: string): number {
+  const fa = ipFamily(a);
+  const fb = ipFamily(b);
+  if (fa !== fb) return fa === 'IPv4' ? -1 : 1;
+  if (fa === 'IPv4') return ipv4ToInt(a) - ipv4ToInt(b);
+  const x = ipToBigInt(a);
+  const y = ipToBigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+export interface Cidr {
+  family: IPFamily;
+  /** The network address as written, e.g. "10.0.0.0". */
+  ip: string;
+  prefix: number;
+}
+
+/** Parses "address/prefix"; throws naming what is wrong. */
+export function parseCidr(text: string): Cidr {
+  const slash = text.indexOf('/');
+  const ip = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? '' : text.slice(slash + 1);
+  if (!isIPv4(ip) && !isIPv6(ip)) throw new Error(`not a CIDR: ${JSON.stringify(text)} (expected an address/prefix such as 10.0.0.0/8)`);
+  const family = ipFamily(ip);
+  const max = family === 'IPv4' ? 32 : 128;
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) throw new Error(`not a CIDR: ${JSON.stringify(text)} (the prefix must be 0 to ${max})`);
+  return { family, ip, prefix: Number(prefixText) };
+}
+
+/** Whether `ip` lies in `cidr`; addresses of the other family never do. */
+export function cidrContains(cidr: Cidr, ip: string): boolean {
+  if (ipFamily(ip) !== cidr.family) return false;
+  const bits = BigInt(cidr.family === 'IPv4' ? 32 : 128);
+  const shift = bits - BigInt(cidr.prefix);
+  return ipToBigInt(ip) >> shift === ipToBigInt(cidr.ip) >> shift;
+}

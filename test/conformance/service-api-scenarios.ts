@@ -1,0 +1,262 @@
+// The conformance rows for the whole Service API beyond ClusterIP from
+// pods: NodePorts, external and load-balancer IPs, traffic policies,
+// terminating endpoints, topology, affinity, source ranges, rejection,
+// traffic from the node itself, and the services kube-lb leaves alone.
+// Every row uses real TCP and UDP clients in the two-node sandbox.
+import assert from 'node:assert/strict';
+import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
+import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
+import { type Scenario, VIP, endpoints, pods } from './scenarios.js';
+
+const NODE_IP = NODES['node-a'].ip;
+const EXTERNAL_IP = '203.0.113.10';
+const LB_IP = '198.51.100.10';
+const HTTP_NODE_PORT = 30080;
+const DNS_NODE_PORT = 30053;
+const HEALTH_NODE_PORT = 32100;
+
+/** A LoadBalancer service on every kind of frontend: ClusterIP VIP, an external IP, an ingress IP, NodePorts. */
+function lbService(eps: EndpointSpec[], over: Partial<ServiceSpec> = {}): ServiceSpec {
+  return {
+    name: 'web',
+    clusterIP: VIP,
+    type: 'LoadBalancer',
+    ports: [
+      { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: HTTP_NODE_PORT },
+      { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP', nodePort: DNS_NODE_PORT },
+    ],
+    externalIPs: [EXTERNAL_IP],
+    loadBalancerIngress: [LB_IP],
+    endpoints: eps,
+    ...over,
+  };
+}
+
+function answeredBy(result: ClientResult, expected: string[], what: string): void {
+  assert.equal(result.failures, 0, `${what}: failures ${JSON.stringify(result.errors)}`);
+  assert.deepEqual(Object.keys(result.answers).sort(), [...expected].sort(), `${what}: answered by ${JSON.stringify(result.answers)}`);
+}
+
+/** The client addresses the servers saw, whoever answered. */
+function sourcesSeen(result: ClientResult): string[] {
+  return [...new Set(Object.values(result.seenFrom ?? {}).flatMap((bySource) => Object.keys(bySource)))].sort();
+}
+
+const BOTH_NODES = ['web-1', 'web-4'];
+
+export const serviceApiScenarios: Scenario[] = [
+  {
+    name: 'NodePort, external IP and load-balancer IP from outside reach endpoints on both nodes, masqueraded',
+    needs: ['tcp', 'udp', 'nodeport', 'external-ips', 'load-balancer-ips', 'external-masquerade', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES))]);
+      await ctx.startKubeLb();
+      for (const [what, ip, port] of [['NodePort', NODE_IP, HTTP_NODE_PORT], ['external IP', EXTERNAL_IP, 80], ['load-balancer IP', LB_IP, 80]] as const) {
+        const tcp = await ctx.externalClient('tcp', ip, port, 30, { reportSource: true });
+        answeredBy(tcp, BOTH_NODES, `TCP to the ${what}`);
+        // Masqueraded to node-a's address, so that node-b's replies come back through node-a.
+        assert.deepEqual(sourcesSeen(tcp), [NODE_IP], `TCP to the ${what}: the servers saw ${JSON.stringify(tcp.seenFrom)}`);
+      }
+      answeredBy(await ctx.externalClient('udp', NODE_IP, DNS_NODE_PORT, 30), BOTH_NODES, 'UDP to the NodePort');
+      answeredBy(await ctx.externalClient('udp', LB_IP, 53, 30), BOTH_NODES, 'UDP to the load-balancer IP');
+    },
+  },
+  {
+    name: 'a real HTTP server and client: curl through a NodePort reaches nginx on both nodes',
+    needs: ['tcp', 'nodeport', 'remote-endpoints'],
+    pods: pods.map((p) => (p.name === 'web-1' || p.name === 'web-4' ? { ...p, serves: false } : p)),
+    async run(ctx) {
+      await ctx.sandbox.startNginx('web-1', 8080);
+      await ctx.sandbox.startNginx('web-4', 8080);
+      ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES), { type: 'NodePort', externalIPs: undefined, loadBalancerIngress: undefined })]);
+      await ctx.startKubeLb();
+      const seen = new Set<string>();
+      for (let i = 0; i < 20; i++) seen.add((await ctx.curl('external', `http://${NODE_IP}:${HTTP_NODE_PORT}/`)).trim());
+      assert.deepEqual([...seen].sort(), BOTH_NODES);
+    },
+  },
+  {
+    name: 'externalTrafficPolicy Local: outside traffic reaches local endpoints with its source kept; the health check node port counts them',
+    needs: ['tcp', 'udp', 'nodeport', 'load-balancer-ips', 'external-traffic-policy-local', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [
+        lbService(endpoints(BOTH_NODES), { externalTrafficPolicy: 'Local', healthCheckNodePort: HEALTH_NODE_PORT }),
+        // Endpoints on node-b only: outside traffic to this node is dropped, and the health check says so.
+        lbService(endpoints(['web-5']), {
+          name: 'remote',
+          clusterIP: '10.96.0.20',
+          externalIPs: undefined,
+          loadBalancerIngress: ['198.51.100.20'],
+          ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30081 }],
+          externalTrafficPolicy: 'Local',
+          healthCheckNodePort: HEALTH_NODE_PORT + 1,
+        }),
+      ]);
+      await ctx.startKubeLb();
+      for (const [what, ip, port] of [['NodePort', NODE_IP, HTTP_NODE_PORT], ['load-balancer IP', LB_IP, 80]] as const) {
+        const tcp = await ctx.externalClient('tcp', ip, port, 20, { reportSource: true });
+        answeredBy(tcp, ['web-1'], `TCP to the ${what}`);
+        assert.deepEqual(sourcesSeen(tcp), [EXTERNAL_CLIENT_IPS[0]], `TCP to the ${what}: the client's address is kept`);
+      }
+      answeredBy(await ctx.externalClient('udp', NODE_IP, DNS_NODE_PORT, 20), ['web-1'], 'UDP to the NodePort');
+      // From a pod, the load-balancer IP is served as Cluster.
+      answeredBy(await ctx.client('client', 'tcp', LB_IP, 80, 30), BOTH_NODES, 'TCP from a pod to the load-balancer IP');
+      const dropped = await ctx.externalClient('tcp', NODE_IP, 30081, 2);
+      assert.equal(dropped.failures, 2, `no local endpoint: ${JSON.stringify(dropped.answers)}`);
+
+      const health = JSON.parse(await ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT}/`)) as unknown;
+      assert.deepEqual(health, { service: { namespace: 'default', name: 'web' }, localEndpoints: 1, serviceProxyHealthy: true });
+      await assert.rejects(ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT + 1}/`), /503/, 'no local endpoint: 503');
+    },
+  },
+  {
+    name: 'loadBalancerSourceRanges: only sources inside the ranges reach the load-balancer IP',
+    needs: ['tcp', 'load-balancer-ips', 'source-ranges'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES), { loadBalancerSourceRanges: [`${EXTERNAL_CLIENT_IPS[0]}/32`] })]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.externalClient('tcp', LB_IP, 80, 10, { source: EXTERNAL_CLIENT_IPS[0] }), BOTH_NODES, 'an allowed source');
+      const denied = await ctx.externalClient('tcp', LB_IP, 80, 3, { source: EXTERNAL_CLIENT_IPS[1] });
+      assert.equal(denied.failures, 3, `a source outside the ranges was answered: ${JSON.stringify(denied.answers)}`);
+    },
+  },
+  {
+    name: 'internalTrafficPolicy Local: pods reach only endpoints on their node; none there, no answer',
+    needs: ['tcp', 'udp', 'internal-traffic-policy-local', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [
+        { ...lbService(endpoints(['web-1', 'web-2', 'web-4', 'web-5']), { type: 'ClusterIP', externalIPs: undefined, loadBalancerIngress: undefined }), ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' }], internalTrafficPolicy: 'Local' },
+        { name: 'remote', clusterIP: '10.96.0.20', internalTrafficPolicy: 'Local', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: endpoints(['web-4']) },
+      ]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 30), ['web-1', 'web-2'], 'TCP');
+      answeredBy(await ctx.client('client', 'udp', VIP, 53, 30), ['web-1', 'web-2'], 'UDP');
+      const none = await ctx.client('client', 'tcp', '10.96.0.20', 80, 2);
+      assert.equal(none.failures, 2, `only a remote endpoint, yet answered: ${JSON.stringify(none.answers)}`);
+    },
+  },
+  {
+    name: 'terminating endpoints serve while nothing ready is left, and stop once one is ready',
+    needs: ['tcp', 'terminating-endpoints', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      const terminating = (names: string[]): EndpointSpec[] => endpoints(names).map((e) => ({ ...e, ready: false, serving: true, terminating: true }));
+      ctx.writeServices('web.yaml', [{ name: 'web', clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: terminating(['web-1', 'web-4']) }]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 20), BOTH_NODES, 'only terminating endpoints');
+      ctx.writeServices('web.yaml', [{ name: 'web', clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: [...terminating(['web-1', 'web-4']), ...endpoints(['web-2'])] }]);
+      await ctx.waitUntil('the ready endpoint takes over', 10_000, async () => {
+        const r = await ctx.client('client', 'tcp', VIP, 80, 10);
+        return r.failures === 0 && Object.keys(r.answers).join() === 'web-2';
+      });
+    },
+  },
+  {
+    name: 'topology: trafficDistribution PreferClose keeps traffic in the zone',
+    needs: ['tcp', 'topology', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [{ name: 'web', clusterIP: VIP, trafficDistribution: 'PreferClose', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: endpoints(['web-1', 'web-4', 'web-5']) }]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 20), ['web-1'], 'zone-a only');
+    },
+  },
+  {
+    name: 'sessionAffinity ClientIP: one client keeps its endpoint',
+    needs: ['tcp', 'udp', 'session-affinity', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [{ ...lbService(endpoints(['web-1', 'web-2', 'web-4', 'web-5']), { type: 'ClusterIP', externalIPs: undefined, loadBalancerIngress: undefined }), ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' }], sessionAffinityTimeoutSeconds: 600 }]);
+      await ctx.startKubeLb();
+      const tcp = await ctx.client('client', 'tcp', VIP, 80, 30);
+      assert.equal(tcp.failures, 0, JSON.stringify(tcp.errors));
+      assert.equal(Object.keys(tcp.answers).length, 1, `TCP went to ${JSON.stringify(tcp.answers)}`);
+      const udp = await ctx.client('client', 'udp', VIP, 53, 30);
+      assert.equal(Object.keys(udp.answers).length, 1, `UDP went to ${JSON.stringify(udp.answers)}`);
+    },
+  },
+  {
+    name: 'a service without endpoints refuses connections at once',
+    needs: ['tcp', 'reject-without-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('idle.yaml', [lbService(endpoints([], ['web-1']), { name: 'idle' })]);
+      await ctx.startKubeLb();
+      for (const [place, ip, port] of [['pod', VIP, 80], ['external', NODE_IP, HTTP_NODE_PORT]] as const) {
+        const started = performance.now();
+        const r = place === 'pod' ? await ctx.client('client', 'tcp', ip, port, 3) : await ctx.externalClient('tcp', ip, port, 3);
+        assert.equal(r.failures, 3);
+        assert.ok(r.errors.every((e) => /ECONNREFUSED|EHOSTUNREACH/.test(e)), `${place}: refused, not timed out: ${JSON.stringify(r.errors)} after ${Math.round(performance.now() - started)} ms`);
+      }
+    },
+  },
+  {
+    name: 'traffic from the node itself reaches the ClusterIP, NodePort, external and load-balancer IPs',
+    needs: ['tcp', 'udp', 'node-originated', 'nodeport', 'external-ips', 'load-balancer-ips', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES))]);
+      await ctx.startKubeLb();
+      for (const [what, ip, port] of [['ClusterIP', VIP, 80], ['NodePort', NODE_IP, HTTP_NODE_PORT], ['external IP', EXTERNAL_IP, 80], ['load-balancer IP', LB_IP, 80]] as const) {
+        answeredBy(await ctx.hostClient('tcp', ip, port, 20), BOTH_NODES, `TCP from the host to the ${what}`);
+      }
+      answeredBy(await ctx.hostClient('udp', VIP, 53, 20), BOTH_NODES, 'UDP from the host to the ClusterIP');
+    },
+  },
+  {
+    name: 'NodePort on 127.0.0.1 when --nodeport-addresses includes it',
+    needs: ['tcp', 'nodeport', 'localhost-nodeport', 'node-originated'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES), { type: 'NodePort', externalIPs: undefined, loadBalancerIngress: undefined })]);
+      await ctx.startKubeLb(process.env, ['--nodeport-addresses=127.0.0.0/8,172.18.0.0/24']);
+      answeredBy(await ctx.hostClient('tcp', '127.0.0.1', HTTP_NODE_PORT, 20), BOTH_NODES, 'TCP from the host to 127.0.0.1');
+      answeredBy(await ctx.externalClient('tcp', NODE_IP, HTTP_NODE_PORT, 10), BOTH_NODES, 'TCP from outside to the node address');
+    },
+  },
+  {
+    name: 'headless, ExternalName and other proxies\' services are left alone',
+    needs: ['tcp', 'ignored-services'],
+    pods,
+    async run(ctx) {
+      const http = [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' as const }];
+      ctx.writeServices('web.yaml', [{ name: 'web', clusterIP: VIP, ports: http, endpoints: endpoints(['web-1']) }]);
+      ctx.writeServices('ignored.yaml', [
+        { name: 'headless', clusterIP: 'None', ports: http, endpoints: endpoints(['web-2']) },
+        { name: 'db', clusterIP: '', type: 'ExternalName', externalName: 'db.example.com', ports: [], endpoints: [] },
+        { name: 'theirs', clusterIP: '10.96.0.40', labels: { 'service.kubernetes.io/service-proxy-name': 'another-proxy' }, ports: http, endpoints: endpoints(['web-3']) },
+      ]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 5), ['web-1'], 'the ordinary service');
+      const theirs = await ctx.client('client', 'tcp', '10.96.0.40', 80, 2);
+      assert.equal(theirs.failures, 2, `another proxy's service was served: ${JSON.stringify(theirs.answers)}`);
+      const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { frontend: { ip: string } }[];
+      assert.deepEqual([...new Set(view.map((v) => v.frontend.ip))], [VIP], 'only the ordinary service is programmed');
+      assert.doesNotMatch(ctx.kubeLbLogs, /"level":(40|50)/, 'nothing to warn about');
+    },
+  },
+  {
+    name: 'two services claiming one ClusterIP and port: the older keeps it, the newer is refused by name',
+    needs: ['tcp', 'frontend-conflicts'],
+    pods,
+    async run(ctx) {
+      const http = [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' as const }];
+      ctx.writeServices('a.yaml', [{ name: 'newer', namespace: 'intruder', clusterIP: VIP, ports: http, endpoints: endpoints(['web-2']), createdAt: '2026-11-02T10:00:00Z' }]);
+      ctx.writeServices('b.yaml', [{ name: 'older', clusterIP: VIP, ports: http, endpoints: endpoints(['web-1']), createdAt: '2026-11-01T10:00:00Z' }]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 10), ['web-1'], 'the older service');
+      const refusals = ctx.kubeLbLogs.split('\n').filter((l) => l.includes('refused a frontend another service owns'));
+      assert.equal(refusals.length, 1, `one log line: ${refusals.join('\n')}`);
+      assert.match(refusals[0]!, /"namespace":"intruder","name":"newer".*default\/older/);
+      ctx.removeFile('b.yaml');
+      await ctx.waitUntil('the newer service takes over', 10_000, async () => {
+        const r = await ctx.client('client', 'tcp', VIP, 80, 5);
+        return r.failures === 0 && Object.keys(r.answers).join() === 'web-2';
+      });
+    },
+  },
+];
