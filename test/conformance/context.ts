@@ -98,6 +98,22 @@ export class ScenarioContext {
     assert.equal(code, 0, `kube-lb exit code; logs:\n${this.logs.slice(-3000)}`);
   }
 
+  /** The running kube-lb's process id. */
+  get kubeLbPid(): number {
+    assert.ok(this.kubeLbProcess?.pid, 'kube-lb is not running');
+    return this.kubeLbProcess.pid;
+  }
+
+  /** Kills kube-lb with SIGKILL, as the OOM killer does: nothing of its own runs on the way out. */
+  async killKubeLb(): Promise<void> {
+    const child = this.kubeLbProcess;
+    assert.ok(child, 'kube-lb is not running');
+    this.kubeLbProcess = undefined;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
   async kubeLb(...args: string[]): Promise<string> {
     return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
   }

@@ -2,6 +2,8 @@
 // ebpf backend has: bpftool-readable maps, inspect, and tc cleanup.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { type PodSpec, type ScenarioContext, withContext as withVariantContext } from './context.js';
@@ -10,6 +12,29 @@ import { variant } from './variants.js';
 import { requireCommand } from '../lib/preconditions.js';
 
 const exec = promisify(execFile);
+
+/** The processes whose parent is `pid`, with their command names. */
+function childrenOf(pid: number): { pid: number; comm: string }[] {
+  const children = [];
+  for (const entry of fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    const stat = processStat(Number(entry));
+    if (stat?.ppid === pid) children.push({ pid: Number(entry), comm: stat.comm });
+  }
+  return children;
+}
+
+/** A process's name, parent and state from /proc, or null once it is gone. */
+function processStat(pid: number): { comm: string; state: string; ppid: number } | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The name is in parentheses and may itself hold spaces or parentheses.
+  const [state, ppid] = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { comm: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), state: state!, ppid: Number(ppid) };
+}
 
 const withContext = (pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>): Promise<void> => withVariantContext(variant('ebpf'), pods, body);
 
@@ -83,5 +108,57 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       assert.deepEqual(after.filter((id) => before.includes(id)), [], 'kube-lb programs are unloaded');
       // A second cleanup finds nothing and still succeeds.
       await ctx.kubeLb('cleanup');
+    }));
+
+  it('cleanup finishes from whatever an interrupted cleanup left behind', () =>
+    withContext(pods, async (ctx) => {
+      const { sandbox } = ctx;
+      ctx.writeServices('web.yaml', [web]);
+      const podInterfaces = pods.map((p) => sandbox.pod(p.name).hostIf).sort();
+      const clsacts = async (): Promise<string[]> =>
+        (JSON.parse(await sandbox.inNode('tc', '-j', 'qdisc', 'show')) as { dev: string; kind: string }[])
+          .filter((q) => q.kind === 'clsact')
+          .map((q) => q.dev)
+          .sort();
+      const unpin = (...names: string[]) => async (): Promise<void> => {
+        for (const name of names) fs.unlinkSync(path.join(sandbox.pinPath, name));
+      };
+      // What cleanup does, cut short at each step: some pins gone, or an
+      // interface already done with.
+      const interruptions: [string, () => Promise<void>][] = [
+        ['kube_lb_ct unpinned', unpin('kube_lb_ct')],
+        ['every pin but kube_lb_ifaces gone', unpin('kube_lb_svc', 'kube_lb_ct', 'kube_lb_rnat', 'lb_from_pod', 'lb_to_pod')],
+        [
+          'one interface already detached and its clsact removed',
+          async () => {
+            await sandbox.inNode('tc', 'qdisc', 'del', 'dev', podInterfaces[0]!, 'clsact');
+          },
+        ],
+      ];
+      for (const [what, interrupt] of interruptions) {
+        await ctx.startKubeLb();
+        await ctx.stopKubeLb();
+        assert.deepEqual(await clsacts(), podInterfaces, `${what}: attached before`);
+        await interrupt();
+        await ctx.kubeLb('inspect');
+        await ctx.kubeLb('cleanup');
+        assert.deepEqual(await clsacts(), [], `${what}: no clsact qdisc left`);
+        assert.equal(fs.existsSync(sandbox.pinPath), false, `${what}: no pin left`);
+        await ctx.kubeLb('cleanup');
+      }
+    }));
+
+  it('the link watcher child dies with kube-lb, even on kill -9', () =>
+    withContext(pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web]);
+      await ctx.startKubeLb();
+      const watchers = childrenOf(ctx.kubeLbPid).filter((c) => c.comm === 'ip');
+      assert.equal(watchers.length, 1, `one ip monitor child: ${JSON.stringify(childrenOf(ctx.kubeLbPid))}`);
+      await ctx.killKubeLb();
+      const deadline = Date.now() + 5000;
+      // A zombie is dead; only its parent's reaper is missing.
+      const alive = (): boolean => ![null, 'Z', 'X'].includes(processStat(watchers[0]!.pid)?.state ?? null);
+      while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(alive(), false, `ip monitor (pid ${watchers[0]!.pid}) outlived kube-lb`);
     }));
 });

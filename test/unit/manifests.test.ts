@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -226,8 +226,11 @@ class RecordingSink implements ObjectSink {
   }
 
   /** Event summaries ("upsert Service/default/web") from index `from` on. */
-  summary(from = 0): string[] {
-    return this.events.slice(from).map((e) => (e.type === 'synced' ? 'synced' : `${e.type} ${e.id}`));
+  summary(from = 0, id?: string): string[] {
+    return this.events
+      .slice(from)
+      .filter((e) => id === undefined || (e.type !== 'synced' && e.id === id))
+      .map((e) => (e.type === 'synced' ? 'synced' : `${e.type} ${e.id}`));
   }
 
   /** Waits until the events from `from` on contain all of `expected`. */
@@ -238,6 +241,10 @@ class RecordingSink implements ObjectSink {
       await sleep(20);
     }
   }
+}
+
+function clusterIPOf(event: Event | undefined): string | undefined {
+  return event?.type === 'upsert' ? (event.object.spec as { clusterIP: string }).clusterIP : undefined;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -291,7 +298,12 @@ describe('ManifestsSource', () => {
       'synced',
     ]);
     assert.equal((sink.events[0] as { origin: string }).origin, path.join(directory, 'app.yaml'));
-    assert.ok(lines.some((l) => l.kind === 'Deployment' && l.level === 20), 'the Deployment is ignored at debug level');
+    const ignored = lines.filter((l) => l.level >= 30);
+    assert.deepEqual(
+      ignored.map((l) => [l.level, l.file, l.objects]),
+      [[30, path.join(directory, 'app.yaml'), ['apps/v1 Deployment default/api']]],
+      'the Deployment is noted as ignored, and nothing else is complained about',
+    );
   });
 
   test('kubectl List output feeds the model end to end', async () => {
@@ -360,6 +372,157 @@ describe('ManifestsSource', () => {
     const fixedMark = sink.events.length;
     await writeFile(path.join(directory, 'a.yaml'), service('alpha', '10.96.0.50'));
     await sink.waitFor(['upsert Service/default/alpha', 'delete Service/default/beta'], fixedMark);
+  });
+
+  test('a duplicate definition that goes away hands the object back to the other file, and later files still count', async () => {
+    await writeFile(path.join(directory, 'a.yaml'), service('web', '10.96.0.30'));
+    const sink = new RecordingSink();
+    const { lines } = await start(sink);
+
+    let mark = sink.events.length;
+    await writeFile(path.join(directory, 'b.yaml'), service('web', '10.96.0.31'));
+    await sink.waitFor(['upsert Service/default/web'], mark);
+    assert.equal(clusterIPOf(sink.events.at(-1)), '10.96.0.31', 'the later file wins');
+
+    mark = sink.events.length;
+    await unlink(path.join(directory, 'b.yaml'));
+    await sink.waitFor(['upsert Service/default/web'], mark);
+    assert.equal(clusterIPOf(sink.events.at(-1)), '10.96.0.30', "a.yaml's definition is back");
+
+    mark = sink.events.length;
+    await writeFile(path.join(directory, 'c.yaml'), service('late', '10.96.0.32'));
+    await sink.waitFor(['upsert Service/default/late'], mark);
+    assert.deepEqual(
+      lines.filter((l) => l.level >= 50),
+      [],
+      'no errors',
+    );
+  });
+
+  test('a file nested 10,000 deep is one skipped file: start succeeds and other files keep working', async () => {
+    const deep = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+    await writeFile(path.join(directory, 'deep.json'), `{"apiVersion":"v1","kind":"Service","metadata":{"name":"deep","labels":${deep}}}`);
+    await writeFile(path.join(directory, 'deep.yaml'), `apiVersion: v1\nkind: Service\nmetadata:\n  name: deep2\n  labels: ${deep}\n`);
+    await writeFile(path.join(directory, 'good.yaml'), service('good', '10.96.0.30'));
+    const sink = new RecordingSink();
+    const { lines } = await start(sink);
+    assert.deepEqual(sink.summary(), ['upsert Service/default/good', 'synced']);
+    for (const name of ['deep.json', 'deep.yaml']) {
+      const complaint = lines.filter((l) => l.file === path.join(directory, name));
+      assert.equal(complaint.length, 1, `one log line for ${name}: ${JSON.stringify(complaint)}`);
+      assert.equal(complaint[0]!.level, 40);
+      // The YAML parser has a limit of its own.
+      assert.match(String(complaint[0]!.reason), /nested more than \d+ levels deep|RESOURCE_EXHAUSTION/);
+    }
+
+    const mark = sink.events.length;
+    await writeFile(path.join(directory, 'z.yaml'), service('zeta', '10.96.0.39'));
+    await sink.waitFor(['upsert Service/default/zeta'], mark);
+  });
+
+  test('a file rewritten in place is not read half-written: no object is deleted or cut short meanwhile', async () => {
+    const before = `${service('alpha', '10.96.0.30')}---\n${service('beta', '10.96.0.31')}`;
+    const after = `${service('alpha', '10.96.0.30')}---\n${service('beta', '10.96.0.41')}`;
+    await writeFile(path.join(directory, 'a.yaml'), before);
+    const sink = new RecordingSink();
+    await start(sink);
+
+    const mark = sink.events.length;
+    // As a slow writer does it: truncate, write part of the file, pause, write the rest.
+    const cut = after.indexOf('10.96.0.41') + 'clusterIP: 10.9'.length - 'clusterIP: '.length;
+    const file = await open(path.join(directory, 'a.yaml'), 'w');
+    try {
+      await sleep(400);
+      await file.write(after.slice(0, cut));
+      await file.sync();
+      await sleep(400);
+      await file.write(after.slice(cut));
+    } finally {
+      await file.close();
+    }
+    await sink.waitFor(['upsert Service/default/beta'], mark, 3000);
+    await sleep(300);
+    assert.deepEqual(sink.summary(mark), ['upsert Service/default/beta'], 'only the finished edit is delivered');
+    assert.equal(clusterIPOf(sink.events.at(-1)), '10.96.0.41');
+  });
+
+  test('an emptied file takes its objects away once it stays empty', async () => {
+    await writeFile(path.join(directory, 'a.yaml'), service('alpha', '10.96.0.30'));
+    const sink = new RecordingSink();
+    await start(sink);
+    const mark = sink.events.length;
+    await writeFile(path.join(directory, 'a.yaml'), '');
+    await sink.waitFor(['delete Service/default/alpha'], mark, 5000);
+  });
+
+  test('objects and files kube-lb does not read are reported once per file, not on every rescan', async () => {
+    await writeFile(
+      path.join(directory, 'other.yaml'),
+      [
+        'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n',
+        'apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: web-old\naddressType: IPv4\nendpoints: []\n',
+        'apiVersion: v1\nkind: service\nmetadata:\n  name: lower\n',
+        service('good', '10.96.0.30'),
+      ].join('---\n'),
+    );
+    await symlink(path.join(directory, 'missing.yaml'), path.join(directory, 'dangling.yaml'));
+    const sink = new RecordingSink();
+    const { lines } = await start(sink, 100);
+    await sleep(600);
+    // A change elsewhere makes a delivery; the reports still come once.
+    const mark = sink.events.length;
+    await writeFile(path.join(directory, 'z.yaml'), service('zeta', '10.96.0.39'));
+    await sink.waitFor(['upsert Service/default/zeta'], mark);
+    await sleep(300);
+    assert.deepEqual(sink.summary(0, 'Service/default/good'), ['upsert Service/default/good']);
+
+    const about = (name: string) => lines.filter((l) => l.file === path.join(directory, name) && l.level >= 30);
+    const other = about('other.yaml');
+    const unread = other.find((l) => l.level === 40);
+    assert.ok(unread, `a warning for the near misses: ${JSON.stringify(other)}`);
+    assert.deepEqual(unread.objects, ['discovery.k8s.io/v1beta1 EndpointSlice default/web-old', 'v1 service default/lower']);
+    const ignored = other.find((l) => l.level === 30);
+    assert.deepEqual(ignored?.objects, ['apps/v1 Deployment default/api']);
+    assert.equal(other.length, 2, `two lines about other.yaml, once each: ${JSON.stringify(other)}`);
+    const dangling = about('dangling.yaml');
+    assert.equal(dangling.length, 1, `one line about the dangling symlink: ${JSON.stringify(dangling)}`);
+    assert.equal(dangling[0]!.level, 40);
+    assert.match(String(dangling[0]!.msg), /dangling symlink/);
+  });
+
+  test('symlinks are followed only within the directory, and no log line quotes a file', async () => {
+    const outside = await mkdtemp(path.join(tmpdir(), 'kube-lb-outside-'));
+    try {
+      await writeFile(path.join(outside, 'secret.yaml'), 'password: hunter2-secret\n  bad: [x\n');
+      await writeFile(path.join(outside, 'svc.yaml'), service('outside', '10.96.0.50'));
+      await symlink(path.join(outside, 'secret.yaml'), path.join(directory, 'secret.yaml'));
+      await symlink(path.join(outside, 'svc.yaml'), path.join(directory, 'outside.yaml'));
+      // A ConfigMap volume: every file is a link into a ..data folder of the same directory.
+      await mkdir(path.join(directory, '..2026_11_30'));
+      await writeFile(path.join(directory, '..2026_11_30', 'web.yaml'), service('web', '10.96.0.30'));
+      await symlink('..2026_11_30', path.join(directory, '..data'));
+      await symlink('..data/web.yaml', path.join(directory, 'web.yaml'));
+      await writeFile(path.join(directory, 'broken.yaml'), 'token: s3cr3t-yaml\n  x: [y\n');
+      await writeFile(path.join(directory, 'broken.json'), '{"token": "s3cr3t-json" x}');
+
+      const sink = new RecordingSink();
+      const { lines } = await start(sink);
+      assert.deepEqual(sink.summary(), ['upsert Service/default/web', 'synced']);
+      const logged = JSON.stringify(lines);
+      assert.doesNotMatch(logged, /hunter2|s3cr3t/, 'no file content in the logs');
+      for (const name of ['secret.yaml', 'outside.yaml']) {
+        const line = lines.find((l) => l.file === path.join(directory, name));
+        assert.equal(line?.level, 40, `a warning for ${name}`);
+        assert.match(String(line?.msg), /links outside the manifests directory/);
+      }
+      for (const name of ['broken.yaml', 'broken.json']) {
+        const line = lines.find((l) => l.file === path.join(directory, name));
+        assert.equal(line?.level, 40, `a warning for ${name}`);
+        assert.match(String(line?.reason), /line \d+|position \d+|not valid JSON/);
+      }
+    } finally {
+      await rm(outside, { recursive: true, force: true });
+    }
   });
 
   test('an object without a name is skipped with a warning naming the file', async () => {

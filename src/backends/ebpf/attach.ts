@@ -99,6 +99,11 @@ function ourFilter(lib: NativeAddon, ifindex: number, point: TcAttachPoint): boo
   return info !== null && Object.values(PROGRAMS).includes(info.name as (typeof PROGRAMS)[keyof typeof PROGRAMS]);
 }
 
+async function hasClsact(name: string): Promise<boolean> {
+  const { stdout } = await run('tc', ['-j', 'qdisc', 'show', 'dev', name]);
+  return stdout.trim() !== '' && (JSON.parse(stdout) as { kind: string }[]).some((q) => q.kind === 'clsact');
+}
+
 async function hasOtherFilters(name: string): Promise<boolean> {
   for (const point of ['ingress', 'egress']) {
     const { stdout } = await run('tc', ['-j', 'filter', 'show', 'dev', name, point]);
@@ -110,7 +115,9 @@ async function hasOtherFilters(name: string): Promise<boolean> {
 /**
  * Takes kube-lb's filters off every interface, and removes the clsact
  * qdiscs kube-lb created where nothing else uses them. Returns the names
- * of the interfaces it touched.
+ * of the interfaces it touched. Each interface done is struck from
+ * kube_lb_ifaces, and one found already done (a cleanup cut short) is
+ * passed over, so that running it again always finishes the job.
  */
 export async function detachAll(lib: NativeAddon, ifacesFd: number | null, log: Logger): Promise<string[]> {
   const recorded = ifacesFd === null ? new Map<number, number>() : recordedInterfaces(lib, ifacesFd);
@@ -124,10 +131,11 @@ export async function detachAll(lib: NativeAddon, ifacesFd: number | null, log: 
       }
     }
     const created = ((recorded.get(link.ifindex) ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
-    if (created && !(await hasOtherFilters(link.name))) {
+    if (created && (await hasClsact(link.name)) && !(await hasOtherFilters(link.name))) {
       lib.tcHookDestroy(link.ifindex);
       ours = true;
     }
+    if (recorded.has(link.ifindex)) lib.mapDelete(ifacesFd!, encodeIfindex(link.ifindex));
     if (ours) {
       touched.push(link.name);
       log.info({ interface: link.name }, 'detached');

@@ -62,23 +62,40 @@ function mapRecord(fdOf: (name: string) => number): MapFds {
   return fds;
 }
 
-/** Opens the pinned maps for reading, or returns null when nothing is pinned. */
+/** The maps pinned under pinRoot: all, none, or some after an interrupted cleanup. */
+export function pinnedMaps(pinRoot: string): (keyof typeof MAPS)[] {
+  return (Object.keys(MAPS) as (keyof typeof MAPS)[]).filter((key) => fs.existsSync(path.join(pinRoot, MAPS[key])));
+}
+
+/** Opens the pinned maps for reading, or returns null unless every one is pinned. */
 export function openPinnedMaps(lib: NativeAddon, pinRoot: string): MapFds | null {
-  if (!fs.existsSync(path.join(pinRoot, MAPS.svc))) return null;
+  if (pinnedMaps(pinRoot).length < Object.keys(MAPS).length) return null;
   return mapRecord((name) => lib.objGet(path.join(pinRoot, name)));
+}
+
+/** Opens one pinned map, or returns null when it is not pinned. */
+export function openPinnedMap(lib: NativeAddon, pinRoot: string, key: keyof typeof MAPS): number | null {
+  const pin = path.join(pinRoot, MAPS[key]);
+  return fs.existsSync(pin) ? lib.objGet(pin) : null;
 }
 
 export function closeMaps(lib: NativeAddon, maps: MapFds): void {
   for (const fd of Object.values(maps)) lib.closeFd(fd);
 }
 
-/** Removes every pin kube-lb made under pinRoot, then the folder itself. */
+/**
+ * Removes every pin kube-lb made under pinRoot, then the folder itself.
+ * Nothing is removed if anything there is foreign, and kube_lb_ifaces goes
+ * last: until then a cleanup cut short can still be finished, knowing which
+ * clsact qdiscs kube-lb created.
+ */
 export function removePins(pinRoot: string): void {
   if (!fs.existsSync(pinRoot)) return;
   const ours = new Set<string>([...Object.values(MAPS), ...Object.values(PROGRAMS)]);
-  for (const entry of fs.readdirSync(pinRoot)) {
-    if (!ours.has(entry)) throw new Error(`pin path ${pinRoot} holds ${entry}, which kube-lb did not create; leaving it`);
-    fs.unlinkSync(path.join(pinRoot, entry));
-  }
+  const entries = fs.readdirSync(pinRoot);
+  const foreign = entries.filter((entry) => !ours.has(entry));
+  if (foreign.length > 0) throw new Error(`pin path ${pinRoot} holds ${foreign.join(', ')}, which kube-lb did not create; leaving it all`);
+  const last = (entry: string): number => Number(entry === MAPS.ifaces);
+  for (const entry of entries.sort((a, b) => last(a) - last(b))) fs.unlinkSync(path.join(pinRoot, entry));
   fs.rmdirSync(pinRoot);
 }

@@ -7,7 +7,7 @@ import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
-import { type LoadedDatapath, type MapFds, closeMaps, loadDatapath, openPinnedMaps, removePins } from './datapath.js';
+import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { readMapFill } from './map-stats.js';
 import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
@@ -68,6 +68,13 @@ export class EbpfBackend implements Backend {
   /** Reads what an earlier kube-lb pinned, for inspect and cleanup. */
   static open(opts: EbpfOptions): EbpfBackend {
     const lib = native();
+    const pinned = pinnedMaps(opts.pinPath);
+    if (pinned.length > 0 && pinned.length < Object.keys(MAPS).length) {
+      opts.log.warn(
+        { pinPath: opts.pinPath, pinned: pinned.map((key) => MAPS[key]) },
+        'only some kube-lb maps are pinned, as an interrupted cleanup leaves them; run kube-lb cleanup --backend=ebpf to finish it',
+      );
+    }
     return new EbpfBackend(lib, opts, openPinnedMaps(lib, opts.pinPath), null);
   }
 
@@ -130,7 +137,13 @@ export class EbpfBackend implements Backend {
 
   async cleanup(): Promise<void> {
     this.watcher?.stop();
-    await detachAll(this.lib, this.maps?.ifaces ?? null, this.opts.log);
+    // From the pin, not this.maps: a cleanup cut short may have left kube_lb_ifaces alone.
+    const ifaces = openPinnedMap(this.lib, this.opts.pinPath, 'ifaces');
+    try {
+      await detachAll(this.lib, ifaces, this.opts.log);
+    } finally {
+      if (ifaces !== null) this.lib.closeFd(ifaces);
+    }
     await this.close();
     removePins(this.opts.pinPath);
   }

@@ -29,7 +29,10 @@ export class LinkWatcher {
 
   start(): void {
     this.stopped = false;
-    const child = spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // ip monitor only notices its parent is gone when it next writes, so a
+    // kube-lb killed with SIGKILL would leave it behind: setpriv (util-linux)
+    // has the kernel kill it with its parent instead.
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', 'ip', '-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.child = child;
     child.stdout!.on('data', () => {
       clearTimeout(this.timer);
