@@ -83,7 +83,7 @@ export class ScenarioContext {
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     // Room for a loaded machine: the first sync of 2,000 services takes seconds.
-    await waitForLine(child, /"msg":"ready"/, slow(120_000), 'kube-lb');
+    await waitForLine(child, /"msg":"ready"/, slow(180_000), 'kube-lb');
   }
 
   /** Stops kube-lb with SIGTERM and checks that it exits cleanly. */
