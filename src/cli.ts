@@ -14,7 +14,7 @@ import { formatViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
 import type { NodePortAddresses } from './model/model.js';
-import { parseCidr } from './net/ip.js';
+import { type Cidr, parseCidr } from './net/ip.js';
 import { ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
 
@@ -23,6 +23,7 @@ const USAGE = `usage:
                 [--pod-interface-name-prefix PREFIX (ebpf)] [--cluster-cidr CIDR]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]
+                [--service-cluster-ip-range CIDR,... (refuses cluster IPs outside)]
                 [--iptables-localhost-nodeports true|false (iptables)]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
@@ -48,6 +49,7 @@ const options = {
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
   'cluster-cidr': { type: 'string' },
+  'service-cluster-ip-range': { type: 'string' },
   'nodeport-addresses': { type: 'string', default: 'primary' },
   'iptables-localhost-nodeports': { type: 'string', default: 'true' },
   'masquerade-bit': { type: 'string', default: '14' },
@@ -93,11 +95,16 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
 
 /** --nodeport-addresses: kube-proxy's "primary" (the node's primary IPs), or CIDRs. */
 function nodePortAddresses(value: string): NodePortAddresses {
-  if (value === 'primary') return 'primary';
+  return value === 'primary' ? 'primary' : cidrList('nodeport-addresses', value, 'give "primary" or a comma-separated list of CIDRs');
+}
+
+/** A comma-separated list of CIDRs; an absent flag is an empty list. */
+function cidrList(name: string, value: string | undefined, hint = 'give a comma-separated list of CIDRs'): Cidr[] {
+  if (value === undefined) return [];
   try {
     return value.split(',').map((c) => parseCidr(c.trim()));
   } catch (err) {
-    throw new UsageError(`--nodeport-addresses=${value}: ${(err as Error).message}; give "primary" or a comma-separated list of CIDRs`);
+    throw new UsageError(`--${name}=${value}: ${(err as Error).message}; ${hint}`);
   }
 }
 
@@ -120,6 +127,8 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     families: ['IPv4' as const],
     // No EndpointSlice controller writes hints for manifests.
     deriveTopologyHints: flags.manifests !== undefined,
+    serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
+    clusterCidrs: cidrList('cluster-cidr', flags['cluster-cidr']),
   };
   log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)

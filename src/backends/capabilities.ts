@@ -24,6 +24,7 @@ export const CAPABILITIES = {
   topology: 'Topology: trafficDistribution and EndpointSlice hints',
   'ignored-services': 'Headless, ExternalName and other proxies\' services are left alone',
   'frontend-conflicts': 'Two services claiming one frontend: the older keeps it',
+  'invalid-cluster-ips': 'Cluster IPs the API server would refuse (a pod\'s address, loopback, multicast) are refused',
   nodeport: 'NodePort on the node\'s addresses (--nodeport-addresses)',
   'external-ips': 'External IPs',
   'load-balancer-ips': 'Load-balancer IPs (status.loadBalancer.ingress)',

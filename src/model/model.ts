@@ -221,9 +221,8 @@ export class ProxyModel {
     if (after === undefined) this.resolved.delete(id);
     else this.resolved.set(id, after);
     if (service !== undefined && after !== undefined) {
-      for (const { portName, reason } of after.skipped) {
-        const level = reason.includes('protocol') ? 'warn' : 'debug';
-        this.opts.log[level]({ kind: 'Service', namespace: service.namespace, name: service.name, port: portName ?? undefined, reason }, 'not serving');
+      for (const { portName, reason, refused } of after.skipped) {
+        this.opts.log[refused ? 'warn' : 'debug']({ kind: 'Service', namespace: service.namespace, name: service.name, port: portName ?? undefined, reason }, 'not serving');
       }
     }
     const claimsBefore = new Set(before?.ports.flatMap((p) => p.frontends.map(frontendKey)) ?? []);

@@ -14,7 +14,7 @@ import {
   type SessionAffinity,
   frontendKey,
 } from './contract.js';
-import { ipFamily, cidrContains, parseCidr } from '../net/ip.js';
+import { type Cidr, ipFamily, cidrContains, parseCidr } from '../net/ip.js';
 import type { EndpointSlice, Service, ServicePort } from './objects.js';
 import { categorizeEndpoints, type PortEndpoint } from './topology.js';
 
@@ -39,6 +39,10 @@ export interface ResolveOptions {
   families: readonly IPFamily[];
   /** The protocols the backend translates; other service ports are left out. */
   protocols: readonly Protocol[];
+  /** kube-apiserver's --service-cluster-ip-range: cluster IPs outside it are refused; empty when not given. */
+  serviceClusterIPRanges: readonly Cidr[];
+  /** The pods' range (--cluster-cidr): a cluster IP inside it would take a pod's address; empty when not given. */
+  clusterCidrs: readonly Cidr[];
   /**
    * Derive topology hints from spec.trafficDistribution when no endpoint
    * has any, as the EndpointSlice controller would: in manifests mode there
@@ -51,6 +55,8 @@ export interface ResolveOptions {
 export interface Skipped {
   portName: string | null;
   reason: string;
+  /** Input the API server would have refused, or this backend cannot serve: a warning, not a debug line. */
+  refused: boolean;
 }
 
 export interface Resolved {
@@ -64,6 +70,26 @@ export function servicePortKey(namespace: string, name: string, portName: string
   return `${namespace}/${name}:${portName}`;
 }
 
+/** Addresses no cluster IP may have, whatever the service range. */
+const RESERVED_RANGES = ['0.0.0.0/32', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '255.255.255.255/32', '::/128', '::1/128', 'fe80::/10', 'ff00::/8'].map(parseCidr);
+
+/**
+ * Why a cluster IP is one kube-apiserver would not have allocated, or null.
+ * The API server checks this; manifests are not checked by anyone else, and
+ * a cluster IP equal to a pod's address would take that pod's traffic.
+ */
+function clusterIPProblem(ip: string, opts: ResolveOptions): string | null {
+  const reserved = RESERVED_RANGES.find((c) => cidrContains(c, ip));
+  if (reserved !== undefined) return `cluster IP ${ip} is in ${reserved.ip}/${reserved.prefix}, which no service may use`;
+  const pods = opts.clusterCidrs.find((c) => cidrContains(c, ip));
+  if (pods !== undefined) return `cluster IP ${ip} is in the pods' range ${pods.ip}/${pods.prefix} (--cluster-cidr)`;
+  const ranges = opts.serviceClusterIPRanges.filter((c) => c.family === ipFamily(ip));
+  if (ranges.length > 0 && !ranges.some((c) => cidrContains(c, ip))) {
+    return `cluster IP ${ip} is outside --service-cluster-ip-range ${ranges.map((c) => `${c.ip}/${c.prefix}`).join(',')}`;
+  }
+  return null;
+}
+
 /** Why kube-proxy ignores the whole service, or null. */
 function ignoredReason(service: Service): string | null {
   if (service.type === 'ExternalName') return 'type ExternalName is served by DNS alone';
@@ -75,14 +101,16 @@ function ignoredReason(service: Service): string | null {
 
 export function resolveService(service: Service, slices: ReadonlySet<EndpointSlice>, node: NodeContext, opts: ResolveOptions): Resolved {
   const ignored = ignoredReason(service);
-  if (ignored !== null) return { ports: [], skipped: [{ portName: null, reason: ignored }], health: null };
+  if (ignored !== null) return { ports: [], skipped: [{ portName: null, reason: ignored, refused: false }], health: null };
+  const badClusterIP = service.clusterIPs.map((ip) => clusterIPProblem(ip, opts)).find((problem) => problem !== null);
+  if (badClusterIP !== undefined) return { ports: [], skipped: [{ portName: null, reason: badClusterIP, refused: true }], health: null };
   const inFamily = (ip: string): boolean => opts.families.includes(ipFamily(ip));
   const clusterIPs = service.clusterIPs.filter(inFamily);
   const externalIPs = service.externalIPs.filter(inFamily);
   const loadBalancerIPs = service.loadBalancerIPs.filter(inFamily);
   const nodePortIPs = node.nodePortIPs.filter(inFamily);
   const skipped: Skipped[] = [];
-  if (clusterIPs.length === 0) skipped.push({ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})` });
+  if (clusterIPs.length === 0) skipped.push({ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})`, refused: false });
 
   const externalPolicyLocal = service.externalTrafficPolicy === 'Local';
   const internalPolicyLocal = service.internalTrafficPolicy === 'Local';
@@ -104,7 +132,7 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
   const ports: ServicePortState[] = [];
   for (const port of service.ports) {
     if (!opts.protocols.includes(port.protocol)) {
-      skipped.push({ portName: port.name, reason: `protocol ${port.protocol} is not supported by this backend (${opts.protocols.join(', ')})` });
+      skipped.push({ portName: port.name, reason: `protocol ${port.protocol} is not supported by this backend (${opts.protocols.join(', ')})`, refused: true });
       continue;
     }
     const hasNodePort = port.nodePort !== null && (service.type === 'NodePort' || service.type === 'LoadBalancer');

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
-import { type Scenario, VIP, endpoints, pods } from './scenarios.js';
+import { type Scenario, VIP, endpoints, ipOf, pods } from './scenarios.js';
 
 const NODE_IP = NODES['node-a'].ip;
 const EXTERNAL_IP = '203.0.113.10';
@@ -237,6 +237,23 @@ export const serviceApiScenarios: Scenario[] = [
       const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { frontend: { ip: string } }[];
       assert.deepEqual([...new Set(view.map((v) => v.frontend.ip))], [VIP], 'only the ordinary service is programmed');
       assert.doesNotMatch(ctx.kubeLbLogs, /"level":(40|50)/, 'nothing to warn about');
+    },
+  },
+  {
+    name: "a cluster IP equal to a pod's address is refused: direct traffic to the pod stays direct",
+    needs: ['tcp', 'invalid-cluster-ips'],
+    pods,
+    async run(ctx) {
+      const hijacker = ipOf('web-2');
+      ctx.writeServices('web.yaml', [
+        { name: 'web', clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: endpoints(['web-1']) },
+        { name: 'hijack', clusterIP: hijacker, ports: [{ name: 'http', port: 8080, targetPort: 8080, protocol: 'TCP' }], endpoints: endpoints(['web-1']) },
+      ]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', hijacker, 8080, 10), ['web-2'], 'direct traffic to web-2');
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 5), ['web-1'], 'the valid service beside it');
+      const refusal = ctx.kubeLbLogs.split('\n').find((l) => l.includes('"name":"hijack"') && l.includes('not serving'));
+      assert.ok(refusal !== undefined && refusal.includes("pods' range"), `one warning names the service and why: ${ctx.kubeLbLogs.slice(-2000)}`);
     },
   },
   {

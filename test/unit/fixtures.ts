@@ -82,6 +82,8 @@ export function testModel(options: Partial<ModelOptions> = {}): ProxyModel {
     families: ['IPv4'],
     protocols: DEFAULT_PROTOCOLS,
     deriveTopologyHints: false,
+    serviceClusterIPRanges: [],
+    clusterCidrs: [],
     log: pino({ level: 'silent' }),
     ...options,
   });

@@ -223,6 +223,27 @@ describe('services kube-lb leaves alone', () => {
   });
 });
 
+describe('cluster IPs the API server would not have allocated', () => {
+  test('reserved addresses, pod addresses and addresses outside the service range are refused, with a warning naming the service', () => {
+    const { log, lines } = captureLogger();
+    const model = load(
+      testModel({ log, clusterCidrs: [parseCidr('10.244.0.0/16')], serviceClusterIPRanges: [parseCidr('10.96.0.0/12')] }),
+      ...['0.0.0.0', '127.0.0.1', '169.254.1.1', '224.0.0.1', '255.255.255.255', '10.244.0.12', '8.8.8.8'].map((ip, i) => rawService(`bad-${i}`, { clusterIP: ip })),
+      rawService('good', { clusterIP: '10.96.0.10' }),
+    );
+    assert.deepEqual([...model.desiredState().keys()], ['default/good:http']);
+    const warnings = lines.filter((l) => l.level === 40 && l.msg === 'not serving');
+    assert.equal(warnings.length, 7);
+    assert.match(String(warnings.find((l) => l.name === 'bad-5')?.reason), /cluster IP 10\.244\.0\.12 is in the pods' range 10\.244\.0\.0\/16/);
+    assert.match(String(warnings.find((l) => l.name === 'bad-6')?.reason), /outside --service-cluster-ip-range 10\.96\.0\.0\/12/);
+  });
+
+  test('without the ranges, only reserved addresses are refused', () => {
+    const model = load(testModel(), rawService('public', { clusterIP: '8.8.8.8' }), rawService('loop', { clusterIP: '127.0.0.1' }));
+    assert.deepEqual([...model.desiredState().keys()], ['default/public:http']);
+  });
+});
+
 describe('two services claiming one frontend', () => {
   const created = (raw: RawObject, at: string): RawObject => ({ ...raw, metadata: { ...(raw.metadata as RawObject), creationTimestamp: at } });
 
