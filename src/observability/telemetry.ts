@@ -164,7 +164,10 @@ export class ProxyTelemetry {
     const { host, port } = parseBindAddress(address, what);
     const server = http.createServer(handler);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new Error(`cannot serve ${what} on ${address}: ${err.message}`)));
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const hint = err.code === 'EADDRINUSE' ? `; another program (kube-proxy, another kube-lb?) holds the port: stop it, or choose another --${what}-bind-address ("" turns ${what} off)` : '';
+        reject(new Error(`cannot serve ${what} on ${address}: ${err.message}${hint}`));
+      });
       server.listen(port, host, () => resolve());
     });
     this.servers.push(server);

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { native, projectRoot, type BpfObject } from '../../src/native/index.js';
+import { ensurePinRoot, loadDatapath } from '../../src/backends/ebpf/datapath.js';
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_NOEXIST = 1;
@@ -336,5 +337,34 @@ describe('native addon', () => {
     assert.throws(() => addon.btfStructs(objectPath, ['nope']), {
       message: `btf__find_by_name_kind struct nope in ${objectPath}: No such file or directory`, code: 'ENOENT',
     });
+  });
+});
+
+describe('the pin root', () => {
+  it('is refused, with what to do, where mounting bpffs would hide a directory or bpffs forbids the name', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-pin-'));
+    try {
+      const before = fs.statfsSync(dir).type;
+      assert.throws(() => ensurePinRoot(path.join(dir, 'kube-lb')), /is not a bpffs; mount one there first \(mount -t bpf bpf .*\) or choose a path under \/sys\/fs\/bpf/);
+      assert.equal(fs.statfsSync(dir).type, before, 'nothing was mounted over the directory');
+      assert.throws(() => ensurePinRoot('/sys/fs/bpf/kube-lb.v2'), /bpffs allows no "\." in a name/);
+      assert.throws(() => ensurePinRoot('kube-lb'), /give an absolute path/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('pinned maps of another layout', () => {
+  it('fail the load with a message that names the way out', () => {
+    const pinRoot = `${testRoot}-layout`;
+    fs.mkdirSync(pinRoot, { recursive: true });
+    try {
+      // What an older kube-lb with a smaller service value would have pinned.
+      run('bpftool', ['map', 'create', `${pinRoot}/kube_lb_svc`, 'type', 'hash', 'key', '12', 'value', '4', 'entries', '16', 'name', 'kube_lb_svc']);
+      assert.throws(() => loadDatapath(native(), pinRoot), /another layout .*kube-lb cleanup --backend=ebpf --bpf-pin-path=/);
+    } finally {
+      fs.rmSync(pinRoot, { recursive: true, force: true });
+    }
   });
 });

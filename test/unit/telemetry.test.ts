@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import type { Backend } from '../../src/backends/backend.js';
 import { ProxierHealth } from '../../src/observability/health.js';
@@ -56,6 +57,21 @@ describe('health and metrics servers', () => {
       await telemetry.close();
     }
   }
+
+  it('a port another program holds fails the start with a message saying what to do', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const { port } = holder.address() as net.AddressInfo;
+    try {
+      const { log } = captureLogger();
+      await assert.rejects(
+        ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: `127.0.0.1:${port}`, metricsBindAddress: '127.0.0.1:0', log }),
+        /cannot serve healthz on 127\.0\.0\.1:\d+: .*EADDRINUSE.*choose another --healthz-bind-address/,
+      );
+    } finally {
+      holder.close();
+    }
+  });
 
   it('answer /healthz, /livez and /metrics over HTTP with kube-proxy names', () =>
     withTelemetry(async (telemetry, get) => {

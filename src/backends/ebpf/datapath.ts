@@ -15,15 +15,36 @@ export type MapFds = Record<keyof typeof MAPS, number>;
 export type ProgramFds = Record<keyof typeof PROGRAMS, number>;
 
 const BPF_FS_MAGIC = 0xcafe4a11;
+/** Where the kernel offers an empty directory for bpffs: the one place kube-lb mounts it itself. */
+const BPF_FS_MOUNT_POINT = '/sys/fs/bpf';
 
-/** Mounts bpffs on the pin root's parent if it is not there, then creates the pin root. */
+/**
+ * Creates the pin root on a bpffs, mounting bpffs on /sys/fs/bpf if that is
+ * where the pin root lives and nothing is mounted there yet. Anywhere else a
+ * mount would hide what the directory holds (a path under /run would cover
+ * /run), so kube-lb refuses and says what to do.
+ */
 export function ensurePinRoot(pinRoot: string): void {
-  const mountPoint = path.dirname(pinRoot);
-  fs.mkdirSync(mountPoint, { recursive: true });
-  if (fs.statfsSync(mountPoint).type !== BPF_FS_MAGIC) {
-    execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint]);
+  const flag = `--bpf-pin-path=${pinRoot}`;
+  if (!path.isAbsolute(pinRoot)) throw new Error(`${flag}: give an absolute path, such as ${DEFAULT_PIN_PATH}`);
+  // bpffs refuses names with a dot in them.
+  if (path.basename(pinRoot).includes('.')) throw new Error(`${flag}: bpffs allows no "." in a name; choose a name without one, such as ${DEFAULT_PIN_PATH}`);
+  const parent = path.dirname(pinRoot);
+  if (!isBpffs(parent)) {
+    if (parent !== BPF_FS_MOUNT_POINT) {
+      throw new Error(`${flag}: ${parent} is not a bpffs; mount one there first (mount -t bpf bpf ${parent}) or choose a path under ${BPF_FS_MOUNT_POINT}`);
+    }
+    execFileSync('mount', ['-t', 'bpf', 'bpf', parent]);
   }
   fs.mkdirSync(pinRoot, { recursive: true });
+}
+
+function isBpffs(dir: string): boolean {
+  try {
+    return fs.statfsSync(dir).type === BPF_FS_MAGIC;
+  } catch {
+    return false;
+  }
 }
 
 export interface LoadedDatapath {
@@ -42,7 +63,16 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, objectPath = OBJ
   ensurePinRoot(pinRoot);
   const object = lib.openObject(objectPath, pinRoot);
   try {
-    object.load();
+    try {
+      object.load();
+    } catch (err) {
+      if (!/couldn't reuse pinned map/.test((err as Error).message)) throw err;
+      throw new Error(
+        `the maps pinned under ${pinRoot} have another layout (kube-lb of another version made them); ` +
+          `\`kube-lb cleanup --backend=ebpf --bpf-pin-path=${pinRoot}\` removes them, and with them the connections they track\n${(err as Error).message}`,
+        { cause: err },
+      );
+    }
     const maps = mapRecord((name) => object.mapFd(name));
     const programs = {} as ProgramFds;
     for (const [key, name] of Object.entries(PROGRAMS) as [keyof typeof PROGRAMS, string][]) {
