@@ -17,10 +17,12 @@ const FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [
   ['iptables.syncPeriod', 'sync-period'],
   ['iptables.minSyncPeriod', 'min-sync-period'],
   ['iptables.masqueradeBit', 'masquerade-bit'],
+  ['iptables.localhostNodePorts', 'iptables-localhost-nodeports'],
   ['syncPeriod', 'sync-period'],
   ['minSyncPeriod', 'min-sync-period'],
   ['mode', 'backend'],
   ['clusterCIDR', 'cluster-cidr'],
+  ['nodePortAddresses', 'nodeport-addresses'],
   ['hostnameOverride', 'hostname-override'],
   ['healthzBindAddress', 'healthz-bind-address'],
   ['metricsBindAddress', 'metrics-bind-address'],
@@ -51,13 +53,25 @@ export function loadKubeProxyConfig(file: string): KubeProxyConfig {
   for (const [field, flag] of FLAG_OF_FIELD) {
     const value = leaves.get(field);
     leaves.delete(field);
-    // Empty strings and nulls are kube-proxy's "unset".
-    if (value === undefined || value === null || value === '') continue;
-    if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`--config ${file}: ${field} must be a string or a number, got ${JSON.stringify(value)}`);
-    args.push(`--${flag}=${value}`);
+    // Empty strings, empty lists and nulls are kube-proxy's "unset".
+    if (value === undefined || value === null || value === '' || (Array.isArray(value) && value.length === 0)) continue;
+    args.push(`--${flag}=${flagValue(value, field, file)}`);
   }
   const warnings = [...leaves].filter(([, value]) => isSet(value)).map(([field]) => `--config ${file}: field ${field} is not supported by kube-lb; ignored`);
   return { args, warnings };
+}
+
+/** The fields that are lists; their flags take the items comma-separated. */
+const LIST_FIELDS = new Set(['nodePortAddresses']);
+
+/** A field's value as its flag's. */
+function flagValue(value: unknown, field: string, file: string): string {
+  if (LIST_FIELDS.has(field)) {
+    if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
+    throw new Error(`--config ${file}: ${field} must be a list of strings, got ${JSON.stringify(value)}`);
+  }
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new Error(`--config ${file}: ${field} must be a string, a number, true or false, got ${JSON.stringify(value)}`);
 }
 
 /** Leaf fields as [dotted path, value]; lists are leaves. */

@@ -36,6 +36,7 @@ conntrack:
 healthzBindAddress: ""
 hostnameOverride: node-a
 iptables:
+  localhostNodePorts: false
   masqueradeAll: false
   masqueradeBit: 14
   minSyncPeriod: 2s
@@ -45,6 +46,9 @@ ipvs:
   scheduler: lc
 metricsBindAddress: 0.0.0.0:10249
 mode: nftables
+nodePortAddresses:
+- 192.168.0.0/16
+- 127.0.0.1/32
 syncPeriod: 1m0s
 `,
     );
@@ -53,9 +57,11 @@ syncPeriod: 1m0s
       '--sync-period=45s',
       '--min-sync-period=2s',
       '--masquerade-bit=14',
+      '--iptables-localhost-nodeports=false',
       '--sync-period=1m0s',
       '--backend=nftables',
       '--cluster-cidr=10.244.0.0/16',
+      '--nodeport-addresses=192.168.0.0/16,127.0.0.1/32',
       '--hostname-override=node-a',
       '--metrics-bind-address=0.0.0.0:10249',
       '--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
@@ -74,6 +80,6 @@ syncPeriod: 1m0s
     const broken = write('broken.yaml', 'kind: [\n');
     assert.throws(() => loadKubeProxyConfig(broken), (err: Error) => err.message.startsWith(`--config ${broken}: `));
     const badType = write('bad-type.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: [ebpf]\n');
-    assert.throws(() => loadKubeProxyConfig(badType), { message: `--config ${badType}: mode must be a string or a number, got ["ebpf"]` });
+    assert.throws(() => loadKubeProxyConfig(badType), { message: `--config ${badType}: mode must be a string, a number, true or false, got ["ebpf"]` });
   });
 });
