@@ -19,7 +19,7 @@ import { captureLogger } from '../unit/fixtures.js';
  * 2-core machine, where scheduling alone delays answers, and stays well below
  * one synchronous walk of the full maps, which is what a scrape cost before.
  */
-const ANSWER_BOUND_MS = slow(500);
+const ANSWER_BOUND_MS = slow(600);
 const BATCH = 16_384;
 
 const lib = native();
