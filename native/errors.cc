@@ -13,7 +13,7 @@ std::string ErrnoCode(int err) {
   if (err == kEnotsupp) return "ENOTSUPP";
   if (IsLibbpfErrno(err)) return "LIBBPF_ERRNO_" + std::to_string(err);
   const char* name = strerrorname_np(err);
-  return name ? name : "E" + std::to_string(err);
+  return name ? std::string(name) : std::string("E").append(std::to_string(err));
 }
 
 std::string ErrnoText(int err) {
@@ -29,12 +29,17 @@ std::string ErrnoText(int err) {
 
 }  // namespace
 
-void ThrowErrno(Napi::Env env, int err, const std::string& op, const std::string& object,
-                const std::string& detail) {
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& object,
+                       const std::string& detail) {
   std::string message = op + " " + object + ": " + ErrnoText(err);
   if (!detail.empty()) message += "\n" + detail;
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("code", Napi::String::New(env, ErrnoCode(err)));
-  throw error;
+  return error;
+}
+
+void ThrowErrno(Napi::Env env, int err, const std::string& op, const std::string& object,
+                const std::string& detail) {
+  throw ErrnoError(env, err, op, object, detail);
 }

@@ -11,6 +11,9 @@
 // Kernel-internal (absent from libc), yet batch map operations return it.
 constexpr int kEnotsupp = 524;
 
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& object,
+                       const std::string& detail = "");
+
 [[noreturn]] void ThrowErrno(Napi::Env env, int err, const std::string& op, const std::string& object,
                              const std::string& detail = "");
 

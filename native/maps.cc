@@ -2,7 +2,11 @@
 // kernel's map info, and buffers of any other length are refused: the
 // kernel would read or write past them.
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -145,6 +149,85 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// Counts a map's entries on a worker thread, so that a map of any size
+// never blocks the event loop. Walks with BPF_MAP_LOOKUP_BATCH rather than
+// get_next_key: its cursor is a bucket index, so entries deleted meanwhile
+// (an LRU map evicting under load) cannot restart the walk and count twice.
+class MapCountWorker : public Napi::AsyncWorker {
+ public:
+  // Takes ownership of fd, a duplicate: the caller may close its own fd
+  // while the walk runs, and that number may then name another object.
+  MapCountWorker(Napi::Promise::Deferred deferred, int fd, const Map& map)
+      : Napi::AsyncWorker(deferred.Env(), "mapCount"), deferred_(deferred), fd_(fd), map_(map) {}
+  ~MapCountWorker() override { close(fd_); }
+
+  void Execute() override {
+    // The kernel copies values too, and per-CPU maps hold one 8-byte aligned
+    // value for every possible CPU.
+    size_t value_size = map_.info.value_size;
+    bool per_cpu = map_.info.type == BPF_MAP_TYPE_PERCPU_HASH || map_.info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+                   map_.info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+    if (per_cpu) {
+      int cpus = libbpf_num_possible_cpus();
+      if (cpus < 0) return Fail(cpus, "libbpf_num_possible_cpus");
+      value_size = (value_size + 7) / 8 * 8 * cpus;
+    }
+    // Far more than one hash bucket holds: the kernel refuses (ENOSPC) a
+    // chunk smaller than the bucket it is at.
+    constexpr uint32_t kChunk = 4096;
+    std::vector<uint8_t> keys(size_t{kChunk} * map_.info.key_size), values(kChunk * value_size);
+    // The cursor is a u32 bucket index for hash maps, a key for arrays.
+    size_t cursor_size = std::max<size_t>(map_.info.key_size, sizeof(uint32_t));
+    std::vector<uint8_t> in(cursor_size), out(cursor_size);
+    auto opts = Opts<bpf_map_batch_opts>();
+    const void* cursor = nullptr;  // from the start
+    for (;;) {
+      uint32_t n = kChunk;
+      int ret = bpf_map_lookup_batch(fd_, const_cast<void*>(cursor), out.data(), keys.data(), values.data(), &n,
+                                     &opts);
+      if (ret < 0 && ret != -ENOENT) return Fail(ret, "bpf_map_lookup_batch");
+      count_ += n;
+      if (ret == -ENOENT) return;  // walked to the end
+      in.swap(out);
+      cursor = in.data();
+    }
+  }
+
+  void OnOK() override {
+    if (err_ != 0) {
+      deferred_.Reject(ErrnoError(Env(), err_, op_, map_.name).Value());
+    } else {
+      deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(count_)));
+    }
+  }
+
+ private:
+  void Fail(int ret, const char* op) {
+    err_ = -ret;
+    op_ = op;
+  }
+
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  Map map_;
+  uint64_t count_ = 0;
+  int err_ = 0;
+  std::string op_;
+};
+
+Napi::Value MapCount(const Napi::CallbackInfo& info) {
+  auto deferred = Napi::Promise::Deferred::New(info.Env());
+  try {
+    Map map = MapArg(Args(info, "mapCount"));
+    int fd = fcntl(map.fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) ThrowErrno(info.Env(), errno, "fcntl F_DUPFD_CLOEXEC", map.name);
+    (new MapCountWorker(deferred, fd, map))->Queue();
+  } catch (const Napi::Error& err) {
+    deferred.Reject(err.Value());
+  }
+  return deferred.Promise();
+}
+
 Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   Map map = MapArg(Args(info, "mapInfo"));
   Napi::Object result = Napi::Object::New(info.Env());
@@ -166,5 +249,6 @@ void ExportMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapUpdateBatch", MapUpdateBatch);
   Export(env, exports, "mapDeleteBatch", MapDeleteBatch);
   Export(env, exports, "mapDump", MapDump);
+  Export(env, exports, "mapCount", MapCount);
   Export(env, exports, "mapInfo", MapInfo);
 }

@@ -40,6 +40,7 @@ export interface Backend {
 
 export interface MapFill {
   map: string;
-  entries: number;
+  /** null while not counted yet. */
+  entries: number | null;
   maxEntries: number;
 }

@@ -63,6 +63,12 @@ export interface NativeAddon {
   mapDeleteBatch(fd: number, keys: Buffer, count: number): void;
   /** Every entry, keys and values laid end to end. */
   mapDump(fd: number): { keys: Buffer; values: Buffer; count: number };
+  /**
+   * How many entries the map holds (every slot, for an array), counted on a
+   * worker thread without copying entries into JS. Errors reject the promise.
+   * The walk uses a duplicate of fd, so fd may be closed meanwhile.
+   */
+  mapCount(fd: number): Promise<number>;
   mapInfo(fd: number): MapInfo;
 
   objGet(pinPath: string): number;

@@ -2,6 +2,7 @@
 // names, so existing dashboards and alerts keep working, plus kube-lb's own.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Backend } from '../backends/backend.js';
+import { FILL_IDLE_MS, FILL_REFRESH_MS } from '../backends/ebpf/map-stats.js';
 
 /** kube-proxy's buckets: 1 ms doubling up to about 16 s. */
 const SYNC_DURATION_BUCKETS = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
@@ -31,9 +32,9 @@ export class ProxyMetrics {
     this.syncErrors.inc({ backend: backend.name }, 0);
     const mapFill = backend.mapFill?.bind(backend);
     if (mapFill === undefined) return;
-    // Read from the kernel at scrape time.
+    // Set at scrape time; a map the backend has no count for is left out, not kept at an old value.
     for (const [name, help, field] of [
-      ['kube_lb_bpf_map_entries', 'Entries in each BPF map', 'entries'],
+      ['kube_lb_bpf_map_entries', `Entries in each BPF map, counted in the background every ${FILL_REFRESH_MS / 1000} s while metrics are scraped: up to that old, plus the time one count takes. Absent from the first scrape, and from the first after a pause of ${FILL_IDLE_MS / 60_000} min`, 'entries'],
       ['kube_lb_bpf_map_max_entries', 'Capacity of each BPF map', 'maxEntries'],
     ] as const) {
       new Gauge({
@@ -42,7 +43,11 @@ export class ProxyMetrics {
         labelNames: ['map'],
         registers: [this.registry],
         async collect() {
-          for (const fill of await mapFill()) this.set({ map: fill.map }, fill[field]);
+          this.reset();
+          for (const fill of await mapFill()) {
+            const value = fill[field];
+            if (value !== null) this.set({ map: fill.map }, value);
+          }
         },
       });
     }

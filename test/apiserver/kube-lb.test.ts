@@ -13,6 +13,7 @@ import { cliPath } from '../lib/paths.js';
 import { NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { createTestPki, type TestPki, writeKubeconfig } from './pki.js';
 import { RemoteApiServer } from './remote.js';
+import { FILL_REFRESH_MS } from '../../src/backends/ebpf/map-stats.js';
 
 /** The backends this suite runs against: every registered one but ipvs, which needs a kernel with IPVS (test/vm). */
 const BACKENDS = ['ebpf', 'iptables', 'nftables'];
@@ -222,8 +223,13 @@ for (const backend of BACKENDS) {
         }
         // Only the ebpf backend has BPF maps to report.
         if (backend === 'ebpf') {
-          assert.match(metrics.body, /^kube_lb_bpf_map_entries\{map="kube_lb_svc"\} [1-9]\d*$/m);
           assert.match(metrics.body, /^kube_lb_bpf_map_max_entries\{map="kube_lb_ct"\} [1-9]\d*$/m);
+          // Entries are counted in the background, starting with the first scrape.
+          const start = Date.now();
+          while (!/^kube_lb_bpf_map_entries\{map="kube_lb_svc"\} [1-9]\d*$/m.test((await ctx.get('metrics', '/metrics')).body)) {
+            assert.ok(Date.now() - start < FILL_REFRESH_MS, 'no kube_lb_bpf_map_entries for kube_lb_svc within a refresh period');
+            await new Promise((r) => setTimeout(r, 100));
+          }
         }
         const serviceChanges = Number(/^kubeproxy_sync_proxy_rules_service_changes_total (\d+)/m.exec(metrics.body)?.[1]);
         assert.ok(serviceChanges >= 2, `service changes counted: ${serviceChanges}`);

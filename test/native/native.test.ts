@@ -175,6 +175,50 @@ describe('native addon', () => {
     });
   });
 
+  it('counts entries on a worker thread: hash, array and per-CPU maps, past one batch, with its fd closed meanwhile', async () => {
+    addon.mapUpdateBatch(hashFd, Buffer.concat([key(1, 1, 6), key(2, 2, 6), key(3, 3, 6)]), Buffer.alloc(48), 3);
+    assert.equal(await addon.mapCount(hashFd), 3);
+    addon.mapDeleteBatch(hashFd, Buffer.concat([key(1, 1, 6), key(2, 2, 6), key(3, 3, 6)]), 3);
+    assert.equal(await addon.mapCount(hashFd), 0);
+    assert.equal(await addon.mapCount(arrayFd), 4, 'every array slot');
+
+    // Larger than the native walk's batch, so the walk resumes from the kernel's cursor.
+    const bigPin = `${testRoot}/big`;
+    const big = 10_000;
+    run('bpftool', ['map', 'create', bigPin, 'type', 'hash', 'key', '4', 'value', '8', 'entries', String(big), 'name', 'kltest_big']);
+    const keys = Buffer.alloc(4 * big);
+    for (let i = 0; i < big; i++) keys.writeUInt32LE(i, 4 * i);
+    let fd = addon.objGet(bigPin);
+    addon.mapUpdateBatch(fd, keys, Buffer.alloc(8 * big), big);
+    const counting = addon.mapCount(fd);
+    addon.closeFd(fd);
+    assert.equal(await counting, big);
+
+    // The kernel copies a per-CPU value for every possible CPU, 8-byte aligned:
+    // enough entries that values sized by value_size alone would overrun the walk's buffer.
+    const perCpuPin = `${testRoot}/percpu`;
+    const perCpu = 5_000;
+    run('bpftool', ['map', 'create', perCpuPin, 'type', 'percpu_hash', 'key', '4', 'value', '12', 'entries', String(perCpu), 'name', 'kltest_percpu']);
+    const updates = Array.from({ length: perCpu }, (_, i) =>
+      `map update pinned ${perCpuPin} key ${i & 0xff} ${i >> 8} 0 0 value ${Array(12).fill('7').join(' ')}`);
+    fs.writeFileSync(path.join(tmp, 'percpu.batch'), `${updates.join('\n')}\n`);
+    run('bpftool', ['batch', 'file', path.join(tmp, 'percpu.batch')]);
+    fd = addon.objGet(perCpuPin);
+    try {
+      assert.equal(await addon.mapCount(fd), perCpu);
+    } finally {
+      addon.closeFd(fd);
+    }
+
+    // Every failure rejects, argument errors included.
+    await assert.rejects(addon.mapCount(999999), {
+      message: 'bpf_obj_get_info_by_fd map fd 999999: File descriptor in bad state', errno: 77, code: 'EBADFD',
+    });
+    await assert.rejects(addon.mapCount('3' as unknown as number), {
+      name: 'TypeError', message: 'mapCount: fd must be an integer from 0 to 2147483647',
+    });
+  });
+
   it('validates arguments', () => {
     assert.throws(() => addon.mapLookup(hashFd, Buffer.alloc(3)), {
       name: 'TypeError', message: 'mapLookup: key must be 8 bytes long for this map, not 3',

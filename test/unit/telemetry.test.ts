@@ -44,7 +44,7 @@ describe('health and metrics servers', () => {
     inspect: async () => [],
     cleanup: async () => {},
     close: async () => {},
-    mapFill: async () => [{ map: 'kube_lb_svc', entries: 3, maxEntries: 65536 }],
+    mapFill: async () => [{ map: 'kube_lb_svc', entries: 3, maxEntries: 65536 }, { map: 'kube_lb_ct', entries: null, maxEntries: 1024 }],
   };
 
   async function withTelemetry(body: (t: ProxyTelemetry, get: (server: string, path: string) => Promise<Response>) => Promise<void>): Promise<void> {
@@ -109,9 +109,11 @@ describe('health and metrics servers', () => {
         'kube_lb_sync_errors_total{backend="fake"} 0',
         'kube_lb_bpf_map_entries{map="kube_lb_svc"} 3',
         'kube_lb_bpf_map_max_entries{map="kube_lb_svc"} 65536',
+        'kube_lb_bpf_map_max_entries{map="kube_lb_ct"} 1024',
       ]) {
         assert.ok(metrics.includes(line), `/metrics lacks ${line}:\n${metrics}`);
       }
+      assert.doesNotMatch(metrics, /kube_lb_bpf_map_entries\{map="kube_lb_ct"\}/, 'a map not counted yet has no entries line');
       assert.match(metrics, /^kubeproxy_sync_proxy_rules_last_timestamp_seconds \d+/m);
       assert.match(metrics, /^kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds \d+/m);
 

@@ -9,7 +9,7 @@ import { flushStaleFlows } from './conntrack.js';
 import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
-import { readMapFill } from './map-stats.js';
+import { MapFillCache } from './map-stats.js';
 import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
 
 export interface EbpfOptions {
@@ -39,6 +39,8 @@ export class EbpfBackend implements Backend {
   private attacher: Attacher | undefined;
   private watcher: LinkWatcher | undefined;
   private closed = false;
+  /** Made by the first scrape, so counting costs nothing where nobody scrapes. */
+  private fill: MapFillCache | undefined;
 
   private constructor(
     private readonly lib: NativeAddon,
@@ -126,7 +128,9 @@ export class EbpfBackend implements Backend {
   }
 
   async mapFill(): Promise<MapFill[]> {
-    return this.maps ? readMapFill(this.lib, this.maps) : [];
+    if (!this.maps || this.closed) return [];
+    this.fill ??= new MapFillCache(this.lib, this.maps, (map, err) => this.opts.log.warn({ map, err: err.message }, 'cannot count BPF map entries'));
+    return this.fill.read();
   }
 
   async inspect(): Promise<FrontendView[]> {
@@ -152,6 +156,7 @@ export class EbpfBackend implements Backend {
     if (this.closed) return;
     this.closed = true;
     this.watcher?.stop();
+    await this.fill?.close();
     if (this.loaded) this.loaded.object.close();
     else if (this.maps) closeMaps(this.lib, this.maps);
   }
