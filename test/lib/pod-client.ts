@@ -14,13 +14,15 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { firstLine } from './first-line.js';
+import { slow } from './slowdown.js';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const options = process.argv.slice(2).filter((a) => a.startsWith('--'));
 const [mode, ip, portArg, countArg] = positional;
 const port = Number(portArg);
 const count = Number(countArg);
-const TIMEOUT_MS = 1000;
+// Scaled with the machine: under emulation a connection takes many times longer.
+const TIMEOUT_MS = slow(1000);
 const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
 const reportSource = options.includes('--report-source');
 const unknownOptions = options.filter((o) => !o.startsWith('--source=') && o !== '--report-source');

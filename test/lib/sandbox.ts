@@ -268,7 +268,7 @@ export class NodeSandbox {
     const args = [path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)];
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.reportSource) args.push('--report-source');
-    const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args], { timeout: 120_000 });
+    const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args], { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
   }
 
