@@ -11,6 +11,7 @@ import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, NODES } from '../lib/sandbox.js';
 import type { PodSpec, ScenarioContext } from './context.js';
 import { slow } from '../lib/slowdown.js';
+import { outOfWindowSegment } from '../lib/out-of-window.js';
 
 export interface Scenario {
   name: string;
@@ -249,6 +250,19 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "an endpoint's out-of-window segment does not reset its connection",
+    needs: ['tcp', 'drop-invalid'],
+    pods,
+    async run(ctx) {
+      // One endpoint, on kube-lb's node, so the segment is forwarded there.
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      const result = await outOfWindowSegment(ctx.sandbox, { client: 'client', endpoint: 'web-1', target: VIP, port: 80, endpointPort: 8080 });
+      assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
+      assert.equal(result.rstFromClient, false, 'the segment reached the client un-NATed, and the client reset the connection');
+    },
+  },
+  {
     name: 'cleanup removes only what kube-lb created: foreign iptables rules and nft tables stay',
     needs: ['tcp', 'cleanup-keeps-foreign-state'],
     pods,
@@ -272,7 +286,7 @@ export const scenarios: Scenario[] = [
 const IPTABLES_MODES = ['nft', 'legacy'];
 const FOREIGN_NFT_TABLE = 'foreign-fw';
 
-/** Rules of another program, in both iptables flavours and in nft, including a KUBE- chain kube-lb does not create. */
+/** Rules of another program, in both iptables flavours and in nft, including a KUBE- chain kube-lb does not create (kubelet's KUBE-FIREWALL). */
 async function addForeignState(ctx: ScenarioContext): Promise<void> {
   const { sandbox } = ctx;
   for (const mode of IPTABLES_MODES) {
@@ -281,9 +295,9 @@ async function addForeignState(ctx: ScenarioContext): Promise<void> {
     await iptables('-t', 'nat', '-A', 'FOREIGN-NAT', '-d', '192.0.2.1/32', '-j', 'RETURN');
     await iptables('-t', 'nat', '-A', 'PREROUTING', '-j', 'FOREIGN-NAT');
     await iptables('-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.2/32', '-j', 'RETURN');
-    await iptables('-t', 'filter', '-N', 'KUBE-FORWARD');
-    await iptables('-t', 'filter', '-A', 'KUBE-FORWARD', '-m', 'comment', '--comment', 'someone else', '-j', 'RETURN');
-    await iptables('-t', 'filter', '-A', 'FORWARD', '-j', 'KUBE-FORWARD');
+    await iptables('-t', 'filter', '-N', 'KUBE-FIREWALL');
+    await iptables('-t', 'filter', '-A', 'KUBE-FIREWALL', '-m', 'comment', '--comment', 'someone else', '-j', 'RETURN');
+    await iptables('-t', 'filter', '-A', 'FORWARD', '-j', 'KUBE-FIREWALL');
     await iptables('-t', 'filter', '-A', 'FORWARD', '-s', '192.0.2.3/32', '-j', 'DROP');
   }
   const nft = fs.mkdtempSync('/tmp/kube-lb-foreign-');

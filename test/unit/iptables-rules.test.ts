@@ -41,7 +41,7 @@ function restoreText(...ports: ServicePortState[]): string {
 /** The lines of `text` for one table, without the fixed chains every sync writes. */
 function tableLines(text: string, table: 'filter' | 'nat'): string[] {
   const section = text.split('COMMIT\n').find((s) => s.startsWith(`*${table}\n`))!;
-  const fixed = /KUBE-(MARK-MASQ|POSTROUTING)\b/;
+  const fixed = /KUBE-(MARK-MASQ|POSTROUTING|FORWARD)\b/;
   return section.split('\n').slice(1).filter((l) => l !== '' && !fixed.test(l.split(' ').slice(0, 2).join(' ')));
 }
 
@@ -89,7 +89,7 @@ describe('iptables rules', () => {
     assert.deepEqual(rules.chains.get('KUBE-SVC-XPGD46QRK7WJZT7O'), ['-m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ']);
   });
 
-  it('the fixed chains: mark and masquerade', () => {
+  it('the fixed chains: mark, masquerade and the INVALID drop', () => {
     const t = assembleTables([], '0x4000');
     assert.deepEqual(t.nat.get('KUBE-MARK-MASQ'), ['-j MARK --or-mark 0x4000']);
     assert.deepEqual(t.nat.get('KUBE-POSTROUTING'), [
@@ -97,7 +97,7 @@ describe('iptables rules', () => {
       '-j MARK --xor-mark 0x4000',
       '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
     ]);
-    assert.equal(t.filter.has('KUBE-FORWARD'), false, 'KUBE-FORWARD may be someone else\'s');
+    assert.deepEqual(t.filter.get('KUBE-FORWARD'), ['-m conntrack --ctstate INVALID -j DROP']);
     assert.equal(t.localhostNodePorts, false);
   });
 
