@@ -1,6 +1,7 @@
 // The kube-lb command: run, inspect, cleanup and bench. Flag names follow
 // kube-proxy's where kube-proxy has one.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ const USAGE = `usage:
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]
                 [--iptables-localhost-nodeports true|false (iptables)]
+                [--conntrack-tcp-be-liberal]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
@@ -51,6 +53,7 @@ const options = {
   'nodeport-addresses': { type: 'string', default: 'primary' },
   'iptables-localhost-nodeports': { type: 'string', default: 'true' },
   'masquerade-bit': { type: 'string', default: '14' },
+  'conntrack-tcp-be-liberal': { type: 'boolean', default: false },
   'iptables-mode': { type: 'string' },
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
@@ -86,6 +89,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
+    tcpBeLiberal: flags['conntrack-tcp-be-liberal'],
     iptablesMode: mode,
     ipvsScheduler: flags['ipvs-scheduler'],
   };
@@ -104,6 +108,20 @@ function nodePortAddresses(value: string): NodePortAddresses {
 function booleanFlag(name: string, value: string): boolean {
   if (value !== 'true' && value !== 'false') throw new UsageError(`--${name}=${value}: choose true or false`);
   return value === 'true';
+}
+
+const TCP_BE_LIBERAL = '/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal';
+
+/**
+ * --conntrack-tcp-be-liberal, as kube-proxy sets it: conntrack then tracks
+ * out-of-window TCP segments instead of marking them INVALID, so they are
+ * de-NATed and the netfilter backends need no INVALID drop.
+ */
+function enableTcpBeLiberal(log: Logger): void {
+  if (!fs.existsSync(TCP_BE_LIBERAL)) throw new Error(`--conntrack-tcp-be-liberal: ${TCP_BE_LIBERAL} does not exist; load conntrack first (modprobe nf_conntrack)`);
+  if (fs.readFileSync(TCP_BE_LIBERAL, 'utf8').trim() === '1') return;
+  fs.writeFileSync(TCP_BE_LIBERAL, '1');
+  log.info({ sysctl: 'net.netfilter.nf_conntrack_tcp_be_liberal', value: 1 }, 'set for --conntrack-tcp-be-liberal');
 }
 
 async function run(flags: Flags, log: Logger): Promise<void> {
@@ -133,6 +151,8 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
 
+  // Before the first sync: without the sysctl, rules without the INVALID drop would bring issue 74839 back.
+  if (flags['conntrack-tcp-be-liberal']) enableTcpBeLiberal(log);
   const backend: Backend = await startBackend(backendName, backendOptions(flags, log));
   const telemetry = await ProxyTelemetry.start({
     backend,

@@ -28,6 +28,9 @@ const FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [
   ['ipvs.scheduler', 'ipvs-scheduler'],
 ];
 
+/** Config field path → kube-lb boolean flag, given (without a value) when the field is true. */
+const BOOLEAN_FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [['conntrack.tcpBeLiberal', 'conntrack-tcp-be-liberal']];
+
 export interface KubeProxyConfig {
   /** "--flag=value" arguments, to go before the command line's own. */
   args: string[];
@@ -55,6 +58,13 @@ export function loadKubeProxyConfig(file: string): KubeProxyConfig {
     if (value === undefined || value === null || value === '') continue;
     if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`--config ${file}: ${field} must be a string or a number, got ${JSON.stringify(value)}`);
     args.push(`--${flag}=${value}`);
+  }
+  for (const [field, flag] of BOOLEAN_FLAG_OF_FIELD) {
+    const value = leaves.get(field);
+    leaves.delete(field);
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'boolean') throw new Error(`--config ${file}: ${field} must be true or false, got ${JSON.stringify(value)}`);
+    if (value) args.push(`--${flag}`);
   }
   const warnings = [...leaves].filter(([, value]) => isSet(value)).map(([field]) => `--config ${file}: field ${field} is not supported by kube-lb; ignored`);
   return { args, warnings };

@@ -257,9 +257,23 @@ export const scenarios: Scenario[] = [
       // One endpoint, on kube-lb's node, so the segment is forwarded there.
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
       await ctx.startKubeLb();
-      const result = await outOfWindowSegment(ctx.sandbox, { client: 'client', endpoint: 'web-1', target: VIP, port: 80, endpointPort: 8080 });
+      const result = await outOfWindowSegment(ctx.sandbox, OUT_OF_WINDOW);
       assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
-      assert.equal(result.rstFromClient, false, 'the segment reached the client un-NATed, and the client reset the connection');
+      assert.notEqual(result.clientAnswer, 'rst', 'the segment reached the client un-NATed, and the client reset the connection');
+    },
+  },
+  {
+    name: "with --conntrack-tcp-be-liberal, conntrack de-NATs an endpoint's out-of-window segment, and its connection keeps working",
+    needs: ['tcp', 'drop-invalid'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.startKubeLb(process.env, ['--conntrack-tcp-be-liberal']);
+      assert.equal((await ctx.sandbox.inNode('sysctl', '-n', 'net.netfilter.nf_conntrack_tcp_be_liberal')).trim(), '1');
+      const result = await outOfWindowSegment(ctx.sandbox, OUT_OF_WINDOW);
+      assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
+      // Tracked, the segment is not INVALID and nothing drops it: the client gets it from the service's address.
+      assert.equal(result.clientAnswer, 'ack', 'how the client answered the segment');
     },
   },
   {
@@ -282,6 +296,9 @@ export const scenarios: Scenario[] = [
     },
   },
 ];
+
+/** A client's connection through the ClusterIP to web-1, its one endpoint, on kube-lb's node. */
+const OUT_OF_WINDOW = { client: 'client', endpoint: 'web-1', target: VIP, port: 80, endpointPort: 8080 };
 
 const IPTABLES_MODES = ['nft', 'legacy'];
 const FOREIGN_NFT_TABLE = 'foreign-fw';

@@ -8,7 +8,7 @@
 // The client holds a connection through a service to the endpoint and goes
 // quiet; a sniffer in the endpoint's namespace has seen the connection's
 // sequence numbers, crafts the segment with a raw socket and watches for the
-// client's RST; then the client sends one more line.
+// client's answer; then the client sends one more line.
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { testLibDir } from './paths.js';
@@ -16,13 +16,13 @@ import { requireCommand } from './preconditions.js';
 import { type NodeSandbox, waitForLine } from './sandbox.js';
 import { slow } from './slowdown.js';
 
-// Args: CLIENT_IP SERVER_PORT RST_WAIT_MS. Prints "listening" once it sniffs
-// eth0; on SIGUSR2 sends the segment, waits for a RST from the client and
-// prints one JSON line.
+// Args: CLIENT_IP SERVER_PORT ANSWER_WAIT_MS. Prints "listening" once it
+// sniffs eth0; on SIGUSR2 sends the segment, waits for the client's answer
+// and prints one JSON line.
 const INJECTOR = String.raw`
 import json, signal, socket, struct, sys, time
 
-client_ip, server_port, rst_wait_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+client_ip, server_port, answer_wait_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ETH_HEADER, ETH_P_IP, RST = 14, 0x0800, 0x04
 
 sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
@@ -78,17 +78,23 @@ header = header[:16] + struct.pack('!H', checksum(pseudo + header + payload)) + 
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
 raw.sendto(header + payload, (client_ip, 0))
 
-rst = False
-deadline = time.monotonic() + rst_wait_ms / 1000
-while not rst and time.monotonic() < deadline:
+# The client answers a segment it gets: a RST if it came un-NATed (no
+# socket has that peer), an ACK restating its window if it came de-NATed.
+answer = None
+deadline = time.monotonic() + answer_wait_ms / 1000
+while answer is None and time.monotonic() < deadline:
     segment = from_client()
-    rst = segment is not None and segment['sport'] == last['sport'] and bool(segment['flags'] & RST)
-print(json.dumps({'clientPort': last['sport'], 'rstFromClient': rst}), flush=True)
+    if segment is not None and segment['sport'] == last['sport']:
+        answer = 'rst' if segment['flags'] & RST else 'ack'
+print(json.dumps({'clientAnswer': answer}), flush=True)
 `;
 
 export interface OutOfWindowResult {
-  /** Whether the client answered the segment with a RST to the endpoint. */
-  rstFromClient: boolean;
+  /**
+   * How the client answered the segment: 'rst' if it got it un-NATed, 'ack'
+   * if it got it de-NATed, null if the segment never reached it.
+   */
+  clientAnswer: 'rst' | 'ack' | null;
   /** What the client's line after the segment got: the endpoint's answer, or the error. */
   after: { answer: string } | { error: string };
 }
@@ -123,8 +129,8 @@ export async function outOfWindowSegment(sandbox: NodeSandbox, opts: { client: s
   used.catch(() => undefined);
   await waitForLine(client, /idle/, slow(10_000), 'the idle client');
   injector.kill('SIGUSR2');
-  const { rstFromClient } = JSON.parse(lastLine(await injected)) as { rstFromClient: boolean };
+  const { clientAnswer } = JSON.parse(lastLine(await injected)) as Pick<OutOfWindowResult, 'clientAnswer'>;
   client.kill('SIGUSR2');
   const after = JSON.parse(lastLine(await used)) as OutOfWindowResult['after'];
-  return { rstFromClient, after };
+  return { clientAnswer, after };
 }

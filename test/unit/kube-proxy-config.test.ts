@@ -33,6 +33,7 @@ configSyncPeriod: 0s
 conntrack:
   maxPerCore: 32768
   min: null
+  tcpBeLiberal: true
 healthzBindAddress: ""
 hostnameOverride: node-a
 iptables:
@@ -60,6 +61,7 @@ syncPeriod: 1m0s
       '--metrics-bind-address=0.0.0.0:10249',
       '--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
       '--ipvs-scheduler=lc',
+      '--conntrack-tcp-be-liberal',
     ]);
     assert.deepEqual(warnings, [
       `--config ${file}: field bindAddress is not supported by kube-lb; ignored`,
@@ -75,5 +77,7 @@ syncPeriod: 1m0s
     assert.throws(() => loadKubeProxyConfig(broken), (err: Error) => err.message.startsWith(`--config ${broken}: `));
     const badType = write('bad-type.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: [ebpf]\n');
     assert.throws(() => loadKubeProxyConfig(badType), { message: `--config ${badType}: mode must be a string or a number, got ["ebpf"]` });
+    const badBoolean = write('bad-boolean.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nconntrack:\n  tcpBeLiberal: "yes"\n');
+    assert.throws(() => loadKubeProxyConfig(badBoolean), { message: `--config ${badBoolean}: conntrack.tcpBeLiberal must be true or false, got "yes"` });
   });
 });

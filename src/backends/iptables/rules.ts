@@ -13,7 +13,7 @@
 //   filter FORWARD, OUTPUT -> KUBE-SERVICES: cluster IPs whose set is empty (REJECT or DROP)
 //          INPUT, FORWARD, OUTPUT -> KUBE-EXTERNAL-SERVICES: other frontends whose external set is empty
 //          INPUT, FORWARD, OUTPUT -> KUBE-PROXY-FIREWALL: DROP what KUBE-FW did not DNAT
-//          FORWARD -> KUBE-FORWARD: DROP what conntrack marks INVALID
+//          FORWARD -> KUBE-FORWARD: DROP what conntrack marks INVALID (not under --conntrack-tcp-be-liberal)
 //
 // KUBE-FORWARD is kube-proxy's chain, and like KUBE-SERVICES or
 // KUBE-POSTROUTING a kube-proxy leftover of that name is taken over. It
@@ -295,8 +295,11 @@ export interface Tables {
   localhostNodePorts: boolean;
 }
 
-/** Every chain of both tables, from the service ports' rules in order and the masquerade mark `mark` (e.g. 0x4000). */
-export function assembleTables(ports: readonly PortRules[], mark: string): Tables {
+/**
+ * Every chain of both tables, from the service ports' rules in order, the
+ * masquerade mark `mark` (e.g. 0x4000) and whether INVALID packets are dropped.
+ */
+export function assembleTables(ports: readonly PortRules[], mark: string, dropInvalid: boolean): Tables {
   const nodePortIPs = new Set(ports.flatMap((p) => p.nodePortIPs));
   const localhostNodePorts = [...nodePortIPs].some((ip) => ip.startsWith('127.'));
   const nat: Chains = new Map([
@@ -319,7 +322,7 @@ export function assembleTables(ports: readonly PortRules[], mark: string): Table
     [SERVICES_CHAIN, ports.flatMap((p) => p.filterServices)],
     [EXTERNAL_SERVICES_CHAIN, ports.flatMap((p) => p.externalServices)],
     [PROXY_FIREWALL_CHAIN, [...(localhostNodePorts ? [LOCALNET_GUARD] : []), ...ports.flatMap((p) => p.firewall)]],
-    [FORWARD_CHAIN, [INVALID_DROP]],
+    [FORWARD_CHAIN, dropInvalid ? [INVALID_DROP] : []],
   ]);
   return { nat, filter, localhostNodePorts };
 }
