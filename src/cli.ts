@@ -1,6 +1,7 @@
 // The kube-lb command: run, inspect, cleanup and bench. Flag names follow
 // kube-proxy's where kube-proxy has one.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,7 @@ const USAGE = `usage:
                 [--nodeport-addresses primary|CIDR,...]
                 [--service-cluster-ip-range CIDR,... (refuses cluster IPs outside)]
                 [--iptables-localhost-nodeports true|false (iptables)]
+                [--conntrack-tcp-be-liberal true|false]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
@@ -53,6 +55,7 @@ const options = {
   'nodeport-addresses': { type: 'string', default: 'primary' },
   'iptables-localhost-nodeports': { type: 'string', default: 'true' },
   'masquerade-bit': { type: 'string', default: '14' },
+  'conntrack-tcp-be-liberal': { type: 'string', default: 'false' },
   'iptables-mode': { type: 'string' },
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
@@ -88,6 +91,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
+    tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
     iptablesMode: mode,
     ipvsScheduler: flags['ipvs-scheduler'],
   };
@@ -111,6 +115,20 @@ function cidrList(name: string, value: string | undefined, hint = 'give a comma-
 function booleanFlag(name: string, value: string): boolean {
   if (value !== 'true' && value !== 'false') throw new UsageError(`--${name}=${value}: choose true or false`);
   return value === 'true';
+}
+
+const TCP_BE_LIBERAL = '/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal';
+
+/**
+ * --conntrack-tcp-be-liberal, as kube-proxy sets it: conntrack then tracks
+ * out-of-window TCP segments instead of marking them INVALID, so they are
+ * de-NATed and the netfilter backends need no INVALID drop.
+ */
+function enableTcpBeLiberal(log: Logger): void {
+  if (!fs.existsSync(TCP_BE_LIBERAL)) throw new Error(`--conntrack-tcp-be-liberal: ${TCP_BE_LIBERAL} does not exist; load conntrack first (modprobe nf_conntrack)`);
+  if (fs.readFileSync(TCP_BE_LIBERAL, 'utf8').trim() === '1') return;
+  fs.writeFileSync(TCP_BE_LIBERAL, '1');
+  log.info({ sysctl: 'net.netfilter.nf_conntrack_tcp_be_liberal', value: 1 }, 'set for --conntrack-tcp-be-liberal');
 }
 
 async function run(flags: Flags, log: Logger): Promise<void> {
@@ -142,6 +160,8 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
 
+  // Before the first sync: without the sysctl, rules without the INVALID drop would bring issue 74839 back.
+  if (booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal'])) enableTcpBeLiberal(log);
   const backend: Backend = await startBackend(backendName, backendOptions(flags, log));
   const telemetry = await ProxyTelemetry.start({
     backend,

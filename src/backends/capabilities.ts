@@ -35,6 +35,7 @@ export const CAPABILITIES = {
   'reject-without-endpoints': 'A service without endpoints refuses connections at once',
   'node-originated': 'Traffic from the node itself (host network) to every kind of frontend',
   'localhost-nodeport': 'NodePort on 127.0.0.1',
+  'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -76,6 +77,7 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'reject-without-endpoints': NOT_YET,
     'node-originated': 'not tested yet',
     'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
+    'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
   },
 };
 

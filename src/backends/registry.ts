@@ -19,6 +19,8 @@ export interface BackendOptions {
   clusterCidr: string | undefined;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
   masqueradeBit: number;
+  /** iptables, nftables: --conntrack-tcp-be-liberal. */
+  tcpBeLiberal: boolean;
   /** iptables: nft or legacy; undefined takes what `iptables -V` reports. */
   iptablesMode: IptablesMode | undefined;
   /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined or unknown gives rr. */
@@ -46,7 +48,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */
 export async function openBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
-  const netfilter = { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit };
+  const netfilter = { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
   if (name === 'iptables') return new IptablesBackend({ ...netfilter, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
   if (name === 'nftables') return new NftablesBackend(netfilter);
   if (name === 'ipvs') return IpvsBackend.open(ipvsOptions(opts));

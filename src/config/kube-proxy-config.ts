@@ -28,6 +28,7 @@ const FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [
   ['metricsBindAddress', 'metrics-bind-address'],
   ['clientConnection.kubeconfig', 'kubeconfig'],
   ['ipvs.scheduler', 'ipvs-scheduler'],
+  ['conntrack.tcpBeLiberal', 'conntrack-tcp-be-liberal'],
 ];
 
 export interface KubeProxyConfig {

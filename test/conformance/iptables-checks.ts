@@ -82,8 +82,10 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
           const firewall = '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL';
           const external = '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES';
           const services = '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES';
+          const forward = '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD';
           assert.deepEqual(rulesOf(filter, 'INPUT'), [firewall, external], 'filter INPUT');
-          assert.deepEqual(rulesOf(filter, 'FORWARD'), [firewall, services, external], 'filter FORWARD');
+          assert.deepEqual(rulesOf(filter, 'FORWARD'), [firewall, forward, services, external], 'filter FORWARD');
+          assert.deepEqual(rulesOf(filter, 'KUBE-FORWARD'), ['-m conntrack --ctstate INVALID -j DROP']);
           assert.deepEqual(rulesOf(filter, 'OUTPUT'), [firewall, services, external], 'filter OUTPUT');
           // A restarted kube-lb finds its jumps in place and adds none.
           await ctx.stopKubeLb();

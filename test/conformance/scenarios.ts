@@ -11,6 +11,7 @@ import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, NODES } from '../lib/sandbox.js';
 import type { PodSpec, ScenarioContext } from './context.js';
 import { slow } from '../lib/slowdown.js';
+import { outOfWindowSegment } from '../lib/out-of-window.js';
 
 export interface Scenario {
   name: string;
@@ -249,6 +250,33 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: "an endpoint's out-of-window segment does not reset its connection",
+    needs: ['tcp', 'drop-invalid'],
+    pods,
+    async run(ctx) {
+      // One endpoint, on kube-lb's node, so the segment is forwarded there.
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      const result = await outOfWindowSegment(ctx.sandbox, OUT_OF_WINDOW);
+      assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
+      assert.notEqual(result.clientAnswer, 'rst', 'the segment reached the client un-NATed, and the client reset the connection');
+    },
+  },
+  {
+    name: "with --conntrack-tcp-be-liberal, conntrack de-NATs an endpoint's out-of-window segment, and its connection keeps working",
+    needs: ['tcp', 'drop-invalid'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.startKubeLb(process.env, ['--conntrack-tcp-be-liberal=true']);
+      assert.equal((await ctx.sandbox.inNode('sysctl', '-n', 'net.netfilter.nf_conntrack_tcp_be_liberal')).trim(), '1');
+      const result = await outOfWindowSegment(ctx.sandbox, OUT_OF_WINDOW);
+      assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
+      // Tracked, the segment is not INVALID and nothing drops it: the client gets it from the service's address.
+      assert.equal(result.clientAnswer, 'ack', 'how the client answered the segment');
+    },
+  },
+  {
     name: 'cleanup removes only what kube-lb created: foreign iptables rules and nft tables stay',
     needs: ['tcp', 'cleanup-keeps-foreign-state'],
     pods,
@@ -269,10 +297,13 @@ export const scenarios: Scenario[] = [
   },
 ];
 
+/** A client's connection through the ClusterIP to web-1, its one endpoint, on kube-lb's node. */
+const OUT_OF_WINDOW = { client: 'client', endpoint: 'web-1', target: VIP, port: 80, endpointPort: 8080 };
+
 const IPTABLES_MODES = ['nft', 'legacy'];
 const FOREIGN_NFT_TABLE = 'foreign-fw';
 
-/** Rules of another program, in both iptables flavours and in nft, including a KUBE- chain kube-lb does not create. */
+/** Rules of another program, in both iptables flavours and in nft, including a KUBE- chain kube-lb does not create (kubelet's KUBE-FIREWALL). */
 async function addForeignState(ctx: ScenarioContext): Promise<void> {
   const { sandbox } = ctx;
   for (const mode of IPTABLES_MODES) {
@@ -281,9 +312,9 @@ async function addForeignState(ctx: ScenarioContext): Promise<void> {
     await iptables('-t', 'nat', '-A', 'FOREIGN-NAT', '-d', '192.0.2.1/32', '-j', 'RETURN');
     await iptables('-t', 'nat', '-A', 'PREROUTING', '-j', 'FOREIGN-NAT');
     await iptables('-t', 'nat', '-A', 'POSTROUTING', '-s', '192.0.2.2/32', '-j', 'RETURN');
-    await iptables('-t', 'filter', '-N', 'KUBE-FORWARD');
-    await iptables('-t', 'filter', '-A', 'KUBE-FORWARD', '-m', 'comment', '--comment', 'someone else', '-j', 'RETURN');
-    await iptables('-t', 'filter', '-A', 'FORWARD', '-j', 'KUBE-FORWARD');
+    await iptables('-t', 'filter', '-N', 'KUBE-FIREWALL');
+    await iptables('-t', 'filter', '-A', 'KUBE-FIREWALL', '-m', 'comment', '--comment', 'someone else', '-j', 'RETURN');
+    await iptables('-t', 'filter', '-A', 'FORWARD', '-j', 'KUBE-FIREWALL');
     await iptables('-t', 'filter', '-A', 'FORWARD', '-s', '192.0.2.3/32', '-j', 'DROP');
   }
   const nft = fs.mkdtempSync('/tmp/kube-lb-foreign-');

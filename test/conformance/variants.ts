@@ -29,7 +29,7 @@ function iptablesVariant(mode: 'nft' | 'legacy'): BackendVariant {
       const saved = await sandbox.inNode(`iptables-${mode}-save`);
       const ours = saved
         .split('\n')
-        .filter((l) => /^:KUBE-(SERVICES|EXTERNAL-SERVICES|NODEPORTS|PROXY-FIREWALL|MARK-MASQ|POSTROUTING|SVC-|SVL-|EXT-|FW-|SEP-)|-j KUBE-(SERVICES|EXTERNAL-SERVICES|PROXY-FIREWALL|POSTROUTING)\b/.test(l));
+        .filter((l) => /^:KUBE-(SERVICES|EXTERNAL-SERVICES|NODEPORTS|PROXY-FIREWALL|FORWARD|MARK-MASQ|POSTROUTING|SVC-|SVL-|EXT-|FW-|SEP-)|-j KUBE-(SERVICES|EXTERNAL-SERVICES|PROXY-FIREWALL|FORWARD|POSTROUTING)\b/.test(l));
       assert.deepEqual(ours, [], `iptables-${mode} rules of kube-lb remain after cleanup`);
     },
   };

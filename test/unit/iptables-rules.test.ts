@@ -33,7 +33,7 @@ function servicePort(frontends: ResolvedFrontend[], over: Partial<ServicePortSta
 
 /** The whole first-sync payload for `ports`, as the backend sends it. */
 function restoreText(...ports: ServicePortState[]): string {
-  const t = assembleTables(ports.map((sp) => portRules(sp, CLUSTER_CIDR)), '0x4000');
+  const t = assembleTables(ports.map((sp) => portRules(sp, CLUSTER_CIDR)), '0x4000', true);
   const write = (chains: Map<string, string[]>) => ({ write: chains, remove: [], insert: [], delete: [] });
   return renderRestore({ filter: write(t.filter), nat: write(t.nat) });
 }
@@ -41,7 +41,7 @@ function restoreText(...ports: ServicePortState[]): string {
 /** The lines of `text` for one table, without the fixed chains every sync writes. */
 function tableLines(text: string, table: 'filter' | 'nat'): string[] {
   const section = text.split('COMMIT\n').find((s) => s.startsWith(`*${table}\n`))!;
-  const fixed = /KUBE-(MARK-MASQ|POSTROUTING)\b/;
+  const fixed = /KUBE-(MARK-MASQ|POSTROUTING|FORWARD)\b/;
   return section.split('\n').slice(1).filter((l) => l !== '' && !fixed.test(l.split(' ').slice(0, 2).join(' ')));
 }
 
@@ -89,15 +89,16 @@ describe('iptables rules', () => {
     assert.deepEqual(rules.chains.get('KUBE-SVC-XPGD46QRK7WJZT7O'), ['-m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ']);
   });
 
-  it('the fixed chains: mark and masquerade', () => {
-    const t = assembleTables([], '0x4000');
+  it('the fixed chains: mark, masquerade and the INVALID drop', () => {
+    const t = assembleTables([], '0x4000', true);
     assert.deepEqual(t.nat.get('KUBE-MARK-MASQ'), ['-j MARK --or-mark 0x4000']);
     assert.deepEqual(t.nat.get('KUBE-POSTROUTING'), [
       '-m mark ! --mark 0x4000/0x4000 -j RETURN',
       '-j MARK --xor-mark 0x4000',
       '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
     ]);
-    assert.equal(t.filter.has('KUBE-FORWARD'), false, 'KUBE-FORWARD may be someone else\'s');
+    assert.deepEqual(t.filter.get('KUBE-FORWARD'), ['-m conntrack --ctstate INVALID -j DROP']);
+    assert.deepEqual(assembleTables([], '0x4000', false).filter.get('KUBE-FORWARD'), [], 'nothing to drop under --conntrack-tcp-be-liberal');
     assert.equal(t.localhostNodePorts, false);
   });
 
@@ -211,7 +212,7 @@ describe('iptables rules', () => {
 
   it('a NodePort on 127.0.0.1 asks for route_localnet and guards it as kube-proxy does', () => {
     const cluster = set('cluster', local1);
-    const t = assembleTables([portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '127.0.0.1', 3001, { internal: cluster })]), CLUSTER_CIDR)], '0x4000');
+    const t = assembleTables([portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '127.0.0.1', 3001, { internal: cluster })]), CLUSTER_CIDR)], '0x4000', true);
     assert.equal(t.localhostNodePorts, true);
     assert.deepEqual(t.filter.get('KUBE-PROXY-FIREWALL'), [
       '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',

@@ -33,6 +33,7 @@ configSyncPeriod: 0s
 conntrack:
   maxPerCore: 32768
   min: null
+  tcpBeLiberal: true
 healthzBindAddress: ""
 hostnameOverride: node-a
 iptables:
@@ -66,6 +67,7 @@ syncPeriod: 1m0s
       '--metrics-bind-address=0.0.0.0:10249',
       '--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
       '--ipvs-scheduler=lc',
+      '--conntrack-tcp-be-liberal=true',
     ]);
     assert.deepEqual(warnings, [
       `--config ${file}: field bindAddress is not supported by kube-lb; ignored`,

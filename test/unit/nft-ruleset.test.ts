@@ -147,6 +147,11 @@ describe('nftables ruleset', () => {
     assert.deepEqual([...rules.elements.get('service-ips')!.values()].map((e) => e.verdict), [`goto ${policyChainName(itp, 'local')}`]);
   });
 
+  it('filter-forward drops what conntrack marks invalid, unless --conntrack-tcp-be-liberal makes conntrack track it', () => {
+    assert.deepEqual(fixedChains(MARK, true).get('filter-forward'), ['ct state invalid drop', 'ct state new jump endpoints-check']);
+    assert.deepEqual(fixedChains(MARK, false).get('filter-forward'), ['ct state new jump endpoints-check']);
+  });
+
   it('the kernel accepts a full transaction with every kind of frontend, and a partial one that changes affinity, endpoints and ranges', () => {
     const none: EndpointSet = { policy: 'cluster', destinations: [] };
     const others = [
@@ -168,7 +173,7 @@ describe('nftables ruleset', () => {
     assert.deepEqual(partial.deleteElements, [{ map: 'firewall-ips', key: '198.51.100.7 . tcp . 80' }]);
     assert.deepEqual(partialTransaction(after, after), emptyTransaction(), 'nothing changed, nothing sent');
     // The partial transaction runs against the table the full one made, in one batch after it.
-    nftCheck(renderTransaction(fullTransaction(fixedChains(MARK), before, NO_KERNEL_OBJECTS)) + renderTransaction(partial));
+    nftCheck(renderTransaction(fullTransaction(fixedChains(MARK, true), before, NO_KERNEL_OBJECTS)) + renderTransaction(partial));
   });
 
   it('renders deletions in an order the kernel accepts: elements, then rules, then sets and chains', () => {

@@ -109,7 +109,7 @@ export class IptablesBackend implements Backend {
       if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.clusterCidr)));
       return rules;
     });
-    const tables = assembleTables(ports, this.mark);
+    const tables = assembleTables(ports, this.mark, !this.opts.tcpBeLiberal);
     if (tables.localhostNodePorts) enableRouteLocalnet(this.opts.log);
     return tables;
   }

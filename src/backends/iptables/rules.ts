@@ -13,10 +13,14 @@
 //   filter FORWARD, OUTPUT -> KUBE-SERVICES: cluster IPs whose set is empty (REJECT or DROP)
 //          INPUT, FORWARD, OUTPUT -> KUBE-EXTERNAL-SERVICES: other frontends whose external set is empty
 //          INPUT, FORWARD, OUTPUT -> KUBE-PROXY-FIREWALL: DROP what KUBE-FW did not DNAT
+//          FORWARD -> KUBE-FORWARD: DROP what conntrack marks INVALID (not under --conntrack-tcp-be-liberal)
 //
-// kube-proxy's filter KUBE-FORWARD (accepting marked and established
-// traffic where FORWARD's policy drops) is left out: a chain of that name
-// may belong to someone else, and cleanup must leave it alone.
+// KUBE-FORWARD is kube-proxy's chain, and like KUBE-SERVICES or
+// KUBE-POSTROUTING a kube-proxy leftover of that name is taken over. It
+// holds only the INVALID drop: kube-proxy's rules accepting marked and
+// established traffic, for hosts whose FORWARD policy drops, are left out,
+// since they would also accept that traffic past the host's own rules after
+// the jump; such a host accepts forwarded service traffic itself.
 import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServicePortState, SessionAffinity } from '../../model/contract.js';
 import { endpointName, nameHash, type PortIdentity, protocolName, safeText, servicePortName } from '../netfilter/names.js';
 
@@ -24,6 +28,7 @@ export const SERVICES_CHAIN = 'KUBE-SERVICES';
 export const EXTERNAL_SERVICES_CHAIN = 'KUBE-EXTERNAL-SERVICES';
 export const NODEPORTS_CHAIN = 'KUBE-NODEPORTS';
 export const PROXY_FIREWALL_CHAIN = 'KUBE-PROXY-FIREWALL';
+export const FORWARD_CHAIN = 'KUBE-FORWARD';
 export const MARK_MASQ_CHAIN = 'KUBE-MARK-MASQ';
 export const POSTROUTING_CHAIN = 'KUBE-POSTROUTING';
 export const SVC_PREFIX = 'KUBE-SVC-';
@@ -32,7 +37,7 @@ export const EXT_PREFIX = 'KUBE-EXT-';
 export const FW_PREFIX = 'KUBE-FW-';
 export const SEP_PREFIX = 'KUBE-SEP-';
 
-const TOP_LEVEL_CHAINS = new Set([SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN, NODEPORTS_CHAIN, PROXY_FIREWALL_CHAIN, MARK_MASQ_CHAIN, POSTROUTING_CHAIN]);
+const TOP_LEVEL_CHAINS = new Set([SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN, NODEPORTS_CHAIN, PROXY_FIREWALL_CHAIN, FORWARD_CHAIN, MARK_MASQ_CHAIN, POSTROUTING_CHAIN]);
 const PER_PORT_PREFIXES = [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX];
 
 /** A chain's rules, each an iptables-restore line without the "-A <chain>" prefix. */
@@ -68,6 +73,8 @@ export const JUMPS: Record<'nat' | 'filter', { chain: string; rule: string }[]> 
     { chain: 'OUTPUT', rule: `${NEW} -m comment --comment "kubernetes externally-visible service portals" -j ${EXTERNAL_SERVICES_CHAIN}` },
     { chain: 'FORWARD', rule: `${NEW} -m comment --comment "kubernetes service portals" -j ${SERVICES_CHAIN}` },
     { chain: 'OUTPUT', rule: `${NEW} -m comment --comment "kubernetes service portals" -j ${SERVICES_CHAIN}` },
+    // Every packet, not only NEW ones: INVALID is a state of its own.
+    { chain: 'FORWARD', rule: `-m comment --comment "kubernetes forwarding rules" -j ${FORWARD_CHAIN}` },
     { chain: 'INPUT', rule: `${NEW} -m comment --comment "kubernetes load balancer firewall" -j ${PROXY_FIREWALL_CHAIN}` },
     { chain: 'OUTPUT', rule: `${NEW} -m comment --comment "kubernetes load balancer firewall" -j ${PROXY_FIREWALL_CHAIN}` },
     { chain: 'FORWARD', rule: `${NEW} -m comment --comment "kubernetes load balancer firewall" -j ${PROXY_FIREWALL_CHAIN}` },
@@ -273,6 +280,14 @@ const NODEPORTS_JUMP_COMMENT = '-m comment --comment "kubernetes service nodepor
  */
 const LOCALNET_GUARD = '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP';
 
+/**
+ * Conntrack does not de-NAT a segment it finds out of window (INVALID), so
+ * an endpoint's late retransmission would reach the client from the
+ * endpoint's own address, and the client's RST would kill the connection
+ * (kubernetes issue 74839). Dropped, it costs at most a retransmission.
+ */
+const INVALID_DROP = '-m conntrack --ctstate INVALID -j DROP';
+
 export interface Tables {
   nat: Chains;
   filter: Chains;
@@ -280,8 +295,11 @@ export interface Tables {
   localhostNodePorts: boolean;
 }
 
-/** Every chain of both tables, from the service ports' rules in order and the masquerade mark `mark` (e.g. 0x4000). */
-export function assembleTables(ports: readonly PortRules[], mark: string): Tables {
+/**
+ * Every chain of both tables, from the service ports' rules in order, the
+ * masquerade mark `mark` (e.g. 0x4000) and whether INVALID packets are dropped.
+ */
+export function assembleTables(ports: readonly PortRules[], mark: string, dropInvalid: boolean): Tables {
   const nodePortIPs = new Set(ports.flatMap((p) => p.nodePortIPs));
   const localhostNodePorts = [...nodePortIPs].some((ip) => ip.startsWith('127.'));
   const nat: Chains = new Map([
@@ -304,6 +322,7 @@ export function assembleTables(ports: readonly PortRules[], mark: string): Table
     [SERVICES_CHAIN, ports.flatMap((p) => p.filterServices)],
     [EXTERNAL_SERVICES_CHAIN, ports.flatMap((p) => p.externalServices)],
     [PROXY_FIREWALL_CHAIN, [...(localhostNodePorts ? [LOCALNET_GUARD] : []), ...ports.flatMap((p) => p.firewall)]],
+    [FORWARD_CHAIN, dropInvalid ? [INVALID_DROP] : []],
   ]);
   return { nat, filter, localhostNodePorts };
 }

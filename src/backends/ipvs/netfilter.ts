@@ -4,10 +4,9 @@
 //   KUBE-CLUSTER-IP  hash:ip,port     every ClusterIP,proto:port
 //   KUBE-LOOP-BACK   hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
 // Sets change with services (ipset restore, as a diff); the rules do not
-// (iptables-restore --noflush, at start and on full syncs). Like the
-// iptables backend, kube-lb adds no KUBE-FORWARD chain: it matters only
-// under a FORWARD policy of DROP, and cleanup must not touch one that
-// belongs to someone else.
+// (iptables-restore --noflush, at start and on full syncs). Unlike the
+// iptables backend, this mode has no KUBE-FORWARD chain yet, so it does
+// not drop what conntrack marks INVALID (capability drop-invalid).
 import { runCommand } from '../netfilter/command.js';
 import { masqueradeMark } from '../netfilter/frontends.js';
 import type { Destination, Frontend } from '../../model/contract.js';

@@ -37,4 +37,10 @@ export interface NetfilterOptions {
   clusterCidr: string | undefined;
   /** The mark bit for masquerading. */
   masqueradeBit: number;
+  /**
+   * --conntrack-tcp-be-liberal: conntrack tracks (and so de-NATs) TCP
+   * segments out of window instead of marking them INVALID, so the INVALID
+   * drop is left out, as kube-proxy leaves it out.
+   */
+  tcpBeLiberal: boolean;
 }

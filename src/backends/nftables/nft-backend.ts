@@ -36,7 +36,7 @@ export class NftablesBackend implements Backend {
 
   constructor(private readonly opts: NetfilterOptions) {
     this.options = { clusterCidr: opts.clusterCidr };
-    this.fixed = fixedChains(masqueradeMark(opts.masqueradeBit));
+    this.fixed = fixedChains(masqueradeMark(opts.masqueradeBit), !opts.tcpBeLiberal);
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {

@@ -14,6 +14,7 @@
 //   nat-postrouting -> masquerading: masquerade what mark-for-masquerade marked
 //   filter-input, filter-forward, filter-output -> endpoints-check:
 //     vmap @no-endpoint-services, vmap @no-endpoint-nodeports -> reject-chain or drop
+//   filter-forward: first drops what conntrack marks invalid (not under --conntrack-tcp-be-liberal)
 import { type Destination, type EndpointSet, type FrontendKind, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
 import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
@@ -231,13 +232,16 @@ export function declarations(): string[] {
 
 const dispatch = (map: MapName): string => `ip daddr . meta l4proto . th dport vmap @${map}`;
 
-/** The chains every table has, with their rules, for this masquerade mark. */
-export function fixedChains(mark: string): Map<string, string[]> {
+/** The chains every table has, with their rules, for this masquerade mark and whether invalid packets are dropped. */
+export function fixedChains(mark: string, dropInvalid: boolean): Map<string, string[]> {
   return new Map([
     ['filter-prerouting', ['ct state new jump firewall-check']],
     // reject is valid only in the input, forward and output hooks.
     ['filter-input', ['ct state new jump endpoints-check']],
-    ['filter-forward', ['ct state new jump endpoints-check']],
+    // Conntrack does not de-NAT a segment it finds out of window, so an endpoint's
+    // late retransmission would reach the client from the endpoint's own address
+    // and draw a RST that kills the connection (kubernetes issue 74839).
+    ['filter-forward', [...(dropInvalid ? ['ct state invalid drop'] : []), 'ct state new jump endpoints-check']],
     ['filter-output', ['ct state new jump endpoints-check', 'ct state new jump firewall-check']],
     ['nat-prerouting', ['jump services']],
     ['nat-output', ['jump services']],
