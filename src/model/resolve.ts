@@ -109,8 +109,9 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
   const externalIPs = service.externalIPs.filter(inFamily);
   const loadBalancerIPs = service.loadBalancerIPs.filter(inFamily);
   const nodePortIPs = node.nodePortIPs.filter(inFamily);
+  // As kube-proxy, a service without a cluster IP of the family is not served at all, not even on its other addresses.
+  if (clusterIPs.length === 0) return { ports: [], skipped: [{ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})`, refused: false }], health: null };
   const skipped: Skipped[] = [];
-  if (clusterIPs.length === 0) skipped.push({ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})`, refused: false });
 
   const externalPolicyLocal = service.externalTrafficPolicy === 'Local';
   const internalPolicyLocal = service.internalTrafficPolicy === 'Local';
