@@ -152,7 +152,7 @@ export class BenchNode {
   }
 
   /** Where an entry's connections start: the client pod, or the external client. */
-  placeOf(entry: Entry): ClientPlace {
+  private placeOf(entry: Entry): ClientPlace {
     return entry === 'nodeport' ? 'external' : { pod: 'client' };
   }
 
