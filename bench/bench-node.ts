@@ -1,7 +1,8 @@
 // A sandboxed node for the traffic and control-plane benchmarks: a client
 // pod, a few server pods, a manifests directory, and kube-lb on one
-// backend. Other services' endpoints are addresses no pod holds: only the
-// target service's traffic is measured.
+// backend, as node-a of the sandbox (test/lib/sandbox.ts), whose external
+// client opens the NodePort connections. Other services' endpoints are
+// addresses no pod holds: only the target service's traffic is measured.
 import { execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,9 +10,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/net/ip.js';
 import { MAPS, PROGRAMS } from '../src/backends/ebpf/datapath.js';
-import { endpointSliceObject, serviceObject, type ServiceSpec } from '../test/lib/manifests.js';
+import { unsupportedReason } from '../src/backends/capabilities.js';
+import type { BackendName } from '../src/backends/registry.js';
+import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
-import { NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
+import { type ClientPlace, EXTERNAL_CLIENT_IPS, NODES, NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
 
 const exec = promisify(execFile);
 
@@ -24,12 +27,34 @@ export interface KernelState {
 /** One way of running kube-lb, as the benchmark compares them. */
 export interface Variant {
   name: string;
+  /** Undefined: no kube-lb at all (direct). */
+  backend?: BackendName;
+  /** Flags besides --backend. */
   args: string[];
+}
+
+/**
+ * How the measured connections reach the target: from the client pod to
+ * its ClusterIP, or from the external client to its NodePort on node-a's
+ * address.
+ */
+export type Entry = 'cluster-ip' | 'nodeport';
+
+/** How progress lines and reports name an entry's connections, after the variant's name. */
+export const FROM: Record<Entry, string> = { 'cluster-ip': '', nodeport: ' from outside' };
+
+/** Why a variant's NodePorts are not measured (the capability table's reason), or undefined if they are. */
+export function noNodePortReason(v: Variant): string | undefined {
+  return v.backend ? unsupportedReason(v.backend, 'nodeport') : 'it runs no kube-lb';
 }
 
 export const SERVER_PORT = 8080;
 export const IPERF_PORT = 5201;
 const CLIENT_IP = '10.244.0.2';
+const CLUSTER_CIDR = '10.244.0.0/16';
+/** kube-lb runs as this node; the manifests hold its Node object, where NodePorts find its address. */
+const NODE = NODES['node-a'];
+const NODE_PORT = 30080;
 const serverIp = (i: number): string => `10.244.1.${i + 1}`;
 const TRAFFIC_CLIENT = path.join(compiledRoot, 'bench', 'traffic-client.js');
 /** The command operators run, with its Node flags: RSS is measured as shipped. */
@@ -52,6 +77,7 @@ export class BenchNode {
     const sandbox = await NodeSandbox.create();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-bench-${sandbox.id}-`));
     const node = new BenchNode(variant, sandbox, dir, []);
+    writeNodes(dir, 'nodes.yaml', [NODE]);
     await sandbox.addPod('client', CLIENT_IP);
     for (let i = 0; i < serverCount; i++) {
       const name = `web-${i + 1}`;
@@ -69,11 +95,19 @@ export class BenchNode {
 
   /**
    * Writes N services with `endpointsEach` endpoints to a staging file; the
-   * target (answered by `targetEndpoints`) is installed first or last.
-   * commit() puts the file in place with one rename and returns the wall
-   * time it did, so a measurement starts at the change itself.
+   * target (answered by `targetEndpoints`) is installed first or last, and
+   * for the nodeport entry it is the one NodePort service. `address` is
+   * where the entry's connections go. commit() puts the file in place with
+   * one rename and returns the wall time it did, so a measurement starts at
+   * the change itself.
    */
-  stageServices(count: number, endpointsEach: number, target: 'first' | 'last', targetEndpoints: string[] = this.servers): { vip: string; commit: () => number } {
+  stageServices(
+    count: number,
+    endpointsEach: number,
+    target: 'first' | 'last',
+    targetEndpoints: string[] = this.servers,
+    entry: Entry = 'cluster-ip',
+  ): { vip: string; address: string; commit: () => number } {
     const targetIndex = target === 'first' ? 0 : count - 1;
     const items: Record<string, unknown>[] = [];
     for (let i = 0; i < count; i++) {
@@ -81,10 +115,12 @@ export class BenchNode {
         i === targetIndex
           ? targetEndpoints.map((ip) => ({ ip, ready: true }))
           : Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e) % 0x3fffe) + 1), ready: true }));
+      const nodePort = entry === 'nodeport' && i === targetIndex;
       const spec: ServiceSpec = {
         name: `svc-${i}`,
         clusterIP: clusterIpOf(i),
-        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: 'TCP' }],
+        ...(nodePort && { type: 'NodePort' }),
+        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: 'TCP', ...(nodePort && { nodePort: NODE_PORT }) }],
         endpoints,
       };
       items.push(serviceObject(spec), endpointSliceObject(spec));
@@ -105,6 +141,7 @@ export class BenchNode {
     const stale = fs.readdirSync(this.manifestsDir).filter((f) => Number(/^services-(\d+)\.json$/.exec(f)?.[1] ?? -1) >= wanted);
     return {
       vip: clusterIpOf(targetIndex),
+      address: entry === 'nodeport' ? `${NODE.ip}:${NODE_PORT}` : `${clusterIpOf(targetIndex)}:80`,
       commit: () => {
         const at = wallNow();
         for (const [from, to] of staged) fs.renameSync(from, to);
@@ -114,13 +151,28 @@ export class BenchNode {
     };
   }
 
+  /** Where an entry's connections start: the client pod, or the external client. */
+  private placeOf(entry: Entry): ClientPlace {
+    return entry === 'nodeport' ? 'external' : { pod: 'client' };
+  }
+
   /**
-   * Starts polling `target` with new connections until `name` answers.
-   * Resolves once the poller is running; `answeredAt` then resolves to the
-   * wall time of the first answer from `name`.
+   * The external client's route to the pods through node-a, for direct
+   * connections from outside; the sandbox's own network routes pod
+   * addresses nowhere.
    */
-  async startPolling(name: string, target: string, timeoutMs: number): Promise<{ answeredAt: Promise<number> }> {
-    const child = this.sandbox.spawnInPod('client', process.execPath, [TRAFFIC_CLIENT, 'until', name, String(timeoutMs), target]);
+  async routePodsFromOutside(): Promise<void> {
+    await this.sandbox.inNamespace(this.sandbox.externalNs, 'ip', 'route', 'add', CLUSTER_CIDR, 'via', NODE.ip);
+  }
+
+  /**
+   * Starts polling `target` with new connections from the entry's place
+   * until `name` answers. Resolves once the poller is running;
+   * `answeredAt` then resolves to the wall time of the first answer from
+   * `name`.
+   */
+  async startPolling(entry: Entry, name: string, target: string, timeoutMs: number): Promise<{ answeredAt: Promise<number> }> {
+    const child = this.sandbox.spawnAt(this.placeOf(entry), process.execPath, this.trafficClientArgs(entry, 'until', name, String(timeoutMs), target));
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
@@ -137,12 +189,12 @@ export class BenchNode {
   async startKubeLb(): Promise<void> {
     const child = this.sandbox.spawnInNode(KUBE_LB, [
       'run',
-      ...this.variant.args,
+      ...this.backendArgs(),
       `--manifests=${this.manifestsDir}`,
-      '--hostname-override=bench-node',
+      `--hostname-override=${NODE.name}`,
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       `--bpf-pin-path=${this.sandbox.pinPath}`,
-      '--cluster-cidr=10.244.0.0/16',
+      `--cluster-cidr=${CLUSTER_CIDR}`,
     ]);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLb = child;
@@ -229,15 +281,29 @@ export class BenchNode {
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
   }
 
-  /** Runs a command in the client pod; returns its stdout. */
-  async exec(cmd: string, ...args: string[]): Promise<string> {
-    const { stdout } = await exec('ip', ['netns', 'exec', this.sandbox.pod('client').ns, cmd, ...args], { maxBuffer: 256 << 20 });
+  private backendArgs(): string[] {
+    if (!this.variant.backend) throw new Error(`${this.variant.name} runs no kube-lb`);
+    return [`--backend=${this.variant.backend}`, ...this.variant.args];
+  }
+
+  /** Runs a command where the entry's connections start; returns its stdout. */
+  async exec(entry: Entry, cmd: string, ...args: string[]): Promise<string> {
+    const { stdout } = await exec('ip', ['netns', 'exec', this.sandbox.namespaceOf(this.placeOf(entry)), cmd, ...args], { maxBuffer: 256 << 20 });
     return stdout;
   }
 
-  /** Runs the traffic client (bench/traffic-client.ts) in the client pod. */
-  async client<T>(...args: string[]): Promise<T> {
-    return JSON.parse(await this.exec(process.execPath, TRAFFIC_CLIENT, ...args)) as T;
+  /** Runs the traffic client (bench/traffic-client.ts) where the entry's connections start. */
+  async client<T>(entry: Entry, ...args: string[]): Promise<T> {
+    return JSON.parse(await this.exec(entry, process.execPath, ...this.trafficClientArgs(entry, ...args))) as T;
+  }
+
+  /**
+   * The external client binds its outside address: its namespace also
+   * holds the node network's router address, which would otherwise be the
+   * source of connections to node-a.
+   */
+  private trafficClientArgs(entry: Entry, ...args: string[]): string[] {
+    return [TRAFFIC_CLIENT, ...(entry === 'nodeport' ? [`--source=${EXTERNAL_CLIENT_IPS[0]}`] : []), ...args];
   }
 
   async destroy(): Promise<void> {
@@ -248,7 +314,7 @@ export class BenchNode {
           this.kubeLb!.kill('SIGTERM');
         });
       }
-      await this.sandbox.execInNode(KUBE_LB, ['cleanup', ...this.variant.args, `--bpf-pin-path=${this.sandbox.pinPath}`]);
+      if (this.variant.backend) await this.sandbox.execInNode(KUBE_LB, ['cleanup', ...this.backendArgs(), `--bpf-pin-path=${this.sandbox.pinPath}`]);
     } finally {
       await this.sandbox.destroy();
       fs.rmSync(this.manifestsDir, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, throughput } from './measure.js';
 import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, writeReport } from './report.js';
-import type { Variant } from './bench-node.js';
+import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,13 +63,16 @@ const plan: BenchPlan = values.services
     }
   : modePlan;
 
+// Direct from outside is the NodePorts' baseline: measured only when some backend's NodePorts are.
+const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
+const directEntries: Entry[] = nodePortVariants.length > 0 ? ['cluster-ip', 'nodeport'] : ['cluster-ip'];
 const started = Date.now();
 const results: Results = { perPacket: [], conn: [], controlPlane: [], throughput: [], errors: [] };
 const controlPlaneRuns = plan.serviceCounts.reduce(
   (n, services) => n + variants.filter((v) => !plan.controlPlaneSkips.some((s) => s.services === services && s.except !== v.name)).length,
   0,
 );
-const steps = plan.runs * (plan.serviceCounts.length * (2 * variants.length + 1) + controlPlaneRuns + variants.length + 1);
+const steps = plan.runs * (plan.serviceCounts.length * (2 * variants.length + nodePortVariants.length + directEntries.length) + controlPlaneRuns + variants.length + 1);
 let step = 0;
 const progress = (msg: string): void => {
   const elapsed = ((Date.now() - started) / 1000).toFixed(0).padStart(5);
@@ -96,14 +99,22 @@ results.perPacket = measurePerPacket(plan.perPacketCounts, plan.perPacketSamples
 for (let run = 1; run <= plan.runs; run++) {
   for (const services of plan.serviceCounts) {
     // Interleaved: every backend (and direct) once per run and N, each on a fresh node.
-    const direct = await attempt(`connections direct, run ${run}`, DIRECT.name, () => connRate(DIRECT, 0, 0, 'last', plan.connSeconds * 1000));
-    if (direct) results.conn.push({ variant: DIRECT.name, services, target: 'last', run, ...direct });
+    for (const entry of directEntries) {
+      const direct = await attempt(`connections direct${FROM[entry]}, run ${run}`, DIRECT.name, () => connRate(DIRECT, entry, 0, 0, 'last', plan.connSeconds * 1000));
+      if (direct) results.conn.push({ variant: DIRECT.name, entry, services, target: 'last', run, ...direct });
+    }
     for (const variant of variants) {
-      for (const target of ['last', 'first'] as const) {
-        const r = await attempt(`connections ${variant.name}, ${services} services, target ${target}, run ${run}`, variant.name, () =>
-          connRate(variant, services, plan.connEndpointsEach[services] ?? 10, target, plan.connSeconds * 1000),
+      const measured: { entry: Entry; target: 'first' | 'last' }[] = [
+        { entry: 'cluster-ip', target: 'last' },
+        { entry: 'cluster-ip', target: 'first' },
+        // Target last only, the case the ClusterIP figures compare: it keeps quick mode short.
+        ...(nodePortVariants.includes(variant) ? [{ entry: 'nodeport', target: 'last' } as const] : []),
+      ];
+      for (const { entry, target } of measured) {
+        const r = await attempt(`connections ${variant.name}${FROM[entry]}, ${services} services, target ${target}, run ${run}`, variant.name, () =>
+          connRate(variant, entry, services, plan.connEndpointsEach[services] ?? 10, target, plan.connSeconds * 1000),
         );
-        if (r) results.conn.push({ variant: variant.name, services, target, run, ...r });
+        if (r) results.conn.push({ variant: variant.name, entry, services, target, run, ...r });
       }
       if (plan.controlPlaneSkips.some((s) => s.services === services && s.except !== variant.name)) continue;
       const cp = await attempt(`control plane ${variant.name}, ${services} services × 10 endpoints, run ${run}`, variant.name, () => controlPlane(variant, services));

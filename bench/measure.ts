@@ -1,8 +1,8 @@
 // The traffic and control-plane measurements, one sandboxed node each.
-import { BenchNode, type KernelState, SERVER_PORT, type Variant } from './bench-node.js';
+import { BenchNode, type Entry, type KernelState, SERVER_PORT, type Variant } from './bench-node.js';
 import { quantile } from './stats.js';
 
-/** "direct": the client talks to the pods' own addresses, with no proxy at all. */
+/** "direct": the client talks to the pods' own addresses, with no kube-lb at all. */
 export const DIRECT: Variant = { name: 'direct', args: [] };
 
 const SERVER_PODS = 4;
@@ -42,27 +42,40 @@ async function withNode<T>(variant: Variant, servers: number, body: (node: Bench
   }
 }
 
-/** Brings `services` services up on a node (target answered by web-1) and waits until the target answers. */
-async function loadServices(node: BenchNode, services: number, endpointsEach: number, target: 'first' | 'last', targetEndpoints: string[]): Promise<{ vip: string; ms: number }> {
-  const staged = node.stageServices(services, endpointsEach, target, targetEndpoints);
-  const poll = await node.startPolling('web-1', `${staged.vip}:80`, TIMEOUT_MS);
+/**
+ * Brings `services` services up on a node (target answered by web-1) and
+ * waits until the target answers where the entry's connections start.
+ */
+async function loadServices(
+  node: BenchNode,
+  entry: Entry,
+  services: number,
+  endpointsEach: number,
+  target: 'first' | 'last',
+  targetEndpoints: string[],
+): Promise<{ address: string; ms: number }> {
+  const staged = node.stageServices(services, endpointsEach, target, targetEndpoints, entry);
+  const poll = await node.startPolling(entry, 'web-1', staged.address, TIMEOUT_MS);
   const t0 = staged.commit();
-  return { vip: staged.vip, ms: (await poll.answeredAt) - t0 };
+  return { address: staged.address, ms: (await poll.answeredAt) - t0 };
 }
 
 /**
- * New-connection rate and latency to a ClusterIP among `services` (or to
- * the pods directly). The other services have `endpointsEach` endpoints.
+ * New-connection rate and latency to a ClusterIP or NodePort among
+ * `services` (or to the pods directly, from the same place). The other
+ * services have `endpointsEach` endpoints.
  */
-export async function connRate(variant: Variant, services: number, endpointsEach: number, target: 'first' | 'last', durationMs: number): Promise<ConnRate> {
+export async function connRate(variant: Variant, entry: Entry, services: number, endpointsEach: number, target: 'first' | 'last', durationMs: number): Promise<ConnRate> {
   return withNode(variant, SERVER_PODS, async (node) => {
     let targets = node.servers.map((ip) => `${ip}:${SERVER_PORT}`);
-    if (variant !== DIRECT) {
+    if (variant === DIRECT) {
+      if (entry === 'nodeport') await node.routePodsFromOutside();
+    } else {
       await node.startKubeLb();
-      const { vip } = await loadServices(node, services, endpointsEach, target, node.servers);
-      targets = [`${vip}:80`];
+      const { address } = await loadServices(node, entry, services, endpointsEach, target, node.servers);
+      targets = [address];
     }
-    const rate = (): Promise<RateOutput> => node.client<RateOutput>('rate', String(durationMs), String(CONCURRENCY), ...targets);
+    const rate = (): Promise<RateOutput> => node.client<RateOutput>(entry, 'rate', String(durationMs), String(CONCURRENCY), ...targets);
     // The program statistics cost two clock reads per program run, so the
     // target-last runs, which the bars compare, go without them.
     const costed = variant.name === 'ebpf' && target === 'first';
@@ -111,16 +124,11 @@ export async function controlPlane(variant: Variant, services: number): Promise<
     // measure propagation, not the rate limit.
     const pastMinSyncPeriod = (): Promise<void> => new Promise((r) => setTimeout(r, 1100));
     await pastMinSyncPeriod();
-    let vip = '';
-    const full = await measure(async () => {
-      const loaded = await loadServices(node, services, 10, 'last', [web1]);
-      vip = loaded.vip;
-      return loaded.ms;
-    });
+    const full = await measure(async () => (await loadServices(node, 'cluster-ip', services, 10, 'last', [web1])).ms);
     await pastMinSyncPeriod();
     const change = await measure(async () => {
       const staged = node.stageServices(services, 10, 'last', [web2]);
-      const poll = await node.startPolling('web-2', `${vip}:80`, TIMEOUT_MS);
+      const poll = await node.startPolling('cluster-ip', 'web-2', staged.address, TIMEOUT_MS);
       const t0 = staged.commit();
       return (await poll.answeredAt) - t0;
     });
@@ -155,7 +163,7 @@ export async function throughput(variant: Variant, seconds: number): Promise<Thr
         target = staged.vip;
         await node.waitForSyncs(syncs);
       }
-      const out = await node.exec('iperf3', '-c', target, '-p', variant === DIRECT ? String(SERVER_PORT) : '80', '-t', String(seconds), '-J');
+      const out = await node.exec('cluster-ip', 'iperf3', '-c', target, '-p', variant === DIRECT ? String(SERVER_PORT) : '80', '-t', String(seconds), '-J');
       const report = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
       return { gbitPerSec: report.end.sum_received.bits_per_second / 1e9 };
     } finally {

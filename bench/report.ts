@@ -3,21 +3,22 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Variant } from './bench-node.js';
+import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 import type { ConnRate, ControlPlane, Throughput } from './measure.js';
 import type { PerPacketResult } from './per-packet.js';
 import { barChart } from './svg.js';
+import { EXTERNAL_CLIENT_IPS } from '../test/lib/sandbox.js';
 
 /** The backends as the host kernel runs them. */
 export const HOST_VARIANTS: Variant[] = [
-  { name: 'ebpf', args: ['--backend=ebpf'] },
-  { name: 'iptables-nft', args: ['--backend=iptables', '--iptables-mode=nft'] },
-  { name: 'iptables-legacy', args: ['--backend=iptables', '--iptables-mode=legacy'] },
-  { name: 'nftables', args: ['--backend=nftables'] },
+  { name: 'ebpf', backend: 'ebpf', args: [] },
+  { name: 'iptables-nft', backend: 'iptables', args: ['--iptables-mode=nft'] },
+  { name: 'iptables-legacy', backend: 'iptables', args: ['--iptables-mode=legacy'] },
+  { name: 'nftables', backend: 'nftables', args: [] },
 ];
 
 /** ipvs needs a kernel with IPVS: the test VM's (make bench-vm). */
-export const IPVS_VARIANT: Variant = { name: 'ipvs', args: ['--backend=ipvs'] };
+export const IPVS_VARIANT: Variant = { name: 'ipvs', backend: 'ipvs', args: [] };
 
 export interface BenchPlan {
   mode: 'quick' | 'full';
@@ -37,7 +38,7 @@ export interface BenchPlan {
 
 export interface Results {
   perPacket: PerPacketResult[];
-  conn: (ConnRate & { variant: string; services: number; target: 'first' | 'last'; run: number })[];
+  conn: (ConnRate & { variant: string; entry: Entry; services: number; target: 'first' | 'last'; run: number })[];
   controlPlane: (ControlPlane & { variant: string; services: number; run: number })[];
   throughput: (Throughput & { variant: string; run: number })[];
   errors: { what: string; variant: string; reason: string }[];
@@ -55,10 +56,13 @@ function programShareText(share: { programNs: number; cpuNs: number }): string {
   return `ebpf's two programs ran ${(share.programNs / 1000).toFixed(1)} µs per connection in the target-first runs (their in-kernel run time, kernel.bpf_stats_enabled), of ${(share.cpuNs / 1000).toFixed(0)} µs of busy CPU per connection on the whole machine: ${((100 * share.programNs) / share.cpuNs).toFixed(1)}%.`;
 }
 
-/** Failed connections per backend: the range per measurement, and the reasons in all. */
+/** Failed connections per backend and entry: the range per measurement, and the reasons in all. */
 function failedConnections(results: Results): string {
   const byVariant = new Map<string, (typeof results.conn)[number][]>();
-  for (const c of results.conn) byVariant.set(c.variant, [...(byVariant.get(c.variant) ?? []), c]);
+  for (const c of results.conn) {
+    const key = `${c.variant}${FROM[c.entry]}`;
+    byVariant.set(key, [...(byVariant.get(key) ?? []), c]);
+  }
   const parts = [...byVariant].map(([variant, runs]) => {
     const counts = runs.map((c) => c.failures);
     if (Math.max(...counts) === 0) return `${variant} none`;
@@ -115,14 +119,18 @@ function byBackend(plan: BenchPlan, variants: Variant[], r: Results): Record<str
   for (const v of variants) {
     out[v.name] = {};
     for (const n of plan.serviceCounts) {
-      const conn = r.conn.filter((c) => c.variant === v.name && c.services === n && c.target === 'last');
-      const first = r.conn.filter((c) => c.variant === v.name && c.services === n && c.target === 'first');
+      const conn = r.conn.filter((c) => c.variant === v.name && c.entry === 'cluster-ip' && c.services === n && c.target === 'last');
+      const first = r.conn.filter((c) => c.variant === v.name && c.entry === 'cluster-ip' && c.services === n && c.target === 'first');
+      const nodePort = r.conn.filter((c) => c.variant === v.name && c.entry === 'nodeport' && c.services === n);
       const cp = r.controlPlane.filter((c) => c.variant === v.name && c.services === n);
       out[v.name]![n] = {
         connPerSec: summarize(conn.map((c) => c.connPerSec)),
         p50Ms: summarize(conn.map((c) => c.p50Ms)),
         p99Ms: summarize(conn.map((c) => c.p99Ms)),
         connPerSecTargetFirst: summarize(first.map((c) => c.connPerSec)),
+        nodePortConnPerSec: summarize(nodePort.map((c) => c.connPerSec)),
+        nodePortP50Ms: summarize(nodePort.map((c) => c.p50Ms)),
+        nodePortP99Ms: summarize(nodePort.map((c) => c.p99Ms)),
         fullSyncMs: summarize(cp.map((c) => c.fullSyncMs)),
         fullSyncKubeLbMs: summarize(cp.map((c) => c.fullSyncKubeLbMs)),
         endpointChangeMs: summarize(cp.map((c) => c.endpointChangeMs)),
@@ -150,12 +158,14 @@ export async function writeReport(
   const base = `${run.startedAt.toISOString().slice(0, 10)}-${env.kernel}`;
   fs.mkdirSync(outDir, { recursive: true });
   const backends = byBackend(plan, variants, r);
-  const direct = {
-    connPerSec: summarize(r.conn.filter((c) => c.variant === 'direct').map((c) => c.connPerSec)),
-    p50Ms: summarize(r.conn.filter((c) => c.variant === 'direct').map((c) => c.p50Ms)),
-    p99Ms: summarize(r.conn.filter((c) => c.variant === 'direct').map((c) => c.p99Ms)),
-    gbitPerSec: summarize(r.throughput.filter((t) => t.variant === 'direct').map((t) => t.gbitPerSec)),
+  const directConn = (entry: Entry): { connPerSec: Summary | null; p50Ms: Summary | null; p99Ms: Summary | null } => {
+    const runs = r.conn.filter((c) => c.variant === 'direct' && c.entry === entry);
+    return { connPerSec: summarize(runs.map((c) => c.connPerSec)), p50Ms: summarize(runs.map((c) => c.p50Ms)), p99Ms: summarize(runs.map((c) => c.p99Ms)) };
   };
+  const direct = { ...directConn('cluster-ip'), gbitPerSec: summarize(r.throughput.filter((t) => t.variant === 'direct').map((t) => t.gbitPerSec)) };
+  // The NodePorts' baseline: the same external client to the pods' own addresses, routed through node-a.
+  const directFromOutside = directConn('nodeport');
+  const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
   const perPacketNs = Object.fromEntries(
     r.perPacket.map((p) => [p.services, { newFlow: p.newFlowNs, established: p.establishedNs, miss: p.missNs }]),
   );
@@ -163,7 +173,7 @@ export async function writeReport(
 
   const share = programShare(r);
   const targets = evaluateTargets(plan, backends, direct.connPerSec, r.perPacket, share);
-  const json = { command: run.command, startedAt: run.startedAt.toISOString(), durationS: run.durationS, plan, environment: env, method: METHOD, perPacketNs, backends, direct, throughput: throughputByVariant, targets, raw: r };
+  const json = { command: run.command, startedAt: run.startedAt.toISOString(), durationS: run.durationS, plan, environment: env, method: METHOD, perPacketNs, backends, direct, directFromOutside, throughput: throughputByVariant, targets, raw: r };
   const files: string[] = [];
   const write = (name: string, text: string): void => {
     fs.writeFileSync(path.join(outDir, name), text);
@@ -233,6 +243,28 @@ export async function writeReport(
     '',
     `![connections](${base}-conn.svg)`,
     '',
+    '## NodePort connections from outside the cluster',
+    '',
+    ...(nodePortVariants.length === 0
+      ? ['Not measured: no backend in this run serves NodePorts.']
+      : [
+          `The external client opens new connections to the target's NodePort on node-a's address; the target is installed last, and its endpoints are the same 4 pods on node-a. Direct from outside (no kube-lb, the same client to the pods' own addresses through node-a): ${fmt(directFromOutside.connPerSec)} connections/s, p50 ${fmt(directFromOutside.p50Ms, 3)} ms, p99 ${fmt(directFromOutside.p99Ms, 2)} ms.`,
+          '',
+          '| backend | services | conn/s | vs direct from outside | p50 ms | p99 ms |',
+          '|---|---|---|---|---|---|',
+          ...nodePortVariants.flatMap((v) =>
+            plan.serviceCounts.map((n) => {
+              const f = backends[v.name]![n]!;
+              const ratio = f.nodePortConnPerSec && directFromOutside.connPerSec ? `${((100 * f.nodePortConnPerSec.median) / directFromOutside.connPerSec.median).toFixed(0)}%` : 'n/a';
+              return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.nodePortConnPerSec)} | ${ratio} | ${fmt(f.nodePortP50Ms, 3)} | ${fmt(f.nodePortP99Ms, 2)} |`;
+            }),
+          ),
+        ]),
+    ...variants.flatMap((v) => {
+      const why = noNodePortReason(v);
+      return why === undefined ? [] : ['', `Not measured for ${v.name}: ${why}.`];
+    }),
+    '',
     '## Control plane',
     '',
     'N services with 10 endpoints each are written to the manifests directory of a running kube-lb; the clock runs from the write to the first answer from the last service. Then one endpoint of that service moves to another pod. "kube-lb" columns are kube-lb\'s own sync durations for the same changes. RSS is kube-lb\'s resident set after both; kernel state is the memory of the BPF maps (memlock) or the rules kube-lb wrote.',
@@ -282,6 +314,7 @@ export async function writeReport(
 const METHOD = [
   'Every measurement runs on a fresh node built from network namespaces (pods on /32 routes behind veths, rp_filter=1), with kube-lb started as `bin/kube-lb` ships; afterwards `kube-lb cleanup` removes the backend\'s state and the namespaces are deleted. Backends are interleaved: each run measures every backend (and direct) once per N before the next run.',
   'Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 3 s warm-up that is not counted (the first seconds on a fresh node ran about 10% slower, direct and ebpf alike). The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the whole exchange. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables\' worst case), "target first" before them. Direct connects to the 4 pods\' own addresses. In ebpf\'s target-first runs kernel.bpf_stats_enabled is on, to read the programs\' in-kernel run time; it adds two clock reads per program run, so the bars use the target-last runs. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.',
+  `NodePort connections from outside: the same client and the same measurement, run by the sandbox's external client, a namespace on the node network outside the cluster, from its outside address (${EXTERNAL_CLIENT_IPS[0]}), to the target's NodePort on node-a's InternalIP (from node-a's Node object in the manifests, as --nodeport-addresses' default picks it). Only the backends whose capability table has "nodeport" are measured, with the target installed last. The target is the one service of type NodePort (externalTrafficPolicy Cluster, so the connections are masqueraded); the other N−1 services are ClusterIP services as above. Its 4 endpoints are on node-a, as in the ClusterIP measurement, so the two compare; endpoints on the other node would add a hop. Direct from outside: the external client routes the cluster CIDR through node-a and connects to the 4 pods' own addresses, with no kube-lb: node-a only routes, with no NAT.`,
   'Per-packet cost: BPF_PROG_TEST_RUN on lb_from_pod with 2 backends per service. test_run reruns one packet against the same skb, so a program that rewrites the packet would see its own output from the second repeat on (a DNATed packet no longer matches a service: the cheap miss path). Every sample therefore runs a fresh copy once (repeat=1) and reads the kernel\'s own timing of that run; new-flow samples each use a new client address and port (conntrack miss, service lookup, backend pick, conntrack insert), established samples replay the same flows. The kernel\'s timing includes a fixed overhead of its timer, the same for every N.',
   'Control plane: the services are written as JSON files of 500 services each (kind: List) into a running kube-lb\'s manifests directory; a poller in the client pod opens a connection every few hundred microseconds until the expected pod answers.',
   'Throughput: iperf3, one TCP stream, through a ClusterIP with one endpoint, and direct.',

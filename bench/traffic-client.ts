@@ -1,4 +1,6 @@
-// The benchmark's client, run inside the client pod. Prints one JSON line.
+// The benchmark's client, run inside the client pod or as the external
+// client. Prints one JSON line.
+//   [--source=ADDR] MODE ...         ADDR: the source address to bind
 //   rate  MS CONCURRENCY TARGET...   new TCP connections for MS ms over
 //                                    CONCURRENCY loops, cycling over the
 //                                    TARGETs (ip:port), after as long a
@@ -8,7 +10,10 @@
 //                                    its latency is the whole exchange.
 //   until NAME TIMEOUT_MS TARGET     new connections until NAME answers;
 //                                    prints the wall-clock time it did.
+import { parseArgs } from 'node:util';
 import { firstLine } from '../test/lib/first-line.js';
+
+const { values, positionals } = parseArgs({ options: { source: { type: 'string' } }, allowPositionals: true });
 
 /**
  * Discarded before measuring: on a fresh node the first seconds of traffic
@@ -21,7 +26,7 @@ const wallNow = (): number => performance.timeOrigin + performance.now();
 
 function once(target: string, timeoutMs: number, opts: { untilServerCloses?: boolean } = {}): Promise<string> {
   const [host, port] = target.split(':');
-  return firstLine(host!, Number(port), timeoutMs, opts);
+  return firstLine(host!, Number(port), timeoutMs, { ...opts, ...(values.source && { localAddress: values.source }) });
 }
 
 async function rate(durationMs: number, concurrency: number, targets: string[]): Promise<object> {
@@ -68,9 +73,9 @@ async function until(name: string, timeoutMs: number, target: string): Promise<o
   return { answeredAt: null, attempts };
 }
 
-const [mode, ...args] = process.argv.slice(2);
+const [mode, ...args] = positionals;
 let result: object;
 if (mode === 'rate') result = await rate(Number(args[0]), Number(args[1]), args.slice(2));
 else if (mode === 'until') result = await until(args[0]!, Number(args[1]), args[2]!);
-else throw new Error('usage: traffic-client rate MS CONCURRENCY TARGET... | until NAME TIMEOUT_MS TARGET');
+else throw new Error('usage: traffic-client [--source=ADDR] rate MS CONCURRENCY TARGET... | until NAME TIMEOUT_MS TARGET');
 process.stdout.write(JSON.stringify(result) + '\n');

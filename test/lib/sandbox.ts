@@ -360,7 +360,12 @@ export class NodeSandbox {
 
   /** Starts a command in a pod's network namespace; destroy() ends it if it is still running. */
   spawnInPod(podName: string, cmd: string, args: string[]): ChildProcess {
-    return this.track(spawn('ip', ['netns', 'exec', this.pod(podName).ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    return this.spawnAt({ pod: podName }, cmd, args);
+  }
+
+  /** Starts a command at a client place; destroy() ends it if it is still running. */
+  spawnAt(place: ClientPlace, cmd: string, args: string[]): ChildProcess {
+    return this.track(spawn('ip', ['netns', 'exec', this.namespaceOf(place), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   private track(child: ChildProcess): ChildProcess {
