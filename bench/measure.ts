@@ -1,6 +1,7 @@
 // The traffic and control-plane measurements, one sandboxed node each.
 import { BenchNode, type Entry, type KernelState, SERVER_PORT, type Variant } from './bench-node.js';
 import { quantile } from './stats.js';
+import { waitForLine } from '../test/lib/sandbox.js';
 
 /** "direct": the client talks to the pods' own addresses, with no kube-lb at all. */
 export const DIRECT: Variant = { name: 'direct', args: [] };
@@ -151,8 +152,10 @@ export interface Throughput {
 export async function throughput(variant: Variant, seconds: number): Promise<Throughput> {
   return withNode(variant, 0, async (node) => {
     const server = await node.sandbox.addPod('iperf', '10.244.2.1');
-    const iperf = node.sandbox.spawnInPod(server.name, 'iperf3', ['-s', '-1', '-p', String(SERVER_PORT)]);
+    const iperf = node.sandbox.spawnInPod(server.name, 'iperf3', ['-s', '-1', '--forceflush', '-p', String(SERVER_PORT)]);
     try {
+      // The direct client connects at once: it must not beat the server to its port.
+      await waitForLine(iperf, /Server listening/, 10_000, 'iperf3 server');
       let target = server.ip;
       if (variant !== DIRECT) {
         await node.startKubeLb();
