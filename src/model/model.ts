@@ -5,11 +5,9 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../log.js';
 import { type Cidr, cidrContains, ipFamily } from '../net/ip.js';
 import { ChangeTracker } from './change-tracker.js';
-import { type DesiredState, type IPFamily, type Protocol, type ServicePortState, frontendKey } from './contract.js';
+import { type DesiredState, type IPFamily, type ServicePortState, frontendKey } from './contract.js';
 import type { EndpointSlice, KubeObject, Node, ObjectKind, Service } from './objects.js';
 import { type NodeContext, type ResolveOptions, type Resolved, resolveService, servicePortKey } from './resolve.js';
-
-export { servicePortKey } from './resolve.js';
 
 /** --nodeport-addresses: the node's primary addresses, or those of its addresses within the CIDRs. */
 export type NodePortAddresses = 'primary' | readonly Cidr[];
@@ -26,7 +24,7 @@ export interface ModelOptions extends ResolveOptions {
   log: Logger;
 }
 
-export const LOOPBACK_IPV4 = '127.0.0.1';
+const LOOPBACK_IPV4 = '127.0.0.1';
 
 /** One served healthCheckNodePort: the service and its ready endpoints on this node. */
 export interface ServiceHealth {
@@ -297,6 +295,3 @@ export class ProxyModel {
     return service === undefined ? [] : service.ports.map((p) => servicePortKey(service.namespace, service.name, p.name));
   }
 }
-
-/** The protocols every backend translates today. */
-export const DEFAULT_PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP'];

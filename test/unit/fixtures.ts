@@ -3,7 +3,7 @@
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
 import type { RawObject } from '../../src/model/objects.js';
-import { DEFAULT_PROTOCOLS, type ModelOptions, ProxyModel } from '../../src/model/model.js';
+import { type ModelOptions, ProxyModel } from '../../src/model/model.js';
 
 export interface RawPort {
   name?: string;
@@ -80,7 +80,7 @@ export function testModel(options: Partial<ModelOptions> = {}): ProxyModel {
     nodePortAddresses: 'primary',
     localhostNodePorts: false,
     families: ['IPv4'],
-    protocols: DEFAULT_PROTOCOLS,
+    protocols: ['TCP', 'UDP'],
     deriveTopologyHints: false,
     serviceClusterIPRanges: [],
     clusterCidrs: [],
