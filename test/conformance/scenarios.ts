@@ -110,6 +110,22 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'a TCP client that tried a cluster IP before its service was programmed gets through from the same source port once it is',
+    needs: ['tcp', 'endpoint-updates'],
+    pods,
+    async run(ctx) {
+      // A retransmitted SYN, or a new connection reusing the port, has the
+      // first attempt's tuple: conntrack must not keep it untranslated.
+      const sourcePort = 40123;
+      await ctx.startKubeLb();
+      const early = await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort });
+      assert.equal(early.failures, 1, `answered before the service existed: ${JSON.stringify(early.answers)}`);
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
+      await ctx.waitUntil('service programmed', 5000, () => servedBy(ctx, ['web-1'], 3));
+      assertAnsweredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), ['web-1'], `from source port ${sourcePort}, which tried before`);
+    },
+  },
+  {
     name: 'a long-lived UDP flow moves to the new endpoint when its endpoint is removed',
     needs: ['udp', 'udp-flows-follow-endpoints'],
     pods,

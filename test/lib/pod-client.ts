@@ -9,6 +9,7 @@
 //                                          reports who answered, in order
 // Options, after the arguments:
 //   --source=IP      bind this source address (the namespace must hold it)
+//   --source-port=N  tcp: bind this source port (connections in turn reuse it)
 //   --report-source  tcp and udp: ask each server which client address it
 //                    saw; results then carry seenFrom (server, address, count)
 import net from 'node:net';
@@ -24,8 +25,9 @@ const count = Number(countArg);
 // Scaled with the machine: under emulation a connection takes many times longer.
 const TIMEOUT_MS = slow(1000);
 const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
+const sourcePort = Number(options.find((o) => o.startsWith('--source-port='))?.slice('--source-port='.length) ?? 0);
 const reportSource = options.includes('--report-source');
-const unknownOptions = options.filter((o) => !o.startsWith('--source=') && o !== '--report-source');
+const unknownOptions = options.filter((o) => !o.startsWith('--source=') && !o.startsWith('--source-port=') && o !== '--report-source');
 
 interface Result {
   answers: Record<string, number>;
@@ -58,7 +60,7 @@ const udpRequest = reportSource ? 'source' : 'who';
 /** With --report-source: the greeting, then the answer to a "source" line. */
 function tcpSourceOnce(address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: address, port, timeout: TIMEOUT_MS, ...(source && { localAddress: source }) });
+    const sock = net.connect({ host: address, port, timeout: TIMEOUT_MS, ...(source && { localAddress: source }), ...(sourcePort && { localPort: sourcePort }) });
     let buffered = '';
     const fail = (err: Error): void => {
       sock.destroy();
@@ -78,7 +80,7 @@ function tcpSourceOnce(address: string): Promise<string> {
   });
 }
 
-const tcpOnce = (address: string): Promise<string> => (reportSource ? tcpSourceOnce(address) : firstLine(address, port, TIMEOUT_MS, source ? { localAddress: source } : {}));
+const tcpOnce = (address: string): Promise<string> => (reportSource ? tcpSourceOnce(address) : firstLine(address, port, TIMEOUT_MS, { ...(source && { localAddress: source }), ...(sourcePort && { localPort: sourcePort }) }));
 
 function udpSocket(): dgram.Socket {
   const sock = dgram.createSocket('udp4');

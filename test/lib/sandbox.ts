@@ -77,6 +77,8 @@ export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold';
 export interface ClientOptions {
   /** The source address to bind; the place must own it (see EXTERNAL_CLIENT_IPS). */
   source?: string;
+  /** tcp: the source port to bind, the same for every connection. */
+  sourcePort?: number;
   /** tcp and udp: have each server report the client address it saw, in seenFrom. */
   reportSource?: boolean;
 }
@@ -267,6 +269,7 @@ export class NodeSandbox {
     const source = opts.source ?? (place === 'external' ? EXTERNAL_CLIENT_IPS[0] : undefined);
     const args = [path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)];
     if (source !== undefined) args.push(`--source=${source}`);
+    if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
     const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args], { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;

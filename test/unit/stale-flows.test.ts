@@ -1,29 +1,37 @@
-// Which UDP flows a sync leaves stale: the one rule every backend follows.
+// Which flows a sync leaves stale: the one rule every backend follows.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { staleUdpFlows } from '../../src/backends/stale-flows.js';
+import { staleFlows } from '../../src/backends/stale-flows.js';
 
 const udp = { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const };
 const a = { ip: '10.244.0.11', port: 5353 };
 const b = { ip: '10.244.128.14', port: 5353 };
 
-describe('stale UDP flows', () => {
+describe('stale flows', () => {
   test('flows to an endpoint the frontend no longer sends to', () => {
-    assert.deepEqual(staleUdpFlows(udp, [a, b], [b], true), { frontend: udp, gone: [a], untranslated: false });
+    assert.deepEqual(staleFlows(udp, [a, b], [b], true), { frontend: udp, gone: [a], untranslated: false });
   });
 
   test('a frontend that led nowhere: its untranslated flows, unless what came before is unknown', () => {
-    assert.deepEqual(staleUdpFlows(udp, [], [a], true), { frontend: udp, gone: [], untranslated: true });
-    assert.deepEqual(staleUdpFlows(udp, null, [a], true), { frontend: udp, gone: [], untranslated: true });
-    assert.equal(staleUdpFlows(udp, null, [a], false), null);
+    assert.deepEqual(staleFlows(udp, [], [a], true), { frontend: udp, gone: [], untranslated: true });
+    assert.deepEqual(staleFlows(udp, null, [a], true), { frontend: udp, gone: [], untranslated: true });
+    assert.equal(staleFlows(udp, null, [a], false), null);
   });
 
   test('a removed frontend: every flow to it', () => {
-    assert.deepEqual(staleUdpFlows(udp, [a, b], null, true), { frontend: udp, gone: [a, b], untranslated: true });
+    assert.deepEqual(staleFlows(udp, [a, b], null, true), { frontend: udp, gone: [a, b], untranslated: true });
   });
 
-  test('nothing when nothing left, and never for TCP', () => {
-    assert.equal(staleUdpFlows(udp, [a], [a, b], true), null);
-    assert.equal(staleUdpFlows({ ...udp, protocol: 'TCP' }, [a, b], [b], true), null);
+  test('nothing when nothing left', () => {
+    assert.equal(staleFlows(udp, [a], [a, b], true), null);
+  });
+
+  test('TCP: only the untranslated flows of a frontend that led nowhere; connections to endpoints end on their own', () => {
+    const tcp = { ...udp, port: 80, protocol: 'TCP' as const };
+    assert.deepEqual(staleFlows(tcp, null, [a], true), { frontend: tcp, gone: [], untranslated: true });
+    assert.deepEqual(staleFlows(tcp, [], [a], true), { frontend: tcp, gone: [], untranslated: true });
+    assert.equal(staleFlows(tcp, null, [a], false), null);
+    assert.equal(staleFlows(tcp, [a, b], [b], true), null);
+    assert.equal(staleFlows(tcp, [a, b], null, true), null);
   });
 });

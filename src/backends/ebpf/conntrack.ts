@@ -1,15 +1,16 @@
 // Flushing stale UDP flows (which ones is decided in ../stale-flows.ts)
 // from the BPF conntrack maps. Only translated flows are recorded there: a
-// packet to a frontend without endpoints is dropped, not tracked.
+// packet to a frontend without endpoints is dropped, not tracked, so the
+// untranslated flows stale-flows.ts names are not here.
 import { destinationKey, frontendKey } from '../../model/contract.js';
-import type { StaleUdpFlows } from '../stale-flows.js';
+import type { StaleFlows } from '../stale-flows.js';
 import type { NativeAddon } from '../../native/index.js';
 import type { MapFds } from './datapath.js';
 import { decodeCtValue, decodeFlowKey, encodeFlowKey, layouts, LB_CT_F_HAIRPIN, LB_HAIRPIN_ADDR } from './encoding.js';
 
 /** Deletes the forward and reverse entries of every flow to a gone endpoint. Returns how many flows. */
-export function flushStaleFlows(lib: NativeAddon, maps: MapFds, staleFlows: readonly StaleUdpFlows[]): number {
-  const stale = new Map(staleFlows.map((s) => [frontendKey(s.frontend), new Set(s.gone.map(destinationKey))]));
+export function flushStaleFlows(lib: NativeAddon, maps: MapFds, staleFlows: readonly StaleFlows[]): number {
+  const stale = new Map(staleFlows.filter((s) => s.gone.length > 0).map((s) => [frontendKey(s.frontend), new Set(s.gone.map(destinationKey))]));
   if (stale.size === 0) return 0;
   const { keys, values, count } = lib.mapDump(maps.ct);
   let flushed = 0;

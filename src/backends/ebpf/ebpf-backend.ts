@@ -6,7 +6,7 @@ import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
-import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
+import { type StaleFlows, staleFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { MapFillCache } from './map-stats.js';
@@ -100,7 +100,7 @@ export class EbpfBackend implements Backend {
     }
 
     const changes: ServiceChange[] = [];
-    const stale: StaleUdpFlows[] = [];
+    const stale: StaleFlows[] = [];
     for (const fk of candidates) {
       const want = wanted.get(fk);
       const current = this.applied.get(fk);
@@ -109,7 +109,7 @@ export class EbpfBackend implements Backend {
       const { kind, frontend } = (want ?? current)!;
       changes.push({ kind, frontend, currentKind: current?.kind ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
       // The map holds what the kernel has, so this holds after a restart too.
-      const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
+      const flows = staleFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
       if (flows !== null) stale.push(flows);
     }
 
