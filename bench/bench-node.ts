@@ -276,6 +276,20 @@ export class BenchNode {
     return JSON.parse((await this.sandbox.execInNode('bpftool', ['-j', kind, 'show', 'pinned', path.join(this.sandbox.pinPath, name)])).stdout) as T;
   }
 
+  /** The server pods' TcpExtPAWSTimewait: SYNs their TIME_WAIT sockets refused for an old timestamp. */
+  async serverPawsRejects(): Promise<number> {
+    let total = 0;
+    for (const pod of [...this.sandbox.pods.values()].filter((p) => this.servers.includes(p.ip))) {
+      // /proc/net/netstat: a "TcpExt:" line of names, then one of values.
+      const [names, values] = (await this.sandbox.inNamespace(pod.ns, 'cat', '/proc/net/netstat'))
+        .split('\n')
+        .filter((l) => l.startsWith('TcpExt:'))
+        .map((l) => l.split(/\s+/));
+      total += Number(values![names!.indexOf('PAWSTimewait')]);
+    }
+    return total;
+  }
+
   async rssBytes(): Promise<number> {
     const status = fs.readFileSync(`/proc/${this.kubeLb!.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;

@@ -9,14 +9,35 @@ export const DIRECT: Variant = { name: 'direct', args: [] };
 const SERVER_PODS = 4;
 const CONCURRENCY = 4;
 const TIMEOUT_MS = 600_000;
+/** When Linux first resends an unanswered SYN (its initial retransmission timeout). */
+const SYN_RESEND_MS = 1000;
+/**
+ * A connection not answered by then is lost. Linux resends an unanswered
+ * SYN after 1 s and then each second (net.ipv4.tcp_syn_linear_timeouts):
+ * a limit of 1 s raced the first resend, so a connection whose first SYN
+ * was refused counted as lost or not by chance. Between the first and the
+ * second resend, lost means that neither the SYN nor its first resend was
+ * answered; connections that took over 1 s are counted apart.
+ */
+export const CONNECTION_LIMIT_MS = 1500;
 
 export interface ConnRate {
   connPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** Connections lost: not answered within CONNECTION_LIMIT_MS, or refused. */
   failures: number;
   /** Failed connections by error code (or message, e.g. timeout). */
   failureReasons: Record<string, number>;
+  /** Answered connections that took over 1 s: their SYN was resent (Linux resends an unanswered SYN after 1 s). */
+  overOneSecond: number;
+  /**
+   * SYNs the server pods' TIME_WAIT sockets refused for an old timestamp
+   * (TcpExtPAWSTimewait), over the measurement, its warm-up and the ready
+   * poll: a refused SYN is answered with an ACK, the client resets and
+   * resends its SYN, at once the first time and 1 s later the next.
+   */
+  pawsRejectedSyns: number;
   /**
    * ebpf, target first only: the programs' in-kernel run time per
    * connection, and the whole machine's CPU time per connection, over the
@@ -76,12 +97,13 @@ export async function connRate(variant: Variant, entry: Entry, services: number,
       const { address } = await loadServices(node, entry, services, endpointsEach, target, node.servers);
       targets = [address];
     }
-    const rate = (): Promise<RateOutput> => node.client<RateOutput>(entry, 'rate', String(durationMs), String(CONCURRENCY), ...targets);
+    const rate = (): Promise<RateOutput> => node.client<RateOutput>(entry, 'rate', String(durationMs), String(CONCURRENCY), String(CONNECTION_LIMIT_MS), ...targets);
     // The program statistics cost two clock reads per program run, so the
     // target-last runs, which the bars compare, go without them.
     const costed = variant.name === 'ebpf' && target === 'first';
     const { result: out, programNs, cpuNs } = costed ? await node.withProgramStats(rate) : { result: await rate(), programNs: 0, cpuNs: 0 };
     const sorted = out.latenciesMs.sort((a, b) => a - b);
+    const pawsRejectedSyns = await node.serverPawsRejects();
     const all = out.connections + out.warmupConnections;
     return {
       connPerSec: (out.connections / out.elapsedMs) * 1000,
@@ -89,6 +111,8 @@ export async function connRate(variant: Variant, entry: Entry, services: number,
       p99Ms: quantile(sorted, 0.99),
       failures: Object.values(out.failures).reduce((a, b) => a + b, 0),
       failureReasons: out.failures,
+      overOneSecond: sorted.filter((ms) => ms > SYN_RESEND_MS).length,
+      pawsRejectedSyns,
       ...(costed ? { programNsPerConn: programNs / all, cpuNsPerConn: cpuNs / all } : {}),
     };
   });

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
-import type { ConnRate, ControlPlane, Throughput } from './measure.js';
+import { CONNECTION_LIMIT_MS, type ConnRate, type ControlPlane, type Throughput } from './measure.js';
 import type { PerPacketResult } from './per-packet.js';
 import { barChart } from './svg.js';
 import { EXTERNAL_CLIENT_IPS } from '../test/lib/sandbox.js';
@@ -56,22 +56,32 @@ function programShareText(share: { programNs: number; cpuNs: number }): string {
   return `ebpf's two programs ran ${(share.programNs / 1000).toFixed(1)} µs per connection in the target-first runs (their in-kernel run time, kernel.bpf_stats_enabled), of ${(share.cpuNs / 1000).toFixed(0)} µs of busy CPU per connection on the whole machine: ${((100 * share.programNs) / share.cpuNs).toFixed(1)}%.`;
 }
 
-/** Failed connections per backend and entry: the range per measurement, and the reasons in all. */
-function failedConnections(results: Results): string {
+/**
+ * Per backend and entry: the connections lost, with their reasons, and those
+ * that took over 1 s, with the SYNs the pods' TIME_WAIT refused beside them.
+ */
+function connectionTrouble(results: Results): string {
   const byVariant = new Map<string, (typeof results.conn)[number][]>();
   for (const c of results.conn) {
     const key = `${c.variant}${FROM[c.entry]}`;
     byVariant.set(key, [...(byVariant.get(key) ?? []), c]);
   }
-  const parts = [...byVariant].map(([variant, runs]) => {
+  const perMeasurement = (counts: number[]): string => `${Math.min(...counts)}–${Math.max(...counts)} per measurement`;
+  const lost = [...byVariant].map(([variant, runs]) => {
     const counts = runs.map((c) => c.failures);
     if (Math.max(...counts) === 0) return `${variant} none`;
     const reasons: Record<string, number> = {};
     for (const c of runs) for (const [reason, n] of Object.entries(c.failureReasons)) reasons[reason] = (reasons[reason] ?? 0) + n;
     const why = Object.entries(reasons).map(([reason, n]) => `${reason} ${n}`).join(', ');
-    return `${variant} ${Math.min(...counts)}–${Math.max(...counts)} per measurement (in all: ${why})`;
+    return `${variant} ${perMeasurement(counts)} (in all: ${why})`;
   });
-  return `Failed connections: ${parts.join('; ')}.`;
+  const slow = [...byVariant].map(([variant, runs]) => {
+    const counts = runs.map((c) => c.overOneSecond);
+    const paws = runs.reduce((sum, c) => sum + c.pawsRejectedSyns, 0);
+    if (Math.max(...counts) === 0) return `${variant} none${paws > 0 ? ` (PAWS-refused SYNs: ${paws})` : ''}`;
+    return `${variant} ${perMeasurement(counts)} (PAWS-refused SYNs in all: ${paws})`;
+  });
+  return `Lost connections (no answer within ${CONNECTION_LIMIT_MS / 1000} s): ${lost.join('; ')}. Connections that took over 1 s, with the SYNs the server pods' TIME_WAIT refused for an old timestamp (PAWS): ${slow.join('; ')}.`;
 }
 
 interface Summary {
@@ -229,7 +239,7 @@ export async function writeReport(
     '',
     '## Connections through a ClusterIP',
     '',
-    `Each connection is new; the server answers with one line and closes. ${failedConnections(r)} ${share ? `${programShareText(share)} ` : ''}Direct (no proxy): ${fmt(direct.connPerSec)} connections/s, p50 ${fmt(direct.p50Ms, 3)} ms, p99 ${fmt(direct.p99Ms, 2)} ms. The services other than the target have ${plan.serviceCounts.map((n) => `${plan.connEndpointsEach[n] ?? 10} endpoint(s) each at ${n.toLocaleString('en-US')}`).join(', ')}: what a new connection pays in iptables grows with the number of services, not endpoints.`,
+    `Each connection is new; the server answers with one line and closes. ${connectionTrouble(r)} ${share ? `${programShareText(share)} ` : ''}Direct (no proxy): ${fmt(direct.connPerSec)} connections/s, p50 ${fmt(direct.p50Ms, 3)} ms, p99 ${fmt(direct.p99Ms, 2)} ms. The services other than the target have ${plan.serviceCounts.map((n) => `${plan.connEndpointsEach[n] ?? 10} endpoint(s) each at ${n.toLocaleString('en-US')}`).join(', ')}: what a new connection pays in iptables grows with the number of services, not endpoints.`,
     '',
     '| backend | services | conn/s (target last) | vs direct | conn/s (target first) | p50 ms | p99 ms |',
     '|---|---|---|---|---|---|---|',
@@ -313,8 +323,8 @@ export async function writeReport(
 
 const METHOD = [
   'Every measurement runs on a fresh node built from network namespaces (pods on /32 routes behind veths, rp_filter=1), with kube-lb started as `bin/kube-lb` ships; afterwards `kube-lb cleanup` removes the backend\'s state and the namespaces are deleted. Backends are interleaved: each run measures every backend (and direct) once per N before the next run.',
-  'Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 3 s warm-up that is not counted (the first seconds on a fresh node ran about 10% slower, direct and ebpf alike). The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the whole exchange. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables\' worst case), "target first" before them. Direct connects to the 4 pods\' own addresses. In ebpf\'s target-first runs kernel.bpf_stats_enabled is on, to read the programs\' in-kernel run time; it adds two clock reads per program run, so the bars use the target-last runs. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.',
-  `NodePort connections from outside: the same client and the same measurement, run by the sandbox's external client, a namespace on the node network outside the cluster, from its outside address (${EXTERNAL_CLIENT_IPS[0]}), to the target's NodePort on node-a's InternalIP (from node-a's Node object in the manifests, as --nodeport-addresses' default picks it). Only the backends whose capability table has "nodeport" are measured, with the target installed last. The target is the one service of type NodePort (externalTrafficPolicy Cluster, so the connections are masqueraded); the other N−1 services are ClusterIP services as above. Its 4 endpoints are on node-a, as in the ClusterIP measurement, so the two compare; endpoints on the other node would add a hop. Direct from outside: the external client routes the cluster CIDR through node-a and connects to the 4 pods' own addresses, with no kube-lb: node-a only routes, with no NAT.`,
+  `Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 3 s warm-up that is not counted (the first seconds on a fresh node ran about 10% slower, direct and ebpf alike). The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the whole exchange. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables' worst case), "target first" before them. Direct connects to the 4 pods' own addresses. In ebpf's target-first runs kernel.bpf_stats_enabled is on, to read the programs' in-kernel run time; it adds two clock reads per program run, so the bars use the target-last runs. A connection is lost when nothing answers within ${CONNECTION_LIMIT_MS / 1000} s. Linux resends an unanswered SYN after 1 s and then each second, so the limit falls between the first two resends: with the earlier 1 s limit, a connection whose first SYN was refused and whose resend was answered counted as lost or not by chance. Connections that took over 1 s, which waited for at least one timed resend, are counted apart, and their latencies stay in the percentiles. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.`,
+  `NodePort connections from outside: the same client and the same measurement, run by the sandbox's external client, a namespace on the node network outside the cluster, from its outside address (${EXTERNAL_CLIENT_IPS[0]}), to the target's NodePort on node-a's InternalIP (from node-a's Node object in the manifests, as --nodeport-addresses' default picks it). Only the backends whose capability table has "nodeport" are measured, with the target installed last. The target is the one service of type NodePort (externalTrafficPolicy Cluster, so the connections are masqueraded); the other N−1 services are ClusterIP services as above. Its 4 endpoints are on node-a, as in the ClusterIP measurement, so the two compare; endpoints on the other node would add a hop. Direct from outside: the external client routes the cluster CIDR through node-a and connects to the 4 pods' own addresses, with no kube-lb: node-a only routes, with no NAT. Why masqueraded NodePort connections can take over 1 s, under kube-proxy's rules as under kube-lb's: the one external client reuses each source port within seconds. Conntrack then ends the old connection's entry, which still held its masquerade port on node-a, while the pod keeps that connection in TIME_WAIT for 60 s. A later connection can be masqueraded to the same port (MASQUERADE --random-fully picks any free one) and reach the pod with the same four addresses and ports. Its timestamp comes from another connection's clock (Linux offsets timestamps per connection), so the pod's TIME_WAIT refuses the SYN as old (PAWS) and answers with an ACK. The client resets, which ends the TIME_WAIT, and resends its SYN a few milliseconds later (Linux does so after an unacceptable ACK, once), which shows in the p99. Conntrack masquerades the resend afresh; should it meet another such TIME_WAIT, the next resend comes 1 s later. The report counts the refused SYNs in the pods (TcpExtPAWSTimewait). A client that reuses a source port for the same NodePort less often than every 60 s does not meet this: conntrack then keeps the old entry, and its masquerade port, for 120 s. Direct connections are not masqueraded, so a reused four-tuple meets its own TIME_WAIT, with its own clock.`,
   'Per-packet cost: BPF_PROG_TEST_RUN on lb_from_pod with 2 backends per service. test_run reruns one packet against the same skb, so a program that rewrites the packet would see its own output from the second repeat on (a DNATed packet no longer matches a service: the cheap miss path). Every sample therefore runs a fresh copy once (repeat=1) and reads the kernel\'s own timing of that run; new-flow samples each use a new client address and port (conntrack miss, service lookup, backend pick, conntrack insert), established samples replay the same flows. The kernel\'s timing includes a fixed overhead of its timer, the same for every N.',
   'Control plane: the services are written as JSON files of 500 services each (kind: List) into a running kube-lb\'s manifests directory; a poller in the client pod opens a connection every few hundred microseconds until the expected pod answers.',
   'Throughput: iperf3, one TCP stream, through a ClusterIP with one endpoint, and direct.',

@@ -1,13 +1,15 @@
 // The benchmark's client, run inside the client pod or as the external
 // client. Prints one JSON line.
 //   [--source=ADDR] MODE ...         ADDR: the source address to bind
-//   rate  MS CONCURRENCY TARGET...   new TCP connections for MS ms over
+//   rate  MS CONCURRENCY LIMIT_MS TARGET...
+//                                    new TCP connections for MS ms over
 //                                    CONCURRENCY loops, cycling over the
 //                                    TARGETs (ip:port), after as long a
-//                                    warm-up; each connection waits for the
-//                                    server's line and its close (the bench
-//                                    servers answer once, then close), and
-//                                    its latency is the whole exchange.
+//                                    warm-up; each connection waits up to
+//                                    LIMIT_MS for the server's line and its
+//                                    close (the bench servers answer once,
+//                                    then close), and its latency is the
+//                                    whole exchange.
 //   until NAME TIMEOUT_MS TARGET     new connections until NAME answers;
 //                                    prints the wall-clock time it did.
 import { parseArgs } from 'node:util';
@@ -29,7 +31,7 @@ function once(target: string, timeoutMs: number, opts: { untilServerCloses?: boo
   return firstLine(host!, Number(port), timeoutMs, { ...opts, ...(values.source && { localAddress: values.source }) });
 }
 
-async function rate(durationMs: number, concurrency: number, targets: string[]): Promise<object> {
+async function rate(durationMs: number, concurrency: number, limitMs: number, targets: string[]): Promise<object> {
   let latencies: number[] = [];
   let failures: Record<string, number> = {};
   let next = 0;
@@ -41,7 +43,7 @@ async function rate(durationMs: number, concurrency: number, targets: string[]):
       while (performance.now() - start < ms) {
         try {
           const t0 = performance.now();
-          await once(targets[next++ % targets.length]!, 1000, { untilServerCloses: true });
+          await once(targets[next++ % targets.length]!, limitMs, { untilServerCloses: true });
           latencies.push(performance.now() - t0);
         } catch (err) {
           const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
@@ -75,7 +77,7 @@ async function until(name: string, timeoutMs: number, target: string): Promise<o
 
 const [mode, ...args] = positionals;
 let result: object;
-if (mode === 'rate') result = await rate(Number(args[0]), Number(args[1]), args.slice(2));
+if (mode === 'rate') result = await rate(Number(args[0]), Number(args[1]), Number(args[2]), args.slice(3));
 else if (mode === 'until') result = await until(args[0]!, Number(args[1]), args[2]!);
-else throw new Error('usage: traffic-client [--source=ADDR] rate MS CONCURRENCY TARGET... | until NAME TIMEOUT_MS TARGET');
+else throw new Error('usage: traffic-client [--source=ADDR] rate MS CONCURRENCY LIMIT_MS TARGET... | until NAME TIMEOUT_MS TARGET');
 process.stdout.write(JSON.stringify(result) + '\n');
