@@ -1,7 +1,7 @@
 // `make bench` / `kube-lb bench`: every backend side by side, on this
 // kernel, in one run; writes bench/results/<date>-<kernel>.{md,json} and
 // SVG charts.
-//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
+//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR] [--help]
 // --vm: running in the test VM (make bench-vm), where ipvs joins the others
 // and the report says to compare ratios only. --services replaces the mode's
 // service counts, e.g. for a 50,000-service run of the backends that load it.
@@ -11,15 +11,30 @@ import { connRate, controlPlane, DIRECT, throughput } from './measure.js';
 import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    vm: { type: 'boolean', default: false },
-    variants: { type: 'string' },
-    services: { type: 'string' },
-    out: { type: 'string', default: 'bench/results' },
-  },
-});
+const USAGE = 'usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]';
+
+// A mistyped option is named, with the usage, not thrown as a stack trace.
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        vm: { type: 'boolean', default: false },
+        variants: { type: 'string' },
+        services: { type: 'string' },
+        out: { type: 'string', default: 'bench/results' },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`kube-lb bench: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+})();
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 
 const known = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
 const variants: Variant[] = values.variants
