@@ -5,6 +5,8 @@
 // in batches, then `done`, or with `failure`, the reason in words that
 // never quote the file.
 import { createHash } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { parseAllDocuments, YAMLError } from 'yaml';
@@ -30,6 +32,13 @@ const MAX_DEPTH = 64;
 
 /** Why a file cannot be used, in words that never quote the file. */
 class UnusableFileError extends Error {}
+
+if (parentPort !== null) {
+  // Below the main thread, which answers health probes: on a busy machine
+  // parsing waits for the CPU rather than they. Linux takes a thread's id
+  // (the last part of /proc/thread-self) for a priority of that thread alone.
+  setPriority(Number(path.basename(readlinkSync('/proc/thread-self'))), 10);
+}
 
 parentPort?.on('message', ({ file, text }: ParseRequest) => {
   const port = parentPort!;
