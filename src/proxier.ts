@@ -85,6 +85,7 @@ export class Proxier {
 
   private async sync(full: boolean): Promise<void> {
     // The state first: resolving it can mark more service ports changed.
+    await this.model.resolveChanges();
     const state = this.model.desiredState();
     const changes = this.model.changes.take();
     this.opts.telemetry.syncStarted(this.model.changes.pending());
@@ -95,6 +96,8 @@ export class Proxier {
     this.needFull = false;
     const durationMs = performance.now() - started;
     this.opts.telemetry.syncSucceeded({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints });
+    // Objects may have arrived during the sync: they are resolved in slices too.
+    await this.model.resolveChanges();
     this.serviceHealth.update(this.model.healthChecks());
     this.opts.log.info(
       { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(durationMs) },

@@ -8,6 +8,7 @@ import { ChangeTracker } from './change-tracker.js';
 import { type DesiredState, type IPFamily, type ServicePortState, frontendKey } from './contract.js';
 import type { EndpointSlice, KubeObject, Node, ObjectKind, Service } from './objects.js';
 import { type NodeContext, type ResolveOptions, type Resolved, resolveService, servicePortKey } from './resolve.js';
+import { timeSlices } from '../time-slices.js';
 
 /** --nodeport-addresses: the node's primary addresses, or those of its addresses within the CIDRs. */
 export type NodePortAddresses = 'primary' | readonly Cidr[];
@@ -109,6 +110,25 @@ export class ProxyModel {
     for (const id of this.reownedServices) this.publish(id);
     this.reownedServices.clear();
     return this.state;
+  }
+
+  /**
+   * Does desiredState()'s work ahead of it, in time slices: after thousands
+   * of changes that work would hold the event loop. Objects that arrive
+   * meanwhile are resolved here too, or by desiredState().
+   */
+  async resolveChanges(): Promise<void> {
+    const turn = timeSlices();
+    for (const id of this.changedServices) {
+      await turn();
+      this.changedServices.delete(id);
+      this.resolve(id);
+    }
+    for (const id of this.reownedServices) {
+      await turn();
+      this.reownedServices.delete(id);
+      this.publish(id);
+    }
   }
 
   /** The healthCheckNodePorts to serve, by port (externalTrafficPolicy: Local load balancers). */
