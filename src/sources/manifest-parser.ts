@@ -1,9 +1,9 @@
 // Parses manifest files on a worker thread (see ManifestParser in
 // manifests.ts): parsing a large file takes seconds, which on the main
 // thread would stall health probes and scrapes meanwhile. This module is
-// the worker's entry point: it answers each request with the file's values
-// in batches, then `done`, or with `failure`, the reason in words that
-// never quote the file.
+// the worker's entry point: it answers a file with its first batch of
+// values, each `next` with the following batch, or the file with `failure`,
+// the reason in words that never quote the file.
 import { createHash } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
@@ -12,10 +12,8 @@ import { parentPort } from 'node:worker_threads';
 import { parseAllDocuments, YAMLError } from 'yaml';
 import { isRecord } from '../model/objects.js';
 
-export interface ParseRequest {
-  file: string;
-  text: string;
-}
+/** A file to parse, or `next` for the next batch of the last file's values. */
+export type ParseRequest = { file: string; text: string } | 'next';
 
 /** One value of a file, with a digest of its content: unchanged objects are not delivered again. */
 export interface ParsedValue {
@@ -23,9 +21,13 @@ export interface ParsedValue {
   fingerprint: string;
 }
 
-export type ParseReply = { values: ParsedValue[] } | { done: true } | { failure: string };
+export type ParseReply = { values: ParsedValue[]; last: boolean } | { failure: string };
 
-/** Values per reply: the main thread takes each reply in one go, so each must be quick to take. */
+/**
+ * Values per reply: the main thread takes a reply in one go, so each must be
+ * quick to take. It asks for the next when it has taken one: replies sent
+ * ahead would all be taken at once.
+ */
 const BATCH = 500;
 /** Kubernetes objects are a few levels deep; anything far deeper is hostile or broken. */
 const MAX_DEPTH = 64;
@@ -40,20 +42,21 @@ if (parentPort !== null) {
   setPriority(Number(path.basename(readlinkSync('/proc/thread-self'))), 10);
 }
 
-parentPort?.on('message', ({ file, text }: ParseRequest) => {
+/** The last file's values not sent yet. */
+let unsent: unknown[] = [];
+
+parentPort?.on('message', (request: ParseRequest) => {
   const port = parentPort!;
-  let values: unknown[];
-  try {
-    values = parseDocuments(file, text);
-  } catch (err) {
-    port.postMessage({ failure: parseFailure(err) } satisfies ParseReply);
-    return;
+  if (request !== 'next') {
+    try {
+      unsent = parseDocuments(request.file, request.text);
+    } catch (err) {
+      port.postMessage({ failure: parseFailure(err) } satisfies ParseReply);
+      return;
+    }
   }
-  for (let start = 0; start < values.length; start += BATCH) {
-    const batch = values.slice(start, start + BATCH).map((value) => ({ value, fingerprint: createHash('sha1').update(JSON.stringify(value)).digest('base64') }));
-    port.postMessage({ values: batch } satisfies ParseReply);
-  }
-  port.postMessage({ done: true } satisfies ParseReply);
+  const batch = unsent.splice(0, BATCH).map((value) => ({ value, fingerprint: createHash('sha1').update(JSON.stringify(value)).digest('base64') }));
+  port.postMessage({ values: batch, last: unsent.length === 0 } satisfies ParseReply);
 });
 
 /**

@@ -398,9 +398,10 @@ class ManifestParser {
         outcome();
       };
       const onReply = (reply: ParseReply): void => {
-        if ('values' in reply) values.push(...reply.values);
-        else if ('done' in reply) settle(() => resolve(values));
-        else settle(() => reject(new ParseFailure(reply.failure)));
+        if ('failure' in reply) return settle(() => reject(new ParseFailure(reply.failure)));
+        values.push(...reply.values);
+        if (reply.last) settle(() => resolve(values));
+        else worker.postMessage('next' satisfies ParseRequest);
       };
       // The thread died, out of memory say: the file it was parsing is the likely cause.
       const onError = (err: NodeJS.ErrnoException): void => {
