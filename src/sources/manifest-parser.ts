@@ -35,18 +35,17 @@ const MAX_DEPTH = 64;
 /** Why a file cannot be used, in words that never quote the file. */
 class UnusableFileError extends Error {}
 
-if (parentPort !== null) {
-  // Below the main thread, which answers health probes: on a busy machine
-  // parsing waits for the CPU rather than they. Linux takes a thread's id
-  // (the last part of /proc/thread-self) for a priority of that thread alone.
-  setPriority(Number(path.basename(readlinkSync('/proc/thread-self'))), 10);
-}
+// This module runs only as the worker: manifests.ts imports its types alone.
+const port = parentPort!;
+// Below the main thread, which answers health probes: on a busy machine the
+// parsing waits for the CPU, not the probes. Linux takes a thread's id (the
+// last part of /proc/thread-self) for a priority of that thread alone.
+setPriority(Number(path.basename(readlinkSync('/proc/thread-self'))), 10);
 
 /** The last file's values not sent yet. */
 let unsent: unknown[] = [];
 
-parentPort?.on('message', (request: ParseRequest) => {
-  const port = parentPort!;
+port.on('message', (request: ParseRequest) => {
   if (request !== 'next') {
     try {
       unsent = parseDocuments(request.file, request.text);
