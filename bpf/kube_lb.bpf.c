@@ -31,7 +31,8 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 		return TC_ACT_OK;
 	if (nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, rnat->vip) < 0 ||
 	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
-	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0)
+	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
+	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
 		return TC_ACT_SHOT;
 	return bounce_to_sender(skb);
 }
@@ -69,7 +70,8 @@ int lb_from_pod(struct __sk_buff *skb)
 	}
 
 	if (nat_addr(skb, &pkt, NAT_DST_ADDR, pkt.flow.daddr, ct->backend_addr) < 0 ||
-	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, ct->backend_port) < 0)
+	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, ct->backend_port) < 0 ||
+	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, ct_backend_sport(&pkt.flow, ct)) < 0)
 		return TC_ACT_SHOT;
 	if (!(ct->flags & LB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
@@ -93,7 +95,8 @@ int lb_to_pod(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	ct_note_reply(&pkt, rnat);
 	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, rnat->vip) < 0 ||
-	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0)
+	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0 ||
+	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, rnat_client_port(&pkt.flow, rnat)) < 0)
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
 }

@@ -13,6 +13,12 @@
 /* A UDP flow idle this long is over, as nf_conntrack_udp_timeout says. */
 #define LB_UDP_TIMEOUT_S 30
 
+/* A flow whose client port is taken at its backend by another flow gets a
+ * random port of at least LB_NAT_PORT_MIN there, after at most this many
+ * tries. */
+#define LB_NAT_PORT_MIN 1024
+#define LB_NAT_PORT_PROBES 8
+
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
 
 /* What a frontend is to Kubernetes, in slot 0's flags (ClusterIP: none of

@@ -50,6 +50,9 @@ struct lb_ct_value {
 	__u16 backend_port;
 	__u16 flags;	      /* LB_CT_F_* */
 	__u32 last_seen;      /* seconds of CLOCK_MONOTONIC (coarse) */
+	__u16 nat_sport;      /* the client port the backend sees, when the
+			       * client's own one was taken there; 0: kept */
+	__u16 pad;
 };
 
 /* Reverse NAT: backend -> client (or hairpin address) tuple to what the
@@ -59,6 +62,9 @@ struct lb_rnat_value {
 	__u16 vport;
 	__u16 flags;	      /* LB_CT_F_* */
 	lb_addr_t client_addr; /* hairpin: the client's real address */
+	__u16 client_port;    /* the client's own port, when the flow's was
+			       * rewritten (lb_ct_value.nat_sport); 0: kept */
+	__u16 pad;
 };
 
 /* Interfaces kube-lb attached to, so cleanup finds them after a restart. */

@@ -36,6 +36,7 @@ export const CAPABILITIES = {
   'node-originated': 'Traffic from the node itself (host network) to every kind of frontend',
   'localhost-nodeport': 'NodePort on 127.0.0.1',
   'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",
+  'shared-client-port': 'One client port connected to two services with a shared endpoint at once',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -78,6 +79,7 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'node-originated': 'not tested yet',
     'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
+    'shared-client-port': 'not tested yet',
   },
 };
 

@@ -21,6 +21,8 @@ const backend = { ip: '10.244.0.9', port: 8080 };
 const tcpService = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const };
 const udpService = { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const };
 const emptyService = { ip: '10.96.0.11', port: 80, protocol: 'TCP' as const };
+/** Another frontend with tcpService's backend. */
+const twinService = { ip: '10.96.0.12', port: 80, protocol: 'TCP' as const };
 
 function run(program: 'fromPod' | 'toPod', frame: Buffer): { retval: number; out: Buffer } {
   const { retval, data } = lib.progTestRun(dp.programs[program], frame, 1);
@@ -39,6 +41,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
       { kind: 'ClusterIP', frontend: tcpService, currentKind: null, current: null, wanted: [backend] },
       { kind: 'ClusterIP', frontend: udpService, currentKind: null, current: null, wanted: [{ ip: backend.ip, port: 5353 }] },
       { kind: 'ClusterIP', frontend: emptyService, currentKind: null, current: null, wanted: [] },
+      { kind: 'ClusterIP', frontend: twinService, currentKind: null, current: null, wanted: [backend] },
     ]);
   });
   after(() => {
@@ -135,7 +138,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     // shortly after boot alike.
     const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
     // Age the entry, and point it at a backend the service does not have.
-    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0 }));
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0, natSport: 0 }));
     const p = parsePacket(run('fromPod', toService({ sport: 47100 }, udpService)).out);
     assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353], 'the stale entry is not used');
     assert.ok(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).lastSeen >= nowS, 'the entry is fresh again');
@@ -152,6 +155,36 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
       const answer = buildPacket({ saddr: backend.ip, sport: port, daddr: client.ip, dport: 48000, protocol, tcpFlags: TCP.SYN | TCP.ACK });
       assert.deepEqual(run('toPod', answer).out, answer, `${protocol}: its reply is not rewritten`);
     }
+  });
+
+  it('gives a flow its own client port at the backend when another live flow holds the tuple there', () => {
+    const sport = 49000;
+    const fromBackend = (dport: number, tcpFlags: number = TCP.ACK): Buffer =>
+      buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport, protocol: 'TCP', tcpFlags });
+    const first = parsePacket(run('fromPod', toService({ sport })).out);
+    assert.equal(first.sport, sport, 'the first flow keeps its port');
+    const second = run('fromPod', toService({ sport }, twinService));
+    assert.equal(second.retval, TC_ACT_OK);
+    const p = parsePacket(second.out);
+    assert.deepEqual([p.daddr, p.dport], [backend.ip, backend.port]);
+    assert.notEqual(p.sport, sport, 'the second flow is given another port');
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+    // Its later packets keep that port; replies reach the client on its own port, from the right frontend.
+    assert.equal(parsePacket(run('fromPod', toService({ sport, tcpFlags: TCP.ACK }, twinService)).out).sport, p.sport);
+    const toSecond = parsePacket(run('toPod', fromBackend(p.sport)).out);
+    assert.deepEqual([toSecond.saddr, toSecond.sport, toSecond.daddr, toSecond.dport], [twinService.ip, twinService.port, client.ip, sport]);
+    assert.ok(toSecond.ipChecksumValid && toSecond.l4ChecksumValid);
+    const toFirst = parsePacket(run('toPod', fromBackend(sport)).out);
+    assert.deepEqual([toFirst.saddr, toFirst.sport], [tcpService.ip, tcpService.port], 'the first flow still gets its replies');
+    // A FIN on the rewritten flow closes that flow, found through its own port.
+    run('toPod', fromBackend(p.sport, TCP.FIN | TCP.ACK));
+    const twinFlow = encodeFlowKey({ saddr: client.ip, sport, daddr: twinService.ip, dport: twinService.port, protocol: 'TCP' });
+    assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, twinFlow)!).flags & LB_CT_F_CLOSING, LB_CT_F_CLOSING);
+
+    // Once the first flow is closed, its tuple is free again.
+    run('toPod', fromBackend(sport, TCP.FIN | TCP.ACK));
+    const third = parsePacket(run('fromPod', toService({ sport }, twinService)).out);
+    assert.equal(third.sport, sport, 'a closed flow does not hold its tuple');
   });
 
   it('drops new flows to a service without ready endpoints', () => {

@@ -9,11 +9,10 @@
 // quiet; a sniffer in the endpoint's namespace has seen the connection's
 // sequence numbers, crafts the segment with a raw socket and watches for the
 // client's answer; then the client sends one more line.
-import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { testLibDir } from './paths.js';
 import { requireCommand } from './preconditions.js';
-import { type NodeSandbox, waitForLine } from './sandbox.js';
+import { type NodeSandbox, outputOf, waitForLine } from './sandbox.js';
 import { slow } from './slowdown.js';
 
 // Args: CLIENT_IP SERVER_PORT ANSWER_WAIT_MS. Prints "listening" once it
@@ -99,16 +98,6 @@ export interface OutOfWindowResult {
   after: { answer: string } | { error: string };
 }
 
-/** Everything a child prints on stdout, once it has exited; rejects on a non-zero exit. */
-function outputOf(child: ChildProcess, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${what} exited with ${code}: ${err.slice(-2000)}`))));
-  });
-}
 
 const lastLine = (text: string): string => text.trim().split('\n').at(-1)!;
 

@@ -25,7 +25,7 @@ export function flushStaleFlows(lib: NativeAddon, maps: MapFds, staleFlows: read
         saddr: ct.backend.ip,
         sport: ct.backend.port,
         daddr: ct.flags & LB_CT_F_HAIRPIN ? LB_HAIRPIN_ADDR : flow.saddr,
-        dport: flow.sport,
+        dport: ct.natSport || flow.sport,
         protocol: flow.protocol,
       }),
     );

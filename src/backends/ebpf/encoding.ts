@@ -21,8 +21,14 @@ export const layouts = {
   lb_svc_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, slot: { offset: 8, size: 2 } } },
   lb_svc_value: { size: 12, fields: { count: { offset: 0, size: 2 }, flags: { offset: 2, size: 2 }, backend_addr: { offset: 4, size: 4 }, backend_port: { offset: 8, size: 2 } } },
   lb_flow_key: { size: 16, fields: { saddr: { offset: 0, size: 4 }, daddr: { offset: 4, size: 4 }, sport: { offset: 8, size: 2 }, dport: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } } },
-  lb_ct_value: { size: 12, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, last_seen: { offset: 8, size: 4 } } },
-  lb_rnat_value: { size: 12, fields: { vip: { offset: 0, size: 4 }, vport: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, client_addr: { offset: 8, size: 4 } } },
+  lb_ct_value: {
+    size: 16,
+    fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, last_seen: { offset: 8, size: 4 }, nat_sport: { offset: 12, size: 2 } },
+  },
+  lb_rnat_value: {
+    size: 16,
+    fields: { vip: { offset: 0, size: 4 }, vport: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, client_addr: { offset: 8, size: 4 }, client_port: { offset: 12, size: 2 } },
+  },
   lb_iface_value: { size: 4, fields: { flags: { offset: 0, size: 4 } } },
 } satisfies Record<string, { size: number; fields: Record<string, Field> }>;
 
@@ -126,6 +132,8 @@ export interface CtValue {
   flags: number;
   /** Seconds of CLOCK_MONOTONIC (coarse) when the flow was last seen. */
   lastSeen: number;
+  /** The client port the backend sees when the client's own was taken there; 0: kept. */
+  natSport: number;
 }
 
 export function decodeCtValue(b: Buffer, at = 0): CtValue {
@@ -133,6 +141,7 @@ export function decodeCtValue(b: Buffer, at = 0): CtValue {
     backend: { ip: intToIpv4(b.readUInt32BE(at + ctValue.backend_addr.offset)), port: b.readUInt16LE(at + ctValue.backend_port.offset) },
     flags: b.readUInt16LE(at + ctValue.flags.offset),
     lastSeen: b.readUInt32LE(at + ctValue.last_seen.offset),
+    natSport: b.readUInt16LE(at + ctValue.nat_sport.offset),
   };
 }
 
@@ -143,15 +152,17 @@ export function encodeCtValue(v: CtValue): Buffer {
   b.writeUInt16LE(v.backend.port, ctValue.backend_port.offset);
   b.writeUInt16LE(v.flags, ctValue.flags.offset);
   b.writeUInt32LE(v.lastSeen, ctValue.last_seen.offset);
+  b.writeUInt16LE(v.natSport, ctValue.nat_sport.offset);
   return b;
 }
 
-export function decodeRnatValue(b: Buffer, at = 0): { vip: string; vport: number; flags: number; clientAddr: string } {
+export function decodeRnatValue(b: Buffer, at = 0): { vip: string; vport: number; flags: number; clientAddr: string; clientPort: number } {
   return {
     vip: intToIpv4(b.readUInt32BE(at + rnatValue.vip.offset)),
     vport: b.readUInt16LE(at + rnatValue.vport.offset),
     flags: b.readUInt16LE(at + rnatValue.flags.offset),
     clientAddr: intToIpv4(b.readUInt32BE(at + rnatValue.client_addr.offset)),
+    clientPort: b.readUInt16LE(at + rnatValue.client_port.offset),
   };
 }
 
