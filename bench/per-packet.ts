@@ -11,7 +11,7 @@
 // established-flow samples replay the same flows.
 import { native } from '../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../src/backends/ebpf/datapath.js';
-import { ServiceMap, type ServiceChange } from '../src/backends/ebpf/service-map.js';
+import { addition, ServiceMap, type ServiceChange } from '../src/backends/ebpf/service-map.js';
 import { intToIpv4 } from '../src/net/ip.js';
 import { buildPacket } from '../test/lib/packets.js';
 import { type Spread, spread } from './stats.js';
@@ -32,7 +32,7 @@ function serviceChanges(count: number): ServiceChange[] {
   const changes: ServiceChange[] = [];
   for (let i = 0; i < count; i++) {
     const wanted = Array.from({ length: BACKENDS_PER_SERVICE }, (_, b) => ({ ip: intToIpv4(0x0af40000 + ((i * BACKENDS_PER_SERVICE + b) % 0xfffe) + 1), port: 8080 }));
-    changes.push({ kind: 'ClusterIP', frontend: { ip: intToIpv4(VIP_BASE + 1 + i), port: 80, protocol: 'TCP' }, currentKind: null, current: null, wanted });
+    changes.push(addition({ ip: intToIpv4(VIP_BASE + 1 + i), port: 80, protocol: 'TCP' }, wanted));
   }
   return changes;
 }

@@ -1,4 +1,4 @@
-/* kube-lb's TC datapath for ClusterIP services.
+/* kube-lb's TC datapath for service traffic from pods.
  *
  * Both programs sit on every pod-facing interface of the node:
  *  - lb_from_pod (clsact ingress: packets leaving a pod) DNATs new and
@@ -21,6 +21,8 @@
 #include "include/nat.h"
 #include "include/lb.h"
 #include "include/conntrack.h"
+#include "include/drops.h"
+#include "include/reject.h"
 
 /* A hairpinned pod answers LB_HAIRPIN_ADDR: give it back its service. */
 static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct packet *pkt)
@@ -33,7 +35,7 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
 	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
 	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
-		return TC_ACT_SHOT;
+		return drop(LB_DROP_REWRITE_FAILED);
 	return bounce_to_sender(skb);
 }
 
@@ -43,8 +45,8 @@ int lb_from_pod(struct __sk_buff *skb)
 	struct packet pkt;
 	struct lb_ct_value new_ct, *ct;
 	struct lb_svc_value *backend;
+	enum no_backend none;
 	lb_addr_t hairpin;
-	int no_backend;
 	__u32 now;
 
 	if (parse_packet(skb, &pkt) < 0)
@@ -57,27 +59,35 @@ int lb_from_pod(struct __sk_buff *skb)
 	if (ct && !ct_is_over(ct, &pkt, now)) {
 		ct_refresh(&pkt, ct, now);
 	} else {
-		backend = pick_backend(&pkt.flow, &no_backend);
+		backend = pick_backend(&pkt.flow, &none);
 		if (!backend) {
-			if (no_backend)
-				return TC_ACT_SHOT;
+			if (none == NO_BACKEND_REJECT)
+				return reject_unreachable(skb, &pkt);
+			if (none == NO_BACKEND_DROP)
+				return drop(LB_DROP_NO_ENDPOINTS);
 			ct_forget_reply_of(&pkt);
 			return TC_ACT_OK;
 		}
-		if (ct_create(&pkt, backend, now, &new_ct) < 0)
-			return TC_ACT_SHOT;
+		switch (ct_create(&pkt, backend, now, &new_ct)) {
+		case CT_CREATED:
+			break;
+		case CT_NO_NAT_PORT:
+			return drop(LB_DROP_NO_NAT_PORT);
+		default:
+			return drop(LB_DROP_CONNTRACK_FULL);
+		}
 		ct = &new_ct;
 	}
 
 	if (nat_addr(skb, &pkt, NAT_DST_ADDR, pkt.flow.daddr, ct->backend_addr) < 0 ||
 	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, ct->backend_port) < 0 ||
 	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, ct_backend_sport(&pkt.flow, ct)) < 0)
-		return TC_ACT_SHOT;
+		return drop(LB_DROP_REWRITE_FAILED);
 	if (!(ct->flags & LB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
 	addr_set(hairpin, bpf_htonl(LB_HAIRPIN_ADDR));
 	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, hairpin) < 0)
-		return TC_ACT_SHOT;
+		return drop(LB_DROP_REWRITE_FAILED);
 	return bounce_to_sender(skb);
 }
 
@@ -97,7 +107,7 @@ int lb_to_pod(struct __sk_buff *skb)
 	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, rnat->vip) < 0 ||
 	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0 ||
 	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, rnat_client_port(&pkt.flow, rnat)) < 0)
-		return TC_ACT_SHOT;
+		return drop(LB_DROP_REWRITE_FAILED);
 	return TC_ACT_OK;
 }
 

@@ -131,8 +131,14 @@ static __always_inline void rnat_write(const struct lb_flow_key *flow, const str
 	bpf_map_update_elem(&kube_lb_rnat, &reply, &rnat, BPF_ANY);
 }
 
+enum ct_create_result {
+	CT_CREATED,
+	CT_NO_NAT_PORT,
+	CT_NOT_RECORDED,
+};
+
 /* Records a new flow to a backend: forward entry, then its reverse. */
-static __always_inline int ct_create(const struct packet *pkt, const struct lb_svc_value *backend,
+static __always_inline enum ct_create_result ct_create(const struct packet *pkt, const struct lb_svc_value *backend,
 				     __u32 now, struct lb_ct_value *ct)
 {
 	__be32 backend_addr = addr_get(backend->backend_addr);
@@ -143,11 +149,11 @@ static __always_inline int ct_create(const struct packet *pkt, const struct lb_s
 	ct->last_seen = now;
 	ct->pad = 0;
 	if (ct_pick_nat_sport(&pkt->flow, ct, now) < 0)
-		return -1;
+		return CT_NO_NAT_PORT;
 	if (bpf_map_update_elem(&kube_lb_ct, &pkt->flow, ct, BPF_ANY) < 0)
-		return -1;
+		return CT_NOT_RECORDED;
 	rnat_write(&pkt->flow, ct);
-	return 0;
+	return CT_CREATED;
 }
 
 /* An established flow's packet: refresh it, note a close, and restore the

@@ -22,10 +22,25 @@
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
 
 /* What a frontend is to Kubernetes, in slot 0's flags (ClusterIP: none of
- * them). The programs do not read them yet; inspect and bpftool do. */
+ * them). The programs do not read them; inspect and bpftool do. */
 #define LB_SVC_F_EXTERNAL_IP 0x1
 #define LB_SVC_F_LOADBALANCER 0x2
 #define LB_SVC_F_NODEPORT 0x4
+/* The model leaves this frontend without endpoints by a traffic policy:
+ * new flows are dropped. Without it, a frontend with no endpoint refuses
+ * them (reject.h). Read by the programs. */
+#define LB_SVC_F_DROP_NO_ENDPOINTS 0x8
+
+/* Why a packet was dropped: kube_lb_drops' index. The control plane names
+ * them in the same order (DROP_REASONS in src/backends/ebpf/encoding.ts). */
+enum lb_drop_reason {
+	LB_DROP_NO_ENDPOINTS,	/* a new flow to a frontend without endpoints (also counts refusals) */
+	LB_DROP_NO_NAT_PORT,	/* no free client port at the backend (ct_pick_nat_sport) */
+	LB_DROP_CONNTRACK_FULL,	/* the flow could not be recorded */
+	LB_DROP_REWRITE_FAILED,	/* a header rewrite or redirect failed */
+	LB_DROP_REJECT_FAILED,	/* the refusal could not be built; the packet is dropped instead */
+	LB_DROP__MAX,
+};
 
 #define LB_SVC_MAX_ENTRIES 1048576
 #define LB_CT_MAX_ENTRIES 262144

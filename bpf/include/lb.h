@@ -6,10 +6,16 @@
 #include "maps.h"
 #include "parse.h"
 
-/* Picks a backend for a new flow to a service, or returns NULL when the
- * packet is not addressed to a service. *no_backend is set for a service
- * that has no ready endpoint. */
-static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_key *flow, int *no_backend)
+/* What to do with a new flow to a frontend that has no endpoint. */
+enum no_backend {
+	NOT_A_SERVICE,
+	NO_BACKEND_REJECT,
+	NO_BACKEND_DROP,
+};
+
+/* Picks a backend for a new flow to a service, or returns NULL and says
+ * why in *none. */
+static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_key *flow, enum no_backend *none)
 {
 	struct lb_svc_key key = {
 		.port = flow->dport,
@@ -18,12 +24,12 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 	struct lb_svc_value *svc, *backend;
 
 	addr_set(key.vip, addr_get(flow->daddr));
-	*no_backend = 0;
+	*none = NOT_A_SERVICE;
 	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	if (!svc)
 		return NULL;
 	if (svc->count == 0) {
-		*no_backend = 1;
+		*none = (svc->flags & LB_SVC_F_DROP_NO_ENDPOINTS) ? NO_BACKEND_DROP : NO_BACKEND_REJECT;
 		return NULL;
 	}
 	key.slot = (bpf_get_prandom_u32() % svc->count) + 1;
@@ -36,7 +42,7 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 		backend = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	}
 	if (!backend)
-		*no_backend = 1;
+		*none = NO_BACKEND_DROP;
 	return backend;
 }
 

@@ -46,4 +46,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kube_lb_ifaces SEC(".maps");
 
+/* Dropped packets by reason (enum lb_drop_reason), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, LB_DROP__MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_drops SEC(".maps");
+
 #endif

@@ -36,6 +36,8 @@ export interface Backend {
   close(): Promise<void>;
   /** Optional: how full each kernel table is (BPF maps), for the metrics. */
   mapFill?(): Promise<MapFill[]>;
+  /** Optional: packets the datapath dropped, by reason, since its counters were created (BPF maps survive restarts). */
+  drops?(): Promise<Record<string, number>>;
 }
 
 export interface MapFill {

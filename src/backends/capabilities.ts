@@ -60,7 +60,6 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'external-traffic-policy-local': EBPF_FROM_PODS_ONLY,
     'external-masquerade': EBPF_FROM_PODS_ONLY,
     'session-affinity': NOT_YET,
-    'reject-without-endpoints': 'not yet (drops)',
     'node-originated': 'not yet (needs socket-level load balancing)',
     'localhost-nodeport': EBPF_FROM_PODS_ONLY,
   },

@@ -54,6 +54,7 @@ export interface BpfObject {
 export interface NativeAddon {
   openObject(objectPath: string, pinRoot: string): BpfObject;
 
+  /** The value; for a per-CPU map, one 8-byte aligned value per possible CPU, end to end. */
   mapLookup(fd: number, key: Buffer): Buffer | null;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags?: number): void;
   /** Returns false when the key was absent. */

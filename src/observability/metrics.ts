@@ -30,6 +30,19 @@ export class ProxyMetrics {
 
   constructor(backend: Backend) {
     this.syncErrors.inc({ backend: backend.name }, 0);
+    const drops = backend.drops?.bind(backend);
+    if (drops !== undefined) {
+      new Counter({
+        name: 'kube_lb_bpf_drops_total',
+        help: 'Packets the BPF programs dropped, by reason, since the pinned counters were created (no_endpoints also counts new flows refused with an ICMP port unreachable)',
+        labelNames: ['reason'],
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          for (const [reason, count] of Object.entries(await drops())) this.inc({ reason }, count);
+        },
+      });
+    }
     const mapFill = backend.mapFill?.bind(backend);
     if (mapFill === undefined) return;
     // Set at scrape time; a map the backend has no count for is left out, not kept at an old value.

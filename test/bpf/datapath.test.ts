@@ -3,9 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { native } from '../../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
-import { ServiceMap } from '../../src/backends/ebpf/service-map.js';
+import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
 import { decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
-import { buildPacket, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
+import { type DropCounts, readDrops } from '../../src/backends/ebpf/drops.js';
+import { buildPacket, inetChecksum, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { requireRoot } from '../lib/preconditions.js';
 
 const TC_ACT_OK = 0;
@@ -21,6 +22,9 @@ const backend = { ip: '10.244.0.9', port: 8080 };
 const tcpService = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const };
 const udpService = { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const };
 const emptyService = { ip: '10.96.0.11', port: 80, protocol: 'TCP' as const };
+const emptyUdpService = { ip: '10.96.0.11', port: 53, protocol: 'UDP' as const };
+/** Without endpoints by a traffic policy: its new flows are dropped, not refused. */
+const droppingService = { ip: '10.96.0.13', port: 80, protocol: 'TCP' as const };
 /** Another frontend with tcpService's backend. */
 const twinService = { ip: '10.96.0.12', port: 80, protocol: 'TCP' as const };
 
@@ -28,6 +32,10 @@ function run(program: 'fromPod' | 'toPod', frame: Buffer): { retval: number; out
   const { retval, data } = lib.progTestRun(dp.programs[program], frame, 1);
   return { retval, out: data };
 }
+
+const drops = (): DropCounts => readDrops(lib, dp.maps.drops);
+
+const ipv4At = (b: Buffer, at: number): string => [...b.subarray(at, at + 4)].join('.');
 
 function toService(spec: Partial<PacketSpec> = {}, svc: { ip: string; port: number; protocol: 'TCP' | 'UDP' } = tcpService): Buffer {
   return buildPacket({ saddr: client.ip, sport: client.port, daddr: svc.ip, dport: svc.port, protocol: svc.protocol, ...spec });
@@ -38,10 +46,12 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     requireRoot();
     dp = loadDatapath(lib, pinPath);
     new ServiceMap(lib, dp.maps.svc).apply([
-      { kind: 'ClusterIP', frontend: tcpService, currentKind: null, current: null, wanted: [backend] },
-      { kind: 'ClusterIP', frontend: udpService, currentKind: null, current: null, wanted: [{ ip: backend.ip, port: 5353 }] },
-      { kind: 'ClusterIP', frontend: emptyService, currentKind: null, current: null, wanted: [] },
-      { kind: 'ClusterIP', frontend: twinService, currentKind: null, current: null, wanted: [backend] },
+      addition(tcpService, [backend]),
+      addition(udpService, [{ ip: backend.ip, port: 5353 }]),
+      addition(emptyService, []),
+      addition(emptyUdpService, []),
+      addition(droppingService, [], 'ClusterIP', 'drop'),
+      addition(twinService, [backend]),
     ]);
   });
   after(() => {
@@ -187,8 +197,30 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     assert.equal(third.sport, sport, 'a closed flow does not hold its tuple');
   });
 
-  it('drops new flows to a service without ready endpoints', () => {
-    assert.equal(run('fromPod', toService({ sport: 45000 }, emptyService)).retval, TC_ACT_SHOT);
+  it('refuses new flows to a service without endpoints with an ICMP port unreachable from the service, back into the pod', () => {
+    const before = drops();
+    for (const svc of [emptyService, emptyUdpService]) {
+      const mac = { srcMac: '02:00:00:00:00:aa', dstMac: '02:00:00:00:00:bb' };
+      const frame = toService({ ...mac, sport: 45000 }, svc);
+      const { retval, out } = run('fromPod', frame);
+      assert.equal(retval, TC_ACT_REDIRECT, `${svc.protocol}: sent back to the pod`);
+      const at = 14;
+      assert.deepEqual([out.subarray(0, 6), out.subarray(6, 12)], [frame.subarray(6, 12), frame.subarray(0, 6)], 'MAC addresses swapped');
+      assert.equal(out.length, at + 20 + 8 + 28, 'IP header, ICMP header, and the quote of the offending header and 8 bytes');
+      assert.equal(out[at + 9], 1, 'ICMP');
+      assert.deepEqual([ipv4At(out, at + 12), ipv4At(out, at + 16)], [svc.ip, client.ip], 'from the service to the client');
+      assert.equal(inetChecksum(out.subarray(at, at + 20)), 0, 'IP checksum');
+      assert.deepEqual([out[at + 20], out[at + 21]], [3, 3], 'destination unreachable, port unreachable');
+      assert.equal(inetChecksum(out.subarray(at + 20)), 0, 'ICMP checksum');
+      assert.deepEqual(out.subarray(at + 28), frame.subarray(at, at + 28), 'quotes the original IP header and ports');
+    }
+    assert.equal(drops().no_endpoints - before.no_endpoints, 2, 'counted under no_endpoints');
+  });
+
+  it('drops, and counts, new flows to a service that a traffic policy leaves without endpoints', () => {
+    const before = drops();
+    assert.equal(run('fromPod', toService({ sport: 45000 }, droppingService)).retval, TC_ACT_SHOT);
+    assert.equal(drops().no_endpoints - before.no_endpoints, 1);
   });
 
   it('leaves other traffic untouched, in both directions', () => {

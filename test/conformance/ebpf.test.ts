@@ -10,6 +10,7 @@ import { type PodSpec, type ScenarioContext, withContext as withVariantContext }
 import { runConformance } from './suite.js';
 import { variant } from './variants.js';
 import { requireCommand } from '../lib/preconditions.js';
+import { DROP_REASONS } from '../../src/backends/ebpf/encoding.js';
 
 const exec = promisify(execFile);
 
@@ -73,6 +74,21 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad']);
       const ct = (await exec('bpftool', ['map', 'dump', 'pinned', `${ctx.sandbox.pinPath}/kube_lb_ct`])).stdout;
       assert.match(ct, /"backend_addr":/);
+    }));
+
+  it('refused and dropped packets are counted by reason in kube_lb_bpf_drops_total', () =>
+    withContext(pods, async (ctx) => {
+      requireCommand('curl', 'apt-get install curl');
+      const idle = { ...web, name: 'idle', clusterIP: '10.96.0.11', endpoints: [{ ip: '10.244.0.12', ready: false }] };
+      ctx.writeServices('web.yaml', [web, idle]);
+      await ctx.startKubeLb();
+      const refused = await ctx.client('client', 'tcp', idle.clusterIP, 80, 3);
+      assert.equal(refused.failures, 3, JSON.stringify(refused));
+      const { stdout } = await ctx.sandbox.execInNode('curl', ['-sS', 'http://127.0.0.1:10249/metrics']);
+      const drops = new Map([...stdout.matchAll(/^kube_lb_bpf_drops_total\{reason="(\w+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+      assert.deepEqual([...drops.keys()], [...DROP_REASONS], `every reason is exported:\n${stdout}`);
+      // A refused SYN is retried by nobody, but the client may send more than one per attempt.
+      assert.ok(drops.get('no_endpoints')! >= 3, `no_endpoints counts the refused connections: ${JSON.stringify([...drops])}`);
     }));
 
   it('cleanup removes programs, filters, qdiscs and pins, and leaves foreign tc state alone', () =>

@@ -44,10 +44,12 @@ describe('map encoders round-trip', () => {
     assert.deepEqual([...key.subarray(3, 10)], [10, 96, 0, 10, 0xbb, 0x01, 17]);
     assert.deepEqual(decodeSvcKey(key, 3), { frontend, slot: 3 });
     const value = Buffer.alloc(layouts.lb_svc_value.size);
-    writeSvcCount(value, 0, 7, 'NodePort');
-    assert.equal(decodeSvcValue(value).count, 7);
-    assert.equal(decodeSvcValue(value).kind, 'NodePort');
+    writeSvcCount(value, 0, 7, 'NodePort', 'reject');
+    assert.deepEqual([decodeSvcValue(value).count, decodeSvcValue(value).kind, decodeSvcValue(value).noEndpoints], [7, 'NodePort', 'reject']);
     assert.deepEqual([...value.subarray(0, 4)], [7, 0, 4, 0], 'LB_SVC_F_NODEPORT in the flags');
+    writeSvcCount(value, 0, 7, 'ClusterIP', 'drop');
+    assert.deepEqual([decodeSvcValue(value).kind, decodeSvcValue(value).noEndpoints], ['ClusterIP', 'drop']);
+    assert.deepEqual([...value.subarray(0, 4)], [7, 0, 8, 0], 'LB_SVC_F_DROP_NO_ENDPOINTS in the flags');
     writeSvcBackend(value, 0, { ip: '10.244.1.2', port: 8443 });
     assert.deepEqual(decodeSvcValue(value).backend, { ip: '10.244.1.2', port: 8443 });
   });

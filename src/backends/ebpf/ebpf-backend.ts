@@ -1,7 +1,7 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Frontend, type FrontendKind, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
@@ -10,6 +10,7 @@ import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { MapFillCache } from './map-stats.js';
+import { type DropCounts, readDrops } from './drops.js';
 import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
 
 export interface EbpfOptions {
@@ -83,7 +84,7 @@ export class EbpfBackend implements Backend {
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
     // The programs see traffic from pods only, so every frontend sends to its internal set.
-    const wanted = new Map<string, { kind: FrontendKind; frontend: Frontend; destinations: Destination[] }>();
+    const wanted = new Map<string, { kind: FrontendKind; noEndpoints: NoEndpointsVerdict; frontend: Frontend; destinations: Destination[] }>();
     const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
     if (changed === null) this.frontendsOf.clear();
     for (const key of changed ?? state.keys()) {
@@ -91,7 +92,7 @@ export class EbpfBackend implements Backend {
       const sp = state.get(key);
       const now = (sp?.frontends ?? []).map((f) => {
         const fk = frontendKey(f);
-        wanted.set(fk, { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
+        wanted.set(fk, { kind: f.kind, noEndpoints: f.noEndpoints, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
         candidates.add(fk);
         return fk;
       });
@@ -104,10 +105,18 @@ export class EbpfBackend implements Backend {
     for (const fk of candidates) {
       const want = wanted.get(fk);
       const current = this.applied.get(fk);
-      if (want && current && want.kind === current.kind && sameDestinationSet(current.slots, want.destinations)) continue;
+      if (want && current && want.kind === current.kind && want.noEndpoints === current.noEndpoints && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
-      const { kind, frontend } = (want ?? current)!;
-      changes.push({ kind, frontend, currentKind: current?.kind ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
+      const { kind, noEndpoints, frontend } = (want ?? current)!;
+      changes.push({
+        kind,
+        noEndpoints,
+        frontend,
+        currentKind: current?.kind ?? null,
+        currentNoEndpoints: current?.noEndpoints ?? null,
+        current: current?.slots ?? null,
+        wanted: want?.destinations ?? null,
+      });
       // The map holds what the kernel has, so this holds after a restart too.
       const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
       if (flows !== null) stale.push(flows);
@@ -118,7 +127,7 @@ export class EbpfBackend implements Backend {
     for (const { frontend } of changes) {
       const fk = frontendKey(frontend);
       const slots = tables.get(fk);
-      if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, frontend, slots });
+      if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, noEndpoints: wanted.get(fk)!.noEndpoints, frontend, slots });
       else if (this.applied.delete(fk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
@@ -131,6 +140,11 @@ export class EbpfBackend implements Backend {
     if (!this.maps || this.closed) return [];
     this.fill ??= new MapFillCache(this.lib, this.maps, (map, err) => this.opts.log.warn({ map, err: err.message }, 'cannot count BPF map entries'));
     return this.fill.read();
+  }
+
+  async drops(): Promise<DropCounts> {
+    if (!this.maps || this.closed) throw new Error('the ebpf backend is closed');
+    return readDrops(this.lib, this.maps.drops);
   }
 
   async inspect(): Promise<FrontendView[]> {

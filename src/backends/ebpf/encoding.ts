@@ -4,7 +4,7 @@
 // Addresses are bytes in packet order (written big-endian); ports, counts
 // and flags are in host order (little-endian, checked below).
 import os from 'node:os';
-import type { Destination, Frontend, FrontendKind, Protocol } from '../../model/contract.js';
+import type { Destination, Frontend, FrontendKind, NoEndpointsVerdict, Protocol } from '../../model/contract.js';
 import { intToIpv4, ipv4ToInt } from '../../net/ip.js';
 
 if (os.endianness() !== 'LE') {
@@ -41,8 +41,12 @@ export const LB_IFACE_F_CREATED_HOOK = 0x1;
 /** Slot 0's flags: the frontend's kind (LB_SVC_F_* in consts.h); a ClusterIP has none. */
 const KIND_FLAGS: Record<FrontendKind, number> = { ClusterIP: 0, ExternalIP: 0x1, LoadBalancerIP: 0x2, NodePort: 0x4 };
 
+const KIND_MASK = 0x7;
+/** Slot 0's flag for a frontend whose new flows are dropped, not refused, when it has no endpoint. */
+const LB_SVC_F_DROP_NO_ENDPOINTS = 0x8;
+
 function kindFromFlags(flags: number): FrontendKind {
-  const kind = (Object.keys(KIND_FLAGS) as FrontendKind[]).find((k) => KIND_FLAGS[k] === (flags & 0x7));
+  const kind = (Object.keys(KIND_FLAGS) as FrontendKind[]).find((k) => KIND_FLAGS[k] === (flags & KIND_MASK));
   if (kind === undefined) throw new Error(`kube_lb_svc: unknown frontend flags 0x${flags.toString(16)}`);
   return kind;
 }
@@ -79,10 +83,10 @@ export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; slot: num
   };
 }
 
-/** Slot 0 of a service: how many backend slots are in use, and what kind of frontend it is. */
-export function writeSvcCount(b: Buffer, at: number, count: number, kind: FrontendKind): void {
+/** Slot 0 of a service: how many backend slots are in use, what kind of frontend it is, and what happens without endpoints. */
+export function writeSvcCount(b: Buffer, at: number, count: number, kind: FrontendKind, noEndpoints: NoEndpointsVerdict): void {
   b.writeUInt16LE(count, at + svcValue.count.offset);
-  b.writeUInt16LE(KIND_FLAGS[kind], at + svcValue.flags.offset);
+  b.writeUInt16LE(KIND_FLAGS[kind] | (noEndpoints === 'drop' ? LB_SVC_F_DROP_NO_ENDPOINTS : 0), at + svcValue.flags.offset);
 }
 
 /** Slots 1..count: one backend each. */
@@ -91,10 +95,12 @@ export function writeSvcBackend(b: Buffer, at: number, d: Destination): void {
   b.writeUInt16LE(d.port, at + svcValue.backend_port.offset);
 }
 
-export function decodeSvcValue(b: Buffer, at = 0): { count: number; kind: FrontendKind; backend: Destination } {
+export function decodeSvcValue(b: Buffer, at = 0): { count: number; kind: FrontendKind; noEndpoints: NoEndpointsVerdict; backend: Destination } {
+  const flags = b.readUInt16LE(at + svcValue.flags.offset);
   return {
     count: b.readUInt16LE(at + svcValue.count.offset),
-    kind: kindFromFlags(b.readUInt16LE(at + svcValue.flags.offset)),
+    kind: kindFromFlags(flags),
+    noEndpoints: flags & LB_SVC_F_DROP_NO_ENDPOINTS ? 'drop' : 'reject',
     backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };
 }
@@ -180,4 +186,15 @@ export function encodeIfaceValue(flags: number): Buffer {
 
 export function decodeIfaceEntry(key: Buffer, value: Buffer, at: { key: number; value: number }): { ifindex: number; flags: number } {
   return { ifindex: key.readUInt32LE(at.key), flags: value.readUInt32LE(at.value + layouts.lb_iface_value.fields.flags.offset) };
+}
+
+/** enum lb_drop_reason in consts.h, in its order: the reason label of each kube_lb_drops index. */
+export const DROP_REASONS = ['no_endpoints', 'no_nat_port', 'conntrack_full', 'rewrite_failed', 'reject_failed'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+/** Sums a per-CPU u64 counter, as a lookup returns it: one 8-byte value per possible CPU. */
+export function sumPerCpu(values: Buffer): number {
+  let sum = 0n;
+  for (let at = 0; at < values.length; at += 8) sum += values.readBigUInt64LE(at);
+  return Number(sum);
 }

@@ -19,6 +19,9 @@ export const FILL_REFRESH_MS = 10_000;
  */
 export const FILL_IDLE_MS = 5 * 60_000;
 
+/** The maps that fill up; kube_lb_drops is an array of counters, always whole. */
+export const FILLED_MAPS = (Object.keys(MAPS) as (keyof typeof MAPS)[]).filter((key) => key !== 'drops');
+
 export class MapFillCache {
   private readonly maps: { map: string; fd: number; maxEntries: number }[];
   private readonly counts = new Map<string, number>();
@@ -33,7 +36,7 @@ export class MapFillCache {
     private readonly onError: (map: string, err: Error) => void,
   ) {
     // A map's capacity is fixed when it is created.
-    this.maps = (Object.keys(MAPS) as (keyof typeof MAPS)[]).map((key) => ({
+    this.maps = FILLED_MAPS.map((key) => ({
       map: MAPS[key],
       fd: fds[key],
       maxEntries: lib.mapInfo(fds[key]).maxEntries,

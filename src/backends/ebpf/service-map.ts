@@ -1,6 +1,6 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, type FrontendKind, frontendKey } from '../../model/contract.js';
+import { type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';
@@ -8,6 +8,7 @@ import { planSlots } from './slots.js';
 /** A service as the map holds it: its backends in slot order. */
 export interface ServiceEntry {
   kind: FrontendKind;
+  noEndpoints: NoEndpointsVerdict;
   frontend: Frontend;
   slots: Destination[];
 }
@@ -15,11 +16,18 @@ export interface ServiceEntry {
 /** One frontend's change; null on a side means absent. */
 export interface ServiceChange {
   kind: FrontendKind;
+  noEndpoints: NoEndpointsVerdict;
   frontend: Frontend;
-  /** The kind slot 0 records now; null when absent. */
+  /** What slot 0 records now; null when absent. */
   currentKind: FrontendKind | null;
+  currentNoEndpoints: NoEndpointsVerdict | null;
   current: readonly Destination[] | null;
   wanted: readonly Destination[] | null;
+}
+
+/** The change that writes a frontend absent from the map: for tests, benchmarks and tools that fill the map directly. */
+export function addition(frontend: Frontend, wanted: readonly Destination[], kind: FrontendKind = 'ClusterIP', noEndpoints: NoEndpointsVerdict = 'reject'): ServiceChange {
+  return { kind, noEndpoints, frontend, currentKind: null, currentNoEndpoints: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
@@ -49,8 +57,8 @@ class Batch {
     this.key(frontend, slot);
   }
 
-  serviceCount(frontend: Frontend, count: number, kind: FrontendKind): void {
-    writeSvcCount(this.values, this.count * VALUE_SIZE, count, kind);
+  serviceCount(frontend: Frontend, count: number, kind: FrontendKind, noEndpoints: NoEndpointsVerdict): void {
+    writeSvcCount(this.values, this.count * VALUE_SIZE, count, kind, noEndpoints);
     this.key(frontend, 0);
   }
 
@@ -81,24 +89,24 @@ export class ServiceMap {
   /** Every service in the map, by frontendKey. Slots past the count are ignored. */
   readAll(): Map<string, ServiceEntry> {
     const { keys, values, count } = this.lib.mapDump(this.fd);
-    const counts = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind }>();
+    const counts = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind; noEndpoints: NoEndpointsVerdict }>();
     const backends = new Map<string, Destination>();
     for (let i = 0; i < count; i++) {
       const { frontend, slot } = decodeSvcKey(keys, i * layouts.lb_svc_key.size);
       const value = decodeSvcValue(values, i * layouts.lb_svc_value.size);
       const fk = frontendKey(frontend);
-      if (slot === 0) counts.set(fk, { frontend, count: value.count, kind: value.kind });
+      if (slot === 0) counts.set(fk, { frontend, count: value.count, kind: value.kind, noEndpoints: value.noEndpoints });
       else backends.set(`${fk}#${slot}`, value.backend);
     }
     const result = new Map<string, ServiceEntry>();
-    for (const [fk, { frontend, count: n, kind }] of counts) {
+    for (const [fk, { frontend, count: n, kind, noEndpoints }] of counts) {
       const slots: Destination[] = [];
       for (let slot = 1; slot <= n; slot++) {
         const b = backends.get(`${fk}#${slot}`);
         if (!b) throw new Error(`service map is inconsistent: ${fk} counts ${n} backends but slot ${slot} is missing`);
         slots.push(b);
       }
-      result.set(fk, { kind, frontend, slots });
+      result.set(fk, { kind, noEndpoints, frontend, slots });
     }
     return result;
   }
@@ -117,13 +125,14 @@ export class ServiceMap {
     const tables = new Map<string, Destination[]>();
 
     for (const { change, plan } of plans) {
-      const { kind, frontend, current, currentKind, wanted } = change;
+      const { kind, noEndpoints, frontend, current, currentKind, currentNoEndpoints, wanted } = change;
       if (wanted === null) {
         // Remove the service before its slots, so no lookup finds it half gone.
         if (current !== null) removedServices.key(frontend, 0);
       } else {
         for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
-        if (current === null || current.length !== plan.slots.length || currentKind !== kind) countWrites.serviceCount(frontend, plan.slots.length, kind);
+        const slotZeroChanged = current === null || current.length !== plan.slots.length || currentKind !== kind || currentNoEndpoints !== noEndpoints;
+        if (slotZeroChanged) countWrites.serviceCount(frontend, plan.slots.length, kind, noEndpoints);
         tables.set(frontendKey(frontend), plan.slots);
       }
       for (const slot of plan.deletes) slotDeletes.key(frontend, slot);
