@@ -18,6 +18,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   static Napi::Function Class(Napi::Env env) {
     return DefineClass(env, "BpfObject",
                        {
+                           InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
                            InstanceMethod<&BpfObject::Load>("load"),
                            InstanceMethod<&BpfObject::MapFd>("mapFd"),
                            InstanceMethod<&BpfObject::ProgramFd>("programFd"),
@@ -38,6 +39,15 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   ~BpfObject() override { bpf_object__close(obj_); }
 
  private:
+  // Resizes a map before load(); libbpf refuses (EBUSY) once it is created.
+  void SetMaxEntries(const Napi::CallbackInfo& info) {
+    Args args(info, "setMaxEntries");
+    std::string name = args.String(0, "name");
+    uint32_t max_entries = args.Uint32(1, "maxEntries", 1);
+    bpf_map* map = Find(info.Env(), bpf_object__find_map_by_name, "bpf_object__find_map_by_name", name);
+    Check(info.Env(), bpf_map__set_max_entries(map, max_entries), "bpf_map__set_max_entries", name);
+  }
+
   void Load(const Napi::CallbackInfo& info) {
     libbpf_log::Clear();
     int ret = bpf_object__load(Live(info.Env(), "bpf_object__load"));

@@ -42,6 +42,8 @@ export interface BtfStruct {
 
 /** A libbpf bpf_object, opened with maps pinned by name under pinRoot. */
 export interface BpfObject {
+  /** Sets a map's capacity; only before load(). */
+  setMaxEntries(name: string, maxEntries: number): void;
   /** Loads programs into the kernel; maps pinned under pinRoot are reused. */
   load(): void;
   mapFd(name: string): number;

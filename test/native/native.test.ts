@@ -113,6 +113,7 @@ describe('native addon', () => {
     rejectedPath = compileFixture('kltest_rejected', tmp);
     fs.mkdirSync(`${testRoot}/suite`, { recursive: true });
     fs.mkdirSync(`${testRoot}/reuse`, { recursive: true });
+    fs.mkdirSync(`${testRoot}/resized`, { recursive: true });
     obj = addon.openObject(objectPath, `${testRoot}/suite`);
     obj.load();
     hashFd = obj.mapFd('kltest_hash');
@@ -238,6 +239,19 @@ describe('native addon', () => {
     assert.throws(() => addon.btfStructs(objectPath, [1 as unknown as string]), {
       name: 'TypeError', message: 'btfStructs: names must be an array of strings',
     });
+  });
+
+  it('sets a map\'s capacity before load, and refuses to after', () => {
+    const resized = addon.openObject(objectPath, `${testRoot}/resized`);
+    try {
+      resized.setMaxEntries('kltest_hash', 3);
+      resized.load();
+      assert.equal(addon.mapInfo(resized.mapFd('kltest_hash')).maxEntries, 3);
+      assert.throws(() => resized.setMaxEntries('kltest_hash', 5), { code: 'EBUSY', message: /bpf_map__set_max_entries kltest_hash/ });
+      assert.throws(() => resized.setMaxEntries('kltest_missing', 5), { code: 'ENOENT' });
+    } finally {
+      resized.close();
+    }
   });
 
   it('reuses maps pinned by name across loads', () => {
