@@ -42,6 +42,9 @@ enum lb_drop_reason {
 	LB_DROP__MAX,
 };
 
+/* The control plane sets the sizes of kube_lb_svc and of the conntrack maps
+ * at load (--bpf-lb-map-max, --bpf-ct-map-max); these are what the object
+ * declares, the flags' defaults. */
 #define LB_SVC_MAX_ENTRIES 1048576
 #define LB_CT_MAX_ENTRIES 262144
 #define LB_IFACE_MAX_ENTRIES 4096

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { native } from '../../src/native/index.js';
 import { EbpfBackend } from '../../src/backends/ebpf/ebpf-backend.js';
-import { MAPS } from '../../src/backends/ebpf/datapath.js';
+import { DEFAULT_MAP_SIZES, MAPS } from '../../src/backends/ebpf/datapath.js';
 import { FILL_REFRESH_MS, FILLED_MAPS } from '../../src/backends/ebpf/map-stats.js';
 import { ProxyTelemetry } from '../../src/observability/telemetry.js';
 import { requireRoot } from '../lib/preconditions.js';
@@ -50,7 +50,7 @@ describe('map fill metrics with full maps', () => {
   before(async () => {
     requireRoot();
     const { log, lines } = captureLogger();
-    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}` });
+    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}`, mapSizes: DEFAULT_MAP_SIZES });
     telemetry = await ProxyTelemetry.start({
       backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log,
     });

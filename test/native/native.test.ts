@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { native, projectRoot, type BpfObject } from '../../src/native/index.js';
-import { ensurePinRoot, loadDatapath } from '../../src/backends/ebpf/datapath.js';
+import { ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_NOEXIST = 1;
@@ -409,6 +409,31 @@ describe('the pin root', () => {
       assert.throws(() => ensurePinRoot('kube-lb'), /give an absolute path/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('map sizes', () => {
+  it('are applied at load', () => {
+    const pinRoot = `${testRoot}-sizes`;
+    const dp = loadDatapath(native(), pinRoot, { lb: 64, ct: 128 });
+    try {
+      assert.deepEqual(
+        [dp.maps.svc, dp.maps.ct, dp.maps.rnat].map((fd) => [native().mapInfo(fd).name, native().mapInfo(fd).maxEntries]),
+        [['kube_lb_svc', 64], ['kube_lb_ct', 128], ['kube_lb_rnat', 128]],
+      );
+    } finally {
+      dp.object.close();
+      removePins(pinRoot);
+    }
+  });
+
+  it('more than the kernel allows fails the load with a message that names the flags', () => {
+    const pinRoot = `${testRoot}-too-big`;
+    try {
+      assert.throws(() => loadDatapath(native(), pinRoot, { lb: 2 ** 31, ct: 128 }), /creating the maps failed \(E2BIG\): --bpf-lb-map-max=2147483648 or --bpf-ct-map-max=128 asks for more than this kernel/);
+    } finally {
+      fs.rmSync(pinRoot, { recursive: true, force: true });
     }
   });
 });

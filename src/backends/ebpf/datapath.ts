@@ -12,6 +12,17 @@ export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod' } as const;
 export const MAPS = { svc: 'kube_lb_svc', ct: 'kube_lb_ct', rnat: 'kube_lb_rnat', ifaces: 'kube_lb_ifaces', drops: 'kube_lb_drops' } as const;
 
 export type MapFds = Record<keyof typeof MAPS, number>;
+
+/** Entries of kube_lb_svc (--bpf-lb-map-max) and of each conntrack map (--bpf-ct-map-max). */
+export interface MapSizes {
+  lb: number;
+  ct: number;
+}
+
+/** The flags' defaults; docs/ebpf-maps.md says what they cost. */
+export const DEFAULT_MAP_SIZES: MapSizes = { lb: 1_048_576, ct: 262_144 };
+/** Kernels refuse larger hash maps: their bucket table would pass 4 GiB. */
+export const MAX_MAP_SIZE = 2 ** 27;
 export type ProgramFds = Record<keyof typeof PROGRAMS, number>;
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -54,21 +65,31 @@ export interface LoadedDatapath {
 }
 
 /**
- * Loads the datapath. Maps already pinned under pinRoot are reused with
- * their content (services, flows), so a restart loses no connection; the
- * programs are loaded afresh and pinned beside them.
+ * Loads the datapath with maps of the given sizes. Maps already pinned under
+ * pinRoot are reused with their content (services, flows), so a restart
+ * loses no connection; the programs are loaded afresh and pinned beside them.
  */
-export function loadDatapath(lib: NativeAddon, pinRoot: string, objectPath = OBJECT_PATH): LoadedDatapath {
+export function loadDatapath(lib: NativeAddon, pinRoot: string, sizes: MapSizes = DEFAULT_MAP_SIZES, objectPath = OBJECT_PATH): LoadedDatapath {
   if (!fs.existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (run make)`);
   ensurePinRoot(pinRoot);
   const object = lib.openObject(objectPath, pinRoot);
   try {
+    object.setMaxEntries(MAPS.svc, sizes.lb);
+    object.setMaxEntries(MAPS.ct, sizes.ct);
+    object.setMaxEntries(MAPS.rnat, sizes.ct);
     try {
       object.load();
     } catch (err) {
+      const { code } = err as NodeJS.ErrnoException;
+      if (code === 'E2BIG' || code === 'ENOMEM') {
+        throw new Error(
+          `creating the maps failed (${code}): --bpf-lb-map-max=${sizes.lb} or --bpf-ct-map-max=${sizes.ct} asks for more than this kernel or its memory allows; choose smaller sizes`,
+          { cause: err },
+        );
+      }
       if (!/couldn't reuse pinned map/.test((err as Error).message)) throw err;
       throw new Error(
-        `the maps pinned under ${pinRoot} have another layout (kube-lb of another version made them); ` +
+        `the maps pinned under ${pinRoot} have another layout or size (kube-lb of another version, or other --bpf-lb-map-max or --bpf-ct-map-max, made them); ` +
           `\`kube-lb cleanup --backend=ebpf --bpf-pin-path=${pinRoot}\` removes them, and with them the connections they track\n${(err as Error).message}`,
         { cause: err },
       );

@@ -7,7 +7,7 @@ import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
-import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
+import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { MapFillCache } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
@@ -21,6 +21,7 @@ export interface EbpfOptions {
 export interface EbpfRunOptions extends EbpfOptions {
   /** Attach to every interface whose name starts with this. */
   interfacePrefix: string;
+  mapSizes: MapSizes;
 }
 
 /** Slots keep their order, so the map's backends are compared as a set. */
@@ -53,7 +54,7 @@ export class EbpfBackend implements Backend {
   /** Loads (or reuses) the datapath and attaches to matching interfaces, now and as they appear. */
   static async run(opts: EbpfRunOptions): Promise<EbpfBackend> {
     const lib = native();
-    const loaded = loadDatapath(lib, opts.pinPath);
+    const loaded = loadDatapath(lib, opts.pinPath, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     backend.applied = new ServiceMap(lib, loaded.maps.svc).readAll();
     opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size }, 'ebpf datapath loaded');
