@@ -94,7 +94,8 @@ export class Proxier {
     const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys);
     this.needFull = false;
     const durationMs = performance.now() - started;
-    this.opts.telemetry.syncSucceeded({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints });
+    // A refusal needs no retry of its own: the backend tries refused service ports at every sync, and only a sync frees room.
+    this.opts.telemetry.syncCompleted({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints, servicePortsRefused: stats.servicePortsRefused ?? 0 });
     this.serviceHealth.update(this.model.healthChecks());
     this.opts.log.info(
       { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(durationMs) },

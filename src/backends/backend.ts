@@ -16,6 +16,13 @@ export interface SyncStats {
   frontendsWritten: number;
   /** Frontends removed. */
   frontendsRemoved: number;
+  /**
+   * Service ports left unprogrammed, or as last programmed, because a
+   * kernel table has no room for them; the backend tries them again at
+   * every sync. A sync that refused any did not do everything: it counts
+   * as failed.
+   */
+  servicePortsRefused?: number;
 }
 
 export interface Backend {

@@ -1,17 +1,18 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, type Protocol, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
-import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
+import { staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { MapFillCache } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
-import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
+import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
+import { type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey } from './service-map.js';
 
 export interface EbpfOptions {
   pinPath: string;
@@ -22,6 +23,11 @@ export interface EbpfRunOptions extends EbpfOptions {
   /** Attach to every interface whose name starts with this. */
   interfacePrefix: string;
   mapSizes: MapSizes;
+}
+
+/** A change that takes more entries than it holds. */
+function needsRoom(change: ServiceChange): boolean {
+  return entriesOf(change.wanted) > entriesOf(change.current);
 }
 
 /** Slots keep their order, so the map's backends are compared as a set. */
@@ -36,6 +42,16 @@ export class EbpfBackend implements Backend {
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** What the map holds, by frontendKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
+  /** Entries the map holds, orphans included. */
+  private entries = 0;
+  /** Entries of no service, read at start; the next sync deletes them. */
+  private orphans: SlotKey[] = [];
+  /** kube_lb_svc's capacity. */
+  private maxEntries = 0;
+  /** A write failed: what the map holds is unknown until read again. */
+  private unread = false;
+  /** Service ports refused for want of room, by key; every sync tries them again. */
+  private readonly refused = new Set<string>();
   /** The frontends of each service port key in the last state synced. */
   private readonly frontendsOf = new Map<string, string[]>();
   private attacher: Attacher | undefined;
@@ -56,8 +72,9 @@ export class EbpfBackend implements Backend {
     const lib = native();
     const loaded = loadDatapath(lib, opts.pinPath, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
-    backend.applied = new ServiceMap(lib, loaded.maps.svc).readAll();
-    opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size }, 'ebpf datapath loaded');
+    backend.maxEntries = lib.mapInfo(loaded.maps.svc).maxEntries;
+    backend.readServiceMap();
+    opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size, maxEntries: backend.maxEntries }, 'ebpf datapath loaded');
     const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts.interfacePrefix, opts.log);
     backend.attacher = attacher;
     const reconcile = (): void => {
@@ -84,16 +101,22 @@ export class EbpfBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
+    if (this.unread) {
+      this.readServiceMap();
+      changed = null;
+    }
     // The programs see traffic from pods only, so every frontend sends to its internal set.
-    const wanted = new Map<string, { kind: FrontendKind; noEndpoints: NoEndpointsVerdict; frontend: Frontend; destinations: Destination[] }>();
+    const wanted = new Map<string, { kind: FrontendKind; noEndpoints: NoEndpointsVerdict; frontend: Frontend; destinations: Destination[]; port: ServicePortState }>();
     const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
     if (changed === null) this.frontendsOf.clear();
-    for (const key of changed ?? state.keys()) {
+    const ports: ServicePortState[] = [];
+    for (const key of changed === null ? state.keys() : new Set([...changed, ...this.refused])) {
       for (const fk of this.frontendsOf.get(key) ?? []) candidates.add(fk);
       const sp = state.get(key);
+      if (sp) ports.push(sp);
       const now = (sp?.frontends ?? []).map((f) => {
         const fk = frontendKey(f);
-        wanted.set(fk, { kind: f.kind, noEndpoints: f.noEndpoints, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
+        wanted.set(fk, { kind: f.kind, noEndpoints: f.noEndpoints, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations, port: sp! });
         candidates.add(fk);
         return fk;
       });
@@ -102,7 +125,6 @@ export class EbpfBackend implements Backend {
     }
 
     const changes: ServiceChange[] = [];
-    const stale: StaleUdpFlows[] = [];
     for (const fk of candidates) {
       const want = wanted.get(fk);
       const current = this.applied.get(fk);
@@ -118,14 +140,32 @@ export class EbpfBackend implements Backend {
         current: current?.slots ?? null,
         wanted: want?.destinations ?? null,
       });
-      // The map holds what the kernel has, so this holds after a restart too.
-      const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
-      if (flows !== null) stale.push(flows);
     }
 
-    const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
+    // Decided before anything is written. A refused frontend that is in the
+    // map keeps its last programmed backends, as kube-proxy's rules stay as
+    // they were when a sync fails.
+    const portOf = (fk: string): string => wanted.get(fk)!.port.key;
+    const { free, requests } = this.roomRequests(changes, portOf);
+    const { refused, left } = refusedRequests(free, [...requests.values()]);
+    this.noteRefusals(ports, refused, requests, left);
+    for (const key of this.refused) if (!state.has(key)) this.refused.delete(key);
+    const accepted = changes.filter((c) => !needsRoom(c) || !refused.has(portOf(frontendKey(c.frontend))));
+    // The map holds what the kernel has, so this holds after a restart too.
+    const stale = accepted.flatMap(({ frontend, current, wanted: destinations }) => staleUdpFlows(frontend, current, destinations, true) ?? []);
+
+    let tables: Map<string, Destination[]>;
+    try {
+      tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(accepted, this.orphans);
+    } catch (err) {
+      this.unread = true;
+      throw err;
+    }
+    this.entries -= this.orphans.length;
+    this.orphans = [];
     let removed = 0;
-    for (const { frontend } of changes) {
+    for (const { frontend, current, wanted: destinations } of accepted) {
+      this.entries += entriesOf(destinations) - entriesOf(current);
       const fk = frontendKey(frontend);
       const slots = tables.get(fk);
       if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, noEndpoints: wanted.get(fk)!.noEndpoints, frontend, slots });
@@ -134,7 +174,51 @@ export class EbpfBackend implements Backend {
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
     if (changed === null) await this.attacher?.reconcile();
-    return { frontendsWritten: changes.length - removed, frontendsRemoved: removed };
+    return { frontendsWritten: accepted.length - removed, frontendsRemoved: removed, servicePortsRefused: this.refused.size };
+  }
+
+  /** The room each service port's changes need, and the room free once orphans and removed frontends are gone. */
+  private roomRequests(changes: readonly ServiceChange[], portOf: (fk: string) => string): { free: number; requests: Map<string, RoomRequest> } {
+    let free = this.maxEntries - this.entries + this.orphans.length;
+    const requests = new Map<string, RoomRequest>();
+    for (const change of changes) {
+      if (change.wanted === null) free += entriesOf(change.current);
+      if (!needsRoom(change)) continue;
+      const key = portOf(frontendKey(change.frontend));
+      const request = requests.get(key) ?? { key, inMap: false, entries: 0 };
+      request.entries += entriesOf(change.wanted) - entriesOf(change.current);
+      request.inMap ||= change.current !== null;
+      requests.set(key, request);
+    }
+    return { free, requests };
+  }
+
+  /** Keeps this.refused, naming each service port once when it is refused and once when it gets in. */
+  private noteRefusals(ports: readonly ServicePortState[], refused: ReadonlySet<string>, requests: ReadonlyMap<string, RoomRequest>, entriesFree: number): void {
+    for (const port of ports) {
+      const service = `${port.namespace}/${port.name}`;
+      if (refused.has(port.key) && !this.refused.has(port.key)) {
+        this.refused.add(port.key);
+        this.opts.log.warn(
+          { service, port: port.portName, frontends: port.frontends.map(frontendKey), entriesNeeded: requests.get(port.key)!.entries, entriesFree, maxEntries: this.maxEntries },
+          'kube_lb_svc has no room for this service port: it is not programmed (a frontend already programmed keeps its last backends) until deleting services frees room, or kube-lb runs with a larger --bpf-lb-map-max',
+        );
+      } else if (!refused.has(port.key) && this.refused.delete(port.key)) {
+        this.opts.log.info({ service, port: port.portName }, 'kube_lb_svc has room for this service port again: programmed');
+      }
+    }
+  }
+
+  /** Reads kube_lb_svc: the services, the orphans to delete, and how full it is. */
+  private readServiceMap(): void {
+    const contents = new ServiceMap(this.lib, this.maps!.svc).readAll();
+    this.applied = contents.services;
+    this.orphans = contents.orphans;
+    this.entries = contents.entries;
+    this.unread = false;
+    if (this.orphans.length > 0) {
+      this.opts.log.info({ orphans: this.orphans.length }, 'kube_lb_svc holds entries of no service, left by a write cut short; the next sync deletes them');
+    }
   }
 
   async mapFill(): Promise<MapFill[]> {
@@ -150,7 +234,7 @@ export class EbpfBackend implements Backend {
 
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
-    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
+    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().services.values()];
     return entries.map((e) => ({ kind: e.kind, frontend: e.frontend, destinations: e.slots }));
   }
 

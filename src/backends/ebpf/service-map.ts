@@ -13,6 +13,26 @@ export interface ServiceEntry {
   slots: Destination[];
 }
 
+/** One key of kube_lb_svc. */
+export interface SlotKey {
+  frontend: Frontend;
+  slot: number;
+}
+
+/** What kube_lb_svc holds. */
+export interface MapContents {
+  /** Every service, by frontendKey. */
+  services: Map<string, ServiceEntry>;
+  /**
+   * Entries no service accounts for, which a write cut short (a crash, a
+   * full map) leaves: slots past a service's count, slots without a slot 0,
+   * and every entry of a service whose count names a missing slot.
+   */
+  orphans: SlotKey[];
+  /** Every entry, orphans included. */
+  entries: number;
+}
+
 /** One frontend's change; null on a side means absent. */
 export interface ServiceChange {
   kind: FrontendKind;
@@ -67,9 +87,9 @@ class Batch {
     try {
       lib.mapUpdateBatch(fd, this.keys.subarray(0, this.count * KEY_SIZE), this.values.subarray(0, this.count * VALUE_SIZE), this.count);
     } catch (err) {
-      // The kernel says E2BIG when a hash map has no room left.
+      // The kernel says E2BIG when a hash map has no room left; kube-lb counts room before writing, so its count was wrong.
       if ((err as NodeJS.ErrnoException).code === 'E2BIG') {
-        throw new Error(`kube_lb_svc is full: it holds at most ${lib.mapInfo(fd).maxEntries} entries (one per service port plus one per backend)`);
+        throw new Error(`kube_lb_svc is full (it holds at most ${lib.mapInfo(fd).maxEntries} entries), though kube-lb counted room: it reads the map again before the next sync`, { cause: err });
       }
       throw err;
     }
@@ -86,61 +106,75 @@ export class ServiceMap {
     private readonly fd: number,
   ) {}
 
-  /** Every service in the map, by frontendKey. Slots past the count are ignored. */
-  readAll(): Map<string, ServiceEntry> {
+  readAll(): MapContents {
     const { keys, values, count } = this.lib.mapDump(this.fd);
-    const counts = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind; noEndpoints: NoEndpointsVerdict }>();
-    const backends = new Map<string, Destination>();
+    const heads = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind; noEndpoints: NoEndpointsVerdict }>();
+    const slotsOf = new Map<string, { frontend: Frontend; slots: Map<number, Destination> }>();
     for (let i = 0; i < count; i++) {
-      const { frontend, slot } = decodeSvcKey(keys, i * layouts.lb_svc_key.size);
-      const value = decodeSvcValue(values, i * layouts.lb_svc_value.size);
+      const { frontend, slot } = decodeSvcKey(keys, i * KEY_SIZE);
+      const value = decodeSvcValue(values, i * VALUE_SIZE);
       const fk = frontendKey(frontend);
-      if (slot === 0) counts.set(fk, { frontend, count: value.count, kind: value.kind, noEndpoints: value.noEndpoints });
-      else backends.set(`${fk}#${slot}`, value.backend);
-    }
-    const result = new Map<string, ServiceEntry>();
-    for (const [fk, { frontend, count: n, kind, noEndpoints }] of counts) {
-      const slots: Destination[] = [];
-      for (let slot = 1; slot <= n; slot++) {
-        const b = backends.get(`${fk}#${slot}`);
-        if (!b) throw new Error(`service map is inconsistent: ${fk} counts ${n} backends but slot ${slot} is missing`);
-        slots.push(b);
+      if (slot === 0) {
+        heads.set(fk, { frontend, count: value.count, kind: value.kind, noEndpoints: value.noEndpoints });
+        continue;
       }
-      result.set(fk, { kind, noEndpoints, frontend, slots });
+      let entry = slotsOf.get(fk);
+      if (!entry) slotsOf.set(fk, (entry = { frontend, slots: new Map() }));
+      entry.slots.set(slot, value.backend);
     }
-    return result;
+    const services = new Map<string, ServiceEntry>();
+    const orphans: SlotKey[] = [];
+    for (const [fk, { frontend, count: n, kind, noEndpoints }] of heads) {
+      const slots = slotsOf.get(fk)?.slots ?? new Map<number, Destination>();
+      const table: Destination[] = [];
+      for (let slot = 1; slot <= n && slots.has(slot); slot++) table.push(slots.get(slot)!);
+      if (table.length < n) {
+        orphans.push({ frontend, slot: 0 });
+        continue;
+      }
+      services.set(fk, { kind, noEndpoints, frontend, slots: table });
+      for (let slot = 1; slot <= n; slot++) slots.delete(slot);
+    }
+    for (const { frontend, slots } of slotsOf.values()) for (const slot of slots.keys()) orphans.push({ frontend, slot });
+    return { services, orphans, entries: count };
   }
 
   /**
-   * Applies changes in three ordered batches: backend slots first, then each
-   * service's count (its slot 0), then the slots and services that go away.
-   * Returns the new slot table of every frontend that still exists.
+   * Applies changes in ordered batches: orphans and the services that go
+   * away first (each service before its slots), so their room is free for
+   * what follows; then backend slots, then each service's count (its slot
+   * 0), then the slots past a count that shrank. Returns the new slot table
+   * of every frontend that still exists.
    */
-  apply(changes: readonly ServiceChange[]): Map<string, Destination[]> {
+  apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = []): Map<string, Destination[]> {
     const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
+    const deletes = plans.reduce((n, { plan }) => n + plan.deletes.length, 0);
+    const removedServices = new Batch(changes.length + orphans.length, false);
+    const removedSlots = new Batch(deletes + orphans.length, false);
     const slotWrites = new Batch(plans.reduce((n, { plan }) => n + plan.writes.length, 0), true);
     const countWrites = new Batch(changes.length, true);
-    const removedServices = new Batch(changes.length, false);
-    const slotDeletes = new Batch(plans.reduce((n, { plan }) => n + plan.deletes.length, 0), false);
+    const slotDeletes = new Batch(deletes, false);
     const tables = new Map<string, Destination[]>();
 
+    for (const { frontend, slot } of orphans) (slot === 0 ? removedServices : removedSlots).key(frontend, slot);
     for (const { change, plan } of plans) {
       const { kind, noEndpoints, frontend, current, currentKind, currentNoEndpoints, wanted } = change;
       if (wanted === null) {
-        // Remove the service before its slots, so no lookup finds it half gone.
         if (current !== null) removedServices.key(frontend, 0);
-      } else {
-        for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
-        const slotZeroChanged = current === null || current.length !== plan.slots.length || currentKind !== kind || currentNoEndpoints !== noEndpoints;
-        if (slotZeroChanged) countWrites.serviceCount(frontend, plan.slots.length, kind, noEndpoints);
-        tables.set(frontendKey(frontend), plan.slots);
+        for (const slot of plan.deletes) removedSlots.key(frontend, slot);
+        continue;
       }
+      for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
+      const slotZeroChanged = current === null || current.length !== plan.slots.length || currentKind !== kind || currentNoEndpoints !== noEndpoints;
+      if (slotZeroChanged) countWrites.serviceCount(frontend, plan.slots.length, kind, noEndpoints);
       for (const slot of plan.deletes) slotDeletes.key(frontend, slot);
+      tables.set(frontendKey(frontend), plan.slots);
     }
 
+    removedServices.delete(this.lib, this.fd);
+    removedSlots.delete(this.lib, this.fd);
     slotWrites.update(this.lib, this.fd);
     countWrites.update(this.lib, this.fd);
-    removedServices.delete(this.lib, this.fd);
     slotDeletes.delete(this.lib, this.fd);
     return tables;
   }
