@@ -13,13 +13,16 @@ enum no_backend {
 	NO_BACKEND_DROP,
 };
 
-/* Picks a backend for a new flow to a service, or returns NULL and says
- * why in *none. */
-static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_key *flow, enum no_backend *none)
+/* Picks a backend for a new flow to a service in scope (LB_SCOPE_*), or
+ * returns NULL and says why in *none. *svc_flags gets the service's
+ * LB_SVC_F_* flags. */
+static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_key *flow, __u8 scope,
+							 enum no_backend *none, __u16 *svc_flags)
 {
 	struct lb_svc_key key = {
 		.port = flow->dport,
 		.proto = flow->proto,
+		.scope = scope,
 	};
 	struct lb_svc_value *svc, *backend;
 
@@ -28,6 +31,7 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	if (!svc)
 		return NULL;
+	*svc_flags = svc->flags;
 	if (svc->count == 0) {
 		*none = (svc->flags & LB_SVC_F_DROP_NO_ENDPOINTS) ? NO_BACKEND_DROP : NO_BACKEND_REJECT;
 		return NULL;

@@ -50,7 +50,8 @@ describe('map fill metrics with full maps', () => {
   before(async () => {
     requireRoot();
     const { log, lines } = captureLogger();
-    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}` });
+    // No uplinks: this runs in the host's own network namespace.
+    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}`, devices: [] });
     telemetry = await ProxyTelemetry.start({
       backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log,
     });

@@ -1,26 +1,42 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type Protocol, type ResolvedFrontend, destinationKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { Attacher, detachAll } from './attach.js';
+import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { MapFillCache } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
-import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
+import { type ServiceChange, type ServiceEntry, ServiceMap, type SvcId, sameMeta, svcKey } from './service-map.js';
+import type { SvcMeta } from './encoding.js';
 
 export interface EbpfOptions {
   pinPath: string;
   log: Logger;
 }
 
-export interface EbpfRunOptions extends EbpfOptions {
-  /** Attach to every interface whose name starts with this. */
-  interfacePrefix: string;
+export interface EbpfRunOptions extends EbpfOptions, AttachOptions {}
+
+interface WantedService extends SvcId {
+  meta: SvcMeta;
+  destinations: Destination[];
+}
+
+/**
+ * The map services of a frontend: pods reach its internal endpoint set on
+ * pod interfaces; an external frontend also has an external-scope service
+ * for clients outside the node, on the uplinks, with its external set and
+ * SNAT where the traffic policy masquerades every source.
+ */
+function mapServices(f: ResolvedFrontend): WantedService[] {
+  const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
+  const internal: WantedService = { frontend, scope: 'internal', meta: { kind: f.kind, noEndpoints: f.noEndpoints, snat: false }, destinations: f.internal.destinations };
+  if (f.kind === 'ClusterIP') return [internal];
+  return [internal, { frontend, scope: 'external', meta: { kind: f.kind, noEndpoints: f.noEndpoints, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
 }
 
 /** Slots keep their order, so the map's backends are compared as a set. */
@@ -33,10 +49,10 @@ function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
-  /** What the map holds, by frontendKey: read at start, then kept by sync. */
+  /** What the map holds, by svcKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
-  /** The frontends of each service port key in the last state synced. */
-  private readonly frontendsOf = new Map<string, string[]>();
+  /** The map services (svcKey) of each service port key in the last state synced. */
+  private readonly servicesOf = new Map<string, string[]>();
   private attacher: Attacher | undefined;
   private watcher: LinkWatcher | undefined;
   private closed = false;
@@ -57,7 +73,7 @@ export class EbpfBackend implements Backend {
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     backend.applied = new ServiceMap(lib, loaded.maps.svc).readAll();
     opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size }, 'ebpf datapath loaded');
-    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts.interfacePrefix, opts.log);
+    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, opts.log);
     backend.attacher = attacher;
     const reconcile = (): void => {
       attacher.reconcile().catch((err: Error) => opts.log.error({ err: err.message }, 'attaching to interfaces failed'));
@@ -83,40 +99,30 @@ export class EbpfBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
-    // The programs see traffic from pods only, so every frontend sends to its internal set.
-    const wanted = new Map<string, { kind: FrontendKind; noEndpoints: NoEndpointsVerdict; frontend: Frontend; destinations: Destination[] }>();
+    const wanted = new Map<string, WantedService>();
     const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
-    if (changed === null) this.frontendsOf.clear();
+    if (changed === null) this.servicesOf.clear();
     for (const key of changed ?? state.keys()) {
-      for (const fk of this.frontendsOf.get(key) ?? []) candidates.add(fk);
-      const sp = state.get(key);
-      const now = (sp?.frontends ?? []).map((f) => {
-        const fk = frontendKey(f);
-        wanted.set(fk, { kind: f.kind, noEndpoints: f.noEndpoints, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
-        candidates.add(fk);
-        return fk;
+      for (const sk of this.servicesOf.get(key) ?? []) candidates.add(sk);
+      const now = (state.get(key)?.frontends ?? []).flatMap(mapServices).map((svc) => {
+        const sk = svcKey(svc);
+        wanted.set(sk, svc);
+        candidates.add(sk);
+        return sk;
       });
-      if (now.length > 0) this.frontendsOf.set(key, now);
-      else this.frontendsOf.delete(key);
+      if (now.length > 0) this.servicesOf.set(key, now);
+      else this.servicesOf.delete(key);
     }
 
     const changes: ServiceChange[] = [];
     const stale: StaleUdpFlows[] = [];
-    for (const fk of candidates) {
-      const want = wanted.get(fk);
-      const current = this.applied.get(fk);
-      if (want && current && want.kind === current.kind && want.noEndpoints === current.noEndpoints && sameDestinationSet(current.slots, want.destinations)) continue;
+    for (const sk of candidates) {
+      const want = wanted.get(sk);
+      const current = this.applied.get(sk);
+      if (want && current && sameMeta(want.meta, current.meta) && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
-      const { kind, noEndpoints, frontend } = (want ?? current)!;
-      changes.push({
-        kind,
-        noEndpoints,
-        frontend,
-        currentKind: current?.kind ?? null,
-        currentNoEndpoints: current?.noEndpoints ?? null,
-        current: current?.slots ?? null,
-        wanted: want?.destinations ?? null,
-      });
+      const { frontend, scope, meta } = (want ?? current)!;
+      changes.push({ frontend, scope, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
       // The map holds what the kernel has, so this holds after a restart too.
       const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
       if (flows !== null) stale.push(flows);
@@ -124,11 +130,11 @@ export class EbpfBackend implements Backend {
 
     const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
     let removed = 0;
-    for (const { frontend } of changes) {
-      const fk = frontendKey(frontend);
-      const slots = tables.get(fk);
-      if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, noEndpoints: wanted.get(fk)!.noEndpoints, frontend, slots });
-      else if (this.applied.delete(fk)) removed++;
+    for (const change of changes) {
+      const sk = svcKey(change);
+      const slots = tables.get(sk);
+      if (slots) this.applied.set(sk, { frontend: change.frontend, scope: change.scope, meta: change.meta, slots });
+      else if (this.applied.delete(sk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
@@ -149,8 +155,9 @@ export class EbpfBackend implements Backend {
 
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
-    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
-    return entries.map((e) => ({ kind: e.kind, frontend: e.frontend, destinations: e.slots }));
+    // A frontend's view is where traffic from outside the node goes: a ClusterIP's only service, the external one of the others.
+    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()].filter((e) => (e.meta.kind === 'ClusterIP') === (e.scope === 'internal'));
+    return entries.map((e) => ({ kind: e.meta.kind, frontend: e.frontend, destinations: e.slots }));
   }
 
   async cleanup(): Promise<void> {

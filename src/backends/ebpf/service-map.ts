@@ -1,33 +1,43 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, frontendKey } from '../../model/contract.js';
+import { type Destination, type Frontend, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
-import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
+import { type Scope, type SvcMeta, decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';
 
-/** A service as the map holds it: its backends in slot order. */
-export interface ServiceEntry {
-  kind: FrontendKind;
-  noEndpoints: NoEndpointsVerdict;
+/** A kube_lb_svc service: one frontend in one scope. */
+export interface SvcId {
   frontend: Frontend;
+  scope: Scope;
+}
+
+/** Identifies a service in the map: "10.96.0.10:80/TCP", "172.18.0.2:30080/TCP external". */
+export function svcKey(id: SvcId): string {
+  return id.scope === 'internal' ? frontendKey(id.frontend) : `${frontendKey(id.frontend)} external`;
+}
+
+export function sameMeta(a: SvcMeta, b: SvcMeta): boolean {
+  return a.kind === b.kind && a.noEndpoints === b.noEndpoints && a.snat === b.snat;
+}
+
+/** A service as the map holds it: its backends in slot order. */
+export interface ServiceEntry extends SvcId {
+  meta: SvcMeta;
   slots: Destination[];
 }
 
-/** One frontend's change; null on a side means absent. */
-export interface ServiceChange {
-  kind: FrontendKind;
-  noEndpoints: NoEndpointsVerdict;
-  frontend: Frontend;
+/** One service's change; null on a side means absent. */
+export interface ServiceChange extends SvcId {
+  meta: SvcMeta;
   /** What slot 0 records now; null when absent. */
-  currentKind: FrontendKind | null;
-  currentNoEndpoints: NoEndpointsVerdict | null;
+  currentMeta: SvcMeta | null;
   current: readonly Destination[] | null;
   wanted: readonly Destination[] | null;
 }
 
-/** The change that writes a frontend absent from the map: for tests, benchmarks and tools that fill the map directly. */
-export function addition(frontend: Frontend, wanted: readonly Destination[], kind: FrontendKind = 'ClusterIP', noEndpoints: NoEndpointsVerdict = 'reject'): ServiceChange {
-  return { kind, noEndpoints, frontend, currentKind: null, currentNoEndpoints: null, current: null, wanted };
+/** The change that writes a ClusterIP service absent from the map: for tests, benchmarks and tools that fill the map directly. */
+export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal'): ServiceChange {
+  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, ...meta }, currentMeta: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
@@ -48,18 +58,18 @@ class Batch {
     this.values = Buffer.alloc(withValues ? capacity * VALUE_SIZE : 0);
   }
 
-  key(frontend: Frontend, slot: number): void {
-    writeSvcKey(this.keys, this.count++ * KEY_SIZE, frontend, slot);
+  key(id: SvcId, slot: number): void {
+    writeSvcKey(this.keys, this.count++ * KEY_SIZE, id.frontend, id.scope, slot);
   }
 
-  backend(frontend: Frontend, slot: number, d: Destination): void {
+  backend(id: SvcId, slot: number, d: Destination): void {
     writeSvcBackend(this.values, this.count * VALUE_SIZE, d);
-    this.key(frontend, slot);
+    this.key(id, slot);
   }
 
-  serviceCount(frontend: Frontend, count: number, kind: FrontendKind, noEndpoints: NoEndpointsVerdict): void {
-    writeSvcCount(this.values, this.count * VALUE_SIZE, count, kind, noEndpoints);
-    this.key(frontend, 0);
+  serviceCount(id: SvcId, count: number, meta: SvcMeta): void {
+    writeSvcCount(this.values, this.count * VALUE_SIZE, count, meta);
+    this.key(id, 0);
   }
 
   update(lib: NativeAddon, fd: number): void {
@@ -86,27 +96,27 @@ export class ServiceMap {
     private readonly fd: number,
   ) {}
 
-  /** Every service in the map, by frontendKey. Slots past the count are ignored. */
+  /** Every service in the map, by svcKey. Slots past the count are ignored. */
   readAll(): Map<string, ServiceEntry> {
     const { keys, values, count } = this.lib.mapDump(this.fd);
-    const counts = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind; noEndpoints: NoEndpointsVerdict }>();
+    const services = new Map<string, { id: SvcId; count: number; meta: SvcMeta }>();
     const backends = new Map<string, Destination>();
     for (let i = 0; i < count; i++) {
-      const { frontend, slot } = decodeSvcKey(keys, i * layouts.lb_svc_key.size);
+      const { frontend, scope, slot } = decodeSvcKey(keys, i * layouts.lb_svc_key.size);
       const value = decodeSvcValue(values, i * layouts.lb_svc_value.size);
-      const fk = frontendKey(frontend);
-      if (slot === 0) counts.set(fk, { frontend, count: value.count, kind: value.kind, noEndpoints: value.noEndpoints });
-      else backends.set(`${fk}#${slot}`, value.backend);
+      const key = svcKey({ frontend, scope });
+      if (slot === 0) services.set(key, { id: { frontend, scope }, count: value.count, meta: value.meta });
+      else backends.set(`${key}#${slot}`, value.backend);
     }
     const result = new Map<string, ServiceEntry>();
-    for (const [fk, { frontend, count: n, kind, noEndpoints }] of counts) {
+    for (const [key, { id, count: n, meta }] of services) {
       const slots: Destination[] = [];
       for (let slot = 1; slot <= n; slot++) {
-        const b = backends.get(`${fk}#${slot}`);
-        if (!b) throw new Error(`service map is inconsistent: ${fk} counts ${n} backends but slot ${slot} is missing`);
+        const b = backends.get(`${key}#${slot}`);
+        if (!b) throw new Error(`service map is inconsistent: ${key} counts ${n} backends but slot ${slot} is missing`);
         slots.push(b);
       }
-      result.set(fk, { kind, noEndpoints, frontend, slots });
+      result.set(key, { ...id, meta, slots });
     }
     return result;
   }
@@ -114,7 +124,7 @@ export class ServiceMap {
   /**
    * Applies changes in three ordered batches: backend slots first, then each
    * service's count (its slot 0), then the slots and services that go away.
-   * Returns the new slot table of every frontend that still exists.
+   * Returns the new slot table of every service that still exists, by svcKey.
    */
   apply(changes: readonly ServiceChange[]): Map<string, Destination[]> {
     const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
@@ -125,17 +135,17 @@ export class ServiceMap {
     const tables = new Map<string, Destination[]>();
 
     for (const { change, plan } of plans) {
-      const { kind, noEndpoints, frontend, current, currentKind, currentNoEndpoints, wanted } = change;
+      const { meta, current, currentMeta, wanted } = change;
       if (wanted === null) {
         // Remove the service before its slots, so no lookup finds it half gone.
-        if (current !== null) removedServices.key(frontend, 0);
+        if (current !== null) removedServices.key(change, 0);
       } else {
-        for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
-        const slotZeroChanged = current === null || current.length !== plan.slots.length || currentKind !== kind || currentNoEndpoints !== noEndpoints;
-        if (slotZeroChanged) countWrites.serviceCount(frontend, plan.slots.length, kind, noEndpoints);
-        tables.set(frontendKey(frontend), plan.slots);
+        for (const slot of plan.writes) slotWrites.backend(change, slot, plan.slots[slot - 1]!);
+        const slotZeroChanged = current === null || current.length !== plan.slots.length || currentMeta === null || !sameMeta(currentMeta, meta);
+        if (slotZeroChanged) countWrites.serviceCount(change, plan.slots.length, meta);
+        tables.set(svcKey(change), plan.slots);
       }
-      for (const slot of plan.deletes) slotDeletes.key(frontend, slot);
+      for (const slot of plan.deletes) slotDeletes.key(change, slot);
     }
 
     slotWrites.update(this.lib, this.fd);
