@@ -70,14 +70,21 @@ static __always_inline struct lb_ct_value *flow_entry(struct __sk_buff *skb, con
 		ct_refresh(pkt, ct, now);
 		return ct;
 	}
-	backend = pick_backend(&pkt->flow, scope, &none, &svc_flags);
+	backend = pick_backend(&pkt->flow, scope, now, &none, &svc_flags);
 	if (!backend) {
-		if (none == NO_BACKEND_REJECT)
+		switch (none) {
+		case NO_BACKEND_REJECT:
 			*verdict = reject_unreachable(skb, pkt);
-		else if (none == NO_BACKEND_DROP)
+			break;
+		case NO_BACKEND_DROP:
 			*verdict = drop(LB_DROP_NO_ENDPOINTS);
-		else
+			break;
+		case NO_BACKEND_SOURCE_REFUSED:
+			*verdict = drop(LB_DROP_SOURCE_RANGE);
+			break;
+		default:
 			*verdict = -1;
+		}
 		return NULL;
 	}
 	if (svc_flags & LB_SVC_F_SNAT) {

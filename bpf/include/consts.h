@@ -44,6 +44,8 @@
  * endpoints on other nodes come back through this node
  * (externalTrafficPolicy: Cluster). Read by the programs. */
 #define LB_SVC_F_SNAT 0x10
+/* Only sources in kube_lb_source_ranges may open flows (loadBalancerSourceRanges). */
+#define LB_SVC_F_SOURCE_RANGES 0x20
 
 /* Why a packet was dropped: kube_lb_drops' index. The control plane names
  * them in the same order (DROP_REASONS in src/backends/ebpf/encoding.ts). */
@@ -56,11 +58,14 @@ enum lb_drop_reason {
 	LB_DROP_NO_ROUTE,	/* a translated packet has no route, or forwarding is off */
 	LB_DROP_TTL_EXCEEDED,	/* a packet to forward has no hop left */
 	LB_DROP_NO_SNAT_ADDR,	/* an uplink without an address to SNAT to */
+	LB_DROP_SOURCE_RANGE,	/* a source outside a frontend's loadBalancerSourceRanges */
 	LB_DROP__MAX,
 };
 
 #define LB_SVC_MAX_ENTRIES 1048576
 #define LB_CT_MAX_ENTRIES 262144
 #define LB_IFACE_MAX_ENTRIES 4096
+#define LB_AFFINITY_MAX_ENTRIES 65536
+#define LB_SOURCE_RANGE_MAX_ENTRIES 65536
 
 #endif

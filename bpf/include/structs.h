@@ -35,6 +35,36 @@ struct lb_svc_value {
 	lb_addr_t backend_addr; /* slots >= 1 */
 	__u16 backend_port;   /* slots >= 1 */
 	__u16 pad;
+	__u32 affinity_timeout; /* slot 0: seconds a client keeps its backend
+				 * after its last new flow; 0: no affinity */
+};
+
+/* Session affinity: a client of a service (in one scope) and the backend
+ * it was last given. */
+struct lb_affinity_key {
+	lb_addr_t client;
+	lb_addr_t vip;
+	__u16 port;
+	__u8 proto;
+	__u8 scope;
+};
+
+struct lb_affinity_value {
+	lb_addr_t backend_addr;
+	__u16 backend_port;
+	__u16 slot;	      /* where the backend was: it counts while it is still there */
+	__u32 last_seen;      /* seconds of CLOCK_MONOTONIC (coarse) of the last new flow */
+};
+
+/* loadBalancerSourceRanges: a frontend and a source prefix allowed to reach
+ * it, as an LPM trie key (prefixlen counts the frontend's 64 bits too). */
+struct lb_source_range_key {
+	__u32 prefixlen;
+	lb_addr_t vip;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+	lb_addr_t saddr;
 };
 
 /* A flow as seen in a packet: the key of both conntrack maps. */

@@ -51,8 +51,6 @@ const NOT_YET = 'not yet';
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: {
     ...ALL,
-    'source-ranges': NOT_YET,
-    'session-affinity': NOT_YET,
     'node-originated': 'not yet (needs socket-level load balancing)',
     'localhost-nodeport': 'not yet (needs socket-level load balancing)',
   },

@@ -71,7 +71,7 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       }[];
       assert.ok(svc.length >= 4, 'two services and their slots');
       assert.deepEqual(Object.keys(svc[0]!.formatted.key), ['vip', 'port', 'proto', 'scope', 'slot', 'pad2']);
-      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad']);
+      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad', 'affinity_timeout']);
       const ct = (await exec('bpftool', ['map', 'dump', 'pinned', `${ctx.sandbox.pinPath}/kube_lb_ct`])).stdout;
       assert.match(ct, /"backend_addr":/);
     }));

@@ -44,14 +44,14 @@ describe('map encoders round-trip', () => {
     assert.deepEqual([...key.subarray(3, 11)], [10, 96, 0, 10, 0xbb, 0x01, 17, 1]);
     assert.deepEqual(decodeSvcKey(key, 3), { frontend, scope: 'external', slot: 3 });
     const value = Buffer.alloc(layouts.lb_svc_value.size);
-    const nodePort = { kind: 'NodePort', noEndpoints: 'reject', snat: false } as const;
+    const nodePort = { kind: 'NodePort', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0 } as const;
     writeSvcCount(value, 0, 7, nodePort);
     assert.deepEqual([decodeSvcValue(value).count, decodeSvcValue(value).meta], [7, nodePort]);
     assert.deepEqual([...value.subarray(0, 4)], [7, 0, 4, 0], 'LB_SVC_F_NODEPORT in the flags');
-    const dropping = { kind: 'ClusterIP', noEndpoints: 'drop', snat: true } as const;
+    const dropping = { kind: 'ClusterIP', noEndpoints: 'drop', snat: true, sourceRanges: true, affinityTimeout: 10800 } as const;
     writeSvcCount(value, 0, 7, dropping);
     assert.deepEqual(decodeSvcValue(value).meta, dropping);
-    assert.deepEqual([...value.subarray(0, 4)], [7, 0, 0x18, 0], 'LB_SVC_F_DROP_NO_ENDPOINTS and LB_SVC_F_SNAT in the flags');
+    assert.deepEqual([...value.subarray(0, 4)], [7, 0, 0x38, 0], 'LB_SVC_F_DROP_NO_ENDPOINTS, LB_SVC_F_SNAT and LB_SVC_F_SOURCE_RANGES in the flags');
     writeSvcBackend(value, 0, { ip: '10.244.1.2', port: 8443 });
     assert.deepEqual(decodeSvcValue(value).backend, { ip: '10.244.1.2', port: 8443 });
   });

@@ -1,7 +1,7 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Protocol, type ResolvedFrontend, destinationKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type Protocol, type ResolvedFrontend, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
@@ -9,10 +9,11 @@ import { flushStaleFlows } from './conntrack.js';
 import { type StaleUdpFlows, staleUdpFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
-import { MapFillCache } from './map-stats.js';
+import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { type ServiceChange, type ServiceEntry, ServiceMap, type SvcId, sameMeta, svcKey } from './service-map.js';
 import type { SvcMeta } from './encoding.js';
+import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 
 export interface EbpfOptions {
   pinPath: string;
@@ -24,6 +25,7 @@ export interface EbpfRunOptions extends EbpfOptions, AttachOptions {}
 interface WantedService extends SvcId {
   meta: SvcMeta;
   destinations: Destination[];
+  sourceRanges: string[];
 }
 
 /**
@@ -34,10 +36,13 @@ interface WantedService extends SvcId {
  */
 function mapServices(f: ResolvedFrontend): WantedService[] {
   const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
-  const internal: WantedService = { frontend, scope: 'internal', meta: { kind: f.kind, noEndpoints: f.noEndpoints, snat: false }, destinations: f.internal.destinations };
+  const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0 };
+  const internal: WantedService = { frontend, scope: 'internal', meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
   if (f.kind === 'ClusterIP') return [internal];
-  return [internal, { frontend, scope: 'external', meta: { kind: f.kind, noEndpoints: f.noEndpoints, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
+  return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
 }
+
+const sameMembers = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x) => b.includes(x));
 
 /** Slots keep their order, so the map's backends are compared as a set. */
 function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]): boolean {
@@ -51,6 +56,8 @@ export class EbpfBackend implements Backend {
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
   /** What the map holds, by svcKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
+  /** What kube_lb_source_ranges holds, by frontendKey: read at start, then kept by sync. */
+  private appliedRanges = new Map<string, string[]>();
   /** The map services (svcKey) of each service port key in the last state synced. */
   private readonly servicesOf = new Map<string, string[]>();
   private attacher: Attacher | undefined;
@@ -72,6 +79,7 @@ export class EbpfBackend implements Backend {
     const loaded = loadDatapath(lib, opts.pinPath);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     backend.applied = new ServiceMap(lib, loaded.maps.svc).readAll();
+    backend.appliedRanges = new SourceRangeMap(lib, loaded.maps.sourceRanges).readAll();
     opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size }, 'ebpf datapath loaded');
     const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, opts.log);
     backend.attacher = attacher;
@@ -115,20 +123,34 @@ export class EbpfBackend implements Backend {
     }
 
     const changes: ServiceChange[] = [];
+    const rangeChanges: RangeChange[] = [];
     const stale: StaleUdpFlows[] = [];
     for (const sk of candidates) {
       const want = wanted.get(sk);
       const current = this.applied.get(sk);
+      // A frontend's ranges are written once, with its internal-scope service.
+      const { frontend, scope } = (want ?? current)!;
+      if (scope === 'internal') {
+        const ranges = { frontend, current: this.appliedRanges.get(frontendKey(frontend)) ?? [], wanted: want?.sourceRanges ?? [] };
+        if (!sameMembers(ranges.current, ranges.wanted)) rangeChanges.push(ranges);
+      }
       if (want && current && sameMeta(want.meta, current.meta) && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
-      const { frontend, scope, meta } = (want ?? current)!;
+      const { meta } = (want ?? current)!;
       changes.push({ frontend, scope, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
       // The map holds what the kernel has, so this holds after a restart too.
       const flows = staleUdpFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
       if (flows !== null) stale.push(flows);
     }
 
+    const ranges = new SourceRangeMap(this.lib, this.loaded.maps.sourceRanges);
+    ranges.add(rangeChanges);
     const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
+    ranges.remove(rangeChanges);
+    for (const { frontend, wanted: cidrs } of rangeChanges) {
+      if (cidrs.length > 0) this.appliedRanges.set(frontendKey(frontend), [...cidrs]);
+      else this.appliedRanges.delete(frontendKey(frontend));
+    }
     let removed = 0;
     for (const change of changes) {
       const sk = svcKey(change);
@@ -144,7 +166,7 @@ export class EbpfBackend implements Backend {
 
   async mapFill(): Promise<MapFill[]> {
     if (!this.maps || this.closed) return [];
-    this.fill ??= new MapFillCache(this.lib, this.maps, (map, err) => this.opts.log.warn({ map, err: err.message }, 'cannot count BPF map entries'));
+    this.fill ??= new MapFillCache(this.lib, filledMaps(this.maps), (map, err) => this.opts.log.warn({ map, err: err.message }, 'cannot count BPF map entries'));
     return this.fill.read();
   }
 

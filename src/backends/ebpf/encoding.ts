@@ -5,7 +5,7 @@
 // and flags are in host order (little-endian, checked below).
 import os from 'node:os';
 import type { Destination, Frontend, FrontendKind, NoEndpointsVerdict, Protocol } from '../../model/contract.js';
-import { intToIpv4, ipv4ToInt } from '../../net/ip.js';
+import { intToIpv4, ipv4ToInt, parseCidr } from '../../net/ip.js';
 
 if (os.endianness() !== 'LE') {
   throw new Error('kube-lb encodes host-order map fields as little-endian; this host is big-endian');
@@ -19,7 +19,16 @@ interface Field {
 /** Struct layouts: name -> size and the fields the control plane reads or writes. */
 export const layouts = {
   lb_svc_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, scope: { offset: 7, size: 1 }, slot: { offset: 8, size: 2 } } },
-  lb_svc_value: { size: 12, fields: { count: { offset: 0, size: 2 }, flags: { offset: 2, size: 2 }, backend_addr: { offset: 4, size: 4 }, backend_port: { offset: 8, size: 2 } } },
+  lb_svc_value: {
+    size: 16,
+    fields: { count: { offset: 0, size: 2 }, flags: { offset: 2, size: 2 }, backend_addr: { offset: 4, size: 4 }, backend_port: { offset: 8, size: 2 }, affinity_timeout: { offset: 12, size: 4 } },
+  },
+  lb_affinity_key: { size: 12, fields: { client: { offset: 0, size: 4 }, vip: { offset: 4, size: 4 }, port: { offset: 8, size: 2 }, proto: { offset: 10, size: 1 }, scope: { offset: 11, size: 1 } } },
+  lb_affinity_value: { size: 12, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, slot: { offset: 6, size: 2 }, last_seen: { offset: 8, size: 4 } } },
+  lb_source_range_key: {
+    size: 16,
+    fields: { prefixlen: { offset: 0, size: 4 }, vip: { offset: 4, size: 4 }, port: { offset: 8, size: 2 }, proto: { offset: 10, size: 1 }, saddr: { offset: 12, size: 4 } },
+  },
   lb_flow_key: { size: 16, fields: { saddr: { offset: 0, size: 4 }, daddr: { offset: 4, size: 4 }, sport: { offset: 8, size: 2 }, dport: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } } },
   lb_ct_value: {
     size: 20,
@@ -58,6 +67,8 @@ const KIND_MASK = 0x7;
 const LB_SVC_F_DROP_NO_ENDPOINTS = 0x8;
 /** Slot 0's flag for an external-scope service whose flows are SNATed to the uplink's address. */
 const LB_SVC_F_SNAT = 0x10;
+/** Slot 0's flag for a frontend only sources in kube_lb_source_ranges may reach. */
+const LB_SVC_F_SOURCE_RANGES = 0x20;
 
 function kindFromFlags(flags: number): FrontendKind {
   const kind = (Object.keys(KIND_FLAGS) as FrontendKind[]).find((k) => KIND_FLAGS[k] === (flags & KIND_MASK));
@@ -108,13 +119,22 @@ export interface SvcMeta {
   noEndpoints: NoEndpointsVerdict;
   /** External scope: SNAT flows to the uplink's address. */
   snat: boolean;
+  /** Only sources in kube_lb_source_ranges may open flows. */
+  sourceRanges: boolean;
+  /** Session affinity: seconds a client keeps its backend; 0: none. */
+  affinityTimeout: number;
 }
 
 /** Slot 0 of a service: how many backend slots are in use, and its meta. */
 export function writeSvcCount(b: Buffer, at: number, count: number, meta: SvcMeta): void {
-  const flags = KIND_FLAGS[meta.kind] | (meta.noEndpoints === 'drop' ? LB_SVC_F_DROP_NO_ENDPOINTS : 0) | (meta.snat ? LB_SVC_F_SNAT : 0);
+  const flags =
+    KIND_FLAGS[meta.kind] |
+    (meta.noEndpoints === 'drop' ? LB_SVC_F_DROP_NO_ENDPOINTS : 0) |
+    (meta.snat ? LB_SVC_F_SNAT : 0) |
+    (meta.sourceRanges ? LB_SVC_F_SOURCE_RANGES : 0);
   b.writeUInt16LE(count, at + svcValue.count.offset);
   b.writeUInt16LE(flags, at + svcValue.flags.offset);
+  b.writeUInt32LE(meta.affinityTimeout, at + svcValue.affinity_timeout.offset);
 }
 
 /** Slots 1..count: one backend each. */
@@ -127,7 +147,13 @@ export function decodeSvcValue(b: Buffer, at = 0): { count: number; meta: SvcMet
   const flags = b.readUInt16LE(at + svcValue.flags.offset);
   return {
     count: b.readUInt16LE(at + svcValue.count.offset),
-    meta: { kind: kindFromFlags(flags), noEndpoints: flags & LB_SVC_F_DROP_NO_ENDPOINTS ? 'drop' : 'reject', snat: (flags & LB_SVC_F_SNAT) !== 0 },
+    meta: {
+      kind: kindFromFlags(flags),
+      noEndpoints: flags & LB_SVC_F_DROP_NO_ENDPOINTS ? 'drop' : 'reject',
+      snat: (flags & LB_SVC_F_SNAT) !== 0,
+      sourceRanges: (flags & LB_SVC_F_SOURCE_RANGES) !== 0,
+      affinityTimeout: b.readUInt32LE(at + svcValue.affinity_timeout.offset),
+    },
     backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };
 }
@@ -230,7 +256,7 @@ export function decodeIfaceValue(value: Buffer, at = 0): IfaceRecord {
 }
 
 /** enum lb_drop_reason in consts.h, in its order: the reason label of each kube_lb_drops index. */
-export const DROP_REASONS = ['no_endpoints', 'no_nat_port', 'conntrack_full', 'rewrite_failed', 'reject_failed', 'no_route', 'ttl_exceeded', 'no_snat_addr'] as const;
+export const DROP_REASONS = ['no_endpoints', 'no_nat_port', 'conntrack_full', 'rewrite_failed', 'reject_failed', 'no_route', 'ttl_exceeded', 'no_snat_addr', 'source_range'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
 /** Sums a per-CPU u64 counter, as a lookup returns it: one 8-byte value per possible CPU. */
@@ -238,4 +264,32 @@ export function sumPerCpu(values: Buffer): number {
   let sum = 0n;
   for (let at = 0; at < values.length; at += 8) sum += values.readBigUInt64LE(at);
   return Number(sum);
+}
+
+const sourceRangeKey = layouts.lb_source_range_key.fields;
+/** The LPM trie's prefix length covers the frontend (address, port, protocol, pad) before the source. */
+const FRONTEND_BITS = 64;
+
+/** A kube_lb_source_ranges key: a frontend and an IPv4 CIDR allowed to reach it. */
+export function encodeSourceRangeKey(f: Frontend, cidr: string): Buffer {
+  const { ip, prefix } = parseCidr(cidr);
+  const b = Buffer.alloc(layouts.lb_source_range_key.size);
+  b.writeUInt32LE(FRONTEND_BITS + prefix, sourceRangeKey.prefixlen.offset);
+  b.writeUInt32BE(ipv4ToInt(f.ip), sourceRangeKey.vip.offset);
+  b.writeUInt16LE(f.port, sourceRangeKey.port.offset);
+  b.writeUInt8(protocolNumbers[f.protocol], sourceRangeKey.proto.offset);
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  b.writeUInt32BE((ipv4ToInt(ip) & mask) >>> 0, sourceRangeKey.saddr.offset);
+  return b;
+}
+
+export function decodeSourceRangeKey(b: Buffer, at = 0): { frontend: Frontend; cidr: string } {
+  return {
+    frontend: {
+      ip: intToIpv4(b.readUInt32BE(at + sourceRangeKey.vip.offset)),
+      port: b.readUInt16LE(at + sourceRangeKey.port.offset),
+      protocol: protocolFromNumber(b.readUInt8(at + sourceRangeKey.proto.offset)),
+    },
+    cidr: `${intToIpv4(b.readUInt32BE(at + sourceRangeKey.saddr.offset))}/${b.readUInt32LE(at + sourceRangeKey.prefixlen.offset) - FRONTEND_BITS}`,
+  };
 }

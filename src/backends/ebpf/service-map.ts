@@ -17,7 +17,7 @@ export function svcKey(id: SvcId): string {
 }
 
 export function sameMeta(a: SvcMeta, b: SvcMeta): boolean {
-  return a.kind === b.kind && a.noEndpoints === b.noEndpoints && a.snat === b.snat;
+  return a.kind === b.kind && a.noEndpoints === b.noEndpoints && a.snat === b.snat && a.sourceRanges === b.sourceRanges && a.affinityTimeout === b.affinityTimeout;
 }
 
 /** A service as the map holds it: its backends in slot order. */
@@ -37,7 +37,7 @@ export interface ServiceChange extends SvcId {
 
 /** The change that writes a ClusterIP service absent from the map: for tests, benchmarks and tools that fill the map directly. */
 export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal'): ServiceChange {
-  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, ...meta }, currentMeta: null, current: null, wanted };
+  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, ...meta }, currentMeta: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
