@@ -44,7 +44,7 @@ static __always_inline int redirect_to_next_hop(struct __sk_buff *skb, __be32 sa
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET,
 		.l4_protocol = proto,
-		.ifindex = skb->ingress_ifindex,
+		.ifindex = skb->ifindex, /* at ingress, the interface it came in on */
 		.ipv4_src = saddr,
 		.ipv4_dst = daddr,
 	};
