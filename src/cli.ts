@@ -21,7 +21,7 @@ import { ManifestsSource } from './sources/manifests.js';
 
 const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
-                [--pod-interface-name-prefix PREFIX (ebpf)] [--cluster-cidr CIDR]
+                [--pod-interface-name-prefix PREFIX (ebpf)] [--devices IF,... (ebpf)] [--cluster-cidr CIDR]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]
                 [--service-cluster-ip-range CIDR,... (refuses cluster IPs outside)]
@@ -55,6 +55,7 @@ const options = {
   cleanup: { type: 'boolean' },
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
+  devices: { type: 'string' },
   'cluster-cidr': { type: 'string' },
   'service-cluster-ip-range': { type: 'string' },
   'nodeport-addresses': { type: 'string', default: 'primary' },
@@ -84,6 +85,14 @@ function validateCidr(cidr: string): void {
   }
 }
 
+/** --devices: interface names, comma-separated. */
+function devicesFlag(value: string): string[] {
+  const names = value.split(',').map((n) => n.trim());
+  const bad = names.find((n) => !/^[^\s/]{1,15}$/.test(n));
+  if (bad !== undefined) throw new UsageError(`--devices=${value}: "${bad}" is not an interface name`);
+  return names;
+}
+
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
@@ -97,6 +106,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     bpfPinPath: flags['bpf-pin-path'],
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     podInterfacePrefix: flags['pod-interface-name-prefix'],
+    devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),

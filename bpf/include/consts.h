@@ -9,6 +9,7 @@
 
 #define LB_CT_F_HAIRPIN 0x1
 #define LB_CT_F_CLOSING 0x2 /* a FIN or RST was seen: the next SYN is a new connection */
+#define LB_CT_F_WORLD 0x4   /* from outside the node, through an uplink: replies go back out one */
 
 /* A UDP flow idle this long is over, as nf_conntrack_udp_timeout says. */
 #define LB_UDP_TIMEOUT_S 30
@@ -20,6 +21,15 @@
 #define LB_NAT_PORT_PROBES 8
 
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
+#define LB_IFACE_F_UPLINK 0x2	    /* an uplink (lb_from_world), not a pod interface */
+
+/* SNATed flows get a node port from this range, above Linux's default
+ * ephemeral range so that no socket of the node's own holds it. */
+#define LB_SNAT_PORT_MIN 61000
+
+/* Which traffic a kube_lb_svc service serves (lb_svc_key.scope). */
+#define LB_SCOPE_INTERNAL 0 /* from pods, on pod interfaces */
+#define LB_SCOPE_EXTERNAL 1 /* from outside the node, on uplinks */
 
 /* What a frontend is to Kubernetes, in slot 0's flags (ClusterIP: none of
  * them). The programs do not read them; inspect and bpftool do. */
@@ -30,6 +40,12 @@
  * new flows are dropped. Without it, a frontend with no endpoint refuses
  * them (reject.h). Read by the programs. */
 #define LB_SVC_F_DROP_NO_ENDPOINTS 0x8
+/* External scope: SNAT every flow to the uplink's address, so replies from
+ * endpoints on other nodes come back through this node
+ * (externalTrafficPolicy: Cluster). Read by the programs. */
+#define LB_SVC_F_SNAT 0x10
+/* Only sources in kube_lb_source_ranges may open flows (loadBalancerSourceRanges). */
+#define LB_SVC_F_SOURCE_RANGES 0x20
 
 /* Why a packet was dropped: kube_lb_drops' index. The control plane names
  * them in the same order (DROP_REASONS in src/backends/ebpf/encoding.ts). */
@@ -39,6 +55,10 @@ enum lb_drop_reason {
 	LB_DROP_CONNTRACK_FULL,	/* the flow could not be recorded */
 	LB_DROP_REWRITE_FAILED,	/* a header rewrite or redirect failed */
 	LB_DROP_REJECT_FAILED,	/* the refusal could not be built; the packet is dropped instead */
+	LB_DROP_NO_ROUTE,	/* a translated packet has no route, or forwarding is off */
+	LB_DROP_TTL_EXCEEDED,	/* a packet to forward has no hop left */
+	LB_DROP_NO_SNAT_ADDR,	/* an uplink without an address to SNAT to */
+	LB_DROP_SOURCE_RANGE,	/* a source outside a frontend's loadBalancerSourceRanges */
 	LB_DROP__MAX,
 };
 
@@ -48,5 +68,7 @@ enum lb_drop_reason {
 #define LB_SVC_MAX_ENTRIES 1048576
 #define LB_CT_MAX_ENTRIES 262144
 #define LB_IFACE_MAX_ENTRIES 4096
+#define LB_AFFINITY_MAX_ENTRIES 65536
+#define LB_SOURCE_RANGE_MAX_ENTRIES 65536
 
 #endif

@@ -46,22 +46,13 @@ export type Support = true | string;
 
 const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILITIES).map((c) => [c, true])) as Record<Capability, true>;
 
-/** The ebpf datapath sits on pod interfaces only: it translates traffic from pods. */
-const EBPF_FROM_PODS_ONLY = 'not yet (pod interfaces only)';
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: {
     ...ALL,
-    nodeport: EBPF_FROM_PODS_ONLY,
-    'external-ips': EBPF_FROM_PODS_ONLY,
-    'load-balancer-ips': EBPF_FROM_PODS_ONLY,
-    'source-ranges': EBPF_FROM_PODS_ONLY,
-    'external-traffic-policy-local': EBPF_FROM_PODS_ONLY,
-    'external-masquerade': EBPF_FROM_PODS_ONLY,
-    'session-affinity': NOT_YET,
     'node-originated': 'not yet (needs socket-level load balancing)',
-    'localhost-nodeport': EBPF_FROM_PODS_ONLY,
+    'localhost-nodeport': 'not yet (needs socket-level load balancing)',
   },
   iptables: ALL,
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },

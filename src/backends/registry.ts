@@ -18,6 +18,8 @@ export interface BackendOptions {
   bpfMapSizes: MapSizes;
   /** ebpf: attach to interfaces whose names start with this. */
   podInterfacePrefix: string | undefined;
+  /** ebpf: uplinks by name (--devices); null picks every non-pod interface with a global IPv4 address. */
+  devices: string[] | null;
   /** iptables, nftables: masquerade traffic to services from outside this range. */
   clusterCidr: string | undefined;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
@@ -46,7 +48,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
   if (name === 'iptables' || name === 'nftables') return openBackend(name, opts);
   if (name === 'ipvs') return IpvsBackend.run(ipvsOptions(opts));
   if (!opts.podInterfacePrefix) throw new Error('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
-  return EbpfBackend.run({ pinPath: opts.bpfPinPath, interfacePrefix: opts.podInterfacePrefix, mapSizes: opts.bpfMapSizes, log: opts.log });
+  return EbpfBackend.run({ pinPath: opts.bpfPinPath, interfacePrefix: opts.podInterfacePrefix, devices: opts.devices, mapSizes: opts.bpfMapSizes, log: opts.log });
 }
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */

@@ -50,7 +50,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
       addition(udpService, [{ ip: backend.ip, port: 5353 }]),
       addition(emptyService, []),
       addition(emptyUdpService, []),
-      addition(droppingService, [], 'ClusterIP', 'drop'),
+      addition(droppingService, [], { noEndpoints: 'drop' }),
       addition(twinService, [backend]),
     ]);
   });
@@ -148,7 +148,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     // shortly after boot alike.
     const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
     // Age the entry, and point it at a backend the service does not have.
-    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0, natSport: 0 }));
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0, natSport: 0, natSaddr: null }));
     const p = parsePacket(run('fromPod', toService({ sport: 47100 }, udpService)).out);
     assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353], 'the stale entry is not used');
     assert.ok(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).lastSeen >= nowS, 'the entry is fresh again');

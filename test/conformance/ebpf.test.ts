@@ -70,8 +70,8 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
         formatted: { key: Record<string, number>; value: Record<string, number> };
       }[];
       assert.ok(svc.length >= 4, 'two services and their slots');
-      assert.deepEqual(Object.keys(svc[0]!.formatted.key), ['vip', 'port', 'proto', 'pad', 'slot', 'pad2']);
-      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad']);
+      assert.deepEqual(Object.keys(svc[0]!.formatted.key), ['vip', 'port', 'proto', 'scope', 'slot', 'pad2']);
+      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad', 'affinity_timeout']);
       const ct = (await exec('bpftool', ['map', 'dump', 'pinned', `${ctx.sandbox.pinPath}/kube_lb_ct`])).stdout;
       assert.match(ct, /"backend_addr":/);
     }));
@@ -130,7 +130,8 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
     withContext(pods, async (ctx) => {
       const { sandbox } = ctx;
       ctx.writeServices('web.yaml', [web]);
-      const podInterfaces = pods.map((p) => sandbox.pod(p.name).hostIf).sort();
+      // The pods' host-side interfaces and the node's uplink.
+      const attachedTo = [...pods.map((p) => sandbox.pod(p.name).hostIf), 'eth0'].sort();
       const clsacts = async (): Promise<string[]> =>
         (JSON.parse(await sandbox.inNode('tc', '-j', 'qdisc', 'show')) as { dev: string; kind: string }[])
           .filter((q) => q.kind === 'clsact')
@@ -143,18 +144,18 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       // interface already done with.
       const interruptions: [string, () => Promise<void>][] = [
         ['kube_lb_ct unpinned', unpin('kube_lb_ct')],
-        ['every pin but kube_lb_ifaces gone', unpin('kube_lb_svc', 'kube_lb_ct', 'kube_lb_rnat', 'lb_from_pod', 'lb_to_pod')],
+        ['every pin but kube_lb_ifaces gone', async () => unpin(...fs.readdirSync(sandbox.pinPath).filter((pin) => pin !== 'kube_lb_ifaces'))()],
         [
           'one interface already detached and its clsact removed',
           async () => {
-            await sandbox.inNode('tc', 'qdisc', 'del', 'dev', podInterfaces[0]!, 'clsact');
+            await sandbox.inNode('tc', 'qdisc', 'del', 'dev', attachedTo[0]!, 'clsact');
           },
         ],
       ];
       for (const [what, interrupt] of interruptions) {
         await ctx.startKubeLb();
         await ctx.stopKubeLb();
-        assert.deepEqual(await clsacts(), podInterfaces, `${what}: attached before`);
+        assert.deepEqual(await clsacts(), attachedTo, `${what}: attached before`);
         await interrupt();
         await ctx.kubeLb('inspect');
         await ctx.kubeLb('cleanup');

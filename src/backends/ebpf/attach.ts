@@ -1,12 +1,12 @@
-// Attaching the TC programs to pod-facing interfaces, and taking them off
-// again. Every attachment is recorded in the pinned kube_lb_ifaces map, so
+// Attaching the TC programs to pod-facing interfaces and uplinks, and
+// taking them off again. Every attachment is recorded in the pinned kube_lb_ifaces map, so
 // a later kube-lb, or cleanup, knows which qdiscs it created.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { NativeAddon, TcAttachPoint } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type MapFds, PROGRAMS, type ProgramFds } from './datapath.js';
-import { LB_IFACE_F_CREATED_HOOK, decodeIfaceEntry, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
+import { type IfaceRecord, LB_IFACE_F_CREATED_HOOK, LB_IFACE_F_UPLINK, decodeIfaceValue, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
 import { type Link, listLinks } from './links.js';
 
 const run = promisify(execFile);
@@ -15,41 +15,69 @@ const run = promisify(execFile);
 export const TC_HANDLE = 0x4b4c;
 export const TC_PRIORITY = 0x4b4c;
 
-const directions: { point: TcAttachPoint; program: keyof typeof PROGRAMS }[] = [
-  { point: 'ingress', program: 'fromPod' },
-  { point: 'egress', program: 'toPod' },
-];
+/** What kube-lb attaches to an interface, by its role. */
+type Role = 'pod' | 'uplink';
+const PROGRAMS_BY_ROLE: Record<Role, { point: TcAttachPoint; program: keyof typeof PROGRAMS }[]> = {
+  pod: [
+    { point: 'ingress', program: 'fromPod' },
+    { point: 'egress', program: 'toPod' },
+  ],
+  uplink: [{ point: 'ingress', program: 'fromWorld' }],
+};
 
-function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, number> {
+function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, IfaceRecord> {
   const { keys, values, count } = lib.mapDump(ifacesFd);
-  const result = new Map<number, number>();
-  for (let i = 0; i < count; i++) {
-    const { ifindex, flags } = decodeIfaceEntry(keys, values, { key: i * 4, value: i * layouts.lb_iface_value.size });
-    result.set(ifindex, flags);
-  }
+  const result = new Map<number, IfaceRecord>();
+  for (let i = 0; i < count; i++) result.set(keys.readUInt32LE(i * 4), decodeIfaceValue(values, i * layouts.lb_iface_value.size));
   return result;
 }
 
+export interface AttachOptions {
+  /** Pod interfaces: every interface whose name starts with this. */
+  interfacePrefix: string;
+  /** Uplinks by name (--devices); null: every other interface with a global IPv4 address. */
+  devices: string[] | null;
+}
+
+interface Attached {
+  name: string;
+  role: Role;
+  snatAddr: string | null;
+}
+
 export class Attacher {
-  /** ifindex -> name of the interfaces attached by this process. */
-  private attached = new Map<number, string>();
+  /** The interfaces attached by this process, by ifindex. */
+  private attached = new Map<number, Attached>();
 
   constructor(
     private readonly lib: NativeAddon,
     private readonly maps: MapFds,
     private readonly programs: ProgramFds,
-    private readonly interfacePrefix: string,
+    private readonly opts: AttachOptions,
     private readonly log: Logger,
   ) {}
 
-  /** Attaches to every matching interface not yet attached, and forgets vanished ones. */
+  private roleOf(link: Link): Role | null {
+    if (link.name.startsWith(this.opts.interfacePrefix)) return 'pod';
+    if (this.opts.devices !== null) return this.opts.devices.includes(link.name) ? 'uplink' : null;
+    return link.name !== 'lo' && link.ipv4.length > 0 ? 'uplink' : null;
+  }
+
+  /** Attaches to every pod interface and uplink not yet attached, and forgets vanished ones. */
   async reconcile(): Promise<void> {
-    const links = (await listLinks()).filter((l) => l.name.startsWith(this.interfacePrefix));
-    const present = new Set(links.map((l) => l.ifindex));
+    const links = await listLinks();
+    const present = new Set<number>();
     for (const link of links) {
-      if (!this.attached.has(link.ifindex)) this.attach(link);
+      const role = this.roleOf(link);
+      if (role === null) continue;
+      present.add(link.ifindex);
+      const snatAddr = role === 'uplink' ? (link.ipv4[0] ?? null) : null;
+      const known = this.attached.get(link.ifindex);
+      if (known?.role === role && known.snatAddr === snatAddr) continue;
+      if (role === 'uplink' && snatAddr === null) this.log.warn({ interface: link.name }, 'uplink has no IPv4 address: flows that must be SNATed there are dropped (no_snat_addr)');
+      this.attach(link, role, snatAddr);
     }
-    for (const [ifindex, name] of this.attached) {
+    for (const [ifindex, { name }] of this.attached) {
       if (!present.has(ifindex)) {
         this.attached.delete(ifindex);
         this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
@@ -63,14 +91,16 @@ export class Attacher {
   }
 
   get interfaces(): string[] {
-    return [...this.attached.values()];
+    return [...this.attached.values()].map((a) => a.name);
   }
 
-  private attach(link: Link): void {
+  private attach(link: Link, role: Role, snatAddr: string | null): void {
     const key = encodeIfindex(link.ifindex);
-    let flags = recordedFlags(this.lib, this.maps.ifaces, key);
+    const recorded = this.lib.mapLookup(this.maps.ifaces, key);
+    let flags = (recorded ? decodeIfaceValue(recorded).flags : 0) & LB_IFACE_F_CREATED_HOOK;
+    if (role === 'uplink') flags |= LB_IFACE_F_UPLINK;
     try {
-      for (const { point, program } of directions) {
+      for (const { point, program } of PROGRAMS_BY_ROLE[role]) {
         const { hookCreated } = this.lib.tcAttach(link.ifindex, point, this.programs[program], TC_HANDLE, TC_PRIORITY);
         if (hookCreated) flags |= LB_IFACE_F_CREATED_HOOK;
       }
@@ -79,16 +109,11 @@ export class Attacher {
       this.log.warn({ interface: link.name, err: (err as Error).message }, 'attach failed');
       return;
     } finally {
-      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue(flags));
+      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, snatAddr }));
     }
-    this.attached.set(link.ifindex, link.name);
-    this.log.info({ interface: link.name, ifindex: link.ifindex }, 'attached');
+    this.attached.set(link.ifindex, { name: link.name, role, snatAddr });
+    this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snatAddr !== null && { snatAddr }) }, 'attached');
   }
-}
-
-function recordedFlags(lib: NativeAddon, ifacesFd: number, key: Buffer): number {
-  const value = lib.mapLookup(ifacesFd, key);
-  return value ? value.readUInt32LE(layouts.lb_iface_value.fields.flags.offset) : 0;
 }
 
 /** Whether a tc filter of ours is on ifindex at point (by identity and program name). */
@@ -120,17 +145,17 @@ async function hasOtherFilters(name: string): Promise<boolean> {
  * passed over, so that running it again always finishes the job.
  */
 export async function detachAll(lib: NativeAddon, ifacesFd: number | null, log: Logger): Promise<string[]> {
-  const recorded = ifacesFd === null ? new Map<number, number>() : recordedInterfaces(lib, ifacesFd);
+  const recorded = ifacesFd === null ? new Map<number, IfaceRecord>() : recordedInterfaces(lib, ifacesFd);
   const touched: string[] = [];
   for (const link of await listLinks()) {
     let ours = false;
-    for (const { point } of directions) {
+    for (const point of ['ingress', 'egress'] as const) {
       if (ourFilter(lib, link.ifindex, point)) {
         lib.tcDetach(link.ifindex, point, TC_HANDLE, TC_PRIORITY);
         ours = true;
       }
     }
-    const created = ((recorded.get(link.ifindex) ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
+    const created = ((recorded.get(link.ifindex)?.flags ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
     if (created && (await hasClsact(link.name)) && !(await hasOtherFilters(link.name))) {
       lib.tcHookDestroy(link.ifindex);
       ours = true;

@@ -8,8 +8,16 @@ import { type BpfObject, type NativeAddon, projectRoot } from '../../native/inde
 export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
 
-export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod' } as const;
-export const MAPS = { svc: 'kube_lb_svc', ct: 'kube_lb_ct', rnat: 'kube_lb_rnat', ifaces: 'kube_lb_ifaces', drops: 'kube_lb_drops' } as const;
+export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world' } as const;
+export const MAPS = {
+  svc: 'kube_lb_svc',
+  ct: 'kube_lb_ct',
+  rnat: 'kube_lb_rnat',
+  ifaces: 'kube_lb_ifaces',
+  drops: 'kube_lb_drops',
+  affinity: 'kube_lb_affinity',
+  sourceRanges: 'kube_lb_source_ranges',
+} as const;
 
 export type MapFds = Record<keyof typeof MAPS, number>;
 

@@ -1,27 +1,39 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, type FrontendKind, type NoEndpointsVerdict, frontendKey } from '../../model/contract.js';
+import { type Destination, type Frontend, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
-import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
+import { type Scope, type SvcMeta, decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';
 
-/** A service as the map holds it: its backends in slot order. */
-export interface ServiceEntry {
-  kind: FrontendKind;
-  noEndpoints: NoEndpointsVerdict;
+/** A kube_lb_svc service: one frontend in one scope. */
+export interface SvcId {
   frontend: Frontend;
+  scope: Scope;
+}
+
+/** Identifies a service in the map: "10.96.0.10:80/TCP", "172.18.0.2:30080/TCP external". */
+export function svcKey(id: SvcId): string {
+  return id.scope === 'internal' ? frontendKey(id.frontend) : `${frontendKey(id.frontend)} external`;
+}
+
+export function sameMeta(a: SvcMeta, b: SvcMeta): boolean {
+  return a.kind === b.kind && a.noEndpoints === b.noEndpoints && a.snat === b.snat && a.sourceRanges === b.sourceRanges && a.affinityTimeout === b.affinityTimeout;
+}
+
+/** A service as the map holds it: its backends in slot order. */
+export interface ServiceEntry extends SvcId {
+  meta: SvcMeta;
   slots: Destination[];
 }
 
 /** One key of kube_lb_svc. */
-export interface SlotKey {
-  frontend: Frontend;
+export interface SlotKey extends SvcId {
   slot: number;
 }
 
 /** What kube_lb_svc holds. */
 export interface MapContents {
-  /** Every service, by frontendKey. */
+  /** Every service, by svcKey. */
   services: Map<string, ServiceEntry>;
   /**
    * Entries no service accounts for, which a write cut short (a crash, a
@@ -33,21 +45,18 @@ export interface MapContents {
   entries: number;
 }
 
-/** One frontend's change; null on a side means absent. */
-export interface ServiceChange {
-  kind: FrontendKind;
-  noEndpoints: NoEndpointsVerdict;
-  frontend: Frontend;
+/** One service's change; null on a side means absent. */
+export interface ServiceChange extends SvcId {
+  meta: SvcMeta;
   /** What slot 0 records now; null when absent. */
-  currentKind: FrontendKind | null;
-  currentNoEndpoints: NoEndpointsVerdict | null;
+  currentMeta: SvcMeta | null;
   current: readonly Destination[] | null;
   wanted: readonly Destination[] | null;
 }
 
-/** The change that writes a frontend absent from the map: for tests, benchmarks and tools that fill the map directly. */
-export function addition(frontend: Frontend, wanted: readonly Destination[], kind: FrontendKind = 'ClusterIP', noEndpoints: NoEndpointsVerdict = 'reject'): ServiceChange {
-  return { kind, noEndpoints, frontend, currentKind: null, currentNoEndpoints: null, current: null, wanted };
+/** The change that writes a ClusterIP service absent from the map: for tests, benchmarks and tools that fill the map directly. */
+export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal'): ServiceChange {
+  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, ...meta }, currentMeta: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
@@ -68,18 +77,18 @@ class Batch {
     this.values = Buffer.alloc(withValues ? capacity * VALUE_SIZE : 0);
   }
 
-  key(frontend: Frontend, slot: number): void {
-    writeSvcKey(this.keys, this.count++ * KEY_SIZE, frontend, slot);
+  key(id: SvcId, slot: number): void {
+    writeSvcKey(this.keys, this.count++ * KEY_SIZE, id.frontend, id.scope, slot);
   }
 
-  backend(frontend: Frontend, slot: number, d: Destination): void {
+  backend(id: SvcId, slot: number, d: Destination): void {
     writeSvcBackend(this.values, this.count * VALUE_SIZE, d);
-    this.key(frontend, slot);
+    this.key(id, slot);
   }
 
-  serviceCount(frontend: Frontend, count: number, kind: FrontendKind, noEndpoints: NoEndpointsVerdict): void {
-    writeSvcCount(this.values, this.count * VALUE_SIZE, count, kind, noEndpoints);
-    this.key(frontend, 0);
+  serviceCount(id: SvcId, count: number, meta: SvcMeta): void {
+    writeSvcCount(this.values, this.count * VALUE_SIZE, count, meta);
+    this.key(id, 0);
   }
 
   update(lib: NativeAddon, fd: number): void {
@@ -108,34 +117,34 @@ export class ServiceMap {
 
   readAll(): MapContents {
     const { keys, values, count } = this.lib.mapDump(this.fd);
-    const heads = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind; noEndpoints: NoEndpointsVerdict }>();
-    const slotsOf = new Map<string, { frontend: Frontend; slots: Map<number, Destination> }>();
+    const heads = new Map<string, { id: SvcId; count: number; meta: SvcMeta }>();
+    const slotsOf = new Map<string, { id: SvcId; slots: Map<number, Destination> }>();
     for (let i = 0; i < count; i++) {
-      const { frontend, slot } = decodeSvcKey(keys, i * KEY_SIZE);
+      const { frontend, scope, slot } = decodeSvcKey(keys, i * KEY_SIZE);
       const value = decodeSvcValue(values, i * VALUE_SIZE);
-      const fk = frontendKey(frontend);
+      const key = svcKey({ frontend, scope });
       if (slot === 0) {
-        heads.set(fk, { frontend, count: value.count, kind: value.kind, noEndpoints: value.noEndpoints });
+        heads.set(key, { id: { frontend, scope }, count: value.count, meta: value.meta });
         continue;
       }
-      let entry = slotsOf.get(fk);
-      if (!entry) slotsOf.set(fk, (entry = { frontend, slots: new Map() }));
+      let entry = slotsOf.get(key);
+      if (!entry) slotsOf.set(key, (entry = { id: { frontend, scope }, slots: new Map() }));
       entry.slots.set(slot, value.backend);
     }
     const services = new Map<string, ServiceEntry>();
     const orphans: SlotKey[] = [];
-    for (const [fk, { frontend, count: n, kind, noEndpoints }] of heads) {
-      const slots = slotsOf.get(fk)?.slots ?? new Map<number, Destination>();
+    for (const [key, { id, count: n, meta }] of heads) {
+      const slots = slotsOf.get(key)?.slots ?? new Map<number, Destination>();
       const table: Destination[] = [];
       for (let slot = 1; slot <= n && slots.has(slot); slot++) table.push(slots.get(slot)!);
       if (table.length < n) {
-        orphans.push({ frontend, slot: 0 });
+        orphans.push({ ...id, slot: 0 });
         continue;
       }
-      services.set(fk, { kind, noEndpoints, frontend, slots: table });
+      services.set(key, { ...id, meta, slots: table });
       for (let slot = 1; slot <= n; slot++) slots.delete(slot);
     }
-    for (const { frontend, slots } of slotsOf.values()) for (const slot of slots.keys()) orphans.push({ frontend, slot });
+    for (const { id, slots } of slotsOf.values()) for (const slot of slots.keys()) orphans.push({ ...id, slot });
     return { services, orphans, entries: count };
   }
 
@@ -144,7 +153,7 @@ export class ServiceMap {
    * away first (each service before its slots), so their room is free for
    * what follows; then backend slots, then each service's count (its slot
    * 0), then the slots past a count that shrank. Returns the new slot table
-   * of every frontend that still exists.
+   * of every service that still exists, by svcKey.
    */
   apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = []): Map<string, Destination[]> {
     const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
@@ -156,19 +165,19 @@ export class ServiceMap {
     const slotDeletes = new Batch(deletes, false);
     const tables = new Map<string, Destination[]>();
 
-    for (const { frontend, slot } of orphans) (slot === 0 ? removedServices : removedSlots).key(frontend, slot);
+    for (const orphan of orphans) (orphan.slot === 0 ? removedServices : removedSlots).key(orphan, orphan.slot);
     for (const { change, plan } of plans) {
-      const { kind, noEndpoints, frontend, current, currentKind, currentNoEndpoints, wanted } = change;
+      const { meta, current, currentMeta, wanted } = change;
       if (wanted === null) {
-        if (current !== null) removedServices.key(frontend, 0);
-        for (const slot of plan.deletes) removedSlots.key(frontend, slot);
+        if (current !== null) removedServices.key(change, 0);
+        for (const slot of plan.deletes) removedSlots.key(change, slot);
         continue;
       }
-      for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
-      const slotZeroChanged = current === null || current.length !== plan.slots.length || currentKind !== kind || currentNoEndpoints !== noEndpoints;
-      if (slotZeroChanged) countWrites.serviceCount(frontend, plan.slots.length, kind, noEndpoints);
-      for (const slot of plan.deletes) slotDeletes.key(frontend, slot);
-      tables.set(frontendKey(frontend), plan.slots);
+      for (const slot of plan.writes) slotWrites.backend(change, slot, plan.slots[slot - 1]!);
+      const slotZeroChanged = current === null || current.length !== plan.slots.length || currentMeta === null || !sameMeta(currentMeta, meta);
+      if (slotZeroChanged) countWrites.serviceCount(change, plan.slots.length, meta);
+      for (const slot of plan.deletes) slotDeletes.key(change, slot);
+      tables.set(svcKey(change), plan.slots);
     }
 
     removedServices.delete(this.lib, this.fd);
