@@ -40,7 +40,8 @@ describe('ebpf backend: room in kube_lb_svc', () => {
   async function start(): Promise<EbpfBackend> {
     const logger = captureLogger();
     lines = logger.lines;
-    backend = await EbpfBackend.run({ pinPath: pinRoot, log: logger.log, interfacePrefix: `klrm${process.pid}`, mapSizes });
+    // No uplinks: this runs in the host's own network namespace.
+    backend = await EbpfBackend.run({ pinPath: pinRoot, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], mapSizes });
     return backend;
   }
 
