@@ -91,7 +91,7 @@ export class Proxier {
     const fullSync = full || this.needFull;
     this.needFull = true;
     const started = performance.now();
-    const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys);
+    const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys, this.model.nodeView());
     this.needFull = false;
     const durationMs = performance.now() - started;
     // A refusal needs no retry of its own: the backend tries refused service ports at every sync, and only a sync frees room.

@@ -18,7 +18,7 @@ export interface BackendOptions {
   bpfMapSizes: MapSizes;
   /** ebpf: attach to interfaces whose names start with this. */
   podInterfacePrefix: string | undefined;
-  /** ebpf: uplinks by name (--devices); null picks every non-pod interface with a global IPv4 address. */
+  /** ebpf: uplinks by name (--devices); null picks the interfaces that hold the node's NodePort addresses. */
   devices: string[] | null;
   /** iptables, nftables: masquerade traffic to services from outside this range. */
   clusterCidr: string | undefined;

@@ -35,7 +35,7 @@ function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, Ifa
 export interface AttachOptions {
   /** Pod interfaces: every interface whose name starts with this. */
   interfacePrefix: string;
-  /** Uplinks by name (--devices); null: every other interface with a global IPv4 address. */
+  /** Uplinks by name (--devices); null: the interfaces that hold the node's NodePort addresses. */
   devices: string[] | null;
 }
 
@@ -48,6 +48,8 @@ interface Attached {
 export class Attacher {
   /** The interfaces attached by this process, by ifindex. */
   private attached = new Map<number, Attached>();
+  /** The node's NodePort addresses, as the model last said; their interfaces are the uplinks unless --devices names them. */
+  private nodeAddresses: readonly string[] = [];
 
   constructor(
     private readonly lib: NativeAddon,
@@ -60,7 +62,14 @@ export class Attacher {
   private roleOf(link: Link): Role | null {
     if (link.name.startsWith(this.opts.interfacePrefix)) return 'pod';
     if (this.opts.devices !== null) return this.opts.devices.includes(link.name) ? 'uplink' : null;
-    return link.name !== 'lo' && link.ipv4.length > 0 ? 'uplink' : null;
+    return link.ipv4.some((ip) => this.nodeAddresses.includes(ip)) ? 'uplink' : null;
+  }
+
+  /** Takes the node's NodePort addresses; says whether they changed, so that the uplinks must be found again. */
+  setNodeAddresses(addresses: readonly string[]): boolean {
+    if (addresses.length === this.nodeAddresses.length && addresses.every((a) => this.nodeAddresses.includes(a))) return false;
+    this.nodeAddresses = [...addresses];
+    return true;
   }
 
   /** Attaches to every pod interface and uplink not yet attached, and forgets vanished ones. */
@@ -71,7 +80,8 @@ export class Attacher {
       const role = this.roleOf(link);
       if (role === null) continue;
       present.add(link.ifindex);
-      const snatAddr = role === 'uplink' ? (link.ipv4[0] ?? null) : null;
+      // Flows SNATed there get the node's own address on it, else its primary one.
+      const snatAddr = role === 'uplink' ? (link.ipv4.find((ip) => this.nodeAddresses.includes(ip)) ?? link.ipv4[0] ?? null) : null;
       const known = this.attached.get(link.ifindex);
       if (known?.role === role && known.snatAddr === snatAddr) continue;
       if (role === 'uplink' && snatAddr === null) this.log.warn({ interface: link.name }, 'uplink has no IPv4 address: flows that must be SNATed there are dropped (no_snat_addr)');

@@ -1,7 +1,7 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
@@ -129,7 +129,7 @@ export class EbpfBackend implements Backend {
     return new EbpfBackend(lib, opts, openPinnedMaps(lib, opts.pinPath), null);
   }
 
-  async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+  async sync(state: DesiredState, changed: ReadonlySet<string> | null, node?: NodeView): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
     if (this.unread) {
       this.readServiceMap();
@@ -208,7 +208,7 @@ export class EbpfBackend implements Backend {
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
-    if (changed === null) await this.attacher?.reconcile();
+    if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
     return { frontendsWritten: accepted.length - removed, frontendsRemoved: removed, servicePortsRefused: this.refused.size };
   }
 
