@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <vector>
 
 #include "args.h"
+#include "btf.h"
 #include "errors.h"
 #include "exports.h"
 #include "opts.h"
@@ -244,6 +246,25 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   result.Set("keySize", Napi::Number::New(info.Env(), map.info.key_size));
   result.Set("valueSize", Napi::Number::New(info.Env(), map.info.value_size));
   result.Set("maxEntries", Napi::Number::New(info.Env(), map.info.max_entries));
+  result.Set("flags", Napi::Number::New(info.Env(), map.info.map_flags));
+  return result;
+}
+
+// The key and value layouts from the BTF the map was created with, or null
+// for a map created without BTF.
+Napi::Value MapLayouts(const Napi::CallbackInfo& info) {
+  Map map = MapArg(Args(info, "mapLayouts"));
+  if (map.info.btf_id == 0 || map.info.btf_key_type_id == 0 || map.info.btf_value_type_id == 0) {
+    return info.Env().Null();
+  }
+  std::unique_ptr<btf, decltype(&btf__free)> types(btf__load_from_kernel_by_id(map.info.btf_id), btf__free);
+  if (!types) {
+    int err = errno;
+    ThrowErrno(info.Env(), err, "btf__load_from_kernel_by_id", map.name);
+  }
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("key", TypeLayout(info.Env(), types.get(), map.info.btf_key_type_id, "key of " + map.name));
+  result.Set("value", TypeLayout(info.Env(), types.get(), map.info.btf_value_type_id, "value of " + map.name));
   return result;
 }
 
@@ -258,4 +279,5 @@ void ExportMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapDump", MapDump);
   Export(env, exports, "mapCount", MapCount);
   Export(env, exports, "mapInfo", MapInfo);
+  Export(env, exports, "mapLayouts", MapLayouts);
 }

@@ -132,7 +132,7 @@ describe('native addon', () => {
   it('loads an object, pinning maps declared LIBBPF_PIN_BY_NAME under pinRoot', () => {
     const { id, ...info } = addon.mapInfo(hashFd);
     assert.ok(id > 0);
-    assert.deepEqual(info, { type: BPF_MAP_TYPE_HASH, name: 'kltest_hash', keySize: 8, valueSize: 16, maxEntries: 16 });
+    assert.deepEqual(info, { type: BPF_MAP_TYPE_HASH, name: 'kltest_hash', keySize: 8, valueSize: 16, maxEntries: 16, flags: 0 });
     assert.ok(fs.existsSync(`${testRoot}/suite/kltest_hash`));
     assert.ok(!fs.existsSync(`${testRoot}/suite/kltest_array`), 'kltest_array is not pinned');
     assert.equal(addon.progInfo(tcFd).name, 'kltest_tc');
@@ -372,8 +372,27 @@ describe('native addon', () => {
     }
   });
 
-  it('reads struct layouts from BTF', () => {
-    assert.deepEqual(addon.btfStructs(objectPath, ['kltest_key', 'kltest_value']), {
+  it('tells network namespaces apart by their cookie', () => {
+    const here = addon.netnsCookie();
+    assert.ok(typeof here === 'bigint' && here > 0n, `cookie ${here}`);
+    assert.equal(addon.netnsCookie(), here, 'the same namespace, the same cookie');
+    const ns = `kltst${process.pid}ns`;
+    run('ip', ['netns', 'add', ns]);
+    try {
+      const addonPath = path.join(projectRoot, 'build', 'Release', 'kube_lb_native.node');
+      const there = run('ip', ['netns', 'exec', ns, process.execPath, '-e', `process.stdout.write(String(require(${JSON.stringify(addonPath)}).netnsCookie()))`]);
+      assert.notEqual(BigInt(there), here, 'another namespace, another cookie');
+    } finally {
+      run('ip', ['netns', 'del', ns]);
+    }
+  });
+
+  it("reads struct layouts from BTF: an object file's, an opened object's map definitions, a loaded map's", () => {
+    const structs = addon.btfStructs(objectPath, ['kltest_key', 'kltest_value']);
+    const def = obj.maps().find((m) => m.name === 'kltest_hash');
+    assert.deepEqual(def, { name: 'kltest_hash', type: BPF_MAP_TYPE_HASH, keySize: 8, valueSize: 16, maxEntries: 16, flags: 0, pinned: true, key: structs.kltest_key, value: structs.kltest_value });
+    assert.deepEqual(addon.mapLayouts(hashFd), { key: structs.kltest_key, value: structs.kltest_value }, 'the kernel keeps the BTF the map was created with');
+    assert.deepEqual(structs, {
       kltest_key: {
         size: 8,
         members: [
