@@ -13,6 +13,7 @@ import { native } from '../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../src/backends/ebpf/datapath.js';
 import { addition, ServiceMap, type ServiceChange } from '../src/backends/ebpf/service-map.js';
 import { intToIpv4 } from '../src/net/ip.js';
+import { createLogger } from '../src/log.js';
 import { buildPacket } from '../test/lib/packets.js';
 import { type Spread, spread } from './stats.js';
 
@@ -42,12 +43,14 @@ const ROUND = 500;
 
 export function measurePerPacket(serviceCounts: number[], samples: number, progress: (msg: string) => void): PerPacketResult[] {
   const lib = native();
+  // A fresh pin path each: nothing to migrate, so only failures would speak.
+  const log = createLogger('warn');
   const setups = serviceCounts.map((services, i) => ({ services, pinPath: `/sys/fs/bpf/kube-lb-bench-${process.pid}-${i}` }));
   const loaded: { services: number; pinPath: string; dp: LoadedDatapath; flows: Buffer[]; newFlow: number[]; established: number[]; miss: number[] }[] = [];
   try {
     for (const { services, pinPath } of setups) {
       progress(`per-packet: installing ${services.toLocaleString('en-US')} services`);
-      const dp = loadDatapath(lib, pinPath);
+      const dp = loadDatapath(lib, pinPath, log);
       loaded.push({ services, pinPath, dp, flows: [], newFlow: [], established: [], miss: [] });
       const changes = serviceChanges(services);
       const svcMap = new ServiceMap(lib, dp.maps.svc);

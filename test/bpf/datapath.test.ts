@@ -1,6 +1,7 @@
 // The TC programs under BPF_PROG_TEST_RUN: crafted frames in, exact frames out.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { native } from '../../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
@@ -44,7 +45,7 @@ function toService(spec: Partial<PacketSpec> = {}, svc: { ip: string; port: numb
 describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   before(() => {
     requireRoot();
-    dp = loadDatapath(lib, pinPath);
+    dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
     new ServiceMap(lib, dp.maps.svc).apply([
       addition(tcpService, [backend]),
       addition(udpService, [{ ip: backend.ip, port: 5353 }]),

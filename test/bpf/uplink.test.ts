@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import readline from 'node:readline';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { pino } from 'pino';
 import { native } from '../../src/native/index.js';
 import { type LoadedDatapath, PROGRAMS, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
@@ -83,7 +84,7 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
     inNs('route', 'add', `${POD.ip}/32`, 'dev', 'pod0');
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
 
-    dp = loadDatapath(lib, pinPath);
+    dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
     lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP }));
     new ServiceMap(lib, dp.maps.svc).apply([
       addition(nodePort, [{ ip: REMOTE_POD, port: 8080 }], external({ snat: true }), 'external'),

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { type BpfObject, type NativeAddon, projectRoot } from '../../native/index.js';
+import type { Logger } from '../../log.js';
+import { asidePin, finishMigration, prepareMigration } from './migrate.js';
 
 export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
@@ -75,9 +77,10 @@ export interface LoadedDatapath {
 /**
  * Loads the datapath with maps of the given sizes. Maps already pinned under
  * pinRoot are reused with their content (services, flows), so a restart
- * loses no connection; the programs are loaded afresh and pinned beside them.
+ * loses no connection; pins of another layout or size are migrated (see
+ * migrate.ts). The programs are loaded afresh and pinned beside them.
  */
-export function loadDatapath(lib: NativeAddon, pinRoot: string, sizes: MapSizes = DEFAULT_MAP_SIZES, objectPath = OBJECT_PATH): LoadedDatapath {
+export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, sizes: MapSizes = DEFAULT_MAP_SIZES, objectPath = OBJECT_PATH): LoadedDatapath {
   if (!fs.existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (run make)`);
   ensurePinRoot(pinRoot);
   const object = lib.openObject(objectPath, pinRoot);
@@ -85,6 +88,8 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, sizes: MapSizes 
     object.setMaxEntries(MAPS.svc, sizes.lb);
     object.setMaxEntries(MAPS.ct, sizes.ct);
     object.setMaxEntries(MAPS.rnat, sizes.ct);
+    // After the sizes are set: a pin of another size is migrated too.
+    const migrating = prepareMigration(lib, object, pinRoot);
     try {
       object.load();
     } catch (err) {
@@ -95,13 +100,15 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, sizes: MapSizes 
           { cause: err },
         );
       }
+      // Migration moved aside every pin of another layout or size: one is back, so another process pins there too.
       if (!/couldn't reuse pinned map/.test((err as Error).message)) throw err;
       throw new Error(
-        `the maps pinned under ${pinRoot} have another layout or size (kube-lb of another version, or other --bpf-lb-map-max or --bpf-ct-map-max, made them); ` +
+        `a map pinned under ${pinRoot} has another layout or size, pinned there while kube-lb was migrating the maps (is another kube-lb using this pin path?); ` +
           `\`kube-lb cleanup --backend=ebpf --bpf-pin-path=${pinRoot}\` removes them, and with them the connections they track\n${(err as Error).message}`,
         { cause: err },
       );
     }
+    finishMigration(lib, object, migrating, log);
     const maps = mapRecord((name) => object.mapFd(name));
     const programs = {} as ProgramFds;
     for (const [key, name] of Object.entries(PROGRAMS) as [keyof typeof PROGRAMS, string][]) {
@@ -150,7 +157,7 @@ export function closeMaps(lib: NativeAddon, maps: MapFds): void {
  */
 export function removePins(pinRoot: string): void {
   if (!fs.existsSync(pinRoot)) return;
-  const ours = new Set<string>([...Object.values(MAPS), ...Object.values(PROGRAMS)]);
+  const ours = new Set<string>([...Object.values(MAPS), ...Object.values(MAPS).map(asidePin), ...Object.values(PROGRAMS)]);
   const entries = fs.readdirSync(pinRoot);
   const foreign = entries.filter((entry) => !ours.has(entry));
   if (foreign.length > 0) throw new Error(`pin path ${pinRoot} holds ${foreign.join(', ')}, which kube-lb did not create; leaving it all`);

@@ -99,7 +99,7 @@ export class EbpfBackend implements Backend {
   /** Loads (or reuses) the datapath and attaches to matching interfaces, now and as they appear. */
   static async run(opts: EbpfRunOptions): Promise<EbpfBackend> {
     const lib = native();
-    const loaded = loadDatapath(lib, opts.pinPath, opts.mapSizes);
+    const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     backend.maxEntries = lib.mapInfo(loaded.maps.svc).maxEntries;
     backend.readServiceMap();
