@@ -103,10 +103,15 @@ struct lb_rnat_value {
 	__u16 pad;
 };
 
-/* Interfaces kube-lb attached to, so cleanup finds them after a restart. */
+/* Interfaces kube-lb attached to, so cleanup finds them after a restart.
+ * An ifindex means something in one network namespace only, so the
+ * namespace is recorded too; cleanup elsewhere leaves the entry alone. */
 struct lb_iface_value {
 	__u32 flags;	      /* LB_IFACE_F_* */
 	lb_addr_t snat_addr;  /* uplinks: the address flows SNATed there get */
+	__u64 netns_cookie;   /* SO_NETNS_COOKIE, never reused; 0: not recorded */
+	__u32 netns_ino;      /* the namespace's inode, as in net:[ino]: for messages */
+	__u32 pad;
 };
 
 #endif

@@ -121,7 +121,12 @@ export class ScenarioContext {
   }
 
   async kubeLb(...args: string[]): Promise<string> {
-    return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
+    return this.kubeLbIn(this.sandbox.nodeNs, ...args);
+  }
+
+  /** Runs a kube-lb command with this backend's flags in another of the sandbox's network namespaces. */
+  async kubeLbIn(ns: string, ...args: string[]): Promise<string> {
+    return (await this.sandbox.execIn(ns, process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
   }
 
   /** Runs the test client in a pod, on either node. */

@@ -360,7 +360,12 @@ export class NodeSandbox {
   }
 
   async execInNode(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return exec('nsenter', [`--net=/run/netns/${this.nodeNs}`, cmd, ...args], { maxBuffer: 64 << 20 });
+    return this.execIn(this.nodeNs, cmd, args);
+  }
+
+  /** Runs a command in any of the sandbox's network namespaces with nsenter, as execInNode does in node-a's. */
+  async execIn(ns: string, cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+    return exec('nsenter', [`--net=/run/netns/${ns}`, cmd, ...args], { maxBuffer: 64 << 20 });
   }
 
   pod(name: string): Pod {

@@ -1,12 +1,15 @@
 // Attaching the TC programs to pod-facing interfaces and uplinks, and
-// taking them off again. Every attachment is recorded in the pinned kube_lb_ifaces map, so
-// a later kube-lb, or cleanup, knows which qdiscs it created.
+// taking them off again. Every attachment is recorded in the pinned
+// kube_lb_ifaces map with its network namespace, so a later kube-lb, or
+// cleanup, knows which qdiscs it created, and where.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { NativeAddon, TcAttachPoint } from '../../native/index.js';
+import type { BtfStruct, NativeAddon, TcAttachPoint } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { type MapFds, PROGRAMS, type ProgramFds } from './datapath.js';
+import { MAPS, type MapFds, PROGRAMS, type ProgramFds } from './datapath.js';
 import { type IfaceRecord, LB_IFACE_F_CREATED_HOOK, LB_IFACE_F_UPLINK, decodeIfaceValue, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
+import { convertRecords, copyPlan } from './migrate.js';
+import { type Netns, describeNetns, sameNetns } from './netns.js';
 import { type Link, listLinks } from './links.js';
 
 const run = promisify(execFile);
@@ -25,11 +28,49 @@ const PROGRAMS_BY_ROLE: Record<Role, { point: TcAttachPoint; program: keyof type
   uplink: [{ point: 'ingress', program: 'fromWorld' }],
 };
 
-function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, IfaceRecord> {
+/** kube_lb_ifaces's value as the encoders write it, for reading older layouts into it. */
+const ifaceLayout: BtfStruct = {
+  size: layouts.lb_iface_value.size,
+  members: Object.entries(layouts.lb_iface_value.fields).map(([name, f]) => ({ name, ...f })),
+};
+
+/**
+ * Every entry of a kube_lb_ifaces map, read through the BTF the map was
+ * created with, so a pin of an older layout (as cleanup may find before
+ * any kube-lb migrated it) reads as well: what it lacks reads as zero.
+ */
+export function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, IfaceRecord> {
+  const own = lib.mapLayouts(ifacesFd);
+  if (own === null) throw new Error(`${MAPS.ifaces} (map fd ${ifacesFd}) carries no BTF, so kube-lb cannot tell what it records; kube-lb did not create it`);
   const { keys, values, count } = lib.mapDump(ifacesFd);
+  const converted = convertRecords(values, count, copyPlan(own.value, ifaceLayout));
   const result = new Map<number, IfaceRecord>();
-  for (let i = 0; i < count; i++) result.set(keys.readUInt32LE(i * 4), decodeIfaceValue(values, i * layouts.lb_iface_value.size));
+  for (let i = 0; i < count; i++) result.set(keys.readUInt32LE(i * own.key.size), decodeIfaceValue(converted, i * ifaceLayout.size));
   return result;
+}
+
+/** Records of interfaces in another network namespace than here; those without one recorded are not. */
+function foreignRecords(records: Map<number, IfaceRecord>, here: Netns): Map<number, IfaceRecord> {
+  return new Map([...records].filter(([, r]) => r.netns.cookie !== 0n && !sameNetns(r.netns, here)));
+}
+
+/** Names the namespaces the foreign records belong to, what kube-lb leaves, and what to do. */
+function foreignError(pinRoot: string, foreign: Map<number, IfaceRecord>, here: Netns, todo: string): Error {
+  const byNetns = new Map<string, number[]>();
+  for (const [ifindex, r] of [...foreign].sort(([a], [b]) => a - b)) byNetns.set(describeNetns(r.netns), [...(byNetns.get(describeNetns(r.netns)) ?? []), ifindex]);
+  const where = [...byNetns].map(([netns, ifindexes]) => `ifindex ${ifindexes.join(', ')} in ${netns}`).join('; ');
+  return new Error(
+    `${MAPS.ifaces} under ${pinRoot} records interfaces kube-lb attached to in another network namespace (${where}); this is ${describeNetns(here)}. ` +
+      `An ifindex names other interfaces here, so kube-lb leaves those records, their qdiscs and the pins alone. ${todo}`,
+  );
+}
+
+/** What to do about interfaces recorded in another namespace: clean up there. */
+function cleanupThere(pinRoot: string): string {
+  return (
+    `Run \`kube-lb cleanup --backend=ebpf --bpf-pin-path=${pinRoot}\` in that namespace (nsenter --net=/proc/PID/ns/net with a process there; lsns -t net lists them). ` +
+    `If it no longer exists, its interfaces went with it, and rm -r ${pinRoot} finishes the cleanup.`
+  );
 }
 
 export interface AttachOptions {
@@ -56,8 +97,30 @@ export class Attacher {
     private readonly maps: MapFds,
     private readonly programs: ProgramFds,
     private readonly opts: AttachOptions,
+    private readonly netns: Netns,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * Before the first reconcile: refuses a pin path whose interfaces another
+   * namespace's kube-lb attached to, and takes as this namespace's the
+   * records an older kube-lb made without one (it ran here: it used this pin path).
+   */
+  claimRecords(pinRoot: string): void {
+    const records = recordedInterfaces(this.lib, this.maps.ifaces);
+    const foreign = foreignRecords(records, this.netns);
+    if (foreign.size > 0) {
+      throw foreignError(pinRoot, foreign, this.netns, `Give this kube-lb its own --bpf-pin-path, or clean up the other: ${cleanupThere(pinRoot)}`);
+    }
+    const unrecorded = [...records].filter(([, r]) => r.netns.cookie === 0n);
+    for (const [ifindex, r] of unrecorded) this.lib.mapUpdate(this.maps.ifaces, encodeIfindex(ifindex), encodeIfaceValue({ ...r, netns: this.netns }));
+    if (unrecorded.length > 0) {
+      this.log.info(
+        { ifindexes: unrecorded.map(([i]) => i), netns: describeNetns(this.netns) },
+        'interfaces recorded without their network namespace (by an older kube-lb on this pin path) are taken to be in this one',
+      );
+    }
+  }
 
   private roleOf(link: Link): Role | null {
     if (link.name.startsWith(this.opts.interfacePrefix)) return 'pod';
@@ -94,9 +157,9 @@ export class Attacher {
         this.log.info({ interface: name, ifindex }, 'interface gone');
       }
     }
-    // Records of interfaces that vanished while no kube-lb ran.
-    for (const ifindex of recordedInterfaces(this.lib, this.maps.ifaces).keys()) {
-      if (!present.has(ifindex)) this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
+    // Records of interfaces that vanished while no kube-lb ran here.
+    for (const [ifindex, r] of recordedInterfaces(this.lib, this.maps.ifaces)) {
+      if (!present.has(ifindex) && sameNetns(r.netns, this.netns)) this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
     }
   }
 
@@ -119,7 +182,7 @@ export class Attacher {
       this.log.warn({ interface: link.name, err: (err as Error).message }, 'attach failed');
       return;
     } finally {
-      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, snatAddr }));
+      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, snatAddr, netns: this.netns }));
     }
     this.attached.set(link.ifindex, { name: link.name, role, snatAddr });
     this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snatAddr !== null && { snatAddr }) }, 'attached');
@@ -151,11 +214,17 @@ async function hasOtherFilters(name: string): Promise<boolean> {
  * Takes kube-lb's filters off every interface, and removes the clsact
  * qdiscs kube-lb created where nothing else uses them. Returns the names
  * of the interfaces it touched. Each interface done is struck from
- * kube_lb_ifaces, and one found already done (a cleanup cut short) is
- * passed over, so that running it again always finishes the job.
+ * kube_lb_ifaces (ifacesFds: the pin, and the one a migration cut short
+ * left aside), and one found already done (a cleanup cut short) is passed
+ * over, so that running it again always finishes the job. Records of
+ * another network namespace are left, and then it fails saying so: pinRoot
+ * must stay for the cleanup there.
  */
-export async function detachAll(lib: NativeAddon, ifacesFd: number | null, log: Logger): Promise<string[]> {
-  const recorded = ifacesFd === null ? new Map<number, IfaceRecord>() : recordedInterfaces(lib, ifacesFd);
+export async function detachAll(lib: NativeAddon, ifacesFds: number[], pinRoot: string, netns: Netns, log: Logger): Promise<string[]> {
+  const recorded = new Map<number, IfaceRecord>();
+  for (const fd of ifacesFds) for (const [ifindex, r] of recordedInterfaces(lib, fd)) recorded.set(ifindex, r);
+  const foreign = foreignRecords(recorded, netns);
+  for (const ifindex of foreign.keys()) recorded.delete(ifindex);
   const touched: string[] = [];
   for (const link of await listLinks()) {
     let ours = false;
@@ -170,11 +239,12 @@ export async function detachAll(lib: NativeAddon, ifacesFd: number | null, log: 
       lib.tcHookDestroy(link.ifindex);
       ours = true;
     }
-    if (recorded.has(link.ifindex)) lib.mapDelete(ifacesFd!, encodeIfindex(link.ifindex));
+    if (recorded.has(link.ifindex)) for (const fd of ifacesFds) lib.mapDelete(fd, encodeIfindex(link.ifindex));
     if (ours) {
       touched.push(link.name);
       log.info({ interface: link.name }, 'detached');
     }
   }
+  if (foreign.size > 0) throw foreignError(pinRoot, foreign, netns, cleanupThere(pinRoot));
   return touched;
 }

@@ -139,10 +139,10 @@ export function openPinnedMaps(lib: NativeAddon, pinRoot: string): MapFds | null
   return mapRecord((name) => lib.objGet(path.join(pinRoot, name)));
 }
 
-/** Opens one pinned map, or returns null when it is not pinned. */
-export function openPinnedMap(lib: NativeAddon, pinRoot: string, key: keyof typeof MAPS): number | null {
-  const pin = path.join(pinRoot, MAPS[key]);
-  return fs.existsSync(pin) ? lib.objGet(pin) : null;
+/** Opens kube_lb_ifaces as pinned, and as a migration cut short left it aside: those of the two that exist. */
+export function openPinnedIfaces(lib: NativeAddon, pinRoot: string): number[] {
+  const pin = path.join(pinRoot, MAPS.ifaces);
+  return [pin, asidePin(pin)].filter((p) => fs.existsSync(p)).map((p) => lib.objGet(p));
 }
 
 export function closeMaps(lib: NativeAddon, maps: MapFds): void {

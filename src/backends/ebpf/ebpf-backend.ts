@@ -7,8 +7,9 @@ import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { staleUdpFlows } from '../stale-flows.js';
-import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
+import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, closeMaps, loadDatapath, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
+import { currentNetns } from './netns.js';
 import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
@@ -101,11 +102,17 @@ export class EbpfBackend implements Backend {
     const lib = native();
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
+    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, currentNetns(lib), opts.log);
+    try {
+      attacher.claimRecords(opts.pinPath);
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
     backend.maxEntries = lib.mapInfo(loaded.maps.svc).maxEntries;
     backend.readServiceMap();
     backend.appliedRanges = new SourceRangeMap(lib, loaded.maps.sourceRanges).readAll();
     opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size, maxEntries: backend.maxEntries }, 'ebpf datapath loaded');
-    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, opts.log);
     backend.attacher = attacher;
     const reconcile = (): void => {
       attacher.reconcile().catch((err: Error) => opts.log.error({ err: err.message }, 'attaching to interfaces failed'));
@@ -277,14 +284,15 @@ export class EbpfBackend implements Backend {
 
   async cleanup(): Promise<void> {
     this.watcher?.stop();
-    // From the pin, not this.maps: a cleanup cut short may have left kube_lb_ifaces alone.
-    const ifaces = openPinnedMap(this.lib, this.opts.pinPath, 'ifaces');
+    // From the pins, not this.maps: a cleanup cut short may have left
+    // kube_lb_ifaces alone, and a migration cut short its old map aside.
+    const ifaces = openPinnedIfaces(this.lib, this.opts.pinPath);
     try {
-      await detachAll(this.lib, ifaces, this.opts.log);
+      await detachAll(this.lib, ifaces, this.opts.pinPath, currentNetns(this.lib), this.opts.log);
     } finally {
-      if (ifaces !== null) this.lib.closeFd(ifaces);
+      for (const fd of ifaces) this.lib.closeFd(fd);
+      await this.close();
     }
-    await this.close();
     removePins(this.opts.pinPath);
   }
 

@@ -6,6 +6,7 @@
 import os from 'node:os';
 import type { Destination, Frontend, FrontendKind, NoEndpointsVerdict, Protocol } from '../../model/contract.js';
 import { intToIpv4, ipv4ToInt, parseCidr } from '../../net/ip.js';
+import type { Netns } from './netns.js';
 
 if (os.endianness() !== 'LE') {
   throw new Error('kube-lb encodes host-order map fields as little-endian; this host is big-endian');
@@ -45,7 +46,10 @@ export const layouts = {
     size: 16,
     fields: { vip: { offset: 0, size: 4 }, vport: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, client_addr: { offset: 8, size: 4 }, client_port: { offset: 12, size: 2 } },
   },
-  lb_iface_value: { size: 8, fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 4 } } },
+  lb_iface_value: {
+    size: 24,
+    fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 4 }, netns_cookie: { offset: 8, size: 8 }, netns_ino: { offset: 16, size: 4 } },
+  },
 } satisfies Record<string, { size: number; fields: Record<string, Field> }>;
 
 /** From consts.h. */
@@ -235,10 +239,15 @@ export function encodeIfindex(ifindex: number): Buffer {
   return b;
 }
 
-/** An interface kube-lb attached to: LB_IFACE_F_* flags, and for an uplink the address flows are SNATed to (null: none). */
+/**
+ * An interface kube-lb attached to: LB_IFACE_F_* flags, for an uplink the
+ * address flows are SNATed to (null: none), and the network namespace the
+ * ifindex belongs to (cookie 0n: not recorded).
+ */
 export interface IfaceRecord {
   flags: number;
   snatAddr: string | null;
+  netns: Netns;
 }
 
 const ifaceValue = layouts.lb_iface_value.fields;
@@ -247,12 +256,18 @@ export function encodeIfaceValue(v: IfaceRecord): Buffer {
   const b = Buffer.alloc(layouts.lb_iface_value.size);
   b.writeUInt32LE(v.flags, ifaceValue.flags.offset);
   b.writeUInt32BE(v.snatAddr === null ? 0 : ipv4ToInt(v.snatAddr), ifaceValue.snat_addr.offset);
+  b.writeBigUInt64LE(v.netns.cookie, ifaceValue.netns_cookie.offset);
+  b.writeUInt32LE(v.netns.ino, ifaceValue.netns_ino.offset);
   return b;
 }
 
 export function decodeIfaceValue(value: Buffer, at = 0): IfaceRecord {
   const snat = value.readUInt32BE(at + ifaceValue.snat_addr.offset);
-  return { flags: value.readUInt32LE(at + ifaceValue.flags.offset), snatAddr: snat === 0 ? null : intToIpv4(snat) };
+  return {
+    flags: value.readUInt32LE(at + ifaceValue.flags.offset),
+    snatAddr: snat === 0 ? null : intToIpv4(snat),
+    netns: { ino: value.readUInt32LE(at + ifaceValue.netns_ino.offset), cookie: value.readBigUInt64LE(at + ifaceValue.netns_cookie.offset) },
+  };
 }
 
 /** enum lb_drop_reason in consts.h, in its order: the reason label of each kube_lb_drops index. */
