@@ -115,7 +115,7 @@ describe('pinned maps of another definition are migrated on load', () => {
       const { log, lines } = captureLogger();
       dp = loadDatapath(lib, pin, log);
       const line = lines.find((l) => l.map === 'kube_lb_svc');
-      assert.equal(line?.msg, 'pinned map kube_lb_svc recreated empty: the key\'s fields changed (vip, port, proto, slot, (8 bytes, no BTF))');
+      assert.equal(line?.msg, 'pinned map kube_lb_svc recreated empty: the key lost or resized fields ((8 bytes, no BTF))');
       assert.deepEqual([line?.found, line?.carried], [1, 0]);
       assert.deepEqual([count(dp.maps.svc), lib.mapInfo(dp.maps.svc).keySize], [0, layouts.lb_svc_key.size]);
       assert.deepEqual(asides(pin), []);

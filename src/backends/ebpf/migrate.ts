@@ -31,8 +31,10 @@ export interface CopyPlan {
   fromSize: number;
   toSize: number;
   copies: FieldCopy[];
-  /** New fields, or fields whose size changed: they start at zero. */
-  zeroed: string[];
+  /** New fields: they start at zero, which the layout's author makes mean what the old version did. */
+  added: string[];
+  /** Fields whose size changed: they start at zero too. */
+  resized: string[];
   /** Old fields the new layout has no more. */
   dropped: string[];
 }
@@ -42,23 +44,26 @@ const isPad = (name: string): boolean => name.startsWith('pad');
 /** Fields with the same name and size carry over; padding is neither copied nor reported. */
 export function copyPlan(from: BtfStruct, to: BtfStruct): CopyPlan {
   const copies: FieldCopy[] = [];
-  const zeroed: string[] = [];
+  const added: string[] = [];
+  const resized: string[] = [];
   for (const m of to.members.filter((m) => !isPad(m.name))) {
     const old = from.members.find((o) => o.name === m.name);
-    if (old && old.size === m.size) copies.push({ name: m.name, from: old.offset, to: m.offset, size: m.size });
-    else zeroed.push(m.name);
+    if (!old) added.push(m.name);
+    else if (old.size !== m.size) resized.push(m.name);
+    else copies.push({ name: m.name, from: old.offset, to: m.offset, size: m.size });
   }
   const dropped = from.members.filter((o) => !isPad(o.name) && !to.members.some((m) => m.name === o.name)).map((o) => o.name);
-  return { fromSize: from.size, toSize: to.size, copies, zeroed, dropped };
+  return { fromSize: from.size, toSize: to.size, copies, added, resized, dropped };
 }
 
 /**
  * Why an old key cannot become a new one, or null if it can: a key is an
- * identity, so every field must survive, and none may be added at zero.
+ * identity, so every field must survive whole, or two old keys could
+ * become one. A field added at zero keeps them apart.
  */
 export function keyIncompatibility(plan: CopyPlan): string | null {
-  const lost = [...plan.zeroed, ...plan.dropped];
-  return lost.length === 0 ? null : `the key's fields changed (${lost.join(', ')})`;
+  const lost = [...plan.dropped, ...plan.resized];
+  return lost.length === 0 ? null : `the key lost or resized fields (${lost.join(', ')})`;
 }
 
 /** Rewrites count records laid end to end from the plan's old layout into its new one. */
@@ -156,7 +161,7 @@ export interface Migrated {
   /** Entries the old map held, and how many the new one got. */
   found: number;
   carried: number;
-  /** Value fields that start at zero, and those left behind. */
+  /** Fields that start at zero (new ones, of key or value, and resized ones), and those left behind. */
   zeroed?: string[];
   dropped?: string[];
   /** Set when nothing could be carried over, and why. */
@@ -200,5 +205,5 @@ function copyEntries(lib: NativeAddon, oldFd: number, newFd: number, def: MapDef
   const room = Math.max(0, def.maxEntries - lib.mapDump(newFd).count);
   const n = Math.min(count, room);
   lib.mapUpdateBatch(newFd, convertRecords(keys, n, key), convertRecords(values, n, value), n);
-  return { found: count, carried: n, zeroed: value.zeroed, dropped: value.dropped };
+  return { found: count, carried: n, zeroed: [...key.added, ...value.added, ...value.resized], dropped: value.dropped };
 }
