@@ -2,15 +2,17 @@
 // migrates them (src/backends/ebpf/migrate.ts) instead of failing. The
 // upgrade from the previous commit's layout, with traffic, is in
 // test/conformance/ebpf.test.ts.
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { native } from '../../src/native/index.js';
-import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { DEFAULT_MAP_SIZES, type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { encodeCtValue, encodeFlowKey, layouts, writeSvcCount, writeSvcKey } from '../../src/backends/ebpf/encoding.js';
 import { addition } from '../../src/backends/ebpf/service-map.js';
+import { editedObject } from '../lib/bpf-objects.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 import { captureLogger } from '../unit/fixtures.js';
 
@@ -19,6 +21,9 @@ const root = `/sys/fs/bpf/kube-lb-test-migrate-${process.pid}`;
 /** Smaller maps than the defaults: services and flows 64 each, and services 16. */
 const small = { lb: 64, ct: 64 };
 const smaller = { lb: 16, ct: 64 };
+let tmp: string;
+/** Today's object with a field more in the flow key, where padding was. */
+let zoned: string;
 
 /** n services (slot 0 only) and n flows. */
 function fill(dp: LoadedDatapath, n: number): void {
@@ -38,7 +43,12 @@ const count = (fd: number): number => lib.mapDump(fd).count;
 const asides = (pin: string): string[] => fs.readdirSync(pin).filter((e) => e.endsWith('_migrating'));
 
 describe('pinned maps of another definition are migrated on load', () => {
-  before(() => requireRoot());
+  before(() => {
+    requireRoot();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-migrate-'));
+    zoned = editedObject(tmp, 'structs.h', (t) => t.replace(/(struct lb_flow_key \{[^}]*__u8 proto;\n)\t__u8 pad\[3\];/, '$1\t__u8 zone;\n\t__u8 pad[2];'));
+  });
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('a resize carries the entries over, as many as fit', () => {
     const pin = `${root}-resize`;
@@ -64,6 +74,25 @@ describe('pinned maps of another definition are migrated on load', () => {
       assert.equal(count(dp.maps.ct), 40, 'the flows fit');
       assert.equal(shrunk.lines.find((l) => l.map === 'kube_lb_svc')?.msg, 'pinned map kube_lb_svc migrated: 16 of 40 entries carried over');
       assert.equal(lib.mapInfo(dp.maps.svc).maxEntries, 16);
+    } finally {
+      dp?.object.close();
+      removePins(pin);
+    }
+  });
+
+  it('a key that gained a field keeps its entries, the new field at zero', () => {
+    const pin = `${root}-zone`;
+    let dp: LoadedDatapath | undefined;
+    try {
+      dp = loadDatapath(lib, pin, captureLogger().log);
+      fill(dp, 10);
+      dp.object.close();
+      const { log, lines } = captureLogger();
+      dp = loadDatapath(lib, pin, log, DEFAULT_MAP_SIZES, zoned);
+      assert.equal(count(dp.maps.ct), 10);
+      assert.ok(lib.mapLookup(dp.maps.ct, flow(3)), 'a flow found by its old key: zone 0 sits where the padding was');
+      const line = lines.find((l) => l.map === 'kube_lb_ct');
+      assert.deepEqual([line?.msg, line?.zeroed, line?.why], ['pinned map kube_lb_ct migrated: 10 of 10 entries carried over', ['zone'], ['the key layout changed']]);
     } finally {
       dp?.object.close();
       removePins(pin);
