@@ -247,6 +247,31 @@ describe('ebpf backend: upgrade', () => {
   // Both endpoints ready: a flow the upgrade forgot could be sent to the other one, whose reset the client would see.
   const webBoth = { ...web, endpoints: web.endpoints.map((e) => ({ ...e, ready: true })) };
 
+  it('a held connection survives a restart with other map sizes, its flow carried into the new maps', () =>
+    withContext(pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [webBoth]);
+      await ctx.startKubeLb();
+      const held = await idleConnection(ctx.sandbox, 'client', web.clusterIP, 80);
+      await ctx.stopKubeLb();
+      await ctx.startKubeLb(process.env, ['--bpf-lb-map-max=4096', '--bpf-ct-map-max=4096']);
+      const after = await held.use();
+      assert.ok('answer' in after && /^web-[12]$/.test(after.answer), `the held connection after the restart: ${JSON.stringify(after)}; kube-lb logs:\n${ctx.kubeLbLogs.slice(-3000)}`);
+      const migrated = ctx.kubeLbLogs
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { map?: string; why?: string[]; carried?: number; found?: number })
+        .filter((l) => l.map !== undefined);
+      assert.deepEqual(
+        migrated.map((l) => [l.map, l.why]).sort(),
+        [
+          ['kube_lb_ct', ['max_entries 262144 is now 4096']],
+          ['kube_lb_rnat', ['max_entries 262144 is now 4096']],
+          ['kube_lb_svc', ['max_entries 1048576 is now 4096']],
+        ],
+      );
+      for (const l of migrated) assert.ok(l.carried! > 0 && l.carried === l.found, `${l.map}: every entry carried over (${l.carried} of ${l.found})`);
+    }));
+
   it("a held connection survives an upgrade from the previous commit's map layout", () =>
     withContext(pods, async (ctx) => {
       const { sandbox } = ctx;
