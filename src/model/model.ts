@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../log.js';
 import { type Cidr, cidrContains, ipFamily } from '../net/ip.js';
 import { ChangeTracker } from './change-tracker.js';
-import { type DesiredState, type IPFamily, type ServicePortState, frontendKey } from './contract.js';
+import { type DesiredState, type IPFamily, type NodeView, type ServicePortState, frontendKey } from './contract.js';
 import type { EndpointSlice, KubeObject, Node, ObjectKind, Service } from './objects.js';
 import { type NodeContext, type ResolveOptions, type Resolved, resolveService, servicePortKey } from './resolve.js';
 import { timeSlices } from '../time-slices.js';
@@ -229,6 +229,10 @@ export class ProxyModel {
       if (this.opts.localhostNodePorts && choice.some((c) => cidrContains(c, LOOPBACK_IPV4))) nodePortIPs.push(LOOPBACK_IPV4);
     }
     return { nodeName: this.opts.nodeName, zone: node?.zone ?? '', nodePortIPs, primaryIPs };
+  }
+
+  nodeView(): NodeView {
+    return { nodePortIPs: this.nodeContext.nodePortIPs };
   }
 
   /** Resolves a service again and updates its claims; services sharing a claim are re-owned too. */
