@@ -11,8 +11,9 @@
 // established-flow samples replay the same flows.
 import { native } from '../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../src/backends/ebpf/datapath.js';
-import { ServiceMap, type ServiceChange } from '../src/backends/ebpf/service-map.js';
+import { addition, ServiceMap, type ServiceChange } from '../src/backends/ebpf/service-map.js';
 import { intToIpv4 } from '../src/net/ip.js';
+import { createLogger } from '../src/log.js';
 import { buildPacket } from '../test/lib/packets.js';
 import { type Spread, spread } from './stats.js';
 
@@ -32,7 +33,7 @@ function serviceChanges(count: number): ServiceChange[] {
   const changes: ServiceChange[] = [];
   for (let i = 0; i < count; i++) {
     const wanted = Array.from({ length: BACKENDS_PER_SERVICE }, (_, b) => ({ ip: intToIpv4(0x0af40000 + ((i * BACKENDS_PER_SERVICE + b) % 0xfffe) + 1), port: 8080 }));
-    changes.push({ kind: 'ClusterIP', frontend: { ip: intToIpv4(VIP_BASE + 1 + i), port: 80, protocol: 'TCP' }, currentKind: null, current: null, wanted });
+    changes.push(addition({ ip: intToIpv4(VIP_BASE + 1 + i), port: 80, protocol: 'TCP' }, wanted));
   }
   return changes;
 }
@@ -42,12 +43,14 @@ const ROUND = 500;
 
 export function measurePerPacket(serviceCounts: number[], samples: number, progress: (msg: string) => void): PerPacketResult[] {
   const lib = native();
+  // A fresh pin path each: nothing to migrate, so only failures would speak.
+  const log = createLogger('warn');
   const setups = serviceCounts.map((services, i) => ({ services, pinPath: `/sys/fs/bpf/kube-lb-bench-${process.pid}-${i}` }));
   const loaded: { services: number; pinPath: string; dp: LoadedDatapath; flows: Buffer[]; newFlow: number[]; established: number[]; miss: number[] }[] = [];
   try {
     for (const { services, pinPath } of setups) {
       progress(`per-packet: installing ${services.toLocaleString('en-US')} services`);
-      const dp = loadDatapath(lib, pinPath);
+      const dp = loadDatapath(lib, pinPath, log);
       loaded.push({ services, pinPath, dp, flows: [], newFlow: [], established: [], miss: [] });
       const changes = serviceChanges(services);
       const svcMap = new ServiceMap(lib, dp.maps.svc);

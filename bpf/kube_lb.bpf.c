@@ -1,6 +1,6 @@
-/* kube-lb's TC datapath for ClusterIP services.
+/* kube-lb's TC datapath.
  *
- * Both programs sit on every pod-facing interface of the node:
+ * On every pod-facing interface of the node:
  *  - lb_from_pod (clsact ingress: packets leaving a pod) DNATs new and
  *    established flows addressed to a service to their backend, before
  *    the stack routes them, so routing sees the backend as destination
@@ -9,7 +9,16 @@
  *    service address as the source of replies, after routing, so the
  *    stack never sees a service address as a source either.
  * Hairpin flows (a pod picked as the backend of its own request) never
- * enter the stack: both directions bounce straight back into the pod. */
+ * enter the stack: both directions bounce straight back into the pod.
+ *
+ * On every uplink, lb_from_world (clsact ingress) translates flows from
+ * outside the node to external frontends (NodePorts, external and
+ * load-balancer IPs) with the frontend's external endpoints, SNATs them to
+ * the uplink's address where the traffic policy says so, and forwards them
+ * straight to the next hop. Replies of such flows, from a local endpoint
+ * (lb_from_pod) or a remote one (lb_from_world), get their frontend back
+ * and leave the same way, without the stack seeing them either.
+ */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -21,6 +30,9 @@
 #include "include/nat.h"
 #include "include/lb.h"
 #include "include/conntrack.h"
+#include "include/drops.h"
+#include "include/reject.h"
+#include "include/forward.h"
 
 /* A hairpinned pod answers LB_HAIRPIN_ADDR: give it back its service. */
 static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct packet *pkt)
@@ -31,52 +43,137 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 		return TC_ACT_OK;
 	if (nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, rnat->vip) < 0 ||
 	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
-	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0)
-		return TC_ACT_SHOT;
+	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
+	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
+		return drop(LB_DROP_REWRITE_FAILED);
 	return bounce_to_sender(skb);
+}
+
+/* What a packet to a frontend belongs to: its flow's conntrack entry, or a
+ * new one with a backend picked in scope (LB_SCOPE_*). Returns NULL when
+ * the packet goes no further here, with *verdict set, or with *verdict -1
+ * when it is addressed to no service. */
+static __always_inline struct lb_ct_value *flow_entry(struct __sk_buff *skb, const struct packet *pkt, __u8 scope,
+						      struct lb_ct_value *new_ct, int *verdict)
+{
+	struct lb_svc_value *backend;
+	struct lb_iface_value *uplink;
+	struct lb_ct_value *ct;
+	enum no_backend none;
+	__u32 now = ct_now();
+	__be32 snat_addr = 0;
+	__u16 svc_flags = 0;
+	__u32 ifindex;
+
+	ct = bpf_map_lookup_elem(&kube_lb_ct, &pkt->flow);
+	if (ct && !ct_is_over(ct, pkt, now)) {
+		ct_refresh(pkt, ct, now);
+		return ct;
+	}
+	backend = pick_backend(&pkt->flow, scope, now, &none, &svc_flags);
+	if (!backend) {
+		switch (none) {
+		case NO_BACKEND_REJECT:
+			*verdict = reject_unreachable(skb, pkt);
+			break;
+		case NO_BACKEND_DROP:
+			*verdict = drop(LB_DROP_NO_ENDPOINTS);
+			break;
+		case NO_BACKEND_SOURCE_REFUSED:
+			*verdict = drop(LB_DROP_SOURCE_RANGE);
+			break;
+		default:
+			*verdict = -1;
+		}
+		return NULL;
+	}
+	if (svc_flags & LB_SVC_F_SNAT) {
+		ifindex = skb->ifindex;
+		uplink = bpf_map_lookup_elem(&kube_lb_ifaces, &ifindex);
+		snat_addr = uplink ? addr_get(uplink->snat_addr) : 0;
+		if (!snat_addr) {
+			*verdict = drop(LB_DROP_NO_SNAT_ADDR);
+			return NULL;
+		}
+	}
+	switch (ct_create(pkt, backend, scope == LB_SCOPE_EXTERNAL, snat_addr, now, new_ct)) {
+	case CT_CREATED:
+		return new_ct;
+	case CT_NO_NAT_PORT:
+		*verdict = drop(LB_DROP_NO_NAT_PORT);
+		return NULL;
+	default:
+		*verdict = drop(LB_DROP_CONNTRACK_FULL);
+		return NULL;
+	}
+}
+
+/* Rewrites a packet of a flow the way its backend must see it. */
+static __always_inline int to_backend(struct __sk_buff *skb, const struct packet *pkt, const struct lb_ct_value *ct)
+{
+	lb_addr_t saddr;
+
+	if (nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, ct->backend_addr) < 0 ||
+	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, ct->backend_port) < 0 ||
+	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, ct_backend_sport(&pkt->flow, ct)) < 0)
+		return -1;
+	if (!(ct->flags & LB_CT_F_HAIRPIN) && !addr_get(ct->nat_saddr))
+		return 0;
+	/* Hairpinned or SNATed: the backend sees another client address. */
+	addr_set(saddr, ct_backend_saddr(&pkt->flow, ct));
+	return nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, saddr);
+}
+
+/* A packet that is addressed to no service: a reply of a flow from outside
+ * that a backend sends, or traffic kube-lb leaves alone. */
+static __always_inline int not_to_a_service(struct __sk_buff *skb, const struct packet *pkt)
+{
+	struct lb_rnat_value *rnat = bpf_map_lookup_elem(&kube_lb_rnat, &pkt->flow);
+
+	if (rnat && (rnat->flags & LB_CT_F_WORLD))
+		return world_reply(skb, pkt, rnat);
+	return TC_ACT_OK;
 }
 
 SEC("tc")
 int lb_from_pod(struct __sk_buff *skb)
 {
-	struct packet pkt;
 	struct lb_ct_value new_ct, *ct;
-	struct lb_svc_value *backend;
-	lb_addr_t hairpin;
-	int no_backend;
-	__u32 now;
+	struct packet pkt;
+	int verdict;
 
 	if (parse_packet(skb, &pkt) < 0)
 		return TC_ACT_OK;
 	if (is_hairpin_addr(pkt.flow.daddr))
 		return hairpin_reply(skb, &pkt);
 
-	now = ct_now();
-	ct = bpf_map_lookup_elem(&kube_lb_ct, &pkt.flow);
-	if (ct && !ct_is_over(ct, &pkt, now)) {
-		ct_refresh(&pkt, ct, now);
-	} else {
-		backend = pick_backend(&pkt.flow, &no_backend);
-		if (!backend) {
-			if (no_backend)
-				return TC_ACT_SHOT;
-			ct_forget_reply_of(&pkt);
-			return TC_ACT_OK;
-		}
-		if (ct_create(&pkt, backend, now, &new_ct) < 0)
-			return TC_ACT_SHOT;
-		ct = &new_ct;
+	ct = flow_entry(skb, &pkt, LB_SCOPE_INTERNAL, &new_ct, &verdict);
+	if (!ct) {
+		if (verdict != -1)
+			return verdict;
+		ct_forget_reply_of(&pkt);
+		return not_to_a_service(skb, &pkt);
 	}
+	if (to_backend(skb, &pkt, ct) < 0)
+		return drop(LB_DROP_REWRITE_FAILED);
+	return (ct->flags & LB_CT_F_HAIRPIN) ? bounce_to_sender(skb) : TC_ACT_OK;
+}
 
-	if (nat_addr(skb, &pkt, NAT_DST_ADDR, pkt.flow.daddr, ct->backend_addr) < 0 ||
-	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, ct->backend_port) < 0)
-		return TC_ACT_SHOT;
-	if (!(ct->flags & LB_CT_F_HAIRPIN))
+SEC("tc")
+int lb_from_world(struct __sk_buff *skb)
+{
+	struct lb_ct_value new_ct, *ct;
+	struct packet pkt;
+	int verdict;
+
+	if (parse_packet(skb, &pkt) < 0)
 		return TC_ACT_OK;
-	addr_set(hairpin, bpf_htonl(LB_HAIRPIN_ADDR));
-	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, hairpin) < 0)
-		return TC_ACT_SHOT;
-	return bounce_to_sender(skb);
+	ct = flow_entry(skb, &pkt, LB_SCOPE_EXTERNAL, &new_ct, &verdict);
+	if (!ct)
+		return verdict != -1 ? verdict : not_to_a_service(skb, &pkt);
+	if (to_backend(skb, &pkt, ct) < 0)
+		return drop(LB_DROP_REWRITE_FAILED);
+	return redirect_to_next_hop(skb, ct_backend_saddr(&pkt.flow, ct), addr_get(ct->backend_addr), pkt.flow.proto);
 }
 
 SEC("tc")
@@ -93,8 +190,9 @@ int lb_to_pod(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	ct_note_reply(&pkt, rnat);
 	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, rnat->vip) < 0 ||
-	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0)
-		return TC_ACT_SHOT;
+	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0 ||
+	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, rnat_client_port(&pkt.flow, rnat)) < 0)
+		return drop(LB_DROP_REWRITE_FAILED);
 	return TC_ACT_OK;
 }
 

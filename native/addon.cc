@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportProgs(env, exports);
   ExportTc(env, exports);
   ExportBtf(env, exports);
+  ExportNetns(env, exports);
   ExportIpvs(env, exports);
   ExportIpvsLink(env, exports);
   return exports;

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "args.h"
+#include "btf.h"
 #include "errors.h"
 #include "exports.h"
 #include "libbpf_log.h"
@@ -18,6 +19,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   static Napi::Function Class(Napi::Env env) {
     return DefineClass(env, "BpfObject",
                        {
+                           InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
+                           InstanceMethod<&BpfObject::Maps>("maps"),
                            InstanceMethod<&BpfObject::Load>("load"),
                            InstanceMethod<&BpfObject::MapFd>("mapFd"),
                            InstanceMethod<&BpfObject::ProgramFd>("programFd"),
@@ -38,6 +41,47 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   ~BpfObject() override { bpf_object__close(obj_); }
 
  private:
+  // Resizes a map before load(); libbpf refuses (EBUSY) once it is created.
+  void SetMaxEntries(const Napi::CallbackInfo& info) {
+    Args args(info, "setMaxEntries");
+    std::string name = args.String(0, "name");
+    uint32_t max_entries = args.Uint32(1, "maxEntries", 1);
+    bpf_map* map = Find(info.Env(), bpf_object__find_map_by_name, "bpf_object__find_map_by_name", name);
+    Check(info.Env(), bpf_map__set_max_entries(map, max_entries), "bpf_map__set_max_entries", name);
+  }
+
+  // What load() will create each map as: the object's definitions, with any
+  // change made since open. Layouts come from the object's BTF, or are null.
+  Napi::Value Maps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_object* obj = Live(env, "maps");
+    const btf* types = bpf_object__btf(obj);
+    Napi::Array result = Napi::Array::New(env);
+    uint32_t i = 0;
+    bpf_map* map;
+    bpf_object__for_each_map(map, obj) {
+      std::string name = bpf_map__name(map);
+      Napi::Object def = Napi::Object::New(env);
+      def.Set("name", Napi::String::New(env, name));
+      def.Set("type", Napi::Number::New(env, bpf_map__type(map)));
+      def.Set("keySize", Napi::Number::New(env, bpf_map__key_size(map)));
+      def.Set("valueSize", Napi::Number::New(env, bpf_map__value_size(map)));
+      def.Set("maxEntries", Napi::Number::New(env, bpf_map__max_entries(map)));
+      def.Set("flags", Napi::Number::New(env, bpf_map__map_flags(map)));
+      def.Set("pinned", Napi::Boolean::New(env, bpf_map__pin_path(map) != nullptr));
+      uint32_t key_id = bpf_map__btf_key_type_id(map), value_id = bpf_map__btf_value_type_id(map);
+      if (types && key_id != 0 && value_id != 0) {
+        def.Set("key", TypeLayout(env, types, key_id, "key of " + name + " in " + path_));
+        def.Set("value", TypeLayout(env, types, value_id, "value of " + name + " in " + path_));
+      } else {
+        def.Set("key", env.Null());
+        def.Set("value", env.Null());
+      }
+      result.Set(i++, def);
+    }
+    return result;
+  }
+
   void Load(const Napi::CallbackInfo& info) {
     libbpf_log::Clear();
     int ret = bpf_object__load(Live(info.Env(), "bpf_object__load"));

@@ -1,5 +1,5 @@
-// Struct layouts read from the BTF of a compiled BPF object, so the JS side
-// can check its encoders against the C definitions instead of trusting them.
+// Struct layouts read from BTF: the JS side checks its encoders against the
+// C definitions, and compares a pinned map's layout with the object's.
 #include <bpf/btf.h>
 
 #include <cerrno>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "args.h"
+#include "btf.h"
 #include "errors.h"
 #include "exports.h"
 
@@ -14,21 +15,31 @@ namespace {
 
 using BtfPtr = std::unique_ptr<btf, decltype(&btf__free)>;
 
-Napi::Object StructLayout(Napi::Env env, const btf* types, const std::string& path, const std::string& name) {
-  std::string object = "struct " + name + " in " + path;
-  int id = btf__find_by_name_kind(types, name.c_str(), BTF_KIND_STRUCT);
-  Check(env, id, "btf__find_by_name_kind", object);
+}  // namespace
+
+Napi::Object TypeLayout(Napi::Env env, const btf* types, uint32_t type_id, const std::string& what) {
+  int id = btf__resolve_type(types, type_id);
+  Check(env, id, "btf__resolve_type", what);
   const btf_type* type = btf__type_by_id(types, id);
-  const btf_member* members = btf_members(type);
-  Napi::Array layout = Napi::Array::New(env, btf_vlen(type));
-  for (uint32_t i = 0; i < btf_vlen(type); i++) {
+  int64_t type_size = btf__resolve_size(types, id);
+  if (type_size < 0) ThrowErrno(env, static_cast<int>(-type_size), "btf__resolve_size", what);
+  Napi::Array layout = Napi::Array::New(env);
+  if (!btf_is_struct(type)) {
+    Napi::Object whole = Napi::Object::New(env);
+    whole.Set("name", Napi::String::New(env, ""));
+    whole.Set("offset", Napi::Number::New(env, 0));
+    whole.Set("size", Napi::Number::New(env, type_size));
+    layout.Set(0u, whole);
+  }
+  const btf_member* members = btf_is_struct(type) ? btf_members(type) : nullptr;
+  for (uint32_t i = 0; members && i < btf_vlen(type); i++) {
     std::string member_name = btf__name_by_offset(types, members[i].name_off);
     // A bitfield has no byte offset and size to report.
     if (btf_member_bitfield_size(type, i) != 0) {
-      ThrowErrno(env, EINVAL, "btfStructs", object + " bitfield member " + member_name);
+      ThrowErrno(env, EINVAL, "TypeLayout", what + " bitfield member " + member_name);
     }
     int64_t size = btf__resolve_size(types, members[i].type);
-    if (size < 0) ThrowErrno(env, static_cast<int>(-size), "btf__resolve_size", object + " " + member_name);
+    if (size < 0) ThrowErrno(env, static_cast<int>(-size), "btf__resolve_size", what + " " + member_name);
     Napi::Object member = Napi::Object::New(env);
     member.Set("name", Napi::String::New(env, member_name));
     member.Set("offset", Napi::Number::New(env, btf_member_bit_offset(type, i) / 8));
@@ -36,10 +47,12 @@ Napi::Object StructLayout(Napi::Env env, const btf* types, const std::string& pa
     layout.Set(i, member);
   }
   Napi::Object result = Napi::Object::New(env);
-  result.Set("size", Napi::Number::New(env, type->size));
+  result.Set("size", Napi::Number::New(env, type_size));
   result.Set("members", layout);
   return result;
 }
+
+namespace {
 
 Napi::Value BtfStructs(const Napi::CallbackInfo& info) {
   Args args(info, "btfStructs");
@@ -51,7 +64,12 @@ Napi::Value BtfStructs(const Napi::CallbackInfo& info) {
     ThrowErrno(info.Env(), err, "btf__parse_elf", path);
   }
   Napi::Object result = Napi::Object::New(info.Env());
-  for (const std::string& name : names) result.Set(name, StructLayout(info.Env(), types.get(), path, name));
+  for (const std::string& name : names) {
+    std::string object = "struct " + name + " in " + path;
+    int id = btf__find_by_name_kind(types.get(), name.c_str(), BTF_KIND_STRUCT);
+    Check(info.Env(), id, "btf__find_by_name_kind", object);
+    result.Set(name, TypeLayout(info.Env(), types.get(), id, object));
+  }
   return result;
 }
 

@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <vector>
 
 #include "args.h"
+#include "btf.h"
 #include "errors.h"
 #include "exports.h"
 #include "opts.h"
@@ -47,11 +49,24 @@ Napi::Buffer<uint8_t> RecordsArg(const Args& args, size_t i, const char* name, s
 // Map types without batch support answer EINVAL, ENOTSUPP or EOPNOTSUPP.
 bool BatchUnsupported(int ret) { return ret == -EINVAL || ret == -kEnotsupp || ret == -EOPNOTSUPP; }
 
+// What one lookup copies out: per-CPU maps hold one 8-byte aligned value
+// for every possible CPU. Returns a negative errno on failure.
+long LookupValueSize(const bpf_map_info& info) {
+  bool per_cpu = info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+                 info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
+  if (!per_cpu) return info.value_size;
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus < 0) return cpus;
+  return long{(info.value_size + 7) / 8 * 8} * cpus;
+}
+
 Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   Args args(info, "mapLookup");
   Map map = MapArg(args);
   Napi::Buffer<uint8_t> key = RecordsArg(args, 1, "key", map.info.key_size);
-  auto value = Napi::Buffer<uint8_t>::New(info.Env(), map.info.value_size);
+  long value_size = LookupValueSize(map.info);
+  if (value_size < 0) Check(info.Env(), static_cast<int>(value_size), "libbpf_num_possible_cpus", map.name);
+  auto value = Napi::Buffer<uint8_t>::New(info.Env(), value_size);
   int ret = bpf_map_lookup_elem(map.fd, key.Data(), value.Data());
   if (ret == -ENOENT) return info.Env().Null();
   Check(info.Env(), ret, "bpf_map_lookup_elem", map.name);
@@ -162,16 +177,10 @@ class MapCountWorker : public Napi::AsyncWorker {
   ~MapCountWorker() override { close(fd_); }
 
   void Execute() override {
-    // The kernel copies values too, and per-CPU maps hold one 8-byte aligned
-    // value for every possible CPU.
-    size_t value_size = map_.info.value_size;
-    bool per_cpu = map_.info.type == BPF_MAP_TYPE_PERCPU_HASH || map_.info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
-                   map_.info.type == BPF_MAP_TYPE_PERCPU_ARRAY;
-    if (per_cpu) {
-      int cpus = libbpf_num_possible_cpus();
-      if (cpus < 0) return Fail(cpus, "libbpf_num_possible_cpus");
-      value_size = (value_size + 7) / 8 * 8 * cpus;
-    }
+    // The kernel copies values too.
+    long lookup_size = LookupValueSize(map_.info);
+    if (lookup_size < 0) return Fail(static_cast<int>(lookup_size), "libbpf_num_possible_cpus");
+    size_t value_size = lookup_size;
     // Far more than one hash bucket holds: the kernel refuses (ENOSPC) a
     // chunk smaller than the bucket it is at.
     constexpr uint32_t kChunk = 4096;
@@ -237,6 +246,25 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   result.Set("keySize", Napi::Number::New(info.Env(), map.info.key_size));
   result.Set("valueSize", Napi::Number::New(info.Env(), map.info.value_size));
   result.Set("maxEntries", Napi::Number::New(info.Env(), map.info.max_entries));
+  result.Set("flags", Napi::Number::New(info.Env(), map.info.map_flags));
+  return result;
+}
+
+// The key and value layouts from the BTF the map was created with, or null
+// for a map created without BTF.
+Napi::Value MapLayouts(const Napi::CallbackInfo& info) {
+  Map map = MapArg(Args(info, "mapLayouts"));
+  if (map.info.btf_id == 0 || map.info.btf_key_type_id == 0 || map.info.btf_value_type_id == 0) {
+    return info.Env().Null();
+  }
+  std::unique_ptr<btf, decltype(&btf__free)> types(btf__load_from_kernel_by_id(map.info.btf_id), btf__free);
+  if (!types) {
+    int err = errno;
+    ThrowErrno(info.Env(), err, "btf__load_from_kernel_by_id", map.name);
+  }
+  Napi::Object result = Napi::Object::New(info.Env());
+  result.Set("key", TypeLayout(info.Env(), types.get(), map.info.btf_key_type_id, "key of " + map.name));
+  result.Set("value", TypeLayout(info.Env(), types.get(), map.info.btf_value_type_id, "value of " + map.name));
   return result;
 }
 
@@ -251,4 +279,5 @@ void ExportMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapDump", MapDump);
   Export(env, exports, "mapCount", MapCount);
   Export(env, exports, "mapInfo", MapInfo);
+  Export(env, exports, "mapLayouts", MapLayouts);
 }

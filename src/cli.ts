@@ -7,10 +7,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
-import { DEFAULT_PIN_PATH } from './backends/ebpf/datapath.js';
+import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
 import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
-import { parseDuration } from './flags.js';
+import { parseCount, parseDuration } from './flags.js';
 import { formatViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
@@ -21,7 +21,7 @@ import { ManifestsSource } from './sources/manifests.js';
 
 const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
-                [--pod-interface-name-prefix PREFIX (ebpf)] [--cluster-cidr CIDR]
+                [--pod-interface-name-prefix PREFIX (ebpf)] [--devices IF,... (ebpf)] [--cluster-cidr CIDR]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]
                 [--service-cluster-ip-range CIDR,... (refuses cluster IPs outside)]
@@ -29,6 +29,11 @@ const USAGE = `usage:
                 [--conntrack-tcp-be-liberal true|false]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
+                [--bpf-lb-map-max 1048576 (ebpf: kube_lb_svc entries: one per service port
+                 frontend plus one per backend of it; costs 16 B per entry, rounded up to
+                 a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
+                [--bpf-ct-map-max 262144 (ebpf: flows tracked in kube_lb_ct and in kube_lb_rnat;
+                 costs 192 B per entry, all reserved at start)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
                 Objects come from --manifests DIR, else from the API server
@@ -50,6 +55,7 @@ const options = {
   cleanup: { type: 'boolean' },
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
+  devices: { type: 'string' },
   'cluster-cidr': { type: 'string' },
   'service-cluster-ip-range': { type: 'string' },
   'nodeport-addresses': { type: 'string', default: 'primary' },
@@ -59,6 +65,8 @@ const options = {
   'iptables-mode': { type: 'string' },
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
+  'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
+  'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
   'log-level': { type: 'string', default: 'info' },
@@ -77,6 +85,14 @@ function validateCidr(cidr: string): void {
   }
 }
 
+/** --devices: interface names, comma-separated. */
+function devicesFlag(value: string): string[] {
+  const names = value.split(',').map((n) => n.trim());
+  const bad = names.find((n) => !/^[^\s/]{1,15}$/.test(n));
+  if (bad !== undefined) throw new UsageError(`--devices=${value}: "${bad}" is not an interface name`);
+  return names;
+}
+
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
@@ -88,13 +104,23 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
   return {
     log,
     bpfPinPath: flags['bpf-pin-path'],
+    bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     podInterfacePrefix: flags['pod-interface-name-prefix'],
+    devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
     iptablesMode: mode,
     ipvsScheduler: flags['ipvs-scheduler'],
   };
+}
+
+function mapSize(flags: Flags, name: 'bpf-lb-map-max' | 'bpf-ct-map-max'): number {
+  try {
+    return parseCount(name, flags[name], 1, MAX_MAP_SIZE);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** --nodeport-addresses: kube-proxy's "primary" (the node's primary IPs), or CIDRs. */

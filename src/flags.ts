@@ -10,6 +10,13 @@ const MS_PER_UNIT: Record<string, number> = {
   h: 3_600_000,
 };
 
+/** A whole number from min to max, written in decimal digits only. */
+export function parseCount(flag: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) throw new Error(`--${flag}=${text}: not a whole number from ${min} to ${max}`);
+  return n;
+}
+
 const DURATION = /^(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)/;
 
 /**

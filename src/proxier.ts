@@ -85,16 +85,20 @@ export class Proxier {
 
   private async sync(full: boolean): Promise<void> {
     // The state first: resolving it can mark more service ports changed.
+    await this.model.resolveChanges();
     const state = this.model.desiredState();
     const changes = this.model.changes.take();
     this.opts.telemetry.syncStarted(this.model.changes.pending());
     const fullSync = full || this.needFull;
     this.needFull = true;
     const started = performance.now();
-    const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys);
+    const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys, this.model.nodeView());
     this.needFull = false;
     const durationMs = performance.now() - started;
-    this.opts.telemetry.syncSucceeded({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints });
+    // A refusal needs no retry of its own: the backend tries refused service ports at every sync, and only a sync frees room.
+    this.opts.telemetry.syncCompleted({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints, servicePortsRefused: stats.servicePortsRefused ?? 0 });
+    // Objects may have arrived during the sync: they are resolved in slices too.
+    await this.model.resolveChanges();
     this.serviceHealth.update(this.model.healthChecks());
     this.opts.log.info(
       { full: fullSync, serviceChanges: changes.services, endpointChanges: changes.endpoints, ...stats, durationMs: round(durationMs) },

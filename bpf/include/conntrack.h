@@ -20,15 +20,38 @@ static __always_inline int is_hairpin_addr(const lb_addr_t a)
 	return addr_get(a) == bpf_htonl(LB_HAIRPIN_ADDR);
 }
 
+/* The client port as the backend sees it. */
+static __always_inline __u16 ct_backend_sport(const struct lb_flow_key *flow, const struct lb_ct_value *ct)
+{
+	return ct->nat_sport ? ct->nat_sport : flow->sport;
+}
+
+/* The client's own port, for a reply whose destination is the port the
+ * backend saw. */
+static __always_inline __u16 rnat_client_port(const struct lb_flow_key *reply, const struct lb_rnat_value *rnat)
+{
+	return rnat->client_port ? rnat->client_port : reply->dport;
+}
+
+/* The client address as the backend sees it. */
+static __always_inline __be32 ct_backend_saddr(const struct lb_flow_key *flow, const struct lb_ct_value *ct)
+{
+	if (ct->flags & LB_CT_F_HAIRPIN)
+		return bpf_htonl(LB_HAIRPIN_ADDR);
+	if (addr_get(ct->nat_saddr))
+		return addr_get(ct->nat_saddr);
+	return addr_get(flow->saddr);
+}
+
 /* The reply tuple of a translated flow, as the backend sends it. */
 static __always_inline void reply_flow(const struct lb_flow_key *flow, const struct lb_ct_value *ct,
 				       struct lb_flow_key *reply)
 {
 	__builtin_memset(reply, 0, sizeof(*reply));
 	addr_set(reply->saddr, addr_get(ct->backend_addr));
-	addr_set(reply->daddr, (ct->flags & LB_CT_F_HAIRPIN) ? bpf_htonl(LB_HAIRPIN_ADDR) : addr_get(flow->saddr));
+	addr_set(reply->daddr, ct_backend_saddr(flow, ct));
 	reply->sport = ct->backend_port;
-	reply->dport = flow->sport;
+	reply->dport = ct_backend_sport(flow, ct);
 	reply->proto = flow->proto;
 }
 
@@ -39,7 +62,7 @@ static __always_inline void forward_flow(const struct lb_flow_key *reply, const 
 	__builtin_memset(flow, 0, sizeof(*flow));
 	addr_set(flow->saddr, addr_get(rnat->client_addr));
 	addr_set(flow->daddr, addr_get(rnat->vip));
-	flow->sport = reply->dport;
+	flow->sport = rnat_client_port(reply, rnat);
 	flow->dport = rnat->vport;
 	flow->proto = reply->proto;
 }
@@ -52,13 +75,66 @@ static __always_inline int ct_is_over(const struct lb_ct_value *ct, const struct
 	return now - ct->last_seen > LB_UDP_TIMEOUT_S;
 }
 
+/* Whether a flow may still send packets: not closed (TCP), not idle past
+ * its timeout (UDP). */
+static __always_inline int ct_is_live(const struct lb_ct_value *ct, __u8 proto, __u32 now)
+{
+	if (proto == IPPROTO_TCP)
+		return !(ct->flags & LB_CT_F_CLOSING);
+	return now - ct->last_seen <= LB_UDP_TIMEOUT_S;
+}
+
+/* Whether a backend-side tuple carries a live flow other than `flow`: two
+ * frontends that pick one backend for one client port would otherwise
+ * share a tuple, and the backend could not tell their packets apart. */
+static __always_inline int reply_taken(const struct lb_flow_key *reply, const struct lb_flow_key *flow, __u32 now)
+{
+	struct lb_rnat_value *rnat = bpf_map_lookup_elem(&kube_lb_rnat, reply);
+	struct lb_flow_key owner;
+	struct lb_ct_value *ct;
+
+	if (!rnat)
+		return 0;
+	forward_flow(reply, rnat, &owner);
+	if (addr_get(owner.daddr) == addr_get(flow->daddr) && owner.dport == flow->dport &&
+	    addr_get(owner.saddr) == addr_get(flow->saddr) && owner.sport == flow->sport)
+		return 0;
+	ct = bpf_map_lookup_elem(&kube_lb_ct, &owner);
+	return ct && addr_get(ct->backend_addr) == addr_get(reply->saddr) && ct->backend_port == reply->sport &&
+	       ct_is_live(ct, flow->proto, now);
+}
+
+/* Gives a new flow its client port at the backend (ct->nat_sport). A
+ * SNATed flow always gets one from the SNAT range; any other keeps the
+ * client's own (0) unless another live flow holds its tuple there. Fails
+ * when a few random ports are all taken too. */
+static __always_inline int ct_pick_nat_sport(const struct lb_flow_key *flow, struct lb_ct_value *ct, __u32 now)
+{
+	__u32 min = addr_get(ct->nat_saddr) ? LB_SNAT_PORT_MIN : LB_NAT_PORT_MIN;
+	struct lb_flow_key reply;
+	int i;
+
+	ct->nat_sport = 0;
+	reply_flow(flow, ct, &reply);
+	if (!addr_get(ct->nat_saddr) && !reply_taken(&reply, flow, now))
+		return 0;
+	for (i = 0; i < LB_NAT_PORT_PROBES; i++) {
+		ct->nat_sport = min + bpf_get_prandom_u32() % (65536 - min);
+		reply.dport = ct->nat_sport;
+		if (!reply_taken(&reply, flow, now))
+			return 0;
+	}
+	return -1;
+}
+
 /* Writes the reverse entry of a flow. */
 static __always_inline void rnat_write(const struct lb_flow_key *flow, const struct lb_ct_value *ct)
 {
 	struct lb_flow_key reply;
 	struct lb_rnat_value rnat = {
 		.vport = flow->dport,
-		.flags = ct->flags & LB_CT_F_HAIRPIN,
+		.flags = ct->flags & (LB_CT_F_HAIRPIN | LB_CT_F_WORLD),
+		.client_port = ct->nat_sport ? flow->sport : 0,
 	};
 
 	addr_set(rnat.vip, addr_get(flow->daddr));
@@ -67,20 +143,32 @@ static __always_inline void rnat_write(const struct lb_flow_key *flow, const str
 	bpf_map_update_elem(&kube_lb_rnat, &reply, &rnat, BPF_ANY);
 }
 
-/* Records a new flow to a backend: forward entry, then its reverse. */
-static __always_inline int ct_create(const struct packet *pkt, const struct lb_svc_value *backend,
-				     __u32 now, struct lb_ct_value *ct)
+enum ct_create_result {
+	CT_CREATED,
+	CT_NO_NAT_PORT,
+	CT_NOT_RECORDED,
+};
+
+/* Records a new flow to a backend: forward entry, then its reverse. A
+ * flow from a pod to itself is hairpinned; one from outside (LB_CT_F_WORLD)
+ * is SNATed to snat_addr unless that is 0. */
+static __always_inline enum ct_create_result ct_create(const struct packet *pkt, const struct lb_svc_value *backend,
+						      __u16 world, __be32 snat_addr, __u32 now, struct lb_ct_value *ct)
 {
 	__be32 backend_addr = addr_get(backend->backend_addr);
 
 	addr_set(ct->backend_addr, backend_addr);
 	ct->backend_port = backend->backend_port;
-	ct->flags = backend_addr == addr_get(pkt->flow.saddr) ? LB_CT_F_HAIRPIN : 0;
+	ct->flags = world ? LB_CT_F_WORLD : backend_addr == addr_get(pkt->flow.saddr) ? LB_CT_F_HAIRPIN : 0;
 	ct->last_seen = now;
+	ct->pad = 0;
+	addr_set(ct->nat_saddr, snat_addr);
+	if (ct_pick_nat_sport(&pkt->flow, ct, now) < 0)
+		return CT_NO_NAT_PORT;
 	if (bpf_map_update_elem(&kube_lb_ct, &pkt->flow, ct, BPF_ANY) < 0)
-		return -1;
+		return CT_NOT_RECORDED;
 	rnat_write(&pkt->flow, ct);
-	return 0;
+	return CT_CREATED;
 }
 
 /* An established flow's packet: refresh it, note a close, and restore the

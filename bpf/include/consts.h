@@ -9,20 +9,66 @@
 
 #define LB_CT_F_HAIRPIN 0x1
 #define LB_CT_F_CLOSING 0x2 /* a FIN or RST was seen: the next SYN is a new connection */
+#define LB_CT_F_WORLD 0x4   /* from outside the node, through an uplink: replies go back out one */
 
 /* A UDP flow idle this long is over, as nf_conntrack_udp_timeout says. */
 #define LB_UDP_TIMEOUT_S 30
 
+/* A flow whose client port is taken at its backend by another flow gets a
+ * random port of at least LB_NAT_PORT_MIN there, after at most this many
+ * tries. */
+#define LB_NAT_PORT_MIN 1024
+#define LB_NAT_PORT_PROBES 8
+
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
+#define LB_IFACE_F_UPLINK 0x2	    /* an uplink (lb_from_world), not a pod interface */
+
+/* SNATed flows get a node port from this range, above Linux's default
+ * ephemeral range so that no socket of the node's own holds it. */
+#define LB_SNAT_PORT_MIN 61000
+
+/* Which traffic a kube_lb_svc service serves (lb_svc_key.scope). */
+#define LB_SCOPE_INTERNAL 0 /* from pods, on pod interfaces */
+#define LB_SCOPE_EXTERNAL 1 /* from outside the node, on uplinks */
 
 /* What a frontend is to Kubernetes, in slot 0's flags (ClusterIP: none of
- * them). The programs do not read them yet; inspect and bpftool do. */
+ * them). The programs do not read them; inspect and bpftool do. */
 #define LB_SVC_F_EXTERNAL_IP 0x1
 #define LB_SVC_F_LOADBALANCER 0x2
 #define LB_SVC_F_NODEPORT 0x4
+/* The model leaves this frontend without endpoints by a traffic policy:
+ * new flows are dropped. Without it, a frontend with no endpoint refuses
+ * them (reject.h). Read by the programs. */
+#define LB_SVC_F_DROP_NO_ENDPOINTS 0x8
+/* External scope: SNAT every flow to the uplink's address, so replies from
+ * endpoints on other nodes come back through this node
+ * (externalTrafficPolicy: Cluster). Read by the programs. */
+#define LB_SVC_F_SNAT 0x10
+/* Only sources in kube_lb_source_ranges may open flows (loadBalancerSourceRanges). */
+#define LB_SVC_F_SOURCE_RANGES 0x20
 
+/* Why a packet was dropped: kube_lb_drops' index. The control plane names
+ * them in the same order (DROP_REASONS in src/backends/ebpf/encoding.ts). */
+enum lb_drop_reason {
+	LB_DROP_NO_ENDPOINTS,	/* a new flow to a frontend without endpoints (also counts refusals) */
+	LB_DROP_NO_NAT_PORT,	/* no free client port at the backend (ct_pick_nat_sport) */
+	LB_DROP_CONNTRACK_FULL,	/* the flow could not be recorded */
+	LB_DROP_REWRITE_FAILED,	/* a header rewrite or redirect failed */
+	LB_DROP_REJECT_FAILED,	/* the refusal could not be built; the packet is dropped instead */
+	LB_DROP_NO_ROUTE,	/* a translated packet has no route, or forwarding is off */
+	LB_DROP_TTL_EXCEEDED,	/* a packet to forward has no hop left */
+	LB_DROP_NO_SNAT_ADDR,	/* an uplink without an address to SNAT to */
+	LB_DROP_SOURCE_RANGE,	/* a source outside a frontend's loadBalancerSourceRanges */
+	LB_DROP__MAX,
+};
+
+/* The control plane sets the sizes of kube_lb_svc and of the conntrack maps
+ * at load (--bpf-lb-map-max, --bpf-ct-map-max); these are what the object
+ * declares, the flags' defaults. */
 #define LB_SVC_MAX_ENTRIES 1048576
 #define LB_CT_MAX_ENTRIES 262144
 #define LB_IFACE_MAX_ENTRIES 4096
+#define LB_AFFINITY_MAX_ENTRIES 65536
+#define LB_SOURCE_RANGE_MAX_ENTRIES 65536
 
 #endif

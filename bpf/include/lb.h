@@ -1,4 +1,4 @@
-/* Service lookup and backend selection: two hash lookups, whatever the
+/* Service lookup and backend selection: a few hash lookups, whatever the
  * number of services or endpoints. */
 #ifndef KUBE_LB_LB_H
 #define KUBE_LB_LB_H
@@ -6,27 +6,97 @@
 #include "maps.h"
 #include "parse.h"
 
-/* Picks a backend for a new flow to a service, or returns NULL when the
- * packet is not addressed to a service. *no_backend is set for a service
- * that has no ready endpoint. */
-static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_key *flow, int *no_backend)
+/* Why a new flow to a frontend gets no backend. */
+enum no_backend {
+	NOT_A_SERVICE,
+	NO_BACKEND_REJECT,
+	NO_BACKEND_DROP,
+	NO_BACKEND_SOURCE_REFUSED,
+};
+
+/* Whether loadBalancerSourceRanges let the flow's source reach its frontend. */
+static __always_inline int source_allowed(const struct lb_flow_key *flow)
+{
+	struct lb_source_range_key key = {
+		.prefixlen = 64 + 32,
+		.port = flow->dport,
+		.proto = flow->proto,
+	};
+
+	addr_set(key.vip, addr_get(flow->daddr));
+	addr_set(key.saddr, addr_get(flow->saddr));
+	return bpf_map_lookup_elem(&kube_lb_source_ranges, &key) != NULL;
+}
+
+static __always_inline void affinity_key(const struct lb_flow_key *flow, __u8 scope, struct lb_affinity_key *key)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	addr_set(key->client, addr_get(flow->saddr));
+	addr_set(key->vip, addr_get(flow->daddr));
+	key->port = flow->dport;
+	key->proto = flow->proto;
+	key->scope = scope;
+}
+
+/* The client's backend under session affinity: the one it was given last,
+ * while its timeout has not passed and the backend is still in its slot
+ * (the control plane moves a backend only when it removes others). */
+static __always_inline struct lb_svc_value *affinity_backend(const struct lb_affinity_key *akey, struct lb_svc_key *key,
+							     __u32 timeout, __u32 now)
+{
+	struct lb_affinity_value *last = bpf_map_lookup_elem(&kube_lb_affinity, akey);
+	struct lb_svc_value *backend;
+
+	if (!last || now - last->last_seen > timeout)
+		return NULL;
+	key->slot = last->slot;
+	backend = bpf_map_lookup_elem(&kube_lb_svc, key);
+	if (!backend || addr_get(backend->backend_addr) != addr_get(last->backend_addr) ||
+	    backend->backend_port != last->backend_port)
+		return NULL;
+	return backend;
+}
+
+/* Picks a backend for a new flow to a service in scope (LB_SCOPE_*), or
+ * returns NULL and says why in *none. *svc_flags gets the service's
+ * LB_SVC_F_* flags. */
+static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_key *flow, __u8 scope, __u32 now,
+							 enum no_backend *none, __u16 *svc_flags)
 {
 	struct lb_svc_key key = {
 		.port = flow->dport,
 		.proto = flow->proto,
+		.scope = scope,
 	};
+	struct lb_affinity_value remembered = {};
 	struct lb_svc_value *svc, *backend;
+	struct lb_affinity_key akey;
+	__u32 timeout;
+	__u16 count;
 
 	addr_set(key.vip, addr_get(flow->daddr));
-	*no_backend = 0;
+	*none = NOT_A_SERVICE;
 	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	if (!svc)
 		return NULL;
-	if (svc->count == 0) {
-		*no_backend = 1;
+	*svc_flags = svc->flags;
+	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !source_allowed(flow)) {
+		*none = NO_BACKEND_SOURCE_REFUSED;
 		return NULL;
 	}
-	key.slot = (bpf_get_prandom_u32() % svc->count) + 1;
+	if (svc->count == 0) {
+		*none = (svc->flags & LB_SVC_F_DROP_NO_ENDPOINTS) ? NO_BACKEND_DROP : NO_BACKEND_REJECT;
+		return NULL;
+	}
+	count = svc->count;
+	timeout = svc->affinity_timeout;
+	if (timeout) {
+		affinity_key(flow, scope, &akey);
+		backend = affinity_backend(&akey, &key, timeout, now);
+		if (backend)
+			goto remember;
+	}
+	key.slot = (bpf_get_prandom_u32() % count) + 1;
 	backend = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	if (!backend) {
 		/* The control plane shrinks a service by lowering the count
@@ -35,8 +105,18 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 		key.slot = 1;
 		backend = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	}
-	if (!backend)
-		*no_backend = 1;
+	if (!backend) {
+		*none = NO_BACKEND_DROP;
+		return NULL;
+	}
+remember:
+	if (timeout) {
+		addr_set(remembered.backend_addr, addr_get(backend->backend_addr));
+		remembered.backend_port = backend->backend_port;
+		remembered.slot = key.slot;
+		remembered.last_seen = now;
+		bpf_map_update_elem(&kube_lb_affinity, &akey, &remembered, BPF_ANY);
+	}
 	return backend;
 }
 

@@ -46,4 +46,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kube_lb_ifaces SEC(".maps");
 
+/* Session affinity: client and service -> its backend (struct lb_affinity_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(max_entries, LB_AFFINITY_MAX_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_affinity SEC(".maps");
+
+/* Written by the control plane only: the sources allowed to reach frontends
+ * flagged LB_SVC_F_SOURCE_RANGES. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb_source_range_key);
+	__type(value, __u8);
+	__uint(max_entries, LB_SOURCE_RANGE_MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_source_ranges SEC(".maps");
+
+/* Dropped packets by reason (enum lb_drop_reason), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, LB_DROP__MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_drops SEC(".maps");
+
 #endif

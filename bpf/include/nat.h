@@ -11,6 +11,7 @@
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
+#include "drops.h"
 #include "parse.h"
 
 static __always_inline __u64 l4_csum_flags(const struct packet *pkt)
@@ -61,10 +62,10 @@ static __always_inline int bounce_to_sender(struct __sk_buff *skb)
 	struct ethhdr eth;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0)
-		return TC_ACT_SHOT;
+		return drop(LB_DROP_REWRITE_FAILED);
 	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), eth.h_source, ETH_ALEN, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), eth.h_dest, ETH_ALEN, 0) < 0)
-		return TC_ACT_SHOT;
+		return drop(LB_DROP_REWRITE_FAILED);
 	return bpf_redirect(skb->ifindex, 0);
 }
 

@@ -14,14 +14,17 @@
 
 typedef __u8 lb_addr_t[4];
 
-/* One service frontend (ClusterIP, port, protocol) and a slot number.
- * Slot 0 holds the service itself (backend count); slots 1..count hold one
- * backend each, so a random pick is one extra hash lookup, never a loop. */
+/* One service frontend (address, port, protocol) in one scope, and a slot
+ * number. Slot 0 holds the service itself (backend count, flags); slots
+ * 1..count hold one backend each, so a random pick is one extra hash
+ * lookup, never a loop. A frontend has one service per scope: pods reach
+ * its internal endpoint set, outside clients (on an uplink) its external
+ * one. */
 struct lb_svc_key {
 	lb_addr_t vip;
 	__u16 port;
 	__u8 proto;
-	__u8 pad;
+	__u8 scope;	      /* LB_SCOPE_* */
 	__u16 slot;
 	__u16 pad2;
 };
@@ -32,6 +35,36 @@ struct lb_svc_value {
 	lb_addr_t backend_addr; /* slots >= 1 */
 	__u16 backend_port;   /* slots >= 1 */
 	__u16 pad;
+	__u32 affinity_timeout; /* slot 0: seconds a client keeps its backend
+				 * after its last new flow; 0: no affinity */
+};
+
+/* Session affinity: a client of a service (in one scope) and the backend
+ * it was last given. */
+struct lb_affinity_key {
+	lb_addr_t client;
+	lb_addr_t vip;
+	__u16 port;
+	__u8 proto;
+	__u8 scope;
+};
+
+struct lb_affinity_value {
+	lb_addr_t backend_addr;
+	__u16 backend_port;
+	__u16 slot;	      /* where the backend was: it counts while it is still there */
+	__u32 last_seen;      /* seconds of CLOCK_MONOTONIC (coarse) of the last new flow */
+};
+
+/* loadBalancerSourceRanges: a frontend and a source prefix allowed to reach
+ * it, as an LPM trie key (prefixlen counts the frontend's 64 bits too). */
+struct lb_source_range_key {
+	__u32 prefixlen;
+	lb_addr_t vip;
+	__u16 port;
+	__u8 proto;
+	__u8 pad;
+	lb_addr_t saddr;
 };
 
 /* A flow as seen in a packet: the key of both conntrack maps. */
@@ -50,6 +83,12 @@ struct lb_ct_value {
 	__u16 backend_port;
 	__u16 flags;	      /* LB_CT_F_* */
 	__u32 last_seen;      /* seconds of CLOCK_MONOTONIC (coarse) */
+	__u16 nat_sport;      /* the client port the backend sees, when the
+			       * client's own one was taken there or the
+			       * flow is SNATed; 0: kept */
+	__u16 pad;
+	lb_addr_t nat_saddr;  /* SNAT: the node address the backend sees as
+			       * the client; 0: the client's own */
 };
 
 /* Reverse NAT: backend -> client (or hairpin address) tuple to what the
@@ -59,11 +98,20 @@ struct lb_rnat_value {
 	__u16 vport;
 	__u16 flags;	      /* LB_CT_F_* */
 	lb_addr_t client_addr; /* hairpin: the client's real address */
+	__u16 client_port;    /* the client's own port, when the flow's was
+			       * rewritten (lb_ct_value.nat_sport); 0: kept */
+	__u16 pad;
 };
 
-/* Interfaces kube-lb attached to, so cleanup finds them after a restart. */
+/* Interfaces kube-lb attached to, so cleanup finds them after a restart.
+ * An ifindex means something in one network namespace only, so the
+ * namespace is recorded too; cleanup elsewhere leaves the entry alone. */
 struct lb_iface_value {
 	__u32 flags;	      /* LB_IFACE_F_* */
+	lb_addr_t snat_addr;  /* uplinks: the address flows SNATed there get */
+	__u64 netns_cookie;   /* SO_NETNS_COOKIE, never reused; 0: not recorded */
+	__u32 netns_ino;      /* the namespace's inode, as in net:[ino]: for messages */
+	__u32 pad;
 };
 
 #endif

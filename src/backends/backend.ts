@@ -1,7 +1,7 @@
 // The Backend interface: what every datapath implements. The model decides
 // which endpoints receive which traffic (src/model/contract.ts); a backend
 // only turns that decision into kernel state and reads the kernel back.
-import type { DesiredState, Destination, Frontend, FrontendKind, Protocol } from '../model/contract.js';
+import type { DesiredState, Destination, Frontend, FrontendKind, NodeView, Protocol } from '../model/contract.js';
 
 /** The kernel's view of one frontend, as inspect reports it. */
 export interface FrontendView {
@@ -16,6 +16,13 @@ export interface SyncStats {
   frontendsWritten: number;
   /** Frontends removed. */
   frontendsRemoved: number;
+  /**
+   * Service ports left unprogrammed, or as last programmed, because a
+   * kernel table has no room for them; the backend tries them again at
+   * every sync. A sync that refused any did not do everything: it counts
+   * as failed.
+   */
+  servicePortsRefused?: number;
 }
 
 export interface Backend {
@@ -25,9 +32,10 @@ export interface Backend {
   /**
    * Makes the kernel state match `state`. `changed` names the service port keys
    * touched since the last sync (including deleted ones); null asks for a full
-   * reconcile against what the kernel holds.
+   * reconcile against what the kernel holds. `node` is what the model says
+   * about the node itself; absent, it is as at the last sync.
    */
-  sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats>;
+  sync(state: DesiredState, changed: ReadonlySet<string> | null, node?: NodeView): Promise<SyncStats>;
   /** Reads the kernel state back, never a memory of the last sync. */
   inspect(): Promise<FrontendView[]>;
   /** Removes everything this backend created and nothing else. */
@@ -36,6 +44,8 @@ export interface Backend {
   close(): Promise<void>;
   /** Optional: how full each kernel table is (BPF maps), for the metrics. */
   mapFill?(): Promise<MapFill[]>;
+  /** Optional: packets the datapath dropped, by reason, since its counters were created (BPF maps survive restarts). */
+  drops?(): Promise<Record<string, number>>;
 }
 
 export interface MapFill {

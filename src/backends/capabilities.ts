@@ -36,6 +36,7 @@ export const CAPABILITIES = {
   'node-originated': 'Traffic from the node itself (host network) to every kind of frontend',
   'localhost-nodeport': 'NodePort on 127.0.0.1',
   'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",
+  'shared-client-port': 'One client port connected to two services with a shared endpoint at once',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -45,23 +46,13 @@ export type Support = true | string;
 
 const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILITIES).map((c) => [c, true])) as Record<Capability, true>;
 
-/** The ebpf datapath sits on pod interfaces only: it translates traffic from pods. */
-const EBPF_FROM_PODS_ONLY = 'not yet (pod interfaces only)';
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: {
     ...ALL,
-    nodeport: EBPF_FROM_PODS_ONLY,
-    'external-ips': EBPF_FROM_PODS_ONLY,
-    'load-balancer-ips': EBPF_FROM_PODS_ONLY,
-    'source-ranges': EBPF_FROM_PODS_ONLY,
-    'external-traffic-policy-local': EBPF_FROM_PODS_ONLY,
-    'external-masquerade': EBPF_FROM_PODS_ONLY,
-    'session-affinity': NOT_YET,
-    'reject-without-endpoints': 'not yet (drops)',
     'node-originated': 'not yet (needs socket-level load balancing)',
-    'localhost-nodeport': EBPF_FROM_PODS_ONLY,
+    'localhost-nodeport': 'not yet (needs socket-level load balancing)',
   },
   iptables: ALL,
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },
@@ -78,6 +69,7 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'node-originated': 'not tested yet',
     'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
+    'shared-client-port': 'not tested yet',
   },
 };
 

@@ -1,6 +1,7 @@
 // The datapaths kube-lb can drive, chosen with --backend.
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
+import type { MapSizes } from './ebpf/datapath.js';
 import { EbpfBackend } from './ebpf/ebpf-backend.js';
 import { IptablesBackend, type IptablesMode, detectIptablesMode } from './iptables/iptables-backend.js';
 import { NftablesBackend } from './nftables/nft-backend.js';
@@ -13,8 +14,12 @@ export interface BackendOptions {
   log: Logger;
   /** ebpf: where maps and programs are pinned. */
   bpfPinPath: string;
+  /** ebpf: --bpf-lb-map-max and --bpf-ct-map-max. */
+  bpfMapSizes: MapSizes;
   /** ebpf: attach to interfaces whose names start with this. */
   podInterfacePrefix: string | undefined;
+  /** ebpf: uplinks by name (--devices); null picks the interfaces that hold the node's NodePort addresses. */
+  devices: string[] | null;
   /** iptables, nftables: masquerade traffic to services from outside this range. */
   clusterCidr: string | undefined;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
@@ -43,7 +48,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
   if (name === 'iptables' || name === 'nftables') return openBackend(name, opts);
   if (name === 'ipvs') return IpvsBackend.run(ipvsOptions(opts));
   if (!opts.podInterfacePrefix) throw new Error('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
-  return EbpfBackend.run({ pinPath: opts.bpfPinPath, interfacePrefix: opts.podInterfacePrefix, log: opts.log });
+  return EbpfBackend.run({ pinPath: opts.bpfPinPath, interfacePrefix: opts.podInterfacePrefix, devices: opts.devices, mapSizes: opts.bpfMapSizes, log: opts.log });
 }
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */

@@ -115,6 +115,12 @@ export interface ServicePortState {
   settings: BackendSettings;
 }
 
+/** What the model decided about the node itself. */
+export interface NodeView {
+  /** The node's addresses NodePorts are served on (--nodeport-addresses): where traffic from outside arrives. */
+  nodePortIPs: readonly string[];
+}
+
 /** Every service port the node must serve, by ServicePortState.key. No frontend key appears twice in it. */
 export type DesiredState = ReadonlyMap<string, ServicePortState>;
 

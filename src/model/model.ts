@@ -5,9 +5,10 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../log.js';
 import { type Cidr, cidrContains, ipFamily } from '../net/ip.js';
 import { ChangeTracker } from './change-tracker.js';
-import { type DesiredState, type IPFamily, type ServicePortState, frontendKey } from './contract.js';
+import { type DesiredState, type IPFamily, type NodeView, type ServicePortState, frontendKey } from './contract.js';
 import type { EndpointSlice, KubeObject, Node, ObjectKind, Service } from './objects.js';
 import { type NodeContext, type ResolveOptions, type Resolved, resolveService, servicePortKey } from './resolve.js';
+import { timeSlices } from '../time-slices.js';
 
 /** --nodeport-addresses: the node's primary addresses, or those of its addresses within the CIDRs. */
 export type NodePortAddresses = 'primary' | readonly Cidr[];
@@ -111,6 +112,25 @@ export class ProxyModel {
     return this.state;
   }
 
+  /**
+   * Does desiredState()'s work ahead of it, in time slices: after thousands
+   * of changes that work would hold the event loop. Objects that arrive
+   * meanwhile are resolved here too, or by desiredState().
+   */
+  async resolveChanges(): Promise<void> {
+    const turn = timeSlices();
+    for (const id of this.changedServices) {
+      await turn();
+      this.changedServices.delete(id);
+      this.resolve(id);
+    }
+    for (const id of this.reownedServices) {
+      await turn();
+      this.reownedServices.delete(id);
+      this.publish(id);
+    }
+  }
+
   /** The healthCheckNodePorts to serve, by port (externalTrafficPolicy: Local load balancers). */
   healthChecks(): ReadonlyMap<number, ServiceHealth> {
     this.desiredState();
@@ -209,6 +229,10 @@ export class ProxyModel {
       if (this.opts.localhostNodePorts && choice.some((c) => cidrContains(c, LOOPBACK_IPV4))) nodePortIPs.push(LOOPBACK_IPV4);
     }
     return { nodeName: this.opts.nodeName, zone: node?.zone ?? '', nodePortIPs, primaryIPs };
+  }
+
+  nodeView(): NodeView {
+    return { nodePortIPs: this.nodeContext.nodePortIPs };
   }
 
   /** Resolves a service again and updates its claims; services sharing a claim are re-owned too. */

@@ -16,6 +16,22 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  flags: number;
+}
+
+/** A map as an object defines it: what load() creates, or reuses if a pin matches. */
+export interface MapDef {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  /** Whether the map is pinned by name (LIBBPF_PIN_BY_NAME). */
+  pinned: boolean;
+  /** From the object's BTF; null without it. */
+  key: BtfStruct | null;
+  value: BtfStruct | null;
 }
 
 export interface ProgInfo {
@@ -35,6 +51,7 @@ export interface BtfMember {
   size: number;
 }
 
+/** A type's layout; a type other than a struct is one member named "" covering it all. */
 export interface BtfStruct {
   size: number;
   members: BtfMember[];
@@ -42,6 +59,10 @@ export interface BtfStruct {
 
 /** A libbpf bpf_object, opened with maps pinned by name under pinRoot. */
 export interface BpfObject {
+  /** Sets a map's capacity; only before load(). */
+  setMaxEntries(name: string, maxEntries: number): void;
+  /** The maps as load() will create them. */
+  maps(): MapDef[];
   /** Loads programs into the kernel; maps pinned under pinRoot are reused. */
   load(): void;
   mapFd(name: string): number;
@@ -54,6 +75,7 @@ export interface BpfObject {
 export interface NativeAddon {
   openObject(objectPath: string, pinRoot: string): BpfObject;
 
+  /** The value; for a per-CPU map, one 8-byte aligned value per possible CPU, end to end. */
   mapLookup(fd: number, key: Buffer): Buffer | null;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags?: number): void;
   /** Returns false when the key was absent. */
@@ -70,6 +92,8 @@ export interface NativeAddon {
    */
   mapCount(fd: number): Promise<number>;
   mapInfo(fd: number): MapInfo;
+  /** Key and value layouts from the BTF the map was created with; null without BTF. */
+  mapLayouts(fd: number): { key: BtfStruct; value: BtfStruct } | null;
 
   objGet(pinPath: string): number;
   objPin(fd: number, pinPath: string): void;
@@ -87,6 +111,9 @@ export interface NativeAddon {
   tcHookDestroy(ifindex: number): void;
 
   progTestRun(progFd: number, data: Buffer, repeat: number): TestRunResult;
+
+  /** The calling process's network namespace cookie (SO_NETNS_COOKIE), unique while the machine runs. */
+  netnsCookie(): bigint;
 
   /** Struct layouts from the BTF of an ELF object. */
   btfStructs(objectPath: string, names: string[]): Record<string, BtfStruct>;

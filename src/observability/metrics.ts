@@ -26,10 +26,25 @@ export class ProxyMetrics {
   readonly serviceChangesTotal = new Counter({ name: 'kubeproxy_sync_proxy_rules_service_changes_total', help: 'Cumulative proxy rules Service changes', registers: [this.registry] });
   readonly healthzTotal = new Counter({ name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'], registers: [this.registry] });
   readonly livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'], registers: [this.registry] });
-  readonly syncErrors = new Counter({ name: 'kube_lb_sync_errors_total', help: 'Syncs that failed, by backend', labelNames: ['backend'], registers: [this.registry] });
+  readonly syncErrors = new Counter({ name: 'kube_lb_sync_errors_total', help: 'Syncs that failed, by backend; a sync that refused service ports counts', labelNames: ['backend'], registers: [this.registry] });
+  readonly servicePortsRefused = new Gauge({ name: 'kube_lb_service_ports_refused', help: 'Service ports the last sync left unprogrammed, or as last programmed, for want of room in a kernel table (kube_lb_svc: --bpf-lb-map-max); a warning names each', labelNames: ['backend'], registers: [this.registry] });
 
   constructor(backend: Backend) {
     this.syncErrors.inc({ backend: backend.name }, 0);
+    this.servicePortsRefused.set({ backend: backend.name }, 0);
+    const drops = backend.drops?.bind(backend);
+    if (drops !== undefined) {
+      new Counter({
+        name: 'kube_lb_bpf_drops_total',
+        help: 'Packets the BPF programs dropped, by reason, since the pinned counters were created (no_endpoints also counts new flows refused with an ICMP port unreachable)',
+        labelNames: ['reason'],
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          for (const [reason, count] of Object.entries(await drops())) this.inc({ reason }, count);
+        },
+      });
+    }
     const mapFill = backend.mapFill?.bind(backend);
     if (mapFill === undefined) return;
     // Set at scrape time; a map the backend has no count for is left out, not kept at an old value.

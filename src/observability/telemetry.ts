@@ -30,6 +30,8 @@ export interface SyncOutcome {
   durationMs: number;
   serviceChanges: number;
   endpointChanges: number;
+  /** Service ports the backend had no room for (SyncStats.servicePortsRefused). */
+  servicePortsRefused: number;
 }
 
 export class ProxyTelemetry {
@@ -91,10 +93,21 @@ export class ProxyTelemetry {
     this.setPending(pending);
   }
 
-  syncSucceeded(outcome: SyncOutcome): void {
-    this.health.updated();
+  /**
+   * A sync ran to its end. One that refused service ports did not do
+   * everything: it counts as failed, and what it refused stays queued, so
+   * health turns bad if it stays refused past the health timeout.
+   */
+  syncCompleted(outcome: SyncOutcome): void {
+    this.metrics.servicePortsRefused.set({ backend: this.opts.backend.name }, outcome.servicePortsRefused);
+    if (outcome.servicePortsRefused > 0) {
+      this.metrics.syncErrors.inc({ backend: this.opts.backend.name });
+      this.health.queuedUpdate();
+    } else {
+      this.health.updated();
+      this.metrics.lastSync.setToCurrentTime();
+    }
     this.metrics.syncDuration.observe(outcome.durationMs / 1000);
-    this.metrics.lastSync.setToCurrentTime();
     this.metrics.serviceChangesTotal.inc(outcome.serviceChanges);
     this.metrics.endpointChangesTotal.inc(outcome.endpointChanges);
     const now = Date.now();

@@ -5,11 +5,12 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
-import { parseAllDocuments, YAMLError } from 'yaml';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../log.js';
+import { timeSlices } from '../time-slices.js';
 import { InvalidObjectError, isRecord, objectRef, supportedKind, type ObjectKind, type ObjectRef, type RawObject } from '../model/objects.js';
 import type { ObjectSink } from '../model/ingest.js';
+import type { ParsedValue, ParseReply, ParseRequest } from './manifest-parser.js';
 import type { Source } from './source.js';
 
 export interface ManifestsSourceOptions {
@@ -46,12 +47,10 @@ const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
  * rewrite in place caught halfway: it is read once left alone this long.
  */
 const CUT_SHORT_QUIET_MS = 1000;
-/** Kubernetes objects are a few levels deep; anything far deeper is hostile or broken. */
-const MAX_DEPTH = 64;
 const READ_KINDS: Record<ObjectKind, string> = { Service: 'v1', EndpointSlice: 'discovery.k8s.io/v1', Node: 'v1' };
 
-/** Why a file cannot be used, in words that never quote the file. */
-class UnusableFileError extends Error {}
+/** Why a file does not parse, in words that never quote the file. */
+class ParseFailure extends Error {}
 
 export class ManifestsSource implements Source {
   private readonly directory: string;
@@ -81,6 +80,7 @@ export class ManifestsSource implements Source {
   private readAsIs = false;
   /** What the sink has been given, by object id. */
   private delivered = new Map<string, ManifestObject>();
+  private readonly parser = new ManifestParser();
 
   constructor(options: ManifestsSourceOptions) {
     this.directory = path.resolve(options.directory);
@@ -152,6 +152,15 @@ export class ManifestsSource implements Source {
   }
 
   private async scan(): Promise<void> {
+    try {
+      await this.scanOnce();
+    } finally {
+      // No idle thread holds memory between scans.
+      await this.parser.close();
+    }
+  }
+
+  private async scanOnce(): Promise<void> {
     const directory = await realpath(this.directory);
     const names = (await readdir(this.directory)).filter(isManifestName).sort();
     const present = new Set(names);
@@ -174,7 +183,7 @@ export class ManifestsSource implements Source {
         this.files.get(name)!.version = '';
         await this.refreshFile(name, directory);
       }
-      this.deliverDifferences();
+      await this.deliverDifferences();
     }
     this.armRetry();
   }
@@ -206,7 +215,7 @@ export class ManifestsSource implements Source {
     }
     // Rewriting a file in place truncates it first and writes it in pieces.
     if (!this.readAsIs && looksCutShort(file, text) && quietFor < CUT_SHORT_QUIET_MS) return this.deferBy(CUT_SHORT_QUIET_MS - quietFor);
-    const objects = this.parseFile(name, file, text);
+    const objects = await this.parseFile(name, file, text);
     // A file that does not parse (perhaps half-written) keeps its last good objects.
     this.files.set(name, { version, objects: objects ?? known?.objects ?? [] });
     return objects !== null;
@@ -279,12 +288,13 @@ export class ManifestsSource implements Source {
   }
 
   /** The usable objects in a file, or null if the file is not valid YAML or JSON. */
-  private parseFile(name: string, file: string, text: string): ManifestObject[] | null {
-    let values: unknown[];
+  private async parseFile(name: string, file: string, text: string): Promise<ManifestObject[] | null> {
+    let values: ParsedValue[];
     try {
-      values = parseDocuments(file, text);
+      values = await this.parser.parse(file, text);
     } catch (err) {
-      this.log.warn({ file, reason: parseFailure(err) }, 'manifest file does not parse; keeping its previous objects');
+      if (!(err instanceof ParseFailure)) throw err;
+      this.log.warn({ file, reason: err.message }, 'manifest file does not parse; keeping its previous objects');
       return null;
     }
     const objects: ManifestObject[] = [];
@@ -292,14 +302,15 @@ export class ManifestsSource implements Source {
     // kind misspelt, are worth a warning; other kinds are merely noted.
     const misfits: string[] = [];
     const others: string[] = [];
-    for (const value of values) {
+    const turn = timeSlices();
+    for (const { value, fingerprint } of values) {
+      await turn();
       if (supportedKind(value) === null) {
         (looksMeantForKubeLb(value) ? misfits : others).push(describe(value));
         continue;
       }
       try {
         const ref = objectRef(value);
-        const fingerprint = createHash('sha1').update(JSON.stringify(value)).digest('base64');
         objects.push({ id: `${ref.kind}/${ref.namespace}/${ref.name}`, ref, file, fingerprint, raw: value as RawObject });
       } catch (err) {
         if (!(err instanceof InvalidObjectError)) throw err;
@@ -344,10 +355,12 @@ export class ManifestsSource implements Source {
     return names;
   }
 
-  private deliverDifferences(): void {
+  private async deliverDifferences(): Promise<void> {
     const sink = this.sink!;
     const current = this.definitions();
+    const turn = timeSlices();
     for (const [id, object] of current) {
+      await turn();
       const previous = this.delivered.get(id);
       if (previous?.fingerprint !== object.fingerprint) {
         if (object.raw === null) {
@@ -360,59 +373,60 @@ export class ManifestsSource implements Source {
       object.raw = null;
     }
     for (const [id, { ref }] of this.delivered) {
+      await turn();
       if (!current.has(id)) sink.delete(ref.kind, ref.namespace, ref.name);
     }
     this.delivered = current;
   }
 }
 
+/**
+ * The client of the parser thread (manifest-parser.ts). The thread starts
+ * with the first file a scan parses and ends with the scan; scans are
+ * serial, so it has one request at a time.
+ */
+class ManifestParser {
+  private worker: Worker | null = null;
+
+  /** The file's values; rejects with a ParseFailure if it does not parse. */
+  parse(file: string, text: string): Promise<ParsedValue[]> {
+    const worker = (this.worker ??= new Worker(new URL('./manifest-parser.js', import.meta.url)));
+    return new Promise((resolve, reject) => {
+      const values: ParsedValue[] = [];
+      const settle = (outcome: () => void): void => {
+        worker.off('message', onReply).off('error', onError).off('exit', onExit);
+        outcome();
+      };
+      const onReply = (reply: ParseReply): void => {
+        if ('failure' in reply) return settle(() => reject(new ParseFailure(reply.failure)));
+        values.push(...reply.values);
+        if (reply.last) settle(() => resolve(values));
+        else worker.postMessage('next' satisfies ParseRequest);
+      };
+      // The thread died, out of memory say: the file it was parsing is the likely cause.
+      const onError = (err: NodeJS.ErrnoException): void => {
+        this.worker = null;
+        settle(() => reject(new ParseFailure(err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'too large to parse' : `cannot be parsed (${err.name})`)));
+      };
+      const onExit = (): void => {
+        this.worker = null;
+        settle(() => reject(new Error('the manifest parser thread exited')));
+      };
+      worker.on('message', onReply).on('error', onError).on('exit', onExit);
+      worker.postMessage({ file, text } satisfies ParseRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    const worker = this.worker;
+    this.worker = null;
+    await worker?.terminate();
+  }
+}
+
 function isManifestName(name: string): boolean {
   // Dot files are editor temporaries or Kubernetes ConfigMap-volume internals (..data).
   return !name.startsWith('.') && MANIFEST_EXTENSIONS.has(path.extname(name));
-}
-
-/**
- * The objects in a manifest file, with `kind: List` documents unwrapped as
- * `kubectl get -o yaml` prints them. JSON is YAML too, but JSON.parse reads
- * a large file in a fraction of the YAML parser's time and memory.
- */
-function parseDocuments(file: string, text: string): unknown[] {
-  const documents = path.extname(file) === '.json' ? [JSON.parse(text) as unknown] : yamlDocuments(text);
-  // Everything downstream (fingerprints, the model) recurses into objects.
-  for (const document of documents) assertShallow(document);
-  return documents.flatMap((value) => {
-    if (isRecord(value) && value.apiVersion === 'v1' && value.kind === 'List') {
-      if (!Array.isArray(value.items)) throw new UnusableFileError('kind: List without an items list');
-      return value.items as unknown[];
-    }
-    return value === null ? [] : [value];
-  });
-}
-
-function assertShallow(document: unknown): void {
-  const stack: [unknown, number][] = [[document, 0]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
-    if (typeof value !== 'object' || value === null) continue;
-    if (depth >= MAX_DEPTH) throw new UnusableFileError(`nested more than ${MAX_DEPTH} levels deep`);
-    for (const child of Object.values(value)) stack.push([child, depth + 1]);
-  }
-}
-
-/** Why a file does not parse, without quoting it: it may not be a manifest at all, but a secret. */
-function parseFailure(err: unknown): string {
-  if (err instanceof UnusableFileError) return err.message;
-  if (err instanceof YAMLError) {
-    const at = err.linePos?.[0];
-    return at === undefined ? `YAML error ${err.code}` : `YAML error ${err.code} at line ${at.line}, column ${at.col}`;
-  }
-  if (err instanceof SyntaxError) {
-    // V8 quotes the text around the error; only the position is kept.
-    const at = /at position \d+(?: \(line \d+ column \d+\))?/.exec(err.message);
-    return at === null ? 'not valid JSON' : `not valid JSON ${at[0]}`;
-  }
-  if (err instanceof RangeError) return 'too large or too deeply nested to parse';
-  return `cannot be parsed (${(err as Error).name})`;
 }
 
 function versionOf(stats: { ino: bigint; size: bigint; mtimeNs: bigint }): string {
@@ -437,12 +451,4 @@ function describe(value: unknown): string {
   const metadata = isRecord(value.metadata) ? value.metadata : {};
   const part = (v: unknown, otherwise: string): string => (typeof v !== 'string' ? otherwise : v.length > 100 ? `${v.slice(0, 97)}...` : v);
   return `${part(value.apiVersion, '(no apiVersion)')} ${part(value.kind, '(no kind)')} ${part(metadata.namespace, 'default')}/${part(metadata.name, '(no name)')}`;
-}
-
-function yamlDocuments(text: string): unknown[] {
-  return parseAllDocuments(text).map((document) => {
-    if (document.errors.length > 0) throw document.errors[0];
-    // toJS() also throws, e.g. on alias bombs.
-    return document.toJS() as unknown;
-  });
 }

@@ -1,11 +1,13 @@
 // The TC programs under BPF_PROG_TEST_RUN: crafted frames in, exact frames out.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { native } from '../../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
-import { ServiceMap } from '../../src/backends/ebpf/service-map.js';
+import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
 import { decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
-import { buildPacket, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
+import { type DropCounts, readDrops } from '../../src/backends/ebpf/drops.js';
+import { buildPacket, inetChecksum, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { requireRoot } from '../lib/preconditions.js';
 
 const TC_ACT_OK = 0;
@@ -21,11 +23,20 @@ const backend = { ip: '10.244.0.9', port: 8080 };
 const tcpService = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const };
 const udpService = { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const };
 const emptyService = { ip: '10.96.0.11', port: 80, protocol: 'TCP' as const };
+const emptyUdpService = { ip: '10.96.0.11', port: 53, protocol: 'UDP' as const };
+/** Without endpoints by a traffic policy: its new flows are dropped, not refused. */
+const droppingService = { ip: '10.96.0.13', port: 80, protocol: 'TCP' as const };
+/** Another frontend with tcpService's backend. */
+const twinService = { ip: '10.96.0.12', port: 80, protocol: 'TCP' as const };
 
 function run(program: 'fromPod' | 'toPod', frame: Buffer): { retval: number; out: Buffer } {
   const { retval, data } = lib.progTestRun(dp.programs[program], frame, 1);
   return { retval, out: data };
 }
+
+const drops = (): DropCounts => readDrops(lib, dp.maps.drops);
+
+const ipv4At = (b: Buffer, at: number): string => [...b.subarray(at, at + 4)].join('.');
 
 function toService(spec: Partial<PacketSpec> = {}, svc: { ip: string; port: number; protocol: 'TCP' | 'UDP' } = tcpService): Buffer {
   return buildPacket({ saddr: client.ip, sport: client.port, daddr: svc.ip, dport: svc.port, protocol: svc.protocol, ...spec });
@@ -34,11 +45,14 @@ function toService(spec: Partial<PacketSpec> = {}, svc: { ip: string; port: numb
 describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   before(() => {
     requireRoot();
-    dp = loadDatapath(lib, pinPath);
+    dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
     new ServiceMap(lib, dp.maps.svc).apply([
-      { kind: 'ClusterIP', frontend: tcpService, currentKind: null, current: null, wanted: [backend] },
-      { kind: 'ClusterIP', frontend: udpService, currentKind: null, current: null, wanted: [{ ip: backend.ip, port: 5353 }] },
-      { kind: 'ClusterIP', frontend: emptyService, currentKind: null, current: null, wanted: [] },
+      addition(tcpService, [backend]),
+      addition(udpService, [{ ip: backend.ip, port: 5353 }]),
+      addition(emptyService, []),
+      addition(emptyUdpService, []),
+      addition(droppingService, [], { noEndpoints: 'drop' }),
+      addition(twinService, [backend]),
     ]);
   });
   after(() => {
@@ -135,7 +149,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     // shortly after boot alike.
     const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
     // Age the entry, and point it at a backend the service does not have.
-    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0 }));
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0, natSport: 0, natSaddr: null }));
     const p = parsePacket(run('fromPod', toService({ sport: 47100 }, udpService)).out);
     assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353], 'the stale entry is not used');
     assert.ok(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).lastSeen >= nowS, 'the entry is fresh again');
@@ -154,8 +168,60 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     }
   });
 
-  it('drops new flows to a service without ready endpoints', () => {
-    assert.equal(run('fromPod', toService({ sport: 45000 }, emptyService)).retval, TC_ACT_SHOT);
+  it('gives a flow its own client port at the backend when another live flow holds the tuple there', () => {
+    const sport = 49000;
+    const fromBackend = (dport: number, tcpFlags: number = TCP.ACK): Buffer =>
+      buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport, protocol: 'TCP', tcpFlags });
+    const first = parsePacket(run('fromPod', toService({ sport })).out);
+    assert.equal(first.sport, sport, 'the first flow keeps its port');
+    const second = run('fromPod', toService({ sport }, twinService));
+    assert.equal(second.retval, TC_ACT_OK);
+    const p = parsePacket(second.out);
+    assert.deepEqual([p.daddr, p.dport], [backend.ip, backend.port]);
+    assert.notEqual(p.sport, sport, 'the second flow is given another port');
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+    // Its later packets keep that port; replies reach the client on its own port, from the right frontend.
+    assert.equal(parsePacket(run('fromPod', toService({ sport, tcpFlags: TCP.ACK }, twinService)).out).sport, p.sport);
+    const toSecond = parsePacket(run('toPod', fromBackend(p.sport)).out);
+    assert.deepEqual([toSecond.saddr, toSecond.sport, toSecond.daddr, toSecond.dport], [twinService.ip, twinService.port, client.ip, sport]);
+    assert.ok(toSecond.ipChecksumValid && toSecond.l4ChecksumValid);
+    const toFirst = parsePacket(run('toPod', fromBackend(sport)).out);
+    assert.deepEqual([toFirst.saddr, toFirst.sport], [tcpService.ip, tcpService.port], 'the first flow still gets its replies');
+    // A FIN on the rewritten flow closes that flow, found through its own port.
+    run('toPod', fromBackend(p.sport, TCP.FIN | TCP.ACK));
+    const twinFlow = encodeFlowKey({ saddr: client.ip, sport, daddr: twinService.ip, dport: twinService.port, protocol: 'TCP' });
+    assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, twinFlow)!).flags & LB_CT_F_CLOSING, LB_CT_F_CLOSING);
+
+    // Once the first flow is closed, its tuple is free again.
+    run('toPod', fromBackend(sport, TCP.FIN | TCP.ACK));
+    const third = parsePacket(run('fromPod', toService({ sport }, twinService)).out);
+    assert.equal(third.sport, sport, 'a closed flow does not hold its tuple');
+  });
+
+  it('refuses new flows to a service without endpoints with an ICMP port unreachable from the service, back into the pod', () => {
+    const before = drops();
+    for (const svc of [emptyService, emptyUdpService]) {
+      const mac = { srcMac: '02:00:00:00:00:aa', dstMac: '02:00:00:00:00:bb' };
+      const frame = toService({ ...mac, sport: 45000 }, svc);
+      const { retval, out } = run('fromPod', frame);
+      assert.equal(retval, TC_ACT_REDIRECT, `${svc.protocol}: sent back to the pod`);
+      const at = 14;
+      assert.deepEqual([out.subarray(0, 6), out.subarray(6, 12)], [frame.subarray(6, 12), frame.subarray(0, 6)], 'MAC addresses swapped');
+      assert.equal(out.length, at + 20 + 8 + 28, 'IP header, ICMP header, and the quote of the offending header and 8 bytes');
+      assert.equal(out[at + 9], 1, 'ICMP');
+      assert.deepEqual([ipv4At(out, at + 12), ipv4At(out, at + 16)], [svc.ip, client.ip], 'from the service to the client');
+      assert.equal(inetChecksum(out.subarray(at, at + 20)), 0, 'IP checksum');
+      assert.deepEqual([out[at + 20], out[at + 21]], [3, 3], 'destination unreachable, port unreachable');
+      assert.equal(inetChecksum(out.subarray(at + 20)), 0, 'ICMP checksum');
+      assert.deepEqual(out.subarray(at + 28), frame.subarray(at, at + 28), 'quotes the original IP header and ports');
+    }
+    assert.equal(drops().no_endpoints - before.no_endpoints, 2, 'counted under no_endpoints');
+  });
+
+  it('drops, and counts, new flows to a service that a traffic policy leaves without endpoints', () => {
+    const before = drops();
+    assert.equal(run('fromPod', toService({ sport: 45000 }, droppingService)).retval, TC_ACT_SHOT);
+    assert.equal(drops().no_endpoints - before.no_endpoints, 1);
   });
 
   it('leaves other traffic untouched, in both directions', () => {

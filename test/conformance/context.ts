@@ -83,7 +83,13 @@ export class ScenarioContext {
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     // Room for a loaded machine: the first sync of 2,000 services takes seconds.
-    await waitForLine(child, /"msg":"ready"/, slow(180_000), 'kube-lb');
+    try {
+      await waitForLine(child, /"msg":"ready"/, slow(180_000), 'kube-lb');
+    } catch (err) {
+      // One that exited has nothing left to stop: destroy() would wait for its exit forever.
+      if (child.exitCode !== null || child.signalCode !== null) this.kubeLbProcess = undefined;
+      throw err;
+    }
   }
 
   /** Stops kube-lb with SIGTERM and checks that it exits cleanly. */
@@ -115,7 +121,12 @@ export class ScenarioContext {
   }
 
   async kubeLb(...args: string[]): Promise<string> {
-    return (await this.sandbox.execInNode(process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
+    return this.kubeLbIn(this.sandbox.nodeNs, ...args);
+  }
+
+  /** Runs a kube-lb command with this backend's flags in another of the sandbox's network namespaces. */
+  async kubeLbIn(ns: string, ...args: string[]): Promise<string> {
+    return (await this.sandbox.execIn(ns, process.execPath, [cliPath, ...args, `--backend=${this.variant.backend}`, ...this.variant.flags(this.sandbox)])).stdout;
   }
 
   /** Runs the test client in a pod, on either node. */

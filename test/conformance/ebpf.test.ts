@@ -1,15 +1,25 @@
 // The conformance scenarios against the ebpf backend, plus what only the
-// ebpf backend has: bpftool-readable maps, inspect, and tc cleanup.
+// ebpf backend has: bpftool-readable maps, inspect, tc cleanup, and
+// upgrades over maps an earlier kube-lb pinned.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { type PodSpec, type ScenarioContext, withContext as withVariantContext } from './context.js';
 import { runConformance } from './suite.js';
 import { variant } from './variants.js';
+import { native } from '../../src/native/index.js';
+import { recordedInterfaces } from '../../src/backends/ebpf/attach.js';
+import { LB_IFACE_F_CREATED_HOOK } from '../../src/backends/ebpf/encoding.js';
+import { addition } from '../../src/backends/ebpf/service-map.js';
+import { objectAtCommit } from '../lib/bpf-objects.js';
+import { idleConnection } from '../lib/idle-connection.js';
+import { cliPath, testLibDir } from '../lib/paths.js';
 import { requireCommand } from '../lib/preconditions.js';
+import { DROP_REASONS } from '../../src/backends/ebpf/encoding.js';
 
 const exec = promisify(execFile);
 
@@ -40,25 +50,33 @@ const withContext = (pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<vo
 
 runConformance('ebpf');
 
-describe('ebpf backend: bpftool and tc cleanup', () => {
-  const pods = [
-    { name: 'client', ip: '10.244.0.2', serves: false },
-    { name: 'web-1', ip: '10.244.0.11' },
-    { name: 'web-2', ip: '10.244.0.12' },
-  ];
-  const web = {
-    name: 'web',
-    clusterIP: '10.96.0.10',
-    ports: [
-      { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' as const },
-      { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' as const },
-    ],
-    endpoints: [
-      { ip: '10.244.0.11', ready: true },
-      { ip: '10.244.0.12', ready: false },
-    ],
-  };
+/**
+ * The last commit of main whose maps have the layout the current one
+ * replaces (kube_lb_ifaces without the network namespace): the upgrade test
+ * builds its BPF object. When a map layout changes again, set this to the
+ * last commit before that change.
+ */
+const PREVIOUS_LAYOUT_COMMIT = 'ee152664a35ffd76717de72a18359be19fe3d63a';
 
+const pods = [
+  { name: 'client', ip: '10.244.0.2', serves: false },
+  { name: 'web-1', ip: '10.244.0.11' },
+  { name: 'web-2', ip: '10.244.0.12' },
+];
+const web = {
+  name: 'web',
+  clusterIP: '10.96.0.10',
+  ports: [
+    { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' as const },
+    { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' as const },
+  ],
+  endpoints: [
+    { ip: '10.244.0.11', ready: true },
+    { ip: '10.244.0.12', ready: false },
+  ],
+};
+
+describe('ebpf backend: bpftool and tc cleanup', () => {
   it('bpftool map dump prints named fields', () =>
     withContext(pods, async (ctx) => {
       requireCommand('bpftool', 'apt-get install bpftool');
@@ -69,10 +87,25 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
         formatted: { key: Record<string, number>; value: Record<string, number> };
       }[];
       assert.ok(svc.length >= 4, 'two services and their slots');
-      assert.deepEqual(Object.keys(svc[0]!.formatted.key), ['vip', 'port', 'proto', 'pad', 'slot', 'pad2']);
-      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad']);
+      assert.deepEqual(Object.keys(svc[0]!.formatted.key), ['vip', 'port', 'proto', 'scope', 'slot', 'pad2']);
+      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad', 'affinity_timeout']);
       const ct = (await exec('bpftool', ['map', 'dump', 'pinned', `${ctx.sandbox.pinPath}/kube_lb_ct`])).stdout;
       assert.match(ct, /"backend_addr":/);
+    }));
+
+  it('refused and dropped packets are counted by reason in kube_lb_bpf_drops_total', () =>
+    withContext(pods, async (ctx) => {
+      requireCommand('curl', 'apt-get install curl');
+      const idle = { ...web, name: 'idle', clusterIP: '10.96.0.11', endpoints: [{ ip: '10.244.0.12', ready: false }] };
+      ctx.writeServices('web.yaml', [web, idle]);
+      await ctx.startKubeLb();
+      const refused = await ctx.client('client', 'tcp', idle.clusterIP, 80, 3);
+      assert.equal(refused.failures, 3, JSON.stringify(refused));
+      const { stdout } = await ctx.sandbox.execInNode('curl', ['-sS', 'http://127.0.0.1:10249/metrics']);
+      const drops = new Map([...stdout.matchAll(/^kube_lb_bpf_drops_total\{reason="(\w+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+      assert.deepEqual([...drops.keys()], [...DROP_REASONS], `every reason is exported:\n${stdout}`);
+      // A refused SYN is retried by nobody, but the client may send more than one per attempt.
+      assert.ok(drops.get('no_endpoints')! >= 3, `no_endpoints counts the refused connections: ${JSON.stringify([...drops])}`);
     }));
 
   it('cleanup removes programs, filters, qdiscs and pins, and leaves foreign tc state alone', () =>
@@ -110,11 +143,58 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       await ctx.kubeLb('cleanup');
     }));
 
+  it('cleanup in another network namespace leaves the interfaces recorded in this one, and their ifindexes there', () =>
+    withContext(pods, async (ctx) => {
+      const { sandbox } = ctx;
+      ctx.writeServices('web.yaml', [web]);
+      await ctx.startKubeLb();
+      await ctx.stopKubeLb();
+      // node-b gets interfaces with the ifindexes kube-lb recorded in node-a, each with a clsact qdisc of someone else's.
+      const other = sandbox.nodeNamespaces['node-b'];
+      const links = JSON.parse(await sandbox.inNode('ip', '-j', 'link', 'show')) as { ifindex: number; ifname: string }[];
+      const podIfindexes = links.filter((l) => l.ifname.startsWith(sandbox.interfacePrefix)).map((l) => l.ifindex);
+      assert.equal(podIfindexes.length, pods.length, 'one attached interface per pod');
+      const strangers = podIfindexes.map((_, i) => `stranger${i}`);
+      for (const [i, ifindex] of podIfindexes.entries()) {
+        await sandbox.inNamespace(other, 'ip', 'link', 'add', strangers[i]!, 'index', String(ifindex), 'type', 'bridge');
+        await sandbox.inNamespace(other, 'tc', 'qdisc', 'add', 'dev', strangers[i]!, 'clsact');
+      }
+      const clsactsThere = async (): Promise<string[]> =>
+        (JSON.parse(await sandbox.inNamespace(other, 'tc', '-j', 'qdisc', 'show')) as { dev: string; kind: string }[])
+          .filter((q) => q.kind === 'clsact')
+          .map((q) => q.dev)
+          .sort();
+
+      const nodeNetns = `net:[${fs.statSync(`/run/netns/${sandbox.nodeNs}`).ino}]`;
+      const lib = native();
+      const fd = lib.objGet(path.join(sandbox.pinPath, 'kube_lb_ifaces'));
+      const recorded = [...recordedInterfaces(lib, fd).keys()].sort((a, b) => a - b);
+      lib.closeFd(fd);
+      await assert.rejects(ctx.kubeLbIn(other, 'cleanup'), (err: Error & { stderr?: string }) => {
+        assert.match(err.stderr ?? '', new RegExp(`in another network namespace \\(ifindex ${recorded.join(', ')} in ${nodeNetns.replace(/[[\]]/g, '\\$&')}`));
+        assert.match(err.stderr ?? '', /Run `kube-lb cleanup --backend=ebpf --bpf-pin-path=\S+` in that namespace/);
+        return true;
+      });
+      assert.deepEqual(await clsactsThere(), strangers.sort(), "the other namespace's qdiscs are left alone");
+      assert.ok(fs.existsSync(path.join(sandbox.pinPath, 'kube_lb_ifaces')), 'the pins stay for the cleanup in node-a');
+      // Nor does a kube-lb there take over the pin path.
+      await assert.rejects(
+        sandbox.execIn(other, process.execPath, [cliPath, ...ctx.kubeLbArgs()]),
+        (err: Error & { stderr?: string }) => /Give this kube-lb its own --bpf-pin-path/.test(err.stderr ?? ''),
+      );
+
+      await ctx.kubeLb('cleanup');
+      const clsactsHere = (JSON.parse(await sandbox.inNode('tc', '-j', 'qdisc', 'show')) as { kind: string }[]).filter((q) => q.kind === 'clsact');
+      assert.deepEqual(clsactsHere, [], 'cleanup in node-a finishes the job');
+      assert.deepEqual(await clsactsThere(), strangers.sort());
+    }));
+
   it('cleanup finishes from whatever an interrupted cleanup left behind', () =>
     withContext(pods, async (ctx) => {
       const { sandbox } = ctx;
       ctx.writeServices('web.yaml', [web]);
-      const podInterfaces = pods.map((p) => sandbox.pod(p.name).hostIf).sort();
+      // The pods' host-side interfaces and the node's uplink.
+      const attachedTo = [...pods.map((p) => sandbox.pod(p.name).hostIf), 'eth0'].sort();
       const clsacts = async (): Promise<string[]> =>
         (JSON.parse(await sandbox.inNode('tc', '-j', 'qdisc', 'show')) as { dev: string; kind: string }[])
           .filter((q) => q.kind === 'clsact')
@@ -127,18 +207,18 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       // interface already done with.
       const interruptions: [string, () => Promise<void>][] = [
         ['kube_lb_ct unpinned', unpin('kube_lb_ct')],
-        ['every pin but kube_lb_ifaces gone', unpin('kube_lb_svc', 'kube_lb_ct', 'kube_lb_rnat', 'lb_from_pod', 'lb_to_pod')],
+        ['every pin but kube_lb_ifaces gone', async () => unpin(...fs.readdirSync(sandbox.pinPath).filter((pin) => pin !== 'kube_lb_ifaces'))()],
         [
           'one interface already detached and its clsact removed',
           async () => {
-            await sandbox.inNode('tc', 'qdisc', 'del', 'dev', podInterfaces[0]!, 'clsact');
+            await sandbox.inNode('tc', 'qdisc', 'del', 'dev', attachedTo[0]!, 'clsact');
           },
         ],
       ];
       for (const [what, interrupt] of interruptions) {
         await ctx.startKubeLb();
         await ctx.stopKubeLb();
-        assert.deepEqual(await clsacts(), podInterfaces, `${what}: attached before`);
+        assert.deepEqual(await clsacts(), attachedTo, `${what}: attached before`);
         await interrupt();
         await ctx.kubeLb('inspect');
         await ctx.kubeLb('cleanup');
@@ -160,5 +240,89 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       const alive = (): boolean => ![null, 'Z', 'X'].includes(processStat(watchers[0]!.pid)?.state ?? null);
       while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       assert.equal(alive(), false, `ip monitor (pid ${watchers[0]!.pid}) outlived kube-lb`);
+    }));
+});
+
+describe('ebpf backend: upgrade', () => {
+  // Both endpoints ready: a flow the upgrade forgot could be sent to the other one, whose reset the client would see.
+  const webBoth = { ...web, endpoints: web.endpoints.map((e) => ({ ...e, ready: true })) };
+
+  it('a held connection survives a restart with other map sizes, its flow carried into the new maps', () =>
+    withContext(pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [webBoth]);
+      await ctx.startKubeLb();
+      const held = await idleConnection(ctx.sandbox, 'client', web.clusterIP, 80);
+      await ctx.stopKubeLb();
+      await ctx.startKubeLb(process.env, ['--bpf-lb-map-max=4096', '--bpf-ct-map-max=4096']);
+      const after = await held.use();
+      assert.ok('answer' in after && /^web-[12]$/.test(after.answer), `the held connection after the restart: ${JSON.stringify(after)}; kube-lb logs:\n${ctx.kubeLbLogs.slice(-3000)}`);
+      const migrated = ctx.kubeLbLogs
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { map?: string; why?: string[]; carried?: number; found?: number })
+        .filter((l) => l.map !== undefined);
+      assert.deepEqual(
+        migrated.map((l) => [l.map, l.why]).sort(),
+        [
+          ['kube_lb_ct', ['max_entries 262144 is now 4096']],
+          ['kube_lb_rnat', ['max_entries 262144 is now 4096']],
+          ['kube_lb_svc', ['max_entries 1048576 is now 4096']],
+        ],
+      );
+      for (const l of migrated) assert.ok(l.carried! > 0 && l.carried === l.found, `${l.map}: every entry carried over (${l.carried} of ${l.found})`);
+    }));
+
+  it("a held connection survives an upgrade from the previous commit's map layout", () =>
+    withContext(pods, async (ctx) => {
+      const { sandbox } = ctx;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-previous-'));
+      try {
+        // The previous kube-lb's datapath, as it left it when stopped for the upgrade.
+        const object = objectAtCommit(PREVIOUS_LAYOUT_COMMIT, dir);
+        const changes = [addition({ ip: web.clusterIP, port: 80, protocol: 'TCP' }, webBoth.endpoints.map((e) => ({ ip: e.ip, port: 8080 })))];
+        await sandbox.execInNode(process.execPath, [path.join(testLibDir, 'previous-datapath.js'), object, sandbox.pinPath, sandbox.interfacePrefix, JSON.stringify(changes)]);
+        const held = await idleConnection(sandbox, 'client', web.clusterIP, 80);
+
+        ctx.writeServices('web.yaml', [webBoth]);
+        await ctx.startKubeLb();
+        const after = await held.use();
+        assert.ok('answer' in after && /^web-[12]$/.test(after.answer), `the held connection after the upgrade: ${JSON.stringify(after)}; kube-lb logs:\n${ctx.kubeLbLogs.slice(-3000)}`);
+
+        const migrated = ctx.kubeLbLogs
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as { map?: string; msg: string; zeroed?: string[] })
+          .filter((l) => l.map !== undefined);
+        assert.deepEqual(
+          migrated.map((l) => [l.msg, l.zeroed]),
+          [['pinned map kube_lb_ifaces migrated: 3 of 3 entries carried over', ['netns_cookie', 'netns_ino']]],
+          'kube_lb_ifaces alone changed layout, and the log says what became of it',
+        );
+        assert.match(ctx.kubeLbLogs, /"ifindexes":\[[\d,]+\],"netns":"net:\[\d+\] \(netns cookie \d+\)","msg":"interfaces recorded without their network namespace \(by an older kube-lb on this pin path\) are taken to be in this one"/);
+        const lib = native();
+        const fd = lib.objGet(path.join(sandbox.pinPath, 'kube_lb_ifaces'));
+        try {
+          const netnsIno = fs.statSync(`/run/netns/${sandbox.nodeNs}`).ino;
+          const records = recordedInterfaces(lib, fd);
+          for (const r of records.values()) {
+            assert.equal(r.netns.ino, netnsIno, "recorded in node-a's network namespace");
+            assert.notEqual(r.netns.cookie, 0n);
+          }
+          const links = JSON.parse(await sandbox.inNode('ip', '-j', 'link', 'show')) as { ifindex: number; ifname: string }[];
+          const podLinks = links.filter((l) => l.ifname.startsWith(sandbox.interfacePrefix));
+          assert.equal(podLinks.length, pods.length);
+          for (const l of podLinks) {
+            assert.equal(records.get(l.ifindex)?.flags, LB_IFACE_F_CREATED_HOOK, `${l.ifname}: the flags carried over, so cleanup removes the clsact qdisc the previous kube-lb created`);
+          }
+        } finally {
+          lib.closeFd(fd);
+        }
+        await ctx.stopKubeLb();
+        await ctx.kubeLb('cleanup');
+        const clsacts = (JSON.parse(await sandbox.inNode('tc', '-j', 'qdisc', 'show')) as { kind: string }[]).filter((q) => q.kind === 'clsact');
+        assert.deepEqual(clsacts, [], 'cleanup removed the qdiscs the previous kube-lb created');
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     }));
 });

@@ -12,6 +12,7 @@ import { type ClientResult, NODES } from '../lib/sandbox.js';
 import type { PodSpec, ScenarioContext } from './context.js';
 import { slow } from '../lib/slowdown.js';
 import { outOfWindowSegment } from '../lib/out-of-window.js';
+import { sharedPortConnections } from '../lib/shared-port.js';
 
 export interface Scenario {
   name: string;
@@ -174,6 +175,20 @@ export const scenarios: Scenario[] = [
       await ctx.startKubeLb();
       assertAnsweredBy(await ctx.client('web-1', 'tcp', VIP, 80, 30), ['web-1', 'web-4'], 'hairpin TCP');
       assertAnsweredBy(await ctx.client('web-1', 'udp', VIP, 53, 30), ['web-1', 'web-4'], 'hairpin UDP');
+    },
+  },
+  {
+    name: 'one client port connected to two services that share an endpoint: each connection keeps its own answers',
+    needs: ['tcp', 'shared-client-port'],
+    pods,
+    async run(ctx) {
+      const TWIN_VIP = '10.96.0.20';
+      ctx.writeServices('web.yaml', [webService(endpoints(['web-1'])), webService(endpoints(['web-1']), 'twin', TWIN_VIP)]);
+      await ctx.startKubeLb();
+      const result = await sharedPortConnections(ctx.sandbox, 'client', [VIP, TWIN_VIP], 80, 5);
+      assert.equal(result.error, undefined, `the connections from port ${result.port} broke: ${JSON.stringify(result)}`);
+      const expected = Array(6).fill('web-1');
+      assert.deepEqual(result.answers, [expected, expected], 'a greeting and five answers on each connection');
     },
   },
   {

@@ -230,10 +230,19 @@ function writeAtomically(dir: string, file: string, content: string): void {
   fs.renameSync(tmp, path.join(dir, file));
 }
 
-/** Writes services with their EndpointSlices; ExternalName services have no slice, as in a cluster. */
+/** Services with their EndpointSlices; ExternalName services have no slice, as in a cluster. */
+function objectsOf(services: ServiceSpec[]): Record<string, unknown>[] {
+  return services.flatMap((s) => [serviceObject(s), ...(s.type === 'ExternalName' ? [] : [endpointSliceObject(s)])]);
+}
+
+/** Writes services with their EndpointSlices in one `kind: List` document. */
 export function writeManifest(dir: string, file: string, services: ServiceSpec[]): void {
-  const items = services.flatMap((s) => [serviceObject(s), ...(s.type === 'ExternalName' ? [] : [endpointSliceObject(s)])]);
-  writeAtomically(dir, file, listDocument(items));
+  writeAtomically(dir, file, listDocument(objectsOf(services)));
+}
+
+/** Writes services with their EndpointSlices one YAML document each, as Helm and kustomize print them. */
+export function writeDocuments(dir: string, file: string, services: ServiceSpec[]): void {
+  writeAtomically(dir, file, objectsOf(services).map((o) => stringify(o)).join('---\n'));
 }
 
 export function writeNodes(dir: string, file: string, nodes: NodeSpec[]): void {

@@ -9,11 +9,9 @@
 // quiet; a sniffer in the endpoint's namespace has seen the connection's
 // sequence numbers, crafts the segment with a raw socket and watches for the
 // client's answer; then the client sends one more line.
-import type { ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { testLibDir } from './paths.js';
+import { type IdleUse, idleConnection, lastLine } from './idle-connection.js';
 import { requireCommand } from './preconditions.js';
-import { type NodeSandbox, waitForLine } from './sandbox.js';
+import { type NodeSandbox, outputOf, waitForLine } from './sandbox.js';
 import { slow } from './slowdown.js';
 
 // Args: CLIENT_IP SERVER_PORT ANSWER_WAIT_MS. Prints "listening" once it
@@ -96,21 +94,9 @@ export interface OutOfWindowResult {
    */
   clientAnswer: 'rst' | 'ack' | null;
   /** What the client's line after the segment got: the endpoint's answer, or the error. */
-  after: { answer: string } | { error: string };
+  after: IdleUse;
 }
 
-/** Everything a child prints on stdout, once it has exited; rejects on a non-zero exit. */
-function outputOf(child: ChildProcess, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${what} exited with ${code}: ${err.slice(-2000)}`))));
-  });
-}
-
-const lastLine = (text: string): string => text.trim().split('\n').at(-1)!;
 
 /**
  * Holds a connection from pod `client` to `target`:`port` (which must lead
@@ -124,13 +110,8 @@ export async function outOfWindowSegment(sandbox: NodeSandbox, opts: { client: s
   // Handled below; should the injector fail early, waitForLine reports it first.
   injected.catch(() => undefined);
   await waitForLine(injector, /listening/, slow(10_000), 'the segment injector');
-  const client = sandbox.spawnInPod(opts.client, process.execPath, [path.join(testLibDir, 'idle-client.js'), opts.target, String(opts.port)]);
-  const used = outputOf(client, 'the idle client');
-  used.catch(() => undefined);
-  await waitForLine(client, /idle/, slow(10_000), 'the idle client');
+  const connection = await idleConnection(sandbox, opts.client, opts.target, opts.port);
   injector.kill('SIGUSR2');
   const { clientAnswer } = JSON.parse(lastLine(await injected)) as Pick<OutOfWindowResult, 'clientAnswer'>;
-  client.kill('SIGUSR2');
-  const after = JSON.parse(lastLine(await used)) as OutOfWindowResult['after'];
-  return { clientAnswer, after };
+  return { clientAnswer, after: await connection.use() };
 }

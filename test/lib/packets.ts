@@ -18,6 +18,8 @@ export interface PacketSpec {
   udpNoChecksum?: boolean;
   /** TCP flags byte; SYN by default. */
   tcpFlags?: number;
+  /** 64 by default. */
+  ttl?: number;
 }
 
 const PROTO = { TCP: 6, UDP: 17 } as const;
@@ -68,7 +70,7 @@ export function buildPacket(p: PacketSpec): Buffer {
   ip.writeUInt16BE(ip.length + l4.length, 2);
   ip.writeUInt16BE(0x1234, 4);
   ip.writeUInt16BE(p.fragField ?? 0x4000, 6); // DF by default
-  ip.writeUInt8(64, 8);
+  ip.writeUInt8(p.ttl ?? 64, 8);
   ip.writeUInt8(PROTO[p.protocol], 9);
   ip.writeUInt32BE(saddr, 12);
   ip.writeUInt32BE(daddr, 16);
@@ -86,6 +88,7 @@ export interface ParsedPacket {
   sport: number;
   dport: number;
   protocol: number;
+  ttl: number;
   ipChecksumValid: boolean;
   l4ChecksumValid: boolean;
   l4Checksum: number;
@@ -116,6 +119,7 @@ export function parsePacket(frame: Buffer): ParsedPacket {
     sport: l4.readUInt16BE(0),
     dport: l4.readUInt16BE(2),
     protocol: proto,
+    ttl: ip[8]!,
     ipChecksumValid: inetChecksum(ip.subarray(0, ihl)) === 0,
     l4ChecksumValid,
     l4Checksum,

@@ -105,14 +105,15 @@ function udpOnce(address: string): Promise<string> {
       sock.close();
       reject(err);
     });
-    sock.send(udpRequest, port, address);
+    // Connected, so that an ICMP port unreachable fails it at once (ECONNREFUSED).
+    sock.connect(port, address, () => sock.send(udpRequest));
   });
 }
 
 // One connection at a time, even across addresses: connections made at once
 // can share a source port, and two flows from one client port to two
 // services that land on one endpoint are a datapath question of their own
-// (the ebpf datapath cannot keep them apart yet), not what a sweep checks.
+// (a conformance row of its own), not what a sweep checks.
 async function repeat(once: (address: string) => Promise<string>): Promise<Result> {
   const result: Result = { answers: {}, failures: 0, errors: [] };
   const addresses = ip!.split(',');

@@ -119,6 +119,17 @@ function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, wh
   });
 }
 
+/** Everything a child prints on stdout, once it has exited; rejects on a non-zero exit. */
+export function outputOf(child: ChildProcess, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${what} exited with ${code}: ${err.slice(-2000)}`))));
+  });
+}
+
 function inCidr(addr: string, cidr: string): boolean {
   const toInt = (a: string): number => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
   const [base, bits] = cidr.split('/');
@@ -352,7 +363,12 @@ export class NodeSandbox {
   }
 
   async execInNode(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return exec('nsenter', [`--net=/run/netns/${this.nodeNs}`, cmd, ...args], { maxBuffer: 64 << 20 });
+    return this.execIn(this.nodeNs, cmd, args);
+  }
+
+  /** Runs a command in any of the sandbox's network namespaces with nsenter, as execInNode does in node-a's. */
+  async execIn(ns: string, cmd: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+    return exec('nsenter', [`--net=/run/netns/${ns}`, cmd, ...args], { maxBuffer: 64 << 20 });
   }
 
   pod(name: string): Pod {

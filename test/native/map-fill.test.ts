@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { native } from '../../src/native/index.js';
 import { EbpfBackend } from '../../src/backends/ebpf/ebpf-backend.js';
-import { MAPS } from '../../src/backends/ebpf/datapath.js';
-import { FILL_REFRESH_MS } from '../../src/backends/ebpf/map-stats.js';
+import { DEFAULT_MAP_SIZES, MAPS, closeMaps, openPinnedMaps } from '../../src/backends/ebpf/datapath.js';
+import { FILL_REFRESH_MS, filledMaps } from '../../src/backends/ebpf/map-stats.js';
 import { ProxyTelemetry } from '../../src/observability/telemetry.js';
 import { requireRoot } from '../lib/preconditions.js';
 import { slow } from '../lib/slowdown.js';
@@ -50,7 +50,8 @@ describe('map fill metrics with full maps', () => {
   before(async () => {
     requireRoot();
     const { log, lines } = captureLogger();
-    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}` });
+    // No uplinks: this runs in the host's own network namespace.
+    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}`, devices: [], mapSizes: DEFAULT_MAP_SIZES });
     telemetry = await ProxyTelemetry.start({
       backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log,
     });
@@ -72,7 +73,8 @@ describe('map fill metrics with full maps', () => {
   }
 
   it('answers within the bound while full maps are counted, and counts them within a refresh period plus one walk', async (t) => {
-    const fds = Object.fromEntries((Object.keys(MAPS) as (keyof typeof MAPS)[]).map((key) => [MAPS[key], lib.objGet(`${pinRoot}/${MAPS[key]}`)]));
+    const pinned = openPinnedMaps(lib, pinRoot)!;
+    const fds = Object.fromEntries(filledMaps(pinned).map(({ map, fd }) => [map, fd]));
     try {
       // The first scrape starts the counting; the empty maps are counted at once.
       const start = Date.now();
@@ -108,7 +110,7 @@ describe('map fill metrics with full maps', () => {
       assert.ok(slowest.ms < ANSWER_BOUND_MS, `${slowest.what} took ${Math.round(slowest.ms)} ms, over ${ANSWER_BOUND_MS} ms`);
       t.diagnostic(` ${[...truth].map(([m, n]) => `${m}=${n}`).join(' ')}; one walk ${Math.round(walkMs)} ms; counted ${Date.now() - filled} ms after the fill; slowest answer ${slowest.ms.toFixed(1)} ms (${slowest.what})`);
     } finally {
-      for (const fd of Object.values(fds)) lib.closeFd(fd);
+      closeMaps(lib, pinned);
     }
   });
 });

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { native, projectRoot, type BpfObject } from '../../src/native/index.js';
-import { ensurePinRoot, loadDatapath } from '../../src/backends/ebpf/datapath.js';
+import { pino } from 'pino';
+import { ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_NOEXIST = 1;
@@ -113,6 +114,7 @@ describe('native addon', () => {
     rejectedPath = compileFixture('kltest_rejected', tmp);
     fs.mkdirSync(`${testRoot}/suite`, { recursive: true });
     fs.mkdirSync(`${testRoot}/reuse`, { recursive: true });
+    fs.mkdirSync(`${testRoot}/resized`, { recursive: true });
     obj = addon.openObject(objectPath, `${testRoot}/suite`);
     obj.load();
     hashFd = obj.mapFd('kltest_hash');
@@ -131,7 +133,7 @@ describe('native addon', () => {
   it('loads an object, pinning maps declared LIBBPF_PIN_BY_NAME under pinRoot', () => {
     const { id, ...info } = addon.mapInfo(hashFd);
     assert.ok(id > 0);
-    assert.deepEqual(info, { type: BPF_MAP_TYPE_HASH, name: 'kltest_hash', keySize: 8, valueSize: 16, maxEntries: 16 });
+    assert.deepEqual(info, { type: BPF_MAP_TYPE_HASH, name: 'kltest_hash', keySize: 8, valueSize: 16, maxEntries: 16, flags: 0 });
     assert.ok(fs.existsSync(`${testRoot}/suite/kltest_hash`));
     assert.ok(!fs.existsSync(`${testRoot}/suite/kltest_array`), 'kltest_array is not pinned');
     assert.equal(addon.progInfo(tcFd).name, 'kltest_tc');
@@ -238,6 +240,19 @@ describe('native addon', () => {
     assert.throws(() => addon.btfStructs(objectPath, [1 as unknown as string]), {
       name: 'TypeError', message: 'btfStructs: names must be an array of strings',
     });
+  });
+
+  it('sets a map\'s capacity before load, and refuses to after', () => {
+    const resized = addon.openObject(objectPath, `${testRoot}/resized`);
+    try {
+      resized.setMaxEntries('kltest_hash', 3);
+      resized.load();
+      assert.equal(addon.mapInfo(resized.mapFd('kltest_hash')).maxEntries, 3);
+      assert.throws(() => resized.setMaxEntries('kltest_hash', 5), { code: 'EBUSY', message: /bpf_map__set_max_entries kltest_hash/ });
+      assert.throws(() => resized.setMaxEntries('kltest_missing', 5), { code: 'ENOENT' });
+    } finally {
+      resized.close();
+    }
   });
 
   it('reuses maps pinned by name across loads', () => {
@@ -358,8 +373,27 @@ describe('native addon', () => {
     }
   });
 
-  it('reads struct layouts from BTF', () => {
-    assert.deepEqual(addon.btfStructs(objectPath, ['kltest_key', 'kltest_value']), {
+  it('tells network namespaces apart by their cookie', () => {
+    const here = addon.netnsCookie();
+    assert.ok(typeof here === 'bigint' && here > 0n, `cookie ${here}`);
+    assert.equal(addon.netnsCookie(), here, 'the same namespace, the same cookie');
+    const ns = `kltst${process.pid}ns`;
+    run('ip', ['netns', 'add', ns]);
+    try {
+      const addonPath = path.join(projectRoot, 'build', 'Release', 'kube_lb_native.node');
+      const there = run('ip', ['netns', 'exec', ns, process.execPath, '-e', `process.stdout.write(String(require(${JSON.stringify(addonPath)}).netnsCookie()))`]);
+      assert.notEqual(BigInt(there), here, 'another namespace, another cookie');
+    } finally {
+      run('ip', ['netns', 'del', ns]);
+    }
+  });
+
+  it("reads struct layouts from BTF: an object file's, an opened object's map definitions, a loaded map's", () => {
+    const structs = addon.btfStructs(objectPath, ['kltest_key', 'kltest_value']);
+    const def = obj.maps().find((m) => m.name === 'kltest_hash');
+    assert.deepEqual(def, { name: 'kltest_hash', type: BPF_MAP_TYPE_HASH, keySize: 8, valueSize: 16, maxEntries: 16, flags: 0, pinned: true, key: structs.kltest_key, value: structs.kltest_value });
+    assert.deepEqual(addon.mapLayouts(hashFd), { key: structs.kltest_key, value: structs.kltest_value }, 'the kernel keeps the BTF the map was created with');
+    assert.deepEqual(structs, {
       kltest_key: {
         size: 8,
         members: [
@@ -399,14 +433,25 @@ describe('the pin root', () => {
   });
 });
 
-describe('pinned maps of another layout', () => {
-  it('fail the load with a message that names the way out', () => {
-    const pinRoot = `${testRoot}-layout`;
-    fs.mkdirSync(pinRoot, { recursive: true });
+describe('map sizes', () => {
+  it('are applied at load', () => {
+    const pinRoot = `${testRoot}-sizes`;
+    const dp = loadDatapath(native(), pinRoot, pino({ level: 'silent' }), { lb: 64, ct: 128 });
     try {
-      // What an older kube-lb with a smaller service value would have pinned.
-      run('bpftool', ['map', 'create', `${pinRoot}/kube_lb_svc`, 'type', 'hash', 'key', '12', 'value', '4', 'entries', '16', 'name', 'kube_lb_svc']);
-      assert.throws(() => loadDatapath(native(), pinRoot), /another layout .*kube-lb cleanup --backend=ebpf --bpf-pin-path=/);
+      assert.deepEqual(
+        [dp.maps.svc, dp.maps.ct, dp.maps.rnat].map((fd) => [native().mapInfo(fd).name, native().mapInfo(fd).maxEntries]),
+        [['kube_lb_svc', 64], ['kube_lb_ct', 128], ['kube_lb_rnat', 128]],
+      );
+    } finally {
+      dp.object.close();
+      removePins(pinRoot);
+    }
+  });
+
+  it('more than the kernel allows fails the load with a message that names the flags', () => {
+    const pinRoot = `${testRoot}-too-big`;
+    try {
+      assert.throws(() => loadDatapath(native(), pinRoot, pino({ level: 'silent' }), { lb: 2 ** 31, ct: 128 }), /creating the maps failed \(E2BIG\): --bpf-lb-map-max=2147483648 or --bpf-ct-map-max=128 asks for more than this kernel/);
     } finally {
       fs.rmSync(pinRoot, { recursive: true, force: true });
     }

@@ -40,14 +40,18 @@ describe('map encoders round-trip', () => {
   it('service keys and values: addresses in packet order, ports in host order', () => {
     const frontend = { ip: '10.96.0.10', port: 443, protocol: 'UDP' as const };
     const key = Buffer.alloc(layouts.lb_svc_key.size + 3);
-    writeSvcKey(key, 3, frontend, 3);
-    assert.deepEqual([...key.subarray(3, 10)], [10, 96, 0, 10, 0xbb, 0x01, 17]);
-    assert.deepEqual(decodeSvcKey(key, 3), { frontend, slot: 3 });
+    writeSvcKey(key, 3, frontend, 'external', 3);
+    assert.deepEqual([...key.subarray(3, 11)], [10, 96, 0, 10, 0xbb, 0x01, 17, 1]);
+    assert.deepEqual(decodeSvcKey(key, 3), { frontend, scope: 'external', slot: 3 });
     const value = Buffer.alloc(layouts.lb_svc_value.size);
-    writeSvcCount(value, 0, 7, 'NodePort');
-    assert.equal(decodeSvcValue(value).count, 7);
-    assert.equal(decodeSvcValue(value).kind, 'NodePort');
+    const nodePort = { kind: 'NodePort', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0 } as const;
+    writeSvcCount(value, 0, 7, nodePort);
+    assert.deepEqual([decodeSvcValue(value).count, decodeSvcValue(value).meta], [7, nodePort]);
     assert.deepEqual([...value.subarray(0, 4)], [7, 0, 4, 0], 'LB_SVC_F_NODEPORT in the flags');
+    const dropping = { kind: 'ClusterIP', noEndpoints: 'drop', snat: true, sourceRanges: true, affinityTimeout: 10800 } as const;
+    writeSvcCount(value, 0, 7, dropping);
+    assert.deepEqual(decodeSvcValue(value).meta, dropping);
+    assert.deepEqual([...value.subarray(0, 4)], [7, 0, 0x38, 0], 'LB_SVC_F_DROP_NO_ENDPOINTS, LB_SVC_F_SNAT and LB_SVC_F_SOURCE_RANGES in the flags');
     writeSvcBackend(value, 0, { ip: '10.244.1.2', port: 8443 });
     assert.deepEqual(decodeSvcValue(value).backend, { ip: '10.244.1.2', port: 8443 });
   });
@@ -58,6 +62,6 @@ describe('map encoders round-trip', () => {
   });
 
   it('rejects what is not IPv4', () => {
-    assert.throws(() => writeSvcKey(Buffer.alloc(layouts.lb_svc_key.size), 0, { ip: 'fd00::1', port: 80, protocol: 'TCP' }, 0), /not an IPv4 address/);
+    assert.throws(() => writeSvcKey(Buffer.alloc(layouts.lb_svc_key.size), 0, { ip: 'fd00::1', port: 80, protocol: 'TCP' }, 'internal', 0), /not an IPv4 address/);
   });
 });

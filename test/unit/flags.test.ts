@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseDuration } from '../../src/flags.js';
+import { parseCount, parseDuration } from '../../src/flags.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -38,4 +38,12 @@ test('rejects bad durations with a clear error', () => {
 
 test('errors suggest valid examples', () => {
   assert.throws(() => parseDuration('soon'), { message: /\(examples: 500ms, 30s, 1m, 1h30m\)$/ });
+});
+
+test('parses counts and rejects anything but a whole number in range', () => {
+  assert.equal(parseCount('bpf-lb-map-max', '64', 1, 1024), 64);
+  assert.equal(parseCount('bpf-lb-map-max', '1024', 1, 1024), 1024);
+  for (const text of ['0', '1025', '', '1e3', '0x10', '+5', '-1', '12.0', ' 12']) {
+    assert.throws(() => parseCount('bpf-lb-map-max', text, 1, 1024), new RegExp(`^Error: --bpf-lb-map-max=${text.replace(/[+.]/g, '\\$&')}: not a whole number from 1 to 1024$`), JSON.stringify(text));
+  }
 });

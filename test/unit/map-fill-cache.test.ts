@@ -6,7 +6,12 @@ import assert from 'node:assert/strict';
 import type { NativeAddon } from '../../src/native/index.js';
 import { FILL_IDLE_MS, FILL_REFRESH_MS, MapFillCache } from '../../src/backends/ebpf/map-stats.js';
 
-const FDS = { svc: 1, ct: 2, rnat: 3, ifaces: 4 };
+const FDS = [
+  { map: 'kube_lb_svc', fd: 1 },
+  { map: 'kube_lb_ct', fd: 2 },
+  { map: 'kube_lb_rnat', fd: 3 },
+  { map: 'kube_lb_ifaces', fd: 4 },
+];
 
 /** A stand-in for the addon whose counts finish when the test says so. */
 function fakeLib() {

@@ -183,6 +183,22 @@ describe('changes', () => {
     model.upsert(parseObject(rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.1.0.1'), { addresses: ['10.1.0.2'], conditions: { ready: false } }])));
     assert.deepEqual(destinationsOf(model, 'default/web:http'), ['10.1.0.1:8080']);
   });
+
+  test('resolveChanges() lets the event loop run; what arrives meanwhile is in the same state and change set', async () => {
+    const model = testModel();
+    for (let i = 0; i < 20_000; i++) model.upsert(parseObject(rawService(`svc-${i}`, { clusterIP: `10.96.${i >> 8}.${i & 255}` })));
+    let arrived = false;
+    setImmediate(() => {
+      arrived = true;
+      model.upsert(parseObject(rawService('late', { clusterIP: '10.97.0.1' })));
+    });
+    await model.resolveChanges();
+    assert.ok(arrived, 'the event loop did not run during resolveChanges()');
+    assert.equal(model.desiredState().size, 20_001);
+    const changes = model.changes.take();
+    assert.equal(changes.changedKeys.size, 20_001);
+    assert.ok(changes.changedKeys.has('default/late:http'));
+  });
 });
 
 describe('caching', () => {

@@ -47,9 +47,9 @@ describe('health and metrics servers', () => {
     mapFill: async () => [{ map: 'kube_lb_svc', entries: 3, maxEntries: 65536 }, { map: 'kube_lb_ct', entries: null, maxEntries: 1024 }],
   };
 
-  async function withTelemetry(body: (t: ProxyTelemetry, get: (server: string, path: string) => Promise<Response>) => Promise<void>): Promise<void> {
+  async function withTelemetry(body: (t: ProxyTelemetry, get: (server: string, path: string) => Promise<Response>) => Promise<void>, syncPeriodMs = 30_000): Promise<void> {
     const { log, lines } = captureLogger();
-    const telemetry = await ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log });
+    const telemetry = await ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log });
     const address = (server: string) => lines.find((l) => typeof l[server] === 'string')![server] as string;
     try {
       await body(telemetry, (server, path) => fetch(`http://${address(server)}${path}`));
@@ -92,7 +92,7 @@ describe('health and metrics servers', () => {
       assert.deepEqual(delivered, ['synced', 'upsert', 'delete']);
       telemetry.queued({ services: 0, endpoints: 1 });
       telemetry.syncStarted({ services: 0, endpoints: 0 });
-      telemetry.syncSucceeded({ durationMs: 12, serviceChanges: 0, endpointChanges: 1 });
+      telemetry.syncCompleted({ durationMs: 12, serviceChanges: 0, endpointChanges: 1, servicePortsRefused: 0 });
 
       // The node object went away: /healthz fails, /livez does not.
       assert.equal((await get('healthz', '/healthz')).status, 503);
@@ -121,6 +121,26 @@ describe('health and metrics servers', () => {
       telemetry.syncFailed(5);
       assert.ok((await (await get('metrics', '/metrics')).text()).includes('kube_lb_sync_errors_total{backend="fake"} 1'));
     }));
+
+  it('a sync that refused service ports counts as failed, and health turns bad while they stay refused', () =>
+    withTelemetry(async (telemetry, get) => {
+      const completed = (servicePortsRefused: number): void => {
+        telemetry.syncStarted({ services: 0, endpoints: 0 });
+        telemetry.syncCompleted({ durationMs: 1, serviceChanges: 0, endpointChanges: 0, servicePortsRefused });
+      };
+      completed(2);
+      const metrics = await (await get('metrics', '/metrics')).text();
+      assert.ok(metrics.includes('kube_lb_sync_errors_total{backend="fake"} 1'), metrics);
+      assert.ok(metrics.includes('kube_lb_service_ports_refused{backend="fake"} 2'), metrics);
+      assert.doesNotMatch(metrics, /^kubeproxy_sync_proxy_rules_last_timestamp_seconds [1-9]/m, 'not a successful sync');
+      // Past the health timeout (twice the sync period) with the refusal still there.
+      await new Promise((r) => setTimeout(r, 300));
+      completed(2);
+      assert.equal((await get('healthz', '/livez')).status, 503);
+      completed(0);
+      assert.equal((await get('healthz', '/livez')).status, 200);
+      assert.ok((await (await get('metrics', '/metrics')).text()).includes('kube_lb_service_ports_refused{backend="fake"} 0'));
+    }, 50));
 
   it('parses bind addresses like kube-proxy and rejects others', () => {
     assert.deepEqual(parseBindAddress('0.0.0.0:10256', 'healthz'), { host: '0.0.0.0', port: 10256 });

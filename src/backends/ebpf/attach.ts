@@ -1,12 +1,15 @@
-// Attaching the TC programs to pod-facing interfaces, and taking them off
-// again. Every attachment is recorded in the pinned kube_lb_ifaces map, so
-// a later kube-lb, or cleanup, knows which qdiscs it created.
+// Attaching the TC programs to pod-facing interfaces and uplinks, and
+// taking them off again. Every attachment is recorded in the pinned
+// kube_lb_ifaces map with its network namespace, so a later kube-lb, or
+// cleanup, knows which qdiscs it created, and where.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { NativeAddon, TcAttachPoint } from '../../native/index.js';
+import type { BtfStruct, NativeAddon, TcAttachPoint } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { type MapFds, PROGRAMS, type ProgramFds } from './datapath.js';
-import { LB_IFACE_F_CREATED_HOOK, decodeIfaceEntry, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
+import { MAPS, type MapFds, PROGRAMS, type ProgramFds } from './datapath.js';
+import { type IfaceRecord, LB_IFACE_F_CREATED_HOOK, LB_IFACE_F_UPLINK, decodeIfaceValue, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
+import { convertRecords, copyPlan } from './migrate.js';
+import { type Netns, describeNetns, sameNetns } from './netns.js';
 import { type Link, listLinks } from './links.js';
 
 const run = promisify(execFile);
@@ -15,62 +18,162 @@ const run = promisify(execFile);
 export const TC_HANDLE = 0x4b4c;
 export const TC_PRIORITY = 0x4b4c;
 
-const directions: { point: TcAttachPoint; program: keyof typeof PROGRAMS }[] = [
-  { point: 'ingress', program: 'fromPod' },
-  { point: 'egress', program: 'toPod' },
-];
+/** What kube-lb attaches to an interface, by its role. */
+type Role = 'pod' | 'uplink';
+const PROGRAMS_BY_ROLE: Record<Role, { point: TcAttachPoint; program: keyof typeof PROGRAMS }[]> = {
+  pod: [
+    { point: 'ingress', program: 'fromPod' },
+    { point: 'egress', program: 'toPod' },
+  ],
+  uplink: [{ point: 'ingress', program: 'fromWorld' }],
+};
 
-function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, number> {
+/** kube_lb_ifaces's value as the encoders write it, for reading older layouts into it. */
+const ifaceLayout: BtfStruct = {
+  size: layouts.lb_iface_value.size,
+  members: Object.entries(layouts.lb_iface_value.fields).map(([name, f]) => ({ name, ...f })),
+};
+
+/**
+ * Every entry of a kube_lb_ifaces map, read through the BTF the map was
+ * created with, so a pin of an older layout (as cleanup may find before
+ * any kube-lb migrated it) reads as well: what it lacks reads as zero.
+ */
+export function recordedInterfaces(lib: NativeAddon, ifacesFd: number): Map<number, IfaceRecord> {
+  const own = lib.mapLayouts(ifacesFd);
+  if (own === null) throw new Error(`${MAPS.ifaces} (map fd ${ifacesFd}) carries no BTF, so kube-lb cannot tell what it records; kube-lb did not create it`);
   const { keys, values, count } = lib.mapDump(ifacesFd);
-  const result = new Map<number, number>();
-  for (let i = 0; i < count; i++) {
-    const { ifindex, flags } = decodeIfaceEntry(keys, values, { key: i * 4, value: i * layouts.lb_iface_value.size });
-    result.set(ifindex, flags);
-  }
+  const converted = convertRecords(values, count, copyPlan(own.value, ifaceLayout));
+  const result = new Map<number, IfaceRecord>();
+  for (let i = 0; i < count; i++) result.set(keys.readUInt32LE(i * own.key.size), decodeIfaceValue(converted, i * ifaceLayout.size));
   return result;
 }
 
+/** Records of interfaces in another network namespace than here; those without one recorded are not. */
+function foreignRecords(records: Map<number, IfaceRecord>, here: Netns): Map<number, IfaceRecord> {
+  return new Map([...records].filter(([, r]) => r.netns.cookie !== 0n && !sameNetns(r.netns, here)));
+}
+
+/** Names the namespaces the foreign records belong to, what kube-lb leaves, and what to do. */
+function foreignError(pinRoot: string, foreign: Map<number, IfaceRecord>, here: Netns, todo: string): Error {
+  const byNetns = new Map<string, number[]>();
+  for (const [ifindex, r] of [...foreign].sort(([a], [b]) => a - b)) byNetns.set(describeNetns(r.netns), [...(byNetns.get(describeNetns(r.netns)) ?? []), ifindex]);
+  const where = [...byNetns].map(([netns, ifindexes]) => `ifindex ${ifindexes.join(', ')} in ${netns}`).join('; ');
+  return new Error(
+    `${MAPS.ifaces} under ${pinRoot} records interfaces kube-lb attached to in another network namespace (${where}); this is ${describeNetns(here)}. ` +
+      `An ifindex names other interfaces here, so kube-lb leaves those records, their qdiscs and the pins alone. ${todo}`,
+  );
+}
+
+/** What to do about interfaces recorded in another namespace: clean up there. */
+function cleanupThere(pinRoot: string): string {
+  return (
+    `Run \`kube-lb cleanup --backend=ebpf --bpf-pin-path=${pinRoot}\` in that namespace (nsenter --net=/proc/PID/ns/net with a process there; lsns -t net lists them). ` +
+    `If it no longer exists, its interfaces went with it, and rm -r ${pinRoot} finishes the cleanup.`
+  );
+}
+
+export interface AttachOptions {
+  /** Pod interfaces: every interface whose name starts with this. */
+  interfacePrefix: string;
+  /** Uplinks by name (--devices); null: the interfaces that hold the node's NodePort addresses. */
+  devices: string[] | null;
+}
+
+interface Attached {
+  name: string;
+  role: Role;
+  snatAddr: string | null;
+}
+
 export class Attacher {
-  /** ifindex -> name of the interfaces attached by this process. */
-  private attached = new Map<number, string>();
+  /** The interfaces attached by this process, by ifindex. */
+  private attached = new Map<number, Attached>();
+  /** The node's NodePort addresses, as the model last said; their interfaces are the uplinks unless --devices names them. */
+  private nodeAddresses: readonly string[] = [];
 
   constructor(
     private readonly lib: NativeAddon,
     private readonly maps: MapFds,
     private readonly programs: ProgramFds,
-    private readonly interfacePrefix: string,
+    private readonly opts: AttachOptions,
+    private readonly netns: Netns,
     private readonly log: Logger,
   ) {}
 
-  /** Attaches to every matching interface not yet attached, and forgets vanished ones. */
-  async reconcile(): Promise<void> {
-    const links = (await listLinks()).filter((l) => l.name.startsWith(this.interfacePrefix));
-    const present = new Set(links.map((l) => l.ifindex));
-    for (const link of links) {
-      if (!this.attached.has(link.ifindex)) this.attach(link);
+  /**
+   * Before the first reconcile: refuses a pin path whose interfaces another
+   * namespace's kube-lb attached to, and takes as this namespace's the
+   * records an older kube-lb made without one (it ran here: it used this pin path).
+   */
+  claimRecords(pinRoot: string): void {
+    const records = recordedInterfaces(this.lib, this.maps.ifaces);
+    const foreign = foreignRecords(records, this.netns);
+    if (foreign.size > 0) {
+      throw foreignError(pinRoot, foreign, this.netns, `Give this kube-lb its own --bpf-pin-path, or clean up the other: ${cleanupThere(pinRoot)}`);
     }
-    for (const [ifindex, name] of this.attached) {
+    const unrecorded = [...records].filter(([, r]) => r.netns.cookie === 0n);
+    for (const [ifindex, r] of unrecorded) this.lib.mapUpdate(this.maps.ifaces, encodeIfindex(ifindex), encodeIfaceValue({ ...r, netns: this.netns }));
+    if (unrecorded.length > 0) {
+      this.log.info(
+        { ifindexes: unrecorded.map(([i]) => i), netns: describeNetns(this.netns) },
+        'interfaces recorded without their network namespace (by an older kube-lb on this pin path) are taken to be in this one',
+      );
+    }
+  }
+
+  private roleOf(link: Link): Role | null {
+    if (link.name.startsWith(this.opts.interfacePrefix)) return 'pod';
+    if (this.opts.devices !== null) return this.opts.devices.includes(link.name) ? 'uplink' : null;
+    return link.ipv4.some((ip) => this.nodeAddresses.includes(ip)) ? 'uplink' : null;
+  }
+
+  /** Takes the node's NodePort addresses; says whether they changed, so that the uplinks must be found again. */
+  setNodeAddresses(addresses: readonly string[]): boolean {
+    if (addresses.length === this.nodeAddresses.length && addresses.every((a) => this.nodeAddresses.includes(a))) return false;
+    this.nodeAddresses = [...addresses];
+    return true;
+  }
+
+  /** Attaches to every pod interface and uplink not yet attached, and forgets vanished ones. */
+  async reconcile(): Promise<void> {
+    const links = await listLinks();
+    const present = new Set<number>();
+    for (const link of links) {
+      const role = this.roleOf(link);
+      if (role === null) continue;
+      present.add(link.ifindex);
+      // Flows SNATed there get the node's own address on it, else its primary one.
+      const snatAddr = role === 'uplink' ? (link.ipv4.find((ip) => this.nodeAddresses.includes(ip)) ?? link.ipv4[0] ?? null) : null;
+      const known = this.attached.get(link.ifindex);
+      if (known?.role === role && known.snatAddr === snatAddr) continue;
+      if (role === 'uplink' && snatAddr === null) this.log.warn({ interface: link.name }, 'uplink has no IPv4 address: flows that must be SNATed there are dropped (no_snat_addr)');
+      this.attach(link, role, snatAddr);
+    }
+    for (const [ifindex, { name }] of this.attached) {
       if (!present.has(ifindex)) {
         this.attached.delete(ifindex);
         this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
         this.log.info({ interface: name, ifindex }, 'interface gone');
       }
     }
-    // Records of interfaces that vanished while no kube-lb ran.
-    for (const ifindex of recordedInterfaces(this.lib, this.maps.ifaces).keys()) {
-      if (!present.has(ifindex)) this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
+    // Records of interfaces that vanished while no kube-lb ran here.
+    for (const [ifindex, r] of recordedInterfaces(this.lib, this.maps.ifaces)) {
+      if (!present.has(ifindex) && sameNetns(r.netns, this.netns)) this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
     }
   }
 
   get interfaces(): string[] {
-    return [...this.attached.values()];
+    return [...this.attached.values()].map((a) => a.name);
   }
 
-  private attach(link: Link): void {
+  private attach(link: Link, role: Role, snatAddr: string | null): void {
     const key = encodeIfindex(link.ifindex);
-    let flags = recordedFlags(this.lib, this.maps.ifaces, key);
+    const recorded = this.lib.mapLookup(this.maps.ifaces, key);
+    let flags = (recorded ? decodeIfaceValue(recorded).flags : 0) & LB_IFACE_F_CREATED_HOOK;
+    if (role === 'uplink') flags |= LB_IFACE_F_UPLINK;
     try {
-      for (const { point, program } of directions) {
+      for (const { point, program } of PROGRAMS_BY_ROLE[role]) {
         const { hookCreated } = this.lib.tcAttach(link.ifindex, point, this.programs[program], TC_HANDLE, TC_PRIORITY);
         if (hookCreated) flags |= LB_IFACE_F_CREATED_HOOK;
       }
@@ -79,16 +182,11 @@ export class Attacher {
       this.log.warn({ interface: link.name, err: (err as Error).message }, 'attach failed');
       return;
     } finally {
-      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue(flags));
+      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, snatAddr, netns: this.netns }));
     }
-    this.attached.set(link.ifindex, link.name);
-    this.log.info({ interface: link.name, ifindex: link.ifindex }, 'attached');
+    this.attached.set(link.ifindex, { name: link.name, role, snatAddr });
+    this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snatAddr !== null && { snatAddr }) }, 'attached');
   }
-}
-
-function recordedFlags(lib: NativeAddon, ifacesFd: number, key: Buffer): number {
-  const value = lib.mapLookup(ifacesFd, key);
-  return value ? value.readUInt32LE(layouts.lb_iface_value.fields.flags.offset) : 0;
 }
 
 /** Whether a tc filter of ours is on ifindex at point (by identity and program name). */
@@ -116,30 +214,37 @@ async function hasOtherFilters(name: string): Promise<boolean> {
  * Takes kube-lb's filters off every interface, and removes the clsact
  * qdiscs kube-lb created where nothing else uses them. Returns the names
  * of the interfaces it touched. Each interface done is struck from
- * kube_lb_ifaces, and one found already done (a cleanup cut short) is
- * passed over, so that running it again always finishes the job.
+ * kube_lb_ifaces (ifacesFds: the pin, and the one a migration cut short
+ * left aside), and one found already done (a cleanup cut short) is passed
+ * over, so that running it again always finishes the job. Records of
+ * another network namespace are left, and then it fails saying so: pinRoot
+ * must stay for the cleanup there.
  */
-export async function detachAll(lib: NativeAddon, ifacesFd: number | null, log: Logger): Promise<string[]> {
-  const recorded = ifacesFd === null ? new Map<number, number>() : recordedInterfaces(lib, ifacesFd);
+export async function detachAll(lib: NativeAddon, ifacesFds: number[], pinRoot: string, netns: Netns, log: Logger): Promise<string[]> {
+  const recorded = new Map<number, IfaceRecord>();
+  for (const fd of ifacesFds) for (const [ifindex, r] of recordedInterfaces(lib, fd)) recorded.set(ifindex, r);
+  const foreign = foreignRecords(recorded, netns);
+  for (const ifindex of foreign.keys()) recorded.delete(ifindex);
   const touched: string[] = [];
   for (const link of await listLinks()) {
     let ours = false;
-    for (const { point } of directions) {
+    for (const point of ['ingress', 'egress'] as const) {
       if (ourFilter(lib, link.ifindex, point)) {
         lib.tcDetach(link.ifindex, point, TC_HANDLE, TC_PRIORITY);
         ours = true;
       }
     }
-    const created = ((recorded.get(link.ifindex) ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
+    const created = ((recorded.get(link.ifindex)?.flags ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
     if (created && (await hasClsact(link.name)) && !(await hasOtherFilters(link.name))) {
       lib.tcHookDestroy(link.ifindex);
       ours = true;
     }
-    if (recorded.has(link.ifindex)) lib.mapDelete(ifacesFd!, encodeIfindex(link.ifindex));
+    if (recorded.has(link.ifindex)) for (const fd of ifacesFds) lib.mapDelete(fd, encodeIfindex(link.ifindex));
     if (ours) {
       touched.push(link.name);
       log.info({ interface: link.name }, 'detached');
     }
   }
+  if (foreign.size > 0) throw foreignError(pinRoot, foreign, netns, cleanupThere(pinRoot));
   return touched;
 }

@@ -25,8 +25,8 @@ export function flushStaleFlows(lib: NativeAddon, maps: MapFds, staleFlows: read
       encodeFlowKey({
         saddr: ct.backend.ip,
         sport: ct.backend.port,
-        daddr: ct.flags & LB_CT_F_HAIRPIN ? LB_HAIRPIN_ADDR : flow.saddr,
-        dport: flow.sport,
+        daddr: ct.flags & LB_CT_F_HAIRPIN ? LB_HAIRPIN_ADDR : (ct.natSaddr ?? flow.saddr),
+        dport: ct.natSport || flow.sport,
         protocol: flow.protocol,
       }),
     );

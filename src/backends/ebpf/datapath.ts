@@ -4,14 +4,35 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { type BpfObject, type NativeAddon, projectRoot } from '../../native/index.js';
+import type { Logger } from '../../log.js';
+import { asidePin, finishMigration, prepareMigration } from './migrate.js';
 
 export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
 
-export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod' } as const;
-export const MAPS = { svc: 'kube_lb_svc', ct: 'kube_lb_ct', rnat: 'kube_lb_rnat', ifaces: 'kube_lb_ifaces' } as const;
+export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world' } as const;
+export const MAPS = {
+  svc: 'kube_lb_svc',
+  ct: 'kube_lb_ct',
+  rnat: 'kube_lb_rnat',
+  ifaces: 'kube_lb_ifaces',
+  drops: 'kube_lb_drops',
+  affinity: 'kube_lb_affinity',
+  sourceRanges: 'kube_lb_source_ranges',
+} as const;
 
 export type MapFds = Record<keyof typeof MAPS, number>;
+
+/** Entries of kube_lb_svc (--bpf-lb-map-max) and of each conntrack map (--bpf-ct-map-max). */
+export interface MapSizes {
+  lb: number;
+  ct: number;
+}
+
+/** The flags' defaults; docs/ebpf-maps.md says what they cost. */
+export const DEFAULT_MAP_SIZES: MapSizes = { lb: 1_048_576, ct: 262_144 };
+/** Kernels refuse larger hash maps: their bucket table would pass 4 GiB. */
+export const MAX_MAP_SIZE = 2 ** 27;
 export type ProgramFds = Record<keyof typeof PROGRAMS, number>;
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -54,25 +75,40 @@ export interface LoadedDatapath {
 }
 
 /**
- * Loads the datapath. Maps already pinned under pinRoot are reused with
- * their content (services, flows), so a restart loses no connection; the
- * programs are loaded afresh and pinned beside them.
+ * Loads the datapath with maps of the given sizes. Maps already pinned under
+ * pinRoot are reused with their content (services, flows), so a restart
+ * loses no connection; pins of another layout or size are migrated (see
+ * migrate.ts). The programs are loaded afresh and pinned beside them.
  */
-export function loadDatapath(lib: NativeAddon, pinRoot: string, objectPath = OBJECT_PATH): LoadedDatapath {
+export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, sizes: MapSizes = DEFAULT_MAP_SIZES, objectPath = OBJECT_PATH): LoadedDatapath {
   if (!fs.existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (run make)`);
   ensurePinRoot(pinRoot);
   const object = lib.openObject(objectPath, pinRoot);
   try {
+    object.setMaxEntries(MAPS.svc, sizes.lb);
+    object.setMaxEntries(MAPS.ct, sizes.ct);
+    object.setMaxEntries(MAPS.rnat, sizes.ct);
+    // After the sizes are set: a pin of another size is migrated too.
+    const migrating = prepareMigration(lib, object, pinRoot);
     try {
       object.load();
     } catch (err) {
+      const { code } = err as NodeJS.ErrnoException;
+      if (code === 'E2BIG' || code === 'ENOMEM') {
+        throw new Error(
+          `creating the maps failed (${code}): --bpf-lb-map-max=${sizes.lb} or --bpf-ct-map-max=${sizes.ct} asks for more than this kernel or its memory allows; choose smaller sizes`,
+          { cause: err },
+        );
+      }
+      // Migration moved aside every pin of another layout or size: one is back, so another process pins there too.
       if (!/couldn't reuse pinned map/.test((err as Error).message)) throw err;
       throw new Error(
-        `the maps pinned under ${pinRoot} have another layout (kube-lb of another version made them); ` +
+        `a map pinned under ${pinRoot} has another layout or size, pinned there while kube-lb was migrating the maps (is another kube-lb using this pin path?); ` +
           `\`kube-lb cleanup --backend=ebpf --bpf-pin-path=${pinRoot}\` removes them, and with them the connections they track\n${(err as Error).message}`,
         { cause: err },
       );
     }
+    finishMigration(lib, object, migrating, log);
     const maps = mapRecord((name) => object.mapFd(name));
     const programs = {} as ProgramFds;
     for (const [key, name] of Object.entries(PROGRAMS) as [keyof typeof PROGRAMS, string][]) {
@@ -103,10 +139,10 @@ export function openPinnedMaps(lib: NativeAddon, pinRoot: string): MapFds | null
   return mapRecord((name) => lib.objGet(path.join(pinRoot, name)));
 }
 
-/** Opens one pinned map, or returns null when it is not pinned. */
-export function openPinnedMap(lib: NativeAddon, pinRoot: string, key: keyof typeof MAPS): number | null {
-  const pin = path.join(pinRoot, MAPS[key]);
-  return fs.existsSync(pin) ? lib.objGet(pin) : null;
+/** Opens kube_lb_ifaces as pinned, and as a migration cut short left it aside: those of the two that exist. */
+export function openPinnedIfaces(lib: NativeAddon, pinRoot: string): number[] {
+  const pin = path.join(pinRoot, MAPS.ifaces);
+  return [pin, asidePin(pin)].filter((p) => fs.existsSync(p)).map((p) => lib.objGet(p));
 }
 
 export function closeMaps(lib: NativeAddon, maps: MapFds): void {
@@ -121,7 +157,7 @@ export function closeMaps(lib: NativeAddon, maps: MapFds): void {
  */
 export function removePins(pinRoot: string): void {
   if (!fs.existsSync(pinRoot)) return;
-  const ours = new Set<string>([...Object.values(MAPS), ...Object.values(PROGRAMS)]);
+  const ours = new Set<string>([...Object.values(MAPS), ...Object.values(MAPS).map(asidePin), ...Object.values(PROGRAMS)]);
   const entries = fs.readdirSync(pinRoot);
   const foreign = entries.filter((entry) => !ours.has(entry));
   if (foreign.length > 0) throw new Error(`pin path ${pinRoot} holds ${foreign.join(', ')}, which kube-lb did not create; leaving it all`);

@@ -1,26 +1,62 @@
 // The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
 // by TC programs on every pod-facing interface.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
-import { type DesiredState, type Destination, type Frontend, type FrontendKind, type Protocol, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { Attacher, detachAll } from './attach.js';
+import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
-import { type StaleFlows, staleFlows } from '../stale-flows.js';
-import { type LoadedDatapath, MAPS, type MapFds, closeMaps, loadDatapath, openPinnedMap, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
+import { staleFlows } from '../stale-flows.js';
+import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, closeMaps, loadDatapath, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
-import { MapFillCache } from './map-stats.js';
-import { type ServiceChange, type ServiceEntry, ServiceMap } from './service-map.js';
+import { currentNetns } from './netns.js';
+import { MapFillCache, filledMaps } from './map-stats.js';
+import { type DropCounts, readDrops } from './drops.js';
+import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
+import { type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
+import type { SvcMeta } from './encoding.js';
+import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 
 export interface EbpfOptions {
   pinPath: string;
   log: Logger;
 }
 
-export interface EbpfRunOptions extends EbpfOptions {
-  /** Attach to every interface whose name starts with this. */
-  interfacePrefix: string;
+export interface EbpfRunOptions extends EbpfOptions, AttachOptions {
+  mapSizes: MapSizes;
 }
+
+/** A change that takes more entries than it holds. */
+function needsRoom(change: ServiceChange): boolean {
+  return entriesOf(change.wanted) > entriesOf(change.current);
+}
+
+interface WantedService extends SvcId {
+  meta: SvcMeta;
+  destinations: Destination[];
+  sourceRanges: string[];
+}
+
+/** A map service wanted for a service port. */
+interface WantedFor extends WantedService {
+  port: ServicePortState;
+}
+
+/**
+ * The map services of a frontend: pods reach its internal endpoint set on
+ * pod interfaces; an external frontend also has an external-scope service
+ * for clients outside the node, on the uplinks, with its external set and
+ * SNAT where the traffic policy masquerades every source.
+ */
+function mapServices(f: ResolvedFrontend): WantedService[] {
+  const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
+  const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0 };
+  const internal: WantedService = { frontend, scope: 'internal', meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
+  if (f.kind === 'ClusterIP') return [internal];
+  return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
+}
+
+const sameMembers = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x) => b.includes(x));
 
 /** Slots keep their order, so the map's backends are compared as a set. */
 function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]): boolean {
@@ -32,10 +68,22 @@ function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
-  /** What the map holds, by frontendKey: read at start, then kept by sync. */
+  /** What the map holds, by svcKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
-  /** The frontends of each service port key in the last state synced. */
-  private readonly frontendsOf = new Map<string, string[]>();
+  /** What kube_lb_source_ranges holds, by frontendKey: read at start, then kept by sync. */
+  private appliedRanges = new Map<string, string[]>();
+  /** The map services (svcKey) of each service port key in the last state synced. */
+  private readonly servicesOf = new Map<string, string[]>();
+  /** Entries the map holds, orphans included. */
+  private entries = 0;
+  /** Entries of no service, read at start; the next sync deletes them. */
+  private orphans: SlotKey[] = [];
+  /** kube_lb_svc's capacity. */
+  private maxEntries = 0;
+  /** A write failed: what the map holds is unknown until read again. */
+  private unread = false;
+  /** Service ports refused for want of room, by key; every sync tries them again. */
+  private readonly refused = new Set<string>();
   private attacher: Attacher | undefined;
   private watcher: LinkWatcher | undefined;
   private closed = false;
@@ -52,11 +100,19 @@ export class EbpfBackend implements Backend {
   /** Loads (or reuses) the datapath and attaches to matching interfaces, now and as they appear. */
   static async run(opts: EbpfRunOptions): Promise<EbpfBackend> {
     const lib = native();
-    const loaded = loadDatapath(lib, opts.pinPath);
+    const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
-    backend.applied = new ServiceMap(lib, loaded.maps.svc).readAll();
-    opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size }, 'ebpf datapath loaded');
-    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts.interfacePrefix, opts.log);
+    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, currentNetns(lib), opts.log);
+    try {
+      attacher.claimRecords(opts.pinPath);
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+    backend.maxEntries = lib.mapInfo(loaded.maps.svc).maxEntries;
+    backend.readServiceMap();
+    backend.appliedRanges = new SourceRangeMap(lib, loaded.maps.sourceRanges).readAll();
+    opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size, maxEntries: backend.maxEntries }, 'ebpf datapath loaded');
     backend.attacher = attacher;
     const reconcile = (): void => {
       attacher.reconcile().catch((err: Error) => opts.log.error({ err: err.message }, 'attaching to interfaces failed'));
@@ -80,75 +136,163 @@ export class EbpfBackend implements Backend {
     return new EbpfBackend(lib, opts, openPinnedMaps(lib, opts.pinPath), null);
   }
 
-  async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+  async sync(state: DesiredState, changed: ReadonlySet<string> | null, node?: NodeView): Promise<SyncStats> {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot sync');
-    // The programs see traffic from pods only, so every frontend sends to its internal set.
-    const wanted = new Map<string, { kind: FrontendKind; frontend: Frontend; destinations: Destination[] }>();
+    if (this.unread) {
+      this.readServiceMap();
+      changed = null;
+    }
+    const wanted = new Map<string, WantedFor>();
     const candidates = new Set<string>(changed === null ? this.applied.keys() : []);
-    if (changed === null) this.frontendsOf.clear();
-    for (const key of changed ?? state.keys()) {
-      for (const fk of this.frontendsOf.get(key) ?? []) candidates.add(fk);
+    if (changed === null) this.servicesOf.clear();
+    const ports: ServicePortState[] = [];
+    for (const key of changed === null ? state.keys() : new Set([...changed, ...this.refused])) {
+      for (const sk of this.servicesOf.get(key) ?? []) candidates.add(sk);
       const sp = state.get(key);
-      const now = (sp?.frontends ?? []).map((f) => {
-        const fk = frontendKey(f);
-        wanted.set(fk, { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: f.internal.destinations });
-        candidates.add(fk);
-        return fk;
+      if (sp) ports.push(sp);
+      const now = (sp?.frontends ?? []).flatMap(mapServices).map((svc) => {
+        const sk = svcKey(svc);
+        wanted.set(sk, { ...svc, port: sp! });
+        candidates.add(sk);
+        return sk;
       });
-      if (now.length > 0) this.frontendsOf.set(key, now);
-      else this.frontendsOf.delete(key);
+      if (now.length > 0) this.servicesOf.set(key, now);
+      else this.servicesOf.delete(key);
     }
 
     const changes: ServiceChange[] = [];
-    const stale: StaleFlows[] = [];
-    for (const fk of candidates) {
-      const want = wanted.get(fk);
-      const current = this.applied.get(fk);
-      if (want && current && want.kind === current.kind && sameDestinationSet(current.slots, want.destinations)) continue;
+    const rangeChanges: RangeChange[] = [];
+    for (const sk of candidates) {
+      const want = wanted.get(sk);
+      const current = this.applied.get(sk);
+      // A frontend's ranges are written once, with its internal-scope service.
+      const { frontend, scope } = (want ?? current)!;
+      if (scope === 'internal') {
+        const ranges = { frontend, current: this.appliedRanges.get(frontendKey(frontend)) ?? [], wanted: want?.sourceRanges ?? [] };
+        if (!sameMembers(ranges.current, ranges.wanted)) rangeChanges.push(ranges);
+      }
+      if (want && current && sameMeta(want.meta, current.meta) && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
-      const { kind, frontend } = (want ?? current)!;
-      changes.push({ kind, frontend, currentKind: current?.kind ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
-      // The map holds what the kernel has, so this holds after a restart too.
-      const flows = staleFlows(frontend, current?.slots ?? null, want?.destinations ?? null, true);
-      if (flows !== null) stale.push(flows);
+      const { meta } = (want ?? current)!;
+      changes.push({ frontend, scope, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
     }
 
-    const tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(changes);
+    // Decided before anything is written. A refused frontend that is in the
+    // map keeps its last programmed backends, as kube-proxy's rules stay as
+    // they were when a sync fails.
+    const portOf = (sk: string): string => wanted.get(sk)!.port.key;
+    const { free, requests } = this.roomRequests(changes, portOf);
+    const { refused, left } = refusedRequests(free, [...requests.values()]);
+    this.noteRefusals(ports, refused, requests, left);
+    for (const key of this.refused) if (!state.has(key)) this.refused.delete(key);
+    const accepted = changes.filter((c) => !needsRoom(c) || !refused.has(portOf(svcKey(c))));
+    // The map holds what the kernel has, so this holds after a restart too.
+    const stale = accepted.flatMap(({ frontend, current, wanted: destinations }) => staleFlows(frontend, current, destinations, true) ?? []);
+
+    const ranges = new SourceRangeMap(this.lib, this.loaded.maps.sourceRanges);
+    ranges.add(rangeChanges);
+    let tables: Map<string, Destination[]>;
+    try {
+      tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(accepted, this.orphans);
+    } catch (err) {
+      this.unread = true;
+      throw err;
+    }
+    this.entries -= this.orphans.length;
+    this.orphans = [];
+    ranges.remove(rangeChanges);
+    for (const { frontend, wanted: cidrs } of rangeChanges) {
+      if (cidrs.length > 0) this.appliedRanges.set(frontendKey(frontend), [...cidrs]);
+      else this.appliedRanges.delete(frontendKey(frontend));
+    }
     let removed = 0;
-    for (const { frontend } of changes) {
-      const fk = frontendKey(frontend);
-      const slots = tables.get(fk);
-      if (slots) this.applied.set(fk, { kind: wanted.get(fk)!.kind, frontend, slots });
-      else if (this.applied.delete(fk)) removed++;
+    for (const change of accepted) {
+      this.entries += entriesOf(change.wanted) - entriesOf(change.current);
+      const sk = svcKey(change);
+      const slots = tables.get(sk);
+      if (slots) this.applied.set(sk, { frontend: change.frontend, scope: change.scope, meta: change.meta, slots });
+      else if (this.applied.delete(sk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
-    if (changed === null) await this.attacher?.reconcile();
-    return { frontendsWritten: changes.length - removed, frontendsRemoved: removed };
+    if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
+    return { frontendsWritten: accepted.length - removed, frontendsRemoved: removed, servicePortsRefused: this.refused.size };
   }
+
+  /** The room each service port's changes need, and the room free once orphans and removed frontends are gone. */
+  private roomRequests(changes: readonly ServiceChange[], portOf: (fk: string) => string): { free: number; requests: Map<string, RoomRequest> } {
+    let free = this.maxEntries - this.entries + this.orphans.length;
+    const requests = new Map<string, RoomRequest>();
+    for (const change of changes) {
+      if (change.wanted === null) free += entriesOf(change.current);
+      if (!needsRoom(change)) continue;
+      const key = portOf(svcKey(change));
+      const request = requests.get(key) ?? { key, inMap: false, entries: 0 };
+      request.entries += entriesOf(change.wanted) - entriesOf(change.current);
+      request.inMap ||= change.current !== null;
+      requests.set(key, request);
+    }
+    return { free, requests };
+  }
+
+  /** Keeps this.refused, naming each service port once when it is refused and once when it gets in. */
+  private noteRefusals(ports: readonly ServicePortState[], refused: ReadonlySet<string>, requests: ReadonlyMap<string, RoomRequest>, entriesFree: number): void {
+    for (const port of ports) {
+      const service = `${port.namespace}/${port.name}`;
+      if (refused.has(port.key) && !this.refused.has(port.key)) {
+        this.refused.add(port.key);
+        this.opts.log.warn(
+          { service, port: port.portName, frontends: port.frontends.map(frontendKey), entriesNeeded: requests.get(port.key)!.entries, entriesFree, maxEntries: this.maxEntries },
+          'kube_lb_svc has no room for this service port: it is not programmed (a frontend already programmed keeps its last backends) until deleting services frees room, or kube-lb runs with a larger --bpf-lb-map-max',
+        );
+      } else if (!refused.has(port.key) && this.refused.delete(port.key)) {
+        this.opts.log.info({ service, port: port.portName }, 'kube_lb_svc has room for this service port again: programmed');
+      }
+    }
+  }
+
+  /** Reads kube_lb_svc: the services, the orphans to delete, and how full it is. */
+  private readServiceMap(): void {
+    const contents = new ServiceMap(this.lib, this.maps!.svc).readAll();
+    this.applied = contents.services;
+    this.orphans = contents.orphans;
+    this.entries = contents.entries;
+    this.unread = false;
+    if (this.orphans.length > 0) {
+      this.opts.log.info({ orphans: this.orphans.length }, 'kube_lb_svc holds entries of no service, left by a write cut short; the next sync deletes them');
+    }
+  }
+
 
   async mapFill(): Promise<MapFill[]> {
     if (!this.maps || this.closed) return [];
-    this.fill ??= new MapFillCache(this.lib, this.maps, (map, err) => this.opts.log.warn({ map, err: err.message }, 'cannot count BPF map entries'));
+    this.fill ??= new MapFillCache(this.lib, filledMaps(this.maps), (map, err) => this.opts.log.warn({ map, err: err.message }, 'cannot count BPF map entries'));
     return this.fill.read();
+  }
+
+  async drops(): Promise<DropCounts> {
+    if (!this.maps || this.closed) throw new Error('the ebpf backend is closed');
+    return readDrops(this.lib, this.maps.drops);
   }
 
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
-    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().values()];
-    return entries.map((e) => ({ kind: e.kind, frontend: e.frontend, destinations: e.slots }));
+    // A frontend's view is where traffic from outside the node goes: a ClusterIP's only service, the external one of the others.
+    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().services.values()].filter((e) => (e.meta.kind === 'ClusterIP') === (e.scope === 'internal'));
+    return entries.map((e) => ({ kind: e.meta.kind, frontend: e.frontend, destinations: e.slots }));
   }
 
   async cleanup(): Promise<void> {
     this.watcher?.stop();
-    // From the pin, not this.maps: a cleanup cut short may have left kube_lb_ifaces alone.
-    const ifaces = openPinnedMap(this.lib, this.opts.pinPath, 'ifaces');
+    // From the pins, not this.maps: a cleanup cut short may have left
+    // kube_lb_ifaces alone, and a migration cut short its old map aside.
+    const ifaces = openPinnedIfaces(this.lib, this.opts.pinPath);
     try {
-      await detachAll(this.lib, ifaces, this.opts.log);
+      await detachAll(this.lib, ifaces, this.opts.pinPath, currentNetns(this.lib), this.opts.log);
     } finally {
-      if (ifaces !== null) this.lib.closeFd(ifaces);
+      for (const fd of ifaces) this.lib.closeFd(fd);
+      await this.close();
     }
-    await this.close();
     removePins(this.opts.pinPath);
   }
 

@@ -9,14 +9,20 @@ const run = promisify(execFile);
 export interface Link {
   ifindex: number;
   name: string;
+  /** Its global-scope IPv4 addresses, primary first. */
+  ipv4: string[];
 }
 
 export async function listLinks(): Promise<Link[]> {
-  const { stdout } = await run('ip', ['-j', 'link', 'show']);
-  return (JSON.parse(stdout) as { ifindex: number; ifname: string }[]).map((l) => ({ ifindex: l.ifindex, name: l.ifname }));
+  const { stdout } = await run('ip', ['-j', 'address', 'show']);
+  return (JSON.parse(stdout) as { ifindex: number; ifname: string; addr_info?: { family: string; local: string; scope: string }[] }[]).map((l) => ({
+    ifindex: l.ifindex,
+    name: l.ifname,
+    ipv4: (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => a.local),
+  }));
 }
 
-/** Calls onChange (debounced) whenever a link appears, changes or goes away. */
+/** Calls onChange (debounced) whenever a link or an address appears, changes or goes away. */
 export class LinkWatcher {
   private child: ChildProcess | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -32,7 +38,7 @@ export class LinkWatcher {
     // ip monitor only notices its parent is gone when it next writes, so a
     // kube-lb killed with SIGKILL would leave it behind: setpriv (util-linux)
     // has the kernel kill it with its parent instead.
-    const child = spawn('setpriv', ['--pdeathsig', 'KILL', 'ip', '-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', 'ip', '-o', 'monitor', 'link', 'address'], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.child = child;
     child.stdout!.on('data', () => {
       clearTimeout(this.timer);
@@ -41,7 +47,7 @@ export class LinkWatcher {
     child.on('error', (err) => this.onError(err));
     child.on('exit', (code) => {
       if (this.stopped) return;
-      this.onError(new Error(`ip monitor link exited with ${code}; restarting it`));
+      this.onError(new Error(`ip monitor exited with ${code}; restarting it`));
       setTimeout(() => !this.stopped && this.start(), 1000).unref();
     });
   }

@@ -19,6 +19,11 @@ export const FILL_REFRESH_MS = 10_000;
  */
 export const FILL_IDLE_MS = 5 * 60_000;
 
+/** The maps that fill up, by name; kube_lb_drops is an array of counters, always whole. */
+export function filledMaps(fds: MapFds): { map: string; fd: number }[] {
+  return (Object.keys(MAPS) as (keyof typeof MAPS)[]).filter((key) => key !== 'drops').map((key) => ({ map: MAPS[key], fd: fds[key] }));
+}
+
 export class MapFillCache {
   private readonly maps: { map: string; fd: number; maxEntries: number }[];
   private readonly counts = new Map<string, number>();
@@ -29,15 +34,11 @@ export class MapFillCache {
 
   constructor(
     private readonly lib: NativeAddon,
-    fds: MapFds,
+    maps: { map: string; fd: number }[],
     private readonly onError: (map: string, err: Error) => void,
   ) {
     // A map's capacity is fixed when it is created.
-    this.maps = (Object.keys(MAPS) as (keyof typeof MAPS)[]).map((key) => ({
-      map: MAPS[key],
-      fd: fds[key],
-      maxEntries: lib.mapInfo(fds[key]).maxEntries,
-    }));
+    this.maps = maps.map(({ map, fd }) => ({ map, fd, maxEntries: lib.mapInfo(fd).maxEntries }));
   }
 
   /**

@@ -1,25 +1,62 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, type FrontendKind, frontendKey } from '../../model/contract.js';
+import { type Destination, type Frontend, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
-import { decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
+import { type Scope, type SvcMeta, decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
 import { planSlots } from './slots.js';
 
-/** A service as the map holds it: its backends in slot order. */
-export interface ServiceEntry {
-  kind: FrontendKind;
+/** A kube_lb_svc service: one frontend in one scope. */
+export interface SvcId {
   frontend: Frontend;
+  scope: Scope;
+}
+
+/** Identifies a service in the map: "10.96.0.10:80/TCP", "172.18.0.2:30080/TCP external". */
+export function svcKey(id: SvcId): string {
+  return id.scope === 'internal' ? frontendKey(id.frontend) : `${frontendKey(id.frontend)} external`;
+}
+
+export function sameMeta(a: SvcMeta, b: SvcMeta): boolean {
+  return a.kind === b.kind && a.noEndpoints === b.noEndpoints && a.snat === b.snat && a.sourceRanges === b.sourceRanges && a.affinityTimeout === b.affinityTimeout;
+}
+
+/** A service as the map holds it: its backends in slot order. */
+export interface ServiceEntry extends SvcId {
+  meta: SvcMeta;
   slots: Destination[];
 }
 
-/** One frontend's change; null on a side means absent. */
-export interface ServiceChange {
-  kind: FrontendKind;
-  frontend: Frontend;
-  /** The kind slot 0 records now; null when absent. */
-  currentKind: FrontendKind | null;
+/** One key of kube_lb_svc. */
+export interface SlotKey extends SvcId {
+  slot: number;
+}
+
+/** What kube_lb_svc holds. */
+export interface MapContents {
+  /** Every service, by svcKey. */
+  services: Map<string, ServiceEntry>;
+  /**
+   * Entries no service accounts for, which a write cut short (a crash, a
+   * full map) leaves: slots past a service's count, slots without a slot 0,
+   * and every entry of a service whose count names a missing slot.
+   */
+  orphans: SlotKey[];
+  /** Every entry, orphans included. */
+  entries: number;
+}
+
+/** One service's change; null on a side means absent. */
+export interface ServiceChange extends SvcId {
+  meta: SvcMeta;
+  /** What slot 0 records now; null when absent. */
+  currentMeta: SvcMeta | null;
   current: readonly Destination[] | null;
   wanted: readonly Destination[] | null;
+}
+
+/** The change that writes a ClusterIP service absent from the map: for tests, benchmarks and tools that fill the map directly. */
+export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal'): ServiceChange {
+  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, ...meta }, currentMeta: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
@@ -40,18 +77,18 @@ class Batch {
     this.values = Buffer.alloc(withValues ? capacity * VALUE_SIZE : 0);
   }
 
-  key(frontend: Frontend, slot: number): void {
-    writeSvcKey(this.keys, this.count++ * KEY_SIZE, frontend, slot);
+  key(id: SvcId, slot: number): void {
+    writeSvcKey(this.keys, this.count++ * KEY_SIZE, id.frontend, id.scope, slot);
   }
 
-  backend(frontend: Frontend, slot: number, d: Destination): void {
+  backend(id: SvcId, slot: number, d: Destination): void {
     writeSvcBackend(this.values, this.count * VALUE_SIZE, d);
-    this.key(frontend, slot);
+    this.key(id, slot);
   }
 
-  serviceCount(frontend: Frontend, count: number, kind: FrontendKind): void {
-    writeSvcCount(this.values, this.count * VALUE_SIZE, count, kind);
-    this.key(frontend, 0);
+  serviceCount(id: SvcId, count: number, meta: SvcMeta): void {
+    writeSvcCount(this.values, this.count * VALUE_SIZE, count, meta);
+    this.key(id, 0);
   }
 
   update(lib: NativeAddon, fd: number): void {
@@ -59,9 +96,9 @@ class Batch {
     try {
       lib.mapUpdateBatch(fd, this.keys.subarray(0, this.count * KEY_SIZE), this.values.subarray(0, this.count * VALUE_SIZE), this.count);
     } catch (err) {
-      // The kernel says E2BIG when a hash map has no room left.
+      // The kernel says E2BIG when a hash map has no room left; kube-lb counts room before writing, so its count was wrong.
       if ((err as NodeJS.ErrnoException).code === 'E2BIG') {
-        throw new Error(`kube_lb_svc is full: it holds at most ${lib.mapInfo(fd).maxEntries} entries (one per service port plus one per backend)`);
+        throw new Error(`kube_lb_svc is full (it holds at most ${lib.mapInfo(fd).maxEntries} entries), though kube-lb counted room: it reads the map again before the next sync`, { cause: err });
       }
       throw err;
     }
@@ -78,60 +115,75 @@ export class ServiceMap {
     private readonly fd: number,
   ) {}
 
-  /** Every service in the map, by frontendKey. Slots past the count are ignored. */
-  readAll(): Map<string, ServiceEntry> {
+  readAll(): MapContents {
     const { keys, values, count } = this.lib.mapDump(this.fd);
-    const counts = new Map<string, { frontend: Frontend; count: number; kind: FrontendKind }>();
-    const backends = new Map<string, Destination>();
+    const heads = new Map<string, { id: SvcId; count: number; meta: SvcMeta }>();
+    const slotsOf = new Map<string, { id: SvcId; slots: Map<number, Destination> }>();
     for (let i = 0; i < count; i++) {
-      const { frontend, slot } = decodeSvcKey(keys, i * layouts.lb_svc_key.size);
-      const value = decodeSvcValue(values, i * layouts.lb_svc_value.size);
-      const fk = frontendKey(frontend);
-      if (slot === 0) counts.set(fk, { frontend, count: value.count, kind: value.kind });
-      else backends.set(`${fk}#${slot}`, value.backend);
-    }
-    const result = new Map<string, ServiceEntry>();
-    for (const [fk, { frontend, count: n, kind }] of counts) {
-      const slots: Destination[] = [];
-      for (let slot = 1; slot <= n; slot++) {
-        const b = backends.get(`${fk}#${slot}`);
-        if (!b) throw new Error(`service map is inconsistent: ${fk} counts ${n} backends but slot ${slot} is missing`);
-        slots.push(b);
+      const { frontend, scope, slot } = decodeSvcKey(keys, i * KEY_SIZE);
+      const value = decodeSvcValue(values, i * VALUE_SIZE);
+      const key = svcKey({ frontend, scope });
+      if (slot === 0) {
+        heads.set(key, { id: { frontend, scope }, count: value.count, meta: value.meta });
+        continue;
       }
-      result.set(fk, { kind, frontend, slots });
+      let entry = slotsOf.get(key);
+      if (!entry) slotsOf.set(key, (entry = { id: { frontend, scope }, slots: new Map() }));
+      entry.slots.set(slot, value.backend);
     }
-    return result;
+    const services = new Map<string, ServiceEntry>();
+    const orphans: SlotKey[] = [];
+    for (const [key, { id, count: n, meta }] of heads) {
+      const slots = slotsOf.get(key)?.slots ?? new Map<number, Destination>();
+      const table: Destination[] = [];
+      for (let slot = 1; slot <= n && slots.has(slot); slot++) table.push(slots.get(slot)!);
+      if (table.length < n) {
+        orphans.push({ ...id, slot: 0 });
+        continue;
+      }
+      services.set(key, { ...id, meta, slots: table });
+      for (let slot = 1; slot <= n; slot++) slots.delete(slot);
+    }
+    for (const { id, slots } of slotsOf.values()) for (const slot of slots.keys()) orphans.push({ ...id, slot });
+    return { services, orphans, entries: count };
   }
 
   /**
-   * Applies changes in three ordered batches: backend slots first, then each
-   * service's count (its slot 0), then the slots and services that go away.
-   * Returns the new slot table of every frontend that still exists.
+   * Applies changes in ordered batches: orphans and the services that go
+   * away first (each service before its slots), so their room is free for
+   * what follows; then backend slots, then each service's count (its slot
+   * 0), then the slots past a count that shrank. Returns the new slot table
+   * of every service that still exists, by svcKey.
    */
-  apply(changes: readonly ServiceChange[]): Map<string, Destination[]> {
+  apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = []): Map<string, Destination[]> {
     const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
+    const deletes = plans.reduce((n, { plan }) => n + plan.deletes.length, 0);
+    const removedServices = new Batch(changes.length + orphans.length, false);
+    const removedSlots = new Batch(deletes + orphans.length, false);
     const slotWrites = new Batch(plans.reduce((n, { plan }) => n + plan.writes.length, 0), true);
     const countWrites = new Batch(changes.length, true);
-    const removedServices = new Batch(changes.length, false);
-    const slotDeletes = new Batch(plans.reduce((n, { plan }) => n + plan.deletes.length, 0), false);
+    const slotDeletes = new Batch(deletes, false);
     const tables = new Map<string, Destination[]>();
 
+    for (const orphan of orphans) (orphan.slot === 0 ? removedServices : removedSlots).key(orphan, orphan.slot);
     for (const { change, plan } of plans) {
-      const { kind, frontend, current, currentKind, wanted } = change;
+      const { meta, current, currentMeta, wanted } = change;
       if (wanted === null) {
-        // Remove the service before its slots, so no lookup finds it half gone.
-        if (current !== null) removedServices.key(frontend, 0);
-      } else {
-        for (const slot of plan.writes) slotWrites.backend(frontend, slot, plan.slots[slot - 1]!);
-        if (current === null || current.length !== plan.slots.length || currentKind !== kind) countWrites.serviceCount(frontend, plan.slots.length, kind);
-        tables.set(frontendKey(frontend), plan.slots);
+        if (current !== null) removedServices.key(change, 0);
+        for (const slot of plan.deletes) removedSlots.key(change, slot);
+        continue;
       }
-      for (const slot of plan.deletes) slotDeletes.key(frontend, slot);
+      for (const slot of plan.writes) slotWrites.backend(change, slot, plan.slots[slot - 1]!);
+      const slotZeroChanged = current === null || current.length !== plan.slots.length || currentMeta === null || !sameMeta(currentMeta, meta);
+      if (slotZeroChanged) countWrites.serviceCount(change, plan.slots.length, meta);
+      for (const slot of plan.deletes) slotDeletes.key(change, slot);
+      tables.set(svcKey(change), plan.slots);
     }
 
+    removedServices.delete(this.lib, this.fd);
+    removedSlots.delete(this.lib, this.fd);
     slotWrites.update(this.lib, this.fd);
     countWrites.update(this.lib, this.fd);
-    removedServices.delete(this.lib, this.fd);
     slotDeletes.delete(this.lib, this.fd);
     return tables;
   }

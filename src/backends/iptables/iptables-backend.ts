@@ -20,6 +20,7 @@ import {
   renderRestore,
 } from './rules.js';
 import { type SavedTable, parseSave, tokenize, viewsFromSave } from './save.js';
+import { timeSlices } from '../../time-slices.js';
 
 export type IptablesMode = 'nft' | 'legacy';
 
@@ -61,7 +62,7 @@ export class IptablesBackend implements Backend {
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const servicePorts = sortedServicePorts(state);
-    const wanted = this.wantedChains(servicePorts);
+    const wanted = await this.wantedChains(servicePorts);
     const full = changed === null || this.written === null;
     const update = full ? await this.fullUpdate(wanted) : this.partialUpdate(wanted, this.written!);
     const payload = renderRestore(update);
@@ -103,12 +104,16 @@ export class IptablesBackend implements Backend {
 
   async close(): Promise<void> {}
 
-  private wantedChains(servicePorts: readonly ServicePortState[]): Record<Table, Chains> {
-    const ports = servicePorts.map((sp) => {
+  private async wantedChains(servicePorts: readonly ServicePortState[]): Promise<Record<Table, Chains>> {
+    const ports: PortRules[] = [];
+    // Translating thousands of new service ports takes long: the event loop gets its turns meanwhile.
+    const turn = timeSlices();
+    for (const sp of servicePorts) {
+      await turn();
       let rules = this.rulesOf.get(sp);
       if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.clusterCidr)));
-      return rules;
-    });
+      ports.push(rules);
+    }
     const tables = assembleTables(ports, this.mark, !this.opts.tcpBeLiberal);
     if (tables.localhostNodePorts) enableRouteLocalnet(this.opts.log);
     return tables;

@@ -11,6 +11,7 @@ import { type NetfilterOptions, frontendDestinations, masqueradeMark } from '../
 import { parseListing, viewsFromListing } from './listing.js';
 import { AFFINITY_PREFIX, FAMILY, type PortRules, type RulesetOptions, TABLE, fixedChains, isEmpty, portRules, renderTransaction } from './ruleset.js';
 import { type KernelObjects, type PortTable, fullTransaction, partialTransaction } from './transactions.js';
+import { timeSlices } from '../../time-slices.js';
 
 /** What one service port puts in the kernel, and what it means for stale UDP flows. */
 interface Translated {
@@ -42,7 +43,10 @@ export class NftablesBackend implements Backend {
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const wanted = new Map<string, PortRules>();
     const frontends: FrontendDestinations[] = [];
+    // Translating thousands of new service ports takes long: the event loop gets its turns meanwhile.
+    const turn = timeSlices();
     for (const sp of state.values()) {
+      await turn();
       const t = this.translate(sp);
       wanted.set(sp.key, t.rules);
       frontends.push(...t.frontends);

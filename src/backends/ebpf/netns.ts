@@ -1,0 +1,24 @@
+// The network namespace kube-lb runs in. Interface indexes mean something
+// in one namespace only, so kube_lb_ifaces records the namespace beside them.
+import fs from 'node:fs';
+import type { NativeAddon } from '../../native/index.js';
+
+export interface Netns {
+  /** The namespace file's inode: what `lsns -t net` and /proc/PID/ns/net show. */
+  ino: number;
+  /** SO_NETNS_COOKIE: unlike the inode, never reused while the machine runs. 0n: unknown. */
+  cookie: bigint;
+}
+
+export function currentNetns(lib: NativeAddon): Netns {
+  return { ino: fs.statSync('/proc/self/ns/net').ino, cookie: lib.netnsCookie() };
+}
+
+export function sameNetns(a: Netns, b: Netns): boolean {
+  return a.cookie === b.cookie;
+}
+
+/** As `ls -l /proc/PID/ns/net` shows it, with the cookie that tells reused inodes apart. */
+export function describeNetns(n: Netns): string {
+  return `net:[${n.ino}] (netns cookie ${n.cookie})`;
+}

@@ -1,0 +1,191 @@
+// lb_from_world and the replies of flows from outside, under
+// BPF_PROG_TEST_RUN: crafted frames in, exact frames out. These paths end in
+// a FIB lookup, so the programs run in a network namespace with a node's
+// routes and neighbours (netns-test-run.ts); maps are filled from here.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import readline from 'node:readline';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { pino } from 'pino';
+import { native } from '../../src/native/index.js';
+import { type LoadedDatapath, PROGRAMS, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
+import { SourceRangeMap } from '../../src/backends/ebpf/source-ranges.js';
+import { LB_IFACE_F_UPLINK, encodeIfaceValue, encodeIfindex, type SvcMeta } from '../../src/backends/ebpf/encoding.js';
+import { type DropCounts, readDrops } from '../../src/backends/ebpf/drops.js';
+import { buildPacket, inetChecksum, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
+import { testLibDir } from '../lib/paths.js';
+import { requireCommand, requireRoot } from '../lib/preconditions.js';
+
+const TC_ACT_SHOT = 2;
+const TC_ACT_REDIRECT = 7;
+
+const lib = native();
+const pinPath = `/sys/fs/bpf/kube-lb-test-uplink-${process.pid}`;
+const ns = `kl-uplink-${process.pid}`;
+
+// The node: its uplink holds NODE_IP; the router and node-b are neighbours
+// there; a local pod sits behind its own veth.
+const NODE_IP = '172.18.0.2';
+const ROUTER = { ip: '172.18.0.1', mac: '02:00:00:00:01:01' };
+const NODE_B = { ip: '172.18.0.3', mac: '02:00:00:00:0b:0b' };
+const POD = { ip: '10.244.0.11', mac: '02:00:00:00:0a:0b' };
+const REMOTE_POD = '10.244.128.14';
+const CLIENT = { ip: '198.18.0.10', port: 40000 };
+/** What test runs see as their interface: the namespace's loopback. */
+const TEST_RUN_IFINDEX = 1;
+
+const nodePort = { ip: NODE_IP, port: 30080, protocol: 'TCP' as const };
+const localOnly = { ip: NODE_IP, port: 30081, protocol: 'TCP' as const };
+const guarded = { ip: '198.51.100.7', port: 80, protocol: 'TCP' as const };
+const sticky = { ip: NODE_IP, port: 30082, protocol: 'TCP' as const };
+const idle = { ip: NODE_IP, port: 30083, protocol: 'TCP' as const };
+const external = (meta: Partial<SvcMeta>): Partial<SvcMeta> => ({ kind: 'NodePort', ...meta });
+
+let dp: LoadedDatapath;
+let runner: ChildProcess;
+let answers: AsyncIterator<string>;
+
+function inNs(...args: string[]): void {
+  execFileSync('ip', ['-n', ns, ...args]);
+}
+
+async function run(program: keyof typeof PROGRAMS, frame: Buffer): Promise<{ retval: number; out: Buffer }> {
+  runner.stdin!.write(JSON.stringify({ pin: path.join(pinPath, PROGRAMS[program]), frame: frame.toString('hex') }) + '\n');
+  const { value, done } = await answers.next();
+  assert.ok(!done, 'the test-run child exited');
+  const { retval, frame: out } = JSON.parse(value as string) as { retval: number; frame: string };
+  return { retval, out: Buffer.from(out, 'hex') };
+}
+
+const fromClient = (to: { ip: string; port: number }, spec: Partial<PacketSpec> = {}): Buffer =>
+  buildPacket({ saddr: CLIENT.ip, sport: CLIENT.port, daddr: to.ip, dport: to.port, protocol: 'TCP', ...spec });
+
+const drops = (): DropCounts => readDrops(lib, dp.maps.drops);
+const macAt = (b: Buffer, at: number): string => [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+
+describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
+  before(() => {
+    requireRoot();
+    requireCommand('ip', 'apt-get install iproute2');
+    requireCommand('nsenter', 'apt-get install util-linux');
+    execFileSync('ip', ['netns', 'add', ns]);
+    inNs('link', 'set', 'lo', 'up');
+    inNs('link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'up1');
+    inNs('link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'pod1');
+    for (const link of ['up0', 'up1', 'pod0', 'pod1']) inNs('link', 'set', link, 'up');
+    inNs('addr', 'add', `${NODE_IP}/24`, 'dev', 'up0');
+    for (const [ip, mac, dev] of [[ROUTER.ip, ROUTER.mac, 'up0'], [NODE_B.ip, NODE_B.mac, 'up0'], [POD.ip, POD.mac, 'pod0']] as const) {
+      inNs('neigh', 'replace', ip, 'lladdr', mac, 'dev', dev, 'nud', 'permanent');
+    }
+    inNs('route', 'add', 'default', 'via', ROUTER.ip);
+    inNs('route', 'add', '10.244.128.0/24', 'via', NODE_B.ip);
+    inNs('route', 'add', `${POD.ip}/32`, 'dev', 'pod0');
+    execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+
+    dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
+    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP, netns: { ino: 0, cookie: 0n } }));
+    new ServiceMap(lib, dp.maps.svc).apply([
+      addition(nodePort, [{ ip: REMOTE_POD, port: 8080 }], external({ snat: true }), 'external'),
+      addition(localOnly, [{ ip: POD.ip, port: 8080 }], external({}), 'external'),
+      addition(guarded, [{ ip: POD.ip, port: 8080 }], external({ kind: 'LoadBalancerIP', sourceRanges: true }), 'external'),
+      addition(
+        sticky,
+        [1, 2, 3].map((i) => ({ ip: `10.244.128.${i}`, port: 8080 })),
+        external({ affinityTimeout: 60 }),
+        'external',
+      ),
+      addition(idle, [], external({}), 'external'),
+    ]);
+    new SourceRangeMap(lib, dp.maps.sourceRanges).add([{ frontend: guarded, current: [], wanted: ['198.18.1.0/24'] }]);
+
+    // nsenter, not ip netns exec, which mounts a fresh /sys without the pins' bpffs.
+    runner = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, path.join(testLibDir, 'netns-test-run.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    answers = readline.createInterface({ input: runner.stdout! })[Symbol.asyncIterator]();
+  });
+
+  after(() => {
+    runner?.stdin?.end();
+    runner?.kill();
+    dp?.object.close();
+    removePins(pinPath);
+    execFileSync('ip', ['netns', 'delete', ns]);
+  });
+
+  it('NodePort under policy Cluster: DNAT to a remote endpoint, SNAT to the uplink from the SNAT range, out to node-b', async () => {
+    const { retval, out } = await run('fromWorld', fromClient(nodePort));
+    assert.equal(retval, TC_ACT_REDIRECT);
+    const p = parsePacket(out);
+    assert.deepEqual([p.saddr, p.daddr, p.dport], [NODE_IP, REMOTE_POD, 8080]);
+    assert.ok(p.sport >= 61000, `SNAT port ${p.sport} from the SNAT range`);
+    assert.equal(p.dstMac, NODE_B.mac, "to node-b's MAC");
+    assert.equal(p.ttl, 63, 'one hop less');
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+
+    // The reply from node-b goes back to the client from the NodePort.
+    const reply = buildPacket({ saddr: REMOTE_POD, sport: 8080, daddr: NODE_IP, dport: p.sport, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK });
+    const back = await run('fromWorld', reply);
+    assert.equal(back.retval, TC_ACT_REDIRECT);
+    const q = parsePacket(back.out);
+    assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport], [NODE_IP, nodePort.port, CLIENT.ip, CLIENT.port]);
+    assert.equal(q.dstMac, ROUTER.mac, 'towards the client, through the router');
+    assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
+
+    // Later packets of the flow keep their SNAT port.
+    const again = parsePacket((await run('fromWorld', fromClient(nodePort, { tcpFlags: TCP.ACK }))).out);
+    assert.equal(again.sport, p.sport);
+  });
+
+  it('two clients on one port get two SNAT ports', async () => {
+    const a = parsePacket((await run('fromWorld', fromClient(nodePort, { sport: 41000 }))).out);
+    const b = parsePacket((await run('fromWorld', fromClient(nodePort, { saddr: '198.18.0.11', sport: 41000 }))).out);
+    assert.notEqual(a.sport, b.sport);
+  });
+
+  it('NodePort under policy Local: to a local pod with the client address kept; its reply leaves from the NodePort', async () => {
+    const { retval, out } = await run('fromWorld', fromClient(localOnly));
+    assert.equal(retval, TC_ACT_REDIRECT);
+    const p = parsePacket(out);
+    assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport, p.dstMac], [CLIENT.ip, CLIENT.port, POD.ip, 8080, POD.mac]);
+    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+
+    const reply = buildPacket({ saddr: POD.ip, sport: 8080, daddr: CLIENT.ip, dport: CLIENT.port, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK });
+    const back = await run('fromPod', reply);
+    assert.equal(back.retval, TC_ACT_REDIRECT);
+    const q = parsePacket(back.out);
+    assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport, q.dstMac], [NODE_IP, localOnly.port, CLIENT.ip, CLIENT.port, ROUTER.mac]);
+    assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
+  });
+
+  it('loadBalancerSourceRanges: a source inside passes, one outside is dropped and counted', async () => {
+    const before = drops();
+    assert.equal((await run('fromWorld', fromClient(guarded, { saddr: '198.18.1.10' }))).retval, TC_ACT_REDIRECT);
+    assert.equal((await run('fromWorld', fromClient(guarded))).retval, TC_ACT_SHOT);
+    assert.equal(drops().source_range - before.source_range, 1);
+  });
+
+  it('session affinity: a client keeps its endpoint over new connections', async () => {
+    const picked = new Set<string>();
+    for (let i = 0; i < 12; i++) picked.add(parsePacket((await run('fromWorld', fromClient(sticky, { sport: 42000 + i }))).out).daddr);
+    assert.equal(picked.size, 1, `one endpoint for one client: ${[...picked].join(', ')}`);
+  });
+
+  it('a NodePort without endpoints refuses the client from outside with an ICMP port unreachable', async () => {
+    const before = drops();
+    const frame = fromClient(idle, { srcMac: ROUTER.mac, dstMac: '02:00:00:00:02:02' });
+    const { retval, out } = await run('fromWorld', frame);
+    assert.equal(retval, TC_ACT_REDIRECT, 'sent back out');
+    assert.equal(macAt(out, 0), ROUTER.mac, 'to the router it came from');
+    assert.deepEqual([out[14 + 9], out[14 + 20], out[14 + 21]], [1, 3, 3], 'ICMP port unreachable');
+    assert.equal(inetChecksum(out.subarray(14, 34)), 0, 'IP checksum');
+    assert.equal(inetChecksum(out.subarray(34)), 0, 'ICMP checksum');
+    assert.equal(drops().no_endpoints - before.no_endpoints, 1);
+  });
+
+  it('a packet with no hop left is dropped and counted', async () => {
+    const before = drops();
+    assert.equal((await run('fromWorld', fromClient(localOnly, { sport: 43000, ttl: 1 }))).retval, TC_ACT_SHOT);
+    assert.equal(drops().ttl_exceeded - before.ttl_exceeded, 1);
+  });
+});

@@ -1,0 +1,54 @@
+// What the kube-lb of an earlier commit leaves behind, made with today's
+// addon from that commit's BPF object: its maps pinned in their layout, its
+// programs attached to the pod interfaces of the namespace this runs in
+// (run it in node-a with nsenter), kube_lb_ifaces filled as it filled it,
+// and services written. Then it exits, as a kube-lb stopped for an upgrade.
+//   node previous-datapath.js OBJECT PIN_ROOT INTERFACE_PREFIX CHANGES_JSON
+// CHANGES_JSON: ServiceChange[] (src/backends/ebpf/service-map.ts).
+// Only kube_lb_ifaces is written by field name from the object's BTF; the
+// services are written with today's encoders, so this refuses an object
+// whose service layout differs: teach it that layout before using one.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { native } from '../../src/native/index.js';
+import { TC_HANDLE, TC_PRIORITY } from '../../src/backends/ebpf/attach.js';
+import { MAPS, PROGRAMS } from '../../src/backends/ebpf/datapath.js';
+import { LB_IFACE_F_CREATED_HOOK, layouts } from '../../src/backends/ebpf/encoding.js';
+import { listLinks } from '../../src/backends/ebpf/links.js';
+import { type ServiceChange, ServiceMap } from '../../src/backends/ebpf/service-map.js';
+
+const [objectPath, pinRoot, interfacePrefix, changesJson] = process.argv.slice(2);
+if (!objectPath || !pinRoot || !interfacePrefix || !changesJson) throw new Error('usage: previous-datapath OBJECT PIN_ROOT INTERFACE_PREFIX CHANGES_JSON');
+
+const lib = native();
+const btf = lib.btfStructs(objectPath, ['lb_svc_key', 'lb_svc_value', 'lb_iface_value']);
+for (const name of ['lb_svc_key', 'lb_svc_value'] as const) {
+  const today = Object.entries(layouts[name].fields).map(([field, f]) => ({ name: field, ...f }));
+  assert.deepEqual(
+    btf[name]!.members.filter((m) => !m.name.startsWith('pad')),
+    today,
+    `struct ${name} in ${objectPath} differs from today's: write its services in its own layout`,
+  );
+}
+const ifaceValue = btf.lb_iface_value!;
+const flagsField = ifaceValue.members.find((m) => m.name === 'flags');
+assert.ok(flagsField?.size === 4, `lb_iface_value.flags (4 bytes) in ${objectPath}`);
+
+const object = lib.openObject(objectPath, pinRoot);
+object.load();
+for (const name of Object.values(PROGRAMS)) object.pinProgram(name, path.join(pinRoot, name));
+const ifaces = object.mapFd(MAPS.ifaces);
+for (const link of (await listLinks()).filter((l) => l.name.startsWith(interfacePrefix))) {
+  let flags = 0;
+  for (const [point, program] of [['ingress', PROGRAMS.fromPod], ['egress', PROGRAMS.toPod]] as const) {
+    if (lib.tcAttach(link.ifindex, point, object.programFd(program), TC_HANDLE, TC_PRIORITY).hookCreated) flags |= LB_IFACE_F_CREATED_HOOK;
+  }
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(link.ifindex);
+  const value = Buffer.alloc(ifaceValue.size);
+  value.writeUInt32LE(flags, flagsField.offset);
+  lib.mapUpdate(ifaces, key, value);
+}
+new ServiceMap(lib, object.mapFd(MAPS.svc)).apply(JSON.parse(changesJson) as ServiceChange[]);
+object.close();
+process.stdout.write('attached\n');
