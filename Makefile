@@ -11,7 +11,7 @@ TS_STAMP := dist/.built
 
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
 	bpftool iproute2 iptables nftables ipset util-linux procps kmod iperf3 \
-	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3
+	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3 netsniff-ng
 
 .PHONY: build deps apt npm test test-vm demo bench bench-vm clean readme-capabilities
 

@@ -14,7 +14,9 @@ import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
-import { type ClientPlace, EXTERNAL_CLIENT_IPS, NODES, NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
+import { type ClientPlace, EXTERNAL_CLIENT_IPS, type NodeName, NODES, NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
+import { requireCommand } from '../test/lib/preconditions.js';
+import { cpuTimesNs, linkPackets } from './counters.js';
 
 const exec = promisify(execFile);
 
@@ -48,6 +50,27 @@ export function noNodePortReason(v: Variant): string | undefined {
   return v.backend ? unsupportedReason(v.backend, 'nodeport') : 'it runs no kube-lb';
 }
 
+/** What floodUdp counted over its measured span. */
+export interface PacketCounts {
+  seconds: number;
+  /** Taken in by node-a's uplink (a full backlog refuses the rest). */
+  sent: number;
+  /** Received on the sink pod's eth0. */
+  delivered: number;
+  /** FLOOD_CPU's softirq time: the forwarding of every hop, and nothing of the generator's sending. */
+  softirqNs: number;
+}
+
+/**
+ * trafgen with one process pins it to CPU 0. On veths, each hop's receive
+ * runs in softirq on the sending CPU, so node-a's forwarding, and node-b's,
+ * run there too.
+ */
+const FLOOD_CPU = 0;
+/** floodUdp's source ports, first and last: 1,000 flows. */
+const FLOW_PORTS = [10_000, 10_999];
+/** Before floodUdp counts: the flows' first packets set up conntrack entries and NAT. */
+const FLOOD_WARMUP_MS = 1000;
 export const SERVER_PORT = 8080;
 export const IPERF_PORT = 5201;
 const CLIENT_IP = '10.244.0.2';
@@ -107,20 +130,21 @@ export class BenchNode {
     target: 'first' | 'last',
     targetEndpoints: string[] = this.servers,
     entry: Entry = 'cluster-ip',
+    targetPort: { protocol: 'TCP' | 'UDP'; endpointNode: NodeName } = { protocol: 'TCP', endpointNode: 'node-a' },
   ): { vip: string; address: string; commit: () => number } {
     const targetIndex = target === 'first' ? 0 : count - 1;
     const items: Record<string, unknown>[] = [];
     for (let i = 0; i < count; i++) {
       const endpoints =
         i === targetIndex
-          ? targetEndpoints.map((ip) => ({ ip, ready: true }))
+          ? targetEndpoints.map((ip) => ({ ip, ready: true, nodeName: targetPort.endpointNode }))
           : Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e) % 0x3fffe) + 1), ready: true }));
       const nodePort = entry === 'nodeport' && i === targetIndex;
       const spec: ServiceSpec = {
         name: `svc-${i}`,
         clusterIP: clusterIpOf(i),
         ...(nodePort && { type: 'NodePort' }),
-        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: 'TCP', ...(nodePort && { nodePort: NODE_PORT }) }],
+        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: i === targetIndex ? targetPort.protocol : 'TCP', ...(nodePort && { nodePort: NODE_PORT }) }],
         endpoints,
       };
       items.push(serviceObject(spec), endpointSliceObject(spec));
@@ -163,6 +187,56 @@ export class BenchNode {
    */
   async routePodsFromOutside(): Promise<void> {
     await this.sandbox.inNamespace(this.sandbox.externalNs, 'ip', 'route', 'add', CLUSTER_CIDR, 'via', NODE.ip);
+  }
+
+  /**
+   * Floods `target` (ip:port) with UDP from the external client's outside
+   * address, as fast as trafgen sends on one CPU, and counts over
+   * `seconds`, after a warm-up: the packets node-a's uplink took in, those
+   * that reached `sinkPod` (a pod on node-b), and FLOOD_CPU's time. The source ports
+   * cycle over FLOW_PORTS, so that the packets are many established flows,
+   * not one, and not a new flow each.
+   */
+  async floodUdp(target: string, sinkPod: string, seconds: number): Promise<PacketCounts> {
+    requireCommand('trafgen', 'apt-get install netsniff-ng');
+    const [dstIp, dstPort] = target.split(':');
+    const ext = this.sandbox.externalNs;
+    // The external namespace's end of node-a's uplink: frames sent on it
+    // reach node-a's eth0 without passing the bridge.
+    const uplink = NODE.name;
+    const stats = async (ns: string, dev: string): Promise<string> => this.sandbox.inNamespace(ns, 'ip', '-s', '-j', 'link', 'show', dev);
+    const mac = async (ns: string, dev: string): Promise<string> => (JSON.parse(await stats(ns, dev)) as { address: string }[])[0]!.address;
+    // The flood fills the backlogs that ARP answers would queue behind, and
+    // drops them: the neighbours on the path to the pod are set beforehand.
+    const sink = this.sandbox.pod(sinkPod);
+    const nodeB = this.sandbox.nodeNamespaces['node-b'];
+    await this.sandbox.inNamespace(this.sandbox.nodeNs, 'ip', 'neigh', 'replace', NODES['node-b'].ip, 'lladdr', await mac(nodeB, 'eth0'), 'dev', 'eth0', 'nud', 'permanent');
+    await this.sandbox.inNamespace(nodeB, 'ip', 'neigh', 'replace', sink.ip, 'lladdr', await mac(sink.ns, 'eth0'), 'dev', sink.hostIf, 'nud', 'permanent');
+    const packet = `{ eth(da=${await mac(this.sandbox.nodeNs, 'eth0')}, sa=${await mac(ext, uplink)}), ipv4(saddr=${EXTERNAL_CLIENT_IPS[0]}, daddr=${dstIp}, ttl=64), udp(sp=dinc(${FLOW_PORTS.join(',')}), dp=${dstPort}), fill(0, 18) }`;
+    // --no-sock-mem: trafgen would otherwise raise the host's socket memory sysctls.
+    const generator = this.sandbox.spawnAt('external', 'trafgen', ['--no-sock-mem', '--notouch-irq', '--cpus', '1', '--dev', uplink, packet]);
+    try {
+      await waitForLine(generator, /Running!/, 30_000, 'trafgen');
+      const read = async (): Promise<{ at: number; sent: number; delivered: number; softirqNs: number }> => ({
+        at: performance.now(),
+        sent: linkPackets(await stats(ext, uplink), 'tx'),
+        delivered: linkPackets(await stats(sink.ns, 'eth0'), 'rx'),
+        softirqNs: cpuNow(FLOOD_CPU).softirqNs,
+      });
+      await new Promise((r) => setTimeout(r, FLOOD_WARMUP_MS));
+      const before = await read();
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      const after = await read();
+      if (generator.exitCode !== null) throw new Error(`trafgen exited early with ${generator.exitCode}`);
+      return {
+        seconds: (after.at - before.at) / 1000,
+        sent: after.sent - before.sent,
+        delivered: after.delivered - before.delivered,
+        softirqNs: after.softirqNs - before.softirqNs,
+      };
+    } finally {
+      generator.kill('SIGINT');
+    }
   }
 
   /**
@@ -262,9 +336,9 @@ export class BenchNode {
     };
     await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
     try {
-      const [prog0, cpu0] = [await runTimeNs(), busyCpuNs()];
+      const [prog0, cpu0] = [await runTimeNs(), cpuNow().busyNs];
       const result = await body();
-      const [prog1, cpu1] = [await runTimeNs(), busyCpuNs()];
+      const [prog1, cpu1] = [await runTimeNs(), cpuNow().busyNs];
       return { result, programNs: prog1 - prog0, cpuNs: cpu1 - cpu0 };
     } finally {
       await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=0']);
@@ -336,10 +410,9 @@ export class BenchNode {
   }
 }
 
-/** The machine's busy CPU time so far: every CPU's user, system, irq and softirq time (/proc/stat, in USER_HZ ticks of 10 ms). */
-function busyCpuNs(): number {
-  const [, user, nice, system, , , irq, softirq, steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
-  return (user! + nice! + system! + irq! + softirq! + steal!) * 10_000_000;
+/** CPU time so far, all CPUs' or one CPU's. */
+function cpuNow(cpu?: number): { busyNs: number; softirqNs: number } {
+  return cpuTimesNs(fs.readFileSync('/proc/stat', 'utf8'), cpu);
 }
 
 export function clusterIpOf(i: number): string {

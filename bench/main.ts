@@ -1,17 +1,19 @@
 // `make bench` / `kube-lb bench`: every backend side by side, on this
 // kernel, in one run; writes bench/results/<date>-<kernel>.{md,json} and
 // SVG charts.
-//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR] [--help]
+//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only pps,...] [--out DIR] [--help]
 // --vm: running in the test VM (make bench-vm), where ipvs joins the others
 // and the report says to compare ratios only. --services replaces the mode's
 // service counts, e.g. for a 50,000-service run of the backends that load it.
+// --only runs only the named measurements (SECTIONS in report.ts); the
+// report says which were not run.
 import { parseArgs } from 'node:util';
 import { measurePerPacket } from './per-packet.js';
-import { connRate, controlPlane, DIRECT, throughput } from './measure.js';
-import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, writeReport } from './report.js';
+import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
+import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 
-const USAGE = 'usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]';
+const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
 // A mistyped option is named, with the usage, not thrown as a stack trace.
 const { values } = (() => {
@@ -22,6 +24,7 @@ const { values } = (() => {
         vm: { type: 'boolean', default: false },
         variants: { type: 'string' },
         services: { type: 'string' },
+        only: { type: 'string' },
         out: { type: 'string', default: 'bench/results' },
         help: { type: 'boolean', default: false },
       },
@@ -46,16 +49,18 @@ const variants: Variant[] = values.variants
   : known;
 
 const modePlan: BenchPlan = values.quick
-  ? { mode: 'quick', vm: values.vm, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, connEndpointsEach: {}, controlPlaneSkips: [] }
+  ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }
   : {
       mode: 'full',
       vm: values.vm,
+      sections: SECTIONS,
       runs: 3,
       serviceCounts: [10, 1000, 10_000],
       perPacketCounts: [1, 100, 1000, 10_000, 100_000],
       perPacketSamples: 20_000,
       connSeconds: 4,
       throughputSeconds: 4,
+      packetSeconds: 5,
       connEndpointsEach: { 10_000: 1 },
       controlPlaneSkips: [
         {
@@ -67,27 +72,39 @@ const modePlan: BenchPlan = values.quick
       ],
     };
 
-const plan: BenchPlan = values.services
-  ? {
-      ...modePlan,
-      serviceCounts: values.services.split(',').map((n) => {
-        const count = Number(n);
-        if (!Number.isInteger(count) || count < 1) throw new Error(`--services: ${n} is not a positive whole number`);
-        return count;
-      }),
-    }
-  : modePlan;
+const plan: BenchPlan = {
+  ...modePlan,
+  ...(values.services && {
+    serviceCounts: values.services.split(',').map((n) => {
+      const count = Number(n);
+      if (!Number.isInteger(count) || count < 1) throw new Error(`--services: ${n} is not a positive whole number`);
+      return count;
+    }),
+  }),
+  ...(values.only && {
+    sections: values.only.split(',').map((name) => {
+      if (!SECTIONS.includes(name as Section)) throw new Error(`--only: unknown measurement ${name}; known: ${SECTIONS.join(', ')}`);
+      return name as Section;
+    }),
+  }),
+};
+const runs = (section: Section): boolean => plan.sections.includes(section);
 
 // Direct from outside is the NodePorts' baseline: measured only when some backend's NodePorts are.
 const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
 const directEntries: Entry[] = nodePortVariants.length > 0 ? ['cluster-ip', 'nodeport'] : ['cluster-ip'];
 const started = Date.now();
-const results: Results = { perPacket: [], conn: [], controlPlane: [], throughput: [], errors: [] };
+const results: Results = { perPacket: [], conn: [], controlPlane: [], throughput: [], packetRate: [], errors: [] };
 const controlPlaneRuns = plan.serviceCounts.reduce(
   (n, services) => n + variants.filter((v) => !plan.controlPlaneSkips.some((s) => s.services === services && s.except !== v.name)).length,
   0,
 );
-const steps = plan.runs * (plan.serviceCounts.length * (2 * variants.length + nodePortVariants.length + directEntries.length) + controlPlaneRuns + variants.length + 1);
+const stepsPerRun =
+  (runs('conn') ? plan.serviceCounts.length * (2 * variants.length + nodePortVariants.length + directEntries.length) : 0) +
+  (runs('control-plane') ? controlPlaneRuns : 0) +
+  (runs('throughput') ? variants.length + 1 : 0) +
+  (runs('pps') ? nodePortVariants.length + 1 : 0);
+const steps = plan.runs * stepsPerRun;
 let step = 0;
 const progress = (msg: string): void => {
   const elapsed = ((Date.now() - started) / 1000).toFixed(0).padStart(5);
@@ -108,13 +125,13 @@ async function attempt<T>(what: string, variant: string, fn: () => Promise<T>): 
   }
 }
 
-progress(`kube-lb bench, ${plan.mode} mode: ${variants.map((v) => v.name).join(', ')} and direct`);
-results.perPacket = measurePerPacket(plan.perPacketCounts, plan.perPacketSamples, progress);
+progress(`kube-lb bench, ${plan.mode} mode (${plan.sections.join(', ')}): ${variants.map((v) => v.name).join(', ')} and direct`);
+if (runs('per-packet')) results.perPacket = measurePerPacket(plan.perPacketCounts, plan.perPacketSamples, progress);
 
 for (let run = 1; run <= plan.runs; run++) {
-  for (const services of plan.serviceCounts) {
+  for (const services of runs('conn') || runs('control-plane') ? plan.serviceCounts : []) {
     // Interleaved: every backend (and direct) once per run and N, each on a fresh node.
-    for (const entry of directEntries) {
+    for (const entry of runs('conn') ? directEntries : []) {
       const direct = await attempt(`connections direct${FROM[entry]}, run ${run}`, DIRECT.name, () => connRate(DIRECT, entry, 0, 0, 'last', plan.connSeconds * 1000));
       if (direct) results.conn.push({ variant: DIRECT.name, entry, services, target: 'last', run, ...direct });
     }
@@ -125,25 +142,30 @@ for (let run = 1; run <= plan.runs; run++) {
         // Target last only, the case the ClusterIP figures compare: it keeps quick mode short.
         ...(nodePortVariants.includes(variant) ? [{ entry: 'nodeport', target: 'last' } as const] : []),
       ];
-      for (const { entry, target } of measured) {
+      for (const { entry, target } of runs('conn') ? measured : []) {
         const r = await attempt(`connections ${variant.name}${FROM[entry]}, ${services} services, target ${target}, run ${run}`, variant.name, () =>
           connRate(variant, entry, services, plan.connEndpointsEach[services] ?? 10, target, plan.connSeconds * 1000),
         );
         if (r) results.conn.push({ variant: variant.name, entry, services, target, run, ...r });
       }
-      if (plan.controlPlaneSkips.some((s) => s.services === services && s.except !== variant.name)) continue;
+      if (!runs('control-plane') || plan.controlPlaneSkips.some((s) => s.services === services && s.except !== variant.name)) continue;
       const cp = await attempt(`control plane ${variant.name}, ${services} services × 10 endpoints, run ${run}`, variant.name, () => controlPlane(variant, services));
       if (cp) results.controlPlane.push({ variant: variant.name, services, run, ...cp });
     }
   }
-  for (const variant of [DIRECT, ...variants]) {
+  for (const variant of runs('throughput') ? [DIRECT, ...variants] : []) {
     const t = await attempt(`iperf3 ${variant.name}, run ${run}`, variant.name, () => throughput(variant, plan.throughputSeconds));
     if (t) results.throughput.push({ variant: variant.name, run, ...t });
+  }
+  // Only the backends that serve NodePorts: the packets go to one.
+  for (const variant of runs('pps') ? [DIRECT, ...nodePortVariants] : []) {
+    const p = await attempt(`packet rate ${variant.name}, run ${run}`, variant.name, () => packetRate(variant, plan.packetSeconds));
+    if (p) results.packetRate.push({ variant: variant.name, run, ...p });
   }
 }
 
 const files = await writeReport(values.out, plan, variants, results, {
-  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
+  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
   startedAt: new Date(started),
   durationS: (Date.now() - started) / 1000,
 });

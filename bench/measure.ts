@@ -198,3 +198,45 @@ export async function throughput(variant: Variant, seconds: number): Promise<Thr
     }
   });
 }
+
+export interface PacketRate {
+  /** Packets per second node-a's uplink took in from the generator. */
+  sentPerSec: number;
+  /** Packets per second that reached the endpoint on node-b. */
+  deliveredPerSec: number;
+  /**
+   * Softirq time of the generator's CPU per delivered packet: the
+   * forwarding of every hop on the way (see floodUdp).
+   */
+  softirqNsPerPacket: number;
+}
+
+/** node-b's pod that the flood is forwarded to; it need not answer. */
+const SINK = { name: 'sink', ip: '10.244.128.10' } as const;
+
+/**
+ * UDP packets per second from the external client through node-a to an
+ * endpoint on node-b: to a NodePort on node-a whose only endpoint is that
+ * pod, or (direct) to the pod's address, which node-a only routes.
+ */
+export async function packetRate(variant: Variant, seconds: number): Promise<PacketRate> {
+  return withNode(variant, 0, async (node) => {
+    await node.sandbox.addPod(SINK.name, SINK.ip, 'node-b');
+    let target = `${SINK.ip}:${SERVER_PORT}`;
+    if (variant !== DIRECT) {
+      await node.startKubeLb();
+      const syncs = node.syncs().length;
+      const staged = node.stageServices(1, 1, 'last', [SINK.ip], 'nodeport', { protocol: 'UDP', endpointNode: 'node-b' });
+      staged.commit();
+      await node.waitForSyncs(syncs);
+      target = staged.address;
+    }
+    const c = await node.floodUdp(target, SINK.name, seconds);
+    if (c.delivered === 0) throw new Error(`${variant.name}: none of the ${c.sent} packets sent to ${target} reached ${SINK.name} on node-b`);
+    return {
+      sentPerSec: c.sent / c.seconds,
+      deliveredPerSec: c.delivered / c.seconds,
+      softirqNsPerPacket: c.softirqNs / c.delivered,
+    };
+  });
+}
