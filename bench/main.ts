@@ -7,6 +7,7 @@
 // service counts, e.g. for a 50,000-service run of the backends that load it.
 // --only runs only the named measurements (SECTIONS in report.ts); the
 // report says which were not run.
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
@@ -94,6 +95,7 @@ const runs = (section: Section): boolean => plan.sections.includes(section);
 const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
 const directEntries: Entry[] = nodePortVariants.length > 0 ? ['cluster-ip', 'nodeport'] : ['cluster-ip'];
 const started = Date.now();
+const loadAtStart = os.loadavg();
 const results: Results = { perPacket: [], conn: [], controlPlane: [], throughput: [], packetRate: [], errors: [] };
 const controlPlaneRuns = plan.serviceCounts.reduce(
   (n, services) => n + variants.filter((v) => !plan.controlPlaneSkips.some((s) => s.services === services && s.except !== v.name)).length,
@@ -167,6 +169,7 @@ for (let run = 1; run <= plan.runs; run++) {
 const files = await writeReport(values.out, plan, variants, results, {
   command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
   startedAt: new Date(started),
+  loadAtStart,
   durationS: (Date.now() - started) / 1000,
 });
 progress(`done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${files.join(', ')}`);

@@ -119,6 +119,8 @@ function summarize(values: number[]): Summary | null {
   return { median, min: sorted[0]!, max: sorted.at(-1)!, runs: sorted.length };
 }
 
+const loadText = (load: number[]): string => load.map((l) => l.toFixed(1)).join(', ');
+
 function command(cmd: string, ...args: string[]): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0]!;
@@ -182,7 +184,7 @@ export async function writeReport(
   plan: BenchPlan,
   variants: Variant[],
   r: Results,
-  run: { command: string; startedAt: Date; durationS: number },
+  run: { command: string; startedAt: Date; durationS: number; loadAtStart: number[] },
 ): Promise<string[]> {
   const env = environment();
   const base = `${run.startedAt.toISOString().slice(0, 10)}-${env.kernel}`;
@@ -219,7 +221,8 @@ export async function writeReport(
 
   const share = programShare(r);
   const targets = evaluateTargets(plan, backends, direct.connPerSec, directFromOutside.connPerSec, r.perPacket, share, packetRate);
-  const json = { command: run.command, startedAt: run.startedAt.toISOString(), durationS: run.durationS, plan, environment: env, method: METHOD, perPacketNs, backends, direct, directFromOutside, throughput: throughputByVariant, packetRate, packetRateNotMeasured, targets, raw: r };
+  const loadAtEnd = os.loadavg();
+  const json = { command: run.command, startedAt: run.startedAt.toISOString(), durationS: run.durationS, loadAverage: { start: run.loadAtStart, end: loadAtEnd }, plan, environment: env, method: METHOD, perPacketNs, backends, direct, directFromOutside, throughput: throughputByVariant, packetRate, packetRateNotMeasured, targets, raw: r };
   const files: string[] = [];
   const write = (name: string, text: string): void => {
     fs.writeFileSync(path.join(outDir, name), text);
@@ -269,6 +272,8 @@ export async function writeReport(
       : []),
     `Command: \`${run.command}\` (${plan.mode} mode, ${plan.runs} run${plan.runs > 1 ? 's' : ''}, ${run.durationS.toFixed(0)} s).`,
     `Machine: ${env.cpu}, ${env.memory}; Node ${env.node}; kube-lb ${env.kubeLb}; ${env.iptables}; ${env.nft}; libbpf ${env.libbpf}.`,
+    // Other work on a shared machine moves every figure: the report says how busy it was.
+    `Load average (1, 5, 15 min): ${loadText(run.loadAtStart)} at the start, ${loadText(loadAtEnd)} at the end, on ${os.cpus().length} CPUs.`,
     '',
     'Figures are medians; with several runs the spread (min–max) follows in parentheses.',
     '',
