@@ -193,9 +193,9 @@ export class BenchNode {
    * Floods `target` (ip:port) with UDP from the external client's outside
    * address, as fast as trafgen sends on one CPU, and counts over
    * `seconds`, after a warm-up: the packets node-a's uplink took in, those
-   * that reached `sinkPod` (a pod on node-b), and FLOOD_CPU's time. The source ports
-   * cycle over FLOW_PORTS, so that the packets are many established flows,
-   * not one, and not a new flow each.
+   * that reached `sinkPod` (a pod on node-b), and FLOOD_CPU's softirq
+   * time. The source ports cycle over FLOW_PORTS, so that the packets are
+   * many established flows, not one, and not a new flow each.
    */
   async floodUdp(target: string, sinkPod: string, seconds: number): Promise<PacketCounts> {
     requireCommand('trafgen', 'apt-get install netsniff-ng');
