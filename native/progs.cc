@@ -49,6 +49,31 @@ Napi::Value ProgInfoById(const Napi::CallbackInfo& info) {
   return ProgInfoObject(info.Env(), prog);
 }
 
+// The ids of the maps a program uses.
+Napi::Value ProgMapIds(const Napi::CallbackInfo& info) {
+  uint32_t id = Args(info, "progMapIds").Uint32(0, "id");
+  std::string object = Numbered("prog id", id);
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd == -ENOENT) return info.Env().Null();
+  Check(info.Env(), fd, "bpf_prog_get_fd_by_id", object);
+  bpf_prog_info prog;
+  int ret = QueryProgInfo(fd, &prog);
+  std::vector<uint32_t> ids(ret == 0 ? prog.nr_map_ids : 0);
+  if (ret == 0 && !ids.empty()) {
+    uint32_t count = prog.nr_map_ids;
+    prog = {};
+    prog.nr_map_ids = count;
+    prog.map_ids = reinterpret_cast<uintptr_t>(ids.data());
+    uint32_t len = sizeof(prog);
+    ret = bpf_obj_get_info_by_fd(fd, &prog, &len);
+  }
+  close(fd);
+  Check(info.Env(), ret, "bpf_obj_get_info_by_fd", object);
+  Napi::Array result = Napi::Array::New(info.Env(), ids.size());
+  for (size_t i = 0; i < ids.size(); i++) result.Set(i, Napi::Number::New(info.Env(), ids[i]));
+  return result;
+}
+
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   Args args(info, "progTestRun");
   int fd = args.Int(0, "progFd");
@@ -74,5 +99,6 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
 void ExportProgs(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "progInfo", ProgInfo);
   Export(env, exports, "progInfoById", ProgInfoById);
+  Export(env, exports, "progMapIds", ProgMapIds);
   Export(env, exports, "progTestRun", ProgTestRun);
 }
