@@ -166,8 +166,10 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   const model = {
     nodeName: hostname,
     nodePortAddresses: nodePortAddresses(flags['nodeport-addresses']),
-    // kube-proxy serves NodePorts on 127.0.0.1 only in its iptables mode.
-    localhostNodePorts: backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports']),
+    // kube-proxy serves NodePorts on 127.0.0.1 only in its iptables mode;
+    // ebpf's socket programs serve them too, with nothing to enable.
+    localhostNodePorts:
+      (backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports'])) || backendName === 'ebpf',
     families: ['IPv4' as const],
     // No EndpointSlice controller writes hints for manifests.
     deriveTopologyHints: flags.manifests !== undefined,
