@@ -70,7 +70,10 @@ export function attachSockets(
     const fd = programFd(name);
     const old = servingHere(lib, cgroup, hook, netns);
     lib.cgroupAttach(cgroup, hook, fd);
-    lib.objPin(fd, path.join(pinRoot, name));
+    // The pin only shows the programs (bpftool): which are kube-lb's is told by their configuration.
+    const pin = path.join(pinRoot, name);
+    fs.rmSync(pin, { force: true });
+    lib.objPin(fd, pin);
     for (const o of old) lib.cgroupDetach(cgroup, hook, o);
     log.info({ cgroup, hook, program: name, replaced: old }, 'attached to the cgroup root');
   }
