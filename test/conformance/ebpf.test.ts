@@ -17,6 +17,7 @@ import { recordedInterfaces } from '../../src/backends/ebpf/attach.js';
 import { LB_IFACE_F_CREATED_HOOK } from '../../src/backends/ebpf/encoding.js';
 import { addition } from '../../src/backends/ebpf/service-map.js';
 import { cgroupRoot } from '../../src/backends/ebpf/sockets.js';
+import { socketProgramsServing } from '../lib/socket-programs.js';
 import { objectAtCommit } from '../lib/bpf-objects.js';
 import { idleConnection } from '../lib/idle-connection.js';
 import { cliPath, testLibDir } from '../lib/paths.js';
@@ -329,23 +330,11 @@ describe('ebpf backend: upgrade', () => {
     }));
 });
 
-/** The socket programs attached at the cgroup v2 root whose maps include the kube_lb_sock_rnat pinned under pinPath: one kube-lb's. */
-async function socketPrograms(pinPath: string): Promise<number[]> {
-  const root = cgroupRoot();
-  assert.ok(root !== null, 'a cgroup v2 file system is mounted');
-  const rnat = JSON.parse((await exec('bpftool', ['-j', 'map', 'show', 'pinned', path.join(pinPath, 'kube_lb_sock_rnat')])).stdout) as { id: number };
-  const attached = JSON.parse((await exec('bpftool', ['-j', 'cgroup', 'show', root])).stdout) as { id: number }[];
-  const ours: number[] = [];
-  for (const { id } of attached) {
-    const prog = JSON.parse((await exec('bpftool', ['-j', 'prog', 'show', 'id', String(id)])).stdout) as { map_ids?: number[] };
-    if (prog.map_ids?.includes(rnat.id)) ours.push(id);
-  }
-  return ours.sort((a, b) => a - b);
-}
-
 /** The ids of every program attached at the cgroup v2 root. */
 async function attachedAtRoot(): Promise<number[]> {
-  return (JSON.parse((await exec('bpftool', ['-j', 'cgroup', 'show', cgroupRoot()!])).stdout) as { id: number }[]).map((p) => p.id);
+  const root = cgroupRoot();
+  assert.ok(root !== null, 'a cgroup v2 file system is mounted');
+  return (JSON.parse((await exec('bpftool', ['-j', 'cgroup', 'show', root])).stdout) as { id: number }[]).map((p) => p.id);
 }
 
 describe("ebpf backend: the node's own sockets", () => {
@@ -381,14 +370,14 @@ describe("ebpf backend: the node's own sockets", () => {
           const r = await ctx.hostClient('tcp', web.clusterIP, 80, 10);
           assert.deepEqual([r.failures, r.answers], [0, { [pod]: 10 }], `the node of ${ctx.sandbox.nodeNs}: ${JSON.stringify(r)}`);
         }
-        const aFirst = await socketPrograms(a.sandbox.pinPath);
-        const bPrograms = await socketPrograms(b.sandbox.pinPath);
+        const aFirst = await socketProgramsServing(a.sandbox);
+        const bPrograms = await socketProgramsServing(b.sandbox);
         assert.equal(aFirst.length, 4, `a's four hooks: ${JSON.stringify(aFirst)}`);
         assert.equal(bPrograms.length, 4, `b's four hooks: ${JSON.stringify(bPrograms)}`);
 
         await a.stopKubeLb();
         await a.startKubeLb();
-        const aSecond = await socketPrograms(a.sandbox.pinPath);
+        const aSecond = await socketProgramsServing(a.sandbox);
         assert.equal(aSecond.length, 4, `a restarted: four programs, not eight: ${JSON.stringify(aSecond)}`);
         const root = await attachedAtRoot();
         assert.deepEqual(aFirst.filter((id) => root.includes(id)), [], "a's earlier programs are detached");
