@@ -9,7 +9,7 @@ import path from 'node:path';
 import { native, projectRoot, type BpfObject, type CgroupHook } from '../../src/native/index.js';
 import { pino } from 'pino';
 import { ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
-import { cgroupRoot } from '../../src/backends/ebpf/sockets.js';
+import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_NOEXIST = 1;
@@ -336,11 +336,7 @@ describe('native addon', () => {
   });
 
   it('attaches, lists and detaches cgroup programs, and finds their maps by id', () => {
-    const root = cgroupRoot();
-    assert.ok(root !== null, 'a cgroup v2 file system is mounted (/proc/self/mounts)');
-    // A cgroup of the test's own, so that no process's connects meet the program.
-    const cgroup = path.join(root, `kube-lb-test-${process.pid}`);
-    fs.mkdirSync(cgroup);
+    const cgroup = createTestCgroup('kube-lb-native');
     try {
       const fd = obj.programFd('kltest_connect4');
       const id = addon.progInfo(fd).id;
@@ -362,7 +358,7 @@ describe('native addon', () => {
       assert.throws(() => addon.cgroupAttach(path.join(cgroup, 'absent'), 'connect4', fd), /open cgroup .*absent: No such file or directory/);
       assert.throws(() => addon.cgroupQuery(cgroup, 'bind4' as CgroupHook), /hook/);
     } finally {
-      fs.rmdirSync(cgroup);
+      removeTestCgroup(cgroup);
     }
   });
 

@@ -1,7 +1,8 @@
-// Where the socket programs attach: the cgroup v2 mount in /proc/self/mounts.
+// Where the socket programs attach: the cgroup v2 mount in /proc/self/mounts,
+// or --cgroup-root.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { cgroupRoot } from '../../src/backends/ebpf/sockets.js';
+import { cgroupRoot, socketCgroup } from '../../src/backends/ebpf/sockets.js';
 
 describe('the cgroup v2 root', () => {
   it('is the cgroup2 mount, wherever the distribution puts it, with escaped characters read back', () => {
@@ -13,5 +14,14 @@ describe('the cgroup v2 root', () => {
 
   it('is null without a cgroup2 mount (cgroup v1 only)', () => {
     assert.equal(cgroupRoot('cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n'), null);
+  });
+
+  it('--cgroup-root must name a cgroup v2 file system, and the error says what to give', () => {
+    assert.throws(() => socketCgroup('/tmp'), /--cgroup-root=\/tmp: not a cgroup v2 file system; give the host's cgroup v2 root/);
+    assert.throws(() => socketCgroup('/nonexistent-kube-lb'), /--cgroup-root=\/nonexistent-kube-lb: .*no such file or directory.*; give the host's cgroup v2 root/);
+    const root = cgroupRoot();
+    assert.ok(root !== null, 'a cgroup v2 file system is mounted here');
+    assert.equal(socketCgroup(root), root);
+    assert.equal(socketCgroup(undefined), root);
   });
 });

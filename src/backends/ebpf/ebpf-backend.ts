@@ -10,7 +10,7 @@ import { staleFlows } from '../stale-flows.js';
 import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, SOCK_CONFIG_MAP, closeMaps, loadDatapath, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { type Netns, currentNetns } from './netns.js';
-import { NO_CGROUP2, attachSockets, cgroupRoot, detachSockets, setSockNodeAddress } from './sockets.js';
+import { NO_CGROUP2, attachSockets, detachSockets, setSockNodeAddress, socketCgroup } from './sockets.js';
 import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
@@ -20,6 +20,8 @@ import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 
 export interface EbpfOptions {
   pinPath: string;
+  /** --cgroup-root; undefined: the cgroup2 mount in /proc/self/mounts. */
+  cgroupRoot: string | undefined;
   log: Logger;
 }
 
@@ -111,7 +113,7 @@ export class EbpfBackend implements Backend {
     const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, netns, opts.log);
     try {
       attacher.claimRecords(opts.pinPath);
-      const cgroup = cgroupRoot();
+      const cgroup = socketCgroup(opts.cgroupRoot);
       if (cgroup === null) throw new Error(NO_CGROUP2);
       attachSockets(lib, (name) => loaded.object.programFd(name), loaded.object.mapFd(SOCK_CONFIG_MAP), opts.pinPath, cgroup, netns, opts.log);
     } catch (err) {
@@ -306,7 +308,8 @@ export class EbpfBackend implements Backend {
     const ifaces = openPinnedIfaces(this.lib, this.opts.pinPath);
     try {
       const netns = currentNetns(this.lib);
-      const cgroup = cgroupRoot();
+      // Without a cgroup v2 file system, no kube-lb could attach any.
+      const cgroup = socketCgroup(this.opts.cgroupRoot);
       if (cgroup !== null) detachSockets(this.lib, cgroup, netns, this.opts.log);
       await detachAll(this.lib, ifaces, this.opts.pinPath, netns, this.opts.log);
     } finally {

@@ -21,7 +21,26 @@ export function cgroupRoot(mounts = fs.readFileSync('/proc/self/mounts', 'utf8')
 }
 
 export const NO_CGROUP2 =
-  "no cgroup v2 file system is mounted (none in /proc/self/mounts): the ebpf backend attaches to its root to balance the node's own connections; mount one (mount -t cgroup2 none /sys/fs/cgroup)";
+  "no cgroup v2 file system is mounted (none in /proc/self/mounts): the ebpf backend attaches to its root to balance the node's own connections; mount one (mount -t cgroup2 none /sys/fs/cgroup), or name the host's with --cgroup-root";
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/**
+ * Where the socket programs attach: --cgroup-root when given (in a
+ * container, the host's cgroup v2 root mounted in, as /proc/self/mounts
+ * shows the container's own), else the cgroup2 mount; null without one.
+ */
+export function socketCgroup(flag: string | undefined): string | null {
+  if (flag === undefined) return cgroupRoot();
+  let type: number | undefined;
+  try {
+    type = fs.statfsSync(flag).type;
+  } catch (err) {
+    throw new Error(`--cgroup-root=${flag}: ${(err as Error).message}; give the host's cgroup v2 root (where cgroup2 is mounted)`, { cause: err });
+  }
+  if (type !== CGROUP2_SUPER_MAGIC) throw new Error(`--cgroup-root=${flag}: not a cgroup v2 file system; give the host's cgroup v2 root (where cgroup2 is mounted)`);
+  return flag;
+}
 
 /** The namespace a program's kube_lb_sockcfg says it serves; null for a program without one. */
 function servedNetns(lib: NativeAddon, progId: number): bigint | null {
