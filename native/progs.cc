@@ -36,12 +36,18 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return ProgInfoObject(info.Env(), prog);
 }
 
+// A new fd of the program with that id, or -1 when there is none.
+int ProgFdById(Napi::Env env, uint32_t id) {
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd == -ENOENT) return -1;
+  return Check(env, fd, "bpf_prog_get_fd_by_id", Numbered("prog id", id));
+}
+
 Napi::Value ProgInfoById(const Napi::CallbackInfo& info) {
   uint32_t id = Args(info, "progInfoById").Uint32(0, "id");
   std::string object = Numbered("prog id", id);
-  int fd = bpf_prog_get_fd_by_id(id);
-  if (fd == -ENOENT) return info.Env().Null();
-  Check(info.Env(), fd, "bpf_prog_get_fd_by_id", object);
+  int fd = ProgFdById(info.Env(), id);
+  if (fd < 0) return info.Env().Null();
   bpf_prog_info prog;
   int ret = QueryProgInfo(fd, &prog);
   close(fd);
@@ -53,9 +59,8 @@ Napi::Value ProgInfoById(const Napi::CallbackInfo& info) {
 Napi::Value ProgMapIds(const Napi::CallbackInfo& info) {
   uint32_t id = Args(info, "progMapIds").Uint32(0, "id");
   std::string object = Numbered("prog id", id);
-  int fd = bpf_prog_get_fd_by_id(id);
-  if (fd == -ENOENT) return info.Env().Null();
-  Check(info.Env(), fd, "bpf_prog_get_fd_by_id", object);
+  int fd = ProgFdById(info.Env(), id);
+  if (fd < 0) return info.Env().Null();
   bpf_prog_info prog;
   int ret = QueryProgInfo(fd, &prog);
   std::vector<uint32_t> ids(ret == 0 ? prog.nr_map_ids : 0);
