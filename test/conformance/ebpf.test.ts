@@ -16,8 +16,7 @@ import { native } from '../../src/native/index.js';
 import { recordedInterfaces } from '../../src/backends/ebpf/attach.js';
 import { LB_IFACE_F_CREATED_HOOK } from '../../src/backends/ebpf/encoding.js';
 import { addition } from '../../src/backends/ebpf/service-map.js';
-import { cgroupRoot } from '../../src/backends/ebpf/sockets.js';
-import { socketProgramsServing } from '../lib/socket-programs.js';
+import { attachedAtCgroupRoot, socketProgramsServing } from '../lib/socket-programs.js';
 import { objectAtCommit } from '../lib/bpf-objects.js';
 import { idleConnection } from '../lib/idle-connection.js';
 import { cliPath, testLibDir } from '../lib/paths.js';
@@ -330,13 +329,6 @@ describe('ebpf backend: upgrade', () => {
     }));
 });
 
-/** The ids of every program attached at the cgroup v2 root. */
-async function attachedAtRoot(): Promise<number[]> {
-  const root = cgroupRoot();
-  assert.ok(root !== null, 'a cgroup v2 file system is mounted');
-  return (JSON.parse((await exec('bpftool', ['-j', 'cgroup', 'show', root])).stdout) as { id: number }[]).map((p) => p.id);
-}
-
 describe("ebpf backend: the node's own sockets", () => {
   const webPods = [
     { name: 'web-1', ip: '10.244.0.11' },
@@ -379,13 +371,13 @@ describe("ebpf backend: the node's own sockets", () => {
         await a.startKubeLb();
         const aSecond = await socketProgramsServing(a.sandbox);
         assert.equal(aSecond.length, 4, `a restarted: four programs, not eight: ${JSON.stringify(aSecond)}`);
-        const root = await attachedAtRoot();
+        const root = (await attachedAtCgroupRoot()).map((p) => p.id);
         assert.deepEqual(aFirst.filter((id) => root.includes(id)), [], "a's earlier programs are detached");
         assert.deepEqual(bPrograms.filter((id) => !root.includes(id)), [], "b's programs stay through a's restart");
 
         await a.stopKubeLb();
         await a.kubeLb('cleanup');
-        const left = await attachedAtRoot();
+        const left = (await attachedAtCgroupRoot()).map((p) => p.id);
         assert.deepEqual(aSecond.filter((id) => left.includes(id)), [], "a's cleanup detached a's programs");
         assert.deepEqual(bPrograms.filter((id) => !left.includes(id)), [], "b's programs stay through a's cleanup");
         const r = await b.hostClient('tcp', web.clusterIP, 80, 10);

@@ -197,6 +197,17 @@ export const serviceApiScenarios: Scenario[] = [
     },
   },
   {
+    name: 'a service without endpoints refuses TCP and UDP from the node itself at once',
+    needs: ['tcp', 'udp', 'reject-without-endpoints', 'node-originated'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('idle.yaml', [lbService(endpoints([], ['web-1']), { name: 'idle' })]);
+      await ctx.startKubeLb();
+      assertRefused(await ctx.hostClient('tcp', VIP, 80, 3), 'TCP from the host');
+      assertRefused(await ctx.hostClient('udp', VIP, 53, 3), 'UDP from the host');
+    },
+  },
+  {
     name: 'a NodePort without endpoints refuses connections from outside at once',
     needs: ['tcp', 'reject-without-endpoints', 'nodeport'],
     pods,

@@ -22,14 +22,21 @@ async function nodeNetnsCookie(sandbox: NodeSandbox): Promise<bigint> {
   return BigInt(stdout.trim());
 }
 
-/** The ids of the socket programs attached at the cgroup v2 root that serve the sandbox's node. */
-export async function socketProgramsServing(sandbox: NodeSandbox): Promise<number[]> {
+/** The programs attached at the cgroup v2 root. */
+export async function attachedAtCgroupRoot(): Promise<{ id: number; name: string }[]> {
   const root = cgroupRoot();
   if (root === null) throw new Error('no cgroup v2 file system is mounted (/proc/self/mounts)');
+  // bpftool prints nothing at all, not [], where nothing is attached.
+  const { stdout } = await exec('bpftool', ['-j', 'cgroup', 'show', root]);
+  return stdout.trim() === '' ? [] : (JSON.parse(stdout) as { id: number; name: string }[]);
+}
+
+/** The ids of the socket programs attached at the cgroup v2 root that serve the sandbox's node. */
+export async function socketProgramsServing(sandbox: NodeSandbox): Promise<number[]> {
   const cookie = await nodeNetnsCookie(sandbox);
   const names: string[] = Object.values(SOCK_PROGRAMS);
   const serving: number[] = [];
-  for (const { id, name } of await bpftool<{ id: number; name: string }[]>('cgroup', 'show', root)) {
+  for (const { id, name } of await attachedAtCgroupRoot()) {
     if (!names.includes(name)) continue;
     const { map_ids: mapIds = [] } = await bpftool<{ map_ids?: number[] }>('prog', 'show', 'id', String(id));
     for (const mapId of mapIds) {
