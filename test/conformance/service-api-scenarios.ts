@@ -112,6 +112,15 @@ export const serviceApiScenarios: Scenario[] = [
       const dropped = await ctx.externalClient('tcp', NODE_IP, 30081, 2);
       assert.equal(dropped.failures, 2, `no local endpoint: ${JSON.stringify(dropped.answers)}`);
 
+      // inspect shows each frontend with where outside traffic goes: the local endpoint for the external kinds.
+      const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { kind: string; frontend: { ip: string; port: number }; destinations: { ip: string }[] }[];
+      const seen = (ip: string, port: number) => view.find((v) => v.frontend.ip === ip && v.frontend.port === port);
+      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.kind, 'NodePort');
+      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.destinations.map((d) => d.ip), [ipOf('web-1')], 'the NodePort: local endpoints only');
+      assert.deepEqual(seen(LB_IP, 80)?.kind, 'LoadBalancerIP');
+      assert.deepEqual(seen(LB_IP, 80)?.destinations.map((d) => d.ip), [ipOf('web-1')], 'the load-balancer IP: local endpoints only');
+      assert.deepEqual(seen(VIP, 80)?.destinations.map((d) => d.ip).sort(), BOTH_NODES.map(ipOf).sort(), 'the ClusterIP: every endpoint');
+
       const health = JSON.parse(await ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT}/`)) as unknown;
       assert.deepEqual(health, { service: { namespace: 'default', name: 'web' }, localEndpoints: 1, serviceProxyHealthy: true });
       await assert.rejects(ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT + 1}/`), /503/, 'no local endpoint: 503');
