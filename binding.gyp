@@ -9,6 +9,7 @@
         "native/args.cc",
         "native/bpf_object.cc",
         "native/btf.cc",
+        "native/cgroup.cc",
         "native/errors.cc",
         "native/fds.cc",
         "native/ipvs.cc",

@@ -18,6 +18,10 @@
  * straight to the next hop. Replies of such flows, from a local endpoint
  * (lb_from_pod) or a remote one (lb_from_world), get their frontend back
  * and leave the same way, without the stack seeing them either.
+ *
+ * At the cgroup v2 root, lb_connect4, lb_sendmsg4,
+ * lb_recvmsg4 and lb_getpeername4 balance the node's own
+ * sockets (include/sock.h).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -33,6 +37,7 @@
 #include "include/drops.h"
 #include "include/reject.h"
 #include "include/forward.h"
+#include "include/sock.h"
 
 /* A hairpinned pod answers LB_HAIRPIN_ADDR: give it back its service. */
 static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct packet *pkt)
@@ -194,6 +199,34 @@ int lb_to_pod(struct __sk_buff *skb)
 	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, rnat_client_port(&pkt.flow, rnat)) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	return TC_ACT_OK;
+}
+
+/* TCP and connected UDP. */
+SEC("cgroup/connect4")
+int lb_connect4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+
+	return sock_to_backend(ctx, sk ? sk->src_ip4 : 0);
+}
+
+/* Unconnected UDP: each datagram gets a backend of its own. */
+SEC("cgroup/sendmsg4")
+int lb_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return sock_to_backend(ctx, ctx->msg_src_ip4);
+}
+
+SEC("cgroup/recvmsg4")
+int lb_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return sock_show_frontend(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int lb_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return sock_show_frontend(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportTc(env, exports);
   ExportBtf(env, exports);
   ExportNetns(env, exports);
+  ExportCgroup(env, exports);
   ExportIpvs(env, exports);
   ExportIpvsLink(env, exports);
   return exports;

@@ -10,6 +10,7 @@ void ExportProgs(Napi::Env env, Napi::Object exports);
 void ExportTc(Napi::Env env, Napi::Object exports);
 void ExportBtf(Napi::Env env, Napi::Object exports);
 void ExportNetns(Napi::Env env, Napi::Object exports);
+void ExportCgroup(Napi::Env env, Napi::Object exports);
 void ExportIpvs(Napi::Env env, Napi::Object exports);
 void ExportIpvsLink(Napi::Env env, Napi::Object exports);
 

@@ -36,17 +36,47 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return ProgInfoObject(info.Env(), prog);
 }
 
+// A new fd of the program with that id, or -1 when there is none.
+int ProgFdById(Napi::Env env, uint32_t id) {
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd == -ENOENT) return -1;
+  return Check(env, fd, "bpf_prog_get_fd_by_id", Numbered("prog id", id));
+}
+
 Napi::Value ProgInfoById(const Napi::CallbackInfo& info) {
   uint32_t id = Args(info, "progInfoById").Uint32(0, "id");
   std::string object = Numbered("prog id", id);
-  int fd = bpf_prog_get_fd_by_id(id);
-  if (fd == -ENOENT) return info.Env().Null();
-  Check(info.Env(), fd, "bpf_prog_get_fd_by_id", object);
+  int fd = ProgFdById(info.Env(), id);
+  if (fd < 0) return info.Env().Null();
   bpf_prog_info prog;
   int ret = QueryProgInfo(fd, &prog);
   close(fd);
   Check(info.Env(), ret, "bpf_obj_get_info_by_fd", object);
   return ProgInfoObject(info.Env(), prog);
+}
+
+// The ids of the maps a program uses.
+Napi::Value ProgMapIds(const Napi::CallbackInfo& info) {
+  uint32_t id = Args(info, "progMapIds").Uint32(0, "id");
+  std::string object = Numbered("prog id", id);
+  int fd = ProgFdById(info.Env(), id);
+  if (fd < 0) return info.Env().Null();
+  bpf_prog_info prog;
+  int ret = QueryProgInfo(fd, &prog);
+  std::vector<uint32_t> ids(ret == 0 ? prog.nr_map_ids : 0);
+  if (ret == 0 && !ids.empty()) {
+    uint32_t count = prog.nr_map_ids;
+    prog = {};
+    prog.nr_map_ids = count;
+    prog.map_ids = reinterpret_cast<uintptr_t>(ids.data());
+    uint32_t len = sizeof(prog);
+    ret = bpf_obj_get_info_by_fd(fd, &prog, &len);
+  }
+  close(fd);
+  Check(info.Env(), ret, "bpf_obj_get_info_by_fd", object);
+  Napi::Array result = Napi::Array::New(info.Env(), ids.size());
+  for (size_t i = 0; i < ids.size(); i++) result.Set(i, Napi::Number::New(info.Env(), ids[i]));
+  return result;
 }
 
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
@@ -74,5 +104,6 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
 void ExportProgs(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "progInfo", ProgInfo);
   Export(env, exports, "progInfoById", ProgInfoById);
+  Export(env, exports, "progMapIds", ProgMapIds);
   Export(env, exports, "progTestRun", ProgTestRun);
 }

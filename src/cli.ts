@@ -29,6 +29,8 @@ const USAGE = `usage:
                 [--conntrack-tcp-be-liberal true|false]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
+                [--cgroup-root DIR (ebpf: the cgroup v2 root the socket programs attach to;
+                 default: the cgroup2 mount in /proc/self/mounts)]
                 [--bpf-lb-map-max 1048576 (ebpf: kube_lb_svc entries: one per service port
                  frontend plus one per backend of it; costs 16 B per entry, rounded up to
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
@@ -39,7 +41,7 @@ const USAGE = `usage:
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
-  kube-lb cleanup --backend=B [--bpf-pin-path P] [--iptables-mode M]
+  kube-lb cleanup --backend=B [--bpf-pin-path P] [--cgroup-root DIR] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
   kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
                   (every backend side by side; see bench/main.ts)
@@ -65,6 +67,7 @@ const options = {
   'iptables-mode': { type: 'string' },
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
+  'cgroup-root': { type: 'string' },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
   'min-sync-period': { type: 'string', default: '1s' },
@@ -104,6 +107,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
   return {
     log,
     bpfPinPath: flags['bpf-pin-path'],
+    cgroupRoot: flags['cgroup-root'],
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
@@ -166,8 +170,10 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   const model = {
     nodeName: hostname,
     nodePortAddresses: nodePortAddresses(flags['nodeport-addresses']),
-    // kube-proxy serves NodePorts on 127.0.0.1 only in its iptables mode.
-    localhostNodePorts: backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports']),
+    // kube-proxy serves NodePorts on 127.0.0.1 only in its iptables mode;
+    // ebpf's socket programs serve them too, with nothing to enable.
+    localhostNodePorts:
+      (backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports'])) || backendName === 'ebpf',
     families: ['IPv4' as const],
     // No EndpointSlice controller writes hints for manifests.
     deriveTopologyHints: flags.manifests !== undefined,

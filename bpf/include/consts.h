@@ -70,5 +70,7 @@ enum lb_drop_reason {
 #define LB_IFACE_MAX_ENTRIES 4096
 #define LB_AFFINITY_MAX_ENTRIES 65536
 #define LB_SOURCE_RANGE_MAX_ENTRIES 65536
+/* The node's own sockets connected to frontends: fewer than pods' flows. */
+#define LB_SOCK_MAX_ENTRIES 65536
 
 #endif

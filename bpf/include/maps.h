@@ -75,4 +75,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kube_lb_drops SEC(".maps");
 
+/* The node's sockets translated by the cgroup programs: socket and backend
+ * -> frontend (struct lb_sock_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_sock_key);
+	__type(value, struct lb_sock_value);
+	__uint(max_entries, LB_SOCK_MAX_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_sock_rnat SEC(".maps");
+
+/* Written by the control plane at every start, for the programs it loaded:
+ * not pinned, so each loaded set of programs has its own, which tells
+ * whose they are. A name the kernel keeps whole (15 characters), as the
+ * control plane finds it by name. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_sock_config);
+	__uint(max_entries, 1);
+} kube_lb_sockcfg SEC(".maps");
+
 #endif

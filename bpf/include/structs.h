@@ -114,4 +114,30 @@ struct lb_iface_value {
 	__u32 pad;
 };
 
+/* Socket-level load balancing of the node's own processes: a socket
+ * connected (or sending) to a frontend, and the backend it was given, to
+ * the frontend its process must see as the peer (recvmsg, getpeername). */
+struct lb_sock_key {
+	__u64 cookie;	      /* the socket's cookie */
+	lb_addr_t backend_addr;
+	__u16 backend_port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct lb_sock_value {
+	lb_addr_t vip;
+	__u16 vport;
+	__u16 pad;
+};
+
+/* Written by the control plane only: which sockets the cgroup programs
+ * serve (the hooks see every namespace's), and as whom. */
+struct lb_sock_config {
+	__u64 netns_cookie;   /* kube-lb's network namespace; 0: serve none */
+	lb_addr_t node_addr;  /* the node as a client, for an unbound socket
+			       * (session affinity, source ranges) */
+	__u32 pad;
+};
+
 #endif

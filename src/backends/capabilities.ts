@@ -49,11 +49,7 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: {
-    ...ALL,
-    'node-originated': 'not yet (needs socket-level load balancing)',
-    'localhost-nodeport': 'not yet (needs socket-level load balancing)',
-  },
+  ebpf: ALL,
   iptables: ALL,
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },
   ipvs: {

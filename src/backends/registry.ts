@@ -14,6 +14,8 @@ export interface BackendOptions {
   log: Logger;
   /** ebpf: where maps and programs are pinned. */
   bpfPinPath: string;
+  /** ebpf: --cgroup-root, where the socket programs attach; undefined: the cgroup2 mount in /proc/self/mounts. */
+  cgroupRoot: string | undefined;
   /** ebpf: --bpf-lb-map-max and --bpf-ct-map-max. */
   bpfMapSizes: MapSizes;
   /** ebpf: attach to interfaces whose names start with this. */
@@ -48,7 +50,14 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
   if (name === 'iptables' || name === 'nftables') return openBackend(name, opts);
   if (name === 'ipvs') return IpvsBackend.run(ipvsOptions(opts));
   if (!opts.podInterfacePrefix) throw new Error('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
-  return EbpfBackend.run({ pinPath: opts.bpfPinPath, interfacePrefix: opts.podInterfacePrefix, devices: opts.devices, mapSizes: opts.bpfMapSizes, log: opts.log });
+  return EbpfBackend.run({
+    pinPath: opts.bpfPinPath,
+    cgroupRoot: opts.cgroupRoot,
+    interfacePrefix: opts.podInterfacePrefix,
+    devices: opts.devices,
+    mapSizes: opts.bpfMapSizes,
+    log: opts.log,
+  });
 }
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */
@@ -57,5 +66,5 @@ export async function openBackend(name: BackendName, opts: BackendOptions): Prom
   if (name === 'iptables') return new IptablesBackend({ ...netfilter, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
   if (name === 'nftables') return new NftablesBackend(netfilter);
   if (name === 'ipvs') return IpvsBackend.open(ipvsOptions(opts));
-  return EbpfBackend.open({ pinPath: opts.bpfPinPath, log: opts.log });
+  return EbpfBackend.open({ pinPath: opts.bpfPinPath, cgroupRoot: opts.cgroupRoot, log: opts.log });
 }

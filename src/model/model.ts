@@ -232,7 +232,7 @@ export class ProxyModel {
   }
 
   nodeView(): NodeView {
-    return { nodePortIPs: this.nodeContext.nodePortIPs };
+    return { nodePortIPs: this.nodeContext.nodePortIPs, primaryIPs: this.nodeContext.primaryIPs };
   }
 
   /** Resolves a service again and updates its claims; services sharing a claim are re-owned too. */

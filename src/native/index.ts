@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 export type TcAttachPoint = 'ingress' | 'egress';
+/** The cgroup socket hooks kube-lb uses (BPF_CGROUP_INET4_CONNECT, _UDP4_SENDMSG, _UDP4_RECVMSG, _INET4_GETPEERNAME). */
+export type CgroupHook = 'connect4' | 'sendmsg4' | 'recvmsg4' | 'getpeername4';
 
 export interface MapInfo {
   id: number;
@@ -97,9 +99,13 @@ export interface NativeAddon {
 
   objGet(pinPath: string): number;
   objPin(fd: number, pinPath: string): void;
+  /** A new fd of the map with that id, or null when there is none. */
+  mapFdById(id: number): number | null;
   closeFd(fd: number): void;
   progInfo(fd: number): ProgInfo;
   progInfoById(id: number): ProgInfo | null;
+  /** The ids of the maps the program uses, or null when no program has that id. */
+  progMapIds(id: number): number[] | null;
 
   /** Creates the clsact hook if needed; hookCreated tells whether it did. */
   tcAttach(ifindex: number, point: TcAttachPoint, progFd: number, handle: number, priority: number): { hookCreated: boolean };
@@ -109,6 +115,13 @@ export interface NativeAddon {
   tcQuery(ifindex: number, point: TcAttachPoint, handle: number, priority: number): number | null;
   /** Removes the clsact qdisc (both directions) from ifindex. */
   tcHookDestroy(ifindex: number): void;
+
+  /** Attaches to a cgroup v2 directory with BPF_F_ALLOW_MULTI: programs already there stay. */
+  cgroupAttach(cgroupPath: string, hook: CgroupHook, progFd: number): void;
+  /** Returns false when the program is gone or not attached there. */
+  cgroupDetach(cgroupPath: string, hook: CgroupHook, progId: number): boolean;
+  /** The ids of the programs attached to the cgroup itself (not inherited) at the hook. */
+  cgroupQuery(cgroupPath: string, hook: CgroupHook): number[];
 
   progTestRun(progFd: number, data: Buffer, repeat: number): TestRunResult;
 

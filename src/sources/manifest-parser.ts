@@ -5,8 +5,6 @@
 // values, each `next` with the following batch, or the file with `failure`,
 // the reason in words that never quote the file.
 import { createHash } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { parseAllDocuments, YAMLError } from 'yaml';
@@ -36,11 +34,9 @@ const MAX_DEPTH = 64;
 class UnusableFileError extends Error {}
 
 // This module runs only as the worker: manifests.ts imports its types alone.
+// It runs at the main thread's priority: at a lower one, a changed file went
+// unread for seconds on a busy machine.
 const port = parentPort!;
-// Below the main thread, which answers health probes: on a busy machine the
-// parsing waits for the CPU, not the probes. Linux takes a thread's id (the
-// last part of /proc/thread-self) for a priority of that thread alone.
-setPriority(Number(path.basename(readlinkSync('/proc/thread-self'))), 10);
 
 /** The last file's values not sent yet. */
 let unsent: unknown[] = [];

@@ -1,6 +1,7 @@
 // The conformance scenarios against the ebpf backend, plus what only the
-// ebpf backend has: bpftool-readable maps, inspect, tc cleanup, and
-// upgrades over maps an earlier kube-lb pinned.
+// ebpf backend has: bpftool-readable maps, inspect, tc cleanup, upgrades
+// over maps an earlier kube-lb pinned, and the socket programs that several
+// kube-lbs share the cgroup hooks with.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -15,6 +16,7 @@ import { native } from '../../src/native/index.js';
 import { recordedInterfaces } from '../../src/backends/ebpf/attach.js';
 import { LB_IFACE_F_CREATED_HOOK } from '../../src/backends/ebpf/encoding.js';
 import { addition } from '../../src/backends/ebpf/service-map.js';
+import { attachedAtCgroupRoot, socketProgramsServing } from '../lib/socket-programs.js';
 import { objectAtCommit } from '../lib/bpf-objects.js';
 import { idleConnection } from '../lib/idle-connection.js';
 import { cliPath, testLibDir } from '../lib/paths.js';
@@ -325,4 +327,62 @@ describe('ebpf backend: upgrade', () => {
         fs.rmSync(dir, { recursive: true, force: true });
       }
     }));
+});
+
+describe("ebpf backend: the node's own sockets", () => {
+  const webPods = [
+    { name: 'web-1', ip: '10.244.0.11' },
+    { name: 'web-2', ip: '10.244.0.12' },
+  ];
+  const only = (pod: string): typeof web => ({ ...web, endpoints: [{ ip: webPods.find((p) => p.name === pod)!.ip, ready: true }] });
+
+  it('a process of the node is shown the frontend as its peer: getpeername over TCP, the source of UDP replies to an unconnected socket', () =>
+    withContext(webPods, async (ctx) => {
+      ctx.writeServices('web.yaml', [only('web-1')]);
+      await ctx.startKubeLb();
+      const { stdout } = await ctx.sandbox.execInNode(process.execPath, [path.join(testLibDir, 'peer-client.js'), web.clusterIP, '80', '53']);
+      assert.deepEqual(JSON.parse(stdout), {
+        tcp: { peer: `${web.clusterIP}:80`, answer: 'web-1' },
+        udp: { peer: `${web.clusterIP}:53`, answer: 'web-1' },
+      });
+    }));
+
+  it("two kube-lbs in two network namespaces translate only their own node's sockets; a restart replaces only its own programs, and cleanup detaches only them", () =>
+    withContext(webPods, (a) =>
+      withContext(webPods, async (b) => {
+        requireCommand('bpftool', 'apt-get install bpftool');
+        // The same ClusterIP in both, served by web-1 in a's sandbox and web-2 in b's.
+        a.writeServices('web.yaml', [only('web-1')]);
+        b.writeServices('web.yaml', [only('web-2')]);
+        await a.startKubeLb();
+        const untranslated = await b.hostClient('tcp', web.clusterIP, 80, 1);
+        assert.deepEqual(untranslated.answers, {}, `b's node, without a kube-lb of its own, is not translated by a's programs: ${JSON.stringify(untranslated)}`);
+        await b.startKubeLb();
+        for (const [ctx, pod] of [[a, 'web-1'], [b, 'web-2']] as const) {
+          const r = await ctx.hostClient('tcp', web.clusterIP, 80, 10);
+          assert.deepEqual([r.failures, r.answers], [0, { [pod]: 10 }], `the node of ${ctx.sandbox.nodeNs}: ${JSON.stringify(r)}`);
+        }
+        const aFirst = await socketProgramsServing(a.sandbox);
+        const bPrograms = await socketProgramsServing(b.sandbox);
+        assert.equal(aFirst.length, 4, `a's four hooks: ${JSON.stringify(aFirst)}`);
+        assert.equal(bPrograms.length, 4, `b's four hooks: ${JSON.stringify(bPrograms)}`);
+
+        await a.stopKubeLb();
+        await a.startKubeLb();
+        const aSecond = await socketProgramsServing(a.sandbox);
+        assert.equal(aSecond.length, 4, `a restarted: four programs, not eight: ${JSON.stringify(aSecond)}`);
+        const root = (await attachedAtCgroupRoot()).map((p) => p.id);
+        assert.deepEqual(aFirst.filter((id) => root.includes(id)), [], "a's earlier programs are detached");
+        assert.deepEqual(bPrograms.filter((id) => !root.includes(id)), [], "b's programs stay through a's restart");
+
+        await a.stopKubeLb();
+        await a.kubeLb('cleanup');
+        const left = (await attachedAtCgroupRoot()).map((p) => p.id);
+        assert.deepEqual(aSecond.filter((id) => left.includes(id)), [], "a's cleanup detached a's programs");
+        assert.deepEqual(bPrograms.filter((id) => !left.includes(id)), [], "b's programs stay through a's cleanup");
+        const r = await b.hostClient('tcp', web.clusterIP, 80, 10);
+        assert.deepEqual([r.failures, r.answers], [0, { 'web-2': 10 }], `b's node after a's cleanup: ${JSON.stringify(r)}`);
+        await a.kubeLb('cleanup');
+      }),
+    ));
 });

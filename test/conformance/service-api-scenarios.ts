@@ -112,6 +112,15 @@ export const serviceApiScenarios: Scenario[] = [
       const dropped = await ctx.externalClient('tcp', NODE_IP, 30081, 2);
       assert.equal(dropped.failures, 2, `no local endpoint: ${JSON.stringify(dropped.answers)}`);
 
+      // inspect shows each frontend with where outside traffic goes: the local endpoint for the external kinds.
+      const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { kind: string; frontend: { ip: string; port: number }; destinations: { ip: string }[] }[];
+      const seen = (ip: string, port: number) => view.find((v) => v.frontend.ip === ip && v.frontend.port === port);
+      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.kind, 'NodePort');
+      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.destinations.map((d) => d.ip), [ipOf('web-1')], 'the NodePort: local endpoints only');
+      assert.deepEqual(seen(LB_IP, 80)?.kind, 'LoadBalancerIP');
+      assert.deepEqual(seen(LB_IP, 80)?.destinations.map((d) => d.ip), [ipOf('web-1')], 'the load-balancer IP: local endpoints only');
+      assert.deepEqual(seen(VIP, 80)?.destinations.map((d) => d.ip).sort(), BOTH_NODES.map(ipOf).sort(), 'the ClusterIP: every endpoint');
+
       const health = JSON.parse(await ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT}/`)) as unknown;
       assert.deepEqual(health, { service: { namespace: 'default', name: 'web' }, localEndpoints: 1, serviceProxyHealthy: true });
       await assert.rejects(ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT + 1}/`), /503/, 'no local endpoint: 503');
@@ -194,6 +203,17 @@ export const serviceApiScenarios: Scenario[] = [
       await ctx.startKubeLb();
       assertRefused(await ctx.client('client', 'tcp', VIP, 80, 3), 'TCP from a pod');
       assertRefused(await ctx.client('client', 'udp', VIP, 53, 3), 'UDP from a pod');
+    },
+  },
+  {
+    name: 'a service without endpoints refuses TCP and UDP from the node itself at once',
+    needs: ['tcp', 'udp', 'reject-without-endpoints', 'node-originated'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('idle.yaml', [lbService(endpoints([], ['web-1']), { name: 'idle' })]);
+      await ctx.startKubeLb();
+      assertRefused(await ctx.hostClient('tcp', VIP, 80, 3), 'TCP from the host');
+      assertRefused(await ctx.hostClient('udp', VIP, 53, 3), 'UDP from the host');
     },
   },
   {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { BackendName } from '../../src/backends/registry.js';
 import type { NodeSandbox } from '../lib/sandbox.js';
 import { requireCommand } from '../lib/preconditions.js';
+import { socketProgramsServing } from '../lib/socket-programs.js';
 
 export interface BackendVariant {
   /** Names the variant in test titles: "iptables-nft". */
@@ -40,9 +41,10 @@ export const VARIANTS: BackendVariant[] = [
     name: 'ebpf',
     backend: 'ebpf',
     flags: (sandbox) => [`--bpf-pin-path=${sandbox.pinPath}`],
-    requireTools: () => undefined,
+    requireTools: () => requireCommand('bpftool', 'apt-get install bpftool'),
     async assertNothingLeft(sandbox) {
       assert.equal(fs.existsSync(sandbox.pinPath), false, 'pins remain after cleanup');
+      assert.deepEqual(await socketProgramsServing(sandbox), [], "socket programs serving the node's namespace remain attached after cleanup");
     },
   },
   iptablesVariant('nft'),

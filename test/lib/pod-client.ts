@@ -100,13 +100,16 @@ function udpOnce(address: string): Promise<string> {
       sock.close();
       resolve(msg.toString());
     });
-    sock.once('error', (err) => {
+    const fail = (err: Error): void => {
       clearTimeout(timer);
       sock.close();
       reject(err);
-    });
-    // Connected, so that an ICMP port unreachable fails it at once (ECONNREFUSED).
-    sock.connect(port, address, () => sock.send(udpRequest));
+    };
+    sock.once('error', fail);
+    // Connected, so that an ICMP port unreachable fails it at once
+    // (ECONNREFUSED). A connect that fails (a socket-level load balancer
+    // refusing) comes to the callback, not as an 'error' event.
+    sock.connect(port, address, ((err?: Error) => (err ? fail(err) : sock.send(udpRequest))) as () => void);
   });
 }
 

@@ -10,6 +10,7 @@ import { DEFAULT_MAP_SIZES, MAPS, closeMaps, openPinnedMaps } from '../../src/ba
 import { FILL_REFRESH_MS, filledMaps } from '../../src/backends/ebpf/map-stats.js';
 import { ProxyTelemetry } from '../../src/observability/telemetry.js';
 import { requireRoot } from '../lib/preconditions.js';
+import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 import { slow } from '../lib/slowdown.js';
 import { captureLogger } from '../unit/fixtures.js';
 
@@ -46,12 +47,14 @@ describe('map fill metrics with full maps', () => {
   let backend: EbpfBackend;
   let telemetry: ProxyTelemetry;
   let address: (server: string) => string;
+  let cgroup: string | undefined;
 
   before(async () => {
     requireRoot();
     const { log, lines } = captureLogger();
-    // No uplinks: this runs in the host's own network namespace.
-    backend = await EbpfBackend.run({ pinPath: pinRoot, log, interfacePrefix: `klmf${process.pid}`, devices: [], mapSizes: DEFAULT_MAP_SIZES });
+    // No uplinks, and socket programs on a cgroup of its own: this runs in the host's own network namespace.
+    cgroup = createTestCgroup('kube-lb-map-fill');
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log, interfacePrefix: `klmf${process.pid}`, devices: [], mapSizes: DEFAULT_MAP_SIZES });
     telemetry = await ProxyTelemetry.start({
       backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log,
     });
@@ -62,6 +65,7 @@ describe('map fill metrics with full maps', () => {
     await telemetry?.close();
     await backend?.close();
     fs.rmSync(pinRoot, { recursive: true, force: true });
+    if (cgroup) removeTestCgroup(cgroup);
   });
 
   /** One answer, timed from request to complete body. */

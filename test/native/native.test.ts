@@ -6,9 +6,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { native, projectRoot, type BpfObject } from '../../src/native/index.js';
+import { native, projectRoot, type BpfObject, type CgroupHook } from '../../src/native/index.js';
 import { pino } from 'pino';
 import { ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_NOEXIST = 1;
@@ -331,6 +332,33 @@ describe('native addon', () => {
       assert.doesNotMatch(run('tc', ['qdisc', 'show', 'dev', vethA]), /clsact/);
     } finally {
       deleteVeth();
+    }
+  });
+
+  it('attaches, lists and detaches cgroup programs, and finds their maps by id', () => {
+    const cgroup = createTestCgroup('kube-lb-native');
+    try {
+      const fd = obj.programFd('kltest_connect4');
+      const id = addon.progInfo(fd).id;
+      assert.deepEqual(addon.cgroupQuery(cgroup, 'connect4'), []);
+      addon.cgroupAttach(cgroup, 'connect4', fd);
+      assert.deepEqual(addon.cgroupQuery(cgroup, 'connect4'), [id]);
+      assert.deepEqual(addon.cgroupQuery(cgroup, 'sendmsg4'), [], 'another hook');
+      const arrayId = addon.mapInfo(arrayFd).id;
+      assert.deepEqual(addon.progMapIds(id), [arrayId]);
+      const byId = addon.mapFdById(arrayId)!;
+      try {
+        assert.equal(addon.mapInfo(byId).name, 'kltest_array');
+      } finally {
+        addon.closeFd(byId);
+      }
+      assert.equal(addon.cgroupDetach(cgroup, 'connect4', id), true);
+      assert.equal(addon.cgroupDetach(cgroup, 'connect4', id), false, 'already detached');
+      assert.deepEqual(addon.cgroupQuery(cgroup, 'connect4'), []);
+      assert.throws(() => addon.cgroupAttach(path.join(cgroup, 'absent'), 'connect4', fd), /open cgroup .*absent: No such file or directory/);
+      assert.throws(() => addon.cgroupQuery(cgroup, 'bind4' as CgroupHook), /hook/);
+    } finally {
+      removeTestCgroup(cgroup);
     }
   });
 

@@ -8,6 +8,7 @@ import type { DesiredState, EndpointSet, Frontend, ServicePortState } from '../.
 import { EbpfBackend } from '../../src/backends/ebpf/ebpf-backend.js';
 import { removePins } from '../../src/backends/ebpf/datapath.js';
 import { requireRoot } from '../lib/preconditions.js';
+import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 import { orphanSlots, svcEntries, writeSvcEntries } from '../lib/svc-map.js';
 import { type LogLine, captureLogger } from '../unit/fixtures.js';
 
@@ -36,12 +37,13 @@ describe('ebpf backend: room in kube_lb_svc', () => {
   let pinRoot: string;
   let backend: EbpfBackend | undefined;
   let lines: LogLine[];
+  let cgroup: string;
 
   async function start(): Promise<EbpfBackend> {
     const logger = captureLogger();
     lines = logger.lines;
-    // No uplinks: this runs in the host's own network namespace.
-    backend = await EbpfBackend.run({ pinPath: pinRoot, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], mapSizes });
+    // No uplinks, and socket programs on a cgroup of its own: this runs in the host's own network namespace.
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], mapSizes });
     return backend;
   }
 
@@ -61,12 +63,14 @@ describe('ebpf backend: room in kube_lb_svc', () => {
   beforeEach(() => {
     requireRoot();
     pinRoot = `/sys/fs/bpf/kube-lb-room-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    cgroup = createTestCgroup('kube-lb-room');
   });
 
   afterEach(async () => {
     await backend?.close();
     backend = undefined;
     removePins(pinRoot);
+    removeTestCgroup(cgroup);
   });
 
   it('refuses a service port that does not fit, names it once, applies the rest, and lets it in once room is freed', async () => {

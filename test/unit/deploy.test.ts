@@ -115,7 +115,7 @@ describe('deploy/ manifests', () => {
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: account.metadata.name, namespace: account.metadata.namespace }]);
   });
 
-  it('the DaemonSet runs privileged on the host network, everywhere, with bpffs and the xtables lock', () => {
+  it("the DaemonSet runs privileged on the host network, everywhere, with bpffs, the host's cgroup v2 root and the xtables lock", () => {
     const manifests = loadManifests();
     const daemonSet = manifests.find((m) => m.kind === 'DaemonSet')!;
     const pod = daemonSet.spec.template.spec;
@@ -131,6 +131,9 @@ describe('deploy/ manifests', () => {
     };
     assert.equal(hostPathOf('/sys/fs/bpf'), '/sys/fs/bpf');
     assert.equal(hostPathOf('/run/xtables.lock'), '/run/xtables.lock');
+    const cgroupRoot = (container.args as string[]).find((a) => a.startsWith('--cgroup-root='));
+    assert.ok(cgroupRoot, 'the socket programs attach to the cgroup v2 root named by --cgroup-root, not the container\'s own');
+    assert.equal(hostPathOf(cgroupRoot.slice('--cgroup-root='.length)), '/sys/fs/cgroup');
     assert.equal(container.livenessProbe.httpGet.path, '/livez');
     assert.equal(container.livenessProbe.httpGet.port, 10256);
   });

@@ -244,8 +244,9 @@ describe('caching', () => {
     const incremental = timed(() => model.desiredState());
     assert.equal(incremental.result.size, 100_000);
     assert.deepEqual(incremental.result.get('default/svc-7:https')!.frontends[0]!.internal.destinations, [{ ip: '10.250.0.1', port: 8443 }]);
-    // Only svc-7 is recomputed.
-    assert.ok(incremental.ms < 5, `recomputing after one change took ${incremental.ms.toFixed(1)} ms (full: ${full.ms.toFixed(1)} ms)`);
+    // Only svc-7 is recomputed: a small share of the full computation, a bound
+    // that scales with the machine (an absolute one failed under load).
+    assert.ok(incremental.ms < full.ms / 20, `recomputing after one change took ${incremental.ms.toFixed(1)} ms (full: ${full.ms.toFixed(1)} ms)`);
   });
 });
 

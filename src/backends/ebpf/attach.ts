@@ -125,7 +125,8 @@ export class Attacher {
   private roleOf(link: Link): Role | null {
     if (link.name.startsWith(this.opts.interfacePrefix)) return 'pod';
     if (this.opts.devices !== null) return this.opts.devices.includes(link.name) ? 'uplink' : null;
-    return link.ipv4.some((ip) => this.nodeAddresses.includes(ip)) ? 'uplink' : null;
+    // Loopback NodePorts are reached by the node's own processes only, which the socket programs serve.
+    return link.ipv4.some((ip) => this.nodeAddresses.includes(ip) && !ip.startsWith('127.')) ? 'uplink' : null;
   }
 
   /** Takes the node's NodePort addresses; says whether they changed, so that the uplinks must be found again. */

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { type BpfObject, type NativeAddon, projectRoot } from '../../native/index.js';
+import { type BpfObject, type CgroupHook, type NativeAddon, projectRoot } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { asidePin, finishMigration, prepareMigration } from './migrate.js';
 
@@ -11,6 +11,21 @@ export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
 
 export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world' } as const;
+/**
+ * The cgroup programs of socket-level load balancing (sockets.ts), by hook;
+ * pinned once attached. Their names fit the 15 characters the kernel keeps,
+ * since kube-lb tells its attached programs by name.
+ */
+export const SOCK_PROGRAMS: Record<CgroupHook, string> = {
+  connect4: 'lb_connect4',
+  sendmsg4: 'lb_sendmsg4',
+  recvmsg4: 'lb_recvmsg4',
+  getpeername4: 'lb_getpeername4',
+};
+/** Pinned, so that a restart keeps the frontends connected sockets must be shown. */
+export const SOCK_RNAT_MAP = 'kube_lb_sock_rnat';
+/** Not pinned: each loaded set of programs has its own, which says whose they are (sockets.ts). */
+export const SOCK_CONFIG_MAP = 'kube_lb_sockcfg';
 export const MAPS = {
   svc: 'kube_lb_svc',
   ct: 'kube_lb_ct',
@@ -157,7 +172,8 @@ export function closeMaps(lib: NativeAddon, maps: MapFds): void {
  */
 export function removePins(pinRoot: string): void {
   if (!fs.existsSync(pinRoot)) return;
-  const ours = new Set<string>([...Object.values(MAPS), ...Object.values(MAPS).map(asidePin), ...Object.values(PROGRAMS)]);
+  const maps = [...Object.values(MAPS), SOCK_RNAT_MAP];
+  const ours = new Set<string>([...maps, ...maps.map(asidePin), ...Object.values(PROGRAMS), ...Object.values(SOCK_PROGRAMS)]);
   const entries = fs.readdirSync(pinRoot);
   const foreign = entries.filter((entry) => !ours.has(entry));
   if (foreign.length > 0) throw new Error(`pin path ${pinRoot} holds ${foreign.join(', ')}, which kube-lb did not create; leaving it all`);

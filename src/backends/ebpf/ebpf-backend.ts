@@ -7,9 +7,10 @@ import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { staleFlows } from '../stale-flows.js';
-import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, closeMaps, loadDatapath, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
+import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, SOCK_CONFIG_MAP, closeMaps, loadDatapath, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
-import { currentNetns } from './netns.js';
+import { type Netns, currentNetns } from './netns.js';
+import { NO_CGROUP2, attachSockets, detachSockets, setSockNodeAddress, socketCgroup } from './sockets.js';
 import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
@@ -19,6 +20,8 @@ import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 
 export interface EbpfOptions {
   pinPath: string;
+  /** --cgroup-root; undefined: the cgroup2 mount in /proc/self/mounts. */
+  cgroupRoot: string | undefined;
   log: Logger;
 }
 
@@ -85,6 +88,10 @@ export class EbpfBackend implements Backend {
   /** Service ports refused for want of room, by key; every sync tries them again. */
   private readonly refused = new Set<string>();
   private attacher: Attacher | undefined;
+  /** This namespace, whose sockets the cgroup programs serve. */
+  private netns: Netns | undefined;
+  /** The address the cgroup programs were last told stands for the node. */
+  private sockNodeAddr: string | null = null;
   private watcher: LinkWatcher | undefined;
   private closed = false;
   /** Made by the first scrape, so counting costs nothing where nobody scrapes. */
@@ -102,9 +109,13 @@ export class EbpfBackend implements Backend {
     const lib = native();
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
-    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, currentNetns(lib), opts.log);
+    const netns = currentNetns(lib);
+    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, netns, opts.log);
     try {
       attacher.claimRecords(opts.pinPath);
+      const cgroup = socketCgroup(opts.cgroupRoot);
+      if (cgroup === null) throw new Error(NO_CGROUP2);
+      attachSockets(lib, (name) => loaded.object.programFd(name), loaded.object.mapFd(SOCK_CONFIG_MAP), opts.pinPath, cgroup, netns, opts.log);
     } catch (err) {
       await backend.close();
       throw err;
@@ -114,6 +125,7 @@ export class EbpfBackend implements Backend {
     backend.appliedRanges = new SourceRangeMap(lib, loaded.maps.sourceRanges).readAll();
     opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size, maxEntries: backend.maxEntries }, 'ebpf datapath loaded');
     backend.attacher = attacher;
+    backend.netns = netns;
     const reconcile = (): void => {
       attacher.reconcile().catch((err: Error) => opts.log.error({ err: err.message }, 'attaching to interfaces failed'));
     };
@@ -215,8 +227,15 @@ export class EbpfBackend implements Backend {
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
+    if (node !== undefined) this.setSockNodeAddress(node.primaryIPs.find((ip) => !ip.includes(':')) ?? null);
     if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
     return { frontendsWritten: accepted.length - removed, frontendsRemoved: removed, servicePortsRefused: this.refused.size };
+  }
+
+  private setSockNodeAddress(addr: string | null): void {
+    if (addr === this.sockNodeAddr) return;
+    setSockNodeAddress(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, addr);
+    this.sockNodeAddr = addr;
   }
 
   /** The room each service port's changes need, and the room free once orphans and removed frontends are gone. */
@@ -288,7 +307,11 @@ export class EbpfBackend implements Backend {
     // kube_lb_ifaces alone, and a migration cut short its old map aside.
     const ifaces = openPinnedIfaces(this.lib, this.opts.pinPath);
     try {
-      await detachAll(this.lib, ifaces, this.opts.pinPath, currentNetns(this.lib), this.opts.log);
+      const netns = currentNetns(this.lib);
+      // Without a cgroup v2 file system, no kube-lb could attach any.
+      const cgroup = socketCgroup(this.opts.cgroupRoot);
+      if (cgroup !== null) detachSockets(this.lib, cgroup, netns, this.opts.log);
+      await detachAll(this.lib, ifaces, this.opts.pinPath, netns, this.opts.log);
     } finally {
       for (const fd of ifaces) this.lib.closeFd(fd);
       await this.close();

@@ -50,6 +50,7 @@ export const layouts = {
     size: 24,
     fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 4 }, netns_cookie: { offset: 8, size: 8 }, netns_ino: { offset: 16, size: 4 } },
   },
+  lb_sock_config: { size: 16, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 4 } } },
 } satisfies Record<string, { size: number; fields: Record<string, Field> }>;
 
 /** From consts.h. */
@@ -259,6 +260,19 @@ export function encodeIfaceValue(v: IfaceRecord): Buffer {
   b.writeBigUInt64LE(v.netns.cookie, ifaceValue.netns_cookie.offset);
   b.writeUInt32LE(v.netns.ino, ifaceValue.netns_ino.offset);
   return b;
+}
+
+/** kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve, and the node's address (null: none known yet). */
+export function encodeSockConfig(netnsCookie: bigint, nodeAddr: string | null): Buffer {
+  const b = Buffer.alloc(layouts.lb_sock_config.size);
+  b.writeBigUInt64LE(netnsCookie, layouts.lb_sock_config.fields.netns_cookie.offset);
+  b.writeUInt32BE(nodeAddr === null ? 0 : ipv4ToInt(nodeAddr), layouts.lb_sock_config.fields.node_addr.offset);
+  return b;
+}
+
+/** The namespace whose sockets a kube_lb_sockcfg serves. */
+export function decodeSockConfigNetns(value: Buffer): bigint {
+  return value.readBigUInt64LE(layouts.lb_sock_config.fields.netns_cookie.offset);
 }
 
 export function decodeIfaceValue(value: Buffer, at = 0): IfaceRecord {

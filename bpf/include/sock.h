@@ -1,0 +1,129 @@
+/* Socket-level load balancing for the node's own processes, at the cgroup
+ * hooks of connect, sendmsg, recvmsg and getpeername: the socket is pointed
+ * at its backend before any packet exists, so nothing is translated on the
+ * wire, and the process is shown the frontend as its peer.
+ *
+ * Cgroup hooks see the sockets of every network namespace, and other
+ * kube-lbs may serve other namespaces of this machine: only sockets of the
+ * namespace in kube_lb_sockcfg are touched. */
+#ifndef KUBE_LB_SOCK_H
+#define KUBE_LB_SOCK_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "lb.h"
+#include "conntrack.h"
+#include "drops.h"
+
+#define LB_ECONNREFUSED 111
+
+/* What a cgroup sock_addr program returns: 1 lets the call go on, 0 fails
+ * it (with EPERM, or the errno set with bpf_set_retval). */
+#define SOCK_PASS 1
+#define SOCK_REFUSE 0
+
+/* kube-lb's configuration when the socket is in the namespace it serves, else NULL. */
+static __always_inline struct lb_sock_config *served_config(struct bpf_sock_addr *ctx)
+{
+	__u32 zero = 0;
+	struct lb_sock_config *config = bpf_map_lookup_elem(&kube_lb_sockcfg, &zero);
+
+	if (!config || !config->netns_cookie || config->netns_cookie != bpf_get_netns_cookie(ctx))
+		return NULL;
+	return config;
+}
+
+static __always_inline int sock_proto(struct bpf_sock_addr *ctx)
+{
+	__u32 proto = ctx->protocol;
+
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP ? proto : 0;
+}
+
+/* Points the socket's destination (ctx->user_ip4, user_port) at a backend
+ * of the frontend it names, in the internal scope (as kube-proxy treats
+ * the node's traffic), and records the frontend for the replies. src is
+ * the address the socket sends from, 0 when the kernel has not chosen it:
+ * then the node's address stands for it. */
+static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src)
+{
+	struct lb_sock_config *config = served_config(ctx);
+	struct lb_flow_key flow = {};
+	struct lb_sock_key key = {};
+	struct lb_sock_value frontend = {};
+	struct lb_svc_value *backend;
+	enum no_backend none;
+	__u16 svc_flags = 0;
+	__u8 proto;
+
+	if (!config)
+		return SOCK_PASS;
+	proto = sock_proto(ctx);
+	if (!proto)
+		return SOCK_PASS;
+	addr_set(flow.saddr, src ? src : addr_get(config->node_addr));
+	addr_set(flow.daddr, ctx->user_ip4);
+	flow.dport = bpf_ntohs((__u16)ctx->user_port);
+	flow.proto = proto;
+	backend = pick_backend(&flow, LB_SCOPE_INTERNAL, ct_now(), &none, &svc_flags);
+	if (!backend) {
+		switch (none) {
+		case NO_BACKEND_REJECT:
+			/* As kube-proxy's REJECT: the caller fails at once with ECONNREFUSED. */
+			bpf_set_retval(-LB_ECONNREFUSED);
+			count_drop(LB_DROP_NO_ENDPOINTS);
+			return SOCK_REFUSE;
+		case NO_BACKEND_DROP:
+			/* A drop on the wire would leave the caller waiting;
+			 * here it fails at once, with EPERM. */
+			count_drop(LB_DROP_NO_ENDPOINTS);
+			return SOCK_REFUSE;
+		case NO_BACKEND_SOURCE_REFUSED:
+			count_drop(LB_DROP_SOURCE_RANGE);
+			return SOCK_REFUSE;
+		default:
+			return SOCK_PASS;
+		}
+	}
+	key.cookie = bpf_get_socket_cookie(ctx);
+	addr_set(key.backend_addr, addr_get(backend->backend_addr));
+	key.backend_port = backend->backend_port;
+	key.proto = proto;
+	addr_set(frontend.vip, ctx->user_ip4);
+	frontend.vport = flow.dport;
+	/* Without the record, replies would show the backend: refuse rather. */
+	if (bpf_map_update_elem(&kube_lb_sock_rnat, &key, &frontend, BPF_ANY) < 0) {
+		count_drop(LB_DROP_CONNTRACK_FULL);
+		return SOCK_REFUSE;
+	}
+	ctx->user_ip4 = addr_get(backend->backend_addr);
+	ctx->user_port = bpf_htons(backend->backend_port);
+	return SOCK_PASS;
+}
+
+/* Shows the frontend instead of the backend as the peer (recvmsg's source, getpeername). */
+static __always_inline int sock_show_frontend(struct bpf_sock_addr *ctx)
+{
+	struct lb_sock_value *frontend;
+	struct lb_sock_key key = {};
+
+	if (!served_config(ctx))
+		return SOCK_PASS;
+	key.proto = sock_proto(ctx);
+	if (!key.proto)
+		return SOCK_PASS;
+	key.cookie = bpf_get_socket_cookie(ctx);
+	addr_set(key.backend_addr, ctx->user_ip4);
+	key.backend_port = bpf_ntohs((__u16)ctx->user_port);
+	frontend = bpf_map_lookup_elem(&kube_lb_sock_rnat, &key);
+	if (!frontend)
+		return SOCK_PASS;
+	ctx->user_ip4 = addr_get(frontend->vip);
+	ctx->user_port = bpf_htons(frontend->vport);
+	return SOCK_PASS;
+}
+
+#endif
