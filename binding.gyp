@@ -17,6 +17,7 @@
         "native/ipvs_netlink.cc",
         "native/libbpf_log.cc",
         "native/maps.cc",
+        "native/netns.cc",
         "native/progs.cc",
         "native/tc.cc"
       ],

@@ -54,15 +54,17 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 	return bounce_to_sender(skb);
 }
 
-/* What a packet to a frontend belongs to: its flow's conntrack entry, or a
- * new one with a backend picked in scope (LB_SCOPE_*). Returns NULL when
- * the packet goes no further here, with *verdict set, or with *verdict -1
- * when it is addressed to no service. */
+/* What a packet belongs to: its flow's conntrack entry, or a new one with a
+ * backend picked in scope (LB_SCOPE_*). Returns NULL when the packet goes
+ * no further here (a reply of a flow from outside, sent on its way; a
+ * refusal; a drop), with *verdict set, or with *verdict -1 when it is
+ * addressed to no service. */
 static __always_inline struct lb_ct_value *flow_entry(struct __sk_buff *skb, const struct packet *pkt, __u8 scope,
 						      struct lb_ct_value *new_ct, int *verdict)
 {
 	struct lb_svc_value *backend;
 	struct lb_iface_value *uplink;
+	struct lb_rnat_value *rnat;
 	struct lb_ct_value *ct;
 	enum no_backend none;
 	__u32 now = ct_now();
@@ -74,6 +76,13 @@ static __always_inline struct lb_ct_value *flow_entry(struct __sk_buff *skb, con
 	if (ct && !ct_is_over(ct, pkt, now)) {
 		ct_refresh(pkt, ct, now);
 		return ct;
+	}
+	/* A reply of a flow from outside goes back before any service lookup:
+	 * the client port it is addressed to may equal a frontend's port. */
+	rnat = bpf_map_lookup_elem(&kube_lb_rnat, &pkt->flow);
+	if (rnat && (rnat->flags & LB_CT_F_WORLD)) {
+		*verdict = world_reply(skb, pkt, rnat);
+		return NULL;
 	}
 	backend = pick_backend(&pkt->flow, scope, now, &none, &svc_flags);
 	if (!backend) {
@@ -129,17 +138,6 @@ static __always_inline int to_backend(struct __sk_buff *skb, const struct packet
 	return nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, saddr);
 }
 
-/* A packet that is addressed to no service: a reply of a flow from outside
- * that a backend sends, or traffic kube-lb leaves alone. */
-static __always_inline int not_to_a_service(struct __sk_buff *skb, const struct packet *pkt)
-{
-	struct lb_rnat_value *rnat = bpf_map_lookup_elem(&kube_lb_rnat, &pkt->flow);
-
-	if (rnat && (rnat->flags & LB_CT_F_WORLD))
-		return world_reply(skb, pkt, rnat);
-	return TC_ACT_OK;
-}
-
 SEC("tc")
 int lb_from_pod(struct __sk_buff *skb)
 {
@@ -157,7 +155,7 @@ int lb_from_pod(struct __sk_buff *skb)
 		if (verdict != -1)
 			return verdict;
 		ct_forget_reply_of(&pkt);
-		return not_to_a_service(skb, &pkt);
+		return TC_ACT_OK;
 	}
 	if (to_backend(skb, &pkt, ct) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
@@ -175,7 +173,7 @@ int lb_from_world(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	ct = flow_entry(skb, &pkt, LB_SCOPE_EXTERNAL, &new_ct, &verdict);
 	if (!ct)
-		return verdict != -1 ? verdict : not_to_a_service(skb, &pkt);
+		return verdict != -1 ? verdict : TC_ACT_OK;
 	if (to_backend(skb, &pkt, ct) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	return redirect_to_next_hop(skb, ct_backend_saddr(&pkt.flow, ct), addr_get(ct->backend_addr), pkt.flow.proto);

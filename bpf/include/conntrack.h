@@ -104,19 +104,21 @@ static __always_inline int reply_taken(const struct lb_flow_key *reply, const st
 	       ct_is_live(ct, flow->proto, now);
 }
 
-/* Gives a new flow its client port at the backend (ct->nat_sport). A
- * SNATed flow always gets one from the SNAT range; any other keeps the
- * client's own (0) unless another live flow holds its tuple there. Fails
- * when a few random ports are all taken too. */
+/* Gives a new flow its client port at the backend (ct->nat_sport): the
+ * client's own (0 when not SNATed, the same number when SNATed) unless
+ * another live flow holds that tuple there, else a random one, from the
+ * SNAT range for a SNATed flow. Keeping the client's port keeps a reused
+ * client port on its old tuple, whose TCP timestamps the backend's
+ * TIME_WAIT accepts. Fails when a few random ports are all taken too. */
 static __always_inline int ct_pick_nat_sport(const struct lb_flow_key *flow, struct lb_ct_value *ct, __u32 now)
 {
 	__u32 min = addr_get(ct->nat_saddr) ? LB_SNAT_PORT_MIN : LB_NAT_PORT_MIN;
 	struct lb_flow_key reply;
 	int i;
 
-	ct->nat_sport = 0;
+	ct->nat_sport = addr_get(ct->nat_saddr) ? flow->sport : 0;
 	reply_flow(flow, ct, &reply);
-	if (!addr_get(ct->nat_saddr) && !reply_taken(&reply, flow, now))
+	if (!reply_taken(&reply, flow, now))
 		return 0;
 	for (i = 0; i < LB_NAT_PORT_PROBES; i++) {
 		ct->nat_sport = min + bpf_get_prandom_u32() % (65536 - min);

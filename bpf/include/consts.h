@@ -23,8 +23,9 @@
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
 #define LB_IFACE_F_UPLINK 0x2	    /* an uplink (lb_from_world), not a pod interface */
 
-/* SNATed flows get a node port from this range, above Linux's default
- * ephemeral range so that no socket of the node's own holds it. */
+/* A SNATed flow whose client port is taken at its backend gets a node port
+ * from this range, above Linux's default ephemeral range so that no socket
+ * of the node's own holds it. */
 #define LB_SNAT_PORT_MIN 61000
 
 /* Which traffic a kube_lb_svc service serves (lb_svc_key.scope). */
