@@ -46,10 +46,7 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 
 	if (!rnat || !(rnat->flags & LB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
-	if (nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, rnat->vip) < 0 ||
-	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
-	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
-	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
+	if (reply_to_client(skb, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	return bounce_to_sender(skb);
 }
@@ -192,9 +189,7 @@ int lb_to_pod(struct __sk_buff *skb)
 	if (!rnat || (rnat->flags & LB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
 	ct_note_reply(&pkt, rnat);
-	if (nat_addr(skb, &pkt, NAT_SRC_ADDR, pkt.flow.saddr, rnat->vip) < 0 ||
-	    nat_port(skb, &pkt, NAT_SRC_PORT, pkt.flow.sport, rnat->vport) < 0 ||
-	    nat_port(skb, &pkt, NAT_DST_PORT, pkt.flow.dport, rnat_client_port(&pkt.flow, rnat)) < 0)
+	if (reply_to_client(skb, &pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	return TC_ACT_OK;
 }

@@ -64,15 +64,23 @@ static __always_inline int redirect_to_next_hop(struct __sk_buff *skb, __be32 sa
 	return bpf_redirect(fib.ifindex, 0);
 }
 
-/* A reply of a flow from outside: from the frontend, to the client's own
- * address and port, out towards the client. */
-static __always_inline int world_reply(struct __sk_buff *skb, const struct packet *pkt, const struct lb_rnat_value *rnat)
+/* Rewrites a reply the way its client must see it: from the frontend, to
+ * the client's own address and port (what a hairpin or SNAT changed). */
+static __always_inline int reply_to_client(struct __sk_buff *skb, const struct packet *pkt, const struct lb_rnat_value *rnat)
 {
-	ct_note_reply(pkt, rnat);
 	if (nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, rnat->vip) < 0 ||
 	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
 	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
 	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
+		return -1;
+	return 0;
+}
+
+/* A reply of a flow from outside: rewritten for its client, out towards it. */
+static __always_inline int world_reply(struct __sk_buff *skb, const struct packet *pkt, const struct lb_rnat_value *rnat)
+{
+	ct_note_reply(pkt, rnat);
+	if (reply_to_client(skb, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	return redirect_to_next_hop(skb, addr_get(rnat->vip), addr_get(rnat->client_addr), pkt->flow.proto);
 }

@@ -25,6 +25,8 @@ static __always_inline int nat_addr(struct __sk_buff *skb, const struct packet *
 {
 	__be32 from = addr_get(from_addr), to = addr_get(to_addr);
 
+	if (from == to)
+		return 0;
 	if (bpf_l4_csum_replace(skb, pkt->csum_off, from, to,
 				l4_csum_flags(pkt) | BPF_F_PSEUDO_HDR | sizeof(to)) < 0)
 		return -1;

@@ -1,5 +1,6 @@
-// The ebpf backend: ClusterIP services as BPF hash-map entries, looked up
-// by TC programs on every pod-facing interface.
+// The ebpf backend: service frontends as BPF hash-map entries, looked up by
+// TC programs on pod interfaces and uplinks and by cgroup programs for the
+// node's own sockets.
 import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
 import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
