@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './backends/ebpf/maglev.js';
 import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseCount, parseDuration } from './flags.js';
@@ -15,6 +16,7 @@ import { formatViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
 import type { NodePortAddresses } from './model/model.js';
+import { type LbAlgorithm, LB_ALGORITHMS } from './model/contract.js';
 import { type Cidr, parseCidr } from './net/ip.js';
 import { ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
@@ -36,6 +38,10 @@ const USAGE = `usage:
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
                 [--bpf-ct-map-max 262144 (ebpf: flows tracked in kube_lb_ct and in kube_lb_rnat;
                  costs 192 B per entry, all reserved at start)]
+                [--bpf-lb-algorithm random|maglev (ebpf: how new flows choose an endpoint, for
+                 services without the annotation kube-lb.io/lb-algorithm)]
+                [--bpf-lb-maglev-table-size 16381 (ebpf: entries of each Maglev table, a prime
+                 up to 65521; costs 2 B per entry per service that uses Maglev)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
                 Objects come from --manifests DIR, else from the API server
@@ -70,6 +76,8 @@ const options = {
   'cgroup-root': { type: 'string' },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
+  'bpf-lb-algorithm': { type: 'string', default: 'random' },
+  'bpf-lb-maglev-table-size': { type: 'string', default: String(DEFAULT_MAGLEV_TABLE_SIZE) },
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
   'log-level': { type: 'string', default: 'info' },
@@ -109,6 +117,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     bpfPinPath: flags['bpf-pin-path'],
     cgroupRoot: flags['cgroup-root'],
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
+    bpfMaglevTableSize: maglevTableSize(flags['bpf-lb-maglev-table-size']),
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
     clusterCidr: flags['cluster-cidr'],
@@ -125,6 +134,20 @@ function mapSize(flags: Flags, name: 'bpf-lb-map-max' | 'bpf-ct-map-max'): numbe
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+function maglevTableSize(value: string): number {
+  const size = Number(value);
+  if (!/^\d+$/.test(value) || !isPrime(size) || size > MAX_MAGLEV_TABLE_SIZE) {
+    throw new UsageError(`--bpf-lb-maglev-table-size=${value}: not a prime from 2 to ${MAX_MAGLEV_TABLE_SIZE} (Cilium's sizes: 251, 509, 1021, 2039, 4093, 8191, ${DEFAULT_MAGLEV_TABLE_SIZE}, 32749, 65521)`);
+  }
+  return size;
+}
+
+function lbAlgorithm(value: string): LbAlgorithm {
+  const known = LB_ALGORITHMS.find((a) => a === value);
+  if (known === undefined) throw new UsageError(`--bpf-lb-algorithm=${value}: choose ${LB_ALGORITHMS.join(' or ')}`);
+  return known;
 }
 
 /** --nodeport-addresses: kube-proxy's "primary" (the node's primary IPs), or CIDRs. */
@@ -179,6 +202,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     deriveTopologyHints: flags.manifests !== undefined,
     serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
     clusterCidrs: cidrList('cluster-cidr', flags['cluster-cidr']),
+    lbAlgorithm: lbAlgorithm(flags['bpf-lb-algorithm']),
   };
   log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)

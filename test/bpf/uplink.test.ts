@@ -86,7 +86,7 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
 
     dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
     lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP, netns: { ino: 0, cookie: 0n } }));
-    new ServiceMap(lib, dp.maps.svc).apply([
+    new ServiceMap(lib, dp.maps.svc, dp.maps.maglev).apply([
       addition(nodePort, [{ ip: REMOTE_POD, port: 8080 }], external({ snat: true }), 'external'),
       addition(localOnly, [{ ip: POD.ip, port: 8080 }], external({}), 'external'),
       addition(guarded, [{ ip: POD.ip, port: 8080 }], external({ kind: 'LoadBalancerIP', sourceRanges: true }), 'external'),
