@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
 import { type Scenario, VIP, endpoints, ipOf, pods } from './scenarios.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, maglevPick, maglevTable } from '../../src/backends/ebpf/maglev.js';
 
 const NODE_IP = NODES['node-a'].ip;
 const EXTERNAL_IP = '203.0.113.10';
@@ -192,6 +193,38 @@ export const serviceApiScenarios: Scenario[] = [
       assert.equal(Object.keys(tcp.answers).length, 1, `TCP went to ${JSON.stringify(tcp.answers)}`);
       const udp = await ctx.client('client', 'udp', VIP, 53, 30);
       assert.equal(Object.keys(udp.answers).length, 1, `UDP went to ${JSON.stringify(udp.answers)}`);
+    },
+  },
+  {
+    name: 'kube-lb.io/lb-algorithm: maglev: each client port reaches the endpoint the Maglev table names, before and after an endpoint goes',
+    needs: ['tcp', 'maglev', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      const maglevWeb = (names: string[]): ServiceSpec => ({
+        name: 'web',
+        clusterIP: VIP,
+        annotations: { 'kube-lb.io/lb-algorithm': 'maglev' },
+        ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }],
+        endpoints: endpoints(names),
+      });
+      /** The pod the TypeScript reference sends a client port to, with kube-lb's default table size. */
+      const predicted = (names: string[], sport: number): string => {
+        const table = maglevTable(names.map((n) => ({ ip: ipOf(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
+        const { ip } = maglevPick(table, { saddr: ipOf('client'), sport, daddr: VIP, dport: 80, protocol: 'TCP' })!;
+        return names.find((n) => ipOf(n) === ip)!;
+      };
+      const all = ['web-1', 'web-2', 'web-4', 'web-5'];
+      ctx.writeServices('web.yaml', [maglevWeb(all)]);
+      await ctx.startKubeLb();
+      // Random choice would match the prediction for all of them by a chance of 4^-10.
+      const ports = Array.from({ length: 10 }, (_, i) => 40201 + i);
+      for (const sourcePort of ports) answeredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), [predicted(all, sourcePort)], `from port ${sourcePort}`);
+      assert.ok(new Set(ports.map((p) => predicted(all, p))).size > 1, 'the ports chosen reach more than one endpoint');
+      const left = all.filter((n) => n !== 'web-5');
+      ctx.writeServices('web.yaml', [maglevWeb(left)]);
+      await ctx.waitUntil('web-5 removed', 15_000, async () => (await ctx.client('client', 'tcp', VIP, 80, 12)).answers['web-5'] === undefined);
+      // Other ports: the client's closed connections hold theirs a while (TIME_WAIT).
+      for (const sourcePort of ports.map((p) => p + 100)) answeredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), [predicted(left, sourcePort)], `from port ${sourcePort} after web-5 went`);
     },
   },
   {
