@@ -196,35 +196,41 @@ export const serviceApiScenarios: Scenario[] = [
     },
   },
   {
-    name: 'kube-lb.io/lb-algorithm: maglev: each client port reaches the endpoint the Maglev table names, before and after an endpoint goes',
-    needs: ['tcp', 'maglev', 'remote-endpoints'],
+    name: 'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
+    needs: ['tcp', 'maglev', 'remote-endpoints', 'load-balancer-ips', 'external-masquerade'],
     pods,
     async run(ctx) {
       const maglevWeb = (names: string[]): ServiceSpec => ({
-        name: 'web',
-        clusterIP: VIP,
+        ...lbService(endpoints(names), { externalIPs: undefined }),
         annotations: { 'kube-lb.io/lb-algorithm': 'maglev' },
-        ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }],
-        endpoints: endpoints(names),
+        ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: HTTP_NODE_PORT }],
       });
-      /** The pod the TypeScript reference sends a client port to, with kube-lb's default table size. */
-      const predicted = (names: string[], sport: number): string => {
+      /** The pod the TypeScript reference sends a flow to, with kube-lb's default table size. */
+      const predicted = (names: string[], saddr: string, sport: number, daddr: string): string => {
         const table = maglevTable(names.map((n) => ({ ip: ipOf(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
-        const { ip } = maglevPick(table, { saddr: ipOf('client'), sport, daddr: VIP, dport: 80, protocol: 'TCP' })!;
+        const { ip } = maglevPick(table, { saddr, sport, daddr, dport: 80, protocol: 'TCP' })!;
         return names.find((n) => ipOf(n) === ip)!;
+      };
+      /** One connection from each port, from a pod to the ClusterIP and from outside to the load-balancer IP. */
+      const checkPorts = async (names: string[], ports: number[], when: string): Promise<void> => {
+        for (const sourcePort of ports) {
+          answeredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), [predicted(names, ipOf('client'), sourcePort, VIP)], `from the client pod's port ${sourcePort} ${when}`);
+          const fromOutside = await ctx.externalClient('tcp', LB_IP, 80, 1, { sourcePort });
+          answeredBy(fromOutside, [predicted(names, EXTERNAL_CLIENT_IPS[0], sourcePort, LB_IP)], `from outside, port ${sourcePort}, to the load-balancer IP ${when}`);
+        }
       };
       const all = ['web-1', 'web-2', 'web-4', 'web-5'];
       ctx.writeServices('web.yaml', [maglevWeb(all)]);
       await ctx.startKubeLb();
-      // Random choice would match the prediction for all of them by a chance of 4^-10.
+      // Random choice would match the prediction for all of them by a chance of 4^-20.
       const ports = Array.from({ length: 10 }, (_, i) => 40201 + i);
-      for (const sourcePort of ports) answeredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), [predicted(all, sourcePort)], `from port ${sourcePort}`);
-      assert.ok(new Set(ports.map((p) => predicted(all, p))).size > 1, 'the ports chosen reach more than one endpoint');
+      assert.ok(new Set(ports.map((p) => predicted(all, ipOf('client'), p, VIP))).size > 1, 'the ports chosen reach more than one endpoint');
+      await checkPorts(all, ports, 'with four endpoints');
       const left = all.filter((n) => n !== 'web-5');
       ctx.writeServices('web.yaml', [maglevWeb(left)]);
       await ctx.waitUntil('web-5 removed', 15_000, async () => (await ctx.client('client', 'tcp', VIP, 80, 12)).answers['web-5'] === undefined);
-      // Other ports: the client's closed connections hold theirs a while (TIME_WAIT).
-      for (const sourcePort of ports.map((p) => p + 100)) answeredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), [predicted(left, sourcePort)], `from port ${sourcePort} after web-5 went`);
+      // Other ports: the clients' closed connections hold theirs a while (TIME_WAIT).
+      await checkPorts(left, ports.map((p) => p + 100), 'after web-5 went');
     },
   },
   {
