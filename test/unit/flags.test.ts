@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 import { parseCount, parseDuration } from '../../src/flags.js';
+import { projectRoot } from '../../src/native/index.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -46,4 +50,16 @@ test('parses counts and rejects anything but a whole number in range', () => {
   for (const text of ['0', '1025', '', '1e3', '0x10', '+5', '-1', '12.0', ' 12']) {
     assert.throws(() => parseCount('bpf-lb-map-max', text, 1, 1024), new RegExp(`^Error: --bpf-lb-map-max=${text.replace(/[+.]/g, '\\$&')}: not a whole number from 1 to 1024$`), JSON.stringify(text));
   }
+});
+
+test('--bpf-lb-maglev-table-size takes a prime up to 65521, --bpf-lb-algorithm random or maglev; anything else stops kube-lb with the reason', () => {
+  const kubeLb = (...args: string[]) => spawnSync(path.join(projectRoot, 'bin', 'kube-lb'), ['run', '--manifests', os.tmpdir(), '--log-level=silent', ...args], { encoding: 'utf8' });
+  for (const size of ['16383', '65537', '1', 'x']) {
+    const { status, stderr } = kubeLb('--backend=ebpf', `--bpf-lb-maglev-table-size=${size}`);
+    assert.equal(status, 2, stderr);
+    assert.match(stderr, new RegExp(`--bpf-lb-maglev-table-size=${size}: not a prime from 2 to 65521`));
+  }
+  const { status, stderr } = kubeLb('--bpf-lb-algorithm=hash');
+  assert.equal(status, 2, stderr);
+  assert.match(stderr, /--bpf-lb-algorithm=hash: choose random or maglev/);
 });
