@@ -141,7 +141,10 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 			goto remember;
 	}
 	key.slot = 0;
-	if ((svc->flags & LB_SVC_F_MAGLEV) && svc->maglev_size)
+	/* Without a source port (the socket programs pick at connect, before
+	 * the socket has one) every connection of a client would hash alike,
+	 * to one backend: those pick at random. */
+	if ((svc->flags & LB_SVC_F_MAGLEV) && svc->maglev_size && flow->sport)
 		key.slot = maglev_slot(flow, &key, svc->maglev_size);
 	if (!key.slot)
 		key.slot = (bpf_get_prandom_u32() % count) + 1;

@@ -197,7 +197,7 @@ export const serviceApiScenarios: Scenario[] = [
   },
   {
     name: 'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
-    needs: ['tcp', 'maglev', 'remote-endpoints', 'load-balancer-ips', 'external-masquerade'],
+    needs: ['tcp', 'maglev', 'remote-endpoints', 'load-balancer-ips', 'external-masquerade', 'node-originated'],
     pods,
     async run(ctx) {
       const maglevWeb = (names: string[]): ServiceSpec => ({
@@ -226,6 +226,10 @@ export const serviceApiScenarios: Scenario[] = [
       const ports = Array.from({ length: 10 }, (_, i) => 40201 + i);
       assert.ok(new Set(ports.map((p) => predicted(all, ipOf('client'), p, VIP))).size > 1, 'the ports chosen reach more than one endpoint');
       await checkPorts(all, ports, 'with four endpoints');
+      // The node's own sockets are balanced at connect, before they have a port to hash: at random.
+      const fromNode = await ctx.hostClient('tcp', VIP, 80, 20);
+      assert.equal(fromNode.failures, 0, JSON.stringify(fromNode.errors));
+      assert.ok(Object.keys(fromNode.answers).length > 1, `the node's connections spread: ${JSON.stringify(fromNode.answers)}`);
       const left = all.filter((n) => n !== 'web-5');
       ctx.writeServices('web.yaml', [maglevWeb(left)]);
       await ctx.waitUntil('web-5 removed', 15_000, async () => (await ctx.client('client', 'tcp', VIP, 80, 12)).answers['web-5'] === undefined);
