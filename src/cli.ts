@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
+import { XDP_MODES, type XdpMode } from './backends/ebpf/attach.js';
 import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseCount, parseDuration } from './flags.js';
@@ -36,6 +37,8 @@ const USAGE = `usage:
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
                 [--bpf-ct-map-max 262144 (ebpf: flows tracked in kube_lb_ct and in kube_lb_rnat;
                  costs 192 B per entry, all reserved at start)]
+                [--bpf-xdp native|generic|off (ebpf: XDP on the uplinks, in the driver or on
+                 the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
                 Objects come from --manifests DIR, else from the API server
@@ -70,6 +73,7 @@ const options = {
   'cgroup-root': { type: 'string' },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
+  'bpf-xdp': { type: 'string', default: 'off' },
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
   'log-level': { type: 'string', default: 'info' },
@@ -96,6 +100,11 @@ function devicesFlag(value: string): string[] {
   return names;
 }
 
+function xdpFlag(value: string): XdpMode {
+  if (!(XDP_MODES as readonly string[]).includes(value)) throw new UsageError(`--bpf-xdp=${value}: choose ${XDP_MODES.join(', ')}`);
+  return value as XdpMode;
+}
+
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
@@ -111,6 +120,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
+    xdp: xdpFlag(flags['bpf-xdp']),
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
