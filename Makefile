@@ -5,17 +5,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 NODE := node_modules/.bin/node
-BPF_OBJ := build/bpf/kube_lb.bpf.o
+BPF_OBJS := build/bpf/kube_lb.bpf.o build/bpf/kube_lb_xdp.bpf.o build/test/xdp_pass.bpf.o
 ADDON := build/Release/kube_lb_native.node
 TS_STAMP := dist/.built
 
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
-	bpftool iproute2 iptables nftables ipset util-linux procps kmod iperf3 \
+	bpftool iproute2 iptables nftables ipset util-linux procps kmod iperf3 ethtool \
 	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3 netsniff-ng
 
 .PHONY: build deps apt npm test test-vm demo bench bench-vm clean readme-capabilities
 
-build: deps $(ADDON) $(BPF_OBJ) $(TS_STAMP)
+build: deps $(ADDON) $(BPF_OBJS) $(TS_STAMP)
 
 deps: apt npm
 
@@ -33,8 +33,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# After the addon: a full cmake-js rebuild empties build/.
-$(BPF_OBJ): bpf/kube_lb.bpf.c $(wildcard bpf/include/*.h) | $(ADDON)
+# After the addon: a full cmake-js rebuild empties build/. The TC and XDP
+# objects are built from the same headers (bpf/include/ctx.h).
+build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h) | $(ADDON)
+	@mkdir -p $(dir $@)
+	clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$$(gcc -dumpmachine) -c $< -o $@
+
+# The test sandbox's own program (test/lib/sandbox.ts).
+build/test/%.bpf.o: test/lib/%.bpf.c | $(ADDON)
 	@mkdir -p $(dir $@)
 	clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$$(gcc -dumpmachine) -c $< -o $@
 
@@ -57,8 +63,8 @@ test: build
 
 # Kernel-dependent tests on Debian's stock kernel in one qemu VM (test/vm/run):
 # the ipvs backend (the host kernel has no IPVS) and the ebpf kernel matrix
-# (programs through the verifier, a subset of the ebpf conformance scenarios).
-VM_TESTS := dist/test/vm/*.vm-test.js dist/test/bpf/datapath.test.js
+# (programs through the verifier, TC and XDP, a subset of the ebpf conformance scenarios).
+VM_TESTS := dist/test/vm/*.vm-test.js dist/test/bpf/datapath.test.js dist/test/bpf/uplink.test.js
 test-vm: build
 	@start=$$(date +%s); \
 	KUBE_LB_TEST_SLOWDOWN=$${KUBE_LB_TEST_SLOWDOWN:-10} test/vm/run $(NODE) --test --test-concurrency=1 --test-timeout=900000 $(VM_TESTS); \

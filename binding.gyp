@@ -19,7 +19,8 @@
         "native/maps.cc",
         "native/netns.cc",
         "native/progs.cc",
-        "native/tc.cc"
+        "native/tc.cc",
+        "native/xdp.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=8"],

@@ -11,7 +11,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
-import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, writeReport } from './report.js';
+import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, packetRateVariants, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 
 const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only ${SECTIONS.join(',')}] [--out DIR]`;
@@ -105,7 +105,7 @@ const stepsPerRun =
   (runs('conn') ? plan.serviceCounts.length * (2 * variants.length + nodePortVariants.length + directEntries.length) : 0) +
   (runs('control-plane') ? controlPlaneRuns : 0) +
   (runs('throughput') ? variants.length + 1 : 0) +
-  (runs('pps') ? nodePortVariants.length + 1 : 0);
+  (runs('pps') ? packetRateVariants(nodePortVariants).length : 0);
 const steps = plan.runs * stepsPerRun;
 let step = 0;
 const progress = (msg: string): void => {
@@ -160,7 +160,7 @@ for (let run = 1; run <= plan.runs; run++) {
     if (t) results.throughput.push({ variant: variant.name, run, ...t });
   }
   // Only the backends that serve NodePorts: the packets go to one.
-  for (const variant of runs('pps') ? [DIRECT, ...nodePortVariants] : []) {
+  for (const variant of runs('pps') ? packetRateVariants(nodePortVariants) : []) {
     const p = await attempt(`packet rate ${variant.name}, run ${run}`, variant.name, () => packetRate(variant, plan.packetSeconds));
     if (p) results.packetRate.push({ variant: variant.name, run, ...p });
   }

@@ -17,7 +17,9 @@
  * the uplink's address where the traffic policy says so, and forwards them
  * straight to the next hop. Replies of such flows, from a local endpoint
  * (lb_from_pod) or a remote one (lb_from_world), get their frontend back
- * and leave the same way, without the stack seeing them either.
+ * and leave the same way, without the stack seeing them either. Where XDP
+ * is on, lb_world_xdp (kube_lb_xdp.bpf.c) runs the same code before
+ * it and leaves to it only what XDP cannot send.
  *
  * At the cgroup v2 root, lb_connect4, lb_sendmsg4,
  * lb_recvmsg4 and lb_getpeername4 balance the node's own
@@ -27,16 +29,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "include/consts.h"
-#include "include/structs.h"
-#include "include/maps.h"
-#include "include/parse.h"
-#include "include/nat.h"
-#include "include/lb.h"
-#include "include/conntrack.h"
-#include "include/drops.h"
-#include "include/reject.h"
-#include "include/forward.h"
+#include "include/flow.h"
 #include "include/sock.h"
 
 /* A hairpinned pod answers LB_HAIRPIN_ADDR: give it back its service. */
@@ -49,90 +42,6 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 	if (reply_to_client(skb, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	return bounce_to_sender(skb);
-}
-
-/* What a packet belongs to: its flow's conntrack entry, or a new one with a
- * backend picked in scope (LB_SCOPE_*). Returns NULL when the packet goes
- * no further here (a reply of a flow from outside, sent on its way; a
- * refusal; a drop), with *verdict set, or with *verdict -1 when it is
- * addressed to no service. */
-static __always_inline struct lb_ct_value *flow_entry(struct __sk_buff *skb, const struct packet *pkt, __u8 scope,
-						      struct lb_ct_value *new_ct, int *verdict)
-{
-	struct lb_svc_value *backend;
-	struct lb_iface_value *uplink;
-	struct lb_rnat_value *rnat;
-	struct lb_ct_value *ct;
-	enum no_backend none;
-	__u32 now = ct_now();
-	__be32 snat_addr = 0;
-	__u16 svc_flags = 0;
-	__u32 ifindex;
-
-	ct = bpf_map_lookup_elem(&kube_lb_ct, &pkt->flow);
-	if (ct && !ct_is_over(ct, pkt, now)) {
-		ct_refresh(pkt, ct, now);
-		return ct;
-	}
-	/* A reply of a flow from outside goes back before any service lookup:
-	 * the client port it is addressed to may equal a frontend's port. */
-	rnat = bpf_map_lookup_elem(&kube_lb_rnat, &pkt->flow);
-	if (rnat && (rnat->flags & LB_CT_F_WORLD)) {
-		*verdict = world_reply(skb, pkt, rnat);
-		return NULL;
-	}
-	backend = pick_backend(&pkt->flow, scope, now, &none, &svc_flags);
-	if (!backend) {
-		switch (none) {
-		case NO_BACKEND_REJECT:
-			*verdict = reject_unreachable(skb, pkt);
-			break;
-		case NO_BACKEND_DROP:
-			*verdict = drop(LB_DROP_NO_ENDPOINTS);
-			break;
-		case NO_BACKEND_SOURCE_REFUSED:
-			*verdict = drop(LB_DROP_SOURCE_RANGE);
-			break;
-		default:
-			*verdict = -1;
-		}
-		return NULL;
-	}
-	if (svc_flags & LB_SVC_F_SNAT) {
-		ifindex = skb->ifindex;
-		uplink = bpf_map_lookup_elem(&kube_lb_ifaces, &ifindex);
-		snat_addr = uplink ? addr_get(uplink->snat_addr) : 0;
-		if (!snat_addr) {
-			*verdict = drop(LB_DROP_NO_SNAT_ADDR);
-			return NULL;
-		}
-	}
-	switch (ct_create(pkt, backend, scope == LB_SCOPE_EXTERNAL, snat_addr, now, new_ct)) {
-	case CT_CREATED:
-		return new_ct;
-	case CT_NO_NAT_PORT:
-		*verdict = drop(LB_DROP_NO_NAT_PORT);
-		return NULL;
-	default:
-		*verdict = drop(LB_DROP_CONNTRACK_FULL);
-		return NULL;
-	}
-}
-
-/* Rewrites a packet of a flow the way its backend must see it. */
-static __always_inline int to_backend(struct __sk_buff *skb, const struct packet *pkt, const struct lb_ct_value *ct)
-{
-	lb_addr_t saddr;
-
-	if (nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, ct->backend_addr) < 0 ||
-	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, ct->backend_port) < 0 ||
-	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, ct_backend_sport(&pkt->flow, ct)) < 0)
-		return -1;
-	if (!(ct->flags & LB_CT_F_HAIRPIN) && !addr_get(ct->nat_saddr))
-		return 0;
-	/* Hairpinned or SNATed: the backend sees another client address. */
-	addr_set(saddr, ct_backend_saddr(&pkt->flow, ct));
-	return nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, saddr);
 }
 
 SEC("tc")
@@ -162,18 +71,7 @@ int lb_from_pod(struct __sk_buff *skb)
 SEC("tc")
 int lb_from_world(struct __sk_buff *skb)
 {
-	struct lb_ct_value new_ct, *ct;
-	struct packet pkt;
-	int verdict;
-
-	if (parse_packet(skb, &pkt) < 0)
-		return TC_ACT_OK;
-	ct = flow_entry(skb, &pkt, LB_SCOPE_EXTERNAL, &new_ct, &verdict);
-	if (!ct)
-		return verdict != -1 ? verdict : TC_ACT_OK;
-	if (to_backend(skb, &pkt, ct) < 0)
-		return drop(LB_DROP_REWRITE_FAILED);
-	return redirect_to_next_hop(skb, ct_backend_saddr(&pkt.flow, ct), addr_get(ct->backend_addr), pkt.flow.proto);
+	return from_world(skb);
 }
 
 SEC("tc")

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportFds(env, exports);
   ExportProgs(env, exports);
   ExportTc(env, exports);
+  ExportXdp(env, exports);
   ExportBtf(env, exports);
   ExportNetns(env, exports);
   ExportCgroup(env, exports);

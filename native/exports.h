@@ -8,6 +8,7 @@ void ExportMaps(Napi::Env env, Napi::Object exports);
 void ExportFds(Napi::Env env, Napi::Object exports);
 void ExportProgs(Napi::Env env, Napi::Object exports);
 void ExportTc(Napi::Env env, Napi::Object exports);
+void ExportXdp(Napi::Env env, Napi::Object exports);
 void ExportBtf(Napi::Env env, Napi::Object exports);
 void ExportNetns(Napi::Env env, Napi::Object exports);
 void ExportCgroup(Napi::Env env, Napi::Object exports);

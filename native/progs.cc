@@ -86,6 +86,12 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   int repeat = static_cast<int>(args.Uint32(2, "repeat", 0, INT_MAX));
   std::vector<uint8_t> out(data.Length() + kTestRunHeadroom);
   auto opts = Opts<bpf_test_run_opts>();
+  // The program's context as it starts (for XDP, a struct xdp_md naming its interface).
+  if (!info[3].IsUndefined()) {
+    Napi::Buffer<uint8_t> ctx = args.Buffer(3, "ctxIn");
+    opts.ctx_in = ctx.Data();
+    opts.ctx_size_in = ctx.Length();
+  }
   opts.data_in = data.Data();
   opts.data_size_in = data.Length();
   opts.data_out = out.data();

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './backends/ebpf/maglev.js';
+import { XDP_MODES, type XdpMode } from './backends/ebpf/attach.js';
 import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseCount, parseDuration } from './flags.js';
@@ -42,6 +43,8 @@ const USAGE = `usage:
                  services without the annotation kube-lb.io/lb-algorithm)]
                 [--bpf-lb-maglev-table-size 16381 (ebpf: entries of each Maglev table, a prime
                  up to 65521; costs 2 B per entry per service that uses Maglev)]
+                [--bpf-xdp native|generic|off (ebpf: XDP on the uplinks, in the driver or on
+                 the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
                 Objects come from --manifests DIR, else from the API server
@@ -78,6 +81,7 @@ const options = {
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
   'bpf-lb-algorithm': { type: 'string', default: 'random' },
   'bpf-lb-maglev-table-size': { type: 'string', default: String(DEFAULT_MAGLEV_TABLE_SIZE) },
+  'bpf-xdp': { type: 'string', default: 'off' },
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
   'log-level': { type: 'string', default: 'info' },
@@ -104,6 +108,11 @@ function devicesFlag(value: string): string[] {
   return names;
 }
 
+function xdpFlag(value: string): XdpMode {
+  if (!(XDP_MODES as readonly string[]).includes(value)) throw new UsageError(`--bpf-xdp=${value}: choose ${XDP_MODES.join(', ')}`);
+  return value as XdpMode;
+}
+
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
@@ -120,6 +129,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     bpfMaglevTableSize: maglevTableSize(flags['bpf-lb-maglev-table-size']),
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
+    xdp: xdpFlag(flags['bpf-xdp']),
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),

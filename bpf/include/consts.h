@@ -22,6 +22,7 @@
 
 #define LB_IFACE_F_CREATED_HOOK 0x1 /* kube-lb created the clsact qdisc */
 #define LB_IFACE_F_UPLINK 0x2	    /* an uplink (lb_from_world), not a pod interface */
+#define LB_IFACE_F_XDP 0x4	    /* an uplink under lb_world_xdp: XDP may redirect frames to it */
 
 /* A SNATed flow whose client port is taken at its backend gets a node port
  * from this range, above Linux's default ephemeral range so that no socket

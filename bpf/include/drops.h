@@ -3,7 +3,7 @@
 #ifndef KUBE_LB_DROPS_H
 #define KUBE_LB_DROPS_H
 
-#include <linux/pkt_cls.h>
+#include "ctx.h"
 #include "maps.h"
 
 static __always_inline void count_drop(enum lb_drop_reason reason)
@@ -18,7 +18,7 @@ static __always_inline void count_drop(enum lb_drop_reason reason)
 static __always_inline int drop(enum lb_drop_reason reason)
 {
 	count_drop(reason);
-	return TC_ACT_SHOT;
+	return CTX_DROP;
 }
 
 #endif

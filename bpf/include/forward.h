@@ -1,14 +1,15 @@
 /* Forwarding a translated packet straight to its next hop, for the flows
  * the stack must not see: a packet SNATed to the node's own address would
  * be a martian to it, and a reply from a local endpoint to an outside
- * client needs its frontend restored before it leaves. */
+ * client needs its frontend restored before it leaves. The next hop is
+ * found before the packet is rewritten, so that what XDP cannot send
+ * itself goes on to TC unchanged. */
 #ifndef KUBE_LB_FORWARD_H
 #define KUBE_LB_FORWARD_H
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
-#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include "conntrack.h"
 #include "drops.h"
@@ -16,73 +17,149 @@
 
 #define AF_INET 2
 
-/* Decrements the TTL, as a router does, keeping the IP checksum right. */
-static __always_inline int decrement_ttl(struct __sk_buff *skb)
+/* Decrements the TTL, as a router does, keeping the IP checksum right.
+ * Returns 0, or -1 with the drop counted. */
+static __always_inline int decrement_ttl(lb_ctx *ctx)
 {
 	__u32 off = ETH_HLEN + offsetof(struct iphdr, ttl);
 	__u8 ttl;
 
-	if (bpf_skb_load_bytes(skb, off, &ttl, 1) < 0)
-		return drop(LB_DROP_REWRITE_FAILED);
-	if (ttl <= 1)
-		return drop(LB_DROP_TTL_EXCEEDED);
+	if (ctx_load_bytes(ctx, off, &ttl, 1) < 0) {
+		count_drop(LB_DROP_REWRITE_FAILED);
+		return -1;
+	}
+	if (ttl <= 1) {
+		count_drop(LB_DROP_TTL_EXCEEDED);
+		return -1;
+	}
 	/* The TTL is the high byte of its 16-bit checksum word. */
-	if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(ttl << 8),
-				bpf_htons((ttl - 1) << 8), 2) < 0)
-		return drop(LB_DROP_REWRITE_FAILED);
+	if (ctx_l3_csum_replace(ctx, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(ttl << 8),
+				bpf_htons((ttl - 1) << 8), 2) < 0) {
+		count_drop(LB_DROP_REWRITE_FAILED);
+		return -1;
+	}
 	ttl--;
-	if (bpf_skb_store_bytes(skb, off, &ttl, 1, 0) < 0)
-		return drop(LB_DROP_REWRITE_FAILED);
-	return TC_ACT_OK;
+	if (ctx_store_bytes(ctx, off, &ttl, 1) < 0) {
+		count_drop(LB_DROP_REWRITE_FAILED);
+		return -1;
+	}
+	return 0;
 }
 
-/* Sends a packet from saddr to daddr out of the interface the routing table
- * picks, with the next hop's MAC address (resolved by the kernel if it is
- * not known yet). */
-static __always_inline int redirect_to_next_hop(struct __sk_buff *skb, __be32 saddr, __be32 daddr, __u8 proto)
+/* Gives the frame the MAC addresses of the hop the FIB lookup found. */
+static __always_inline int set_macs(lb_ctx *ctx, const struct bpf_fib_lookup *fib)
 {
-	struct bpf_fib_lookup fib = {
-		.family = AF_INET,
-		.l4_protocol = proto,
-		.ifindex = skb->ifindex, /* at ingress, the interface it came in on */
-		.ipv4_src = saddr,
-		.ipv4_dst = daddr,
-	};
-	long ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	int verdict;
-
-	if (ret != BPF_FIB_LKUP_RET_SUCCESS && ret != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return drop(LB_DROP_NO_ROUTE);
-	verdict = decrement_ttl(skb);
-	if (verdict != TC_ACT_OK)
-		return verdict;
-	if (ret == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
-	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib.dmac, ETH_ALEN, 0) < 0 ||
-	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib.smac, ETH_ALEN, 0) < 0)
+	if (ctx_store_bytes(ctx, offsetof(struct ethhdr, h_dest), fib->dmac, ETH_ALEN) < 0 ||
+	    ctx_store_bytes(ctx, offsetof(struct ethhdr, h_source), fib->smac, ETH_ALEN) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
-	return bpf_redirect(fib.ifindex, 0);
+	return 0;
+}
+
+#ifdef LB_XDP
+
+/* XDP sends a frame only where it surely goes: back out of the interface
+ * it came in on, or to another uplink under kube-lb's XDP program (a
+ * driver that runs XDP takes redirected frames). Frames for any other
+ * interface, such as a local pod's, and for a neighbour the kernel has yet
+ * to resolve, are TC's. */
+static __always_inline int can_send(lb_ctx *ctx, const struct bpf_fib_lookup *fib, long fib_ret)
+{
+	__u32 ifindex = fib->ifindex;
+	struct lb_iface_value *out;
+
+	if (fib_ret != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	if (ifindex == ctx_ifindex(ctx))
+		return 1;
+	out = bpf_map_lookup_elem(&kube_lb_ifaces, &ifindex);
+	return out && (out->flags & LB_IFACE_F_XDP);
+}
+
+static __always_inline int send_to_hop(lb_ctx *ctx, const struct bpf_fib_lookup *fib, long fib_ret)
+{
+	if (set_macs(ctx, fib) < 0)
+		return CTX_DROP;
+	return ctx_send(ctx, fib->ifindex);
+}
+
+#else
+
+/* TC sends anywhere, and lets the kernel resolve a neighbour not known yet. */
+static __always_inline int can_send(lb_ctx *ctx, const struct bpf_fib_lookup *fib, long fib_ret)
+{
+	return 1;
+}
+
+static __always_inline int send_to_hop(lb_ctx *ctx, const struct bpf_fib_lookup *fib, long fib_ret)
+{
+	if (fib_ret == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(fib->ifindex, NULL, 0, 0);
+	if (set_macs(ctx, fib) < 0)
+		return CTX_DROP;
+	return ctx_send(ctx, fib->ifindex);
+}
+
+#endif
+
+/* Finds where a packet from saddr to daddr goes next, out of the
+ * interface the routing table picks. Returns 1 when this context can send
+ * it there (send_to_next_hop), else 0 with *verdict set: a counted drop, or
+ * CTX_PASS for XDP to leave the packet to TC. */
+static __always_inline int route(lb_ctx *ctx, __be32 saddr, __be32 daddr, __u8 proto, struct bpf_fib_lookup *fib,
+				 long *fib_ret, int *verdict)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET;
+	fib->l4_protocol = proto;
+	fib->ifindex = ctx_ifindex(ctx); /* at ingress, the interface it came in on */
+	fib->ipv4_src = saddr;
+	fib->ipv4_dst = daddr;
+	*fib_ret = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (*fib_ret != BPF_FIB_LKUP_RET_SUCCESS && *fib_ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		*verdict = drop(LB_DROP_NO_ROUTE);
+		return 0;
+	}
+	if (!can_send(ctx, fib, *fib_ret)) {
+		*verdict = CTX_PASS;
+		return 0;
+	}
+	return 1;
+}
+
+/* Sends a rewritten packet to the next hop route() found, one hop nearer
+ * its end. */
+static __always_inline int send_to_next_hop(lb_ctx *ctx, const struct bpf_fib_lookup *fib, long fib_ret)
+{
+	if (decrement_ttl(ctx) < 0)
+		return CTX_DROP;
+	return send_to_hop(ctx, fib, fib_ret);
 }
 
 /* Rewrites a reply the way its client must see it: from the frontend, to
  * the client's own address and port (what a hairpin or SNAT changed). */
-static __always_inline int reply_to_client(struct __sk_buff *skb, const struct packet *pkt, const struct lb_rnat_value *rnat)
+static __always_inline int reply_to_client(lb_ctx *ctx, const struct packet *pkt, const struct lb_rnat_value *rnat)
 {
-	if (nat_addr(skb, pkt, NAT_SRC_ADDR, pkt->flow.saddr, rnat->vip) < 0 ||
-	    nat_port(skb, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
-	    nat_addr(skb, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
-	    nat_port(skb, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
+	if (nat_addr(ctx, pkt, NAT_SRC_ADDR, pkt->flow.saddr, rnat->vip) < 0 ||
+	    nat_port(ctx, pkt, NAT_SRC_PORT, pkt->flow.sport, rnat->vport) < 0 ||
+	    nat_addr(ctx, pkt, NAT_DST_ADDR, pkt->flow.daddr, rnat->client_addr) < 0 ||
+	    nat_port(ctx, pkt, NAT_DST_PORT, pkt->flow.dport, rnat_client_port(&pkt->flow, rnat)) < 0)
 		return -1;
 	return 0;
 }
 
 /* A reply of a flow from outside: rewritten for its client, out towards it. */
-static __always_inline int world_reply(struct __sk_buff *skb, const struct packet *pkt, const struct lb_rnat_value *rnat)
+static __always_inline int world_reply(lb_ctx *ctx, const struct packet *pkt, const struct lb_rnat_value *rnat)
 {
+	struct bpf_fib_lookup fib;
+	long fib_ret;
+	int verdict;
+
+	if (!route(ctx, addr_get(rnat->vip), addr_get(rnat->client_addr), pkt->flow.proto, &fib, &fib_ret, &verdict))
+		return verdict;
 	ct_note_reply(pkt, rnat);
-	if (reply_to_client(skb, pkt, rnat) < 0)
+	if (reply_to_client(ctx, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
-	return redirect_to_next_hop(skb, addr_get(rnat->vip), addr_get(rnat->client_addr), pkt->flow.proto);
+	return send_to_next_hop(ctx, &fib, fib_ret);
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* Packet parsing: finds the IPv4 TCP/UDP flow of a packet, or says the
- * packet is not one kube-lb translates. Headers are copied out with
- * bpf_skb_load_bytes so non-linear skbs parse the same as linear ones. */
+ * packet is not one kube-lb translates. Headers are copied out (with
+ * bpf_skb_load_bytes or bpf_xdp_load_bytes) so that non-linear packets
+ * parse the same as linear ones. */
 #ifndef KUBE_LB_PARSE_H
 #define KUBE_LB_PARSE_H
 
@@ -10,6 +11,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
+#include "ctx.h"
 #include "structs.h"
 
 #define IP_MF 0x2000
@@ -55,17 +57,18 @@ static __always_inline void addr_set(lb_addr_t a, __be32 v)
  * anything else: other protocols, fragments (only the first one carries
  * ports, so translating it alone would split the datagram), and malformed
  * or truncated headers. */
-static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pkt)
+static __always_inline int parse_packet(lb_ctx *ctx, struct packet *pkt)
 {
 	struct ethhdr eth;
 	struct iphdr ip;
+	__u32 len = ctx_len(ctx);
 	__be16 ports[2];
 	__u32 ip_len;
 
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
+	if (ctx_load_bytes(ctx, 0, &eth, sizeof(eth)) < 0 ||
 	    eth.h_proto != bpf_htons(ETH_P_IP))
 		return -1;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+	if (ctx_load_bytes(ctx, ETH_HLEN, &ip, sizeof(ip)) < 0)
 		return -1;
 	if (ip.version != 4 || ip.ihl < 5)
 		return -1;
@@ -76,22 +79,22 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct packet *pk
 	pkt->l4_off = ETH_HLEN + ip_len;
 	if (ip.protocol == IPPROTO_TCP) {
 		pkt->csum_off = pkt->l4_off + offsetof(struct tcphdr, check);
-		if (pkt->l4_off + sizeof(struct tcphdr) > skb->len)
+		if (pkt->l4_off + sizeof(struct tcphdr) > len)
 			return -1;
 	} else if (ip.protocol == IPPROTO_UDP) {
 		pkt->csum_off = pkt->l4_off + offsetof(struct udphdr, check);
-		if (pkt->l4_off + sizeof(struct udphdr) > skb->len)
+		if (pkt->l4_off + sizeof(struct udphdr) > len)
 			return -1;
 	} else {
 		return -1;
 	}
-	if (bpf_ntohs(ip.tot_len) < ip_len || ETH_HLEN + bpf_ntohs(ip.tot_len) > skb->len)
+	if (bpf_ntohs(ip.tot_len) < ip_len || ETH_HLEN + bpf_ntohs(ip.tot_len) > len)
 		return -1;
-	if (bpf_skb_load_bytes(skb, pkt->l4_off, ports, sizeof(ports)) < 0)
+	if (ctx_load_bytes(ctx, pkt->l4_off, ports, sizeof(ports)) < 0)
 		return -1;
 	pkt->tcp_flags = 0;
 	if (ip.protocol == IPPROTO_TCP &&
-	    bpf_skb_load_bytes(skb, pkt->l4_off + 13, &pkt->tcp_flags, 1) < 0)
+	    ctx_load_bytes(ctx, pkt->l4_off + 13, &pkt->tcp_flags, 1) < 0)
 		return -1;
 
 	__builtin_memset(&pkt->flow, 0, sizeof(pkt->flow));

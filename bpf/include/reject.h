@@ -1,8 +1,8 @@
 /* Refusing a new flow to a frontend without endpoints the way kube-proxy's
  * REJECT does: an ICMP port unreachable from the frontend's address, for TCP
  * and UDP alike, so the client fails at once instead of retrying into
- * silence. The packet itself becomes the answer and goes straight back to
- * the pod it came from. */
+ * silence. The packet itself becomes the answer and goes straight back out
+ * of the interface it came in on. */
 #ifndef KUBE_LB_REJECT_H
 #define KUBE_LB_REJECT_H
 
@@ -35,20 +35,13 @@ struct unreachable {
 _Static_assert(sizeof(struct unreachable) == sizeof(struct iphdr) + sizeof(struct icmp_unreach_hdr) + REJECT_QUOTE_LEN,
 	       "the answer is sent as laid out, without padding");
 
-static __always_inline __u16 csum_fold(__u32 sum)
-{
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
-
-static __always_inline int reject_unreachable(struct __sk_buff *skb, const struct packet *pkt)
+static __always_inline int reject_unreachable(lb_ctx *ctx, const struct packet *pkt)
 {
 	struct unreachable r = {};
 	__s64 sum;
 
 	if (pkt->l4_off != ETH_HLEN + sizeof(struct iphdr) ||
-	    bpf_skb_load_bytes(skb, ETH_HLEN, r.quote, sizeof(r.quote)) < 0)
+	    ctx_load_bytes(ctx, ETH_HLEN, r.quote, sizeof(r.quote)) < 0)
 		return drop(LB_DROP_NO_ENDPOINTS);
 
 	r.ip.version = 4;
@@ -71,11 +64,11 @@ static __always_inline int reject_unreachable(struct __sk_buff *skb, const struc
 		return drop(LB_DROP_REJECT_FAILED);
 	r.ip.check = csum_fold(sum);
 
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(r), 0) < 0 ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN, &r, sizeof(r), 0) < 0)
+	if (ctx_change_tail(ctx, ETH_HLEN + sizeof(r)) < 0 ||
+	    ctx_store_bytes(ctx, ETH_HLEN, &r, sizeof(r)) < 0)
 		return drop(LB_DROP_REJECT_FAILED);
 	count_drop(LB_DROP_NO_ENDPOINTS);
-	return bounce_to_sender(skb);
+	return bounce_to_sender(ctx);
 }
 
 #endif

@@ -2,6 +2,7 @@
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
 import type { MapSizes } from './ebpf/datapath.js';
+import type { XdpMode } from './ebpf/attach.js';
 import { EbpfBackend } from './ebpf/ebpf-backend.js';
 import { IptablesBackend, type IptablesMode, detectIptablesMode } from './iptables/iptables-backend.js';
 import { NftablesBackend } from './nftables/nft-backend.js';
@@ -24,6 +25,8 @@ export interface BackendOptions {
   podInterfacePrefix: string | undefined;
   /** ebpf: uplinks by name (--devices); null picks the interfaces that hold the node's NodePort addresses. */
   devices: string[] | null;
+  /** ebpf: --bpf-xdp. */
+  xdp: XdpMode;
   /** iptables, nftables: masquerade traffic to services from outside this range. */
   clusterCidr: string | undefined;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
@@ -57,6 +60,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     cgroupRoot: opts.cgroupRoot,
     interfacePrefix: opts.podInterfacePrefix,
     devices: opts.devices,
+    xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,
     maglevTableSize: opts.bpfMaglevTableSize,
     log: opts.log,

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 export type TcAttachPoint = 'ingress' | 'egress';
+/** Where an XDP program runs: in the driver, or on the skb for drivers without XDP. */
+export type XdpAttachMode = 'native' | 'generic';
 /** The cgroup socket hooks kube-lb uses (BPF_CGROUP_INET4_CONNECT, _UDP4_SENDMSG, _UDP4_RECVMSG, _INET4_GETPEERNAME). */
 export type CgroupHook = 'connect4' | 'sendmsg4' | 'recvmsg4' | 'getpeername4';
 
@@ -116,6 +118,12 @@ export interface NativeAddon {
   /** Removes the clsact qdisc (both directions) from ifindex. */
   tcHookDestroy(ifindex: number): void;
 
+  /** Attaches an XDP program to ifindex in that mode, replacing the one there in that mode. */
+  xdpAttach(ifindex: number, progFd: number, mode: XdpAttachMode): void;
+  xdpDetach(ifindex: number, mode: XdpAttachMode): void;
+  /** The ids of the XDP programs on ifindex by mode; 0: none. */
+  xdpQuery(ifindex: number): Record<XdpAttachMode, number>;
+
   /** Attaches to a cgroup v2 directory with BPF_F_ALLOW_MULTI: programs already there stay. */
   cgroupAttach(cgroupPath: string, hook: CgroupHook, progFd: number): void;
   /** Returns false when the program is gone or not attached there. */
@@ -123,7 +131,8 @@ export interface NativeAddon {
   /** The ids of the programs attached to the cgroup itself (not inherited) at the hook. */
   cgroupQuery(cgroupPath: string, hook: CgroupHook): number[];
 
-  progTestRun(progFd: number, data: Buffer, repeat: number): TestRunResult;
+  /** ctxIn: the program's context to start from (for XDP, a struct xdp_md), else the kernel's default. */
+  progTestRun(progFd: number, data: Buffer, repeat: number, ctxIn?: Buffer): TestRunResult;
 
   /** The calling process's network namespace cookie (SO_NETNS_COOKIE), unique while the machine runs. */
   netnsCookie(): bigint;

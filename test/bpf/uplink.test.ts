@@ -1,7 +1,8 @@
-// lb_from_world and the replies of flows from outside, under
-// BPF_PROG_TEST_RUN: crafted frames in, exact frames out. These paths end in
-// a FIB lookup, so the programs run in a network namespace with a node's
-// routes and neighbours (netns-test-run.ts); maps are filled from here.
+// lb_from_world (TC) and lb_world_xdp (XDP), one code base in two contexts,
+// and the replies of flows from outside, under BPF_PROG_TEST_RUN: crafted
+// frames in, exact frames out. These paths end in a FIB lookup, so the
+// programs run in a network namespace with a node's routes and neighbours
+// (netns-test-run.ts); maps are filled from here.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -9,10 +10,10 @@ import readline from 'node:readline';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { pino } from 'pino';
 import { native } from '../../src/native/index.js';
-import { type LoadedDatapath, PROGRAMS, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { type LoadedDatapath, type LoadedXdp, PROGRAMS, XDP_PROGRAM, loadDatapath, loadXdpProgram, removePins } from '../../src/backends/ebpf/datapath.js';
 import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
 import { SourceRangeMap } from '../../src/backends/ebpf/source-ranges.js';
-import { LB_IFACE_F_UPLINK, encodeIfaceValue, encodeIfindex, type SvcMeta } from '../../src/backends/ebpf/encoding.js';
+import { LB_IFACE_F_UPLINK, LB_IFACE_F_XDP, encodeIfaceValue, encodeIfindex, type SvcMeta } from '../../src/backends/ebpf/encoding.js';
 import { type DropCounts, readDrops } from '../../src/backends/ebpf/drops.js';
 import { buildPacket, inetChecksum, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { testLibDir } from '../lib/paths.js';
@@ -20,6 +21,9 @@ import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const TC_ACT_SHOT = 2;
 const TC_ACT_REDIRECT = 7;
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+const XDP_TX = 3;
 
 const lib = native();
 const pinPath = `/sys/fs/bpf/kube-lb-test-uplink-${process.pid}`;
@@ -32,8 +36,7 @@ const ROUTER = { ip: '172.18.0.1', mac: '02:00:00:00:01:01' };
 const NODE_B = { ip: '172.18.0.3', mac: '02:00:00:00:0b:0b' };
 const POD = { ip: '10.244.0.11', mac: '02:00:00:00:0a:0b' };
 const REMOTE_POD = '10.244.128.14';
-const CLIENT = { ip: '198.18.0.10', port: 40000 };
-/** What test runs see as their interface: the namespace's loopback. */
+/** What TC test runs see as their interface: the namespace's loopback. XDP runs name theirs: up0. */
 const TEST_RUN_IFINDEX = 1;
 
 const nodePort = { ip: NODE_IP, port: 30080, protocol: 'TCP' as const };
@@ -41,9 +44,12 @@ const localOnly = { ip: NODE_IP, port: 30081, protocol: 'TCP' as const };
 const guarded = { ip: '198.51.100.7', port: 80, protocol: 'TCP' as const };
 const sticky = { ip: NODE_IP, port: 30082, protocol: 'TCP' as const };
 const idle = { ip: NODE_IP, port: 30083, protocol: 'TCP' as const };
+const udpPort = { ip: NODE_IP, port: 30053, protocol: 'UDP' as const };
 const external = (meta: Partial<SvcMeta>): Partial<SvcMeta> => ({ kind: 'NodePort', ...meta });
 
 let dp: LoadedDatapath;
+let xdp: LoadedXdp;
+let uplinkIfindex: number;
 let runner: ChildProcess;
 let answers: AsyncIterator<string>;
 
@@ -51,16 +57,36 @@ function inNs(...args: string[]): void {
   execFileSync('ip', ['-n', ns, ...args]);
 }
 
-async function run(program: keyof typeof PROGRAMS, frame: Buffer): Promise<{ retval: number; out: Buffer }> {
-  runner.stdin!.write(JSON.stringify({ pin: path.join(pinPath, PROGRAMS[program]), frame: frame.toString('hex') }) + '\n');
+/** A program run on a frame: a TC program, or the XDP one receiving it on the uplink. */
+async function run(program: keyof typeof PROGRAMS | 'xdp', frame: Buffer): Promise<{ retval: number; out: Buffer }> {
+  const pin = path.join(pinPath, program === 'xdp' ? XDP_PROGRAM : PROGRAMS[program]);
+  runner.stdin!.write(JSON.stringify({ pin, frame: frame.toString('hex'), ...(program === 'xdp' && { ifindex: uplinkIfindex }) }) + '\n');
   const { value, done } = await answers.next();
   assert.ok(!done, 'the test-run child exited');
   const { retval, frame: out } = JSON.parse(value as string) as { retval: number; frame: string };
   return { retval, out: Buffer.from(out, 'hex') };
 }
 
-const fromClient = (to: { ip: string; port: number }, spec: Partial<PacketSpec> = {}): Buffer =>
-  buildPacket({ saddr: CLIENT.ip, sport: CLIENT.port, daddr: to.ip, dport: to.port, protocol: 'TCP', ...spec });
+/**
+ * How a context answers: its program, and its verdicts for a frame sent on
+ * (TC redirects; XDP sends it back out of the uplink it came in on) and a
+ * frame dropped. Each context has clients and ports of its own, so that
+ * neither finds the other's flows, nor their tuples at the endpoints.
+ */
+interface Context {
+  name: string;
+  program: 'fromWorld' | 'xdp';
+  sent: number;
+  dropped: number;
+  client: { ip: string; port: number };
+  /** Another client address, and one inside the source range. */
+  otherClient: string;
+  allowedClient: string;
+}
+const CONTEXTS: Context[] = [
+  { name: 'TC', program: 'fromWorld', sent: TC_ACT_REDIRECT, dropped: TC_ACT_SHOT, client: { ip: '198.18.0.10', port: 40000 }, otherClient: '198.18.0.11', allowedClient: '198.18.1.10' },
+  { name: 'XDP', program: 'xdp', sent: XDP_TX, dropped: XDP_DROP, client: { ip: '198.18.0.20', port: 50000 }, otherClient: '198.18.0.21', allowedClient: '198.18.1.20' },
+];
 
 const drops = (): DropCounts => readDrops(lib, dp.maps.drops);
 const macAt = (b: Buffer, at: number): string => [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
@@ -85,7 +111,11 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
 
     dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
-    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP, netns: { ino: 0, cookie: 0n } }));
+    xdp = loadXdpProgram(lib, pinPath);
+    uplinkIfindex = (JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show', 'up0'], { encoding: 'utf8' })) as { ifindex: number }[])[0]!.ifindex;
+    const noNetns = { ino: 0, cookie: 0n };
+    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP, netns: noNetns }));
+    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(uplinkIfindex), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK | LB_IFACE_F_XDP, snatAddr: NODE_IP, netns: noNetns }));
     new ServiceMap(lib, dp.maps.svc, dp.maps.maglev).apply([
       addition(nodePort, [{ ip: REMOTE_POD, port: 8080 }], external({ snat: true }), 'external'),
       addition(localOnly, [{ ip: POD.ip, port: 8080 }], external({}), 'external'),
@@ -97,6 +127,7 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
         'external',
       ),
       addition(idle, [], external({}), 'external'),
+      addition(udpPort, [{ ip: REMOTE_POD, port: 5353 }], external({ snat: true }), 'external'),
     ]);
     new SourceRangeMap(lib, dp.maps.sourceRanges).add([{ frontend: guarded, current: [], wanted: ['198.18.1.0/24'] }]);
 
@@ -108,84 +139,115 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
   after(() => {
     runner?.stdin?.end();
     runner?.kill();
+    xdp?.object.close();
     dp?.object.close();
     removePins(pinPath);
     execFileSync('ip', ['netns', 'delete', ns]);
   });
 
-  it("NodePort under policy Cluster: DNAT to a remote endpoint, SNAT to the uplink keeping the client's port, out to node-b", async () => {
-    const { retval, out } = await run('fromWorld', fromClient(nodePort));
-    assert.equal(retval, TC_ACT_REDIRECT);
-    const p = parsePacket(out);
-    assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport], [NODE_IP, CLIENT.port, REMOTE_POD, 8080]);
-    assert.equal(p.dstMac, NODE_B.mac, "to node-b's MAC");
-    assert.equal(p.ttl, 63, 'one hop less');
-    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+  for (const c of CONTEXTS) {
+    const fromClient = (to: { ip: string; port: number }, spec: Partial<PacketSpec> = {}): Buffer =>
+      buildPacket({ saddr: c.client.ip, sport: c.client.port, daddr: to.ip, dport: to.port, protocol: 'TCP', ...spec });
 
-    // The reply from node-b goes back to the client from the NodePort.
-    const reply = buildPacket({ saddr: REMOTE_POD, sport: 8080, daddr: NODE_IP, dport: p.sport, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK });
-    const back = await run('fromWorld', reply);
-    assert.equal(back.retval, TC_ACT_REDIRECT);
-    const q = parsePacket(back.out);
-    assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport], [NODE_IP, nodePort.port, CLIENT.ip, CLIENT.port]);
-    assert.equal(q.dstMac, ROUTER.mac, 'towards the client, through the router');
-    assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
+    it(`${c.name}: NodePort under policy Cluster: DNAT to a remote endpoint, SNAT to the uplink keeping the client's port, out to node-b`, async () => {
+      const { retval, out } = await run(c.program, fromClient(nodePort));
+      assert.equal(retval, c.sent);
+      const p = parsePacket(out);
+      assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport], [NODE_IP, c.client.port, REMOTE_POD, 8080]);
+      assert.equal(p.dstMac, NODE_B.mac, "to node-b's MAC");
+      assert.equal(p.ttl, 63, 'one hop less');
+      assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
 
-    // Later packets of the flow keep their SNAT port.
-    const again = parsePacket((await run('fromWorld', fromClient(nodePort, { tcpFlags: TCP.ACK }))).out);
-    assert.equal(again.sport, p.sport);
-  });
+      // The reply from node-b goes back to the client from the NodePort.
+      const reply = buildPacket({ saddr: REMOTE_POD, sport: 8080, daddr: NODE_IP, dport: p.sport, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK });
+      const back = await run(c.program, reply);
+      assert.equal(back.retval, c.sent);
+      const q = parsePacket(back.out);
+      assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport], [NODE_IP, nodePort.port, c.client.ip, c.client.port]);
+      assert.equal(q.dstMac, ROUTER.mac, 'towards the client, through the router');
+      assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
 
-  it('two clients on one port: the second gets a port from the SNAT range', async () => {
-    const a = parsePacket((await run('fromWorld', fromClient(nodePort, { sport: 41000 }))).out);
-    const b = parsePacket((await run('fromWorld', fromClient(nodePort, { saddr: '198.18.0.11', sport: 41000 }))).out);
-    assert.equal(a.sport, 41000);
-    assert.ok(b.sport >= 61000, `SNAT port ${b.sport} from the SNAT range`);
-  });
+      // Later packets of the flow keep their SNAT port.
+      const again = parsePacket((await run(c.program, fromClient(nodePort, { tcpFlags: TCP.ACK }))).out);
+      assert.equal(again.sport, p.sport);
+    });
 
-  it('NodePort under policy Local: to a local pod with the client address kept; its reply leaves from the NodePort', async () => {
-    const { retval, out } = await run('fromWorld', fromClient(localOnly));
-    assert.equal(retval, TC_ACT_REDIRECT);
-    const p = parsePacket(out);
-    assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport, p.dstMac], [CLIENT.ip, CLIENT.port, POD.ip, 8080, POD.mac]);
-    assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
+    it(`${c.name}: UDP, its checksum kept right; a UDP datagram without a checksum keeps none`, async () => {
+      const withSum = parsePacket((await run(c.program, fromClient(udpPort, { protocol: 'UDP', sport: c.client.port + 4000, payload: Buffer.from('query') }))).out);
+      assert.deepEqual([withSum.saddr, withSum.daddr, withSum.dport], [NODE_IP, REMOTE_POD, 5353]);
+      assert.ok(withSum.ipChecksumValid && withSum.l4ChecksumValid);
+      const { retval, out } = await run(c.program, fromClient(udpPort, { protocol: 'UDP', sport: c.client.port + 4001, udpNoChecksum: true }));
+      assert.equal(retval, c.sent);
+      assert.equal(out.readUInt16BE(14 + 20 + 6), 0, 'UDP checksum still "none"');
+    });
 
-    const reply = buildPacket({ saddr: POD.ip, sport: 8080, daddr: CLIENT.ip, dport: CLIENT.port, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK });
-    const back = await run('fromPod', reply);
-    assert.equal(back.retval, TC_ACT_REDIRECT);
-    const q = parsePacket(back.out);
-    assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport, q.dstMac], [NODE_IP, localOnly.port, CLIENT.ip, CLIENT.port, ROUTER.mac]);
-    assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
-  });
+    it(`${c.name}: two clients on one port: the second gets a port from the SNAT range`, async () => {
+      const a = parsePacket((await run(c.program, fromClient(nodePort, { sport: c.client.port + 1000 }))).out);
+      const b = parsePacket((await run(c.program, fromClient(nodePort, { saddr: c.otherClient, sport: c.client.port + 1000 }))).out);
+      assert.equal(a.sport, c.client.port + 1000);
+      assert.ok(b.sport >= 61000, `SNAT port ${b.sport} from the SNAT range`);
+    });
 
-  it('loadBalancerSourceRanges: a source inside passes, one outside is dropped and counted', async () => {
-    const before = drops();
-    assert.equal((await run('fromWorld', fromClient(guarded, { saddr: '198.18.1.10' }))).retval, TC_ACT_REDIRECT);
-    assert.equal((await run('fromWorld', fromClient(guarded))).retval, TC_ACT_SHOT);
-    assert.equal(drops().source_range - before.source_range, 1);
-  });
+    it(`${c.name}: NodePort under policy Local: to a local pod with the client address kept; its reply leaves from the NodePort`, async () => {
+      const frame = fromClient(localOnly);
+      let { retval, out } = await run(c.program, frame);
+      if (c.program === 'xdp') {
+        // A local pod is TC's: XDP passes the frame on unchanged, having recorded the flow.
+        assert.equal(retval, XDP_PASS);
+        assert.deepEqual(out, frame);
+        ({ retval, out } = await run('fromWorld', out));
+      }
+      assert.equal(retval, TC_ACT_REDIRECT);
+      const p = parsePacket(out);
+      assert.deepEqual([p.saddr, p.sport, p.daddr, p.dport, p.dstMac], [c.client.ip, c.client.port, POD.ip, 8080, POD.mac]);
+      assert.ok(p.ipChecksumValid && p.l4ChecksumValid);
 
-  it('session affinity: a client keeps its endpoint over new connections', async () => {
-    const picked = new Set<string>();
-    for (let i = 0; i < 12; i++) picked.add(parsePacket((await run('fromWorld', fromClient(sticky, { sport: 42000 + i }))).out).daddr);
-    assert.equal(picked.size, 1, `one endpoint for one client: ${[...picked].join(', ')}`);
-  });
+      const reply = buildPacket({ saddr: POD.ip, sport: 8080, daddr: c.client.ip, dport: c.client.port, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK });
+      const back = await run('fromPod', reply);
+      assert.equal(back.retval, TC_ACT_REDIRECT);
+      const q = parsePacket(back.out);
+      assert.deepEqual([q.saddr, q.sport, q.daddr, q.dport, q.dstMac], [NODE_IP, localOnly.port, c.client.ip, c.client.port, ROUTER.mac]);
+      assert.ok(q.ipChecksumValid && q.l4ChecksumValid);
+    });
 
-  it('a NodePort without endpoints refuses the client from outside with an ICMP port unreachable', async () => {
-    const before = drops();
-    const frame = fromClient(idle, { srcMac: ROUTER.mac, dstMac: '02:00:00:00:02:02' });
-    const { retval, out } = await run('fromWorld', frame);
-    assert.equal(retval, TC_ACT_REDIRECT, 'sent back out');
-    assert.equal(macAt(out, 0), ROUTER.mac, 'to the router it came from');
-    assert.deepEqual([out[14 + 9], out[14 + 20], out[14 + 21]], [1, 3, 3], 'ICMP port unreachable');
-    assert.equal(inetChecksum(out.subarray(14, 34)), 0, 'IP checksum');
-    assert.equal(inetChecksum(out.subarray(34)), 0, 'ICMP checksum');
-    assert.equal(drops().no_endpoints - before.no_endpoints, 1);
-  });
+    it(`${c.name}: loadBalancerSourceRanges: a source inside passes, one outside is dropped and counted`, async () => {
+      const before = drops();
+      // The endpoint is local: XDP leaves the allowed flow to TC.
+      assert.equal((await run(c.program, fromClient(guarded, { saddr: c.allowedClient }))).retval, c.program === 'xdp' ? XDP_PASS : TC_ACT_REDIRECT);
+      assert.equal((await run(c.program, fromClient(guarded))).retval, c.dropped);
+      assert.equal(drops().source_range - before.source_range, 1);
+    });
 
-  it('a packet with no hop left is dropped and counted', async () => {
-    const before = drops();
-    assert.equal((await run('fromWorld', fromClient(localOnly, { sport: 43000, ttl: 1 }))).retval, TC_ACT_SHOT);
-    assert.equal(drops().ttl_exceeded - before.ttl_exceeded, 1);
-  });
+    it(`${c.name}: session affinity: a client keeps its endpoint over new connections`, async () => {
+      const picked = new Set<string>();
+      for (let i = 0; i < 12; i++) picked.add(parsePacket((await run(c.program, fromClient(sticky, { sport: c.client.port + 2000 + i }))).out).daddr);
+      assert.equal(picked.size, 1, `one endpoint for one client: ${[...picked].join(', ')}`);
+    });
+
+    it(`${c.name}: a NodePort without endpoints refuses the client from outside with an ICMP port unreachable`, async () => {
+      const before = drops();
+      const frame = fromClient(idle, { srcMac: ROUTER.mac, dstMac: '02:00:00:00:02:02' });
+      const { retval, out } = await run(c.program, frame);
+      assert.equal(retval, c.sent, 'sent back out');
+      assert.equal(macAt(out, 0), ROUTER.mac, 'to the router it came from');
+      assert.equal(out.length, 14 + 20 + 8 + 28, 'an IP header, an ICMP header and the quote');
+      assert.deepEqual([out[14 + 9], out[14 + 20], out[14 + 21]], [1, 3, 3], 'ICMP port unreachable');
+      assert.equal(inetChecksum(out.subarray(14, 34)), 0, 'IP checksum');
+      assert.equal(inetChecksum(out.subarray(34)), 0, 'ICMP checksum');
+      assert.equal(drops().no_endpoints - before.no_endpoints, 1);
+    });
+
+    it(`${c.name}: a packet with no hop left is dropped and counted`, async () => {
+      const before = drops();
+      assert.equal((await run(c.program, fromClient(nodePort, { sport: c.client.port + 3000, ttl: 1 }))).retval, c.dropped);
+      assert.equal(drops().ttl_exceeded - before.ttl_exceeded, 1);
+    });
+
+    it(`${c.name}: traffic to no service passes untouched`, async () => {
+      const frame = fromClient({ ip: NODE_IP, port: 22 });
+      const { retval, out } = await run(c.program, frame);
+      assert.equal(retval, c.program === 'xdp' ? XDP_PASS : 0);
+      assert.deepEqual(out, frame);
+    });
+  }
 });

@@ -36,17 +36,24 @@ function iptablesVariant(mode: 'nft' | 'legacy'): BackendVariant {
   };
 }
 
-export const VARIANTS: BackendVariant[] = [
-  {
-    name: 'ebpf',
+/** ebpf, with XDP off, or in the driver on node-a's uplink (for the rows that come from outside). */
+function ebpfVariant(xdp: 'off' | 'native'): BackendVariant {
+  return {
+    name: xdp === 'off' ? 'ebpf' : 'ebpf-xdp',
     backend: 'ebpf',
-    flags: (sandbox) => [`--bpf-pin-path=${sandbox.pinPath}`],
+    flags: (sandbox) => [`--bpf-pin-path=${sandbox.pinPath}`, ...(xdp === 'off' ? [] : [`--bpf-xdp=${xdp}`])],
     requireTools: () => requireCommand('bpftool', 'apt-get install bpftool'),
     async assertNothingLeft(sandbox) {
       assert.equal(fs.existsSync(sandbox.pinPath), false, 'pins remain after cleanup');
       assert.deepEqual(await socketProgramsServing(sandbox), [], "socket programs serving the node's namespace remain attached after cleanup");
+      assert.doesNotMatch(await sandbox.inNode('ip', '-d', 'link', 'show', 'eth0'), /prog\/xdp/, 'an XDP program remains on the uplink after cleanup');
     },
-  },
+  };
+}
+
+export const VARIANTS: BackendVariant[] = [
+  ebpfVariant('off'),
+  ebpfVariant('native'),
   iptablesVariant('nft'),
   iptablesVariant('legacy'),
   {

@@ -20,11 +20,19 @@
 // The external client owns addresses outside the node network (several,
 // for source-range tests) and routes the external and load-balancer IP
 // ranges to node-a. The gateway forwards nothing.
+//
+// The node network behaves as a wire between NICs, so that XDP on node-a's
+// eth0 sees frames as a NIC delivers them: whatever sends onto it computes
+// its checksums (veths would otherwise pass along partial ones, which only
+// the skb's metadata explains), and the gateway's end of each node's veth
+// runs an XDP program that passes everything (xdp_pass.bpf.c), which a veth
+// needs to take the frames its peer's XDP program sends back (XDP_TX).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { projectRoot } from '../../src/native/index.js';
 import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
 import { slow } from './slowdown.js';
@@ -34,6 +42,8 @@ const POD_GATEWAY = '169.254.1.1';
 const NODE_NETWORK_PREFIX = 24;
 const ROUTER_IP = '172.18.0.1';
 const CLUSTER_CIDR = '10.244.0.0/16';
+/** Built by the Makefile from test/lib/xdp_pass.bpf.c. */
+const XDP_PASS_OBJECT = path.join(projectRoot, 'build', 'test', 'xdp_pass.bpf.o');
 
 export type NodeName = 'node-a' | 'node-b';
 
@@ -163,6 +173,7 @@ export class NodeSandbox {
     requireRoot();
     requireCommand('ip', 'apt-get install iproute2');
     requireCommand('nsenter', 'apt-get install util-linux');
+    requireCommand('ethtool', 'apt-get install ethtool');
     const sb = new NodeSandbox(Math.random().toString(36).slice(2, 7));
     try {
       await sb.addNodeNetwork();
@@ -181,6 +192,7 @@ export class NodeSandbox {
     await ip('-n', ns, 'link', 'add', 'br0', 'type', 'bridge');
     await ip('-n', ns, 'addr', 'add', `${ROUTER_IP}/${NODE_NETWORK_PREFIX}`, 'dev', 'br0');
     await ip('-n', ns, 'link', 'set', 'br0', 'up');
+    await this.inNamespace(ns, 'ethtool', '-K', 'br0', 'tx', 'off');
     for (const addr of EXTERNAL_CLIENT_IPS) await ip('-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo');
     for (const range of [EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE]) await ip('-n', ns, 'route', 'add', range, 'via', NODES['node-a'].ip);
   }
@@ -192,8 +204,10 @@ export class NodeSandbox {
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
     await ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', node.name, 'netns', this.externalNs);
     await ip('-n', this.externalNs, 'link', 'set', node.name, 'master', 'br0', 'up');
+    await this.inNamespace(ns, 'ethtool', '-K', 'eth0', 'tx', 'off');
     await ip('-n', ns, 'addr', 'add', `${node.ip}/${NODE_NETWORK_PREFIX}`, 'dev', 'eth0');
     await ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    await ip('-n', this.externalNs, 'link', 'set', 'dev', node.name, 'xdpdrv', 'obj', XDP_PASS_OBJECT, 'sec', 'xdp');
     await ip('-n', ns, 'route', 'add', 'default', 'via', ROUTER_IP);
     const nodeA = NODES['node-a'];
     const nodeB = NODES['node-b'];

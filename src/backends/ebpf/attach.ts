@@ -4,10 +4,10 @@
 // cleanup, knows which qdiscs it created, and where.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { BtfStruct, NativeAddon, TcAttachPoint } from '../../native/index.js';
+import type { BtfStruct, NativeAddon, TcAttachPoint, XdpAttachMode } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { MAPS, type MapFds, PROGRAMS, type ProgramFds } from './datapath.js';
-import { type IfaceRecord, LB_IFACE_F_CREATED_HOOK, LB_IFACE_F_UPLINK, decodeIfaceValue, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
+import { MAPS, type MapFds, PROGRAMS, type ProgramFds, XDP_PROGRAM } from './datapath.js';
+import { type IfaceRecord, LB_IFACE_F_CREATED_HOOK, LB_IFACE_F_UPLINK, LB_IFACE_F_XDP, decodeIfaceValue, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
 import { convertRecords, copyPlan } from './migrate.js';
 import { type Netns, describeNetns, sameNetns } from './netns.js';
 import { type Link, listLinks } from './links.js';
@@ -73,11 +73,17 @@ function cleanupThere(pinRoot: string): string {
   );
 }
 
+/** --bpf-xdp: where lb_world_xdp runs on the uplinks, if at all. */
+export type XdpMode = XdpAttachMode | 'off';
+export const XDP_MODES: readonly XdpMode[] = ['native', 'generic', 'off'];
+const ATTACH_MODES: readonly XdpAttachMode[] = ['native', 'generic'];
+
 export interface AttachOptions {
   /** Pod interfaces: every interface whose name starts with this. */
   interfacePrefix: string;
   /** Uplinks by name (--devices); null: the interfaces that hold the node's NodePort addresses. */
   devices: string[] | null;
+  xdp: XdpMode;
 }
 
 interface Attached {
@@ -96,6 +102,8 @@ export class Attacher {
     private readonly lib: NativeAddon,
     private readonly maps: MapFds,
     private readonly programs: ProgramFds,
+    /** lb_world_xdp, loaded unless --bpf-xdp=off. */
+    private readonly xdpProgram: number | null,
     private readonly opts: AttachOptions,
     private readonly netns: Netns,
     private readonly log: Logger,
@@ -178,6 +186,8 @@ export class Attacher {
         const { hookCreated } = this.lib.tcAttach(link.ifindex, point, this.programs[program], TC_HANDLE, TC_PRIORITY);
         if (hookCreated) flags |= LB_IFACE_F_CREATED_HOOK;
       }
+      // After TC, which serves whatever XDP leaves to it.
+      if (role === 'uplink' && this.attachXdp(link)) flags |= LB_IFACE_F_XDP;
     } catch (err) {
       // The interface may have vanished between listing and attaching.
       this.log.warn({ interface: link.name, err: (err as Error).message }, 'attach failed');
@@ -188,6 +198,39 @@ export class Attacher {
     this.attached.set(link.ifindex, { name: link.name, role, snatAddr });
     this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snatAddr !== null && { snatAddr }) }, 'attached');
   }
+
+  /**
+   * Puts lb_world_xdp on an uplink in the --bpf-xdp mode, replacing ours of
+   * an earlier kube-lb at once, or takes ours off when the mode is off or
+   * another. Says whether it runs there. An XDP program of someone else's
+   * is left alone, and so is XDP a driver refuses: TC serves that uplink.
+   */
+  private attachXdp(link: Link): boolean {
+    const wanted = this.opts.xdp === 'off' ? null : this.opts.xdp;
+    const present = this.lib.xdpQuery(link.ifindex);
+    for (const mode of ATTACH_MODES) {
+      if (present[mode] === 0) continue;
+      if (!isOurXdp(this.lib, present[mode])) {
+        if (wanted !== null) this.log.warn({ interface: link.name, mode, program: this.lib.progInfoById(present[mode])?.name }, 'another XDP program runs on the uplink: kube-lb leaves it there and serves the uplink at TC only');
+        return false;
+      }
+      // An interface runs XDP in one mode at a time.
+      if (mode !== wanted) this.lib.xdpDetach(link.ifindex, mode);
+    }
+    if (wanted === null) return false;
+    try {
+      this.lib.xdpAttach(link.ifindex, this.xdpProgram!, wanted);
+    } catch (err) {
+      const hint = wanted === 'native' ? ' (its driver may lack native XDP: --bpf-xdp=generic works with every driver)' : '';
+      this.log.warn({ interface: link.name, mode: wanted, err: (err as Error).message }, `XDP could not be attached${hint}; TC serves the uplink`);
+      return false;
+    }
+    return true;
+  }
+}
+
+function isOurXdp(lib: NativeAddon, id: number): boolean {
+  return lib.progInfoById(id)?.name === XDP_PROGRAM;
 }
 
 /** Whether a tc filter of ours is on ifindex at point (by identity and program name). */
@@ -212,7 +255,7 @@ async function hasOtherFilters(name: string): Promise<boolean> {
 }
 
 /**
- * Takes kube-lb's filters off every interface, and removes the clsact
+ * Takes kube-lb's XDP programs and filters off every interface, and removes the clsact
  * qdiscs kube-lb created where nothing else uses them. Returns the names
  * of the interfaces it touched. Each interface done is struck from
  * kube_lb_ifaces (ifacesFds: the pin, and the one a migration cut short
@@ -229,6 +272,13 @@ export async function detachAll(lib: NativeAddon, ifacesFds: number[], pinRoot: 
   const touched: string[] = [];
   for (const link of await listLinks()) {
     let ours = false;
+    const xdp = lib.xdpQuery(link.ifindex);
+    for (const mode of ATTACH_MODES) {
+      if (xdp[mode] !== 0 && isOurXdp(lib, xdp[mode])) {
+        lib.xdpDetach(link.ifindex, mode);
+        ours = true;
+      }
+    }
     for (const point of ['ingress', 'egress'] as const) {
       if (ourFilter(lib, link.ifindex, point)) {
         lib.tcDetach(link.ifindex, point, TC_HANDLE, TC_PRIORITY);

@@ -11,6 +11,9 @@ export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
 
 export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world' } as const;
+/** lb_from_world's code built for XDP (--bpf-xdp), in an object of its own over the same pinned maps. */
+export const XDP_OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb_xdp.bpf.o');
+export const XDP_PROGRAM = 'lb_world_xdp';
 /**
  * The cgroup programs of socket-level load balancing (sockets.ts), by hook;
  * pinned once attached. Their names fit the 15 characters the kernel keeps,
@@ -84,6 +87,12 @@ function isBpffs(dir: string): boolean {
   }
 }
 
+function setMapSizes(object: BpfObject, sizes: MapSizes): void {
+  object.setMaxEntries(MAPS.svc, sizes.lb);
+  object.setMaxEntries(MAPS.ct, sizes.ct);
+  object.setMaxEntries(MAPS.rnat, sizes.ct);
+}
+
 export interface LoadedDatapath {
   object: BpfObject;
   maps: MapFds;
@@ -101,9 +110,7 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, siz
   ensurePinRoot(pinRoot);
   const object = lib.openObject(objectPath, pinRoot);
   try {
-    object.setMaxEntries(MAPS.svc, sizes.lb);
-    object.setMaxEntries(MAPS.ct, sizes.ct);
-    object.setMaxEntries(MAPS.rnat, sizes.ct);
+    setMapSizes(object, sizes);
     // After the sizes are set: a pin of another size is migrated too.
     const migrating = prepareMigration(lib, object, pinRoot);
     try {
@@ -132,6 +139,30 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, siz
       object.pinProgram(name, path.join(pinRoot, name));
     }
     return { object, maps, programs };
+  } catch (err) {
+    object.close();
+    throw err;
+  }
+}
+
+export interface LoadedXdp {
+  object: BpfObject;
+  program: number;
+}
+
+/**
+ * Loads the XDP program over the maps loadDatapath pinned under pinRoot
+ * (with the same sizes, or libbpf would not reuse them), and pins it beside
+ * them.
+ */
+export function loadXdpProgram(lib: NativeAddon, pinRoot: string, sizes: MapSizes = DEFAULT_MAP_SIZES): LoadedXdp {
+  if (!fs.existsSync(XDP_OBJECT_PATH)) throw new Error(`BPF object ${XDP_OBJECT_PATH} is missing (run make)`);
+  const object = lib.openObject(XDP_OBJECT_PATH, pinRoot);
+  try {
+    setMapSizes(object, sizes);
+    object.load();
+    object.pinProgram(XDP_PROGRAM, path.join(pinRoot, XDP_PROGRAM));
+    return { object, program: object.programFd(XDP_PROGRAM) };
   } catch (err) {
     object.close();
     throw err;
@@ -174,7 +205,7 @@ export function closeMaps(lib: NativeAddon, maps: MapFds): void {
 export function removePins(pinRoot: string): void {
   if (!fs.existsSync(pinRoot)) return;
   const maps = [...Object.values(MAPS), SOCK_RNAT_MAP];
-  const ours = new Set<string>([...maps, ...maps.map(asidePin), ...Object.values(PROGRAMS), ...Object.values(SOCK_PROGRAMS)]);
+  const ours = new Set<string>([...maps, ...maps.map(asidePin), ...Object.values(PROGRAMS), XDP_PROGRAM, ...Object.values(SOCK_PROGRAMS)]);
   const entries = fs.readdirSync(pinRoot);
   const foreign = entries.filter((entry) => !ours.has(entry));
   if (foreign.length > 0) throw new Error(`pin path ${pinRoot} holds ${foreign.join(', ')}, which kube-lb did not create; leaving it all`);

@@ -8,7 +8,7 @@ import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { staleFlows } from '../stale-flows.js';
-import { type LoadedDatapath, MAPS, type MapFds, type MapSizes, SOCK_CONFIG_MAP, closeMaps, loadDatapath, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
+import { type LoadedDatapath, type LoadedXdp, MAPS, type MapFds, type MapSizes, SOCK_CONFIG_MAP, closeMaps, loadDatapath, loadXdpProgram, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { type Netns, currentNetns } from './netns.js';
 import { NO_CGROUP2, attachSockets, detachSockets, setSockNodeAddress, socketCgroup } from './sockets.js';
@@ -101,6 +101,8 @@ export class EbpfBackend implements Backend {
   /** The address the cgroup programs were last told stands for the node. */
   private sockNodeAddr: string | null = null;
   private watcher: LinkWatcher | undefined;
+  /** lb_world_xdp's object, loaded unless --bpf-xdp=off. */
+  private xdp: LoadedXdp | null = null;
   private closed = false;
   /** Made by the first scrape, so counting costs nothing where nobody scrapes. */
   private fill: MapFillCache | undefined;
@@ -118,8 +120,10 @@ export class EbpfBackend implements Backend {
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     const netns = currentNetns(lib);
-    const attacher = new Attacher(lib, loaded.maps, loaded.programs, opts, netns, opts.log);
+    let attacher: Attacher;
     try {
+      backend.xdp = opts.xdp === 'off' ? null : loadXdpProgram(lib, opts.pinPath, opts.mapSizes);
+      attacher = new Attacher(lib, loaded.maps, loaded.programs, backend.xdp?.program ?? null, opts, netns, opts.log);
       attacher.claimRecords(opts.pinPath);
       const cgroup = socketCgroup(opts.cgroupRoot);
       if (cgroup === null) throw new Error(NO_CGROUP2);
@@ -336,6 +340,7 @@ export class EbpfBackend implements Backend {
     this.closed = true;
     this.watcher?.stop();
     await this.fill?.close();
+    this.xdp?.object.close();
     if (this.loaded) this.loaded.object.close();
     else if (this.maps) closeMaps(this.lib, this.maps);
   }

@@ -68,6 +68,7 @@ export const LB_CT_F_HAIRPIN = 0x1;
 export const LB_CT_F_CLOSING = 0x2;
 export const LB_IFACE_F_CREATED_HOOK = 0x1;
 export const LB_IFACE_F_UPLINK = 0x2;
+export const LB_IFACE_F_XDP = 0x4;
 
 /** Which traffic a kube_lb_svc service serves (LB_SCOPE_*): from pods, or from outside the node through an uplink. */
 export type Scope = 'internal' | 'external';
