@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { type Destination, compareDestinations, destinationKey } from '../../model/contract.js';
 import { LB_MAGLEV_HASH_SEED, type Flow, encodeFlowKey, layouts } from './encoding.js';
 
-/** Cilium's default table size: a prime, about 100 entries per endpoint at 160 endpoints. */
+/** Cilium's default table size (--bpf-lb-maglev-table-size). */
 export const DEFAULT_MAGLEV_TABLE_SIZE = 16381;
 /** kube_lb_svc's slot 0 holds the size in 16 bits; the largest prime below 2^16. */
 export const MAX_MAGLEV_TABLE_SIZE = 65521;
