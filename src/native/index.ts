@@ -133,6 +133,8 @@ export interface NativeAddon {
 
   /** ctxIn: the program's context to start from (for XDP, a struct xdp_md), else the kernel's default. */
   progTestRun(progFd: number, data: Buffer, repeat: number, ctxIn?: Buffer): TestRunResult;
+  /** Runs an XDP program on repeat copies of frame as received (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends leaves. */
+  progTestRunLive(progFd: number, frame: Buffer, repeat: number): void;
 
   /** The calling process's network namespace cookie (SO_NETNS_COOKIE), unique while the machine runs. */
   netnsCookie(): bigint;

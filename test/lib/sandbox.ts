@@ -43,7 +43,7 @@ const NODE_NETWORK_PREFIX = 24;
 const ROUTER_IP = '172.18.0.1';
 const CLUSTER_CIDR = '10.244.0.0/16';
 /** Built by the Makefile from test/lib/xdp_pass.bpf.c. */
-const XDP_PASS_OBJECT = path.join(projectRoot, 'build', 'test', 'xdp_pass.bpf.o');
+export const XDP_PASS_OBJECT = path.join(projectRoot, 'build', 'test', 'xdp_pass.bpf.o');
 
 export type NodeName = 'node-a' | 'node-b';
 
