@@ -8,15 +8,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
-import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
+import { type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
+import { clusterScheduler } from './backends/ipvs/schedulers.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
-import { parseCount, parseDuration } from './flags.js';
+import { parseCount, parseDuration, UsageError } from './flags.js';
 import { formatViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
 import type { NodePortAddresses } from './model/model.js';
 import { type Cidr, parseCidr } from './net/ip.js';
-import { ProxyTelemetry } from './observability/telemetry.js';
+import { parseBindAddress, ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
 
 const USAGE = `usage:
@@ -79,8 +80,6 @@ const options = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
 
-class UsageError extends Error {}
-
 function validateCidr(cidr: string): void {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
   if (!m || Number(m[2]) > 32 || m[1]!.split('.').some((o) => Number(o) > 255)) {
@@ -115,16 +114,12 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
     iptablesMode: mode,
-    ipvsScheduler: flags['ipvs-scheduler'],
+    ipvsScheduler: clusterScheduler(flags['ipvs-scheduler']),
   };
 }
 
 function mapSize(flags: Flags, name: 'bpf-lb-map-max' | 'bpf-ct-map-max'): number {
-  try {
-    return parseCount(name, flags[name], 1, MAX_MAP_SIZE);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  return parseCount(name, flags[name], 1, MAX_MAP_SIZE);
 }
 
 /** --nodeport-addresses: kube-proxy's "primary" (the node's primary IPs), or CIDRs. */
@@ -163,8 +158,8 @@ function enableTcpBeLiberal(log: Logger): void {
 
 async function run(flags: Flags, log: Logger): Promise<void> {
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
-  const minSyncPeriodMs = parseDuration(flags['min-sync-period']);
-  const syncPeriodMs = parseDuration(flags['sync-period']);
+  const minSyncPeriodMs = parseDuration('min-sync-period', flags['min-sync-period']);
+  const syncPeriodMs = parseDuration('sync-period', flags['sync-period']);
   const hostname = flags['hostname-override'] ?? os.hostname();
   const backendName = parseBackendName(flags.backend);
   const model = {
@@ -180,7 +175,15 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
     clusterCidrs: cidrList('cluster-cidr', flags['cluster-cidr']),
   };
-  log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
+  // Every flag is checked before anything starts: a usage error leaves no state behind.
+  const startOptions = backendOptions(flags, log);
+  checkStartOptions(backendName, startOptions);
+  for (const what of ['healthz', 'metrics'] as const) {
+    const address = flags[`${what}-bind-address`];
+    if (address !== '') parseBindAddress(address, what);
+  }
+  // "node", not "hostname": every line already carries the machine's hostname.
+  log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
   // still ends in an orderly stop once start-up is done.
   const stopRequested = new Promise<void>((resolve) => {
@@ -193,8 +196,8 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   });
 
   // Before the first sync: without the sysctl, rules without the INVALID drop would bring issue 74839 back.
-  if (booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal'])) enableTcpBeLiberal(log);
-  const backend: Backend = await startBackend(backendName, backendOptions(flags, log));
+  if (startOptions.tcpBeLiberal) enableTcpBeLiberal(log);
+  const backend: Backend = await startBackend(backendName, startOptions);
   const telemetry = await ProxyTelemetry.start({
     backend,
     nodeName: hostname,
@@ -240,11 +243,28 @@ const commands: Record<string, (flags: Flags, log: Logger) => Promise<void>> = {
 
 /** The flags, with a --config file's settings under the command line's, as in kube-proxy. */
 function parseCommandLine(argv: string[]) {
-  const parse = (args: string[]) => parseArgs({ args, options, allowPositionals: true, strict: true });
+  const parse = (args: string[]) => {
+    try {
+      return parseArgs({ args, options, allowPositionals: true, strict: true });
+    } catch (err) {
+      throw parseArgsUsageError(err as NodeJS.ErrnoException);
+    }
+  };
   const parsed = parse(argv);
   if (parsed.values.config === undefined) return { ...parsed, configWarnings: [] };
   const config = loadKubeProxyConfig(parsed.values.config);
   return { ...parse([...config.args, ...argv]), configWarnings: config.warnings };
+}
+
+/** node:util's parseArgs errors, said as kube-lb says its own. */
+function parseArgsUsageError(err: NodeJS.ErrnoException): Error {
+  const flag = /'(?:-\w, )?(--?[^' ]+)/.exec(err.message)?.[1];
+  if (flag === undefined) return err;
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(`${flag}: unknown flag (kube-lb --help lists them)`);
+  if (err.code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return err;
+  const option = Object.entries(options).find(([long, o]) => flag === `--${long}` || ('short' in o && flag === `-${o.short}`))?.[1];
+  const takesValue = option?.type === 'string';
+  return new UsageError(takesValue ? `${flag}: needs a value, as in ${flag}=VALUE` : `${flag}: takes no value`);
 }
 
 /** The benchmark lives beside the control plane in the built tree (dist/bench), with flags of its own. */
@@ -256,11 +276,12 @@ function bench(args: string[]): number {
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'bench') return bench(argv.slice(1));
   let parsed;
+  let log: Logger;
   try {
     parsed = parseCommandLine(argv);
+    log = createLogger(parsed.values['log-level']);
   } catch (err) {
-    process.stderr.write(`kube-lb: ${(err as Error).message}\n${USAGE}`);
-    return 2;
+    return usageError(err);
   }
   const { values: flags, positionals, configWarnings } = parsed;
   if (flags.help) {
@@ -270,22 +291,24 @@ async function main(argv: string[]): Promise<number> {
   const name = flags.cleanup ? 'cleanup' : (positionals[0] ?? 'run');
   const command = commands[name];
   if (!command || positionals.length > (flags.cleanup ? 0 : 1)) {
-    process.stderr.write(`kube-lb: unknown command ${JSON.stringify(positionals.join(' '))}\n${USAGE}`);
-    return 2;
+    return usageError(new UsageError(`unknown command ${JSON.stringify(positionals.join(' '))}; the commands are run, inspect, cleanup and bench`));
   }
-  const log = createLogger(flags['log-level']);
   for (const warning of configWarnings) log.warn(warning);
   try {
     await command(flags, log);
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`kube-lb: ${err.message}\n${USAGE}`);
-      return 2;
-    }
+    if (err instanceof UsageError) return usageError(err);
     log.fatal({ err: (err as Error).message }, `${name} failed`);
     return 1;
   }
+}
+
+/** A usage error is one sentence on stderr and exit code 2; anything else is a failure of kube-lb's own. */
+function usageError(err: unknown): number {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`kube-lb: ${err.message}\n`);
+  return 2;
 }
 
 /**

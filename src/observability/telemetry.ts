@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Backend } from '../backends/backend.js';
+import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { ObjectKind, RawObject } from '../model/objects.js';
 import type { ObjectSink } from '../model/ingest.js';
@@ -193,7 +194,7 @@ export class ProxyTelemetry {
 export function parseBindAddress(address: string, what: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d{1,5})$/.exec(address);
   const port = Number(m?.[3]);
-  if (m === null || port > 65535) throw new Error(`--${what}-bind-address=${address}: not host:port, such as 0.0.0.0:10256`);
+  if (m === null || port > 65535) throw new UsageError(`--${what}-bind-address=${address}: not host:port, such as 0.0.0.0:10256`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 

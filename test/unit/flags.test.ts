@@ -18,26 +18,26 @@ test('parses Go-style durations into milliseconds', () => {
     ['1000000ns', 1],
     ['1m1ms', 60_001],
   ];
-  for (const [text, ms] of cases) assert.equal(parseDuration(text), ms, text);
+  for (const [text, ms] of cases) assert.equal(parseDuration('sync-period', text), ms, text);
 });
 
 test('rejects bad durations with a clear error', () => {
   const cases: Array<[string, RegExp]> = [
-    ['', /^invalid duration "": empty/],
-    ['1', /^invalid duration "1": cannot parse "1" as <number><unit>/],
-    ['10x', /^invalid duration "10x": cannot parse "10x"/],
-    ['1h30', /^invalid duration "1h30": cannot parse "30"/],
-    ['-1s', /^invalid duration "-1s": must not be negative/],
-    ['s', /^invalid duration "s"/],
-    [' 1s', /^invalid duration " 1s"/],
-    ['1 s', /^invalid duration "1 s"/],
-    ['1.s.s', /^invalid duration "1.s.s"/],
+    ['', /^--sync-period=: not a duration: empty/],
+    ['1', /^--sync-period=1: not a duration: cannot parse "1" as <number><unit>/],
+    ['10x', /^--sync-period=10x: not a duration: cannot parse "10x"/],
+    ['1h30', /^--sync-period=1h30: not a duration: cannot parse "30"/],
+    ['-1s', /^--sync-period=-1s: not a duration: must not be negative/],
+    ['s', /^--sync-period=s: not a duration/],
+    [' 1s', /^--sync-period= 1s: not a duration/],
+    ['1 s', /^--sync-period=1 s: not a duration/],
+    ['1.s.s', /^--sync-period=1\.s\.s: not a duration/],
   ];
-  for (const [text, message] of cases) assert.throws(() => parseDuration(text), { message }, JSON.stringify(text));
+  for (const [text, message] of cases) assert.throws(() => parseDuration('sync-period', text), { message }, JSON.stringify(text));
 });
 
 test('errors suggest valid examples', () => {
-  assert.throws(() => parseDuration('soon'), { message: /\(examples: 500ms, 30s, 1m, 1h30m\)$/ });
+  assert.throws(() => parseDuration('sync-period', 'soon'), { message: /\(examples: 500ms, 30s, 1m, 1h30m\)$/ });
 });
 
 test('parses counts and rejects anything but a whole number in range', () => {
