@@ -159,7 +159,9 @@ export class ProxyTelemetry {
   }
 
   private serveMetrics(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== '/metrics') return notFound(res);
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (pathname === '/proxyMode') return this.serveProxyMode(res);
+    if (pathname !== '/metrics') return notFound(res);
     this.metrics.registry.metrics().then(
       (text) => {
         res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
@@ -171,6 +173,12 @@ export class ProxyTelemetry {
         res.end(`cannot collect metrics: ${err.message}\n`);
       },
     );
+  }
+
+  /** kube-proxy's /proxyMode: the mode's name, with no newline, as kube-proxy's own tooling reads it. */
+  private serveProxyMode(res: http.ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' });
+    res.end(this.opts.backend.name);
   }
 
   private async listen(what: string, address: string, handler: http.RequestListener): Promise<void> {

@@ -1,6 +1,7 @@
 // What a person at the command line sees: a usage error is one sentence on
 // stderr and exit code 2, before anything starts; the running proxy writes
-// JSON lines, each key once. kube-lb runs as users run it (bin/kube-lb), in the sandbox's node
+// JSON lines, each key once; kube-proxy's /proxyMode answers on the metrics
+// port. kube-lb runs as users run it (bin/kube-lb), in the sandbox's node
 // namespace, so a flag wrongly accepted cannot touch the machine's own
 // rules; the sandbox's cleanup then checks nothing was left.
 import assert from 'node:assert/strict';
@@ -125,13 +126,15 @@ describe('kube-lb at the command line', () => {
       }
     }));
 
-  it('a running kube-lb logs JSON lines with each key once', () =>
+  it('a running kube-lb logs JSON lines with each key once, and answers /proxyMode on the metrics port with its backend', () =>
     withContext(variant('nftables'), [], async (ctx) => {
       ctx.writeServices('web.yaml', [{ name: 'web', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }], endpoints: [{ ip: '10.244.0.11', ready: true }] }]);
       // The manifest source's child logger says it ignores this.
       fs.writeFileSync(path.join(ctx.manifestsDir, 'settings.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\n');
       // Debug level: the most lines.
       await ctx.startKubeLb(process.env, ['--log-level=debug']);
+      // kube-proxy's default metrics address, where kube-proxy's own tooling asks.
+      assert.equal(await ctx.curl('host', 'http://127.0.0.1:10249/proxyMode'), 'nftables');
       await ctx.stopKubeLb();
       const lines = ctx.kubeLbLogs.split('\n').filter((line) => line !== '');
       assert.ok(lines.length >= 4, `too few log lines to tell:\n${ctx.kubeLbLogs}`);
