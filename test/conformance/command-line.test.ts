@@ -106,6 +106,8 @@ describe('kube-lb at the command line', () => {
         [[...run, config('bad-period.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nsyncPeriod: 30\n')], /^--sync-period=30: not a duration/],
         [['inspect', '--backend=nftables', '-o', 'yaml'], /^-o yaml: choose text or json/],
         [['inspect', '--backend=nftables', '-o'], /^--output: needs a value/],
+        [['inspect', '--backend=nftables', `--manifests=${ctx.manifestsDir}`, '--service=web'], /^--service=web: give NAMESPACE\/NAME/],
+        [['inspect', '--backend=nftables', '--service=default/web'], /^--service=default\/web: needs --manifests or --kubeconfig/],
         [['cleanup', '--backend=nope'], /^--backend=nope: unknown backend/],
         [['cleanup', '--backend=iptables', '--iptables-mode=auto'], /^--iptables-mode=auto: choose nft or legacy/],
         [['--cleanup', 'now'], /^unknown command "now"/],
