@@ -11,7 +11,7 @@ import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/eb
 import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { clusterScheduler } from './backends/ipvs/schedulers.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
-import { parseCount, parseDuration, UsageError } from './flags.js';
+import { parseArgsUsageError, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
 import { formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
@@ -288,24 +288,13 @@ function parseCommandLine(argv: string[]) {
     try {
       return parseArgs({ args, options, allowPositionals: true, strict: true });
     } catch (err) {
-      throw parseArgsUsageError(err as NodeJS.ErrnoException);
+      throw parseArgsUsageError(err as NodeJS.ErrnoException, options);
     }
   };
   const parsed = parse(argv);
   if (parsed.values.config === undefined) return { ...parsed, configWarnings: [] };
   const config = loadKubeProxyConfig(parsed.values.config);
   return { ...parse([...config.args, ...argv]), configWarnings: config.warnings };
-}
-
-/** node:util's parseArgs errors, said as kube-lb says its own. */
-function parseArgsUsageError(err: NodeJS.ErrnoException): Error {
-  const flag = /'(?:-\w, )?(--?[^' ]+)/.exec(err.message)?.[1];
-  if (flag === undefined) return err;
-  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(`${flag}: unknown flag (kube-lb --help lists them)`);
-  if (err.code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return err;
-  const option = Object.entries(options).find(([long, o]) => flag === `--${long}` || ('short' in o && flag === `-${o.short}`))?.[1];
-  const takesValue = option?.type === 'string';
-  return new UsageError(takesValue ? `${flag}: needs a value, as in ${flag}=VALUE` : `${flag}: takes no value`);
 }
 
 /** The benchmark lives beside the control plane in the built tree (dist/bench), with flags of its own. */

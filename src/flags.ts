@@ -3,6 +3,16 @@
 /** Bad command-line input: kube-lb prints the message as one sentence on stderr and exits 2. */
 export class UsageError extends Error {}
 
+/** node:util's parseArgs errors, said as kube-lb says its own; `options` are those parseArgs was given. */
+export function parseArgsUsageError(err: NodeJS.ErrnoException, options: Record<string, { type: string; short?: string }>): Error {
+  const flag = /'(?:-\w, )?(--?[^' ]+)/.exec(err.message)?.[1];
+  if (flag === undefined) return err;
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(`${flag}: unknown flag (--help lists them)`);
+  if (err.code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return err;
+  const option = Object.entries(options).find(([long, o]) => flag === `--${long}` || flag === `-${o.short}`)?.[1];
+  return new UsageError(option?.type === 'string' ? `${flag}: needs a value, as in ${flag}${flag.startsWith('--') ? '=' : ' '}VALUE` : `${flag}: takes no value`);
+}
+
 const MS_PER_UNIT: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,

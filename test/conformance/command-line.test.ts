@@ -111,6 +111,11 @@ describe('kube-lb at the command line', () => {
         [['cleanup', '--backend=nope'], /^--backend=nope: unknown backend/],
         [['cleanup', '--backend=iptables', '--iptables-mode=auto'], /^--iptables-mode=auto: choose nft or legacy/],
         [['--cleanup', 'now'], /^unknown command "now"/],
+        [['bench', '--frobnicate'], /^--frobnicate: unknown flag/],
+        [['bench', '--out'], /^--out: needs a value/],
+        [['bench', '--variants=userspace'], /^--variants: unknown variant userspace/],
+        [['bench', '--services=0'], /^--services: 0 is not a positive whole number/],
+        [['bench', '--only=latency'], /^--only: unknown measurement latency/],
       ];
       try {
         for (const [args, sentence] of cases) {
@@ -121,7 +126,7 @@ describe('kube-lb at the command line', () => {
           const lines = stderr.split('\n');
           assert.equal(lines.at(-1), '', `${what}: stderr ends its sentence with a newline`);
           assert.equal(lines.length, 2, `${what}: one line on stderr, got:\n${stderr}`);
-          assert.match(lines[0]!.replace(/^kube-lb: /, ''), sentence, what);
+          assert.match(lines[0]!.replace(/^kube-lb(?: bench)?: /, ''), sentence, what);
         }
       } finally {
         fs.rmSync(scratch, { recursive: true, force: true });

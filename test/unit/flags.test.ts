@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseCount, parseDuration } from '../../src/flags.js';
+import { parseArgs } from 'node:util';
+import { parseArgsUsageError, parseCount, parseDuration } from '../../src/flags.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -46,4 +47,22 @@ test('parses counts and rejects anything but a whole number in range', () => {
   for (const text of ['0', '1025', '', '1e3', '0x10', '+5', '-1', '12.0', ' 12']) {
     assert.throws(() => parseCount('bpf-lb-map-max', text, 1, 1024), new RegExp(`^Error: --bpf-lb-map-max=${text.replace(/[+.]/g, '\\$&')}: not a whole number from 1 to 1024$`), JSON.stringify(text));
   }
+});
+
+test("parseArgs' errors become one sentence naming the flag", () => {
+  const options = { backend: { type: 'string' }, output: { type: 'string', short: 'o' }, help: { type: 'boolean', short: 'h' } } as const;
+  const sentence = (args: string[]): string => {
+    try {
+      parseArgs({ args, options, strict: true });
+    } catch (err) {
+      return parseArgsUsageError(err as NodeJS.ErrnoException, options).message;
+    }
+    return assert.fail(`${args.join(' ')} parsed`);
+  };
+  assert.equal(sentence(['--frob']), '--frob: unknown flag (--help lists them)');
+  assert.equal(sentence(['--backend']), '--backend: needs a value, as in --backend=VALUE');
+  assert.equal(sentence(['--backend', '--help']), '--backend: needs a value, as in --backend=VALUE');
+  assert.equal(sentence(['-o']), '--output: needs a value, as in --output=VALUE');
+  assert.equal(sentence(['-o', '--help']), '-o: needs a value, as in -o VALUE');
+  assert.equal(sentence(['--help=yes']), '--help: takes no value');
 });
