@@ -9,6 +9,7 @@
 // report says which were not run.
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseArgsUsageError } from '../src/flags.js';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
 import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, packetRateVariants, writeReport } from './report.js';
@@ -16,23 +17,27 @@ import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.j
 
 const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
-// A mistyped option is named, with the usage, not thrown as a stack trace.
+/** A usage error: one sentence on stderr and exit code 2, as kube-lb says its own. */
+function usageError(message: string): never {
+  process.stderr.write(`kube-lb bench: ${message}\n`);
+  process.exit(2);
+}
+
+const OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  vm: { type: 'boolean', default: false },
+  variants: { type: 'string' },
+  services: { type: 'string' },
+  only: { type: 'string' },
+  out: { type: 'string', default: 'bench/results' },
+  help: { type: 'boolean', default: false },
+} as const;
+
 const { values } = (() => {
   try {
-    return parseArgs({
-      options: {
-        quick: { type: 'boolean', default: false },
-        vm: { type: 'boolean', default: false },
-        variants: { type: 'string' },
-        services: { type: 'string' },
-        only: { type: 'string' },
-        out: { type: 'string', default: 'bench/results' },
-        help: { type: 'boolean', default: false },
-      },
-    });
+    return parseArgs({ options: OPTIONS });
   } catch (err) {
-    process.stderr.write(`kube-lb bench: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
+    return usageError(parseArgsUsageError(err as NodeJS.ErrnoException, OPTIONS).message);
   }
 })();
 if (values.help) {
@@ -44,7 +49,7 @@ const known = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
 const variants: Variant[] = values.variants
   ? values.variants.split(',').map((name) => {
       const v = known.find((h) => h.name === name);
-      if (!v) throw new Error(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
+      if (!v) usageError(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
       return v;
     })
   : known;
@@ -78,13 +83,13 @@ const plan: BenchPlan = {
   ...(values.services && {
     serviceCounts: values.services.split(',').map((n) => {
       const count = Number(n);
-      if (!Number.isInteger(count) || count < 1) throw new Error(`--services: ${n} is not a positive whole number`);
+      if (!Number.isInteger(count) || count < 1) usageError(`--services: ${n} is not a positive whole number`);
       return count;
     }),
   }),
   ...(values.only && {
     sections: values.only.split(',').map((name) => {
-      if (!SECTIONS.includes(name as Section)) throw new Error(`--only: unknown measurement ${name}; known: ${SECTIONS.join(', ')}`);
+      if (!SECTIONS.includes(name as Section)) usageError(`--only: unknown measurement ${name}; known: ${SECTIONS.join(', ')}`);
       return name as Section;
     }),
   }),

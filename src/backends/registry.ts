@@ -1,4 +1,5 @@
 // The datapaths kube-lb can drive, chosen with --backend.
+import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
 import type { MapSizes } from './ebpf/datapath.js';
@@ -33,13 +34,13 @@ export interface BackendOptions {
   tcpBeLiberal: boolean;
   /** iptables: nft or legacy; undefined takes what `iptables -V` reports. */
   iptablesMode: IptablesMode | undefined;
-  /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined or unknown gives rr. */
+  /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined gives rr, an unknown name is refused. */
   ipvsScheduler: string | undefined;
 }
 
 export function parseBackendName(value: string): BackendName {
   if (!(BACKEND_NAMES as readonly string[]).includes(value)) {
-    throw new Error(`--backend=${value}: unknown backend; choose one of ${BACKEND_NAMES.join(', ')}`);
+    throw new UsageError(`--backend=${value}: unknown backend; choose one of ${BACKEND_NAMES.join(', ')}`);
   }
   return value as BackendName;
 }
@@ -48,15 +49,21 @@ function ipvsOptions(opts: BackendOptions): IpvsOptions {
   return { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
 }
 
+/** Refuses options a backend cannot start with; `run` calls it before anything starts. */
+export function checkStartOptions(name: BackendName, opts: BackendOptions): void {
+  if (name === 'ebpf' && !opts.podInterfacePrefix) throw new UsageError('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
+}
+
 /** Starts a backend that will sync: loads or reuses its kernel state. */
 export async function startBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
+  checkStartOptions(name, opts);
   if (name === 'iptables' || name === 'nftables') return openBackend(name, opts);
   if (name === 'ipvs') return IpvsBackend.run(ipvsOptions(opts));
-  if (!opts.podInterfacePrefix) throw new Error('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
   return EbpfBackend.run({
     pinPath: opts.bpfPinPath,
     cgroupRoot: opts.cgroupRoot,
-    interfacePrefix: opts.podInterfacePrefix,
+    // checkStartOptions refused ebpf without it.
+    interfacePrefix: opts.podInterfacePrefix!,
     devices: opts.devices,
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseCount, parseDuration } from '../../src/flags.js';
+import { parseArgs } from 'node:util';
+import { parseArgsUsageError, parseCount, parseDuration } from '../../src/flags.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -18,26 +19,26 @@ test('parses Go-style durations into milliseconds', () => {
     ['1000000ns', 1],
     ['1m1ms', 60_001],
   ];
-  for (const [text, ms] of cases) assert.equal(parseDuration(text), ms, text);
+  for (const [text, ms] of cases) assert.equal(parseDuration('sync-period', text), ms, text);
 });
 
 test('rejects bad durations with a clear error', () => {
   const cases: Array<[string, RegExp]> = [
-    ['', /^invalid duration "": empty/],
-    ['1', /^invalid duration "1": cannot parse "1" as <number><unit>/],
-    ['10x', /^invalid duration "10x": cannot parse "10x"/],
-    ['1h30', /^invalid duration "1h30": cannot parse "30"/],
-    ['-1s', /^invalid duration "-1s": must not be negative/],
-    ['s', /^invalid duration "s"/],
-    [' 1s', /^invalid duration " 1s"/],
-    ['1 s', /^invalid duration "1 s"/],
-    ['1.s.s', /^invalid duration "1.s.s"/],
+    ['', /^--sync-period=: not a duration: empty/],
+    ['1', /^--sync-period=1: not a duration: cannot parse "1" as <number><unit>/],
+    ['10x', /^--sync-period=10x: not a duration: cannot parse "10x"/],
+    ['1h30', /^--sync-period=1h30: not a duration: cannot parse "30"/],
+    ['-1s', /^--sync-period=-1s: not a duration: must not be negative/],
+    ['s', /^--sync-period=s: not a duration/],
+    [' 1s', /^--sync-period= 1s: not a duration/],
+    ['1 s', /^--sync-period=1 s: not a duration/],
+    ['1.s.s', /^--sync-period=1\.s\.s: not a duration/],
   ];
-  for (const [text, message] of cases) assert.throws(() => parseDuration(text), { message }, JSON.stringify(text));
+  for (const [text, message] of cases) assert.throws(() => parseDuration('sync-period', text), { message }, JSON.stringify(text));
 });
 
 test('errors suggest valid examples', () => {
-  assert.throws(() => parseDuration('soon'), { message: /\(examples: 500ms, 30s, 1m, 1h30m\)$/ });
+  assert.throws(() => parseDuration('sync-period', 'soon'), { message: /\(examples: 500ms, 30s, 1m, 1h30m\)$/ });
 });
 
 test('parses counts and rejects anything but a whole number in range', () => {
@@ -46,4 +47,22 @@ test('parses counts and rejects anything but a whole number in range', () => {
   for (const text of ['0', '1025', '', '1e3', '0x10', '+5', '-1', '12.0', ' 12']) {
     assert.throws(() => parseCount('bpf-lb-map-max', text, 1, 1024), new RegExp(`^Error: --bpf-lb-map-max=${text.replace(/[+.]/g, '\\$&')}: not a whole number from 1 to 1024$`), JSON.stringify(text));
   }
+});
+
+test("parseArgs' errors become one sentence naming the flag", () => {
+  const options = { backend: { type: 'string' }, output: { type: 'string', short: 'o' }, help: { type: 'boolean', short: 'h' } } as const;
+  const sentence = (args: string[]): string => {
+    try {
+      parseArgs({ args, options, strict: true });
+    } catch (err) {
+      return parseArgsUsageError(err as NodeJS.ErrnoException, options).message;
+    }
+    return assert.fail(`${args.join(' ')} parsed`);
+  };
+  assert.equal(sentence(['--frob']), '--frob: unknown flag (--help lists them)');
+  assert.equal(sentence(['--backend']), '--backend: needs a value, as in --backend=VALUE');
+  assert.equal(sentence(['--backend', '--help']), '--backend: needs a value, as in --backend=VALUE');
+  assert.equal(sentence(['-o']), '--output: needs a value, as in --output=VALUE');
+  assert.equal(sentence(['-o', '--help']), '-o: needs a value, as in -o VALUE');
+  assert.equal(sentence(['--help=yes']), '--help: takes no value');
 });
