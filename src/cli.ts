@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
+import { DEFAULT_SOCKET_LB, type SocketLb, parseSocketLb } from './backends/ebpf/sockets.js';
 import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseCount, parseDuration } from './flags.js';
@@ -31,6 +32,9 @@ const USAGE = `usage:
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--cgroup-root DIR (ebpf: the cgroup v2 root the socket programs attach to;
                  default: the cgroup2 mount in /proc/self/mounts)]
+                [--bpf-socket-lb host|all|off (ebpf: whose sockets are translated at connect:
+                 the node's own (host, the default: pods keep the TC path, as service meshes
+                 need), pods' too (all), or none (off: the node's processes reach no service))]
                 [--bpf-lb-map-max 1048576 (ebpf: kube_lb_svc entries: one per service port
                  frontend plus one per backend of it; costs 16 B per entry, rounded up to
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
@@ -68,6 +72,7 @@ const options = {
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
   'cgroup-root': { type: 'string' },
+  'bpf-socket-lb': { type: 'string', default: DEFAULT_SOCKET_LB },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
   'min-sync-period': { type: 'string', default: '1s' },
@@ -108,6 +113,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     log,
     bpfPinPath: flags['bpf-pin-path'],
     cgroupRoot: flags['cgroup-root'],
+    socketLb: socketLbFlag(flags['bpf-socket-lb']),
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
@@ -117,6 +123,14 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     iptablesMode: mode,
     ipvsScheduler: flags['ipvs-scheduler'],
   };
+}
+
+function socketLbFlag(value: string): SocketLb {
+  try {
+    return parseSocketLb(value);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function mapSize(flags: Flags, name: 'bpf-lb-map-max' | 'bpf-ct-map-max'): number {
