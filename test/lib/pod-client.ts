@@ -7,6 +7,9 @@
 //   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
 //   node pod-client.js udp-hold IP PORT MS one UDP socket, a datagram every 50 ms for MS;
 //                                          reports who answered, in order
+//   node pod-client.js udp-connected IP PORT MS  as udp-hold with a connected socket;
+//                                          one the kernel ends is replaced by a new one,
+//                                          as a resolver does (reconnects counts them)
 // Options, after the arguments:
 //   --source=IP      bind this source address (the namespace must hold it)
 //   --source-port=N  tcp: bind this source port (connections in turn reuse it)
@@ -192,8 +195,52 @@ function udpHold(): Promise<Result & { sent: number; order: string[] }> {
   });
 }
 
-const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold }[mode as 'tcp' | 'udp' | 'hold' | 'udp-hold'];
-const usage = 'usage: pod-client tcp|udp|hold|udp-hold IP PORT COUNT [--source=IP] [--report-source]';
+/** Keeps a connected UDP socket for `count` ms; when the kernel ends it (ECONNABORTED), connects a new one. */
+function udpConnected(): Promise<Result & { sent: number; order: string[]; reconnects: number }> {
+  return new Promise((resolve) => {
+    const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0, order: [] as string[], reconnects: -1 };
+    let sock: dgram.Socket | null = null;
+    const connect = (): void => {
+      const next = udpSocket();
+      next.on('message', (msg) => {
+        note(result, msg.toString());
+        result.order.push(msg.toString());
+      });
+      next.on('error', (err) => {
+        if (next !== sock) return;
+        if (result.errors.length < 5) result.errors.push(err.message);
+        sock = null;
+        next.close();
+        connect();
+      });
+      next.connect(port, ip!, () => (sock = next));
+      result.reconnects++;
+    };
+    connect();
+    const interval = setInterval(() => {
+      if (!sock) return;
+      const current = sock;
+      current.send('who', (err) => {
+        if (err) current.emit('error', err);
+      });
+      result.sent++;
+    }, 50);
+    setTimeout(() => {
+      clearInterval(interval);
+      setTimeout(() => {
+        result.failures += result.sent - result.order.length;
+        sock?.close();
+        sock = null;
+        resolve(result);
+      }, 300);
+    }, count);
+  });
+}
+
+const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold, 'udp-connected': udpConnected }[
+  mode as 'tcp' | 'udp' | 'hold' | 'udp-hold' | 'udp-connected'
+];
+const usage = 'usage: pod-client tcp|udp|hold|udp-hold|udp-connected IP PORT COUNT [--source=IP] [--report-source]';
 if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error(usage);
 if (unknownOptions.length > 0) throw new Error(`unknown options ${unknownOptions.join(' ')}; ${usage}`);
 if (reportSource && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source works with tcp and udp only; ${usage}`);

@@ -28,6 +28,7 @@ import path from 'node:path';
 import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
 import { slow } from './slowdown.js';
+import { inCgroup } from './test-cgroup.js';
 
 const exec = promisify(execFile);
 const POD_GATEWAY = '169.254.1.1';
@@ -72,7 +73,7 @@ export interface Pod {
  */
 export type ClientPlace = { pod: string } | 'external' | 'host';
 
-export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold';
+export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold' | 'udp-connected';
 
 export interface ClientOptions {
   /** The source address to bind; the place must own it (see EXTERNAL_CLIENT_IPS). */
@@ -81,6 +82,8 @@ export interface ClientOptions {
   sourcePort?: number;
   /** tcp and udp: have each server report the client address it saw, in seenFrom. */
   reportSource?: boolean;
+  /** A cgroup v2 directory the client joins before it starts (test-cgroup.ts). */
+  cgroup?: string;
 }
 
 export interface ClientResult {
@@ -88,8 +91,10 @@ export interface ClientResult {
   failures: number;
   errors: string[];
   sent?: number;
-  /** udp-hold: who answered each datagram, in order. */
+  /** udp-hold, udp-connected: who answered each datagram, in order. */
   order?: string[];
+  /** udp-connected: sockets the kernel ended, each replaced by a new one. */
+  reconnects?: number;
   /** With reportSource: server name, then the client address it saw, then how often. */
   seenFrom?: Record<string, Record<string, number>>;
 }
@@ -282,7 +287,10 @@ export class NodeSandbox {
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
-    const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args], { timeout: slow(120_000) });
+    const inNamespace = ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args];
+    // Joined before `ip netns exec`, which hides the host's /sys.
+    const [cmd, ...argv] = opts.cgroup === undefined ? ['ip', ...inNamespace] : inCgroup(opts.cgroup, 'ip', inNamespace);
+    const { stdout } = await exec(cmd!, argv, { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
   }
 
