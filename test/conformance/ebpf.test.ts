@@ -339,17 +339,6 @@ describe("ebpf backend: the node's own sockets", () => {
   ];
   const only = (pod: string): typeof web => ({ ...web, endpoints: [{ ip: webPods.find((p) => p.name === pod)!.ip, ready: true }] });
 
-  it('a process of the node is shown the frontend as its peer: getpeername over TCP, the source of UDP replies to an unconnected socket', () =>
-    withContext(webPods, async (ctx) => {
-      ctx.writeServices('web.yaml', [only('web-1')]);
-      await ctx.startKubeLb();
-      const { stdout } = await ctx.sandbox.execInNode(process.execPath, [path.join(testLibDir, 'peer-client.js'), web.clusterIP, '80', '53']);
-      assert.deepEqual(JSON.parse(stdout), {
-        tcp: { peer: `${web.clusterIP}:80`, answer: 'web-1' },
-        udp: { peer: `${web.clusterIP}:53`, answer: 'web-1' },
-      });
-    }));
-
   /** Whether a connected UDP socket held across a change of endpoint from `from` to `to` was destroyed and replaced, ending on `to`. */
   const assertMovedOff = (r: ClientResult, from: string, to: string, what: string): void => {
     const order = r.order ?? [];
