@@ -446,6 +446,27 @@ describe("ebpf backend: the node's own sockets", () => {
       }
     }));
 
+  it("the node's new connections are translated all through a restart: the programs stay attached while kube-lb is down, and the new ones are attached before the old ones go", () =>
+    withContext(webPods, async (ctx) => {
+      ctx.writeServices('web.yaml', [only('web-1')]);
+      await ctx.startKubeLb();
+      let restarting = true;
+      const results: ClientResult[] = [];
+      const connecting = (async () => {
+        while (restarting) results.push(await ctx.hostClient('tcp', web.clusterIP, 80, 20));
+      })();
+      try {
+        await ctx.stopKubeLb();
+        await ctx.startKubeLb();
+      } finally {
+        restarting = false;
+        await connecting;
+      }
+      const failed = results.filter((r) => r.failures > 0 || Object.keys(r.answers).join() !== 'web-1');
+      assert.deepEqual(failed, [], `of ${results.length} rounds of 20 connections`);
+      assert.ok(results.length >= 3, `rounds ran while kube-lb was down and starting: ${results.length}`);
+    }));
+
   it("two kube-lbs in two network namespaces translate only their own node's sockets; a restart replaces only its own programs, and cleanup detaches only them", () =>
     withContext(webPods, (a) =>
       withContext(webPods, async (b) => {
