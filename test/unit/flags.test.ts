@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseCount, parseDuration } from '../../src/flags.js';
+import { DEFAULT_SOCKET_LB, parseSocketLb } from '../../src/backends/ebpf/sockets.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -46,4 +47,10 @@ test('parses counts and rejects anything but a whole number in range', () => {
   for (const text of ['0', '1025', '', '1e3', '0x10', '+5', '-1', '12.0', ' 12']) {
     assert.throws(() => parseCount('bpf-lb-map-max', text, 1, 1024), new RegExp(`^Error: --bpf-lb-map-max=${text.replace(/[+.]/g, '\\$&')}: not a whole number from 1 to 1024$`), JSON.stringify(text));
   }
+});
+
+test('--bpf-socket-lb takes all, host or off, and names the choices otherwise', () => {
+  for (const mode of ['all', 'host', 'off']) assert.equal(parseSocketLb(mode), mode);
+  assert.throws(() => parseSocketLb('pods'), /^Error: --bpf-socket-lb=pods: choose all, host or off$/);
+  assert.equal(DEFAULT_SOCKET_LB, 'host');
 });
