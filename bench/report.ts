@@ -17,6 +17,9 @@ export const HOST_VARIANTS: Variant[] = [
   { name: 'nftables', backend: 'nftables', args: [] },
 ];
 
+/** ebpf with the client pod's connections translated at connect (--bpf-socket-lb=all); chosen with --variants. */
+export const SOCKET_LB_VARIANT: Variant = { name: 'ebpf-socket-lb', backend: 'ebpf', args: [], podSockets: true };
+
 /**
  * ebpf serves NodePorts from outside at TC (lb_from_world); the packet-rate
  * targets compare an XDP variant, which joins HOST_VARIANTS under this name

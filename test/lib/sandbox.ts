@@ -287,10 +287,7 @@ export class NodeSandbox {
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
-    const inNamespace = ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args];
-    // Joined before `ip netns exec`, which hides the host's /sys.
-    const [cmd, ...argv] = opts.cgroup === undefined ? ['ip', ...inNamespace] : inCgroup(opts.cgroup, 'ip', inNamespace);
-    const { stdout } = await exec(cmd!, argv, { timeout: slow(120_000) });
+    const { stdout } = await exec(...this.atPlace(place, process.execPath, args, opts.cgroup), { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
   }
 
@@ -390,9 +387,17 @@ export class NodeSandbox {
     return this.spawnAt({ pod: podName }, cmd, args);
   }
 
-  /** Starts a command at a client place; destroy() ends it if it is still running. */
-  spawnAt(place: ClientPlace, cmd: string, args: string[]): ChildProcess {
-    return this.track(spawn('ip', ['netns', 'exec', this.namespaceOf(place), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  /** Starts a command at a client place, in a cgroup if given; destroy() ends it if it is still running. */
+  spawnAt(place: ClientPlace, cmd: string, args: string[], cgroup?: string): ChildProcess {
+    return this.track(spawn(...this.atPlace(place, cmd, args, cgroup), { stdio: ['ignore', 'pipe', 'pipe'] }));
+  }
+
+  /** The command line that runs cmd at a place (`ip netns exec`), in a cgroup if given, joined first: `ip netns exec` hides the host's /sys. */
+  atPlace(place: ClientPlace, cmd: string, args: readonly string[], cgroup?: string): [string, string[]] {
+    const inNamespace = ['netns', 'exec', this.namespaceOf(place), cmd, ...args];
+    if (cgroup === undefined) return ['ip', inNamespace];
+    const [file, ...argv] = inCgroup(cgroup, 'ip', inNamespace);
+    return [file!, argv];
   }
 
   private track(child: ChildProcess): ChildProcess {
