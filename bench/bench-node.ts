@@ -16,6 +16,7 @@ import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from
 import { compiledRoot } from '../test/lib/paths.js';
 import { type ClientPlace, EXTERNAL_CLIENT_IPS, type NodeName, NODES, NodeSandbox, XDP_PASS_OBJECT, waitForLine } from '../test/lib/sandbox.js';
 import { buildPacket } from '../test/lib/packets.js';
+import { createTestCgroup, removeTestCgroup } from '../test/lib/test-cgroup.js';
 import { cpuTimesNs, linkPackets } from './counters.js';
 
 const exec = promisify(execFile);
@@ -33,6 +34,12 @@ export interface Variant {
   backend?: BackendName;
   /** Flags besides --backend. */
   args: string[];
+  /**
+   * --bpf-socket-lb=all, its programs attached to a cgroup of the bench's
+   * own that the client pod's processes join: on the machine's root they
+   * would translate every pod of the machine.
+   */
+  podSockets?: boolean;
 }
 
 /**
@@ -88,6 +95,8 @@ const FILE_SERVICES = 500;
 export class BenchNode {
   private kubeLb: ChildProcess | undefined;
   private logs = '';
+  /** Where the client pod's processes run with variant.podSockets. */
+  private cgroup: string | undefined;
 
   private constructor(
     readonly variant: Variant,
@@ -100,6 +109,7 @@ export class BenchNode {
     const sandbox = await NodeSandbox.create();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-bench-${sandbox.id}-`));
     const node = new BenchNode(variant, sandbox, dir, []);
+    if (variant.podSockets) node.cgroup = createTestCgroup(`kube-lb-bench-${sandbox.id}`);
     writeNodes(dir, 'nodes.yaml', [NODE]);
     await sandbox.addPod('client', CLIENT_IP);
     for (let i = 0; i < serverCount; i++) {
@@ -266,7 +276,7 @@ export class BenchNode {
    * `name`.
    */
   async startPolling(entry: Entry, name: string, target: string, timeoutMs: number): Promise<{ answeredAt: Promise<number> }> {
-    const child = this.sandbox.spawnAt(this.placeOf(entry), process.execPath, this.trafficClientArgs(entry, 'until', name, String(timeoutMs), target));
+    const child = this.sandbox.spawnAt(this.placeOf(entry), process.execPath, this.trafficClientArgs(entry, 'until', name, String(timeoutMs), target), this.cgroupOf(entry));
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
@@ -391,12 +401,18 @@ export class BenchNode {
 
   private backendArgs(): string[] {
     if (!this.variant.backend) throw new Error(`${this.variant.name} runs no kube-lb`);
-    return [`--backend=${this.variant.backend}`, ...this.variant.args];
+    const sockets = this.cgroup === undefined ? [] : ['--bpf-socket-lb=all', `--cgroup-root=${this.cgroup}`];
+    return [`--backend=${this.variant.backend}`, ...this.variant.args, ...sockets];
+  }
+
+  /** The cgroup the entry's client joins: the client pod's, with variant.podSockets. */
+  private cgroupOf(entry: Entry): string | undefined {
+    return entry === 'cluster-ip' ? this.cgroup : undefined;
   }
 
   /** Runs a command where the entry's connections start; returns its stdout. */
   async exec(entry: Entry, cmd: string, ...args: string[]): Promise<string> {
-    const { stdout } = await exec('ip', ['netns', 'exec', this.sandbox.namespaceOf(this.placeOf(entry)), cmd, ...args], { maxBuffer: 256 << 20 });
+    const { stdout } = await exec(...this.sandbox.atPlace(this.placeOf(entry), cmd, args, this.cgroupOf(entry)), { maxBuffer: 256 << 20 });
     return stdout;
   }
 
@@ -426,6 +442,7 @@ export class BenchNode {
     } finally {
       await this.sandbox.destroy();
       fs.rmSync(this.manifestsDir, { recursive: true, force: true });
+      if (this.cgroup !== undefined) removeTestCgroup(this.cgroup);
     }
   }
 }

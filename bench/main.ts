@@ -2,6 +2,8 @@
 // kernel, in one run; writes bench/results/<date>-<kernel>.{md,json} and
 // SVG charts.
 //   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only pps,...] [--out DIR] [--help]
+// --variants may name ebpf-socket-lb, not run by default: ebpf with the
+// client pod translated at connect (--bpf-socket-lb=all).
 // --vm: running in the test VM (make bench-vm), where ipvs joins the others
 // and the report says to compare ratios only. --services replaces the mode's
 // service counts, e.g. for a 50,000-service run of the backends that load it.
@@ -12,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { parseArgsUsageError } from '../src/flags.js';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
-import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, packetRateVariants, writeReport } from './report.js';
+import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, packetRateVariants, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 
 const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only ${SECTIONS.join(',')}] [--out DIR]`;
@@ -45,14 +47,15 @@ if (values.help) {
   process.exit(0);
 }
 
-const known = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
+const byDefault = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
+const known = [...byDefault, SOCKET_LB_VARIANT];
 const variants: Variant[] = values.variants
   ? values.variants.split(',').map((name) => {
       const v = known.find((h) => h.name === name);
       if (!v) usageError(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
       return v;
     })
-  : known;
+  : byDefault;
 
 const modePlan: BenchPlan = values.quick
   ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }

@@ -8,11 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
-import { XDP_MODES, type XdpMode } from './backends/ebpf/attach.js';
+import { XDP_MODES } from './backends/ebpf/attach.js';
+import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
 import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { clusterScheduler } from './backends/ipvs/schedulers.js';
+import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
-import { parseArgsUsageError, parseCount, parseDuration, UsageError } from './flags.js';
+import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
 import { formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
@@ -35,6 +37,9 @@ const USAGE = `usage:
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--cgroup-root DIR (ebpf: the cgroup v2 root the socket programs attach to;
                  default: the cgroup2 mount in /proc/self/mounts)]
+                [--bpf-socket-lb host|all|off (ebpf: whose sockets are translated at connect:
+                 the node's own (host, the default: pods keep the TC path, as service meshes
+                 need), pods' too (all), or none (off: the node's processes reach no service))]
                 [--bpf-lb-map-max 1048576 (ebpf: kube_lb_svc entries: one per service port
                  frontend plus one per backend of it; costs 16 B per entry, rounded up to
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
@@ -77,6 +82,7 @@ const options = {
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
   'cgroup-root': { type: 'string' },
+  'bpf-socket-lb': { type: 'string', default: DEFAULT_SOCKET_LB },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
   'bpf-xdp': { type: 'string', default: 'off' },
@@ -105,27 +111,22 @@ function devicesFlag(value: string): string[] {
   return names;
 }
 
-function xdpFlag(value: string): XdpMode {
-  if (!(XDP_MODES as readonly string[]).includes(value)) throw new UsageError(`--bpf-xdp=${value}: choose ${XDP_MODES.join(', ')}`);
-  return value as XdpMode;
-}
-
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
     throw new UsageError(`--masquerade-bit=${flags['masquerade-bit']}: not an integer from 0 to 31`);
   }
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
-  const mode = flags['iptables-mode'];
-  if (mode !== undefined && mode !== 'nft' && mode !== 'legacy') throw new UsageError(`--iptables-mode=${mode}: choose nft or legacy`);
+  const mode = flags['iptables-mode'] === undefined ? undefined : parseChoice('iptables-mode', flags['iptables-mode'], IPTABLES_MODES);
   return {
     log,
     bpfPinPath: flags['bpf-pin-path'],
     cgroupRoot: flags['cgroup-root'],
+    socketLb: parseChoice('bpf-socket-lb', flags['bpf-socket-lb'], SOCKET_LB_MODES),
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
-    xdp: xdpFlag(flags['bpf-xdp']),
+    xdp: parseChoice('bpf-xdp', flags['bpf-xdp'], XDP_MODES),
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),

@@ -3,6 +3,12 @@
 /** Bad command-line input: kube-lb prints the message as one sentence on stderr and exits 2. */
 export class UsageError extends Error {}
 
+/** A flag whose value is one of a few words: --flag=value, checked. */
+export function parseChoice<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`--${flag}=${value}: choose ${choices.slice(0, -1).join(', ')} or ${choices.at(-1)}`);
+  return value as T;
+}
+
 /** node:util's parseArgs errors, said as kube-lb says its own; `options` are those parseArgs was given. */
 export function parseArgsUsageError(err: NodeJS.ErrnoException, options: Record<string, { type: string; short?: string }>): Error {
   const flag = /'(?:-\w, )?(--?[^' ]+)/.exec(err.message)?.[1];

@@ -5,6 +5,7 @@ import type { Backend } from './backend.js';
 import type { MapSizes } from './ebpf/datapath.js';
 import type { XdpMode } from './ebpf/attach.js';
 import { EbpfBackend } from './ebpf/ebpf-backend.js';
+import type { SocketLb } from './ebpf/sockets.js';
 import { IptablesBackend, type IptablesMode, detectIptablesMode } from './iptables/iptables-backend.js';
 import { NftablesBackend } from './nftables/nft-backend.js';
 import { IpvsBackend, type IpvsOptions } from './ipvs/ipvs-backend.js';
@@ -18,6 +19,8 @@ export interface BackendOptions {
   bpfPinPath: string;
   /** ebpf: --cgroup-root, where the socket programs attach; undefined: the cgroup2 mount in /proc/self/mounts. */
   cgroupRoot: string | undefined;
+  /** ebpf: --bpf-socket-lb, whose sockets the cgroup programs translate. */
+  socketLb: SocketLb;
   /** ebpf: --bpf-lb-map-max and --bpf-ct-map-max. */
   bpfMapSizes: MapSizes;
   /** ebpf: attach to interfaces whose names start with this. */
@@ -62,6 +65,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
   return EbpfBackend.run({
     pinPath: opts.bpfPinPath,
     cgroupRoot: opts.cgroupRoot,
+    socketLb: opts.socketLb,
     // checkStartOptions refused ebpf without it.
     interfacePrefix: opts.podInterfacePrefix!,
     devices: opts.devices,

@@ -95,7 +95,7 @@ describe('kube-lb at the command line', () => {
         [[...run, '--devices=eth0/1'], /^--devices=eth0\/1: "eth0\/1" is not an interface name/],
         [[...run, '--bpf-lb-map-max=0'], /^--bpf-lb-map-max=0: not a whole number/],
         [[...run, '--bpf-ct-map-max=lots'], /^--bpf-ct-map-max=lots: not a whole number/],
-        [[...run, '--bpf-xdp=fast'], /^--bpf-xdp=fast: choose native, generic, off/],
+        [[...run, '--bpf-xdp=fast'], /^--bpf-xdp=fast: choose native, generic or off/],
         [[...run, '--healthz-bind-address=10256'], /^--healthz-bind-address=10256: not host:port/],
         [[...run, '--metrics-bind-address=localhost:99999'], /^--metrics-bind-address=localhost:99999: not host:port/],
         [[...run, '--backend=iptables', '--iptables-mode=auto'], /^--iptables-mode=auto: choose nft or legacy/],

@@ -43,7 +43,7 @@ describe('ebpf backend: room in kube_lb_svc', () => {
     const logger = captureLogger();
     lines = logger.lines;
     // No uplinks, and socket programs on a cgroup of its own: this runs in the host's own network namespace.
-    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], xdp: 'off', mapSizes });
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], xdp: 'off', mapSizes, socketLb: 'host' });
     return backend;
   }
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseArgs } from 'node:util';
-import { parseArgsUsageError, parseCount, parseDuration } from '../../src/flags.js';
+import { parseArgsUsageError, parseChoice, parseCount, parseDuration } from '../../src/flags.js';
+import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from '../../src/backends/ebpf/sockets.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -65,4 +66,10 @@ test("parseArgs' errors become one sentence naming the flag", () => {
   assert.equal(sentence(['-o']), '--output: needs a value, as in --output=VALUE');
   assert.equal(sentence(['-o', '--help']), '-o: needs a value, as in -o VALUE');
   assert.equal(sentence(['--help=yes']), '--help: takes no value');
+});
+
+test('--bpf-socket-lb takes all, host or off, and names the choices otherwise', () => {
+  for (const mode of ['all', 'host', 'off']) assert.equal(parseChoice('bpf-socket-lb', mode, SOCKET_LB_MODES), mode);
+  assert.throws(() => parseChoice('bpf-socket-lb', 'pods', SOCKET_LB_MODES), /^Error: --bpf-socket-lb=pods: choose all, host or off$/);
+  assert.equal(DEFAULT_SOCKET_LB, 'host');
 });
