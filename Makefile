@@ -5,13 +5,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 NODE := node_modules/.bin/node
-BPF_OBJS := build/bpf/kube_lb.bpf.o build/bpf/kube_lb_xdp.bpf.o build/test/xdp_pass.bpf.o
+BPF_OBJS := build/bpf/kube_lb.bpf.o build/bpf/kube_lb_xdp.bpf.o build/test/xdp_pass.bpf.o build/bench/flood.bpf.o
 ADDON := build/Release/kube_lb_native.node
 TS_STAMP := dist/.built
 
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
 	bpftool iproute2 iptables nftables ipset util-linux procps kmod iperf3 ethtool \
-	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3 netsniff-ng
+	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3
 
 .PHONY: build deps apt npm test test-vm demo bench bench-vm clean readme-capabilities
 
@@ -39,8 +39,13 @@ build/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h) | $(ADDON)
 	@mkdir -p $(dir $@)
 	clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$$(gcc -dumpmachine) -c $< -o $@
 
-# The test sandbox's own program (test/lib/sandbox.ts).
+# The test sandbox's own program (test/lib/sandbox.ts), and the packet-rate
+# benchmark's generator (bench/flood.ts).
 build/test/%.bpf.o: test/lib/%.bpf.c | $(ADDON)
+	@mkdir -p $(dir $@)
+	clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$$(gcc -dumpmachine) -c $< -o $@
+
+build/bench/%.bpf.o: bench/%.bpf.c | $(ADDON)
 	@mkdir -p $(dir $@)
 	clang -O2 -g -target bpf -Wall -Werror -I/usr/include/$$(gcc -dumpmachine) -c $< -o $@
 

@@ -15,6 +15,7 @@
         "native/ipvs.cc",
         "native/ipvs_link.cc",
         "native/ipvs_netlink.cc",
+        "native/iter.cc",
         "native/libbpf_log.cc",
         "native/maps.cc",
         "native/netns.cc",

@@ -14,8 +14,9 @@ import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
-import { type ClientPlace, EXTERNAL_CLIENT_IPS, type NodeName, NODES, NodeSandbox, waitForLine } from '../test/lib/sandbox.js';
-import { requireCommand } from '../test/lib/preconditions.js';
+import { type ClientPlace, EXTERNAL_CLIENT_IPS, type NodeName, NODES, NodeSandbox, XDP_PASS_OBJECT, waitForLine } from '../test/lib/sandbox.js';
+import { buildPacket } from '../test/lib/packets.js';
+import { createTestCgroup, removeTestCgroup } from '../test/lib/test-cgroup.js';
 import { cpuTimesNs, linkPackets } from './counters.js';
 
 const exec = promisify(execFile);
@@ -33,6 +34,12 @@ export interface Variant {
   backend?: BackendName;
   /** Flags besides --backend. */
   args: string[];
+  /**
+   * --bpf-socket-lb=all, its programs attached to a cgroup of the bench's
+   * own that the client pod's processes join: on the machine's root they
+   * would translate every pod of the machine.
+   */
+  podSockets?: boolean;
 }
 
 /**
@@ -53,7 +60,7 @@ export function noNodePortReason(v: Variant): string | undefined {
 /** What floodUdp counted over its measured span. */
 export interface PacketCounts {
   seconds: number;
-  /** Taken in by node-a's uplink (a full backlog refuses the rest). */
+  /** Taken in by node-a's uplink (a full queue refuses the rest). */
   sent: number;
   /** Received on the sink pod's eth0. */
   delivered: number;
@@ -62,9 +69,9 @@ export interface PacketCounts {
 }
 
 /**
- * trafgen with one process pins it to CPU 0. On veths, each hop's receive
- * runs in softirq on the sending CPU, so node-a's forwarding, and node-b's,
- * run there too.
+ * The generator runs on CPU 0. On veths, each hop's receive runs in
+ * softirq on the sending CPU, so node-a's forwarding, and node-b's, run
+ * there too.
  */
 const FLOOD_CPU = 0;
 /** floodUdp's source ports, first and last: 1,000 flows. */
@@ -88,6 +95,8 @@ const FILE_SERVICES = 500;
 export class BenchNode {
   private kubeLb: ChildProcess | undefined;
   private logs = '';
+  /** Where the client pod's processes run with variant.podSockets. */
+  private cgroup: string | undefined;
 
   private constructor(
     readonly variant: Variant,
@@ -100,6 +109,7 @@ export class BenchNode {
     const sandbox = await NodeSandbox.create();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-bench-${sandbox.id}-`));
     const node = new BenchNode(variant, sandbox, dir, []);
+    if (variant.podSockets) node.cgroup = createTestCgroup(`kube-lb-bench-${sandbox.id}`);
     writeNodes(dir, 'nodes.yaml', [NODE]);
     await sandbox.addPod('client', CLIENT_IP);
     for (let i = 0; i < serverCount; i++) {
@@ -191,43 +201,63 @@ export class BenchNode {
 
   /**
    * Floods `target` (ip:port) with UDP from the external client's outside
-   * address, as fast as trafgen sends on one CPU, and counts over
-   * `seconds`, after a warm-up: the packets node-a's uplink took in, those
-   * that reached `sinkPod` (a pod on node-b), and FLOOD_CPU's softirq
-   * time. The source ports cycle over FLOW_PORTS, so that the packets are
-   * many established flows, not one, and not a new flow each.
+   * address, as fast as the generator (flood.ts) sends on FLOOD_CPU, and
+   * counts over `seconds`, after a warm-up: the packets node-a's uplink
+   * took in, those that reached `sinkPod` (a pod on node-b), and
+   * FLOOD_CPU's softirq time. The source ports cycle over FLOW_PORTS, so
+   * that the packets are many established flows, not one, and not a new
+   * flow each. The frames reach node-a's eth0 as a NIC hands them to its
+   * driver, as frames before any skb: a veth gets such frames only with
+   * an XDP program on it, so eth0 runs one that passes everything
+   * (xdp_pass.bpf.c) unless kube-lb's own XDP program runs there.
    */
   async floodUdp(target: string, sinkPod: string, seconds: number): Promise<PacketCounts> {
-    requireCommand('trafgen', 'apt-get install netsniff-ng');
     const [dstIp, dstPort] = target.split(':');
     const ext = this.sandbox.externalNs;
     // The external namespace's end of node-a's uplink: frames sent on it
     // reach node-a's eth0 without passing the bridge.
     const uplink = NODE.name;
-    const stats = async (ns: string, dev: string): Promise<string> => this.sandbox.inNamespace(ns, 'ip', '-s', '-j', 'link', 'show', dev);
-    const mac = async (ns: string, dev: string): Promise<string> => (JSON.parse(await stats(ns, dev)) as { address: string }[])[0]!.address;
+    const link = async (ns: string, dev: string): Promise<{ ifindex: number; address: string; stats: string }> => {
+      const stats = await this.sandbox.inNamespace(ns, 'ip', '-s', '-j', 'link', 'show', dev);
+      const [l] = JSON.parse(stats) as { ifindex: number; address: string }[];
+      return { ifindex: l!.ifindex, address: l!.address, stats };
+    };
+    if (!this.variant.args.some((a) => a.startsWith('--bpf-xdp=') && a !== '--bpf-xdp=off')) {
+      await this.sandbox.inNamespace(this.sandbox.nodeNs, 'ip', 'link', 'set', 'dev', 'eth0', 'xdpdrv', 'obj', XDP_PASS_OBJECT, 'sec', 'xdp');
+    }
     // The flood fills the backlogs that ARP answers would queue behind, and
     // drops them: the neighbours on the path to the pod are set beforehand.
     const sink = this.sandbox.pod(sinkPod);
     const nodeB = this.sandbox.nodeNamespaces['node-b'];
-    await this.sandbox.inNamespace(this.sandbox.nodeNs, 'ip', 'neigh', 'replace', NODES['node-b'].ip, 'lladdr', await mac(nodeB, 'eth0'), 'dev', 'eth0', 'nud', 'permanent');
-    await this.sandbox.inNamespace(nodeB, 'ip', 'neigh', 'replace', sink.ip, 'lladdr', await mac(sink.ns, 'eth0'), 'dev', sink.hostIf, 'nud', 'permanent');
-    const packet = `{ eth(da=${await mac(this.sandbox.nodeNs, 'eth0')}, sa=${await mac(ext, uplink)}), ipv4(saddr=${EXTERNAL_CLIENT_IPS[0]}, daddr=${dstIp}, ttl=64), udp(sp=dinc(${FLOW_PORTS.join(',')}), dp=${dstPort}), fill(0, 18) }`;
-    // --no-sock-mem: trafgen would otherwise raise the host's socket memory sysctls.
-    const generator = this.sandbox.spawnAt('external', 'trafgen', ['--no-sock-mem', '--notouch-irq', '--cpus', '1', '--dev', uplink, packet]);
+    await this.sandbox.inNamespace(this.sandbox.nodeNs, 'ip', 'neigh', 'replace', NODES['node-b'].ip, 'lladdr', (await link(nodeB, 'eth0')).address, 'dev', 'eth0', 'nud', 'permanent');
+    await this.sandbox.inNamespace(nodeB, 'ip', 'neigh', 'replace', sink.ip, 'lladdr', (await link(sink.ns, 'eth0')).address, 'dev', sink.hostIf, 'nud', 'permanent');
+    const from = await link(ext, uplink);
+    const frame = buildPacket({
+      dstMac: (await link(this.sandbox.nodeNs, 'eth0')).address,
+      srcMac: from.address,
+      saddr: EXTERNAL_CLIENT_IPS[0],
+      daddr: dstIp!,
+      sport: FLOW_PORTS[0]!,
+      dport: Number(dstPort),
+      protocol: 'UDP',
+      payload: Buffer.alloc(18),
+      udpNoChecksum: true,
+    });
+    const args = [String(from.ifindex), frame.subarray(0, 42).toString('hex'), String(FLOW_PORTS[0]), String(FLOW_PORTS[1]! - FLOW_PORTS[0]! + 1)];
+    const generator = this.sandbox.spawnAt('external', 'taskset', ['-c', String(FLOOD_CPU), process.execPath, path.join(compiledRoot, 'bench', 'flood.js'), ...args]);
     try {
-      await waitForLine(generator, /Running!/, 30_000, 'trafgen');
+      await waitForLine(generator, /Running!/, 30_000, 'the generator');
       const read = async (): Promise<{ at: number; sent: number; delivered: number; softirqNs: number }> => ({
         at: performance.now(),
-        sent: linkPackets(await stats(ext, uplink), 'tx'),
-        delivered: linkPackets(await stats(sink.ns, 'eth0'), 'rx'),
+        sent: linkPackets((await link(this.sandbox.nodeNs, 'eth0')).stats, 'rx'),
+        delivered: linkPackets((await link(sink.ns, 'eth0')).stats, 'rx'),
         softirqNs: cpuNow(FLOOD_CPU).softirqNs,
       });
       await new Promise((r) => setTimeout(r, FLOOD_WARMUP_MS));
       const before = await read();
       await new Promise((r) => setTimeout(r, seconds * 1000));
       const after = await read();
-      if (generator.exitCode !== null) throw new Error(`trafgen exited early with ${generator.exitCode}`);
+      if (generator.exitCode !== null) throw new Error(`the generator exited early with ${generator.exitCode}`);
       return {
         seconds: (after.at - before.at) / 1000,
         sent: after.sent - before.sent,
@@ -235,7 +265,7 @@ export class BenchNode {
         softirqNs: after.softirqNs - before.softirqNs,
       };
     } finally {
-      generator.kill('SIGINT');
+      generator.kill('SIGKILL');
     }
   }
 
@@ -246,7 +276,7 @@ export class BenchNode {
    * `name`.
    */
   async startPolling(entry: Entry, name: string, target: string, timeoutMs: number): Promise<{ answeredAt: Promise<number> }> {
-    const child = this.sandbox.spawnAt(this.placeOf(entry), process.execPath, this.trafficClientArgs(entry, 'until', name, String(timeoutMs), target));
+    const child = this.sandbox.spawnAt(this.placeOf(entry), process.execPath, this.trafficClientArgs(entry, 'until', name, String(timeoutMs), target), this.cgroupOf(entry));
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
@@ -371,12 +401,18 @@ export class BenchNode {
 
   private backendArgs(): string[] {
     if (!this.variant.backend) throw new Error(`${this.variant.name} runs no kube-lb`);
-    return [`--backend=${this.variant.backend}`, ...this.variant.args];
+    const sockets = this.cgroup === undefined ? [] : ['--bpf-socket-lb=all', `--cgroup-root=${this.cgroup}`];
+    return [`--backend=${this.variant.backend}`, ...this.variant.args, ...sockets];
+  }
+
+  /** The cgroup the entry's client joins: the client pod's, with variant.podSockets. */
+  private cgroupOf(entry: Entry): string | undefined {
+    return entry === 'cluster-ip' ? this.cgroup : undefined;
   }
 
   /** Runs a command where the entry's connections start; returns its stdout. */
   async exec(entry: Entry, cmd: string, ...args: string[]): Promise<string> {
-    const { stdout } = await exec('ip', ['netns', 'exec', this.sandbox.namespaceOf(this.placeOf(entry)), cmd, ...args], { maxBuffer: 256 << 20 });
+    const { stdout } = await exec(...this.sandbox.atPlace(this.placeOf(entry), cmd, args, this.cgroupOf(entry)), { maxBuffer: 256 << 20 });
     return stdout;
   }
 
@@ -406,6 +442,7 @@ export class BenchNode {
     } finally {
       await this.sandbox.destroy();
       fs.rmSync(this.manifestsDir, { recursive: true, force: true });
+      if (this.cgroup !== undefined) removeTestCgroup(this.cgroup);
     }
   }
 }

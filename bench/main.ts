@@ -2,6 +2,8 @@
 // kernel, in one run; writes bench/results/<date>-<kernel>.{md,json} and
 // SVG charts.
 //   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only pps,...] [--out DIR] [--help]
+// --variants may name ebpf-socket-lb, not run by default: ebpf with the
+// client pod translated at connect (--bpf-socket-lb=all).
 // --vm: running in the test VM (make bench-vm), where ipvs joins the others
 // and the report says to compare ratios only. --services replaces the mode's
 // service counts, e.g. for a 50,000-service run of the backends that load it.
@@ -9,30 +11,35 @@
 // report says which were not run.
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { parseArgsUsageError } from '../src/flags.js';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
-import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, packetRateVariants, writeReport } from './report.js';
+import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, packetRateVariants, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
 
 const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
-// A mistyped option is named, with the usage, not thrown as a stack trace.
+/** A usage error: one sentence on stderr and exit code 2, as kube-lb says its own. */
+function usageError(message: string): never {
+  process.stderr.write(`kube-lb bench: ${message}\n`);
+  process.exit(2);
+}
+
+const OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  vm: { type: 'boolean', default: false },
+  variants: { type: 'string' },
+  services: { type: 'string' },
+  only: { type: 'string' },
+  out: { type: 'string', default: 'bench/results' },
+  help: { type: 'boolean', default: false },
+} as const;
+
 const { values } = (() => {
   try {
-    return parseArgs({
-      options: {
-        quick: { type: 'boolean', default: false },
-        vm: { type: 'boolean', default: false },
-        variants: { type: 'string' },
-        services: { type: 'string' },
-        only: { type: 'string' },
-        out: { type: 'string', default: 'bench/results' },
-        help: { type: 'boolean', default: false },
-      },
-    });
+    return parseArgs({ options: OPTIONS });
   } catch (err) {
-    process.stderr.write(`kube-lb bench: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
+    return usageError(parseArgsUsageError(err as NodeJS.ErrnoException, OPTIONS).message);
   }
 })();
 if (values.help) {
@@ -40,14 +47,15 @@ if (values.help) {
   process.exit(0);
 }
 
-const known = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
+const byDefault = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
+const known = [...byDefault, SOCKET_LB_VARIANT];
 const variants: Variant[] = values.variants
   ? values.variants.split(',').map((name) => {
       const v = known.find((h) => h.name === name);
-      if (!v) throw new Error(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
+      if (!v) usageError(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
       return v;
     })
-  : known;
+  : byDefault;
 
 const modePlan: BenchPlan = values.quick
   ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }
@@ -78,13 +86,13 @@ const plan: BenchPlan = {
   ...(values.services && {
     serviceCounts: values.services.split(',').map((n) => {
       const count = Number(n);
-      if (!Number.isInteger(count) || count < 1) throw new Error(`--services: ${n} is not a positive whole number`);
+      if (!Number.isInteger(count) || count < 1) usageError(`--services: ${n} is not a positive whole number`);
       return count;
     }),
   }),
   ...(values.only && {
     sections: values.only.split(',').map((name) => {
-      if (!SECTIONS.includes(name as Section)) throw new Error(`--only: unknown measurement ${name}; known: ${SECTIONS.join(', ')}`);
+      if (!SECTIONS.includes(name as Section)) usageError(`--only: unknown measurement ${name}; known: ${SECTIONS.join(', ')}`);
       return name as Section;
     }),
   }),

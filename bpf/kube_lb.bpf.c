@@ -23,7 +23,9 @@
  *
  * At the cgroup v2 root, lb_connect4, lb_sendmsg4,
  * lb_recvmsg4 and lb_getpeername4 balance the node's own
- * sockets (include/sock.h).
+ * sockets, and with --bpf-socket-lb=all pods' too (include/sock.h);
+ * lb_udp_destroy ends connected UDP sockets whose backend is gone
+ * (include/sock_destroy.h).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -31,6 +33,7 @@
 #include <bpf/bpf_endian.h>
 #include "include/flow.h"
 #include "include/sock.h"
+#include "include/sock_destroy.h"
 
 /* A hairpinned pod answers LB_HAIRPIN_ADDR: give it back its service. */
 static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct packet *pkt)
@@ -105,7 +108,10 @@ int lb_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int lb_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock_to_backend(ctx, ctx->msg_src_ip4);
+	struct bpf_sock *sk = ctx->sk;
+	__be32 src = ctx->msg_src_ip4;
+
+	return sock_to_backend(ctx, src || !sk ? src : sk->src_ip4);
 }
 
 SEC("cgroup/recvmsg4")
@@ -118,6 +124,21 @@ SEC("cgroup/getpeername4")
 int lb_getpeername4(struct bpf_sock_addr *ctx)
 {
 	return sock_show_frontend(ctx);
+}
+
+/* Run by the control plane after a sync removed backends of UDP frontends. */
+SEC("iter/udp")
+int lb_udp_destroy(struct bpf_iter__udp *ctx)
+{
+	struct sock_common *sk = (struct sock_common *)ctx->udp_sk;
+	char destroyed = 1;
+
+	if (!sk || !sock_backend_gone(sk, IPPROTO_UDP))
+		return 0;
+	/* One byte read per socket destroyed: the control plane counts them. */
+	if (bpf_sock_destroy(sk) == 0)
+		bpf_seq_write(ctx->meta->seq, &destroyed, 1);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

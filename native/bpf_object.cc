@@ -20,6 +20,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return DefineClass(env, "BpfObject",
                        {
                            InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
+                           InstanceMethod<&BpfObject::SetAutoload>("setAutoload"),
                            InstanceMethod<&BpfObject::Maps>("maps"),
                            InstanceMethod<&BpfObject::Load>("load"),
                            InstanceMethod<&BpfObject::MapFd>("mapFd"),
@@ -48,6 +49,17 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     uint32_t max_entries = args.Uint32(1, "maxEntries", 1);
     bpf_map* map = Find(info.Env(), bpf_object__find_map_by_name, "bpf_object__find_map_by_name", name);
     Check(info.Env(), bpf_map__set_max_entries(map, max_entries), "bpf_map__set_max_entries", name);
+  }
+
+  // Whether load() loads a program (all do unless told otherwise).
+  void SetAutoload(const Napi::CallbackInfo& info) {
+    Args args(info, "setAutoload");
+    std::string name = args.String(0, "name");
+    if (!info[1].IsBoolean()) args.Fail("autoload", "a boolean");
+    bpf_program* prog =
+        Find(info.Env(), bpf_object__find_program_by_name, "bpf_object__find_program_by_name", name);
+    Check(info.Env(), bpf_program__set_autoload(prog, info[1].As<Napi::Boolean>().Value()),
+          "bpf_program__set_autoload", name);
   }
 
   // What load() will create each map as: the object's definitions, with any

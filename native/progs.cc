@@ -105,6 +105,21 @@ Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// Runs an XDP program on `repeat` copies of a frame as if an interface had
+// received them (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends, it sends. Ends
+// early when a signal is pending.
+void ProgTestRunLive(const Napi::CallbackInfo& info) {
+  Args args(info, "progTestRunLive");
+  int fd = args.Int(0, "progFd");
+  Napi::Buffer<uint8_t> frame = args.Buffer(1, "frame");
+  auto opts = Opts<bpf_test_run_opts>();
+  opts.data_in = frame.Data();
+  opts.data_size_in = frame.Length();
+  opts.repeat = args.Uint32(2, "repeat", 1);
+  opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+  Check(info.Env(), bpf_prog_test_run_opts(fd, &opts), "bpf_prog_test_run_opts", Numbered("prog fd", fd));
+}
+
 }  // namespace
 
 void ExportProgs(Napi::Env env, Napi::Object exports) {
@@ -112,4 +127,5 @@ void ExportProgs(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "progInfoById", ProgInfoById);
   Export(env, exports, "progMapIds", ProgMapIds);
   Export(env, exports, "progTestRun", ProgTestRun);
+  Export(env, exports, "progTestRunLive", ProgTestRunLive);
 }

@@ -8,19 +8,24 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, isPrime } from './backends/ebpf/maglev.js';
-import { XDP_MODES, type XdpMode } from './backends/ebpf/attach.js';
-import { type BackendOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from './backends/ebpf/maglev.js';
+import { XDP_MODES } from './backends/ebpf/attach.js';
+import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
+import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
+import { clusterScheduler } from './backends/ipvs/schedulers.js';
+import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
-import { parseCount, parseDuration } from './flags.js';
-import { formatViews } from './inspect-view.js';
+import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
+import { readFrontendSources } from './inspect-source.js';
+import { formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
-import type { NodePortAddresses } from './model/model.js';
-import { type LbAlgorithm, LB_ALGORITHMS } from './model/contract.js';
+import type { ModelOptions, NodePortAddresses } from './model/model.js';
+import { LB_ALGORITHMS } from './model/contract.js';
 import { type Cidr, parseCidr } from './net/ip.js';
-import { ProxyTelemetry } from './observability/telemetry.js';
+import { parseBindAddress, ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
+import type { Source } from './sources/source.js';
 
 const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
@@ -34,6 +39,9 @@ const USAGE = `usage:
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--cgroup-root DIR (ebpf: the cgroup v2 root the socket programs attach to;
                  default: the cgroup2 mount in /proc/self/mounts)]
+                [--bpf-socket-lb host|all|off (ebpf: whose sockets are translated at connect:
+                 the node's own (host, the default: pods keep the TC path, as service meshes
+                 need), pods' too (all), or none (off: the node's processes reach no service))]
                 [--bpf-lb-map-max 1048576 (ebpf: kube_lb_svc entries: one per service port
                  frontend plus one per backend of it; costs 16 B per entry, rounded up to
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
@@ -50,6 +58,9 @@ const USAGE = `usage:
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
+                  [--manifests DIR | --kubeconfig FILE] [--hostname-override NAME] [--service NS/NAME]
+                  (with a source, as run reads it: each frontend's service, port name, policy,
+                   affinity and endpoints' nodes; --service shows one service's frontends)
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--cgroup-root DIR] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
   kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
@@ -77,6 +88,7 @@ const options = {
   'ipvs-scheduler': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
   'cgroup-root': { type: 'string' },
+  'bpf-socket-lb': { type: 'string', default: DEFAULT_SOCKET_LB },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
   'bpf-lb-algorithm': { type: 'string', default: 'random' },
@@ -85,13 +97,12 @@ const options = {
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
   'log-level': { type: 'string', default: 'info' },
+  service: { type: 'string' },
   output: { type: 'string', short: 'o', default: 'text' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
-
-class UsageError extends Error {}
 
 function validateCidr(cidr: string): void {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
@@ -108,56 +119,33 @@ function devicesFlag(value: string): string[] {
   return names;
 }
 
-function xdpFlag(value: string): XdpMode {
-  if (!(XDP_MODES as readonly string[]).includes(value)) throw new UsageError(`--bpf-xdp=${value}: choose ${XDP_MODES.join(', ')}`);
-  return value as XdpMode;
-}
-
 function backendOptions(flags: Flags, log: Logger): BackendOptions {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
     throw new UsageError(`--masquerade-bit=${flags['masquerade-bit']}: not an integer from 0 to 31`);
   }
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
-  const mode = flags['iptables-mode'];
-  if (mode !== undefined && mode !== 'nft' && mode !== 'legacy') throw new UsageError(`--iptables-mode=${mode}: choose nft or legacy`);
+  const mode = flags['iptables-mode'] === undefined ? undefined : parseChoice('iptables-mode', flags['iptables-mode'], IPTABLES_MODES);
   return {
     log,
     bpfPinPath: flags['bpf-pin-path'],
     cgroupRoot: flags['cgroup-root'],
+    socketLb: parseChoice('bpf-socket-lb', flags['bpf-socket-lb'], SOCKET_LB_MODES),
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
-    bpfMaglevTableSize: maglevTableSize(flags['bpf-lb-maglev-table-size']),
+    bpfMaglevTableSize: parseMaglevTableSize(flags['bpf-lb-maglev-table-size']),
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
-    xdp: xdpFlag(flags['bpf-xdp']),
+    xdp: parseChoice('bpf-xdp', flags['bpf-xdp'], XDP_MODES),
     clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
     iptablesMode: mode,
-    ipvsScheduler: flags['ipvs-scheduler'],
+    ipvsScheduler: clusterScheduler(flags['ipvs-scheduler']),
   };
 }
 
 function mapSize(flags: Flags, name: 'bpf-lb-map-max' | 'bpf-ct-map-max'): number {
-  try {
-    return parseCount(name, flags[name], 1, MAX_MAP_SIZE);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-function maglevTableSize(value: string): number {
-  const size = Number(value);
-  if (!/^\d+$/.test(value) || !isPrime(size) || size > MAX_MAGLEV_TABLE_SIZE) {
-    throw new UsageError(`--bpf-lb-maglev-table-size=${value}: not a prime from 2 to ${MAX_MAGLEV_TABLE_SIZE} (Cilium's sizes: 251, 509, 1021, 2039, 4093, 8191, ${DEFAULT_MAGLEV_TABLE_SIZE}, 32749, 65521)`);
-  }
-  return size;
-}
-
-function lbAlgorithm(value: string): LbAlgorithm {
-  const known = LB_ALGORITHMS.find((a) => a === value);
-  if (known === undefined) throw new UsageError(`--bpf-lb-algorithm=${value}: choose ${LB_ALGORITHMS.join(' or ')}`);
-  return known;
+  return parseCount(name, flags[name], 1, MAX_MAP_SIZE);
 }
 
 /** --nodeport-addresses: kube-proxy's "primary" (the node's primary IPs), or CIDRs. */
@@ -194,14 +182,10 @@ function enableTcpBeLiberal(log: Logger): void {
   log.info({ sysctl: 'net.netfilter.nf_conntrack_tcp_be_liberal', value: 1 }, 'set for --conntrack-tcp-be-liberal');
 }
 
-async function run(flags: Flags, log: Logger): Promise<void> {
-  if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
-  const minSyncPeriodMs = parseDuration(flags['min-sync-period']);
-  const syncPeriodMs = parseDuration(flags['sync-period']);
-  const hostname = flags['hostname-override'] ?? os.hostname();
-  const backendName = parseBackendName(flags.backend);
-  const model = {
-    nodeName: hostname,
+/** How the model resolves services on this node: `run` syncs what it resolves, `inspect` names frontends with it. */
+function modelOptions(flags: Flags, backendName: BackendName, nodeName: string): Omit<ModelOptions, 'protocols' | 'log'> {
+  return {
+    nodeName,
     nodePortAddresses: nodePortAddresses(flags['nodeport-addresses']),
     // kube-proxy serves NodePorts on 127.0.0.1 only in its iptables mode;
     // ebpf's socket programs serve them too, with nothing to enable.
@@ -212,9 +196,35 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     deriveTopologyHints: flags.manifests !== undefined,
     serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
     clusterCidrs: cidrList('cluster-cidr', flags['cluster-cidr']),
-    lbAlgorithm: lbAlgorithm(flags['bpf-lb-algorithm']),
+    lbAlgorithm: parseChoice('bpf-lb-algorithm', flags['bpf-lb-algorithm'], LB_ALGORITHMS),
   };
-  log.info({ backend: backendName, hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
+}
+
+/** Where objects come from: --manifests DIR, else the API server. */
+async function objectSource(flags: Flags, nodeName: string, log: Logger): Promise<Source> {
+  return flags.manifests
+    ? new ManifestsSource({ directory: flags.manifests, log })
+    : // Loaded only when used: @kubernetes/client-node is thousands of files,
+      // seconds of startup on slow filesystems such as the test VM's 9p.
+      new (await import('./sources/apiserver.js')).ApiServerSource({ kubeconfig: flags.kubeconfig, nodeName, log });
+}
+
+async function run(flags: Flags, log: Logger): Promise<void> {
+  if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
+  const minSyncPeriodMs = parseDuration('min-sync-period', flags['min-sync-period']);
+  const syncPeriodMs = parseDuration('sync-period', flags['sync-period']);
+  const hostname = flags['hostname-override'] ?? os.hostname();
+  const backendName = parseBackendName(flags.backend);
+  const model = modelOptions(flags, backendName, hostname);
+  // Every flag is checked before anything starts: a usage error leaves no state behind.
+  const startOptions = backendOptions(flags, log);
+  checkStartOptions(backendName, startOptions);
+  for (const what of ['healthz', 'metrics'] as const) {
+    const address = flags[`${what}-bind-address`];
+    if (address !== '') parseBindAddress(address, what);
+  }
+  // "node", not "hostname": every line already carries the machine's hostname.
+  log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
   // still ends in an orderly stop once start-up is done.
   const stopRequested = new Promise<void>((resolve) => {
@@ -227,8 +237,8 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   });
 
   // Before the first sync: without the sysctl, rules without the INVALID drop would bring issue 74839 back.
-  if (booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal'])) enableTcpBeLiberal(log);
-  const backend: Backend = await startBackend(backendName, backendOptions(flags, log));
+  if (startOptions.tcpBeLiberal) enableTcpBeLiberal(log);
+  const backend: Backend = await startBackend(backendName, startOptions);
   const telemetry = await ProxyTelemetry.start({
     backend,
     nodeName: hostname,
@@ -238,11 +248,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     log,
   });
   const proxier = new Proxier({
-    source: flags.manifests
-      ? new ManifestsSource({ directory: flags.manifests, log })
-      : // Loaded only when used: @kubernetes/client-node is thousands of files,
-        // seconds of startup on slow filesystems such as the test VM's 9p.
-        new (await import('./sources/apiserver.js')).ApiServerSource({ kubeconfig: flags.kubeconfig, nodeName: hostname, log }),
+    source: await objectSource(flags, hostname, log),
     backend,
     log,
     minSyncPeriodMs,
@@ -255,14 +261,39 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   await proxier.stop();
 }
 
+/**
+ * The kernel's frontends; named, with policy, affinity and each endpoint's
+ * node, when --manifests or --kubeconfig says where the objects are, since
+ * the kernel holds addresses only.
+ */
 async function inspect(flags: Flags, log: Logger): Promise<void> {
-  if (flags.output !== 'text' && flags.output !== 'json') throw new UsageError(`-o ${flags.output}: choose text or json`);
-  const backend = await openBackend(parseBackendName(flags.backend), backendOptions(flags, log));
+  const output = flags.output;
+  if (output !== 'text' && output !== 'json') throw new UsageError(`-o ${output}: choose text or json`);
+  const backendName = parseBackendName(flags.backend);
+  const named = flags.manifests !== undefined || flags.kubeconfig !== undefined;
+  const wanted = flags.service === undefined ? undefined : serviceFlag(flags.service, named);
+  const model = named ? modelOptions(flags, backendName, flags['hostname-override'] ?? os.hostname()) : undefined;
+  const backend = await openBackend(backendName, backendOptions(flags, log));
   try {
-    process.stdout.write(formatViews(await backend.inspect(), flags.output));
+    const views = await backend.inspect();
+    if (model === undefined) {
+      process.stdout.write(formatViews(views, output));
+      return;
+    }
+    const sources = await readFrontendSources(await objectSource(flags, model.nodeName, log), { ...model, protocols: backend.protocols, log }, log);
+    const shown = nameViews(views, sources).filter((v) => wanted === undefined || (v.service?.namespace === wanted.namespace && v.service.name === wanted.name));
+    process.stdout.write(formatNamedViews(shown, output, wanted && `no frontend of ${wanted.namespace}/${wanted.name} is programmed`));
   } finally {
     await backend.close();
   }
+}
+
+/** --service NAMESPACE/NAME; names are the source's, so it needs one. */
+function serviceFlag(value: string, named: boolean): { namespace: string; name: string } {
+  const m = /^([^/\s]+)\/([^/\s]+)$/.exec(value);
+  if (m === null) throw new UsageError(`--service=${value}: give NAMESPACE/NAME`);
+  if (!named) throw new UsageError(`--service=${value}: needs --manifests or --kubeconfig, where the names are (the kernel holds addresses only)`);
+  return { namespace: m[1]!, name: m[2]! };
 }
 
 async function cleanup(flags: Flags, log: Logger): Promise<void> {
@@ -274,7 +305,13 @@ const commands: Record<string, (flags: Flags, log: Logger) => Promise<void>> = {
 
 /** The flags, with a --config file's settings under the command line's, as in kube-proxy. */
 function parseCommandLine(argv: string[]) {
-  const parse = (args: string[]) => parseArgs({ args, options, allowPositionals: true, strict: true });
+  const parse = (args: string[]) => {
+    try {
+      return parseArgs({ args, options, allowPositionals: true, strict: true });
+    } catch (err) {
+      throw parseArgsUsageError(err as NodeJS.ErrnoException, options);
+    }
+  };
   const parsed = parse(argv);
   if (parsed.values.config === undefined) return { ...parsed, configWarnings: [] };
   const config = loadKubeProxyConfig(parsed.values.config);
@@ -290,11 +327,12 @@ function bench(args: string[]): number {
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'bench') return bench(argv.slice(1));
   let parsed;
+  let log: Logger;
   try {
     parsed = parseCommandLine(argv);
+    log = createLogger(parsed.values['log-level']);
   } catch (err) {
-    process.stderr.write(`kube-lb: ${(err as Error).message}\n${USAGE}`);
-    return 2;
+    return usageError(err);
   }
   const { values: flags, positionals, configWarnings } = parsed;
   if (flags.help) {
@@ -304,22 +342,24 @@ async function main(argv: string[]): Promise<number> {
   const name = flags.cleanup ? 'cleanup' : (positionals[0] ?? 'run');
   const command = commands[name];
   if (!command || positionals.length > (flags.cleanup ? 0 : 1)) {
-    process.stderr.write(`kube-lb: unknown command ${JSON.stringify(positionals.join(' '))}\n${USAGE}`);
-    return 2;
+    return usageError(new UsageError(`unknown command ${JSON.stringify(positionals.join(' '))}; the commands are run, inspect, cleanup and bench`));
   }
-  const log = createLogger(flags['log-level']);
   for (const warning of configWarnings) log.warn(warning);
   try {
     await command(flags, log);
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`kube-lb: ${err.message}\n${USAGE}`);
-      return 2;
-    }
+    if (err instanceof UsageError) return usageError(err);
     log.fatal({ err: (err as Error).message }, `${name} failed`);
     return 1;
   }
+}
+
+/** A usage error is one sentence on stderr and exit code 2; anything else is a failure of kube-lb's own. */
+function usageError(err: unknown): number {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`kube-lb: ${err.message}\n`);
+  return 2;
 }
 
 /**

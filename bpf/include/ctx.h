@@ -39,47 +39,25 @@ static __always_inline __u32 ctx_len(lb_ctx *ctx)
 	return bpf_xdp_get_buff_len(ctx);
 }
 
-/* Headers sit in the frame's first buffer, read and written in place;
- * the helpers serve what lies beyond it (multi-buffer frames). The bound
- * on off lets the verifier check the access. */
-#define CTX_DIRECT_MAX 1024
-
-static __always_inline void *ctx_direct(lb_ctx *ctx, __u32 off, __u32 len)
-{
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-
-	if (off > CTX_DIRECT_MAX || data + off + len > end)
-		return NULL;
-	return data + off;
-}
-
 static __always_inline long ctx_load_bytes(lb_ctx *ctx, __u32 off, void *to, __u32 len)
 {
-	void *at = ctx_direct(ctx, off, len);
-
-	if (!at)
-		return bpf_xdp_load_bytes(ctx, off, to, len);
-	__builtin_memcpy(to, at, len);
-	return 0;
+	return bpf_xdp_load_bytes(ctx, off, to, len);
 }
 
 static __always_inline long ctx_store_bytes(lb_ctx *ctx, __u32 off, const void *from, __u32 len)
 {
-	void *at = ctx_direct(ctx, off, len);
-
-	if (!at)
-		return bpf_xdp_store_bytes(ctx, off, (void *)from, len);
-	__builtin_memcpy(at, from, len);
-	return 0;
+	return bpf_xdp_store_bytes(ctx, off, (void *)from, len);
 }
 
-/* The checksum helpers replace `from` with `to` in the checksum at
- * csum_off: a field of `size` bytes (2: a port, or the TTL's word; 4: an
- * address), in network order, zero-extended; pseudo: the field is an
- * address, part of the L4 pseudo-header.
+/* The checksum helpers (ctx_l3_csum_replace, ctx_l4_csum_replace) replace
+ * `from` with `to` in the checksum at csum_off: a field of `size` bytes
+ * (2: a port, or the TTL's word; 4: an address), in network order,
+ * zero-extended; pseudo: the field is an address, part of the L4
+ * pseudo-header. A UDP checksum of 0 means "none" and stays 0; one that
+ * comes out 0 is sent as 0xffff.
  *
- * XDP: the one's-complement sum does not care where the zeros go. A UDP checksum of 0 means "none" and stays
- * 0; one that comes out 0 is sent as 0xffff. */
+ * XDP's arithmetic works on the field zero-extended as given: the
+ * one's-complement sum does not care where the zeros go. */
 static __always_inline int xdp_csum_replace(lb_ctx *ctx, __u32 csum_off, __be32 from, __be32 to, int udp)
 {
 	__sum16 check;

@@ -1,11 +1,14 @@
-/* Socket-level load balancing for the node's own processes, at the cgroup
- * hooks of connect, sendmsg, recvmsg and getpeername: the socket is pointed
- * at its backend before any packet exists, so nothing is translated on the
- * wire, and the process is shown the frontend as its peer.
+/* Socket-level load balancing, at the cgroup hooks of connect, sendmsg,
+ * recvmsg and getpeername: the socket is pointed at its backend before any
+ * packet exists, so nothing is translated on the wire, and the process is
+ * shown the frontend as its peer.
  *
  * Cgroup hooks see the sockets of every network namespace, and other
  * kube-lbs may serve other namespaces of this machine: only sockets of the
- * namespace in kube_lb_sockcfg are touched. */
+ * namespace in kube_lb_sockcfg are touched, and with
+ * LB_SOCK_F_ALL_NAMESPACES (--bpf-socket-lb=all) those of every other
+ * namespace too, pods'. A pod's translated packets then carry the
+ * backend's address, and the TC programs let them pass as direct flows. */
 #ifndef KUBE_LB_SOCK_H
 #define KUBE_LB_SOCK_H
 
@@ -25,15 +28,36 @@
 #define SOCK_PASS 1
 #define SOCK_REFUSE 0
 
-/* kube-lb's configuration when the socket is in the namespace it serves, else NULL. */
-static __always_inline struct lb_sock_config *served_config(struct bpf_sock_addr *ctx)
+/* Translate pods' sockets too (--bpf-socket-lb=all). */
+#define LB_SOCK_F_ALL_NAMESPACES 0x1
+
+/* kube-lb's configuration when it serves the socket's namespace, else
+ * NULL; *node says whether that is the node's own. */
+static __always_inline struct lb_sock_config *served_config(struct bpf_sock_addr *ctx, int *node)
 {
 	__u32 zero = 0;
 	struct lb_sock_config *config = bpf_map_lookup_elem(&kube_lb_sockcfg, &zero);
 
-	if (!config || !config->netns_cookie || config->netns_cookie != bpf_get_netns_cookie(ctx))
+	if (!config || !config->netns_cookie)
 		return NULL;
-	return config;
+	*node = config->netns_cookie == bpf_get_netns_cookie(ctx);
+	return *node || (config->flags & LB_SOCK_F_ALL_NAMESPACES) ? config : NULL;
+}
+
+/* Whether the internal-scope service of the flow's frontend decides by
+ * the client's address: session affinity, loadBalancerSourceRanges. */
+static __always_inline int needs_client_addr(const struct lb_flow_key *flow)
+{
+	struct lb_svc_key key = {
+		.port = flow->dport,
+		.proto = flow->proto,
+		.scope = LB_SCOPE_INTERNAL,
+	};
+	struct lb_svc_value *svc;
+
+	addr_set(key.vip, addr_get(flow->daddr));
+	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
+	return svc && (svc->affinity_timeout || (svc->flags & LB_SVC_F_SOURCE_RANGES));
 }
 
 static __always_inline int sock_proto(struct bpf_sock_addr *ctx)
@@ -45,12 +69,15 @@ static __always_inline int sock_proto(struct bpf_sock_addr *ctx)
 
 /* Points the socket's destination (ctx->user_ip4, user_port) at a backend
  * of the frontend it names, in the internal scope (as kube-proxy treats
- * the node's traffic), and records the frontend for the replies. src is
- * the address the socket sends from, 0 when the kernel has not chosen it:
- * then the node's address stands for it. */
+ * pods' and the node's traffic, and as the TC path does), and records the
+ * frontend for the replies. src is the address the socket sends from, 0
+ * when the kernel has not chosen it: for the node, its address stands for
+ * it; a pod's is not known here, so where the service decides by the
+ * client's address, the socket is left to the TC path, which sees it. */
 static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src)
 {
-	struct lb_sock_config *config = served_config(ctx);
+	int node = 0;
+	struct lb_sock_config *config = served_config(ctx, &node);
 	struct lb_flow_key flow = {};
 	struct lb_sock_key key = {};
 	struct lb_sock_value frontend = {};
@@ -64,10 +91,12 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	proto = sock_proto(ctx);
 	if (!proto)
 		return SOCK_PASS;
-	addr_set(flow.saddr, src ? src : addr_get(config->node_addr));
 	addr_set(flow.daddr, ctx->user_ip4);
 	flow.dport = bpf_ntohs((__u16)ctx->user_port);
 	flow.proto = proto;
+	if (!src && !node && needs_client_addr(&flow))
+		return SOCK_PASS;
+	addr_set(flow.saddr, src ? src : addr_get(config->node_addr));
 	backend = pick_backend(&flow, LB_SCOPE_INTERNAL, ct_now(), &none, &svc_flags);
 	if (!backend) {
 		switch (none) {
@@ -109,8 +138,9 @@ static __always_inline int sock_show_frontend(struct bpf_sock_addr *ctx)
 {
 	struct lb_sock_value *frontend;
 	struct lb_sock_key key = {};
+	int node;
 
-	if (!served_config(ctx))
+	if (!served_config(ctx, &node))
 		return SOCK_PASS;
 	key.proto = sock_proto(ctx);
 	if (!key.proto)

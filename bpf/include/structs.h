@@ -156,7 +156,7 @@ struct lb_sock_config {
 	__u64 netns_cookie;   /* kube-lb's network namespace; 0: serve none */
 	lb_addr_t node_addr;  /* the node as a client, for an unbound socket
 			       * (session affinity, source ranges) */
-	__u32 pad;
+	__u32 flags;	      /* LB_SOCK_F_* */
 };
 
 #endif

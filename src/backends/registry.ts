@@ -1,9 +1,11 @@
 // The datapaths kube-lb can drive, chosen with --backend.
+import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
 import type { MapSizes } from './ebpf/datapath.js';
 import type { XdpMode } from './ebpf/attach.js';
 import { EbpfBackend } from './ebpf/ebpf-backend.js';
+import type { SocketLb } from './ebpf/sockets.js';
 import { IptablesBackend, type IptablesMode, detectIptablesMode } from './iptables/iptables-backend.js';
 import { NftablesBackend } from './nftables/nft-backend.js';
 import { IpvsBackend, type IpvsOptions } from './ipvs/ipvs-backend.js';
@@ -17,6 +19,8 @@ export interface BackendOptions {
   bpfPinPath: string;
   /** ebpf: --cgroup-root, where the socket programs attach; undefined: the cgroup2 mount in /proc/self/mounts. */
   cgroupRoot: string | undefined;
+  /** ebpf: --bpf-socket-lb, whose sockets the cgroup programs translate. */
+  socketLb: SocketLb;
   /** ebpf: --bpf-lb-map-max and --bpf-ct-map-max. */
   bpfMapSizes: MapSizes;
   /** ebpf: --bpf-lb-maglev-table-size, the entries of each Maglev table (a prime). */
@@ -35,13 +39,13 @@ export interface BackendOptions {
   tcpBeLiberal: boolean;
   /** iptables: nft or legacy; undefined takes what `iptables -V` reports. */
   iptablesMode: IptablesMode | undefined;
-  /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined or unknown gives rr. */
+  /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined gives rr, an unknown name is refused. */
   ipvsScheduler: string | undefined;
 }
 
 export function parseBackendName(value: string): BackendName {
   if (!(BACKEND_NAMES as readonly string[]).includes(value)) {
-    throw new Error(`--backend=${value}: unknown backend; choose one of ${BACKEND_NAMES.join(', ')}`);
+    throw new UsageError(`--backend=${value}: unknown backend; choose one of ${BACKEND_NAMES.join(', ')}`);
   }
   return value as BackendName;
 }
@@ -50,15 +54,22 @@ function ipvsOptions(opts: BackendOptions): IpvsOptions {
   return { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
 }
 
+/** Refuses options a backend cannot start with; `run` calls it before anything starts. */
+export function checkStartOptions(name: BackendName, opts: BackendOptions): void {
+  if (name === 'ebpf' && !opts.podInterfacePrefix) throw new UsageError('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
+}
+
 /** Starts a backend that will sync: loads or reuses its kernel state. */
 export async function startBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
+  checkStartOptions(name, opts);
   if (name === 'iptables' || name === 'nftables') return openBackend(name, opts);
   if (name === 'ipvs') return IpvsBackend.run(ipvsOptions(opts));
-  if (!opts.podInterfacePrefix) throw new Error('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
   return EbpfBackend.run({
     pinPath: opts.bpfPinPath,
     cgroupRoot: opts.cgroupRoot,
-    interfacePrefix: opts.podInterfacePrefix,
+    socketLb: opts.socketLb,
+    // checkStartOptions refused ebpf without it.
+    interfacePrefix: opts.podInterfacePrefix!,
     devices: opts.devices,
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,

@@ -4,6 +4,7 @@
 // in kube-proxy; every other field that is set is reported and ignored.
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { UsageError } from '../flags.js';
 
 const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 const KIND = 'KubeProxyConfiguration';
@@ -43,10 +44,10 @@ export function loadKubeProxyConfig(file: string): KubeProxyConfig {
   try {
     document = parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`--config ${file}: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`--config ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (!isObject(document) || document.apiVersion !== API_VERSION || document.kind !== KIND) {
-    throw new Error(`--config ${file}: not a ${API_VERSION} ${KIND}`);
+    throw new UsageError(`--config ${file}: not a ${API_VERSION} ${KIND}`);
   }
   const { apiVersion: _apiVersion, kind: _kind, ...fields } = document;
   const leaves = new Map(flatten(fields, ''));
@@ -69,10 +70,10 @@ const LIST_FIELDS = new Set(['nodePortAddresses']);
 function flagValue(value: unknown, field: string, file: string): string {
   if (LIST_FIELDS.has(field)) {
     if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
-    throw new Error(`--config ${file}: ${field} must be a list of strings, got ${JSON.stringify(value)}`);
+    throw new UsageError(`--config ${file}: ${field} must be a list of strings, got ${JSON.stringify(value)}`);
   }
   if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
-  throw new Error(`--config ${file}: ${field} must be a string, a number, true or false, got ${JSON.stringify(value)}`);
+  throw new UsageError(`--config ${file}: ${field} must be a string, a number, true or false, got ${JSON.stringify(value)}`);
 }
 
 /** Leaf fields as [dotted path, value]; lists are leaves. */

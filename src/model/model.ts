@@ -231,6 +231,18 @@ export class ProxyModel {
     return { nodeName: this.opts.nodeName, zone: node?.zone ?? '', nodePortIPs, primaryIPs };
   }
 
+  /** The node of each endpoint address of a service, as its EndpointSlices say; for inspect. */
+  endpointNodes(namespace: string, name: string): Map<string, string> {
+    const nodes = new Map<string, string>();
+    for (const slice of this.slicesByService.get(`${namespace}/${name}`) ?? []) {
+      for (const endpoint of slice.endpoints) {
+        const address = endpoint.addresses[0];
+        if (address !== undefined && endpoint.nodeName !== null) nodes.set(address, endpoint.nodeName);
+      }
+    }
+    return nodes;
+  }
+
   nodeView(): NodeView {
     return { nodePortIPs: this.nodeContext.nodePortIPs, primaryIPs: this.nodeContext.primaryIPs };
   }

@@ -65,6 +65,8 @@ export interface BtfStruct {
 export interface BpfObject {
   /** Sets a map's capacity; only before load(). */
   setMaxEntries(name: string, maxEntries: number): void;
+  /** Whether load() loads the program (all are loaded unless told otherwise); only before load(). */
+  setAutoload(name: string, autoload: boolean): void;
   /** The maps as load() will create them. */
   maps(): MapDef[];
   /** Loads programs into the kernel; maps pinned under pinRoot are reused. */
@@ -133,6 +135,17 @@ export interface NativeAddon {
 
   /** ctxIn: the program's context to start from (for XDP, a struct xdp_md), else the kernel's default. */
   progTestRun(progFd: number, data: Buffer, repeat: number, ctxIn?: Buffer): TestRunResult;
+  /** Runs an XDP program on repeat copies of frame as received (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends leaves. */
+  progTestRunLive(progFd: number, frame: Buffer, repeat: number): void;
+
+  /**
+   * Runs an iterator program once, made in the network namespace at
+   * netnsPath (/proc/PID/ns/net; null: the caller's), where socket
+   * iterators see that namespace's sockets. Returns the bytes it wrote.
+   */
+  iterRun(progFd: number, netnsPath: string | null): number;
+  /** Whether the running kernel's BTF has a function (a kfunc) of that name. */
+  kernelHasFunction(name: string): boolean;
 
   /** The calling process's network namespace cookie (SO_NETNS_COOKIE), unique while the machine runs. */
   netnsCookie(): bigint;

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Backend } from '../backends/backend.js';
+import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { ObjectKind, RawObject } from '../model/objects.js';
 import type { ObjectSink } from '../model/ingest.js';
@@ -158,7 +159,9 @@ export class ProxyTelemetry {
   }
 
   private serveMetrics(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== '/metrics') return notFound(res);
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (pathname === '/proxyMode') return this.serveProxyMode(res);
+    if (pathname !== '/metrics') return notFound(res);
     this.metrics.registry.metrics().then(
       (text) => {
         res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
@@ -170,6 +173,12 @@ export class ProxyTelemetry {
         res.end(`cannot collect metrics: ${err.message}\n`);
       },
     );
+  }
+
+  /** kube-proxy's /proxyMode: the mode's name, with no newline, as kube-proxy's own tooling reads it. */
+  private serveProxyMode(res: http.ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff' });
+    res.end(this.opts.backend.name);
   }
 
   private async listen(what: string, address: string, handler: http.RequestListener): Promise<void> {
@@ -193,7 +202,7 @@ export class ProxyTelemetry {
 export function parseBindAddress(address: string, what: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d{1,5})$/.exec(address);
   const port = Number(m?.[3]);
-  if (m === null || port > 65535) throw new Error(`--${what}-bind-address=${address}: not host:port, such as 0.0.0.0:10256`);
+  if (m === null || port > 65535) throw new UsageError(`--${what}-bind-address=${address}: not host:port, such as 0.0.0.0:10256`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { endpointSliceObject, serviceObject, type EndpointSpec, type ServiceSpec } from '../lib/manifests.js';
+import type { NamedView } from '../../src/inspect-view.js';
+import { DEFAULT_NODE_NAME, endpointSliceObject, serviceObject, type EndpointSpec, type ServiceSpec } from '../lib/manifests.js';
 import { cliPath } from '../lib/paths.js';
 import { NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { createTestPki, type TestPki, writeKubeconfig } from './pki.js';
@@ -67,9 +68,13 @@ class ApiContext {
     await this.api.apply(endpointSliceObject(spec));
   }
 
+  private get configFile(): string {
+    return path.join(this.dir, 'kube-proxy-config.yaml');
+  }
+
   /** Starts kube-lb configured as kube-proxy is: a KubeProxyConfiguration file, some flags overriding it. */
   async startKubeLb(): Promise<void> {
-    const config = path.join(this.dir, 'kube-proxy-config.yaml');
+    const config = this.configFile;
     fs.writeFileSync(
       config,
       `apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -98,6 +103,11 @@ conntrack:
     this.kubeLbProcess = child;
     await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
     assert.match(this.logs, /field conntrack\.maxPerCore is not supported by kube-lb; ignored/);
+  }
+
+  /** `kube-lb inspect` with run's configuration file, so it names frontends from the API server. */
+  async inspect(...args: string[]): Promise<string> {
+    return (await this.sandbox.execInNode(process.execPath, [cliPath, 'inspect', `--config=${this.configFile}`, `--bpf-pin-path=${this.sandbox.pinPath}`, ...args])).stdout;
   }
 
   /** Who answers `count` new connections to ip:80 from the client pod. */
@@ -172,7 +182,7 @@ for (const backend of BACKENDS) {
       }
     }
 
-    it('creates, updates and deletes from watch events reach the datapath; /healthz and /metrics answer', () =>
+    it('creates, updates and deletes from watch events reach the datapath; /healthz, /metrics and /proxyMode answer; inspect names what it shows', () =>
       withContext(async (ctx) => {
         await ctx.applyService(service('web', '10.96.0.10', ready('10.244.0.11')));
         await ctx.startKubeLb();
@@ -184,6 +194,20 @@ for (const backend of BACKENDS) {
         await ctx.waitForAnswers('10.96.0.20', ['web-2'], 'service create');
         await ctx.api.delete('Service', 'default', 'db');
         await ctx.waitForAnswers('10.96.0.20', [], 'service delete');
+        // The kernel holds addresses only: the names come from the API server, as run reads it.
+        const views = JSON.parse(await ctx.inspect('-o', 'json', '--service=default/web')) as NamedView[];
+        assert.deepEqual(
+          views.map((v) => ({ service: v.service, frontend: v.frontend, policy: v.policy, affinity: v.affinity, destinations: v.destinations })),
+          [
+            {
+              service: { namespace: 'default', name: 'web', port: 'http' },
+              frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' },
+              policy: 'Cluster',
+              affinity: null,
+              destinations: [{ ip: '10.244.0.11', port: TCP_PORT, node: DEFAULT_NODE_NAME }, { ip: '10.244.0.12', port: TCP_PORT, node: DEFAULT_NODE_NAME }],
+            },
+          ],
+        );
 
         const healthz = await ctx.get('healthz', '/healthz');
         assert.equal(healthz.status, 200);
@@ -231,6 +255,8 @@ for (const backend of BACKENDS) {
             await new Promise((r) => setTimeout(r, 100));
           }
         }
+        const proxyMode = await ctx.get('metrics', '/proxyMode');
+        assert.deepEqual([proxyMode.status, proxyMode.contentType, proxyMode.body], [200, 'text/plain; charset=utf-8', backend], "kube-proxy's /proxyMode");
         const serviceChanges = Number(/^kubeproxy_sync_proxy_rules_service_changes_total (\d+)/m.exec(metrics.body)?.[1]);
         assert.ok(serviceChanges >= 2, `service changes counted: ${serviceChanges}`);
       }));

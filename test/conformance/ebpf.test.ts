@@ -17,6 +17,9 @@ import { recordedInterfaces } from '../../src/backends/ebpf/attach.js';
 import { LB_IFACE_F_CREATED_HOOK } from '../../src/backends/ebpf/encoding.js';
 import { addition } from '../../src/backends/ebpf/service-map.js';
 import { attachedAtCgroupRoot, socketProgramsServing } from '../lib/socket-programs.js';
+import { createTestCgroup, inCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
+import { type ClientResult, NODES } from '../lib/sandbox.js';
+import { slow } from '../lib/slowdown.js';
 import { objectAtCommit } from '../lib/bpf-objects.js';
 import { idleConnection } from '../lib/idle-connection.js';
 import { cliPath, testLibDir } from '../lib/paths.js';
@@ -340,15 +343,132 @@ describe("ebpf backend: the node's own sockets", () => {
   ];
   const only = (pod: string): typeof web => ({ ...web, endpoints: [{ ip: webPods.find((p) => p.name === pod)!.ip, ready: true }] });
 
-  it('a process of the node is shown the frontend as its peer: getpeername over TCP, the source of UDP replies to an unconnected socket', () =>
+  /** Whether a connected UDP socket held across a change of endpoint from `from` to `to` was destroyed and replaced, ending on `to`. */
+  const assertMovedOff = (r: ClientResult, from: string, to: string, what: string): void => {
+    const order = r.order ?? [];
+    assert.equal(order[0], from, `${what}: the socket starts on ${from}: ${JSON.stringify(r)}`);
+    // 4 s at one datagram per 50 ms; the change lands well before the last second.
+    const last = order.slice(-15);
+    assert.ok(last.length === 15 && last.every((who) => who === to), `${what}: the flow ends on ${to}: ${JSON.stringify(r)}`);
+    assert.ok((r.reconnects ?? 0) >= 1 && r.errors.some((e) => /ECONNABORTED/.test(e)), `${what}: the kernel ended the socket (ECONNABORTED): ${JSON.stringify(r)}`);
+  };
+
+  /** Holds a connected UDP socket to the ClusterIP's port 53 while its endpoint moves from web-1 to web-2. */
+  const holdAcrossMove = async (ctx: ScenarioContext, hold: () => Promise<ClientResult>): Promise<ClientResult> => {
+    assert.ok(native().kernelHasFunction('bpf_sock_destroy'), 'this row needs a kernel with bpf_sock_destroy (6.5 and later)');
+    const flow = hold();
+    await new Promise((r) => setTimeout(r, slow(1000)));
+    ctx.writeServices('web.yaml', [only('web-2')]);
+    return flow;
+  };
+
+  it('a connected UDP socket of the node whose endpoint is removed is destroyed, and the one its process connects next reaches a live endpoint; unconnected sockets are left alone', () =>
     withContext(webPods, async (ctx) => {
       ctx.writeServices('web.yaml', [only('web-1')]);
       await ctx.startKubeLb();
-      const { stdout } = await ctx.sandbox.execInNode(process.execPath, [path.join(testLibDir, 'peer-client.js'), web.clusterIP, '80', '53']);
-      assert.deepEqual(JSON.parse(stdout), {
-        tcp: { peer: `${web.clusterIP}:80`, answer: 'web-1' },
-        udp: { peer: `${web.clusterIP}:53`, answer: 'web-1' },
-      });
+      const unconnected = ctx.hostClient('udp-hold', web.clusterIP, 53, slow(4000));
+      const r = await holdAcrossMove(ctx, () => ctx.hostClient('udp-connected', web.clusterIP, 53, slow(4000)));
+      assertMovedOff(r, 'web-1', 'web-2', 'the connected socket');
+      const { order = [], errors } = await unconnected;
+      assert.deepEqual(errors, [], `the unconnected socket was not ended: ${JSON.stringify(errors)}`);
+      assert.equal(order.at(-1), 'web-2', `the unconnected socket's datagrams each get a live endpoint: ${order.join(' ')}`);
+      assert.match(ctx.kubeLbLogs, /destroyed connected UDP sockets of removed endpoints/);
+    }));
+
+  it('--bpf-socket-lb=off: no cgroup program serves the node (a restart with off detaches those of the kube-lb before), its processes are not translated, and pods keep the TC path', () =>
+    withContext(webPods, async (ctx) => {
+      ctx.writeServices('web.yaml', [only('web-1')]);
+      await ctx.startKubeLb();
+      assert.equal((await socketProgramsServing(ctx.sandbox)).length, 4, 'the default attaches the four hooks');
+      await ctx.stopKubeLb();
+      await ctx.startKubeLb(process.env, ['--bpf-socket-lb=off']);
+      assert.deepEqual(await socketProgramsServing(ctx.sandbox), [], 'no socket program serves the node');
+      assert.deepEqual(
+        fs.readdirSync(ctx.sandbox.pinPath).filter((pin) => pin.startsWith('lb_') && !['lb_from_pod', 'lb_to_pod', 'lb_from_world'].includes(pin)),
+        [],
+        'no socket program is pinned',
+      );
+      for (const [what, ip, port] of [['ClusterIP', web.clusterIP, 80]] as const) {
+        const r = await ctx.hostClient('tcp', ip, port, 2);
+        assert.deepEqual(r.answers, {}, `the node's TCP to the ${what} is not translated: ${JSON.stringify(r)}`);
+      }
+      const pod = await ctx.client('web-2', 'tcp', web.clusterIP, 80, 5);
+      assert.deepEqual([pod.failures, pod.answers], [0, { 'web-1': 5 }], `a pod reaches the ClusterIP at TC: ${JSON.stringify(pod)}`);
+    }));
+
+  it("--bpf-socket-lb=all: pods' sockets are translated at connect too, and their packets pass TC as direct flows; the node's reach every frontend kind; peers show the frontend; a pod's connected UDP socket of a removed endpoint is destroyed; affinity holds", () =>
+    withContext([...webPods, { name: 'client', ip: '10.244.0.13', serves: false }], async (ctx) => {
+      requireCommand('bpftool', 'apt-get install bpftool');
+      // The machine's root would have these programs translate every pod of the machine, other tests' too.
+      const cgroup = createTestCgroup('kube-lb-socket-lb-all');
+      try {
+        const both = { ...web, endpoints: webPods.map((p) => ({ ip: p.ip, ready: true })) };
+        ctx.writeServices('web.yaml', [only('web-1')]);
+        ctx.writeServices('sticky.yaml', [{ ...both, name: 'sticky', clusterIP: '10.96.0.20', sessionAffinityTimeoutSeconds: 600 }]);
+        const lbNodePort = 30080;
+        ctx.writeServices('lb.yaml', [
+          {
+            ...both,
+            name: 'lb',
+            clusterIP: '10.96.0.30',
+            type: 'LoadBalancer',
+            ports: web.ports.map((p, i) => ({ ...p, nodePort: lbNodePort + i })),
+            externalIPs: ['203.0.113.7'],
+            loadBalancerIngress: ['198.51.100.7'],
+          },
+        ]);
+        await ctx.startKubeLb(process.env, ['--bpf-socket-lb=all', `--cgroup-root=${cgroup}`]);
+        const flowsAtTc = async (): Promise<number> => (JSON.parse((await exec('bpftool', ['-j', 'map', 'dump', 'pinned', path.join(ctx.sandbox.pinPath, 'kube_lb_ct')])).stdout) as unknown[]).length;
+
+        for (const mode of ['tcp', 'udp'] as const) {
+          const r = await ctx.client('client', mode, web.clusterIP, mode === 'tcp' ? 80 : 53, 10, { cgroup });
+          assert.deepEqual([r.failures, r.answers], [0, { 'web-1': 10 }], `${mode} from a pod: ${JSON.stringify(r)}`);
+        }
+        assert.equal(await flowsAtTc(), 0, "the pod's flows were translated at their sockets: TC tracked none");
+        const [sh, ...peerArgs] = inCgroup(cgroup, 'nsenter', [`--net=/run/netns/${ctx.sandbox.pod('client').ns}`, process.execPath, path.join(testLibDir, 'peer-client.js'), web.clusterIP, '80', '53']);
+        const { stdout } = await exec(sh!, peerArgs);
+        assert.deepEqual(JSON.parse(stdout), { tcp: { peer: `${web.clusterIP}:80`, answer: 'web-1' }, udp: { peer: `${web.clusterIP}:53`, answer: 'web-1' } }, 'a pod is shown the frontend as its peer');
+
+        const lbFrontends = [['ClusterIP', '10.96.0.30', 80], ['NodePort', NODES['node-a'].ip, lbNodePort], ['external IP', '203.0.113.7', 80], ['load-balancer IP', '198.51.100.7', 80]] as const;
+        for (const [what, ip, port] of lbFrontends) {
+          const r = await ctx.hostClient('tcp', ip, port, 10, { cgroup });
+          assert.equal(r.failures, 0, `TCP from the node to the ${what}: ${JSON.stringify(r)}`);
+        }
+
+        // Unbound sockets of a pod to a service with affinity are left to TC, which sees the pod's address.
+        const sticky = await ctx.client('client', 'tcp', '10.96.0.20', 80, 20, { cgroup });
+        assert.equal(sticky.failures, 0, JSON.stringify(sticky));
+        assert.equal(Object.keys(sticky.answers).length, 1, `affinity from a pod: ${JSON.stringify(sticky.answers)}`);
+        const stickyNode = await ctx.hostClient('tcp', '10.96.0.20', 80, 20, { cgroup });
+        assert.equal(Object.keys(stickyNode.answers).length, 1, `affinity from the node: ${JSON.stringify(stickyNode.answers)}`);
+
+        const r = await holdAcrossMove(ctx, () => ctx.client('client', 'udp-connected', web.clusterIP, 53, slow(4000), { cgroup }));
+        assertMovedOff(r, 'web-1', 'web-2', "the pod's connected socket");
+      } finally {
+        await ctx.stopKubeLb();
+        removeTestCgroup(cgroup);
+      }
+    }));
+
+  it("the node's new connections are translated all through a restart: the programs stay attached while kube-lb is down, and the new ones are attached before the old ones go", () =>
+    withContext(webPods, async (ctx) => {
+      ctx.writeServices('web.yaml', [only('web-1')]);
+      await ctx.startKubeLb();
+      let restarting = true;
+      const results: ClientResult[] = [];
+      const connecting = (async () => {
+        while (restarting) results.push(await ctx.hostClient('tcp', web.clusterIP, 80, 20));
+      })();
+      try {
+        await ctx.stopKubeLb();
+        await ctx.startKubeLb();
+      } finally {
+        restarting = false;
+        await connecting;
+      }
+      const failed = results.filter((r) => r.failures > 0 || Object.keys(r.answers).join() !== 'web-1');
+      assert.deepEqual(failed, [], `of ${results.length} rounds of 20 connections`);
+      assert.ok(results.length >= 3, `rounds ran while kube-lb was down and starting: ${results.length}`);
     }));
 
   it("two kube-lbs in two network namespaces translate only their own node's sockets; a restart replaces only its own programs, and cleanup detaches only them", () =>

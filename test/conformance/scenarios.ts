@@ -7,9 +7,12 @@
 import fs from 'node:fs';
 import assert from 'node:assert/strict';
 import type { Capability } from '../../src/backends/capabilities.js';
-import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
+import os from 'node:os';
+import path from 'node:path';
+import type { NamedView } from '../../src/inspect-view.js';
+import { type EndpointSpec, type ServiceSpec, writeManifest } from '../lib/manifests.js';
 import { type ClientResult, NODES } from '../lib/sandbox.js';
-import type { PodSpec, ScenarioContext } from './context.js';
+import { KUBE_LB_NODE, type PodSpec, type ScenarioContext } from './context.js';
 import { slow } from '../lib/slowdown.js';
 import { outOfWindowSegment } from '../lib/out-of-window.js';
 import { sharedPortConnections } from '../lib/shared-port.js';
@@ -279,6 +282,72 @@ export const scenarios: Scenario[] = [
         { kind: 'ClusterIP', frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
       ]);
       assert.match(await ctx.kubeLb('inspect'), /10\.96\.0\.10:80\/TCP\s+10\.244\.0\.11:8080, 10\.244\.128\.14:8080\n/);
+    },
+  },
+  {
+    name: 'inspect names what it shows from the manifests, as kubectl get -o wide would, and --service shows one service',
+    needs: ['tcp', 'udp', 'inspect', 'internal-traffic-policy-local', 'session-affinity'],
+    pods,
+    async run(ctx) {
+      const web = webService(endpoints(['web-1', 'web-4']));
+      const sticky: ServiceSpec = {
+        namespace: 'shop',
+        name: 'sticky',
+        clusterIP: '10.96.0.20',
+        ports: [{ name: '', port: 80, targetPort: 8080, protocol: 'TCP' }],
+        endpoints: endpoints(['web-2', 'web-5']),
+        internalTrafficPolicy: 'Local',
+        sessionAffinityTimeoutSeconds: 600,
+      };
+      ctx.writeServices('web.yaml', [web, sticky]);
+      await ctx.startKubeLb();
+      // The kernel holds addresses only: names come from the manifests, as run reads them.
+      const inspect = async (manifests: string, ...args: string[]): Promise<string> =>
+        ctx.kubeLb('inspect', `--manifests=${manifests}`, `--hostname-override=${KUBE_LB_NODE}`, ...args);
+      const summary = (json: string) =>
+        (JSON.parse(json) as NamedView[]).map((v) => ({
+          service: v.service,
+          kind: v.kind,
+          frontend: `${v.frontend.ip}:${v.frontend.port}/${v.frontend.protocol}`,
+          policy: v.policy,
+          affinity: v.affinity,
+          backends: v.destinations.map((d) => `${d.ip}:${d.port} ${d.node}`),
+        }));
+      const webView = (port: string, frontend: string, target: number) => ({
+        service: { namespace: 'default', name: 'web', port },
+        kind: 'ClusterIP',
+        frontend,
+        policy: 'Cluster',
+        affinity: null,
+        backends: [`${ipOf('web-1')}:${target} node-a`, `${ipOf('web-4')}:${target} node-b`],
+      });
+      const stickyView = {
+        service: { namespace: 'shop', name: 'sticky', port: '' },
+        kind: 'ClusterIP',
+        frontend: '10.96.0.20:80/TCP',
+        policy: 'Local',
+        affinity: { timeoutSeconds: 600 },
+        backends: [`${ipOf('web-2')}:8080 node-a`],
+      };
+      assert.deepEqual(summary(await inspect(ctx.manifestsDir, '-o', 'json')), [
+        webView('dns', `${VIP}:53/UDP`, 5353),
+        webView('http', `${VIP}:80/TCP`, 8080),
+        webView('admin', `${VIP}:81/TCP`, 8081),
+        stickyView,
+      ]);
+      assert.deepEqual(summary(await inspect(ctx.manifestsDir, '-o', 'json', '--service=shop/sticky')), [stickyView]);
+      const text = await inspect(ctx.manifestsDir);
+      assert.match(text, /^NAMESPACE +NAME +PORT +KIND +FRONTEND +POLICY +AFFINITY +BACKENDS\n/);
+      assert.match(text, /^default +web +http +ClusterIP +10\.96\.0\.10:80\/TCP +Cluster +None +10\.244\.0\.11:8080 \(node-a\), 10\.244\.128\.14:8080 \(node-b\)$/m);
+      assert.match(text, /^shop +sticky +<unset> +ClusterIP +10\.96\.0\.20:80\/TCP +Local +ClientIP\/600s +10\.244\.0\.12:8080 \(node-a\)$/m);
+      // A frontend in the kernel that the source does not have (here: a directory without it) is shown, unnamed.
+      const without = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-inspect-'));
+      try {
+        writeManifest(without, 'web.yaml', [web]);
+        assert.match(await inspect(without), /^<none> +<none> +<none> +ClusterIP +10\.96\.0\.20:80\/TCP +<none> +<none> +10\.244\.0\.12:8080$/m);
+      } finally {
+        fs.rmSync(without, { recursive: true, force: true });
+      }
     },
   },
   {

@@ -4,6 +4,8 @@
 // traffic from the node itself, and the services kube-lb leaves alone.
 // Every row uses real TCP and UDP clients in the two-node sandbox.
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { testLibDir } from '../lib/paths.js';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
 import { type Scenario, VIP, endpoints, ipOf, pods } from './scenarios.js';
@@ -280,6 +282,33 @@ export const serviceApiScenarios: Scenario[] = [
         answeredBy(await ctx.hostClient('tcp', ip, port, 20), BOTH_NODES, `TCP from the host to the ${what}`);
       }
       answeredBy(await ctx.hostClient('udp', VIP, 53, 20), BOTH_NODES, 'UDP from the host to the ClusterIP');
+    },
+  },
+  {
+    name: "the node's own processes are shown the frontend as their peer: getpeername over TCP, and the source of replies to an unconnected UDP socket, as a DNS resolver checks",
+    needs: ['tcp', 'udp', 'node-originated', 'nodeport', 'external-ips', 'load-balancer-ips'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [lbService(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      for (const [ip, tcpPort, udpPort] of [[VIP, 80, 53], [NODE_IP, HTTP_NODE_PORT, DNS_NODE_PORT], [EXTERNAL_IP, 80, 53], [LB_IP, 80, 53]] as const) {
+        const { stdout } = await ctx.sandbox.execInNode(process.execPath, [path.join(testLibDir, 'peer-client.js'), ip, String(tcpPort), String(udpPort)]);
+        assert.deepEqual(JSON.parse(stdout), { tcp: { peer: `${ip}:${tcpPort}`, answer: 'web-1' }, udp: { peer: `${ip}:${udpPort}`, answer: 'web-1' } }, `${ip}`);
+      }
+    },
+  },
+  {
+    name: "sessionAffinity ClientIP holds for the node's own connections",
+    needs: ['tcp', 'udp', 'session-affinity', 'node-originated', 'remote-endpoints'],
+    pods,
+    async run(ctx) {
+      ctx.writeServices('web.yaml', [{ ...lbService(endpoints(['web-1', 'web-2', 'web-4', 'web-5']), { type: 'ClusterIP', externalIPs: undefined, loadBalancerIngress: undefined }), ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' }], sessionAffinityTimeoutSeconds: 600 }]);
+      await ctx.startKubeLb();
+      for (const [mode, port] of [['tcp', 80], ['udp', 53]] as const) {
+        const r = await ctx.hostClient(mode, VIP, port, 30);
+        assert.equal(r.failures, 0, `${mode}: ${JSON.stringify(r.errors)}`);
+        assert.equal(Object.keys(r.answers).length, 1, `${mode} from the node went to ${JSON.stringify(r.answers)}`);
+      }
     },
   },
   {

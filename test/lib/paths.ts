@@ -8,3 +8,5 @@ export const compiledRoot = path.resolve(path.dirname(fileURLToPath(import.meta.
 export const testLibDir = path.join(compiledRoot, 'test', 'lib');
 /** kube-lb's entry point, run as [process.execPath, cliPath, ...args]. */
 export const cliPath = path.join(compiledRoot, 'src', 'cli.js');
+/** The command users run (bin/kube-lb, which runs the tree in dist/), for tests of what they see. */
+export const binPath = path.resolve(compiledRoot, '..', 'bin', 'kube-lb');

@@ -7,6 +7,9 @@
 //   node pod-client.js hold IP PORT MS     one connection, a line every 50 ms for MS
 //   node pod-client.js udp-hold IP PORT MS one UDP socket, a datagram every 50 ms for MS;
 //                                          reports who answered, in order
+//   node pod-client.js udp-connected IP PORT MS  as udp-hold with a connected socket;
+//                                          one the kernel ends is replaced by a new one,
+//                                          as a resolver does (reconnects counts them)
 // Options, after the arguments:
 //   --source=IP      bind this source address (the namespace must hold it)
 //   --source-port=N  tcp: bind this source port (connections in turn reuse it)
@@ -167,33 +170,95 @@ function hold(): Promise<Result & { sent: number }> {
   });
 }
 
-/** Keeps one UDP flow (one source port) for `count` ms, as a long-lived UDP client does. */
-function udpHold(): Promise<Result & { sent: number; order: string[] }> {
-  return new Promise((resolve) => {
-    const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0, order: [] as string[] };
-    const sock = udpSocket();
-    sock.on('message', (msg) => {
-      note(result, msg.toString());
-      result.order.push(msg.toString());
-    });
-    sock.on('error', (err) => note(result, null, err.message));
-    const interval = setInterval(() => {
-      sock.send('who', port, ip!);
-      result.sent++;
-    }, 50);
+interface HeldUdp extends Result {
+  sent: number;
+  order: string[];
+}
+
+/**
+ * Calls send every 50 ms for `count` ms, each call a datagram sent; once
+ * the last answers had time to arrive, counts those that never came as
+ * failures and calls end.
+ */
+function sendForCount(result: HeldUdp, send: () => void, end: () => void): void {
+  const interval = setInterval(() => {
+    send();
+    result.sent++;
+  }, 50);
+  setTimeout(() => {
+    clearInterval(interval);
     setTimeout(() => {
-      clearInterval(interval);
-      setTimeout(() => {
-        result.failures += result.sent - result.order.length;
+      result.failures += result.sent - result.order.length;
+      end();
+    }, 300);
+  }, count);
+}
+
+/** Notes an answer of a held UDP flow, in order. */
+function noteInOrder(result: HeldUdp, msg: Buffer): void {
+  note(result, msg.toString());
+  result.order.push(msg.toString());
+}
+
+/** Keeps one UDP flow (one source port) for `count` ms, as a long-lived UDP client does. */
+function udpHold(): Promise<HeldUdp> {
+  return new Promise((resolve) => {
+    const result: HeldUdp = { answers: {}, failures: 0, errors: [], sent: 0, order: [] };
+    const sock = udpSocket();
+    sock.on('message', (msg) => noteInOrder(result, msg));
+    sock.on('error', (err) => note(result, null, err.message));
+    sendForCount(
+      result,
+      () => sock.send('who', port, ip!),
+      () => {
         sock.close();
         resolve(result);
-      }, 300);
-    }, count);
+      },
+    );
   });
 }
 
-const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold }[mode as 'tcp' | 'udp' | 'hold' | 'udp-hold'];
-const usage = 'usage: pod-client tcp|udp|hold|udp-hold IP PORT COUNT [--source=IP] [--report-source]';
+/** Keeps a connected UDP socket for `count` ms; when the kernel ends it (ECONNABORTED), connects a new one. */
+function udpConnected(): Promise<HeldUdp & { reconnects: number }> {
+  return new Promise((resolve) => {
+    const result = { answers: {}, failures: 0, errors: [] as string[], sent: 0, order: [] as string[], reconnects: -1 };
+    let sock: dgram.Socket | null = null;
+    const connect = (): void => {
+      const next = udpSocket();
+      next.on('message', (msg) => noteInOrder(result, msg));
+      next.on('error', (err) => {
+        if (next !== sock) return;
+        if (result.errors.length < 5) result.errors.push(err.message);
+        sock = null;
+        next.close();
+        connect();
+      });
+      next.connect(port, ip!, () => (sock = next));
+      result.reconnects++;
+    };
+    connect();
+    sendForCount(
+      result,
+      () => {
+        // Between a socket the kernel ended and the next one's connect, the datagram is lost.
+        const current = sock;
+        current?.send('who', (err) => {
+          if (err) current.emit('error', err);
+        });
+      },
+      () => {
+        sock?.close();
+        sock = null;
+        resolve(result);
+      },
+    );
+  });
+}
+
+const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold, 'udp-connected': udpConnected }[
+  mode as 'tcp' | 'udp' | 'hold' | 'udp-hold' | 'udp-connected'
+];
+const usage = 'usage: pod-client tcp|udp|hold|udp-hold|udp-connected IP PORT COUNT [--source=IP] [--report-source]';
 if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error(usage);
 if (unknownOptions.length > 0) throw new Error(`unknown options ${unknownOptions.join(' ')}; ${usage}`);
 if (reportSource && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source works with tcp and udp only; ${usage}`);

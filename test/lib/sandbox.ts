@@ -36,6 +36,7 @@ import { projectRoot } from '../../src/native/index.js';
 import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
 import { slow } from './slowdown.js';
+import { inCgroup } from './test-cgroup.js';
 
 const exec = promisify(execFile);
 const POD_GATEWAY = '169.254.1.1';
@@ -43,7 +44,7 @@ const NODE_NETWORK_PREFIX = 24;
 const ROUTER_IP = '172.18.0.1';
 const CLUSTER_CIDR = '10.244.0.0/16';
 /** Built by the Makefile from test/lib/xdp_pass.bpf.c. */
-const XDP_PASS_OBJECT = path.join(projectRoot, 'build', 'test', 'xdp_pass.bpf.o');
+export const XDP_PASS_OBJECT = path.join(projectRoot, 'build', 'test', 'xdp_pass.bpf.o');
 
 export type NodeName = 'node-a' | 'node-b';
 
@@ -82,7 +83,7 @@ export interface Pod {
  */
 export type ClientPlace = { pod: string } | 'external' | 'host';
 
-export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold';
+export type ClientMode = 'tcp' | 'udp' | 'hold' | 'udp-hold' | 'udp-connected';
 
 export interface ClientOptions {
   /** The source address to bind; the place must own it (see EXTERNAL_CLIENT_IPS). */
@@ -91,6 +92,8 @@ export interface ClientOptions {
   sourcePort?: number;
   /** tcp and udp: have each server report the client address it saw, in seenFrom. */
   reportSource?: boolean;
+  /** A cgroup v2 directory the client joins before it starts (test-cgroup.ts). */
+  cgroup?: string;
 }
 
 export interface ClientResult {
@@ -98,8 +101,10 @@ export interface ClientResult {
   failures: number;
   errors: string[];
   sent?: number;
-  /** udp-hold: who answered each datagram, in order. */
+  /** udp-hold, udp-connected: who answered each datagram, in order. */
   order?: string[];
+  /** udp-connected: sockets the kernel ended, each replaced by a new one. */
+  reconnects?: number;
   /** With reportSource: server name, then the client address it saw, then how often. */
   seenFrom?: Record<string, Record<string, number>>;
 }
@@ -296,7 +301,7 @@ export class NodeSandbox {
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
-    const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), process.execPath, ...args], { timeout: slow(120_000) });
+    const { stdout } = await exec(...this.atPlace(place, process.execPath, args, opts.cgroup), { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
   }
 
@@ -396,9 +401,17 @@ export class NodeSandbox {
     return this.spawnAt({ pod: podName }, cmd, args);
   }
 
-  /** Starts a command at a client place; destroy() ends it if it is still running. */
-  spawnAt(place: ClientPlace, cmd: string, args: string[]): ChildProcess {
-    return this.track(spawn('ip', ['netns', 'exec', this.namespaceOf(place), cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  /** Starts a command at a client place, in a cgroup if given; destroy() ends it if it is still running. */
+  spawnAt(place: ClientPlace, cmd: string, args: string[], cgroup?: string): ChildProcess {
+    return this.track(spawn(...this.atPlace(place, cmd, args, cgroup), { stdio: ['ignore', 'pipe', 'pipe'] }));
+  }
+
+  /** The command line that runs cmd at a place (`ip netns exec`), in a cgroup if given, joined first: `ip netns exec` hides the host's /sys. */
+  atPlace(place: ClientPlace, cmd: string, args: readonly string[], cgroup?: string): [string, string[]] {
+    const inNamespace = ['netns', 'exec', this.namespaceOf(place), cmd, ...args];
+    if (cgroup === undefined) return ['ip', inNamespace];
+    const [file, ...argv] = inCgroup(cgroup, 'ip', inNamespace);
+    return [file!, argv];
   }
 
   private track(child: ChildProcess): ChildProcess {

@@ -13,6 +13,11 @@ export function createTestCgroup(name: string): string {
   return dir;
 }
 
+/** A command line that runs cmd with args as a process of the cgroup, so that programs attached there meet its sockets. */
+export function inCgroup(dir: string, cmd: string, args: readonly string[]): string[] {
+  return ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', dir, cmd, ...args];
+}
+
 /** Removes it; programs attached to it go with it. */
 export function removeTestCgroup(dir: string): void {
   fs.rmdirSync(dir);

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { native, projectRoot, type BpfObject, type CgroupHook } from '../../src/native/index.js';
 import { pino } from 'pino';
-import { ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { OBJECT_PATH, SOCK_DESTROY_PROGRAM, ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 
 const BPF_MAP_TYPE_HASH = 1;
@@ -482,6 +482,41 @@ describe('map sizes', () => {
       assert.throws(() => loadDatapath(native(), pinRoot, pino({ level: 'silent' }), { lb: 2 ** 31, ct: 128 }), /creating the maps failed \(E2BIG\): --bpf-lb-map-max=2147483648 or --bpf-ct-map-max=128 asks for more than this kernel/);
     } finally {
       fs.rmSync(pinRoot, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the socket iterator', () => {
+  it("is probed in the kernel's BTF, loaded where the kernel has bpf_sock_destroy, and run in a network namespace", () => {
+    const lib = native();
+    assert.equal(lib.kernelHasFunction('bpf_sock_destroy'), true, 'this kernel has bpf_sock_destroy (6.5 and later), which this test needs');
+    assert.equal(lib.kernelHasFunction('kube_lb_no_such_kfunc'), false);
+    const pinRoot = `${testRoot}-iter`;
+    const dp = loadDatapath(lib, pinRoot, pino({ level: 'silent' }), { lb: 64, ct: 128 });
+    try {
+      assert.equal(dp.sockDestroy, true);
+      const fd = dp.object.programFd(SOCK_DESTROY_PROGRAM);
+      assert.equal(lib.iterRun(fd, null), 0, 'no backend is gone: nothing destroyed');
+      assert.equal(lib.iterRun(fd, '/proc/self/ns/net'), 0, 'made in a namespace by path');
+      assert.throws(() => lib.iterRun(fd, '/proc/0/ns/net'), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && /open prog fd \d+ in \/proc\/0\/ns\/net/.test(err.message));
+    } finally {
+      dp.object.close();
+      removePins(pinRoot);
+    }
+  });
+
+  it('is left unloaded when told, as on kernels without the kfunc', () => {
+    const pinRoot = `${testRoot}-noiter`;
+    ensurePinRoot(pinRoot);
+    const object = native().openObject(OBJECT_PATH, pinRoot);
+    try {
+      object.setAutoload(SOCK_DESTROY_PROGRAM, false);
+      object.load();
+      assert.throws(() => object.programFd(SOCK_DESTROY_PROGRAM), /not loaded/);
+      assert.ok(object.programFd('lb_connect4') > 0, 'the other programs are loaded');
+    } finally {
+      object.close();
+      removePins(pinRoot);
     }
   });
 });

@@ -142,6 +142,15 @@ describe('health and metrics servers', () => {
       assert.ok((await (await get('metrics', '/metrics')).text()).includes('kube_lb_service_ports_refused{backend="fake"} 0'));
     }, 50));
 
+  it("answers kube-proxy's /proxyMode on the metrics port with the backend's name, as kube-proxy answers it", () =>
+    withTelemetry(async (_telemetry, get) => {
+      const res = await get('metrics', '/proxyMode');
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8');
+      assert.equal(await res.text(), 'fake', 'the name alone, no newline');
+      assert.equal((await get('healthz', '/proxyMode')).status, 404, 'not on the health port');
+    }));
+
   it('parses bind addresses like kube-proxy and rejects others', () => {
     assert.deepEqual(parseBindAddress('0.0.0.0:10256', 'healthz'), { host: '0.0.0.0', port: 10256 });
     assert.deepEqual(parseBindAddress('[::]:10249', 'metrics'), { host: '::', port: 10249 });

@@ -29,6 +29,11 @@ export const SOCK_PROGRAMS: Record<CgroupHook, string> = {
 export const SOCK_RNAT_MAP = 'kube_lb_sock_rnat';
 /** Not pinned: each loaded set of programs has its own, which says whose they are (sockets.ts). */
 export const SOCK_CONFIG_MAP = 'kube_lb_sockcfg';
+/** The iterator that destroys connected UDP sockets whose backend is gone (stale-sockets.ts), and the map that names those backends; neither pinned. */
+export const SOCK_DESTROY_PROGRAM = 'lb_udp_destroy';
+export const SOCK_GONE_MAP = 'kube_lb_sock_gone';
+/** The kfunc the iterator calls, from kernel 6.5. */
+const SOCK_DESTROY_KFUNC = 'bpf_sock_destroy';
 export const MAPS = {
   svc: 'kube_lb_svc',
   ct: 'kube_lb_ct',
@@ -97,6 +102,8 @@ export interface LoadedDatapath {
   object: BpfObject;
   maps: MapFds;
   programs: ProgramFds;
+  /** Whether the kernel can destroy sockets (SOCK_DESTROY_PROGRAM is loaded). */
+  sockDestroy: boolean;
 }
 
 /**
@@ -111,6 +118,9 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, siz
   const object = lib.openObject(objectPath, pinRoot);
   try {
     setMapSizes(object, sizes);
+    // The iterator calls a kfunc older kernels lack, which fails the whole load.
+    const sockDestroy = lib.kernelHasFunction(SOCK_DESTROY_KFUNC);
+    if (!sockDestroy) object.setAutoload(SOCK_DESTROY_PROGRAM, false);
     // After the sizes are set: a pin of another size is migrated too.
     const migrating = prepareMigration(lib, object, pinRoot);
     try {
@@ -138,7 +148,7 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, siz
       programs[key] = object.programFd(name);
       object.pinProgram(name, path.join(pinRoot, name));
     }
-    return { object, maps, programs };
+    return { object, maps, programs, sockDestroy };
   } catch (err) {
     object.close();
     throw err;

@@ -8,10 +8,27 @@ import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { staleFlows } from '../stale-flows.js';
-import { type LoadedDatapath, type LoadedXdp, MAPS, type MapFds, type MapSizes, SOCK_CONFIG_MAP, closeMaps, loadDatapath, loadXdpProgram, openPinnedIfaces, openPinnedMaps, pinnedMaps, removePins } from './datapath.js';
+import {
+  type LoadedDatapath,
+  type LoadedXdp,
+  MAPS,
+  type MapFds,
+  type MapSizes,
+  SOCK_CONFIG_MAP,
+  SOCK_DESTROY_PROGRAM,
+  SOCK_GONE_MAP,
+  closeMaps,
+  loadDatapath,
+  loadXdpProgram,
+  openPinnedIfaces,
+  openPinnedMaps,
+  pinnedMaps,
+  removePins,
+} from './datapath.js';
 import { LinkWatcher } from './links.js';
 import { type Netns, currentNetns } from './netns.js';
-import { NO_CGROUP2, attachSockets, detachSockets, setSockNodeAddress, socketCgroup } from './sockets.js';
+import { NO_CGROUP2, type SocketLb, attachSockets, detachSockets, setSockConfig, socketCgroup, withoutSockets } from './sockets.js';
+import { SocketDestroyer, goneSocketBackends } from './stale-sockets.js';
 import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
@@ -30,6 +47,8 @@ export interface EbpfRunOptions extends EbpfOptions, AttachOptions {
   mapSizes: MapSizes;
   /** --bpf-lb-maglev-table-size: entries of the Maglev table of each service that uses Maglev (a prime). */
   maglevTableSize: number;
+  /** --bpf-socket-lb. */
+  socketLb: SocketLb;
 }
 
 /** A change that takes more entries than it holds. */
@@ -100,6 +119,10 @@ export class EbpfBackend implements Backend {
   private netns: Netns | undefined;
   /** The address the cgroup programs were last told stands for the node. */
   private sockNodeAddr: string | null = null;
+  /** Whose sockets the cgroup programs translate; off: there are none. */
+  private socketLb: SocketLb = 'off';
+  /** Ends sockets translated to removed backends; undefined without socket LB or where the kernel cannot. */
+  private socketDestroyer: SocketDestroyer | undefined;
   private watcher: LinkWatcher | undefined;
   /** lb_world_xdp's object, loaded unless --bpf-xdp=off. */
   private xdp: LoadedXdp | null = null;
@@ -125,9 +148,7 @@ export class EbpfBackend implements Backend {
       backend.xdp = opts.xdp === 'off' ? null : loadXdpProgram(lib, opts.pinPath, opts.mapSizes);
       attacher = new Attacher(lib, loaded.maps, loaded.programs, backend.xdp?.program ?? null, opts, netns, opts.log);
       attacher.claimRecords(opts.pinPath);
-      const cgroup = socketCgroup(opts.cgroupRoot);
-      if (cgroup === null) throw new Error(NO_CGROUP2);
-      attachSockets(lib, (name) => loaded.object.programFd(name), loaded.object.mapFd(SOCK_CONFIG_MAP), opts.pinPath, cgroup, netns, opts.log);
+      backend.startSockets(netns, opts);
     } catch (err) {
       await backend.close();
       throw err;
@@ -242,14 +263,40 @@ export class EbpfBackend implements Backend {
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
     if (flushed > 0) this.opts.log.info({ flows: flushed }, 'flushed UDP flows to removed endpoints');
+    const goneBackends = this.socketDestroyer ? goneSocketBackends(accepted) : [];
+    if (goneBackends.length > 0) {
+      const destroyed = this.socketDestroyer!.destroy(goneBackends);
+      if (destroyed > 0) this.opts.log.info({ sockets: destroyed }, 'destroyed connected UDP sockets of removed endpoints');
+    }
     if (node !== undefined) this.setSockNodeAddress(node.primaryIPs.find((ip) => !ip.includes(':')) ?? null);
     if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
     return { frontendsWritten: accepted.length - removed, frontendsRemoved: removed, servicePortsRefused: this.refused.size };
   }
 
+  /** Attaches the cgroup programs as --bpf-socket-lb says, or detaches those of an earlier kube-lb with off. */
+  private startSockets(netns: Netns, opts: EbpfRunOptions): void {
+    const { object, sockDestroy } = this.loaded!;
+    const cgroup = socketCgroup(opts.cgroupRoot);
+    if (opts.socketLb === 'off') {
+      withoutSockets(this.lib, opts.pinPath, cgroup, netns, opts.log);
+      return;
+    }
+    if (cgroup === null) throw new Error(NO_CGROUP2);
+    attachSockets(this.lib, (name) => object.programFd(name), object.mapFd(SOCK_CONFIG_MAP), opts.pinPath, cgroup, netns, opts.socketLb, opts.log);
+    this.socketLb = opts.socketLb;
+    if (sockDestroy) {
+      this.socketDestroyer = new SocketDestroyer(this.lib, object.programFd(SOCK_DESTROY_PROGRAM), object.mapFd(SOCK_GONE_MAP), opts.socketLb === 'all');
+    } else {
+      opts.log.warn(
+        { socketLb: opts.socketLb },
+        'this kernel has no bpf_sock_destroy (it came in 6.5): a connected UDP socket translated to an endpoint that is then removed keeps sending to it until its process closes it',
+      );
+    }
+  }
+
   private setSockNodeAddress(addr: string | null): void {
-    if (addr === this.sockNodeAddr) return;
-    setSockNodeAddress(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, addr);
+    if (this.socketLb === 'off' || addr === this.sockNodeAddr) return;
+    setSockConfig(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, this.socketLb, addr);
     this.sockNodeAddr = addr;
   }
 

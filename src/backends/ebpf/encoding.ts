@@ -59,7 +59,11 @@ export const layouts = {
     size: 24,
     fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 4 }, netns_cookie: { offset: 8, size: 8 }, netns_ino: { offset: 16, size: 4 } },
   },
-  lb_sock_config: { size: 16, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 4 } } },
+  lb_sock_config: { size: 16, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 4 }, flags: { offset: 12, size: 4 } } },
+  lb_sock_gone_key: {
+    size: 16,
+    fields: { vip: { offset: 0, size: 4 }, backend_addr: { offset: 4, size: 4 }, vport: { offset: 8, size: 2 }, backend_port: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } },
+  },
 } satisfies Record<string, { size: number; fields: Record<string, Field> }>;
 
 /** From consts.h. */
@@ -311,11 +315,32 @@ export function encodeIfaceValue(v: IfaceRecord): Buffer {
   return b;
 }
 
-/** kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve, and the node's address (null: none known yet). */
-export function encodeSockConfig(netnsCookie: bigint, nodeAddr: string | null): Buffer {
+/** sock.h: the cgroup programs translate the sockets of every namespace, pods' too. */
+const LB_SOCK_F_ALL_NAMESPACES = 0x1;
+
+/**
+ * kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve,
+ * whether they serve every other one too, and the node's address (null:
+ * none known yet).
+ */
+export function encodeSockConfig(netnsCookie: bigint, allNamespaces: boolean, nodeAddr: string | null): Buffer {
+  const { fields } = layouts.lb_sock_config;
   const b = Buffer.alloc(layouts.lb_sock_config.size);
-  b.writeBigUInt64LE(netnsCookie, layouts.lb_sock_config.fields.netns_cookie.offset);
-  b.writeUInt32BE(nodeAddr === null ? 0 : ipv4ToInt(nodeAddr), layouts.lb_sock_config.fields.node_addr.offset);
+  b.writeBigUInt64LE(netnsCookie, fields.netns_cookie.offset);
+  b.writeUInt32BE(nodeAddr === null ? 0 : ipv4ToInt(nodeAddr), fields.node_addr.offset);
+  b.writeUInt32LE(allNamespaces ? LB_SOCK_F_ALL_NAMESPACES : 0, fields.flags.offset);
+  return b;
+}
+
+/** kube_lb_sock_gone: a frontend and a backend it no longer sends to. */
+export function encodeSockGoneKey(frontend: Frontend, backend: Destination): Buffer {
+  const { fields } = layouts.lb_sock_gone_key;
+  const b = Buffer.alloc(layouts.lb_sock_gone_key.size);
+  b.writeUInt32BE(ipv4ToInt(frontend.ip), fields.vip.offset);
+  b.writeUInt32BE(ipv4ToInt(backend.ip), fields.backend_addr.offset);
+  b.writeUInt16LE(frontend.port, fields.vport.offset);
+  b.writeUInt16LE(backend.port, fields.backend_port.offset);
+  b.writeUInt8(protocolNumbers[frontend.protocol], fields.proto.offset);
   return b;
 }
 

@@ -7,6 +7,7 @@
 // hashes a new flow with maglevFlowHash and takes the table entry it names.
 import { createHash } from 'node:crypto';
 import { type Destination, compareDestinations, destinationKey } from '../../model/contract.js';
+import { UsageError } from '../../flags.js';
 import { LB_MAGLEV_HASH_SEED, type Flow, encodeFlowKey, layouts } from './encoding.js';
 
 /** Cilium's default table size (--bpf-lb-maglev-table-size). */
@@ -18,6 +19,15 @@ export function isPrime(n: number): boolean {
   if (!Number.isInteger(n) || n < 2) return false;
   for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
   return true;
+}
+
+/** --bpf-lb-maglev-table-size: a prime the table's size field holds. */
+export function parseMaglevTableSize(text: string): number {
+  const size = Number(text);
+  if (!/^\d+$/.test(text) || !isPrime(size) || size > MAX_MAGLEV_TABLE_SIZE) {
+    throw new UsageError(`--bpf-lb-maglev-table-size=${text}: not a prime from 2 to ${MAX_MAGLEV_TABLE_SIZE} (Cilium's sizes: 251, 509, 1021, 2039, 4093, 8191, ${DEFAULT_MAGLEV_TABLE_SIZE}, 32749, 65521)`);
+  }
+  return size;
 }
 
 /** Where an endpoint's permutation of the table's entries starts, and its step: entry j of it is (offset + j * skip) % size. */

@@ -1,8 +1,8 @@
-// Socket-level load balancing for the node's own processes: the cgroup
-// programs at the cgroup v2 root, and the namespace they serve. Cgroup
-// hooks are the whole machine's, shared with other kube-lbs serving other
-// namespaces, so kube-lb attaches beside what is there (BPF_F_ALLOW_MULTI)
-// and detaches only programs that serve its own namespace.
+// Socket-level load balancing: the cgroup programs at the cgroup v2 root,
+// and the namespaces they serve (--bpf-socket-lb). Cgroup hooks are the
+// whole machine's, shared with other kube-lbs serving other namespaces, so
+// kube-lb attaches beside what is there (BPF_F_ALLOW_MULTI) and detaches
+// only programs that serve its own namespace.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CgroupHook, NativeAddon } from '../../native/index.js';
@@ -12,6 +12,21 @@ import { decodeSockConfigNetns, encodeSockConfig } from './encoding.js';
 import type { Netns } from './netns.js';
 
 const HOOKS = Object.keys(SOCK_PROGRAMS) as CgroupHook[];
+
+/**
+ * --bpf-socket-lb: whose sockets the cgroup programs translate.
+ *  - host: the node's own namespace only (host processes, hostNetwork
+ *    pods); pods keep the TC path, which a service mesh's sidecar needs,
+ *    as it captures connections by their service address (Cilium's
+ *    socketLB.hostNamespaceOnly).
+ *  - all: pods' sockets too, whose packets then need no translation.
+ *  - off: no cgroup programs; the node's processes reach no service.
+ */
+export const SOCKET_LB_MODES = ['all', 'host', 'off'] as const;
+export type SocketLb = (typeof SOCKET_LB_MODES)[number];
+/** Today's behaviour, safe beside service meshes, and pods' semantics on every kernel stay those of the TC path. */
+export const DEFAULT_SOCKET_LB: SocketLb = 'host';
+
 
 /** The cgroup v2 root, where the hooks see every process of the machine; null when none is mounted. */
 export function cgroupRoot(mounts = fs.readFileSync('/proc/self/mounts', 'utf8')): string | null {
@@ -81,9 +96,10 @@ export function attachSockets(
   pinRoot: string,
   cgroup: string,
   netns: Netns,
+  mode: 'all' | 'host',
   log: Logger,
 ): void {
-  setSockNodeAddress(lib, configFd, netns, null);
+  setSockConfig(lib, configFd, netns, mode, null);
   for (const hook of HOOKS) {
     const name = SOCK_PROGRAMS[hook];
     const fd = programFd(name);
@@ -98,9 +114,9 @@ export function attachSockets(
   }
 }
 
-/** Tells the programs the node's address, which stands for the node as a client of unbound sockets. */
-export function setSockNodeAddress(lib: NativeAddon, configFd: number, netns: Netns, nodeAddr: string | null): void {
-  lib.mapUpdate(configFd, Buffer.alloc(4), encodeSockConfig(netns.cookie, nodeAddr));
+/** Tells the programs whose sockets they serve, and the node's address, which stands for the node as a client of unbound sockets. */
+export function setSockConfig(lib: NativeAddon, configFd: number, netns: Netns, mode: 'all' | 'host', nodeAddr: string | null): void {
+  lib.mapUpdate(configFd, Buffer.alloc(4), encodeSockConfig(netns.cookie, mode === 'all', nodeAddr));
 }
 
 /** Detaches every program serving this namespace from the cgroup root. */
@@ -110,4 +126,10 @@ export function detachSockets(lib: NativeAddon, cgroup: string, netns: Netns, lo
       if (lib.cgroupDetach(cgroup, hook, id)) log.info({ cgroup, hook, program: SOCK_PROGRAMS[hook], id }, 'detached from the cgroup root');
     }
   }
+}
+
+/** --bpf-socket-lb=off: detaches what an earlier kube-lb here attached, and its pins. */
+export function withoutSockets(lib: NativeAddon, pinRoot: string, cgroup: string | null, netns: Netns, log: Logger): void {
+  if (cgroup !== null) detachSockets(lib, cgroup, netns, log);
+  for (const name of Object.values(SOCK_PROGRAMS)) fs.rmSync(path.join(pinRoot, name), { force: true });
 }

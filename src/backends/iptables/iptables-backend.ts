@@ -22,7 +22,8 @@ import {
 import { type SavedTable, parseSave, tokenize, viewsFromSave } from './save.js';
 import { timeSlices } from '../../time-slices.js';
 
-export type IptablesMode = 'nft' | 'legacy';
+export const IPTABLES_MODES = ['nft', 'legacy'] as const;
+export type IptablesMode = (typeof IPTABLES_MODES)[number];
 
 export interface IptablesOptions extends NetfilterOptions {
   /** Which iptables: iptables-nft (nf_tables) or iptables-legacy (x_tables). */

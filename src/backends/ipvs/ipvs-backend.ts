@@ -19,7 +19,7 @@ import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destK
 
 export interface IpvsOptions extends RuleOptions {
   log: Logger;
-  /** --ipvs-scheduler; undefined or unknown gives rr. */
+  /** --ipvs-scheduler; undefined gives rr, an unknown name is refused. */
   scheduler: string | undefined;
 }
 
@@ -50,12 +50,12 @@ export class IpvsBackend implements Backend {
     private link: DummyLink | null,
   ) {
     this.table = new IpvsTable(lib);
-    this.schedulers = new SchedulerChooser(clusterScheduler(opts.scheduler, opts.log), opts.log);
+    this.schedulers = new SchedulerChooser(clusterScheduler(opts.scheduler), opts.log);
   }
 
   /** Checks the kernel, creates kube-ipvs0 and starts draining; the first sync is full. */
   static async run(opts: IpvsOptions): Promise<IpvsBackend> {
-    const scheduler = clusterScheduler(opts.scheduler, opts.log);
+    const scheduler = clusterScheduler(opts.scheduler);
     await requireKernelFeatures(requiredFeatures(scheduler), opts.log);
     applySysctls(opts.log);
     const lib = native();

@@ -1,6 +1,7 @@
 // IPVS schedulers: one cluster-wide (--ipvs-scheduler, as kube-proxy) and
 // an optional one per Service (annotation kube-lb.io/ipvs-scheduler, carried
 // by the model as ServicePortState.ipvsScheduler).
+import { UsageError } from '../../flags.js';
 import type { Logger } from '../../log.js';
 import type { ServicePortState } from '../../model/contract.js';
 
@@ -15,12 +16,11 @@ export function isIpvsScheduler(name: string): name is IpvsScheduler {
   return (IPVS_SCHEDULERS as readonly string[]).includes(name);
 }
 
-/** The --ipvs-scheduler value to use: an unknown name is logged and replaced by the default. */
-export function clusterScheduler(flag: string | undefined, log: Logger): IpvsScheduler {
+/** The --ipvs-scheduler value to use; an unknown name is refused, as kube-proxy refuses it. */
+export function clusterScheduler(flag: string | undefined): IpvsScheduler {
   if (flag === undefined || flag === '') return DEFAULT_SCHEDULER;
   if (isIpvsScheduler(flag)) return flag;
-  log.error({ flag: '--ipvs-scheduler', scheduler: flag, known: IPVS_SCHEDULERS.join(','), using: DEFAULT_SCHEDULER }, 'unknown IPVS scheduler rejected; using the default');
-  return DEFAULT_SCHEDULER;
+  throw new UsageError(`--ipvs-scheduler=${flag}: unknown IPVS scheduler; choose one of ${IPVS_SCHEDULERS.join(', ')}`);
 }
 
 /**
