@@ -2,8 +2,9 @@
 // programs load and pass its verifier (every scenario loads them), and the
 // scenarios that exercise the datapath itself (translation of TCP and UDP,
 // flows moved off a removed endpoint, hairpin, conntrack kept across a
-// restart) pass with real traffic. The BPF_PROG_TEST_RUN tests (test/bpf)
-// run in the same VM. The other scenarios test the control plane, which the
+// restart) pass with real traffic, and so does traffic from outside to
+// endpoints on both nodes under XDP in the driver. The BPF_PROG_TEST_RUN
+// tests (test/bpf) run in the same VM. The other scenarios test the control plane, which the
 // host already covers; each costs minutes under emulation.
 import { runConformance } from '../conformance/suite.js';
 
@@ -13,3 +14,5 @@ runConformance('ebpf', [
   'hairpin: a pod reaching its own service through itself gets its answers',
   'a held TCP connection survives a kube-lb restart',
 ]);
+
+runConformance('ebpf-xdp', ['NodePort, external IP and load-balancer IP from outside reach endpoints on both nodes, masqueraded']);
