@@ -49,6 +49,8 @@ const USAGE = `usage:
                  the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
+                [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total
+                 with each endpoint too; false keeps one series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
@@ -68,6 +70,7 @@ const options = {
   config: { type: 'string' },
   'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
   'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
+  'metrics-endpoint-labels': { type: 'string', default: 'true' },
   cleanup: { type: 'boolean' },
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
@@ -213,6 +216,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     const address = flags[`${what}-bind-address`];
     if (address !== '') parseBindAddress(address, what);
   }
+  const metricsEndpointLabels = booleanFlag('metrics-endpoint-labels', flags['metrics-endpoint-labels']);
   // "node", not "hostname": every line already carries the machine's hostname.
   log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
@@ -235,6 +239,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     syncPeriodMs,
     healthzBindAddress: flags['healthz-bind-address'],
     metricsBindAddress: flags['metrics-bind-address'],
+    metricsEndpointLabels,
     log,
   });
   const proxier = new Proxier({
