@@ -37,6 +37,7 @@ export const CAPABILITIES = {
   'localhost-nodeport': 'NodePort on 127.0.0.1',
   'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",
   'shared-client-port': 'One client port connected to two services with a shared endpoint at once',
+  'connection-counters': 'Connections per service and endpoint on /metrics, from the kernel\'s counters',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -49,7 +50,7 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: ALL,
+  ebpf: { ...ALL, 'connection-counters': 'not yet (the datapath counts no connections per service)' },
   iptables: ALL,
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },
   ipvs: {
@@ -66,6 +67,7 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
     'shared-client-port': 'not tested yet',
+    'connection-counters': 'not yet (IPVS counts per virtual and real server; kube-lb does not read it yet)',
   },
 };
 

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { EndpointCounters } from '../../src/backends/backend.js';
+import type { DesiredState, Frontend, ServicePortState } from '../../src/model/contract.js';
+import { COUNTERS_MAX_AGE_MS, CountersCache, connectionSamples } from '../../src/observability/service-counters.js';
+
+const VIP: Frontend = { ip: '10.96.0.10', port: 80, protocol: 'TCP' };
+const NODE_PORT: Frontend = { ip: '192.168.0.10', port: 30080, protocol: 'TCP' };
+const DNS: Frontend = { ip: '10.96.0.53', port: 53, protocol: 'UDP' };
+
+/** Only what the join reads of a service port. */
+function servicePort(namespace: string, name: string, portName: string, frontends: Frontend[]): ServicePortState {
+  return { key: `${namespace}/${name}:${portName}`, namespace, name, portName, protocol: frontends[0]!.protocol, frontends, settings: {} } as unknown as ServicePortState;
+}
+
+const state: DesiredState = new Map(
+  [servicePort('default', 'web', 'http', [VIP, NODE_PORT]), servicePort('kube-system', 'dns', '', [DNS])].map((sp) => [sp.key, sp]),
+);
+
+const counted: EndpointCounters[] = [
+  // A netfilter endpoint chain: counted once for every frontend of its port.
+  { frontends: [VIP, NODE_PORT], destination: { ip: '10.244.0.11', port: 8080 }, connections: 5 },
+  { frontends: [NODE_PORT], destination: { ip: '10.244.0.12', port: 8080 }, connections: 3 },
+  // A kernel that counts per frontend: the same endpoint again, through another frontend.
+  { frontends: [NODE_PORT], destination: { ip: '10.244.0.11', port: 8080 }, connections: 1 },
+  { frontends: [DNS], destination: { ip: '10.244.0.53', port: 5353 }, connections: 2 },
+  // A service deleted since the last sync.
+  { frontends: [{ ip: '10.96.0.99', port: 80, protocol: 'TCP' }], destination: { ip: '10.244.0.99', port: 80 }, connections: 99 },
+];
+
+describe('connection counters: the join of kernel counts to service names', () => {
+  it('sums by service port and endpoint, names them from the state, and leaves out what the state does not hold', () => {
+    assert.deepEqual(connectionSamples(state, counted, true), [
+      { labels: { namespace: 'default', service: 'web', port: 'http', endpoint: '10.244.0.11:8080' }, connections: 6 },
+      { labels: { namespace: 'default', service: 'web', port: 'http', endpoint: '10.244.0.12:8080' }, connections: 3 },
+      { labels: { namespace: 'kube-system', service: 'dns', port: '', endpoint: '10.244.0.53:5353' }, connections: 2 },
+    ]);
+  });
+
+  it('without endpoint labels, one series per service port', () => {
+    assert.deepEqual(connectionSamples(state, counted, false), [
+      { labels: { namespace: 'default', service: 'web', port: 'http' }, connections: 9 },
+      { labels: { namespace: 'kube-system', service: 'dns', port: '' }, connections: 2 },
+    ]);
+  });
+
+  it('scrapes within the maximum age share one read of the kernel; a failed read is not served again', async () => {
+    let now = 0;
+    let reads = 0;
+    let fail = false;
+    const cache = new CountersCache(async () => {
+      reads++;
+      if (fail) throw new Error('nft failed');
+      return counted;
+    }, () => now);
+    await Promise.all([cache.read(), cache.read()]);
+    now += COUNTERS_MAX_AGE_MS - 1;
+    await cache.read();
+    assert.equal(reads, 1);
+    now += 1;
+    fail = true;
+    await assert.rejects(cache.read(), /nft failed/);
+    fail = false;
+    assert.equal(await cache.read(), counted);
+    assert.equal(reads, 3);
+  });
+});
