@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Backend } from './backends/backend.js';
+import type { Backend, EndpointCounters } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
 import { XDP_MODES } from './backends/ebpf/attach.js';
 import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
@@ -16,7 +16,7 @@ import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
-import { formatNamedViews, formatViews, nameViews } from './inspect-view.js';
+import { countViews, formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
 import type { ModelOptions, NodePortAddresses } from './model/model.js';
@@ -53,10 +53,11 @@ const USAGE = `usage:
                  with each endpoint too; false keeps one series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
-  kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
+  kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o wide|json]
                   [--manifests DIR | --kubeconfig FILE] [--hostname-override NAME] [--service NS/NAME]
                   (with a source, as run reads it: each frontend's service, port name, policy,
-                   affinity and endpoints' nodes; --service shows one service's frontends)
+                   affinity and endpoints' nodes; --service shows one service's frontends;
+                   -o wide adds the connections the kernel counted to each endpoint)
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--cgroup-root DIR] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
   kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
@@ -263,14 +264,14 @@ async function run(flags: Flags, log: Logger): Promise<void> {
  */
 async function inspect(flags: Flags, log: Logger): Promise<void> {
   const output = flags.output;
-  if (output !== 'text' && output !== 'json') throw new UsageError(`-o ${output}: choose text or json`);
+  if (output !== 'text' && output !== 'wide' && output !== 'json') throw new UsageError(`-o ${output}: choose text, wide or json`);
   const backendName = parseBackendName(flags.backend);
   const named = flags.manifests !== undefined || flags.kubeconfig !== undefined;
   const wanted = flags.service === undefined ? undefined : serviceFlag(flags.service, named);
   const model = named ? modelOptions(flags, backendName, flags['hostname-override'] ?? os.hostname()) : undefined;
   const backend = await openBackend(backendName, backendOptions(flags, log));
   try {
-    const views = await backend.inspect();
+    const views = output === 'wide' ? countViews(await backend.inspect(), await countersFor(backend)) : await backend.inspect();
     if (model === undefined) {
       process.stdout.write(formatViews(views, output));
       return;
@@ -281,6 +282,13 @@ async function inspect(flags: Flags, log: Logger): Promise<void> {
   } finally {
     await backend.close();
   }
+}
+
+/** What the kernel counted, for -o wide; a backend that counts nothing says so. */
+async function countersFor(backend: Backend): Promise<EndpointCounters[]> {
+  if (backend.counters !== undefined) return backend.counters();
+  process.stderr.write(`kube-lb inspect: the ${backend.name} backend counts no connections per endpoint yet; -o wide shows none\n`);
+  return [];
 }
 
 /** --service NAMESPACE/NAME; names are the source's, so it needs one. */

@@ -105,7 +105,7 @@ describe('kube-lb at the command line', () => {
         [[...run, `--config=${path.join(scratch, 'absent.yaml')}`], /^--config .*absent\.yaml: ENOENT/],
         [[...run, config('other.yaml', 'kind: ConfigMap\n')], /^--config .*other\.yaml: not a kubeproxy\.config\.k8s\.io\/v1alpha1 KubeProxyConfiguration/],
         [[...run, config('bad-period.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nsyncPeriod: 30\n')], /^--sync-period=30: not a duration/],
-        [['inspect', '--backend=nftables', '-o', 'yaml'], /^-o yaml: choose text or json/],
+        [['inspect', '--backend=nftables', '-o', 'yaml'], /^-o yaml: choose text, wide or json/],
         [['inspect', '--backend=nftables', '-o'], /^--output: needs a value/],
         [['inspect', '--backend=nftables', `--manifests=${ctx.manifestsDir}`, '--service=web'], /^--service=web: give NAMESPACE\/NAME/],
         [['inspect', '--backend=nftables', '--service=default/web'], /^--service=default\/web: needs --manifests or --kubeconfig/],

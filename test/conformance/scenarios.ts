@@ -433,6 +433,13 @@ export const scenarios: Scenario[] = [
       }
       const total = [...after.values()].reduce((a, b) => a + b, 0);
       assert.ok(total >= 2 * connections, `the service's endpoints counted ${total} connections, at least ${2 * connections} expected`);
+      // inspect -o wide shows the same counts on the ClusterIP's row.
+      const wide = await ctx.kubeLb('inspect', '-o', 'wide');
+      const row = wide.split('\n').find((l) => l.includes(`${VIP}:80/TCP`)) ?? '';
+      for (const pod of ['web-1', 'web-2']) {
+        const shown = Number(new RegExp(`${ipOf(pod).replace(/\./g, '\\.')}:8080 conns=(\\d+)`).exec(row)?.[1] ?? -1);
+        assert.ok(shown >= (inside.answers[pod] ?? 0), `inspect -o wide counts ${pod}'s connections:\n${wide}`);
+      }
 
       await ctx.stopKubeLb();
       await ctx.startKubeLb(process.env, [...args, '--metrics-endpoint-labels=false']);

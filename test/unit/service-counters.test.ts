@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EndpointCounters } from '../../src/backends/backend.js';
 import type { DesiredState, Frontend, ServicePortState } from '../../src/model/contract.js';
+import { countViews, formatViews } from '../../src/inspect-view.js';
 import { COUNTERS_MAX_AGE_MS, CountersCache, connectionSamples } from '../../src/observability/service-counters.js';
 
 const VIP: Frontend = { ip: '10.96.0.10', port: 80, protocol: 'TCP' };
@@ -63,5 +64,26 @@ describe('connection counters: the join of kernel counts to service names', () =
     fail = false;
     assert.equal(await cache.read(), counted);
     assert.equal(reads, 3);
+  });
+});
+
+describe('inspect -o wide: the counts beside each endpoint', () => {
+  it("shows an endpoint's count on every frontend its count covers, and none where the kernel counted nothing", () => {
+    const views = countViews(
+      [
+        { kind: 'ClusterIP', frontend: VIP, destinations: [{ ip: '10.244.0.11', port: 8080 }, { ip: '10.244.0.12', port: 8080 }] },
+        { kind: 'NodePort', frontend: NODE_PORT, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
+      ],
+      counted,
+    );
+    assert.equal(
+      formatViews(views, 'wide'),
+      [
+        'KIND       FRONTEND                BACKENDS',
+        'ClusterIP  10.96.0.10:80/TCP       10.244.0.11:8080 conns=5, 10.244.0.12:8080',
+        'NodePort   192.168.0.10:30080/TCP  10.244.0.11:8080 conns=6',
+        '',
+      ].join('\n'),
+    );
   });
 });
