@@ -98,6 +98,7 @@ describe('kube-lb at the command line', () => {
         [[...run, '--bpf-xdp=fast'], /^--bpf-xdp=fast: choose native, generic or off/],
         [[...run, '--healthz-bind-address=10256'], /^--healthz-bind-address=10256: not host:port/],
         [[...run, '--metrics-bind-address=localhost:99999'], /^--metrics-bind-address=localhost:99999: not host:port/],
+        [[...run, '--metrics-endpoint-labels=off'], /^--metrics-endpoint-labels=off: choose true or false/],
         [[...run, '--backend=iptables', '--iptables-mode=auto'], /^--iptables-mode=auto: choose nft or legacy/],
         [[...run, '--backend=iptables', '--iptables-localhost-nodeports=1'], /^--iptables-localhost-nodeports=1: choose true or false/],
         [[...run, '--backend=ipvs', '--ipvs-scheduler=fastest'], /^--ipvs-scheduler=fastest: unknown IPVS scheduler/],
