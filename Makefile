@@ -69,7 +69,7 @@ test: build
 # Kernel-dependent tests on Debian's stock kernel in one qemu VM (test/vm/run):
 # the ipvs backend (the host kernel has no IPVS) and the ebpf kernel matrix
 # (programs through the verifier, TC and XDP, a subset of the ebpf conformance scenarios).
-VM_TESTS := dist/test/vm/*.vm-test.js dist/test/bpf/datapath.test.js dist/test/bpf/uplink.test.js
+VM_TESTS := dist/test/vm/*.vm-test.js dist/test/bpf/*.test.js
 test-vm: build
 	@start=$$(date +%s); \
 	KUBE_LB_TEST_SLOWDOWN=$${KUBE_LB_TEST_SLOWDOWN:-10} test/vm/run $(NODE) --test --test-concurrency=1 --test-timeout=900000 $(VM_TESTS); \

@@ -53,7 +53,7 @@ export function measurePerPacket(serviceCounts: number[], samples: number, progr
       const dp = loadDatapath(lib, pinPath, log);
       loaded.push({ services, pinPath, dp, flows: [], newFlow: [], established: [], miss: [] });
       const changes = serviceChanges(services);
-      const svcMap = new ServiceMap(lib, dp.maps.svc);
+      const svcMap = new ServiceMap(lib, dp.maps.svc, dp.maps.maglev);
       for (let i = 0; i < changes.length; i += 10_000) svcMap.apply(changes.slice(i, i + 10_000));
       const target = changes[Math.floor(services / 2)]!.frontend;
       loaded.at(-1)!.flows = Array.from({ length: samples }, (_, i) =>

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend, EndpointCounters } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from './backends/ebpf/maglev.js';
 import { XDP_MODES } from './backends/ebpf/attach.js';
 import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
 import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
@@ -20,6 +21,7 @@ import { countViews, formatNamedViews, formatViews, nameViews } from './inspect-
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
 import type { ModelOptions, NodePortAddresses } from './model/model.js';
+import { LB_ALGORITHMS } from './model/contract.js';
 import { type Cidr, parseCidr } from './net/ip.js';
 import { parseBindAddress, ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
@@ -45,6 +47,10 @@ const USAGE = `usage:
                  a power of two, plus 88 B per entry in use; see docs/ebpf-maps.md)]
                 [--bpf-ct-map-max 262144 (ebpf: flows tracked in kube_lb_ct and in kube_lb_rnat;
                  costs 192 B per entry, all reserved at start)]
+                [--bpf-lb-algorithm random|maglev (ebpf: how new flows choose an endpoint, for
+                 services without the annotation kube-lb.io/lb-algorithm)]
+                [--bpf-lb-maglev-table-size 16381 (ebpf: entries of each Maglev table, a prime
+                 up to 65521; costs 2 B per entry per service that uses Maglev)]
                 [--bpf-xdp native|generic|off (ebpf: XDP on the uplinks, in the driver or on
                  the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
@@ -89,6 +95,8 @@ const options = {
   'bpf-socket-lb': { type: 'string', default: DEFAULT_SOCKET_LB },
   'bpf-lb-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.lb) },
   'bpf-ct-map-max': { type: 'string', default: String(DEFAULT_MAP_SIZES.ct) },
+  'bpf-lb-algorithm': { type: 'string', default: 'random' },
+  'bpf-lb-maglev-table-size': { type: 'string', default: String(DEFAULT_MAGLEV_TABLE_SIZE) },
   'bpf-xdp': { type: 'string', default: 'off' },
   'min-sync-period': { type: 'string', default: '1s' },
   'sync-period': { type: 'string', default: '30s' },
@@ -128,6 +136,7 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     cgroupRoot: flags['cgroup-root'],
     socketLb: parseChoice('bpf-socket-lb', flags['bpf-socket-lb'], SOCKET_LB_MODES),
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
+    bpfMaglevTableSize: parseMaglevTableSize(flags['bpf-lb-maglev-table-size']),
     podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
     xdp: parseChoice('bpf-xdp', flags['bpf-xdp'], XDP_MODES),
@@ -191,6 +200,7 @@ function modelOptions(flags: Flags, backendName: BackendName, nodeName: string):
     deriveTopologyHints: flags.manifests !== undefined,
     serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
     clusterCidrs: cidrList('cluster-cidr', flags['cluster-cidr']),
+    lbAlgorithm: parseChoice('bpf-lb-algorithm', flags['bpf-lb-algorithm'], LB_ALGORITHMS),
   };
 }
 

@@ -48,6 +48,16 @@
 #define LB_SVC_F_SNAT 0x10
 /* Only sources in kube_lb_source_ranges may open flows (loadBalancerSourceRanges). */
 #define LB_SVC_F_SOURCE_RANGES 0x20
+/* New flows pick their slot from the service's Maglev table in
+ * kube_lb_maglev, by a hash of the flow, instead of at random. Read by the
+ * programs. */
+#define LB_SVC_F_MAGLEV 0x40
+
+/* A Maglev table is stored in chunks of this many entries (a power of two,
+ * so that an entry's place in its chunk is a mask the verifier can bound). */
+#define LB_MAGLEV_CHUNK 1024
+/* The flow hash's seed (jhash's initval besides the protocol). */
+#define LB_MAGLEV_HASH_SEED 0x6b6c6221
 
 /* Why a packet was dropped: kube_lb_drops' index. The control plane names
  * them in the same order (DROP_REASONS in src/backends/ebpf/encoding.ts). */
@@ -72,6 +82,9 @@ enum lb_drop_reason {
 #define LB_IFACE_MAX_ENTRIES 4096
 #define LB_AFFINITY_MAX_ENTRIES 65536
 #define LB_SOURCE_RANGE_MAX_ENTRIES 65536
+/* Chunks of Maglev tables: a table of --bpf-lb-maglev-table-size entries
+ * takes that size / LB_MAGLEV_CHUNK chunks, rounded up. */
+#define LB_MAGLEV_MAX_ENTRIES 65536
 /* The node's own sockets connected to frontends: fewer than pods' flows. */
 #define LB_SOCK_MAX_ENTRIES 65536
 

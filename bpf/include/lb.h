@@ -57,6 +57,50 @@ static __always_inline struct lb_svc_value *affinity_backend(const struct lb_aff
 	return backend;
 }
 
+static __always_inline __u32 rol32(__u32 word, unsigned int shift)
+{
+	return (word << shift) | (word >> (32 - shift));
+}
+
+/* The flow's hash for Maglev: Linux's jhash_3words over the addresses and
+ * ports as the flow key holds them, with the protocol in the seed.
+ * maglevFlowHash in src/backends/ebpf/maglev.ts computes the same. */
+static __always_inline __u32 maglev_hash(const struct lb_flow_key *flow)
+{
+	__u32 a = addr_get(flow->saddr), b = addr_get(flow->daddr), c = flow->sport | ((__u32)flow->dport << 16);
+	__u32 initval = LB_MAGLEV_HASH_SEED + flow->proto + 0xdeadbeef + (3 << 2);
+
+	a += initval;
+	b += initval;
+	c += initval;
+	c ^= b; c -= rol32(b, 14);
+	a ^= c; a -= rol32(c, 11);
+	b ^= a; b -= rol32(a, 25);
+	c ^= b; c -= rol32(b, 16);
+	a ^= c; a -= rol32(c, 4);
+	b ^= a; b -= rol32(a, 14);
+	c ^= b; c -= rol32(b, 24);
+	return c;
+}
+
+/* The slot the service's Maglev table gives the flow, or 0 when the table
+ * is missing (the control plane writes it before it flags the service). */
+static __always_inline __u16 maglev_slot(const struct lb_flow_key *flow, const struct lb_svc_key *svc, __u16 table_size)
+{
+	__u32 entry = maglev_hash(flow) % table_size;
+	struct lb_maglev_key key = {
+		.port = svc->port,
+		.proto = svc->proto,
+		.scope = svc->scope,
+		.chunk = entry / LB_MAGLEV_CHUNK,
+	};
+	struct lb_maglev_chunk *chunk;
+
+	addr_set(key.vip, addr_get(svc->vip));
+	chunk = bpf_map_lookup_elem(&kube_lb_maglev, &key);
+	return chunk ? chunk->slots[entry & (LB_MAGLEV_CHUNK - 1)] : 0;
+}
+
 /* Picks a backend for a new flow to a service in scope (LB_SCOPE_*), or
  * returns NULL and says why in *none. *svc_flags gets the service's
  * LB_SVC_F_* flags. */
@@ -96,7 +140,14 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 		if (backend)
 			goto remember;
 	}
-	key.slot = (bpf_get_prandom_u32() % count) + 1;
+	key.slot = 0;
+	/* Without a source port (the socket programs pick at connect, before
+	 * the socket has one) every connection of a client would hash alike,
+	 * to one backend: those pick at random. */
+	if ((svc->flags & LB_SVC_F_MAGLEV) && svc->maglev_size && flow->sport)
+		key.slot = maglev_slot(flow, &key, svc->maglev_size);
+	if (!key.slot)
+		key.slot = (bpf_get_prandom_u32() % count) + 1;
 	backend = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	if (!backend) {
 		/* The control plane shrinks a service by lowering the count

@@ -19,6 +19,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kube_lb_svc SEC(".maps");
 
+/* Written by the control plane only: the Maglev tables of the services
+ * flagged LB_SVC_F_MAGLEV, in chunks (struct lb_maglev_key). Not
+ * preallocated: only those services take memory. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_maglev_key);
+	__type(value, struct lb_maglev_chunk);
+	__uint(max_entries, LB_MAGLEV_MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_maglev SEC(".maps");
+
 /* Client -> frontend flows and the backend each one was given. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -11,6 +11,7 @@
 #define KUBE_LB_STRUCTS_H
 
 #include <linux/types.h>
+#include "consts.h"
 
 typedef __u8 lb_addr_t[4];
 
@@ -34,9 +35,27 @@ struct lb_svc_value {
 	__u16 flags;	      /* slot 0: LB_SVC_F_* */
 	lb_addr_t backend_addr; /* slots >= 1 */
 	__u16 backend_port;   /* slots >= 1 */
-	__u16 pad;
+	__u16 maglev_size;    /* slot 0 with LB_SVC_F_MAGLEV: entries of its
+			       * Maglev table (a prime) */
 	__u32 affinity_timeout; /* slot 0: seconds a client keeps its backend
 				 * after its last new flow; 0: no affinity */
+};
+
+/* One chunk of a service's Maglev table: the service's lb_svc_key with
+ * slot 0, and which LB_MAGLEV_CHUNK entries of the table. Entry i of the
+ * table is slots[i % LB_MAGLEV_CHUNK] of chunk i / LB_MAGLEV_CHUNK. */
+struct lb_maglev_key {
+	lb_addr_t vip;
+	__u16 port;
+	__u8 proto;
+	__u8 scope;	      /* LB_SCOPE_* */
+	__u16 chunk;
+	__u16 pad;
+};
+
+/* The backend slot (1..count of kube_lb_svc) each entry names. */
+struct lb_maglev_chunk {
+	__u16 slots[LB_MAGLEV_CHUNK];
 };
 
 /* Session affinity: a client of a service (in one scope) and the backend

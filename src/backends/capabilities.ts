@@ -37,6 +37,7 @@ export const CAPABILITIES = {
   'localhost-nodeport': 'NodePort on 127.0.0.1',
   'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",
   'shared-client-port': 'One client port connected to two services with a shared endpoint at once',
+  maglev: 'Maglev consistent hashing per service (kube-lb.io/lb-algorithm: maglev, --bpf-lb-algorithm): a flow keeps its endpoint across nodes and lost connection tracking',
   'connection-counters': 'Connections per service and endpoint on /metrics, from the kernel\'s counters',
 } as const;
 
@@ -51,8 +52,8 @@ const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: { ...ALL, 'connection-counters': 'not yet (the datapath counts no connections per service)' },
-  iptables: ALL,
-  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)" },
+  iptables: { ...ALL, maglev: 'no (random, as kube-proxy)' },
+  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)' },
   ipvs: {
     ...ALL,
     nodeport: NOT_YET,
@@ -67,6 +68,7 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
     'shared-client-port': 'not tested yet',
+    maglev: 'no (IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh)',
     'connection-counters': 'not yet (IPVS counts per virtual and real server; kube-lb does not read it yet)',
   },
 };

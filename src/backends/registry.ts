@@ -23,6 +23,8 @@ export interface BackendOptions {
   socketLb: SocketLb;
   /** ebpf: --bpf-lb-map-max and --bpf-ct-map-max. */
   bpfMapSizes: MapSizes;
+  /** ebpf: --bpf-lb-maglev-table-size, the entries of each Maglev table (a prime). */
+  bpfMaglevTableSize: number;
   /** ebpf: attach to interfaces whose names start with this. */
   podInterfacePrefix: string | undefined;
   /** ebpf: uplinks by name (--devices); null picks the interfaces that hold the node's NodePort addresses. */
@@ -71,6 +73,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     devices: opts.devices,
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,
+    maglevTableSize: opts.bpfMaglevTableSize,
     log: opts.log,
   });
 }

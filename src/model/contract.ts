@@ -96,6 +96,16 @@ export interface ResolvedFrontend extends Frontend {
   affinity: SessionAffinity | null;
 }
 
+/**
+ * How a frontend's new flows choose among its endpoints: at random, or by
+ * Maglev consistent hashing of the flow, so that a flow keeps its endpoint
+ * on every node and when its connection tracking is lost, and one endpoint
+ * more or less moves few flows. Backends that cannot hash flows choose
+ * their own way (docs: the capability table).
+ */
+export type LbAlgorithm = 'random' | 'maglev';
+export const LB_ALGORITHMS: readonly LbAlgorithm[] = ['random', 'maglev'];
+
 /** Settings a Service asks of one backend through annotations; backends validate their own. */
 export interface BackendSettings {
   /** ipvs: the scheduler (annotation kube-lb.io/ipvs-scheduler), overriding --ipvs-scheduler. */
@@ -112,6 +122,8 @@ export interface ServicePortState {
   protocol: Protocol;
   /** Every frontend this node serves for the port, ClusterIPs first; never empty (a port with none is left out of the state). */
   frontends: ResolvedFrontend[];
+  /** The annotation kube-lb.io/lb-algorithm, else --bpf-lb-algorithm. */
+  lbAlgorithm: LbAlgorithm;
   settings: BackendSettings;
 }
 

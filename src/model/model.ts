@@ -258,6 +258,10 @@ export class ProxyModel {
       for (const { portName, reason, refused } of after.skipped) {
         this.opts.log[refused ? 'warn' : 'debug']({ kind: 'Service', namespace: service.namespace, name: service.name, port: portName ?? undefined, reason }, 'not serving');
       }
+      // Once while it lasts, not at every endpoint change.
+      for (const reason of after.warnings.filter((w) => !before?.warnings.includes(w))) {
+        this.opts.log.warn({ kind: 'Service', namespace: service.namespace, name: service.name, reason }, 'served otherwise than asked');
+      }
     }
     const claimsBefore = new Set(before?.ports.flatMap((p) => p.frontends.map(frontendKey)) ?? []);
     const claimsAfter = new Set(after?.ports.flatMap((p) => p.frontends.map(frontendKey)) ?? []);

@@ -8,6 +8,8 @@ import {
   type EndpointSet,
   type FrontendKind,
   type IPFamily,
+  type LbAlgorithm,
+  LB_ALGORITHMS,
   type Protocol,
   type ResolvedFrontend,
   type ServicePortState,
@@ -20,6 +22,8 @@ import { categorizeEndpoints, type PortEndpoint } from './topology.js';
 
 /** Per-service IPVS scheduler, overriding --ipvs-scheduler (the ipvs backend validates the name). */
 export const IPVS_SCHEDULER_ANNOTATION = 'kube-lb.io/ipvs-scheduler';
+/** Per-service choice of endpoints by flow (maglev or random), overriding --bpf-lb-algorithm. */
+export const LB_ALGORITHM_ANNOTATION = 'kube-lb.io/lb-algorithm';
 /** Services with this label belong to another proxy. */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 
@@ -49,6 +53,8 @@ export interface ResolveOptions {
    * is no controller to write them.
    */
   deriveTopologyHints: boolean;
+  /** --bpf-lb-algorithm: for services without the annotation kube-lb.io/lb-algorithm, or with a value it does not know. */
+  lbAlgorithm: LbAlgorithm;
 }
 
 /** Why the service, or one of its ports, is not served; for a log line. */
@@ -62,6 +68,8 @@ export interface Skipped {
 export interface Resolved {
   ports: ServicePortState[];
   skipped: Skipped[];
+  /** Input served otherwise than it asks, and why; for a warning. */
+  warnings: string[];
   /** healthCheckNodePort and the number of ready endpoints on this node, for externalTrafficPolicy: Local load balancers. */
   health: { port: number; localEndpoints: number } | null;
 }
@@ -101,16 +109,16 @@ function ignoredReason(service: Service): string | null {
 
 export function resolveService(service: Service, slices: ReadonlySet<EndpointSlice>, node: NodeContext, opts: ResolveOptions): Resolved {
   const ignored = ignoredReason(service);
-  if (ignored !== null) return { ports: [], skipped: [{ portName: null, reason: ignored, refused: false }], health: null };
+  if (ignored !== null) return { ports: [], skipped: [{ portName: null, reason: ignored, refused: false }], warnings: [], health: null };
   const badClusterIP = service.clusterIPs.map((ip) => clusterIPProblem(ip, opts)).find((problem) => problem !== null);
-  if (badClusterIP !== undefined) return { ports: [], skipped: [{ portName: null, reason: badClusterIP, refused: true }], health: null };
+  if (badClusterIP !== undefined) return { ports: [], skipped: [{ portName: null, reason: badClusterIP, refused: true }], warnings: [], health: null };
   const inFamily = (ip: string): boolean => opts.families.includes(ipFamily(ip));
   const clusterIPs = service.clusterIPs.filter(inFamily);
   const externalIPs = service.externalIPs.filter(inFamily);
   const loadBalancerIPs = service.loadBalancerIPs.filter(inFamily);
   const nodePortIPs = node.nodePortIPs.filter(inFamily);
   // As kube-proxy, a service without a cluster IP of the family is not served at all, not even on its other addresses.
-  if (clusterIPs.length === 0) return { ports: [], skipped: [{ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})`, refused: false }], health: null };
+  if (clusterIPs.length === 0) return { ports: [], skipped: [{ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})`, refused: false }], warnings: [], health: null };
   const skipped: Skipped[] = [];
 
   const externalPolicyLocal = service.externalTrafficPolicy === 'Local';
@@ -120,6 +128,8 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
   const settings: BackendSettings = {};
   const scheduler = service.annotations[IPVS_SCHEDULER_ANNOTATION];
   if (scheduler !== undefined) settings.ipvsScheduler = scheduler;
+  const warnings: string[] = [];
+  const lbAlgorithm = serviceLbAlgorithm(service, opts, warnings);
 
   const localReady = new Set<string>();
   // An address listed twice (say, an external IP equal to the ClusterIP) is served once, as its first kind and port.
@@ -179,11 +189,22 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
       portName: port.name,
       protocol: port.protocol,
       frontends: frontends.filter(firstSeen),
+      lbAlgorithm,
       settings,
     });
   }
   const needsHealthCheck = service.type === 'LoadBalancer' && externalPolicyLocal && service.healthCheckNodePort !== null;
-  return { ports, skipped, health: needsHealthCheck ? { port: service.healthCheckNodePort!, localEndpoints: localReady.size } : null };
+  return { ports, skipped, warnings, health: needsHealthCheck ? { port: service.healthCheckNodePort!, localEndpoints: localReady.size } : null };
+}
+
+/** The annotation kube-lb.io/lb-algorithm if it names an algorithm, else the default; a value it does not name is a warning. */
+function serviceLbAlgorithm(service: Service, opts: ResolveOptions, warnings: string[]): LbAlgorithm {
+  const asked = service.annotations[LB_ALGORITHM_ANNOTATION];
+  if (asked === undefined) return opts.lbAlgorithm;
+  const known = LB_ALGORITHMS.find((a) => a === asked);
+  if (known !== undefined) return known;
+  warnings.push(`annotation ${LB_ALGORITHM_ANNOTATION}=${JSON.stringify(asked)} names no algorithm (${LB_ALGORITHMS.join(', ')}); using ${opts.lbAlgorithm} (--bpf-lb-algorithm)`);
+  return opts.lbAlgorithm;
 }
 
 /**

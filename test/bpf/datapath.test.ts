@@ -46,7 +46,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   before(() => {
     requireRoot();
     dp = loadDatapath(lib, pinPath, pino({ level: 'silent' }));
-    new ServiceMap(lib, dp.maps.svc).apply([
+    new ServiceMap(lib, dp.maps.svc, dp.maps.maglev).apply([
       addition(tcpService, [backend]),
       addition(udpService, [{ ip: backend.ip, port: 5353 }]),
       addition(emptyService, []),

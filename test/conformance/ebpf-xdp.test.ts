@@ -18,6 +18,7 @@ runConformance('ebpf-xdp', [
   'externalTrafficPolicy Local: outside traffic reaches local endpoints with its source kept; the health check node port counts them',
   'loadBalancerSourceRanges: only sources inside the ranges reach the load-balancer IP',
   'a NodePort without endpoints refuses connections from outside at once',
+  'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
 ]);
 
 const NODE_IP = NODES['node-a'].ip;

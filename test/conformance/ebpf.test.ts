@@ -93,7 +93,7 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       }[];
       assert.ok(svc.length >= 4, 'two services and their slots');
       assert.deepEqual(Object.keys(svc[0]!.formatted.key), ['vip', 'port', 'proto', 'scope', 'slot', 'pad2']);
-      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'pad', 'affinity_timeout']);
+      assert.deepEqual(Object.keys(svc[0]!.formatted.value), ['count', 'flags', 'backend_addr', 'backend_port', 'maglev_size', 'affinity_timeout']);
       const ct = (await exec('bpftool', ['map', 'dump', 'pinned', `${ctx.sandbox.pinPath}/kube_lb_ct`])).stdout;
       assert.match(ct, /"backend_addr":/);
     }));
@@ -300,8 +300,12 @@ describe('ebpf backend: upgrade', () => {
           .filter((l) => l.map !== undefined);
         assert.deepEqual(
           migrated.map((l) => [l.msg, l.zeroed]),
-          [['pinned map kube_lb_ifaces migrated: 3 of 3 entries carried over', ['netns_cookie', 'netns_ino']]],
-          'kube_lb_ifaces alone changed layout, and the log says what became of it',
+          [
+            // maglev_size took the place of padding: zero, no Maglev table, as before.
+            ['pinned map kube_lb_svc migrated: 3 of 3 entries carried over', ['maglev_size']],
+            ['pinned map kube_lb_ifaces migrated: 3 of 3 entries carried over', ['netns_cookie', 'netns_ino']],
+          ],
+          'kube_lb_svc and kube_lb_ifaces alone changed layout, and the log says what became of each',
         );
         assert.match(ctx.kubeLbLogs, /"ifindexes":\[[\d,]+\],"netns":"net:\[\d+\] \(netns cookie \d+\)","msg":"interfaces recorded without their network namespace \(by an older kube-lb on this pin path\) are taken to be in this one"/);
         const lib = native();

@@ -9,6 +9,7 @@ import { testLibDir } from '../lib/paths.js';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
 import { type Scenario, VIP, endpoints, ipOf, pods } from './scenarios.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, maglevPick, maglevTable } from '../../src/backends/ebpf/maglev.js';
 
 const NODE_IP = NODES['node-a'].ip;
 const EXTERNAL_IP = '203.0.113.10';
@@ -194,6 +195,48 @@ export const serviceApiScenarios: Scenario[] = [
       assert.equal(Object.keys(tcp.answers).length, 1, `TCP went to ${JSON.stringify(tcp.answers)}`);
       const udp = await ctx.client('client', 'udp', VIP, 53, 30);
       assert.equal(Object.keys(udp.answers).length, 1, `UDP went to ${JSON.stringify(udp.answers)}`);
+    },
+  },
+  {
+    name: 'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
+    needs: ['tcp', 'maglev', 'remote-endpoints', 'load-balancer-ips', 'external-masquerade', 'node-originated'],
+    pods,
+    async run(ctx) {
+      const maglevWeb = (names: string[]): ServiceSpec => ({
+        ...lbService(endpoints(names), { externalIPs: undefined }),
+        annotations: { 'kube-lb.io/lb-algorithm': 'maglev' },
+        ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: HTTP_NODE_PORT }],
+      });
+      /** The pod the TypeScript reference sends a flow to, with kube-lb's default table size. */
+      const predicted = (names: string[], saddr: string, sport: number, daddr: string): string => {
+        const table = maglevTable(names.map((n) => ({ ip: ipOf(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
+        const { ip } = maglevPick(table, { saddr, sport, daddr, dport: 80, protocol: 'TCP' })!;
+        return names.find((n) => ipOf(n) === ip)!;
+      };
+      /** One connection from each port, from a pod to the ClusterIP and from outside to the load-balancer IP. */
+      const checkPorts = async (names: string[], ports: number[], when: string): Promise<void> => {
+        for (const sourcePort of ports) {
+          answeredBy(await ctx.client('client', 'tcp', VIP, 80, 1, { sourcePort }), [predicted(names, ipOf('client'), sourcePort, VIP)], `from the client pod's port ${sourcePort} ${when}`);
+          const fromOutside = await ctx.externalClient('tcp', LB_IP, 80, 1, { sourcePort });
+          answeredBy(fromOutside, [predicted(names, EXTERNAL_CLIENT_IPS[0], sourcePort, LB_IP)], `from outside, port ${sourcePort}, to the load-balancer IP ${when}`);
+        }
+      };
+      const all = ['web-1', 'web-2', 'web-4', 'web-5'];
+      ctx.writeServices('web.yaml', [maglevWeb(all)]);
+      await ctx.startKubeLb();
+      // Random choice would match the prediction for all of them by a chance of 4^-20.
+      const ports = Array.from({ length: 10 }, (_, i) => 40201 + i);
+      assert.ok(new Set(ports.map((p) => predicted(all, ipOf('client'), p, VIP))).size > 1, 'the ports chosen reach more than one endpoint');
+      await checkPorts(all, ports, 'with four endpoints');
+      // The node's own sockets are balanced at connect, before they have a port to hash: at random.
+      const fromNode = await ctx.hostClient('tcp', VIP, 80, 20);
+      assert.equal(fromNode.failures, 0, JSON.stringify(fromNode.errors));
+      assert.ok(Object.keys(fromNode.answers).length > 1, `the node's connections spread: ${JSON.stringify(fromNode.answers)}`);
+      const left = all.filter((n) => n !== 'web-5');
+      ctx.writeServices('web.yaml', [maglevWeb(left)]);
+      await ctx.waitUntil('web-5 removed', 15_000, async () => (await ctx.client('client', 'tcp', VIP, 80, 12)).answers['web-5'] === undefined);
+      // Other ports: the clients' closed connections hold theirs a while (TIME_WAIT).
+      await checkPorts(left, ports.map((p) => p + 100), 'after web-5 went');
     },
   },
   {

@@ -42,5 +42,5 @@ export function clusterIpPort(spec: ClusterIpPortSpec): ClusterIpPort {
     protocol: spec.frontend.protocol,
     internal: { policy: 'cluster', destinations: spec.destinations },
   });
-  return { ...spec, protocol: spec.frontend.protocol, frontends: [frontend], frontend, settings: {} };
+  return { ...spec, protocol: spec.frontend.protocol, frontends: [frontend], frontend, lbAlgorithm: 'random', settings: {} };
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { DesiredState, EndpointSet, Frontend, ServicePortState } from '../../src/model/contract.js';
 import { EbpfBackend } from '../../src/backends/ebpf/ebpf-backend.js';
 import { removePins } from '../../src/backends/ebpf/datapath.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../../src/backends/ebpf/maglev.js';
 import { requireRoot } from '../lib/preconditions.js';
 import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 import { orphanSlots, svcEntries, writeSvcEntries } from '../lib/svc-map.js';
@@ -24,6 +25,7 @@ function servicePort(name: string, ip: string, backends: number): ServicePortSta
     name,
     portName: 'http',
     protocol: 'TCP',
+    lbAlgorithm: 'random',
     settings: {},
     frontends: [{ kind: 'ClusterIP', family: 'IPv4', ip, port: 80, protocol: 'TCP', internal: set, external: set, masquerade: 'off-cluster', sourceRanges: [], noEndpoints: 'reject', affinity: null }],
   };
@@ -43,7 +45,7 @@ describe('ebpf backend: room in kube_lb_svc', () => {
     const logger = captureLogger();
     lines = logger.lines;
     // No uplinks, and socket programs on a cgroup of its own: this runs in the host's own network namespace.
-    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], xdp: 'off', mapSizes, socketLb: 'host' });
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], xdp: 'off', mapSizes, socketLb: 'host', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
     return backend;
   }
 

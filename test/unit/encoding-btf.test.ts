@@ -6,10 +6,14 @@ import { native } from '../../src/native/index.js';
 import { OBJECT_PATH } from '../../src/backends/ebpf/datapath.js';
 import {
   decodeFlowKey,
+  decodeMaglevKey,
   decodeSvcKey,
   decodeSvcValue,
   encodeFlowKey,
+  LB_MAGLEV_CHUNK,
   layouts,
+  writeMaglevChunk,
+  writeMaglevKey,
   writeSvcBackend,
   writeSvcCount,
   writeSvcKey,
@@ -44,16 +48,33 @@ describe('map encoders round-trip', () => {
     assert.deepEqual([...key.subarray(3, 11)], [10, 96, 0, 10, 0xbb, 0x01, 17, 1]);
     assert.deepEqual(decodeSvcKey(key, 3), { frontend, scope: 'external', slot: 3 });
     const value = Buffer.alloc(layouts.lb_svc_value.size);
-    const nodePort = { kind: 'NodePort', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0 } as const;
+    const nodePort = { kind: 'NodePort', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, maglevTableSize: 0 } as const;
     writeSvcCount(value, 0, 7, nodePort);
     assert.deepEqual([decodeSvcValue(value).count, decodeSvcValue(value).meta], [7, nodePort]);
     assert.deepEqual([...value.subarray(0, 4)], [7, 0, 4, 0], 'LB_SVC_F_NODEPORT in the flags');
-    const dropping = { kind: 'ClusterIP', noEndpoints: 'drop', snat: true, sourceRanges: true, affinityTimeout: 10800 } as const;
+    const dropping = { kind: 'ClusterIP', noEndpoints: 'drop', snat: true, sourceRanges: true, affinityTimeout: 10800, maglevTableSize: 0 } as const;
     writeSvcCount(value, 0, 7, dropping);
     assert.deepEqual(decodeSvcValue(value).meta, dropping);
     assert.deepEqual([...value.subarray(0, 4)], [7, 0, 0x38, 0], 'LB_SVC_F_DROP_NO_ENDPOINTS, LB_SVC_F_SNAT and LB_SVC_F_SOURCE_RANGES in the flags');
+    const maglev = { ...nodePort, maglevTableSize: 16381 };
+    writeSvcCount(value, 0, 7, maglev);
+    assert.deepEqual(decodeSvcValue(value).meta, maglev);
+    assert.deepEqual([...value.subarray(2, 4), value.readUInt16LE(10)], [0x44, 0, 16381], 'LB_SVC_F_MAGLEV in the flags, the table size in maglev_size');
     writeSvcBackend(value, 0, { ip: '10.244.1.2', port: 8443 });
     assert.deepEqual(decodeSvcValue(value).backend, { ip: '10.244.1.2', port: 8443 });
+  });
+
+  it('Maglev keys and chunks', () => {
+    const frontend = { ip: '10.96.0.10', port: 443, protocol: 'TCP' as const };
+    const key = Buffer.alloc(layouts.lb_maglev_key.size);
+    writeMaglevKey(key, 0, frontend, 'external', 15);
+    assert.deepEqual([...key.subarray(0, 10)], [10, 96, 0, 10, 0xbb, 0x01, 6, 1, 15, 0]);
+    assert.deepEqual(decodeMaglevKey(key), { frontend, scope: 'external', chunk: 15 });
+    const table = Uint16Array.from({ length: LB_MAGLEV_CHUNK + 3 }, (_, i) => (i % 7) + 1);
+    const chunk = Buffer.alloc(layouts.lb_maglev_chunk.size, 0xff);
+    writeMaglevChunk(chunk, 0, table, LB_MAGLEV_CHUNK);
+    assert.deepEqual([chunk.readUInt16LE(0), chunk.readUInt16LE(2), chunk.readUInt16LE(4)], [...table.subarray(LB_MAGLEV_CHUNK)]);
+    assert.deepEqual([chunk.readUInt16LE(6), chunk.readUInt16LE(layouts.lb_maglev_chunk.size - 2)], [0, 0], 'zeros past the table end');
   });
 
   it('flow keys', () => {

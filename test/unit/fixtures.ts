@@ -84,6 +84,7 @@ export function testModel(options: Partial<ModelOptions> = {}): ProxyModel {
     deriveTopologyHints: false,
     serviceClusterIPRanges: [],
     clusterCidrs: [],
+    lbAlgorithm: 'random',
     log: pino({ level: 'silent' }),
     ...options,
   });

@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import { parseArgs } from 'node:util';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration } from '../../src/flags.js';
 import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from '../../src/backends/ebpf/sockets.js';
+import { LB_ALGORITHMS } from '../../src/model/contract.js';
+import { MAX_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from '../../src/backends/ebpf/maglev.js';
 
 test('parses Go-style durations into milliseconds', () => {
   const cases: Array<[string, number]> = [
@@ -72,4 +74,13 @@ test('--bpf-socket-lb takes all, host or off, and names the choices otherwise', 
   for (const mode of ['all', 'host', 'off']) assert.equal(parseChoice('bpf-socket-lb', mode, SOCKET_LB_MODES), mode);
   assert.throws(() => parseChoice('bpf-socket-lb', 'pods', SOCKET_LB_MODES), /^Error: --bpf-socket-lb=pods: choose all, host or off$/);
   assert.equal(DEFAULT_SOCKET_LB, 'host');
+});
+
+test('--bpf-lb-maglev-table-size takes a prime up to 65521, --bpf-lb-algorithm random or maglev, and each names what it takes otherwise', () => {
+  for (const size of [2, 251, 16381, MAX_MAGLEV_TABLE_SIZE]) assert.equal(parseMaglevTableSize(String(size)), size);
+  for (const text of ['16383', '65537', '131071', '1', '0', 'x', '', '16381.0']) {
+    assert.throws(() => parseMaglevTableSize(text), new RegExp(`^Error: --bpf-lb-maglev-table-size=${text.replace('.', '\\.')}: not a prime from 2 to 65521 \\(`), JSON.stringify(text));
+  }
+  assert.equal(parseChoice('bpf-lb-algorithm', 'maglev', LB_ALGORITHMS), 'maglev');
+  assert.throws(() => parseChoice('bpf-lb-algorithm', 'hash', LB_ALGORITHMS), /^Error: --bpf-lb-algorithm=hash: choose random or maglev$/);
 });

@@ -29,7 +29,7 @@ function frontend(kind: FrontendKind, ip: string, port: number, over: Partial<Re
 }
 
 function servicePort(frontends: ResolvedFrontend[], over: Partial<ServicePortState> = {}): ServicePortState {
-  return { key: 'ns1/svc1:p80', namespace: 'ns1', name: 'svc1', portName: 'p80', protocol: frontends[0]!.protocol, frontends, settings: {}, ...over };
+  return { key: 'ns1/svc1:p80', namespace: 'ns1', name: 'svc1', portName: 'p80', protocol: frontends[0]!.protocol, frontends, lbAlgorithm: 'random', settings: {}, ...over };
 }
 
 /** The whole first-sync payload for `ports`, as the backend sends it. */

@@ -19,6 +19,7 @@ function servicePort(ipvsScheduler?: string): ServicePortState {
     portName: 'http',
     protocol: 'TCP',
     frontends: [],
+    lbAlgorithm: 'random',
     settings: ipvsScheduler === undefined ? {} : { ipvsScheduler },
   };
 }

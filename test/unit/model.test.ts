@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { ProxyModel } from '../../src/model/model.js';
 import { parseObject, type RawObject } from '../../src/model/objects.js';
-import { rawNode, rawService, rawSlice, readyEndpoint, testModel } from './fixtures.js';
+import { captureLogger, rawNode, rawService, rawSlice, readyEndpoint, testModel } from './fixtures.js';
 
 function modelWith(...objects: RawObject[]): ProxyModel {
   const model = testModel();
@@ -255,3 +255,35 @@ function timed<T>(fn: () => T): { result: T; ms: number } {
   const result = fn();
   return { result, ms: performance.now() - start };
 }
+
+describe('load-balancing algorithm', () => {
+  const annotated = (name: string, clusterIP: string, algorithm: string): RawObject => {
+    const raw = rawService(name, { clusterIP });
+    (raw.metadata as Record<string, unknown>).annotations = { 'kube-lb.io/lb-algorithm': algorithm };
+    return raw;
+  };
+
+  test('the annotation kube-lb.io/lb-algorithm chooses per service; --bpf-lb-algorithm is the default', () => {
+    for (const fallback of ['random', 'maglev'] as const) {
+      const model = testModel({ lbAlgorithm: fallback });
+      for (const raw of [rawService('plain'), annotated('hashed', '10.96.0.11', 'maglev'), annotated('spread', '10.96.0.12', 'random')]) model.upsert(parseObject(raw));
+      assert.deepEqual(
+        ['plain', 'hashed', 'spread'].map((name) => portState(model, `default/${name}:http`).lbAlgorithm),
+        [fallback, 'maglev', 'random'],
+        `default ${fallback}`,
+      );
+    }
+  });
+
+  test('an unknown value is a warning naming the service, once while it lasts, and the default applies', () => {
+    const { log, lines } = captureLogger();
+    const model = testModel({ lbAlgorithm: 'random', log });
+    model.upsert(parseObject(annotated('web', '10.96.0.11', 'Maglev')));
+    model.upsert(parseObject(rawSlice('web-1', 'web', httpPort, [readyEndpoint('10.244.0.5')])));
+    assert.equal(portState(model, 'default/web:http').lbAlgorithm, 'random');
+    const warnings = lines.filter((l) => l.msg === 'served otherwise than asked');
+    assert.equal(warnings.length, 1, 'not again when its endpoints change');
+    assert.deepEqual([warnings[0]!.namespace, warnings[0]!.name], ['default', 'web']);
+    assert.match(String(warnings[0]!.reason), /kube-lb\.io\/lb-algorithm="Maglev" names no algorithm \(random, maglev\); using random/);
+  });
+});

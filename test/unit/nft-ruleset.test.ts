@@ -36,7 +36,7 @@ function frontend(kind: FrontendKind, ip: string, port: number, fields: Partial<
 }
 
 function servicePort(name: string, frontends: ResolvedFrontend[]): ServicePortState {
-  return { key: `ns1/${name}:p80`, namespace: 'ns1', name, portName: 'p80', protocol: frontends[0]!.protocol, frontends, settings: {} };
+  return { key: `ns1/${name}:p80`, namespace: 'ns1', name, portName: 'p80', protocol: frontends[0]!.protocol, frontends, lbAlgorithm: 'random', settings: {} };
 }
 
 /** A LoadBalancer service with externalTrafficPolicy: Local, source ranges and ClientIP affinity. */

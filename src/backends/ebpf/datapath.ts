@@ -42,6 +42,7 @@ export const MAPS = {
   drops: 'kube_lb_drops',
   affinity: 'kube_lb_affinity',
   sourceRanges: 'kube_lb_source_ranges',
+  maglev: 'kube_lb_maglev',
 } as const;
 
 export type MapFds = Record<keyof typeof MAPS, number>;

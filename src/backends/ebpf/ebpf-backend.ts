@@ -32,7 +32,7 @@ import { SocketDestroyer, goneSocketBackends } from './stale-sockets.js';
 import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
-import { type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
+import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 
@@ -45,6 +45,8 @@ export interface EbpfOptions {
 
 export interface EbpfRunOptions extends EbpfOptions, AttachOptions {
   mapSizes: MapSizes;
+  /** --bpf-lb-maglev-table-size: entries of the Maglev table of each service that uses Maglev (a prime). */
+  maglevTableSize: number;
   /** --bpf-socket-lb. */
   socketLb: SocketLb;
 }
@@ -69,11 +71,12 @@ interface WantedFor extends WantedService {
  * The map services of a frontend: pods reach its internal endpoint set on
  * pod interfaces; an external frontend also has an external-scope service
  * for clients outside the node, on the uplinks, with its external set and
- * SNAT where the traffic policy masquerades every source.
+ * SNAT where the traffic policy masquerades every source. Both have a
+ * Maglev table of maglevTableSize entries, or none where it is 0.
  */
-function mapServices(f: ResolvedFrontend): WantedService[] {
+function mapServices(f: ResolvedFrontend, maglevTableSize: number): WantedService[] {
   const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
-  const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0 };
+  const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0, maglevTableSize };
   const internal: WantedService = { frontend, scope: 'internal', meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
   if (f.kind === 'ClusterIP') return [internal];
   return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
@@ -101,6 +104,10 @@ export class EbpfBackend implements Backend {
   private entries = 0;
   /** Entries of no service, read at start; the next sync deletes them. */
   private orphans: SlotKey[] = [];
+  /** kube_lb_maglev's chunks of no table, read at start; the next sync deletes them. */
+  private orphanChunks: ChunkKey[] = [];
+  /** --bpf-lb-maglev-table-size. */
+  private maglevTableSize = 0;
   /** kube_lb_svc's capacity. */
   private maxEntries = 0;
   /** A write failed: what the map holds is unknown until read again. */
@@ -147,6 +154,7 @@ export class EbpfBackend implements Backend {
       throw err;
     }
     backend.maxEntries = lib.mapInfo(loaded.maps.svc).maxEntries;
+    backend.maglevTableSize = opts.maglevTableSize;
     backend.readServiceMap();
     backend.appliedRanges = new SourceRangeMap(lib, loaded.maps.sourceRanges).readAll();
     opts.log.info({ pinPath: opts.pinPath, servicesPinned: backend.applied.size, maxEntries: backend.maxEntries }, 'ebpf datapath loaded');
@@ -188,7 +196,8 @@ export class EbpfBackend implements Backend {
       for (const sk of this.servicesOf.get(key) ?? []) candidates.add(sk);
       const sp = state.get(key);
       if (sp) ports.push(sp);
-      const now = (sp?.frontends ?? []).flatMap(mapServices).map((svc) => {
+      const maglevTableSize = sp?.lbAlgorithm === 'maglev' ? this.maglevTableSize : 0;
+      const now = (sp?.frontends ?? []).flatMap((f) => mapServices(f, maglevTableSize)).map((svc) => {
         const sk = svcKey(svc);
         wanted.set(sk, { ...svc, port: sp! });
         candidates.add(sk);
@@ -231,13 +240,14 @@ export class EbpfBackend implements Backend {
     ranges.add(rangeChanges);
     let tables: Map<string, Destination[]>;
     try {
-      tables = new ServiceMap(this.lib, this.loaded.maps.svc).apply(accepted, this.orphans);
+      tables = new ServiceMap(this.lib, this.loaded.maps.svc, this.loaded.maps.maglev).apply(accepted, this.orphans, this.orphanChunks);
     } catch (err) {
       this.unread = true;
       throw err;
     }
     this.entries -= this.orphans.length;
     this.orphans = [];
+    this.orphanChunks = [];
     ranges.remove(rangeChanges);
     for (const { frontend, wanted: cidrs } of rangeChanges) {
       if (cidrs.length > 0) this.appliedRanges.set(frontendKey(frontend), [...cidrs]);
@@ -324,9 +334,10 @@ export class EbpfBackend implements Backend {
 
   /** Reads kube_lb_svc: the services, the orphans to delete, and how full it is. */
   private readServiceMap(): void {
-    const contents = new ServiceMap(this.lib, this.maps!.svc).readAll();
+    const contents = new ServiceMap(this.lib, this.maps!.svc, this.maps!.maglev).readAll();
     this.applied = contents.services;
     this.orphans = contents.orphans;
+    this.orphanChunks = contents.orphanChunks;
     this.entries = contents.entries;
     this.unread = false;
     if (this.orphans.length > 0) {
@@ -349,7 +360,7 @@ export class EbpfBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
     // A frontend's view is where traffic from outside the node goes: a ClusterIP's only service, the external one of the others.
-    const entries = [...new ServiceMap(this.lib, this.maps.svc).readAll().services.values()].filter((e) => (e.meta.kind === 'ClusterIP') === (e.scope === 'internal'));
+    const entries = [...new ServiceMap(this.lib, this.maps.svc, this.maps.maglev).readAll().services.values()].filter((e) => (e.meta.kind === 'ClusterIP') === (e.scope === 'internal'));
     return entries.map((e) => ({ kind: e.meta.kind, frontend: e.frontend, destinations: e.slots }));
   }
 

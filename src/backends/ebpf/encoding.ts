@@ -22,8 +22,17 @@ export const layouts = {
   lb_svc_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, scope: { offset: 7, size: 1 }, slot: { offset: 8, size: 2 } } },
   lb_svc_value: {
     size: 16,
-    fields: { count: { offset: 0, size: 2 }, flags: { offset: 2, size: 2 }, backend_addr: { offset: 4, size: 4 }, backend_port: { offset: 8, size: 2 }, affinity_timeout: { offset: 12, size: 4 } },
+    fields: {
+      count: { offset: 0, size: 2 },
+      flags: { offset: 2, size: 2 },
+      backend_addr: { offset: 4, size: 4 },
+      backend_port: { offset: 8, size: 2 },
+      maglev_size: { offset: 10, size: 2 },
+      affinity_timeout: { offset: 12, size: 4 },
+    },
   },
+  lb_maglev_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, scope: { offset: 7, size: 1 }, chunk: { offset: 8, size: 2 } } },
+  lb_maglev_chunk: { size: 2048, fields: { slots: { offset: 0, size: 2048 } } },
   lb_affinity_key: { size: 12, fields: { client: { offset: 0, size: 4 }, vip: { offset: 4, size: 4 }, port: { offset: 8, size: 2 }, proto: { offset: 10, size: 1 }, scope: { offset: 11, size: 1 } } },
   lb_affinity_value: { size: 12, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, slot: { offset: 6, size: 2 }, last_seen: { offset: 8, size: 4 } } },
   lb_source_range_key: {
@@ -79,6 +88,12 @@ const LB_SVC_F_DROP_NO_ENDPOINTS = 0x8;
 const LB_SVC_F_SNAT = 0x10;
 /** Slot 0's flag for a frontend only sources in kube_lb_source_ranges may reach. */
 const LB_SVC_F_SOURCE_RANGES = 0x20;
+/** Slot 0's flag for a service whose new flows take the slot its Maglev table gives them. */
+const LB_SVC_F_MAGLEV = 0x40;
+/** Entries of a Maglev table per kube_lb_maglev entry (LB_MAGLEV_CHUNK). */
+export const LB_MAGLEV_CHUNK = 1024;
+/** The seed of the flow hash (LB_MAGLEV_HASH_SEED). */
+export const LB_MAGLEV_HASH_SEED = 0x6b6c6221;
 
 function kindFromFlags(flags: number): FrontendKind {
   const kind = (Object.keys(KIND_FLAGS) as FrontendKind[]).find((k) => KIND_FLAGS[k] === (flags & KIND_MASK));
@@ -100,27 +115,55 @@ const flowKey = layouts.lb_flow_key.fields;
 const ctValue = layouts.lb_ct_value.fields;
 const rnatValue = layouts.lb_rnat_value.fields;
 
+const maglevKey = layouts.lb_maglev_key.fields;
+
+/** The fields that name a service in one scope, in the keys of kube_lb_svc and kube_lb_maglev. */
+type ServiceIdFields = Pick<typeof svcKey, 'vip' | 'port' | 'proto' | 'scope'>;
+
+function writeServiceId(b: Buffer, at: number, fields: ServiceIdFields, f: Frontend, scope: Scope): void {
+  b.writeUInt32BE(ipv4ToInt(f.ip), at + fields.vip.offset);
+  b.writeUInt16LE(f.port, at + fields.port.offset);
+  b.writeUInt8(protocolNumbers[f.protocol], at + fields.proto.offset);
+  b.writeUInt8(SCOPES[scope], at + fields.scope.offset);
+}
+
+function decodeServiceId(map: string, b: Buffer, at: number, fields: ServiceIdFields): { frontend: Frontend; scope: Scope } {
+  const scopeNumber = b.readUInt8(at + fields.scope.offset);
+  const scope = (Object.keys(SCOPES) as Scope[]).find((s) => SCOPES[s] === scopeNumber);
+  if (scope === undefined) throw new Error(`${map}: unknown scope ${scopeNumber}`);
+  return {
+    frontend: {
+      ip: intToIpv4(b.readUInt32BE(at + fields.vip.offset)),
+      port: b.readUInt16LE(at + fields.port.offset),
+      protocol: protocolFromNumber(b.readUInt8(at + fields.proto.offset)),
+    },
+    scope,
+  };
+}
+
 export function writeSvcKey(b: Buffer, at: number, f: Frontend, scope: Scope, slot: number): void {
-  b.writeUInt32BE(ipv4ToInt(f.ip), at + svcKey.vip.offset);
-  b.writeUInt16LE(f.port, at + svcKey.port.offset);
-  b.writeUInt8(protocolNumbers[f.protocol], at + svcKey.proto.offset);
-  b.writeUInt8(SCOPES[scope], at + svcKey.scope.offset);
+  writeServiceId(b, at, svcKey, f, scope);
   b.writeUInt16LE(slot, at + svcKey.slot.offset);
 }
 
 export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; slot: number } {
-  const scopeNumber = b.readUInt8(at + svcKey.scope.offset);
-  const scope = (Object.keys(SCOPES) as Scope[]).find((s) => SCOPES[s] === scopeNumber);
-  if (scope === undefined) throw new Error(`kube_lb_svc: unknown scope ${scopeNumber}`);
-  return {
-    frontend: {
-      ip: intToIpv4(b.readUInt32BE(at + svcKey.vip.offset)),
-      port: b.readUInt16LE(at + svcKey.port.offset),
-      protocol: protocolFromNumber(b.readUInt8(at + svcKey.proto.offset)),
-    },
-    scope,
-    slot: b.readUInt16LE(at + svcKey.slot.offset),
-  };
+  return { ...decodeServiceId('kube_lb_svc', b, at, svcKey), slot: b.readUInt16LE(at + svcKey.slot.offset) };
+}
+
+export function writeMaglevKey(b: Buffer, at: number, f: Frontend, scope: Scope, chunk: number): void {
+  writeServiceId(b, at, maglevKey, f, scope);
+  b.writeUInt16LE(chunk, at + maglevKey.chunk.offset);
+}
+
+export function decodeMaglevKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; chunk: number } {
+  return { ...decodeServiceId('kube_lb_maglev', b, at, maglevKey), chunk: b.readUInt16LE(at + maglevKey.chunk.offset) };
+}
+
+/** Entries start..start + LB_MAGLEV_CHUNK of a table of slots, as one kube_lb_maglev value (zeros past the table's end). */
+export function writeMaglevChunk(b: Buffer, at: number, slots: Uint16Array, start: number): void {
+  const end = Math.min(slots.length, start + LB_MAGLEV_CHUNK);
+  for (let i = start; i < end; i++) b.writeUInt16LE(slots[i]!, at + (i - start) * 2);
+  b.fill(0, at + (end - start) * 2, at + LB_MAGLEV_CHUNK * 2);
 }
 
 /** What slot 0 says about a service besides its backend count. */
@@ -133,6 +176,8 @@ export interface SvcMeta {
   sourceRanges: boolean;
   /** Session affinity: seconds a client keeps its backend; 0: none. */
   affinityTimeout: number;
+  /** Entries of the service's Maglev table; 0: new flows pick a slot at random. */
+  maglevTableSize: number;
 }
 
 /** Slot 0 of a service: how many backend slots are in use, and its meta. */
@@ -141,9 +186,11 @@ export function writeSvcCount(b: Buffer, at: number, count: number, meta: SvcMet
     KIND_FLAGS[meta.kind] |
     (meta.noEndpoints === 'drop' ? LB_SVC_F_DROP_NO_ENDPOINTS : 0) |
     (meta.snat ? LB_SVC_F_SNAT : 0) |
-    (meta.sourceRanges ? LB_SVC_F_SOURCE_RANGES : 0);
+    (meta.sourceRanges ? LB_SVC_F_SOURCE_RANGES : 0) |
+    (meta.maglevTableSize > 0 ? LB_SVC_F_MAGLEV : 0);
   b.writeUInt16LE(count, at + svcValue.count.offset);
   b.writeUInt16LE(flags, at + svcValue.flags.offset);
+  b.writeUInt16LE(meta.maglevTableSize, at + svcValue.maglev_size.offset);
   b.writeUInt32LE(meta.affinityTimeout, at + svcValue.affinity_timeout.offset);
 }
 
@@ -163,6 +210,7 @@ export function decodeSvcValue(b: Buffer, at = 0): { count: number; meta: SvcMet
       snat: (flags & LB_SVC_F_SNAT) !== 0,
       sourceRanges: (flags & LB_SVC_F_SOURCE_RANGES) !== 0,
       affinityTimeout: b.readUInt32LE(at + svcValue.affinity_timeout.offset),
+      maglevTableSize: flags & LB_SVC_F_MAGLEV ? b.readUInt16LE(at + svcValue.maglev_size.offset) : 0,
     },
     backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };

@@ -1,8 +1,22 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, frontendKey } from '../../model/contract.js';
+import { type Destination, type Frontend, destinationKey, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
-import { type Scope, type SvcMeta, decodeSvcKey, decodeSvcValue, layouts, writeSvcBackend, writeSvcCount, writeSvcKey } from './encoding.js';
+import {
+  LB_MAGLEV_CHUNK,
+  type Scope,
+  type SvcMeta,
+  decodeMaglevKey,
+  decodeSvcKey,
+  decodeSvcValue,
+  layouts,
+  writeMaglevChunk,
+  writeMaglevKey,
+  writeSvcBackend,
+  writeSvcCount,
+  writeSvcKey,
+} from './encoding.js';
+import { maglevTable } from './maglev.js';
 import { planSlots } from './slots.js';
 
 /** A kube_lb_svc service: one frontend in one scope. */
@@ -17,7 +31,19 @@ export function svcKey(id: SvcId): string {
 }
 
 export function sameMeta(a: SvcMeta, b: SvcMeta): boolean {
-  return a.kind === b.kind && a.noEndpoints === b.noEndpoints && a.snat === b.snat && a.sourceRanges === b.sourceRanges && a.affinityTimeout === b.affinityTimeout;
+  return (
+    a.kind === b.kind &&
+    a.noEndpoints === b.noEndpoints &&
+    a.snat === b.snat &&
+    a.sourceRanges === b.sourceRanges &&
+    a.affinityTimeout === b.affinityTimeout &&
+    a.maglevTableSize === b.maglevTableSize
+  );
+}
+
+/** kube_lb_maglev entries a Maglev table of `size` entries takes; 0 for none. */
+export function maglevChunks(size: number): number {
+  return Math.ceil(size / LB_MAGLEV_CHUNK);
 }
 
 /** A service as the map holds it: its backends in slot order. */
@@ -29,6 +55,11 @@ export interface ServiceEntry extends SvcId {
 /** One key of kube_lb_svc. */
 export interface SlotKey extends SvcId {
   slot: number;
+}
+
+/** One key of kube_lb_maglev. */
+export interface ChunkKey extends SvcId {
+  chunk: number;
 }
 
 /** What kube_lb_svc holds. */
@@ -43,6 +74,8 @@ export interface MapContents {
   orphans: SlotKey[];
   /** Every entry, orphans included. */
   entries: number;
+  /** kube_lb_maglev's chunks of no service flagged Maglev, or past its table's end. */
+  orphanChunks: ChunkKey[];
 }
 
 /** One service's change; null on a side means absent. */
@@ -56,7 +89,7 @@ export interface ServiceChange extends SvcId {
 
 /** The change that writes a ClusterIP service absent from the map: for tests, benchmarks and tools that fill the map directly. */
 export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal'): ServiceChange {
-  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, ...meta }, currentMeta: null, current: null, wanted };
+  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, maglevTableSize: 0, ...meta }, currentMeta: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
@@ -109,10 +142,62 @@ class Batch {
   }
 }
 
+const CHUNK_KEY_SIZE = layouts.lb_maglev_key.size;
+const CHUNK_SIZE = layouts.lb_maglev_chunk.size;
+
+/** kube_lb_maglev records for one batch call, as Batch is for kube_lb_svc. */
+class ChunkBatch {
+  private keys: Buffer[] = [];
+  private values: Buffer[] = [];
+
+  /** Every chunk of the table that `table` (slots by entry) is. */
+  table(id: SvcId, table: Uint16Array): void {
+    for (let chunk = 0; chunk < maglevChunks(table.length); chunk++) {
+      const value = Buffer.alloc(CHUNK_SIZE);
+      writeMaglevChunk(value, 0, table, chunk * LB_MAGLEV_CHUNK);
+      this.key(id, chunk);
+      this.values.push(value);
+    }
+  }
+
+  key(id: SvcId, chunk: number): void {
+    const key = Buffer.alloc(CHUNK_KEY_SIZE);
+    writeMaglevKey(key, 0, id.frontend, id.scope, chunk);
+    this.keys.push(key);
+  }
+
+  update(lib: NativeAddon, fd: number): void {
+    if (this.keys.length === 0) return;
+    try {
+      lib.mapUpdateBatch(fd, Buffer.concat(this.keys), Buffer.concat(this.values), this.keys.length);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'E2BIG') {
+        const max = lib.mapInfo(fd).maxEntries;
+        throw new Error(
+          `kube_lb_maglev is full: it holds at most ${max} chunks of ${LB_MAGLEV_CHUNK} entries, ${max * LB_MAGLEV_CHUNK} table entries in all; fewer services with Maglev, or a smaller --bpf-lb-maglev-table-size, fit`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  delete(lib: NativeAddon, fd: number): void {
+    if (this.keys.length > 0) lib.mapDeleteBatch(fd, Buffer.concat(this.keys), this.keys.length);
+  }
+}
+
+/** A service's Maglev table as slots of its slot table: the slot each entry names. */
+export function maglevSlots(slots: readonly Destination[], size: number): Uint16Array {
+  const slotOf = new Map(slots.map((d, i) => [destinationKey(d), i + 1]));
+  return Uint16Array.from(maglevTable(slots, size), (d) => slotOf.get(destinationKey(d))!);
+}
+
 export class ServiceMap {
   constructor(
     private readonly lib: NativeAddon,
     private readonly fd: number,
+    private readonly maglevFd: number,
   ) {}
 
   readAll(): MapContents {
@@ -145,17 +230,30 @@ export class ServiceMap {
       for (let slot = 1; slot <= n; slot++) slots.delete(slot);
     }
     for (const { id, slots } of slotsOf.values()) for (const slot of slots.keys()) orphans.push({ ...id, slot });
-    return { services, orphans, entries: count };
+    return { services, orphans, entries: count, orphanChunks: this.orphanChunks(services) };
+  }
+
+  /** The chunks of kube_lb_maglev no service's table accounts for, which a write cut short leaves. */
+  private orphanChunks(services: ReadonlyMap<string, ServiceEntry>): ChunkKey[] {
+    const { keys, count } = this.lib.mapDump(this.maglevFd);
+    const orphans: ChunkKey[] = [];
+    for (let i = 0; i < count; i++) {
+      const key = decodeMaglevKey(keys, i * CHUNK_KEY_SIZE);
+      const service = services.get(svcKey(key));
+      if (service === undefined || key.chunk >= maglevChunks(service.meta.maglevTableSize)) orphans.push(key);
+    }
+    return orphans;
   }
 
   /**
    * Applies changes in ordered batches: orphans and the services that go
    * away first (each service before its slots), so their room is free for
-   * what follows; then backend slots, then each service's count (its slot
-   * 0), then the slots past a count that shrank. Returns the new slot table
+   * what follows; then backend slots, then Maglev tables, then each
+   * service's count (its slot 0), then the slots past a count that shrank,
+   * then the Maglev chunks no table needs any more. Returns the new slot table
    * of every service that still exists, by svcKey.
    */
-  apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = []): Map<string, Destination[]> {
+  apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = [], orphanChunks: readonly ChunkKey[] = []): Map<string, Destination[]> {
     const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
     const deletes = plans.reduce((n, { plan }) => n + plan.deletes.length, 0);
     const removedServices = new Batch(changes.length + orphans.length, false);
@@ -163,11 +261,17 @@ export class ServiceMap {
     const slotWrites = new Batch(plans.reduce((n, { plan }) => n + plan.writes.length, 0), true);
     const countWrites = new Batch(changes.length, true);
     const slotDeletes = new Batch(deletes, false);
+    const chunkWrites = new ChunkBatch();
+    const chunkDeletes = new ChunkBatch();
     const tables = new Map<string, Destination[]>();
 
     for (const orphan of orphans) (orphan.slot === 0 ? removedServices : removedSlots).key(orphan, orphan.slot);
+    for (const chunk of orphanChunks) chunkDeletes.key(chunk, chunk.chunk);
     for (const { change, plan } of plans) {
       const { meta, current, currentMeta, wanted } = change;
+      const chunksWanted = wanted === null || plan.slots.length === 0 ? 0 : maglevChunks(meta.maglevTableSize);
+      for (let chunk = chunksWanted; chunk < maglevChunks(currentMeta?.maglevTableSize ?? 0); chunk++) chunkDeletes.key(change, chunk);
+      if (chunksWanted > 0) chunkWrites.table(change, maglevSlots(plan.slots, meta.maglevTableSize));
       if (wanted === null) {
         if (current !== null) removedServices.key(change, 0);
         for (const slot of plan.deletes) removedSlots.key(change, slot);
@@ -183,8 +287,14 @@ export class ServiceMap {
     removedServices.delete(this.lib, this.fd);
     removedSlots.delete(this.lib, this.fd);
     slotWrites.update(this.lib, this.fd);
+    // Between the slots and slot 0: a table is whole before slot 0 flags
+    // its service, and names slots that hold its backends (or, for a
+    // moment, backends that are going) until the slots past the new count
+    // are deleted.
+    chunkWrites.update(this.lib, this.maglevFd);
     countWrites.update(this.lib, this.fd);
     slotDeletes.delete(this.lib, this.fd);
+    chunkDeletes.delete(this.lib, this.maglevFd);
     return tables;
   }
 }
