@@ -69,7 +69,6 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
     'shared-client-port': 'not tested yet',
     maglev: 'no (IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh)',
-    'connection-counters': 'not yet (IPVS counts per virtual and real server; kube-lb does not read it yet)',
   },
 };
 
