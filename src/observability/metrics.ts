@@ -45,7 +45,7 @@ export class ProxyMetrics {
     if (counters !== undefined) {
       new Counter({
         name: 'kube_lb_service_connections_total',
-        help: `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server. Read from the kernel at most every ${COUNTERS_MAX_AGE_MS / 1000} s; an endpoint's count starts at 0 when its kernel chain or real server is created`,
+        help: `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server. A scrape answers from the last read of the kernel and starts the next when it is ${COUNTERS_MAX_AGE_MS / 1000} s old: counts are up to that old plus the time a read takes (the first scrape waits for its read); an endpoint's count starts at 0 when its kernel chain or real server is created`,
         labelNames: opts.endpointLabels ? ['namespace', 'service', 'port', 'endpoint'] : ['namespace', 'service', 'port'],
         registers: [this.registry],
         async collect() {

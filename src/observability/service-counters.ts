@@ -6,7 +6,7 @@
 import type { Backend, EndpointCounters } from '../backends/backend.js';
 import { type DesiredState, type ServicePortState, destinationKey, frontendKey } from '../model/contract.js';
 
-/** Scrapes within this long of a read share it: several scrapers cost one read of the kernel. */
+/** A scrape finding the last read older than this starts a new one: several scrapers cost one read of the kernel. */
 export const COUNTERS_MAX_AGE_MS = 5_000;
 
 export interface ConnectionSample {
@@ -49,23 +49,43 @@ export function connectionSamples(state: DesiredState, counted: readonly Endpoin
   return [...samples.values()];
 }
 
-/** The backend's counters, read at most once per COUNTERS_MAX_AGE_MS, and never twice at once. */
+/**
+ * The backend's counters, read at most once per COUNTERS_MAX_AGE_MS and
+ * never twice at once. Reading a large table takes long, so a scrape
+ * answers from the last read and a stale one starts the next; only the
+ * first scrape, and the first after a failed read, wait for theirs.
+ */
 export class CountersCache {
-  private last: { at: number; read: Promise<EndpointCounters[]> } | null = null;
+  private last: { at: number; counted: EndpointCounters[] } | null = null;
+  private reading: Promise<EndpointCounters[]> | null = null;
 
   constructor(private readonly counters: () => Promise<EndpointCounters[]>, private readonly now = Date.now) {}
 
   read(): Promise<EndpointCounters[]> {
-    const now = this.now();
-    if (this.last === null || now - this.last.at >= COUNTERS_MAX_AGE_MS) {
-      const read = this.counters();
-      this.last = { at: now, read };
-      // A failed read is not served again.
-      read.catch(() => {
-        if (this.last?.read === read) this.last = null;
+    if (this.last === null) return this.refresh();
+    // A failure here clears the last read: the next scrape waits for a read of its own, and fails with it.
+    if (this.now() - this.last.at >= COUNTERS_MAX_AGE_MS) this.refresh().catch(() => {});
+    return Promise.resolve(this.last.counted);
+  }
+
+  private refresh(): Promise<EndpointCounters[]> {
+    if (this.reading !== null) return this.reading;
+    const at = this.now();
+    this.reading = this.counters()
+      .then(
+        (counted) => {
+          this.last = { at, counted };
+          return counted;
+        },
+        (err: unknown) => {
+          this.last = null;
+          throw err;
+        },
+      )
+      .finally(() => {
+        this.reading = null;
       });
-    }
-    return this.last.read;
+    return this.reading;
   }
 }
 

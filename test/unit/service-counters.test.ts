@@ -45,25 +45,43 @@ describe('connection counters: the join of kernel counts to service names', () =
     ]);
   });
 
-  it('scrapes within the maximum age share one read of the kernel; a failed read is not served again', async () => {
+  it('a scrape answers from the last read and a stale one starts the next; scrapes never read twice at once; after a failed read the next scrape waits for its own', async () => {
     let now = 0;
     let reads = 0;
     let fail = false;
+    let release: () => void = () => {};
     const cache = new CountersCache(async () => {
       reads++;
+      await new Promise<void>((resolve) => (release = resolve));
       if (fail) throw new Error('nft failed');
-      return counted;
+      return counted.slice(0, reads);
     }, () => now);
-    await Promise.all([cache.read(), cache.read()]);
+    const first = [cache.read(), cache.read()];
+    release();
+    assert.deepEqual(await Promise.all(first), [counted.slice(0, 1), counted.slice(0, 1)], 'the first scrapes wait for one read');
     now += COUNTERS_MAX_AGE_MS - 1;
-    await cache.read();
-    assert.equal(reads, 1);
+    assert.deepEqual(await cache.read(), counted.slice(0, 1));
+    assert.equal(reads, 1, 'a fresh read is served again');
     now += 1;
+    assert.deepEqual(await cache.read(), counted.slice(0, 1), 'a stale read is served at once');
+    assert.equal(reads, 2, 'and starts the next');
+    assert.deepEqual(await cache.read(), counted.slice(0, 1), 'while it runs, the last read is served, and no other starts');
+    assert.equal(reads, 2);
+    release();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(await cache.read(), counted.slice(0, 2), 'the new read once done');
+    now += COUNTERS_MAX_AGE_MS;
     fail = true;
-    await assert.rejects(cache.read(), /nft failed/);
+    await cache.read();
+    release();
+    await new Promise((r) => setImmediate(r));
+    const waiting = cache.read();
+    release();
+    await assert.rejects(waiting, /nft failed/, 'after a failed read, the next scrape waits for its own and sees its failure');
     fail = false;
-    assert.equal(await cache.read(), counted);
-    assert.equal(reads, 3);
+    const again = cache.read();
+    release();
+    assert.deepEqual(await again, counted.slice(0, 5));
   });
 });
 
