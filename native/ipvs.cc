@@ -198,7 +198,9 @@ void DeleteDest(const Napi::CallbackInfo& info) {
 }
 
 // ipvsDests(address, protocol, port): the service's real servers as
-// {address, port, weight, activeConns, inactiveConns}.
+// {address, port, weight, activeConns, inactiveConns, scheduledConns}:
+// scheduledConns is the connections IPVS sent to it since it was added
+// (its 64-bit stats), null where the kernel sends no such stats.
 Napi::Value Dests(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Args args(info, "ipvsDests");
@@ -216,6 +218,9 @@ Napi::Value Dests(const Napi::CallbackInfo& info) {
     dest.Set("weight", u32(IPVS_DEST_ATTR_WEIGHT));
     dest.Set("activeConns", u32(IPVS_DEST_ATTR_ACTIVE_CONNS));
     dest.Set("inactiveConns", u32(IPVS_DEST_ATTR_INACT_CONNS));
+    auto stats = a[IPVS_DEST_ATTR_STATS64] ? ParseNested(a[IPVS_DEST_ATTR_STATS64], IPVS_STATS_ATTR_MAX) : std::vector<const nlattr*>();
+    const nlattr* conns = stats.empty() ? nullptr : stats[IPVS_STATS_ATTR_CONNS];
+    dest.Set("scheduledConns", conns ? Napi::Value(Napi::Number::New(env, static_cast<double>(mnl_attr_get_u64(conns)))) : env.Null());
     result.Set(result.Length(), dest);
   });
   return result;

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Backend } from './backends/backend.js';
+import type { Backend, EndpointCounters } from './backends/backend.js';
 import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/ebpf/datapath.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from './backends/ebpf/maglev.js';
 import { XDP_MODES } from './backends/ebpf/attach.js';
@@ -17,7 +17,7 @@ import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
-import { formatNamedViews, formatViews, nameViews } from './inspect-view.js';
+import { countViews, formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
 import type { ModelOptions, NodePortAddresses } from './model/model.js';
@@ -55,12 +55,15 @@ const USAGE = `usage:
                  the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
+                [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total
+                 with each endpoint too; false keeps one series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
-  kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o json]
+  kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o wide|json]
                   [--manifests DIR | --kubeconfig FILE] [--hostname-override NAME] [--service NS/NAME]
                   (with a source, as run reads it: each frontend's service, port name, policy,
-                   affinity and endpoints' nodes; --service shows one service's frontends)
+                   affinity and endpoints' nodes; --service shows one service's frontends;
+                   -o wide adds the connections the kernel counted to each endpoint)
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--cgroup-root DIR] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
   kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
@@ -74,6 +77,7 @@ const options = {
   config: { type: 'string' },
   'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
   'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
+  'metrics-endpoint-labels': { type: 'string', default: 'true' },
   cleanup: { type: 'boolean' },
   'hostname-override': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
@@ -223,6 +227,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     const address = flags[`${what}-bind-address`];
     if (address !== '') parseBindAddress(address, what);
   }
+  const metricsEndpointLabels = booleanFlag('metrics-endpoint-labels', flags['metrics-endpoint-labels']);
   // "node", not "hostname": every line already carries the machine's hostname.
   log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
@@ -245,6 +250,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     syncPeriodMs,
     healthzBindAddress: flags['healthz-bind-address'],
     metricsBindAddress: flags['metrics-bind-address'],
+    metricsEndpointLabels,
     log,
   });
   const proxier = new Proxier({
@@ -268,14 +274,14 @@ async function run(flags: Flags, log: Logger): Promise<void> {
  */
 async function inspect(flags: Flags, log: Logger): Promise<void> {
   const output = flags.output;
-  if (output !== 'text' && output !== 'json') throw new UsageError(`-o ${output}: choose text or json`);
+  if (output !== 'text' && output !== 'wide' && output !== 'json') throw new UsageError(`-o ${output}: choose text, wide or json`);
   const backendName = parseBackendName(flags.backend);
   const named = flags.manifests !== undefined || flags.kubeconfig !== undefined;
   const wanted = flags.service === undefined ? undefined : serviceFlag(flags.service, named);
   const model = named ? modelOptions(flags, backendName, flags['hostname-override'] ?? os.hostname()) : undefined;
   const backend = await openBackend(backendName, backendOptions(flags, log));
   try {
-    const views = await backend.inspect();
+    const views = output === 'wide' ? countViews(await backend.inspect(), await countersFor(backend)) : await backend.inspect();
     if (model === undefined) {
       process.stdout.write(formatViews(views, output));
       return;
@@ -286,6 +292,13 @@ async function inspect(flags: Flags, log: Logger): Promise<void> {
   } finally {
     await backend.close();
   }
+}
+
+/** What the kernel counted, for -o wide; a backend that counts nothing says so. */
+async function countersFor(backend: Backend): Promise<EndpointCounters[]> {
+  if (backend.counters !== undefined) return backend.counters();
+  process.stderr.write(`kube-lb inspect: the ${backend.name} backend counts no connections per endpoint yet; -o wide shows none\n`);
+  return [];
 }
 
 /** --service NAMESPACE/NAME; names are the source's, so it needs one. */

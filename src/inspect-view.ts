@@ -1,6 +1,6 @@
 // How `kube-lb inspect` prints a backend's kernel state: the same view,
 // text or JSON, for every backend; named from the source when it is given.
-import type { FrontendView } from './backends/backend.js';
+import type { EndpointCounters, FrontendView } from './backends/backend.js';
 import type { FrontendSource } from './inspect-source.js';
 import { type Destination, type SessionAffinity, compareDestinations, destinationKey, frontendKey } from './model/contract.js';
 import { compareIps } from './net/ip.js';
@@ -14,6 +14,37 @@ export interface NamedView extends FrontendView {
   affinity: SessionAffinity | null;
   /** The kernel's destinations, each with its endpoint's node when the source knows it. */
   destinations: (Destination & { node: string | null })[];
+}
+
+/** A destination as -o wide shows it: with the connections the kernel counted to it, when it counts them. */
+type CountedDestination = Destination & { connections?: number };
+
+/**
+ * Each view's destinations with the connections the kernel counted to them
+ * (-o wide). A kernel that counts an endpoint once for all frontends of its
+ * service port shows that count on each of them.
+ */
+export function countViews(views: readonly FrontendView[], counted: readonly EndpointCounters[]): FrontendView[] {
+  const connections = new Map<string, number>();
+  for (const c of counted) {
+    for (const f of c.frontends) {
+      const key = `${frontendKey(f)} ${destinationKey(c.destination)}`;
+      connections.set(key, (connections.get(key) ?? 0) + c.connections);
+    }
+  }
+  return views.map((v) => ({
+    ...v,
+    destinations: v.destinations.map((d): CountedDestination => {
+      const n = connections.get(`${frontendKey(v.frontend)} ${destinationKey(d)}`);
+      return n === undefined ? d : { ...d, connections: n };
+    }),
+  }));
+}
+
+/** "10.244.0.11:8080", with " (node)" and " conns=N" when known. */
+function destinationText(d: CountedDestination & { node?: string | null }): string {
+  const node = d.node === null || d.node === undefined ? '' : ` (${d.node})`;
+  return `${destinationKey(d)}${node}${d.connections === undefined ? '' : ` conns=${d.connections}`}`;
 }
 
 /** Frontends by address, port and protocol; destinations sorted. */
@@ -46,18 +77,18 @@ export function nameViews(views: readonly FrontendView[], sources: ReadonlyMap<s
   });
 }
 
-export function formatViews(views: readonly FrontendView[], output: 'text' | 'json'): string {
+export function formatViews(views: readonly FrontendView[], output: 'text' | 'wide' | 'json'): string {
   const sorted = normalizeViews(views);
   if (output === 'json') return JSON.stringify(sorted, null, 2) + '\n';
   if (sorted.length === 0) return 'no services programmed\n';
   return table(
     ['KIND', 'FRONTEND', 'BACKENDS'],
-    sorted.map((v) => [v.kind, frontendKey(v.frontend), backends(v.destinations.map(destinationKey))]),
+    sorted.map((v) => [v.kind, frontendKey(v.frontend), backends(v.destinations.map(destinationText))]),
   );
 }
 
 /** Named views as `kubectl get -o wide` prints objects: `<none>` where the source has nothing to say. */
-export function formatNamedViews(views: readonly NamedView[], output: 'text' | 'json', nothing = 'no services programmed'): string {
+export function formatNamedViews(views: readonly NamedView[], output: 'text' | 'wide' | 'json', nothing = 'no services programmed'): string {
   if (output === 'json') return JSON.stringify(views, null, 2) + '\n';
   if (views.length === 0) return `${nothing}\n`;
   const none = '<none>';
@@ -71,7 +102,7 @@ export function formatNamedViews(views: readonly NamedView[], output: 'text' | '
       frontendKey(v.frontend),
       v.policy ?? none,
       v.service === null ? none : v.affinity === null ? 'None' : `ClientIP/${v.affinity.timeoutSeconds}s`,
-      backends(v.destinations.map((d) => (d.node === null ? destinationKey(d) : `${destinationKey(d)} (${d.node})`))),
+      backends(v.destinations.map(destinationText)),
     ]),
   );
 }

@@ -96,7 +96,7 @@ export class Proxier {
     this.needFull = false;
     const durationMs = performance.now() - started;
     // A refusal needs no retry of its own: the backend tries refused service ports at every sync, and only a sync frees room.
-    this.opts.telemetry.syncCompleted({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints, servicePortsRefused: stats.servicePortsRefused ?? 0 });
+    this.opts.telemetry.syncCompleted({ durationMs, serviceChanges: changes.services, endpointChanges: changes.endpoints, servicePortsRefused: stats.servicePortsRefused ?? 0, state });
     // Objects may have arrived during the sync: they are resolved in slices too.
     await this.model.resolveChanges();
     this.serviceHealth.update(this.model.healthChecks());

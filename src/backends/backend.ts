@@ -46,6 +46,21 @@ export interface Backend {
   mapFill?(): Promise<MapFill[]>;
   /** Optional: packets the datapath dropped, by reason, since its counters were created (BPF maps survive restarts). */
   drops?(): Promise<Record<string, number>>;
+  /** Optional: what the kernel counted for each endpoint of each frontend, read from the kernel at each call. */
+  counters?(): Promise<EndpointCounters[]>;
+}
+
+/**
+ * What the kernel counted for traffic to one endpoint. Some kernels count
+ * an endpoint once for several frontends of its service port (a netfilter
+ * endpoint chain serves them all): `frontends` names those whose traffic
+ * the counts include, so the count is reported once, not once per frontend.
+ */
+export interface EndpointCounters {
+  frontends: Frontend[];
+  destination: Destination;
+  /** New connections sent to the endpoint since the kernel object counting them was created. */
+  connections: number;
 }
 
 export interface MapFill {

@@ -38,6 +38,7 @@ export const CAPABILITIES = {
   'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",
   'shared-client-port': 'One client port connected to two services with a shared endpoint at once',
   maglev: 'Maglev consistent hashing per service (kube-lb.io/lb-algorithm: maglev, --bpf-lb-algorithm): a flow keeps its endpoint across nodes and lost connection tracking',
+  'connection-counters': 'Connections per service and endpoint on /metrics, from the kernel\'s counters',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -50,7 +51,7 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: ALL,
+  ebpf: { ...ALL, 'connection-counters': 'not yet (the datapath counts no connections per service)' },
   iptables: { ...ALL, maglev: 'no (random, as kube-proxy)' },
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)' },
   ipvs: {

@@ -190,6 +190,8 @@ export interface IpvsDest {
   weight: number;
   activeConns: number;
   inactiveConns: number;
+  /** Connections IPVS sent to it since it was added; null where the kernel sends no 64-bit stats. */
+  scheduledConns: number | null;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

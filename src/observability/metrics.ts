@@ -3,6 +3,15 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Backend } from '../backends/backend.js';
 import { FILL_IDLE_MS, FILL_REFRESH_MS } from '../backends/ebpf/map-stats.js';
+import type { DesiredState } from '../model/contract.js';
+import { COUNTERS_MAX_AGE_MS, connectionSamples, countersOf } from './service-counters.js';
+
+export interface MetricsOptions {
+  /** Label the connection counters with each endpoint too (--metrics-endpoint-labels): one series per endpoint instead of per service port. */
+  endpointLabels: boolean;
+  /** The state of the last completed sync, which names what the kernel counts; null before the first. */
+  syncedState: () => DesiredState | null;
+}
 
 /** kube-proxy's buckets: 1 ms doubling up to about 16 s. */
 const SYNC_DURATION_BUCKETS = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
@@ -29,9 +38,24 @@ export class ProxyMetrics {
   readonly syncErrors = new Counter({ name: 'kube_lb_sync_errors_total', help: 'Syncs that failed, by backend; a sync that refused service ports counts', labelNames: ['backend'], registers: [this.registry] });
   readonly servicePortsRefused = new Gauge({ name: 'kube_lb_service_ports_refused', help: 'Service ports the last sync left unprogrammed, or as last programmed, for want of room in a kernel table (kube_lb_svc: --bpf-lb-map-max); a warning names each', labelNames: ['backend'], registers: [this.registry] });
 
-  constructor(backend: Backend) {
+  constructor(backend: Backend, opts: MetricsOptions) {
     this.syncErrors.inc({ backend: backend.name }, 0);
     this.servicePortsRefused.set({ backend: backend.name }, 0);
+    const counters = countersOf(backend);
+    if (counters !== undefined) {
+      new Counter({
+        name: 'kube_lb_service_connections_total',
+        help: `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server. A scrape answers from the last read of the kernel and starts the next when it is ${COUNTERS_MAX_AGE_MS / 1000} s old: counts are up to that old plus the time a read takes (the first scrape waits for its read); an endpoint's count starts at 0 when its kernel chain or real server is created`,
+        labelNames: opts.endpointLabels ? ['namespace', 'service', 'port', 'endpoint'] : ['namespace', 'service', 'port'],
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          const state = opts.syncedState();
+          if (state === null) return;
+          for (const { labels, connections } of connectionSamples(state, await counters.read(), opts.endpointLabels)) this.inc(labels, connections);
+        },
+      });
+    }
     const drops = backend.drops?.bind(backend);
     if (drops !== undefined) {
       new Counter({

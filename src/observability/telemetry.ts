@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Backend } from '../backends/backend.js';
+import type { DesiredState } from '../model/contract.js';
 import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { ObjectKind, RawObject } from '../model/objects.js';
@@ -24,6 +25,8 @@ export interface TelemetryOptions {
   /** host:port; '' serves nothing. Port 0 picks a free port (logged). */
   healthzBindAddress: string;
   metricsBindAddress: string;
+  /** Label the connection counters with each endpoint (--metrics-endpoint-labels). */
+  metricsEndpointLabels: boolean;
   log: Logger;
 }
 
@@ -33,6 +36,8 @@ export interface SyncOutcome {
   endpointChanges: number;
   /** Service ports the backend had no room for (SyncStats.servicePortsRefused). */
   servicePortsRefused: number;
+  /** What the sync handed the backend: it names what the kernel counts. */
+  state: DesiredState;
 }
 
 export class ProxyTelemetry {
@@ -43,10 +48,11 @@ export class ProxyTelemetry {
   /** Trigger times of endpoint changes not yet handed to a sync, and of those in the running sync. */
   private pendingTriggers: Date[] = [];
   private syncingTriggers: Date[] = [];
+  private syncedState: DesiredState | null = null;
 
   private constructor(private readonly opts: TelemetryOptions) {
     this.health = new ProxierHealth(2 * opts.syncPeriodMs);
-    this.metrics = new ProxyMetrics(opts.backend);
+    this.metrics = new ProxyMetrics(opts.backend, { endpointLabels: opts.metricsEndpointLabels, syncedState: () => this.syncedState });
   }
 
   /** Starts the health and metrics servers; rejects if an address cannot be bound. */
@@ -100,6 +106,7 @@ export class ProxyTelemetry {
    * health turns bad if it stays refused past the health timeout.
    */
   syncCompleted(outcome: SyncOutcome): void {
+    this.syncedState = outcome.state;
     this.metrics.servicePortsRefused.set({ backend: this.opts.backend.name }, outcome.servicePortsRefused);
     if (outcome.servicePortsRefused > 0) {
       this.metrics.syncErrors.inc({ backend: this.opts.backend.name });

@@ -31,7 +31,7 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       assert.ok(table.includes(`elements = { ${VIP} . tcp . 80 comment "ClusterIP default/web:http" : goto ${svc} }`), table);
       assert.ok(table.includes(`numgen random mod 2 vmap { 0 : goto ${ep1}, 1 : goto ${ep2} }`), table);
       assert.ok(table.includes(`ip daddr ${VIP} tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade`), table);
-      assert.ok(table.includes('meta l4proto tcp dnat to 10.244.0.11:8080'), table);
+      assert.ok(table.includes(`meta l4proto tcp counter name "${ep1}" dnat to 10.244.0.11:8080`), table);
       assert.ok(table.includes('masquerade fully-random'), table);
       const iptablesNat = await ctx.sandbox.inNode('iptables-nft-save', '-t', 'nat');
       assert.doesNotMatch(iptablesNat, /KUBE-/, 'the nftables backend writes no iptables rules');

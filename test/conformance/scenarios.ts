@@ -73,6 +73,17 @@ async function servedBy(ctx: ScenarioContext, expected: string[], count = 20, po
   return r.failures === 0 && Object.keys(r.answers).sort().join() === [...expected].sort().join();
 }
 
+const CONNECTIONS_METRIC = 'kube_lb_service_connections_total';
+
+/** Each series of kube_lb_service_connections_total for default/web, by its labels after namespace and service. */
+async function webConnectionSeries(ctx: ScenarioContext): Promise<Map<string, number>> {
+  const body = await ctx.sandbox.inNode('curl', '-sS', '--noproxy', '*', '--max-time', '10', 'http://127.0.0.1:10249/metrics');
+  assert.match(body, new RegExp(`^# TYPE ${CONNECTIONS_METRIC} counter$`, 'm'), `the backend exports ${CONNECTIONS_METRIC}`);
+  const series = new Map<string, number>();
+  for (const m of body.matchAll(new RegExp(`^${CONNECTIONS_METRIC}\\{namespace="default",service="web",([^}]*)\\} (\\S+)$`, 'gm'))) series.set(m[1]!, Number(m[2]));
+  return series;
+}
+
 export const scenarios: Scenario[] = [
   {
     name: 'TCP and UDP on several ports spread over ready endpoints only',
@@ -396,8 +407,53 @@ export const scenarios: Scenario[] = [
       assert.deepEqual(await foreignState(ctx), before, 'foreign state after a second cleanup');
     },
   },
-];
+  {
+    name: 'connections through a ClusterIP and a NodePort are counted under the service and each endpoint on /metrics, across full resyncs and a restart; endpoint labels can be turned off',
+    needs: ['tcp', 'nodeport', 'connection-counters'],
+    pods,
+    async run(ctx) {
+      const [connections, nodePort] = [10, 30080];
+      // Full resyncs often enough that several happen while the counts are watched.
+      const args = ['--sync-period=2s'];
+      ctx.writeServices('web.yaml', [{ ...webService(endpoints(['web-1', 'web-2'])), type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort }] }]);
+      await ctx.startKubeLb(process.env, args);
+      const before = await webConnectionSeries(ctx);
+      const inside = await ctx.client('client', 'tcp', VIP, 80, connections);
+      const outside = await ctx.externalClient('tcp', NODES['node-a'].ip, nodePort, connections);
+      assert.equal(inside.failures + outside.failures, 0, `every connection answered: ${JSON.stringify([inside.errors, outside.errors])}`);
+      // Full resyncs rewrite every chain: the counts must outlive them.
+      await new Promise((r) => setTimeout(r, slow(5000)));
 
+      // A scrape answers from the last read and starts the next when it is stale: the counts show within a few scrapes.
+      const endpointLabels = (pod: string): string => `port="http",endpoint="${ipOf(pod)}:8080"`;
+      const shortfall = (series: Map<string, number>): string[] =>
+        ['web-1', 'web-2'].flatMap((pod) => {
+          const answered = (inside.answers[pod] ?? 0) + (outside.answers[pod] ?? 0);
+          const grew = (series.get(endpointLabels(pod)) ?? 0) - (before.get(endpointLabels(pod)) ?? 0);
+          return grew >= answered ? [] : [`${pod} answered ${answered} connections; its count grew by ${grew}`];
+        });
+      let after = await webConnectionSeries(ctx);
+      await ctx.waitUntil('every connection is counted', 20_000, async () => shortfall((after = await webConnectionSeries(ctx))).length === 0).catch((err: Error) => {
+        throw new Error(`${shortfall(after).join('; ')}: ${JSON.stringify([...after])}\n${err.message}`);
+      });
+      const total = [...after.values()].reduce((a, b) => a + b, 0);
+      assert.ok(total >= 2 * connections, `the service's endpoints counted ${total} connections, at least ${2 * connections} expected`);
+      // inspect -o wide shows the same counts on the ClusterIP's row.
+      const wide = await ctx.kubeLb('inspect', '-o', 'wide');
+      const row = wide.split('\n').find((l) => l.includes(`${VIP}:80/TCP`)) ?? '';
+      for (const pod of ['web-1', 'web-2']) {
+        const shown = Number(new RegExp(`${ipOf(pod).replace(/\./g, '\\.')}:8080 conns=(\\d+)`).exec(row)?.[1] ?? -1);
+        assert.ok(shown >= (inside.answers[pod] ?? 0), `inspect -o wide counts ${pod}'s connections:\n${wide}`);
+      }
+
+      await ctx.stopKubeLb();
+      await ctx.startKubeLb(process.env, [...args, '--metrics-endpoint-labels=false']);
+      const folded = await webConnectionSeries(ctx);
+      assert.deepEqual([...folded.keys()], ['port="http"'], 'one series for the service port, without endpoint labels');
+      assert.ok(folded.get('port="http"')! >= total, `the counts survive a restart: ${folded.get('port="http"')} after, ${total} before`);
+    },
+  },
+];
 /** A client's connection through the ClusterIP to web-1, its one endpoint, on kube-lb's node. */
 const OUT_OF_WINDOW = { client: 'client', endpoint: 'web-1', target: VIP, port: 80, endpointPort: 8080 };
 

@@ -57,7 +57,7 @@ describe('map fill metrics with full maps', () => {
     cgroup = createTestCgroup('kube-lb-map-fill');
     backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log, interfacePrefix: `klmf${process.pid}`, devices: [], xdp: 'off', mapSizes: DEFAULT_MAP_SIZES, socketLb: 'host', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
     telemetry = await ProxyTelemetry.start({
-      backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log,
+      backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', metricsEndpointLabels: true, log,
     });
     address = (server) => lines.find((l) => typeof l[server] === 'string')![server] as string;
   });

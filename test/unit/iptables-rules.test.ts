@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServicePortState } from '../../src/model/contract.js';
 import {
   assembleTables,
+  emptyUpdate,
   endpointChainName,
   externalChainName,
   firewallChainName,
@@ -34,7 +35,7 @@ function servicePort(frontends: ResolvedFrontend[], over: Partial<ServicePortSta
 /** The whole first-sync payload for `ports`, as the backend sends it. */
 function restoreText(...ports: ServicePortState[]): string {
   const t = assembleTables(ports.map((sp) => portRules(sp, CLUSTER_CIDR)), '0x4000', true);
-  const write = (chains: Map<string, string[]>) => ({ write: chains, remove: [], insert: [], delete: [] });
+  const write = (chains: Map<string, string[]>) => ({ ...emptyUpdate(), write: chains });
   return renderRestore({ filter: write(t.filter), nat: write(t.nat) });
 }
 
@@ -238,10 +239,20 @@ describe('iptables rules', () => {
 
   it('renders one --noflush transaction: declarations, deletions, rules, inserts, removals', () => {
     const text = renderRestore({
-      nat: { write: new Map([['KUBE-SVC-A', ['-j KUBE-SEP-B']]]), remove: ['KUBE-SEP-OLD'], insert: [{ chain: 'PREROUTING', rule: '-j KUBE-SERVICES' }], delete: [] },
-      filter: { write: new Map(), remove: [], insert: [], delete: [] },
+      nat: {
+        write: new Map([['KUBE-SVC-A', ['-j KUBE-SEP-B']], ['KUBE-SEP-B', ['-s 10.0.0.1/32 -j KUBE-MARK-MASQ', '-j DNAT --to-destination 10.0.0.1:80']]]),
+        remove: ['KUBE-SEP-OLD'],
+        insert: [{ chain: 'PREROUTING', rule: '-j KUBE-SERVICES' }],
+        delete: [],
+        counters: new Map([['KUBE-SEP-B', [undefined, '[7:420]']]]),
+      },
+      filter: emptyUpdate(),
     });
-    assert.equal(text, '*nat\n:KUBE-SVC-A - [0:0]\n:KUBE-SEP-OLD - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-B\n-I PREROUTING -j KUBE-SERVICES\n-X KUBE-SEP-OLD\nCOMMIT\n');
+    assert.equal(
+      text,
+      '*nat\n:KUBE-SVC-A - [0:0]\n:KUBE-SEP-B - [0:0]\n:KUBE-SEP-OLD - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-B\n-A KUBE-SEP-B -s 10.0.0.1/32 -j KUBE-MARK-MASQ\n[7:420] -A KUBE-SEP-B -j DNAT --to-destination 10.0.0.1:80\n-I PREROUTING -j KUBE-SERVICES\n-X KUBE-SEP-OLD\nCOMMIT\n',
+      'counters carried over a rewrite precede their rule',
+    );
     assert.equal(renderRestore({}), '');
   });
 });

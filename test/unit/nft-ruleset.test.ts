@@ -52,7 +52,7 @@ function localLoadBalancer(): ServicePortState {
 }
 
 const table = (ports: ServicePortState[]): Map<string, PortRules> => new Map(ports.map((sp) => [sp.key, portRules(sp, OPTS)]));
-const NO_KERNEL_OBJECTS = { chains: new Set<string>(), sets: new Map<string, number>() };
+const NO_KERNEL_OBJECTS = { chains: new Set<string>(), sets: new Map<string, number>(), counters: new Set<string>() };
 
 /** Has the kernel check the text, in a network namespace of its own: nothing is applied. */
 function nftCheck(text: string): void {
@@ -101,8 +101,8 @@ describe('nftables ruleset', () => {
         `numgen random mod 2 vmap { 0 : goto ${ep1} , 1 : goto ${ep2} }`,
       ],
       [loc]: [`ip saddr @${aff1} goto ${ep1}`, `goto ${ep1}`],
-      [ep1!]: ['ip saddr 10.244.0.11 jump mark-for-masquerade', `update @${aff1} { ip saddr }`, 'meta l4proto tcp dnat to 10.244.0.11:8080'],
-      [ep2!]: ['ip saddr 10.244.1.21 jump mark-for-masquerade', `update @${aff2} { ip saddr }`, 'meta l4proto tcp dnat to 10.244.1.21:8080'],
+      [ep1!]: ['ip saddr 10.244.0.11 jump mark-for-masquerade', `update @${aff1} { ip saddr }`, `meta l4proto tcp counter name ${ep1} dnat to 10.244.0.11:8080`],
+      [ep2!]: ['ip saddr 10.244.1.21 jump mark-for-masquerade', `update @${aff2} { ip saddr }`, `meta l4proto tcp counter name ${ep2} dnat to 10.244.1.21:8080`],
       [ext]: [`ip saddr ${CIDR} goto ${svc}`, 'fib saddr type local jump mark-for-masquerade', `fib saddr type local goto ${svc}`, `goto ${loc}`],
       [fw]: ['ip saddr != { 203.0.113.0/24 } drop'],
     });
@@ -183,6 +183,8 @@ describe('nftables ruleset', () => {
       deleteElements: [{ map: 'service-ips', key: '1.2.3.4 . tcp . 80' }],
       deleteSets: ['affinity-OLD'],
       removeChains: ['endpoint-OLD'],
+      addCounters: ['endpoint-Y'],
+      deleteCounters: ['endpoint-OLD'],
     })
       .trim()
       .split('\n');
@@ -191,6 +193,8 @@ describe('nftables ruleset', () => {
     assert.ok(at('delete element ip kube-lb service-ips { 1.2.3.4 . tcp . 80 }') < at('flush chain ip kube-lb endpoint-OLD'));
     assert.ok(at('flush chain ip kube-lb endpoint-OLD') < at('delete set ip kube-lb affinity-OLD'));
     assert.ok(at('flush chain ip kube-lb endpoint-OLD') < at('delete chain ip kube-lb endpoint-OLD'));
+    assert.ok(at('add counter ip kube-lb endpoint-Y') < at('add rule ip kube-lb service-X'), 'a counter exists before rules name it');
+    assert.ok(at('delete chain ip kube-lb endpoint-OLD') < at('delete counter ip kube-lb endpoint-OLD'), 'a counter goes once no rule names it');
   });
 
   it('reads every frontend kind back from nft JSON, through the external, policy and endpoint chains', () => {

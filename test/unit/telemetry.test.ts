@@ -49,7 +49,7 @@ describe('health and metrics servers', () => {
 
   async function withTelemetry(body: (t: ProxyTelemetry, get: (server: string, path: string) => Promise<Response>) => Promise<void>, syncPeriodMs = 30_000): Promise<void> {
     const { log, lines } = captureLogger();
-    const telemetry = await ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', log });
+    const telemetry = await ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', metricsEndpointLabels: true, log });
     const address = (server: string) => lines.find((l) => typeof l[server] === 'string')![server] as string;
     try {
       await body(telemetry, (server, path) => fetch(`http://${address(server)}${path}`));
@@ -65,7 +65,7 @@ describe('health and metrics servers', () => {
     try {
       const { log } = captureLogger();
       await assert.rejects(
-        ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: `127.0.0.1:${port}`, metricsBindAddress: '127.0.0.1:0', log }),
+        ProxyTelemetry.start({ backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: `127.0.0.1:${port}`, metricsBindAddress: '127.0.0.1:0', metricsEndpointLabels: true, log }),
         /cannot serve healthz on 127\.0\.0\.1:\d+: .*EADDRINUSE.*choose another --healthz-bind-address/,
       );
     } finally {
@@ -92,7 +92,7 @@ describe('health and metrics servers', () => {
       assert.deepEqual(delivered, ['synced', 'upsert', 'delete']);
       telemetry.queued({ services: 0, endpoints: 1 });
       telemetry.syncStarted({ services: 0, endpoints: 0 });
-      telemetry.syncCompleted({ durationMs: 12, serviceChanges: 0, endpointChanges: 1, servicePortsRefused: 0 });
+      telemetry.syncCompleted({ durationMs: 12, serviceChanges: 0, endpointChanges: 1, servicePortsRefused: 0, state: new Map() });
 
       // The node object went away: /healthz fails, /livez does not.
       assert.equal((await get('healthz', '/healthz')).status, 503);
@@ -126,7 +126,7 @@ describe('health and metrics servers', () => {
     withTelemetry(async (telemetry, get) => {
       const completed = (servicePortsRefused: number): void => {
         telemetry.syncStarted({ services: 0, endpoints: 0 });
-        telemetry.syncCompleted({ durationMs: 1, serviceChanges: 0, endpointChanges: 0, servicePortsRefused });
+        telemetry.syncCompleted({ durationMs: 1, serviceChanges: 0, endpointChanges: 0, servicePortsRefused, state: new Map() });
       };
       completed(2);
       const metrics = await (await get('metrics', '/metrics')).text();

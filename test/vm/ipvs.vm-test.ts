@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ScenarioContext, withContext } from '../conformance/context.js';
-import { VIP, endpoints, pods } from '../conformance/scenarios.js';
+import { VIP, endpoints, ipOf, pods } from '../conformance/scenarios.js';
 import { runConformance } from '../conformance/suite.js';
 import { variant } from '../conformance/variants.js';
 import type { ServiceSpec } from '../lib/manifests.js';
@@ -90,6 +90,24 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       // UDP has no connection end to wait for: its real server went at once.
       const udp = (await ipvsadm(ctx)).join('\n');
       assert.doesNotMatch(udp, /10\.244\.0\.11:5353/);
+    }));
+
+  it('kube_lb_service_connections_total counts the connections IPVS scheduled to each real server, named by service and endpoint', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web()]);
+      await ctx.startKubeLb();
+      const connections = 10;
+      const sent = await ctx.client('client', 'tcp', VIP, 80, connections);
+      assert.equal(sent.failures, 0, JSON.stringify(sent.errors));
+      const body = await ctx.sandbox.inNode('curl', '-sS', '--noproxy', '*', '--max-time', '30', 'http://127.0.0.1:10249/metrics');
+      let total = 0;
+      for (const pod of ['web-1', 'web-2']) {
+        const m = new RegExp(`^kube_lb_service_connections_total\\{namespace="default",service="web",port="http",endpoint="${ipOf(pod).replace(/\./g, '\\.')}:8080"\\} (\\d+)$`, 'm').exec(body);
+        const counted = Number(m?.[1] ?? -1);
+        assert.ok(counted >= (sent.answers[pod] ?? 0), `${pod} answered ${sent.answers[pod] ?? 0} connections, counted ${counted}:\n${body}`);
+        total += counted;
+      }
+      assert.ok(total >= connections, `${total} connections counted, at least ${connections} expected`);
     }));
 
   it('cleanup removes kube-lb virtual servers and spares a foreign one', () =>

@@ -3,7 +3,7 @@
 // first sync only chains whose rules changed are sent; a full sync rewrites
 // every chain and removes stale ones found in iptables-save.
 import fs from 'node:fs';
-import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { Backend, EndpointCounters, FrontendView, SyncStats } from '../backend.js';
 import type { DesiredState, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
@@ -15,11 +15,12 @@ import {
   type TableUpdate,
   assembleTables,
   emptyUpdate,
+  SEP_PREFIX,
   isOwnChain,
   portRules,
   renderRestore,
 } from './rules.js';
-import { type SavedTable, parseSave, tokenize, viewsFromSave } from './save.js';
+import { type SavedTable, endpointCountersFromSave, parseSave, tokenize, viewsFromSave } from './save.js';
 import { timeSlices } from '../../time-slices.js';
 
 export const IPTABLES_MODES = ['nft', 'legacy'] as const;
@@ -83,6 +84,10 @@ export class IptablesBackend implements Backend {
     return viewsFromSave(nat!, filter!);
   }
 
+  async counters(): Promise<EndpointCounters[]> {
+    return endpointCountersFromSave(await this.save('nat'));
+  }
+
   async cleanup(): Promise<void> {
     const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
     for (const table of TABLES) {
@@ -128,6 +133,11 @@ export class IptablesBackend implements Backend {
       update[table].write = wanted[table];
       update[table].remove = [...saved.chains.keys()].filter((c) => isOwnChain(c) && !wanted[table].has(c));
       update[table].insert = JUMPS[table].filter((j) => !hasRule(saved, j.chain, j.rule));
+      // Rewriting a chain zeroes its counters: the endpoint chains' counters, which the metrics read, are restored with their rules.
+      for (const [chain, rules] of wanted[table]) {
+        const counters = saved.counters.get(chain);
+        if (chain.startsWith(SEP_PREFIX) && counters?.length === rules.length) update[table].counters.set(chain, counters);
+      }
     }
     return update;
   }
@@ -145,12 +155,12 @@ export class IptablesBackend implements Backend {
   }
 
   private async save(table: Table): Promise<SavedTable> {
-    const { stdout } = await runCommand(`iptables-${this.opts.mode}-save`, ['-t', table]);
+    const { stdout } = await runCommand(`iptables-${this.opts.mode}-save`, ['--counters', '-t', table]);
     return parseSave(stdout, table);
   }
 
   private async restore(payload: string): Promise<void> {
-    await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--wait'], payload);
+    await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--counters', '--wait'], payload);
   }
 }
 

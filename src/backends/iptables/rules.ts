@@ -337,10 +337,12 @@ export interface TableUpdate {
   insert: { chain: string; rule: string }[];
   /** Rules to delete from built-in chains, "-D CHAIN rule". */
   delete: { chain: string; rule: string }[];
+  /** "[packets:bytes]" to restore with rules of written chains, by position, for counters that must survive a rewrite. */
+  counters: Map<string, (string | undefined)[]>;
 }
 
 export function emptyUpdate(): TableUpdate {
-  return { write: new Map(), remove: [], insert: [], delete: [] };
+  return { write: new Map(), remove: [], insert: [], delete: [], counters: new Map() };
 }
 
 export function isEmptyUpdate(u: TableUpdate): boolean {
@@ -356,7 +358,10 @@ export function renderRestore(tables: Partial<Record<'nat' | 'filter', TableUpda
     lines.push(`*${table}`);
     for (const chain of [...u.write.keys(), ...u.remove]) lines.push(`:${chain} - [0:0]`);
     for (const { chain, rule } of u.delete) lines.push(`-D ${chain} ${rule}`);
-    for (const [chain, rules] of u.write) for (const rule of rules) lines.push(`-A ${chain} ${rule}`);
+    for (const [chain, rules] of u.write) {
+      const counters = u.counters.get(chain);
+      rules.forEach((rule, i) => lines.push(`${counters?.[i] === undefined ? '' : `${counters[i]} `}-A ${chain} ${rule}`));
+    }
     for (const { chain, rule } of u.insert) lines.push(`-I ${chain} ${rule}`);
     for (const chain of u.remove) lines.push(`-X ${chain}`);
     lines.push('COMMIT');

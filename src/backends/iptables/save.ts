@@ -1,6 +1,6 @@
 // Reads iptables-save output: the kernel's rules, for full syncs, inspect
 // and cleanup.
-import type { FrontendView } from '../backend.js';
+import type { EndpointCounters, FrontendView } from '../backend.js';
 import { type Destination, type FrontendKind, type Protocol, frontendKey } from '../../model/contract.js';
 import { EXTERNAL_SERVICES_CHAIN, EXT_PREFIX, KIND_TEXT, NODEPORTS_CHAIN, SEP_PREFIX, SERVICES_CHAIN, isPolicyChain } from './rules.js';
 
@@ -9,6 +9,8 @@ export interface SavedTable {
   chains: Map<string, string[][]>;
   /** The same rules as iptables-save printed them, after "-A CHAIN ", for -D. */
   ruleText: Map<string, string[]>;
+  /** Each rule's "[packets:bytes]" as `iptables-save -c` printed it, if it did. */
+  counters: Map<string, (string | undefined)[]>;
 }
 
 /** Splits a rule line like iptables-restore does: on spaces, with "double quoted" words. */
@@ -21,21 +23,28 @@ export function tokenize(line: string): string[] {
   return tokens;
 }
 
-/** Parses the output of `iptables-save -t TABLE` for one table. */
+/** "[packets:bytes] " in front of a rule, as `iptables-save -c` prints it. */
+const RULE_COUNTERS = /^(\[\d+:\d+\]) /;
+
+/** Parses the output of `iptables-save [-c] -t TABLE` for one table. */
 export function parseSave(text: string, table: string): SavedTable {
-  const result: SavedTable = { chains: new Map(), ruleText: new Map() };
+  const result: SavedTable = { chains: new Map(), ruleText: new Map(), counters: new Map() };
   let inTable = false;
-  for (const line of text.split('\n')) {
+  for (const saved of text.split('\n')) {
+    const counters = RULE_COUNTERS.exec(saved)?.[1];
+    const line = counters === undefined ? saved : saved.slice(counters.length + 1);
     if (line.startsWith('*')) inTable = line.slice(1) === table;
     else if (!inTable || line.startsWith('#')) continue;
     else if (line.startsWith(':')) {
       const chain = line.slice(1).split(' ')[0]!;
       result.chains.set(chain, []);
       result.ruleText.set(chain, []);
+      result.counters.set(chain, []);
     } else if (line.startsWith('-A ')) {
       const [, chain, ...rest] = tokenize(line);
       result.chains.get(chain!)?.push(rest);
       result.ruleText.get(chain!)?.push(line.slice(`-A ${chain} `.length));
+      result.counters.get(chain!)?.push(counters);
     }
   }
   return result;
@@ -62,40 +71,45 @@ function frontendOf(rule: readonly string[]): { kind: FrontendKind; frontend: Fr
 }
 
 /**
- * Where external traffic entering `chain` is DNATed: a KUBE-SVC or KUBE-SVL
- * chain's endpoints; for KUBE-EXT the set its unconditional last jump leads
- * to (the earlier jumps are for pods and the node itself); for KUBE-FW the
- * KUBE-EXT chain its allowed sources go to.
+ * The KUBE-SEP chains external traffic entering `chain` is DNATed in: a
+ * KUBE-SVC or KUBE-SVL chain's endpoints; for KUBE-EXT those of the set its
+ * unconditional last jump leads to (the earlier jumps are for pods and the
+ * node itself); for KUBE-FW those of the KUBE-EXT chain its allowed sources go to.
  */
-function destinationsOf(nat: SavedTable, chain: string): Destination[] {
+function endpointChainsOf(nat: SavedTable, chain: string): string[] {
   const rules = nat.chains.get(chain) ?? [];
-  if (isPolicyChain(chain)) {
-    const seps = new Set(rules.map((r) => option(r, '-j')).filter((t) => t?.startsWith(SEP_PREFIX)));
-    return [...seps].flatMap((sep) =>
-      (nat.chains.get(sep!) ?? []).flatMap((r) => {
-        const to = option(r, '--to-destination');
-        if (to === undefined) return [];
-        const [ip, port] = to.split(':');
-        return [{ ip: ip!, port: Number(port) }];
-      }),
-    );
-  }
+  if (isPolicyChain(chain)) return [...new Set(rules.map((r) => option(r, '-j')).filter((t): t is string => t?.startsWith(SEP_PREFIX) === true))];
   const next = chain.startsWith(EXT_PREFIX)
     ? rules.find((r) => isPolicyChain(option(r, '-j') ?? '') && !r.includes('-s') && !r.includes('--src-type'))
     : rules.find((r) => option(r, '-j')?.startsWith(EXT_PREFIX));
-  return next === undefined ? [] : destinationsOf(nat, option(next, '-j')!);
+  return next === undefined ? [] : endpointChainsOf(nat, option(next, '-j')!);
+}
+
+/** A KUBE-SEP chain's DNAT rule, its index and where it sends traffic. */
+function dnatOf(nat: SavedTable, sep: string): { index: number; destination: Destination } | undefined {
+  const index = (nat.chains.get(sep) ?? []).findIndex((r) => option(r, '--to-destination') !== undefined);
+  if (index < 0) return undefined;
+  const [ip, port] = option(nat.chains.get(sep)![index]!, '--to-destination')!.split(':');
+  return { index, destination: { ip: ip!, port: Number(port) } };
+}
+
+/** Each frontend rule of KUBE-SERVICES and KUBE-NODEPORTS in nat, with the frontend it matches and the chain it jumps to. */
+function frontendRules(nat: SavedTable): { kind: FrontendKind; frontend: FrontendView['frontend']; target: string }[] {
+  return [SERVICES_CHAIN, NODEPORTS_CHAIN].flatMap((chain) =>
+    (nat.chains.get(chain) ?? []).flatMap((rule) => {
+      const found = frontendOf(rule);
+      const target = option(rule, '-j');
+      return found === undefined || target === undefined ? [] : [{ ...found, target }];
+    }),
+  );
 }
 
 /** The service-to-endpoints view of kube-lb's chains in the nat and filter tables, every frontend kind. */
 export function viewsFromSave(nat: SavedTable, filter: SavedTable): FrontendView[] {
   const views = new Map<string, FrontendView>();
-  for (const chain of [SERVICES_CHAIN, NODEPORTS_CHAIN]) {
-    for (const rule of nat.chains.get(chain) ?? []) {
-      const found = frontendOf(rule);
-      const target = option(rule, '-j');
-      if (found === undefined || target === undefined) continue;
-      views.set(frontendKey(found.frontend), { ...found, destinations: destinationsOf(nat, target) });
-    }
+  for (const { kind, frontend, target } of frontendRules(nat)) {
+    const destinations = endpointChainsOf(nat, target).flatMap((sep) => dnatOf(nat, sep)?.destination ?? []);
+    views.set(frontendKey(frontend), { kind, frontend, destinations });
   }
   // Frontends whose sets are all empty have a verdict in filter and nothing in nat.
   for (const chain of [SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN]) {
@@ -105,4 +119,22 @@ export function viewsFromSave(nat: SavedTable, filter: SavedTable): FrontendView
     }
   }
   return [...views.values()];
+}
+
+/**
+ * The packets each KUBE-SEP chain's DNAT rule counted, from `iptables-save -c`:
+ * in the nat table only the first packet of a connection is seen, so they
+ * count new connections.
+ */
+export function endpointCountersFromSave(nat: SavedTable): EndpointCounters[] {
+  const reaching = new Map<string, FrontendView['frontend'][]>();
+  for (const { frontend, target } of frontendRules(nat)) {
+    for (const sep of endpointChainsOf(nat, target)) reaching.set(sep, [...(reaching.get(sep) ?? []), frontend]);
+  }
+  return [...reaching].flatMap(([sep, frontends]) => {
+    const dnat = dnatOf(nat, sep);
+    const counters = dnat === undefined ? undefined : nat.counters.get(sep)?.[dnat.index];
+    if (dnat === undefined || counters === undefined) return [];
+    return [{ frontends, destination: dnat.destination, connections: Number(counters.slice(1, counters.indexOf(':'))) }];
+  });
 }

@@ -4,7 +4,7 @@
 // iptables rules for masquerading (netfilter.ts). Changes are applied as
 // diffs, one netlink message each; removed endpoints drain (draining.ts).
 import fs from 'node:fs';
-import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { Backend, EndpointCounters, FrontendView, SyncStats } from '../backend.js';
 import type { DesiredState, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
@@ -215,6 +215,18 @@ export class IpvsBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     if (!this.link || !ipvsLoaded()) return [];
     return [...this.table.read(this.link.addresses()).values()].map((vs) => ({ kind: 'ClusterIP' as const, frontend: vs.frontend, destinations: activeDestinations(vs) }));
+  }
+
+  /** What IPVS counted for each real server of each virtual server: one virtual server per frontend. */
+  async counters(): Promise<EndpointCounters[]> {
+    if (!this.link || !ipvsLoaded()) return [];
+    return [...this.table.read(this.link.addresses()).values()].flatMap((vs) => {
+      const stats = this.table.stats(vs.frontend);
+      return [...vs.realServers].flatMap(([key, r]) => {
+        const scheduled = stats.get(key)?.scheduled;
+        return scheduled === undefined || scheduled === null ? [] : [{ frontends: [vs.frontend], destination: r.destination, connections: scheduled }];
+      });
+    });
   }
 
   async cleanup(): Promise<void> {

@@ -33,7 +33,10 @@ export function activeDestinations(vs: VirtualServer): Destination[] {
 /** Connection counts of a real server, from the IPVS stats. */
 export interface RealServerStats {
   weight: number;
+  /** Open now: active and inactive. */
   connections: number;
+  /** Sent to it since it was added; null where the kernel does not say. */
+  scheduled: number | null;
 }
 
 /** Thin typed layer over the addon's IPVS calls, keyed by Frontend and Destination. */
@@ -60,7 +63,7 @@ export class IpvsTable {
   /** The real servers' weights and connection counts (active + inactive), by destKey. */
   stats(frontend: Frontend): Map<string, RealServerStats> {
     const dests = this.lib.ipvsDests(frontend.ip, PROTOCOL_NUMBERS[frontend.protocol], frontend.port);
-    return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns }]));
+    return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns, scheduled: d.scheduledConns }]));
   }
 
   addService(f: Frontend, scheduler: string): void {

@@ -1,6 +1,7 @@
-// Reads `nft -j list table ip kube-lb`: the kernel's state, for inspect.
-import type { FrontendView } from '../backend.js';
-import type { Destination, FrontendKind, Protocol } from '../../model/contract.js';
+// Reads `nft -j list table ip kube-lb`: the kernel's state, for inspect and
+// the endpoint chains' counters.
+import type { EndpointCounters, FrontendView } from '../backend.js';
+import type { Destination, Frontend, FrontendKind, Protocol } from '../../model/contract.js';
 import { type MapName, NO_ENDPOINT_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, kindOfComment } from './ruleset.js';
 
 type Json = Record<string, unknown>;
@@ -16,6 +17,8 @@ export interface Listing {
   /** Each chain's rules, as nft's JSON expression lists. */
   rules: Map<string, Json[][]>;
   maps: Map<string, MapElement[]>;
+  /** Named counters' packets, by name. */
+  counters: Map<string, number>;
 }
 
 const obj = (v: unknown): Json => (typeof v === 'object' && v !== null ? (v as Json) : {});
@@ -36,7 +39,7 @@ function verdictTarget(raw: unknown): string | undefined {
 }
 
 export function parseListing(text: string): Listing {
-  const listing: Listing = { rules: new Map(), maps: new Map() };
+  const listing: Listing = { rules: new Map(), maps: new Map(), counters: new Map() };
   const items = obj(JSON.parse(text))['nftables'];
   for (const item of Array.isArray(items) ? items : []) {
     const o = obj(item);
@@ -53,6 +56,9 @@ export function parseListing(text: string): Listing {
         if (key !== undefined) elements.push({ ...key, target: verdictTarget(pair[1]) });
       }
       listing.maps.set(String(map['name']), elements);
+    } else if ('counter' in o) {
+      const counter = obj(o['counter']);
+      listing.counters.set(String(counter['name']), Number(counter['packets']));
     }
   }
   return listing;
@@ -84,14 +90,13 @@ function dnatDestination(rules: readonly Json[][]): Destination | undefined {
   return undefined;
 }
 
-/** The endpoints reached from `chain`: through an external chain, a policy chain, to endpoint chains. */
-function destinationsOf(listing: Listing, chain: string, depth = 0): Destination[] {
+/** The endpoint chains (those that DNAT) reached from `chain`: through an external chain, a policy chain. */
+function endpointChainsOf(listing: Listing, chain: string, depth = 0): string[] {
   const rules = listing.rules.get(chain) ?? [];
-  const dnat = dnatDestination(rules);
-  if (dnat !== undefined) return [dnat];
+  if (dnatDestination(rules) !== undefined) return [chain];
   // external -> policy -> endpoint is the deepest path; a loop in foreign rules ends here.
   if (depth === 3) return [];
-  return unconditionalTargets(rules).flatMap((target) => destinationsOf(listing, target, depth + 1));
+  return unconditionalTargets(rules).flatMap((target) => endpointChainsOf(listing, target, depth + 1));
 }
 
 const DISPATCH: readonly [MapName, FrontendKind][] = [
@@ -113,15 +118,46 @@ export function viewsFromListing(listing: Listing): FrontendView[] {
   const add = (maps: readonly [MapName, FrontendKind][], follow: boolean): void => {
     for (const [map, fallback] of maps) {
       for (const { key, comment, target } of listing.maps.get(map) ?? []) {
-        const [ip, proto, port] = key;
         const id = key.join(' . ');
         if (views.has(id)) continue;
-        const destinations = follow && target !== undefined ? destinationsOf(listing, target) : [];
-        views.set(id, { kind: kindOfComment(comment) ?? fallback, frontend: { ip, port, protocol: proto.toUpperCase() as Protocol }, destinations });
+        const destinations = follow && target !== undefined ? endpointChainsOf(listing, target).map((c) => dnatDestination(listing.rules.get(c)!)!) : [];
+        views.set(id, { kind: kindOfComment(comment) ?? fallback, frontend: frontendOfKey(key), destinations });
       }
     }
   };
   add(DISPATCH, true);
   add(NO_ENDPOINTS, false);
   return [...views.values()];
+}
+
+/** The frontend a map element's key names. */
+function frontendOfKey([ip, proto, port]: MapElement['key']): Frontend {
+  return { ip, port, protocol: proto.toUpperCase() as Protocol };
+}
+
+/** The named counter an endpoint chain's rules count in. */
+function counterName(rules: readonly Json[][]): string | undefined {
+  const counter = rules.flat().map((expr) => obj(expr)['counter']).find((c) => typeof c === 'string');
+  return counter as string | undefined;
+}
+
+/**
+ * The packets each endpoint chain's counter counted: the chains DNAT in the
+ * nat hooks, which see only the first packet of a connection, so they count
+ * new connections. Chains without a named counter are left out.
+ */
+export function endpointCountersFromListing(listing: Listing): EndpointCounters[] {
+  const reaching = new Map<string, Frontend[]>();
+  for (const [map] of DISPATCH) {
+    for (const { key, target } of listing.maps.get(map) ?? []) {
+      if (target === undefined) continue;
+      for (const chain of endpointChainsOf(listing, target)) reaching.set(chain, [...(reaching.get(chain) ?? []), frontendOfKey(key)]);
+    }
+  }
+  return [...reaching].flatMap(([chain, frontends]) => {
+    const rules = listing.rules.get(chain)!;
+    const name = counterName(rules);
+    const connections = name === undefined ? undefined : listing.counters.get(name);
+    return connections === undefined ? [] : [{ frontends, destination: dnatDestination(rules)!, connections }];
+  });
 }

@@ -3,12 +3,12 @@
 // the first sync only changed chains, sets and map elements are sent; a
 // full sync rewrites everything and removes stale chains and sets found in
 // the kernel.
-import type { Backend, FrontendView, SyncStats } from '../backend.js';
+import type { Backend, EndpointCounters, FrontendView, SyncStats } from '../backend.js';
 import type { DesiredState, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { type FrontendDestinations, ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
 import { type NetfilterOptions, frontendDestinations, masqueradeMark } from '../netfilter/frontends.js';
-import { parseListing, viewsFromListing } from './listing.js';
+import { type Listing, endpointCountersFromListing, parseListing, viewsFromListing } from './listing.js';
 import { AFFINITY_PREFIX, FAMILY, type PortRules, type RulesetOptions, TABLE, fixedChains, isEmpty, portRules, renderTransaction } from './ruleset.js';
 import { type KernelObjects, type PortTable, fullTransaction, partialTransaction } from './transactions.js';
 import { timeSlices } from '../../time-slices.js';
@@ -66,7 +66,12 @@ export class NftablesBackend implements Backend {
 
   async inspect(): Promise<FrontendView[]> {
     if (!(await this.tableExists())) return [];
-    return viewsFromListing(parseListing((await runCommand('nft', ['-j', 'list', 'table', FAMILY, TABLE])).stdout));
+    return viewsFromListing(await this.listing());
+  }
+
+  async counters(): Promise<EndpointCounters[]> {
+    if (!(await this.tableExists())) return [];
+    return endpointCountersFromListing(await this.listing());
   }
 
   /** Deletes kube-lb's table, and with it every chain, rule, map and set kube-lb made; nothing else. */
@@ -86,21 +91,29 @@ export class NftablesBackend implements Backend {
     return t;
   }
 
+  private async listing(): Promise<Listing> {
+    return parseListing((await runCommand('nft', ['-j', 'list', 'table', FAMILY, TABLE])).stdout);
+  }
+
   private async tableExists(): Promise<boolean> {
     const { stdout } = await runCommand('nft', ['-j', 'list', 'tables', FAMILY]);
     const items = (JSON.parse(stdout) as { nftables?: { table?: { name: string } }[] }).nftables ?? [];
     return items.some((i) => i.table?.name === TABLE);
   }
 
-  /** The chains and affinity sets (with their timeouts) in kube-lb's table: cheaper to list than the whole table. */
+  /** The chains, affinity sets (with their timeouts) and named counters in kube-lb's table: cheaper to list than the whole table. */
   private async kernelObjects(): Promise<KernelObjects> {
     const chains = await runCommand('nft', ['-j', 'list', 'chains', FAMILY]);
     const sets = await runCommand('nft', ['-j', 'list', 'sets', FAMILY]);
-    type Item = { chain?: { table: string; name: string }; set?: { table: string; name: string; timeout?: number } };
+    const counters = await runCommand('nft', ['-j', 'list', 'counters', FAMILY]);
+    type Named = { table: string; family: string; name: string };
+    type Item = { chain?: Named; set?: Named & { timeout?: number }; counter?: Named };
     const items = (text: string): Item[] => (JSON.parse(text) as { nftables?: Item[] }).nftables ?? [];
+    const ours = (o: Named | undefined): o is Named => o?.table === TABLE && o.family === FAMILY;
     return {
-      chains: new Set(items(chains.stdout).flatMap((i) => (i.chain?.table === TABLE ? [i.chain.name] : []))),
-      sets: new Map(items(sets.stdout).flatMap((i) => (i.set?.table === TABLE && i.set.name.startsWith(AFFINITY_PREFIX) ? [[i.set.name, i.set.timeout ?? 0] as const] : []))),
+      chains: new Set(items(chains.stdout).flatMap((i) => (ours(i.chain) ? [i.chain.name] : []))),
+      sets: new Map(items(sets.stdout).flatMap((i) => (ours(i.set) && i.set.name.startsWith(AFFINITY_PREFIX) ? [[i.set.name, i.set.timeout ?? 0] as const] : []))),
+      counters: new Set(items(counters.stdout).flatMap((i) => (ours(i.counter) ? [i.counter.name] : []))),
     };
   }
 }

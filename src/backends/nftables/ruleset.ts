@@ -69,8 +69,18 @@ export function firewallChainName(p: PortIdentity): string {
 
 const endpointBase = (p: PortIdentity, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip}/${d.port}`);
 
+const ENDPOINT_PREFIX = 'endpoint-';
+
 export function endpointChainName(p: PortIdentity, d: Destination): string {
-  return safeText(`endpoint-${endpointBase(p, d)}`, p);
+  return safeText(`${ENDPOINT_PREFIX}${endpointBase(p, d)}`, p);
+}
+
+/**
+ * An endpoint chain counts what it DNATs in a named counter of the same
+ * name: a named counter keeps its count when the chain is rewritten.
+ */
+export function isEndpointChain(name: string): boolean {
+  return name.startsWith(ENDPOINT_PREFIX);
 }
 
 export function affinitySetName(p: PortIdentity, d: Destination): string {
@@ -203,8 +213,9 @@ function writeEndpointSet(rules: PortRules, named: PortIdentity, set: EndpointSe
       endpoint.push(`update @${name} { ip saddr }`);
     }
     // A dnat reached through a vmap needs the protocol matched first.
-    endpoint.push(`meta l4proto ${proto} dnat to ${d.ip}:${d.port}`);
-    rules.chains.set(endpointChainName(named, d), endpoint);
+    const chain = endpointChainName(named, d);
+    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${d.ip}:${d.port}`);
+    rules.chains.set(chain, endpoint);
   }
 }
 
@@ -270,14 +281,19 @@ export interface Transaction {
   addSets: Map<string, number>;
   /** Chains to flush and delete, after the elements pointing at them are gone. */
   removeChains: string[];
+  /** Named counters to add (kept if they exist) before the rules naming them, and to delete once no rule names them. */
+  addCounters: string[];
+  deleteCounters: string[];
 }
 
 export function emptyTransaction(): Transaction {
-  return { write: new Map(), deleteElements: [], addElements: [], flushMaps: [], deleteSets: [], addSets: new Map(), removeChains: [] };
+  return { write: new Map(), deleteElements: [], addElements: [], flushMaps: [], deleteSets: [], addSets: new Map(), removeChains: [], addCounters: [], deleteCounters: [] };
 }
 
 export function isEmpty(tx: Transaction): boolean {
-  return tx.write.size + tx.deleteElements.length + tx.addElements.length + tx.flushMaps.length + tx.deleteSets.length + tx.addSets.size + tx.removeChains.length === 0;
+  return (
+    tx.write.size + tx.deleteElements.length + tx.addElements.length + tx.flushMaps.length + tx.deleteSets.length + tx.addSets.size + tx.removeChains.length + tx.addCounters.length + tx.deleteCounters.length === 0
+  );
 }
 
 /** Renders one `nft -f` transaction: all of it applies, or none. */
@@ -290,8 +306,10 @@ export function renderTransaction(tx: Transaction): string {
   for (const chain of [...tx.write.keys(), ...tx.removeChains]) lines.push(`flush chain ${T} ${chain}`);
   for (const set of tx.deleteSets) lines.push(`delete set ${T} ${set}`);
   for (const [set, timeout] of tx.addSets) lines.push(`add set ${T} ${set} { type ipv4_addr ; flags dynamic,timeout ; timeout ${timeout}s ; }`);
+  for (const counter of tx.addCounters) lines.push(`add counter ${T} ${counter}`);
   for (const [chain, rules] of tx.write) for (const rule of rules) lines.push(`add rule ${T} ${chain} ${rule}`);
   for (const { map, element: e } of tx.addElements) lines.push(`add element ${T} ${map} { ${e.key} comment "${e.comment}" : ${e.verdict} }`);
   for (const chain of tx.removeChains) lines.push(`delete chain ${T} ${chain}`);
+  for (const counter of tx.deleteCounters) lines.push(`delete counter ${T} ${counter}`);
   return lines.join('\n') + '\n';
 }
