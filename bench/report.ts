@@ -181,6 +181,7 @@ function byBackend(plan: BenchPlan, variants: Variant[], r: Results): Record<str
         nodePortConnPerSec: summarize(nodePort.map((c) => c.connPerSec)),
         nodePortP50Ms: summarize(nodePort.map((c) => c.p50Ms)),
         nodePortP99Ms: summarize(nodePort.map((c) => c.p99Ms)),
+        nodePortCpuNsPerConn: summarize(nodePort.map((c) => c.cpuNsPerConn)),
         cpuNsPerConn: summarize(conn.map((c) => c.cpuNsPerConn)),
         nodeConnPerSec: summarize(fromNode.map((c) => c.connPerSec)),
         nodeP50Ms: summarize(fromNode.map((c) => c.p50Ms)),
@@ -301,6 +302,23 @@ export async function writeReport(
   const section = (name: Section, title: string, body: () => string[]): string[] =>
     [title, ...(plan.sections.includes(name) ? body() : ['', `Not run: this run made only ${plan.sections.join(', ')} (--only).`, ''])];
   const routed = packetRate[DIRECT.name]!.perCpuSecond;
+  /** The table of an entry other than the pod's: each variant's rate against its direct baseline, latency and CPU, by N. */
+  const entryTable = (entryVariants: Variant[], baselineName: string, baseline: Summary | null, [conn, p50, p99, cpu]: [string, string, string, string]): string[] => [
+    `| backend | services | conn/s | vs ${baselineName} | p50 ms | p99 ms | busy CPU µs/conn |`,
+    '|---|---|---|---|---|---|---|',
+    ...entryVariants.flatMap((v) =>
+      plan.serviceCounts.map((n) => {
+        const f = backends[v.name]![n]!;
+        const ratio = f[conn] && baseline ? `${((100 * f[conn].median) / baseline.median).toFixed(0)}%` : 'n/a';
+        return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f[conn])} | ${ratio} | ${fmt(f[p50], 3)} | ${fmt(f[p99], 2)} | ${fmt(f[cpu], 0, 1000)} |`;
+      }),
+    ),
+  ];
+  const notMeasuredFor = (reason: (v: Variant) => string | undefined): string[] =>
+    variants.flatMap((v) => {
+      const why = reason(v);
+      return why === undefined ? [] : ['', `Not measured for ${v.name}: ${why}.`];
+    });
 
   const md: string[] = [
     `# kube-lb benchmark, ${run.startedAt.toISOString().slice(0, 10)}, kernel ${env.kernel}${plan.vm ? ', in the test VM' : ''}`,
@@ -347,20 +365,9 @@ export async function writeReport(
         : [
             `The same client runs in node-a's own network namespace, not in a pod, and connects to the target's ClusterIP (installed last). ebpf translates the node's sockets at connect (socket LB, its default --bpf-socket-lb=host; with --bpf-socket-lb=off the node reaches no service at all); the netfilter backends translate them in their OUTPUT hooks. Direct from the node (no kube-lb, the same client to the pods' own addresses): ${fmt(directFromNode.connPerSec)} connections/s, p50 ${fmt(directFromNode.p50Ms, 3)} ms, p99 ${fmt(directFromNode.p99Ms, 2)} ms, ${fmt(directFromNode.cpuNsPerConn, 0, 1000)} µs of busy CPU per connection.`,
             '',
-            '| backend | services | conn/s | vs direct from the node | p50 ms | p99 ms | busy CPU µs/conn |',
-            '|---|---|---|---|---|---|---|',
-            ...nodeVariants.flatMap((v) =>
-              plan.serviceCounts.map((n) => {
-                const f = backends[v.name]![n]!;
-                const ratio = f.nodeConnPerSec && directFromNode.connPerSec ? `${((100 * f.nodeConnPerSec.median) / directFromNode.connPerSec.median).toFixed(0)}%` : 'n/a';
-                return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.nodeConnPerSec)} | ${ratio} | ${fmt(f.nodeP50Ms, 3)} | ${fmt(f.nodeP99Ms, 2)} | ${fmt(f.nodeCpuNsPerConn, 0, 1000)} |`;
-              }),
-            ),
+            ...entryTable(nodeVariants, 'direct from the node', directFromNode.connPerSec, ['nodeConnPerSec', 'nodeP50Ms', 'nodeP99Ms', 'nodeCpuNsPerConn']),
           ]),
-      ...variants.flatMap((v) => {
-        const why = noNodeReason(v);
-        return why === undefined ? [] : ['', `Not measured for ${v.name}: ${why}.`];
-      }),
+      ...notMeasuredFor(noNodeReason),
       '',
     ]),
     ...section('conn', '## NodePort connections from outside the cluster', () => [
@@ -368,22 +375,11 @@ export async function writeReport(
       ...(nodePortVariants.length === 0
         ? ['Not measured: no backend in this run serves NodePorts.']
         : [
-            `The external client opens new connections to the target's NodePort on node-a's address; the target is installed last, and its endpoints are the same 4 pods on node-a. Direct from outside (no kube-lb, the same client to the pods' own addresses through node-a): ${fmt(directFromOutside.connPerSec)} connections/s, p50 ${fmt(directFromOutside.p50Ms, 3)} ms, p99 ${fmt(directFromOutside.p99Ms, 2)} ms.`,
+            `The external client opens new connections to the target's NodePort on node-a's address; the target is installed last, and its endpoints are the same 4 pods on node-a. Direct from outside (no kube-lb, the same client to the pods' own addresses through node-a): ${fmt(directFromOutside.connPerSec)} connections/s, p50 ${fmt(directFromOutside.p50Ms, 3)} ms, p99 ${fmt(directFromOutside.p99Ms, 2)} ms, ${fmt(directFromOutside.cpuNsPerConn, 0, 1000)} µs of busy CPU per connection.`,
             '',
-            '| backend | services | conn/s | vs direct from outside | p50 ms | p99 ms |',
-            '|---|---|---|---|---|---|',
-            ...nodePortVariants.flatMap((v) =>
-              plan.serviceCounts.map((n) => {
-                const f = backends[v.name]![n]!;
-                const ratio = f.nodePortConnPerSec && directFromOutside.connPerSec ? `${((100 * f.nodePortConnPerSec.median) / directFromOutside.connPerSec.median).toFixed(0)}%` : 'n/a';
-                return `| ${v.name} | ${n.toLocaleString('en-US')} | ${fmt(f.nodePortConnPerSec)} | ${ratio} | ${fmt(f.nodePortP50Ms, 3)} | ${fmt(f.nodePortP99Ms, 2)} |`;
-              }),
-            ),
+            ...entryTable(nodePortVariants, 'direct from outside', directFromOutside.connPerSec, ['nodePortConnPerSec', 'nodePortP50Ms', 'nodePortP99Ms', 'nodePortCpuNsPerConn']),
           ]),
-      ...variants.flatMap((v) => {
-        const why = noNodePortReason(v);
-        return why === undefined ? [] : ['', `Not measured for ${v.name}: ${why}.`];
-      }),
+      ...notMeasuredFor(noNodePortReason),
       '',
     ]),
     ...section('control-plane', '## Control plane', () => [
