@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/net/ip.js';
-import { MAPS, PROGRAMS } from '../src/backends/ebpf/datapath.js';
+import { MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
 import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
@@ -35,26 +35,33 @@ export interface Variant {
   /** Flags besides --backend. */
   args: string[];
   /**
-   * --bpf-socket-lb=all, its programs attached to a cgroup of the bench's
-   * own that the client pod's processes join: on the machine's root they
-   * would translate every pod of the machine.
+   * --bpf-socket-lb=all: the client pod's processes join the cgroup the
+   * socket programs attach to (see BenchNode.cgroup).
    */
   podSockets?: boolean;
 }
 
 /**
  * How the measured connections reach the target: from the client pod to
- * its ClusterIP, or from the external client to its NodePort on node-a's
- * address.
+ * its ClusterIP, from the external client to its NodePort on node-a's
+ * address, or from a process in node-a's own network namespace (a host
+ * process) to the ClusterIP.
  */
-export type Entry = 'cluster-ip' | 'nodeport';
+export type Entry = 'cluster-ip' | 'nodeport' | 'node';
 
 /** How progress lines and reports name an entry's connections, after the variant's name. */
-export const FROM: Record<Entry, string> = { 'cluster-ip': '', nodeport: ' from outside' };
+export const FROM: Record<Entry, string> = { 'cluster-ip': '', nodeport: ' from outside', node: ' from the node' };
 
 /** Why a variant's NodePorts are not measured (the capability table's reason), or undefined if they are. */
 export function noNodePortReason(v: Variant): string | undefined {
+  if (v.podSockets) return "its NodePorts from outside are ebpf's: the external client's sockets are no pod's";
   return v.backend ? unsupportedReason(v.backend, 'nodeport') : 'it runs no kube-lb';
+}
+
+/** Why a variant's connections from the node are not measured, or undefined if they are. */
+export function noNodeReason(v: Variant): string | undefined {
+  if (v.podSockets) return "the node's sockets are translated as under ebpf, whose default --bpf-socket-lb=host translates them";
+  return v.backend ? unsupportedReason(v.backend, 'node-originated') : 'it runs no kube-lb';
 }
 
 /** What floodUdp counted over its measured span. */
@@ -95,7 +102,11 @@ const FILE_SERVICES = 500;
 export class BenchNode {
   private kubeLb: ChildProcess | undefined;
   private logs = '';
-  /** Where the client pod's processes run with variant.podSockets. */
+  /**
+   * ebpf: the cgroup of the bench's own that the socket programs attach to
+   * (--cgroup-root), and that the clients they translate join: on the
+   * machine's root the programs would run at every connect of the machine.
+   */
   private cgroup: string | undefined;
 
   private constructor(
@@ -109,7 +120,7 @@ export class BenchNode {
     const sandbox = await NodeSandbox.create();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-bench-${sandbox.id}-`));
     const node = new BenchNode(variant, sandbox, dir, []);
-    if (variant.podSockets) node.cgroup = createTestCgroup(`kube-lb-bench-${sandbox.id}`);
+    if (variant.backend === 'ebpf') node.cgroup = createTestCgroup(`kube-lb-bench-${sandbox.id}`);
     writeNodes(dir, 'nodes.yaml', [NODE]);
     await sandbox.addPod('client', CLIENT_IP);
     for (let i = 0; i < serverCount; i++) {
@@ -187,7 +198,7 @@ export class BenchNode {
 
   /** Where an entry's connections start: the client pod, or the external client. */
   private placeOf(entry: Entry): ClientPlace {
-    return entry === 'nodeport' ? 'external' : { pod: 'client' };
+    return entry === 'nodeport' ? 'external' : entry === 'node' ? 'host' : { pod: 'client' };
   }
 
   /**
@@ -354,22 +365,30 @@ export class BenchNode {
   }
 
   /**
-   * Runs `body` with kernel.bpf_stats_enabled on, and returns the ebpf
-   * programs' in-kernel run time over it, with the machine's busy CPU time
-   * (/proc/stat) over the same span.
+   * Runs `body` and returns the machine's busy CPU time (/proc/stat) over
+   * it; with `programs`, kernel.bpf_stats_enabled is on meanwhile, and the
+   * in-kernel run time of the ebpf TC programs and of the socket programs
+   * over the same span comes with it.
    */
-  async withProgramStats<T>(body: () => Promise<T>): Promise<{ result: T; programNs: number; cpuNs: number }> {
-    const runTimeNs = async (): Promise<number> => {
+  async withCost<T>(body: () => Promise<T>, programs: boolean): Promise<{ result: T; cpuNs: number; tcProgramNs?: number; socketProgramNs?: number }> {
+    if (!programs) {
+      const cpu0 = cpuNow().busyNs;
+      const result = await body();
+      return { result, cpuNs: cpuNow().busyNs - cpu0 };
+    }
+    // Every ebpf variant attaches them (--bpf-socket-lb host or all).
+    const socketPrograms = Object.values(SOCK_PROGRAMS);
+    const runTimeNs = async (progs: string[]): Promise<number> => {
       let ns = 0;
-      for (const prog of Object.values(PROGRAMS)) ns += (await this.pinned<{ run_time_ns?: number }>('prog', prog)).run_time_ns ?? 0;
+      for (const prog of progs) ns += (await this.pinned<{ run_time_ns?: number }>('prog', prog)).run_time_ns ?? 0;
       return ns;
     };
     await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
     try {
-      const [prog0, cpu0] = [await runTimeNs(), cpuNow().busyNs];
+      const [tc0, sock0, cpu0] = [await runTimeNs(Object.values(PROGRAMS)), await runTimeNs(socketPrograms), cpuNow().busyNs];
       const result = await body();
-      const [prog1, cpu1] = [await runTimeNs(), cpuNow().busyNs];
-      return { result, programNs: prog1 - prog0, cpuNs: cpu1 - cpu0 };
+      const [tc1, sock1, cpu1] = [await runTimeNs(Object.values(PROGRAMS)), await runTimeNs(socketPrograms), cpuNow().busyNs];
+      return { result, cpuNs: cpu1 - cpu0, tcProgramNs: tc1 - tc0, socketProgramNs: sock1 - sock0 };
     } finally {
       await exec('sysctl', ['-qw', 'kernel.bpf_stats_enabled=0']);
     }
@@ -401,13 +420,13 @@ export class BenchNode {
 
   private backendArgs(): string[] {
     if (!this.variant.backend) throw new Error(`${this.variant.name} runs no kube-lb`);
-    const sockets = this.cgroup === undefined ? [] : ['--bpf-socket-lb=all', `--cgroup-root=${this.cgroup}`];
+    const sockets = this.cgroup === undefined ? [] : [`--cgroup-root=${this.cgroup}`, ...(this.variant.podSockets ? ['--bpf-socket-lb=all'] : [])];
     return [`--backend=${this.variant.backend}`, ...this.variant.args, ...sockets];
   }
 
-  /** The cgroup the entry's client joins: the client pod's, with variant.podSockets. */
+  /** The cgroup the entry's client joins: the node's processes always, the client pod's with variant.podSockets. */
   private cgroupOf(entry: Entry): string | undefined {
-    return entry === 'cluster-ip' ? this.cgroup : undefined;
+    return entry === 'node' || (entry === 'cluster-ip' && this.variant.podSockets) ? this.cgroup : undefined;
   }
 
   /** Runs a command where the entry's connections start; returns its stdout. */

@@ -1,12 +1,13 @@
 // `make bench` / `kube-lb bench`: every backend side by side, on this
 // kernel, in one run; writes bench/results/<date>-<kernel>.{md,json} and
 // SVG charts.
-//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only pps,...] [--out DIR] [--help]
+//   node dist/bench/main.js [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only pps,...] [--out DIR] [--help]
 // --variants may name ebpf-socket-lb, not run by default: ebpf with the
 // client pod translated at connect (--bpf-socket-lb=all).
 // --vm: running in the test VM (make bench-vm), where ipvs joins the others
 // and the report says to compare ratios only. --services replaces the mode's
-// service counts, e.g. for a 50,000-service run of the backends that load it.
+// service counts, e.g. for a 50,000-service run of the backends that load it;
+// --runs the mode's number of interleaved runs.
 // --only runs only the named measurements (SECTIONS in report.ts); the
 // report says which were not run.
 import os from 'node:os';
@@ -15,9 +16,9 @@ import { parseArgsUsageError } from '../src/flags.js';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
 import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, packetRateVariants, writeReport } from './report.js';
-import { type Entry, FROM, noNodePortReason, type Variant } from './bench-node.js';
+import { type Entry, FROM, noNodePortReason, noNodeReason, type Variant } from './bench-node.js';
 
-const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--only ${SECTIONS.join(',')}] [--out DIR]`;
+const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
 /** A usage error: one sentence on stderr and exit code 2, as kube-lb says its own. */
 function usageError(message: string): never {
@@ -30,6 +31,7 @@ const OPTIONS = {
   vm: { type: 'boolean', default: false },
   variants: { type: 'string' },
   services: { type: 'string' },
+  runs: { type: 'string' },
   only: { type: 'string' },
   out: { type: 'string', default: 'bench/results' },
   help: { type: 'boolean', default: false },
@@ -81,14 +83,18 @@ const modePlan: BenchPlan = values.quick
       ],
     };
 
+/** A positive whole number given to a flag, or a usage error naming it. */
+function positiveCount(flag: string, n: string): number {
+  const count = Number(n);
+  if (!Number.isInteger(count) || count < 1) usageError(`--${flag}: ${n} is not a positive whole number`);
+  return count;
+}
+
 const plan: BenchPlan = {
   ...modePlan,
+  ...(values.runs && { runs: positiveCount('runs', values.runs) }),
   ...(values.services && {
-    serviceCounts: values.services.split(',').map((n) => {
-      const count = Number(n);
-      if (!Number.isInteger(count) || count < 1) usageError(`--services: ${n} is not a positive whole number`);
-      return count;
-    }),
+    serviceCounts: values.services.split(',').map((n) => positiveCount('services', n)),
   }),
   ...(values.only && {
     sections: values.only.split(',').map((name) => {
@@ -99,9 +105,28 @@ const plan: BenchPlan = {
 };
 const runs = (section: Section): boolean => plan.sections.includes(section);
 
-// Direct from outside is the NodePorts' baseline: measured only when some backend's NodePorts are.
+// Direct from outside is the NodePorts' baseline, direct from the node the
+// host process's: each measured only when some backend's connections are.
 const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
-const directEntries: Entry[] = nodePortVariants.length > 0 ? ['cluster-ip', 'nodeport'] : ['cluster-ip'];
+const nodeVariants = variants.filter((v) => noNodeReason(v) === undefined);
+const directEntries: Entry[] = [
+  'cluster-ip',
+  ...(nodePortVariants.length > 0 ? ['nodeport' as const] : []),
+  ...(nodeVariants.length > 0 ? ['node' as const] : []),
+];
+/**
+ * A variant's connection measurements: target last, the case the figures
+ * compare, and target first from a pod, and from the node under ebpf,
+ * whose target-first runs read the programs' run time. Fewer keep quick
+ * mode short.
+ */
+const connMeasurements = (variant: Variant): { entry: Entry; target: 'first' | 'last' }[] => [
+  { entry: 'cluster-ip', target: 'last' },
+  { entry: 'cluster-ip', target: 'first' },
+  ...(nodePortVariants.includes(variant) ? [{ entry: 'nodeport', target: 'last' } as const] : []),
+  ...(nodeVariants.includes(variant) ? [{ entry: 'node', target: 'last' } as const] : []),
+  ...(nodeVariants.includes(variant) && variant.backend === 'ebpf' ? [{ entry: 'node', target: 'first' } as const] : []),
+];
 const started = Date.now();
 const loadAtStart = os.loadavg();
 const results: Results = { perPacket: [], conn: [], controlPlane: [], throughput: [], packetRate: [], errors: [] };
@@ -110,7 +135,7 @@ const controlPlaneRuns = plan.serviceCounts.reduce(
   0,
 );
 const stepsPerRun =
-  (runs('conn') ? plan.serviceCounts.length * (2 * variants.length + nodePortVariants.length + directEntries.length) : 0) +
+  (runs('conn') ? plan.serviceCounts.length * (directEntries.length + variants.reduce((n, v) => n + connMeasurements(v).length, 0)) : 0) +
   (runs('control-plane') ? controlPlaneRuns : 0) +
   (runs('throughput') ? variants.length + 1 : 0) +
   (runs('pps') ? packetRateVariants(nodePortVariants).length : 0);
@@ -146,13 +171,7 @@ for (let run = 1; run <= plan.runs; run++) {
       if (direct) results.conn.push({ variant: DIRECT.name, entry, services, target: 'last', run, ...direct });
     }
     for (const variant of variants) {
-      const measured: { entry: Entry; target: 'first' | 'last' }[] = [
-        { entry: 'cluster-ip', target: 'last' },
-        { entry: 'cluster-ip', target: 'first' },
-        // Target last only, the case the ClusterIP figures compare: it keeps quick mode short.
-        ...(nodePortVariants.includes(variant) ? [{ entry: 'nodeport', target: 'last' } as const] : []),
-      ];
-      for (const { entry, target } of runs('conn') ? measured : []) {
+      for (const { entry, target } of runs('conn') ? connMeasurements(variant) : []) {
         const r = await attempt(`connections ${variant.name}${FROM[entry]}, ${services} services, target ${target}, run ${run}`, variant.name, () =>
           connRate(variant, entry, services, plan.connEndpointsEach[services] ?? 10, target, plan.connSeconds * 1000),
         );
@@ -175,7 +194,7 @@ for (let run = 1; run <= plan.runs; run++) {
 }
 
 const files = await writeReport(values.out, plan, variants, results, {
-  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
+  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
   startedAt: new Date(started),
   loadAtStart,
   durationS: (Date.now() - started) / 1000,

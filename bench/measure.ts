@@ -38,13 +38,14 @@ export interface ConnRate {
    * resends its SYN, at once the first time and 1 s later the next.
    */
   pawsRejectedSyns: number;
+  /** The whole machine's busy CPU time per connection, over the measurement and its warm-up. */
+  cpuNsPerConn: number;
   /**
-   * ebpf, target first only: the programs' in-kernel run time per
-   * connection, and the whole machine's CPU time per connection, over the
-   * same runs (warm-up included).
+   * ebpf, target first only: the in-kernel run time per connection of the
+   * TC programs and of the socket programs, over the same span.
    */
   programNsPerConn?: number;
-  cpuNsPerConn?: number;
+  socketProgramNsPerConn?: number;
 }
 
 interface RateOutput {
@@ -84,8 +85,8 @@ async function loadServices(
 
 /**
  * New-connection rate and latency to a ClusterIP or NodePort among
- * `services` (or to the pods directly, from the same place). The other
- * services have `endpointsEach` endpoints.
+ * `services` (or to the pods directly, from the same place), from the
+ * entry's place. The other services have `endpointsEach` endpoints.
  */
 export async function connRate(variant: Variant, entry: Entry, services: number, endpointsEach: number, target: 'first' | 'last', durationMs: number): Promise<ConnRate> {
   return withNode(variant, SERVER_PODS, async (node) => {
@@ -100,8 +101,7 @@ export async function connRate(variant: Variant, entry: Entry, services: number,
     const rate = (): Promise<RateOutput> => node.client<RateOutput>(entry, 'rate', String(durationMs), String(CONCURRENCY), String(CONNECTION_LIMIT_MS), ...targets);
     // The program statistics cost two clock reads per program run, so the
     // target-last runs, which the bars compare, go without them.
-    const costed = variant.name === 'ebpf' && target === 'first';
-    const { result: out, programNs, cpuNs } = costed ? await node.withProgramStats(rate) : { result: await rate(), programNs: 0, cpuNs: 0 };
+    const { result: out, cpuNs, tcProgramNs, socketProgramNs } = await node.withCost(rate, variant.backend === 'ebpf' && target === 'first');
     const sorted = out.latenciesMs.sort((a, b) => a - b);
     const pawsRejectedSyns = await node.serverPawsRejects();
     const all = out.connections + out.warmupConnections;
@@ -113,7 +113,8 @@ export async function connRate(variant: Variant, entry: Entry, services: number,
       failureReasons: out.failures,
       overOneSecond: sorted.filter((ms) => ms > SYN_RESEND_MS).length,
       pawsRejectedSyns,
-      ...(costed ? { programNsPerConn: programNs / all, cpuNsPerConn: cpuNs / all } : {}),
+      cpuNsPerConn: cpuNs / all,
+      ...(tcProgramNs !== undefined && socketProgramNs !== undefined ? { programNsPerConn: tcProgramNs / all, socketProgramNsPerConn: socketProgramNs / all } : {}),
     };
   });
 }

@@ -117,6 +117,7 @@ describe('kube-lb at the command line', () => {
         [['bench', '--out'], /^--out: needs a value/],
         [['bench', '--variants=userspace'], /^--variants: unknown variant userspace/],
         [['bench', '--services=0'], /^--services: 0 is not a positive whole number/],
+        [['bench', '--runs=two'], /^--runs: two is not a positive whole number/],
         [['bench', '--only=latency'], /^--only: unknown measurement latency/],
       ];
       try {
