@@ -66,7 +66,7 @@ const USAGE = `usage:
                    -o wide adds the connections the kernel counted to each endpoint)
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--cgroup-root DIR] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
-  kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--out DIR]
+  kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--only pps,...] [--runs N] [--out DIR]
                   (every backend side by side; see bench/main.ts)
 `;
 
