@@ -27,6 +27,8 @@ apt:
 		echo "installing Debian packages:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# The deploy test's kubectl: the machine's own if it has one, else Debian's.
+	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client; }
 
 npm: node_modules/.installed
 node_modules/.installed: package.json package-lock.json

@@ -115,8 +115,8 @@ export class Proxier {
    * A large change leaves its parse and sync garbage in the heap, and V8
    * keeps the freed pages mapped: a regular collection leaves RSS where it
    * was. The last-resort flavour (V8's gc extension, which bin/kube-lb
-   * exposes) compacts and unmaps them too; with 10,000 services it took RSS
-   * from about 175 to 128 MiB. It runs after the datapath is programmed.
+   * exposes) compacts and unmaps them too. It runs after the datapath is
+   * programmed.
    */
   private collectGarbage(): void {
     const gc = (globalThis as { gc?: (options: object) => void }).gc;

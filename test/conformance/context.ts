@@ -76,15 +76,15 @@ export class ScenarioContext {
     ];
   }
 
-  /** Starts kube-lb in the node namespace; resolves after its first sync. */
-  async startKubeLb(env: NodeJS.ProcessEnv = process.env, extraArgs: readonly string[] = []): Promise<void> {
+  /** Starts kube-lb and waits for its log line `until` (by default, the first successful sync's "ready"). */
+  async startKubeLb(env: NodeJS.ProcessEnv = process.env, extraArgs: readonly string[] = [], until = /"msg":"ready"/): Promise<void> {
     assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
     const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs(extraArgs)], env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     // Room for a loaded machine: the first sync of 2,000 services takes seconds.
     try {
-      await waitForLine(child, /"msg":"ready"/, slow(180_000), 'kube-lb');
+      await waitForLine(child, until, slow(180_000), 'kube-lb');
     } catch (err) {
       // One that exited has nothing left to stop: destroy() would wait for its exit forever.
       if (child.exitCode !== null || child.signalCode !== null) this.kubeLbProcess = undefined;

@@ -3,6 +3,7 @@
 // endpoint removal, and cleanup that spares foreign virtual servers. Runs in the
 // VM (make test-vm); the host kernel has no IPVS, so the file is named
 // *.vm-test.ts to stay out of the host's test glob.
+import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ScenarioContext, withContext } from '../conformance/context.js';
@@ -11,6 +12,7 @@ import { runConformance } from '../conformance/suite.js';
 import { variant } from '../conformance/variants.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { requireCommand } from '../lib/preconditions.js';
+import { slow } from '../lib/slowdown.js';
 
 runConformance('ipvs');
 
@@ -78,7 +80,8 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
       await ctx.startKubeLb();
-      const held = ctx.client('client', 'hold', VIP, 80, 6000);
+      // Held long enough to outlast the endpoint change's sync on a loaded machine.
+      const held = ctx.client('client', 'hold', VIP, 80, slow(6000));
       await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
       ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
       await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
@@ -112,6 +115,48 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       await ctx.waitUntil('every connection is counted', 20_000, async () => (missing = await shortfall()).length === 0).catch((err: Error) => {
         throw new Error(`${missing.join('; ')}\n${err.message}`);
       });
+    }));
+
+  it('a virtual server IPVS refuses fails the sync (counted, logged, retried) while the others serve, and is programmed once the kernel can', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      // The kernel loads a scheduler's module on first use; this one, no other test uses, cannot load until the file goes.
+      const blocker = '/etc/modprobe.d/kube-lb-test-no-nq.conf';
+      fs.writeFileSync(blocker, 'install ip_vs_nq /bin/false\n');
+      try {
+        ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
+        ctx.writeServices('other.yaml', [{ ...web(endpoints(['web-2'])), name: 'other', clusterIP: '10.96.0.20', annotations: { 'kube-lb.io/ipvs-scheduler': 'nq' } }]);
+        await ctx.startKubeLb(process.env, [], /"msg":"sync failed/);
+        const failedLine = ctx.kubeLbLogs.split('\n').find((l) => l.includes('"msg":"sync failed')) ?? '';
+        assert.match(failedLine, /default\/other:http .*10\.96\.0\.20/, 'the failed sync names the refused virtual server');
+        const served = await ctx.client('client', 'tcp', VIP, 80, 5);
+        assert.deepEqual(Object.keys(served.answers), ['web-1'], `the other service serves: ${JSON.stringify(served)}`);
+        const metrics = await ctx.sandbox.inNode('curl', '-sS', '--noproxy', '*', '--max-time', '30', 'http://127.0.0.1:10249/metrics');
+        const errors = Number(/^kube_lb_sync_errors_total\{[^}]*\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+        assert.ok(errors >= 1, `kube_lb_sync_errors_total counts the failed sync:\n${metrics}`);
+      } finally {
+        fs.rmSync(blocker, { force: true });
+      }
+      await ctx.waitUntil('the retried sync programs the refused virtual server', 30_000, async () => (await ipvsadm(ctx)).includes('TCP 10.96.0.20:80 nq'));
+      const other = await ctx.client('client', 'tcp', '10.96.0.20', 80, 5);
+      assert.deepEqual(Object.keys(other.answers), ['web-2'], JSON.stringify(other));
+    }));
+
+  it('cleanup reports what it could not remove and removes the rest', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
+      await ctx.startKubeLb();
+      await ctx.stopKubeLb();
+      // A rule of someone else's that names kube-lb's set keeps the kernel from destroying it.
+      const foreign = ['-w', '-t', 'filter', '-I', 'INPUT', '-m', 'set', '--match-set', 'KUBE-CLUSTER-IP', 'dst,dst', '-j', 'ACCEPT'];
+      await ctx.sandbox.inNode('iptables', ...foreign);
+      try {
+        const failure = await ctx.kubeLb('cleanup').then(() => null, (err: Error) => err.message);
+        assert.ok(failure !== null, 'cleanup fails while a set it must remove is in use');
+        assert.match(failure, /KUBE-CLUSTER-IP/, 'the error names the set left behind');
+        assert.deepEqual((await ipvsadm(ctx)).filter((l) => /^(TCP|UDP|SCTP) /.test(l)), [], 'the virtual servers are gone all the same');
+      } finally {
+        await ctx.sandbox.inNode('iptables', ...foreign.map((a) => (a === '-I' ? '-D' : a)));
+      }
     }));
 
   it('cleanup removes kube-lb virtual servers and spares a foreign one', () =>

@@ -10,7 +10,7 @@ import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type ProgrammedPort, servicePortsToProgram } from './cluster-ips.js';
-import { DummyLink } from './dummy-link.js';
+import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { type RuleOptions, type SetContents, installRules, removeRules, setContents, updateSets } from './netfilter.js';
@@ -96,6 +96,7 @@ export class IpvsBackend implements Backend {
     let written = 0;
     let removed = 0;
     const released: string[] = [];
+    const failed: string[] = [];
     for (const fk of candidates) {
       const sp = wanted.get(fk);
       const current = this.applied.get(fk);
@@ -111,8 +112,9 @@ export class IpvsBackend implements Backend {
           removed++;
         }
       } catch (err) {
-        // One bad service port (say, a scheduler the kernel lacks) must not stop the others.
+        // One bad service port (say, a scheduler the kernel lacks) must not stop the others; the sync still fails, below.
         this.opts.log.error({ servicePort: sp?.key, frontend: fk, err: (err as Error).message }, 'programming IPVS failed');
+        failed.push(`${sp?.key ?? 'removed'} ${fk}: ${(err as Error).message}`);
       }
     }
     this.unbindUnused(link, full ? link.addresses() : released);
@@ -130,6 +132,8 @@ export class IpvsBackend implements Backend {
       if (now) this.frontendsOf.set(key, now);
       else this.frontendsOf.delete(key);
     }
+    // The failure makes the next sync full, which retries these.
+    if (failed.length > 0) throw new Error(`IPVS refused ${failed.length} virtual server(s): ${failed.join('; ')}`);
     return { frontendsWritten: written, frontendsRemoved: removed };
   }
 
@@ -229,14 +233,25 @@ export class IpvsBackend implements Backend {
     });
   }
 
+  /** Removes everything it can, then reports what it could not. */
   async cleanup(): Promise<void> {
     await this.close();
-    if (this.link) {
-      if (ipvsLoaded()) for (const vs of this.table.read(this.link.addresses()).values()) this.table.deleteService(vs.frontend);
-      this.link.delete();
+    const problems: string[] = [];
+    const attempt = async (what: string, remove: () => unknown): Promise<void> => {
+      try {
+        await remove();
+      } catch (err) {
+        problems.push(`${what}: ${(err as Error).message}`);
+      }
+    };
+    const link = this.link;
+    if (link) {
+      if (ipvsLoaded()) for (const vs of this.table.read(link.addresses()).values()) await attempt(`virtual server ${frontendKey(vs.frontend)}`, () => this.table.deleteService(vs.frontend));
+      await attempt(`link ${DUMMY_INTERFACE}`, () => link.delete());
       this.link = null;
     }
-    await removeRules();
+    await attempt('rules and sets', removeRules);
+    if (problems.length > 0) throw new Error(`ipvs cleanup left state behind: ${problems.join('; ')}`);
   }
 
   async close(): Promise<void> {

@@ -116,15 +116,27 @@ export async function updateSets(before: SetContents, after: SetContents): Promi
   if (diff !== '') await runCommand('ipset', ['restore', '-exist'], diff);
 }
 
-/** Removes the jumps, chains and sets; each may already be gone. */
+/**
+ * Removes the jumps, chains and sets that exist; what exists and cannot be
+ * removed (a set another rule still names, say) is reported, not hidden.
+ */
 export async function removeRules(): Promise<void> {
+  const problems: string[] = [];
+  const attempt = (cmd: string, args: string[]): Promise<boolean> =>
+    runCommand(cmd, args).then(
+      () => true,
+      (err: Error) => (problems.push(err.message), false),
+    );
   for (const jump of JUMPS) {
-    const args = ['-w', '-t', jump.table, '-D', jump.from, ...jumpArgs(jump)];
-    while (await runCommand('iptables', args).then(() => true, () => false));
+    const args = ['-w', '-t', jump.table];
+    const present = (): Promise<boolean> => runCommand('iptables', [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
+    while ((await present()) && (await attempt('iptables', [...args, '-D', jump.from, ...jumpArgs(jump)])));
   }
+  const chains = new Set((await runCommand('iptables-save', ['-t', 'nat'])).stdout.split('\n').flatMap((l) => (l.startsWith(':') ? [l.slice(1).split(' ')[0]!] : [])));
   for (const chain of NAT_CHAINS) {
-    await runCommand('iptables', ['-w', '-t', 'nat', '-F', chain]).catch(() => undefined);
-    await runCommand('iptables', ['-w', '-t', 'nat', '-X', chain]).catch(() => undefined);
+    if (chains.has(chain) && (await attempt('iptables', ['-w', '-t', 'nat', '-F', chain]))) await attempt('iptables', ['-w', '-t', 'nat', '-X', chain]);
   }
-  for (const set of [CLUSTER_IP_SET, LOOP_BACK_SET]) await runCommand('ipset', ['destroy', set]).catch(() => undefined);
+  const sets = new Set((await runCommand('ipset', ['list', '-n'])).stdout.split('\n'));
+  for (const set of [CLUSTER_IP_SET, LOOP_BACK_SET]) if (sets.has(set)) await attempt('ipset', ['destroy', set]);
+  if (problems.length > 0) throw new Error(`kube-lb's ipvs rules were not all removed: ${problems.join('; ')}`);
 }
