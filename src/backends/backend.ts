@@ -48,6 +48,8 @@ export interface Backend {
   drops?(): Promise<Record<string, number>>;
   /** Optional: what the kernel counted for each endpoint of each frontend, read from the kernel at each call. */
   counters?(): Promise<EndpointCounters[]>;
+  /** Whether counters() counts packets and bytes too, not only connections. */
+  readonly countsTraffic?: boolean;
 }
 
 /**
@@ -61,6 +63,9 @@ export interface EndpointCounters {
   destination: Destination;
   /** New connections sent to the endpoint since the kernel object counting them was created. */
   connections: number;
+  /** Where the backend countsTraffic: the packets of those connections, both directions, and their IP bytes. */
+  packets?: number;
+  bytes?: number;
 }
 
 export interface MapFill {

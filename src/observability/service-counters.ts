@@ -1,4 +1,4 @@
-// Per-service and per-endpoint connection counters for /metrics. Backends
+// Per-service and per-endpoint connection (and packet and byte) counters for /metrics. Backends
 // count by kernel object (frontends and endpoint addresses); the names
 // operators know come from the state of the last sync, which is what the
 // kernel holds. Counters are read from the kernel when /metrics is scraped,
@@ -9,9 +9,20 @@ import { type DesiredState, type ServicePortState, destinationKey, frontendKey }
 /** A scrape finding the last read older than this starts a new one: several scrapers cost one read of the kernel. */
 export const COUNTERS_MAX_AGE_MS = 5_000;
 
+/** What the kernel counted to an endpoint, or to a service port. */
+export type Counts = Pick<EndpointCounters, 'connections' | 'packets' | 'bytes'>;
+
+/** The sum of two counts; packets and bytes only where both count them. */
+export function addCounts(a: Counts | undefined, b: Counts): Counts {
+  if (a === undefined) return { connections: b.connections, ...(b.packets === undefined ? {} : { packets: b.packets, bytes: b.bytes }) };
+  const sum: Counts = { connections: a.connections + b.connections };
+  if (a.packets !== undefined && b.packets !== undefined) Object.assign(sum, { packets: a.packets + b.packets, bytes: (a.bytes ?? 0) + (b.bytes ?? 0) });
+  return sum;
+}
+
 export interface ConnectionSample {
   labels: { namespace: string; service: string; port: string; endpoint?: string };
-  connections: number;
+  counts: Counts;
 }
 
 const servicePortsByFrontend = new WeakMap<DesiredState, Map<string, ServicePortState>>();
@@ -42,9 +53,7 @@ export function connectionSamples(state: DesiredState, counted: readonly Endpoin
     const labels: ConnectionSample['labels'] = { namespace: sp.namespace, service: sp.name, port: sp.portName };
     if (endpointLabels) labels.endpoint = destinationKey(c.destination);
     const id = `${sp.key}\0${labels.endpoint ?? ''}`;
-    const sample = samples.get(id);
-    if (sample === undefined) samples.set(id, { labels, connections: c.connections });
-    else sample.connections += c.connections;
+    samples.set(id, { labels, counts: addCounts(samples.get(id)?.counts, c) });
   }
   return [...samples.values()];
 }
