@@ -54,7 +54,7 @@ const NOT_YET = 'not yet';
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: ALL,
   iptables: { ...ALL, maglev: 'no (random, as kube-proxy)', 'traffic-counters': "no (the nat table's endpoint chains see the first packet of a connection only; counting the others takes a rule per endpoint that every packet walks)" },
-  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)', 'traffic-counters': 'not yet (the endpoint chains count first packets only, as iptables\'s)' },
+  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)' },
   ipvs: {
     ...ALL,
     nodeport: NOT_YET,

@@ -52,7 +52,7 @@ export class ProxyMetrics {
         ],
       ];
       if (backend.countsTraffic === true) {
-        const traffic = `of the connections kube_lb_service_connections_total counts, both directions, as the kernel counted them (ipvs: its real servers' stats; ebpf: the packets its programs translated, which leaves out the node's own connections, translated at connect). ${age}`;
+        const traffic = `of the connections kube_lb_service_connections_total counts, both directions, as the kernel counted them (nftables: the packets of DNATed flows, counted after DNAT by their frontend and endpoint; ipvs: its real servers' stats; ebpf: the packets its programs translated, which leaves out the node's own connections, translated at connect). ${age}`;
         metrics.push(['kube_lb_service_packets_total', `Packets ${traffic}`, 'packets'], ['kube_lb_service_bytes_total', `Bytes (IP headers included) ${traffic}`, 'bytes']);
       }
       for (const [name, help, field] of metrics) {
