@@ -53,7 +53,7 @@ const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: ALL,
-  iptables: { ...ALL, maglev: 'no (random, as kube-proxy)', 'traffic-counters': "no (the nat table's endpoint chains see the first packet of a connection only; counting the others takes a rule per endpoint that every packet walks)" },
+  iptables: { ...ALL, maglev: 'no (random, as kube-proxy)', 'traffic-counters': "no (the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks)" },
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)' },
   ipvs: {
     ...ALL,
