@@ -1,8 +1,7 @@
 // How `kube-lb inspect` prints a backend's kernel state: the same view,
 // text or JSON, for every backend; named from the source when it is given.
-import type { EndpointCounters, FrontendView } from './backends/backend.js';
+import { type Counts, type EndpointCounters, type FrontendView, addCounts } from './backends/backend.js';
 import type { FrontendSource } from './inspect-source.js';
-import { type Counts, addCounts } from './observability/service-counters.js';
 import { type Destination, type SessionAffinity, compareDestinations, destinationKey, frontendKey } from './model/contract.js';
 import { compareIps } from './net/ip.js';
 

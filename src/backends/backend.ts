@@ -68,6 +68,17 @@ export interface EndpointCounters {
   bytes?: number;
 }
 
+/** What the kernel counted to an endpoint, or to a service port. */
+export type Counts = Pick<EndpointCounters, 'connections' | 'packets' | 'bytes'>;
+
+/** The sum of two counts; packets and bytes only where both count them. */
+export function addCounts(a: Counts | undefined, b: Counts): Counts {
+  if (a === undefined) return { connections: b.connections, ...(b.packets === undefined ? {} : { packets: b.packets, bytes: b.bytes }) };
+  const sum: Counts = { connections: a.connections + b.connections };
+  if (a.packets !== undefined && b.packets !== undefined) Object.assign(sum, { packets: a.packets + b.packets, bytes: (a.bytes ?? 0) + (b.bytes ?? 0) });
+  return sum;
+}
+
 export interface MapFill {
   map: string;
   /** null while not counted yet. */

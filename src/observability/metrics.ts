@@ -1,10 +1,10 @@
 // The Prometheus metrics: kube-proxy's sync metrics under their kube-proxy
 // names, so existing dashboards and alerts keep working, plus kube-lb's own.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Backend } from '../backends/backend.js';
+import type { Backend, Counts } from '../backends/backend.js';
 import { FILL_IDLE_MS, FILL_REFRESH_MS } from '../backends/ebpf/map-stats.js';
 import type { DesiredState } from '../model/contract.js';
-import { COUNTERS_MAX_AGE_MS, type Counts, connectionSamples, countersOf } from './service-counters.js';
+import { COUNTERS_MAX_AGE_MS, connectionSamples, countersOf } from './service-counters.js';
 
 export interface MetricsOptions {
   /** Label the service counters with each endpoint too (--metrics-endpoint-labels): one series per endpoint instead of per service port. */

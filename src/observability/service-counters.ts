@@ -3,22 +3,11 @@
 // operators know come from the state of the last sync, which is what the
 // kernel holds. Counters are read from the kernel when /metrics is scraped,
 // never at a sync.
-import type { Backend, EndpointCounters } from '../backends/backend.js';
+import { type Backend, type Counts, type EndpointCounters, addCounts } from '../backends/backend.js';
 import { type DesiredState, type ServicePortState, destinationKey, frontendKey } from '../model/contract.js';
 
 /** A scrape finding the last read older than this starts a new one: several scrapers cost one read of the kernel. */
 export const COUNTERS_MAX_AGE_MS = 5_000;
-
-/** What the kernel counted to an endpoint, or to a service port. */
-export type Counts = Pick<EndpointCounters, 'connections' | 'packets' | 'bytes'>;
-
-/** The sum of two counts; packets and bytes only where both count them. */
-export function addCounts(a: Counts | undefined, b: Counts): Counts {
-  if (a === undefined) return { connections: b.connections, ...(b.packets === undefined ? {} : { packets: b.packets, bytes: b.bytes }) };
-  const sum: Counts = { connections: a.connections + b.connections };
-  if (a.packets !== undefined && b.packets !== undefined) Object.assign(sum, { packets: a.packets + b.packets, bytes: (a.bytes ?? 0) + (b.bytes ?? 0) });
-  return sum;
-}
 
 export interface ConnectionSample {
   labels: { namespace: string; service: string; port: string; endpoint?: string };

@@ -1,7 +1,7 @@
 // The ebpf backend: service frontends as BPF hash-map entries, looked up by
 // TC programs on pod interfaces and uplinks and by cgroup programs for the
 // node's own sockets.
-import type { Backend, EndpointCounters, FrontendView, MapFill, SyncStats } from '../backend.js';
+import { type Backend, type EndpointCounters, type FrontendView, type MapFill, type SyncStats, addCounts } from '../backend.js';
 import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
@@ -33,7 +33,6 @@ import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
 import { BackendStatsMap } from './backend-stats.js';
-import { addCounts } from '../../observability/service-counters.js';
 import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
