@@ -2,8 +2,8 @@
  * counts as a connection when its conntrack entry is created, and each of
  * its packets the programs translate, either way, counts with its IP
  * bytes. A packet XDP leaves to TC counts once, where it is translated.
- * The socket programs translate no packets: the node's own connections
- * count as connections only. */
+ * The socket programs translate no packets: their connections count as
+ * connections only. */
 #ifndef KUBE_LB_STATS_H
 #define KUBE_LB_STATS_H
 

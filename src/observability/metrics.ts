@@ -47,12 +47,12 @@ export class ProxyMetrics {
       const metrics: [string, string, keyof Counts][] = [
         [
           'kube_lb_service_connections_total',
-          `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server; for ebpf the flows its programs gave each backend, the node's own connections included. ${age}; an endpoint's count starts at 0 when its kernel chain, real server or BPF entry is created`,
+          `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server; for ebpf the flows its programs gave each backend, sockets translated at connect included. ${age}; an endpoint's count starts at 0 when its kernel chain, real server or BPF entry is created`,
           'connections',
         ],
       ];
       if (backend.countsTraffic === true) {
-        const traffic = `of the connections kube_lb_service_connections_total counts, both directions, as the kernel counted them (nftables: the packets of DNATed flows, counted after DNAT by their frontend and endpoint; ipvs: its real servers' stats; ebpf: the packets its programs translated, which leaves out the node's own connections, translated at connect). ${age}`;
+        const traffic = `of the connections kube_lb_service_connections_total counts, both directions, as the kernel counted them (nftables: the packets of DNATed flows, counted after DNAT by their frontend and endpoint; ipvs: its real servers' stats; ebpf: the packets its programs translated, which leaves out the connections of sockets translated at connect: the node's own, and pods' under --bpf-socket-lb=all). ${age}`;
         metrics.push(['kube_lb_service_packets_total', `Packets ${traffic}`, 'packets'], ['kube_lb_service_bytes_total', `Bytes (IP headers included) ${traffic}`, 'bytes']);
       }
       for (const [name, help, field] of metrics) {
