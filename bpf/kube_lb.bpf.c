@@ -44,6 +44,7 @@ static __always_inline int hairpin_reply(struct __sk_buff *skb, const struct pac
 		return TC_ACT_OK;
 	if (reply_to_client(skb, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
+	count_reply_packet(skb, pkt, rnat);
 	return bounce_to_sender(skb);
 }
 
@@ -68,6 +69,7 @@ int lb_from_pod(struct __sk_buff *skb)
 	}
 	if (to_backend(skb, &pkt, ct) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
+	count_forward_packet(skb, &pkt, ct);
 	return (ct->flags & LB_CT_F_HAIRPIN) ? bounce_to_sender(skb) : TC_ACT_OK;
 }
 
@@ -92,6 +94,7 @@ int lb_to_pod(struct __sk_buff *skb)
 	ct_note_reply(&pkt, rnat);
 	if (reply_to_client(skb, &pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
+	count_reply_packet(skb, &pkt, rnat);
 	return TC_ACT_OK;
 }
 
@@ -101,7 +104,7 @@ int lb_connect4(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 
-	return sock_to_backend(ctx, sk ? sk->src_ip4 : 0);
+	return sock_to_backend(ctx, sk ? sk->src_ip4 : 0, 1);
 }
 
 /* Unconnected UDP: each datagram gets a backend of its own. */
@@ -111,7 +114,7 @@ int lb_sendmsg4(struct bpf_sock_addr *ctx)
 	struct bpf_sock *sk = ctx->sk;
 	__be32 src = ctx->msg_src_ip4;
 
-	return sock_to_backend(ctx, src || !sk ? src : sk->src_ip4);
+	return sock_to_backend(ctx, src || !sk ? src : sk->src_ip4, 0);
 }
 
 SEC("cgroup/recvmsg4")

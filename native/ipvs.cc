@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <cerrno>
+#include <initializer_list>
 #include <memory>
 
 #include "args.h"
@@ -219,8 +220,19 @@ Napi::Value Dests(const Napi::CallbackInfo& info) {
     dest.Set("activeConns", u32(IPVS_DEST_ATTR_ACTIVE_CONNS));
     dest.Set("inactiveConns", u32(IPVS_DEST_ATTR_INACT_CONNS));
     auto stats = a[IPVS_DEST_ATTR_STATS64] ? ParseNested(a[IPVS_DEST_ATTR_STATS64], IPVS_STATS_ATTR_MAX) : std::vector<const nlattr*>();
-    const nlattr* conns = stats.empty() ? nullptr : stats[IPVS_STATS_ATTR_CONNS];
-    dest.Set("scheduledConns", conns ? Napi::Value(Napi::Number::New(env, static_cast<double>(mnl_attr_get_u64(conns)))) : env.Null());
+    // Without 64-bit stats (kernels before 4.1), null.
+    auto u64 = [&](std::initializer_list<int> types) -> Napi::Value {
+      uint64_t sum = 0;
+      for (int type : types) {
+        if (stats.empty() || !stats[type]) return env.Null();
+        sum += mnl_attr_get_u64(stats[type]);
+      }
+      return Napi::Number::New(env, static_cast<double>(sum));
+    };
+    dest.Set("scheduledConns", u64({IPVS_STATS_ATTR_CONNS}));
+    // Both directions: with masquerading, replies pass through IPVS too.
+    dest.Set("packets", u64({IPVS_STATS_ATTR_INPKTS, IPVS_STATS_ATTR_OUTPKTS}));
+    dest.Set("bytes", u64({IPVS_STATS_ATTR_INBYTES, IPVS_STATS_ATTR_OUTBYTES}));
     result.Set(result.Length(), dest);
   });
   return result;

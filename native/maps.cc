@@ -60,12 +60,18 @@ long LookupValueSize(const bpf_map_info& info) {
   return long{(info.value_size + 7) / 8 * 8} * cpus;
 }
 
+// LookupValueSize, or throws.
+size_t ValueSize(Napi::Env env, const Map& map) {
+  long size = LookupValueSize(map.info);
+  if (size < 0) Check(env, static_cast<int>(size), "libbpf_num_possible_cpus", map.name);
+  return size;
+}
+
 Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   Args args(info, "mapLookup");
   Map map = MapArg(args);
   Napi::Buffer<uint8_t> key = RecordsArg(args, 1, "key", map.info.key_size);
-  long value_size = LookupValueSize(map.info);
-  if (value_size < 0) Check(info.Env(), static_cast<int>(value_size), "libbpf_num_possible_cpus", map.name);
+  size_t value_size = ValueSize(info.Env(), map);
   auto value = Napi::Buffer<uint8_t>::New(info.Env(), value_size);
   int ret = bpf_map_lookup_elem(map.fd, key.Data(), value.Data());
   if (ret == -ENOENT) return info.Env().Null();
@@ -77,7 +83,7 @@ void MapUpdate(const Napi::CallbackInfo& info) {
   Args args(info, "mapUpdate");
   Map map = MapArg(args);
   Napi::Buffer<uint8_t> key = RecordsArg(args, 1, "key", map.info.key_size);
-  Napi::Buffer<uint8_t> value = RecordsArg(args, 2, "value", map.info.value_size);
+  Napi::Buffer<uint8_t> value = RecordsArg(args, 2, "value", ValueSize(info.Env(), map));
   uint32_t flags = args.OptionalUint32(3, "flags", BPF_ANY);
   int ret = bpf_map_update_elem(map.fd, key.Data(), value.Data(), flags);
   Check(info.Env(), ret, "bpf_map_update_elem", map.name);
@@ -97,7 +103,8 @@ void MapUpdateBatch(const Napi::CallbackInfo& info) {
   Map map = MapArg(args);
   uint32_t count = args.Uint32(3, "count");
   Napi::Buffer<uint8_t> keys = RecordsArg(args, 1, "keys", map.info.key_size, count);
-  Napi::Buffer<uint8_t> values = RecordsArg(args, 2, "values", map.info.value_size, count);
+  size_t value_size = ValueSize(info.Env(), map);
+  Napi::Buffer<uint8_t> values = RecordsArg(args, 2, "values", value_size, count);
   if (count == 0) return;
 
   auto opts = Opts<bpf_map_batch_opts>();
@@ -108,7 +115,7 @@ void MapUpdateBatch(const Napi::CallbackInfo& info) {
   // Updates are idempotent: redo them all, one at a time.
   for (size_t i = 0; i < count; i++) {
     const uint8_t* key = keys.Data() + i * map.info.key_size;
-    const uint8_t* value = values.Data() + i * map.info.value_size;
+    const uint8_t* value = values.Data() + i * value_size;
     Check(info.Env(), bpf_map_update_elem(map.fd, key, value, BPF_ANY), "bpf_map_update_elem", map.name);
   }
 }
@@ -138,7 +145,7 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
   Args args(info, "mapDump");
   Map map = MapArg(args);
   std::vector<uint8_t> keys, values;
-  std::vector<uint8_t> key(map.info.key_size), next(map.info.key_size), value(map.info.value_size);
+  std::vector<uint8_t> key(map.info.key_size), next(map.info.key_size), value(ValueSize(info.Env(), map));
   uint32_t count = 0;
   const void* prev = nullptr;  // asks for the first key
   // Bounded because a hash map restarts from its first key when the previous

@@ -55,15 +55,17 @@ const USAGE = `usage:
                  the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
-                [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total
-                 with each endpoint too; false keeps one series per service port)]
+                [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total,
+                 _packets_total and _bytes_total with each endpoint too; false keeps one
+                 series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o wide|json]
                   [--manifests DIR | --kubeconfig FILE] [--hostname-override NAME] [--service NS/NAME]
                   (with a source, as run reads it: each frontend's service, port name, policy,
                    affinity and endpoints' nodes; --service shows one service's frontends;
-                   -o wide adds the connections the kernel counted to each endpoint)
+                   -o wide adds the connections, and where the kernel counts them packets and
+                   bytes, the kernel counted to each endpoint)
   kube-lb cleanup --backend=B [--bpf-pin-path P] [--cgroup-root DIR] [--iptables-mode M]
                   (or kube-proxy's spelling: kube-lb --cleanup ...)
   kube-lb bench [--quick] [--variants ebpf,iptables-nft,...] [--services N,...] [--only pps,...] [--runs N] [--out DIR]

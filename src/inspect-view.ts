@@ -1,6 +1,6 @@
 // How `kube-lb inspect` prints a backend's kernel state: the same view,
 // text or JSON, for every backend; named from the source when it is given.
-import type { EndpointCounters, FrontendView } from './backends/backend.js';
+import { type Counts, type EndpointCounters, type FrontendView, addCounts } from './backends/backend.js';
 import type { FrontendSource } from './inspect-source.js';
 import { type Destination, type SessionAffinity, compareDestinations, destinationKey, frontendKey } from './model/contract.js';
 import { compareIps } from './net/ip.js';
@@ -16,35 +16,35 @@ export interface NamedView extends FrontendView {
   destinations: (Destination & { node: string | null })[];
 }
 
-/** A destination as -o wide shows it: with the connections the kernel counted to it, when it counts them. */
-type CountedDestination = Destination & { connections?: number };
+/** What -o wide shows of a destination: what the kernel counted to it, when it counts. */
+type CountedDestination = Destination & Partial<Counts>;
 
 /**
- * Each view's destinations with the connections the kernel counted to them
- * (-o wide). A kernel that counts an endpoint once for all frontends of its
- * service port shows that count on each of them.
+ * Each view's destinations with what the kernel counted to them (-o wide):
+ * connections, and packets and bytes where the kernel counts them. A
+ * kernel that counts an endpoint once for all frontends of its service
+ * port shows that count on each of them.
  */
 export function countViews(views: readonly FrontendView[], counted: readonly EndpointCounters[]): FrontendView[] {
-  const connections = new Map<string, number>();
+  const counts = new Map<string, Counts>();
   for (const c of counted) {
     for (const f of c.frontends) {
       const key = `${frontendKey(f)} ${destinationKey(c.destination)}`;
-      connections.set(key, (connections.get(key) ?? 0) + c.connections);
+      counts.set(key, addCounts(counts.get(key), c));
     }
   }
   return views.map((v) => ({
     ...v,
-    destinations: v.destinations.map((d): CountedDestination => {
-      const n = connections.get(`${frontendKey(v.frontend)} ${destinationKey(d)}`);
-      return n === undefined ? d : { ...d, connections: n };
-    }),
+    destinations: v.destinations.map((d): CountedDestination => ({ ...d, ...counts.get(`${frontendKey(v.frontend)} ${destinationKey(d)}`) })),
   }));
 }
 
-/** "10.244.0.11:8080", with " (node)" and " conns=N" when known. */
+/** "10.244.0.11:8080", with " (node)" and " conns=N pkts=N bytes=N" when known. */
 function destinationText(d: CountedDestination & { node?: string | null }): string {
   const node = d.node === null || d.node === undefined ? '' : ` (${d.node})`;
-  return `${destinationKey(d)}${node}${d.connections === undefined ? '' : ` conns=${d.connections}`}`;
+  const conns = d.connections === undefined ? '' : ` conns=${d.connections}`;
+  const traffic = d.packets === undefined ? '' : ` pkts=${d.packets} bytes=${d.bytes}`;
+  return `${destinationKey(d)}${node}${conns}${traffic}`;
 }
 
 /** Frontends by address, port and protocol; destinations sorted. */

@@ -10,6 +10,7 @@
 #include "lb.h"
 #include "nat.h"
 #include "reject.h"
+#include "stats.h"
 
 /* What a packet belongs to: its flow's conntrack entry, or a new one with a
  * backend picked in scope (LB_SCOPE_*). Returns NULL when the packet goes
@@ -68,8 +69,13 @@ static __always_inline struct lb_ct_value *flow_entry(lb_ctx *ctx, const struct 
 		}
 	}
 	switch (ct_create(pkt, backend, scope == LB_SCOPE_EXTERNAL, snat_addr, now, new_ct)) {
-	case CT_CREATED:
+	case CT_CREATED: {
+		struct lb_backend_key key;
+
+		forward_backend_key(&key, &pkt->flow, new_ct);
+		count_connection(&key);
 		return new_ct;
+	}
 	case CT_NO_NAT_PORT:
 		*verdict = drop(LB_DROP_NO_NAT_PORT);
 		return NULL;
@@ -116,6 +122,7 @@ static __always_inline int from_world(lb_ctx *ctx)
 		return verdict;
 	if (to_backend(ctx, &pkt, ct) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
+	count_forward_packet(ctx, &pkt, ct);
 	return send_to_next_hop(ctx, &fib, fib_ret);
 }
 

@@ -14,6 +14,7 @@
 #include "conntrack.h"
 #include "drops.h"
 #include "nat.h"
+#include "stats.h"
 
 #define AF_INET 2
 
@@ -159,6 +160,7 @@ static __always_inline int world_reply(lb_ctx *ctx, const struct packet *pkt, co
 	ct_note_reply(pkt, rnat);
 	if (reply_to_client(ctx, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
+	count_reply_packet(ctx, pkt, rnat);
 	return send_to_next_hop(ctx, &fib, fib_ret);
 }
 

@@ -87,6 +87,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kube_lb_drops SEC(".maps");
 
+/* Traffic per backend of each service, per CPU. The control plane adds a
+ * backend's entry, zeroed, before the backend's first slot and deletes it
+ * with its last, so a backend's counts start at 0 and a backend that
+ * comes back starts over; the programs only add to entries they find.
+ * Sized with kube_lb_svc, whose backend slots it follows. Not
+ * preallocated: memory follows the number of backends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct lb_backend_key);
+	__type(value, struct lb_backend_stats);
+	__uint(max_entries, LB_SVC_MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_backend_stats SEC(".maps");
+
 /* The node's sockets translated by the cgroup programs: socket and backend
  * -> frontend (struct lb_sock_key). */
 struct {

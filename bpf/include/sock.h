@@ -20,6 +20,7 @@
 #include "lb.h"
 #include "conntrack.h"
 #include "drops.h"
+#include "stats.h"
 
 #define LB_ECONNREFUSED 111
 
@@ -73,8 +74,10 @@ static __always_inline int sock_proto(struct bpf_sock_addr *ctx)
  * frontend for the replies. src is the address the socket sends from, 0
  * when the kernel has not chosen it: for the node, its address stands for
  * it; a pod's is not known here, so where the service decides by the
- * client's address, the socket is left to the TC path, which sees it. */
-static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src)
+ * client's address, the socket is left to the TC path, which sees it.
+ * A connect counts as a connection to the backend; an unconnected
+ * datagram does not. */
+static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src, int connect)
 {
 	int node = 0;
 	struct lb_sock_config *config = served_config(ctx, &node);
@@ -127,6 +130,13 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	if (bpf_map_update_elem(&kube_lb_sock_rnat, &key, &frontend, BPF_ANY) < 0) {
 		count_drop(LB_DROP_CONNTRACK_FULL);
 		return SOCK_REFUSE;
+	}
+	if (connect) {
+		struct lb_backend_key stats_key;
+
+		backend_key(&stats_key, addr_get(flow.daddr), flow.dport, proto, LB_SCOPE_INTERNAL,
+			    addr_get(backend->backend_addr), backend->backend_port);
+		count_connection(&stats_key);
 	}
 	ctx->user_ip4 = addr_get(backend->backend_addr);
 	ctx->user_port = bpf_htons(backend->backend_port);

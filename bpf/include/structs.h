@@ -150,6 +150,25 @@ struct lb_sock_value {
 	__u16 pad;
 };
 
+/* One backend of one kube_lb_svc service: a frontend in a scope and the
+ * backend's address, the key of its traffic counters. */
+struct lb_backend_key {
+	lb_addr_t vip;
+	__u16 port;
+	__u8 proto;
+	__u8 scope;	      /* LB_SCOPE_* */
+	lb_addr_t backend_addr;
+	__u16 backend_port;
+	__u16 pad;
+};
+
+/* What a backend's translated flows carried, on one CPU. */
+struct lb_backend_stats {
+	__u64 connections;    /* flows given this backend */
+	__u64 packets;	      /* translated packets, both directions */
+	__u64 bytes;	      /* their IP bytes (headers included) */
+};
+
 /* Written by the control plane only: which sockets the cgroup programs
  * serve (the hooks see every namespace's), and as whom. */
 struct lb_sock_config {

@@ -48,6 +48,8 @@ export interface Backend {
   drops?(): Promise<Record<string, number>>;
   /** Optional: what the kernel counted for each endpoint of each frontend, read from the kernel at each call. */
   counters?(): Promise<EndpointCounters[]>;
+  /** Whether counters() counts packets and bytes too, not only connections. */
+  readonly countsTraffic?: boolean;
 }
 
 /**
@@ -61,6 +63,20 @@ export interface EndpointCounters {
   destination: Destination;
   /** New connections sent to the endpoint since the kernel object counting them was created. */
   connections: number;
+  /** Where the backend countsTraffic: the packets of those connections, both directions, and their IP bytes. */
+  packets?: number;
+  bytes?: number;
+}
+
+/** What the kernel counted to an endpoint, or to a service port. */
+export type Counts = Pick<EndpointCounters, 'connections' | 'packets' | 'bytes'>;
+
+/** The sum of two counts; packets and bytes only where both count them. */
+export function addCounts(a: Counts | undefined, b: Counts): Counts {
+  if (a === undefined) return { connections: b.connections, ...(b.packets === undefined ? {} : { packets: b.packets, bytes: b.bytes }) };
+  const sum: Counts = { connections: a.connections + b.connections };
+  if (a.packets !== undefined && b.packets !== undefined) Object.assign(sum, { packets: a.packets + b.packets, bytes: (a.bytes ?? 0) + (b.bytes ?? 0) });
+  return sum;
 }
 
 export interface MapFill {

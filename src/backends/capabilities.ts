@@ -39,6 +39,7 @@ export const CAPABILITIES = {
   'shared-client-port': 'One client port connected to two services with a shared endpoint at once',
   maglev: 'Maglev consistent hashing per service (kube-lb.io/lb-algorithm: maglev, --bpf-lb-algorithm): a flow keeps its endpoint across nodes and lost connection tracking',
   'connection-counters': 'Connections per service and endpoint on /metrics, from the kernel\'s counters',
+  'traffic-counters': 'Packets and bytes per service and endpoint on /metrics, from the kernel\'s counters',
 } as const;
 
 export type Capability = keyof typeof CAPABILITIES;
@@ -51,8 +52,8 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: { ...ALL, 'connection-counters': 'not yet (the datapath counts no connections per service)' },
-  iptables: { ...ALL, maglev: 'no (random, as kube-proxy)' },
+  ebpf: ALL,
+  iptables: { ...ALL, maglev: 'no (random, as kube-proxy)', 'traffic-counters': "no (the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks)" },
   nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)' },
   ipvs: {
     ...ALL,

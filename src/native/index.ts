@@ -83,13 +83,14 @@ export interface NativeAddon {
 
   /** The value; for a per-CPU map, one 8-byte aligned value per possible CPU, end to end. */
   mapLookup(fd: number, key: Buffer): Buffer | null;
+  /** value: for a per-CPU map, one 8-byte aligned value per possible CPU, as mapLookup returns it. */
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags?: number): void;
   /** Returns false when the key was absent. */
   mapDelete(fd: number, key: Buffer): boolean;
-  /** keys and values are count records laid end to end. */
+  /** keys and values are count records laid end to end (a per-CPU map's values as mapUpdate takes them). */
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): void;
   mapDeleteBatch(fd: number, keys: Buffer, count: number): void;
-  /** Every entry, keys and values laid end to end. */
+  /** Every entry, keys and values laid end to end (a per-CPU map's values as mapLookup returns them). */
   mapDump(fd: number): { keys: Buffer; values: Buffer; count: number };
   /**
    * How many entries the map holds (every slot, for an array), counted on a
@@ -192,6 +193,10 @@ export interface IpvsDest {
   inactiveConns: number;
   /** Connections IPVS sent to it since it was added; null where the kernel sends no 64-bit stats. */
   scheduledConns: number | null;
+  /** Packets of those connections, both directions, since it was added; null as for scheduledConns. */
+  packets: number | null;
+  /** Their bytes (IP headers included); null as for scheduledConns. */
+  bytes: number | null;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

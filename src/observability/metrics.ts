@@ -1,13 +1,13 @@
 // The Prometheus metrics: kube-proxy's sync metrics under their kube-proxy
 // names, so existing dashboards and alerts keep working, plus kube-lb's own.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Backend } from '../backends/backend.js';
+import type { Backend, Counts } from '../backends/backend.js';
 import { FILL_IDLE_MS, FILL_REFRESH_MS } from '../backends/ebpf/map-stats.js';
 import type { DesiredState } from '../model/contract.js';
 import { COUNTERS_MAX_AGE_MS, connectionSamples, countersOf } from './service-counters.js';
 
 export interface MetricsOptions {
-  /** Label the connection counters with each endpoint too (--metrics-endpoint-labels): one series per endpoint instead of per service port. */
+  /** Label the service counters with each endpoint too (--metrics-endpoint-labels): one series per endpoint instead of per service port. */
   endpointLabels: boolean;
   /** The state of the last completed sync, which names what the kernel counts; null before the first. */
   syncedState: () => DesiredState | null;
@@ -43,18 +43,35 @@ export class ProxyMetrics {
     this.servicePortsRefused.set({ backend: backend.name }, 0);
     const counters = countersOf(backend);
     if (counters !== undefined) {
-      new Counter({
-        name: 'kube_lb_service_connections_total',
-        help: `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server. A scrape answers from the last read of the kernel and starts the next when it is ${COUNTERS_MAX_AGE_MS / 1000} s old: counts are up to that old plus the time a read takes (the first scrape waits for its read); an endpoint's count starts at 0 when its kernel chain or real server is created`,
-        labelNames: opts.endpointLabels ? ['namespace', 'service', 'port', 'endpoint'] : ['namespace', 'service', 'port'],
-        registers: [this.registry],
-        async collect() {
-          this.reset();
-          const state = opts.syncedState();
-          if (state === null) return;
-          for (const { labels, connections } of connectionSamples(state, await counters.read(), opts.endpointLabels)) this.inc(labels, connections);
-        },
-      });
+      const age = `A scrape answers from the last read of the kernel and starts the next when it is ${COUNTERS_MAX_AGE_MS / 1000} s old: counts are up to that old plus the time a read takes (the first scrape waits for its read)`;
+      const metrics: [string, string, keyof Counts][] = [
+        [
+          'kube_lb_service_connections_total',
+          `New connections to each service port (port: its name), and with endpoint labels to each endpoint (ip:port), as the kernel counted them: for iptables and nftables the packets their endpoint chains DNATed, which are the first packet of each connection, the only one the nat table sees; for ipvs the connections it scheduled to each real server; for ebpf the flows its programs gave each backend, sockets translated at connect included. ${age}; an endpoint's count starts at 0 when its kernel chain, real server or BPF entry is created`,
+          'connections',
+        ],
+      ];
+      if (backend.countsTraffic === true) {
+        const traffic = `of the connections kube_lb_service_connections_total counts, both directions, as the kernel counted them (nftables: the packets of DNATed flows, counted after DNAT by their frontend and endpoint; ipvs: its real servers' stats; ebpf: the packets its programs translated, which leaves out the connections of sockets translated at connect: the node's own, and pods' under --bpf-socket-lb=all). ${age}`;
+        metrics.push(['kube_lb_service_packets_total', `Packets ${traffic}`, 'packets'], ['kube_lb_service_bytes_total', `Bytes (IP headers included) ${traffic}`, 'bytes']);
+      }
+      for (const [name, help, field] of metrics) {
+        new Counter({
+          name,
+          help,
+          labelNames: opts.endpointLabels ? ['namespace', 'service', 'port', 'endpoint'] : ['namespace', 'service', 'port'],
+          registers: [this.registry],
+          async collect() {
+            this.reset();
+            const state = opts.syncedState();
+            if (state === null) return;
+            for (const { labels, counts } of connectionSamples(state, await counters.read(), opts.endpointLabels)) {
+              const value = counts[field];
+              if (value !== undefined) this.inc(labels, value);
+            }
+          },
+        });
+      }
     }
     const drops = backend.drops?.bind(backend);
     if (drops !== undefined) {

@@ -1,9 +1,9 @@
-// Per-service and per-endpoint connection counters for /metrics. Backends
+// Per-service and per-endpoint connection (and packet and byte) counters for /metrics. Backends
 // count by kernel object (frontends and endpoint addresses); the names
 // operators know come from the state of the last sync, which is what the
 // kernel holds. Counters are read from the kernel when /metrics is scraped,
 // never at a sync.
-import type { Backend, EndpointCounters } from '../backends/backend.js';
+import { type Backend, type Counts, type EndpointCounters, addCounts } from '../backends/backend.js';
 import { type DesiredState, type ServicePortState, destinationKey, frontendKey } from '../model/contract.js';
 
 /** A scrape finding the last read older than this starts a new one: several scrapers cost one read of the kernel. */
@@ -11,7 +11,7 @@ export const COUNTERS_MAX_AGE_MS = 5_000;
 
 export interface ConnectionSample {
   labels: { namespace: string; service: string; port: string; endpoint?: string };
-  connections: number;
+  counts: Counts;
 }
 
 const servicePortsByFrontend = new WeakMap<DesiredState, Map<string, ServicePortState>>();
@@ -42,9 +42,7 @@ export function connectionSamples(state: DesiredState, counted: readonly Endpoin
     const labels: ConnectionSample['labels'] = { namespace: sp.namespace, service: sp.name, port: sp.portName };
     if (endpointLabels) labels.endpoint = destinationKey(c.destination);
     const id = `${sp.key}\0${labels.endpoint ?? ''}`;
-    const sample = samples.get(id);
-    if (sample === undefined) samples.set(id, { labels, connections: c.connections });
-    else sample.connections += c.connections;
+    samples.set(id, { labels, counts: addCounts(samples.get(id)?.counts, c) });
   }
   return [...samples.values()];
 }

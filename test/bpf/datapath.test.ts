@@ -5,7 +5,8 @@ import { pino } from 'pino';
 import { native } from '../../src/native/index.js';
 import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
-import { decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
+import { BackendStatsMap } from '../../src/backends/ebpf/backend-stats.js';
+import { type BackendStats, decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
 import { type DropCounts, readDrops } from '../../src/backends/ebpf/drops.js';
 import { buildPacket, inetChecksum, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { requireRoot } from '../lib/preconditions.js';
@@ -269,5 +270,25 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
       assert.equal(retval, TC_ACT_OK, what);
       assert.deepEqual(out, frame, `${what} is unchanged`);
     }
+  });
+
+  it("counts each backend's connections, and the packets and IP bytes translated either way, from 0 when the backend comes back", () => {
+    const counted = { ip: '10.96.0.14', port: 80, protocol: 'TCP' as const };
+    const svc = new ServiceMap(lib, dp.maps.svc, dp.maps.maglev, dp.maps.backendStats);
+    svc.apply([addition(counted, [backend])]);
+    const stats = (): BackendStats | undefined => new BackendStatsMap(lib, dp.maps.backendStats).readAll().find((c) => c.frontend.ip === counted.ip)?.stats;
+    assert.deepEqual(stats(), { connections: 0, packets: 0, bytes: 0 }, 'a new backend starts at 0');
+    const frames = [
+      run('fromPod', toService({ sport: 48000 }, counted)).out,
+      run('toPod', buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: 48000, protocol: 'TCP', tcpFlags: TCP.SYN | TCP.ACK })).out,
+      run('fromPod', toService({ sport: 48000, tcpFlags: TCP.ACK, payload: Buffer.alloc(100) }, counted)).out,
+    ];
+    const ipBytes = frames.reduce((n, f) => n + f.length - 14, 0);
+    assert.deepEqual(stats(), { connections: 1, packets: 3, bytes: ipBytes });
+
+    svc.apply([{ ...addition(counted, []), currentMeta: addition(counted, []).meta, current: [backend] }]);
+    assert.equal(stats(), undefined, "a removed backend's counters go with it");
+    svc.apply([{ ...addition(counted, [backend]), currentMeta: addition(counted, []).meta, current: [] }]);
+    assert.deepEqual(stats(), { connections: 0, packets: 0, bytes: 0 }, 'a backend that comes back starts at 0');
   });
 });

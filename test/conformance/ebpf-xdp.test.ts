@@ -1,4 +1,5 @@
-// The rows that come from outside the node, against the ebpf backend with
+// The rows that come from outside the node (and the counters row, whose
+// NodePort traffic comes from outside), against the ebpf backend with
 // XDP in the driver on node-a's uplink (--bpf-xdp=native), plus what only
 // XDP promises: frames for endpoints on other nodes leave from the driver,
 // the mode follows the flag across restarts, an XDP program of someone
@@ -19,6 +20,7 @@ runConformance('ebpf-xdp', [
   'loadBalancerSourceRanges: only sources inside the ranges reach the load-balancer IP',
   'a NodePort without endpoints refuses connections from outside at once',
   'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
+  'connections through a ClusterIP and a NodePort are counted under the service and each endpoint on /metrics, across full resyncs and a restart; endpoint labels can be turned off',
 ]);
 
 const NODE_IP = NODES['node-a'].ip;

@@ -269,6 +269,7 @@ describe('ebpf backend: upgrade', () => {
       assert.deepEqual(
         migrated.map((l) => [l.map, l.why]).sort(),
         [
+          ['kube_lb_backend_stats', ['max_entries 1048576 is now 4096']],
           ['kube_lb_ct', ['max_entries 262144 is now 4096']],
           ['kube_lb_rnat', ['max_entries 262144 is now 4096']],
           ['kube_lb_svc', ['max_entries 1048576 is now 4096']],

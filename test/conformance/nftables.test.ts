@@ -124,7 +124,11 @@ describe("nftables: kube-proxy's design and partial syncs", () => {
       const newEndpoint = changedServicePort.destinations[1]!;
       const written = [...payload.matchAll(/^flush chain ip kube-lb (\S+)/gm)].map((m) => m[1]).sort();
       assert.deepEqual(written, [endpointChainName(changedServicePort, newEndpoint), policyChainName(changedServicePort, 'cluster')].sort());
-      assert.doesNotMatch(payload, /element|delete chain/, 'the service map is untouched');
-      assertSmall(payload, 3000, 'the change');
+      // The dispatch maps are untouched; the new endpoint gets its traffic counter's element.
+      const { frontend } = changedServicePort;
+      const elements = [...payload.matchAll(/^(\S+ element ip kube-lb \S+ \{ [^}]*?) comment/gm)].map((m) => m[1]);
+      assert.deepEqual(elements, [`add element ip kube-lb traffic { ${frontend.ip} . tcp . ${frontend.port} . ${newEndpoint.ip} . ${newEndpoint.port}`]);
+      assert.doesNotMatch(payload, /delete chain/, 'no chain is removed');
+      assertSmall(payload, 4000, 'the change');
     }));
 });

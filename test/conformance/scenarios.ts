@@ -6,7 +6,7 @@
 // src/backends/capabilities.ts says which a backend has.
 import fs from 'node:fs';
 import assert from 'node:assert/strict';
-import type { Capability } from '../../src/backends/capabilities.js';
+import { type Capability, unsupportedReason } from '../../src/backends/capabilities.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { NamedView } from '../../src/inspect-view.js';
@@ -73,15 +73,28 @@ async function servedBy(ctx: ScenarioContext, expected: string[], count = 20, po
   return r.failures === 0 && Object.keys(r.answers).sort().join() === [...expected].sort().join();
 }
 
-const CONNECTIONS_METRIC = 'kube_lb_service_connections_total';
+/** The service counters on /metrics, by what they count. */
+const SERVICE_METRICS = { connections: 'kube_lb_service_connections_total', packets: 'kube_lb_service_packets_total', bytes: 'kube_lb_service_bytes_total' } as const;
+type Counted = keyof typeof SERVICE_METRICS;
 
-/** Each series of kube_lb_service_connections_total for default/web, by its labels after namespace and service. */
-async function webConnectionSeries(ctx: ScenarioContext): Promise<Map<string, number>> {
+/** Each series of a service counter for default/web, by its labels after namespace and service; null when the metric is not exported. */
+async function webSeries(ctx: ScenarioContext, counted: Counted): Promise<Map<string, number> | null> {
   const body = await ctx.sandbox.inNode('curl', '-sS', '--noproxy', '*', '--max-time', '10', 'http://127.0.0.1:10249/metrics');
-  assert.match(body, new RegExp(`^# TYPE ${CONNECTIONS_METRIC} counter$`, 'm'), `the backend exports ${CONNECTIONS_METRIC}`);
+  const metric = SERVICE_METRICS[counted];
+  if (!new RegExp(`^# TYPE ${metric} counter$`, 'm').test(body)) return null;
   const series = new Map<string, number>();
-  for (const m of body.matchAll(new RegExp(`^${CONNECTIONS_METRIC}\\{namespace="default",service="web",([^}]*)\\} (\\S+)$`, 'gm'))) series.set(m[1]!, Number(m[2]));
+  for (const m of body.matchAll(new RegExp(`^${metric}\\{namespace="default",service="web",([^}]*)\\} (\\S+)$`, 'gm'))) series.set(m[1]!, Number(m[2]));
   return series;
+}
+
+/** The service counters the backend exports, as webSeries reads them: connections always, packets and bytes where it counts them. */
+async function webCounters(ctx: ScenarioContext, traffic: boolean): Promise<Record<Counted, Map<string, number>>> {
+  const read = async (counted: Counted): Promise<Map<string, number>> => {
+    const series = await webSeries(ctx, counted);
+    assert.equal(series !== null, counted === 'connections' || traffic, `${ctx.variant.backend} ${series === null ? 'does not export' : 'exports'} ${SERVICE_METRICS[counted]}`);
+    return series ?? new Map();
+  };
+  return { connections: await read('connections'), packets: await read('packets'), bytes: await read('bytes') };
 }
 
 export const scenarios: Scenario[] = [
@@ -409,48 +422,61 @@ export const scenarios: Scenario[] = [
   },
   {
     name: 'connections through a ClusterIP and a NodePort are counted under the service and each endpoint on /metrics, across full resyncs and a restart; endpoint labels can be turned off',
+    // Packets and bytes are asserted too where the backend counts them (traffic-counters), and asserted absent elsewhere.
     needs: ['tcp', 'nodeport', 'connection-counters'],
     pods,
     async run(ctx) {
       const [connections, nodePort] = [10, 30080];
+      // Whether packets and bytes are counted too; where they are not, their metrics must be absent.
+      const traffic = unsupportedReason(ctx.variant.backend, 'traffic-counters') === undefined;
       // Full resyncs often enough that several happen while the counts are watched.
       const args = ['--sync-period=2s'];
       ctx.writeServices('web.yaml', [{ ...webService(endpoints(['web-1', 'web-2'])), type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort }] }]);
       await ctx.startKubeLb(process.env, args);
-      const before = await webConnectionSeries(ctx);
+      const before = await webCounters(ctx, traffic);
       const inside = await ctx.client('client', 'tcp', VIP, 80, connections);
       const outside = await ctx.externalClient('tcp', NODES['node-a'].ip, nodePort, connections);
       assert.equal(inside.failures + outside.failures, 0, `every connection answered: ${JSON.stringify([inside.errors, outside.errors])}`);
       // Full resyncs rewrite every chain: the counts must outlive them.
       await new Promise((r) => setTimeout(r, slow(5000)));
 
+      // Each connection is at least a SYN, its SYN-ACK, an ACK and the
+      // answer, the pod's name and a newline: four packets, each with 40
+      // bytes of IP and TCP headers at least.
+      const least: Record<Counted, (pod: string) => number> = { connections: () => 1, packets: () => 4, bytes: (pod) => 4 * 40 + `${pod}\n`.length };
       // A scrape answers from the last read and starts the next when it is stale: the counts show within a few scrapes.
       const endpointLabels = (pod: string): string => `port="http",endpoint="${ipOf(pod)}:8080"`;
-      const shortfall = (series: Map<string, number>): string[] =>
-        ['web-1', 'web-2'].flatMap((pod) => {
-          const answered = (inside.answers[pod] ?? 0) + (outside.answers[pod] ?? 0);
-          const grew = (series.get(endpointLabels(pod)) ?? 0) - (before.get(endpointLabels(pod)) ?? 0);
-          return grew >= answered ? [] : [`${pod} answered ${answered} connections; its count grew by ${grew}`];
-        });
-      let after = await webConnectionSeries(ctx);
-      await ctx.waitUntil('every connection is counted', 20_000, async () => shortfall((after = await webConnectionSeries(ctx))).length === 0).catch((err: Error) => {
-        throw new Error(`${shortfall(after).join('; ')}: ${JSON.stringify([...after])}\n${err.message}`);
+      const shortfall = (now: Record<Counted, Map<string, number>>): string[] =>
+        (traffic ? (['connections', 'packets', 'bytes'] as const) : (['connections'] as const)).flatMap((counted) =>
+          ['web-1', 'web-2'].flatMap((pod) => {
+            const answered = (inside.answers[pod] ?? 0) + (outside.answers[pod] ?? 0);
+            const grew = (now[counted].get(endpointLabels(pod)) ?? 0) - (before[counted].get(endpointLabels(pod)) ?? 0);
+            return grew >= answered * least[counted](pod) ? [] : [`${pod} answered ${answered} connections; its ${counted} count grew by ${grew}`];
+          }),
+        );
+      let after = await webCounters(ctx, traffic);
+      await ctx.waitUntil('every connection is counted', 20_000, async () => shortfall((after = await webCounters(ctx, traffic))).length === 0).catch((err: Error) => {
+        throw new Error(`${shortfall(after).join('; ')}: ${JSON.stringify(Object.entries(after).map(([k, v]) => [k, [...v]]))}\n${err.message}`);
       });
-      const total = [...after.values()].reduce((a, b) => a + b, 0);
-      assert.ok(total >= 2 * connections, `the service's endpoints counted ${total} connections, at least ${2 * connections} expected`);
+      const total = (counted: Counted): number => [...after[counted].values()].reduce((a, b) => a + b, 0);
+      assert.ok(total('connections') >= 2 * connections, `the service's endpoints counted ${total('connections')} connections, at least ${2 * connections} expected`);
       // inspect -o wide shows the same counts on the ClusterIP's row.
       const wide = await ctx.kubeLb('inspect', '-o', 'wide');
       const row = wide.split('\n').find((l) => l.includes(`${VIP}:80/TCP`)) ?? '';
       for (const pod of ['web-1', 'web-2']) {
-        const shown = Number(new RegExp(`${ipOf(pod).replace(/\./g, '\\.')}:8080 conns=(\\d+)`).exec(row)?.[1] ?? -1);
-        assert.ok(shown >= (inside.answers[pod] ?? 0), `inspect -o wide counts ${pod}'s connections:\n${wide}`);
+        const shown = new RegExp(`${ipOf(pod).replace(/\./g, '\\.')}:8080 conns=(\\d+)(?: pkts=(\\d+) bytes=(\\d+))?`).exec(row);
+        assert.ok(Number(shown?.[1] ?? -1) >= (inside.answers[pod] ?? 0), `inspect -o wide counts ${pod}'s connections:\n${wide}`);
+        if (traffic) assert.ok(Number(shown?.[2] ?? -1) >= 4 * (inside.answers[pod] ?? 0) && Number(shown?.[3]) > 0, `inspect -o wide counts ${pod}'s packets and bytes:\n${wide}`);
+        else assert.equal(shown?.[2], undefined, `inspect -o wide shows no packets where the kernel does not count them:\n${wide}`);
       }
 
       await ctx.stopKubeLb();
       await ctx.startKubeLb(process.env, [...args, '--metrics-endpoint-labels=false']);
-      const folded = await webConnectionSeries(ctx);
-      assert.deepEqual([...folded.keys()], ['port="http"'], 'one series for the service port, without endpoint labels');
-      assert.ok(folded.get('port="http"')! >= total, `the counts survive a restart: ${folded.get('port="http"')} after, ${total} before`);
+      const folded = await webCounters(ctx, traffic);
+      for (const counted of traffic ? (['connections', 'packets', 'bytes'] as const) : (['connections'] as const)) {
+        assert.deepEqual([...folded[counted].keys()], ['port="http"'], `one ${counted} series for the service port, without endpoint labels`);
+        assert.ok(folded[counted].get('port="http"')! >= total(counted), `the ${counted} counts survive a restart: ${folded[counted].get('port="http"')} after, ${total(counted)} before`);
+      }
     },
   },
 ];

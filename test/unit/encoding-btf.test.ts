@@ -4,7 +4,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { native } from '../../src/native/index.js';
 import { OBJECT_PATH } from '../../src/backends/ebpf/datapath.js';
+import { possibleCpus } from '../../src/backends/ebpf/backend-stats.js';
 import {
+  decodeBackendKey,
   decodeFlowKey,
   decodeMaglevKey,
   decodeSvcKey,
@@ -12,6 +14,8 @@ import {
   encodeFlowKey,
   LB_MAGLEV_CHUNK,
   layouts,
+  sumBackendStats,
+  writeBackendKey,
   writeMaglevChunk,
   writeMaglevKey,
   writeSvcBackend,
@@ -75,6 +79,23 @@ describe('map encoders round-trip', () => {
     writeMaglevChunk(chunk, 0, table, LB_MAGLEV_CHUNK);
     assert.deepEqual([chunk.readUInt16LE(0), chunk.readUInt16LE(2), chunk.readUInt16LE(4)], [...table.subarray(LB_MAGLEV_CHUNK)]);
     assert.deepEqual([chunk.readUInt16LE(6), chunk.readUInt16LE(layouts.lb_maglev_chunk.size - 2)], [0, 0], 'zeros past the table end');
+  });
+
+  it('backend counter keys, and their per-CPU values summed', () => {
+    const frontend = { ip: '10.96.0.10', port: 443, protocol: 'TCP' as const };
+    const key = Buffer.alloc(layouts.lb_backend_key.size);
+    writeBackendKey(key, 0, frontend, 'external', { ip: '10.244.1.2', port: 8443 });
+    assert.deepEqual([...key], [10, 96, 0, 10, 0xbb, 0x01, 6, 1, 10, 244, 1, 2, 0xfb, 0x20, 0, 0]);
+    assert.deepEqual(decodeBackendKey(key), { frontend, scope: 'external', destination: { ip: '10.244.1.2', port: 8443 } });
+    const values = Buffer.alloc(2 * layouts.lb_backend_stats.size);
+    [1n, 10n, 1000n, 2n, 20n, 2000n].forEach((v, i) => values.writeBigUInt64LE(v, i * 8));
+    assert.deepEqual(sumBackendStats(values, 0, 2), { connections: 3, packets: 30, bytes: 3000 });
+  });
+
+  it('possible CPUs, as the kernel lists them', () => {
+    assert.equal(possibleCpus('0-3\n'), 4);
+    assert.equal(possibleCpus('0\n'), 1);
+    assert.equal(possibleCpus('0,2-5\n'), 5);
   });
 
   it('flow keys', () => {

@@ -19,6 +19,7 @@ import {
   policyChainName,
   portRules,
   renderTransaction,
+  trafficCounterName,
 } from '../../src/backends/nftables/ruleset.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 import { resolvedFrontend } from '../lib/frontends.js';
@@ -170,7 +171,12 @@ describe('nftables ruleset', () => {
     assert.deepEqual(partial.deleteSets.sort(), [aff1, aff2].sort(), 'the old timeout means a new set');
     assert.deepEqual([...partial.addSets], [[aff1, 60]]);
     assert.deepEqual(partial.removeChains.sort(), [ep2, fw].sort());
-    assert.deepEqual(partial.deleteElements, [{ map: 'firewall-ips', key: '198.51.100.7 . tcp . 80' }]);
+    assert.deepEqual(partial.deleteElements.filter((e) => e.map !== 'traffic'), [{ map: 'firewall-ips', key: '198.51.100.7 . tcp . 80' }]);
+    // The endpoint that went leaves @traffic under every frontend, and its counters go with its chain.
+    const leaving = partial.deleteElements.filter((e) => e.map === 'traffic').map((e) => e.key.split(' . '));
+    assert.deepEqual(new Set(leaving.map((k) => `${k[3]}:${k[4]}`)), new Set(['10.244.1.21:8080']));
+    assert.deepEqual(new Set(leaving.map((k) => k[0])), new Set(lb.frontends.map((f) => f.ip)));
+    assert.deepEqual(partial.deleteCounters.sort(), [ep2, trafficCounterName(ep2)].sort());
     assert.deepEqual(partialTransaction(after, after), emptyTransaction(), 'nothing changed, nothing sent');
     // The partial transaction runs against the table the full one made, in one batch after it.
     nftCheck(renderTransaction(fullTransaction(fixedChains(MARK, true), before, NO_KERNEL_OBJECTS)) + renderTransaction(partial));

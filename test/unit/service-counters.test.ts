@@ -32,17 +32,25 @@ const counted: EndpointCounters[] = [
 describe('connection counters: the join of kernel counts to service names', () => {
   it('sums by service port and endpoint, names them from the state, and leaves out what the state does not hold', () => {
     assert.deepEqual(connectionSamples(state, counted, true), [
-      { labels: { namespace: 'default', service: 'web', port: 'http', endpoint: '10.244.0.11:8080' }, connections: 6 },
-      { labels: { namespace: 'default', service: 'web', port: 'http', endpoint: '10.244.0.12:8080' }, connections: 3 },
-      { labels: { namespace: 'kube-system', service: 'dns', port: '', endpoint: '10.244.0.53:5353' }, connections: 2 },
+      { labels: { namespace: 'default', service: 'web', port: 'http', endpoint: '10.244.0.11:8080' }, counts: { connections: 6 } },
+      { labels: { namespace: 'default', service: 'web', port: 'http', endpoint: '10.244.0.12:8080' }, counts: { connections: 3 } },
+      { labels: { namespace: 'kube-system', service: 'dns', port: '', endpoint: '10.244.0.53:5353' }, counts: { connections: 2 } },
     ]);
   });
 
   it('without endpoint labels, one series per service port', () => {
     assert.deepEqual(connectionSamples(state, counted, false), [
-      { labels: { namespace: 'default', service: 'web', port: 'http' }, connections: 9 },
-      { labels: { namespace: 'kube-system', service: 'dns', port: '' }, connections: 2 },
+      { labels: { namespace: 'default', service: 'web', port: 'http' }, counts: { connections: 9 } },
+      { labels: { namespace: 'kube-system', service: 'dns', port: '' }, counts: { connections: 2 } },
     ]);
+  });
+
+  it('sums packets and bytes too where the kernel counts them', () => {
+    const traffic: EndpointCounters[] = [
+      { frontends: [VIP], destination: { ip: '10.244.0.11', port: 8080 }, connections: 5, packets: 40, bytes: 3000 },
+      { frontends: [NODE_PORT], destination: { ip: '10.244.0.11', port: 8080 }, connections: 1, packets: 8, bytes: 600 },
+    ];
+    assert.deepEqual(connectionSamples(state, traffic, false), [{ labels: { namespace: 'default', service: 'web', port: 'http' }, counts: { connections: 6, packets: 48, bytes: 3600 } }]);
   });
 
   it('a scrape answers from the last read and a stale one starts the next; scrapes never read twice at once; after a failed read the next scrape waits for its own', async () => {
@@ -103,5 +111,13 @@ describe('inspect -o wide: the counts beside each endpoint', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('shows packets and bytes where the kernel counts them', () => {
+    const views = countViews(
+      [{ kind: 'ClusterIP', frontend: VIP, destinations: [{ ip: '10.244.0.11', port: 8080 }] }],
+      [{ frontends: [VIP], destination: { ip: '10.244.0.11', port: 8080 }, connections: 5, packets: 40, bytes: 3000 }],
+    );
+    assert.equal(formatViews(views, 'wide'), ['KIND       FRONTEND           BACKENDS', 'ClusterIP  10.96.0.10:80/TCP  10.244.0.11:8080 conns=5 pkts=40 bytes=3000', ''].join('\n'));
   });
 });

@@ -95,21 +95,26 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       assert.doesNotMatch(udp, /10\.244\.0\.11:5353/);
     }));
 
-  it('kube_lb_service_connections_total counts the connections IPVS scheduled to each real server, named by service and endpoint', () =>
+  it('kube_lb_service_connections_total, _packets_total and _bytes_total count what IPVS counted for each real server, named by service and endpoint', () =>
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [web()]);
       await ctx.startKubeLb();
       const connections = 10;
       const sent = await ctx.client('client', 'tcp', VIP, 80, connections);
       assert.equal(sent.failures, 0, JSON.stringify(sent.errors));
+      // Each connection is at least a SYN, its SYN-ACK, an ACK and the answer (the pod's name and a newline), each with 40 bytes of IP and TCP headers at least.
+      const least = { connections: () => 1, packets: () => 4, bytes: (pod: string) => 4 * 40 + `${pod}\n`.length };
       // A scrape answers from the last read of the kernel and starts the next when it is stale: the counts show within a few scrapes.
       const shortfall = async (): Promise<string[]> => {
         const body = await ctx.sandbox.inNode('curl', '-sS', '--noproxy', '*', '--max-time', '30', 'http://127.0.0.1:10249/metrics');
-        return ['web-1', 'web-2'].flatMap((pod) => {
-          const m = new RegExp(`^kube_lb_service_connections_total\\{namespace="default",service="web",port="http",endpoint="${ipOf(pod).replace(/\./g, '\\.')}:8080"\\} (\\d+)$`, 'm').exec(body);
-          const counted = Number(m?.[1] ?? -1);
-          return counted >= (sent.answers[pod] ?? 0) ? [] : [`${pod} answered ${sent.answers[pod] ?? 0} connections, counted ${counted}`];
-        });
+        return (['connections', 'packets', 'bytes'] as const).flatMap((counted) =>
+          ['web-1', 'web-2'].flatMap((pod) => {
+            const m = new RegExp(`^kube_lb_service_${counted}_total\\{namespace="default",service="web",port="http",endpoint="${ipOf(pod).replace(/\./g, '\\.')}:8080"\\} (\\d+)$`, 'm').exec(body);
+            const value = Number(m?.[1] ?? -1);
+            const answered = sent.answers[pod] ?? 0;
+            return value >= answered * least[counted](pod) ? [] : [`${pod} answered ${answered} connections, ${counted} counted ${value}`];
+          }),
+        );
       };
       let missing: string[] = [];
       await ctx.waitUntil('every connection is counted', 20_000, async () => (missing = await shortfall()).length === 0).catch((err: Error) => {

@@ -43,11 +43,12 @@ export const MAPS = {
   affinity: 'kube_lb_affinity',
   sourceRanges: 'kube_lb_source_ranges',
   maglev: 'kube_lb_maglev',
+  backendStats: 'kube_lb_backend_stats',
 } as const;
 
 export type MapFds = Record<keyof typeof MAPS, number>;
 
-/** Entries of kube_lb_svc (--bpf-lb-map-max) and of each conntrack map (--bpf-ct-map-max). */
+/** Entries of kube_lb_svc and kube_lb_backend_stats (--bpf-lb-map-max) and of each conntrack map (--bpf-ct-map-max). */
 export interface MapSizes {
   lb: number;
   ct: number;
@@ -94,6 +95,8 @@ function isBpffs(dir: string): boolean {
 
 function setMapSizes(object: BpfObject, sizes: MapSizes): void {
   object.setMaxEntries(MAPS.svc, sizes.lb);
+  // A backend's counters follow its slots, which kube_lb_svc holds.
+  object.setMaxEntries(MAPS.backendStats, sizes.lb);
   object.setMaxEntries(MAPS.ct, sizes.ct);
   object.setMaxEntries(MAPS.rnat, sizes.ct);
 }

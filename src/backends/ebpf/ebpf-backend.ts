@@ -1,7 +1,7 @@
 // The ebpf backend: service frontends as BPF hash-map entries, looked up by
 // TC programs on pod interfaces and uplinks and by cgroup programs for the
 // node's own sockets.
-import type { Backend, FrontendView, MapFill, SyncStats } from '../backend.js';
+import { type Backend, type EndpointCounters, type FrontendView, type MapFill, type SyncStats, addCounts } from '../backend.js';
 import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
@@ -32,6 +32,7 @@ import { SocketDestroyer, goneSocketBackends } from './stale-sockets.js';
 import { MapFillCache, filledMaps } from './map-stats.js';
 import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
+import { BackendStatsMap } from './backend-stats.js';
 import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
@@ -94,6 +95,7 @@ function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly countsTraffic = true;
   /** What the map holds, by svcKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
   /** What kube_lb_source_ranges holds, by frontendKey: read at start, then kept by sync. */
@@ -240,7 +242,7 @@ export class EbpfBackend implements Backend {
     ranges.add(rangeChanges);
     let tables: Map<string, Destination[]>;
     try {
-      tables = new ServiceMap(this.lib, this.loaded.maps.svc, this.loaded.maps.maglev).apply(accepted, this.orphans, this.orphanChunks);
+      tables = new ServiceMap(this.lib, this.loaded.maps.svc, this.loaded.maps.maglev, this.loaded.maps.backendStats).apply(accepted, this.orphans, this.orphanChunks);
     } catch (err) {
       this.unread = true;
       throw err;
@@ -332,9 +334,16 @@ export class EbpfBackend implements Backend {
     }
   }
 
-  /** Reads kube_lb_svc: the services, the orphans to delete, and how full it is. */
+  /**
+   * Reads kube_lb_svc: the services, the orphans to delete, and how full it
+   * is; and gives kube_lb_backend_stats an entry for each of its backends,
+   * and none else.
+   */
   private readServiceMap(): void {
     const contents = new ServiceMap(this.lib, this.maps!.svc, this.maps!.maglev).readAll();
+    const backends = [...contents.services.values()].flatMap(({ frontend, scope, slots }) => slots.map((destination) => ({ frontend, scope, destination })));
+    const stats = new BackendStatsMap(this.lib, this.maps!.backendStats).reconcile(backends);
+    if (stats.added + stats.removed > 0) this.opts.log.info(stats, 'kube_lb_backend_stats: counters added for backends without, removed for backends gone');
     this.applied = contents.services;
     this.orphans = contents.orphans;
     this.orphanChunks = contents.orphanChunks;
@@ -355,6 +364,19 @@ export class EbpfBackend implements Backend {
   async drops(): Promise<DropCounts> {
     if (!this.maps || this.closed) throw new Error('the ebpf backend is closed');
     return readDrops(this.lib, this.maps.drops);
+  }
+
+  /** What the datapath counted for each backend of each frontend, both scopes together. */
+  async counters(): Promise<EndpointCounters[]> {
+    if (!this.maps || this.closed) return [];
+    const counted = new Map<string, EndpointCounters>();
+    for (const { frontend, destination, stats } of new BackendStatsMap(this.lib, this.maps.backendStats).readAll()) {
+      const key = `${frontendKey(frontend)} ${destinationKey(destination)}`;
+      const c = counted.get(key);
+      if (c === undefined) counted.set(key, { frontends: [frontend], destination, ...stats });
+      else Object.assign(c, addCounts(c, stats));
+    }
+    return [...counted.values()];
   }
 
   async inspect(): Promise<FrontendView[]> {

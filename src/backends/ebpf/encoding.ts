@@ -60,6 +60,18 @@ export const layouts = {
     fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 4 }, netns_cookie: { offset: 8, size: 8 }, netns_ino: { offset: 16, size: 4 } },
   },
   lb_sock_config: { size: 16, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 4 }, flags: { offset: 12, size: 4 } } },
+  lb_backend_key: {
+    size: 16,
+    fields: {
+      vip: { offset: 0, size: 4 },
+      port: { offset: 4, size: 2 },
+      proto: { offset: 6, size: 1 },
+      scope: { offset: 7, size: 1 },
+      backend_addr: { offset: 8, size: 4 },
+      backend_port: { offset: 12, size: 2 },
+    },
+  },
+  lb_backend_stats: { size: 24, fields: { connections: { offset: 0, size: 8 }, packets: { offset: 8, size: 8 }, bytes: { offset: 16, size: 8 } } },
   lb_sock_gone_key: {
     size: 16,
     fields: { vip: { offset: 0, size: 4 }, backend_addr: { offset: 4, size: 4 }, vport: { offset: 8, size: 2 }, backend_port: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } },
@@ -214,6 +226,40 @@ export function decodeSvcValue(b: Buffer, at = 0): { count: number; meta: SvcMet
     },
     backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };
+}
+
+const backendKey = layouts.lb_backend_key.fields;
+
+/** A kube_lb_backend_stats key: one backend of one kube_lb_svc service. */
+export function writeBackendKey(b: Buffer, at: number, f: Frontend, scope: Scope, d: Destination): void {
+  writeServiceId(b, at, backendKey, f, scope);
+  b.writeUInt32BE(ipv4ToInt(d.ip), at + backendKey.backend_addr.offset);
+  b.writeUInt16LE(d.port, at + backendKey.backend_port.offset);
+}
+
+export function decodeBackendKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; destination: Destination } {
+  return {
+    ...decodeServiceId('kube_lb_backend_stats', b, at, backendKey),
+    destination: { ip: intToIpv4(b.readUInt32BE(at + backendKey.backend_addr.offset)), port: b.readUInt16LE(at + backendKey.backend_port.offset) },
+  };
+}
+
+export interface BackendStats {
+  connections: number;
+  packets: number;
+  bytes: number;
+}
+
+const backendStats = layouts.lb_backend_stats.fields;
+
+/** The sum over CPUs of one kube_lb_backend_stats value, as a lookup returns it: one struct per possible CPU. */
+export function sumBackendStats(values: Buffer, at: number, cpus: number): BackendStats {
+  const sum = { connections: 0n, packets: 0n, bytes: 0n };
+  for (let cpu = 0; cpu < cpus; cpu++) {
+    const base = at + cpu * layouts.lb_backend_stats.size;
+    for (const field of ['connections', 'packets', 'bytes'] as const) sum[field] += values.readBigUInt64LE(base + backendStats[field].offset);
+  }
+  return { connections: Number(sum.connections), packets: Number(sum.packets), bytes: Number(sum.bytes) };
 }
 
 export interface Flow {

@@ -10,9 +10,13 @@ import type { BpfObject, BtfStruct, MapDef, MapInfo, NativeAddon } from '../../n
 import type { Logger } from '../../log.js';
 
 const BPF_MAP_TYPE_HASH = 1;
+const BPF_MAP_TYPE_PERCPU_HASH = 5;
 const BPF_MAP_TYPE_LRU_HASH = 9;
-/** Maps whose entries can be copied from one to another: either kind of hash. */
+/** Maps whose entries can be copied from one to another: either kind of hash, or per-CPU hash to per-CPU hash. */
 const HASH_KINDS = new Set([BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH]);
+const copyable = (from: number, to: number): boolean => (HASH_KINDS.has(from) && HASH_KINDS.has(to)) || (from === BPF_MAP_TYPE_PERCPU_HASH && to === from);
+/** A per-CPU map holds one value per possible CPU, each 8-byte aligned. */
+const perCpuSlot = (size: number): number => Math.ceil(size / 8) * 8;
 
 /** Where a pin waits while its entries move to the new map (bpffs allows no "." in names). */
 export function asidePin(pin: string): string {
@@ -194,7 +198,7 @@ function copyEntries(lib: NativeAddon, oldFd: number, newFd: number, def: MapDef
   const layouts = lib.mapLayouts(oldFd);
   const { keys, values, count } = lib.mapDump(oldFd);
   const recreated = (reason: string): Omit<Migrated, 'map' | 'why'> => ({ found: count, carried: 0, recreated: reason });
-  if (!HASH_KINDS.has(info.type) || !HASH_KINDS.has(def.type)) return recreated(`kube-lb carries entries between hash maps only (map type ${info.type} to ${def.type})`);
+  if (!copyable(info.type, def.type)) return recreated(`kube-lb carries entries between hash maps only (map type ${info.type} to ${def.type})`);
   // Without BTF on either side, only the sizes are known: equal sizes are taken to mean the same layout.
   const key = copyPlan(layouts?.key ?? opaque(info.keySize), def.key ?? opaque(def.keySize));
   const value = copyPlan(layouts?.value ?? opaque(info.valueSize), def.value ?? opaque(def.valueSize));
@@ -204,6 +208,13 @@ function copyEntries(lib: NativeAddon, oldFd: number, newFd: number, def: MapDef
   // A smaller map takes as many as fit, beside whatever an interrupted migration copied already.
   const room = Math.max(0, def.maxEntries - lib.mapDump(newFd).count);
   const n = Math.min(count, room);
-  lib.mapUpdateBatch(newFd, convertRecords(keys, n, key), convertRecords(values, n, value), n);
+  if (info.type === BPF_MAP_TYPE_PERCPU_HASH) {
+    // Each entry's value is one record per CPU, in slots of 8-byte multiples.
+    const slots = { ...value, fromSize: perCpuSlot(value.fromSize), toSize: perCpuSlot(value.toSize) };
+    const cpus = count === 0 ? 0 : values.length / count / slots.fromSize;
+    lib.mapUpdateBatch(newFd, convertRecords(keys, n, key), convertRecords(values, n * cpus, slots), n);
+  } else {
+    lib.mapUpdateBatch(newFd, convertRecords(keys, n, key), convertRecords(values, n, value), n);
+  }
   return { found: count, carried: n, zeroed: [...key.added, ...value.added, ...value.resized], dropped: value.dropped };
 }

@@ -16,6 +16,7 @@ import {
   writeSvcCount,
   writeSvcKey,
 } from './encoding.js';
+import { type BackendId, BackendStatsMap } from './backend-stats.js';
 import { maglevTable } from './maglev.js';
 import { planSlots } from './slots.js';
 
@@ -194,10 +195,12 @@ export function maglevSlots(slots: readonly Destination[], size: number): Uint16
 }
 
 export class ServiceMap {
+  /** statsFd: kube_lb_backend_stats, whose entries apply() keeps with the backends; absent, it is left alone (tools that fill kube_lb_svc directly). */
   constructor(
     private readonly lib: NativeAddon,
     private readonly fd: number,
     private readonly maglevFd: number,
+    private readonly statsFd?: number,
   ) {}
 
   readAll(): MapContents {
@@ -248,10 +251,11 @@ export class ServiceMap {
   /**
    * Applies changes in ordered batches: orphans and the services that go
    * away first (each service before its slots), so their room is free for
-   * what follows; then backend slots, then Maglev tables, then each
-   * service's count (its slot 0), then the slots past a count that shrank,
-   * then the Maglev chunks no table needs any more. Returns the new slot table
-   * of every service that still exists, by svcKey.
+   * what follows; then the counters of added backends, then backend
+   * slots, then Maglev tables, then each service's count (its slot 0),
+   * then the slots past a count that shrank, then the Maglev chunks no
+   * table needs any more and the counters of removed backends. Returns the
+   * new slot table of every service that still exists, by svcKey.
    */
   apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = [], orphanChunks: readonly ChunkKey[] = []): Map<string, Destination[]> {
     const plans = changes.map((change) => ({ change, plan: planSlots(change.current ?? [], change.wanted ?? []) }));
@@ -264,11 +268,19 @@ export class ServiceMap {
     const chunkWrites = new ChunkBatch();
     const chunkDeletes = new ChunkBatch();
     const tables = new Map<string, Destination[]>();
+    const statsAdded: BackendId[] = [];
+    const statsRemoved: BackendId[] = [];
 
     for (const orphan of orphans) (orphan.slot === 0 ? removedServices : removedSlots).key(orphan, orphan.slot);
     for (const chunk of orphanChunks) chunkDeletes.key(chunk, chunk.chunk);
     for (const { change, plan } of plans) {
       const { meta, current, currentMeta, wanted } = change;
+      const backends = (ds: readonly Destination[] | null, without: readonly Destination[] | null): BackendId[] => {
+        const left = new Set((without ?? []).map(destinationKey));
+        return (ds ?? []).filter((d) => !left.has(destinationKey(d))).map((destination) => ({ frontend: change.frontend, scope: change.scope, destination }));
+      };
+      statsAdded.push(...backends(wanted, current));
+      statsRemoved.push(...backends(current, wanted));
       const chunksWanted = wanted === null || plan.slots.length === 0 ? 0 : maglevChunks(meta.maglevTableSize);
       for (let chunk = chunksWanted; chunk < maglevChunks(currentMeta?.maglevTableSize ?? 0); chunk++) chunkDeletes.key(change, chunk);
       if (chunksWanted > 0) chunkWrites.table(change, maglevSlots(plan.slots, meta.maglevTableSize));
@@ -284,8 +296,10 @@ export class ServiceMap {
       tables.set(svcKey(change), plan.slots);
     }
 
+    const stats = this.statsFd === undefined ? undefined : new BackendStatsMap(this.lib, this.statsFd);
     removedServices.delete(this.lib, this.fd);
     removedSlots.delete(this.lib, this.fd);
+    stats?.add(statsAdded);
     slotWrites.update(this.lib, this.fd);
     // Between the slots and slot 0: a table is whole before slot 0 flags
     // its service, and names slots that hold its backends (or, for a
@@ -295,6 +309,7 @@ export class ServiceMap {
     countWrites.update(this.lib, this.fd);
     slotDeletes.delete(this.lib, this.fd);
     chunkDeletes.delete(this.lib, this.maglevFd);
+    stats?.remove(statsRemoved);
     return tables;
   }
 }

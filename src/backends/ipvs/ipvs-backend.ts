@@ -33,6 +33,7 @@ const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
 export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly countsTraffic = true;
   private readonly table: IpvsTable;
   private readonly schedulers: SchedulerChooser;
   private readonly drain = new DrainQueue();
@@ -227,8 +228,9 @@ export class IpvsBackend implements Backend {
     return [...this.table.read(this.link.addresses()).values()].flatMap((vs) => {
       const stats = this.table.stats(vs.frontend);
       return [...vs.realServers].flatMap(([key, r]) => {
-        const scheduled = stats.get(key)?.scheduled;
-        return scheduled === undefined || scheduled === null ? [] : [{ frontends: [vs.frontend], destination: r.destination, connections: scheduled }];
+        const st = stats.get(key);
+        if (st === undefined || st.scheduled === null) return [];
+        return [{ frontends: [vs.frontend], destination: r.destination, connections: st.scheduled, ...(st.packets !== null && st.bytes !== null ? { packets: st.packets, bytes: st.bytes } : {}) }];
       });
     });
   }

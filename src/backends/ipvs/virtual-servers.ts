@@ -37,6 +37,9 @@ export interface RealServerStats {
   connections: number;
   /** Sent to it since it was added; null where the kernel does not say. */
   scheduled: number | null;
+  /** Packets and bytes of those connections, both directions; null where the kernel does not say. */
+  packets: number | null;
+  bytes: number | null;
 }
 
 /** Thin typed layer over the addon's IPVS calls, keyed by Frontend and Destination. */
@@ -63,7 +66,7 @@ export class IpvsTable {
   /** The real servers' weights and connection counts (active + inactive), by destKey. */
   stats(frontend: Frontend): Map<string, RealServerStats> {
     const dests = this.lib.ipvsDests(frontend.ip, PROTOCOL_NUMBERS[frontend.protocol], frontend.port);
-    return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns, scheduled: d.scheduledConns }]));
+    return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns, scheduled: d.scheduledConns, packets: d.packets, bytes: d.bytes }]));
   }
 
   addService(f: Frontend, scheduler: string): void {

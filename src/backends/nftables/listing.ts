@@ -2,7 +2,7 @@
 // the endpoint chains' counters.
 import type { EndpointCounters, FrontendView } from '../backend.js';
 import type { Destination, Frontend, FrontendKind, Protocol } from '../../model/contract.js';
-import { type MapName, NO_ENDPOINT_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, kindOfComment } from './ruleset.js';
+import { type MapName, NO_ENDPOINT_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, kindOfComment, trafficCounterName } from './ruleset.js';
 
 type Json = Record<string, unknown>;
 
@@ -17,8 +17,8 @@ export interface Listing {
   /** Each chain's rules, as nft's JSON expression lists. */
   rules: Map<string, Json[][]>;
   maps: Map<string, MapElement[]>;
-  /** Named counters' packets, by name. */
-  counters: Map<string, number>;
+  /** Named counters' packets and bytes, by name. */
+  counters: Map<string, { packets: number; bytes: number }>;
 }
 
 const obj = (v: unknown): Json => (typeof v === 'object' && v !== null ? (v as Json) : {});
@@ -58,7 +58,7 @@ export function parseListing(text: string): Listing {
       listing.maps.set(String(map['name']), elements);
     } else if ('counter' in o) {
       const counter = obj(o['counter']);
-      listing.counters.set(String(counter['name']), Number(counter['packets']));
+      listing.counters.set(String(counter['name']), { packets: Number(counter['packets']), bytes: Number(counter['bytes']) });
     }
   }
   return listing;
@@ -144,7 +144,8 @@ function counterName(rules: readonly Json[][]): string | undefined {
 /**
  * The packets each endpoint chain's counter counted: the chains DNAT in the
  * nat hooks, which see only the first packet of a connection, so they count
- * new connections. Chains without a named counter are left out.
+ * new connections. Chains without a named counter are left out. Packets
+ * and bytes come from the chain's traffic counter, where it has one.
  */
 export function endpointCountersFromListing(listing: Listing): EndpointCounters[] {
   const reaching = new Map<string, Frontend[]>();
@@ -157,7 +158,9 @@ export function endpointCountersFromListing(listing: Listing): EndpointCounters[
   return [...reaching].flatMap(([chain, frontends]) => {
     const rules = listing.rules.get(chain)!;
     const name = counterName(rules);
-    const connections = name === undefined ? undefined : listing.counters.get(name);
-    return connections === undefined ? [] : [{ frontends, destination: dnatDestination(rules)!, connections }];
+    const connections = name === undefined ? undefined : listing.counters.get(name)?.packets;
+    if (connections === undefined) return [];
+    const traffic = listing.counters.get(trafficCounterName(name!));
+    return [{ frontends, destination: dnatDestination(rules)!, connections, ...(traffic && { packets: traffic.packets, bytes: traffic.bytes }) }];
   });
 }

@@ -23,6 +23,7 @@ interface Translated {
 export class NftablesBackend implements Backend {
   readonly name = 'nftables';
   readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly countsTraffic = true;
   /** What the table holds, as last written; null until a full sync has read the kernel. */
   private written: PortTable | null = null;
   private readonly programmed = new ProgrammedFrontends();

@@ -15,6 +15,9 @@
 //   filter-input, filter-forward, filter-output -> endpoints-check:
 //     vmap @no-endpoint-services, vmap @no-endpoint-nodeports -> reject-chain or drop
 //   filter-forward: first drops what conntrack marks invalid (not under --conntrack-tcp-be-liberal)
+//   traffic-prerouting, traffic-output (after DNAT): every packet of a DNATed flow, either way,
+//     counts in its endpoint's traffic-<hash>-... counter, found in @traffic by the flow's
+//     frontend and endpoint as conntrack records them
 import { type Destination, type EndpointSet, type FrontendKind, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
 import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
@@ -27,7 +30,8 @@ export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
 export const NO_ENDPOINT_SERVICES_MAP = 'no-endpoint-services';
 export const NO_ENDPOINT_NODEPORTS_MAP = 'no-endpoint-nodeports';
 export const FIREWALL_IPS_MAP = 'firewall-ips';
-export const MAPS = [SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, NO_ENDPOINT_NODEPORTS_MAP, FIREWALL_IPS_MAP] as const;
+export const TRAFFIC_MAP = 'traffic';
+export const MAPS = [SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, NO_ENDPOINT_NODEPORTS_MAP, FIREWALL_IPS_MAP, TRAFFIC_MAP] as const;
 export type MapName = (typeof MAPS)[number];
 
 const MARK_CHAIN = 'mark-for-masquerade';
@@ -81,6 +85,22 @@ export function endpointChainName(p: PortIdentity, d: Destination): string {
  */
 export function isEndpointChain(name: string): boolean {
   return name.startsWith(ENDPOINT_PREFIX);
+}
+
+const TRAFFIC_PREFIX = 'traffic-';
+
+/**
+ * The counter of every packet of the flows an endpoint chain DNATed,
+ * traffic-<hash>-...: named, so it keeps its count when the chain is
+ * rewritten and @traffic refilled.
+ */
+export function trafficCounterName(endpointChain: string): string {
+  return `${TRAFFIC_PREFIX}${endpointChain.slice(ENDPOINT_PREFIX.length)}`;
+}
+
+/** The named counters of the endpoint chains among these chains: each one's own and its traffic counter. */
+export function endpointCounters(chains: Iterable<string>): string[] {
+  return [...chains].filter(isEndpointChain).flatMap((chain) => [chain, trafficCounterName(chain)]);
 }
 
 export function affinitySetName(p: PortIdentity, d: Destination): string {
@@ -163,6 +183,13 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
     rules.chains.set(chain, externalChainRules(f, internal, external, opts.clusterCidr));
     element(nodePort ? SERVICE_NODEPORTS_MAP : SERVICE_IPS_MAP, f, `goto ${chain}`);
   }
+  // Each frontend's endpoints, by the flow's frontend and endpoint, to their traffic counters.
+  for (const f of sp.frontends) {
+    for (const d of new Map([...f.internal.destinations, ...f.external.destinations].map((d) => [`${d.ip} . ${d.port}`, d])).values()) {
+      const key = `${f.ip} . ${proto} . ${f.port} . ${d.ip} . ${d.port}`;
+      rules.elements.get(TRAFFIC_MAP)!.set(key, { key, comment: elementComment(f.kind, named), verdict: `"${trafficCounterName(endpointChainName(named, d))}"` });
+    }
+  }
   for (const [set, first] of prelude) rules.chains.get(policyChainName(named, set.policy))!.unshift(...first);
   return rules;
 }
@@ -233,15 +260,25 @@ export function declarations(): string[] {
     `add chain ${T} nat-prerouting { type nat hook prerouting priority -100 ; policy accept ; }`,
     `add chain ${T} nat-output { type nat hook output priority -100 ; policy accept ; }`,
     `add chain ${T} nat-postrouting { type nat hook postrouting priority 100 ; policy accept ; }`,
+    // After DNAT, so that the first packet's conntrack entry names its endpoint.
+    `add chain ${T} traffic-prerouting { type filter hook prerouting priority -99 ; policy accept ; }`,
+    `add chain ${T} traffic-output { type filter hook output priority -99 ; policy accept ; }`,
     `add map ${T} ${SERVICE_IPS_MAP} { ${addrKey} comment "ClusterIP, external IP and load-balancer IP traffic" ; }`,
     `add map ${T} ${SERVICE_NODEPORTS_MAP} { ${addrKey} comment "NodePort traffic, by node address" ; }`,
     `add map ${T} ${NO_ENDPOINT_SERVICES_MAP} { ${addrKey} comment "drop or reject traffic to services without endpoints" ; }`,
     `add map ${T} ${NO_ENDPOINT_NODEPORTS_MAP} { ${addrKey} comment "drop or reject traffic to node ports without endpoints" ; }`,
     `add map ${T} ${FIREWALL_IPS_MAP} { ${addrKey} comment "destinations subject to loadBalancerSourceRanges" ; }`,
+    `add map ${T} ${TRAFFIC_MAP} { type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : counter ; comment "the traffic counter of each frontend's endpoint" ; }`,
   ];
 }
 
 const dispatch = (map: MapName): string => `ip daddr . meta l4proto . th dport vmap @${map}`;
+/**
+ * A DNATed flow's packet, either way, to its endpoint's traffic counter.
+ * The protocol match gives proto-dst its type; a flow without an element
+ * (DNATed by someone else) goes on uncounted.
+ */
+const countTraffic = `ct status dnat meta l4proto { tcp, udp } counter name ct original ip daddr . meta l4proto . ct original proto-dst . ct reply ip saddr . ct reply proto-src map @${TRAFFIC_MAP}`;
 
 /** The chains every table has, with their rules, for this masquerade mark and whether invalid packets are dropped. */
 export function fixedChains(mark: string, dropInvalid: boolean): Map<string, string[]> {
@@ -257,6 +294,9 @@ export function fixedChains(mark: string, dropInvalid: boolean): Map<string, str
     ['nat-prerouting', ['jump services']],
     ['nat-output', ['jump services']],
     ['nat-postrouting', ['jump masquerading']],
+    // A packet on lo was counted on its way out.
+    ['traffic-prerouting', [`iif != lo ${countTraffic}`]],
+    ['traffic-output', [countTraffic]],
     ['firewall-check', [dispatch(FIREWALL_IPS_MAP)]],
     ['services', [dispatch(SERVICE_IPS_MAP), dispatch(SERVICE_NODEPORTS_MAP)]],
     ['endpoints-check', [dispatch(NO_ENDPOINT_SERVICES_MAP), dispatch(NO_ENDPOINT_NODEPORTS_MAP)]],

@@ -1,7 +1,7 @@
 // What each `nft -f` transaction holds: everything on a full sync, only
 // what differs on a partial one. Pure: the backend reads the kernel and
 // runs nft.
-import { MAPS, type PortRules, type Transaction, emptyTransaction, isEndpointChain, isServicePortChain } from './ruleset.js';
+import { MAPS, type PortRules, type Transaction, emptyTransaction, endpointCounters, isServicePortChain } from './ruleset.js';
 
 /** The table's content per service port key. */
 export type PortTable = ReadonlyMap<string, PortRules>;
@@ -11,7 +11,7 @@ export interface KernelObjects {
   chains: ReadonlySet<string>;
   /** Affinity sets by name, with their timeout in seconds. */
   sets: ReadonlyMap<string, number>;
-  /** Named counters (of endpoint chains). */
+  /** Named counters (of endpoint chains, and their traffic counters). */
   counters: ReadonlySet<string>;
 }
 
@@ -35,8 +35,9 @@ export function fullTransaction(fixed: ReadonlyMap<string, string[]>, wanted: Po
   }
   tx.removeChains = [...kernel.chains].filter((c) => isServicePortChain(c) && !tx.write.has(c));
   tx.deleteSets.push(...[...kernel.sets.keys()].filter((s) => !wantedSets.has(s)));
-  tx.addCounters = [...tx.write.keys()].filter(isEndpointChain);
-  tx.deleteCounters = [...kernel.counters].filter((c) => !tx.write.has(c));
+  tx.addCounters = endpointCounters(tx.write.keys());
+  const wantedCounters = new Set(tx.addCounters);
+  tx.deleteCounters = [...kernel.counters].filter((c) => !wantedCounters.has(c));
   return tx;
 }
 
@@ -74,7 +75,7 @@ export function partialTransaction(wanted: PortTable, written: PortTable): Trans
     for (const set of before.sets.keys()) if (!now.sets.has(set)) tx.deleteSets.push(set);
   }
   // What was written was written whole, endpoint chains with their counters.
-  tx.addCounters = [...tx.write.keys()].filter(isEndpointChain);
-  tx.deleteCounters = tx.removeChains.filter(isEndpointChain);
+  tx.addCounters = endpointCounters(tx.write.keys());
+  tx.deleteCounters = endpointCounters(tx.removeChains);
   return tx;
 }
