@@ -53,8 +53,8 @@ const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: ALL,
-  iptables: { ...ALL, maglev: 'no (random, as kube-proxy)', 'traffic-counters': "no (the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks)" },
-  nftables: { ...ALL, 'localhost-nodeport': "no (as kube-proxy's nftables mode)", maglev: 'no (random, as kube-proxy)' },
+  iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
+  nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
     nodeport: NOT_YET,
@@ -66,10 +66,10 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'session-affinity': NOT_YET,
     'reject-without-endpoints': NOT_YET,
     'node-originated': 'not tested yet',
-    'localhost-nodeport': "no (as kube-proxy's IPVS mode)",
+    'localhost-nodeport': "as kube-proxy's IPVS mode",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
     'shared-client-port': 'not tested yet',
-    maglev: 'no (IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh)',
+    maglev: 'IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh',
   },
 };
 
