@@ -155,12 +155,25 @@ export class IptablesBackend implements Backend {
   }
 
   private async save(table: Table): Promise<SavedTable> {
+    // iptables-legacy-save creates a table it is asked for in a namespace
+    // that has none yet: reading, as diff and inspect do, must not.
+    if (this.opts.mode === 'legacy' && !legacyTables().includes(table)) return parseSave('', table);
     const { stdout } = await runCommand(`iptables-${this.opts.mode}-save`, ['--counters', '-t', table]);
     return parseSave(stdout, table);
   }
 
   private async restore(payload: string): Promise<void> {
     await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--counters', '--wait'], payload);
+  }
+}
+
+/** The x_tables tables this network namespace has: none until the module is loaded and a table is first used. */
+function legacyTables(): string[] {
+  try {
+    return fs.readFileSync('/proc/net/ip_tables_names', 'utf8').split('\n');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 
