@@ -17,7 +17,7 @@ import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
-import { diffViews, formatDiffs } from './diff.js';
+import { desiredState, diffViews, formatDiffs } from './diff.js';
 import { countViews, formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
@@ -288,7 +288,7 @@ async function diff(flags: Flags, log: Logger): Promise<number> {
   const backend = await openBackend(backendName, startOptions);
   try {
     const sources = await readFrontendSources(await objectSource(flags, model.nodeName, log), { ...model, protocols: backend.protocols, log }, log);
-    const diffs = diffViews(sources, await backend.inspect());
+    const diffs = diffViews(await backend.planned(desiredState(sources)), await backend.inspect(), sources);
     process.stdout.write(formatDiffs(diffs));
     return diffs.length === 0 ? 0 : 1;
   } finally {

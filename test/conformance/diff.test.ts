@@ -1,9 +1,10 @@
 // `kube-lb diff`, run's dry run: with run's flags it prints what the next
 // sync would add, change and remove, and exits as `kubectl diff` (0 when
-// nothing differs, 1 when something does, 2 on a usage error). It must write
-// nothing: the kernel's state is compared before and after, both before
-// kube-lb ever ran (for ebpf: without pinned maps) and after it ran and
-// stopped, leaving its datapath in place for the next start.
+// nothing differs, 1 when something does, 2 on a usage error, 3 on a
+// failure). It must write nothing: the kernel's state is compared before
+// and after, both before kube-lb ever ran (for ebpf: without pinned maps)
+// and after it ran and stopped, leaving its datapath in place for the next
+// start.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -80,6 +81,7 @@ function diffCase(name: string): void {
   it(`${name}: diff shows additions, changes and removals, writes nothing, and shows nothing once kube-lb has synced`, () =>
     withContext(variant(name), [], async (ctx) => {
       assert.equal((await kubeLbDiff(ctx, ['--sync-period=soon'])).code, 2, 'a usage error exits 2');
+      assert.equal((await kubeLbDiff(ctx, ['--manifests=/nonexistent'])).code, 3, 'a failure exits 3, not 1, which says that something differs');
 
       ctx.writeServices(FILE, [WEB, OLD]);
       const first = await diffWritingNothing(ctx);
