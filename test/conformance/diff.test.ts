@@ -4,7 +4,9 @@
 // failure). It must write nothing: the kernel's state is compared before
 // and after, both before kube-lb ever ran (for ebpf: without pinned maps)
 // and after it ran and stopped, leaving its datapath in place for the next
-// start.
+// start. ipvs is left out: the case passes in the VM (test/vm) but is slow
+// there under emulation, and the ipvs backend's part of diff is its sync's
+// list of virtual servers.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -45,15 +47,21 @@ async function kubeLbDiff(ctx: ScenarioContext, extra: string[] = []): Promise<O
 }
 
 /**
- * What any backend could have written in node-a: the nf_tables ruleset
- * (nftables, iptables-nft), the x_tables rules (iptables-legacy), and the
- * sandbox's pinned BPF maps with their entries.
+ * What any of the host's backends could have written in node-a: its links
+ * and addresses, the nf_tables ruleset (nftables, iptables-nft), the
+ * x_tables rules (iptables-legacy), and the sandbox's pinned BPF maps with
+ * their entries.
  */
 async function kernelState(ctx: ScenarioContext): Promise<string> {
   const { sandbox } = ctx;
-  const parts = [await sandbox.inNode('nft', 'list', 'ruleset'), await sandbox.inNode('iptables-legacy-save')];
-  // iptables-save's comment lines carry the time it ran.
-  parts[1] = parts[1]!.replace(/^#.*\n/gm, '');
+  const parts = [
+    await sandbox.inNode('ip', '-o', 'link', 'show'),
+    // IPv4 only: IPv6 addresses lose their tentative flag on their own.
+    await sandbox.inNode('ip', '-4', '-o', 'addr', 'show'),
+    await sandbox.inNode('nft', 'list', 'ruleset'),
+    // iptables-save's comment lines carry the time it ran.
+    (await sandbox.inNode('iptables-legacy-save')).replace(/^#.*\n/gm, ''),
+  ];
   if (!fs.existsSync(sandbox.pinPath)) parts.push('no pins');
   else {
     parts.push(fs.readdirSync(sandbox.pinPath).sort().join('\n'));
