@@ -279,9 +279,10 @@ async function run(flags: Flags, log: Logger): Promise<void> {
 
 /**
  * `run`'s dry run: the frontends the next sync would add, change and
- * remove, from the same flags, objects and model as `run`. It only reads
- * the kernel, through the backend's inspect, and exits as `kubectl diff`:
- * 0 when nothing differs, 1 when something does.
+ * remove, from the same flags, objects and model as `run`: the backend's
+ * plan for the model's state against what its inspect reads from the
+ * kernel, which diff only reads. It exits as `kubectl diff`: 0 when
+ * nothing differs, 1 when something does.
  */
 async function diff(flags: Flags, log: Logger): Promise<number> {
   const { backendName, model, startOptions } = runSettings(flags, log);
