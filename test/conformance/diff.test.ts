@@ -88,7 +88,10 @@ const lines = (text: string): string[] => text.split('\n').filter((l) => l !== '
 function diffCase(name: string): void {
   it(`${name}: diff shows additions, changes and removals, writes nothing, and shows nothing once kube-lb has synced`, () =>
     withContext(variant(name), [], async (ctx) => {
-      assert.equal((await kubeLbDiff(ctx, ['--sync-period=soon'])).code, 2, 'a usage error exits 2');
+      const usage = await kubeLbDiff(ctx, ['--sync-period=soon']);
+      assert.equal(usage.code, 2, 'a usage error exits 2');
+      assert.equal(usage.stdout, '', 'a usage error prints no difference');
+      assert.match(usage.stderr, /^kube-lb: --sync-period=soon: not a duration[^\n]*\n$/, 'a usage error is one sentence on stderr');
       assert.equal((await kubeLbDiff(ctx, ['--manifests=/nonexistent'])).code, 3, 'a failure exits 3, not 1, which says that something differs');
 
       ctx.writeServices(FILE, [WEB, OLD]);
