@@ -17,6 +17,7 @@ import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
+import { desiredState, diffViews, formatDiffs } from './diff.js';
 import { countViews, formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
@@ -60,6 +61,10 @@ const USAGE = `usage:
                  series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
+  kube-lb diff [the flags of run]
+                  (what the next sync would add (+), change (~) and remove (-) in the kernel,
+                   writing nothing; exit code 0: nothing differs, 1: something does,
+                   2: usage error, 3: failure; see docs/diff.md)
   kube-lb inspect --backend=B [--bpf-pin-path P] [--iptables-mode M] [-o wide|json]
                   [--manifests DIR | --kubeconfig FILE] [--hostname-override NAME] [--service NS/NAME]
                   (with a source, as run reads it: each frontend's service, port name, policy,
@@ -215,14 +220,14 @@ async function objectSource(flags: Flags, nodeName: string, log: Logger): Promis
       new (await import('./sources/apiserver.js')).ApiServerSource({ kubeconfig: flags.kubeconfig, nodeName, log });
 }
 
-async function run(flags: Flags, log: Logger): Promise<void> {
+/** Every setting `run` takes from its flags, all checked before anything starts: a usage error leaves no state behind. */
+function runSettings(flags: Flags, log: Logger) {
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
   const minSyncPeriodMs = parseDuration('min-sync-period', flags['min-sync-period']);
   const syncPeriodMs = parseDuration('sync-period', flags['sync-period']);
   const hostname = flags['hostname-override'] ?? os.hostname();
   const backendName = parseBackendName(flags.backend);
   const model = modelOptions(flags, backendName, hostname);
-  // Every flag is checked before anything starts: a usage error leaves no state behind.
   const startOptions = backendOptions(flags, log);
   checkStartOptions(backendName, startOptions);
   for (const what of ['healthz', 'metrics'] as const) {
@@ -230,6 +235,11 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     if (address !== '') parseBindAddress(address, what);
   }
   const metricsEndpointLabels = booleanFlag('metrics-endpoint-labels', flags['metrics-endpoint-labels']);
+  return { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels };
+}
+
+async function run(flags: Flags, log: Logger): Promise<void> {
+  const { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels } = runSettings(flags, log);
   // "node", not "hostname": every line already carries the machine's hostname.
   log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
@@ -267,6 +277,26 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   await proxier.start();
   await stopRequested;
   await proxier.stop();
+}
+
+/**
+ * `run`'s dry run: the frontends the next sync would add, change and
+ * remove, from the same flags, objects and model as `run`: the backend's
+ * plan for the model's state against what its inspect reads from the
+ * kernel, which diff only reads. It exits as `kubectl diff`: 0 when
+ * nothing differs, 1 when something does.
+ */
+async function diff(flags: Flags, log: Logger): Promise<number> {
+  const { backendName, model, startOptions } = runSettings(flags, log);
+  const backend = await openBackend(backendName, startOptions);
+  try {
+    const sources = await readFrontendSources(await objectSource(flags, model.nodeName, log), { ...model, protocols: backend.protocols, log }, log);
+    const diffs = diffViews(await backend.planned(desiredState(sources)), await backend.inspect(), sources);
+    process.stdout.write(formatDiffs(diffs));
+    return diffs.length === 0 ? 0 : 1;
+  } finally {
+    await backend.close();
+  }
 }
 
 /**
@@ -316,7 +346,11 @@ async function cleanup(flags: Flags, log: Logger): Promise<void> {
   log.info({ backend: flags.backend }, 'cleanup done');
 }
 
-const commands: Record<string, (flags: Flags, log: Logger) => Promise<void>> = { run, inspect, cleanup };
+/** A command's exit code; none is 0. */
+const commands: Record<string, (flags: Flags, log: Logger) => Promise<number | void>> = { run, inspect, cleanup, diff };
+
+/** diff's 1 says that something differs, so its failures exit >1, as kubectl diff's do; 2 is a usage error. */
+const FAILED: Record<string, number> = { diff: 3 };
 
 /** The flags, with a --config file's settings under the command line's, as in kube-proxy. */
 function parseCommandLine(argv: string[]) {
@@ -357,16 +391,15 @@ async function main(argv: string[]): Promise<number> {
   const name = flags.cleanup ? 'cleanup' : (positionals[0] ?? 'run');
   const command = commands[name];
   if (!command || positionals.length > (flags.cleanup ? 0 : 1)) {
-    return usageError(new UsageError(`unknown command ${JSON.stringify(positionals.join(' '))}; the commands are run, inspect, cleanup and bench`));
+    return usageError(new UsageError(`unknown command ${JSON.stringify(positionals.join(' '))}; the commands are run, diff, inspect, cleanup and bench`));
   }
   for (const warning of configWarnings) log.warn(warning);
   try {
-    await command(flags, log);
-    return 0;
+    return (await command(flags, log)) ?? 0;
   } catch (err) {
     if (err instanceof UsageError) return usageError(err);
     log.fatal({ err: (err as Error).message }, `${name} failed`);
-    return 1;
+    return FAILED[name] ?? 1;
   }
 }
 

@@ -1,7 +1,7 @@
 // The Backend interface: what every datapath implements. The model decides
 // which endpoints receive which traffic (src/model/contract.ts); a backend
 // only turns that decision into kernel state and reads the kernel back.
-import type { DesiredState, Destination, Frontend, FrontendKind, NodeView, Protocol } from '../model/contract.js';
+import type { DesiredState, Destination, Frontend, FrontendKind, NodeView, Protocol, ResolvedFrontend } from '../model/contract.js';
 
 /** The kernel's view of one frontend, as inspect reports it. */
 export interface FrontendView {
@@ -9,6 +9,11 @@ export interface FrontendView {
   frontend: Frontend;
   /** Where traffic from outside the node goes (for a ClusterIP, all its traffic). */
   destinations: Destination[];
+}
+
+/** A frontend as the contract says inspect shows it: for backends that program every frontend as the model resolved it. */
+export function frontendView(f: ResolvedFrontend): FrontendView {
+  return { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: (f.kind === 'ClusterIP' ? f.internal : f.external).destinations };
 }
 
 export interface SyncStats {
@@ -38,6 +43,12 @@ export interface Backend {
   sync(state: DesiredState, changed: ReadonlySet<string> | null, node?: NodeView): Promise<SyncStats>;
   /** Reads the kernel state back, never a memory of the last sync. */
   inspect(): Promise<FrontendView[]>;
+  /**
+   * What inspect would read back once `state` is synced, computed as sync
+   * computes the kernel state it writes, writing nothing and reading no
+   * kernel state: `kube-lb diff` compares it with inspect.
+   */
+  planned(state: DesiredState): Promise<FrontendView[]>;
   /** Removes everything this backend created and nothing else. */
   cleanup(): Promise<void>;
   /** Releases process resources (watchers, fds); leaves the datapath in place. */

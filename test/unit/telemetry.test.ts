@@ -42,6 +42,7 @@ describe('health and metrics servers', () => {
     protocols: ['TCP', 'UDP'],
     sync: async () => ({ frontendsWritten: 0, frontendsRemoved: 0 }),
     inspect: async () => [],
+    planned: async () => [],
     cleanup: async () => {},
     close: async () => {},
     mapFill: async () => [{ map: 'kube_lb_svc', entries: 3, maxEntries: 65536 }, { map: 'kube_lb_ct', entries: null, maxEntries: 1024 }],

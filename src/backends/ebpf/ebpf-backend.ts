@@ -83,6 +83,11 @@ function mapServices(f: ResolvedFrontend, maglevTableSize: number): WantedServic
   return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
 }
 
+/** A frontend's view is where traffic from outside the node goes: a ClusterIP's only service, the external one of the others. */
+function viewOf(services: readonly (SvcId & { meta: SvcMeta; destinations: readonly Destination[] })[]): FrontendView[] {
+  return services.filter((s) => (s.meta.kind === 'ClusterIP') === (s.scope === 'internal')).map((s) => ({ kind: s.meta.kind, frontend: s.frontend, destinations: [...s.destinations] }));
+}
+
 const sameMembers = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x) => b.includes(x));
 
 /** Slots keep their order, so the map's backends are compared as a set. */
@@ -381,9 +386,12 @@ export class EbpfBackend implements Backend {
 
   async inspect(): Promise<FrontendView[]> {
     if (!this.maps) return [];
-    // A frontend's view is where traffic from outside the node goes: a ClusterIP's only service, the external one of the others.
-    const entries = [...new ServiceMap(this.lib, this.maps.svc, this.maps.maglev).readAll().services.values()].filter((e) => (e.meta.kind === 'ClusterIP') === (e.scope === 'internal'));
-    return entries.map((e) => ({ kind: e.meta.kind, frontend: e.frontend, destinations: e.slots }));
+    return viewOf([...new ServiceMap(this.lib, this.maps.svc, this.maps.maglev).readAll().services.values()].map((e) => ({ ...e, destinations: e.slots })));
+  }
+
+  /** The map services sync writes for every frontend; the Maglev table size does not change what inspect shows. */
+  async planned(state: DesiredState): Promise<FrontendView[]> {
+    return viewOf([...state.values()].flatMap((sp) => sp.frontends.flatMap((f) => mapServices(f, 0))));
   }
 
   async cleanup(): Promise<void> {

@@ -13,6 +13,7 @@ import {
   JUMPS,
   type PortRules,
   type TableUpdate,
+  type Tables,
   assembleTables,
   emptyUpdate,
   SEP_PREFIX,
@@ -20,7 +21,7 @@ import {
   portRules,
   renderRestore,
 } from './rules.js';
-import { type SavedTable, endpointCountersFromSave, parseSave, tokenize, viewsFromSave } from './save.js';
+import { type SavedTable, endpointCountersFromSave, parseSave, savedOf, tokenize, viewsFromSave } from './save.js';
 import { timeSlices } from '../../time-slices.js';
 
 export const IPTABLES_MODES = ['nft', 'legacy'] as const;
@@ -65,6 +66,7 @@ export class IptablesBackend implements Backend {
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const servicePorts = sortedServicePorts(state);
     const wanted = await this.wantedChains(servicePorts);
+    if (wanted.localhostNodePorts) enableRouteLocalnet(this.opts.log);
     const full = changed === null || this.written === null;
     const update = full ? await this.fullUpdate(wanted) : this.partialUpdate(wanted, this.written!);
     const payload = renderRestore(update);
@@ -82,6 +84,12 @@ export class IptablesBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     const [nat, filter] = await Promise.all(TABLES.map((t) => this.save(t)));
     return viewsFromSave(nat!, filter!);
+  }
+
+  /** The chains sync writes, read as inspect reads iptables-save. */
+  async planned(state: DesiredState): Promise<FrontendView[]> {
+    const wanted = await this.wantedChains(sortedServicePorts(state));
+    return viewsFromSave(savedOf(wanted.nat), savedOf(wanted.filter));
   }
 
   async counters(): Promise<EndpointCounters[]> {
@@ -110,7 +118,7 @@ export class IptablesBackend implements Backend {
 
   async close(): Promise<void> {}
 
-  private async wantedChains(servicePorts: readonly ServicePortState[]): Promise<Record<Table, Chains>> {
+  private async wantedChains(servicePorts: readonly ServicePortState[]): Promise<Tables> {
     const ports: PortRules[] = [];
     // Translating thousands of new service ports takes long: the event loop gets its turns meanwhile.
     const turn = timeSlices();
@@ -120,9 +128,7 @@ export class IptablesBackend implements Backend {
       if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.clusterCidr)));
       ports.push(rules);
     }
-    const tables = assembleTables(ports, this.mark, !this.opts.tcpBeLiberal);
-    if (tables.localhostNodePorts) enableRouteLocalnet(this.opts.log);
-    return tables;
+    return assembleTables(ports, this.mark, !this.opts.tcpBeLiberal);
   }
 
   /** Every wanted chain, stale chains of ours removed, missing jumps from built-in chains added. */
@@ -155,12 +161,25 @@ export class IptablesBackend implements Backend {
   }
 
   private async save(table: Table): Promise<SavedTable> {
+    // iptables-legacy-save creates a table it is asked for in a namespace
+    // that has none yet: reading, as diff and inspect do, must not.
+    if (this.opts.mode === 'legacy' && !legacyTables().includes(table)) return parseSave('', table);
     const { stdout } = await runCommand(`iptables-${this.opts.mode}-save`, ['--counters', '-t', table]);
     return parseSave(stdout, table);
   }
 
   private async restore(payload: string): Promise<void> {
     await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--counters', '--wait'], payload);
+  }
+}
+
+/** The x_tables tables this network namespace has: none until the module is loaded and a table is first used. */
+function legacyTables(): string[] {
+  try {
+    return fs.readFileSync('/proc/net/ip_tables_names', 'utf8').split('\n');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 

@@ -2,7 +2,7 @@
 // and cleanup.
 import type { EndpointCounters, FrontendView } from '../backend.js';
 import { type Destination, type FrontendKind, type Protocol, frontendKey } from '../../model/contract.js';
-import { EXTERNAL_SERVICES_CHAIN, EXT_PREFIX, KIND_TEXT, NODEPORTS_CHAIN, SEP_PREFIX, SERVICES_CHAIN, isPolicyChain } from './rules.js';
+import { type Chains, EXTERNAL_SERVICES_CHAIN, EXT_PREFIX, KIND_TEXT, NODEPORTS_CHAIN, SEP_PREFIX, SERVICES_CHAIN, isPolicyChain } from './rules.js';
 
 export interface SavedTable {
   /** Every chain, built-in or not, with its rules as tokens after "-A CHAIN". */
@@ -21,6 +21,12 @@ export function tokenize(line: string): string[] {
     tokens.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
   }
   return tokens;
+}
+
+/** A table as iptables-save prints it once `chains` are written, without counters. */
+export function savedOf(chains: Chains): SavedTable {
+  const each = <T>(f: (rule: string) => T) => new Map([...chains].map(([name, rules]) => [name, rules.map(f)]));
+  return { chains: each(tokenize), ruleText: each((rule) => rule), counters: each(() => undefined) };
 }
 
 /** "[packets:bytes] " in front of a rule, as `iptables-save -c` prints it. */

@@ -222,6 +222,11 @@ export class IpvsBackend implements Backend {
     return [...this.table.read(this.link.addresses()).values()].map((vs) => ({ kind: 'ClusterIP' as const, frontend: vs.frontend, destinations: activeDestinations(vs) }));
   }
 
+  /** The virtual servers sync makes: ClusterIP frontends only, which is all the kernel can say they are. */
+  async planned(state: DesiredState): Promise<FrontendView[]> {
+    return servicePortsToProgram(state).map(({ frontend: f, destinations }) => ({ kind: 'ClusterIP' as const, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations }));
+  }
+
   /** What IPVS counted for each real server of each virtual server: one virtual server per frontend. */
   async counters(): Promise<EndpointCounters[]> {
     if (!this.link || !ipvsLoaded()) return [];

@@ -3,7 +3,7 @@
 // the first sync only changed chains, sets and map elements are sent; a
 // full sync rewrites everything and removes stale chains and sets found in
 // the kernel.
-import type { Backend, EndpointCounters, FrontendView, SyncStats } from '../backend.js';
+import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
 import type { DesiredState, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { type FrontendDestinations, ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
@@ -68,6 +68,11 @@ export class NftablesBackend implements Backend {
   async inspect(): Promise<FrontendView[]> {
     if (!(await this.tableExists())) return [];
     return viewsFromListing(await this.listing());
+  }
+
+  /** Every frontend of every service port: each has its map element, and the listing follows it as the contract says. */
+  async planned(state: DesiredState): Promise<FrontendView[]> {
+    return [...state.values()].flatMap((sp) => sp.frontends.map(frontendView));
   }
 
   async counters(): Promise<EndpointCounters[]> {
