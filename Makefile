@@ -113,7 +113,7 @@ $(IMAGE): $(IMAGE_DEBIAN_LAYER) $(ADDON) build/bpf/kube_lb.bpf.o build/bpf/kube_
 	deploy/image/build $(IMAGE_DEBIAN_LAYER) $(IMAGE_REF) $@
 
 # The image run as the DaemonSet runs it, against the sandbox node (test/image/).
-test-image: image
+test-image: build image
 	@start=$$(date +%s); \
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 dist/test/image/*.image-test.js; \
 	status=$$?; echo "test-image: $$(( $$(date +%s) - start )) s"; exit $$status
