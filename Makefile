@@ -1,5 +1,5 @@
 # kube-lb: `make demo` runs the demo, `make test` runs every test but the
-# image's (`make test-image`, after `make image`; see docs/image.md).
+# image's (`make test-image`, which builds the image; see docs/image.md).
 # Both install what is missing (Debian packages, npm packages) and build,
 # idempotently; with nothing to do they return in seconds. Run as root.
 SHELL := /bin/bash
