@@ -1,4 +1,5 @@
-# kube-lb: `make demo` runs the demo, `make test` runs every test.
+# kube-lb: `make demo` runs the demo, `make test` runs every test but the
+# image's (`make test-image`, which builds the image; see docs/image.md).
 # Both install what is missing (Debian packages, npm packages) and build,
 # idempotently; with nothing to do they return in seconds. Run as root.
 SHELL := /bin/bash
@@ -11,9 +12,11 @@ TS_STAMP := dist/.built
 
 APT_PACKAGES := clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
 	bpftool iproute2 iptables nftables ipset util-linux procps kmod iperf3 ethtool \
-	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3
+	libmnl-dev qemu-system-x86 busybox-static cpio xz-utils ipvsadm conntrack openssl nginx curl python3 \
+	mmdebstrap umoci
 
-.PHONY: build deps apt npm test test-vm demo bench bench-vm clean readme-capabilities
+FORCE:
+.PHONY: build deps apt npm test test-vm test-image image demo bench bench-vm clean readme-capabilities
 
 build: deps $(ADDON) $(BPF_OBJS) $(TS_STAMP)
 
@@ -76,6 +79,47 @@ test-vm: build
 	@start=$$(date +%s); \
 	KUBE_LB_TEST_SLOWDOWN=$${KUBE_LB_TEST_SLOWDOWN:-10} test/vm/run $(NODE) --test --test-concurrency=1 --test-timeout=900000 $(VM_TESTS); \
 	status=$$?; echo "test-vm: $$(( $$(date +%s) - start )) s in the VM"; exit $$status
+
+# The DaemonSet's image (docs/image.md): an OCI archive built from Debian's
+# packages without a container daemon. The Debian layer holds what kube-lb
+# executes or links at run time, and is rebuilt only when this list changes.
+IMAGE := build/image/kube-lb.oci.tar
+IMAGE_REF := kube-lb:$(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
+IMAGE_DEBIAN_LAYER := build/image/debian.tar
+IMAGE_DEBIAN_PACKAGES := libbpf1 libelf1 zlib1g libmnl0 libstdc++6 iproute2 iptables nftables ipset conntrack kmod mount bpftool
+IMAGE_DEBIAN_SOURCES := "deb http://deb.debian.org/debian bookworm main" \
+	"deb http://deb.debian.org/debian bookworm-updates main" \
+	"deb http://deb.debian.org/debian-security bookworm-security main"
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+image: $(IMAGE)
+
+# Rewritten only when the list or the sources change, which rebuilds the layer.
+$(IMAGE_DEBIAN_LAYER).inputs: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(IMAGE_DEBIAN_PACKAGES) $(IMAGE_DEBIAN_SOURCES)' | cmp -s - $@ 2>/dev/null || echo '$(IMAGE_DEBIAN_PACKAGES) $(IMAGE_DEBIAN_SOURCES)' >$@
+
+$(IMAGE_DEBIAN_LAYER): $(IMAGE_DEBIAN_LAYER).inputs | apt $(ADDON)
+	@mkdir -p $(dir $@)
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) mmdebstrap --quiet --mode=root --variant=essential --format=tar \
+		--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+		--include=$(subst $(space),$(comma),$(IMAGE_DEBIAN_PACKAGES)) \
+		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+		--dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+		--dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		bookworm $@.tmp $(IMAGE_DEBIAN_SOURCES)
+	mv $@.tmp $@
+
+$(IMAGE): $(IMAGE_DEBIAN_LAYER) $(ADDON) build/bpf/kube_lb.bpf.o build/bpf/kube_lb_xdp.bpf.o $(TS_STAMP) package-lock.json bin/kube-lb deploy/image/build
+	deploy/image/build $(IMAGE_DEBIAN_LAYER) $(IMAGE_REF) $@
+
+# The image run as the DaemonSet runs it, against the sandbox node (test/image/).
+test-image: build image
+	@start=$$(date +%s); \
+	$(NODE) --test --test-concurrency=1 --test-timeout=600000 dist/test/image/*.image-test.js; \
+	status=$$?; echo "test-image: $$(( $$(date +%s) - start )) s"; exit $$status
 
 # The backend capability table (src/backends/capabilities.ts) as Markdown, for the README.
 readme-capabilities: build
