@@ -15,6 +15,7 @@ import { type BackendName, type BackendOptions, checkStartOptions, openBackend, 
 import { clusterScheduler } from './backends/ipvs/schedulers.js';
 import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
+import { DETECT_LOCAL_MODES, type LocalTraffic, type LocalTrafficFlags, describeLocalTraffic, detectLocalMode, localTraffic } from './config/local-traffic.js';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
 import { desiredState, diffViews, formatDiffs } from './diff.js';
@@ -26,11 +27,16 @@ import { LB_ALGORITHMS } from './model/contract.js';
 import { type Cidr, parseCidr } from './net/ip.js';
 import { parseBindAddress, ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
+import { readNodePodCidr } from './sources/node-pod-cidr.js';
 import type { Source } from './sources/source.js';
 
 const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
-                [--pod-interface-name-prefix PREFIX (ebpf)] [--devices IF,... (ebpf)] [--cluster-cidr CIDR]
+                [--detect-local-mode ClusterCIDR|NodeCIDR|BridgeInterface|InterfaceNamePrefix
+                 (how pods' traffic is told: by --cluster-cidr CIDR, the Node's spec.podCIDRs,
+                 --pod-bridge-interface BRIDGE or --pod-interface-name-prefix PREFIX; ebpf
+                 attaches to the pod interfaces so found; see docs/local-traffic.md)]
+                [--devices IF,... (ebpf)]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]
                 [--service-cluster-ip-range CIDR,... (refuses cluster IPs outside)]
@@ -87,7 +93,9 @@ const options = {
   'metrics-endpoint-labels': { type: 'string', default: 'true' },
   cleanup: { type: 'boolean' },
   'hostname-override': { type: 'string' },
+  'detect-local-mode': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
+  'pod-bridge-interface': { type: 'string' },
   devices: { type: 'string' },
   'cluster-cidr': { type: 'string' },
   'service-cluster-ip-range': { type: 'string' },
@@ -122,15 +130,38 @@ function validateCidr(cidr: string): void {
   }
 }
 
+const isInterfaceName = (name: string): boolean => /^[^\s/]{1,15}$/.test(name);
+
 /** --devices: interface names, comma-separated. */
 function devicesFlag(value: string): string[] {
   const names = value.split(',').map((n) => n.trim());
-  const bad = names.find((n) => !/^[^\s/]{1,15}$/.test(n));
+  const bad = names.find((n) => !isInterfaceName(n));
   if (bad !== undefined) throw new UsageError(`--devices=${value}: "${bad}" is not an interface name`);
   return names;
 }
 
-function backendOptions(flags: Flags, log: Logger): BackendOptions {
+/** --detect-local-mode and its companions, checked. */
+function localTrafficFlags(flags: Flags): LocalTrafficFlags {
+  const bridge = flags['pod-bridge-interface'];
+  if (bridge !== undefined && !isInterfaceName(bridge)) throw new UsageError(`--pod-bridge-interface=${bridge}: not an interface name`);
+  return {
+    mode: flags['detect-local-mode'] === undefined ? undefined : parseChoice('detect-local-mode', flags['detect-local-mode'], DETECT_LOCAL_MODES),
+    clusterCidr: flags['cluster-cidr'],
+    bridge,
+    prefix: flags['pod-interface-name-prefix'],
+  };
+}
+
+/** What local traffic is on this node; NodeCIDR reads the node's pod CIDR from the source. */
+async function localTrafficOf(flags: Flags, nodeName: string, log: Logger): Promise<LocalTraffic | null> {
+  const localFlags = localTrafficFlags(flags);
+  const mode = detectLocalMode(localFlags);
+  const nodeCidr = mode === 'NodeCIDR' ? await readNodePodCidr(await objectSource(flags, nodeName, log), nodeName, log) : undefined;
+  return localTraffic(mode, localFlags, nodeCidr);
+}
+
+/** The backend's options but local traffic, which `run` alone needs (inspect and cleanup render no rules). */
+function backendOptions(flags: Flags, log: Logger): Omit<BackendOptions, 'localTraffic'> {
   const masqueradeBit = Number(flags['masquerade-bit']);
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
     throw new UsageError(`--masquerade-bit=${flags['masquerade-bit']}: not an integer from 0 to 31`);
@@ -144,10 +175,8 @@ function backendOptions(flags: Flags, log: Logger): BackendOptions {
     socketLb: parseChoice('bpf-socket-lb', flags['bpf-socket-lb'], SOCKET_LB_MODES),
     bpfMapSizes: { lb: mapSize(flags, 'bpf-lb-map-max'), ct: mapSize(flags, 'bpf-ct-map-max') },
     bpfMaglevTableSize: parseMaglevTableSize(flags['bpf-lb-maglev-table-size']),
-    podInterfacePrefix: flags['pod-interface-name-prefix'],
     devices: flags.devices === undefined ? null : devicesFlag(flags.devices),
     xdp: parseChoice('bpf-xdp', flags['bpf-xdp'], XDP_MODES),
-    clusterCidr: flags['cluster-cidr'],
     masqueradeBit,
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
     iptablesMode: mode,
@@ -221,27 +250,29 @@ async function objectSource(flags: Flags, nodeName: string, log: Logger): Promis
 }
 
 /** Every setting `run` takes from its flags, all checked before anything starts: a usage error leaves no state behind. */
-function runSettings(flags: Flags, log: Logger) {
+async function runSettings(flags: Flags, log: Logger) {
   if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
   const minSyncPeriodMs = parseDuration('min-sync-period', flags['min-sync-period']);
   const syncPeriodMs = parseDuration('sync-period', flags['sync-period']);
   const hostname = flags['hostname-override'] ?? os.hostname();
   const backendName = parseBackendName(flags.backend);
   const model = modelOptions(flags, backendName, hostname);
-  const startOptions = backendOptions(flags, log);
-  checkStartOptions(backendName, startOptions);
+  const options = backendOptions(flags, log);
   for (const what of ['healthz', 'metrics'] as const) {
     const address = flags[`${what}-bind-address`];
     if (address !== '') parseBindAddress(address, what);
   }
   const metricsEndpointLabels = booleanFlag('metrics-endpoint-labels', flags['metrics-endpoint-labels']);
+  // Last: finding the node's pod range (NodeCIDR) reads the objects.
+  const startOptions: BackendOptions = { ...options, localTraffic: await localTrafficOf(flags, hostname, log) };
+  checkStartOptions(backendName, startOptions);
   return { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels };
 }
 
 async function run(flags: Flags, log: Logger): Promise<void> {
-  const { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels } = runSettings(flags, log);
+  const { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels } = await runSettings(flags, log);
   // "node", not "hostname": every line already carries the machine's hostname.
-  log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'] }, 'starting');
+  log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'], localTraffic: describeLocalTraffic(startOptions.localTraffic) }, 'starting');
   // Listen first: a signal during start-up (a first sync can take seconds)
   // still ends in an orderly stop once start-up is done.
   const stopRequested = new Promise<void>((resolve) => {
@@ -287,7 +318,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
  * nothing differs, 1 when something does.
  */
 async function diff(flags: Flags, log: Logger): Promise<number> {
-  const { backendName, model, startOptions } = runSettings(flags, log);
+  const { backendName, model, startOptions } = await runSettings(flags, log);
   const backend = await openBackend(backendName, startOptions);
   try {
     const sources = await readFrontendSources(await objectSource(flags, model.nodeName, log), { ...model, protocols: backend.protocols, log }, log);
@@ -311,7 +342,7 @@ async function inspect(flags: Flags, log: Logger): Promise<void> {
   const named = flags.manifests !== undefined || flags.kubeconfig !== undefined;
   const wanted = flags.service === undefined ? undefined : serviceFlag(flags.service, named);
   const model = named ? modelOptions(flags, backendName, flags['hostname-override'] ?? os.hostname()) : undefined;
-  const backend = await openBackend(backendName, backendOptions(flags, log));
+  const backend = await openBackend(backendName, { ...backendOptions(flags, log), localTraffic: null });
   try {
     const views = output === 'wide' ? countViews(await backend.inspect(), await countersFor(backend)) : await backend.inspect();
     if (model === undefined) {
@@ -342,7 +373,7 @@ function serviceFlag(value: string, named: boolean): { namespace: string; name: 
 }
 
 async function cleanup(flags: Flags, log: Logger): Promise<void> {
-  await (await openBackend(parseBackendName(flags.backend), backendOptions(flags, log))).cleanup();
+  await (await openBackend(parseBackendName(flags.backend), { ...backendOptions(flags, log), localTraffic: null })).cleanup();
   log.info({ backend: flags.backend }, 'cleanup done');
 }
 

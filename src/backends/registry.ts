@@ -1,4 +1,5 @@
 // The datapaths kube-lb can drive, chosen with --backend.
+import type { LocalTraffic } from '../config/local-traffic.js';
 import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
@@ -25,14 +26,16 @@ export interface BackendOptions {
   bpfMapSizes: MapSizes;
   /** ebpf: --bpf-lb-maglev-table-size, the entries of each Maglev table (a prime). */
   bpfMaglevTableSize: number;
-  /** ebpf: attach to interfaces whose names start with this. */
-  podInterfacePrefix: string | undefined;
   /** ebpf: uplinks by name (--devices); null picks the interfaces that hold the node's NodePort addresses. */
   devices: string[] | null;
   /** ebpf: --bpf-xdp. */
   xdp: XdpMode;
-  /** iptables, nftables: masquerade traffic to services from outside this range. */
-  clusterCidr: string | undefined;
+  /**
+   * What traffic from this node's pods is (--detect-local-mode): the
+   * netfilter backends masquerade service traffic from elsewhere, ebpf
+   * attaches its pod programs to the interfaces it arrives on.
+   */
+  localTraffic: LocalTraffic | null;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
   masqueradeBit: number;
   /** iptables, nftables: --conntrack-tcp-be-liberal. */
@@ -51,12 +54,16 @@ export function parseBackendName(value: string): BackendName {
 }
 
 function ipvsOptions(opts: BackendOptions): IpvsOptions {
-  return { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
+  return { log: opts.log, localTraffic: opts.localTraffic, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
 }
 
 /** Refuses options a backend cannot start with; `run` calls it before anything starts. */
 export function checkStartOptions(name: BackendName, opts: BackendOptions): void {
-  if (name === 'ebpf' && !opts.podInterfacePrefix) throw new UsageError('--backend=ebpf needs --pod-interface-name-prefix: the interfaces to attach to');
+  if (name === 'ebpf' && opts.localTraffic === null) {
+    throw new UsageError(
+      '--backend=ebpf cannot tell the pod interfaces: give --cluster-cidr, or --detect-local-mode NodeCIDR, BridgeInterface with --pod-bridge-interface or InterfaceNamePrefix with --pod-interface-name-prefix',
+    );
+  }
 }
 
 /** Starts a backend that will sync: loads or reuses its kernel state. */
@@ -69,7 +76,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     cgroupRoot: opts.cgroupRoot,
     socketLb: opts.socketLb,
     // checkStartOptions refused ebpf without it.
-    interfacePrefix: opts.podInterfacePrefix!,
+    podTraffic: opts.localTraffic!,
     devices: opts.devices,
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,
@@ -80,7 +87,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */
 export async function openBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
-  const netfilter = { log: opts.log, clusterCidr: opts.clusterCidr, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
+  const netfilter = { log: opts.log, localTraffic: opts.localTraffic, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
   if (name === 'iptables') return new IptablesBackend({ ...netfilter, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
   if (name === 'nftables') return new NftablesBackend(netfilter);
   if (name === 'ipvs') return IpvsBackend.open(ipvsOptions(opts));

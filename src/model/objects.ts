@@ -106,6 +106,8 @@ export interface Node {
   /** From the topology.kubernetes.io/zone label. */
   zone: string | null;
   addresses: NodeAddress[];
+  /** spec.podCIDRs, or spec.podCIDR alone: the pods' addresses on this node. */
+  podCIDRs: string[];
 }
 
 export type KubeObject = Service | EndpointSlice | Node;
@@ -188,7 +190,7 @@ export function parseObject(raw: unknown): KubeObject {
       return parseEndpointSlice(ref, metadata, object, fields);
     case 'Node':
       fields.name(ref.name, 'metadata.name', DNS1123_SUBDOMAIN);
-      return parseNode(ref, metadata, fields.object(object.status, 'status'), fields);
+      return parseNode(ref, metadata, fields.object(object.spec, 'spec'), fields.object(object.status, 'status'), fields);
   }
 }
 
@@ -342,7 +344,7 @@ function parseEndpoint(raw: unknown, path: string, fields: Fields): Endpoint {
   };
 }
 
-function parseNode(ref: ObjectRef, metadata: RawObject, status: RawObject, fields: Fields): Node {
+function parseNode(ref: ObjectRef, metadata: RawObject, spec: RawObject, status: RawObject, fields: Fields): Node {
   const labels = fields.stringMap(metadata.labels, 'metadata.labels');
   const addresses = fields.list(status.addresses, 'status.addresses').map((raw, i) => {
     const path = `status.addresses[${i}]`;
@@ -352,7 +354,10 @@ function parseNode(ref: ObjectRef, metadata: RawObject, status: RawObject, field
     // Only the IP types must hold an IP; Hostname and the DNS types hold names.
     return { type, address: type.endsWith('IP') ? fields.ip(address, `${path}.address`) : address };
   });
-  return { kind: 'Node', namespace: '', name: ref.name, labels, zone: labels[ZONE_LABEL] ?? null, addresses };
+  const podCIDRs = fields.list(spec.podCIDRs, 'spec.podCIDRs').map((c, i) => fields.cidr(c, `spec.podCIDRs[${i}]`));
+  const podCIDR = fields.optionalString(spec.podCIDR, 'spec.podCIDR');
+  if (podCIDRs.length === 0 && podCIDR) podCIDRs.push(fields.cidr(podCIDR, 'spec.podCIDR'));
+  return { kind: 'Node', namespace: '', name: ref.name, labels, zone: labels[ZONE_LABEL] ?? null, addresses, podCIDRs };
 }
 
 interface NameRule {

@@ -30,7 +30,14 @@ function service(name: string, clusterIP: string, endpoints: EndpointSpec[]): Se
   return { name, clusterIP, ports: [{ name: 'http', port: 80, targetPort: TCP_PORT, protocol: 'TCP' }], endpoints };
 }
 const ready = (...ips: string[]): EndpointSpec[] => ips.map((ip) => ({ ip, ready: true }));
-const NODE = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node1' }, status: { addresses: [{ type: 'InternalIP', address: '192.168.0.1' }] } };
+const NODE_POD_CIDR = '10.244.0.0/24';
+const NODE = {
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: { name: 'node1' },
+  spec: { podCIDR: NODE_POD_CIDR, podCIDRs: [NODE_POD_CIDR] },
+  status: { addresses: [{ type: 'InternalIP', address: '192.168.0.1' }] },
+};
 
 /** A sandboxed node, the API server in it, and kube-lb watching it. */
 class ApiContext {
@@ -72,7 +79,11 @@ class ApiContext {
     return path.join(this.dir, 'kube-proxy-config.yaml');
   }
 
-  /** Starts kube-lb configured as kube-proxy is: a KubeProxyConfiguration file, some flags overriding it. */
+  /**
+   * Starts kube-lb configured as kube-proxy is: a KubeProxyConfiguration
+   * file, some flags overriding it. Local traffic is told by the Node's pod
+   * CIDR, so the ebpf backend finds the pods' veths by their routes.
+   */
   async startKubeLb(): Promise<void> {
     const config = this.configFile;
     fs.writeFileSync(
@@ -83,6 +94,7 @@ clientConnection:
   kubeconfig: ${path.join(this.dir, 'kubeconfig')}
 hostnameOverride: node1
 clusterCIDR: 10.244.0.0/16
+detectLocalMode: NodeCIDR
 mode: ${this.backend}
 minSyncPeriod: 100ms
 healthzBindAddress: 0.0.0.0:10256
@@ -94,7 +106,6 @@ conntrack:
     const child = this.sandbox.spawnInNode(process.execPath, [
       cliPath,
       `--config=${config}`,
-      `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       `--bpf-pin-path=${this.sandbox.pinPath}`,
       // Overrides the file's 0.0.0.0:10256.
       '--healthz-bind-address=127.0.0.1:0',
@@ -103,6 +114,8 @@ conntrack:
     this.kubeLbProcess = child;
     await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
     assert.match(this.logs, /field conntrack\.maxPerCore is not supported by kube-lb; ignored/);
+    // Local traffic is the Node's spec.podCIDRs (detectLocalMode: NodeCIDR), read from the API server.
+    assert.match(this.logs, /"localTraffic":"from 10\.244\.0\.0\/24"/);
   }
 
   /** `kube-lb inspect` with run's configuration file, so it names frontends from the API server. */

@@ -19,6 +19,8 @@ export interface PodSpec {
   node?: NodeName;
   /** Serves TCP 8080 and 8081 and UDP 5353 (the default) or nothing. */
   serves?: boolean;
+  /** On node-a's pod bridge (its address in POD_BRIDGE_CIDR), not on a veth of its own. */
+  bridge?: boolean;
 }
 
 export const SERVER_TCP_PORTS = [8080, 8081];
@@ -30,12 +32,16 @@ const NODES_FILE = 'nodes.yaml';
 export class ScenarioContext {
   private kubeLbProcess: ChildProcess | undefined;
   private logs = '';
+  /** The flags that tell kube-lb its pods' traffic; a test of --detect-local-mode gives its own. */
+  localTrafficArgs: readonly string[];
 
   private constructor(
     readonly variant: BackendVariant,
     readonly sandbox: NodeSandbox,
     readonly manifestsDir: string,
-  ) {}
+  ) {
+    this.localTrafficArgs = [`--pod-interface-name-prefix=${sandbox.interfacePrefix}`, '--cluster-cidr=10.244.0.0/16'];
+  }
 
   static async create(variant: BackendVariant, pods: PodSpec[]): Promise<ScenarioContext> {
     variant.requireTools();
@@ -43,7 +49,7 @@ export class ScenarioContext {
     const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
     writeNodes(ctx.manifestsDir, NODES_FILE, Object.values(NODES));
     try {
-      for (const pod of pods) await sandbox.addPod(pod.name, pod.ip, pod.node);
+      for (const pod of pods) await sandbox.addPod(pod.name, pod.ip, pod.node, { bridge: pod.bridge });
       // The servers start together: each is a Node.js process, slow to start under emulation.
       await Promise.all(pods.filter((p) => p.serves ?? true).map((p) => sandbox.startServer(p.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS)));
     } catch (err) {
@@ -70,8 +76,7 @@ export class ScenarioContext {
       ...this.variant.flags(this.sandbox),
       `--manifests=${this.manifestsDir}`,
       `--hostname-override=${KUBE_LB_NODE}`,
-      `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
-      '--cluster-cidr=10.244.0.0/16',
+      ...this.localTrafficArgs,
       ...extraArgs,
     ];
   }

@@ -6,6 +6,11 @@
 // filtering on. kube-lb runs on node-a only, so pods on node-b are remote
 // endpoints.
 //
+// node-a can also put pods on a bridge (addPod's bridge option), as the
+// bridge CNI plugin and flannel's cni0 keep them: in POD_BRIDGE_CIDR, the
+// bridge holding its gateway address, pods on it reaching each other
+// through the bridge alone.
+//
 // The nodes share one network, as nodes of a real cluster do: each node's
 // eth0 is a veth onto a bridge in the gateway namespace, which also holds
 // the network's router address and the external client. Each node routes
@@ -43,6 +48,9 @@ const POD_GATEWAY = '169.254.1.1';
 const NODE_NETWORK_PREFIX = 24;
 const ROUTER_IP = '172.18.0.1';
 const CLUSTER_CIDR = '10.244.0.0/16';
+/** Pods on node-a's pod bridge take addresses here (the first is the bridge's own); node-a's other pods must not. */
+export const POD_BRIDGE_CIDR = '10.244.0.128/25';
+const POD_BRIDGE_GATEWAY = '10.244.0.129';
 /** Built by the Makefile from test/lib/xdp_pass.bpf.c. */
 export const XDP_PASS_OBJECT = path.join(projectRoot, 'build', 'test', 'xdp_pass.bpf.o');
 
@@ -160,6 +168,8 @@ export class NodeSandbox {
   readonly externalNs: string;
   /** Host-side interface names start with this: kube-lb's --pod-interface-name-prefix. */
   readonly interfacePrefix: string;
+  /** node-a's pod bridge, made with the first pod put on it. */
+  readonly podBridge: string;
   readonly pinPath: string;
   readonly pods = new Map<string, Pod>();
   private children = new Set<ChildProcess>();
@@ -171,6 +181,7 @@ export class NodeSandbox {
     this.nodeNamespaces = { 'node-a': this.nodeNs, 'node-b': `kl-${id}-node-b` };
     this.externalNs = `kl-${id}-ext`;
     this.interfacePrefix = `kl${id}p`;
+    this.podBridge = `kl${id}br`;
     this.pinPath = `/sys/fs/bpf/kube-lb-test-${id}`;
   }
 
@@ -230,18 +241,32 @@ export class NodeSandbox {
     return (await exec('ip', ['netns', 'exec', ns, cmd, ...args])).stdout;
   }
 
-  /** Adds a pod on a node; its address must lie in node-b's pod CIDR exactly when it runs there. */
-  async addPod(name: string, podIp: string, node: NodeName = 'node-a'): Promise<Pod> {
+  /**
+   * Adds a pod on a node; its address must lie in node-b's pod CIDR exactly
+   * when it runs there, and in POD_BRIDGE_CIDR exactly when it goes on
+   * node-a's pod bridge (opts.bridge), whose ports are not named with
+   * interfacePrefix.
+   */
+  async addPod(name: string, podIp: string, node: NodeName = 'node-a', opts: { bridge?: boolean } = {}): Promise<Pod> {
     if (this.pods.has(name)) throw new Error(`pod ${name} exists already in sandbox ${this.id}`);
     // The nodes route node-b's pod CIDR to node-b, so a pod elsewhere with
     // such an address would be unreachable from node-b's side.
     if (inCidr(podIp, NODES['node-b'].podCIDR) !== (node === 'node-b')) {
       throw new Error(`pod ${name} on ${node}: ${podIp} must ${node === 'node-b' ? '' : 'not '}lie in node-b's pod CIDR ${NODES['node-b'].podCIDR}`);
     }
+    const bridge = opts.bridge ?? false;
+    if (inCidr(podIp, POD_BRIDGE_CIDR) !== bridge || (bridge && node !== 'node-a')) {
+      throw new Error(`pod ${name} on ${node}: ${podIp} must lie in ${POD_BRIDGE_CIDR} exactly when the pod is on node-a's pod bridge`);
+    }
     const nodeNs = this.nodeNamespaces[node];
-    const pod: Pod = { name, ip: podIp, node, ns: `kl-${this.id}-${name}`, hostIf: `${this.interfacePrefix}${this.interfaces++}` };
+    const hostIf = bridge ? `kl${this.id}b${this.interfaces++}` : `${this.interfacePrefix}${this.interfaces++}`;
+    const pod: Pod = { name, ip: podIp, node, ns: `kl-${this.id}-${name}`, hostIf };
     await ip('netns', 'add', pod.ns);
     await ip('-n', nodeNs, 'link', 'add', pod.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
+    if (bridge) {
+      await this.addBridgedPod(pod);
+      return pod;
+    }
     await this.inNamespace(nodeNs, 'sysctl', '-qw', `net.ipv4.conf.${pod.hostIf}.proxy_arp=1`, `net.ipv4.conf.${pod.hostIf}.rp_filter=1`);
     await ip('-n', nodeNs, 'link', 'set', pod.hostIf, 'up');
     await ip('-n', nodeNs, 'route', 'add', `${podIp}/32`, 'dev', pod.hostIf);
@@ -256,6 +281,21 @@ export class NodeSandbox {
     await ip('-n', pod.ns, 'neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
     this.pods.set(name, pod);
     return pod;
+  }
+
+  private async addBridgedPod(pod: Pod): Promise<void> {
+    const prefix = POD_BRIDGE_CIDR.split('/')[1]!;
+    if (!(await ip('-n', this.nodeNs, 'link', 'show')).includes(`: ${this.podBridge}:`)) {
+      await ip('-n', this.nodeNs, 'link', 'add', this.podBridge, 'type', 'bridge');
+      await ip('-n', this.nodeNs, 'addr', 'add', `${POD_BRIDGE_GATEWAY}/${prefix}`, 'dev', this.podBridge);
+      await ip('-n', this.nodeNs, 'link', 'set', this.podBridge, 'up');
+    }
+    await ip('-n', this.nodeNs, 'link', 'set', pod.hostIf, 'master', this.podBridge, 'up');
+    await ip('-n', pod.ns, 'link', 'set', 'lo', 'up');
+    await ip('-n', pod.ns, 'addr', 'add', `${pod.ip}/${prefix}`, 'dev', 'eth0');
+    await ip('-n', pod.ns, 'link', 'set', 'eth0', 'up');
+    await ip('-n', pod.ns, 'route', 'add', 'default', 'via', POD_BRIDGE_GATEWAY, 'dev', 'eth0');
+    this.pods.set(pod.name, pod);
   }
 
   async removePod(name: string): Promise<void> {

@@ -46,7 +46,7 @@ describe('ebpf backend: Maglev tables', () => {
 
   async function start(maglevTableSize = DEFAULT_MAGLEV_TABLE_SIZE): Promise<EbpfBackend> {
     await backend?.close();
-    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: captureLogger().log, interfacePrefix: `klmg${process.pid}`, devices: [], xdp: 'off', mapSizes: DEFAULT_MAP_SIZES, socketLb: 'host', maglevTableSize });
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: captureLogger().log, podTraffic: { by: 'prefix', prefix: `klmg${process.pid}` }, devices: [], xdp: 'off', mapSizes: DEFAULT_MAP_SIZES, socketLb: 'host', maglevTableSize });
     return backend;
   }
 

@@ -55,7 +55,7 @@ describe('map fill metrics with full maps', () => {
     const { log, lines } = captureLogger();
     // No uplinks, and socket programs on a cgroup of its own: this runs in the host's own network namespace.
     cgroup = createTestCgroup('kube-lb-map-fill');
-    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log, interfacePrefix: `klmf${process.pid}`, devices: [], xdp: 'off', mapSizes: DEFAULT_MAP_SIZES, socketLb: 'host', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log, podTraffic: { by: 'prefix', prefix: `klmf${process.pid}` }, devices: [], xdp: 'off', mapSizes: DEFAULT_MAP_SIZES, socketLb: 'host', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
     telemetry = await ProxyTelemetry.start({
       backend, nodeName: 'node1', syncPeriodMs: 30_000, healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', metricsEndpointLabels: true, log,
     });

@@ -45,7 +45,7 @@ describe('ebpf backend: room in kube_lb_svc', () => {
     const logger = captureLogger();
     lines = logger.lines;
     // No uplinks, and socket programs on a cgroup of its own: this runs in the host's own network namespace.
-    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, interfacePrefix: `klrm${process.pid}`, devices: [], xdp: 'off', mapSizes, socketLb: 'host', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
+    backend = await EbpfBackend.run({ pinPath: pinRoot, cgroupRoot: cgroup, log: logger.log, podTraffic: { by: 'prefix', prefix: `klrm${process.pid}` }, devices: [], xdp: 'off', mapSizes, socketLb: 'host', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE });
     return backend;
   }
 

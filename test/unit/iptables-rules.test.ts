@@ -18,8 +18,9 @@ import {
 } from '../../src/backends/iptables/rules.js';
 import { parseSave, tokenize, viewsFromSave } from '../../src/backends/iptables/save.js';
 import { resolvedFrontend } from '../lib/frontends.js';
+import type { LocalTraffic } from '../../src/config/local-traffic.js';
 
-const CLUSTER_CIDR = '10.0.0.0/8';
+const LOCAL: LocalTraffic = { by: 'cidr', cidr: '10.0.0.0/8' };
 const local1: Destination = { ip: '10.180.0.1', port: 80 };
 const remote1: Destination = { ip: '10.180.1.1', port: 80 };
 const set = (policy: EndpointSet['policy'], ...destinations: Destination[]): EndpointSet => ({ policy, destinations });
@@ -34,7 +35,7 @@ function servicePort(frontends: ResolvedFrontend[], over: Partial<ServicePortSta
 
 /** The whole first-sync payload for `ports`, as the backend sends it. */
 function restoreText(...ports: ServicePortState[]): string {
-  const t = assembleTables(ports.map((sp) => portRules(sp, CLUSTER_CIDR)), '0x4000', true);
+  const t = assembleTables(ports.map((sp) => portRules(sp, LOCAL)), '0x4000', true);
   const write = (chains: Map<string, string[]>) => ({ ...emptyUpdate(), write: chains });
   return renderRestore({ filter: write(t.filter), nat: write(t.nat) });
 }
@@ -86,8 +87,24 @@ describe('iptables rules', () => {
   });
 
   it('without a cluster CIDR, a cluster IP masquerades only hairpin traffic', () => {
-    const rules = portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) })]), undefined);
+    const rules = portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) })]), null);
     assert.deepEqual(rules.chains.get('KUBE-SVC-XPGD46QRK7WJZT7O'), ['-m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ']);
+  });
+
+  it('local traffic by bridge or interface prefix matches the input interface, as kube-proxy detects it', () => {
+    const cluster = set('cluster', local1);
+    const sp = servicePort([
+      frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster, masquerade: 'off-cluster' }),
+      frontend('NodePort', '192.168.0.2', 3001, { internal: cluster, external: set('local', local1), masquerade: 'node' }),
+    ]);
+    for (const [local, match] of [
+      [{ by: 'bridge', bridge: 'cni0' }, 'cni0'],
+      [{ by: 'prefix', prefix: 'cali' }, 'cali+'],
+    ] as const) {
+      const rules = portRules(sp, local);
+      assert.match(rules.chains.get('KUBE-SVC-XPGD46QRK7WJZT7O')![0]!, new RegExp(`--dport 80 ! -i ${match.replace('+', '\\+')} -j KUBE-MARK-MASQ$`));
+      assert.match(rules.chains.get('KUBE-EXT-XPGD46QRK7WJZT7O')![0]!, new RegExp(`external destinations" -i ${match.replace('+', '\\+')} -j KUBE-SVC-XPGD46QRK7WJZT7O$`));
+    }
   });
 
   it('the fixed chains: mark, masquerade and the INVALID drop', () => {
@@ -213,7 +230,7 @@ describe('iptables rules', () => {
 
   it('a NodePort on 127.0.0.1 asks for route_localnet and guards it as kube-proxy does', () => {
     const cluster = set('cluster', local1);
-    const t = assembleTables([portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '127.0.0.1', 3001, { internal: cluster })]), CLUSTER_CIDR)], '0x4000', true);
+    const t = assembleTables([portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '127.0.0.1', 3001, { internal: cluster })]), LOCAL)], '0x4000', true);
     assert.equal(t.localhostNodePorts, true);
     assert.deepEqual(t.filter.get('KUBE-PROXY-FIREWALL'), [
       '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
@@ -224,17 +241,17 @@ describe('iptables rules', () => {
   it("refuses frontends of one port that disagree on what kube-proxy's layout keeps once per port", () => {
     const a = frontend('ExternalIP', '192.168.99.11', 80, { internal: set('cluster', local1) });
     const b = frontend('NodePort', '192.168.0.2', 3001, { internal: set('cluster', local1) });
-    assert.throws(() => portRules(servicePort([a, b]), CLUSTER_CIDR), /service port "ns1\/svc1:p80": its frontends differ in endpoint sets or masquerading/);
+    assert.throws(() => portRules(servicePort([a, b]), LOCAL), /service port "ns1\/svc1:p80": its frontends differ in endpoint sets or masquerading/);
     const c = frontend('ClusterIP', '172.30.0.41', 80, { affinity: { timeoutSeconds: 60 } });
-    assert.throws(() => portRules(servicePort([c, frontend('ExternalIP', '192.168.99.11', 80)]), CLUSTER_CIDR), /differ in session affinity/);
+    assert.throws(() => portRules(servicePort([c, frontend('ExternalIP', '192.168.99.11', 80)]), LOCAL), /differ in session affinity/);
     const d = frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) });
     const e = frontend('ExternalIP', '192.168.99.11', 80, { internal: set('cluster', remote1) });
-    assert.throws(() => portRules(servicePort([d, e]), CLUSTER_CIDR), /two endpoint sets of policy cluster/);
+    assert.throws(() => portRules(servicePort([d, e]), LOCAL), /two endpoint sets of policy cluster/);
   });
 
   it('refuses text that could break out of a rule, naming the service port', () => {
     const sp = servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) })], { name: 'x"; -A INPUT -j DROP', key: 'ns1/x:p80' });
-    assert.throws(() => portRules(sp, undefined), /service port "ns1\/x:p80": .* cannot be used in a rule/);
+    assert.throws(() => portRules(sp, null), /service port "ns1\/x:p80": .* cannot be used in a rule/);
   });
 
   it('renders one --noflush transaction: declarations, deletions, rules, inserts, removals', () => {

@@ -87,7 +87,7 @@ describe('ipvs ipsets and iptables rules', () => {
   });
 
   test('rules follow kube-proxy: masquerade off-cluster and hairpin traffic, accept ClusterIP traffic', () => {
-    const rules = renderRules({ clusterCidr: '10.244.0.0/16', masqueradeBit: 14 });
+    const rules = renderRules({ localTraffic: { by: 'cidr', cidr: '10.244.0.0/16' }, masqueradeBit: 14 });
     for (const line of [
       ':KUBE-SERVICES - [0:0]',
       '-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ',
@@ -98,7 +98,7 @@ describe('ipvs ipsets and iptables rules', () => {
     ]) {
       assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
     }
-    assert.match(renderRules({ clusterCidr: undefined, masqueradeBit: 0 }), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
+    assert.match(renderRules({ localTraffic: null, masqueradeBit: 0 }), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
     assert.doesNotMatch(rules, /\*filter|KUBE-FORWARD/, 'no filter chains yet');
   });
 });

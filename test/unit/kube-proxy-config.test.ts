@@ -30,6 +30,10 @@ clientConnection:
   qps: 0
 clusterCIDR: 10.244.0.0/16
 configSyncPeriod: 0s
+detectLocal:
+  bridgeInterface: ""
+  interfaceNamePrefix: cali
+detectLocalMode: InterfaceNamePrefix
 conntrack:
   maxPerCore: 32768
   min: null
@@ -62,6 +66,8 @@ syncPeriod: 1m0s
       '--sync-period=1m0s',
       '--backend=nftables',
       '--cluster-cidr=10.244.0.0/16',
+      '--detect-local-mode=InterfaceNamePrefix',
+      '--pod-interface-name-prefix=cali',
       '--nodeport-addresses=192.168.0.0/16,127.0.0.1/32',
       '--hostname-override=node-a',
       '--metrics-bind-address=0.0.0.0:10249',

@@ -25,7 +25,7 @@ import { requireCommand, requireRoot } from '../lib/preconditions.js';
 import { resolvedFrontend } from '../lib/frontends.js';
 
 const CIDR = '10.244.0.0/16';
-const OPTS = { clusterCidr: CIDR };
+const OPTS = { localTraffic: { by: 'cidr' as const, cidr: CIDR } };
 const MARK = '0x4000';
 const LOCAL_EP: Destination = { ip: '10.244.0.11', port: 8080 };
 const REMOTE_EP: Destination = { ip: '10.244.1.21', port: 8080 };
@@ -108,6 +108,17 @@ describe('nftables ruleset', () => {
       [fw]: ['ip saddr != { 203.0.113.0/24 } drop'],
     });
     assert.deepEqual(Object.fromEntries(rules.sets), { [aff1!]: 600, [aff2!]: 600 });
+  });
+
+  it('local traffic by bridge or interface prefix matches the input interface, as kube-proxy detects it', () => {
+    for (const [localTraffic, name] of [
+      [{ by: 'bridge', bridge: 'cni0' }, 'cni0'],
+      [{ by: 'prefix', prefix: 'cali' }, 'cali*'],
+    ] as const) {
+      const rules = portRules(lb, { localTraffic });
+      assert.equal(rules.chains.get(svc)![0], `ip daddr 10.96.0.20 tcp dport 80 iifname != "${name}" jump mark-for-masquerade`);
+      assert.equal(rules.chains.get(ext)![0], `iifname "${name}" goto ${svc}`);
+    }
   });
 
   it('a Cluster NodePort masquerades every source, as kube-proxy does, and goes to the cluster set', () => {

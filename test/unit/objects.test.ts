@@ -188,7 +188,15 @@ describe('Node', () => {
       labels: { 'topology.kubernetes.io/zone': 'zone-a' },
       zone: 'zone-a',
       addresses: [{ type: 'InternalIP', address: '192.168.1.11' }, { type: 'Hostname', address: 'worker-1' }],
+      podCIDRs: [],
     });
+  });
+
+  test('reads spec.podCIDRs, else spec.podCIDR', () => {
+    const raw = rawNode('worker-1', 'zone-a', '192.168.1.11');
+    assert.deepEqual((parseObject({ ...raw, spec: { podCIDR: '10.244.1.0/24' } }) as Node).podCIDRs, ['10.244.1.0/24']);
+    assert.deepEqual((parseObject({ ...raw, spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00:1::/64'] } }) as Node).podCIDRs, ['10.244.1.0/24', 'fd00:1::/64']);
+    rejects({ ...raw, spec: { podCIDRs: ['10.244.1.0'] } }, 'Node worker-1: spec.podCIDRs[0]: not a CIDR such as 10.0.0.0/8: "10.244.1.0"');
   });
 
   test('a bad InternalIP names the node', () => {

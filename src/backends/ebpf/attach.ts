@@ -1,4 +1,4 @@
-// Attaching the TC programs to pod-facing interfaces and uplinks, and
+// Attaching the TC programs to pod-facing interfaces (podInterfaces) and uplinks, and
 // taking them off again. Every attachment is recorded in the pinned
 // kube_lb_ifaces map with its network namespace, so a later kube-lb, or
 // cleanup, knows which qdiscs it created, and where.
@@ -10,7 +10,9 @@ import { MAPS, type MapFds, PROGRAMS, type ProgramFds, XDP_PROGRAM } from './dat
 import { type IfaceRecord, LB_IFACE_F_CREATED_HOOK, LB_IFACE_F_UPLINK, LB_IFACE_F_XDP, decodeIfaceValue, encodeIfaceValue, encodeIfindex, layouts } from './encoding.js';
 import { convertRecords, copyPlan } from './migrate.js';
 import { type Netns, describeNetns, sameNetns } from './netns.js';
-import { type Link, listLinks } from './links.js';
+import { type DirectRoute, type Link, listDirectRoutes, listLinks } from './links.js';
+import type { LocalTraffic } from '../../config/local-traffic.js';
+import { type Cidr, cidrContains, parseCidr } from '../../net/ip.js';
 
 const run = promisify(execFile);
 
@@ -79,8 +81,8 @@ export const XDP_MODES: readonly XdpMode[] = ['native', 'generic', 'off'];
 const ATTACH_MODES: readonly XdpAttachMode[] = ['native', 'generic'];
 
 export interface AttachOptions {
-  /** Pod interfaces: every interface whose name starts with this. */
-  interfacePrefix: string;
+  /** What tells the pod interfaces (--detect-local-mode): see podInterfaces. */
+  podTraffic: LocalTraffic;
   /** Uplinks by name (--devices); null: the interfaces that hold the node's NodePort addresses. */
   devices: string[] | null;
   xdp: XdpMode;
@@ -90,6 +92,29 @@ interface Attached {
   name: string;
   role: Role;
   snatAddr: string | null;
+}
+
+/**
+ * The interfaces that carry this node's pods' traffic, by ifindex: those
+ * named with the prefix; the ports of the bridge; or, for a range, the
+ * interfaces the node routes its addresses onto directly (a veth per pod,
+ * as Calico and other routed CNIs set up, or a bridge's ports, as flannel's
+ * cni0 and the bridge plugin have them). Ports, not the bridge itself:
+ * the bridge's own hooks never see traffic it switches between two pods.
+ */
+export function podInterfaces(pods: LocalTraffic, links: readonly Link[], routes: readonly DirectRoute[]): Set<number> {
+  const portsOf = (bridge: string): Link[] => links.filter((l) => l.master === bridge);
+  if (pods.by === 'prefix') return new Set(links.filter((l) => l.name.startsWith(pods.prefix)).map((l) => l.ifindex));
+  if (pods.by === 'bridge') return new Set(portsOf(pods.bridge).map((l) => l.ifindex));
+  const range = parseCidr(pods.cidr);
+  const devs = new Set(routes.filter((r) => cidrInside(parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/32`), range)).map((r) => r.dev));
+  const found = links.filter((l) => devs.has(l.name)).flatMap((l) => (l.kind === 'bridge' ? portsOf(l.name) : [l]));
+  return new Set(found.map((l) => l.ifindex));
+}
+
+/** Whether every address of `inner` lies in `outer`. */
+function cidrInside(inner: Cidr, outer: Cidr): boolean {
+  return inner.prefix >= outer.prefix && cidrContains(outer, inner.ip);
 }
 
 export class Attacher {
@@ -130,8 +155,8 @@ export class Attacher {
     }
   }
 
-  private roleOf(link: Link): Role | null {
-    if (link.name.startsWith(this.opts.interfacePrefix)) return 'pod';
+  private roleOf(link: Link, pods: ReadonlySet<number>): Role | null {
+    if (pods.has(link.ifindex)) return 'pod';
     if (this.opts.devices !== null) return this.opts.devices.includes(link.name) ? 'uplink' : null;
     // Loopback NodePorts are reached by the node's own processes only, which the socket programs serve.
     return link.ipv4.some((ip) => this.nodeAddresses.includes(ip) && !ip.startsWith('127.')) ? 'uplink' : null;
@@ -147,9 +172,11 @@ export class Attacher {
   /** Attaches to every pod interface and uplink not yet attached, and forgets vanished ones. */
   async reconcile(): Promise<void> {
     const links = await listLinks();
+    const routes = this.opts.podTraffic.by === 'cidr' ? await listDirectRoutes() : [];
+    const pods = podInterfaces(this.opts.podTraffic, links, routes);
     const present = new Set<number>();
     for (const link of links) {
-      const role = this.roleOf(link);
+      const role = this.roleOf(link, pods);
       if (role === null) continue;
       present.add(link.ifindex);
       // Flows SNATed there get the node's own address on it, else its primary one.

@@ -125,7 +125,7 @@ export class IptablesBackend implements Backend {
     for (const sp of servicePorts) {
       await turn();
       let rules = this.rulesOf.get(sp);
-      if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.clusterCidr)));
+      if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.localTraffic)));
       ports.push(rules);
     }
     return assembleTables(ports, this.mark, !this.opts.tcpBeLiberal);

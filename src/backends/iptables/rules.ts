@@ -22,6 +22,8 @@
 // since they would also accept that traffic past the host's own rules after
 // the jump; such a host accepts forwarded service traffic itself.
 import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServicePortState, SessionAffinity } from '../../model/contract.js';
+import type { LocalTraffic } from '../../config/local-traffic.js';
+import { iptablesLocalMatch } from '../netfilter/frontends.js';
 import { endpointName, nameHash, type PortIdentity, protocolName, safeText, servicePortName } from '../netfilter/names.js';
 
 export const SERVICES_CHAIN = 'KUBE-SERVICES';
@@ -154,7 +156,7 @@ function portWide<T>(sp: ServicePortState, frontends: readonly ResolvedFrontend[
 const sameAffinity = (a: SessionAffinity | null, b: SessionAffinity | null): boolean => a?.timeoutSeconds === b?.timeoutSeconds;
 
 /** Translates one service port's resolved frontends into kube-proxy's chains. */
-export function portRules(sp: ServicePortState, clusterCidr: string | undefined): PortRules {
+export function portRules(sp: ServicePortState, local: LocalTraffic | null): PortRules {
   const name = servicePortName(sp);
   const proto = protocolName(sp);
   const comment = (text: string): string => `-m comment --comment "${safeText(text, sp)}"`;
@@ -197,7 +199,7 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
       out.services.push(`${comment(kind)} ${match(f)} -j ${target}`);
       const rules = setRules(f.internal);
       // Off-cluster traffic to a cluster IP may come from a route to the service range through any node: masquerade so replies return here.
-      if (f.masquerade === 'off-cluster' && clusterCidr !== undefined) rules.push(`${comment(kind)} ${match(f)} ! -s ${clusterCidr} -j ${MARK_MASQ_CHAIN}`);
+      if (f.masquerade === 'off-cluster' && local !== null) rules.push(`${comment(kind)} ${match(f)} ${iptablesLocalMatch(local, true).join(' ')} -j ${MARK_MASQ_CHAIN}`);
       continue;
     }
     if (f.external.destinations.length === 0) out.externalServices.push(verdict);
@@ -224,7 +226,7 @@ export function portRules(sp: ServicePortState, clusterCidr: string | undefined)
       rules.push(`${comment(`masquerade traffic for ${name} external destinations`)} -j ${MARK_MASQ_CHAIN}`);
     } else if (internalChain !== null) {
       // Pods reach external addresses as if through the load balancer outside and back: the internal set, their source kept.
-      if (clusterCidr !== undefined) rules.push(`${comment(`pod traffic for ${name} external destinations`)} -s ${clusterCidr} -j ${internalChain}`);
+      if (local !== null) rules.push(`${comment(`pod traffic for ${name} external destinations`)} ${iptablesLocalMatch(local, false).join(' ')} -j ${internalChain}`);
       // The node's own processes pick a local address (the external IP itself, or 127.0.0.1) as their source: endpoints could not answer it.
       rules.push(`${comment(`masquerade LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL -j ${MARK_MASQ_CHAIN}`);
       rules.push(`${comment(`route LOCAL traffic for ${name} external destinations`)} -m addrtype --src-type LOCAL -j ${internalChain}`);

@@ -8,7 +8,8 @@
 // iptables backend, this mode has no KUBE-FORWARD chain yet, so it does
 // not drop what conntrack marks INVALID (capability drop-invalid).
 import { runCommand } from '../netfilter/command.js';
-import { masqueradeMark } from '../netfilter/frontends.js';
+import type { LocalTraffic } from '../../config/local-traffic.js';
+import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
 import type { Destination, Frontend } from '../../model/contract.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
@@ -69,8 +70,8 @@ export function renderSetsDiff(before: SetContents, after: SetContents): string 
 }
 
 export interface RuleOptions {
-  /** Traffic to a ClusterIP from outside this range is masqueraded. */
-  clusterCidr: string | undefined;
+  /** Traffic to a ClusterIP from elsewhere is masqueraded (--detect-local-mode). */
+  localTraffic: LocalTraffic | null;
   masqueradeBit: number;
 }
 
@@ -78,9 +79,9 @@ export interface RuleOptions {
 export function renderRules(opts: RuleOptions): string {
   const mark = masqueradeMark(opts.masqueradeBit);
   const clusterIps = ['-m', 'set', '--match-set', CLUSTER_IP_SET];
-  const masqueradeOffCluster = opts.clusterCidr
-    ? ['!', '-s', opts.clusterCidr, ...clusterIps, 'dst,dst']
-    : // Without a cluster CIDR, masquerade node-originated traffic whose source is a ClusterIP (kube-proxy's fallback).
+  const masqueradeOffCluster = opts.localTraffic
+    ? [...iptablesLocalMatch(opts.localTraffic, true), ...clusterIps, 'dst,dst']
+    : // Without local traffic known, masquerade node-originated traffic whose source is a ClusterIP (kube-proxy's fallback).
       [...clusterIps, 'src,dst'];
   const rule = (chain: string, ...args: string[]): string => ['-A', chain, ...args].join(' ');
   return [

@@ -1,6 +1,7 @@
 // What the netfilter backends program: the service ports in a stable order,
 // and every frontend with the endpoints its traffic may reach (for stale
 // flows).
+import type { LocalTraffic } from '../../config/local-traffic.js';
 import type { Logger } from '../../log.js';
 import { type DesiredState, type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
 import type { FrontendDestinations } from './conntrack.js';
@@ -31,10 +32,17 @@ export function masqueradeMark(bit: number): string {
   return `0x${(2 ** bit).toString(16)}`;
 }
 
+/** iptables' match for local traffic, or (negated) for any other: kube-proxy's LocalTrafficDetector. */
+export function iptablesLocalMatch(local: LocalTraffic, negated: boolean): string[] {
+  const not = negated ? ['!'] : [];
+  if (local.by === 'cidr') return [...not, '-s', local.cidr];
+  return [...not, '-i', local.by === 'bridge' ? local.bridge : `${local.prefix}+`];
+}
+
 export interface NetfilterOptions {
   log: Logger;
-  /** Traffic to a service from outside this range is masqueraded; undefined masquerades only hairpin traffic. */
-  clusterCidr: string | undefined;
+  /** Traffic to a service from elsewhere is masqueraded (--detect-local-mode); null masquerades only hairpin traffic. */
+  localTraffic: LocalTraffic | null;
   /** The mark bit for masquerading. */
   masqueradeBit: number;
   /**

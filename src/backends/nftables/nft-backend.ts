@@ -37,7 +37,7 @@ export class NftablesBackend implements Backend {
   private readonly cache = new WeakMap<ServicePortState, Translated>();
 
   constructor(private readonly opts: NetfilterOptions) {
-    this.options = { clusterCidr: opts.clusterCidr };
+    this.options = { localTraffic: opts.localTraffic };
     this.fixed = fixedChains(masqueradeMark(opts.masqueradeBit), !opts.tcpBeLiberal);
   }
 

@@ -19,6 +19,7 @@
 //     counts in its endpoint's traffic-<hash>-... counter, found in @traffic by the flow's
 //     frontend and endpoint as conntrack records them
 import { type Destination, type EndpointSet, type FrontendKind, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
+import type { LocalTraffic } from '../../config/local-traffic.js';
 import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
 export const TABLE = 'kube-lb';
@@ -124,8 +125,15 @@ export interface PortRules {
 
 /** What a service port's rules need besides the model's state. */
 export interface RulesetOptions {
-  /** Pod sources (--cluster-cidr); undefined when pods cannot be told from other sources. */
-  clusterCidr: string | undefined;
+  /** What traffic from pods is (--detect-local-mode); null when pods cannot be told from other sources. */
+  localTraffic: LocalTraffic | null;
+}
+
+/** nft's match for local traffic, or (negated) for any other: kube-proxy's LocalTrafficDetector. */
+function nftLocalMatch(local: LocalTraffic, negated: boolean): string {
+  const op = negated ? '!= ' : '';
+  if (local.by === 'cidr') return `ip saddr ${op}${local.cidr}`;
+  return `iifname ${op}"${local.by === 'bridge' ? local.bridge : `${local.prefix}*`}"`;
 }
 
 /** Element comments start with the frontend's kind, which inspect reads back. */
@@ -173,14 +181,14 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
       // A ClusterIP sends all its traffic to its one set (the contract keeps
       // internal and external the same), and, as in kube-proxy, the
       // masquerade rule for sources outside the cluster sits in that set's chain.
-      if (f.masquerade === 'off-cluster' && opts.clusterCidr !== undefined) {
-        prelude.get(f.internal)!.push(`ip daddr ${f.ip} ${proto} dport ${f.port} ip saddr != ${opts.clusterCidr} jump ${MARK_CHAIN}`);
+      if (f.masquerade === 'off-cluster' && opts.localTraffic !== null) {
+        prelude.get(f.internal)!.push(`ip daddr ${f.ip} ${proto} dport ${f.port} ${nftLocalMatch(opts.localTraffic, true)} jump ${MARK_CHAIN}`);
       }
       element(SERVICE_IPS_MAP, f, `goto ${internal}`);
       continue;
     }
     const chain = externalChainName(named);
-    rules.chains.set(chain, externalChainRules(f, internal, external, opts.clusterCidr));
+    rules.chains.set(chain, externalChainRules(f, internal, external, opts.localTraffic));
     element(nodePort ? SERVICE_NODEPORTS_MAP : SERVICE_IPS_MAP, f, `goto ${chain}`);
   }
   // Each frontend's endpoints, by the flow's frontend and endpoint, to their traffic counters.
@@ -200,13 +208,13 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
  * masqueraded because their source address is the node's; the rest use the
  * external set. Rules that would change nothing are left out.
  */
-function externalChainRules(f: ResolvedFrontend, internal: string | null, external: string | null, clusterCidr: string | undefined): string[] {
+function externalChainRules(f: ResolvedFrontend, internal: string | null, external: string | null, local: LocalTraffic | null): string[] {
   const rules: string[] = [];
   if (f.masquerade === 'all') {
     // Endpoints on other nodes must answer through this node.
     rules.push(`jump ${MARK_CHAIN}`);
   } else if (internal !== null) {
-    if (clusterCidr !== undefined) rules.push(`ip saddr ${clusterCidr} goto ${internal}`);
+    if (local !== null) rules.push(`${nftLocalMatch(local, false)} goto ${internal}`);
     rules.push(`fib saddr type local jump ${MARK_CHAIN}`, `fib saddr type local goto ${internal}`);
   }
   if (external !== null) rules.push(`goto ${external}`);
