@@ -81,10 +81,14 @@ export class ScenarioContext {
     ];
   }
 
-  /** Starts kube-lb and waits for its log line `until` (by default, the first successful sync's "ready"). */
-  async startKubeLb(env: NodeJS.ProcessEnv = process.env, extraArgs: readonly string[] = [], until = /"msg":"ready"/): Promise<void> {
+  /**
+   * Starts kube-lb, run by the command `under` if given (say, setpriv), and
+   * waits for its log line `until`: by default the first successful sync's "ready".
+   */
+  async startKubeLb(env: NodeJS.ProcessEnv = process.env, extraArgs: readonly string[] = [], { until = /"msg":"ready"/, under = [] as string[] } = {}): Promise<void> {
     assert.equal(this.kubeLbProcess, undefined, 'kube-lb already running');
-    const child = this.sandbox.spawnInNode(process.execPath, [cliPath, ...this.kubeLbArgs(extraArgs)], env);
+    const [cmd, ...args] = [...under, process.execPath, cliPath, ...this.kubeLbArgs(extraArgs)];
+    const child = this.sandbox.spawnInNode(cmd!, args, env);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLbProcess = child;
     // Room for a loaded machine: the first sync of 2,000 services takes seconds.

@@ -113,6 +113,20 @@ describe('ebpf backend: bpftool and tc cleanup', () => {
       assert.ok(drops.get('no_endpoints')! >= 3, `no_endpoints counts the refused connections: ${JSON.stringify([...drops])}`);
     }));
 
+  it('an interface kube-lb cannot attach to fails the sync, named and counted, rather than a ready proxy that translates nothing', () =>
+    withContext(pods, async (ctx) => {
+      requireCommand('setpriv', 'apt-get install util-linux');
+      ctx.writeServices('web.yaml', [web]);
+      // Without CAP_NET_ADMIN the programs load but no TC hook takes them.
+      await ctx.startKubeLb(process.env, [], { until: /"msg":"sync failed/, under: ['setpriv', '--bounding-set=-net_admin', '--'] });
+      const failed = ctx.kubeLbLogs.split('\n').find((l) => l.includes('"msg":"sync failed')) ?? '';
+      assert.match(failed, new RegExp(`programs are not attached to \\d+ interface\\(s\\): ${ctx.sandbox.interfacePrefix}`), 'the failed sync names the interfaces');
+      assert.doesNotMatch(ctx.kubeLbLogs, /"msg":"ready"/, 'not ready while pods are not served');
+      const { stdout } = await ctx.sandbox.execInNode('curl', ['-sS', 'http://127.0.0.1:10249/metrics']);
+      const errors = Number(/^kube_lb_sync_errors_total\{[^}]*\} (\d+)$/m.exec(stdout)?.[1] ?? 0);
+      assert.ok(errors >= 1, `kube_lb_sync_errors_total counts it:\n${stdout}`);
+    }));
+
   it('cleanup removes programs, filters, qdiscs and pins, and leaves foreign tc state alone', () =>
     withContext(pods, async (ctx) => {
       const { sandbox } = ctx;

@@ -130,7 +130,7 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       try {
         ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
         ctx.writeServices('other.yaml', [{ ...web(endpoints(['web-2'])), name: 'other', clusterIP: '10.96.0.20', annotations: { 'kube-lb.io/ipvs-scheduler': 'nq' } }]);
-        await ctx.startKubeLb(process.env, [], /"msg":"sync failed/);
+        await ctx.startKubeLb(process.env, [], { until: /"msg":"sync failed/ });
         const failedLine = ctx.kubeLbLogs.split('\n').find((l) => l.includes('"msg":"sync failed')) ?? '';
         assert.match(failedLine, /default\/other:http .*10\.96\.0\.20/, 'the failed sync names the refused virtual server');
         const served = await ctx.client('client', 'tcp', VIP, 80, 5);

@@ -120,6 +120,8 @@ function cidrInside(inner: Cidr, outer: Cidr): boolean {
 export class Attacher {
   /** The interfaces attached by this process, by ifindex. */
   private attached = new Map<number, Attached>();
+  /** Interfaces that should carry kube-lb's programs and do not: each attach retries them. */
+  private unattached = new Map<number, { name: string; err: string }>();
   /** The node's NodePort addresses, as the model last said; their interfaces are the uplinks unless --devices names them. */
   private nodeAddresses: readonly string[] = [];
 
@@ -186,6 +188,11 @@ export class Attacher {
       if (role === 'uplink' && snatAddr === null) this.log.warn({ interface: link.name }, 'uplink has no IPv4 address: flows that must be SNATed there are dropped (no_snat_addr)');
       this.attach(link, role, snatAddr);
     }
+    // An interface that vanished while being attached failed for no fault of ours.
+    if (this.unattached.size > 0) {
+      const still = new Set((await listLinks()).map((l) => l.ifindex));
+      for (const ifindex of this.unattached.keys()) if (!present.has(ifindex) || !still.has(ifindex)) this.unattached.delete(ifindex);
+    }
     for (const [ifindex, { name }] of this.attached) {
       if (!present.has(ifindex)) {
         this.attached.delete(ifindex);
@@ -203,6 +210,11 @@ export class Attacher {
     return [...this.attached.values()].map((a) => a.name);
   }
 
+  /** Each interface that should carry kube-lb's programs and does not, with the kernel's reason. */
+  get failures(): string[] {
+    return [...this.unattached.values()].map(({ name, err }) => `${name}: ${err}`);
+  }
+
   private attach(link: Link, role: Role, snatAddr: string | null): void {
     const key = encodeIfindex(link.ifindex);
     const recorded = this.lib.mapLookup(this.maps.ifaces, key);
@@ -216,13 +228,14 @@ export class Attacher {
       // After TC, which serves whatever XDP leaves to it.
       if (role === 'uplink' && this.attachXdp(link)) flags |= LB_IFACE_F_XDP;
     } catch (err) {
-      // The interface may have vanished between listing and attaching.
       this.log.warn({ interface: link.name, err: (err as Error).message }, 'attach failed');
+      this.unattached.set(link.ifindex, { name: link.name, err: (err as Error).message });
       return;
     } finally {
       this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, snatAddr, netns: this.netns }));
     }
     this.attached.set(link.ifindex, { name: link.name, role, snatAddr });
+    this.unattached.delete(link.ifindex);
     this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snatAddr !== null && { snatAddr }) }, 'attached');
   }
 

@@ -277,6 +277,9 @@ export class EbpfBackend implements Backend {
     }
     if (node !== undefined) this.setSockNodeAddress(node.primaryIPs.find((ip) => !ip.includes(':')) ?? null);
     if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
+    // The maps are right, but traffic through these interfaces is not translated: the retry attaches again.
+    const unattached = this.attacher?.failures ?? [];
+    if (unattached.length > 0) throw new Error(`kube-lb's programs are not attached to ${unattached.length} interface(s): ${unattached.join('; ')}`);
     return { frontendsWritten: accepted.length - removed, frontendsRemoved: removed, servicePortsRefused: this.refused.size };
   }
 
