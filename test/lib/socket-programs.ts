@@ -15,6 +15,20 @@ async function bpftool<T>(...args: string[]): Promise<T> {
   return JSON.parse((await exec('bpftool', ['-j', ...args])).stdout) as T;
 }
 
+/**
+ * An object looked up by id, or null once it is gone: between listing the
+ * root's programs and reading one, another kube-lb (another test's sandbox)
+ * may have detached its own.
+ */
+async function bpftoolById<T>(kind: 'prog' | 'map', command: 'show' | 'dump', id: number): Promise<T | null> {
+  try {
+    return await bpftool<T>(kind, command, 'id', String(id));
+  } catch (err) {
+    if (/No such file or directory/.test((err as { stdout?: string }).stdout ?? '')) return null;
+    throw err;
+  }
+}
+
 /** The network namespace cookie of the sandbox's node (node-a). */
 async function nodeNetnsCookie(sandbox: NodeSandbox): Promise<bigint> {
   const native = path.join(compiledRoot, 'src', 'native', 'index.js');
@@ -38,10 +52,10 @@ export async function socketProgramsServing(sandbox: NodeSandbox): Promise<numbe
   const serving: number[] = [];
   for (const { id, name } of await attachedAtCgroupRoot()) {
     if (!names.includes(name)) continue;
-    const { map_ids: mapIds = [] } = await bpftool<{ map_ids?: number[] }>('prog', 'show', 'id', String(id));
+    const { map_ids: mapIds = [] } = (await bpftoolById<{ map_ids?: number[] }>('prog', 'show', id)) ?? {};
     for (const mapId of mapIds) {
-      if ((await bpftool<{ name: string }>('map', 'show', 'id', String(mapId))).name !== SOCK_CONFIG_MAP) continue;
-      const [entry] = await bpftool<{ formatted: { value: { netns_cookie: number } } }[]>('map', 'dump', 'id', String(mapId));
+      if ((await bpftoolById<{ name: string }>('map', 'show', mapId))?.name !== SOCK_CONFIG_MAP) continue;
+      const [entry] = (await bpftoolById<{ formatted: { value: { netns_cookie: number } } }[]>('map', 'dump', mapId)) ?? [];
       if (entry !== undefined && BigInt(entry.formatted.value.netns_cookie) === cookie) serving.push(id);
     }
   }

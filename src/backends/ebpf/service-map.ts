@@ -254,7 +254,8 @@ export class ServiceMap {
    * what follows; then the counters of added backends, then backend
    * slots, then Maglev tables, then each service's count (its slot 0),
    * then the slots past a count that shrank, then the Maglev chunks no
-   * table needs any more and the counters of removed backends. Returns the
+   * table needs any more and the counters of removed backends (those of
+   * removed services go with their slots, first). Returns the
    * new slot table of every service that still exists, by svcKey.
    */
   apply(changes: readonly ServiceChange[], orphans: readonly SlotKey[] = [], orphanChunks: readonly ChunkKey[] = []): Map<string, Destination[]> {
@@ -270,6 +271,8 @@ export class ServiceMap {
     const tables = new Map<string, Destination[]>();
     const statsAdded: BackendId[] = [];
     const statsRemoved: BackendId[] = [];
+    // Those of services that go leave with their slots, before any are added: the map has room for what kube_lb_svc holds.
+    const statsOfRemovedServices: BackendId[] = [];
 
     for (const orphan of orphans) (orphan.slot === 0 ? removedServices : removedSlots).key(orphan, orphan.slot);
     for (const chunk of orphanChunks) chunkDeletes.key(chunk, chunk.chunk);
@@ -280,7 +283,7 @@ export class ServiceMap {
         return (ds ?? []).filter((d) => !left.has(destinationKey(d))).map((destination) => ({ frontend: change.frontend, scope: change.scope, destination }));
       };
       statsAdded.push(...backends(wanted, current));
-      statsRemoved.push(...backends(current, wanted));
+      (wanted === null ? statsOfRemovedServices : statsRemoved).push(...backends(current, wanted));
       const chunksWanted = wanted === null || plan.slots.length === 0 ? 0 : maglevChunks(meta.maglevTableSize);
       for (let chunk = chunksWanted; chunk < maglevChunks(currentMeta?.maglevTableSize ?? 0); chunk++) chunkDeletes.key(change, chunk);
       if (chunksWanted > 0) chunkWrites.table(change, maglevSlots(plan.slots, meta.maglevTableSize));
@@ -299,6 +302,7 @@ export class ServiceMap {
     const stats = this.statsFd === undefined ? undefined : new BackendStatsMap(this.lib, this.statsFd);
     removedServices.delete(this.lib, this.fd);
     removedSlots.delete(this.lib, this.fd);
+    stats?.remove(statsOfRemovedServices);
     stats?.add(statsAdded);
     slotWrites.update(this.lib, this.fd);
     // Between the slots and slot 0: a table is whole before slot 0 flags
