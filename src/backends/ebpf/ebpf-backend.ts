@@ -9,6 +9,7 @@ import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { staleFlows } from '../stale-flows.js';
 import {
+  ADOPT_MAP,
   type LoadedDatapath,
   type LoadedXdp,
   MAPS,
@@ -35,6 +36,7 @@ import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
 import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
+import { liveFlows, recordStackFlows, removeServices, setAdopting, type StackFlow } from './takeover.js';
 
 export interface EbpfOptions {
   pinPath: string;
@@ -49,6 +51,8 @@ export interface EbpfRunOptions extends EbpfOptions, AttachOptions {
   maglevTableSize: number;
   /** --bpf-socket-lb. */
   socketLb: SocketLb;
+  /** --takeover from a datapath the stack's conntrack translates for: its flows stay with the stack (takeover.ts). */
+  adopting?: boolean;
 }
 
 /** A change that takes more entries than it holds. */
@@ -142,6 +146,8 @@ export class EbpfBackend implements Backend {
     const lib = native();
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
+    // Before any service is written; at every start, so that a takeover cut short ends with the next start.
+    setAdopting(lib, loaded.object.mapFd(ADOPT_MAP), opts.adopting ?? false);
     const netns = currentNetns(lib);
     let attacher: Attacher;
     try {
@@ -362,6 +368,28 @@ export class EbpfBackend implements Backend {
     // A frontend's view is where traffic from outside the node goes: a ClusterIP's only service, the external one of the others.
     const entries = [...new ServiceMap(this.lib, this.maps.svc, this.maps.maglev).readAll().services.values()].filter((e) => (e.meta.kind === 'ClusterIP') === (e.scope === 'internal'));
     return entries.map((e) => ({ kind: e.meta.kind, frontend: e.frontend, destinations: e.slots }));
+  }
+
+  /**
+   * Ends a takeover from a datapath of the stack's: records the flows it
+   * translates to kube-lb's frontends as the stack's, then lets kube-lb pick
+   * endpoints for packets of no flow again. Returns how many flows.
+   */
+  adoptStackFlows(flows: readonly StackFlow[]): number {
+    if (!this.loaded) throw new Error('ebpf backend opened read-only cannot take over');
+    const recorded = recordStackFlows(this.lib, this.loaded.maps, flows, [...this.applied.values()].map((e) => e.frontend));
+    setAdopting(this.lib, this.loaded.object.mapFd(ADOPT_MAP), false);
+    return recorded;
+  }
+
+  /** Hands new flows over to the stack (another backend): removes every service, keeps the flows. Returns the entries removed. */
+  handOver(): number {
+    return this.maps ? removeServices(this.lib, this.maps) : 0;
+  }
+
+  /** The live flows the programs translate, or with `stack` leave to the stack's conntrack (takeover.ts). */
+  liveFlows(stack: boolean): number {
+    return this.maps ? liveFlows(this.lib, this.maps, stack) : 0;
   }
 
   async cleanup(): Promise<void> {
