@@ -62,12 +62,19 @@ const KUBE_PROXY_RULES = `*nat
 COMMIT
 `;
 
+/** A round of new connections, with when it ran (ms since the epoch, as in kube-lb's log lines). */
+type Round = ClientResult & { from: number; to: number };
+
 /** Rounds of 20 new connections from the client pod, one after another, until stop() is called; then their results. */
-function requestLoop(ctx: ScenarioContext): { stop(): Promise<ClientResult[]> } {
+function requestLoop(ctx: ScenarioContext): { stop(): Promise<Round[]> } {
   let running = true;
-  const results: ClientResult[] = [];
+  const results: Round[] = [];
   const loop = (async () => {
-    while (running) results.push(await ctx.client('client', 'tcp', VIP, 80, 20));
+    while (running) {
+      const from = Date.now();
+      const result = await ctx.client('client', 'tcp', VIP, 80, 20);
+      results.push({ ...result, from, to: Date.now() });
+    }
   })();
   return {
     async stop() {
@@ -83,7 +90,7 @@ function requestLoop(ctx: ScenarioContext): { stop(): Promise<ClientResult[]> } 
  * held one kept (an idle connection moved to another endpoint would get a
  * reset, not an answer).
  */
-function assertNoFailure(rounds: ClientResult[], hold: ClientResult, idle: IdleUse[], logs: string): void {
+function assertNoFailure(rounds: Round[], hold: ClientResult, idle: IdleUse[], logs: string): void {
   const failed = rounds.filter((r) => r.failures > 0);
   const answered = rounds.reduce((n, r) => n + Object.values(r.answers).reduce((a, b) => a + b, 0), 0);
   assert.deepEqual(failed, [], `new connections failed during the switch (${answered} answered in ${rounds.length} rounds); kube-lb logs:\n${logs.slice(-3000)}`);
@@ -114,7 +121,7 @@ describe('kube-lb run --takeover', () => {
       const idle = await Promise.all([1, 2, 3].map(() => idleConnection(ctx.sandbox, 'client', VIP, 80)));
       const hold = ctx.client('client', 'hold', VIP, 80, slow(12_000));
       const loop = requestLoop(ctx);
-      let rounds: ClientResult[];
+      let rounds: Round[];
       try {
         await ctx.startKubeLb(process.env, ['--takeover']);
         // New connections after the switch too, through kube-lb alone.
@@ -146,7 +153,7 @@ describe('kube-lb run --takeover', () => {
       const idle = await Promise.all([1, 2, 3].map(() => idleConnection(ctx.sandbox, 'client', VIP, 80)));
       const hold = ctx.client('client', 'hold', VIP, 80, slow(12_000));
       const loop = requestLoop(ctx);
-      let rounds: ClientResult[];
+      let rounds: Round[];
       let nftables: KubeLb | undefined;
       try {
         // As a DaemonSet is replaced: the old kube-lb stops (its datapath stays), the new one starts.
