@@ -65,14 +65,14 @@ COMMIT
 /** A round of new connections, with when it ran (ms since the epoch, as in kube-lb's log lines). */
 type Round = ClientResult & { from: number; to: number };
 
-/** Rounds of 20 new connections from the client pod, one after another, until stop() is called; then their results. */
+/** Rounds of 10 new connections from the client pod, one after another, until stop() is called; then their results. */
 function requestLoop(ctx: ScenarioContext): { stop(): Promise<Round[]> } {
   let running = true;
   const results: Round[] = [];
   const loop = (async () => {
     while (running) {
       const from = Date.now();
-      const result = await ctx.client('client', 'tcp', VIP, 80, 20);
+      const result = await ctx.client('client', 'tcp', VIP, 80, 10);
       results.push({ ...result, from, to: Date.now() });
     }
   })();
@@ -90,10 +90,15 @@ function requestLoop(ctx: ScenarioContext): { stop(): Promise<Round[]> } {
  * held one kept (an idle connection moved to another endpoint would get a
  * reset, not an answer).
  */
-function assertNoFailure(rounds: Round[], hold: ClientResult, idle: IdleUse[], logs: string): void {
+async function assertNoFailure(ctx: ScenarioContext, rounds: Round[], hold: ClientResult, idle: IdleUse[], logs: string): Promise<void> {
   const failed = rounds.filter((r) => r.failures > 0);
   const answered = rounds.reduce((n, r) => n + Object.values(r.answers).reduce((a, b) => a + b, 0), 0);
-  assert.deepEqual(failed, [], `new connections failed during the switch (${answered} answered in ${rounds.length} rounds); kube-lb logs:\n${logs.slice(-3000)}`);
+  if (failed.length > 0) {
+    // Whether packets were lost (segments sent again) or the machine was slow; the rounds' times match the log's.
+    const retransmits = [];
+    for (const pod of ['client', 'web-1', 'web-2']) retransmits.push(`${pod}: ${(await ctx.sandbox.inNamespace(ctx.sandbox.pod(pod).ns, 'nstat', '-az', 'TcpRetransSegs', 'TcpExtTCPSynRetrans')).replace(/\s+0\.0/g, '').replace(/\s+/g, ' ').replace('#kernel ', '')}`);
+    assert.deepEqual(failed, [], `new connections failed during the switch (${answered} answered in ${rounds.length} rounds); retransmissions ${retransmits.join('; ')}; kube-lb logs:\n${logs.slice(-3000)}`);
+  }
   assert.ok(rounds.length >= 3, `rounds of new connections ran across the switch: ${rounds.length}`);
   const holdAnswers = Object.values(hold.answers).reduce((a, b) => a + b, 0);
   assert.equal(hold.failures, 0, `the connection sending a line every 50 ms during the switch: ${JSON.stringify(hold)}`);
@@ -131,7 +136,7 @@ describe('kube-lb run --takeover', () => {
       }
       const held = await hold;
       const used = await Promise.all(idle.map((c) => c.use()));
-      assertNoFailure(rounds, held, used, ctx.kubeLbLogs);
+      await assertNoFailure(ctx, rounds, held, used, ctx.kubeLbLogs);
 
       const saved = await ctx.sandbox.inNode('iptables-save');
       assert.doesNotMatch(saved, /KUBE-(SERVICES|SVC-|SEP-|POSTROUTING|MARK-MASQ)/, `kube-proxy's rules remain after the takeover:\n${saved}`);
@@ -166,7 +171,7 @@ describe('kube-lb run --takeover', () => {
       try {
         const held = await hold;
         const used = await Promise.all(idle.map((c) => c.use()));
-        assertNoFailure(rounds, held, used, nftables.logs());
+        await assertNoFailure(ctx, rounds, held, used, nftables.logs());
 
         // Every flow of the ebpf datapath has ended: it goes.
         await ctx.waitUntil('the ebpf datapath is removed once its flows have ended', 60_000, async () => /the last flow of the ebpf datapath ended/.test(nftables!.logs()));
