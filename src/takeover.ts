@@ -113,8 +113,11 @@ export class Takeover {
       this.log.info({ flows: backend.adoptStackFlows(flows) }, "took over: the stack's conntrack keeps translating the flows the removed rules started");
       this.watch(
         () => backend.liveFlows(true),
-        async () => void (await runCommand('nft', ['delete', 'table', 'ip', KEEPER_TABLE])),
-        `took over: the last flow the removed rules started ended; removed table ip ${KEEPER_TABLE}`,
+        async () => {
+          backend.endAdoption();
+          await runCommand('nft', ['delete', 'table', 'ip', KEEPER_TABLE]);
+        },
+        `took over: the last flow the removed rules started ended; every flow is kube-lb's; removed table ip ${KEEPER_TABLE}`,
       );
     }
     this.predecessors.length = 0;

@@ -51,9 +51,9 @@ struct {
 
 /* Written by the control plane only, at every start: nonzero while kube-lb
  * takes over from a datapath the stack's conntrack translates for (kube-lb
- * run --takeover), until it has recorded that datapath's flows as
- * LB_CT_F_STACK entries. Meanwhile a TCP packet of no flow of kube-lb's
- * that is not a SYN belongs to one of them and goes to the stack. */
+ * run --takeover), until that datapath's flows have ended. Meanwhile a TCP
+ * packet of no flow of kube-lb's that is not a SYN belongs to one of them
+ * and goes to the stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);

@@ -148,6 +148,9 @@ describe('kube-lb run --takeover', () => {
       // The held connections are closed (use() ends them): what kept their NAT goes.
       await ctx.waitUntil('the table keeping conntrack for the removed rules goes once their flows have ended', 60_000, async () => /removed table ip kube-lb-takeover/.test(ctx.kubeLbLogs));
       assert.doesNotMatch(await ctx.sandbox.inNode('nft', 'list', 'tables'), /kube-lb-takeover/, 'table ip kube-lb-takeover is gone');
+      // bpftool -j prints the value's bytes, in hex.
+      const adopt = JSON.parse((await ctx.sandbox.execInNode('bpftool', ['-j', 'map', 'dump', 'pinned', `${ctx.sandbox.pinPath}/kube_lb_adopt`])).stdout) as { value: string[] }[];
+      assert.deepEqual(adopt.map((e) => e.value.map(Number)), [[0, 0, 0, 0]], "kube_lb_adopt is off: every flow is kube-lb's");
     }));
 
   it('from the ebpf backend to nftables under load: no request fails, the ebpf programs keep their flows until these end, then they are removed', () =>

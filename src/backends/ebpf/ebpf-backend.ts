@@ -371,15 +371,17 @@ export class EbpfBackend implements Backend {
   }
 
   /**
-   * Ends a takeover from a datapath of the stack's: records the flows it
-   * translates to kube-lb's frontends as the stack's, then lets kube-lb pick
-   * endpoints for packets of no flow again. Returns how many flows.
+   * Records the flows the stack translates to kube-lb's frontends as the
+   * stack's, in a takeover from a datapath of the stack's. Returns how many.
    */
   adoptStackFlows(flows: readonly StackFlow[]): number {
     if (!this.loaded) throw new Error('ebpf backend opened read-only cannot take over');
-    const recorded = recordStackFlows(this.lib, this.loaded.maps, flows, [...this.applied.values()].map((e) => e.frontend));
-    setAdopting(this.lib, this.loaded.object.mapFd(ADOPT_MAP), false);
-    return recorded;
+    return recordStackFlows(this.lib, this.loaded.maps, flows, [...this.applied.values()].map((e) => e.frontend));
+  }
+
+  /** Ends a takeover: packets of no flow of kube-lb's get an endpoint again, whatever their TCP flags. */
+  endAdoption(): void {
+    if (this.loaded && !this.closed) setAdopting(this.lib, this.loaded.object.mapFd(ADOPT_MAP), false);
   }
 
   /** Hands new flows over to the stack (another backend): removes every service, keeps the flows. Returns the entries removed. */

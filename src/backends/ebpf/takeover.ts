@@ -2,8 +2,10 @@
 // Taking over from a datapath the stack's conntrack translates for
 // (kube-proxy's rules, kube-lb's netfilter backends), the established flows
 // stay with the stack: kube_lb_adopt leaves every TCP packet that is not a
-// SYN and of no flow of kube-lb's to the stack until the stack's flows are
-// recorded as LB_CT_F_STACK entries, which the programs leave alone too.
+// SYN and of no flow of kube-lb's to the stack until the stack's flows have
+// ended, and the flows conntrack lists are recorded as LB_CT_F_STACK
+// entries, which the programs leave alone too (UDP ones included) and which
+// say when the last has ended.
 // Handing over to another backend, kube-lb's own flows stay with its
 // programs: the services go, so new flows pass to the stack, and the
 // programs stay until the last flow they translate has ended.
