@@ -22,6 +22,7 @@ import { desiredState, diffViews, formatDiffs } from './diff.js';
 import { countViews, formatNamedViews, formatViews, nameViews } from './inspect-view.js';
 import { createLogger, type Logger } from './log.js';
 import { Proxier } from './proxier.js';
+import { Takeover } from './takeover.js';
 import type { ModelOptions, NodePortAddresses } from './model/model.js';
 import { LB_ALGORITHMS } from './model/contract.js';
 import { type Cidr, parseCidr } from './net/ip.js';
@@ -60,6 +61,9 @@ const USAGE = `usage:
                  up to 65521; costs 2 B per entry per service that uses Maglev)]
                 [--bpf-xdp native|generic|off (ebpf: XDP on the uplinks, in the driver or on
                  the skb; default off, as Cilium's loadBalancer.acceleration; see docs/xdp.md)]
+                [--takeover (move the node from kube-proxy's iptables or nftables rules, or from
+                 another kube-lb backend, without a drain: kube-lb programs its datapath, then
+                 removes the other's; see docs/takeover.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
                 [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total,
@@ -92,6 +96,7 @@ const options = {
   'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
   'metrics-endpoint-labels': { type: 'string', default: 'true' },
   cleanup: { type: 'boolean' },
+  takeover: { type: 'boolean' },
   'hostname-override': { type: 'string' },
   'detect-local-mode': { type: 'string' },
   'pod-interface-name-prefix': { type: 'string' },
@@ -286,7 +291,8 @@ async function run(flags: Flags, log: Logger): Promise<void> {
 
   // Before the first sync: without the sysctl, rules without the INVALID drop would bring issue 74839 back.
   if (startOptions.tcpBeLiberal) enableTcpBeLiberal(log);
-  const backend: Backend = await startBackend(backendName, startOptions);
+  const takeover = flags.takeover ? await Takeover.find(backendName, startOptions) : undefined;
+  const backend: Backend = await startBackend(backendName, { ...startOptions, adoptStackFlows: takeover?.stackFlows });
   const telemetry = await ProxyTelemetry.start({
     backend,
     nodeName: hostname,
@@ -304,6 +310,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
     syncPeriodMs,
     telemetry,
     model,
+    takeover,
   });
   await proxier.start();
   await stopRequested;

@@ -8,6 +8,7 @@ import type { ProxyTelemetry } from './observability/telemetry.js';
 import { ServiceHealthServers } from './observability/service-health.js';
 import type { Source } from './sources/source.js';
 import { SyncRunner } from './sync/runner.js';
+import type { Takeover } from './takeover.js';
 
 export interface ProxierOptions {
   source: Source;
@@ -19,6 +20,8 @@ export interface ProxierOptions {
   telemetry: ProxyTelemetry;
   /** How the model resolves services on this node; the protocols and the logger come from the backend and the proxier. */
   model: Omit<ModelOptions, 'protocols' | 'log'>;
+  /** --takeover: completed after the first sync that succeeds; until then every sync tries it. */
+  takeover?: Takeover;
 }
 
 /** After a sync that wrote or removed this many frontends, collect garbage. */
@@ -37,8 +40,10 @@ export class Proxier {
   /** The source delivered its initial state: from now on a change is a queued update. */
   private sourceSynced = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  private takeover: Takeover | undefined;
 
   constructor(private readonly opts: ProxierOptions) {
+    this.takeover = opts.takeover;
     this.model = new ProxyModel({ ...opts.model, protocols: opts.backend.protocols, log: opts.log });
     this.serviceHealth = new ServiceHealthServers(opts.telemetry.health, opts.log);
     this.runner = new SyncRunner({
@@ -78,6 +83,7 @@ export class Proxier {
     clearTimeout(this.retryTimer);
     await this.opts.source.stop();
     await this.runner.stop();
+    await this.opts.takeover?.stop();
     await this.opts.backend.close();
     await this.serviceHealth.close();
     await this.opts.telemetry.close();
@@ -93,6 +99,9 @@ export class Proxier {
     this.needFull = true;
     const started = performance.now();
     const stats = await this.opts.backend.sync(state, fullSync ? null : changes.changedKeys, this.model.nodeView());
+    // Part of the sync: kube-lb is not ready while another datapath serves the node.
+    await this.takeover?.complete(this.opts.backend, state);
+    this.takeover = undefined;
     this.needFull = false;
     const durationMs = performance.now() - started;
     // A refusal needs no retry of its own: the backend tries refused service ports at every sync, and only a sync frees room.

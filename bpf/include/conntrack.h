@@ -187,6 +187,25 @@ static __always_inline void ct_refresh(const struct packet *pkt, struct lb_ct_va
 		rnat_write(&pkt->flow, ct);
 }
 
+/* A packet of a flow the stack translates (LB_CT_F_STACK): kept alive and
+ * its close noted, so that the next SYN on the tuple is kube-lb's; no
+ * reverse entry, since the stack translates the replies too. */
+static __always_inline void ct_refresh_stack(const struct packet *pkt, struct lb_ct_value *ct, __u32 now)
+{
+	ct->last_seen = now;
+	if (is_tcp_close(pkt))
+		ct->flags |= LB_CT_F_CLOSING;
+}
+
+/* Whether kube-lb is taking over from a datapath of the stack's (kube_lb_adopt). */
+static __always_inline int adopting(void)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&kube_lb_adopt, &zero);
+
+	return on && *on;
+}
+
 /* A reply closes its connection: the next SYN on the tuple is new. */
 static __always_inline void ct_note_reply(const struct packet *pkt, const struct lb_rnat_value *rnat)
 {

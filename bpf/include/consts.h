@@ -10,6 +10,9 @@
 #define LB_CT_F_HAIRPIN 0x1
 #define LB_CT_F_CLOSING 0x2 /* a FIN or RST was seen: the next SYN is a new connection */
 #define LB_CT_F_WORLD 0x4   /* from outside the node, through an uplink: replies go back out one */
+/* Started before kube-lb took the node over (kube-lb run --takeover): the
+ * stack's conntrack translates it, as it did; kube-lb leaves it alone. */
+#define LB_CT_F_STACK 0x8
 
 /* A UDP flow idle this long is over, as nf_conntrack_udp_timeout says. */
 #define LB_UDP_TIMEOUT_S 30

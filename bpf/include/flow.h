@@ -32,6 +32,11 @@ static __always_inline struct lb_ct_value *flow_entry(lb_ctx *ctx, const struct 
 
 	ct = bpf_map_lookup_elem(&kube_lb_ct, &pkt->flow);
 	if (ct && !ct_is_over(ct, pkt, now)) {
+		if (ct->flags & LB_CT_F_STACK) {
+			ct_refresh_stack(pkt, ct, now);
+			*verdict = -1;
+			return NULL;
+		}
 		ct_refresh(pkt, ct, now);
 		return ct;
 	}
@@ -40,6 +45,10 @@ static __always_inline struct lb_ct_value *flow_entry(lb_ctx *ctx, const struct 
 	rnat = bpf_map_lookup_elem(&kube_lb_rnat, &pkt->flow);
 	if (rnat && (rnat->flags & LB_CT_F_WORLD)) {
 		*verdict = world_reply(ctx, pkt, rnat);
+		return NULL;
+	}
+	if (pkt->flow.proto == IPPROTO_TCP && !is_tcp_syn(pkt) && adopting()) {
+		*verdict = -1;
 		return NULL;
 	}
 	backend = pick_backend(&pkt->flow, scope, now, &none, &svc_flags);

@@ -49,6 +49,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kube_lb_rnat SEC(".maps");
 
+/* Written by the control plane only, at every start: nonzero while kube-lb
+ * takes over from a datapath the stack's conntrack translates for (kube-lb
+ * run --takeover), until that datapath's flows have ended. Meanwhile a TCP
+ * packet of no flow of kube-lb's that is not a SYN belongs to one of them
+ * and goes to the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kube_lb_adopt SEC(".maps");
+
 /* Written by the control plane only: ifindex -> struct lb_iface_value. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -44,6 +44,8 @@ export interface BackendOptions {
   iptablesMode: IptablesMode | undefined;
   /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined gives rr, an unknown name is refused. */
   ipvsScheduler: string | undefined;
+  /** ebpf: --takeover from a datapath the stack's conntrack translates for (src/takeover.ts). */
+  adoptStackFlows?: boolean;
 }
 
 export function parseBackendName(value: string): BackendName {
@@ -81,6 +83,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,
     maglevTableSize: opts.bpfMaglevTableSize,
+    adopting: opts.adoptStackFlows,
     log: opts.log,
   });
 }

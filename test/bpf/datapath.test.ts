@@ -3,10 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { native } from '../../src/native/index.js';
-import { type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { ADOPT_MAP, type LoadedDatapath, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
 import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
 import { BackendStatsMap } from '../../src/backends/ebpf/backend-stats.js';
-import { type BackendStats, decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
+import { type BackendStats, decodeCtValue, encodeCtValue, encodeFlowKey, LB_CT_F_CLOSING, LB_CT_F_STACK, LB_HAIRPIN_ADDR } from '../../src/backends/ebpf/encoding.js';
+import { monotonicSeconds, setAdopting } from '../../src/backends/ebpf/takeover.js';
 import { type DropCounts, readDrops } from '../../src/backends/ebpf/drops.js';
 import { buildPacket, inetChecksum, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { requireRoot } from '../lib/preconditions.js';
@@ -154,6 +155,43 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     const p = parsePacket(run('fromPod', toService({ sport: 47100 }, udpService)).out);
     assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353], 'the stale entry is not used');
     assert.ok(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).lastSeen >= nowS, 'the entry is fresh again');
+  });
+
+  it('by default, a TCP packet of no known flow that is not a SYN gets a backend, as after a restart that lost the flows', () => {
+    const p = parsePacket(run('fromPod', toService({ sport: 47200, tcpFlags: TCP.ACK })).out);
+    assert.deepEqual([p.daddr, p.dport], [backend.ip, backend.port]);
+  });
+
+  it("while taking over (kube_lb_adopt), a TCP packet of no known flow that is not a SYN is left to the stack, untouched and unrecorded; SYNs and UDP get a backend", () => {
+    setAdopting(lib, dp.object.mapFd(ADOPT_MAP), true);
+    try {
+      const frame = toService({ sport: 47300, tcpFlags: TCP.ACK });
+      const { retval, out } = run('fromPod', frame);
+      assert.equal(retval, TC_ACT_OK);
+      assert.deepEqual(out, frame, 'untouched');
+      assert.equal(lib.mapLookup(dp.maps.ct, encodeFlowKey({ saddr: client.ip, sport: 47300, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' })), null, 'unrecorded');
+      // Its reply, which the stack translated back, passes too.
+      const reply = buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: 47300, protocol: 'TCP', tcpFlags: TCP.ACK });
+      assert.deepEqual(run('fromPod', reply).out, reply);
+      assert.equal(parsePacket(run('fromPod', toService({ sport: 47301 })).out).daddr, backend.ip, 'a SYN');
+      assert.equal(parsePacket(run('fromPod', toService({ sport: 47302 }, udpService)).out).daddr, backend.ip, 'UDP');
+    } finally {
+      setAdopting(lib, dp.object.mapFd(ADOPT_MAP), false);
+    }
+  });
+
+  it("leaves a flow recorded as the stack's (LB_CT_F_STACK) to it until it closes; the next SYN on its tuple gets a backend", () => {
+    const flow = encodeFlowKey({ saddr: client.ip, sport: 47400, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: LB_CT_F_STACK, lastSeen: monotonicSeconds() - 5, natSport: 0, natSaddr: null }));
+    for (const tcpFlags of [TCP.ACK, TCP.SYN, TCP.FIN | TCP.ACK]) {
+      const frame = toService({ sport: 47400, tcpFlags });
+      assert.deepEqual(run('fromPod', frame), { retval: TC_ACT_OK, out: frame }, `flags ${tcpFlags}: untouched`);
+    }
+    const ct = decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!);
+    assert.equal(ct.flags, LB_CT_F_STACK | LB_CT_F_CLOSING, 'closing after FIN');
+    assert.ok(ct.lastSeen >= monotonicSeconds() - 1, 'refreshed');
+    assert.equal(parsePacket(run('fromPod', toService({ sport: 47400 })).out).daddr, backend.ip, 'the next SYN is a new connection of kube-lb\'s');
+    assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).flags & LB_CT_F_STACK, 0);
   });
 
   it('a direct flow on a tuple that once went through a service gets its replies untouched', () => {

@@ -29,6 +29,8 @@ export const SOCK_PROGRAMS: Record<CgroupHook, string> = {
 export const SOCK_RNAT_MAP = 'kube_lb_sock_rnat';
 /** Not pinned: each loaded set of programs has its own, which says whose they are (sockets.ts). */
 export const SOCK_CONFIG_MAP = 'kube_lb_sockcfg';
+/** Pinned and written at every start: whether a takeover is under way (takeover.ts). */
+export const ADOPT_MAP = 'kube_lb_adopt';
 /** The iterator that destroys connected UDP sockets whose backend is gone (stale-sockets.ts), and the map that names those backends; neither pinned. */
 export const SOCK_DESTROY_PROGRAM = 'lb_udp_destroy';
 export const SOCK_GONE_MAP = 'kube_lb_sock_gone';
@@ -217,7 +219,7 @@ export function closeMaps(lib: NativeAddon, maps: MapFds): void {
  */
 export function removePins(pinRoot: string): void {
   if (!fs.existsSync(pinRoot)) return;
-  const maps = [...Object.values(MAPS), SOCK_RNAT_MAP];
+  const maps = [...Object.values(MAPS), SOCK_RNAT_MAP, ADOPT_MAP];
   const ours = new Set<string>([...maps, ...maps.map(asidePin), ...Object.values(PROGRAMS), XDP_PROGRAM, ...Object.values(SOCK_PROGRAMS)]);
   const entries = fs.readdirSync(pinRoot);
   const foreign = entries.filter((entry) => !ours.has(entry));

@@ -9,6 +9,7 @@ import { type AttachOptions, Attacher, detachAll } from './attach.js';
 import { flushStaleFlows } from './conntrack.js';
 import { staleFlows } from '../stale-flows.js';
 import {
+  ADOPT_MAP,
   type LoadedDatapath,
   type LoadedXdp,
   MAPS,
@@ -36,6 +37,7 @@ import { BackendStatsMap } from './backend-stats.js';
 import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
+import { liveFlows, recordStackFlows, removeServices, setAdopting, type StackFlow } from './takeover.js';
 
 export interface EbpfOptions {
   pinPath: string;
@@ -50,6 +52,8 @@ export interface EbpfRunOptions extends EbpfOptions, AttachOptions {
   maglevTableSize: number;
   /** --bpf-socket-lb. */
   socketLb: SocketLb;
+  /** --takeover from a datapath the stack's conntrack translates for: its flows stay with the stack (takeover.ts). */
+  adopting?: boolean;
 }
 
 /** A change that takes more entries than it holds. */
@@ -149,6 +153,8 @@ export class EbpfBackend implements Backend {
     const lib = native();
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
+    // Before any service is written; at every start, so that a takeover cut short ends with the next start.
+    setAdopting(lib, loaded.object.mapFd(ADOPT_MAP), opts.adopting ?? false);
     const netns = currentNetns(lib);
     let attacher: Attacher;
     try {
@@ -395,6 +401,30 @@ export class EbpfBackend implements Backend {
   /** The map services sync writes for every frontend; the Maglev table size does not change what inspect shows. */
   async planned(state: DesiredState): Promise<FrontendView[]> {
     return viewOf([...state.values()].flatMap((sp) => sp.frontends.flatMap((f) => mapServices(f, 0))));
+  }
+
+  /**
+   * Records the flows the stack translates to kube-lb's frontends as the
+   * stack's, in a takeover from a datapath of the stack's. Returns how many.
+   */
+  adoptStackFlows(flows: readonly StackFlow[]): number {
+    if (!this.loaded) throw new Error('ebpf backend opened read-only cannot take over');
+    return recordStackFlows(this.lib, this.loaded.maps, flows, [...this.applied.values()].map((e) => e.frontend));
+  }
+
+  /** Ends a takeover: packets of no flow of kube-lb's get an endpoint again, whatever their TCP flags. */
+  endAdoption(): void {
+    if (this.loaded && !this.closed) setAdopting(this.lib, this.loaded.object.mapFd(ADOPT_MAP), false);
+  }
+
+  /** Hands new flows over to the stack (another backend): removes every service, keeps the flows. Returns the entries removed. */
+  handOver(): number {
+    return this.maps ? removeServices(this.lib, this.maps) : 0;
+  }
+
+  /** The live flows the programs translate, or with `stack` leave to the stack's conntrack (takeover.ts). */
+  liveFlows(stack: boolean): number {
+    return this.maps ? liveFlows(this.lib, this.maps, stack) : 0;
   }
 
   async cleanup(): Promise<void> {

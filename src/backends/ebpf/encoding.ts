@@ -82,6 +82,7 @@ export const layouts = {
 export const LB_HAIRPIN_ADDR = '169.254.7.1';
 export const LB_CT_F_HAIRPIN = 0x1;
 export const LB_CT_F_CLOSING = 0x2;
+export const LB_CT_F_STACK = 0x8;
 export const LB_IFACE_F_CREATED_HOOK = 0x1;
 export const LB_IFACE_F_UPLINK = 0x2;
 export const LB_IFACE_F_XDP = 0x4;
@@ -311,7 +312,7 @@ export function decodeCtValue(b: Buffer, at = 0): CtValue {
   };
 }
 
-/** Only tests write conntrack entries; the datapath owns them. */
+/** Tests write conntrack entries, and a takeover its LB_CT_F_STACK ones (takeover.ts); the datapath owns the rest. */
 export function encodeCtValue(v: CtValue): Buffer {
   const b = Buffer.alloc(layouts.lb_ct_value.size);
   b.writeUInt32BE(ipv4ToInt(v.backend.ip), ctValue.backend_addr.offset);

@@ -106,3 +106,32 @@ async function frontendsWithUntranslatedFlows(frontends: readonly Frontend[]): P
 function canonicalIp(ip: string): string {
   return ip.includes(':') ? new URL(`http://[${ip}]`).hostname.slice(1, -1) : ip;
 }
+
+/** A flow conntrack translates: its first packet's tuple, the endpoint that answers it, and its TCP state. */
+export interface TranslatedFlow {
+  protocol: 'TCP' | 'UDP';
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  /** The reply's source: the endpoint. */
+  replySrc: string;
+  replySport: number;
+  /** TCP: conntrack's state (ESTABLISHED, FIN_WAIT, ...); UDP: empty. */
+  state: string;
+}
+
+/** The IPv4 TCP and UDP flows conntrack holds with their destination translated. */
+export async function translatedFlows(): Promise<TranslatedFlow[]> {
+  const flows: TranslatedFlow[] = [];
+  for (const protocol of ['TCP', 'UDP'] as const) {
+    const { stdout } = await runCommand('conntrack', ['-L', '-f', 'ipv4', '-p', protocol.toLowerCase()]);
+    for (const line of stdout.split('\n')) {
+      const [src, dst, sport, dport, replySrc, , replySport] = [...line.matchAll(/\b(?:src|dst|sport|dport)=(\S+)/g)].map((m) => m[1]);
+      if (replySport === undefined || (replySrc === dst && replySport === dport)) continue;
+      const state = protocol === 'TCP' ? (line.split(/\s+/)[3] ?? '') : '';
+      flows.push({ protocol, src: src!, dst: dst!, sport: Number(sport), dport: Number(dport), replySrc: replySrc!, replySport: Number(replySport), state });
+    }
+  }
+  return flows;
+}
