@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { type ScenarioContext, KUBE_LB_NODE, withContext } from './context.js';
 import { variant } from './variants.js';
+import { VIP, endpoints, pods as scenarioPods } from './scenarios.js';
 import { idleConnection, type IdleUse } from '../lib/idle-connection.js';
 import { type ClientResult, waitForLine } from '../lib/sandbox.js';
 import { cliPath } from '../lib/paths.js';
@@ -18,20 +19,12 @@ import { requireCommand } from '../lib/preconditions.js';
 import { slow } from '../lib/slowdown.js';
 import { socketProgramsServing } from '../lib/socket-programs.js';
 
-const VIP = '10.96.0.10';
-const pods = [
-  { name: 'client', ip: '10.244.0.2', serves: false },
-  { name: 'web-1', ip: '10.244.0.11' },
-  { name: 'web-2', ip: '10.244.0.12' },
-];
+const pods = scenarioPods.filter((p) => ['client', 'web-1', 'web-2'].includes(p.name));
 const web = {
   name: 'web',
   clusterIP: VIP,
   ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' as const }],
-  endpoints: [
-    { ip: '10.244.0.11', ready: true },
-    { ip: '10.244.0.12', ready: true },
-  ],
+  endpoints: endpoints(['web-1', 'web-2']),
 };
 
 /** kube-proxy's iptables rules for `web`, as its proxier writes them (pkg/proxy/iptables/proxier.go), for iptables-restore --noflush. */
