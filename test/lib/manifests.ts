@@ -4,12 +4,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import type { Protocol } from '../../src/model/contract.js';
 
 export interface PortSpec {
   name: string;
   port: number;
   targetPort: number;
-  protocol: 'TCP' | 'UDP';
+  protocol: Protocol;
   /** Required on NodePort services, and on LoadBalancer services that allocate node ports. */
   nodePort?: number;
 }

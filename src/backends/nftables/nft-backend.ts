@@ -12,6 +12,7 @@ import { type Listing, endpointCountersFromListing, parseListing, viewsFromListi
 import { AFFINITY_PREFIX, FAMILY, type PortRules, type RulesetOptions, TABLE, fixedChains, isEmpty, portRules, renderTransaction } from './ruleset.js';
 import { type KernelObjects, type PortTable, fullTransaction, partialTransaction } from './transactions.js';
 import { timeSlices } from '../../time-slices.js';
+import { protocolsOf } from '../capabilities.js';
 
 /** What one service port puts in the kernel, and what it means for stale UDP flows. */
 interface Translated {
@@ -22,7 +23,7 @@ interface Translated {
 
 export class NftablesBackend implements Backend {
   readonly name = 'nftables';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly protocols: readonly Protocol[] = protocolsOf('nftables');
   readonly countsTraffic = true;
   /** What the table holds, as last written; null until a full sync has read the kernel. */
   private written: PortTable | null = null;

@@ -286,7 +286,7 @@ const dispatch = (map: MapName): string => `ip daddr . meta l4proto . th dport v
  * The protocol match gives proto-dst its type; a flow without an element
  * (DNATed by someone else) goes on uncounted.
  */
-const countTraffic = `ct status dnat meta l4proto { tcp, udp } counter name ct original ip daddr . meta l4proto . ct original proto-dst . ct reply ip saddr . ct reply proto-src map @${TRAFFIC_MAP}`;
+const countTraffic = `ct status dnat meta l4proto { tcp, udp, sctp } counter name ct original ip daddr . meta l4proto . ct original proto-dst . ct reply ip saddr . ct reply proto-src map @${TRAFFIC_MAP}`;
 
 /** The chains every table has, with their rules, for this masquerade mark and whether invalid packets are dropped. */
 export function fixedChains(mark: string, dropInvalid: boolean): Map<string, string[]> {
