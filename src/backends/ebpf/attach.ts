@@ -27,7 +27,10 @@ const PROGRAMS_BY_ROLE: Record<Role, { point: TcAttachPoint; program: keyof type
     { point: 'ingress', program: 'fromPod' },
     { point: 'egress', program: 'toPod' },
   ],
-  uplink: [{ point: 'ingress', program: 'fromWorld' }],
+  uplink: [
+    { point: 'ingress', program: 'fromWorld' },
+    { point: 'egress', program: 'toWorld' },
+  ],
 };
 
 /** kube_lb_ifaces's value as the encoders write it, for reading older layouts into it. */
