@@ -35,9 +35,10 @@ import type { Source } from './sources/source.js';
 const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
                 [--detect-local-mode ClusterCIDR|NodeCIDR|BridgeInterface|InterfaceNamePrefix
-                 (how pods' traffic is told: by --cluster-cidr CIDR[,CIDR] (one per family), the Node's spec.podCIDRs,
-                 --pod-bridge-interface BRIDGE or --pod-interface-name-prefix PREFIX; ebpf
-                 attaches to the pod interfaces so found; see docs/local-traffic.md)]
+                 (how pods' traffic is told: by --cluster-cidr CIDR[,CIDR] (one per family),
+                 the Node's spec.podCIDRs, --pod-bridge-interface BRIDGE or
+                 --pod-interface-name-prefix PREFIX; ebpf attaches to the pod interfaces so
+                 found; see docs/local-traffic.md)]
                 [--devices IF,... (ebpf)]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]

@@ -42,8 +42,8 @@ export const TABLE_FAMILIES: Readonly<Record<IPFamily, TableFamily>> = {
 /** "ip kube-lb", "ip6 kube-lb": how nft commands name a family's table. */
 const tableOf = (fam: TableFamily): string => `${fam.nft} ${TABLE}`;
 
-/** An address and port as dnat takes them: IPv6 bracketed. */
-const addressPort = (d: Destination): string => (d.ip.includes(':') ? `[${d.ip}]:${d.port}` : `${d.ip}:${d.port}`);
+/** An endpoint as dnat takes it: in the ip6 table, the address bracketed. */
+const dnatTarget = (fam: TableFamily, d: Destination): string => (fam.nft === 'ip6' ? `[${d.ip}]:${d.port}` : `${d.ip}:${d.port}`);
 
 export const SERVICE_IPS_MAP = 'service-ips';
 export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
@@ -91,7 +91,7 @@ export function firewallChainName(p: PortIdentity): string {
   return safeText(`firewall-${hashAndTruncate(portBase(p))}`, p);
 }
 
-// nft takes no ':' in a name: an IPv6 address is written with '.' for it, as kube-proxy does.
+// nft takes no ':' in a name: an IPv6 address is written with '.' for it.
 const endpointBase = (p: PortIdentity, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip.replaceAll(':', '.')}/${d.port}`);
 
 const ENDPOINT_PREFIX = 'endpoint-';
@@ -273,7 +273,7 @@ function writeEndpointSet(fam: TableFamily, rules: PortRules, named: PortIdentit
     }
     // A dnat reached through a vmap needs the protocol matched first.
     const chain = endpointChainName(named, d);
-    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${addressPort(d)}`);
+    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${dnatTarget(fam, d)}`);
     rules.chains.set(chain, endpoint);
   }
 }
