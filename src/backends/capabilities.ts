@@ -2,13 +2,14 @@
 // scenario against every backend variant and skips, with the reason given
 // here, only what this table marks unsupported; the README's table is
 // rendered from it (`make readme-capabilities`).
-import type { Protocol } from '../model/contract.js';
+import type { IPFamily, Protocol } from '../model/contract.js';
 import type { BackendName } from './registry.js';
 
 export const CAPABILITIES = {
   tcp: 'TCP services',
   udp: 'UDP services',
   sctp: 'SCTP services',
+  ipv6: 'IPv6 and dual-stack services',
   'several-ports': 'Several ports per service',
   'endpoint-updates': 'Endpoints added, removed and made not ready',
   'udp-flows-follow-endpoints': 'A long-lived UDP flow moves off an endpoint that is removed',
@@ -55,12 +56,13 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: { ...ALL, sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them" },
-  iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
+  ebpf: { ...ALL, ipv6: NOT_YET, sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them" },
+  iptables: { ...ALL, ipv6: 'not yet (ip6tables)', maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
     sctp: NOT_YET,
+    ipv6: NOT_YET,
     nodeport: NOT_YET,
     'external-ips': NOT_YET,
     'load-balancer-ips': NOT_YET,
@@ -88,6 +90,11 @@ export function unsupportedReason(backend: BackendName, capability: Capability):
 export function protocolsOf(backend: BackendName): Protocol[] {
   const support = BACKEND_CAPABILITIES[backend];
   return (['TCP', 'UDP', 'SCTP'] as const).filter((p) => support[p.toLowerCase() as 'tcp' | 'udp' | 'sctp'] === true);
+}
+
+/** The address families `backend` serves, as the table says: the model leaves addresses of the others out. */
+export function familiesOf(backend: BackendName): IPFamily[] {
+  return BACKEND_CAPABILITIES[backend].ipv6 === true ? ['IPv4', 'IPv6'] : ['IPv4'];
 }
 
 /** The table as Markdown, for the README. */
