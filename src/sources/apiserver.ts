@@ -1,6 +1,7 @@
 // A Source fed by the API server: @kubernetes/client-node informers (list,
 // then watch) on Services, EndpointSlices and this node's Node object, with
-// kube-proxy's selectors. The informers keep a cache and diff a relist
+// kube-proxy's selectors. Lists come in pages (limit and continue), as
+// kube-proxy's reflectors read them. The informers keep a cache and diff a relist
 // (after 410 Gone) against it, so a reconnect removes only what vanished.
 import {
   CoreV1Api,
@@ -32,6 +33,22 @@ export interface ApiServerSourceOptions {
   /** Reconnect backoff: the first retry waits minBackoffMs, doubling up to maxBackoffMs. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+}
+
+/** Objects per list page: a large cluster's list then arrives in pieces, not as one response the size of the cluster. */
+const LIST_PAGE_SIZE = 500;
+
+type ListPage = (page: { limit: number; _continue?: string }) => Promise<KubernetesListObject<KubernetesObject>>;
+
+/** Every page of a list, as one list with the last page's resourceVersion: the snapshot the first page opened. */
+async function listInPages(listPage: ListPage): Promise<KubernetesListObject<KubernetesObject>> {
+  let page = await listPage({ limit: LIST_PAGE_SIZE });
+  const items = page.items;
+  while (page.metadata?._continue) {
+    page = await listPage({ limit: LIST_PAGE_SIZE, _continue: page.metadata._continue });
+    for (const item of page.items) items.push(item);
+  }
+  return { ...page, metadata: { ...page.metadata, _continue: undefined }, items };
 }
 
 interface InformerSpec {
@@ -112,15 +129,15 @@ export class ApiServerSource implements Source {
     const labelSelector = PROXY_LABEL_SELECTOR;
     const fieldSelector = `metadata.name=${this.opts.nodeName}`;
     return [
-      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, list: () => core.listServiceForAllNamespaces({ labelSelector }) },
+      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, list: () => listInPages((page) => core.listServiceForAllNamespaces({ labelSelector, ...page })) },
       {
         kind: 'EndpointSlice',
         apiVersion: 'discovery.k8s.io/v1',
         path: '/apis/discovery.k8s.io/v1/endpointslices',
         labelSelector,
-        list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector }),
+        list: () => listInPages((page) => discovery.listEndpointSliceForAllNamespaces({ labelSelector, ...page })),
       },
-      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, list: () => core.listNode({ fieldSelector }) },
+      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, list: () => listInPages((page) => core.listNode({ fieldSelector, ...page })) },
     ];
   }
 

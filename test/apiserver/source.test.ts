@@ -128,6 +128,18 @@ describe('API-server source against the test API server', () => {
       assert.deepEqual(sink.summary(mark), ['delete Service/default/web']);
     }));
 
+  it('a list larger than a page arrives in pages (limit and continue), all of it before synced', () => {
+    const services = Array.from({ length: 1200 }, (_, i) => serviceObject({ ...web('10.244.0.11'), name: `web-${i}`, clusterIP: `10.96.${i >> 8}.${i & 255}` }));
+    return withSource([...services, node('node1')], async (server, sink) => {
+      const synced = sink.ops.findIndex((o) => o.op === 'synced');
+      assert.equal(sink.ops.slice(0, synced).filter((o) => o.op === 'upsert' && o.id.startsWith('Service/')).length, 1200);
+      const stats = await server.stats();
+      assert.equal(stats.lists.Service, 1);
+      // Pages of 500: the first list call, then two continue calls.
+      assert.equal(stats.continuedLists.Service, 2);
+    });
+  });
+
   it('a dropped watch resumes from its resourceVersion without a relist', () =>
     withSource([serviceObject(web('10.244.0.11'))], async (server, sink) => {
       const listsBefore = (await server.stats()).lists.Service;
