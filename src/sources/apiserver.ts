@@ -1,7 +1,8 @@
 // A Source fed by the API server: @kubernetes/client-node informers (list,
 // then watch) on Services, EndpointSlices and this node's Node object, with
 // kube-proxy's selectors. Lists come in pages (limit and continue), as
-// kube-proxy's reflectors read them. The informers keep a cache and diff a relist
+// kube-proxy's reflectors read them. The informers' caches keep only each
+// object's identity and version: the model keeps what it needs. The informers keep a cache and diff a relist
 // (after 410 Gone) against it, so a reconnect removes only what vanished.
 import {
   CoreV1Api,
@@ -40,15 +41,42 @@ const LIST_PAGE_SIZE = 500;
 
 type ListPage = (page: { limit: number; _continue?: string }) => Promise<KubernetesListObject<KubernetesObject>>;
 
-/** Every page of a list, as one list with the last page's resourceVersion: the snapshot the first page opened. */
-async function listInPages(listPage: ListPage): Promise<KubernetesListObject<KubernetesObject>> {
-  let page = await listPage({ limit: LIST_PAGE_SIZE });
-  const items = page.items;
-  while (page.metadata?._continue) {
-    page = await listPage({ limit: LIST_PAGE_SIZE, _continue: page.metadata._continue });
-    for (const item of page.items) items.push(item);
-  }
+/**
+ * Every page of a list, as one list with the last page's resourceVersion
+ * (the snapshot the first page opened), each item as `keep` makes it as
+ * its page arrives.
+ */
+async function listInPages(listPage: ListPage, keep: (item: KubernetesObject) => KubernetesObject): Promise<KubernetesListObject<KubernetesObject>> {
+  const items: KubernetesObject[] = [];
+  let page: KubernetesListObject<KubernetesObject> | undefined;
+  do {
+    page = await listPage({ limit: LIST_PAGE_SIZE, ...(page?.metadata?._continue && { _continue: page.metadata._continue }) });
+    for (const item of page.items) items.push(keep(item));
+  } while (page.metadata?._continue);
   return { ...page, metadata: { ...page.metadata, _continue: undefined }, items };
+}
+
+/**
+ * What an informer's cache holds of an object: the metadata it keys, diffs
+ * relists and compares versions by, and the object itself until the
+ * add or update handler takes it for the model.
+ */
+interface CacheEntry extends KubernetesObject {
+  object: RawObject | undefined;
+}
+
+function cacheEntry(object: RawObject): CacheEntry {
+  const { namespace, name, resourceVersion } = (object.metadata ?? {}) as { namespace?: string; name?: string; resourceVersion?: string };
+  return { metadata: { namespace, name, resourceVersion }, object };
+}
+
+/** The object an add or update carries, once: the cache keeps the entry without it. */
+function takeObject(entry: KubernetesObject): RawObject {
+  const cached = entry as CacheEntry;
+  const object = cached.object;
+  if (object === undefined) throw new Error(`informer delivered ${entry.metadata?.namespace ?? ''}/${entry.metadata?.name ?? ''} twice`);
+  cached.object = undefined;
+  return object;
 }
 
 interface InformerSpec {
@@ -58,13 +86,26 @@ interface InformerSpec {
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  list(): Promise<KubernetesListObject<KubernetesObject>>;
+  listPage: ListPage;
 }
 
-/** Asks every watch for bookmarks, so a reconnect resumes from a recent resourceVersion instead of relisting. */
-class BookmarkingWatch extends Watch {
+/**
+ * Asks every watch for bookmarks, so a reconnect resumes from a recent
+ * resourceVersion instead of relisting, and hands the informer cache
+ * entries of the objects its events carry.
+ */
+class InformerWatch extends Watch {
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly spec: InformerSpec,
+  ) {
+    super(kubeConfig);
+  }
+
   override watch(...[path, queryParams, callback, done]: Parameters<Watch['watch']>): Promise<AbortController> {
-    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+    const entries: typeof callback = (phase, object, watchObject) =>
+      callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? cacheEntry({ ...(object as RawObject), apiVersion: this.spec.apiVersion, kind: this.spec.kind }) : object, watchObject);
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, entries, done);
   }
 }
 
@@ -129,23 +170,25 @@ export class ApiServerSource implements Source {
     const labelSelector = PROXY_LABEL_SELECTOR;
     const fieldSelector = `metadata.name=${this.opts.nodeName}`;
     return [
-      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, list: () => listInPages((page) => core.listServiceForAllNamespaces({ labelSelector, ...page })) },
+      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, listPage: (page) => core.listServiceForAllNamespaces({ labelSelector, ...page }) },
       {
         kind: 'EndpointSlice',
         apiVersion: 'discovery.k8s.io/v1',
         path: '/apis/discovery.k8s.io/v1/endpointslices',
         labelSelector,
-        list: () => listInPages((page) => discovery.listEndpointSliceForAllNamespaces({ labelSelector, ...page })),
+        listPage: (page) => discovery.listEndpointSliceForAllNamespaces({ labelSelector, ...page }),
       },
-      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, list: () => listInPages((page) => core.listNode({ fieldSelector, ...page })) },
+      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, listPage: (page) => core.listNode({ fieldSelector, ...page }) },
     ];
   }
 
   private createInformer(spec: InformerSpec): RunningInformer {
-    const listWatch = new ListWatch(spec.path, new BookmarkingWatch(this.kubeConfig), spec.list, false, spec.labelSelector, spec.fieldSelector);
+    const list = (): Promise<KubernetesListObject<KubernetesObject>> => listInPages(spec.listPage, (item) => cacheEntry(listItemObject(item, spec)));
+    const listWatch = new ListWatch(spec.path, new InformerWatch(this.kubeConfig, spec), list, false, spec.labelSelector, spec.fieldSelector);
     const informer: RunningInformer = { spec, listWatch, failures: 0, retryTimer: undefined, listed: false };
     const upsert = (object: KubernetesObject): void => {
-      if (!this.stopped) this.sink!.upsert(toRawObject(object, spec), 'apiserver');
+      const raw = takeObject(object);
+      if (!this.stopped) this.sink!.upsert(raw, 'apiserver');
     };
     listWatch.on('add', upsert);
     listWatch.on('update', upsert);
@@ -186,11 +229,11 @@ export class ApiServerSource implements Source {
 }
 
 /**
- * The object as the API sends it. List items come from the typed client as
- * class instances with Date fields and without apiVersion and kind; watch
- * events are already plain JSON. A JSON round trip serves both.
+ * A list item as the API sends it: the typed client makes items class
+ * instances with Date fields and without apiVersion and kind, which a JSON
+ * round trip undoes. (Watch events are plain JSON already.)
  */
-function toRawObject(object: KubernetesObject, spec: InformerSpec): RawObject {
+function listItemObject(object: KubernetesObject, spec: InformerSpec): RawObject {
   return { ...(JSON.parse(JSON.stringify(object)) as RawObject), apiVersion: spec.apiVersion, kind: spec.kind };
 }
 
