@@ -1,12 +1,14 @@
 // A Source fed by the API server: @kubernetes/client-node informers (list,
 // then watch) on Services, EndpointSlices and this node's Node object, with
 // kube-proxy's selectors. Lists come in pages (limit and continue), as
-// kube-proxy's reflectors read them. The informers' caches keep only each
-// object's identity and version: the model keeps what it needs. The informers keep a cache and diff a relist
+// kube-proxy's reflectors read them, as plain JSON: the typed client's
+// deserialization into classes cost more than the rest of the list. The
+// informers' caches keep only each object's identity and version: the
+// model keeps what it needs. The informers keep a cache and diff a relist
 // (after 410 Gone) against it, so a reconnect removes only what vanished.
+import http from 'node:http';
+import https from 'node:https';
 import {
-  CoreV1Api,
-  DiscoveryV1Api,
   KubeConfig,
   ListWatch,
   Watch,
@@ -39,21 +41,66 @@ export interface ApiServerSourceOptions {
 /** Objects per list page: a large cluster's list then arrives in pieces, not as one response the size of the cluster. */
 const LIST_PAGE_SIZE = 500;
 
-type ListPage = (page: { limit: number; _continue?: string }) => Promise<KubernetesListObject<KubernetesObject>>;
+/** A list page as the API sends it. */
+interface ListPage {
+  metadata?: { resourceVersion?: string; continue?: string };
+  items: KubernetesObject[];
+}
+
+/** A failed API request: its HTTP status and the Status message the server sent. */
+class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    body: string,
+  ) {
+    let message = body;
+    try {
+      message = (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      // Not a Status object: the body says it.
+    }
+    super(`HTTP ${statusCode}: ${message}`);
+  }
+}
+
+/** GETs `url` with the kubeconfig's credentials and parses the JSON answer. */
+async function getJson(kubeConfig: KubeConfig, url: URL): Promise<ListPage> {
+  const options: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
+  await kubeConfig.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === 'http:' ? http : https).request(url, options, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        if (response.statusCode !== 200) reject(new ApiError(response.statusCode ?? 0, body));
+        else resolve(JSON.parse(body) as ListPage);
+      });
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
 
 /**
  * Every page of a list, as one list with the last page's resourceVersion
  * (the snapshot the first page opened), each item as `keep` makes it as
  * its page arrives.
  */
-async function listInPages(listPage: ListPage, keep: (item: KubernetesObject) => KubernetesObject): Promise<KubernetesListObject<KubernetesObject>> {
+async function listInPages(kubeConfig: KubeConfig, spec: InformerSpec, keep: (item: KubernetesObject) => KubernetesObject): Promise<KubernetesListObject<KubernetesObject>> {
   const items: KubernetesObject[] = [];
-  let page: KubernetesListObject<KubernetesObject> | undefined;
+  let page: ListPage | undefined;
   do {
-    page = await listPage({ limit: LIST_PAGE_SIZE, ...(page?.metadata?._continue && { _continue: page.metadata._continue }) });
+    const url = new URL(`${kubeConfig.getCurrentCluster()!.server}${spec.path}`);
+    if (spec.labelSelector !== undefined) url.searchParams.set('labelSelector', spec.labelSelector);
+    if (spec.fieldSelector !== undefined) url.searchParams.set('fieldSelector', spec.fieldSelector);
+    url.searchParams.set('limit', String(LIST_PAGE_SIZE));
+    if (page?.metadata?.continue) url.searchParams.set('continue', page.metadata.continue);
+    page = await getJson(kubeConfig, url);
     for (const item of page.items) items.push(keep(item));
-  } while (page.metadata?._continue);
-  return { ...page, metadata: { ...page.metadata, _continue: undefined }, items };
+  } while (page.metadata?.continue);
+  return { metadata: { resourceVersion: page.metadata?.resourceVersion }, items };
 }
 
 /**
@@ -82,11 +129,10 @@ function takeObject(entry: KubernetesObject): RawObject {
 interface InformerSpec {
   kind: ObjectKind;
   apiVersion: string;
-  /** The watch path; the list goes through the typed client for the same resource. */
+  /** The list and watch path. */
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  listPage: ListPage;
 }
 
 /**
@@ -104,7 +150,7 @@ class InformerWatch extends Watch {
 
   override watch(...[path, queryParams, callback, done]: Parameters<Watch['watch']>): Promise<AbortController> {
     const entries: typeof callback = (phase, object, watchObject) =>
-      callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? cacheEntry({ ...(object as RawObject), apiVersion: this.spec.apiVersion, kind: this.spec.kind }) : object, watchObject);
+      callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? cacheEntry(rawObject(object, this.spec)) : object, watchObject);
     return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, entries, done);
   }
 }
@@ -165,25 +211,17 @@ export class ApiServerSource implements Source {
   }
 
   private informerSpecs(): InformerSpec[] {
-    const core = this.kubeConfig.makeApiClient(CoreV1Api);
-    const discovery = this.kubeConfig.makeApiClient(DiscoveryV1Api);
     const labelSelector = PROXY_LABEL_SELECTOR;
     const fieldSelector = `metadata.name=${this.opts.nodeName}`;
     return [
-      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, listPage: (page) => core.listServiceForAllNamespaces({ labelSelector, ...page }) },
-      {
-        kind: 'EndpointSlice',
-        apiVersion: 'discovery.k8s.io/v1',
-        path: '/apis/discovery.k8s.io/v1/endpointslices',
-        labelSelector,
-        listPage: (page) => discovery.listEndpointSliceForAllNamespaces({ labelSelector, ...page }),
-      },
-      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, listPage: (page) => core.listNode({ fieldSelector, ...page }) },
+      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector },
+      { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector },
+      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector },
     ];
   }
 
   private createInformer(spec: InformerSpec): RunningInformer {
-    const list = (): Promise<KubernetesListObject<KubernetesObject>> => listInPages(spec.listPage, (item) => cacheEntry(listItemObject(item, spec)));
+    const list = (): Promise<KubernetesListObject<KubernetesObject>> => listInPages(this.kubeConfig, spec, (item) => cacheEntry(rawObject(item, spec)));
     const listWatch = new ListWatch(spec.path, new InformerWatch(this.kubeConfig, spec), list, false, spec.labelSelector, spec.fieldSelector);
     const informer: RunningInformer = { spec, listWatch, failures: 0, retryTimer: undefined, listed: false };
     const upsert = (object: KubernetesObject): void => {
@@ -228,13 +266,9 @@ export class ApiServerSource implements Source {
   }
 }
 
-/**
- * A list item as the API sends it: the typed client makes items class
- * instances with Date fields and without apiVersion and kind, which a JSON
- * round trip undoes. (Watch events are plain JSON already.)
- */
-function listItemObject(object: KubernetesObject, spec: InformerSpec): RawObject {
-  return { ...(JSON.parse(JSON.stringify(object)) as RawObject), apiVersion: spec.apiVersion, kind: spec.kind };
+/** An object of a list or a watch event, which the API sends without apiVersion and kind in lists. */
+function rawObject(object: KubernetesObject, spec: InformerSpec): RawObject {
+  return Object.assign(object, { apiVersion: spec.apiVersion, kind: spec.kind }) as unknown as RawObject;
 }
 
 function describeError(err: unknown): string {
