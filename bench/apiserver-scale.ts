@@ -23,6 +23,8 @@ export const BURST_UPDATES = 1000;
 /** The burst is sent in this many equal parts, evenly over one second. */
 const BURST_PARTS = 10;
 const TIMEOUT_MS = 900_000;
+/** For the first sync: past it the run records kube-lb's warnings and errors and goes on to the next count. */
+const START_TIMEOUT_MS = 240_000;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
 export interface ApiServerScale {
@@ -34,7 +36,7 @@ export interface ApiServerScale {
   /** From the EndpointSlice update at the API server to the moved endpoint answering. */
   endpointChangeMs: number;
   endpointChangeKubeLbMs: number;
-  /** What kubeproxy_network_programming_duration_seconds observed for the change, its one observation. */
+  /** What kubeproxy_network_programming_duration_seconds observed for the change (one observation, or the mean of its retries'). */
   endpointChangeProgrammingMs: number;
   rssAfterChangeBytes: number;
   /** From the burst's first update to its last (the target's) answering. */
@@ -45,16 +47,23 @@ export interface ApiServerScale {
   rssAfterBurstBytes: number;
   /** The one scrape of /metrics, after the burst: its duration, size, the heap it reports, and RSS after it. */
   scrape: { ms: number; bytes: number; heapUsedBytes: number; rssAfterBytes: number };
+  /** Syncs that failed over the run (kube_lb_sync_errors_total), and the first failure's log line. */
+  syncErrors: number;
+  firstSyncError?: string;
 }
 
-/** Reads kube-lb's /metrics in its node's namespace (--metrics-bind-address default). */
-async function metrics(node: BenchNode): Promise<string> {
-  const script = "const r = await fetch('http://127.0.0.1:10249/metrics'); process.stdout.write(await r.text());";
-  return (await node.sandbox.execInNode(process.execPath, ['--input-type=module', '-e', script])).stdout;
+/** The samples the bench reads: the rest of a large /metrics would not fit a pipe's buffer. */
+const SAMPLES = /^(nodejs_heap_size_used_bytes|kube_lb_sync_errors_total|kubeproxy_network_programming_duration_seconds_(sum|count))[ {]/;
+
+/** Reads kube-lb's /metrics in its node's namespace (--metrics-bind-address default): its size and the samples the bench reads. */
+async function metrics(node: BenchNode): Promise<{ bytes: number; text: string }> {
+  const script = `const r = await fetch('http://127.0.0.1:10249/metrics'); const t = await r.text();
+process.stdout.write(JSON.stringify({ bytes: Buffer.byteLength(t), text: t.split('\\n').filter((l) => ${SAMPLES}.test(l)).join('\\n') }));`;
+  return JSON.parse((await node.sandbox.execInNode(process.execPath, ['--input-type=module', '-e', script])).stdout) as { bytes: number; text: string };
 }
 
 function sample(text: string, name: string): number {
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
   if (m === null) throw new Error(`/metrics lacks ${name}`);
   return Number(m[1]);
 }
@@ -97,9 +106,9 @@ export async function apiServerScale(variant: Variant, services: number, progres
     progress(`  ${services} services in the test API server`);
 
     // Start: the poller runs before kube-lb does.
-    const first = await node.startPolling('cluster-ip', 'web-1', targetVip, TIMEOUT_MS);
+    const first = await node.startPolling('cluster-ip', 'web-1', targetVip, START_TIMEOUT_MS);
     const started = wallNow();
-    await node.startKubeLb(kubeconfig, TIMEOUT_MS);
+    await node.startKubeLb(kubeconfig, START_TIMEOUT_MS);
     const startToLastAnswerMs = (await first.answeredAt) - started;
     const fullSync = node.syncs().find((s) => s.full);
     if (fullSync === undefined) throw new Error('kube-lb logged no full sync');
@@ -141,10 +150,13 @@ export async function apiServerScale(variant: Variant, services: number, progres
 
     // The burst's slices are unstamped: the histogram holds the change's one observation.
     const scrapeStart = performance.now();
-    const text = await metrics(node);
-    const scrape = { ms: performance.now() - scrapeStart, bytes: Buffer.byteLength(text), heapUsedBytes: sample(text, 'nodejs_heap_size_used_bytes'), rssAfterBytes: await node.rssBytes() };
-    if (sample(text, 'kubeproxy_network_programming_duration_seconds_count') !== 1) throw new Error('kubeproxy_network_programming_duration_seconds did not observe the endpoint change once');
-    const endpointChangeProgrammingMs = sample(text, 'kubeproxy_network_programming_duration_seconds_sum') * 1000;
+    const { bytes, text } = await metrics(node);
+    const scrape = { ms: performance.now() - scrapeStart, bytes, heapUsedBytes: sample(text, 'nodejs_heap_size_used_bytes'), rssAfterBytes: await node.rssBytes() };
+    const syncErrors = sample(text, 'kube_lb_sync_errors_total');
+    const firstSyncError = node.logLines('"msg":"sync failed').at(0);
+    const programmed = sample(text, 'kubeproxy_network_programming_duration_seconds_count');
+    if (programmed < 1) throw new Error('kubeproxy_network_programming_duration_seconds did not observe the endpoint change');
+    const endpointChangeProgrammingMs = (sample(text, 'kubeproxy_network_programming_duration_seconds_sum') / programmed) * 1000;
     return {
       startToLastAnswerMs,
       fullSyncKubeLbMs: fullSync.durationMs,
@@ -158,7 +170,13 @@ export async function apiServerScale(variant: Variant, services: number, progres
       burstKubeLbMs: burst.reduce((sum, s) => sum + s.durationMs, 0),
       rssAfterBurstBytes,
       scrape,
+      syncErrors,
+      ...(firstSyncError !== undefined && { firstSyncError }),
     };
+  } catch (err) {
+    // pino's warn and error levels.
+    const problems = [...node.logLines('"level":40'), ...node.logLines('"level":50')].slice(-5);
+    throw new Error(`${(err as Error).message.split('\n')[0]}; kube-lb's last warnings and errors: ${problems.join(' ') || 'none'}`);
   } finally {
     await api?.stop();
     await node.destroy();
@@ -202,12 +220,12 @@ export function targetsOf(results: Map<number, ApiServerScale>): Target[] {
 }
 
 /** Writes <out>/<date>.json and .md: the figures per service count and the targets. */
-export function writeApiServerReport(out: string, results: Map<number, ApiServerScale>, meta: { command: string; startedAt: Date; loadAtStart: number[]; durationS: number }): string[] {
+export function writeApiServerReport(out: string, results: Map<number, ApiServerScale>, failures: { services: number; reason: string }[], meta: { command: string; startedAt: Date; loadAtStart: number[]; durationS: number }): string[] {
   fs.mkdirSync(out, { recursive: true });
   const base = path.join(out, `${meta.startedAt.toISOString().slice(0, 10)}-${os.release()}`);
   const targets = targetsOf(results);
   const machine = `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'}), shared with other sessions working in parallel: times are upper bounds, RSS is not CPU-sensitive; load average at start ${meta.loadAtStart.map((l) => l.toFixed(2)).join(' ')}`;
-  const json = { command: meta.command, startedAt: meta.startedAt.toISOString(), durationS: meta.durationS, kernel: os.release(), machine, backend: 'ebpf', endpointsEach: ENDPOINTS_EACH, results: Object.fromEntries(results), targets };
+  const json = { command: meta.command, startedAt: meta.startedAt.toISOString(), durationS: meta.durationS, kernel: os.release(), machine, backend: 'ebpf', endpointsEach: ENDPOINTS_EACH, results: Object.fromEntries(results), failures, targets };
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);
   const mib = (b: number): string => (b / MIB).toFixed(0);
   const rows = [...results].map(
@@ -227,6 +245,7 @@ export function writeApiServerReport(out: string, results: Map<number, ApiServer
     '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
+    ...(failures.length > 0 ? ['## Failed', '', ...failures.map((f) => `- ${f.services.toLocaleString('en')} services: ${f.reason}`), ''] : []),
     '## Targets (issue 18)',
     '',
     '| target | limit | measured | met |',

@@ -316,6 +316,11 @@ export class BenchNode {
     await waitForLine(child, /"msg":"ready"/, readyTimeoutMs, `kube-lb ${this.variant.name}`);
   }
 
+  /** kube-lb's log lines that contain `text`. */
+  logLines(text: string): string[] {
+    return this.logs.split('\n').filter((l) => l.includes(text));
+  }
+
   /** kube-lb's own report of its syncs: full or not, and how long each took. */
   syncs(): { full: boolean; durationMs: number }[] {
     return this.logs

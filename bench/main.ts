@@ -155,17 +155,24 @@ if (values.apiserver) {
   const ebpf = known.find((v) => v.name === 'ebpf')!;
   const counts = values.services ? plan.serviceCounts : [1000, 10_000];
   const measured = new Map<number, ApiServerScale>();
+  const failures: { services: number; reason: string }[] = [];
+  let files: string[] = [];
+  // The report is written after each count: a large one takes long, and may fail.
   for (const services of counts) {
     progress(`API server, ${services} services × 10 endpoints`);
-    measured.set(services, await apiServerScale(ebpf, services, progress));
+    try {
+      measured.set(services, await apiServerScale(ebpf, services, progress));
+    } catch (err) {
+      progress(`  failed: ${(err as Error).message}`);
+      failures.push({ services, reason: (err as Error).message });
+    }
+    files = writeApiServerReport(values.out ?? 'bench/results/apiserver', measured, failures, {
+      command: `kube-lb bench --apiserver${values.services ? ` --services ${values.services}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
+      startedAt: new Date(started),
+      loadAtStart,
+      durationS: (Date.now() - started) / 1000,
+    });
   }
-  const out = values.out ?? 'bench/results/apiserver';
-  const files = writeApiServerReport(out, measured, {
-    command: `kube-lb bench --apiserver${values.services ? ` --services ${values.services}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
-    startedAt: new Date(started),
-    loadAtStart,
-    durationS: (Date.now() - started) / 1000,
-  });
   progress(`done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${files.join(', ')}`);
   process.exit(0);
 }

@@ -3,9 +3,9 @@
 // kube-proxy's selectors. Lists come in pages (limit and continue), as
 // kube-proxy's reflectors read them, as plain JSON: the typed client's
 // deserialization into classes cost more than the rest of the list. The
-// informers' caches keep only each object's identity and version: the
-// model keeps what it needs. The informers keep a cache and diff a relist
-// (after 410 Gone) against it, so a reconnect removes only what vanished.
+// informers keep a cache and diff a relist (after 410 Gone) against it, so
+// a reconnect removes only what vanished; the cache keeps each object's
+// identity and version only, the model what it needs of the object.
 import http from 'node:http';
 import https from 'node:https';
 import {
