@@ -68,8 +68,8 @@ const USAGE = `usage:
                  removes the other's; see docs/takeover.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
-                [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total,
-                 _packets_total and _bytes_total with each endpoint too; false keeps one
+                [--metrics-endpoint-labels false|true (true labels kube_lb_service_connections_total,
+                 _packets_total and _bytes_total with each endpoint too; the default keeps one
                  series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
@@ -96,7 +96,7 @@ const options = {
   config: { type: 'string' },
   'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
   'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
-  'metrics-endpoint-labels': { type: 'string', default: 'true' },
+  'metrics-endpoint-labels': { type: 'string', default: 'false' },
   cleanup: { type: 'boolean' },
   takeover: { type: 'boolean' },
   'hostname-override': { type: 'string' },
