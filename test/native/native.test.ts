@@ -494,7 +494,7 @@ describe('the socket iterator', () => {
     const pinRoot = `${testRoot}-iter`;
     const dp = loadDatapath(lib, pinRoot, pino({ level: 'silent' }), { lb: 64, ct: 128 });
     try {
-      assert.equal(dp.sockDestroy, true);
+      assert.equal(dp.features.sockDestroy, true);
       const fd = dp.object.programFd(SOCK_DESTROY_PROGRAM);
       assert.equal(lib.iterRun(fd, null), 0, 'no backend is gone: nothing destroyed');
       assert.equal(lib.iterRun(fd, '/proc/self/ns/net'), 0, 'made in a namespace by path');

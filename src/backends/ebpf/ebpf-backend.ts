@@ -291,7 +291,7 @@ export class EbpfBackend implements Backend {
 
   /** Attaches the cgroup programs as --bpf-socket-lb says, or detaches those of an earlier kube-lb with off. */
   private startSockets(netns: Netns, opts: EbpfRunOptions): void {
-    const { object, sockDestroy } = this.loaded!;
+    const { object, features } = this.loaded!;
     const cgroup = socketCgroup(opts.cgroupRoot);
     if (opts.socketLb === 'off') {
       withoutSockets(this.lib, opts.pinPath, cgroup, netns, opts.log);
@@ -300,13 +300,9 @@ export class EbpfBackend implements Backend {
     if (cgroup === null) throw new Error(NO_CGROUP2);
     attachSockets(this.lib, (name) => object.programFd(name), object.mapFd(SOCK_CONFIG_MAP), opts.pinPath, cgroup, netns, opts.socketLb, opts.log);
     this.socketLb = opts.socketLb;
-    if (sockDestroy) {
+    // Without the kfunc, probeKernelFeatures said what is lost.
+    if (features.sockDestroy) {
       this.socketDestroyer = new SocketDestroyer(this.lib, object.programFd(SOCK_DESTROY_PROGRAM), object.mapFd(SOCK_GONE_MAP), opts.socketLb === 'all');
-    } else {
-      opts.log.warn(
-        { socketLb: opts.socketLb },
-        'this kernel has no bpf_sock_destroy (it came in 6.5): a connected UDP socket translated to an endpoint that is then removed keeps sending to it until its process closes it',
-      );
     }
   }
 
