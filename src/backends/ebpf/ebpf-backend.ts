@@ -151,11 +151,12 @@ export class EbpfBackend implements Backend {
   /** Loads (or reuses) the datapath and attaches to matching interfaces, now and as they appear. */
   static async run(opts: EbpfRunOptions): Promise<EbpfBackend> {
     const lib = native();
+    // First: on a kernel too old to run, nothing is loaded or pinned.
+    const netns = currentNetns(lib);
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     // Before any service is written; at every start, so that a takeover cut short ends with the next start.
     setAdopting(lib, loaded.object.mapFd(ADOPT_MAP), opts.adopting ?? false);
-    const netns = currentNetns(lib);
     let attacher: Attacher;
     try {
       backend.xdp = opts.xdp === 'off' ? null : loadXdpProgram(lib, opts.pinPath, opts.mapSizes);

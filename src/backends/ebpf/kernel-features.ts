@@ -1,13 +1,18 @@
-// What the datapath uses beyond kernel 5.10, the oldest kube-lb supports:
-// probed once at start in the running kernel's BTF, and each one missing
-// logged with what it costs. The programs test the same helpers themselves
-// (bpf_core_enum_value_exists) and fall back; the XDP program cannot, and
-// --bpf-xdp is refused without its helpers.
+// What the datapath uses beyond kernel 5.10, the oldest whose verifier the
+// programs are tested against: probed once at start in the running kernel's
+// BTF, and each one missing logged with what it costs. The programs test the
+// same helpers themselves (bpf_core_enum_value_exists) and fall back; the
+// XDP program cannot, and --bpf-xdp is refused without its helpers. One
+// feature has no fallback: the network namespace cookie (netns.ts).
 import type { NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 
-/** The oldest kernel the ebpf backend runs on, what the README promises. */
-export const MINIMUM_KERNEL = '5.10';
+/**
+ * The oldest kernel the ebpf backend runs on: kube-lb tells network
+ * namespaces apart by their cookie, which a process reads with
+ * SO_NETNS_COOKIE from this kernel on.
+ */
+export const MINIMUM_KERNEL = '5.14';
 
 interface KernelFeature {
   /** A BPF helper, bpf_<name>, or a kfunc. */
