@@ -142,8 +142,9 @@ demo: build
 bench: build
 	bin/kube-lb bench $(BENCH_ARGS)
 
-# The same with ipvs, inside the test VM; under software emulation only the
-# ratios between backends mean anything, and the report says so.
+# The same with ipvs, inside the test VM (KUBE_LB_VM_KERNEL picks the kernel,
+# as for test/vm/run); under software emulation only the ratios between
+# backends mean anything, and the report says so.
 bench-vm: build
 	KUBE_LB_TEST_SLOWDOWN=10 KUBE_LB_VM_WRITABLE=$(CURDIR)/bench/results test/vm/run bin/kube-lb bench --vm --quick $(BENCH_ARGS)
 
