@@ -12,7 +12,7 @@ import { intToIpv4 } from '../src/net/ip.js';
 import { MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
-import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
+import { endpointSliceObject, type EndpointSpec, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
 import { type ClientPlace, EXTERNAL_CLIENT_IPS, type NodeName, NODES, NodeSandbox, XDP_PASS_OBJECT, waitForLine } from '../test/lib/sandbox.js';
 import { buildPacket } from '../test/lib/packets.js';
@@ -156,18 +156,12 @@ export class BenchNode {
     const targetIndex = target === 'first' ? 0 : count - 1;
     const items: Record<string, unknown>[] = [];
     for (let i = 0; i < count; i++) {
-      const endpoints =
-        i === targetIndex
-          ? targetEndpoints.map((ip) => ({ ip, ready: true, nodeName: targetPort.endpointNode }))
-          : Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e) % 0x3fffe) + 1), ready: true }));
-      const nodePort = entry === 'nodeport' && i === targetIndex;
-      const spec: ServiceSpec = {
-        name: `svc-${i}`,
-        clusterIP: clusterIpOf(i),
-        ...(nodePort && { type: 'NodePort' }),
-        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: i === targetIndex ? targetPort.protocol : 'TCP', ...(nodePort && { nodePort: NODE_PORT }) }],
-        endpoints,
-      };
+      const spec = benchService(i, endpointsEach, i === targetIndex ? targetEndpoints.map((ip) => ({ ip, ready: true, nodeName: targetPort.endpointNode })) : undefined);
+      if (i === targetIndex) {
+        const nodePort = entry === 'nodeport';
+        if (nodePort) spec.type = 'NodePort';
+        spec.ports = [{ ...spec.ports[0]!, protocol: targetPort.protocol, ...(nodePort && { nodePort: NODE_PORT }) }];
+      }
       items.push(serviceObject(spec), endpointSliceObject(spec));
     }
     // JSON: the same objects as YAML, parsed in a fraction of the time. One
@@ -301,11 +295,17 @@ export class BenchNode {
     return { answeredAt };
   }
 
-  async startKubeLb(): Promise<void> {
+  /**
+   * Starts kube-lb on the manifests directory, or with `kubeconfig` on an
+   * API server, as the DaemonSet runs it (deploy/daemonset.yaml) but for
+   * the kubeconfig in place of the service account; `readyTimeoutMs`
+   * bounds the wait for its first sync.
+   */
+  async startKubeLb(kubeconfig?: string, readyTimeoutMs = 120_000): Promise<void> {
     const child = this.sandbox.spawnInNode(KUBE_LB, [
       'run',
       ...this.backendArgs(),
-      `--manifests=${this.manifestsDir}`,
+      kubeconfig === undefined ? `--manifests=${this.manifestsDir}` : `--kubeconfig=${kubeconfig}`,
       `--hostname-override=${NODE.name}`,
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       `--bpf-pin-path=${this.sandbox.pinPath}`,
@@ -313,7 +313,12 @@ export class BenchNode {
     ]);
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLb = child;
-    await waitForLine(child, /"msg":"ready"/, 120_000, `kube-lb ${this.variant.name}`);
+    await waitForLine(child, /"msg":"ready"/, readyTimeoutMs, `kube-lb ${this.variant.name}`);
+  }
+
+  /** kube-lb's log lines that contain `text`. */
+  logLines(text: string): string[] {
+    return this.logs.split('\n').filter((l) => l.includes(text));
   }
 
   /** kube-lb's own report of its syncs: full or not, and how long each took. */
@@ -469,6 +474,21 @@ export class BenchNode {
 /** CPU time so far, all CPUs' or one CPU's. */
 function cpuNow(cpu?: number): { busyNs: number; softirqNs: number } {
   return cpuTimesNs(fs.readFileSync('/proc/stat', 'utf8'), cpu);
+}
+
+/**
+ * The benchmark's service i: port 80 to SERVER_PORT at clusterIpOf(i),
+ * with `endpoints`, or else `endpointsEach` addresses no pod holds;
+ * `generation` shifts those, so each generation is a change of every
+ * address.
+ */
+export function benchService(i: number, endpointsEach: number, endpoints?: EndpointSpec[], generation = 0): ServiceSpec {
+  return {
+    name: `svc-${i}`,
+    clusterIP: clusterIpOf(i),
+    ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: 'TCP' }],
+    endpoints: endpoints ?? Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e + generation) % 0x3fffe) + 1), ready: true })),
+  };
 }
 
 export function clusterIpOf(i: number): string {

@@ -10,6 +10,9 @@
 // --runs the mode's number of interleaved runs.
 // --only runs only the named measurements (SECTIONS in report.ts); the
 // report says which were not run.
+// --apiserver runs only the API-server mode (bench/apiserver-scale.ts): kube-lb
+// on ebpf watching the test API server at --services (by default 1,000 and
+// 10,000); its report goes to --out (by default bench/results/apiserver).
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseArgsUsageError } from '../src/flags.js';
@@ -17,8 +20,9 @@ import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
 import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, packetRateVariants, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, noNodeReason, type Variant } from './bench-node.js';
+import { type ApiServerScale, apiServerScale, writeApiServerReport } from './apiserver-scale.js';
 
-const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only ${SECTIONS.join(',')}] [--out DIR]`;
+const USAGE = `usage: kube-lb bench [--apiserver] [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
 /** A usage error: one sentence on stderr and exit code 2, as kube-lb says its own. */
 function usageError(message: string): never {
@@ -27,13 +31,14 @@ function usageError(message: string): never {
 }
 
 const OPTIONS = {
+  apiserver: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
   vm: { type: 'boolean', default: false },
   variants: { type: 'string' },
   services: { type: 'string' },
   runs: { type: 'string' },
   only: { type: 'string' },
-  out: { type: 'string', default: 'bench/results' },
+  out: { type: 'string' },
   help: { type: 'boolean', default: false },
 } as const;
 
@@ -146,6 +151,32 @@ const progress = (msg: string): void => {
   process.stderr.write(`[${elapsed} s] ${msg}\n`);
 };
 
+if (values.apiserver) {
+  const ebpf = known.find((v) => v.name === 'ebpf')!;
+  const counts = values.services ? plan.serviceCounts : [1000, 10_000];
+  const measured = new Map<number, ApiServerScale>();
+  const failures: { services: number; reason: string }[] = [];
+  let files: string[] = [];
+  // The report is written after each count: a large one takes long, and may fail.
+  for (const services of counts) {
+    progress(`API server, ${services} services × 10 endpoints`);
+    try {
+      measured.set(services, await apiServerScale(ebpf, services, progress));
+    } catch (err) {
+      progress(`  failed: ${(err as Error).message}`);
+      failures.push({ services, reason: (err as Error).message });
+    }
+    files = writeApiServerReport(values.out ?? 'bench/results/apiserver', measured, failures, {
+      command: `kube-lb bench --apiserver${values.services ? ` --services ${values.services}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
+      startedAt: new Date(started),
+      loadAtStart,
+      durationS: (Date.now() - started) / 1000,
+    });
+  }
+  progress(`done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${files.join(', ')}`);
+  process.exit(0);
+}
+
 /** Runs one measurement; a failure is recorded with its reason and the run goes on. */
 async function attempt<T>(what: string, variant: string, fn: () => Promise<T>): Promise<T | null> {
   step++;
@@ -193,8 +224,8 @@ for (let run = 1; run <= plan.runs; run++) {
   }
 }
 
-const files = await writeReport(values.out, plan, variants, results, {
-  command: values.vm ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
+const files = await writeReport(values.out ?? 'bench/results', plan, variants, results, {
+  command: values.vm ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
   startedAt: new Date(started),
   loadAtStart,
   durationS: (Date.now() - started) / 1000,

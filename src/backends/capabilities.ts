@@ -2,12 +2,15 @@
 // scenario against every backend variant and skips, with the reason given
 // here, only what this table marks unsupported; the README's table is
 // rendered from it (`make readme-capabilities`).
+import type { IPFamily, Protocol } from '../model/contract.js';
 import type { BackendName } from './registry.js';
 import { KERNEL_FEATURES, MINIMUM_KERNEL } from './ebpf/kernel-features.js';
 
 export const CAPABILITIES = {
   tcp: 'TCP services',
   udp: 'UDP services',
+  sctp: 'SCTP services',
+  ipv6: 'IPv6 and dual-stack services',
   'several-ports': 'Several ports per service',
   'endpoint-updates': 'Endpoints added, removed and made not ready',
   'udp-flows-follow-endpoints': 'A long-lived UDP flow moves off an endpoint that is removed',
@@ -20,6 +23,7 @@ export const CAPABILITIES = {
   'cleanup-keeps-foreign-state': 'Cleanup leaves foreign rules and tables intact',
   inspect: '`kube-lb inspect` reads the service-to-backends view back from the kernel',
   'remote-endpoints': 'Endpoints on other nodes',
+  'host-network-endpoints': "Host-network endpoints (a node's own address), on this node too, from pods and from outside",
   'internal-traffic-policy-local': 'internalTrafficPolicy: Local',
   'terminating-endpoints': 'Serving-and-terminating endpoints when nothing ready is left',
   topology: 'Topology: trafficDistribution and EndpointSlice hints',
@@ -53,11 +57,13 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: ALL,
-  iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
+  ebpf: { ...ALL, ipv6: NOT_YET, sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them" },
+  iptables: { ...ALL, ipv6: 'not yet (ip6tables)', maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
+    sctp: NOT_YET,
+    ipv6: NOT_YET,
     nodeport: NOT_YET,
     'external-ips': NOT_YET,
     'load-balancer-ips': NOT_YET,
@@ -67,6 +73,7 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     'session-affinity': NOT_YET,
     'reject-without-endpoints': NOT_YET,
     'node-originated': 'not tested yet',
+    'host-network-endpoints': 'not tested yet',
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
     'shared-client-port': 'not tested yet',
@@ -94,6 +101,17 @@ export const CAPABILITY_KERNELS: Partial<Record<BackendName, Partial<Record<Capa
 export function unsupportedReason(backend: BackendName, capability: Capability): string | undefined {
   const support = BACKEND_CAPABILITIES[backend][capability];
   return support === true ? undefined : support;
+}
+
+/** The protocols `backend` translates, as the table says: the model leaves service ports of the others out. */
+export function protocolsOf(backend: BackendName): Protocol[] {
+  const support = BACKEND_CAPABILITIES[backend];
+  return (['TCP', 'UDP', 'SCTP'] as const).filter((p) => support[p.toLowerCase() as 'tcp' | 'udp' | 'sctp'] === true);
+}
+
+/** The address families `backend` serves, as the table says: the model leaves addresses of the others out. */
+export function familiesOf(backend: BackendName): IPFamily[] {
+  return BACKEND_CAPABILITIES[backend].ipv6 === true ? ['IPv4', 'IPv6'] : ['IPv4'];
 }
 
 /** The table as Markdown, for the README. */

@@ -1,5 +1,5 @@
 // The datapaths kube-lb can drive, chosen with --backend.
-import type { LocalTraffic } from '../config/local-traffic.js';
+import type { LocalTrafficByFamily } from '../config/local-traffic.js';
 import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
@@ -33,9 +33,10 @@ export interface BackendOptions {
   /**
    * What traffic from this node's pods is (--detect-local-mode): the
    * netfilter backends masquerade service traffic from elsewhere, ebpf
-   * attaches its pod programs to the interfaces it arrives on.
+   * attaches its pod programs to the interfaces it arrives on. Only
+   * nftables serves IPv6: the others take the IPv4 answer.
    */
-  localTraffic: LocalTraffic | null;
+  localTraffic: LocalTrafficByFamily;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
   masqueradeBit: number;
   /** iptables, nftables: --conntrack-tcp-be-liberal. */
@@ -56,12 +57,12 @@ export function parseBackendName(value: string): BackendName {
 }
 
 function ipvsOptions(opts: BackendOptions): IpvsOptions {
-  return { log: opts.log, localTraffic: opts.localTraffic, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
+  return { log: opts.log, localTraffic: opts.localTraffic.IPv4, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
 }
 
 /** Refuses options a backend cannot start with; `run` calls it before anything starts. */
 export function checkStartOptions(name: BackendName, opts: BackendOptions): void {
-  if (name === 'ebpf' && opts.localTraffic === null) {
+  if (name === 'ebpf' && opts.localTraffic.IPv4 === null) {
     throw new UsageError(
       '--backend=ebpf cannot tell the pod interfaces: give --cluster-cidr, or --detect-local-mode NodeCIDR, BridgeInterface with --pod-bridge-interface or InterfaceNamePrefix with --pod-interface-name-prefix',
     );
@@ -78,7 +79,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     cgroupRoot: opts.cgroupRoot,
     socketLb: opts.socketLb,
     // checkStartOptions refused ebpf without it.
-    podTraffic: opts.localTraffic!,
+    podTraffic: opts.localTraffic.IPv4!,
     devices: opts.devices,
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,
@@ -90,9 +91,9 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */
 export async function openBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
-  const netfilter = { log: opts.log, localTraffic: opts.localTraffic, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
-  if (name === 'iptables') return new IptablesBackend({ ...netfilter, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
-  if (name === 'nftables') return new NftablesBackend(netfilter);
+  const netfilter = { log: opts.log, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
+  if (name === 'iptables') return new IptablesBackend({ ...netfilter, localTraffic: opts.localTraffic.IPv4, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
+  if (name === 'nftables') return new NftablesBackend({ ...netfilter, localTraffic: opts.localTraffic });
   if (name === 'ipvs') return IpvsBackend.open(ipvsOptions(opts));
   return EbpfBackend.open({ pinPath: opts.bpfPinPath, cgroupRoot: opts.cgroupRoot, log: opts.log });
 }

@@ -11,7 +11,7 @@ import type { TestPki } from './pki.js';
 import type { ApiServerControl, ServerStats } from './server.js';
 
 /** The control calls main.ts accepts. */
-export const CONTROL_METHODS = ['apply', 'delete', 'dropWatches', 'compact', 'setOutage', 'stats'] as const;
+export const CONTROL_METHODS = ['apply', 'applyAll', 'delete', 'dropWatches', 'compact', 'setOutage', 'stats'] as const;
 
 export class RemoteApiServer implements ApiServerControl {
   private constructor(
@@ -42,6 +42,9 @@ export class RemoteApiServer implements ApiServerControl {
 
   apply(object: Record<string, unknown>): Promise<void> {
     return this.call('apply', [object]) as Promise<void>;
+  }
+  applyAll(objects: Record<string, unknown>[]): Promise<void> {
+    return this.call('applyAll', [objects]) as Promise<void>;
   }
   delete(kind: 'Service' | 'EndpointSlice' | 'Node', namespace: string, name: string): Promise<void> {
     return this.call('delete', [kind, namespace, name]) as Promise<void>;

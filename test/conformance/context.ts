@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { cliPath } from '../lib/paths.js';
-import { type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
+import { CLUSTER_CIDR6, type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { type ServiceSpec, writeManifest, writeNodes } from '../lib/manifests.js';
 import type { BackendVariant } from './variants.js';
 import { slow } from '../lib/slowdown.js';
@@ -59,6 +59,12 @@ export class ScenarioContext {
       throw err;
     }
     return ctx;
+  }
+
+  /** Gives the nodes their IPv6 addresses and pod ranges too, and kube-lb the IPv6 pod range: for the IPv6 rows, before kube-lb starts. */
+  useDualStack(): void {
+    writeNodes(this.manifestsDir, NODES_FILE, Object.values(NODES).map((n) => ({ ...n, ipv6: { ip: n.ip6, podCIDR: n.podCIDR6 } })));
+    this.localTrafficArgs = [`--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`, `--cluster-cidr=10.244.0.0/16,${CLUSTER_CIDR6}`];
   }
 
   writeServices(file: string, services: ServiceSpec[]): void {

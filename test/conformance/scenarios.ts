@@ -62,7 +62,7 @@ function webService(eps: EndpointSpec[], name = 'web', clusterIP = VIP): Service
   };
 }
 
-function assertAnsweredBy(result: ClientResult, expected: string[], what: string): void {
+export function assertAnsweredBy(result: ClientResult, expected: string[], what: string): void {
   assert.equal(result.failures, 0, `${what}: failures ${JSON.stringify(result.errors)}`);
   assert.deepEqual(Object.keys(result.answers).sort(), [...expected].sort(), `${what}: answered by ${JSON.stringify(result.answers)}`);
 }

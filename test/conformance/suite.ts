@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import { unsupportedReason } from '../../src/backends/capabilities.js';
 import { withContext } from './context.js';
-import { scenarios as coreScenarios } from './scenarios.js';
+import { type Scenario, scenarios as coreScenarios } from './scenarios.js';
 import { serviceApiScenarios } from './service-api-scenarios.js';
 
 const scenarios = [...coreScenarios, ...serviceApiScenarios];
@@ -16,11 +16,16 @@ import { variant } from './variants.js';
  * says it is a subset.
  */
 export function runConformance(variantName: string, subset?: readonly string[]): void {
-  const v = variant(variantName);
   const unknown = subset?.filter((name) => !scenarios.some((s) => s.name === name)) ?? [];
   if (unknown.length > 0) throw new Error(`no such conformance scenarios: ${unknown.join('; ')}`);
   const chosen = subset ? scenarios.filter((s) => subset.includes(s.name)) : scenarios;
-  describe(`${v.name}: conformance scenarios${subset ? ` (subset of ${chosen.length} of ${scenarios.length})` : ''}`, () => {
+  runScenarios(variantName, `conformance scenarios${subset ? ` (subset of ${chosen.length} of ${scenarios.length})` : ''}`, chosen);
+}
+
+/** Runs `chosen` against a variant, each in a fresh context, skipping visibly what the capability table marks unsupported. */
+export function runScenarios(variantName: string, title: string, chosen: readonly Scenario[]): void {
+  const v = variant(variantName);
+  describe(`${v.name}: ${title}`, () => {
     for (const scenario of chosen) {
       const reasons = [...new Set(scenario.needs.map((c) => unsupportedReason(v.backend, c)).filter((r) => r !== undefined))];
       const skip = reasons.length > 0 ? `unsupported by ${v.backend} per src/backends/capabilities.ts: ${reasons.join('; ')}` : false;

@@ -11,7 +11,7 @@ import { type KernelFeatures, probeKernelFeatures, xdpRefusal } from './kernel-f
 export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
 
-export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world' } as const;
+export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world', toWorld: 'lb_to_world' } as const;
 /** lb_from_world's code built for XDP (--bpf-xdp), in an object of its own over the same pinned maps. */
 export const XDP_OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb_xdp.bpf.o');
 export const XDP_PROGRAM = 'lb_world_xdp';

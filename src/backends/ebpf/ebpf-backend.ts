@@ -38,6 +38,7 @@ import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type 
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 import { liveFlows, recordStackFlows, removeServices, setAdopting, type StackFlow } from './takeover.js';
+import { protocolsOf } from '../capabilities.js';
 
 export interface EbpfOptions {
   pinPath: string;
@@ -103,7 +104,7 @@ function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]
 
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly protocols: readonly Protocol[] = protocolsOf('ebpf');
   readonly countsTraffic = true;
   /** What the map holds, by svcKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();

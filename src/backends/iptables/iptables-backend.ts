@@ -23,6 +23,7 @@ import {
 } from './rules.js';
 import { type SavedTable, endpointCountersFromSave, parseSave, savedOf, tokenize, viewsFromSave } from './save.js';
 import { timeSlices } from '../../time-slices.js';
+import { protocolsOf } from '../capabilities.js';
 
 export const IPTABLES_MODES = ['nft', 'legacy'] as const;
 export type IptablesMode = (typeof IPTABLES_MODES)[number];
@@ -51,7 +52,7 @@ const joinRules = (chains: Chains): Map<string, string> => new Map([...chains].m
 
 export class IptablesBackend implements Backend {
   readonly name = 'iptables';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly protocols: readonly Protocol[] = protocolsOf('iptables');
   /** Null until a full sync has read the kernel: partial syncs need to know what is there. */
   private written: Written | null = null;
   private readonly programmed = new ProgrammedFrontends();

@@ -16,6 +16,7 @@ import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.
 import { type RuleOptions, type SetContents, installRules, removeRules, setContents, updateSets } from './netfilter.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
+import { protocolsOf } from '../capabilities.js';
 
 export interface IpvsOptions extends RuleOptions {
   log: Logger;
@@ -32,7 +33,7 @@ const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
 
 export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly protocols: readonly Protocol[] = protocolsOf('ipvs');
   readonly countsTraffic = true;
   private readonly table: IpvsTable;
   private readonly schedulers: SchedulerChooser;
