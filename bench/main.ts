@@ -225,7 +225,7 @@ for (let run = 1; run <= plan.runs; run++) {
 }
 
 const files = await writeReport(values.out ?? 'bench/results', plan, variants, results, {
-  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
+  command: values.vm ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
   startedAt: new Date(started),
   loadAtStart,
   durationS: (Date.now() - started) / 1000,

@@ -4,6 +4,7 @@
 // rendered from it (`make readme-capabilities`).
 import type { IPFamily, Protocol } from '../model/contract.js';
 import type { BackendName } from './registry.js';
+import { KERNEL_FEATURES, MINIMUM_KERNEL } from './ebpf/kernel-features.js';
 
 export const CAPABILITIES = {
   tcp: 'TCP services',
@@ -80,6 +81,22 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   },
 };
 
+/** The oldest kernel a backend is tested on, where it has one (test/vm/README.md). */
+export const MINIMUM_KERNELS: Partial<Record<BackendName, string>> = { ebpf: MINIMUM_KERNEL };
+
+/** A supported capability that needs a newer kernel than the backend's minimum in part: which part, and from which kernel. */
+interface NewerKernel {
+  kernel: string;
+  part: string;
+}
+
+export const CAPABILITY_KERNELS: Partial<Record<BackendName, Partial<Record<Capability, NewerKernel>>>> = {
+  ebpf: {
+    'reject-without-endpoints': { kernel: KERNEL_FEATURES.sockErrno.since, part: "ECONNREFUSED rather than EPERM for the node's own connections" },
+    'udp-flows-follow-endpoints': { kernel: KERNEL_FEATURES.sockDestroy.since, part: "the node's own connected UDP sockets" },
+  },
+};
+
 /** Why `backend` cannot do `capability`, or undefined if it can. */
 export function unsupportedReason(backend: BackendName, capability: Capability): string | undefined {
   const support = BACKEND_CAPABILITIES[backend][capability];
@@ -100,7 +117,13 @@ export function familiesOf(backend: BackendName): IPFamily[] {
 /** The table as Markdown, for the README. */
 export function capabilityTableMarkdown(): string {
   const backends = Object.keys(BACKEND_CAPABILITIES) as BackendName[];
-  const cell = (s: Support): string => (s === true ? 'yes' : `no: ${s}`);
-  const rows = (Object.keys(CAPABILITIES) as Capability[]).map((c) => `| ${CAPABILITIES[c]} | ${backends.map((b) => cell(BACKEND_CAPABILITIES[b][c])).join(' | ')} |`);
-  return [`| Capability | ${backends.join(' | ')} |`, `| --- | ${backends.map(() => '---').join(' | ')} |`, ...rows].join('\n') + '\n';
+  const cell = (b: BackendName, c: Capability): string => {
+    const support = BACKEND_CAPABILITIES[b][c];
+    if (support !== true) return `no: ${support}`;
+    const newer = CAPABILITY_KERNELS[b]?.[c];
+    return newer === undefined ? 'yes' : `yes (${newer.part}: kernel ${newer.kernel})`;
+  };
+  const heading = (b: BackendName): string => (MINIMUM_KERNELS[b] === undefined ? b : `${b} (kernel ${MINIMUM_KERNELS[b]}+)`);
+  const rows = (Object.keys(CAPABILITIES) as Capability[]).map((c) => `| ${CAPABILITIES[c]} | ${backends.map((b) => cell(b, c)).join(' | ')} |`);
+  return [`| Capability | ${backends.map(heading).join(' | ')} |`, `| --- | ${backends.map(() => '---').join(' | ')} |`, ...rows].join('\n') + '\n';
 }

@@ -147,6 +147,8 @@ export interface NativeAddon {
   iterRun(progFd: number, netnsPath: string | null): number;
   /** Whether the running kernel's BTF has a function (a kfunc) of that name. */
   kernelHasFunction(name: string): boolean;
+  /** Whether the running kernel has the BPF helper bpf_<name> (its BTF's enum bpf_func_id names BPF_FUNC_<name>). */
+  kernelHasHelper(name: string): boolean;
 
   /** The calling process's network namespace cookie (SO_NETNS_COOKIE), unique while the machine runs. */
   netnsCookie(): bigint;

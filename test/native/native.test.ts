@@ -491,10 +491,12 @@ describe('the socket iterator', () => {
     const lib = native();
     assert.equal(lib.kernelHasFunction('bpf_sock_destroy'), true, 'this kernel has bpf_sock_destroy (6.5 and later), which this test needs');
     assert.equal(lib.kernelHasFunction('kube_lb_no_such_kfunc'), false);
+    assert.equal(lib.kernelHasHelper('ktime_get_coarse_ns'), true, 'a helper of 5.11, named without its bpf_ prefix');
+    assert.equal(lib.kernelHasHelper('kube_lb_no_such_helper'), false);
     const pinRoot = `${testRoot}-iter`;
     const dp = loadDatapath(lib, pinRoot, pino({ level: 'silent' }), { lb: 64, ct: 128 });
     try {
-      assert.equal(dp.sockDestroy, true);
+      assert.equal(dp.features.sockDestroy, true);
       const fd = dp.object.programFd(SOCK_DESTROY_PROGRAM);
       assert.equal(lib.iterRun(fd, null), 0, 'no backend is gone: nothing destroyed');
       assert.equal(lib.iterRun(fd, '/proc/self/ns/net'), 0, 'made in a namespace by path');
