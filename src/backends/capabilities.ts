@@ -57,12 +57,8 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
-    nodeport: NOT_YET,
-    'external-ips': NOT_YET,
-    'load-balancer-ips': NOT_YET,
     'source-ranges': NOT_YET,
     'external-traffic-policy-local': NOT_YET,
-    'external-masquerade': NOT_YET,
     'session-affinity': NOT_YET,
     'reject-without-endpoints': NOT_YET,
     'node-originated': 'not tested yet',
