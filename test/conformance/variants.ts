@@ -3,6 +3,7 @@
 // plus a one-line <variant>.test.ts.
 import fs from 'node:fs';
 import assert from 'node:assert/strict';
+import { FILTER_CHAINS as IPVS_FILTER_CHAINS, NAT_CHAINS as IPVS_NAT_CHAINS } from '../../src/backends/ipvs/netfilter.js';
 import type { BackendName } from '../../src/backends/registry.js';
 import type { NodeSandbox } from '../lib/sandbox.js';
 import { requireCommand } from '../lib/preconditions.js';
@@ -68,7 +69,8 @@ export const VARIANTS: BackendVariant[] = [
       // Virtual servers in the service range 10.96.0.0/12 (hex 0A6x....); foreign ones may stay.
       assert.doesNotMatch(await sandbox.inNode('cat', '/proc/net/ip_vs'), /^(TCP|UDP|SCTP)\s+0A6/m, 'IPVS virtual servers remain after cleanup');
       assert.doesNotMatch(await sandbox.inNode('ipset', 'list', '-n'), /^KUBE-/m, 'kube-lb ipsets remain after cleanup');
-      assert.doesNotMatch(await sandbox.inNode('iptables-save'), /^:KUBE-(SERVICES|POSTROUTING|MARK-MASQ)|-j KUBE-(SERVICES|POSTROUTING|MARK-MASQ)\b/m, 'kube-lb iptables rules remain after cleanup');
+      const chains = [...IPVS_NAT_CHAINS, ...IPVS_FILTER_CHAINS].join('|');
+      assert.doesNotMatch(await sandbox.inNode('iptables-save'), new RegExp(`^:(${chains})\\b|-j (${chains})\\b`, 'm'), 'kube-lb iptables rules remain after cleanup');
     },
   },
   {

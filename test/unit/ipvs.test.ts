@@ -61,15 +61,41 @@ describe('ipvs schedulers', () => {
 });
 
 describe('ipvs ipsets and iptables rules', () => {
+  const clusterIp = { kind: 'ClusterIP' as const, masquerade: 'off-cluster' as const };
   const programmed = [
-    { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
-    { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
+    { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
+    { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
   ];
 
-  test('KUBE-CLUSTER-IP holds ip,proto:port and KUBE-LOOP-BACK endpoint,proto:port,endpoint', () => {
+  test('KUBE-CLUSTER-IP holds ip,proto:port, KUBE-LOOP-BACK endpoint,proto:port,endpoint and KUBE-IPVS-IPS the bound address', () => {
     const contents = setContents(programmed);
     assert.deepEqual([...contents[CLUSTER_IP_SET]], ['10.96.0.10,tcp:80', '10.96.0.10,udp:53']);
     assert.deepEqual([...contents[LOOP_BACK_SET]], ['10.244.0.11,tcp:8080,10.244.0.11', '10.244.0.11,udp:5353,10.244.0.11']);
+    assert.deepEqual([...contents['KUBE-IPVS-IPS']], ['10.96.0.10']);
+  });
+
+  test('NodePorts, external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets', () => {
+    const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' = 'TCP') => ({ frontend: { ip, port, protocol, kind, masquerade }, destinations: [] });
+    const contents = setContents([
+      at('NodePort', '192.168.0.2', 30080, 'all'),
+      at('NodePort', '192.168.0.2', 30053, 'node', 'UDP'),
+      at('ExternalIP', '203.0.113.10', 80, 'all'),
+      at('ExternalIP', '203.0.113.11', 80, 'node'),
+      at('LoadBalancerIP', '198.51.100.10', 80, 'all'),
+      at('LoadBalancerIP', '198.51.100.11', 80, 'node'),
+    ]);
+    const entries = Object.fromEntries(Object.entries(contents).filter(([, v]) => v.size > 0).map(([k, v]) => [k, [...v]]));
+    assert.deepEqual(entries, {
+      'KUBE-NODE-PORT-TCP': ['30080'],
+      'KUBE-NODE-PORT-UDP': ['30053'],
+      'KUBE-NODE-PORT-LOCAL-UDP': ['30053'],
+      'KUBE-EXTERNAL-IP': ['203.0.113.10,tcp:80'],
+      'KUBE-EXTERNAL-IP-LOCAL': ['203.0.113.11,tcp:80'],
+      'KUBE-LOAD-BALANCER': ['198.51.100.10,tcp:80', '198.51.100.11,tcp:80'],
+      'KUBE-LOAD-BALANCER-LOCAL': ['198.51.100.11,tcp:80'],
+      'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11'],
+    });
+    assert.ok(renderSetsReplace(contents).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
   });
 
   test('a full write fills twins and swaps them in; a diff adds and deletes only what changed', () => {
@@ -86,20 +112,30 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.equal(renderSetsDiff(after, after), '');
   });
 
-  test('rules follow kube-proxy: masquerade off-cluster and hairpin traffic, accept ClusterIP traffic', () => {
+  test('rules follow kube-proxy: masquerade off-cluster, external and hairpin traffic, accept service traffic, filter the rest of kube-ipvs0', () => {
     const rules = renderRules({ localTraffic: { by: 'cidr', cidr: '10.244.0.0/16' }, masqueradeBit: 14 });
     for (const line of [
       ':KUBE-SERVICES - [0:0]',
       '-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ',
+      '-A KUBE-SERVICES -m set --match-set KUBE-LOAD-BALANCER dst,dst -j KUBE-LOAD-BALANCER',
+      '-A KUBE-SERVICES -m set --match-set KUBE-EXTERNAL-IP dst,dst -j KUBE-MARK-MASQ',
+      '-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT',
       '-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT',
+      '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-LOCAL-TCP dst -j RETURN',
+      '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ',
+      '-A KUBE-LOAD-BALANCER -m set --match-set KUBE-LOAD-BALANCER-LOCAL dst,dst -j RETURN',
+      '-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ',
       '-A KUBE-POSTROUTING -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE',
       '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
       '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+      '*filter',
+      '-A KUBE-IPVS-FILTER -m set --match-set KUBE-CLUSTER-IP dst,dst -j RETURN',
+      '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT',
     ]) {
       assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
     }
     assert.match(renderRules({ localTraffic: null, masqueradeBit: 0 }), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
-    assert.doesNotMatch(rules, /\*filter|KUBE-FORWARD/, 'no filter chains yet');
+    assert.doesNotMatch(rules, /KUBE-FORWARD/, 'no KUBE-FORWARD chain yet');
   });
 });
 

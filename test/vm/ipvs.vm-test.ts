@@ -12,11 +12,15 @@ import { runConformance } from '../conformance/suite.js';
 import { variant } from '../conformance/variants.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { requireCommand } from '../lib/preconditions.js';
+import { NODES } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 
 runConformance('ipvs');
 
 const ipvs = variant('ipvs');
+const NODE_IP = NODES['node-a'].ip;
+const EXTERNAL_IP = '203.0.113.10';
+const LB_IP = '198.51.100.10';
 
 function web(eps = endpoints(['web-1', 'web-2']), annotations?: Record<string, string>): ServiceSpec {
   return {
@@ -39,25 +43,80 @@ async function ipvsadm(ctx: ScenarioContext, ...args: string[]): Promise<string[
 }
 
 describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
-  it('ipvsadm shows one virtual server per service port with the ready endpoints as masqueraded real servers', () =>
+  it("ipvsadm, ipset and iptables show kube-proxy's layout for every kind of frontend; kube-ipvs0's addresses answer only on service ports", () =>
     withContext(ipvs, pods, async (ctx) => {
-      ctx.writeServices('web.yaml', [web(endpoints(['web-1', 'web-2'], ['web-3']))]);
-      await ctx.startKubeLb();
-      const lines = await ipvsadm(ctx);
-      const body = lines.slice(lines.findIndex((l) => l.startsWith('->')) + 1);
-      assert.deepEqual(body, [
-        'TCP 10.96.0.10:80 rr',
-        '-> 10.244.0.11:8080 Masq 1 0 0',
-        '-> 10.244.0.12:8080 Masq 1 0 0',
-        'UDP 10.96.0.10:53 rr',
-        '-> 10.244.0.11:5353 Masq 1 0 0',
-        '-> 10.244.0.12:5353 Masq 1 0 0',
+      ctx.writeServices('web.yaml', [
+        {
+          ...web(endpoints(['web-1', 'web-2'], ['web-3'])),
+          type: 'LoadBalancer',
+          ports: [
+            { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30080 },
+            { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP', nodePort: 30053 },
+          ],
+          externalIPs: [EXTERNAL_IP],
+          loadBalancerIngress: [LB_IP],
+        },
       ]);
+      await ctx.startKubeLb();
+      // Virtual server -> its real servers; ipvsadm lists them in hash order.
+      const servers: Record<string, string[]> = {};
+      let current: string[] = [];
+      for (const line of await ipvsadm(ctx)) {
+        if (/^(TCP|UDP) /.test(line)) servers[line] = current = [];
+        else if (line.startsWith('-> ') && !line.startsWith('-> RemoteAddress')) current.push(line);
+      }
+      const tcp = ['-> 10.244.0.11:8080 Masq 1 0 0', '-> 10.244.0.12:8080 Masq 1 0 0'];
+      const udp = ['-> 10.244.0.11:5353 Masq 1 0 0', '-> 10.244.0.12:5353 Masq 1 0 0'];
+      const expected: Record<string, string[]> = {};
+      for (const [ip, http, dns] of [[VIP, 80, 53], [EXTERNAL_IP, 80, 53], [LB_IP, 80, 53], [NODE_IP, 30080, 30053]] as const) {
+        expected[`TCP ${ip}:${http} rr`] = tcp;
+        expected[`UDP ${ip}:${dns} rr`] = udp;
+      }
+      assert.deepEqual(servers, expected);
+
       const addresses = await ctx.sandbox.inNode('ip', '-4', '-o', 'addr', 'show', 'dev', 'kube-ipvs0');
-      assert.match(addresses, /inet 10\.96\.0\.10\/32/);
-      const sets = await ctx.sandbox.inNode('ipset', 'list', 'KUBE-CLUSTER-IP');
-      assert.match(sets, /10\.96\.0\.10,tcp:80/);
-      assert.match(sets, /10\.96\.0\.10,udp:53/);
+      assert.deepEqual([...addresses.matchAll(/inet (\S+)/g)].map((m) => m[1]).sort(), [`${LB_IP}/32`, `${VIP}/32`, `${EXTERNAL_IP}/32`].sort(), 'ClusterIP, external and load-balancer IPs on kube-ipvs0; NodePorts stay on the node address');
+
+      const sets: Record<string, string[]> = {};
+      for (const line of (await ctx.sandbox.inNode('ipset', 'save')).split('\n')) {
+        const [verb, set, entry] = line.split(' ');
+        if (verb === 'create' && set!.startsWith('KUBE-')) sets[set!] = [];
+        if (verb === 'add' && set!.startsWith('KUBE-')) sets[set!]!.push(entry!);
+      }
+      for (const entries of Object.values(sets)) entries.sort();
+      assert.deepEqual(sets, {
+        'KUBE-CLUSTER-IP': [`${VIP},tcp:80`, `${VIP},udp:53`],
+        'KUBE-EXTERNAL-IP': [`${EXTERNAL_IP},tcp:80`, `${EXTERNAL_IP},udp:53`],
+        'KUBE-EXTERNAL-IP-LOCAL': [],
+        'KUBE-LOAD-BALANCER': [`${LB_IP},tcp:80`, `${LB_IP},udp:53`],
+        'KUBE-LOAD-BALANCER-LOCAL': [],
+        'KUBE-NODE-PORT-TCP': ['30080'],
+        'KUBE-NODE-PORT-UDP': ['30053'],
+        'KUBE-NODE-PORT-LOCAL-TCP': [],
+        'KUBE-NODE-PORT-LOCAL-UDP': [],
+        'KUBE-LOOP-BACK': ['10.244.0.11,tcp:8080,10.244.0.11', '10.244.0.11,udp:5353,10.244.0.11', '10.244.0.12,tcp:8080,10.244.0.12', '10.244.0.12,udp:5353,10.244.0.12'],
+        'KUBE-IPVS-IPS': [LB_IP, VIP, EXTERNAL_IP].sort(),
+      });
+
+      const nat = await ctx.sandbox.inNode('iptables-save', '-t', 'nat');
+      const filter = await ctx.sandbox.inNode('iptables-save', '-t', 'filter');
+      for (const [rules, line] of [
+        [nat, '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'],
+        [nat, '-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT'],
+        [nat, '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ'],
+        [nat, '-A KUBE-SERVICES -m set --match-set KUBE-LOAD-BALANCER dst,dst -j KUBE-LOAD-BALANCER'],
+        [filter, '-A INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER'],
+        [filter, '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT --reject-with icmp-port-unreachable'],
+      ] as const) {
+        assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
+      }
+
+      // kube-lb's health server listens on every node address: through the node address it answers, through kube-ipvs0's it is refused.
+      await ctx.curl({ pod: 'client' }, `http://${NODE_IP}:10256/healthz`);
+      for (const ip of [VIP, EXTERNAL_IP]) {
+        const refused = await ctx.curl({ pod: 'client' }, `http://${ip}:10256/healthz`).then(() => 'answered', (err: Error) => err.message);
+        assert.match(refused, /Failed to connect|Connection refused|Couldn't connect/, `${ip}:10256 is not a service port`);
+      }
     }));
 
   it('a per-service scheduler: with sh, one client stays on one backend; an unknown one falls back to rr with a log line', () =>

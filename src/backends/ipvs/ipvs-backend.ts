@@ -1,19 +1,23 @@
-// The ipvs backend, kube-proxy's IPVS design: every ClusterIP on the dummy
-// interface kube-ipvs0, one IPVS virtual server per service port with the
-// endpoints the model chose as masqueraded real servers, and ipsets plus a few
-// iptables rules for masquerading (netfilter.ts). Changes are applied as
-// diffs, one netlink message each; removed endpoints drain (draining.ts).
+// The ipvs backend, kube-proxy's IPVS design: every ClusterIP, external IP
+// and load-balancer IP on the dummy interface kube-ipvs0, one IPVS virtual
+// server per frontend (NodePorts on the node's addresses) with the endpoints
+// the model chose as masqueraded real servers, and ipsets plus a few
+// iptables rules for masquerading and filtering (netfilter.ts). Changes are
+// applied as diffs, one netlink message each; removed endpoints drain
+// (draining.ts).
 import fs from 'node:fs';
-import type { Backend, EndpointCounters, FrontendView, SyncStats } from '../backend.js';
-import type { DesiredState, Protocol } from '../../model/contract.js';
+import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
+import type { DesiredState, FrontendKind, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
-import { type ProgrammedPort, servicePortsToProgram } from './cluster-ips.js';
+import { type ProgrammedPort, servicePortsToProgram } from './service-ports.js';
 import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.js';
-import { type RuleOptions, type SetContents, installRules, removeRules, setContents, updateSets } from './netfilter.js';
+import { Leftovers } from './leftovers.js';
+import { type RuleOptions, type SetContents, installRules, readSets, removeRules, setContents, updateSets } from './netfilter.js';
+import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
 import { protocolsOf } from '../capabilities.js';
@@ -78,9 +82,14 @@ export class IpvsBackend implements Backend {
     const link = this.link;
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
     const full = changed === null || this.sets === null;
-    if (full) this.applied = this.table.read(link.addresses());
     const programmed = servicePortsToProgram(state);
     const wanted = new Map(programmed.map((sp) => [frontendKey(sp.frontend), sp]));
+    if (full) {
+      // Also what this process programmed or is about to: a sync that failed may have left a NodePort out of its set.
+      const ownership = new Ownership(link.addresses(), await readSets());
+      const known = new Set([...wanted.keys(), ...this.applied.keys()]);
+      this.applied = this.table.read((f) => known.has(frontendKey(f)) || ownership.owns(f));
+    }
     const frontendsNow = new Map<string, string[]>();
     for (const sp of programmed) frontendsNow.set(sp.key, [...(frontendsNow.get(sp.key) ?? []), frontendKey(sp.frontend)]);
 
@@ -104,7 +113,7 @@ export class IpvsBackend implements Backend {
       const current = this.applied.get(fk);
       try {
         if (sp) {
-          link.bind(sp.frontend.ip);
+          if (sp.frontend.kind !== 'NodePort') link.bind(sp.frontend.ip);
           if (this.reconcile(sp, current)) written++;
         } else if (current) {
           this.table.deleteService(current.frontend);
@@ -121,7 +130,10 @@ export class IpvsBackend implements Backend {
     }
     this.unbindUnused(link, full ? link.addresses() : released);
 
-    const contents = setContents([...this.applied.values()].map((vs) => ({ frontend: vs.frontend, destinations: activeDestinations(vs) })));
+    const contents = setContents([...this.applied].flatMap(([fk, vs]) => {
+      const sp = wanted.get(fk);
+      return sp ? [{ frontend: sp.frontend, destinations: activeDestinations(vs) }] : [];
+    }));
     const before = this.sets;
     this.sets = null; // unknown until written: a failure makes the next sync full
     if (full || before === null) await installRules(this.opts, contents);
@@ -218,20 +230,24 @@ export class IpvsBackend implements Backend {
     }
   }
 
-  async inspect(): Promise<FrontendView[]> {
-    if (!this.link || !ipvsLoaded()) return [];
-    return [...this.table.read(this.link.addresses()).values()].map((vs) => ({ kind: 'ClusterIP' as const, frontend: vs.frontend, destinations: activeDestinations(vs) }));
+  /** kube-lb's virtual servers as the kernel holds them, with what the sets say each is; none where IPVS is not loaded. */
+  private async readOwned(): Promise<{ vs: VirtualServer; kind: FrontendKind }[]> {
+    if (!ipvsLoaded()) return [];
+    const ownership = new Ownership(this.link?.addresses() ?? new Set(), await readSets());
+    return [...this.table.read((f) => ownership.owns(f)).values()].map((vs) => ({ vs, kind: ownership.kind(vs.frontend) }));
   }
 
-  /** The virtual servers sync makes: ClusterIP frontends only, which is all the kernel can say they are. */
+  async inspect(): Promise<FrontendView[]> {
+    return (await this.readOwned()).map(({ vs, kind }) => ({ kind, frontend: vs.frontend, destinations: activeDestinations(vs) }));
+  }
+
   async planned(state: DesiredState): Promise<FrontendView[]> {
-    return servicePortsToProgram(state).map(({ frontend: f, destinations }) => ({ kind: 'ClusterIP' as const, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations }));
+    return servicePortsToProgram(state).map(({ frontend }) => frontendView(frontend));
   }
 
   /** What IPVS counted for each real server of each virtual server: one virtual server per frontend. */
   async counters(): Promise<EndpointCounters[]> {
-    if (!this.link || !ipvsLoaded()) return [];
-    return [...this.table.read(this.link.addresses()).values()].flatMap((vs) => {
+    return (await this.readOwned()).flatMap(({ vs }) => {
       const stats = this.table.stats(vs.frontend);
       return [...vs.realServers].flatMap(([key, r]) => {
         const st = stats.get(key);
@@ -244,22 +260,15 @@ export class IpvsBackend implements Backend {
   /** Removes everything it can, then reports what it could not. */
   async cleanup(): Promise<void> {
     await this.close();
-    const problems: string[] = [];
-    const attempt = async (what: string, remove: () => unknown): Promise<void> => {
-      try {
-        await remove();
-      } catch (err) {
-        problems.push(`${what}: ${(err as Error).message}`);
-      }
-    };
+    const leftovers = new Leftovers();
+    for (const { vs } of await this.readOwned()) await leftovers.attempt(`virtual server ${frontendKey(vs.frontend)}`, () => this.table.deleteService(vs.frontend));
     const link = this.link;
     if (link) {
-      if (ipvsLoaded()) for (const vs of this.table.read(link.addresses()).values()) await attempt(`virtual server ${frontendKey(vs.frontend)}`, () => this.table.deleteService(vs.frontend));
-      await attempt(`link ${DUMMY_INTERFACE}`, () => link.delete());
+      await leftovers.attempt(`link ${DUMMY_INTERFACE}`, () => link.delete());
       this.link = null;
     }
-    await attempt('rules and sets', removeRules);
-    if (problems.length > 0) throw new Error(`ipvs cleanup left state behind: ${problems.join('; ')}`);
+    await removeRules(leftovers);
+    leftovers.throwIfAny('ipvs cleanup');
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,12 @@
 // The ipsets and the few iptables rules of kube-proxy's ipvs mode
 // (pkg/proxy/ipvs/proxier.go): IPVS does the load balancing, these do the
-// masquerading.
-//   KUBE-CLUSTER-IP  hash:ip,port     every ClusterIP,proto:port
-//   KUBE-LOOP-BACK   hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
+// masquerading and keep kube-ipvs0's addresses to their service ports.
+//   KUBE-CLUSTER-IP            hash:ip,port     every ClusterIP,proto:port
+//   KUBE-EXTERNAL-IP(-LOCAL)   hash:ip,port     external IPs, masqueraded (or not: -LOCAL)
+//   KUBE-LOAD-BALANCER(-LOCAL) hash:ip,port     load-balancer IPs; -LOCAL ones are not masqueraded
+//   KUBE-NODE-PORT-TCP/-UDP    bitmap:port      NodePorts; -LOCAL-TCP/-UDP are not masqueraded
+//   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
+//   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
 // Sets change with services (ipset restore, as a diff); the rules do not
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
 // iptables backend, this mode has no KUBE-FORWARD chain yet, so it does
@@ -10,49 +14,91 @@
 import { runCommand } from '../netfilter/command.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
-import type { Destination, Frontend } from '../../model/contract.js';
+import type { Destination, Protocol, ResolvedFrontend } from '../../model/contract.js';
+import type { Leftovers } from './leftovers.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
 export const LOOP_BACK_SET = 'KUBE-LOOP-BACK';
-const SET_TYPES: Record<string, string> = { [CLUSTER_IP_SET]: 'hash:ip,port', [LOOP_BACK_SET]: 'hash:ip,port,ip' };
+const EXTERNAL_IP_SET = 'KUBE-EXTERNAL-IP';
+const EXTERNAL_IP_LOCAL_SET = 'KUBE-EXTERNAL-IP-LOCAL';
+const LOAD_BALANCER_SET = 'KUBE-LOAD-BALANCER';
+const LOAD_BALANCER_LOCAL_SET = 'KUBE-LOAD-BALANCER-LOCAL';
+const IPVS_IPS_SET = 'KUBE-IPVS-IPS';
 
-export const NAT_CHAINS = ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ'] as const;
+const SET_TYPES = {
+  [CLUSTER_IP_SET]: 'hash:ip,port',
+  [EXTERNAL_IP_SET]: 'hash:ip,port',
+  [EXTERNAL_IP_LOCAL_SET]: 'hash:ip,port',
+  [LOAD_BALANCER_SET]: 'hash:ip,port',
+  [LOAD_BALANCER_LOCAL_SET]: 'hash:ip,port',
+  'KUBE-NODE-PORT-TCP': 'bitmap:port',
+  'KUBE-NODE-PORT-UDP': 'bitmap:port',
+  'KUBE-NODE-PORT-LOCAL-TCP': 'bitmap:port',
+  'KUBE-NODE-PORT-LOCAL-UDP': 'bitmap:port',
+  [LOOP_BACK_SET]: 'hash:ip,port,ip',
+  [IPVS_IPS_SET]: 'hash:ip',
+} as const;
+
+export type SetName = keyof typeof SET_TYPES;
+export const SET_NAMES = Object.keys(SET_TYPES) as SetName[];
+export type SetContents = Record<SetName, Set<string>>;
+
+/** The NodePort set of a protocol, or of its NodePorts that are not masqueraded. */
+function nodePortSet(protocol: Protocol, local: boolean): SetName {
+  if (protocol === 'SCTP') throw new Error('the ipvs backend does not serve SCTP');
+  return `KUBE-NODE-PORT-${local ? 'LOCAL-' : ''}${protocol}`;
+}
+
+export const NAT_CHAINS = ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-NODE-PORT', 'KUBE-LOAD-BALANCER'] as const;
+export const FILTER_CHAINS = ['KUBE-IPVS-FILTER'] as const;
 
 /** Jumps from the built-in chains, each recognisable by its comment. */
 export const JUMPS = [
   { table: 'nat', from: 'PREROUTING', to: 'KUBE-SERVICES', comment: 'kubernetes service portals' },
   { table: 'nat', from: 'OUTPUT', to: 'KUBE-SERVICES', comment: 'kubernetes service portals' },
   { table: 'nat', from: 'POSTROUTING', to: 'KUBE-POSTROUTING', comment: 'kubernetes postrouting rules' },
+  { table: 'filter', from: 'INPUT', to: 'KUBE-IPVS-FILTER', comment: 'kubernetes ipvs access filter' },
 ] as const;
 
 export const jumpArgs = (j: (typeof JUMPS)[number]): string[] => ['-m', 'comment', '--comment', j.comment, '-j', j.to];
 
-export interface SetContents {
-  [CLUSTER_IP_SET]: Set<string>;
-  [LOOP_BACK_SET]: Set<string>;
-}
-
-const proto = (f: Frontend): string => f.protocol.toLowerCase();
+const proto = (p: Protocol): string => p.toLowerCase();
 
 /** The set entries for the programmed frontends and the destinations that get new traffic. */
-export function setContents(programmed: Iterable<{ frontend: Frontend; destinations: readonly Destination[] }>): SetContents {
-  const contents: SetContents = { [CLUSTER_IP_SET]: new Set(), [LOOP_BACK_SET]: new Set() };
-  for (const { frontend, destinations } of programmed) {
-    contents[CLUSTER_IP_SET].add(`${frontend.ip},${proto(frontend)}:${frontend.port}`);
+export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'masquerade'>; destinations: readonly Destination[] }>): SetContents {
+  const contents = Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
+  for (const { frontend: f, destinations } of programmed) {
+    const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
+    // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
+    const unmasqueraded = f.masquerade === 'node';
+    if (f.kind === 'NodePort') {
+      contents[nodePortSet(f.protocol, false)].add(String(f.port));
+      if (unmasqueraded) contents[nodePortSet(f.protocol, true)].add(String(f.port));
+    } else {
+      contents[IPVS_IPS_SET].add(f.ip);
+      if (f.kind === 'ClusterIP') contents[CLUSTER_IP_SET].add(ipPort);
+      else if (f.kind === 'ExternalIP') contents[unmasqueraded ? EXTERNAL_IP_LOCAL_SET : EXTERNAL_IP_SET].add(ipPort);
+      else {
+        contents[LOAD_BALANCER_SET].add(ipPort);
+        if (unmasqueraded) contents[LOAD_BALANCER_LOCAL_SET].add(ipPort);
+      }
+    }
     // A pod reaching its own service comes back to itself: masquerade so the reply returns through IPVS.
-    for (const d of destinations) contents[LOOP_BACK_SET].add(`${d.ip},${proto(frontend)}:${d.port},${d.ip}`);
+    for (const d of destinations) contents[LOOP_BACK_SET].add(`${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
   }
   return contents;
 }
 
-const createLine = (name: string, type: string): string => `create ${name} ${type} family inet hashsize 1024 maxelem 1048576`;
+function createLine(name: string, type: string): string {
+  return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family inet hashsize 1024 maxelem 1048576`;
+}
 
-/** `ipset restore` input that replaces both sets' contents atomically (fill a twin, swap, destroy it). */
+/** `ipset restore` input that replaces every set's contents atomically (fill a twin, swap, destroy it). */
 export function renderSetsReplace(contents: SetContents): string {
   const lines: string[] = [];
-  for (const set of [CLUSTER_IP_SET, LOOP_BACK_SET] as const) {
+  for (const set of SET_NAMES) {
     const twin = `${set}-NEW`;
-    lines.push(createLine(set, SET_TYPES[set]!), createLine(twin, SET_TYPES[set]!), `flush ${twin}`);
+    lines.push(createLine(set, SET_TYPES[set]), createLine(twin, SET_TYPES[set]), `flush ${twin}`);
     for (const entry of contents[set]) lines.push(`add ${twin} ${entry}`);
     lines.push(`swap ${twin} ${set}`, `destroy ${twin}`);
   }
@@ -62,11 +108,22 @@ export function renderSetsReplace(contents: SetContents): string {
 /** `ipset restore` input that turns `before` into `after`; empty when they are equal. */
 export function renderSetsDiff(before: SetContents, after: SetContents): string {
   const lines: string[] = [];
-  for (const set of [CLUSTER_IP_SET, LOOP_BACK_SET] as const) {
+  for (const set of SET_NAMES) {
     for (const entry of before[set]) if (!after[set].has(entry)) lines.push(`del ${set} ${entry}`);
     for (const entry of after[set]) if (!before[set].has(entry)) lines.push(`add ${set} ${entry}`);
   }
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}
+
+/** kube-lb's sets as the kernel holds them (`ipset save`); a set that does not exist is empty. */
+export async function readSets(): Promise<SetContents> {
+  const contents = Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
+  const { stdout } = await runCommand('ipset', ['save']);
+  for (const line of stdout.split('\n')) {
+    const [verb, set, entry] = line.split(' ');
+    if (verb === 'add' && entry !== undefined && set! in contents) contents[set as SetName].add(entry);
+  }
+  return contents;
 }
 
 export interface RuleOptions {
@@ -78,24 +135,44 @@ export interface RuleOptions {
 /** `iptables-restore --noflush` input for kube-lb's chains (declaring a chain flushes it). */
 export function renderRules(opts: RuleOptions): string {
   const mark = masqueradeMark(opts.masqueradeBit);
-  const clusterIps = ['-m', 'set', '--match-set', CLUSTER_IP_SET];
+  const inSet = (set: SetName, match: string): string[] => ['-m', 'set', '--match-set', set, match];
   const masqueradeOffCluster = opts.localTraffic
-    ? [...iptablesLocalMatch(opts.localTraffic, true), ...clusterIps, 'dst,dst']
+    ? [...iptablesLocalMatch(opts.localTraffic, true), ...inSet(CLUSTER_IP_SET, 'dst,dst')]
     : // Without local traffic known, masquerade node-originated traffic whose source is a ClusterIP (kube-proxy's fallback).
-      [...clusterIps, 'src,dst'];
+      inSet(CLUSTER_IP_SET, 'src,dst');
   const rule = (chain: string, ...args: string[]): string => ['-A', chain, ...args].join(' ');
+  const nodePortRules = (['TCP', 'UDP'] as const).flatMap((p) => [
+    rule('KUBE-NODE-PORT', '-p', proto(p), ...inSet(nodePortSet(p, true), 'dst'), '-j', 'RETURN'),
+    rule('KUBE-NODE-PORT', '-p', proto(p), ...inSet(nodePortSet(p, false), 'dst'), '-j', 'KUBE-MARK-MASQ'),
+  ]);
+  const localDestination = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
   return [
     '*nat',
     ...NAT_CHAINS.map((c) => `:${c} - [0:0]`),
     rule('KUBE-SERVICES', '-s', '127.0.0.0/8', '-j', 'RETURN'),
+    rule('KUBE-SERVICES', ...inSet(LOAD_BALANCER_SET, 'dst,dst'), '-j', 'KUBE-LOAD-BALANCER'),
     rule('KUBE-SERVICES', ...masqueradeOffCluster, '-j', 'KUBE-MARK-MASQ'),
-    // Accept ClusterIP traffic so that no later rule gets in IPVS's way.
-    rule('KUBE-SERVICES', ...clusterIps, 'dst,dst', '-j', 'ACCEPT'),
-    rule('KUBE-POSTROUTING', '-m', 'set', '--match-set', LOOP_BACK_SET, 'dst,dst,src', '-j', 'MASQUERADE'),
+    rule('KUBE-SERVICES', ...inSet(EXTERNAL_IP_SET, 'dst,dst'), '-j', 'KUBE-MARK-MASQ'),
+    // Accept external-IP traffic bound for the node, so that no later rule gets in IPVS's way.
+    rule('KUBE-SERVICES', ...inSet(EXTERNAL_IP_SET, 'dst,dst'), ...localDestination, '-j', 'ACCEPT'),
+    rule('KUBE-SERVICES', ...inSet(EXTERNAL_IP_LOCAL_SET, 'dst,dst'), ...localDestination, '-j', 'ACCEPT'),
+    rule('KUBE-SERVICES', ...localDestination, '-j', 'KUBE-NODE-PORT'),
+    rule('KUBE-SERVICES', ...inSet(CLUSTER_IP_SET, 'dst,dst'), '-j', 'ACCEPT'),
+    rule('KUBE-SERVICES', ...inSet(LOAD_BALANCER_SET, 'dst,dst'), '-j', 'ACCEPT'),
+    ...nodePortRules,
+    rule('KUBE-LOAD-BALANCER', ...inSet(LOAD_BALANCER_LOCAL_SET, 'dst,dst'), '-j', 'RETURN'),
+    rule('KUBE-LOAD-BALANCER', '-j', 'KUBE-MARK-MASQ'),
+    rule('KUBE-POSTROUTING', ...inSet(LOOP_BACK_SET, 'dst,dst,src'), '-j', 'MASQUERADE'),
     rule('KUBE-POSTROUTING', '-m', 'mark', '!', '--mark', `${mark}/${mark}`, '-j', 'RETURN'),
     rule('KUBE-POSTROUTING', '-j', 'MARK', '--xor-mark', mark),
     rule('KUBE-POSTROUTING', '-j', 'MASQUERADE', '--random-fully'),
     rule('KUBE-MARK-MASQ', '-j', 'MARK', '--or-mark', mark),
+    'COMMIT',
+    '*filter',
+    ...FILTER_CHAINS.map((c) => `:${c} - [0:0]`),
+    // kube-ipvs0's addresses are local: without this, they would reach every port the node listens on (kubernetes issue 72236).
+    ...([LOAD_BALANCER_SET, CLUSTER_IP_SET, EXTERNAL_IP_SET, EXTERNAL_IP_LOCAL_SET] as const).map((set) => rule('KUBE-IPVS-FILTER', ...inSet(set, 'dst,dst'), '-j', 'RETURN')),
+    rule('KUBE-IPVS-FILTER', '-m', 'conntrack', '--ctstate', 'NEW', ...inSet(IPVS_IPS_SET, 'dst'), '-j', 'REJECT'),
     'COMMIT',
     '',
   ].join('\n');
@@ -119,25 +196,23 @@ export async function updateSets(before: SetContents, after: SetContents): Promi
 
 /**
  * Removes the jumps, chains and sets that exist; what exists and cannot be
- * removed (a set another rule still names, say) is reported, not hidden.
+ * removed (a set another rule still names, say) goes to `leftovers`.
  */
-export async function removeRules(): Promise<void> {
-  const problems: string[] = [];
-  const attempt = (cmd: string, args: string[]): Promise<boolean> =>
-    runCommand(cmd, args).then(
-      () => true,
-      (err: Error) => (problems.push(err.message), false),
-    );
+export async function removeRules(leftovers: Leftovers): Promise<void> {
+  const run = (cmd: string, args: string[]): Promise<boolean> => leftovers.attempt(`${cmd} ${args.join(' ')}`, () => runCommand(cmd, args));
   for (const jump of JUMPS) {
     const args = ['-w', '-t', jump.table];
     const present = (): Promise<boolean> => runCommand('iptables', [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
-    while ((await present()) && (await attempt('iptables', [...args, '-D', jump.from, ...jumpArgs(jump)])));
+    while ((await present()) && (await run('iptables', [...args, '-D', jump.from, ...jumpArgs(jump)])));
   }
-  const chains = new Set((await runCommand('iptables-save', ['-t', 'nat'])).stdout.split('\n').flatMap((l) => (l.startsWith(':') ? [l.slice(1).split(' ')[0]!] : [])));
-  for (const chain of NAT_CHAINS) {
-    if (chains.has(chain) && (await attempt('iptables', ['-w', '-t', 'nat', '-F', chain]))) await attempt('iptables', ['-w', '-t', 'nat', '-X', chain]);
+  for (const [table, chains] of [['nat', NAT_CHAINS], ['filter', FILTER_CHAINS]] as const) {
+    const existing = new Set<string>((await runCommand('iptables-save', ['-t', table])).stdout.split('\n').flatMap((l) => (l.startsWith(':') ? [l.slice(1).split(' ')[0]!] : [])));
+    // Flush them all before deleting any: one may jump to another.
+    const present = chains.filter((c) => existing.has(c));
+    const flushed = [];
+    for (const chain of present) if (await run('iptables', ['-w', '-t', table, '-F', chain])) flushed.push(chain);
+    for (const chain of flushed) await run('iptables', ['-w', '-t', table, '-X', chain]);
   }
   const sets = new Set((await runCommand('ipset', ['list', '-n'])).stdout.split('\n'));
-  for (const set of [CLUSTER_IP_SET, LOOP_BACK_SET]) if (sets.has(set)) await attempt('ipset', ['destroy', set]);
-  if (problems.length > 0) throw new Error(`kube-lb's ipvs rules were not all removed: ${problems.join('; ')}`);
+  for (const set of SET_NAMES) if (sets.has(set)) await run('ipset', ['destroy', set]);
 }

@@ -46,13 +46,14 @@ export interface RealServerStats {
 export class IpvsTable {
   constructor(private readonly lib: NativeAddon) {}
 
-  /** Every IPv4 virtual server whose address is in `addresses`, with its real servers. */
-  read(addresses: ReadonlySet<string>): Map<string, VirtualServer> {
+  /** Every IPv4 virtual server `owns` accepts, with its real servers. */
+  read(owns: (f: Frontend) => boolean): Map<string, VirtualServer> {
     const result = new Map<string, VirtualServer>();
     for (const svc of this.lib.ipvsServices()) {
       const protocol = PROTOCOL_NAMES.get(svc.protocol);
-      if (protocol === undefined || !addresses.has(svc.address)) continue;
+      if (protocol === undefined) continue;
       const frontend: Frontend = { ip: svc.address, port: svc.port, protocol };
+      if (!owns(frontend)) continue;
       const realServers = new Map<string, RealServer>();
       for (const d of this.lib.ipvsDests(svc.address, svc.protocol, svc.port)) {
         const destination = { ip: d.address, port: d.port };

@@ -1,0 +1,19 @@
+// What the ipvs backend programs: one virtual server per frontend of every
+// kind, with the endpoints the model chose for it. A virtual server cannot
+// tell pods from outside clients, so each serves one endpoint set: a
+// ClusterIP its internal one, the other kinds their external one, as
+// kube-proxy's IPVS mode does.
+import { frontendView } from '../backend.js';
+import type { DesiredState, Destination, ResolvedFrontend, ServicePortState } from '../../model/contract.js';
+import { sortedServicePorts } from '../netfilter/frontends.js';
+
+/** A service port's frontend, as a virtual server. */
+export interface ProgrammedPort extends ServicePortState {
+  frontend: ResolvedFrontend;
+  destinations: Destination[];
+}
+
+/** The frontends to program, in service port order. */
+export function servicePortsToProgram(state: DesiredState): ProgrammedPort[] {
+  return sortedServicePorts(state).flatMap((sp) => sp.frontends.map((frontend) => ({ ...sp, frontend, destinations: frontendView(frontend).destinations })));
+}
