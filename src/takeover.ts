@@ -150,7 +150,7 @@ export class Takeover {
 async function predecessors(name: BackendName, opts: BackendOptions): Promise<Predecessor[]> {
   if (name !== 'ipvs') refuseIpvs();
   const found: Predecessor[] = [];
-  const netfilter = { log: opts.log, localTraffic: opts.localTraffic.IPv4, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
+  const netfilter = { log: opts.log, localTraffic: opts.localTraffic, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
   const ownMode: IptablesMode | undefined = name === 'iptables' ? (opts.iptablesMode ?? (await detectIptablesMode())) : undefined;
   for (const mode of IPTABLES_MODES) {
     if (mode === ownMode || !(await hasIptablesChains(mode))) continue;

@@ -58,7 +58,7 @@ const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: { ...ALL, ipv6: NOT_YET, sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them" },
-  iptables: { ...ALL, ipv6: 'not yet (ip6tables)', maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
+  iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,

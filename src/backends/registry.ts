@@ -33,8 +33,8 @@ export interface BackendOptions {
   /**
    * What traffic from this node's pods is (--detect-local-mode): the
    * netfilter backends masquerade service traffic from elsewhere, ebpf
-   * attaches its pod programs to the interfaces it arrives on. Only
-   * nftables serves IPv6: the others take the IPv4 answer.
+   * attaches its pod programs to the interfaces it arrives on. The
+   * backends that serve IPv6 take both answers, the others the IPv4 one.
    */
   localTraffic: LocalTrafficByFamily;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
@@ -91,9 +91,9 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
 
 /** Opens what a backend left in the kernel, for inspect and cleanup. */
 export async function openBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
-  const netfilter = { log: opts.log, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
-  if (name === 'iptables') return new IptablesBackend({ ...netfilter, localTraffic: opts.localTraffic.IPv4, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
-  if (name === 'nftables') return new NftablesBackend({ ...netfilter, localTraffic: opts.localTraffic });
+  const netfilter = { log: opts.log, localTraffic: opts.localTraffic, masqueradeBit: opts.masqueradeBit, tcpBeLiberal: opts.tcpBeLiberal };
+  if (name === 'iptables') return new IptablesBackend({ ...netfilter, mode: opts.iptablesMode ?? (await detectIptablesMode()) });
+  if (name === 'nftables') return new NftablesBackend(netfilter);
   if (name === 'ipvs') return IpvsBackend.open(ipvsOptions(opts));
   return EbpfBackend.open({ pinPath: opts.bpfPinPath, cgroupRoot: opts.cgroupRoot, log: opts.log });
 }

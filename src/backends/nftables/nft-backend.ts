@@ -4,7 +4,6 @@
 // full sync rewrites everything and removes stale chains and sets found in
 // the kernel.
 import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
-import type { LocalTrafficByFamily } from '../../config/local-traffic.js';
 import type { DesiredState, IPFamily, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { type FrontendDestinations, ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
@@ -14,9 +13,6 @@ import { AFFINITY_PREFIX, type PortRules, type RulesetOptions, TABLE, TABLE_FAMI
 import { type KernelObjects, type PortTable, fullTransaction, partialTransaction } from './transactions.js';
 import { timeSlices } from '../../time-slices.js';
 import { familiesOf, protocolsOf } from '../capabilities.js';
-
-/** The netfilter options, with local traffic told for each family: each table matches its own. */
-export type NftablesOptions = Omit<NetfilterOptions, 'localTraffic'> & { localTraffic: LocalTrafficByFamily };
 
 /** What one service port puts in the kernel, and what it means for stale UDP flows. */
 interface Translated {
@@ -28,7 +24,6 @@ interface Translated {
 
 /** One family's table: how its rules are made, and what it holds. */
 interface FamilyTable {
-  family: IPFamily;
   fam: TableFamily;
   options: RulesetOptions;
   fixed: Map<string, string[]>;
@@ -49,10 +44,9 @@ export class NftablesBackend implements Backend {
    */
   private readonly cache = new WeakMap<ServicePortState, Translated>();
 
-  constructor(private readonly opts: NftablesOptions) {
+  constructor(private readonly opts: NetfilterOptions) {
     const mark = masqueradeMark(opts.masqueradeBit);
     this.tables = familiesOf('nftables').map((family) => ({
-      family,
       fam: TABLE_FAMILIES[family],
       options: { family, localTraffic: opts.localTraffic[family] },
       fixed: fixedChains(TABLE_FAMILIES[family], mark, !opts.tcpBeLiberal),
@@ -61,7 +55,7 @@ export class NftablesBackend implements Backend {
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
-    const wanted = new Map(this.tables.map((t) => [t.family, new Map<string, PortRules>()]));
+    const wanted = new Map(this.tables.map((t) => [t.fam.family, new Map<string, PortRules>()]));
     const frontends: FrontendDestinations[] = [];
     // Translating thousands of new service ports takes long: the event loop gets its turns meanwhile.
     const turn = timeSlices();
@@ -78,7 +72,7 @@ export class NftablesBackend implements Backend {
     let chainsWritten = 0;
     let chainsRemoved = 0;
     for (const table of this.tables) {
-      const tx = full ? fullTransaction(table.fixed, wanted.get(table.family)!, kernel!.get(table.fam.nft)!) : partialTransaction(wanted.get(table.family)!, table.written!);
+      const tx = full ? fullTransaction(table.fixed, wanted.get(table.fam.family)!, kernel!.get(table.fam.nft)!) : partialTransaction(wanted.get(table.fam.family)!, table.written!);
       if (isEmpty(tx)) continue;
       input += renderTransaction(table.fam, tx);
       chainsWritten += tx.write.size;
@@ -88,7 +82,7 @@ export class NftablesBackend implements Backend {
       for (const table of this.tables) table.written = null; // after a failure the next sync starts over from the kernel
       await runCommand('nft', ['-f', '-'], input);
     }
-    for (const table of this.tables) table.written = wanted.get(table.family)!;
+    for (const table of this.tables) table.written = wanted.get(table.fam.family)!;
     this.opts.log.debug({ full, chainsWritten, chainsRemoved }, 'nft transaction');
     const { stats, stale } = this.programmed.update(frontends);
     await flushStaleFlows(stale, this.opts.log);
@@ -119,7 +113,7 @@ export class NftablesBackend implements Backend {
   private translate(sp: ServicePortState): Translated {
     let t = this.cache.get(sp);
     if (t === undefined) {
-      t = { rules: new Map(this.tables.map((table) => [table.family, portRules(sp, table.options)])), frontends: frontendDestinations([sp]) };
+      t = { rules: new Map(this.tables.map((table) => [table.fam.family, portRules(sp, table.options)])), frontends: frontendDestinations([sp]) };
       this.cache.set(sp, t);
     }
     return t;

@@ -24,26 +24,24 @@
 // frontends of its family, whose endpoints the model gives of that family.
 import { type Destination, type EndpointSet, type FrontendKind, type IPFamily, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
-import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
+import { type PortIdentity, endpointName, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
 export const TABLE = 'kube-lb';
 
 /** What differs between the families' tables: nft's family (also its address match, "ip saddr"), and its address type. */
 export interface TableFamily {
+  family: IPFamily;
   nft: 'ip' | 'ip6';
   addrType: 'ipv4_addr' | 'ipv6_addr';
 }
 
 export const TABLE_FAMILIES: Readonly<Record<IPFamily, TableFamily>> = {
-  IPv4: { nft: 'ip', addrType: 'ipv4_addr' },
-  IPv6: { nft: 'ip6', addrType: 'ipv6_addr' },
+  IPv4: { family: 'IPv4', nft: 'ip', addrType: 'ipv4_addr' },
+  IPv6: { family: 'IPv6', nft: 'ip6', addrType: 'ipv6_addr' },
 };
 
 /** "ip kube-lb", "ip6 kube-lb": how nft commands name a family's table. */
 const tableOf = (fam: TableFamily): string => `${fam.nft} ${TABLE}`;
-
-/** An endpoint as dnat takes it: in the ip6 table, the address bracketed. */
-const dnatTarget = (fam: TableFamily, d: Destination): string => (fam.nft === 'ip6' ? `[${d.ip}]:${d.port}` : `${d.ip}:${d.port}`);
 
 export const SERVICE_IPS_MAP = 'service-ips';
 export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
@@ -273,7 +271,7 @@ function writeEndpointSet(fam: TableFamily, rules: PortRules, named: PortIdentit
     }
     // A dnat reached through a vmap needs the protocol matched first.
     const chain = endpointChainName(named, d);
-    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${dnatTarget(fam, d)}`);
+    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${endpointName(d, fam.family)}`);
     rules.chains.set(chain, endpoint);
   }
 }
