@@ -1,5 +1,6 @@
-// The IPv6 rows: a dual-stack service and an IPv6-only one, over real TCP
-// and UDP in the sandbox's IPv6 network. Backends that serve IPv4 only
+// The IPv6 rows: a dual-stack service, an IPv6-only one, and traffic
+// policy, affinity and the node's own traffic over IPv6, with real TCP and
+// UDP in the sandbox's IPv6 network. Backends that serve IPv4 only
 // show the capability table's reason.
 import assert from 'node:assert/strict';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
@@ -67,6 +68,30 @@ export const ipv6Scenarios: Scenario[] = [
       assert.ok(last.length === 15 && last.every((who) => who === 'web-1'), `the flow ends on web-1: ${order.join(' ')}`);
       assertAnsweredBy(await ctx.client('client', 'tcp', VIP6, 80, 10), ['web-1'], 'TCP after the change');
       assertAnsweredBy(await ctx.client('client', 'udp', VIP6, 53, 10), ['web-1'], 'UDP after the change');
+    },
+  },
+  {
+    name: 'IPv6: externalTrafficPolicy Local keeps the outside client\'s source on the NodePort and reaches local endpoints only; ClientIP affinity keeps a pod on one endpoint; the node itself reaches the IPv6 cluster IP',
+    needs: ['ipv6', 'tcp', 'udp', 'nodeport', 'external-traffic-policy-local', 'session-affinity', 'node-originated', 'remote-endpoints'],
+    pods: ipv6Pods,
+    async run(ctx) {
+      ctx.useDualStack();
+      const eps = dualEndpoints(['web-1', 'web-2', 'web-4']);
+      ctx.writeServices('web.yaml', [
+        { name: 'web', clusterIP: VIP, clusterIPs: [VIP, VIP6], type: 'NodePort', externalTrafficPolicy: 'Local', ports, endpoints: eps },
+        { name: 'sticky', clusterIP: '10.96.0.20', clusterIPs: ['10.96.0.20', 'fd00:96::20'], ports: ports.map(({ nodePort: _, ...p }) => p), sessionAffinityTimeoutSeconds: 600, endpoints: eps },
+      ]);
+      await ctx.startKubeLb();
+      const outside = await ctx.externalClient('tcp', NODE_IP6, 30080, 20, { reportSource: true });
+      assertAnsweredBy(outside, ['web-1', 'web-2'], 'TCP to the IPv6 NodePort from outside, local endpoints only');
+      const sources = new Set(Object.values(outside.seenFrom ?? {}).flatMap((bySource) => Object.keys(bySource)));
+      assert.deepEqual([...sources], [EXTERNAL_CLIENT_IP6], "the outside client's IPv6 address is kept");
+      for (const mode of ['tcp', 'udp'] as const) {
+        const sticky = await ctx.client('client', mode, 'fd00:96::20', mode === 'tcp' ? 80 : 53, 20);
+        assert.equal(sticky.failures, 0, JSON.stringify(sticky.errors));
+        assert.equal(Object.keys(sticky.answers).length, 1, `${mode} with ClientIP affinity went to ${JSON.stringify(sticky.answers)}`);
+      }
+      assertAnsweredBy(await ctx.hostClient('tcp', VIP6, 80, 40), ['web-1', 'web-2', 'web-4'], 'TCP from the node itself to the IPv6 cluster IP');
     },
   },
 ];
