@@ -2,7 +2,8 @@
 // whose capability the backend lacks is skipped visibly, with the reason
 // src/backends/capabilities.ts gives; nothing else is ever skipped.
 import { describe, it } from 'node:test';
-import { unsupportedReason } from '../../src/backends/capabilities.js';
+import { type Capability, unsupportedReason } from '../../src/backends/capabilities.js';
+import type { IPFamily } from '../../src/model/contract.js';
 import { withContext } from './context.js';
 import { type Scenario, scenarios as coreScenarios } from './scenarios.js';
 import { serviceApiScenarios } from './service-api-scenarios.js';
@@ -22,14 +23,19 @@ export function runConformance(variantName: string, subset?: readonly string[]):
   runScenarios(variantName, `conformance scenarios${subset ? ` (subset of ${chosen.length} of ${scenarios.length})` : ''}`, chosen);
 }
 
-/** Runs `chosen` against a variant, each in a fresh context, skipping visibly what the capability table marks unsupported. */
-export function runScenarios(variantName: string, title: string, chosen: readonly Scenario[]): void {
+/**
+ * Runs `chosen` against a variant, each in a fresh context, skipping visibly
+ * what the capability table marks unsupported; with `family` IPv6, IPv4 rows
+ * run over IPv6 (ipv6-twins.ts), which needs the ipv6 capability too.
+ */
+export function runScenarios(variantName: string, title: string, chosen: readonly Scenario[], family: IPFamily = 'IPv4'): void {
   const v = variant(variantName);
   describe(`${v.name}: ${title}`, () => {
     for (const scenario of chosen) {
-      const reasons = [...new Set(scenario.needs.map((c) => unsupportedReason(v.backend, c)).filter((r) => r !== undefined))];
+      const needs: readonly Capability[] = family === 'IPv6' ? [...scenario.needs, 'ipv6'] : scenario.needs;
+      const reasons = [...new Set(needs.map((c) => unsupportedReason(v.backend, c)).filter((r) => r !== undefined))];
       const skip = reasons.length > 0 ? `unsupported by ${v.backend} per src/backends/capabilities.ts: ${reasons.join('; ')}` : false;
-      it(scenario.name, { skip }, () => withContext(v, scenario.pods, (ctx) => scenario.run(ctx)));
+      it(scenario.name, { skip }, () => withContext(v, scenario.pods, (ctx) => scenario.run(ctx), family));
     }
   });
 }
