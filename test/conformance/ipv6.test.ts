@@ -3,7 +3,8 @@
 // Besides the IPv6 scenarios, core IPv4 rows whose addresses all have IPv6
 // twins (ipv6-twins.ts) run again over IPv6.
 import { ipv6Scenarios } from './ipv6-scenarios.js';
-import { scenarios } from './scenarios.js';
+import { scenarios as coreScenarios } from './scenarios.js';
+import { serviceApiScenarios } from './service-api-scenarios.js';
 import { runScenarios } from './suite.js';
 
 const OVER_IPV6 = [
@@ -12,7 +13,12 @@ const OVER_IPV6 = [
   'a TCP client that tried a cluster IP before its service was programmed gets through from the same source port once it is',
   'hairpin: a pod reaching its own service through itself gets its answers',
   'a held TCP connection survives a kube-lb restart',
+  'internalTrafficPolicy Local: pods reach only endpoints on their node; none there, no answer',
+  'terminating endpoints serve while nothing ready is left, and stop once one is ready',
+  'topology: trafficDistribution PreferClose keeps traffic in the zone',
+  'sessionAffinity ClientIP: one client keeps its endpoint',
 ];
+const scenarios = [...coreScenarios, ...serviceApiScenarios];
 const overIpv6 = scenarios.filter((s) => OVER_IPV6.includes(s.name));
 if (overIpv6.length !== OVER_IPV6.length) throw new Error(`no such conformance scenarios: ${OVER_IPV6.filter((n) => !scenarios.some((s) => s.name === n)).join('; ')}`);
 
