@@ -12,6 +12,7 @@ import { DEFAULT_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from './backends/ebpf
 import { XDP_MODES } from './backends/ebpf/attach.js';
 import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
 import { familiesOf } from './backends/capabilities.js';
+import { kernelHasIpv6, servedFamilies } from './backends/families.js';
 import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { clusterScheduler } from './backends/ipvs/schedulers.js';
 import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
@@ -232,7 +233,7 @@ function modelOptions(flags: Flags, backendName: BackendName, nodeName: string):
     // ebpf's socket programs serve them too, with nothing to enable.
     localhostNodePorts:
       (backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports'])) || backendName === 'ebpf',
-    families: familiesOf(backendName),
+    families: servedFamilies(backendName),
     // No EndpointSlice controller writes hints for manifests.
     deriveTopologyHints: flags.manifests !== undefined,
     serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
@@ -273,6 +274,9 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   const { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels } = await runSettings(flags, log);
   // "node", not "hostname": every line already carries the machine's hostname.
   log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'], localTraffic: describeLocalTraffic(startOptions.localTraffic) }, 'starting');
+  if (familiesOf(backendName).includes('IPv6') && !kernelHasIpv6()) {
+    log.warn({ backend: backendName }, 'this kernel has no IPv6 (booted with ipv6.disable=1?): IPv6 services are served as IPv4-only, as kube-proxy falls back to single-stack');
+  }
   // Listen first: a signal during start-up (a first sync can take seconds)
   // still ends in an orderly stop once start-up is done.
   const stopRequested = new Promise<void>((resolve) => {

@@ -26,7 +26,8 @@ import {
 } from './rules.js';
 import { type SavedTable, endpointCountersFromSave, parseSave, savedOf, tokenize, viewsFromSave } from './save.js';
 import { timeSlices } from '../../time-slices.js';
-import { familiesOf, protocolsOf } from '../capabilities.js';
+import { protocolsOf } from '../capabilities.js';
+import { servedFamilies } from '../families.js';
 
 export const IPTABLES_MODES = ['nft', 'legacy'] as const;
 export type IptablesMode = (typeof IPTABLES_MODES)[number];
@@ -76,7 +77,7 @@ export class IptablesBackend implements Backend {
 
   constructor(private readonly opts: IptablesOptions) {
     this.mark = masqueradeMark(opts.masqueradeBit);
-    this.families = familiesOf('iptables').map((family) => ({ options: { family, local: opts.localTraffic[family] }, written: null, rulesOf: new WeakMap() }));
+    this.families = servedFamilies('iptables').map((family) => ({ options: { family, local: opts.localTraffic[family] }, written: null, rulesOf: new WeakMap() }));
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {

@@ -12,7 +12,8 @@ import { type Listing, endpointCountersFromListing, parseListing, viewsFromListi
 import { AFFINITY_PREFIX, type PortRules, type RulesetOptions, TABLE, TABLE_FAMILIES, type TableFamily, fixedChains, isEmpty, portRules, renderTransaction } from './ruleset.js';
 import { type KernelObjects, type PortTable, fullTransaction, partialTransaction } from './transactions.js';
 import { timeSlices } from '../../time-slices.js';
-import { familiesOf, protocolsOf } from '../capabilities.js';
+import { protocolsOf } from '../capabilities.js';
+import { servedFamilies } from '../families.js';
 
 /** What one service port puts in the kernel, and what it means for stale UDP flows. */
 interface Translated {
@@ -46,7 +47,7 @@ export class NftablesBackend implements Backend {
 
   constructor(private readonly opts: NetfilterOptions) {
     const mark = masqueradeMark(opts.masqueradeBit);
-    this.tables = familiesOf('nftables').map((family) => ({
+    this.tables = servedFamilies('nftables').map((family) => ({
       fam: TABLE_FAMILIES[family],
       options: { family, localTraffic: opts.localTraffic[family] },
       fixed: fixedChains(TABLE_FAMILIES[family], mark, !opts.tcpBeLiberal),
