@@ -14,7 +14,7 @@ import { endpointSliceObject, serviceObject } from '../test/lib/manifests.js';
 import { NODES } from '../test/lib/sandbox.js';
 import { createTestPki, writeKubeconfig } from '../test/apiserver/pki.js';
 import { RemoteApiServer } from '../test/apiserver/remote.js';
-import { BenchNode, benchService, type Variant } from './bench-node.js';
+import { BenchNode, benchService, type Variant, withRoomFor } from './bench-node.js';
 
 const ENDPOINTS_EACH = 10;
 /** Objects per control call when loading the API server. */
@@ -80,7 +80,7 @@ function slice(i: number, endpoints: Parameters<typeof benchService>[2], generat
 }
 
 export async function apiServerScale(variant: Variant, services: number, progress: (msg: string) => void): Promise<ApiServerScale> {
-  const node = await BenchNode.create(variant, 2);
+  const node = await BenchNode.create(withRoomFor(variant, services, ENDPOINTS_EACH), 2);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-bench-api-'));
   let api: RemoteApiServer | undefined;
   try {

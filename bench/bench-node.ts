@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/net/ip.js';
-import { MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
+import { DEFAULT_MAP_SIZES, MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
 import { endpointSliceObject, type EndpointSpec, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
@@ -39,6 +39,17 @@ export interface Variant {
    * socket programs attach to (see BenchNode.cgroup).
    */
   podSockets?: boolean;
+}
+
+/**
+ * The variant with room in kube_lb_svc for `services` services of
+ * `endpointsEach` endpoints (an entry for each, plus one for its count) where
+ * the default --bpf-lb-map-max has too little: the next power of two.
+ */
+export function withRoomFor(variant: Variant, services: number, endpointsEach: number): Variant {
+  const entries = services * (1 + endpointsEach);
+  if (variant.backend !== 'ebpf' || entries <= DEFAULT_MAP_SIZES.lb) return variant;
+  return { ...variant, args: [...variant.args, `--bpf-lb-map-max=${2 ** Math.ceil(Math.log2(entries))}`] };
 }
 
 /**
