@@ -107,6 +107,11 @@ const serverIp = (i: number): string => `10.244.1.${i + 1}`;
 const TRAFFIC_CLIENT = path.join(compiledRoot, 'bench', 'traffic-client.js');
 /** The command operators run, with its Node flags: RSS is measured as shipped. */
 const KUBE_LB = path.join(compiledRoot, '..', 'bin', 'kube-lb');
+/**
+ * Node options for kube-lb alone, not the bench's other processes: how its
+ * profiles are taken (docs/benchmarks.md), e.g. "--cpu-prof --cpu-prof-dir=DIR".
+ */
+const KUBE_LB_NODE_OPTIONS = process.env.KUBE_LB_BENCH_NODE_OPTIONS;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 const FILE_SERVICES = 500;
 
@@ -297,12 +302,16 @@ export class BenchNode {
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
     const answeredAt = new Promise<number>((resolve, reject) =>
-      child.once('exit', () => {
+      child.once('exit', (code, signal) => {
+        // Killed (kube-lb failed to start and the sandbox went) or crashed: no line to read.
+        if (out === '') return reject(new Error(`${this.variant.name}: the traffic client polling ${target} ended without an answer (${signal ?? `exit code ${code}`})`));
         const at = (JSON.parse(out) as { answeredAt: number | null }).answeredAt;
         if (at === null) reject(new Error(`${this.variant.name}: ${target} was not answered by ${name} within ${timeoutMs} ms`));
         else resolve(at);
       }),
     );
+    // Unawaited when the step fails before it reads the answer.
+    answeredAt.catch(() => {});
     return { answeredAt };
   }
 
@@ -321,7 +330,7 @@ export class BenchNode {
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       `--bpf-pin-path=${this.sandbox.pinPath}`,
       `--cluster-cidr=${CLUSTER_CIDR}`,
-    ]);
+    ], KUBE_LB_NODE_OPTIONS === undefined ? process.env : { ...process.env, NODE_OPTIONS: KUBE_LB_NODE_OPTIONS });
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLb = child;
     await waitForLine(child, /"msg":"ready"/, readyTimeoutMs, `kube-lb ${this.variant.name}`);
