@@ -107,10 +107,7 @@ const serverIp = (i: number): string => `10.244.1.${i + 1}`;
 const TRAFFIC_CLIENT = path.join(compiledRoot, 'bench', 'traffic-client.js');
 /** The command operators run, with its Node flags: RSS is measured as shipped. */
 const KUBE_LB = path.join(compiledRoot, '..', 'bin', 'kube-lb');
-/**
- * Node options for kube-lb alone, not the bench's other processes: how its
- * profiles are taken (docs/benchmarks.md), e.g. "--cpu-prof --cpu-prof-dir=DIR".
- */
+/** Node options for kube-lb alone, not the bench's other processes: how its profiles are taken (bench/profile-preload.ts). */
 const KUBE_LB_NODE_OPTIONS = process.env.KUBE_LB_BENCH_NODE_OPTIONS;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 const FILE_SERVICES = 500;
