@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/net/ip.js';
-import { MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
+import { DEFAULT_MAP_SIZES, MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
 import { endpointSliceObject, type EndpointSpec, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
@@ -39,6 +39,17 @@ export interface Variant {
    * socket programs attach to (see BenchNode.cgroup).
    */
   podSockets?: boolean;
+}
+
+/**
+ * The variant with room in kube_lb_svc for `services` services of
+ * `endpointsEach` endpoints (an entry for each, plus one for its count) where
+ * the default --bpf-lb-map-max has too little: the next power of two.
+ */
+export function withRoomFor(variant: Variant, services: number, endpointsEach: number): Variant {
+  const entries = services * (1 + endpointsEach);
+  if (variant.backend !== 'ebpf' || entries <= DEFAULT_MAP_SIZES.lb) return variant;
+  return { ...variant, args: [...variant.args, `--bpf-lb-map-max=${2 ** Math.ceil(Math.log2(entries))}`] };
 }
 
 /**
@@ -96,6 +107,8 @@ const serverIp = (i: number): string => `10.244.1.${i + 1}`;
 const TRAFFIC_CLIENT = path.join(compiledRoot, 'bench', 'traffic-client.js');
 /** The command operators run, with its Node flags: RSS is measured as shipped. */
 const KUBE_LB = path.join(compiledRoot, '..', 'bin', 'kube-lb');
+/** Node options for kube-lb alone, not the bench's other processes: how its profiles are taken (bench/profile-preload.ts). */
+const KUBE_LB_NODE_OPTIONS = process.env.KUBE_LB_BENCH_NODE_OPTIONS;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 const FILE_SERVICES = 500;
 
@@ -286,12 +299,16 @@ export class BenchNode {
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
     const answeredAt = new Promise<number>((resolve, reject) =>
-      child.once('exit', () => {
+      child.once('exit', (code, signal) => {
+        // Killed (kube-lb failed to start and the sandbox went) or crashed: no line to read.
+        if (out === '') return reject(new Error(`${this.variant.name}: the traffic client polling ${target} ended without an answer (${signal ?? `exit code ${code}`})`));
         const at = (JSON.parse(out) as { answeredAt: number | null }).answeredAt;
         if (at === null) reject(new Error(`${this.variant.name}: ${target} was not answered by ${name} within ${timeoutMs} ms`));
         else resolve(at);
       }),
     );
+    // Unawaited when the step fails before it reads the answer.
+    answeredAt.catch(() => {});
     return { answeredAt };
   }
 
@@ -310,7 +327,7 @@ export class BenchNode {
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       `--bpf-pin-path=${this.sandbox.pinPath}`,
       `--cluster-cidr=${CLUSTER_CIDR}`,
-    ]);
+    ], KUBE_LB_NODE_OPTIONS === undefined ? process.env : { ...process.env, NODE_OPTIONS: KUBE_LB_NODE_OPTIONS });
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLb = child;
     await waitForLine(child, /"msg":"ready"/, readyTimeoutMs, `kube-lb ${this.variant.name}`);

@@ -72,7 +72,9 @@ export class RemoteApiServer implements ApiServerControl {
 
   private call(method: (typeof CONTROL_METHODS)[number], args: unknown[]): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: `/${method}` }, (res) => {
+      // A connection per call: a kept-alive one the server closes after 5 s idle (a loaded machine, a
+      // long batch being built) fails the next call's write with EPIPE.
+      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: `/${method}`, agent: false }, (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () => (res.statusCode === 200 ? resolve(body === '' ? undefined : JSON.parse(body)) : reject(new Error(`${method}: ${body}`))));
