@@ -16,8 +16,9 @@ export function loadFlood(): BpfObject {
 /**
  * Why this kernel cannot run the generator, or undefined where it can. It
  * sends with BPF_PROG_TEST_RUN's live frames (BPF_F_TEST_XDP_LIVE_FRAMES,
- * from kernel 5.18), a flag older kernels refuse (EINVAL). Probed with one
- * frame, which the program, not yet told where to send, drops.
+ * from kernel 5.18); older kernels refuse the call (EINVAL: see
+ * progTestRunLive). Probed with one frame, which the program, not yet told
+ * where to send, drops.
  */
 export function packetRateRefusal(): string | undefined {
   const object = loadFlood();

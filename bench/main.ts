@@ -251,8 +251,13 @@ for (let run = 1; run <= plan.runs; run++) {
   }
 }
 
+// The flags besides --quick and --vm, as the report quotes the command: make bench-vm takes them in BENCH_ARGS.
+const options = `${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`;
+const quick = values.quick ? ' --quick' : '';
 const files = await writeReport(values.out ?? 'bench/results', plan, variants, gaps, results, {
-  command: values.vm ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
+  command: values.vm
+    ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm${options ? ` BENCH_ARGS='${options.trim()}'` : ''} (test/vm/run bin/kube-lb bench --vm${quick}${options})`
+    : `kube-lb bench${quick}${options}`,
   startedAt: new Date(started),
   loadAtStart,
   durationS: (Date.now() - started) / 1000,
