@@ -18,9 +18,13 @@ import { parseArgs } from 'node:util';
 import { parseArgsUsageError } from '../src/flags.js';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
-import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, packetRateVariants, writeReport } from './report.js';
+import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type KernelGaps, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, XDP_VARIANT, packetRateVariants, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, noNodeReason, type Variant } from './bench-node.js';
 import { type ApiServerScale, apiServerScale, writeApiServerReport } from './apiserver-scale.js';
+import { packetRateRefusal } from './flood-program.js';
+import { native } from '../src/native/index.js';
+import { ebpfKernelRefusal } from '../src/backends/ebpf/netns.js';
+import { xdpRefusal } from '../src/backends/ebpf/kernel-features.js';
 
 const USAGE = `usage: kube-lb bench [--apiserver] [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
@@ -56,13 +60,34 @@ if (values.help) {
 
 const byDefault = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
 const known = [...byDefault, SOCKET_LB_VARIANT];
-const variants: Variant[] = values.variants
+const requested: Variant[] = values.variants
   ? values.variants.split(',').map((name) => {
       const v = known.find((h) => h.name === name);
       if (!v) usageError(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
       return v;
     })
   : byDefault;
+
+// What this kernel cannot run, with the reasons kube-lb itself refuses
+// with: those variants are left out, and the report says why.
+const lib = native();
+const ebpfRefusal = ebpfKernelRefusal(lib);
+const packetsRefusal = values.apiserver ? undefined : packetRateRefusal();
+const kernelRefusal = (v: Variant): string | undefined => (v.backend !== 'ebpf' ? undefined : (ebpfRefusal ?? (v === XDP_VARIANT ? xdpRefusal(lib) : undefined)));
+const gaps: KernelGaps = {
+  notRun: Object.fromEntries(
+    [...requested, ...(requested.some((v) => v.name === 'ebpf') ? [XDP_VARIANT] : [])].flatMap((v) => {
+      const why = kernelRefusal(v);
+      return why === undefined ? [] : [[v.name, why]];
+    }),
+  ),
+  notMeasured: {
+    // The per-packet cost is the ebpf programs'.
+    ...(ebpfRefusal !== undefined && { 'per-packet': ebpfRefusal }),
+    ...(packetsRefusal !== undefined && { pps: packetsRefusal }),
+  },
+};
+const variants = requested.filter((v) => gaps.notRun[v.name] === undefined);
 
 const modePlan: BenchPlan = values.quick
   ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }
@@ -108,12 +133,13 @@ const plan: BenchPlan = {
     }),
   }),
 };
-const runs = (section: Section): boolean => plan.sections.includes(section);
+const runs = (section: Section): boolean => plan.sections.includes(section) && gaps.notMeasured[section] === undefined;
 
 // Direct from outside is the NodePorts' baseline, direct from the node the
 // host process's: each measured only when some backend's connections are.
 const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
 const nodeVariants = variants.filter((v) => noNodeReason(v) === undefined);
+const ppsVariants = packetRateVariants(nodePortVariants).filter((v) => gaps.notRun[v.name] === undefined);
 const directEntries: Entry[] = [
   'cluster-ip',
   ...(nodePortVariants.length > 0 ? ['nodeport' as const] : []),
@@ -143,7 +169,7 @@ const stepsPerRun =
   (runs('conn') ? plan.serviceCounts.length * (directEntries.length + variants.reduce((n, v) => n + connMeasurements(v).length, 0)) : 0) +
   (runs('control-plane') ? controlPlaneRuns : 0) +
   (runs('throughput') ? variants.length + 1 : 0) +
-  (runs('pps') ? packetRateVariants(nodePortVariants).length : 0);
+  (runs('pps') ? ppsVariants.length : 0);
 const steps = plan.runs * stepsPerRun;
 let step = 0;
 const progress = (msg: string): void => {
@@ -191,7 +217,8 @@ async function attempt<T>(what: string, variant: string, fn: () => Promise<T>): 
   }
 }
 
-progress(`kube-lb bench, ${plan.mode} mode (${plan.sections.join(', ')}): ${variants.map((v) => v.name).join(', ')} and direct`);
+progress(`kube-lb bench, ${plan.mode} mode (${plan.sections.filter(runs).join(', ')}): ${variants.map((v) => v.name).join(', ')} and direct`);
+for (const [name, why] of [...Object.entries(gaps.notRun), ...Object.entries(gaps.notMeasured)]) if (why !== undefined) progress(`not run on this kernel: ${name}: ${why}`);
 if (runs('per-packet')) results.perPacket = measurePerPacket(plan.perPacketCounts, plan.perPacketSamples, progress);
 
 for (let run = 1; run <= plan.runs; run++) {
@@ -218,14 +245,19 @@ for (let run = 1; run <= plan.runs; run++) {
     if (t) results.throughput.push({ variant: variant.name, run, ...t });
   }
   // Only the backends that serve NodePorts: the packets go to one.
-  for (const variant of runs('pps') ? packetRateVariants(nodePortVariants) : []) {
+  for (const variant of runs('pps') ? ppsVariants : []) {
     const p = await attempt(`packet rate ${variant.name}, run ${run}`, variant.name, () => packetRate(variant, plan.packetSeconds));
     if (p) results.packetRate.push({ variant: variant.name, run, ...p });
   }
 }
 
-const files = await writeReport(values.out ?? 'bench/results', plan, variants, results, {
-  command: values.vm ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
+// The flags besides --quick and --vm, as the report quotes the command: make bench-vm takes them in BENCH_ARGS.
+const options = `${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`;
+const quick = values.quick ? ' --quick' : '';
+const files = await writeReport(values.out ?? 'bench/results', plan, variants, gaps, results, {
+  command: values.vm
+    ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm${options ? ` BENCH_ARGS='${options.trim()}'` : ''} (test/vm/run bin/kube-lb bench --vm${quick}${options})`
+    : `kube-lb bench${quick}${options}`,
   startedAt: new Date(started),
   loadAtStart,
   durationS: (Date.now() - started) / 1000,

@@ -136,7 +136,7 @@ export interface NativeAddon {
 
   /** ctxIn: the program's context to start from (for XDP, a struct xdp_md), else the kernel's default. */
   progTestRun(progFd: number, data: Buffer, repeat: number, ctxIn?: Buffer): TestRunResult;
-  /** Runs an XDP program on repeat copies of frame as received (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends leaves. */
+  /** Runs an XDP program on repeat copies of frame as received (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends leaves. EINVAL on a kernel without live frames (before 5.18). */
   progTestRunLive(progFd: number, frame: Buffer, repeat: number): void;
 
   /**

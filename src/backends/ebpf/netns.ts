@@ -28,6 +28,20 @@ function netnsCookie(lib: NativeAddon): bigint {
   }
 }
 
+/**
+ * Why the ebpf backend cannot run on this kernel, as `kube-lb run` refuses
+ * with it, or undefined where it can (the benchmark leaves ebpf out with it).
+ */
+export function ebpfKernelRefusal(lib: NativeAddon): string | undefined {
+  try {
+    netnsCookie(lib);
+    return undefined;
+  } catch (err) {
+    if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOPROTOOPT') throw err;
+    return (err as Error).message;
+  }
+}
+
 export function sameNetns(a: Netns, b: Netns): boolean {
   return a.cookie === b.cookie;
 }
