@@ -12,7 +12,7 @@ import { DEFAULT_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from './backends/ebpf
 import { XDP_MODES } from './backends/ebpf/attach.js';
 import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
 import { familiesOf } from './backends/capabilities.js';
-import { kernelHasIpv6, servedFamilies } from './backends/families.js';
+import { servedFamilies } from './backends/families.js';
 import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { clusterScheduler } from './backends/ipvs/schedulers.js';
 import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
@@ -274,7 +274,7 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   const { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels } = await runSettings(flags, log);
   // "node", not "hostname": every line already carries the machine's hostname.
   log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'], localTraffic: describeLocalTraffic(startOptions.localTraffic) }, 'starting');
-  if (familiesOf(backendName).includes('IPv6') && !kernelHasIpv6()) {
+  if (servedFamilies(backendName).length < familiesOf(backendName).length) {
     log.warn({ backend: backendName }, 'this kernel has no IPv6 (booted with ipv6.disable=1?): IPv6 services are served as IPv4-only, as kube-proxy falls back to single-stack');
   }
   // Listen first: a signal during start-up (a first sync can take seconds)

@@ -8,7 +8,7 @@ import type { IPFamily } from '../model/contract.js';
 import type { BackendName } from './registry.js';
 import { familiesOf } from './capabilities.js';
 
-export function kernelHasIpv6(): boolean {
+function kernelHasIpv6(): boolean {
   return fs.existsSync('/proc/net/if_inet6');
 }
 

@@ -3,9 +3,7 @@
 // Besides the IPv6 scenarios, core IPv4 rows whose addresses all have IPv6
 // twins (ipv6-twins.ts) run again over IPv6.
 import { ipv6Scenarios } from './ipv6-scenarios.js';
-import { scenarios as coreScenarios } from './scenarios.js';
-import { serviceApiScenarios } from './service-api-scenarios.js';
-import { runScenarios } from './suite.js';
+import { runConformance, runScenarios } from './suite.js';
 
 const OVER_IPV6 = [
   'TCP and UDP on several ports spread over ready endpoints only',
@@ -18,11 +16,7 @@ const OVER_IPV6 = [
   'topology: trafficDistribution PreferClose keeps traffic in the zone',
   'sessionAffinity ClientIP: one client keeps its endpoint',
 ];
-const scenarios = [...coreScenarios, ...serviceApiScenarios];
-const overIpv6 = scenarios.filter((s) => OVER_IPV6.includes(s.name));
-if (overIpv6.length !== OVER_IPV6.length) throw new Error(`no such conformance scenarios: ${OVER_IPV6.filter((n) => !scenarios.some((s) => s.name === n)).join('; ')}`);
-
 for (const variant of ['nftables', 'iptables-nft', 'iptables-legacy', 'ebpf']) {
   runScenarios(variant, 'IPv6 scenarios', ipv6Scenarios);
-  runScenarios(variant, 'IPv4 rows over IPv6', overIpv6, 'IPv6');
+  runConformance(variant, OVER_IPV6, 'IPv6');
 }

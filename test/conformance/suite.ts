@@ -14,13 +14,14 @@ import { variant } from './variants.js';
 /**
  * `subset`, when given, names the scenarios to run (the VM's kernel matrix
  * runs a subset); it must name existing scenarios, and the suite's title
- * says it is a subset.
+ * says it is a subset. With `family` IPv6 they run over IPv6 (runScenarios).
  */
-export function runConformance(variantName: string, subset?: readonly string[]): void {
+export function runConformance(variantName: string, subset?: readonly string[], family: IPFamily = 'IPv4'): void {
   const unknown = subset?.filter((name) => !scenarios.some((s) => s.name === name)) ?? [];
   if (unknown.length > 0) throw new Error(`no such conformance scenarios: ${unknown.join('; ')}`);
   const chosen = subset ? scenarios.filter((s) => subset.includes(s.name)) : scenarios;
-  runScenarios(variantName, `conformance scenarios${subset ? ` (subset of ${chosen.length} of ${scenarios.length})` : ''}`, chosen);
+  const title = `conformance scenarios${family === 'IPv6' ? ' over IPv6' : ''}${subset ? ` (subset of ${chosen.length} of ${scenarios.length})` : ''}`;
+  runScenarios(variantName, title, chosen, family);
 }
 
 /**
