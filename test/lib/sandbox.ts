@@ -159,6 +159,35 @@ async function ip(...args: string[]): Promise<string> {
   return (await exec('ip', args)).stdout;
 }
 
+/**
+ * Runs ip commands, one per line, in one process, in namespace ns if given
+ * (`ip -n ns -batch -`): every spawn is costly, most of all under the test
+ * VM's emulation. It stops at the first failing command, unless force
+ * (which also ignores the failures).
+ */
+function ipBatch(ns: string | null, commands: string[][], opts: { force?: boolean } = {}): Promise<void> {
+  const args = [...(opts.force ? ['-force'] : []), ...(ns === null ? [] : ['-n', ns]), '-batch', '-'];
+  const script = commands.map((c) => c.join(' ')).join('\n') + '\n';
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('error', (e) => (opts.force ? resolve() : reject(e)));
+    child.once('exit', (code) => (code === 0 || opts.force ? resolve() : reject(new Error(`ip ${args.join(' ')} failed (${code}): ${err.trim()}\n${script}`))));
+    child.stdin.end(script);
+  });
+}
+
+/**
+ * A locally administered MAC for a veth end, from the pod's IPv4 address
+ * (unique in a sandbox), so pods and nodes can learn each other's without
+ * asking the kernel.
+ */
+function vethMac(podIp: string, end: 'pod' | 'host'): string {
+  const octets = podIp.split('.').map((o) => Number(o).toString(16).padStart(2, '0'));
+  return [end === 'pod' ? '02' : '06', '00', ...octets].join(':');
+}
+
 /** Waits for a child's first output line matching `pattern`, or fails after timeoutMs. */
 function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -213,6 +242,7 @@ export class NodeSandbox {
   private children = new Set<ChildProcess>();
   private tempDirs: string[] = [];
   private interfaces = 0;
+  private podBridgeMade = false;
 
   private constructor(readonly id: string) {
     this.nodeNs = `kl-${id}-node`;
@@ -243,40 +273,42 @@ export class NodeSandbox {
     const ns = this.externalNs;
     await ip('netns', 'add', ns);
     await this.inNamespace(ns, 'sysctl', '-qw', ...NO_DAD);
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    await ip('-n', ns, 'link', 'add', 'br0', 'type', 'bridge');
-    await ip('-n', ns, 'addr', 'add', `${ROUTER_IP}/${NODE_NETWORK_PREFIX}`, 'dev', 'br0');
-    await ip('-n', ns, 'link', 'set', 'br0', 'up');
+    await ipBatch(ns, [
+      ['link', 'set', 'lo', 'up'],
+      ['link', 'add', 'br0', 'type', 'bridge'],
+      ['addr', 'add', `${ROUTER_IP}/${NODE_NETWORK_PREFIX}`, 'dev', 'br0'],
+      ['link', 'set', 'br0', 'up'],
+      ['addr', 'add', `${ROUTER_IP6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'br0', 'nodad'],
+      ...EXTERNAL_CLIENT_IPS.map((addr) => ['addr', 'add', `${addr}/32`, 'dev', 'lo']),
+      ['addr', 'add', `${EXTERNAL_CLIENT_IP6}/128`, 'dev', 'lo'],
+      ...[EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE].map((range) => ['route', 'add', range, 'via', NODES['node-a'].ip]),
+    ]);
     await this.inNamespace(ns, 'ethtool', '-K', 'br0', 'tx', 'off');
-    await ip('-n', ns, '-6', 'addr', 'add', `${ROUTER_IP6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'br0', 'nodad');
-    for (const addr of EXTERNAL_CLIENT_IPS) await ip('-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo');
-    await ip('-n', ns, '-6', 'addr', 'add', `${EXTERNAL_CLIENT_IP6}/128`, 'dev', 'lo');
-    for (const range of [EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE]) await ip('-n', ns, 'route', 'add', range, 'via', NODES['node-a'].ip);
   }
 
   private async addNode(node: NodeInfo): Promise<void> {
     const ns = this.nodeNamespaces[node.name];
     await ip('netns', 'add', ns);
     await this.inNamespace(ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1', 'net.ipv6.conf.all.forwarding=1', ...NO_DAD);
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    await ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', node.name, 'netns', this.externalNs);
-    await ip('-n', this.externalNs, 'link', 'set', node.name, 'master', 'br0', 'up');
-    await this.inNamespace(ns, 'ethtool', '-K', 'eth0', 'tx', 'off');
-    await ip('-n', ns, 'addr', 'add', `${node.ip}/${NODE_NETWORK_PREFIX}`, 'dev', 'eth0');
-    await ip('-n', ns, '-6', 'addr', 'add', `${node.ip6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'eth0', 'nodad');
-    await ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    await ip('-n', this.externalNs, 'link', 'set', 'dev', node.name, 'xdpdrv', 'obj', XDP_PASS_OBJECT, 'sec', 'xdp');
-    await ip('-n', ns, 'route', 'add', 'default', 'via', ROUTER_IP);
-    await ip('-n', ns, '-6', 'route', 'add', 'default', 'via', ROUTER_IP6);
     const nodeA = NODES['node-a'];
     const nodeB = NODES['node-b'];
-    if (node === nodeA) {
-      await ip('-n', ns, 'route', 'add', nodeB.podCIDR, 'via', nodeB.ip);
-      await ip('-n', ns, '-6', 'route', 'add', nodeB.podCIDR6, 'via', nodeB.ip6);
-    } else {
-      await ip('-n', ns, 'route', 'add', CLUSTER_CIDR, 'via', nodeA.ip);
-      await ip('-n', ns, '-6', 'route', 'add', CLUSTER_CIDR6, 'via', nodeA.ip6);
-    }
+    const [otherPods, otherPods6, via, via6] = node === nodeA ? [nodeB.podCIDR, nodeB.podCIDR6, nodeB.ip, nodeB.ip6] : [CLUSTER_CIDR, CLUSTER_CIDR6, nodeA.ip, nodeA.ip6];
+    await ipBatch(ns, [
+      ['link', 'set', 'lo', 'up'],
+      ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', node.name, 'netns', this.externalNs],
+      ['addr', 'add', `${node.ip}/${NODE_NETWORK_PREFIX}`, 'dev', 'eth0'],
+      ['addr', 'add', `${node.ip6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'eth0', 'nodad'],
+      ['link', 'set', 'eth0', 'up'],
+      ['route', 'add', 'default', 'via', ROUTER_IP],
+      ['route', 'add', '::/0', 'via', ROUTER_IP6],
+      ['route', 'add', otherPods, 'via', via],
+      ['route', 'add', otherPods6, 'via', via6],
+    ]);
+    await ipBatch(this.externalNs, [
+      ['link', 'set', node.name, 'master', 'br0', 'up'],
+      ['link', 'set', 'dev', node.name, 'xdpdrv', 'obj', XDP_PASS_OBJECT, 'sec', 'xdp'],
+    ]);
+    await this.inNamespace(ns, 'ethtool', '-K', 'eth0', 'tx', 'off');
   }
 
   /** Runs a command in node-a's network namespace. */
@@ -309,53 +341,62 @@ export class NodeSandbox {
     const nodeNs = this.nodeNamespaces[node];
     const hostIf = bridge ? `kl${this.id}b${this.interfaces++}` : `${this.interfacePrefix}${this.interfaces++}`;
     const pod: Pod = { name, ip: podIp, ip6: bridge ? null : podIpv6(podIp), node, ns: `kl-${this.id}-${name}`, hostIf };
+    const [podMac, hostMac] = [vethMac(podIp, 'pod'), vethMac(podIp, 'host')];
     await ip('netns', 'add', pod.ns);
-    await ip('-n', nodeNs, 'link', 'add', pod.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
+    this.pods.set(name, pod);
+    const addVeth = ['link', 'add', pod.hostIf, 'address', hostMac, 'type', 'veth', 'peer', 'name', 'eth0', 'address', podMac, 'netns', pod.ns];
     if (bridge) {
-      await this.addBridgedPod(pod);
+      await this.addBridgedPod(pod, addVeth);
       return pod;
     }
+    const podIp6 = pod.ip6!;
+    await ipBatch(nodeNs, [
+      addVeth,
+      ['link', 'set', pod.hostIf, 'up'],
+      ['route', 'add', `${podIp}/32`, 'dev', pod.hostIf],
+      ['route', 'add', `${podIp6}/128`, 'dev', pod.hostIf],
+      ['neigh', 'replace', podIp6, 'lladdr', podMac, 'dev', pod.hostIf, 'nud', 'permanent'],
+    ]);
     await this.inNamespace(nodeNs, 'sysctl', '-qw', `net.ipv4.conf.${pod.hostIf}.proxy_arp=1`, `net.ipv4.conf.${pod.hostIf}.rp_filter=1`);
-    await ip('-n', nodeNs, 'link', 'set', pod.hostIf, 'up');
-    await ip('-n', nodeNs, 'route', 'add', `${podIp}/32`, 'dev', pod.hostIf);
-    const hostMac = (JSON.parse(await ip('-n', nodeNs, '-j', 'link', 'show', pod.hostIf)) as { address: string }[])[0]!.address;
-    await ip('-n', pod.ns, 'link', 'set', 'lo', 'up');
-    await ip('-n', pod.ns, 'addr', 'add', `${podIp}/32`, 'dev', 'eth0');
-    await ip('-n', pod.ns, 'link', 'set', 'eth0', 'up');
-    await ip('-n', pod.ns, 'route', 'add', POD_GATEWAY, 'dev', 'eth0', 'scope', 'link');
-    await ip('-n', pod.ns, 'route', 'add', 'default', 'via', POD_GATEWAY, 'dev', 'eth0');
-    // The node namespace has no route to the gateway address for proxy ARP
-    // to answer from, so pods learn the gateway's MAC statically.
-    await ip('-n', pod.ns, 'neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
-    await this.addPodIpv6(pod, nodeNs, hostMac);
-    this.pods.set(name, pod);
+    // The node namespace has no route to the gateway addresses for proxy ARP
+    // to answer from, so pods learn the gateway's MAC statically; the node
+    // learns the pod's IPv6 neighbor the same way.
+    await ipBatch(pod.ns, [
+      ['link', 'set', 'lo', 'up'],
+      ['addr', 'add', `${podIp}/32`, 'dev', 'eth0'],
+      ['addr', 'add', `${podIp6}/128`, 'dev', 'eth0', 'nodad'],
+      ['link', 'set', 'eth0', 'up'],
+      ['route', 'add', POD_GATEWAY, 'dev', 'eth0', 'scope', 'link'],
+      ['route', 'add', 'default', 'via', POD_GATEWAY, 'dev', 'eth0'],
+      ['route', 'add', '::/0', 'via', POD_GATEWAY6, 'dev', 'eth0'],
+      ['neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent'],
+      ['neigh', 'replace', POD_GATEWAY6, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent'],
+    ]);
     return pod;
   }
 
-  /** The pod's IPv6 address, its route on the node, and both ends' neighbors, written statically. */
-  private async addPodIpv6(pod: Pod, nodeNs: string, hostMac: string): Promise<void> {
-    const podIp6 = pod.ip6!;
-    await ip('-n', pod.ns, '-6', 'addr', 'add', `${podIp6}/128`, 'dev', 'eth0', 'nodad');
-    await ip('-n', pod.ns, '-6', 'route', 'add', 'default', 'via', POD_GATEWAY6, 'dev', 'eth0');
-    await ip('-n', pod.ns, '-6', 'neigh', 'replace', POD_GATEWAY6, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
-    const podMac = (JSON.parse(await ip('-n', pod.ns, '-j', 'link', 'show', 'eth0')) as { address: string }[])[0]!.address;
-    await ip('-n', nodeNs, '-6', 'route', 'add', `${podIp6}/128`, 'dev', pod.hostIf);
-    await ip('-n', nodeNs, '-6', 'neigh', 'replace', podIp6, 'lladdr', podMac, 'dev', pod.hostIf, 'nud', 'permanent');
-  }
-
-  private async addBridgedPod(pod: Pod): Promise<void> {
+  /** Puts a pod on node-a's pod bridge, adding its veth with addVeth. */
+  private async addBridgedPod(pod: Pod, addVeth: string[]): Promise<void> {
     const prefix = POD_BRIDGE_CIDR.split('/')[1]!;
-    if (!(await ip('-n', this.nodeNs, 'link', 'show')).includes(`: ${this.podBridge}:`)) {
-      await ip('-n', this.nodeNs, 'link', 'add', this.podBridge, 'type', 'bridge');
-      await ip('-n', this.nodeNs, 'addr', 'add', `${POD_BRIDGE_GATEWAY}/${prefix}`, 'dev', this.podBridge);
-      await ip('-n', this.nodeNs, 'link', 'set', this.podBridge, 'up');
-    }
-    await ip('-n', this.nodeNs, 'link', 'set', pod.hostIf, 'master', this.podBridge, 'up');
-    await ip('-n', pod.ns, 'link', 'set', 'lo', 'up');
-    await ip('-n', pod.ns, 'addr', 'add', `${pod.ip}/${prefix}`, 'dev', 'eth0');
-    await ip('-n', pod.ns, 'link', 'set', 'eth0', 'up');
-    await ip('-n', pod.ns, 'route', 'add', 'default', 'via', POD_BRIDGE_GATEWAY, 'dev', 'eth0');
-    this.pods.set(pod.name, pod);
+    const bridgeMissing = !this.podBridgeMade;
+    this.podBridgeMade = true;
+    await ipBatch(this.nodeNs, [
+      ...(bridgeMissing
+        ? [
+            ['link', 'add', this.podBridge, 'type', 'bridge'],
+            ['addr', 'add', `${POD_BRIDGE_GATEWAY}/${prefix}`, 'dev', this.podBridge],
+            ['link', 'set', this.podBridge, 'up'],
+          ]
+        : []),
+      addVeth,
+      ['link', 'set', pod.hostIf, 'master', this.podBridge, 'up'],
+    ]);
+    await ipBatch(pod.ns, [
+      ['link', 'set', 'lo', 'up'],
+      ['addr', 'add', `${pod.ip}/${prefix}`, 'dev', 'eth0'],
+      ['link', 'set', 'eth0', 'up'],
+      ['route', 'add', 'default', 'via', POD_BRIDGE_GATEWAY, 'dev', 'eth0'],
+    ]);
   }
 
   async removePod(name: string): Promise<void> {
@@ -533,8 +574,8 @@ export class NodeSandbox {
           }),
       ),
     );
-    for (const pod of this.pods.values()) await ip('netns', 'del', pod.ns).catch(() => undefined);
-    for (const ns of [...Object.values(this.nodeNamespaces), this.externalNs]) await ip('netns', 'del', ns).catch(() => undefined);
+    const namespaces = [...[...this.pods.values()].map((pod) => pod.ns), ...Object.values(this.nodeNamespaces), this.externalNs];
+    await ipBatch(null, namespaces.map((ns) => ['netns', 'del', ns]), { force: true });
     for (const dir of this.tempDirs) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
