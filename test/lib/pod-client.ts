@@ -15,22 +15,49 @@
 //   --source-port=N  tcp: bind this source port (connections in turn reuse it)
 //   --report-source  tcp and udp: ask each server which client address it
 //                    saw; results then carry seenFrom (server, address, count)
+//   node pod-client.js serve   runs requests as they come, concurrently: one
+//                    JSON line each on stdin, {"id": N, "args": [MODE, IP, ...]},
+//                    answered by {"id": N, "result": ...} or {"id": N, "error": "..."}.
+//                    The sandbox keeps one per place, as starting Node costs
+//                    more than most requests, many times more under emulation.
 import net from 'node:net';
 import dgram from 'node:dgram';
+import readline from 'node:readline';
 import { firstLine } from './first-line.js';
 import { slow } from './slowdown.js';
 
-const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-const options = process.argv.slice(2).filter((a) => a.startsWith('--'));
-const [mode, ip, portArg, countArg] = positional;
-const port = Number(portArg);
-const count = Number(countArg);
 // Scaled with the machine: under emulation a connection takes many times longer.
 const TIMEOUT_MS = slow(1000);
-const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
-const sourcePort = Number(options.find((o) => o.startsWith('--source-port='))?.slice('--source-port='.length) ?? 0);
-const reportSource = options.includes('--report-source');
-const unknownOptions = options.filter((o) => !o.startsWith('--source=') && !o.startsWith('--source-port=') && o !== '--report-source');
+const USAGE = 'usage: pod-client tcp|udp|hold|udp-hold|udp-connected IP PORT COUNT [--source=IP] [--source-port=N] [--report-source], or pod-client serve';
+
+/** One client run, from its arguments. */
+interface Request {
+  mode: string;
+  /** The target, or targets in turn (tcp and udp). */
+  ip: string;
+  port: number;
+  /** Connections or datagrams (tcp, udp), or milliseconds (the others). */
+  count: number;
+  source?: string;
+  sourcePort: number;
+  reportSource: boolean;
+}
+
+function parseRequest(args: string[]): Request {
+  const positional = args.filter((a) => !a.startsWith('--'));
+  const options = args.filter((a) => a.startsWith('--'));
+  const [mode, ip, portArg, countArg] = positional;
+  const port = Number(portArg);
+  const count = Number(countArg);
+  const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
+  const sourcePort = Number(options.find((o) => o.startsWith('--source-port='))?.slice('--source-port='.length) ?? 0);
+  const reportSource = options.includes('--report-source');
+  const unknownOptions = options.filter((o) => !o.startsWith('--source=') && !o.startsWith('--source-port=') && o !== '--report-source');
+  if (!mode || !(mode in RUN) || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error(`${args.join(' ')}: ${USAGE}`);
+  if (unknownOptions.length > 0) throw new Error(`unknown options ${unknownOptions.join(' ')}; ${USAGE}`);
+  if (reportSource && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source works with tcp and udp only; ${USAGE}`);
+  return { mode, ip, port, count, ...(source !== undefined && { source }), sourcePort, reportSource };
+}
 
 interface Result {
   answers: Record<string, number>;
@@ -48,8 +75,8 @@ function note(result: Result, who: string | null, err?: string): void {
 }
 
 /** Counts one answer: a bare name, or with --report-source "name address". */
-function noteAnswer(result: Result, answer: string): void {
-  if (!reportSource) return note(result, answer);
+function noteAnswer(req: Request, result: Result, answer: string): void {
+  if (!req.reportSource) return note(result, answer);
   const [who, from] = answer.split(' ');
   if (!who || !from) return note(result, null, `not a "name address" answer: ${JSON.stringify(answer)}`);
   note(result, who);
@@ -58,12 +85,10 @@ function noteAnswer(result: Result, answer: string): void {
   bySource[from] = (bySource[from] ?? 0) + 1;
 }
 
-const udpRequest = reportSource ? 'source' : 'who';
-
 /** With --report-source: the greeting, then the answer to a "source" line. */
-function tcpSourceOnce(address: string): Promise<string> {
+function tcpSourceOnce(req: Request, address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: address, port, timeout: TIMEOUT_MS, ...(source && { localAddress: source }), ...(sourcePort && { localPort: sourcePort }) });
+    const sock = net.connect({ host: address, port: req.port, timeout: TIMEOUT_MS, ...(req.source && { localAddress: req.source }), ...(req.sourcePort && { localPort: req.sourcePort }) });
     let buffered = '';
     const fail = (err: Error): void => {
       sock.destroy();
@@ -83,18 +108,19 @@ function tcpSourceOnce(address: string): Promise<string> {
   });
 }
 
-const tcpOnce = (address: string): Promise<string> => (reportSource ? tcpSourceOnce(address) : firstLine(address, port, TIMEOUT_MS, { ...(source && { localAddress: source }), ...(sourcePort && { localPort: sourcePort }) }));
+const tcpOnce = (req: Request, address: string): Promise<string> =>
+  req.reportSource ? tcpSourceOnce(req, address) : firstLine(address, req.port, TIMEOUT_MS, { ...(req.source && { localAddress: req.source }), ...(req.sourcePort && { localPort: req.sourcePort }) });
 
 /** A UDP socket of the family of `address`, the target. */
-function udpSocket(address: string): dgram.Socket {
+function udpSocket(req: Request, address: string): dgram.Socket {
   const sock = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
-  if (source) sock.bind({ address: source });
+  if (req.source) sock.bind({ address: req.source });
   return sock;
 }
 
-function udpOnce(address: string): Promise<string> {
+function udpOnce(req: Request, address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = udpSocket(address);
+    const sock = udpSocket(req, address);
     const timer = setTimeout(() => {
       sock.close();
       reject(new Error('timeout'));
@@ -113,7 +139,7 @@ function udpOnce(address: string): Promise<string> {
     // Connected, so that an ICMP port unreachable fails it at once
     // (ECONNREFUSED). A connect that fails (a socket-level load balancer
     // refusing) comes to the callback, not as an 'error' event.
-    sock.connect(port, address, ((err?: Error) => (err ? fail(err) : sock.send(udpRequest))) as () => void);
+    sock.connect(req.port, address, ((err?: Error) => (err ? fail(err) : sock.send(req.reportSource ? 'source' : 'who'))) as () => void);
   });
 }
 
@@ -121,13 +147,13 @@ function udpOnce(address: string): Promise<string> {
 // can share a source port, and two flows from one client port to two
 // services that land on one endpoint are a datapath question of their own
 // (a conformance row of its own), not what a sweep checks.
-async function repeat(once: (address: string) => Promise<string>): Promise<Result> {
+async function repeat(req: Request, once: (req: Request, address: string) => Promise<string>): Promise<Result> {
   const result: Result = { answers: {}, failures: 0, errors: [] };
-  const addresses = ip!.split(',');
+  const addresses = req.ip.split(',');
   for (const address of addresses) {
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < req.count; i++) {
       try {
-        noteAnswer(result, await once(address));
+        noteAnswer(req, result, await once(req, address));
       } catch (err) {
         note(result, null, addresses.length > 1 ? `${address}: ${(err as Error).message}` : (err as Error).message);
       }
@@ -137,10 +163,10 @@ async function repeat(once: (address: string) => Promise<string>): Promise<Resul
 }
 
 /** Holds one connection for `count` ms, sending a line every 50 ms; every answer must come back. */
-function hold(): Promise<Result & { sent: number }> {
+function hold(req: Request): Promise<Result & { sent: number }> {
   return new Promise((resolve) => {
     const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0 };
-    const sock = net.connect({ host: ip!, port, ...(source && { localAddress: source }) });
+    const sock = net.connect({ host: req.ip, port: req.port, ...(req.source && { localAddress: req.source }) });
     let buffered = '';
     let interval: NodeJS.Timeout | undefined;
     const finish = (err?: string): void => {
@@ -166,7 +192,7 @@ function hold(): Promise<Result & { sent: number }> {
         clearInterval(interval);
         // Let the last answers arrive.
         setTimeout(() => finish(), 300);
-      }, count);
+      }, req.count);
     });
   });
 }
@@ -181,7 +207,7 @@ interface HeldUdp extends Result {
  * the last answers had time to arrive, counts those that never came as
  * failures and calls end.
  */
-function sendForCount(result: HeldUdp, send: () => void, end: () => void): void {
+function sendForCount(req: Request, result: HeldUdp, send: () => void, end: () => void): void {
   const interval = setInterval(() => {
     send();
     result.sent++;
@@ -192,7 +218,7 @@ function sendForCount(result: HeldUdp, send: () => void, end: () => void): void 
       result.failures += result.sent - result.order.length;
       end();
     }, 300);
-  }, count);
+  }, req.count);
 }
 
 /** Notes an answer of a held UDP flow, in order. */
@@ -202,15 +228,16 @@ function noteInOrder(result: HeldUdp, msg: Buffer): void {
 }
 
 /** Keeps one UDP flow (one source port) for `count` ms, as a long-lived UDP client does. */
-function udpHold(): Promise<HeldUdp> {
+function udpHold(req: Request): Promise<HeldUdp> {
   return new Promise((resolve) => {
     const result: HeldUdp = { answers: {}, failures: 0, errors: [], sent: 0, order: [] };
-    const sock = udpSocket(ip!);
+    const sock = udpSocket(req, req.ip);
     sock.on('message', (msg) => noteInOrder(result, msg));
     sock.on('error', (err) => note(result, null, err.message));
     sendForCount(
+      req,
       result,
-      () => sock.send('who', port, ip!),
+      () => sock.send('who', req.port, req.ip),
       () => {
         sock.close();
         resolve(result);
@@ -220,12 +247,12 @@ function udpHold(): Promise<HeldUdp> {
 }
 
 /** Keeps a connected UDP socket for `count` ms; when the kernel ends it (ECONNABORTED), connects a new one. */
-function udpConnected(): Promise<HeldUdp & { reconnects: number }> {
+function udpConnected(req: Request): Promise<HeldUdp & { reconnects: number }> {
   return new Promise((resolve) => {
     const result = { answers: {}, failures: 0, errors: [] as string[], sent: 0, order: [] as string[], reconnects: -1 };
     let sock: dgram.Socket | null = null;
     const connect = (): void => {
-      const next = udpSocket(ip!);
+      const next = udpSocket(req, req.ip);
       next.on('message', (msg) => noteInOrder(result, msg));
       next.on('error', (err) => {
         if (next !== sock) return;
@@ -234,11 +261,12 @@ function udpConnected(): Promise<HeldUdp & { reconnects: number }> {
         next.close();
         connect();
       });
-      next.connect(port, ip!, () => (sock = next));
+      next.connect(req.port, req.ip, () => (sock = next));
       result.reconnects++;
     };
     connect();
     sendForCount(
+      req,
       result,
       () => {
         // Between a socket the kernel ended and the next one's connect, the datagram is lost.
@@ -256,11 +284,30 @@ function udpConnected(): Promise<HeldUdp & { reconnects: number }> {
   });
 }
 
-const run = { tcp: () => repeat(tcpOnce), udp: () => repeat(udpOnce), hold, 'udp-hold': udpHold, 'udp-connected': udpConnected }[
-  mode as 'tcp' | 'udp' | 'hold' | 'udp-hold' | 'udp-connected'
-];
-const usage = 'usage: pod-client tcp|udp|hold|udp-hold|udp-connected IP PORT COUNT [--source=IP] [--report-source]';
-if (!run || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error(usage);
-if (unknownOptions.length > 0) throw new Error(`unknown options ${unknownOptions.join(' ')}; ${usage}`);
-if (reportSource && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source works with tcp and udp only; ${usage}`);
-process.stdout.write(JSON.stringify(await run()) + '\n');
+const RUN: Record<string, (req: Request) => Promise<Result>> = {
+  tcp: (req) => repeat(req, tcpOnce),
+  udp: (req) => repeat(req, udpOnce),
+  hold,
+  'udp-hold': udpHold,
+  'udp-connected': udpConnected,
+};
+
+const run = async (args: string[]): Promise<Result> => {
+  const req = parseRequest(args);
+  return RUN[req.mode]!(req);
+};
+
+/** serve: requests in, results out, as they finish. */
+function serve(): void {
+  const answer = (reply: object): boolean => process.stdout.write(JSON.stringify(reply) + '\n');
+  readline.createInterface({ input: process.stdin }).on('line', (line) => {
+    const { id, args } = JSON.parse(line) as { id: number; args: string[] };
+    run(args).then(
+      (result) => answer({ id, result }),
+      (err: Error) => answer({ id, error: err.message }),
+    );
+  });
+}
+
+if (process.argv[2] === 'serve') serve();
+else process.stdout.write(JSON.stringify(await run(process.argv.slice(2))) + '\n');

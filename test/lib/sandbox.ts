@@ -51,8 +51,10 @@ import { testLibDir } from './paths.js';
 import { requireCommand, requireRoot } from './preconditions.js';
 import { slow } from './slowdown.js';
 import { inCgroup } from './test-cgroup.js';
+import { ClientAgent } from './client-agent.js';
 
 const exec = promisify(execFile);
+const POD_CLIENT = path.join(testLibDir, 'pod-client.js');
 const POD_GATEWAY = '169.254.1.1';
 const NODE_NETWORK_PREFIX = 24;
 const ROUTER_IP = '172.18.0.1';
@@ -243,6 +245,8 @@ export class NodeSandbox {
   private tempDirs: string[] = [];
   private interfaces = 0;
   private podBridgeMade = false;
+  /** By namespace: see clientAgent. */
+  private clientAgents = new Map<string, ClientAgent>();
 
   private constructor(readonly id: string) {
     this.nodeNs = `kl-${id}-node`;
@@ -402,6 +406,9 @@ export class NodeSandbox {
   async removePod(name: string): Promise<void> {
     const pod = this.pods.get(name);
     if (!pod) throw new Error(`no pod ${name}`);
+    // Its client agent would keep the namespace alive under its name's next owner.
+    this.clientAgents.get(pod.ns)?.stop();
+    this.clientAgents.delete(pod.ns);
     await ip('netns', 'del', pod.ns);
     this.pods.delete(name);
   }
@@ -440,13 +447,26 @@ export class NodeSandbox {
   async clientAt(place: ClientPlace, mode: ClientMode, target: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
     const externalSource = isIPv6(target.split(',')[0]!) ? EXTERNAL_CLIENT_IP6 : EXTERNAL_CLIENT_IPS[0];
     const source = opts.source ?? (place === 'external' ? externalSource : undefined);
-    const args = [path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)];
+    const args = [mode, target, String(port), String(countOrMs)];
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
-    const { stdout } = await exec(...this.atPlace(place, process.execPath, args, opts.cgroup), { timeout: slow(120_000) });
+    if (opts.cgroup === undefined) return this.clientAgent(place).request<ClientResult>(args, slow(120_000));
+    const { stdout } = await exec(...this.atPlace(place, process.execPath, [POD_CLIENT, ...args], opts.cgroup), { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
   }
+
+  /** The place's client agent, started with its first client. */
+  private clientAgent(place: ClientPlace): ClientAgent {
+    const ns = this.namespaceOf(place);
+    let agent = this.clientAgents.get(ns);
+    if (agent?.alive) return agent;
+    const child = this.track(spawn(...this.atPlace(place, process.execPath, [POD_CLIENT, 'serve']), { stdio: ['pipe', 'pipe', 'pipe'] }));
+    agent = new ClientAgent(child, ns);
+    this.clientAgents.set(ns, agent);
+    return agent;
+  }
+
 
   /**
    * Starts Debian's nginx in a pod, serving on `port` a page that names the
