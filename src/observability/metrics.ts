@@ -1,10 +1,10 @@
 // The Prometheus metrics: kube-proxy's sync metrics under their kube-proxy
 // names, so existing dashboards and alerts keep working, plus kube-lb's own.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Backend, Counts } from '../backends/backend.js';
+import type { Backend, Counts, EndpointCounters } from '../backends/backend.js';
 import { FILL_IDLE_MS, FILL_REFRESH_MS } from '../backends/ebpf/map-stats.js';
 import type { DesiredState } from '../model/contract.js';
-import { COUNTERS_MAX_AGE_MS, connectionSamples, countersOf } from './service-counters.js';
+import { COUNTERS_MAX_AGE_MS, type ConnectionSample, connectionSamples, countersOf } from './service-counters.js';
 
 export interface MetricsOptions {
   /** Label the service counters with each endpoint too (--metrics-endpoint-labels): one series per endpoint instead of per service port. */
@@ -58,6 +58,13 @@ export class ProxyMetrics {
         const traffic = `of the connections kube_lb_service_connections_total counts, both directions, as the kernel counted them (nftables: the packets of DNATed flows, counted after DNAT by their frontend and endpoint; ipvs: its real servers' stats; ebpf: the packets its programs translated, which leaves out the connections of sockets translated at connect: the node's own, and pods' under --bpf-socket-lb=all). ${age}`;
         metrics.push(['kube_lb_service_packets_total', `Packets ${traffic}`, 'packets'], ['kube_lb_service_bytes_total', `Bytes (IP headers included) ${traffic}`, 'bytes']);
       }
+      // The metrics of one scrape share one read of the counters: summed once, for the first to collect.
+      let last: { state: DesiredState; counted: EndpointCounters[]; samples: ConnectionSample[] } | null = null;
+      const samples = async (state: DesiredState): Promise<ConnectionSample[]> => {
+        const counted = await counters.read();
+        if (last?.state !== state || last.counted !== counted) last = { state, counted, samples: connectionSamples(state, counted, opts.endpointLabels) };
+        return last.samples;
+      };
       for (const [name, help, field] of metrics) {
         new Counter({
           name,
@@ -68,7 +75,7 @@ export class ProxyMetrics {
             this.reset();
             const state = opts.syncedState();
             if (state === null) return;
-            for (const { labels, counts } of connectionSamples(state, await counters.read(), opts.endpointLabels)) {
+            for (const { labels, counts } of await samples(state)) {
               const value = counts[field];
               if (value !== undefined) this.inc(labels, value);
             }

@@ -14,37 +14,18 @@ export interface ConnectionSample {
   counts: Counts;
 }
 
-const servicePortsByFrontend = new WeakMap<DesiredState, Map<string, ServicePortState>>();
-
-function servicePortOf(state: DesiredState, counted: EndpointCounters): ServicePortState | undefined {
-  let index = servicePortsByFrontend.get(state);
-  if (index === undefined) {
-    index = new Map([...state.values()].flatMap((sp) => sp.frontends.map((f) => [frontendKey(f), sp] as const)));
-    servicePortsByFrontend.set(state, index);
-  }
-  for (const f of counted.frontends) {
-    const sp = index.get(frontendKey(f));
-    if (sp !== undefined) return sp;
-  }
-  return undefined;
-}
-
-/** The last samples made of each read of the counters: a scrape's metrics (connections, packets, bytes) share one. */
-const samplesByRead = new WeakMap<readonly EndpointCounters[], { state: DesiredState; endpointLabels: boolean; samples: ConnectionSample[] }>();
-
 /**
  * Sums the kernel's counts by service port, and by endpoint too when
  * `endpointLabels` is set. Counts of frontends the state does not hold
- * (a service deleted since the last sync) are left out. The same state and
- * read give the same samples, summed once.
+ * (a service deleted since the last sync) are left out.
  */
 export function connectionSamples(state: DesiredState, counted: readonly EndpointCounters[], endpointLabels: boolean): ConnectionSample[] {
-  const last = samplesByRead.get(counted);
-  if (last !== undefined && last.state === state && last.endpointLabels === endpointLabels) return last.samples;
+  const servicePorts = new Map([...state.values()].flatMap((sp) => sp.frontends.map((f) => [frontendKey(f), sp] as const)));
+  const servicePortOf = (c: EndpointCounters): ServicePortState | undefined => c.frontends.map((f) => servicePorts.get(frontendKey(f))).find((sp) => sp !== undefined);
   // Keyed by the service port itself without endpoint labels: no key string per counted endpoint.
   const samples = new Map<unknown, ConnectionSample>();
   for (const c of counted) {
-    const sp = servicePortOf(state, c);
+    const sp = servicePortOf(c);
     if (sp === undefined) continue;
     const endpoint = endpointLabels ? destinationKey(c.destination) : undefined;
     const id = endpoint === undefined ? sp : `${sp.key}\0${endpoint}`;
@@ -57,9 +38,7 @@ export function connectionSamples(state: DesiredState, counted: readonly Endpoin
     if (endpoint !== undefined) labels.endpoint = endpoint;
     samples.set(id, { labels, counts: addCounts(undefined, c) });
   }
-  const result = [...samples.values()];
-  samplesByRead.set(counted, { state, endpointLabels, samples: result });
-  return result;
+  return [...samples.values()];
 }
 
 /**
