@@ -57,14 +57,9 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
-    'source-ranges': NOT_YET,
     'external-traffic-policy-local': NOT_YET,
-    'session-affinity': NOT_YET,
-    'reject-without-endpoints': NOT_YET,
-    'node-originated': 'not tested yet',
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
-    'shared-client-port': 'not tested yet',
     maglev: 'IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh',
   },
 };

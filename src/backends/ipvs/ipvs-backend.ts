@@ -153,17 +153,18 @@ export class IpvsBackend implements Backend {
   /** Makes one virtual server match its service port; returns whether anything changed. */
   private reconcile(sp: ProgrammedPort, current: VirtualServer | undefined): boolean {
     const f = sp.frontend;
-    const scheduler = this.schedulers.choose(sp);
+    // sessionAffinity: ClientIP is IPVS persistence, as in kube-proxy.
+    const scheduling = { scheduler: this.schedulers.choose(sp), persistence: f.affinity?.timeoutSeconds ?? 0 };
     let changedAny = false;
     let vs = current;
     if (vs === undefined) {
-      this.table.addService(f, scheduler);
-      vs = { frontend: f, scheduler, realServers: new Map() };
+      this.table.addService(f, scheduling);
+      vs = { frontend: f, ...scheduling, realServers: new Map() };
       this.applied.set(frontendKey(f), vs);
       changedAny = true;
-    } else if (vs.scheduler !== scheduler) {
-      this.table.setScheduler(f, scheduler);
-      vs.scheduler = scheduler;
+    } else if (vs.scheduler !== scheduling.scheduler || vs.persistence !== scheduling.persistence) {
+      this.table.setScheduling(f, scheduling);
+      Object.assign(vs, scheduling);
       changedAny = true;
     }
 

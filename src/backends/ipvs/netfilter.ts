@@ -4,6 +4,8 @@
 //   KUBE-CLUSTER-IP            hash:ip,port     every ClusterIP,proto:port
 //   KUBE-EXTERNAL-IP(-LOCAL)   hash:ip,port     external IPs, masqueraded (or not: -LOCAL)
 //   KUBE-LOAD-BALANCER(-LOCAL) hash:ip,port     load-balancer IPs; -LOCAL ones are not masqueraded
+//   KUBE-LOAD-BALANCER-FW      hash:ip,port     load-balancer IPs with loadBalancerSourceRanges,
+//   -SOURCE-CIDR, -SOURCE-IP   hash:ip,port,net/ip  and the sources they accept
 //   KUBE-NODE-PORT-TCP/-UDP    bitmap:port      NodePorts; -LOCAL-TCP/-UDP are not masqueraded
 //   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
 //   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
@@ -23,6 +25,9 @@ const EXTERNAL_IP_SET = 'KUBE-EXTERNAL-IP';
 const EXTERNAL_IP_LOCAL_SET = 'KUBE-EXTERNAL-IP-LOCAL';
 const LOAD_BALANCER_SET = 'KUBE-LOAD-BALANCER';
 const LOAD_BALANCER_LOCAL_SET = 'KUBE-LOAD-BALANCER-LOCAL';
+const LOAD_BALANCER_FW_SET = 'KUBE-LOAD-BALANCER-FW';
+const SOURCE_CIDR_SET = 'KUBE-LOAD-BALANCER-SOURCE-CIDR';
+const SOURCE_IP_SET = 'KUBE-LOAD-BALANCER-SOURCE-IP';
 const IPVS_IPS_SET = 'KUBE-IPVS-IPS';
 
 const SET_TYPES = {
@@ -31,6 +36,9 @@ const SET_TYPES = {
   [EXTERNAL_IP_LOCAL_SET]: 'hash:ip,port',
   [LOAD_BALANCER_SET]: 'hash:ip,port',
   [LOAD_BALANCER_LOCAL_SET]: 'hash:ip,port',
+  [LOAD_BALANCER_FW_SET]: 'hash:ip,port',
+  [SOURCE_CIDR_SET]: 'hash:ip,port,net',
+  [SOURCE_IP_SET]: 'hash:ip,port,ip',
   'KUBE-NODE-PORT-TCP': 'bitmap:port',
   'KUBE-NODE-PORT-UDP': 'bitmap:port',
   'KUBE-NODE-PORT-LOCAL-TCP': 'bitmap:port',
@@ -65,7 +73,7 @@ export const jumpArgs = (j: (typeof JUMPS)[number]): string[] => ['-m', 'comment
 const proto = (p: Protocol): string => p.toLowerCase();
 
 /** The set entries for the programmed frontends and the destinations that get new traffic. */
-export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'masquerade'>; destinations: readonly Destination[] }>): SetContents {
+export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'masquerade' | 'sourceRanges'>; destinations: readonly Destination[] }>): SetContents {
   const contents = Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
   for (const { frontend: f, destinations } of programmed) {
     const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
@@ -81,6 +89,12 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
       else {
         contents[LOAD_BALANCER_SET].add(ipPort);
         if (unmasqueraded) contents[LOAD_BALANCER_LOCAL_SET].add(ipPort);
+        if (f.sourceRanges.length > 0) contents[LOAD_BALANCER_FW_SET].add(ipPort);
+        // As kube-proxy: single addresses (the load-balancer IP itself, for the node's own traffic) by IP, ranges by CIDR.
+        for (const range of f.sourceRanges) {
+          if (range.endsWith('/32')) contents[SOURCE_IP_SET].add(`${ipPort},${range.slice(0, -3)}`);
+          else contents[SOURCE_CIDR_SET].add(`${ipPort},${range}`);
+        }
       }
     }
     // A pod reaching its own service comes back to itself: masquerade so the reply returns through IPVS.
@@ -170,6 +184,7 @@ export function renderRules(opts: RuleOptions): string {
     'COMMIT',
     '*filter',
     ...FILTER_CHAINS.map((c) => `:${c} - [0:0]`),
+    rule('KUBE-IPVS-FILTER', ...inSet(LOAD_BALANCER_FW_SET, 'dst,dst'), '-m', 'set', '!', '--match-set', SOURCE_CIDR_SET, 'dst,dst,src', '-m', 'set', '!', '--match-set', SOURCE_IP_SET, 'dst,dst,src', '-m', 'comment', '--comment', '"source outside loadBalancerSourceRanges"', '-j', 'DROP'),
     // kube-ipvs0's addresses are local: without this, they would reach every port the node listens on (kubernetes issue 72236).
     ...([LOAD_BALANCER_SET, CLUSTER_IP_SET, EXTERNAL_IP_SET, EXTERNAL_IP_LOCAL_SET] as const).map((set) => rule('KUBE-IPVS-FILTER', ...inSet(set, 'dst,dst'), '-j', 'RETURN')),
     rule('KUBE-IPVS-FILTER', '-m', 'conntrack', '--ctstate', 'NEW', ...inSet(IPVS_IPS_SET, 'dst'), '-j', 'REJECT'),
