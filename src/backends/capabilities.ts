@@ -57,9 +57,14 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
-    'external-traffic-policy-local': NOT_YET,
+    'external-traffic-policy-local': "not yet: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too, as in kube-proxy's IPVS mode",
+    'source-ranges': NOT_YET,
+    'session-affinity': NOT_YET,
+    'reject-without-endpoints': NOT_YET,
+    'node-originated': 'not tested yet',
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
+    'shared-client-port': 'not yet: its row timed out in the VM',
     maglev: 'IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh',
   },
 };

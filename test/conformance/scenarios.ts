@@ -227,8 +227,7 @@ export const scenarios: Scenario[] = [
       const services: ServiceSpec[] = [];
       for (let i = 0; i < 2000; i++) {
         const clusterIP = `10.96.${10 + Math.floor(i / 250)}.${(i % 250) + 1}`;
-        // One port each: the row proves that every service is programmed and answers; make bench measures ports at scale.
-        services.push({ ...webService(endpoints([`web-${(i % 3) + 1}`]), `svc-${i}`, clusterIP), ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] });
+        services.push(webService(endpoints([`web-${(i % 3) + 1}`]), `svc-${i}`, clusterIP));
       }
       ctx.writeServices('many.yaml', services);
       await ctx.startKubeLb();

@@ -43,7 +43,7 @@ async function ipvsadm(ctx: ScenarioContext, ...args: string[]): Promise<string[
 }
 
 describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
-  it("ipvsadm, ipset and iptables show kube-proxy's layout for every kind of frontend; kube-ipvs0's addresses answer only on service ports", () =>
+  it("ipvsadm, ipset and iptables show kube-proxy's layout for every kind of frontend; kube-ipvs0's addresses answer only on service ports; --ipvs-strict-arp", () =>
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [
         {
@@ -57,7 +57,10 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
           loadBalancerIngress: [LB_IP],
         },
       ]);
-      await ctx.startKubeLb();
+      await ctx.startKubeLb(process.env, ['--ipvs-strict-arp=true']);
+      for (const [sysctl, value] of [['arp_ignore', '1'], ['arp_announce', '2']]) {
+        assert.equal((await ctx.sandbox.inNode('cat', `/proc/sys/net/ipv4/conf/all/${sysctl}`)).trim(), value, `--ipvs-strict-arp sets ${sysctl}`);
+      }
       // Virtual server -> its real servers; ipvsadm lists them in hash order.
       const servers: Record<string, string[]> = {};
       let current: string[] = [];

@@ -25,10 +25,12 @@ export interface IpvsOptions extends RuleOptions {
   log: Logger;
   /** --ipvs-scheduler; undefined gives rr, an unknown name is refused. */
   scheduler: string | undefined;
+  /** --ipvs-strict-arp. */
+  strictArp: boolean;
+  /** --ipvs-drain-timeout: how long a removed TCP/SCTP endpoint may keep its connections. */
+  drainTimeoutMs: number;
 }
 
-/** How long a removed TCP/SCTP endpoint may keep its connections. */
-const DRAIN_TIMEOUT_MS = 15 * 60_000;
 const DRAIN_CHECK_INTERVAL_MS = 1000;
 
 /** Whether the kernel has IPVS loaded in this network namespace. */
@@ -62,7 +64,7 @@ export class IpvsBackend implements Backend {
   static async run(opts: IpvsOptions): Promise<IpvsBackend> {
     const scheduler = clusterScheduler(opts.scheduler);
     await requireKernelFeatures(requiredFeatures(scheduler), opts.log);
-    applySysctls(opts.log);
+    applySysctls(opts.log, opts.strictArp);
     const lib = native();
     const backend = new IpvsBackend(lib, opts, DummyLink.ensure(lib));
     backend.drainTimer = setInterval(() => backend.checkDraining(), DRAIN_CHECK_INTERVAL_MS);
@@ -197,7 +199,7 @@ export class IpvsBackend implements Backend {
       }
       // Also picks up real servers an earlier kube-lb left draining.
       if (!this.drain.has(f, rs.destination)) {
-        this.drain.add(f, rs.destination, performance.now() + DRAIN_TIMEOUT_MS);
+        this.drain.add(f, rs.destination, performance.now() + this.opts.drainTimeoutMs);
       }
     }
     return changedAny;
