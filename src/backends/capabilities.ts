@@ -58,13 +58,13 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   ipvs: {
     ...ALL,
     'external-traffic-policy-local': "not yet: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too, as in kube-proxy's IPVS mode",
+    'node-originated': 'not tested yet',
     'source-ranges': NOT_YET,
     'session-affinity': NOT_YET,
     'reject-without-endpoints': NOT_YET,
-    'node-originated': 'not tested yet',
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
-    'shared-client-port': 'not yet: its row timed out in the VM',
+    'shared-client-port': 'not tested yet',
     maglev: 'IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh',
   },
 };

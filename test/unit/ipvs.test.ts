@@ -105,6 +105,12 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(renderSetsReplace(contents).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
   });
 
+  test('every set and its twin fit the 31 characters ipset allows a name, the twins distinct', () => {
+    const names = renderSetsReplace(setContents([])).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
+    assert.equal(new Set(names).size, names.length);
+    for (const name of names) assert.ok(name.length <= 31, name);
+  });
+
   test('a full write fills twins and swaps them in; a diff adds and deletes only what changed', () => {
     const before = setContents(programmed);
     const replace = renderSetsReplace(before).split('\n');

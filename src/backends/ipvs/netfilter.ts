@@ -111,7 +111,8 @@ function createLine(name: string, type: string): string {
 export function renderSetsReplace(contents: SetContents): string {
   const lines: string[] = [];
   for (const set of SET_NAMES) {
-    const twin = `${set}-NEW`;
+    // ipset names have at most 31 characters; the longest of kube-proxy's leave room for the suffix once cut to 27, and stay distinct.
+    const twin = `${set.slice(0, 27)}-NEW`;
     lines.push(createLine(set, SET_TYPES[set]), createLine(twin, SET_TYPES[set]), `flush ${twin}`);
     for (const entry of contents[set]) lines.push(`add ${twin} ${entry}`);
     lines.push(`swap ${twin} ${set}`, `destroy ${twin}`);
