@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { intToIpv4 } from '../src/net/ip.js';
-import { MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
+import { DEFAULT_MAP_SIZES, MAPS, PROGRAMS, SOCK_PROGRAMS } from '../src/backends/ebpf/datapath.js';
 import { unsupportedReason } from '../src/backends/capabilities.js';
 import type { BackendName } from '../src/backends/registry.js';
-import { endpointSliceObject, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
+import { endpointSliceObject, type EndpointSpec, serviceObject, type ServiceSpec, writeNodes } from '../test/lib/manifests.js';
 import { compiledRoot } from '../test/lib/paths.js';
 import { type ClientPlace, EXTERNAL_CLIENT_IPS, type NodeName, NODES, NodeSandbox, XDP_PASS_OBJECT, waitForLine } from '../test/lib/sandbox.js';
 import { buildPacket } from '../test/lib/packets.js';
@@ -39,6 +39,17 @@ export interface Variant {
    * socket programs attach to (see BenchNode.cgroup).
    */
   podSockets?: boolean;
+}
+
+/**
+ * The variant with room in kube_lb_svc for `services` services of
+ * `endpointsEach` endpoints (an entry for each, plus one for its count) where
+ * the default --bpf-lb-map-max has too little: the next power of two.
+ */
+export function withRoomFor(variant: Variant, services: number, endpointsEach: number): Variant {
+  const entries = services * (1 + endpointsEach);
+  if (variant.backend !== 'ebpf' || entries <= DEFAULT_MAP_SIZES.lb) return variant;
+  return { ...variant, args: [...variant.args, `--bpf-lb-map-max=${2 ** Math.ceil(Math.log2(entries))}`] };
 }
 
 /**
@@ -96,6 +107,8 @@ const serverIp = (i: number): string => `10.244.1.${i + 1}`;
 const TRAFFIC_CLIENT = path.join(compiledRoot, 'bench', 'traffic-client.js');
 /** The command operators run, with its Node flags: RSS is measured as shipped. */
 const KUBE_LB = path.join(compiledRoot, '..', 'bin', 'kube-lb');
+/** Node options for kube-lb alone, not the bench's other processes: how its profiles are taken (bench/profile-preload.ts). */
+const KUBE_LB_NODE_OPTIONS = process.env.KUBE_LB_BENCH_NODE_OPTIONS;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 const FILE_SERVICES = 500;
 
@@ -156,18 +169,12 @@ export class BenchNode {
     const targetIndex = target === 'first' ? 0 : count - 1;
     const items: Record<string, unknown>[] = [];
     for (let i = 0; i < count; i++) {
-      const endpoints =
-        i === targetIndex
-          ? targetEndpoints.map((ip) => ({ ip, ready: true, nodeName: targetPort.endpointNode }))
-          : Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e) % 0x3fffe) + 1), ready: true }));
-      const nodePort = entry === 'nodeport' && i === targetIndex;
-      const spec: ServiceSpec = {
-        name: `svc-${i}`,
-        clusterIP: clusterIpOf(i),
-        ...(nodePort && { type: 'NodePort' }),
-        ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: i === targetIndex ? targetPort.protocol : 'TCP', ...(nodePort && { nodePort: NODE_PORT }) }],
-        endpoints,
-      };
+      const spec = benchService(i, endpointsEach, i === targetIndex ? targetEndpoints.map((ip) => ({ ip, ready: true, nodeName: targetPort.endpointNode })) : undefined);
+      if (i === targetIndex) {
+        const nodePort = entry === 'nodeport';
+        if (nodePort) spec.type = 'NodePort';
+        spec.ports = [{ ...spec.ports[0]!, protocol: targetPort.protocol, ...(nodePort && { nodePort: NODE_PORT }) }];
+      }
       items.push(serviceObject(spec), endpointSliceObject(spec));
     }
     // JSON: the same objects as YAML, parsed in a fraction of the time. One
@@ -292,28 +299,43 @@ export class BenchNode {
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitForLine(child, /polling/, 30_000, 'traffic client');
     const answeredAt = new Promise<number>((resolve, reject) =>
-      child.once('exit', () => {
+      child.once('exit', (code, signal) => {
+        // Killed (kube-lb failed to start and the sandbox went) or crashed: no line to read.
+        if (out === '') return reject(new Error(`${this.variant.name}: the traffic client polling ${target} ended without an answer (${signal ?? `exit code ${code}`})`));
         const at = (JSON.parse(out) as { answeredAt: number | null }).answeredAt;
         if (at === null) reject(new Error(`${this.variant.name}: ${target} was not answered by ${name} within ${timeoutMs} ms`));
         else resolve(at);
       }),
     );
+    // Unawaited when the step fails before it reads the answer.
+    answeredAt.catch(() => {});
     return { answeredAt };
   }
 
-  async startKubeLb(): Promise<void> {
+  /**
+   * Starts kube-lb on the manifests directory, or with `kubeconfig` on an
+   * API server, as the DaemonSet runs it (deploy/daemonset.yaml) but for
+   * the kubeconfig in place of the service account; `readyTimeoutMs`
+   * bounds the wait for its first sync.
+   */
+  async startKubeLb(kubeconfig?: string, readyTimeoutMs = 120_000): Promise<void> {
     const child = this.sandbox.spawnInNode(KUBE_LB, [
       'run',
       ...this.backendArgs(),
-      `--manifests=${this.manifestsDir}`,
+      kubeconfig === undefined ? `--manifests=${this.manifestsDir}` : `--kubeconfig=${kubeconfig}`,
       `--hostname-override=${NODE.name}`,
       `--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`,
       `--bpf-pin-path=${this.sandbox.pinPath}`,
       `--cluster-cidr=${CLUSTER_CIDR}`,
-    ]);
+    ], KUBE_LB_NODE_OPTIONS === undefined ? process.env : { ...process.env, NODE_OPTIONS: KUBE_LB_NODE_OPTIONS });
     child.stderr!.on('data', (d: Buffer) => (this.logs += d.toString()));
     this.kubeLb = child;
-    await waitForLine(child, /"msg":"ready"/, 120_000, `kube-lb ${this.variant.name}`);
+    await waitForLine(child, /"msg":"ready"/, readyTimeoutMs, `kube-lb ${this.variant.name}`);
+  }
+
+  /** kube-lb's log lines that contain `text`. */
+  logLines(text: string): string[] {
+    return this.logs.split('\n').filter((l) => l.includes(text));
   }
 
   /** kube-lb's own report of its syncs: full or not, and how long each took. */
@@ -469,6 +491,21 @@ export class BenchNode {
 /** CPU time so far, all CPUs' or one CPU's. */
 function cpuNow(cpu?: number): { busyNs: number; softirqNs: number } {
   return cpuTimesNs(fs.readFileSync('/proc/stat', 'utf8'), cpu);
+}
+
+/**
+ * The benchmark's service i: port 80 to SERVER_PORT at clusterIpOf(i),
+ * with `endpoints`, or else `endpointsEach` addresses no pod holds;
+ * `generation` shifts those, so each generation is a change of every
+ * address.
+ */
+export function benchService(i: number, endpointsEach: number, endpoints?: EndpointSpec[], generation = 0): ServiceSpec {
+  return {
+    name: `svc-${i}`,
+    clusterIP: clusterIpOf(i),
+    ports: [{ name: 'http', port: 80, targetPort: SERVER_PORT, protocol: 'TCP' }],
+    endpoints: endpoints ?? Array.from({ length: endpointsEach }, (_, e) => ({ ip: intToIpv4(0x0af80000 + ((i * endpointsEach + e + generation) % 0x3fffe) + 1), ready: true })),
+  };
 }
 
 export function clusterIpOf(i: number): string {

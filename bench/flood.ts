@@ -5,10 +5,9 @@
 // It sends 60-byte frames out of IFINDEX from the kernel's XDP path
 // (flood.bpf.c), as fast as that CPU allows, until it is killed; it prints
 // "Running!" first.
-import path from 'node:path';
-import { native, projectRoot } from '../src/native/index.js';
+import { native } from '../src/native/index.js';
+import { FLOOD_FRAME_BYTES, loadFlood } from './flood-program.js';
 
-const FRAME_BYTES = 60;
 const BATCH = 1_000_000;
 
 const [ifindex, headersHex, first, count] = process.argv.slice(2);
@@ -18,16 +17,14 @@ if (!ifindex || headers.length !== 42 || !first || !count) {
   process.exit(2);
 }
 const lib = native();
-// Its maps are not pinned: the pin root is never written.
-const object = lib.openObject(path.join(projectRoot, 'build', 'bench', 'flood.bpf.o'), '/sys/fs/bpf');
-object.load();
+const object = loadFlood();
 const config = Buffer.alloc(4 + 2 + 2 + 42 + 2); // struct flood_config
 config.writeUInt32LE(Number(ifindex), 0);
 config.writeUInt16LE(Number(first), 4);
 config.writeUInt16LE(Number(count), 6);
 headers.copy(config, 8);
 lib.mapUpdate(object.mapFd('flood_config'), Buffer.alloc(4), config);
-const frame = Buffer.alloc(FRAME_BYTES);
+const frame = Buffer.alloc(FLOOD_FRAME_BYTES);
 headers.copy(frame);
 const program = object.programFd('flood');
 process.stdout.write('Running!\n');

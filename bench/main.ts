@@ -10,15 +10,23 @@
 // --runs the mode's number of interleaved runs.
 // --only runs only the named measurements (SECTIONS in report.ts); the
 // report says which were not run.
+// --apiserver runs only the API-server mode (bench/apiserver-scale.ts): kube-lb
+// on ebpf watching the test API server at --services (by default 1,000 and
+// 10,000); its report goes to --out (by default bench/results/apiserver).
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseArgsUsageError } from '../src/flags.js';
 import { measurePerPacket } from './per-packet.js';
 import { connRate, controlPlane, DIRECT, packetRate, throughput } from './measure.js';
-import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, packetRateVariants, writeReport } from './report.js';
+import { type BenchPlan, HOST_VARIANTS, IPVS_VARIANT, type KernelGaps, type Results, type Section, SECTIONS, SOCKET_LB_VARIANT, XDP_VARIANT, packetRateVariants, writeReport } from './report.js';
 import { type Entry, FROM, noNodePortReason, noNodeReason, type Variant } from './bench-node.js';
+import { type ApiServerScale, apiServerScale, writeApiServerReport } from './apiserver-scale.js';
+import { packetRateRefusal } from './flood-program.js';
+import { native } from '../src/native/index.js';
+import { ebpfKernelRefusal } from '../src/backends/ebpf/netns.js';
+import { xdpRefusal } from '../src/backends/ebpf/kernel-features.js';
 
-const USAGE = `usage: kube-lb bench [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only ${SECTIONS.join(',')}] [--out DIR]`;
+const USAGE = `usage: kube-lb bench [--apiserver] [--quick] [--vm] [--variants ebpf,iptables-nft,...] [--services N,...] [--runs N] [--only ${SECTIONS.join(',')}] [--out DIR]`;
 
 /** A usage error: one sentence on stderr and exit code 2, as kube-lb says its own. */
 function usageError(message: string): never {
@@ -27,13 +35,14 @@ function usageError(message: string): never {
 }
 
 const OPTIONS = {
+  apiserver: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
   vm: { type: 'boolean', default: false },
   variants: { type: 'string' },
   services: { type: 'string' },
   runs: { type: 'string' },
   only: { type: 'string' },
-  out: { type: 'string', default: 'bench/results' },
+  out: { type: 'string' },
   help: { type: 'boolean', default: false },
 } as const;
 
@@ -51,13 +60,34 @@ if (values.help) {
 
 const byDefault = values.vm ? [...HOST_VARIANTS, IPVS_VARIANT] : HOST_VARIANTS;
 const known = [...byDefault, SOCKET_LB_VARIANT];
-const variants: Variant[] = values.variants
+const requested: Variant[] = values.variants
   ? values.variants.split(',').map((name) => {
       const v = known.find((h) => h.name === name);
       if (!v) usageError(`--variants: unknown variant ${name}; known: ${known.map((h) => h.name).join(', ')}`);
       return v;
     })
   : byDefault;
+
+// What this kernel cannot run, with the reasons kube-lb itself refuses
+// with: those variants are left out, and the report says why.
+const lib = native();
+const ebpfRefusal = ebpfKernelRefusal(lib);
+const packetsRefusal = values.apiserver ? undefined : packetRateRefusal();
+const kernelRefusal = (v: Variant): string | undefined => (v.backend !== 'ebpf' ? undefined : (ebpfRefusal ?? (v === XDP_VARIANT ? xdpRefusal(lib) : undefined)));
+const gaps: KernelGaps = {
+  notRun: Object.fromEntries(
+    [...requested, ...(requested.some((v) => v.name === 'ebpf') ? [XDP_VARIANT] : [])].flatMap((v) => {
+      const why = kernelRefusal(v);
+      return why === undefined ? [] : [[v.name, why]];
+    }),
+  ),
+  notMeasured: {
+    // The per-packet cost is the ebpf programs'.
+    ...(ebpfRefusal !== undefined && { 'per-packet': ebpfRefusal }),
+    ...(packetsRefusal !== undefined && { pps: packetsRefusal }),
+  },
+};
+const variants = requested.filter((v) => gaps.notRun[v.name] === undefined);
 
 const modePlan: BenchPlan = values.quick
   ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }
@@ -103,12 +133,13 @@ const plan: BenchPlan = {
     }),
   }),
 };
-const runs = (section: Section): boolean => plan.sections.includes(section);
+const runs = (section: Section): boolean => plan.sections.includes(section) && gaps.notMeasured[section] === undefined;
 
 // Direct from outside is the NodePorts' baseline, direct from the node the
 // host process's: each measured only when some backend's connections are.
 const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
 const nodeVariants = variants.filter((v) => noNodeReason(v) === undefined);
+const ppsVariants = packetRateVariants(nodePortVariants).filter((v) => gaps.notRun[v.name] === undefined);
 const directEntries: Entry[] = [
   'cluster-ip',
   ...(nodePortVariants.length > 0 ? ['nodeport' as const] : []),
@@ -138,13 +169,39 @@ const stepsPerRun =
   (runs('conn') ? plan.serviceCounts.length * (directEntries.length + variants.reduce((n, v) => n + connMeasurements(v).length, 0)) : 0) +
   (runs('control-plane') ? controlPlaneRuns : 0) +
   (runs('throughput') ? variants.length + 1 : 0) +
-  (runs('pps') ? packetRateVariants(nodePortVariants).length : 0);
+  (runs('pps') ? ppsVariants.length : 0);
 const steps = plan.runs * stepsPerRun;
 let step = 0;
 const progress = (msg: string): void => {
   const elapsed = ((Date.now() - started) / 1000).toFixed(0).padStart(5);
   process.stderr.write(`[${elapsed} s] ${msg}\n`);
 };
+
+if (values.apiserver) {
+  const ebpf = known.find((v) => v.name === 'ebpf')!;
+  const counts = values.services ? plan.serviceCounts : [1000, 10_000];
+  const measured = new Map<number, ApiServerScale>();
+  const failures: { services: number; reason: string }[] = [];
+  let files: string[] = [];
+  // The report is written after each count: a large one takes long, and may fail.
+  for (const services of counts) {
+    progress(`API server, ${services} services × 10 endpoints`);
+    try {
+      measured.set(services, await apiServerScale(ebpf, services, progress));
+    } catch (err) {
+      progress(`  failed: ${(err as Error).message}`);
+      failures.push({ services, reason: (err as Error).message });
+    }
+    files = writeApiServerReport(values.out ?? 'bench/results/apiserver', measured, failures, {
+      command: `kube-lb bench --apiserver${values.services ? ` --services ${values.services}` : ''}${values.out ? ` --out ${values.out}` : ''}`,
+      startedAt: new Date(started),
+      loadAtStart,
+      durationS: (Date.now() - started) / 1000,
+    });
+  }
+  progress(`done in ${((Date.now() - started) / 1000).toFixed(0)} s: ${files.join(', ')}`);
+  process.exit(0);
+}
 
 /** Runs one measurement; a failure is recorded with its reason and the run goes on. */
 async function attempt<T>(what: string, variant: string, fn: () => Promise<T>): Promise<T | null> {
@@ -160,7 +217,8 @@ async function attempt<T>(what: string, variant: string, fn: () => Promise<T>): 
   }
 }
 
-progress(`kube-lb bench, ${plan.mode} mode (${plan.sections.join(', ')}): ${variants.map((v) => v.name).join(', ')} and direct`);
+progress(`kube-lb bench, ${plan.mode} mode (${plan.sections.filter(runs).join(', ')}): ${variants.map((v) => v.name).join(', ')} and direct`);
+for (const [name, why] of [...Object.entries(gaps.notRun), ...Object.entries(gaps.notMeasured)]) if (why !== undefined) progress(`not run on this kernel: ${name}: ${why}`);
 if (runs('per-packet')) results.perPacket = measurePerPacket(plan.perPacketCounts, plan.perPacketSamples, progress);
 
 for (let run = 1; run <= plan.runs; run++) {
@@ -187,14 +245,19 @@ for (let run = 1; run <= plan.runs; run++) {
     if (t) results.throughput.push({ variant: variant.name, run, ...t });
   }
   // Only the backends that serve NodePorts: the packets go to one.
-  for (const variant of runs('pps') ? packetRateVariants(nodePortVariants) : []) {
+  for (const variant of runs('pps') ? ppsVariants : []) {
     const p = await attempt(`packet rate ${variant.name}, run ${run}`, variant.name, () => packetRate(variant, plan.packetSeconds));
     if (p) results.packetRate.push({ variant: variant.name, run, ...p });
   }
 }
 
-const files = await writeReport(values.out, plan, variants, results, {
-  command: values.vm ? `make bench-vm (test/vm/run bin/kube-lb bench --vm${values.quick ? ' --quick' : ''})` : `kube-lb bench${values.quick ? ' --quick' : ''}${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out !== 'bench/results' ? ` --out ${values.out}` : ''}`,
+// The flags besides --quick and --vm, as the report quotes the command: make bench-vm takes them in BENCH_ARGS.
+const options = `${values.variants ? ` --variants ${values.variants}` : ''}${values.services ? ` --services ${values.services}` : ''}${values.runs ? ` --runs ${values.runs}` : ''}${values.only ? ` --only ${values.only}` : ''}${values.out ? ` --out ${values.out}` : ''}`;
+const quick = values.quick ? ' --quick' : '';
+const files = await writeReport(values.out ?? 'bench/results', plan, variants, gaps, results, {
+  command: values.vm
+    ? `KUBE_LB_VM_KERNEL=${process.env.KUBE_LB_VM_KERNEL ?? '6.1'} make bench-vm${options ? ` BENCH_ARGS='${options.trim()}'` : ''} (test/vm/run bin/kube-lb bench --vm${quick}${options})`
+    : `kube-lb bench${quick}${options}`,
   startedAt: new Date(started),
   loadAtStart,
   durationS: (Date.now() - started) / 1000,

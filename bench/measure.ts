@@ -1,5 +1,5 @@
 // The traffic and control-plane measurements, one sandboxed node each.
-import { BenchNode, type Entry, type KernelState, SERVER_PORT, type Variant } from './bench-node.js';
+import { BenchNode, type Entry, type KernelState, SERVER_PORT, type Variant, withRoomFor } from './bench-node.js';
 import { quantile } from './stats.js';
 import { waitForLine } from '../test/lib/sandbox.js';
 
@@ -133,7 +133,7 @@ export interface ControlPlane {
 
 /** Loads N services with 10 endpoints each into a running kube-lb, then moves one endpoint. */
 export async function controlPlane(variant: Variant, services: number): Promise<ControlPlane> {
-  return withNode(variant, 2, async (node) => {
+  return withNode(withRoomFor(variant, services, 10), 2, async (node) => {
     await node.startKubeLb();
     const [web1, web2] = node.servers as [string, string];
     // The datapath can answer before kube-lb logs the sync that programmed

@@ -62,6 +62,14 @@ export interface BenchPlan {
   controlPlaneSkips: { services: number; except: string; reason: string }[];
 }
 
+/** What this kernel cannot run, each with why (kube-lb's own refusal where it refuses). */
+export interface KernelGaps {
+  /** Variants left out, by name. */
+  notRun: Record<string, string>;
+  /** Measurements not made. */
+  notMeasured: Partial<Record<Section, string>>;
+}
+
 export interface Results {
   perPacket: PerPacketResult[];
   conn: (ConnRate & { variant: string; entry: Entry; services: number; target: 'first' | 'last'; run: number })[];
@@ -207,6 +215,7 @@ export async function writeReport(
   outDir: string,
   plan: BenchPlan,
   variants: Variant[],
+  gaps: KernelGaps,
   r: Results,
   run: { command: string; startedAt: Date; durationS: number; loadAtStart: number[] },
 ): Promise<string[]> {
@@ -237,7 +246,7 @@ export async function writeReport(
 
   // Direct is the routed reference: no service, node-a only forwards.
   const packetRate = Object.fromEntries(
-    packetRateVariants(nodePortVariants).map(({ name }) => {
+    packetRateVariants(nodePortVariants).filter((v) => gaps.notRun[v.name] === undefined).map(({ name }) => {
       const runs = r.packetRate.filter((p) => p.variant === name);
       const figures = {
         deliveredPerSec: summarize(runs.map((p) => p.deliveredPerSec)),
@@ -249,7 +258,12 @@ export async function writeReport(
       return [name, figures];
     }),
   );
-  const packetRateNotMeasured: Record<string, string> = nodePortVariants.some((v) => v.name === 'ebpf') ? {} : { [XDP_VARIANT.name]: 'measured beside ebpf, which this run left out (--variants)' };
+  const packetRateNotMeasured: Record<string, string> =
+    gaps.notRun[XDP_VARIANT.name] !== undefined
+      ? { [XDP_VARIANT.name]: gaps.notRun[XDP_VARIANT.name] }
+      : nodePortVariants.some((v) => v.name === 'ebpf')
+        ? {}
+        : { [XDP_VARIANT.name]: 'measured beside ebpf, which this run left out (--variants)' };
 
   const shares = variants.flatMap((v) =>
     (['cluster-ip', 'node'] as const).flatMap((entry) => {
@@ -261,7 +275,7 @@ export async function writeReport(
   const lost = (variant: string, entry: Entry): number => r.conn.filter((c) => c.variant === variant && c.entry === entry).reduce((n, c) => n + c.failures, 0);
   const targets = evaluateTargets(plan, backends, direct.connPerSec, directFromOutside.connPerSec, directFromNode.connPerSec, r.perPacket, share, packetRate, lost);
   const loadAtEnd = os.loadavg();
-  const json = { command: run.command, startedAt: run.startedAt.toISOString(), durationS: run.durationS, loadAverage: { start: run.loadAtStart, end: loadAtEnd }, plan, environment: env, method: METHOD, perPacketNs, backends, direct, directFromOutside, directFromNode, programShares: shares, throughput: throughputByVariant, packetRate, packetRateNotMeasured, targets, raw: r };
+  const json = { command: run.command, startedAt: run.startedAt.toISOString(), durationS: run.durationS, loadAverage: { start: run.loadAtStart, end: loadAtEnd }, plan, environment: env, method: METHOD, notRunOnThisKernel: gaps, perPacketNs, backends, direct, directFromOutside, directFromNode, programShares: shares, throughput: throughputByVariant, packetRate, packetRateNotMeasured, targets, raw: r };
   const files: string[] = [];
   const write = (name: string, text: string): void => {
     fs.writeFileSync(path.join(outDir, name), text);
@@ -297,10 +311,16 @@ export async function writeReport(
     }),
   };
   const chartSections: Record<keyof typeof charts, Section> = { conn: 'conn', sync: 'control-plane', perPacket: 'per-packet' };
-  for (const [name, svg] of Object.entries(charts)) if (plan.sections.includes(chartSections[name as keyof typeof charts])) write(`${base}-${name}.svg`, svg);
+  for (const [name, svg] of Object.entries(charts)) {
+    const of = chartSections[name as keyof typeof charts];
+    if (plan.sections.includes(of) && gaps.notMeasured[of] === undefined) write(`${base}-${name}.svg`, svg);
+  }
   /** A section of the report, or its title and why it is empty. */
-  const section = (name: Section, title: string, body: () => string[]): string[] =>
-    [title, ...(plan.sections.includes(name) ? body() : ['', `Not run: this run made only ${plan.sections.join(', ')} (--only).`, ''])];
+  const section = (name: Section, title: string, body: () => string[]): string[] => {
+    const gap = gaps.notMeasured[name];
+    if (!plan.sections.includes(name)) return [title, '', `Not run: this run made only ${plan.sections.join(', ')} (--only).`, ''];
+    return [title, ...(gap === undefined ? body() : ['', `Not measured on this kernel: ${gap}.`, ''])];
+  };
   const routed = packetRate[DIRECT.name]!.perCpuSecond;
   /** The table of an entry other than the pod's: each variant's rate against its direct baseline, latency and CPU, by N. */
   const entryTable = (entryVariants: Variant[], baselineName: string, baseline: Summary | null, [conn, p50, p99, cpu]: [string, string, string, string]): string[] => [
@@ -331,6 +351,11 @@ export async function writeReport(
     // Other work on a shared machine moves every figure: the report says how busy it was.
     `Load average (1, 5, 15 min): ${loadText(run.loadAtStart)} at the start, ${loadText(loadAtEnd)} at the end, on ${os.cpus().length} CPUs.`,
     '',
+    // One paragraph per reason: ebpf's refusal leaves out every ebpf variant.
+    ...[...new Set(Object.values(gaps.notRun))].flatMap((why) => {
+      const names = Object.keys(gaps.notRun).filter((name) => gaps.notRun[name] === why);
+      return [`**Not run on this kernel: ${names.join(', ')}.** ${why[0]!.toUpperCase()}${why.slice(1)}.`, ''];
+    }),
     'Figures are medians; with several runs the spread (min–max) follows in parentheses.',
     '',
     '## Targets for the ebpf backend',

@@ -17,7 +17,10 @@
  * the uplink's address where the traffic policy says so, and forwards them
  * straight to the next hop. Replies of such flows, from a local endpoint
  * (lb_from_pod) or a remote one (lb_from_world), get their frontend back
- * and leave the same way, without the stack seeing them either. Where XDP
+ * and leave the same way, without the stack seeing them either. A flow to
+ * a host-network endpoint of the node itself goes up the node's stack,
+ * which answers it; lb_to_world (clsact egress) gives the replies their
+ * frontend back. Where XDP
  * is on, lb_world_xdp (kube_lb_xdp.bpf.c) runs the same code before
  * it and leaves to it only what XDP cannot send.
  *
@@ -79,8 +82,9 @@ int lb_from_world(struct __sk_buff *skb)
 	return from_world(skb);
 }
 
-SEC("tc")
-int lb_to_pod(struct __sk_buff *skb)
+/* A reply the node's stack routed, from an endpoint it delivered the
+ * flow to: it gets its frontend back on its way out. */
+static __always_inline int reply_leaving(struct __sk_buff *skb)
 {
 	struct packet pkt;
 	struct lb_rnat_value *rnat;
@@ -96,6 +100,18 @@ int lb_to_pod(struct __sk_buff *skb)
 		return drop(LB_DROP_REWRITE_FAILED);
 	count_reply_packet(skb, &pkt, rnat);
 	return TC_ACT_OK;
+}
+
+SEC("tc")
+int lb_to_pod(struct __sk_buff *skb)
+{
+	return reply_leaving(skb);
+}
+
+SEC("tc")
+int lb_to_world(struct __sk_buff *skb)
+{
+	return reply_leaving(skb);
 }
 
 /* TCP and connected UDP. */

@@ -1,5 +1,7 @@
 // BPF iterators: running an iterator program (a socket iterator, for one)
-// in a network namespace, and whether the kernel has a kfunc it calls.
+// in a network namespace; and what the running kernel offers programs (a
+// kfunc the iterator calls, the helpers others call where the kernel has
+// them), read from its BTF.
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <fcntl.h>
@@ -87,12 +89,35 @@ Napi::Value IterRun(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), total);
 }
 
+using BtfPtr = std::unique_ptr<btf, decltype(&btf__free)>;
+
+BtfPtr KernelBtf(Napi::Env env) {
+  BtfPtr vmlinux(btf__load_vmlinux_btf(), btf__free);
+  if (!vmlinux) ThrowErrno(env, errno, "btf__load_vmlinux_btf", "the kernel's BTF");
+  return vmlinux;
+}
+
 // Whether the running kernel's BTF has a function (a kfunc) of that name.
 Napi::Value KernelHasFunction(const Napi::CallbackInfo& info) {
   std::string name = Args(info, "kernelHasFunction").String(0, "name");
-  std::unique_ptr<btf, decltype(&btf__free)> vmlinux(btf__load_vmlinux_btf(), btf__free);
-  if (!vmlinux) ThrowErrno(info.Env(), errno, "btf__load_vmlinux_btf", "the kernel's BTF");
+  BtfPtr vmlinux = KernelBtf(info.Env());
   return Napi::Boolean::New(info.Env(), btf__find_by_name_kind(vmlinux.get(), name.c_str(), BTF_KIND_FUNC) >= 0);
+}
+
+// Whether the running kernel has a BPF helper: its enum bpf_func_id names
+// BPF_FUNC_<name>. The programs' CO-RE tests (bpf_core_enum_value_exists)
+// read the same enum, so both sides agree on what the kernel has.
+Napi::Value KernelHasHelper(const Napi::CallbackInfo& info) {
+  std::string name = "BPF_FUNC_" + Args(info, "kernelHasHelper").String(0, "name");
+  BtfPtr vmlinux = KernelBtf(info.Env());
+  int id = btf__find_by_name_kind(vmlinux.get(), "bpf_func_id", BTF_KIND_ENUM);
+  if (id < 0) return Napi::Boolean::New(info.Env(), false);
+  const btf_type* type = btf__type_by_id(vmlinux.get(), id);
+  const struct btf_enum* values = btf_enum(type);
+  for (uint16_t i = 0; i < btf_vlen(type); i++) {
+    if (name == btf__name_by_offset(vmlinux.get(), values[i].name_off)) return Napi::Boolean::New(info.Env(), true);
+  }
+  return Napi::Boolean::New(info.Env(), false);
 }
 
 }  // namespace
@@ -100,4 +125,5 @@ Napi::Value KernelHasFunction(const Napi::CallbackInfo& info) {
 void ExportIter(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "iterRun", IterRun);
   Export(env, exports, "kernelHasFunction", KernelHasFunction);
+  Export(env, exports, "kernelHasHelper", KernelHasHelper);
 }

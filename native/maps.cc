@@ -98,6 +98,16 @@ Napi::Value MapDelete(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), ret == 0);
 }
 
+// Elements per update syscall. A hash map without preallocation takes each
+// new element from a per-CPU cache the kernel refills in the background
+// (bpf_mem_alloc; a per-CPU map's values from the per-CPU allocator's
+// atomic pool): one call of a million elements drains it and fails with
+// ENOMEM, calls of this size give it time to refill (docs/ebpf-maps.md).
+constexpr uint32_t kUpdateBatchChunk = 1024;
+// Tries at a chunk that makes no progress for ENOMEM, 1 ms apart, before
+// the error stands.
+constexpr int kEnomemTries = 100;
+
 void MapUpdateBatch(const Napi::CallbackInfo& info) {
   Args args(info, "mapUpdateBatch");
   Map map = MapArg(args);
@@ -105,18 +115,29 @@ void MapUpdateBatch(const Napi::CallbackInfo& info) {
   Napi::Buffer<uint8_t> keys = RecordsArg(args, 1, "keys", map.info.key_size, count);
   size_t value_size = ValueSize(info.Env(), map);
   Napi::Buffer<uint8_t> values = RecordsArg(args, 2, "values", value_size, count);
-  if (count == 0) return;
 
   auto opts = Opts<bpf_map_batch_opts>();
-  uint32_t done = count;
-  int ret = bpf_map_update_batch(map.fd, keys.Data(), values.Data(), &done, &opts);
-  if (ret == 0) return;
-  if (!BatchUnsupported(ret)) Check(info.Env(), ret, "bpf_map_update_batch", map.name);
-  // Updates are idempotent: redo them all, one at a time.
-  for (size_t i = 0; i < count; i++) {
-    const uint8_t* key = keys.Data() + i * map.info.key_size;
-    const uint8_t* value = values.Data() + i * value_size;
-    Check(info.Env(), bpf_map_update_elem(map.fd, key, value, BPF_ANY), "bpf_map_update_elem", map.name);
+  int stalled = 0;
+  for (uint32_t at = 0; at < count;) {
+    uint32_t done = std::min(kUpdateBatchChunk, count - at);
+    int ret = bpf_map_update_batch(map.fd, keys.Data() + size_t{at} * map.info.key_size,
+                                   values.Data() + size_t{at} * value_size, &done, &opts);
+    // The kernel says how many it wrote, also when it failed.
+    at += done;
+    if (done > 0) stalled = 0;
+    if (ret == 0) continue;
+    if (ret == -ENOMEM && ++stalled < kEnomemTries) {
+      usleep(1000);
+      continue;
+    }
+    if (!BatchUnsupported(ret)) Check(info.Env(), ret, "bpf_map_update_batch", map.name);
+    // Updates are idempotent: redo the rest, one at a time.
+    for (size_t i = at; i < count; i++) {
+      const uint8_t* key = keys.Data() + i * map.info.key_size;
+      const uint8_t* value = values.Data() + i * value_size;
+      Check(info.Env(), bpf_map_update_elem(map.fd, key, value, BPF_ANY), "bpf_map_update_elem", map.name);
+    }
+    return;
   }
 }
 

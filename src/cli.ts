@@ -11,11 +11,13 @@ import { DEFAULT_MAP_SIZES, DEFAULT_PIN_PATH, MAX_MAP_SIZE } from './backends/eb
 import { DEFAULT_MAGLEV_TABLE_SIZE, parseMaglevTableSize } from './backends/ebpf/maglev.js';
 import { XDP_MODES } from './backends/ebpf/attach.js';
 import { DEFAULT_SOCKET_LB, SOCKET_LB_MODES } from './backends/ebpf/sockets.js';
+import { familiesOf } from './backends/capabilities.js';
+import { servedFamilies } from './backends/families.js';
 import { type BackendName, type BackendOptions, checkStartOptions, openBackend, parseBackendName, startBackend } from './backends/registry.js';
 import { clusterScheduler } from './backends/ipvs/schedulers.js';
 import { IPTABLES_MODES } from './backends/iptables/iptables-backend.js';
 import { loadKubeProxyConfig } from './config/kube-proxy-config.js';
-import { DETECT_LOCAL_MODES, type LocalTraffic, type LocalTrafficFlags, describeLocalTraffic, detectLocalMode, localTraffic } from './config/local-traffic.js';
+import { DETECT_LOCAL_MODES, type LocalTrafficByFamily, type LocalTrafficFlags, NO_LOCAL_TRAFFIC, clusterCidrs, describeLocalTraffic, detectLocalMode, localTraffic } from './config/local-traffic.js';
 import { parseArgsUsageError, parseChoice, parseCount, parseDuration, UsageError } from './flags.js';
 import { readFrontendSources } from './inspect-source.js';
 import { desiredState, diffViews, formatDiffs } from './diff.js';
@@ -28,15 +30,16 @@ import { LB_ALGORITHMS } from './model/contract.js';
 import { type Cidr, parseCidr } from './net/ip.js';
 import { parseBindAddress, ProxyTelemetry } from './observability/telemetry.js';
 import { ManifestsSource } from './sources/manifests.js';
-import { readNodePodCidr } from './sources/node-pod-cidr.js';
+import { readNodePodCidrs } from './sources/node-pod-cidr.js';
 import type { Source } from './sources/source.js';
 
 const USAGE = `usage:
   kube-lb [run] --backend=ebpf|iptables|nftables|ipvs --manifests DIR --hostname-override NAME
                 [--detect-local-mode ClusterCIDR|NodeCIDR|BridgeInterface|InterfaceNamePrefix
-                 (how pods' traffic is told: by --cluster-cidr CIDR, the Node's spec.podCIDRs,
-                 --pod-bridge-interface BRIDGE or --pod-interface-name-prefix PREFIX; ebpf
-                 attaches to the pod interfaces so found; see docs/local-traffic.md)]
+                 (how pods' traffic is told: by --cluster-cidr CIDR[,CIDR] (one per family),
+                 the Node's spec.podCIDRs, --pod-bridge-interface BRIDGE or
+                 --pod-interface-name-prefix PREFIX; ebpf attaches to the pod interfaces so
+                 found; see docs/local-traffic.md)]
                 [--devices IF,... (ebpf)]
                 [--masquerade-bit 14] [--iptables-mode nft|legacy (iptables)]
                 [--nodeport-addresses primary|CIDR,...]
@@ -68,8 +71,8 @@ const USAGE = `usage:
                  removes the other's; see docs/takeover.md)]
                 [--log-level info] [--healthz-bind-address 0.0.0.0:10256]
                 [--metrics-bind-address 127.0.0.1:10249] [--config FILE]
-                [--metrics-endpoint-labels true|false (label kube_lb_service_connections_total,
-                 _packets_total and _bytes_total with each endpoint too; false keeps one
+                [--metrics-endpoint-labels false|true (true labels kube_lb_service_connections_total,
+                 _packets_total and _bytes_total with each endpoint too; the default keeps one
                  series per service port)]
                 Objects come from --manifests DIR, else from the API server
                 of --kubeconfig FILE, else of the in-cluster service account.
@@ -96,7 +99,7 @@ const options = {
   config: { type: 'string' },
   'healthz-bind-address': { type: 'string', default: '0.0.0.0:10256' },
   'metrics-bind-address': { type: 'string', default: '127.0.0.1:10249' },
-  'metrics-endpoint-labels': { type: 'string', default: 'true' },
+  'metrics-endpoint-labels': { type: 'string', default: 'false' },
   cleanup: { type: 'boolean' },
   takeover: { type: 'boolean' },
   'hostname-override': { type: 'string' },
@@ -132,13 +135,6 @@ const options = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
 
-function validateCidr(cidr: string): void {
-  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(cidr);
-  if (!m || Number(m[2]) > 32 || m[1]!.split('.').some((o) => Number(o) > 255)) {
-    throw new UsageError(`--cluster-cidr=${cidr}: not an IPv4 CIDR such as 10.244.0.0/16`);
-  }
-}
-
 const isInterfaceName = (name: string): boolean => /^[^\s/]{1,15}$/.test(name);
 
 /** --devices: interface names, comma-separated. */
@@ -155,18 +151,18 @@ function localTrafficFlags(flags: Flags): LocalTrafficFlags {
   if (bridge !== undefined && !isInterfaceName(bridge)) throw new UsageError(`--pod-bridge-interface=${bridge}: not an interface name`);
   return {
     mode: flags['detect-local-mode'] === undefined ? undefined : parseChoice('detect-local-mode', flags['detect-local-mode'], DETECT_LOCAL_MODES),
-    clusterCidr: flags['cluster-cidr'],
+    clusterCidrs: clusterCidrs(flags['cluster-cidr']),
     bridge,
     prefix: flags['pod-interface-name-prefix'],
   };
 }
 
 /** What local traffic is on this node; NodeCIDR reads the node's pod CIDR from the source. */
-async function localTrafficOf(flags: Flags, nodeName: string, log: Logger): Promise<LocalTraffic | null> {
+async function localTrafficOf(flags: Flags, nodeName: string, log: Logger): Promise<LocalTrafficByFamily> {
   const localFlags = localTrafficFlags(flags);
   const mode = detectLocalMode(localFlags);
-  const nodeCidr = mode === 'NodeCIDR' ? await readNodePodCidr(await objectSource(flags, nodeName, log), nodeName, log) : undefined;
-  return localTraffic(mode, localFlags, nodeCidr);
+  const nodeCidrs = mode === 'NodeCIDR' ? await readNodePodCidrs(await objectSource(flags, nodeName, log), nodeName, log) : undefined;
+  return localTraffic(mode, localFlags, nodeCidrs);
 }
 
 /** The backend's options but local traffic, which `run` alone needs (inspect and cleanup render no rules). */
@@ -175,7 +171,8 @@ function backendOptions(flags: Flags, log: Logger): Omit<BackendOptions, 'localT
   if (!/^\d+$/.test(flags['masquerade-bit']) || masqueradeBit > 31) {
     throw new UsageError(`--masquerade-bit=${flags['masquerade-bit']}: not an integer from 0 to 31`);
   }
-  if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
+  // Checked here too, so that cleanup refuses a bad one as run does.
+  clusterCidrs(flags['cluster-cidr']);
   const mode = flags['iptables-mode'] === undefined ? undefined : parseChoice('iptables-mode', flags['iptables-mode'], IPTABLES_MODES);
   return {
     log,
@@ -242,11 +239,11 @@ function modelOptions(flags: Flags, backendName: BackendName, nodeName: string):
     // ebpf's socket programs serve them too, with nothing to enable.
     localhostNodePorts:
       (backendName === 'iptables' && booleanFlag('iptables-localhost-nodeports', flags['iptables-localhost-nodeports'])) || backendName === 'ebpf',
-    families: ['IPv4' as const],
+    families: servedFamilies(backendName),
     // No EndpointSlice controller writes hints for manifests.
     deriveTopologyHints: flags.manifests !== undefined,
     serviceClusterIPRanges: cidrList('service-cluster-ip-range', flags['service-cluster-ip-range']),
-    clusterCidrs: cidrList('cluster-cidr', flags['cluster-cidr']),
+    clusterCidrs: clusterCidrs(flags['cluster-cidr']),
     lbAlgorithm: parseChoice('bpf-lb-algorithm', flags['bpf-lb-algorithm'], LB_ALGORITHMS),
   };
 }
@@ -262,7 +259,6 @@ async function objectSource(flags: Flags, nodeName: string, log: Logger): Promis
 
 /** Every setting `run` takes from its flags, all checked before anything starts: a usage error leaves no state behind. */
 async function runSettings(flags: Flags, log: Logger) {
-  if (flags['cluster-cidr']) validateCidr(flags['cluster-cidr']);
   const minSyncPeriodMs = parseDuration('min-sync-period', flags['min-sync-period']);
   const syncPeriodMs = parseDuration('sync-period', flags['sync-period']);
   const hostname = flags['hostname-override'] ?? os.hostname();
@@ -284,6 +280,9 @@ async function run(flags: Flags, log: Logger): Promise<void> {
   const { minSyncPeriodMs, syncPeriodMs, hostname, backendName, model, startOptions, metricsEndpointLabels } = await runSettings(flags, log);
   // "node", not "hostname": every line already carries the machine's hostname.
   log.info({ backend: backendName, node: hostname, manifests: flags.manifests, kubeconfig: flags.kubeconfig, clusterCidr: flags['cluster-cidr'], localTraffic: describeLocalTraffic(startOptions.localTraffic) }, 'starting');
+  if (servedFamilies(backendName).length < familiesOf(backendName).length) {
+    log.warn({ backend: backendName }, 'this kernel has no IPv6 (booted with ipv6.disable=1?): IPv6 services are served as IPv4-only, as kube-proxy falls back to single-stack');
+  }
   // Listen first: a signal during start-up (a first sync can take seconds)
   // still ends in an orderly stop once start-up is done.
   const stopRequested = new Promise<void>((resolve) => {
@@ -355,7 +354,7 @@ async function inspect(flags: Flags, log: Logger): Promise<void> {
   const named = flags.manifests !== undefined || flags.kubeconfig !== undefined;
   const wanted = flags.service === undefined ? undefined : serviceFlag(flags.service, named);
   const model = named ? modelOptions(flags, backendName, flags['hostname-override'] ?? os.hostname()) : undefined;
-  const backend = await openBackend(backendName, { ...backendOptions(flags, log), localTraffic: null });
+  const backend = await openBackend(backendName, { ...backendOptions(flags, log), localTraffic: NO_LOCAL_TRAFFIC });
   try {
     const views = output === 'wide' ? countViews(await backend.inspect(), await countersFor(backend)) : await backend.inspect();
     if (model === undefined) {
@@ -386,7 +385,7 @@ function serviceFlag(value: string, named: boolean): { namespace: string; name: 
 }
 
 async function cleanup(flags: Flags, log: Logger): Promise<void> {
-  await (await openBackend(parseBackendName(flags.backend), { ...backendOptions(flags, log), localTraffic: null })).cleanup();
+  await (await openBackend(parseBackendName(flags.backend), { ...backendOptions(flags, log), localTraffic: NO_LOCAL_TRAFFIC })).cleanup();
   log.info({ backend: flags.backend }, 'cleanup done');
 }
 

@@ -159,7 +159,7 @@ async function predecessors(name: BackendName, opts: BackendOptions): Promise<Pr
     found.push({ name: `kube-proxy's iptables rules (iptables-${mode})`, kind: 'rules', remove: () => rules.cleanup() });
   }
   for (const table of await nftTables()) {
-    const kubeLbs = name !== 'nftables' && table.family === 'ip' && table.name === KUBE_LB_NFT_TABLE;
+    const kubeLbs = name !== 'nftables' && (table.family === 'ip' || table.family === 'ip6') && table.name === KUBE_LB_NFT_TABLE;
     if (table.name !== KUBE_PROXY_NFT_TABLE && !kubeLbs) continue;
     const what = `${kubeLbs ? "kube-lb's" : "kube-proxy's"} nftables table ${table.family} ${table.name}`;
     // The kernel applies the NAT of established flows only while some NAT

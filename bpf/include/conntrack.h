@@ -7,12 +7,19 @@
 #ifndef KUBE_LB_CONNTRACK_H
 #define KUBE_LB_CONNTRACK_H
 
+#include <bpf/bpf_core_read.h>
 #include "maps.h"
 #include "parse.h"
 
+/* The coarse clock is the cheaper read, from kernel 5.11; older kernels
+ * read the same monotonic clock precisely. libbpf resolves the test at
+ * load time against the kernel's BTF, and the verifier skips the branch
+ * not taken, unknown helper and all. */
 static __always_inline __u32 ct_now(void)
 {
-	return bpf_ktime_get_coarse_ns() / 1000000000;
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_ktime_get_coarse_ns))
+		return bpf_ktime_get_coarse_ns() / 1000000000;
+	return bpf_ktime_get_ns() / 1000000000;
 }
 
 static __always_inline int is_hairpin_addr(const lb_addr_t a)

@@ -68,7 +68,7 @@ static __always_inline struct lb_ct_value *flow_entry(lb_ctx *ctx, const struct 
 		}
 		return NULL;
 	}
-	if (svc_flags & LB_SVC_F_SNAT) {
+	if ((svc_flags & LB_SVC_F_SNAT) && !is_node_addr(ctx, addr_get(backend->backend_addr))) {
 		ifindex = ctx_ifindex(ctx);
 		uplink = bpf_map_lookup_elem(&kube_lb_ifaces, &ifindex);
 		snat_addr = uplink ? addr_get(uplink->snat_addr) : 0;
@@ -127,12 +127,20 @@ static __always_inline int from_world(lb_ctx *ctx)
 	if (!ct)
 		return verdict != -1 ? verdict : CTX_PASS;
 	if (!route(ctx, ct_backend_saddr(&pkt.flow, ct), addr_get(ct->backend_addr), pkt.flow.proto, &fib, &fib_ret,
-		   &verdict))
+		   &verdict)) {
+#ifdef LB_XDP
 		return verdict;
+#else
+		/* A host-network endpoint of this node: the stack delivers the
+		 * translated packet, and lb_to_world translates the replies. */
+		if (fib_ret != BPF_FIB_LKUP_RET_NOT_FWDED)
+			return verdict;
+#endif
+	}
 	if (to_backend(ctx, &pkt, ct) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	count_forward_packet(ctx, &pkt, ct);
-	return send_to_next_hop(ctx, &fib, fib_ret);
+	return fib_ret == BPF_FIB_LKUP_RET_NOT_FWDED ? CTX_PASS : send_to_next_hop(ctx, &fib, fib_ret);
 }
 
 #endif

@@ -102,10 +102,24 @@ static __always_inline int send_to_hop(lb_ctx *ctx, const struct bpf_fib_lookup 
 
 #endif
 
+/* Whether addr is one of the node's own, as seen from the interface the
+ * packet came in on: the node's stack delivers packets to it, so a flow to
+ * it is never SNATed (its source would be the node's own address too). */
+static __always_inline int is_node_addr(lb_ctx *ctx, __be32 addr)
+{
+	struct bpf_fib_lookup fib = {};
+
+	fib.family = AF_INET;
+	fib.ifindex = ctx_ifindex(ctx);
+	fib.ipv4_dst = addr;
+	return bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
+}
+
 /* Finds where a packet from saddr to daddr goes next, out of the
  * interface the routing table picks. Returns 1 when this context can send
  * it there (send_to_next_hop), else 0 with *verdict set: a counted drop, or
- * CTX_PASS for XDP to leave the packet to TC. */
+ * CTX_PASS for XDP to leave the packet to TC, or for the node's stack to
+ * deliver it to daddr, an address of the node (*fib_ret NOT_FWDED). */
 static __always_inline int route(lb_ctx *ctx, __be32 saddr, __be32 daddr, __u8 proto, struct bpf_fib_lookup *fib,
 				 long *fib_ret, int *verdict)
 {
@@ -116,6 +130,12 @@ static __always_inline int route(lb_ctx *ctx, __be32 saddr, __be32 daddr, __u8 p
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
 	*fib_ret = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (*fib_ret == BPF_FIB_LKUP_RET_NOT_FWDED) {
+		/* One of the node's own addresses (a host-network endpoint):
+		 * the node's stack delivers it. */
+		*verdict = CTX_PASS;
+		return 0;
+	}
 	if (*fib_ret != BPF_FIB_LKUP_RET_SUCCESS && *fib_ret != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		*verdict = drop(LB_DROP_NO_ROUTE);
 		return 0;

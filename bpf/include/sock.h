@@ -104,8 +104,11 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	if (!backend) {
 		switch (none) {
 		case NO_BACKEND_REJECT:
-			/* As kube-proxy's REJECT: the caller fails at once with ECONNREFUSED. */
-			bpf_set_retval(-LB_ECONNREFUSED);
+			/* As kube-proxy's REJECT: the caller fails at once with
+			 * ECONNREFUSED; before kernel 5.18, which cannot set the
+			 * errno, with EPERM (see conntrack.h for the test). */
+			if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
+				bpf_set_retval(-LB_ECONNREFUSED);
 			count_drop(LB_DROP_NO_ENDPOINTS);
 			return SOCK_REFUSE;
 		case NO_BACKEND_DROP:

@@ -2,11 +2,15 @@
 // scenario against every backend variant and skips, with the reason given
 // here, only what this table marks unsupported; the README's table is
 // rendered from it (`make readme-capabilities`).
+import type { IPFamily, Protocol } from '../model/contract.js';
 import type { BackendName } from './registry.js';
+import { KERNEL_FEATURES, MINIMUM_KERNEL } from './ebpf/kernel-features.js';
 
 export const CAPABILITIES = {
   tcp: 'TCP services',
   udp: 'UDP services',
+  sctp: 'SCTP services',
+  ipv6: 'IPv6 and dual-stack services',
   'several-ports': 'Several ports per service',
   'endpoint-updates': 'Endpoints added, removed and made not ready',
   'udp-flows-follow-endpoints': 'A long-lived UDP flow moves off an endpoint that is removed',
@@ -19,6 +23,7 @@ export const CAPABILITIES = {
   'cleanup-keeps-foreign-state': 'Cleanup leaves foreign rules and tables intact',
   inspect: '`kube-lb inspect` reads the service-to-backends view back from the kernel',
   'remote-endpoints': 'Endpoints on other nodes',
+  'host-network-endpoints': "Host-network endpoints (a node's own address), on this node too, from pods and from outside",
   'internal-traffic-policy-local': 'internalTrafficPolicy: Local',
   'terminating-endpoints': 'Serving-and-terminating endpoints when nothing ready is left',
   topology: 'Topology: trafficDistribution and EndpointSlice hints',
@@ -52,20 +57,39 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: ALL,
+  ebpf: { ...ALL, ipv6: NOT_YET, sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them" },
   iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
+    sctp: NOT_YET,
+    ipv6: NOT_YET,
     'external-traffic-policy-local': "not yet: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too, as in kube-proxy's IPVS mode",
-    'node-originated': 'not tested yet',
     'source-ranges': NOT_YET,
     'session-affinity': NOT_YET,
     'reject-without-endpoints': NOT_YET,
+    'node-originated': 'not tested yet',
+    'host-network-endpoints': 'not tested yet',
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
     'shared-client-port': 'not tested yet',
     maglev: 'IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh',
+  },
+};
+
+/** The oldest kernel a backend is tested on, where it has one (test/vm/README.md). */
+export const MINIMUM_KERNELS: Partial<Record<BackendName, string>> = { ebpf: MINIMUM_KERNEL };
+
+/** A supported capability that needs a newer kernel than the backend's minimum in part: which part, and from which kernel. */
+interface NewerKernel {
+  kernel: string;
+  part: string;
+}
+
+export const CAPABILITY_KERNELS: Partial<Record<BackendName, Partial<Record<Capability, NewerKernel>>>> = {
+  ebpf: {
+    'reject-without-endpoints': { kernel: KERNEL_FEATURES.sockErrno.since, part: "ECONNREFUSED rather than EPERM for the node's own connections" },
+    'udp-flows-follow-endpoints': { kernel: KERNEL_FEATURES.sockDestroy.since, part: "the node's own connected UDP sockets" },
   },
 };
 
@@ -75,10 +99,27 @@ export function unsupportedReason(backend: BackendName, capability: Capability):
   return support === true ? undefined : support;
 }
 
+/** The protocols `backend` translates, as the table says: the model leaves service ports of the others out. */
+export function protocolsOf(backend: BackendName): Protocol[] {
+  const support = BACKEND_CAPABILITIES[backend];
+  return (['TCP', 'UDP', 'SCTP'] as const).filter((p) => support[p.toLowerCase() as 'tcp' | 'udp' | 'sctp'] === true);
+}
+
+/** The address families `backend` serves, as the table says: the model leaves addresses of the others out. */
+export function familiesOf(backend: BackendName): IPFamily[] {
+  return BACKEND_CAPABILITIES[backend].ipv6 === true ? ['IPv4', 'IPv6'] : ['IPv4'];
+}
+
 /** The table as Markdown, for the README. */
 export function capabilityTableMarkdown(): string {
   const backends = Object.keys(BACKEND_CAPABILITIES) as BackendName[];
-  const cell = (s: Support): string => (s === true ? 'yes' : `no: ${s}`);
-  const rows = (Object.keys(CAPABILITIES) as Capability[]).map((c) => `| ${CAPABILITIES[c]} | ${backends.map((b) => cell(BACKEND_CAPABILITIES[b][c])).join(' | ')} |`);
-  return [`| Capability | ${backends.join(' | ')} |`, `| --- | ${backends.map(() => '---').join(' | ')} |`, ...rows].join('\n') + '\n';
+  const cell = (b: BackendName, c: Capability): string => {
+    const support = BACKEND_CAPABILITIES[b][c];
+    if (support !== true) return `no: ${support}`;
+    const newer = CAPABILITY_KERNELS[b]?.[c];
+    return newer === undefined ? 'yes' : `yes (${newer.part}: kernel ${newer.kernel})`;
+  };
+  const heading = (b: BackendName): string => (MINIMUM_KERNELS[b] === undefined ? b : `${b} (kernel ${MINIMUM_KERNELS[b]}+)`);
+  const rows = (Object.keys(CAPABILITIES) as Capability[]).map((c) => `| ${CAPABILITIES[c]} | ${backends.map((b) => cell(b, c)).join(' | ')} |`);
+  return [`| Capability | ${backends.map(heading).join(' | ')} |`, `| --- | ${backends.map(() => '---').join(' | ')} |`, ...rows].join('\n') + '\n';
 }

@@ -1,5 +1,5 @@
 // The datapaths kube-lb can drive, chosen with --backend.
-import type { LocalTraffic } from '../config/local-traffic.js';
+import type { LocalTrafficByFamily } from '../config/local-traffic.js';
 import { UsageError } from '../flags.js';
 import type { Logger } from '../log.js';
 import type { Backend } from './backend.js';
@@ -33,9 +33,10 @@ export interface BackendOptions {
   /**
    * What traffic from this node's pods is (--detect-local-mode): the
    * netfilter backends masquerade service traffic from elsewhere, ebpf
-   * attaches its pod programs to the interfaces it arrives on.
+   * attaches its pod programs to the interfaces it arrives on. The
+   * backends that serve IPv6 take both answers, the others the IPv4 one.
    */
-  localTraffic: LocalTraffic | null;
+  localTraffic: LocalTrafficByFamily;
   /** iptables, nftables: the packet mark bit that asks for masquerading. */
   masqueradeBit: number;
   /** iptables, nftables: --conntrack-tcp-be-liberal. */
@@ -62,7 +63,7 @@ export function parseBackendName(value: string): BackendName {
 function ipvsOptions(opts: BackendOptions): IpvsOptions {
   return {
     log: opts.log,
-    localTraffic: opts.localTraffic,
+    localTraffic: opts.localTraffic.IPv4,
     masqueradeBit: opts.masqueradeBit,
     scheduler: opts.ipvsScheduler,
     strictArp: opts.ipvsStrictArp,
@@ -72,7 +73,7 @@ function ipvsOptions(opts: BackendOptions): IpvsOptions {
 
 /** Refuses options a backend cannot start with; `run` calls it before anything starts. */
 export function checkStartOptions(name: BackendName, opts: BackendOptions): void {
-  if (name === 'ebpf' && opts.localTraffic === null) {
+  if (name === 'ebpf' && opts.localTraffic.IPv4 === null) {
     throw new UsageError(
       '--backend=ebpf cannot tell the pod interfaces: give --cluster-cidr, or --detect-local-mode NodeCIDR, BridgeInterface with --pod-bridge-interface or InterfaceNamePrefix with --pod-interface-name-prefix',
     );
@@ -89,7 +90,7 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     cgroupRoot: opts.cgroupRoot,
     socketLb: opts.socketLb,
     // checkStartOptions refused ebpf without it.
-    podTraffic: opts.localTraffic!,
+    podTraffic: opts.localTraffic.IPv4!,
     devices: opts.devices,
     xdp: opts.xdp,
     mapSizes: opts.bpfMapSizes,

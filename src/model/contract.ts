@@ -69,9 +69,10 @@ export interface Frontend {
 
 /**
  * A frontend with every decision about its traffic. The frontends of one
- * service port share `affinity` and `noEndpoints`; its non-ClusterIP
- * frontends share `internal`, `external` and `masquerade`; its
- * load-balancer IPs share `sourceRanges`. kube-proxy's layouts rely on
+ * service port share `affinity`; those of one family share `noEndpoints`,
+ * and its non-ClusterIP ones `internal`, `external` and `masquerade`, whose
+ * endpoints are all of that family; its load-balancer IPs share
+ * `sourceRanges`. kube-proxy's layouts rely on
  * that: one external chain, one firewall and one affinity per port.
  */
 export interface ResolvedFrontend extends Frontend {

@@ -3,7 +3,7 @@
 // checked here, so the model never sees a malformed object; defaults are
 // applied as the API server would apply them.
 import { isIPv4, isIPv6 } from 'node:net';
-import type { Protocol } from './contract.js';
+import type { IPFamily, Protocol } from './contract.js';
 import { parseCidr } from '../net/ip.js';
 
 /** A decoded but unvalidated object: whatever a YAML document or the API returned. */
@@ -310,7 +310,7 @@ function parseEndpointSlice(ref: ObjectRef, metadata: RawObject, object: RawObje
     };
   });
   const rawEndpoints = fields.list(object.endpoints, 'endpoints', MAX_ENDPOINTS_PER_SLICE);
-  const ignoredReason = addressType === 'IPv4' ? null : `addressType ${addressType} is not supported yet (IPv4 only)`;
+  const ignoredReason = addressType === 'FQDN' ? 'addressType FQDN is not supported (IPv4 and IPv6 only), as in kube-proxy' : null;
   return {
     kind: 'EndpointSlice',
     namespace: ref.namespace,
@@ -319,11 +319,11 @@ function parseEndpointSlice(ref: ObjectRef, metadata: RawObject, object: RawObje
     addressType,
     ignoredReason,
     ports,
-    endpoints: ignoredReason === null ? rawEndpoints.map((raw, i) => parseEndpoint(raw, `endpoints[${i}]`, fields)) : [],
+    endpoints: addressType === 'FQDN' ? [] : rawEndpoints.map((raw, i) => parseEndpoint(raw, addressType, `endpoints[${i}]`, fields)),
   };
 }
 
-function parseEndpoint(raw: unknown, path: string, fields: Fields): Endpoint {
+function parseEndpoint(raw: unknown, family: IPFamily, path: string, fields: Fields): Endpoint {
   const endpoint = fields.object(raw, path);
   const addresses = fields.list(endpoint.addresses, `${path}.addresses`, MAX_ADDRESSES_PER_ENDPOINT);
   if (addresses.length === 0) fields.fail(`${path}.addresses`, 'required: at least one address');
@@ -334,7 +334,7 @@ function parseEndpoint(raw: unknown, path: string, fields: Fields): Endpoint {
   const hintNames = (key: 'forZones' | 'forNodes') =>
     fields.list(hints?.[key], `${path}.hints.${key}`).map((h, i) => fields.requiredString(fields.object(h, `${path}.hints.${key}[${i}]`).name, `${path}.hints.${key}[${i}].name`));
   return {
-    addresses: addresses.map((a, i) => fields.ipv4(a, `${path}.addresses[${i}]`)),
+    addresses: addresses.map((a, i) => fields.address(a, family, `${path}.addresses[${i}]`)),
     ready,
     serving: fields.optionalBoolean(conditions.serving, `${path}.conditions.serving`) ?? true,
     terminating: fields.optionalBoolean(conditions.terminating, `${path}.conditions.terminating`) ?? false,
@@ -470,8 +470,9 @@ class Fields {
   }
 
   /** Dotted-quad without leading zeros (which older parsers read as octal). */
-  ipv4(value: unknown, path: string): string {
-    if (typeof value !== 'string' || !isIPv4(value)) this.fail(path, `not an IPv4 address: ${show(value)}`);
+  /** An address of the family, as an EndpointSlice's addressType requires. */
+  address(value: unknown, family: IPFamily, path: string): string {
+    if (typeof value !== 'string' || !(family === 'IPv4' ? isIPv4(value) : isIPv6(value))) this.fail(path, `not an ${family} address: ${show(value)}`);
     return value;
   }
 

@@ -10,6 +10,7 @@ import {
   type IPFamily,
   type LbAlgorithm,
   LB_ALGORITHMS,
+  type NoEndpointsVerdict,
   type Protocol,
   type ResolvedFrontend,
   type ServicePortState,
@@ -117,8 +118,11 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
   const externalIPs = service.externalIPs.filter(inFamily);
   const loadBalancerIPs = service.loadBalancerIPs.filter(inFamily);
   const nodePortIPs = node.nodePortIPs.filter(inFamily);
+  // Addresses of a family the backend does not serve are left out, and said so (a warning, not a debug line).
+  const unserved = [...service.clusterIPs, ...service.externalIPs, ...service.loadBalancerIPs].filter((ip) => !inFamily(ip));
+  const notServed = `${unserved.join(', ')}: this backend serves ${opts.families.join(' and ')} only`;
   // As kube-proxy, a service without a cluster IP of the family is not served at all, not even on its other addresses.
-  if (clusterIPs.length === 0) return { ports: [], skipped: [{ portName: null, reason: `no cluster IP of a served family (${opts.families.join(', ')})`, refused: false }], warnings: [], health: null };
+  if (clusterIPs.length === 0) return { ports: [], skipped: [{ portName: null, reason: `no cluster IP of a served family; ${notServed}`, refused: true }], warnings: [], health: null };
   const skipped: Skipped[] = [];
 
   const externalPolicyLocal = service.externalTrafficPolicy === 'Local';
@@ -128,7 +132,7 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
   const settings: BackendSettings = {};
   const scheduler = service.annotations[IPVS_SCHEDULER_ANNOTATION];
   if (scheduler !== undefined) settings.ipvsScheduler = scheduler;
-  const warnings: string[] = [];
+  const warnings: string[] = unserved.length === 0 ? [] : [`addresses left out, ${notServed}`];
   const lbAlgorithm = serviceLbAlgorithm(service, opts, warnings);
 
   const localReady = new Set<string>();
@@ -152,24 +156,36 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
     const usesLocal = internalPolicyLocal || (externalPolicyLocal && externallyAccessible);
     const endpoints = portEndpoints(service, slices, port, node, opts);
     for (const e of endpoints) if (e.local && e.ready) localReady.add(e.ip);
-    const sets = categorizeEndpoints(endpoints, node, usesCluster, usesLocal);
-    const cluster: EndpointSet = { policy: 'cluster', destinations: sets.cluster };
-    const local: EndpointSet = { policy: 'local', destinations: sets.local };
-    const common = {
-      protocol: port.protocol,
-      noEndpoints: sets.hasAnyEndpoints ? ('drop' as const) : ('reject' as const),
-      affinity,
+    // Each family has its own endpoint sets, as kube-proxy has one proxier per
+    // family: a frontend reaches endpoints of its own family only.
+    const setsByFamily = new Map<IPFamily, { cluster: EndpointSet; local: EndpointSet; noEndpoints: NoEndpointsVerdict }>();
+    const setsOf = (family: IPFamily) => {
+      let sets = setsByFamily.get(family);
+      if (sets === undefined) {
+        const found = categorizeEndpoints(endpoints.filter((e) => ipFamily(e.ip) === family), node, usesCluster, usesLocal);
+        sets = {
+          cluster: { policy: 'cluster', destinations: found.cluster },
+          local: { policy: 'local', destinations: found.local },
+          noEndpoints: found.hasAnyEndpoints ? 'drop' : 'reject',
+        };
+        setsByFamily.set(family, sets);
+      }
+      return sets;
     };
     const frontend = (kind: FrontendKind, ip: string, portNumber: number): ResolvedFrontend => {
+      const family = ipFamily(ip);
+      const { cluster, local, noEndpoints } = setsOf(family);
       const isClusterIP = kind === 'ClusterIP';
       const internal = isClusterIP && internalPolicyLocal ? local : cluster;
       const external = isClusterIP ? internal : externalPolicyLocal ? local : cluster;
       return {
         kind,
-        family: ipFamily(ip),
+        family,
         ip,
         port: portNumber,
-        ...common,
+        protocol: port.protocol,
+        noEndpoints,
+        affinity,
         internal,
         external,
         masquerade: isClusterIP ? 'off-cluster' : externalPolicyLocal ? 'node' : 'all',

@@ -136,7 +136,7 @@ export interface NativeAddon {
 
   /** ctxIn: the program's context to start from (for XDP, a struct xdp_md), else the kernel's default. */
   progTestRun(progFd: number, data: Buffer, repeat: number, ctxIn?: Buffer): TestRunResult;
-  /** Runs an XDP program on repeat copies of frame as received (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends leaves. */
+  /** Runs an XDP program on repeat copies of frame as received (BPF_F_TEST_XDP_LIVE_FRAMES): what it sends leaves. EINVAL on a kernel without live frames (before 5.18). */
   progTestRunLive(progFd: number, frame: Buffer, repeat: number): void;
 
   /**
@@ -147,6 +147,8 @@ export interface NativeAddon {
   iterRun(progFd: number, netnsPath: string | null): number;
   /** Whether the running kernel's BTF has a function (a kfunc) of that name. */
   kernelHasFunction(name: string): boolean;
+  /** Whether the running kernel has the BPF helper bpf_<name> (its BTF's enum bpf_func_id names BPF_FUNC_<name>). */
+  kernelHasHelper(name: string): boolean;
 
   /** The calling process's network namespace cookie (SO_NETNS_COOKIE), unique while the machine runs. */
   netnsCookie(): bigint;

@@ -35,6 +35,9 @@ export class ProxyMetrics {
   readonly serviceChangesTotal = new Counter({ name: 'kubeproxy_sync_proxy_rules_service_changes_total', help: 'Cumulative proxy rules Service changes', registers: [this.registry] });
   readonly healthzTotal = new Counter({ name: 'kubeproxy_proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'], registers: [this.registry] });
   readonly livezTotal = new Counter({ name: 'kubeproxy_proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'], registers: [this.registry] });
+  // The process's memory under prom-client's default names, read at each scrape.
+  readonly residentMemory = new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers: [this.registry], collect() { this.set(process.memoryUsage.rss()); } });
+  readonly heapUsed = new Gauge({ name: 'nodejs_heap_size_used_bytes', help: 'Process heap size used from Node.js in bytes.', registers: [this.registry], collect() { this.set(process.memoryUsage().heapUsed); } });
   readonly syncErrors = new Counter({ name: 'kube_lb_sync_errors_total', help: 'Syncs that failed, by backend; a sync that refused service ports counts', labelNames: ['backend'], registers: [this.registry] });
   readonly servicePortsRefused = new Gauge({ name: 'kube_lb_service_ports_refused', help: 'Service ports the last sync left unprogrammed, or as last programmed, for want of room in a kernel table (kube_lb_svc: --bpf-lb-map-max); a warning names each', labelNames: ['backend'], registers: [this.registry] });
 

@@ -29,22 +29,37 @@ function servicePortOf(state: DesiredState, counted: EndpointCounters): ServiceP
   return undefined;
 }
 
+/** The last samples made of each read of the counters: a scrape's metrics (connections, packets, bytes) share one. */
+const samplesByRead = new WeakMap<readonly EndpointCounters[], { state: DesiredState; endpointLabels: boolean; samples: ConnectionSample[] }>();
+
 /**
  * Sums the kernel's counts by service port, and by endpoint too when
  * `endpointLabels` is set. Counts of frontends the state does not hold
- * (a service deleted since the last sync) are left out.
+ * (a service deleted since the last sync) are left out. The same state and
+ * read give the same samples, summed once.
  */
 export function connectionSamples(state: DesiredState, counted: readonly EndpointCounters[], endpointLabels: boolean): ConnectionSample[] {
-  const samples = new Map<string, ConnectionSample>();
+  const last = samplesByRead.get(counted);
+  if (last !== undefined && last.state === state && last.endpointLabels === endpointLabels) return last.samples;
+  // Keyed by the service port itself without endpoint labels: no key string per counted endpoint.
+  const samples = new Map<unknown, ConnectionSample>();
   for (const c of counted) {
     const sp = servicePortOf(state, c);
     if (sp === undefined) continue;
+    const endpoint = endpointLabels ? destinationKey(c.destination) : undefined;
+    const id = endpoint === undefined ? sp : `${sp.key}\0${endpoint}`;
+    const sample = samples.get(id);
+    if (sample !== undefined) {
+      sample.counts = addCounts(sample.counts, c);
+      continue;
+    }
     const labels: ConnectionSample['labels'] = { namespace: sp.namespace, service: sp.name, port: sp.portName };
-    if (endpointLabels) labels.endpoint = destinationKey(c.destination);
-    const id = `${sp.key}\0${labels.endpoint ?? ''}`;
-    samples.set(id, { labels, counts: addCounts(samples.get(id)?.counts, c) });
+    if (endpoint !== undefined) labels.endpoint = endpoint;
+    samples.set(id, { labels, counts: addCounts(undefined, c) });
   }
-  return [...samples.values()];
+  const result = [...samples.values()];
+  samplesByRead.set(counted, { state, endpointLabels, samples: result });
+  return result;
 }
 
 /**

@@ -1,10 +1,14 @@
 // A Source fed by the API server: @kubernetes/client-node informers (list,
 // then watch) on Services, EndpointSlices and this node's Node object, with
-// kube-proxy's selectors. The informers keep a cache and diff a relist
-// (after 410 Gone) against it, so a reconnect removes only what vanished.
+// kube-proxy's selectors. Lists come in pages (limit and continue), as
+// kube-proxy's reflectors read them, as plain JSON: the typed client's
+// deserialization into classes cost more than the rest of the list. The
+// informers keep a cache and diff a relist (after 410 Gone) against it, so
+// a reconnect removes only what vanished; the cache keeps each object's
+// identity and version only, the model what it needs of the object.
+import http from 'node:http';
+import https from 'node:https';
 import {
-  CoreV1Api,
-  DiscoveryV1Api,
   KubeConfig,
   ListWatch,
   Watch,
@@ -34,20 +38,120 @@ export interface ApiServerSourceOptions {
   maxBackoffMs?: number;
 }
 
+/** Objects per list page: a large cluster's list then arrives in pieces, not as one response the size of the cluster. */
+const LIST_PAGE_SIZE = 500;
+
+/** A list page as the API sends it. */
+interface ListPage {
+  metadata?: { resourceVersion?: string; continue?: string };
+  items: KubernetesObject[];
+}
+
+/** A failed API request: its HTTP status and the Status message the server sent. */
+class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    body: string,
+  ) {
+    let message = body;
+    try {
+      message = (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      // Not a Status object: the body says it.
+    }
+    super(`HTTP ${statusCode}: ${message}`);
+  }
+}
+
+/** GETs `url` with the kubeconfig's credentials and parses the JSON answer. */
+async function getJson(kubeConfig: KubeConfig, url: URL): Promise<ListPage> {
+  const options: https.RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
+  await kubeConfig.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === 'http:' ? http : https).request(url, options, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        if (response.statusCode !== 200) reject(new ApiError(response.statusCode ?? 0, body));
+        else resolve(JSON.parse(body) as ListPage);
+      });
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/**
+ * Every page of a list, as one list with the last page's resourceVersion
+ * (the snapshot the first page opened), each item as `keep` makes it as
+ * its page arrives.
+ */
+async function listInPages(kubeConfig: KubeConfig, spec: InformerSpec, keep: (item: KubernetesObject) => KubernetesObject): Promise<KubernetesListObject<KubernetesObject>> {
+  const items: KubernetesObject[] = [];
+  let page: ListPage | undefined;
+  do {
+    const url = new URL(`${kubeConfig.getCurrentCluster()!.server}${spec.path}`);
+    if (spec.labelSelector !== undefined) url.searchParams.set('labelSelector', spec.labelSelector);
+    if (spec.fieldSelector !== undefined) url.searchParams.set('fieldSelector', spec.fieldSelector);
+    url.searchParams.set('limit', String(LIST_PAGE_SIZE));
+    if (page?.metadata?.continue) url.searchParams.set('continue', page.metadata.continue);
+    page = await getJson(kubeConfig, url);
+    for (const item of page.items) items.push(keep(item));
+  } while (page.metadata?.continue);
+  return { metadata: { resourceVersion: page.metadata?.resourceVersion }, items };
+}
+
+/**
+ * What an informer's cache holds of an object: the metadata it keys, diffs
+ * relists and compares versions by, and the object itself until the
+ * add or update handler takes it for the model.
+ */
+interface CacheEntry extends KubernetesObject {
+  object: RawObject | undefined;
+}
+
+function cacheEntry(object: RawObject): CacheEntry {
+  const { namespace, name, resourceVersion } = (object.metadata ?? {}) as { namespace?: string; name?: string; resourceVersion?: string };
+  return { metadata: { namespace, name, resourceVersion }, object };
+}
+
+/** The object an add or update carries, once: the cache keeps the entry without it. */
+function takeObject(entry: KubernetesObject): RawObject {
+  const cached = entry as CacheEntry;
+  const object = cached.object;
+  if (object === undefined) throw new Error(`informer delivered ${entry.metadata?.namespace ?? ''}/${entry.metadata?.name ?? ''} twice`);
+  cached.object = undefined;
+  return object;
+}
+
 interface InformerSpec {
   kind: ObjectKind;
   apiVersion: string;
-  /** The watch path; the list goes through the typed client for the same resource. */
+  /** The list and watch path. */
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
-  list(): Promise<KubernetesListObject<KubernetesObject>>;
 }
 
-/** Asks every watch for bookmarks, so a reconnect resumes from a recent resourceVersion instead of relisting. */
-class BookmarkingWatch extends Watch {
+/**
+ * Asks every watch for bookmarks, so a reconnect resumes from a recent
+ * resourceVersion instead of relisting, and hands the informer cache
+ * entries of the objects its events carry.
+ */
+class InformerWatch extends Watch {
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly spec: InformerSpec,
+  ) {
+    super(kubeConfig);
+  }
+
   override watch(...[path, queryParams, callback, done]: Parameters<Watch['watch']>): Promise<AbortController> {
-    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+    const entries: typeof callback = (phase, object, watchObject) =>
+      callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? cacheEntry(rawObject(object, this.spec)) : object, watchObject);
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, entries, done);
   }
 }
 
@@ -107,28 +211,22 @@ export class ApiServerSource implements Source {
   }
 
   private informerSpecs(): InformerSpec[] {
-    const core = this.kubeConfig.makeApiClient(CoreV1Api);
-    const discovery = this.kubeConfig.makeApiClient(DiscoveryV1Api);
     const labelSelector = PROXY_LABEL_SELECTOR;
     const fieldSelector = `metadata.name=${this.opts.nodeName}`;
     return [
-      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector, list: () => core.listServiceForAllNamespaces({ labelSelector }) },
-      {
-        kind: 'EndpointSlice',
-        apiVersion: 'discovery.k8s.io/v1',
-        path: '/apis/discovery.k8s.io/v1/endpointslices',
-        labelSelector,
-        list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector }),
-      },
-      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector, list: () => core.listNode({ fieldSelector }) },
+      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', labelSelector },
+      { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector },
+      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', fieldSelector },
     ];
   }
 
   private createInformer(spec: InformerSpec): RunningInformer {
-    const listWatch = new ListWatch(spec.path, new BookmarkingWatch(this.kubeConfig), spec.list, false, spec.labelSelector, spec.fieldSelector);
+    const list = (): Promise<KubernetesListObject<KubernetesObject>> => listInPages(this.kubeConfig, spec, (item) => cacheEntry(rawObject(item, spec)));
+    const listWatch = new ListWatch(spec.path, new InformerWatch(this.kubeConfig, spec), list, false, spec.labelSelector, spec.fieldSelector);
     const informer: RunningInformer = { spec, listWatch, failures: 0, retryTimer: undefined, listed: false };
     const upsert = (object: KubernetesObject): void => {
-      if (!this.stopped) this.sink!.upsert(toRawObject(object, spec), 'apiserver');
+      const raw = takeObject(object);
+      if (!this.stopped) this.sink!.upsert(raw, 'apiserver');
     };
     listWatch.on('add', upsert);
     listWatch.on('update', upsert);
@@ -168,13 +266,9 @@ export class ApiServerSource implements Source {
   }
 }
 
-/**
- * The object as the API sends it. List items come from the typed client as
- * class instances with Date fields and without apiVersion and kind; watch
- * events are already plain JSON. A JSON round trip serves both.
- */
-function toRawObject(object: KubernetesObject, spec: InformerSpec): RawObject {
-  return { ...(JSON.parse(JSON.stringify(object)) as RawObject), apiVersion: spec.apiVersion, kind: spec.kind };
+/** An object of a list or a watch event, which the API sends without apiVersion and kind in lists. */
+function rawObject(object: KubernetesObject, spec: InformerSpec): RawObject {
+  return Object.assign(object, { apiVersion: spec.apiVersion, kind: spec.kind }) as unknown as RawObject;
 }
 
 function describeError(err: unknown): string {

@@ -3,14 +3,14 @@
 // at start, as kube-proxy reads it.
 import type { Logger } from '../log.js';
 import { parseObject, type Node } from '../model/objects.js';
-import { ipFamily } from '../net/ip.js';
+import { type Cidr, parseCidr } from '../net/ip.js';
 import type { Source } from './source.js';
 
 /** How long the source may take to deliver its objects. */
 const SOURCE_WAIT_MS = 60_000;
 
-/** The IPv4 one of the node's spec.podCIDRs; fails when the source has no such Node or it has no IPv4 pod CIDR. */
-export async function readNodePodCidr(source: Source, nodeName: string, log: Logger): Promise<string> {
+/** The node's spec.podCIDRs, one per family; fails when the source has no such Node or it has no pod CIDR. */
+export async function readNodePodCidrs(source: Source, nodeName: string, log: Logger): Promise<Cidr[]> {
   let node: unknown;
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -31,8 +31,8 @@ export async function readNodePodCidr(source: Source, nodeName: string, log: Log
     await source.stop();
   }
   if (node === undefined) throw new Error(`--detect-local-mode=NodeCIDR: no Node named ${nodeName} (--hostname-override) to read its pod CIDR from`);
-  const cidr = (parseObject(node) as Node).podCIDRs.find((c) => ipFamily(c.split('/')[0]!) === 'IPv4');
-  if (cidr === undefined) throw new Error(`--detect-local-mode=NodeCIDR: Node ${nodeName} has no IPv4 pod CIDR in spec.podCIDRs`);
-  log.info({ node: nodeName, podCIDR: cidr }, 'local traffic: the node\'s pod CIDR');
-  return cidr;
+  const cidrs = (parseObject(node) as Node).podCIDRs;
+  if (cidrs.length === 0) throw new Error(`--detect-local-mode=NodeCIDR: Node ${nodeName} has no pod CIDR in spec.podCIDRs`);
+  log.info({ node: nodeName, podCIDRs: cidrs }, 'local traffic: the node\'s pod CIDRs');
+  return cidrs.map(parseCidr);
 }

@@ -115,7 +115,7 @@ conntrack:
     await waitForLine(child, /"msg":"ready"/, 30_000, 'kube-lb');
     assert.match(this.logs, /field conntrack\.maxPerCore is not supported by kube-lb; ignored/);
     // Local traffic is the Node's spec.podCIDRs (detectLocalMode: NodeCIDR), read from the API server.
-    assert.match(this.logs, /"localTraffic":"from 10\.244\.0\.0\/24"/);
+    assert.match(this.logs, /"localTraffic":"IPv4 from 10\.244\.0\.0\/24, IPv6 none"/);
   }
 
   /** `kube-lb inspect` with run's configuration file, so it names frontends from the API server. */

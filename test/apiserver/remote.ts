@@ -11,7 +11,7 @@ import type { TestPki } from './pki.js';
 import type { ApiServerControl, ServerStats } from './server.js';
 
 /** The control calls main.ts accepts. */
-export const CONTROL_METHODS = ['apply', 'delete', 'dropWatches', 'compact', 'setOutage', 'stats'] as const;
+export const CONTROL_METHODS = ['apply', 'applyAll', 'delete', 'dropWatches', 'compact', 'setOutage', 'stats'] as const;
 
 export class RemoteApiServer implements ApiServerControl {
   private constructor(
@@ -43,6 +43,9 @@ export class RemoteApiServer implements ApiServerControl {
   apply(object: Record<string, unknown>): Promise<void> {
     return this.call('apply', [object]) as Promise<void>;
   }
+  applyAll(objects: Record<string, unknown>[]): Promise<void> {
+    return this.call('applyAll', [objects]) as Promise<void>;
+  }
   delete(kind: 'Service' | 'EndpointSlice' | 'Node', namespace: string, name: string): Promise<void> {
     return this.call('delete', [kind, namespace, name]) as Promise<void>;
   }
@@ -69,7 +72,9 @@ export class RemoteApiServer implements ApiServerControl {
 
   private call(method: (typeof CONTROL_METHODS)[number], args: unknown[]): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: `/${method}` }, (res) => {
+      // A connection per call: a kept-alive one the server closes after 5 s idle (a loaded machine, a
+      // long batch being built) fails the next call's write with EPIPE.
+      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: `/${method}`, agent: false }, (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
         res.on('end', () => (res.statusCode === 200 ? resolve(body === '' ? undefined : JSON.parse(body)) : reject(new Error(`${method}: ${body}`))));

@@ -2,7 +2,7 @@
 // Services, EndpointSlices and Nodes over HTTPS with bearer-token auth, as
 // the real one speaks it (lists carry a resourceVersion, watches stream
 // newline-delimited JSON events in chunks, bookmarks, 410 Gone as a watch
-// ERROR event), plus faults on demand: dropped watches, compaction, outages.
+// ERROR event, lists in pages by limit and continue), plus faults on demand: dropped watches, compaction, outages.
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -30,6 +30,8 @@ export interface ServerStats {
   watches: Record<string, number>;
   /** Query parameters of the last watch request per kind. */
   lastWatchQuery: Record<string, Record<string, string>>;
+  /** List pages served past the first, by continue token, per kind. */
+  continuedLists: Record<string, number>;
   /** Watch streams open now. */
   openWatches: number;
   /** Requests refused for a missing or wrong token. */
@@ -40,6 +42,8 @@ export interface ServerStats {
 export interface ApiServerControl {
   /** Creates or replaces an object (apiVersion, kind, metadata.name, and metadata.namespace when namespaced). */
   apply(object: JsonObject): Promise<void>;
+  /** apply() of each object in order, in one call: how a benchmark loads thousands. */
+  applyAll(objects: JsonObject[]): Promise<void>;
   delete(kind: Kind, namespace: string, name: string): Promise<void>;
   /** Cuts every open watch connection, as a load balancer or a restarting API server does. */
   dropWatches(): Promise<void>;
@@ -67,6 +71,17 @@ interface Event {
   current: JsonObject | undefined;
 }
 
+/** A paged list's remaining items, as of its first page, as the real server pages one etcd snapshot. */
+interface ListSnapshot {
+  resourceVersion: number;
+  items: JsonObject[];
+  /** Set while a continue token names it. */
+  expires: NodeJS.Timeout | undefined;
+}
+
+/** How long a continue token stays good: the real server's is bounded by compaction, minutes. */
+const CONTINUE_TTL_MS = 5 * 60_000;
+
 interface OpenWatch {
   resource: Resource;
   matches: (object: JsonObject) => boolean;
@@ -83,7 +98,9 @@ export class TestApiServer implements ApiServerControl {
   private down = false;
   private readonly watches = new Set<OpenWatch>();
   private readonly sockets = new Set<Socket>();
-  private readonly counters: ServerStats = { lists: {}, watches: {}, lastWatchQuery: {}, openWatches: 0, unauthorized: 0 };
+  private readonly snapshots = new Map<string, ListSnapshot>();
+  private nextSnapshot = 0;
+  private readonly counters: ServerStats = { lists: {}, watches: {}, lastWatchQuery: {}, continuedLists: {}, openWatches: 0, unauthorized: 0 };
 
   private constructor(
     private readonly server: https.Server,
@@ -120,6 +137,10 @@ export class TestApiServer implements ApiServerControl {
     this.publish({ resourceVersion: this.resourceVersion, kind: resource.kind, old, current: stored });
   }
 
+  async applyAll(objects: JsonObject[]): Promise<void> {
+    for (const object of objects) await this.apply(object);
+  }
+
   async delete(kind: Kind, namespace: string, name: string): Promise<void> {
     const id = objectId(kind, namespace, name);
     const old = this.objects.get(id);
@@ -151,6 +172,7 @@ export class TestApiServer implements ApiServerControl {
   }
 
   async close(): Promise<void> {
+    for (const snapshot of this.snapshots.values()) clearTimeout(snapshot.expires);
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -171,16 +193,48 @@ export class TestApiServer implements ApiServerControl {
       return sendStatus(res, 400, 'BadRequest', (err as Error).message);
     }
     if (query.watch === 'true' || query.watch === '1') this.watch(resource, query, matches, res);
-    else this.list(resource, matches, res);
+    else this.list(resource, query, matches, res);
   }
 
-  private list(resource: Resource, matches: (object: JsonObject) => boolean, res: ServerResponse): void {
-    this.counters.lists[resource.kind] = (this.counters.lists[resource.kind] ?? 0) + 1;
-    // List items carry no apiVersion and kind: the list says what they are.
-    const items = this.current(resource)
-      .filter(matches)
-      .map(({ apiVersion: _apiVersion, kind: _kind, ...item }) => item);
-    sendJson(res, 200, { apiVersion: resource.apiVersion, kind: `${resource.kind}List`, metadata: { resourceVersion: String(this.resourceVersion) }, items });
+  /**
+   * A list, or one page of it: with `limit`, the first page snapshots the
+   * selection and names the rest by a continue token, which later pages
+   * read from, at the first page's resourceVersion.
+   */
+  private list(resource: Resource, query: Record<string, string>, matches: (object: JsonObject) => boolean, res: ServerResponse): void {
+    const limit = query.limit === undefined ? 0 : Number(query.limit);
+    if (!Number.isInteger(limit) || limit < 0) return sendStatus(res, 400, 'BadRequest', `invalid limit ${JSON.stringify(query.limit)}`);
+    let snapshot: ListSnapshot;
+    let offset = 0;
+    if (query.continue) {
+      const [id, from] = query.continue.split(':');
+      const found = this.snapshots.get(id ?? '');
+      if (found === undefined || found.resourceVersion < this.compactedBelow) {
+        return sendStatus(res, 410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.');
+      }
+      snapshot = found;
+      offset = Number(from);
+      this.counters.continuedLists[resource.kind] = (this.counters.continuedLists[resource.kind] ?? 0) + 1;
+    } else {
+      this.counters.lists[resource.kind] = (this.counters.lists[resource.kind] ?? 0) + 1;
+      // List items carry no apiVersion and kind: the list says what they are.
+      const items = this.current(resource)
+        .filter(matches)
+        .map(({ apiVersion: _apiVersion, kind: _kind, ...item }) => item);
+      snapshot = { resourceVersion: this.resourceVersion, items, expires: undefined };
+    }
+    const end = limit === 0 ? snapshot.items.length : Math.min(snapshot.items.length, offset + limit);
+    const metadata: JsonObject = { resourceVersion: String(snapshot.resourceVersion) };
+    const id = query.continue?.split(':')[0] ?? String(++this.nextSnapshot);
+    clearTimeout(snapshot.expires);
+    if (end < snapshot.items.length) {
+      metadata.continue = `${id}:${end}`;
+      snapshot.expires = setTimeout(() => this.snapshots.delete(id), CONTINUE_TTL_MS);
+      this.snapshots.set(id, snapshot);
+    } else {
+      this.snapshots.delete(id);
+    }
+    sendJson(res, 200, { apiVersion: resource.apiVersion, kind: `${resource.kind}List`, metadata, items: snapshot.items.slice(offset, end) });
   }
 
   private watch(resource: Resource, query: Record<string, string>, matches: (object: JsonObject) => boolean, res: ServerResponse): void {

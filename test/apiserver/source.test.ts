@@ -97,7 +97,7 @@ describe('API-server source against the test API server', () => {
       assert.equal(sink.summary().at(-1), 'synced');
       const service = sink.ops.find((o) => o.op === 'upsert' && o.id === 'Service/default/web') as { object: RawObject };
       assert.equal(service.object.apiVersion, 'v1');
-      assert.equal((service.object.metadata as { creationTimestamp: unknown }).creationTimestamp, '2026-11-01T10:00:00.000Z');
+      assert.equal((service.object.metadata as { creationTimestamp: unknown }).creationTimestamp, '2026-11-01T10:00:00Z');
 
       const stats = await server.stats();
       assert.equal(stats.lastWatchQuery.Service!.allowWatchBookmarks, 'true');
@@ -127,6 +127,18 @@ describe('API-server source against the test API server', () => {
       await eventually('delete on leaving the selection', () => sink.ops.length > mark);
       assert.deepEqual(sink.summary(mark), ['delete Service/default/web']);
     }));
+
+  it('a list larger than a page arrives in pages (limit and continue), all of it before synced', () => {
+    const services = Array.from({ length: 1200 }, (_, i) => serviceObject({ ...web('10.244.0.11'), name: `web-${i}`, clusterIP: `10.96.${i >> 8}.${i & 255}` }));
+    return withSource([...services, node('node1')], async (server, sink) => {
+      const synced = sink.ops.findIndex((o) => o.op === 'synced');
+      assert.equal(sink.ops.slice(0, synced).filter((o) => o.op === 'upsert' && o.id.startsWith('Service/')).length, 1200);
+      const stats = await server.stats();
+      assert.equal(stats.lists.Service, 1);
+      // Pages of 500: the first list call, then two continue calls.
+      assert.equal(stats.continuedLists.Service, 2);
+    });
+  });
 
   it('a dropped watch resumes from its resourceVersion without a relist', () =>
     withSource([serviceObject(web('10.244.0.11'))], async (server, sink) => {

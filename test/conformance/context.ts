@@ -7,9 +7,11 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { cliPath } from '../lib/paths.js';
-import { type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
+import { CLUSTER_CIDR6, type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { type ServiceSpec, writeManifest, writeNodes } from '../lib/manifests.js';
 import type { BackendVariant } from './variants.js';
+import type { IPFamily } from '../../src/model/contract.js';
+import { ipv6Service, ipv6Twin } from './ipv6-twins.js';
 import { slow } from '../lib/slowdown.js';
 
 export interface PodSpec {
@@ -39,15 +41,18 @@ export class ScenarioContext {
     readonly variant: BackendVariant,
     readonly sandbox: NodeSandbox,
     readonly manifestsDir: string,
+    /** IPv6: an IPv4 row runs over IPv6, its services and client targets translated to their IPv6 twins (ipv6-twins.ts). */
+    readonly family: IPFamily,
   ) {
     this.localTrafficArgs = [`--pod-interface-name-prefix=${sandbox.interfacePrefix}`, '--cluster-cidr=10.244.0.0/16'];
   }
 
-  static async create(variant: BackendVariant, pods: PodSpec[]): Promise<ScenarioContext> {
+  static async create(variant: BackendVariant, pods: PodSpec[], family: IPFamily = 'IPv4'): Promise<ScenarioContext> {
     variant.requireTools();
     const sandbox = await NodeSandbox.create();
-    const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)));
+    const ctx = new ScenarioContext(variant, sandbox, fs.mkdtempSync(path.join(os.tmpdir(), `kube-lb-${sandbox.id}-`)), family);
     writeNodes(ctx.manifestsDir, NODES_FILE, Object.values(NODES));
+    if (family === 'IPv6') ctx.useDualStack();
     try {
       for (const pod of pods) await sandbox.addPod(pod.name, pod.ip, pod.node, { bridge: pod.bridge });
       // The servers start together: each is a Node.js process, slow to start under emulation.
@@ -61,8 +66,19 @@ export class ScenarioContext {
     return ctx;
   }
 
+  /** Gives the nodes their IPv6 addresses and pod ranges too, and kube-lb the IPv6 pod range: for the IPv6 rows, before kube-lb starts. */
+  useDualStack(): void {
+    writeNodes(this.manifestsDir, NODES_FILE, Object.values(NODES).map((n) => ({ ...n, ipv6: { ip: n.ip6, podCIDR: n.podCIDR6 } })));
+    this.localTrafficArgs = [`--pod-interface-name-prefix=${this.sandbox.interfacePrefix}`, `--cluster-cidr=10.244.0.0/16,${CLUSTER_CIDR6}`];
+  }
+
   writeServices(file: string, services: ServiceSpec[]): void {
-    writeManifest(this.manifestsDir, file, services);
+    writeManifest(this.manifestsDir, file, this.family === 'IPv6' ? services.map(ipv6Service) : services);
+  }
+
+  /** Where a client connects: the row's addresses (comma-separated), or their twins when the row runs over IPv6. */
+  private target(ip: string): string {
+    return this.family === 'IPv6' ? ip.split(',').map(ipv6Twin).join(',') : ip;
   }
 
   removeFile(file: string): void {
@@ -140,17 +156,17 @@ export class ScenarioContext {
 
   /** Runs the test client in a pod, on either node. */
   client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.client(pod, mode, ip, port, countOrMs, opts);
+    return this.sandbox.client(pod, mode, this.target(ip), port, countOrMs, opts);
   }
 
   /** Runs the test client outside the cluster (source: EXTERNAL_CLIENT_IPS[0] unless opts.source says otherwise). */
   externalClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.clientAt('external', mode, ip, port, countOrMs, opts);
+    return this.sandbox.clientAt('external', mode, this.target(ip), port, countOrMs, opts);
   }
 
   /** Runs the test client in node-a's own network namespace, as a hostNetwork pod would. */
   hostClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.clientAt('host', mode, ip, port, countOrMs, opts);
+    return this.sandbox.clientAt('host', mode, this.target(ip), port, countOrMs, opts);
   }
 
   /** Fetches a URL with curl from a place; see NodeSandbox.curl. */
@@ -186,9 +202,9 @@ export class ScenarioContext {
   }
 }
 
-/** Runs `body` in a fresh context and always cleans up and tears the sandbox down. */
-export async function withContext(variant: BackendVariant, pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>): Promise<void> {
-  const ctx = await ScenarioContext.create(variant, pods);
+/** Runs `body` in a fresh context (over IPv6 if `family` says so) and always cleans up and tears the sandbox down. */
+export async function withContext(variant: BackendVariant, pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>, family: IPFamily = 'IPv4'): Promise<void> {
+  const ctx = await ScenarioContext.create(variant, pods, family);
   try {
     await body(ctx);
   } finally {

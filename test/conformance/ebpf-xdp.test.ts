@@ -20,7 +20,7 @@ runConformance('ebpf-xdp', [
   'loadBalancerSourceRanges: only sources inside the ranges reach the load-balancer IP',
   'a NodePort without endpoints refuses connections from outside at once',
   'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
-  'connections through a ClusterIP and a NodePort are counted under the service and each endpoint on /metrics, across full resyncs and a restart; endpoint labels can be turned off',
+  'connections through a ClusterIP and a NodePort are counted under the service and, on request, each endpoint on /metrics, across full resyncs and a restart',
 ]);
 
 const NODE_IP = NODES['node-a'].ip;

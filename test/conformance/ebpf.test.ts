@@ -25,6 +25,7 @@ import { idleConnection } from '../lib/idle-connection.js';
 import { cliPath, testLibDir } from '../lib/paths.js';
 import { requireCommand } from '../lib/preconditions.js';
 import { DROP_REASONS } from '../../src/backends/ebpf/encoding.js';
+import { PROGRAMS } from '../../src/backends/ebpf/datapath.js';
 
 const exec = promisify(execFile);
 
@@ -399,7 +400,7 @@ describe("ebpf backend: the node's own sockets", () => {
       await ctx.startKubeLb(process.env, ['--bpf-socket-lb=off']);
       assert.deepEqual(await socketProgramsServing(ctx.sandbox), [], 'no socket program serves the node');
       assert.deepEqual(
-        fs.readdirSync(ctx.sandbox.pinPath).filter((pin) => pin.startsWith('lb_') && !['lb_from_pod', 'lb_to_pod', 'lb_from_world'].includes(pin)),
+        fs.readdirSync(ctx.sandbox.pinPath).filter((pin) => pin.startsWith('lb_') && !(Object.values(PROGRAMS) as string[]).includes(pin)),
         [],
         'no socket program is pinned',
       );

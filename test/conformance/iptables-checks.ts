@@ -44,7 +44,7 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
           const nat = await ctx.sandbox.inNode(`${name}-save`, '-t', 'nat');
           const filter = await ctx.sandbox.inNode(`${name}-save`, '-t', 'filter');
           const svc = serviceChainName(web);
-          const seps = web.destinations.map((d) => endpointChainName(web, d));
+          const seps = web.destinations.map((d) => endpointChainName(web, d, 'IPv4'));
 
           for (const chain of ['PREROUTING', 'OUTPUT']) {
             assert.deepEqual(rulesOf(nat, chain), ['-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'], `nat ${chain}`);
@@ -124,7 +124,7 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
         const filter = await ctx.sandbox.inNode(`${name}-save`, '-t', 'filter');
         const lb = clusterIpPort({ key: 'default/lb:http', namespace: 'default', name: 'lb', portName: 'http', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: [] });
         const [svc, svl, ext, fw] = [serviceChainName(lb), policyChainName(lb, 'local'), externalChainName(lb), firewallChainName(lb)];
-        const [local, remote] = [ipOf('web-1'), ipOf('web-4')].map((ip) => endpointChainName(lb, { ip, port: 8080 }));
+        const [local, remote] = [ipOf('web-1'), ipOf('web-4')].map((ip) => endpointChainName(lb, { ip, port: 8080 }, 'IPv4'));
         const comment = (text: string): string => `-m comment --comment "${text}"`;
 
         assert.deepEqual(rulesOf(nat, 'KUBE-SERVICES'), [
@@ -177,7 +177,7 @@ export function iptablesChecks(mode: 'nft' | 'legacy'): void {
         assert.equal(change.length, 1, `one iptables-restore for the change; got ${change.length}`);
         const payload = change[0]!;
         const newEndpoint = changedServicePort.destinations[1]!;
-        assert.deepEqual(declared(payload, /^:(\S+)/gm), [endpointChainName(changedServicePort, newEndpoint), serviceChainName(changedServicePort)].sort());
+        assert.deepEqual(declared(payload, /^:(\S+)/gm), [endpointChainName(changedServicePort, newEndpoint, 'IPv4'), serviceChainName(changedServicePort)].sort());
         assert.deepEqual(declared(payload, /^\*(\S+)/gm), ['nat'], 'only the nat table');
         assert.deepEqual(declared(payload, /^-X (\S+)/gm), [], 'nothing removed');
         assertSmall(payload, 2000, 'the change');

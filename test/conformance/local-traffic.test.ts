@@ -2,7 +2,8 @@
 // (but in its own mode): in each mode kube-lb finds the pods' interfaces, on
 // veths of their own and on a bridge, attaches to them and to nothing else,
 // serves a cluster IP to those pods, and picks up a pod added after it
-// started. A command line that says nothing of the pods is refused.
+// started; an interface that stops being a pod's loses the programs. A
+// command line that says nothing of the pods is refused.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -77,6 +78,21 @@ describe('--detect-local-mode (ebpf)', () => {
         await assertServed(ctx, 'late');
       }));
   }
+
+  it("ClusterCIDR: an interface that stops being a pod's (its route goes) loses kube-lb's programs, and gets them back with its route", () =>
+    withContext(variant('ebpf'), PODS.slice(0, 1), async (ctx) => {
+      const sb = ctx.sandbox;
+      ctx.localTrafficArgs = ['--cluster-cidr=10.244.0.0/16'];
+      const { ip, hostIf } = sb.pod('web-1');
+      await ctx.startKubeLb();
+      const filters = async (): Promise<string> => (await sb.inNode('tc', 'filter', 'show', 'dev', hostIf, 'ingress')) + (await sb.inNode('tc', 'filter', 'show', 'dev', hostIf, 'egress'));
+      assert.match(await filters(), /lb_from_pod[\s\S]*lb_to_pod/, `kube-lb's filters on ${hostIf}`);
+      await sb.inNode('ip', 'route', 'del', `${ip}/32`, 'dev', hostIf);
+      await ctx.waitUntil(`kube-lb's filters leave ${hostIf} once its route is gone`, 10_000, async () => !/lb_(from|to)_pod/.test(await filters()));
+      assert.match(ctx.kubeLbLogs, /"msg":"detached: no longer a pod interface or an uplink"/);
+      await sb.inNode('ip', 'route', 'add', `${ip}/32`, 'dev', hostIf);
+      await ctx.waitUntil(`kube-lb attaches to ${hostIf} again once its route is back`, 10_000, async () => /lb_from_pod[\s\S]*lb_to_pod/.test(await filters()));
+    }));
 
   it('refuses, as a usage error, a command line that tells nothing of the pod interfaces', () =>
     withContext(variant('ebpf'), [], async (ctx) => {

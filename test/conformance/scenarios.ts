@@ -62,7 +62,7 @@ function webService(eps: EndpointSpec[], name = 'web', clusterIP = VIP): Service
   };
 }
 
-function assertAnsweredBy(result: ClientResult, expected: string[], what: string): void {
+export function assertAnsweredBy(result: ClientResult, expected: string[], what: string): void {
   assert.equal(result.failures, 0, `${what}: failures ${JSON.stringify(result.errors)}`);
   assert.deepEqual(Object.keys(result.answers).sort(), [...expected].sort(), `${what}: answered by ${JSON.stringify(result.answers)}`);
 }
@@ -421,7 +421,7 @@ export const scenarios: Scenario[] = [
     },
   },
   {
-    name: 'connections through a ClusterIP and a NodePort are counted under the service and each endpoint on /metrics, across full resyncs and a restart; endpoint labels can be turned off',
+    name: 'connections through a ClusterIP and a NodePort are counted under the service and, on request, each endpoint on /metrics, across full resyncs and a restart',
     // Packets and bytes are asserted too where the backend counts them (traffic-counters), and asserted absent elsewhere.
     needs: ['tcp', 'nodeport', 'connection-counters'],
     pods,
@@ -431,8 +431,9 @@ export const scenarios: Scenario[] = [
       const traffic = unsupportedReason(ctx.variant.backend, 'traffic-counters') === undefined;
       // Full resyncs often enough that several happen while the counts are watched.
       const args = ['--sync-period=2s'];
+      const labelled = [...args, '--metrics-endpoint-labels=true'];
       ctx.writeServices('web.yaml', [{ ...webService(endpoints(['web-1', 'web-2'])), type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort }] }]);
-      await ctx.startKubeLb(process.env, args);
+      await ctx.startKubeLb(process.env, labelled);
       const before = await webCounters(ctx, traffic);
       const inside = await ctx.client('client', 'tcp', VIP, 80, connections);
       const outside = await ctx.externalClient('tcp', NODES['node-a'].ip, nodePort, connections);
@@ -473,7 +474,8 @@ export const scenarios: Scenario[] = [
       }
 
       await ctx.stopKubeLb();
-      await ctx.startKubeLb(process.env, [...args, '--metrics-endpoint-labels=false']);
+      // The default: one series per service port.
+      await ctx.startKubeLb(process.env, args);
       const folded = await webCounters(ctx, traffic);
       for (const counted of traffic ? (['connections', 'packets', 'bytes'] as const) : (['connections'] as const)) {
         assert.deepEqual([...folded[counted].keys()], ['port="http"'], `one ${counted} series for the service port, without endpoint labels`);

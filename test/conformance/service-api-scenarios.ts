@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { testLibDir } from '../lib/paths.js';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
-import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES } from '../lib/sandbox.js';
+import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES, waitForLine } from '../lib/sandbox.js';
+import { slow } from '../lib/slowdown.js';
+import { SERVER_TCP_PORTS } from './context.js';
 import { type Scenario, VIP, endpoints, ipOf, pods } from './scenarios.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, maglevPick, maglevTable } from '../../src/backends/ebpf/maglev.js';
 
@@ -17,6 +19,8 @@ const LB_IP = '198.51.100.10';
 const HTTP_NODE_PORT = 30080;
 const DNS_NODE_PORT = 30053;
 const HEALTH_NODE_PORT = 32100;
+/** A host-network server on node-a, on the pods' port: the node's own address is its endpoint. */
+const HOST_SERVER = 'node-a-host';
 
 /** A LoadBalancer service on every kind of frontend: ClusterIP VIP, an external IP, an ingress IP, NodePorts. */
 function lbService(eps: EndpointSpec[], over: Partial<ServiceSpec> = {}): ServiceSpec {
@@ -69,6 +73,25 @@ export const serviceApiScenarios: Scenario[] = [
       }
       answeredBy(await ctx.externalClient('udp', NODE_IP, DNS_NODE_PORT, 30), BOTH_NODES, 'UDP to the NodePort');
       answeredBy(await ctx.externalClient('udp', LB_IP, 53, 30), BOTH_NODES, 'UDP to the load-balancer IP');
+    },
+  },
+  {
+    name: "a host-network endpoint of this node and a pod endpoint on the other serve a cluster IP and a NodePort, from a pod and from outside; this node's own endpoint sees the outside client's address",
+    needs: ['tcp', 'nodeport', 'remote-endpoints', 'host-network-endpoints'],
+    pods: pods.filter((p) => ['client', 'web-4'].includes(p.name)),
+    async run(ctx) {
+      await waitForLine(ctx.sandbox.spawnAt('host', process.execPath, [path.join(testLibDir, 'pod-server.js'), HOST_SERVER, String(SERVER_TCP_PORTS[0]), '']), /ready/, slow(10_000), 'the host-network server on node-a');
+      const hostEndpoint: EndpointSpec = { ip: NODE_IP, ready: true, nodeName: 'node-a', zone: NODES['node-a'].zone };
+      ctx.writeServices('web.yaml', [
+        { name: 'web', clusterIP: VIP, type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: SERVER_TCP_PORTS[0]!, protocol: 'TCP', nodePort: HTTP_NODE_PORT }], endpoints: [hostEndpoint, ...endpoints(['web-4'])] },
+      ]);
+      await ctx.startKubeLb();
+      answeredBy(await ctx.client('client', 'tcp', VIP, 80, 30), [HOST_SERVER, 'web-4'], 'TCP to the cluster IP from a pod');
+      answeredBy(await ctx.client('client', 'tcp', NODE_IP, HTTP_NODE_PORT, 30), [HOST_SERVER, 'web-4'], 'TCP to the NodePort from a pod');
+      const outside = await ctx.externalClient('tcp', NODE_IP, HTTP_NODE_PORT, 30, { reportSource: true });
+      answeredBy(outside, [HOST_SERVER, 'web-4'], 'TCP to the NodePort from outside');
+      // The node's stack delivers to its own endpoint: nothing to masquerade, as under kube-proxy.
+      assert.deepEqual(Object.keys(outside.seenFrom?.[HOST_SERVER] ?? {}), [EXTERNAL_CLIENT_IPS[0]], `the host-network endpoint saw ${JSON.stringify(outside.seenFrom)}`);
     },
   },
   {

@@ -26,13 +26,17 @@ function iptablesVariant(mode: 'nft' | 'legacy'): BackendVariant {
     name: `iptables-${mode}`,
     backend: 'iptables',
     flags: () => [`--iptables-mode=${mode}`],
-    requireTools: () => requireCommand(`iptables-${mode}-restore`, 'apt-get install iptables'),
+    requireTools: () => {
+      for (const command of ['iptables', 'ip6tables']) requireCommand(`${command}-${mode}-restore`, 'apt-get install iptables');
+    },
     async assertNothingLeft(sandbox) {
-      const saved = await sandbox.inNode(`iptables-${mode}-save`);
-      const ours = saved
-        .split('\n')
-        .filter((l) => /^:KUBE-(SERVICES|EXTERNAL-SERVICES|NODEPORTS|PROXY-FIREWALL|FORWARD|MARK-MASQ|POSTROUTING|SVC-|SVL-|EXT-|FW-|SEP-)|-j KUBE-(SERVICES|EXTERNAL-SERVICES|PROXY-FIREWALL|FORWARD|POSTROUTING)\b/.test(l));
-      assert.deepEqual(ours, [], `iptables-${mode} rules of kube-lb remain after cleanup`);
+      for (const command of ['iptables', 'ip6tables']) {
+        const saved = await sandbox.inNode(`${command}-${mode}-save`);
+        const ours = saved
+          .split('\n')
+          .filter((l) => /^:KUBE-(SERVICES|EXTERNAL-SERVICES|NODEPORTS|PROXY-FIREWALL|FORWARD|MARK-MASQ|POSTROUTING|SVC-|SVL-|EXT-|FW-|SEP-)|-j KUBE-(SERVICES|EXTERNAL-SERVICES|PROXY-FIREWALL|FORWARD|POSTROUTING)\b/.test(l));
+        assert.deepEqual(ours, [], `${command}-${mode} rules of kube-lb remain after cleanup`);
+      }
     },
   };
 }

@@ -1,5 +1,6 @@
 // Resolved frontends and service ports built by hand, for tests of the
 // backends' rule generators.
+import { ipFamily } from '../../src/net/ip.js';
 import type { Destination, EndpointSet, Frontend, FrontendKind, ResolvedFrontend, ServicePortState } from '../../src/model/contract.js';
 
 /**
@@ -9,7 +10,7 @@ import type { Destination, EndpointSet, Frontend, FrontendKind, ResolvedFrontend
 export function resolvedFrontend(kind: FrontendKind, ip: string, port: number, fields: Partial<ResolvedFrontend> & { internal: EndpointSet }): ResolvedFrontend {
   return {
     kind,
-    family: 'IPv4',
+    family: ipFamily(ip),
     ip,
     port,
     protocol: 'TCP',

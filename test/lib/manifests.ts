@@ -3,13 +3,15 @@
 // defaults and allocated fields included.
 import fs from 'node:fs';
 import path from 'node:path';
+import { isIPv6 } from 'node:net';
 import { stringify } from 'yaml';
+import type { Protocol } from '../../src/model/contract.js';
 
 export interface PortSpec {
   name: string;
   port: number;
   targetPort: number;
-  protocol: 'TCP' | 'UDP';
+  protocol: Protocol;
   /** Required on NodePort services, and on LoadBalancer services that allocate node ports. */
   nodePort?: number;
 }
@@ -34,6 +36,8 @@ export interface ServiceSpec {
   name: string;
   /** "None" for a headless service; ignored for ExternalName. */
   clusterIP: string;
+  /** A dual-stack service's cluster IPs, clusterIP first; without it, clusterIP alone. */
+  clusterIPs?: string[];
   /** Defaults to ClusterIP. */
   type?: ServiceType;
   /** Required for ExternalName. */
@@ -64,10 +68,14 @@ export interface NodeSpec {
   ip: string;
   podCIDR: string;
   zone: string;
+  /** A dual-stack node's IPv6 InternalIP and pod CIDR. */
+  ipv6?: { ip: string; podCIDR: string };
 }
 
 /** The node name endpoints get unless they say otherwise. */
 export const DEFAULT_NODE_NAME = 'node-a';
+
+const familyOf = (ip: string): 'IPv4' | 'IPv6' => (isIPv6(ip) ? 'IPv6' : 'IPv4');
 
 const uid = (seed: string): string => {
   let h = 0;
@@ -96,6 +104,9 @@ function checkSpec(s: ServiceSpec): void {
   }
   if (s.loadBalancerSourceRanges !== undefined && type !== 'LoadBalancer') fail('loadBalancerSourceRanges is for LoadBalancer services only');
   if (s.clusterIP === 'None' && type !== 'ClusterIP') fail('only ClusterIP services are headless');
+  if (s.clusterIPs !== undefined && (s.clusterIPs[0] !== s.clusterIP || s.clusterIPs.length > 2 || new Set(s.clusterIPs.map(familyOf)).size !== s.clusterIPs.length)) {
+    fail('clusterIPs start with clusterIP and hold one address per family');
+  }
 }
 
 export function serviceObject(s: ServiceSpec): Record<string, unknown> {
@@ -122,16 +133,17 @@ export function serviceObject(s: ServiceSpec): Record<string, unknown> {
     };
   }
   const external = type === 'NodePort' || type === 'LoadBalancer';
+  const clusterIPs = s.clusterIPs ?? [s.clusterIP];
   const spec = {
     ...(type === 'LoadBalancer' && { allocateLoadBalancerNodePorts: s.ports.every((p) => p.nodePort !== undefined) }),
     clusterIP: s.clusterIP,
-    clusterIPs: [s.clusterIP],
+    clusterIPs,
     ...(s.externalIPs && { externalIPs: s.externalIPs }),
     ...(external && { externalTrafficPolicy: s.externalTrafficPolicy ?? 'Cluster' }),
     ...(s.healthCheckNodePort !== undefined && { healthCheckNodePort: s.healthCheckNodePort }),
     internalTrafficPolicy: s.internalTrafficPolicy ?? 'Cluster',
-    ipFamilies: ['IPv4'],
-    ipFamilyPolicy: 'SingleStack',
+    ipFamilies: clusterIPs.map(familyOf),
+    ipFamilyPolicy: clusterIPs.length > 1 ? 'RequireDualStack' : 'SingleStack',
     ...(s.loadBalancerSourceRanges && { loadBalancerSourceRanges: s.loadBalancerSourceRanges }),
     ports,
     selector: { app: s.name },
@@ -144,12 +156,13 @@ export function serviceObject(s: ServiceSpec): Record<string, unknown> {
   return { apiVersion: 'v1', kind: 'Service', metadata, spec, status: { loadBalancer: ingress ? { ingress } : {} } };
 }
 
-export function endpointSliceObject(s: ServiceSpec, sliceName = `${s.name}-abc12`): Record<string, unknown> {
+/** The slice of one family's endpoints (by default IPv4's), as the EndpointSlice controller makes one per family. */
+export function endpointSliceObject(s: ServiceSpec, sliceName = `${s.name}-abc12`, family: 'IPv4' | 'IPv6' = 'IPv4'): Record<string, unknown> {
   const namespace = s.namespace ?? 'default';
   return {
-    addressType: 'IPv4',
+    addressType: family,
     apiVersion: 'discovery.k8s.io/v1',
-    endpoints: s.endpoints.map((e) => ({
+    endpoints: s.endpoints.filter((e) => familyOf(e.ip) === family).map((e) => ({
       addresses: [e.ip],
       conditions: { ready: e.ready, serving: e.serving ?? e.ready, terminating: e.terminating ?? false },
       ...(e.hints && {
@@ -159,7 +172,7 @@ export function endpointSliceObject(s: ServiceSpec, sliceName = `${s.name}-abc12
         },
       }),
       nodeName: e.nodeName ?? DEFAULT_NODE_NAME,
-      targetRef: { kind: 'Pod', name: `pod-${e.ip.replaceAll('.', '-')}`, namespace, uid: uid(`pod/${e.ip}`) },
+      targetRef: { kind: 'Pod', name: `pod-${e.ip.replaceAll(/[.:]/g, '-')}`, namespace, uid: uid(`pod/${e.ip}`) },
       ...(e.zone !== undefined && { zone: e.zone }),
     })),
     kind: 'EndpointSlice',
@@ -198,10 +211,11 @@ export function nodeObject(n: NodeSpec): Record<string, unknown> {
       resourceVersion: '900',
       uid: uid(`node/${n.name}`),
     },
-    spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
+    spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR, ...(n.ipv6 ? [n.ipv6.podCIDR] : [])] },
     status: {
       addresses: [
         { address: n.ip, type: 'InternalIP' },
+        ...(n.ipv6 ? [{ address: n.ipv6.ip, type: 'InternalIP' }] : []),
         { address: n.name, type: 'Hostname' },
       ],
       conditions: [
@@ -230,9 +244,23 @@ function writeAtomically(dir: string, file: string, content: string): void {
   fs.renameSync(tmp, path.join(dir, file));
 }
 
-/** Services with their EndpointSlices; ExternalName services have no slice, as in a cluster. */
+/**
+ * The EndpointSlices of a service: one for IPv4 unless it is IPv6 alone,
+ * and one for IPv6 when it has an IPv6 cluster IP or endpoint;
+ * ExternalName services have none, as in a cluster.
+ */
+function slicesOf(s: ServiceSpec): Record<string, unknown>[] {
+  if (s.type === 'ExternalName') return [];
+  const families = new Set([...(s.clusterIPs ?? [s.clusterIP]).filter((ip) => ip !== 'None'), ...s.endpoints.map((e) => e.ip)].map(familyOf));
+  return [
+    ...(families.has('IPv4') || !families.has('IPv6') ? [endpointSliceObject(s)] : []),
+    ...(families.has('IPv6') ? [endpointSliceObject(s, `${s.name}-v6abc`, 'IPv6')] : []),
+  ];
+}
+
+/** Services with their EndpointSlices. */
 function objectsOf(services: ServiceSpec[]): Record<string, unknown>[] {
-  return services.flatMap((s) => [serviceObject(s), ...(s.type === 'ExternalName' ? [] : [endpointSliceObject(s)])]);
+  return services.flatMap((s) => [serviceObject(s), ...slicesOf(s)]);
 }
 
 /** Writes services with their EndpointSlices in one `kind: List` document. */

@@ -85,15 +85,16 @@ function tcpSourceOnce(address: string): Promise<string> {
 
 const tcpOnce = (address: string): Promise<string> => (reportSource ? tcpSourceOnce(address) : firstLine(address, port, TIMEOUT_MS, { ...(source && { localAddress: source }), ...(sourcePort && { localPort: sourcePort }) }));
 
-function udpSocket(): dgram.Socket {
-  const sock = dgram.createSocket('udp4');
+/** A UDP socket of the family of `address`, the target. */
+function udpSocket(address: string): dgram.Socket {
+  const sock = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
   if (source) sock.bind({ address: source });
   return sock;
 }
 
 function udpOnce(address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = udpSocket();
+    const sock = udpSocket(address);
     const timer = setTimeout(() => {
       sock.close();
       reject(new Error('timeout'));
@@ -204,7 +205,7 @@ function noteInOrder(result: HeldUdp, msg: Buffer): void {
 function udpHold(): Promise<HeldUdp> {
   return new Promise((resolve) => {
     const result: HeldUdp = { answers: {}, failures: 0, errors: [], sent: 0, order: [] };
-    const sock = udpSocket();
+    const sock = udpSocket(ip!);
     sock.on('message', (msg) => noteInOrder(result, msg));
     sock.on('error', (err) => note(result, null, err.message));
     sendForCount(
@@ -224,7 +225,7 @@ function udpConnected(): Promise<HeldUdp & { reconnects: number }> {
     const result = { answers: {}, failures: 0, errors: [] as string[], sent: 0, order: [] as string[], reconnects: -1 };
     let sock: dgram.Socket | null = null;
     const connect = (): void => {
-      const next = udpSocket();
+      const next = udpSocket(ip!);
       next.on('message', (msg) => noteInOrder(result, msg));
       next.on('error', (err) => {
         if (next !== sock) return;

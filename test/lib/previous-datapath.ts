@@ -40,7 +40,8 @@ assert.ok(flagsField?.size === 4, `lb_iface_value.flags (4 bytes) in ${objectPat
 
 const object = lib.openObject(objectPath, pinRoot);
 object.load();
-for (const name of Object.values(PROGRAMS)) object.pinProgram(name, path.join(pinRoot, name));
+// The TC programs every earlier commit pinned; lb_to_world came later.
+for (const name of [PROGRAMS.fromPod, PROGRAMS.toPod, PROGRAMS.fromWorld]) object.pinProgram(name, path.join(pinRoot, name));
 const ifaces = object.mapFd(MAPS.ifaces);
 for (const link of (await listLinks()).filter((l) => l.name.startsWith(interfacePrefix))) {
   let flags = 0;

@@ -26,6 +26,14 @@
 // for source-range tests) and routes the external and load-balancer IP
 // ranges to node-a. The gateway forwards nothing.
 //
+// Every routed pod, both nodes, the router and the external client have an
+// IPv6 address beside their IPv4 one (podIpv6 derives a pod's from its IPv4
+// address), laid out the same way: the nodes forward IPv6, route each
+// other's pod range, and reach pods through a link-local gateway. Neighbors
+// on the pod links are written statically, and the node network's
+// addresses skip duplicate address detection, so no address waits. Pods on node-a's pod
+// bridge have IPv4 only.
+//
 // The node network behaves as a wire between NICs, so that XDP on node-a's
 // eth0 sees frames as a NIC delivers them: whatever sends onto it computes
 // its checksums (veths would otherwise pass along partial ones, which only
@@ -33,6 +41,7 @@
 // runs an XDP program that passes everything (xdp_pass.bpf.c), which a veth
 // needs to take the frames its peer's XDP program sends back (XDP_TX).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { isIPv6 } from 'node:net';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -48,6 +57,17 @@ const POD_GATEWAY = '169.254.1.1';
 const NODE_NETWORK_PREFIX = 24;
 const ROUTER_IP = '172.18.0.1';
 const CLUSTER_CIDR = '10.244.0.0/16';
+const POD_GATEWAY6 = 'fe80::1';
+const NODE_NETWORK_PREFIX6 = 64;
+const ROUTER_IP6 = 'fd00:18::1';
+/**
+ * Interfaces made afterwards use their link-local addresses at once: neighbor
+ * discovery for forwarded packets is sent from them, and would otherwise
+ * fail while duplicate address detection runs.
+ */
+const NO_DAD = ['net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'];
+/** The pods' IPv6 range: kube-lb's --cluster-cidr for IPv6. */
+export const CLUSTER_CIDR6 = 'fd00:10:244::/48';
 /** Pods on node-a's pod bridge take addresses here (the first is the bridge's own); node-a's other pods must not. */
 export const POD_BRIDGE_CIDR = '10.244.0.128/25';
 const POD_BRIDGE_GATEWAY = '10.244.0.129';
@@ -62,16 +82,32 @@ export interface NodeInfo {
   ip: string;
   podCIDR: string;
   zone: string;
+  /** The node's IPv6 InternalIP, and its IPv6 pod range. */
+  ip6: string;
+  podCIDR6: string;
 }
 
 /** The sandbox's nodes; kube-lb runs on node-a (its --hostname-override). */
 export const NODES: Record<NodeName, NodeInfo> = {
-  'node-a': { name: 'node-a', ip: '172.18.0.2', podCIDR: '10.244.0.0/24', zone: 'zone-a' },
-  'node-b': { name: 'node-b', ip: '172.18.0.3', podCIDR: '10.244.128.0/24', zone: 'zone-b' },
+  'node-a': { name: 'node-a', ip: '172.18.0.2', podCIDR: '10.244.0.0/24', zone: 'zone-a', ip6: 'fd00:18::2', podCIDR6: 'fd00:10:244::/64' },
+  'node-b': { name: 'node-b', ip: '172.18.0.3', podCIDR: '10.244.128.0/24', zone: 'zone-b', ip6: 'fd00:18::3', podCIDR6: 'fd00:10:244:128::/64' },
 };
 
 /** The external client's addresses, in different /24s; the first is its default source. */
 export const EXTERNAL_CLIENT_IPS = ['198.18.0.10', '198.18.1.10'] as const;
+/** The external client's IPv6 address, its default IPv6 source. */
+export const EXTERNAL_CLIENT_IP6 = 'fd00:198:18::10';
+
+/**
+ * A pod's IPv6 address, from its IPv4 one: 10.244.X.Y is fd00:10:244:X::Y
+ * (decimal digits read as hex), so it lies in its node's IPv6 pod range
+ * exactly when the IPv4 address lies in its IPv4 one. Canonical, as the
+ * kernel prints it.
+ */
+export function podIpv6(podIp: string): string {
+  const [, , x, y] = podIp.split('.');
+  return x === '0' ? `fd00:10:244::${y}` : `fd00:10:244:${x}::${y}`;
+}
 /** The external client routes these ranges to node-a: use them for externalIPs and load-balancer ingress IPs. */
 export const EXTERNAL_IP_RANGE = '203.0.113.0/24';
 export const LOAD_BALANCER_IP_RANGE = '198.51.100.0/24';
@@ -79,6 +115,8 @@ export const LOAD_BALANCER_IP_RANGE = '198.51.100.0/24';
 export interface Pod {
   name: string;
   ip: string;
+  /** null on node-a's pod bridge. */
+  ip6: string | null;
   node: NodeName;
   ns: string;
   hostIf: string;
@@ -204,31 +242,41 @@ export class NodeSandbox {
   private async addNodeNetwork(): Promise<void> {
     const ns = this.externalNs;
     await ip('netns', 'add', ns);
+    await this.inNamespace(ns, 'sysctl', '-qw', ...NO_DAD);
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
     await ip('-n', ns, 'link', 'add', 'br0', 'type', 'bridge');
     await ip('-n', ns, 'addr', 'add', `${ROUTER_IP}/${NODE_NETWORK_PREFIX}`, 'dev', 'br0');
     await ip('-n', ns, 'link', 'set', 'br0', 'up');
     await this.inNamespace(ns, 'ethtool', '-K', 'br0', 'tx', 'off');
+    await ip('-n', ns, '-6', 'addr', 'add', `${ROUTER_IP6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'br0', 'nodad');
     for (const addr of EXTERNAL_CLIENT_IPS) await ip('-n', ns, 'addr', 'add', `${addr}/32`, 'dev', 'lo');
+    await ip('-n', ns, '-6', 'addr', 'add', `${EXTERNAL_CLIENT_IP6}/128`, 'dev', 'lo');
     for (const range of [EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE]) await ip('-n', ns, 'route', 'add', range, 'via', NODES['node-a'].ip);
   }
 
   private async addNode(node: NodeInfo): Promise<void> {
     const ns = this.nodeNamespaces[node.name];
     await ip('netns', 'add', ns);
-    await this.inNamespace(ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1');
+    await this.inNamespace(ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1', 'net.ipv6.conf.all.forwarding=1', ...NO_DAD);
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
     await ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', node.name, 'netns', this.externalNs);
     await ip('-n', this.externalNs, 'link', 'set', node.name, 'master', 'br0', 'up');
     await this.inNamespace(ns, 'ethtool', '-K', 'eth0', 'tx', 'off');
     await ip('-n', ns, 'addr', 'add', `${node.ip}/${NODE_NETWORK_PREFIX}`, 'dev', 'eth0');
+    await ip('-n', ns, '-6', 'addr', 'add', `${node.ip6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'eth0', 'nodad');
     await ip('-n', ns, 'link', 'set', 'eth0', 'up');
     await ip('-n', this.externalNs, 'link', 'set', 'dev', node.name, 'xdpdrv', 'obj', XDP_PASS_OBJECT, 'sec', 'xdp');
     await ip('-n', ns, 'route', 'add', 'default', 'via', ROUTER_IP);
+    await ip('-n', ns, '-6', 'route', 'add', 'default', 'via', ROUTER_IP6);
     const nodeA = NODES['node-a'];
     const nodeB = NODES['node-b'];
-    if (node === nodeA) await ip('-n', ns, 'route', 'add', nodeB.podCIDR, 'via', nodeB.ip);
-    else await ip('-n', ns, 'route', 'add', CLUSTER_CIDR, 'via', nodeA.ip);
+    if (node === nodeA) {
+      await ip('-n', ns, 'route', 'add', nodeB.podCIDR, 'via', nodeB.ip);
+      await ip('-n', ns, '-6', 'route', 'add', nodeB.podCIDR6, 'via', nodeB.ip6);
+    } else {
+      await ip('-n', ns, 'route', 'add', CLUSTER_CIDR, 'via', nodeA.ip);
+      await ip('-n', ns, '-6', 'route', 'add', CLUSTER_CIDR6, 'via', nodeA.ip6);
+    }
   }
 
   /** Runs a command in node-a's network namespace. */
@@ -260,7 +308,7 @@ export class NodeSandbox {
     }
     const nodeNs = this.nodeNamespaces[node];
     const hostIf = bridge ? `kl${this.id}b${this.interfaces++}` : `${this.interfacePrefix}${this.interfaces++}`;
-    const pod: Pod = { name, ip: podIp, node, ns: `kl-${this.id}-${name}`, hostIf };
+    const pod: Pod = { name, ip: podIp, ip6: bridge ? null : podIpv6(podIp), node, ns: `kl-${this.id}-${name}`, hostIf };
     await ip('netns', 'add', pod.ns);
     await ip('-n', nodeNs, 'link', 'add', pod.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.ns);
     if (bridge) {
@@ -279,8 +327,20 @@ export class NodeSandbox {
     // The node namespace has no route to the gateway address for proxy ARP
     // to answer from, so pods learn the gateway's MAC statically.
     await ip('-n', pod.ns, 'neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
+    await this.addPodIpv6(pod, nodeNs, hostMac);
     this.pods.set(name, pod);
     return pod;
+  }
+
+  /** The pod's IPv6 address, its route on the node, and both ends' neighbors, written statically. */
+  private async addPodIpv6(pod: Pod, nodeNs: string, hostMac: string): Promise<void> {
+    const podIp6 = pod.ip6!;
+    await ip('-n', pod.ns, '-6', 'addr', 'add', `${podIp6}/128`, 'dev', 'eth0', 'nodad');
+    await ip('-n', pod.ns, '-6', 'route', 'add', 'default', 'via', POD_GATEWAY6, 'dev', 'eth0');
+    await ip('-n', pod.ns, '-6', 'neigh', 'replace', POD_GATEWAY6, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent');
+    const podMac = (JSON.parse(await ip('-n', pod.ns, '-j', 'link', 'show', 'eth0')) as { address: string }[])[0]!.address;
+    await ip('-n', nodeNs, '-6', 'route', 'add', `${podIp6}/128`, 'dev', pod.hostIf);
+    await ip('-n', nodeNs, '-6', 'neigh', 'replace', podIp6, 'lladdr', podMac, 'dev', pod.hostIf, 'nud', 'permanent');
   }
 
   private async addBridgedPod(pod: Pod): Promise<void> {
@@ -333,10 +393,12 @@ export class NodeSandbox {
 
   /**
    * Runs the test client at any place. The external client binds
-   * EXTERNAL_CLIENT_IPS[0] unless told another source.
+   * EXTERNAL_CLIENT_IPS[0], or EXTERNAL_CLIENT_IP6 for an IPv6 target,
+   * unless told another source.
    */
   async clientAt(place: ClientPlace, mode: ClientMode, target: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    const source = opts.source ?? (place === 'external' ? EXTERNAL_CLIENT_IPS[0] : undefined);
+    const externalSource = isIPv6(target.split(',')[0]!) ? EXTERNAL_CLIENT_IP6 : EXTERNAL_CLIENT_IPS[0];
+    const source = opts.source ?? (place === 'external' ? externalSource : undefined);
     const args = [path.join(testLibDir, 'pod-client.js'), mode, target, String(port), String(countOrMs)];
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { native, projectRoot, type BpfObject, type CgroupHook } from '../../src/native/index.js';
 import { pino } from 'pino';
 import { OBJECT_PATH, SOCK_DESTROY_PROGRAM, ensurePinRoot, loadDatapath, removePins } from '../../src/backends/ebpf/datapath.js';
+import { possibleCpus } from '../../src/backends/ebpf/backend-stats.js';
 import { createTestCgroup, removeTestCgroup } from '../lib/test-cgroup.js';
 
 const BPF_MAP_TYPE_HASH = 1;
@@ -165,6 +166,25 @@ describe('native addon', () => {
     assert.deepEqual(entries(addon.mapDump(hashFd), 8, 16), [pairs[1]]);
     addon.mapDeleteBatch(hashFd, keys[1], 1);
     assert.equal(addon.mapDump(hashFd).count, 0);
+  });
+
+  it('writes a million new per-CPU elements of a map without preallocation in one call', async () => {
+    // kube_lb_backend_stats at 100,000 services × 10 endpoints: one kernel
+    // batch of them all drained the per-CPU element cache (ENOMEM).
+    const pin = `${testRoot}/percpu-batch`;
+    const count = 1_000_000;
+    run('bpftool', ['map', 'create', pin, 'type', 'percpu_hash', 'key', '4', 'value', '8', 'entries', String(count), 'name', 'kltest_pcpub', 'flags', '1']);
+    const fd = addon.objGet(pin);
+    try {
+      const keys = Buffer.alloc(4 * count);
+      for (let i = 0; i < count; i++) keys.writeUInt32LE(i, 4 * i);
+      const { valueSize } = addon.mapInfo(fd);
+      addon.mapUpdateBatch(fd, keys, Buffer.alloc(valueSize * possibleCpus() * count), count);
+      assert.equal(await addon.mapCount(fd), count);
+    } finally {
+      addon.closeFd(fd);
+      fs.rmSync(pin);
+    }
   });
 
   it('dumps every array slot and falls back to per-element deletes the array refuses', () => {
@@ -491,10 +511,12 @@ describe('the socket iterator', () => {
     const lib = native();
     assert.equal(lib.kernelHasFunction('bpf_sock_destroy'), true, 'this kernel has bpf_sock_destroy (6.5 and later), which this test needs');
     assert.equal(lib.kernelHasFunction('kube_lb_no_such_kfunc'), false);
+    assert.equal(lib.kernelHasHelper('ktime_get_coarse_ns'), true, 'a helper of 5.11, named without its bpf_ prefix');
+    assert.equal(lib.kernelHasHelper('kube_lb_no_such_helper'), false);
     const pinRoot = `${testRoot}-iter`;
     const dp = loadDatapath(lib, pinRoot, pino({ level: 'silent' }), { lb: 64, ct: 128 });
     try {
-      assert.equal(dp.sockDestroy, true);
+      assert.equal(dp.features.sockDestroy, true);
       const fd = dp.object.programFd(SOCK_DESTROY_PROGRAM);
       assert.equal(lib.iterRun(fd, null), 0, 'no backend is gone: nothing destroyed');
       assert.equal(lib.iterRun(fd, '/proc/self/ns/net'), 0, 'made in a namespace by path');

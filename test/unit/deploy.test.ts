@@ -87,15 +87,13 @@ describe('deploy/ manifests', () => {
     }
   });
 
-  it('RBAC grants exactly get/list/watch on services, endpointslices and nodes, and create/patch on events', () => {
+  it('RBAC grants exactly get/list/watch on services, endpointslices and nodes', () => {
     const manifests = loadManifests();
     const role = manifests.find((m) => m.kind === 'ClusterRole')!;
     const grants = role.rules.flatMap((rule: Json) =>
       rule.apiGroups.flatMap((group: string) => rule.resources.flatMap((resource: string) => rule.verbs.map((verb: string) => `${group || 'core'}/${resource}:${verb}`))),
     );
     assert.deepEqual(grants.sort(), [
-      'core/events:create',
-      'core/events:patch',
       'core/nodes:get',
       'core/nodes:list',
       'core/nodes:watch',
@@ -105,8 +103,6 @@ describe('deploy/ manifests', () => {
       'discovery.k8s.io/endpointslices:get',
       'discovery.k8s.io/endpointslices:list',
       'discovery.k8s.io/endpointslices:watch',
-      'events.k8s.io/events:create',
-      'events.k8s.io/events:patch',
     ]);
     for (const rule of role.rules) assert.deepEqual(Object.keys(rule).sort(), ['apiGroups', 'resources', 'verbs'], 'no resourceNames or nonResourceURLs');
     const binding = manifests.find((m) => m.kind === 'ClusterRoleBinding')!;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServicePortState } from '../../src/model/contract.js';
 import {
   assembleTables,
+  type FamilyRulesOptions,
   emptyUpdate,
   endpointChainName,
   externalChainName,
@@ -21,6 +22,7 @@ import { resolvedFrontend } from '../lib/frontends.js';
 import type { LocalTraffic } from '../../src/config/local-traffic.js';
 
 const LOCAL: LocalTraffic = { by: 'cidr', cidr: '10.0.0.0/8' };
+const V4 = (local: LocalTraffic | null): FamilyRulesOptions => ({ family: 'IPv4', local });
 const local1: Destination = { ip: '10.180.0.1', port: 80 };
 const remote1: Destination = { ip: '10.180.1.1', port: 80 };
 const set = (policy: EndpointSet['policy'], ...destinations: Destination[]): EndpointSet => ({ policy, destinations });
@@ -35,7 +37,7 @@ function servicePort(frontends: ResolvedFrontend[], over: Partial<ServicePortSta
 
 /** The whole first-sync payload for `ports`, as the backend sends it. */
 function restoreText(...ports: ServicePortState[]): string {
-  const t = assembleTables(ports.map((sp) => portRules(sp, LOCAL)), '0x4000', true);
+  const t = assembleTables('IPv4', ports.map((sp) => portRules(sp, V4(LOCAL))), '0x4000', true);
   const write = (chains: Map<string, string[]>) => ({ ...emptyUpdate(), write: chains });
   return renderRestore({ filter: write(t.filter), nat: write(t.nat) });
 }
@@ -54,7 +56,7 @@ describe('iptables rules', () => {
     assert.equal(policyChainName(sp, 'local'), 'KUBE-SVL-XPGD46QRK7WJZT7O');
     assert.equal(externalChainName(sp), 'KUBE-EXT-XPGD46QRK7WJZT7O');
     assert.equal(firewallChainName(sp), 'KUBE-FW-XPGD46QRK7WJZT7O');
-    assert.equal(endpointChainName(sp, local1), 'KUBE-SEP-SXIVWICOYRO3J4NJ');
+    assert.equal(endpointChainName(sp, local1, 'IPv4'), 'KUBE-SEP-SXIVWICOYRO3J4NJ');
   });
 
   it('prints probabilities with 10 decimals', () => {
@@ -87,7 +89,7 @@ describe('iptables rules', () => {
   });
 
   it('without a cluster CIDR, a cluster IP masquerades only hairpin traffic', () => {
-    const rules = portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) })]), null);
+    const rules = portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) })]), V4(null));
     assert.deepEqual(rules.chains.get('KUBE-SVC-XPGD46QRK7WJZT7O'), ['-m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ']);
   });
 
@@ -101,14 +103,14 @@ describe('iptables rules', () => {
       [{ by: 'bridge', bridge: 'cni0' }, 'cni0'],
       [{ by: 'prefix', prefix: 'cali' }, 'cali+'],
     ] as const) {
-      const rules = portRules(sp, local);
+      const rules = portRules(sp, V4(local));
       assert.match(rules.chains.get('KUBE-SVC-XPGD46QRK7WJZT7O')![0]!, new RegExp(`--dport 80 ! -i ${match.replace('+', '\\+')} -j KUBE-MARK-MASQ$`));
       assert.match(rules.chains.get('KUBE-EXT-XPGD46QRK7WJZT7O')![0]!, new RegExp(`external destinations" -i ${match.replace('+', '\\+')} -j KUBE-SVC-XPGD46QRK7WJZT7O$`));
     }
   });
 
   it('the fixed chains: mark, masquerade and the INVALID drop', () => {
-    const t = assembleTables([], '0x4000', true);
+    const t = assembleTables('IPv4', [], '0x4000', true);
     assert.deepEqual(t.nat.get('KUBE-MARK-MASQ'), ['-j MARK --or-mark 0x4000']);
     assert.deepEqual(t.nat.get('KUBE-POSTROUTING'), [
       '-m mark ! --mark 0x4000/0x4000 -j RETURN',
@@ -116,7 +118,7 @@ describe('iptables rules', () => {
       '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
     ]);
     assert.deepEqual(t.filter.get('KUBE-FORWARD'), ['-m conntrack --ctstate INVALID -j DROP']);
-    assert.deepEqual(assembleTables([], '0x4000', false).filter.get('KUBE-FORWARD'), [], 'nothing to drop under --conntrack-tcp-be-liberal');
+    assert.deepEqual(assembleTables('IPv4', [], '0x4000', false).filter.get('KUBE-FORWARD'), [], 'nothing to drop under --conntrack-tcp-be-liberal');
     assert.equal(t.localhostNodePorts, false);
   });
 
@@ -230,7 +232,7 @@ describe('iptables rules', () => {
 
   it('a NodePort on 127.0.0.1 asks for route_localnet and guards it as kube-proxy does', () => {
     const cluster = set('cluster', local1);
-    const t = assembleTables([portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '127.0.0.1', 3001, { internal: cluster })]), LOCAL)], '0x4000', true);
+    const t = assembleTables('IPv4', [portRules(servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: cluster }), frontend('NodePort', '127.0.0.1', 3001, { internal: cluster })]), V4(LOCAL))], '0x4000', true);
     assert.equal(t.localhostNodePorts, true);
     assert.deepEqual(t.filter.get('KUBE-PROXY-FIREWALL'), [
       '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
@@ -241,17 +243,17 @@ describe('iptables rules', () => {
   it("refuses frontends of one port that disagree on what kube-proxy's layout keeps once per port", () => {
     const a = frontend('ExternalIP', '192.168.99.11', 80, { internal: set('cluster', local1) });
     const b = frontend('NodePort', '192.168.0.2', 3001, { internal: set('cluster', local1) });
-    assert.throws(() => portRules(servicePort([a, b]), LOCAL), /service port "ns1\/svc1:p80": its frontends differ in endpoint sets or masquerading/);
+    assert.throws(() => portRules(servicePort([a, b]), V4(LOCAL)), /service port "ns1\/svc1:p80": its frontends differ in endpoint sets or masquerading/);
     const c = frontend('ClusterIP', '172.30.0.41', 80, { affinity: { timeoutSeconds: 60 } });
-    assert.throws(() => portRules(servicePort([c, frontend('ExternalIP', '192.168.99.11', 80)]), LOCAL), /differ in session affinity/);
+    assert.throws(() => portRules(servicePort([c, frontend('ExternalIP', '192.168.99.11', 80)]), V4(LOCAL)), /differ in session affinity/);
     const d = frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) });
     const e = frontend('ExternalIP', '192.168.99.11', 80, { internal: set('cluster', remote1) });
-    assert.throws(() => portRules(servicePort([d, e]), LOCAL), /two endpoint sets of policy cluster/);
+    assert.throws(() => portRules(servicePort([d, e]), V4(LOCAL)), /two endpoint sets of policy cluster/);
   });
 
   it('refuses text that could break out of a rule, naming the service port', () => {
     const sp = servicePort([frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) })], { name: 'x"; -A INPUT -j DROP', key: 'ns1/x:p80' });
-    assert.throws(() => portRules(sp, null), /service port "ns1\/x:p80": .* cannot be used in a rule/);
+    assert.throws(() => portRules(sp, V4(null)), /service port "ns1\/x:p80": .* cannot be used in a rule/);
   });
 
   it('renders one --noflush transaction: declarations, deletions, rules, inserts, removals', () => {
@@ -309,6 +311,36 @@ describe('iptables-save reading', () => {
       { kind: 'NodePort', frontend: { ip: '192.168.0.2', port: 3001, protocol: 'TCP' }, destinations: [local1] },
       { kind: 'ClusterIP', frontend: { ip: '172.30.0.42', port: 53, protocol: 'UDP' }, destinations: [] },
       { kind: 'NodePort', frontend: { ip: '192.168.0.2', port: 3053, protocol: 'UDP' }, destinations: [] },
+    ]);
+  });
+
+  it("a dual-stack port: each family's tables get its own frontends, with /128, bracketed endpoints and kube-proxy's endpoint chain names, and read back", () => {
+    const v6a: Destination = { ip: 'fd00:10:244::11', port: 8080 };
+    const v6b: Destination = { ip: 'fd00:10:244:128::14', port: 8080 };
+    const v6 = set('cluster', v6a, v6b);
+    const sp = servicePort([
+      frontend('ClusterIP', '172.30.0.41', 80, { internal: set('cluster', local1) }),
+      frontend('ClusterIP', 'fd00:96::10', 80, { internal: v6 }),
+      frontend('NodePort', 'fd00:18::2', 30080, { internal: v6 }),
+    ]);
+    const rules = portRules(sp, { family: 'IPv6', local: { by: 'cidr', cidr: 'fd00:10:244::/48' } });
+    assert.deepEqual(rules.services, ['-m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d fd00:96::10/128 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O']);
+    assert.deepEqual(rules.nodePortIPs, ['fd00:18::2']);
+    // kube-proxy hashes the endpoint as Go's net.JoinHostPort writes it.
+    const sep = endpointChainName(sp, v6a, 'IPv6');
+    assert.notEqual(sep, endpointChainName(sp, v6a, 'IPv4'));
+    assert.deepEqual(rules.chains.get(sep), [
+      '-m comment --comment "ns1/svc1:p80" -s fd00:10:244::11/128 -j KUBE-MARK-MASQ',
+      '-m comment --comment "ns1/svc1:p80" -m tcp -p tcp -j DNAT --to-destination [fd00:10:244::11]:8080',
+    ]);
+    const t = assembleTables('IPv6', [rules], '0x4000', true);
+    assert.equal(t.nat.get('KUBE-SERVICES')!.at(-1), '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d fd00:18::2/128 -j KUBE-NODEPORTS');
+    const write = (chains: Map<string, string[]>) => ({ ...emptyUpdate(), write: chains });
+    const text = renderRestore({ filter: write(t.filter), nat: write(t.nat) });
+    assert.doesNotMatch(text, /172\.30\.0\.41|10\.180\.0\.1/, 'no IPv4 frontend or endpoint in the IPv6 tables');
+    assert.deepEqual(viewsFromSave(parseSave(text, 'nat'), parseSave(text, 'filter')), [
+      { kind: 'ClusterIP', frontend: { ip: 'fd00:96::10', port: 80, protocol: 'TCP' }, destinations: [v6a, v6b] },
+      { kind: 'NodePort', frontend: { ip: 'fd00:18::2', port: 30080, protocol: 'TCP' }, destinations: [v6a, v6b] },
     ]);
   });
 

@@ -233,8 +233,12 @@ class RecordingSink implements ObjectSink {
       .map((e) => (e.type === 'synced' ? 'synced' : `${e.type} ${e.id}`));
   }
 
-  /** Waits until the events from `from` on contain all of `expected`. */
-  async waitFor(expected: string[], from: number, timeoutMs = 1500): Promise<void> {
+  /**
+   * Waits until the events from `from` on contain all of `expected`. The
+   * bound only ends a failing test: it is far above what a loaded 2-core
+   * machine needs, since a passing test waits only as long as it takes.
+   */
+  async waitFor(expected: string[], from: number, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!expected.every((e) => this.summary(from).includes(e))) {
       if (Date.now() > deadline) assert.fail(`timed out waiting for ${expected.join(', ')}; got ${this.summary(from).join(', ') || 'nothing'}`);
@@ -440,7 +444,7 @@ describe('ManifestsSource', () => {
     } finally {
       await file.close();
     }
-    await sink.waitFor(['upsert Service/default/beta'], mark, 3000);
+    await sink.waitFor(['upsert Service/default/beta'], mark);
     await sleep(300);
     assert.deepEqual(sink.summary(mark), ['upsert Service/default/beta'], 'only the finished edit is delivered');
     assert.equal(clusterIPOf(sink.events.at(-1)), '10.96.0.41');
@@ -452,7 +456,7 @@ describe('ManifestsSource', () => {
     await start(sink);
     const mark = sink.events.length;
     await writeFile(path.join(directory, 'a.yaml'), '');
-    await sink.waitFor(['delete Service/default/alpha'], mark, 5000);
+    await sink.waitFor(['delete Service/default/alpha'], mark);
   });
 
   test('objects and files kube-lb does not read are reported once per file, not on every rescan', async () => {

@@ -111,7 +111,7 @@ describe('endpoint selection', () => {
     assert.deepEqual(destinationsOf(model, 'default/web:http'), ['9.1.0.1:8080', '10.1.0.9:80', '10.1.0.9:8080', '10.1.0.10:8080']);
   });
 
-  test('IPv6 slices are ignored', () => {
+  test('IPv6 slices are left out by a backend that serves IPv4 only', () => {
     const model = modelWith(rawService('web'), { ...rawSlice('web-v6', 'web', httpPort, [{ addresses: ['fd00::1'] }]), addressType: 'IPv6' });
     assert.deepEqual(destinationsOf(model, 'default/web:http'), []);
   });
@@ -146,6 +146,53 @@ describe('frontends', () => {
     const before = model.desiredState().get('default/web:http');
     assert.equal(model.upsert(parseObject(rawNode('worker-1', 'zone-a', '192.168.1.11'))), false);
     assert.equal(model.desiredState().get('default/web:http'), before);
+  });
+});
+
+describe('address families', () => {
+  const dualStack = (): RawObject[] => [
+    rawService('web', { type: 'NodePort', clusterIP: '10.96.0.7', clusterIPs: ['10.96.0.7', 'fd00:96::7'], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }),
+    rawSlice('web-v4', 'web', httpPort, [{ ...readyEndpoint('10.244.0.5'), nodeName: 'node-a' }]),
+    { ...rawSlice('web-v6', 'web', httpPort, [{ ...readyEndpoint('fd00:10:244::5'), nodeName: 'node-a' }]), addressType: 'IPv6' },
+    {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-a' },
+      status: { addresses: [{ type: 'InternalIP', address: '172.18.0.2' }, { type: 'InternalIP', address: 'fd00:18::2' }] },
+    },
+  ];
+
+  test('a dual-stack service: each family\'s frontends reach only that family\'s endpoints, NodePorts on the node\'s address of each', () => {
+    const model = testModel({ families: ['IPv4', 'IPv6'] });
+    for (const raw of dualStack()) model.upsert(parseObject(raw));
+    const shown = portState(model, 'default/web:http').frontends.map((f) => `${f.kind} ${f.family} ${f.ip}:${f.port} -> ${f.external.destinations.map((d) => d.ip).join()}`);
+    assert.deepEqual(shown, [
+      'ClusterIP IPv4 10.96.0.7:80 -> 10.244.0.5',
+      'ClusterIP IPv6 fd00:96::7:80 -> fd00:10:244::5',
+      'NodePort IPv4 172.18.0.2:30080 -> 10.244.0.5',
+      'NodePort IPv6 fd00:18::2:30080 -> fd00:10:244::5',
+    ]);
+  });
+
+  test('a family without endpoints rejects on its frontends, whatever the other family has', () => {
+    const model = testModel({ families: ['IPv4', 'IPv6'] });
+    for (const raw of dualStack().filter((o) => (o.metadata as { name: string }).name !== 'web-v6')) model.upsert(parseObject(raw));
+    const verdicts = portState(model, 'default/web:http').frontends.filter((f) => f.kind === 'ClusterIP').map((f) => `${f.family} ${f.noEndpoints} ${f.internal.destinations.length}`);
+    assert.deepEqual(verdicts, ['IPv4 drop 1', 'IPv6 reject 0']);
+  });
+
+  test('a backend serving IPv4 only: IPv6 addresses are left out with a warning, an IPv6-only service is refused with one', () => {
+    const { log, lines } = captureLogger();
+    const model = testModel({ log });
+    for (const raw of dualStack()) model.upsert(parseObject(raw));
+    model.upsert(parseObject(rawService('v6only', { clusterIP: 'fd00:96::8', clusterIPs: ['fd00:96::8'] })));
+    assert.deepEqual(portState(model, 'default/web:http').frontends.map((f) => f.ip), ['10.96.0.7', '172.18.0.2']);
+    assert.equal(model.desiredState().has('default/v6only:http'), false);
+    const warned = lines.filter((l) => l.level === 40).map((l) => `${l.msg} ${l.name}: ${l.reason}`);
+    assert.deepEqual(warned.sort(), [
+      'not serving v6only: no cluster IP of a served family; fd00:96::8: this backend serves IPv4 only',
+      'served otherwise than asked web: addresses left out, fd00:96::7: this backend serves IPv4 only',
+    ]);
   });
 });
 

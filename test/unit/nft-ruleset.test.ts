@@ -19,13 +19,16 @@ import {
   policyChainName,
   portRules,
   renderTransaction,
+  TABLE_FAMILIES,
   trafficCounterName,
 } from '../../src/backends/nftables/ruleset.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 import { resolvedFrontend } from '../lib/frontends.js';
 
 const CIDR = '10.244.0.0/16';
-const OPTS = { localTraffic: { by: 'cidr' as const, cidr: CIDR } };
+const OPTS = { family: 'IPv4' as const, localTraffic: { by: 'cidr' as const, cidr: CIDR } };
+const V4 = TABLE_FAMILIES.IPv4;
+const V6 = TABLE_FAMILIES.IPv6;
 const MARK = '0x4000';
 const LOCAL_EP: Destination = { ip: '10.244.0.11', port: 8080 };
 const REMOTE_EP: Destination = { ip: '10.244.1.21', port: 8080 };
@@ -115,7 +118,7 @@ describe('nftables ruleset', () => {
       [{ by: 'bridge', bridge: 'cni0' }, 'cni0'],
       [{ by: 'prefix', prefix: 'cali' }, 'cali*'],
     ] as const) {
-      const rules = portRules(lb, { localTraffic });
+      const rules = portRules(lb, { family: 'IPv4', localTraffic });
       assert.equal(rules.chains.get(svc)![0], `ip daddr 10.96.0.20 tcp dport 80 iifname != "${name}" jump mark-for-masquerade`);
       assert.equal(rules.chains.get(ext)![0], `iifname "${name}" goto ${svc}`);
     }
@@ -160,8 +163,8 @@ describe('nftables ruleset', () => {
   });
 
   it('filter-forward drops what conntrack marks invalid, unless --conntrack-tcp-be-liberal makes conntrack track it', () => {
-    assert.deepEqual(fixedChains(MARK, true).get('filter-forward'), ['ct state invalid drop', 'ct state new jump endpoints-check']);
-    assert.deepEqual(fixedChains(MARK, false).get('filter-forward'), ['ct state new jump endpoints-check']);
+    assert.deepEqual(fixedChains(V4, MARK, true).get('filter-forward'), ['ct state invalid drop', 'ct state new jump endpoints-check']);
+    assert.deepEqual(fixedChains(V4, MARK, false).get('filter-forward'), ['ct state new jump endpoints-check']);
   });
 
   it('the kernel accepts a full transaction with every kind of frontend, and a partial one that changes affinity, endpoints and ranges', () => {
@@ -190,11 +193,41 @@ describe('nftables ruleset', () => {
     assert.deepEqual(partial.deleteCounters.sort(), [ep2, trafficCounterName(ep2)].sort());
     assert.deepEqual(partialTransaction(after, after), emptyTransaction(), 'nothing changed, nothing sent');
     // The partial transaction runs against the table the full one made, in one batch after it.
-    nftCheck(renderTransaction(fullTransaction(fixedChains(MARK, true), before, NO_KERNEL_OBJECTS)) + renderTransaction(partial));
+    nftCheck(renderTransaction(V4, fullTransaction(fixedChains(V4, MARK, true), before, NO_KERNEL_OBJECTS)) + renderTransaction(V4, partial));
+  });
+
+  it('a dual-stack port: each family\'s table gets its own frontends, with its own address matches, types and bracketed dnat, and the kernel accepts both', () => {
+    const EP6: Destination = { ip: 'fd00:10:244::11', port: 8080 };
+    const set6: EndpointSet = { policy: 'cluster', destinations: [EP6] };
+    const dual = servicePort('dual', [
+      frontend('ClusterIP', '10.96.0.30', 80, { affinity: { timeoutSeconds: 60 } }),
+      frontend('ClusterIP', 'fd00:96::30', 80, { internal: set6, external: set6, affinity: { timeoutSeconds: 60 } }),
+      frontend('NodePort', 'fd00:18::2', 30080, { internal: set6, external: set6 }),
+    ]);
+    const v6 = portRules(dual, { family: 'IPv6', localTraffic: { by: 'cidr', cidr: 'fd00:10:244::/48' } });
+    assert.deepEqual([...v6.elements.get('service-ips')!.keys()], ['fd00:96::30 . tcp . 80']);
+    assert.deepEqual([...v6.elements.get('service-nodeports')!.keys()], ['fd00:18::2 . tcp . 30080']);
+    const ep = endpointChainName(dual, EP6);
+    const aff = affinitySetName(dual, EP6);
+    assert.deepEqual(v6.chains.get(policyChainName(dual, 'cluster')), [
+      'ip6 daddr fd00:96::30 tcp dport 80 ip6 saddr != fd00:10:244::/48 jump mark-for-masquerade',
+      `ip6 saddr @${aff} goto ${ep}`,
+      `goto ${ep}`,
+    ]);
+    assert.deepEqual(v6.chains.get(ep), ['ip6 saddr fd00:10:244::11 jump mark-for-masquerade', `update @${aff} { ip6 saddr }`, `meta l4proto tcp counter name ${ep} dnat to [fd00:10:244::11]:8080`]);
+    const v4 = portRules(dual, OPTS);
+    assert.deepEqual([...v4.elements.get('service-ips')!.keys()], ['10.96.0.30 . tcp . 80']);
+    assert.equal(v4.elements.get('service-nodeports')!.size, 0);
+    const full = (fam: typeof V4, rules: PortRules): string => renderTransaction(fam, fullTransaction(fixedChains(fam, MARK, true), new Map([[dual.key, rules]]), NO_KERNEL_OBJECTS));
+    const text6 = full(V6, v6);
+    assert.match(text6, /^add table ip6 kube-lb/);
+    assert.match(text6, /add map ip6 kube-lb traffic \{ type ipv6_addr \. inet_proto \. inet_service \. ipv6_addr \. inet_service : counter/);
+    assert.match(text6, /add set ip6 kube-lb affinity-\S+ \{ type ipv6_addr ;/);
+    nftCheck(full(V4, v4) + text6);
   });
 
   it('renders deletions in an order the kernel accepts: elements, then rules, then sets and chains', () => {
-    const lines = renderTransaction({
+    const lines = renderTransaction(V4, {
       ...emptyTransaction(),
       write: new Map([['service-X', ['goto endpoint-Y']]]),
       deleteElements: [{ map: 'service-ips', key: '1.2.3.4 . tcp . 80' }],

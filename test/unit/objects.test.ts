@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { InvalidObjectError, objectRef, parseObject, type EndpointSlice, type Node, type Service } from '../../src/model/objects.js';
+import { InvalidObjectError, objectRef, parseObject, type EndpointSlice, type Node, type RawObject, type Service } from '../../src/model/objects.js';
 import { rawNode, rawService, rawSlice, readyEndpoint } from './fixtures.js';
 
 /** Asserts that parsing fails with exactly this message. */
@@ -168,13 +168,16 @@ describe('EndpointSlice', () => {
     assert.equal(slice.endpoints.length, 1000);
   });
 
-  test('IPv6 and FQDN slices are ignored with a reason, not rejected', () => {
-    for (const addressType of ['IPv6', 'FQDN']) {
-      const raw = { ...rawSlice('web-v6', 'web', [{ name: 'http', port: 8080 }], [{ addresses: ['fd00::1'] }]), addressType };
-      const slice = parseObject(raw) as EndpointSlice;
-      assert.equal(slice.ignoredReason, `addressType ${addressType} is not supported yet (IPv4 only)`);
-      assert.deepEqual(slice.endpoints, []);
-    }
+  test('IPv6 slices are read, their addresses checked against the type; FQDN slices are ignored with a reason, not rejected', () => {
+    const raw = (addressType: string, address: string): RawObject => ({ ...rawSlice('web-v6', 'web', [{ name: 'http', port: 8080 }], [{ addresses: [address] }]), addressType });
+    const v6 = parseObject(raw('IPv6', 'fd00::1')) as EndpointSlice;
+    assert.equal(v6.ignoredReason, null);
+    assert.deepEqual(v6.endpoints.map((e) => e.addresses), [['fd00::1']]);
+    assert.throws(() => parseObject(raw('IPv6', '10.0.0.1')), /endpoints\[0\]\.addresses\[0\]: not an IPv6 address: "10\.0\.0\.1"/);
+    assert.throws(() => parseObject(raw('IPv4', 'fd00::1')), /not an IPv4 address: "fd00::1"/);
+    const fqdn = parseObject(raw('FQDN', 'db.example.com')) as EndpointSlice;
+    assert.equal(fqdn.ignoredReason, 'addressType FQDN is not supported (IPv4 and IPv6 only), as in kube-proxy');
+    assert.deepEqual(fqdn.endpoints, []);
   });
 });
 

@@ -53,6 +53,17 @@ describe('connection counters: the join of kernel counts to service names', () =
     assert.deepEqual(connectionSamples(state, traffic, false), [{ labels: { namespace: 'default', service: 'web', port: 'http' }, counts: { connections: 6, packets: 48, bytes: 3600 } }]);
   });
 
+  it("sums a read once for a scrape's metrics, and again for another state", () => {
+    const read = counted.slice();
+    const samples = connectionSamples(state, read, false);
+    assert.equal(connectionSamples(state, read, false), samples);
+    const renamed: DesiredState = new Map([...state].map(([k, sp]) => [k, { ...sp, name: `${sp.name}-2` }]));
+    assert.deepEqual(
+      connectionSamples(renamed, read, false).map((s) => s.labels.service),
+      ['web-2', 'dns-2'],
+    );
+  });
+
   it('a scrape answers from the last read and a stale one starts the next; scrapes never read twice at once; after a failed read the next scrape waits for its own', async () => {
     let now = 0;
     let reads = 0;

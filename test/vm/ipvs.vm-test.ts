@@ -160,7 +160,7 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
   it('kube_lb_service_connections_total, _packets_total and _bytes_total count what IPVS counted for each real server, named by service and endpoint', () =>
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [web()]);
-      await ctx.startKubeLb();
+      await ctx.startKubeLb(process.env, ['--metrics-endpoint-labels=true']);
       const connections = 10;
       const sent = await ctx.client('client', 'tcp', VIP, 80, connections);
       assert.equal(sent.failures, 0, JSON.stringify(sent.errors));

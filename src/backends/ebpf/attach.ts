@@ -27,7 +27,10 @@ const PROGRAMS_BY_ROLE: Record<Role, { point: TcAttachPoint; program: keyof type
     { point: 'ingress', program: 'fromPod' },
     { point: 'egress', program: 'toPod' },
   ],
-  uplink: [{ point: 'ingress', program: 'fromWorld' }],
+  uplink: [
+    { point: 'ingress', program: 'fromWorld' },
+    { point: 'egress', program: 'toWorld' },
+  ],
 };
 
 /** kube_lb_ifaces's value as the encoders write it, for reading older layouts into it. */
@@ -194,11 +197,18 @@ export class Attacher {
       for (const ifindex of this.unattached.keys()) if (!present.has(ifindex) || !still.has(ifindex)) this.unattached.delete(ifindex);
     }
     for (const [ifindex, { name }] of this.attached) {
-      if (!present.has(ifindex)) {
-        this.attached.delete(ifindex);
-        this.lib.mapDelete(this.maps.ifaces, encodeIfindex(ifindex));
+      if (present.has(ifindex)) continue;
+      // Still there, but no longer a pod interface or an uplink (its route went, say): the programs come off.
+      const link = links.find((l) => l.ifindex === ifindex);
+      const key = encodeIfindex(ifindex);
+      const record = this.lib.mapLookup(this.maps.ifaces, key);
+      if (link !== undefined && (await detachInterface(this.lib, link, record ? decodeIfaceValue(record) : undefined))) {
+        this.log.info({ interface: name, ifindex }, 'detached: no longer a pod interface or an uplink');
+      } else {
         this.log.info({ interface: name, ifindex }, 'interface gone');
       }
+      this.attached.delete(ifindex);
+      this.lib.mapDelete(this.maps.ifaces, key);
     }
     // Records of interfaces that vanished while no kube-lb ran here.
     for (const [ifindex, r] of recordedInterfaces(this.lib, this.maps.ifaces)) {
@@ -295,6 +305,34 @@ async function hasOtherFilters(name: string): Promise<boolean> {
 }
 
 /**
+ * Takes kube-lb's XDP program and filters off one interface, and its clsact
+ * qdisc if kube-lb created it (`record`) and nothing else uses it. Says
+ * whether it found anything of kube-lb's there.
+ */
+async function detachInterface(lib: NativeAddon, link: Link, record: IfaceRecord | undefined): Promise<boolean> {
+  let ours = false;
+  const xdp = lib.xdpQuery(link.ifindex);
+  for (const mode of ATTACH_MODES) {
+    if (xdp[mode] !== 0 && isOurXdp(lib, xdp[mode])) {
+      lib.xdpDetach(link.ifindex, mode);
+      ours = true;
+    }
+  }
+  for (const point of ['ingress', 'egress'] as const) {
+    if (ourFilter(lib, link.ifindex, point)) {
+      lib.tcDetach(link.ifindex, point, TC_HANDLE, TC_PRIORITY);
+      ours = true;
+    }
+  }
+  const created = ((record?.flags ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
+  if (created && (await hasClsact(link.name)) && !(await hasOtherFilters(link.name))) {
+    lib.tcHookDestroy(link.ifindex);
+    ours = true;
+  }
+  return ours;
+}
+
+/**
  * Takes kube-lb's XDP programs and filters off every interface, and removes the clsact
  * qdiscs kube-lb created where nothing else uses them. Returns the names
  * of the interfaces it touched. Each interface done is struck from
@@ -311,25 +349,7 @@ export async function detachAll(lib: NativeAddon, ifacesFds: number[], pinRoot: 
   for (const ifindex of foreign.keys()) recorded.delete(ifindex);
   const touched: string[] = [];
   for (const link of await listLinks()) {
-    let ours = false;
-    const xdp = lib.xdpQuery(link.ifindex);
-    for (const mode of ATTACH_MODES) {
-      if (xdp[mode] !== 0 && isOurXdp(lib, xdp[mode])) {
-        lib.xdpDetach(link.ifindex, mode);
-        ours = true;
-      }
-    }
-    for (const point of ['ingress', 'egress'] as const) {
-      if (ourFilter(lib, link.ifindex, point)) {
-        lib.tcDetach(link.ifindex, point, TC_HANDLE, TC_PRIORITY);
-        ours = true;
-      }
-    }
-    const created = ((recorded.get(link.ifindex)?.flags ?? 0) & LB_IFACE_F_CREATED_HOOK) !== 0;
-    if (created && (await hasClsact(link.name)) && !(await hasOtherFilters(link.name))) {
-      lib.tcHookDestroy(link.ifindex);
-      ours = true;
-    }
+    const ours = await detachInterface(lib, link, recorded.get(link.ifindex));
     if (recorded.has(link.ifindex)) for (const fd of ifacesFds) lib.mapDelete(fd, encodeIfindex(link.ifindex));
     if (ours) {
       touched.push(link.name);

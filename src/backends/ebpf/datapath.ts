@@ -6,11 +6,12 @@ import { execFileSync } from 'node:child_process';
 import { type BpfObject, type CgroupHook, type NativeAddon, projectRoot } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { asidePin, finishMigration, prepareMigration } from './migrate.js';
+import { type KernelFeatures, probeKernelFeatures, xdpRefusal } from './kernel-features.js';
 
 export const DEFAULT_PIN_PATH = '/sys/fs/bpf/kube-lb';
 export const OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb.bpf.o');
 
-export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world' } as const;
+export const PROGRAMS = { fromPod: 'lb_from_pod', toPod: 'lb_to_pod', fromWorld: 'lb_from_world', toWorld: 'lb_to_world' } as const;
 /** lb_from_world's code built for XDP (--bpf-xdp), in an object of its own over the same pinned maps. */
 export const XDP_OBJECT_PATH = path.join(projectRoot, 'build', 'bpf', 'kube_lb_xdp.bpf.o');
 export const XDP_PROGRAM = 'lb_world_xdp';
@@ -34,8 +35,6 @@ export const ADOPT_MAP = 'kube_lb_adopt';
 /** The iterator that destroys connected UDP sockets whose backend is gone (stale-sockets.ts), and the map that names those backends; neither pinned. */
 export const SOCK_DESTROY_PROGRAM = 'lb_udp_destroy';
 export const SOCK_GONE_MAP = 'kube_lb_sock_gone';
-/** The kfunc the iterator calls, from kernel 6.5. */
-const SOCK_DESTROY_KFUNC = 'bpf_sock_destroy';
 export const MAPS = {
   svc: 'kube_lb_svc',
   ct: 'kube_lb_ct',
@@ -107,8 +106,8 @@ export interface LoadedDatapath {
   object: BpfObject;
   maps: MapFds;
   programs: ProgramFds;
-  /** Whether the kernel can destroy sockets (SOCK_DESTROY_PROGRAM is loaded). */
-  sockDestroy: boolean;
+  /** What the kernel offers beyond 5.10; with sockDestroy, SOCK_DESTROY_PROGRAM is loaded. */
+  features: KernelFeatures;
 }
 
 /**
@@ -123,9 +122,9 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, siz
   const object = lib.openObject(objectPath, pinRoot);
   try {
     setMapSizes(object, sizes);
+    const features = probeKernelFeatures(lib, log);
     // The iterator calls a kfunc older kernels lack, which fails the whole load.
-    const sockDestroy = lib.kernelHasFunction(SOCK_DESTROY_KFUNC);
-    if (!sockDestroy) object.setAutoload(SOCK_DESTROY_PROGRAM, false);
+    if (!features.sockDestroy) object.setAutoload(SOCK_DESTROY_PROGRAM, false);
     // After the sizes are set: a pin of another size is migrated too.
     const migrating = prepareMigration(lib, object, pinRoot);
     try {
@@ -153,7 +152,7 @@ export function loadDatapath(lib: NativeAddon, pinRoot: string, log: Logger, siz
       programs[key] = object.programFd(name);
       object.pinProgram(name, path.join(pinRoot, name));
     }
-    return { object, maps, programs, sockDestroy };
+    return { object, maps, programs, features };
   } catch (err) {
     object.close();
     throw err;
@@ -172,6 +171,8 @@ export interface LoadedXdp {
  */
 export function loadXdpProgram(lib: NativeAddon, pinRoot: string, sizes: MapSizes = DEFAULT_MAP_SIZES): LoadedXdp {
   if (!fs.existsSync(XDP_OBJECT_PATH)) throw new Error(`BPF object ${XDP_OBJECT_PATH} is missing (run make)`);
+  const refusal = xdpRefusal(lib);
+  if (refusal !== undefined) throw new Error(refusal);
   const object = lib.openObject(XDP_OBJECT_PATH, pinRoot);
   try {
     setMapSizes(object, sizes);

@@ -38,6 +38,7 @@ import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type 
 import type { SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 import { liveFlows, recordStackFlows, removeServices, setAdopting, type StackFlow } from './takeover.js';
+import { protocolsOf } from '../capabilities.js';
 
 export interface EbpfOptions {
   pinPath: string;
@@ -103,7 +104,7 @@ function sameDestinationSet(a: readonly Destination[], b: readonly Destination[]
 
 export class EbpfBackend implements Backend {
   readonly name = 'ebpf';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly protocols: readonly Protocol[] = protocolsOf('ebpf');
   readonly countsTraffic = true;
   /** What the map holds, by svcKey: read at start, then kept by sync. */
   private applied = new Map<string, ServiceEntry>();
@@ -151,11 +152,12 @@ export class EbpfBackend implements Backend {
   /** Loads (or reuses) the datapath and attaches to matching interfaces, now and as they appear. */
   static async run(opts: EbpfRunOptions): Promise<EbpfBackend> {
     const lib = native();
+    // First: on a kernel too old to run, nothing is loaded or pinned.
+    const netns = currentNetns(lib);
     const loaded = loadDatapath(lib, opts.pinPath, opts.log, opts.mapSizes);
     const backend = new EbpfBackend(lib, opts, loaded.maps, loaded);
     // Before any service is written; at every start, so that a takeover cut short ends with the next start.
     setAdopting(lib, loaded.object.mapFd(ADOPT_MAP), opts.adopting ?? false);
-    const netns = currentNetns(lib);
     let attacher: Attacher;
     try {
       backend.xdp = opts.xdp === 'off' ? null : loadXdpProgram(lib, opts.pinPath, opts.mapSizes);
@@ -291,7 +293,7 @@ export class EbpfBackend implements Backend {
 
   /** Attaches the cgroup programs as --bpf-socket-lb says, or detaches those of an earlier kube-lb with off. */
   private startSockets(netns: Netns, opts: EbpfRunOptions): void {
-    const { object, sockDestroy } = this.loaded!;
+    const { object, features } = this.loaded!;
     const cgroup = socketCgroup(opts.cgroupRoot);
     if (opts.socketLb === 'off') {
       withoutSockets(this.lib, opts.pinPath, cgroup, netns, opts.log);
@@ -300,13 +302,9 @@ export class EbpfBackend implements Backend {
     if (cgroup === null) throw new Error(NO_CGROUP2);
     attachSockets(this.lib, (name) => object.programFd(name), object.mapFd(SOCK_CONFIG_MAP), opts.pinPath, cgroup, netns, opts.socketLb, opts.log);
     this.socketLb = opts.socketLb;
-    if (sockDestroy) {
+    // Without the kfunc, probeKernelFeatures said what is lost.
+    if (features.sockDestroy) {
       this.socketDestroyer = new SocketDestroyer(this.lib, object.programFd(SOCK_DESTROY_PROGRAM), object.mapFd(SOCK_GONE_MAP), opts.socketLb === 'all');
-    } else {
-      opts.log.warn(
-        { socketLb: opts.socketLb },
-        'this kernel has no bpf_sock_destroy (it came in 6.5): a connected UDP socket translated to an endpoint that is then removed keeps sending to it until its process closes it',
-      );
     }
   }
 

@@ -1,15 +1,18 @@
 // The iptables backend: kube-proxy's iptables layout (see rules.ts), applied
-// with iptables-restore --noflush in one transaction per sync. After the
-// first sync only chains whose rules changed are sent; a full sync rewrites
-// every chain and removes stale ones found in iptables-save.
+// with iptables-restore --noflush in one transaction per family and sync:
+// as kube-proxy's, IPv4 frontends go to iptables and IPv6 ones to ip6tables,
+// from the same code with the family as a parameter. After the first sync
+// only chains whose rules changed are sent; a full sync rewrites every chain
+// and removes stale ones found in iptables-save.
 import fs from 'node:fs';
 import type { Backend, EndpointCounters, FrontendView, SyncStats } from '../backend.js';
-import type { DesiredState, Protocol, ServicePortState } from '../../model/contract.js';
+import type { DesiredState, IPFamily, Protocol, ServicePortState } from '../../model/contract.js';
 import { runCommand } from '../netfilter/command.js';
 import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
 import { type NetfilterOptions, frontendDestinations, masqueradeMark, sortedServicePorts } from '../netfilter/frontends.js';
 import {
   type Chains,
+  type FamilyRulesOptions,
   JUMPS,
   type PortRules,
   type TableUpdate,
@@ -23,6 +26,8 @@ import {
 } from './rules.js';
 import { type SavedTable, endpointCountersFromSave, parseSave, savedOf, tokenize, viewsFromSave } from './save.js';
 import { timeSlices } from '../../time-slices.js';
+import { protocolsOf } from '../capabilities.js';
+import { servedFamilies } from '../families.js';
 
 export const IPTABLES_MODES = ['nft', 'legacy'] as const;
 export type IptablesMode = (typeof IPTABLES_MODES)[number];
@@ -47,59 +52,94 @@ export async function detectIptablesMode(): Promise<IptablesMode> {
 /** Each table's chains, with each chain's rules joined: what was last written. */
 type Written = Record<Table, Map<string, string>>;
 
+/** The commands of each family: iptables for IPv4, ip6tables for IPv6. */
+const COMMAND: Readonly<Record<IPFamily, string>> = { IPv4: 'iptables', IPv6: 'ip6tables' };
+/** Where x_tables lists a family's tables once they exist. */
+const LEGACY_TABLE_NAMES: Readonly<Record<IPFamily, string>> = { IPv4: '/proc/net/ip_tables_names', IPv6: '/proc/net/ip6_tables_names' };
+
+/** One family's tables: how its rules are made, and what they hold. */
+interface FamilyTables {
+  options: FamilyRulesOptions;
+  /** Null until a full sync has read the kernel: partial syncs need to know what is there. */
+  written: Written | null;
+  /** Rules per service port; the model hands out the same object while a service port is unchanged. */
+  rulesOf: WeakMap<ServicePortState, PortRules>;
+}
+
 const joinRules = (chains: Chains): Map<string, string> => new Map([...chains].map(([name, rules]) => [name, rules.join('\n')]));
 
 export class IptablesBackend implements Backend {
   readonly name = 'iptables';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
-  /** Null until a full sync has read the kernel: partial syncs need to know what is there. */
-  private written: Written | null = null;
+  readonly protocols: readonly Protocol[] = protocolsOf('iptables');
+  private readonly families: FamilyTables[];
   private readonly programmed = new ProgrammedFrontends();
-  /** Rules per service port; the model hands out the same object while a service port is unchanged. */
-  private readonly rulesOf = new WeakMap<ServicePortState, PortRules>();
   private readonly mark: string;
 
   constructor(private readonly opts: IptablesOptions) {
     this.mark = masqueradeMark(opts.masqueradeBit);
+    this.families = servedFamilies('iptables').map((family) => ({ options: { family, local: opts.localTraffic[family] }, written: null, rulesOf: new WeakMap() }));
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const servicePorts = sortedServicePorts(state);
-    const wanted = await this.wantedChains(servicePorts);
-    if (wanted.localhostNodePorts) enableRouteLocalnet(this.opts.log);
-    const full = changed === null || this.written === null;
-    const update = full ? await this.fullUpdate(wanted) : this.partialUpdate(wanted, this.written!);
-    const payload = renderRestore(update);
-    if (payload !== '') {
-      this.written = null; // unknown if the restore fails half-way through its tables
-      await this.restore(payload);
+    for (const fam of this.families) {
+      const wanted = await this.wantedChains(fam, servicePorts);
+      if (wanted.localhostNodePorts) enableRouteLocalnet(this.opts.log);
+      const full = changed === null || fam.written === null;
+      const update = full ? await this.fullUpdate(fam.options.family, wanted) : this.partialUpdate(wanted, fam.written!);
+      const payload = renderRestore(update);
+      if (payload !== '') {
+        fam.written = null; // unknown if the restore fails half-way through its tables
+        await this.restore(fam.options.family, payload);
+      }
+      fam.written = { nat: joinRules(wanted.nat), filter: joinRules(wanted.filter) };
+      this.opts.log.debug({ family: fam.options.family, full, natChainsWritten: update.nat.write.size, natChainsRemoved: update.nat.remove.length, bytes: payload.length }, 'iptables-restore');
     }
-    this.written = { nat: joinRules(wanted.nat), filter: joinRules(wanted.filter) };
-    this.opts.log.debug({ full, natChainsWritten: update.nat.write.size, natChainsRemoved: update.nat.remove.length, bytes: payload.length }, 'iptables-restore');
     const { stats, stale } = this.programmed.update(frontendDestinations(servicePorts));
     await flushStaleFlows(stale, this.opts.log);
     return stats;
   }
 
   async inspect(): Promise<FrontendView[]> {
-    const [nat, filter] = await Promise.all(TABLES.map((t) => this.save(t)));
-    return viewsFromSave(nat!, filter!);
+    const views: FrontendView[] = [];
+    for (const { options } of this.families) {
+      const [nat, filter] = await Promise.all(TABLES.map((t) => this.save(options.family, t)));
+      views.push(...viewsFromSave(nat!, filter!));
+    }
+    return views;
   }
 
   /** The chains sync writes, read as inspect reads iptables-save. */
   async planned(state: DesiredState): Promise<FrontendView[]> {
-    const wanted = await this.wantedChains(sortedServicePorts(state));
-    return viewsFromSave(savedOf(wanted.nat), savedOf(wanted.filter));
+    const servicePorts = sortedServicePorts(state);
+    const views: FrontendView[] = [];
+    for (const fam of this.families) {
+      const wanted = await this.wantedChains(fam, servicePorts);
+      views.push(...viewsFromSave(savedOf(wanted.nat), savedOf(wanted.filter)));
+    }
+    return views;
   }
 
   async counters(): Promise<EndpointCounters[]> {
-    return endpointCountersFromSave(await this.save('nat'));
+    const counters: EndpointCounters[] = [];
+    for (const { options } of this.families) counters.push(...endpointCountersFromSave(await this.save(options.family, 'nat')));
+    return counters;
   }
 
   async cleanup(): Promise<void> {
+    for (const fam of this.families) {
+      await this.cleanupFamily(fam.options.family);
+      fam.written = null;
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /** Removes kube-lb's chains from one family's tables, and the jumps into them from built-in chains; every other rule stays. */
+  private async cleanupFamily(family: IPFamily): Promise<void> {
     const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
     for (const table of TABLES) {
-      const saved = await this.save(table);
+      const saved = await this.save(family, table);
       for (const [chain, rules] of saved.chains) {
         if (isOwnChain(chain)) update[table].remove.push(chain);
         else if (BUILT_IN_CHAINS.has(chain)) {
@@ -112,30 +152,27 @@ export class IptablesBackend implements Backend {
       }
     }
     const payload = renderRestore(update);
-    if (payload !== '') await this.restore(payload);
-    this.written = null;
+    if (payload !== '') await this.restore(family, payload);
   }
 
-  async close(): Promise<void> {}
-
-  private async wantedChains(servicePorts: readonly ServicePortState[]): Promise<Tables> {
+  private async wantedChains(fam: FamilyTables, servicePorts: readonly ServicePortState[]): Promise<Tables> {
     const ports: PortRules[] = [];
     // Translating thousands of new service ports takes long: the event loop gets its turns meanwhile.
     const turn = timeSlices();
     for (const sp of servicePorts) {
       await turn();
-      let rules = this.rulesOf.get(sp);
-      if (rules === undefined) this.rulesOf.set(sp, (rules = portRules(sp, this.opts.localTraffic)));
+      let rules = fam.rulesOf.get(sp);
+      if (rules === undefined) fam.rulesOf.set(sp, (rules = portRules(sp, fam.options)));
       ports.push(rules);
     }
-    return assembleTables(ports, this.mark, !this.opts.tcpBeLiberal);
+    return assembleTables(fam.options.family, ports, this.mark, !this.opts.tcpBeLiberal);
   }
 
   /** Every wanted chain, stale chains of ours removed, missing jumps from built-in chains added. */
-  private async fullUpdate(wanted: Record<Table, Chains>): Promise<Record<Table, TableUpdate>> {
+  private async fullUpdate(family: IPFamily, wanted: Record<Table, Chains>): Promise<Record<Table, TableUpdate>> {
     const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
     for (const table of TABLES) {
-      const saved = await this.save(table);
+      const saved = await this.save(family, table);
       update[table].write = wanted[table];
       update[table].remove = [...saved.chains.keys()].filter((c) => isOwnChain(c) && !wanted[table].has(c));
       update[table].insert = JUMPS[table].filter((j) => !hasRule(saved, j.chain, j.rule));
@@ -160,23 +197,23 @@ export class IptablesBackend implements Backend {
     return update;
   }
 
-  private async save(table: Table): Promise<SavedTable> {
+  private async save(family: IPFamily, table: Table): Promise<SavedTable> {
     // iptables-legacy-save creates a table it is asked for in a namespace
     // that has none yet: reading, as diff and inspect do, must not.
-    if (this.opts.mode === 'legacy' && !legacyTables().includes(table)) return parseSave('', table);
-    const { stdout } = await runCommand(`iptables-${this.opts.mode}-save`, ['--counters', '-t', table]);
+    if (this.opts.mode === 'legacy' && !legacyTables(family).includes(table)) return parseSave('', table);
+    const { stdout } = await runCommand(`${COMMAND[family]}-${this.opts.mode}-save`, ['--counters', '-t', table]);
     return parseSave(stdout, table);
   }
 
-  private async restore(payload: string): Promise<void> {
-    await runCommand(`iptables-${this.opts.mode}-restore`, ['--noflush', '--counters', '--wait'], payload);
+  private async restore(family: IPFamily, payload: string): Promise<void> {
+    await runCommand(`${COMMAND[family]}-${this.opts.mode}-restore`, ['--noflush', '--counters', '--wait'], payload);
   }
 }
 
-/** The x_tables tables this network namespace has: none until the module is loaded and a table is first used. */
-function legacyTables(): string[] {
+/** The x_tables tables of a family this network namespace has: none until the module is loaded and a table is first used. */
+function legacyTables(family: IPFamily): string[] {
   try {
-    return fs.readFileSync('/proc/net/ip_tables_names', 'utf8').split('\n');
+    return fs.readFileSync(LEGACY_TABLE_NAMES[family], 'utf8').split('\n');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;

@@ -21,7 +21,7 @@
 // established traffic, for hosts whose FORWARD policy drops, are left out,
 // since they would also accept that traffic past the host's own rules after
 // the jump; such a host accepts forwarded service traffic itself.
-import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServicePortState, SessionAffinity } from '../../model/contract.js';
+import type { Destination, EndpointSet, FrontendKind, IPFamily, ResolvedFrontend, ServicePortState, SessionAffinity } from '../../model/contract.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
 import { iptablesLocalMatch } from '../netfilter/frontends.js';
 import { endpointName, nameHash, type PortIdentity, protocolName, safeText, servicePortName } from '../netfilter/names.js';
@@ -112,8 +112,8 @@ export function firewallChainName(sp: PortIdentity): string {
   return FW_PREFIX + portHash(sp);
 }
 
-export function endpointChainName(sp: PortIdentity, d: Destination): string {
-  return SEP_PREFIX + nameHash(servicePortName(sp) + protocolName(sp) + endpointName(d)).slice(0, 16);
+export function endpointChainName(sp: PortIdentity, d: Destination, family: IPFamily): string {
+  return SEP_PREFIX + nameHash(servicePortName(sp) + protocolName(sp) + endpointName(d, family)).slice(0, 16);
 }
 
 /** kube-proxy's probability for the i-th of n remaining endpoints: 1/n with 10 decimals. */
@@ -155,19 +155,31 @@ function portWide<T>(sp: ServicePortState, frontends: readonly ResolvedFrontend[
 
 const sameAffinity = (a: SessionAffinity | null, b: SessionAffinity | null): boolean => a?.timeoutSeconds === b?.timeoutSeconds;
 
-/** Translates one service port's resolved frontends into kube-proxy's chains. */
-export function portRules(sp: ServicePortState, local: LocalTraffic | null): PortRules {
+/** One family's tables: which frontends they translate, and what traffic from pods is in that family. */
+export interface FamilyRulesOptions {
+  family: IPFamily;
+  /** --detect-local-mode's answer for the family; null when pods cannot be told from other sources. */
+  local: LocalTraffic | null;
+}
+
+/** A single address as a match or a source takes it: /32 in iptables, /128 in ip6tables. */
+export const HOST_PREFIX: Readonly<Record<IPFamily, string>> = { IPv4: '/32', IPv6: '/128' };
+
+/** Translates one service port's resolved frontends of one family into kube-proxy's chains, as that family's iptables takes them. */
+export function portRules(sp: ServicePortState, { family, local }: FamilyRulesOptions): PortRules {
   const name = servicePortName(sp);
   const proto = protocolName(sp);
+  const host = HOST_PREFIX[family];
+  const frontends = sp.frontends.filter((f) => f.family === family);
   const comment = (text: string): string => `-m comment --comment "${safeText(text, sp)}"`;
-  const match = (f: ResolvedFrontend): string => `-m ${proto} -p ${proto} -d ${f.ip}/32 --dport ${f.port}`;
+  const match = (f: ResolvedFrontend): string => `-m ${proto} -p ${proto} -d ${f.ip}${host} --dport ${f.port}`;
   const setChain = (set: EndpointSet): string | null => (set.destinations.length === 0 ? null : policyChainName(sp, set.policy));
   const out: PortRules = { services: [], nodePorts: [], filterServices: [], externalServices: [], firewall: [], chains: new Map(), nodePortIPs: [] };
 
-  const affinity = portWide(sp, sp.frontends, 'session affinity', (f) => f.affinity, sameAffinity) ?? null;
-  const external = sp.frontends.filter((f) => f.kind !== 'ClusterIP');
+  const affinity = portWide(sp, frontends, 'session affinity', (f) => f.affinity, sameAffinity) ?? null;
+  const external = frontends.filter((f) => f.kind !== 'ClusterIP');
   const ext = portWide(sp, external, 'endpoint sets or masquerading', (f) => f, (a, b) => a.internal === b.internal && a.external === b.external && a.masquerade === b.masquerade);
-  const loadBalancers = sp.frontends.filter((f) => f.kind === 'LoadBalancerIP');
+  const loadBalancers = frontends.filter((f) => f.kind === 'LoadBalancerIP');
   const sourceRanges = portWide(sp, loadBalancers, 'source ranges', (f) => f.sourceRanges.join(','), (a, b) => a === b) ?? '';
 
   // Each set's spread, with the masquerading of cluster IP traffic from outside the cluster in front, as kube-proxy writes it.
@@ -185,7 +197,7 @@ export function portRules(sp: ServicePortState, local: LocalTraffic | null): Por
   const extChain = ext !== undefined && (setChain(ext.internal) !== null || setChain(ext.external) !== null) ? externalChainName(sp) : null;
   const fwChain = extChain !== null && sourceRanges !== '' ? firewallChainName(sp) : null;
 
-  for (const f of sp.frontends) {
+  for (const f of frontends) {
     const kind = `${name} ${KIND_TEXT[f.kind]}`;
     // kube-proxy's comments: "has no endpoints" when nothing anywhere can answer, "has no local endpoints" when the policy leaves nothing.
     const verdict = `${comment(`${kind} has no ${f.noEndpoints === 'reject' ? '' : 'local '}endpoints`)} ${match(f)} -j ${f.noEndpoints === 'reject' ? 'REJECT' : 'DROP'}`;
@@ -250,13 +262,13 @@ export function portRules(sp: ServicePortState, local: LocalTraffic | null): Por
   for (const [set, rules] of sets) {
     const chain = policyChainName(sp, set.policy);
     const n = set.destinations.length;
-    const to = (d: Destination): string => endpointChainName(sp, d);
+    const to = (d: Destination): string => endpointChainName(sp, d, family);
     if (affinity !== null) {
-      for (const d of set.destinations) rules.push(`${comment(`${name} -> ${endpointName(d)}`)} -m recent --name ${to(d)} --rcheck --seconds ${affinity.timeoutSeconds} --reap -j ${to(d)}`);
+      for (const d of set.destinations) rules.push(`${comment(`${name} -> ${endpointName(d, family)}`)} -m recent --name ${to(d)} --rcheck --seconds ${affinity.timeoutSeconds} --reap -j ${to(d)}`);
     }
     set.destinations.forEach((d, i) => {
       const pick = i < n - 1 ? ` -m statistic --mode random --probability ${probability(n - i)}` : '';
-      rules.push(`${comment(`${name} -> ${endpointName(d)}`)}${pick} -j ${to(d)}`);
+      rules.push(`${comment(`${name} -> ${endpointName(d, family)}`)}${pick} -j ${to(d)}`);
       seps.set(to(d), d);
     });
     out.chains.set(chain, rules);
@@ -265,8 +277,8 @@ export function portRules(sp: ServicePortState, local: LocalTraffic | null): Por
     const remember = affinity === null ? '' : ` -m recent --name ${sep} --set`;
     out.chains.set(sep, [
       // Hairpin: an endpoint reaching itself must not see its own address as the source.
-      `${comment(name)} -s ${d.ip}/32 -j ${MARK_MASQ_CHAIN}`,
-      `${comment(name)}${remember} -m ${proto} -p ${proto} -j DNAT --to-destination ${endpointName(d)}`,
+      `${comment(name)} -s ${d.ip}${host} -j ${MARK_MASQ_CHAIN}`,
+      `${comment(name)}${remember} -m ${proto} -p ${proto} -j DNAT --to-destination ${endpointName(d, family)}`,
     ]);
   }
   return out;
@@ -298,15 +310,16 @@ export interface Tables {
 }
 
 /**
- * Every chain of both tables, from the service ports' rules in order, the
- * masquerade mark `mark` (e.g. 0x4000) and whether INVALID packets are dropped.
+ * Every chain of one family's two tables, from the service ports' rules in
+ * order, the masquerade mark `mark` (e.g. 0x4000) and whether INVALID
+ * packets are dropped.
  */
-export function assembleTables(ports: readonly PortRules[], mark: string, dropInvalid: boolean): Tables {
+export function assembleTables(family: IPFamily, ports: readonly PortRules[], mark: string, dropInvalid: boolean): Tables {
   const nodePortIPs = new Set(ports.flatMap((p) => p.nodePortIPs));
   const localhostNodePorts = [...nodePortIPs].some((ip) => ip.startsWith('127.'));
   const nat: Chains = new Map([
     // KUBE-NODEPORTS last, as kube-proxy orders it: a node address may also be an external or load-balancer IP, whose own rules win.
-    [SERVICES_CHAIN, [...ports.flatMap((p) => p.services), ...[...nodePortIPs].map((ip) => `${NODEPORTS_JUMP_COMMENT} -d ${ip}/32 -j ${NODEPORTS_CHAIN}`)]],
+    [SERVICES_CHAIN, [...ports.flatMap((p) => p.services), ...[...nodePortIPs].map((ip) => `${NODEPORTS_JUMP_COMMENT} -d ${ip}${HOST_PREFIX[family]} -j ${NODEPORTS_CHAIN}`)]],
     [NODEPORTS_CHAIN, ports.flatMap((p) => p.nodePorts)],
     [MARK_MASQ_CHAIN, [`-j MARK --or-mark ${mark}`]],
     [

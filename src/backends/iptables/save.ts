@@ -73,7 +73,7 @@ function frontendOf(rule: readonly string[]): { kind: FrontendKind; frontend: Fr
   const port = option(rule, '--dport');
   const kind = KIND_IN_COMMENT.exec(option(rule, '--comment') ?? '')?.[1];
   if (dest === undefined || proto === undefined || port === undefined || kind === undefined) return undefined;
-  return { kind: KIND_OF_TEXT.get(kind)!, frontend: { ip: dest.replace(/\/32$/, ''), port: Number(port), protocol: proto.toUpperCase() as Protocol } };
+  return { kind: KIND_OF_TEXT.get(kind)!, frontend: { ip: dest.replace(/\/(32|128)$/, ''), port: Number(port), protocol: proto.toUpperCase() as Protocol } };
 }
 
 /**
@@ -95,8 +95,10 @@ function endpointChainsOf(nat: SavedTable, chain: string): string[] {
 function dnatOf(nat: SavedTable, sep: string): { index: number; destination: Destination } | undefined {
   const index = (nat.chains.get(sep) ?? []).findIndex((r) => option(r, '--to-destination') !== undefined);
   if (index < 0) return undefined;
-  const [ip, port] = option(nat.chains.get(sep)![index]!, '--to-destination')!.split(':');
-  return { index, destination: { ip: ip!, port: Number(port) } };
+  // "10.244.0.11:8080", or in ip6tables "[fd00:10:244::11]:8080".
+  const target = option(nat.chains.get(sep)![index]!, '--to-destination')!;
+  const colon = target.lastIndexOf(':');
+  return { index, destination: { ip: target.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(target.slice(colon + 1)) } };
 }
 
 /** Each frontend rule of KUBE-SERVICES and KUBE-NODEPORTS in nat, with the frontend it matches and the chain it jumps to. */

@@ -20,6 +20,7 @@ import { type RuleOptions, type SetContents, installRules, readSets, removeRules
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
+import { protocolsOf } from '../capabilities.js';
 
 export interface IpvsOptions extends RuleOptions {
   log: Logger;
@@ -38,7 +39,7 @@ const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
 
 export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
-  readonly protocols: readonly Protocol[] = ['TCP', 'UDP'];
+  readonly protocols: readonly Protocol[] = protocolsOf('ipvs');
   readonly countsTraffic = true;
   private readonly table: IpvsTable;
   private readonly schedulers: SchedulerChooser;

@@ -1,7 +1,7 @@
 // What the netfilter backends program: the service ports in a stable order,
 // and every frontend with the endpoints its traffic may reach (for stale
 // flows).
-import type { LocalTraffic } from '../../config/local-traffic.js';
+import type { LocalTraffic, LocalTrafficByFamily } from '../../config/local-traffic.js';
 import type { Logger } from '../../log.js';
 import { type DesiredState, type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
 import type { FrontendDestinations } from './conntrack.js';
@@ -41,8 +41,8 @@ export function iptablesLocalMatch(local: LocalTraffic, negated: boolean): strin
 
 export interface NetfilterOptions {
   log: Logger;
-  /** Traffic to a service from elsewhere is masqueraded (--detect-local-mode); null masquerades only hairpin traffic. */
-  localTraffic: LocalTraffic | null;
+  /** Traffic to a service from elsewhere is masqueraded (--detect-local-mode), told for each family, whose rules match their own; null masquerades only hairpin traffic. */
+  localTraffic: LocalTrafficByFamily;
   /** The mark bit for masquerading. */
   masqueradeBit: number;
   /**

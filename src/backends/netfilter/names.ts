@@ -2,7 +2,7 @@
 // iptables and nftables backends so both look like kube-proxy's to an
 // operator.
 import { createHash } from 'node:crypto';
-import type { Destination, ServicePortState } from '../../model/contract.js';
+import type { Destination, IPFamily, ServicePortState } from '../../model/contract.js';
 
 /** What names a service port in chain names and comments. */
 export type PortIdentity = Pick<ServicePortState, 'key' | 'namespace' | 'name' | 'portName' | 'protocol'>;
@@ -42,19 +42,20 @@ export function protocolName(sp: PortIdentity): string {
   return sp.protocol.toLowerCase();
 }
 
-export function endpointName(d: Destination): string {
-  return `${d.ip}:${d.port}`;
+/** An endpoint as kube-proxy writes it (Go's net.JoinHostPort): an IPv6 address bracketed. */
+export function endpointName(d: Destination, family: IPFamily): string {
+  return family === 'IPv6' ? `[${d.ip}]:${d.port}` : `${d.ip}:${d.port}`;
 }
 
 // Names and comments come from validated Kubernetes names (DNS labels), so
 // they never hold quotes, spaces or control characters. Rule text is built by
 // string concatenation, so this is checked again here rather than trusted.
-const SAFE_TEXT = /^[A-Za-z0-9._:/ >-]*$/;
+const SAFE_TEXT = /^[A-Za-z0-9._:/ >[\]-]*$/;
 
 /** Returns `text` if it can be embedded in rule text as is; throws naming the service port otherwise. */
 export function safeText(text: string, sp: PortIdentity): string {
   if (!SAFE_TEXT.test(text) || text.length > 250) {
-    throw new Error(`service port ${JSON.stringify(sp.key)}: ${JSON.stringify(text)} cannot be used in a rule (only letters, digits and ._:/>- are allowed, at most 250 characters)`);
+    throw new Error(`service port ${JSON.stringify(sp.key)}: ${JSON.stringify(text)} cannot be used in a rule (only letters, digits and ._:/>[]- are allowed, at most 250 characters)`);
   }
   return text;
 }

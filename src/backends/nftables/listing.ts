@@ -1,4 +1,4 @@
-// Reads `nft -j list table ip kube-lb`: the kernel's state, for inspect and
+// Reads `nft -j list table ip kube-lb` (or ip6): the kernel's state, for inspect and
 // the endpoint chains' counters.
 import type { EndpointCounters, FrontendView } from '../backend.js';
 import type { Destination, Frontend, FrontendKind, Protocol } from '../../model/contract.js';

@@ -18,13 +18,30 @@
 //   traffic-prerouting, traffic-output (after DNAT): every packet of a DNATed flow, either way,
 //     counts in its endpoint's traffic-<hash>-... counter, found in @traffic by the flow's
 //     frontend and endpoint as conntrack records them
-import { type Destination, type EndpointSet, type FrontendKind, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
+//
+// As kube-proxy's, one table per address family (ip kube-lb, ip6 kube-lb),
+// made by the same code with the family as a parameter; each holds the
+// frontends of its family, whose endpoints the model gives of that family.
+import { type Destination, type EndpointSet, type FrontendKind, type IPFamily, type ResolvedFrontend, type ServicePortState, type SessionAffinity } from '../../model/contract.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
-import { type PortIdentity, nameHash, safeText, servicePortName } from '../netfilter/names.js';
+import { type PortIdentity, endpointName, nameHash, safeText, servicePortName } from '../netfilter/names.js';
 
 export const TABLE = 'kube-lb';
-export const FAMILY = 'ip';
-const T = `${FAMILY} ${TABLE}`;
+
+/** What differs between the families' tables: nft's family (also its address match, "ip saddr"), and its address type. */
+export interface TableFamily {
+  family: IPFamily;
+  nft: 'ip' | 'ip6';
+  addrType: 'ipv4_addr' | 'ipv6_addr';
+}
+
+export const TABLE_FAMILIES: Readonly<Record<IPFamily, TableFamily>> = {
+  IPv4: { family: 'IPv4', nft: 'ip', addrType: 'ipv4_addr' },
+  IPv6: { family: 'IPv6', nft: 'ip6', addrType: 'ipv6_addr' },
+};
+
+/** "ip kube-lb", "ip6 kube-lb": how nft commands name a family's table. */
+const tableOf = (fam: TableFamily): string => `${fam.nft} ${TABLE}`;
 
 export const SERVICE_IPS_MAP = 'service-ips';
 export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
@@ -72,7 +89,8 @@ export function firewallChainName(p: PortIdentity): string {
   return safeText(`firewall-${hashAndTruncate(portBase(p))}`, p);
 }
 
-const endpointBase = (p: PortIdentity, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip}/${d.port}`);
+// nft takes no ':' in a name: an IPv6 address is written with '.' for it.
+const endpointBase = (p: PortIdentity, d: Destination): string => hashAndTruncate(`${portBase(p)}__${d.ip.replaceAll(':', '.')}/${d.port}`);
 
 const ENDPOINT_PREFIX = 'endpoint-';
 
@@ -125,14 +143,16 @@ export interface PortRules {
 
 /** What a service port's rules need besides the model's state. */
 export interface RulesetOptions {
-  /** What traffic from pods is (--detect-local-mode); null when pods cannot be told from other sources. */
+  /** The table's family: only frontends of it are translated. */
+  family: IPFamily;
+  /** What traffic of that family from pods is (--detect-local-mode); null when pods cannot be told from other sources. */
   localTraffic: LocalTraffic | null;
 }
 
 /** nft's match for local traffic, or (negated) for any other: kube-proxy's LocalTrafficDetector. */
-function nftLocalMatch(local: LocalTraffic, negated: boolean): string {
+function nftLocalMatch(fam: TableFamily, local: LocalTraffic, negated: boolean): string {
   const op = negated ? '!= ' : '';
-  if (local.by === 'cidr') return `ip saddr ${op}${local.cidr}`;
+  if (local.by === 'cidr') return `${fam.nft} saddr ${op}${local.cidr}`;
   return `iifname ${op}"${local.by === 'bridge' ? local.bridge : `${local.prefix}*`}"`;
 }
 
@@ -146,9 +166,11 @@ export function kindOfComment(comment: string | undefined): FrontendKind | undef
   return kind === 'ClusterIP' || kind === 'ExternalIP' || kind === 'LoadBalancerIP' || kind === 'NodePort' ? kind : undefined;
 }
 
-/** Translates one service port: its frontends' elements, its chains and its affinity sets. */
+/** Translates one service port's frontends of the table's family: their elements, chains and affinity sets. */
 export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules {
   const named: PortIdentity = sp;
+  const fam = TABLE_FAMILIES[opts.family];
+  const frontends = sp.frontends.filter((f) => f.family === opts.family);
   const proto = sp.protocol.toLowerCase();
   const rules: PortRules = { chains: new Map(), elements: new Map(MAPS.map((m) => [m, new Map()])), sets: new Map() };
   // Each non-empty endpoint set's policy chain: the rules that run before an endpoint is picked.
@@ -157,7 +179,7 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
     if (set.destinations.length === 0) return null;
     if (!prelude.has(set)) {
       prelude.set(set, []);
-      writeEndpointSet(rules, named, set, affinity);
+      writeEndpointSet(fam, rules, named, set, affinity);
     }
     return policyChainName(named, set.policy);
   };
@@ -166,14 +188,14 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
     rules.elements.get(map)!.set(key, { key, comment: elementComment(f.kind, named), verdict });
   };
 
-  for (const f of sp.frontends) {
+  for (const f of frontends) {
     const nodePort = f.kind === 'NodePort';
     const internal = use(f.internal, f.affinity);
     const external = use(f.external, f.affinity);
     if (external === null) element(nodePort ? NO_ENDPOINT_NODEPORTS_MAP : NO_ENDPOINT_SERVICES_MAP, f, f.noEndpoints === 'reject' ? `goto ${REJECT_CHAIN}` : 'drop');
     if (f.sourceRanges.length > 0) {
       const chain = firewallChainName(named);
-      rules.chains.set(chain, [`ip saddr != { ${f.sourceRanges.join(', ')} } drop`]);
+      rules.chains.set(chain, [`${fam.nft} saddr != { ${f.sourceRanges.join(', ')} } drop`]);
       element(FIREWALL_IPS_MAP, f, `goto ${chain}`);
     }
     if (internal === null && external === null) continue;
@@ -182,17 +204,17 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
       // internal and external the same), and, as in kube-proxy, the
       // masquerade rule for sources outside the cluster sits in that set's chain.
       if (f.masquerade === 'off-cluster' && opts.localTraffic !== null) {
-        prelude.get(f.internal)!.push(`ip daddr ${f.ip} ${proto} dport ${f.port} ${nftLocalMatch(opts.localTraffic, true)} jump ${MARK_CHAIN}`);
+        prelude.get(f.internal)!.push(`${fam.nft} daddr ${f.ip} ${proto} dport ${f.port} ${nftLocalMatch(fam, opts.localTraffic, true)} jump ${MARK_CHAIN}`);
       }
       element(SERVICE_IPS_MAP, f, `goto ${internal}`);
       continue;
     }
     const chain = externalChainName(named);
-    rules.chains.set(chain, externalChainRules(f, internal, external, opts.localTraffic));
+    rules.chains.set(chain, externalChainRules(fam, f, internal, external, opts.localTraffic));
     element(nodePort ? SERVICE_NODEPORTS_MAP : SERVICE_IPS_MAP, f, `goto ${chain}`);
   }
   // Each frontend's endpoints, by the flow's frontend and endpoint, to their traffic counters.
-  for (const f of sp.frontends) {
+  for (const f of frontends) {
     for (const d of new Map([...f.internal.destinations, ...f.external.destinations].map((d) => [`${d.ip} . ${d.port}`, d])).values()) {
       const key = `${f.ip} . ${proto} . ${f.port} . ${d.ip} . ${d.port}`;
       rules.elements.get(TRAFFIC_MAP)!.set(key, { key, comment: elementComment(f.kind, named), verdict: `"${trafficCounterName(endpointChainName(named, d))}"` });
@@ -208,13 +230,13 @@ export function portRules(sp: ServicePortState, opts: RulesetOptions): PortRules
  * masqueraded because their source address is the node's; the rest use the
  * external set. Rules that would change nothing are left out.
  */
-function externalChainRules(f: ResolvedFrontend, internal: string | null, external: string | null, local: LocalTraffic | null): string[] {
+function externalChainRules(fam: TableFamily, f: ResolvedFrontend, internal: string | null, external: string | null, local: LocalTraffic | null): string[] {
   const rules: string[] = [];
   if (f.masquerade === 'all') {
     // Endpoints on other nodes must answer through this node.
     rules.push(`jump ${MARK_CHAIN}`);
   } else if (internal !== null) {
-    if (local !== null) rules.push(`${nftLocalMatch(local, false)} goto ${internal}`);
+    if (local !== null) rules.push(`${nftLocalMatch(fam, local, false)} goto ${internal}`);
     rules.push(`fib saddr type local jump ${MARK_CHAIN}`, `fib saddr type local goto ${internal}`);
   }
   if (external !== null) rules.push(`goto ${external}`);
@@ -222,13 +244,13 @@ function externalChainRules(f: ResolvedFrontend, internal: string | null, extern
 }
 
 /** A non-empty endpoint set's policy chain, and its endpoints' chains and affinity sets. */
-function writeEndpointSet(rules: PortRules, named: PortIdentity, set: EndpointSet, affinity: SessionAffinity | null): void {
+function writeEndpointSet(fam: TableFamily, rules: PortRules, named: PortIdentity, set: EndpointSet, affinity: SessionAffinity | null): void {
   const proto = named.protocol.toLowerCase();
   const destinations = set.destinations;
   const chain: string[] = [];
   if (affinity !== null) {
     // A client with a live affinity entry returns to its endpoint; a new one is spread.
-    for (const d of destinations) chain.push(`ip saddr @${affinitySetName(named, d)} goto ${endpointChainName(named, d)}`);
+    for (const d of destinations) chain.push(`${fam.nft} saddr @${affinitySetName(named, d)} goto ${endpointChainName(named, d)}`);
   }
   if (destinations.length === 1) {
     // The same choice as a one-element numgen vmap, without the anonymous set each vmap
@@ -241,22 +263,23 @@ function writeEndpointSet(rules: PortRules, named: PortIdentity, set: EndpointSe
   }
   rules.chains.set(policyChainName(named, set.policy), chain);
   for (const d of destinations) {
-    const endpoint = [`ip saddr ${d.ip} jump ${MARK_CHAIN}`];
+    const endpoint = [`${fam.nft} saddr ${d.ip} jump ${MARK_CHAIN}`];
     if (affinity !== null) {
       const name = affinitySetName(named, d);
       rules.sets.set(name, affinity.timeoutSeconds);
-      endpoint.push(`update @${name} { ip saddr }`);
+      endpoint.push(`update @${name} { ${fam.nft} saddr }`);
     }
     // A dnat reached through a vmap needs the protocol matched first.
     const chain = endpointChainName(named, d);
-    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${d.ip}:${d.port}`);
+    endpoint.push(`meta l4proto ${proto} counter name ${chain} dnat to ${endpointName(d, fam.family)}`);
     rules.chains.set(chain, endpoint);
   }
 }
 
 /** The base chains (hooks) and the maps: declared in every transaction, never rewritten. */
-export function declarations(): string[] {
-  const addrKey = 'type ipv4_addr . inet_proto . inet_service : verdict ;';
+export function declarations(fam: TableFamily): string[] {
+  const T = tableOf(fam);
+  const addrKey = `type ${fam.addrType} . inet_proto . inet_service : verdict ;`;
   // Filter chains run before DNAT (priority -110 against -100), so they see the address the client used.
   return [
     `add table ${T} { comment "kube-lb service proxy rules" ; }`,
@@ -276,20 +299,22 @@ export function declarations(): string[] {
     `add map ${T} ${NO_ENDPOINT_SERVICES_MAP} { ${addrKey} comment "drop or reject traffic to services without endpoints" ; }`,
     `add map ${T} ${NO_ENDPOINT_NODEPORTS_MAP} { ${addrKey} comment "drop or reject traffic to node ports without endpoints" ; }`,
     `add map ${T} ${FIREWALL_IPS_MAP} { ${addrKey} comment "destinations subject to loadBalancerSourceRanges" ; }`,
-    `add map ${T} ${TRAFFIC_MAP} { type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : counter ; comment "the traffic counter of each frontend's endpoint" ; }`,
+    `add map ${T} ${TRAFFIC_MAP} { type ${fam.addrType} . inet_proto . inet_service . ${fam.addrType} . inet_service : counter ; comment "the traffic counter of each frontend's endpoint" ; }`,
   ];
 }
 
-const dispatch = (map: MapName): string => `ip daddr . meta l4proto . th dport vmap @${map}`;
+const dispatchOf = (fam: TableFamily, map: MapName): string => `${fam.nft} daddr . meta l4proto . th dport vmap @${map}`;
 /**
  * A DNATed flow's packet, either way, to its endpoint's traffic counter.
  * The protocol match gives proto-dst its type; a flow without an element
  * (DNATed by someone else) goes on uncounted.
  */
-const countTraffic = `ct status dnat meta l4proto { tcp, udp } counter name ct original ip daddr . meta l4proto . ct original proto-dst . ct reply ip saddr . ct reply proto-src map @${TRAFFIC_MAP}`;
+const countTraffic = (fam: TableFamily): string =>
+  `ct status dnat meta l4proto { tcp, udp, sctp } counter name ct original ${fam.nft} daddr . meta l4proto . ct original proto-dst . ct reply ${fam.nft} saddr . ct reply proto-src map @${TRAFFIC_MAP}`;
 
 /** The chains every table has, with their rules, for this masquerade mark and whether invalid packets are dropped. */
-export function fixedChains(mark: string, dropInvalid: boolean): Map<string, string[]> {
+export function fixedChains(fam: TableFamily, mark: string, dropInvalid: boolean): Map<string, string[]> {
+  const dispatch = (map: MapName): string => dispatchOf(fam, map);
   return new Map([
     ['filter-prerouting', ['ct state new jump firewall-check']],
     // reject is valid only in the input, forward and output hooks.
@@ -303,8 +328,8 @@ export function fixedChains(mark: string, dropInvalid: boolean): Map<string, str
     ['nat-output', ['jump services']],
     ['nat-postrouting', ['jump masquerading']],
     // A packet on lo was counted on its way out.
-    ['traffic-prerouting', [`iif != lo ${countTraffic}`]],
-    ['traffic-output', [countTraffic]],
+    ['traffic-prerouting', [`iif != lo ${countTraffic(fam)}`]],
+    ['traffic-output', [countTraffic(fam)]],
     ['firewall-check', [dispatch(FIREWALL_IPS_MAP)]],
     ['services', [dispatch(SERVICE_IPS_MAP), dispatch(SERVICE_NODEPORTS_MAP)]],
     ['endpoints-check', [dispatch(NO_ENDPOINT_SERVICES_MAP), dispatch(NO_ENDPOINT_NODEPORTS_MAP)]],
@@ -344,16 +369,17 @@ export function isEmpty(tx: Transaction): boolean {
   );
 }
 
-/** Renders one `nft -f` transaction: all of it applies, or none. */
-export function renderTransaction(tx: Transaction): string {
-  const lines = declarations();
+/** Renders one family's part of an `nft -f` transaction: all of it applies, or none. */
+export function renderTransaction(fam: TableFamily, tx: Transaction): string {
+  const T = tableOf(fam);
+  const lines = declarations(fam);
   for (const map of tx.flushMaps) lines.push(`flush map ${T} ${map}`);
   for (const { map, key } of tx.deleteElements) lines.push(`delete element ${T} ${map} { ${key} }`);
   // Every chain exists before any rule jumps to it, and no rule refers to a set about to be deleted.
   for (const chain of tx.write.keys()) lines.push(`add chain ${T} ${chain}`);
   for (const chain of [...tx.write.keys(), ...tx.removeChains]) lines.push(`flush chain ${T} ${chain}`);
   for (const set of tx.deleteSets) lines.push(`delete set ${T} ${set}`);
-  for (const [set, timeout] of tx.addSets) lines.push(`add set ${T} ${set} { type ipv4_addr ; flags dynamic,timeout ; timeout ${timeout}s ; }`);
+  for (const [set, timeout] of tx.addSets) lines.push(`add set ${T} ${set} { type ${fam.addrType} ; flags dynamic,timeout ; timeout ${timeout}s ; }`);
   for (const counter of tx.addCounters) lines.push(`add counter ${T} ${counter}`);
   for (const [chain, rules] of tx.write) for (const rule of rules) lines.push(`add rule ${T} ${chain} ${rule}`);
   for (const { map, element: e } of tx.addElements) lines.push(`add element ${T} ${map} { ${e.key} comment "${e.comment}" : ${e.verdict} }`);
