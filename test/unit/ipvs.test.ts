@@ -74,7 +74,7 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.deepEqual([...contents['KUBE-IPVS-IPS']], ['10.96.0.10']);
   });
 
-  test('NodePorts, external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR/-IP', () => {
+  test('NodePorts, external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR, the load-balancer IP itself (the node\'s own traffic) to -SOURCE-IP', () => {
     const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' = 'TCP', sourceRanges: string[] = []) => ({
       frontend: { ip, port, protocol, kind, masquerade, sourceRanges },
       destinations: [],
@@ -86,7 +86,7 @@ describe('ipvs ipsets and iptables rules', () => {
       at('ExternalIP', '203.0.113.11', 80, 'node'),
       at('LoadBalancerIP', '198.51.100.10', 80, 'all'),
       at('LoadBalancerIP', '198.51.100.11', 80, 'node'),
-      at('LoadBalancerIP', '198.51.100.12', 80, 'all', 'TCP', ['198.18.0.0/24', '198.51.100.12/32']),
+      at('LoadBalancerIP', '198.51.100.12', 80, 'all', 'TCP', ['198.18.0.0/24', '198.18.1.10/32', '198.51.100.12/32']),
     ]);
     const entries = Object.fromEntries(Object.entries(contents).filter(([, v]) => v.size > 0).map(([k, v]) => [k, [...v]]));
     assert.deepEqual(entries, {
@@ -98,7 +98,7 @@ describe('ipvs ipsets and iptables rules', () => {
       'KUBE-LOAD-BALANCER': ['198.51.100.10,tcp:80', '198.51.100.11,tcp:80', '198.51.100.12,tcp:80'],
       'KUBE-LOAD-BALANCER-LOCAL': ['198.51.100.11,tcp:80'],
       'KUBE-LOAD-BALANCER-FW': ['198.51.100.12,tcp:80'],
-      'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24'],
+      'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24', '198.51.100.12,tcp:80,198.18.1.10/32'],
       'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
       'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11', '198.51.100.12'],
     });

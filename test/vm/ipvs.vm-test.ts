@@ -21,6 +21,8 @@ const ipvs = variant('ipvs');
 const NODE_IP = NODES['node-a'].ip;
 const EXTERNAL_IP = '203.0.113.10';
 const LB_IP = '198.51.100.10';
+const OUTSIDE_RANGE = '198.18.0.0/24';
+const NODE_RANGE = '172.18.0.0/24';
 
 function web(eps = endpoints(['web-1', 'web-2']), annotations?: Record<string, string>): ServiceSpec {
   return {
@@ -55,6 +57,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
           ],
           externalIPs: [EXTERNAL_IP],
           loadBalancerIngress: [LB_IP],
+          // The node's own network is in the ranges: the load-balancer IP goes in KUBE-LOAD-BALANCER-SOURCE-IP for its traffic.
+          loadBalancerSourceRanges: [OUTSIDE_RANGE, NODE_RANGE],
+          sessionAffinityTimeoutSeconds: 600,
         },
       ]);
       await ctx.startKubeLb(process.env, ['--ipvs-strict-arp=true']);
@@ -72,8 +77,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       const udp = ['-> 10.244.0.11:5353 Masq 1 0 0', '-> 10.244.0.12:5353 Masq 1 0 0'];
       const expected: Record<string, string[]> = {};
       for (const [ip, http, dns] of [[VIP, 80, 53], [EXTERNAL_IP, 80, 53], [LB_IP, 80, 53], [NODE_IP, 30080, 30053]] as const) {
-        expected[`TCP ${ip}:${http} rr`] = tcp;
-        expected[`UDP ${ip}:${dns} rr`] = udp;
+        // sessionAffinity: ClientIP is IPVS persistence with the affinity's timeout.
+        expected[`TCP ${ip}:${http} rr persistent 600`] = tcp;
+        expected[`UDP ${ip}:${dns} rr persistent 600`] = udp;
       }
       assert.deepEqual(servers, expected);
 
@@ -93,6 +99,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         'KUBE-EXTERNAL-IP-LOCAL': [],
         'KUBE-LOAD-BALANCER': [`${LB_IP},tcp:80`, `${LB_IP},udp:53`],
         'KUBE-LOAD-BALANCER-LOCAL': [],
+        'KUBE-LOAD-BALANCER-FW': [`${LB_IP},tcp:80`, `${LB_IP},udp:53`],
+        'KUBE-LOAD-BALANCER-SOURCE-CIDR': [`${LB_IP},tcp:80,${NODE_RANGE}`, `${LB_IP},tcp:80,${OUTSIDE_RANGE}`, `${LB_IP},udp:53,${NODE_RANGE}`, `${LB_IP},udp:53,${OUTSIDE_RANGE}`],
+        'KUBE-LOAD-BALANCER-SOURCE-IP': [`${LB_IP},tcp:80,${LB_IP}`, `${LB_IP},udp:53,${LB_IP}`],
         'KUBE-NODE-PORT-TCP': ['30080'],
         'KUBE-NODE-PORT-UDP': ['30053'],
         'KUBE-NODE-PORT-LOCAL-TCP': [],
@@ -113,6 +122,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       ] as const) {
         assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
       }
+      const firewall = filter.split('\n').filter((l) => l.startsWith('-A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER-FW dst,dst ') && l.endsWith('-j DROP'));
+      assert.equal(firewall.length, 1, `one rule drops sources outside loadBalancerSourceRanges:\n${filter}`);
+      for (const set of ['KUBE-LOAD-BALANCER-SOURCE-CIDR', 'KUBE-LOAD-BALANCER-SOURCE-IP']) assert.match(firewall[0]!, new RegExp(`! --match-set ${set} dst,dst,src`));
 
       // kube-lb's health server listens on every node address: through the node address it answers, through kube-ipvs0's it is refused.
       await ctx.curl({ pod: 'client' }, `http://${NODE_IP}:10256/healthz`);

@@ -90,9 +90,9 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
         contents[LOAD_BALANCER_SET].add(ipPort);
         if (unmasqueraded) contents[LOAD_BALANCER_LOCAL_SET].add(ipPort);
         if (f.sourceRanges.length > 0) contents[LOAD_BALANCER_FW_SET].add(ipPort);
-        // As kube-proxy: single addresses (the load-balancer IP itself, for the node's own traffic) by IP, ranges by CIDR.
+        // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
         for (const range of f.sourceRanges) {
-          if (range.endsWith('/32')) contents[SOURCE_IP_SET].add(`${ipPort},${range.slice(0, -3)}`);
+          if (range === `${f.ip}/32`) contents[SOURCE_IP_SET].add(`${ipPort},${f.ip}`);
           else contents[SOURCE_CIDR_SET].add(`${ipPort},${range}`);
         }
       }
