@@ -64,10 +64,9 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
     ...ALL,
     sctp: NOT_YET,
     ipv6: NOT_YET,
-    'external-traffic-policy-local': "not yet: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too, as in kube-proxy's IPVS mode",
+    'external-traffic-policy-local': "as kube-proxy's IPVS mode: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too",
     'localhost-nodeport': "as kube-proxy's IPVS mode",
-    'drop-invalid': 'not yet (no KUBE-FORWARD chain)',
-    'shared-client-port': 'not tested yet',
+    'shared-client-port': "as kube-proxy's IPVS mode: IPVS translates only the destination, so the two connections reach the endpoint from one address and port, and collide",
     maglev: 'IPVS has its own Maglev scheduler: kube-lb.io/ipvs-scheduler: mh',
   },
 };

@@ -11,8 +11,10 @@
 //   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
 // Sets change with services (ipset restore, as a diff); the rules do not
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
-// iptables backend, this mode has no KUBE-FORWARD chain yet, so it does
-// not drop what conntrack marks INVALID (capability drop-invalid).
+// iptables backend, no rule drops what conntrack marks INVALID: IPVS
+// translates an endpoint's replies by its own connection table, whatever
+// conntrack makes of their window, so an out-of-window segment never
+// reaches the client untranslated (kubernetes issue 74839).
 import { runCommand } from '../netfilter/command.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
