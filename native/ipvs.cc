@@ -92,18 +92,25 @@ Dest DestArgs(const Args& args, const char* fn) {
   return {ParseIpv4(args.Env(), fn, address), port, address + ":" + std::to_string(port)};
 }
 
-// The service's identity; with a scheduler, every field NEW/SET_SERVICE need.
-void PutService(nlmsghdr* nlh, const Service& svc, const std::string* scheduler) {
+// How a service schedules: its scheduler, and how long a client sticks to
+// its real server (IPVS persistence, ipvsadm -p); 0 for not at all.
+struct Scheduling {
+  std::string scheduler;
+  uint32_t persistence;
+};
+
+// The service's identity; with its scheduling, every field NEW/SET_SERVICE need.
+void PutService(nlmsghdr* nlh, const Service& svc, const Scheduling* scheduling) {
   nlattr* nest = mnl_attr_nest_start(nlh, IPVS_CMD_ATTR_SERVICE);
   mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_AF, AF_INET);
   mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_PROTOCOL, svc.protocol);
   mnl_attr_put(nlh, IPVS_SVC_ATTR_ADDR, sizeof(svc.address), &svc.address);
   mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_PORT, htons(svc.port));
-  if (scheduler) {
-    mnl_attr_put_strz(nlh, IPVS_SVC_ATTR_SCHED_NAME, scheduler->c_str());
-    ip_vs_flags flags{0, ~0u};
+  if (scheduling) {
+    mnl_attr_put_strz(nlh, IPVS_SVC_ATTR_SCHED_NAME, scheduling->scheduler.c_str());
+    ip_vs_flags flags{scheduling->persistence > 0 ? IP_VS_SVC_F_PERSISTENT : 0u, ~0u};
     mnl_attr_put(nlh, IPVS_SVC_ATTR_FLAGS, sizeof(flags), &flags);
-    mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_TIMEOUT, 0);
+    mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_TIMEOUT, scheduling->persistence);
     mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_NETMASK, 0xffffffff);
   }
   mnl_attr_nest_end(nlh, nest);
@@ -131,14 +138,16 @@ std::vector<const nlattr*> ReplyNest(const nlmsghdr* reply, uint16_t type, uint1
   return ParseNested(nest, max);
 }
 
-// ipvsAddService(address, protocol, port, scheduler) / ipvsSetService(...)
+// ipvsAddService(address, protocol, port, scheduler, persistence) / ipvsSetService(...)
 void WriteService(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
   Args args(info, fn);
   Service svc = ServiceArgs(args, fn);
-  std::string scheduler = args.String(3, "scheduler");
+  Scheduling scheduling{args.String(3, "scheduler"), args.Uint32(4, "persistence", 0, INT32_MAX)};
   nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
-  PutService(nlh, svc, &scheduler);
-  Connect(info.Env()).socket->Request(info.Env(), nlh, op, "IPVS service " + svc.text + " (scheduler " + scheduler + ")");
+  PutService(nlh, svc, &scheduling);
+  Connect(info.Env()).socket->Request(info.Env(), nlh, op,
+                                      "IPVS service " + svc.text + " (scheduler " + scheduling.scheduler + ", persistence " +
+                                          std::to_string(scheduling.persistence) + " s)");
 }
 
 void AddService(const Napi::CallbackInfo& info) { WriteService(info, "ipvsAddService", IPVS_CMD_NEW_SERVICE, "add"); }
@@ -152,7 +161,7 @@ void DeleteService(const Napi::CallbackInfo& info) {
   Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS service " + svc.text);
 }
 
-// ipvsServices(): every IPv4 address:port service as {address, protocol, port, scheduler}.
+// ipvsServices(): every IPv4 address:port service as {address, protocol, port, scheduler, persistence}.
 Napi::Value Services(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env);
@@ -166,6 +175,9 @@ Napi::Value Services(const Napi::CallbackInfo& info) {
     svc.Set("protocol", mnl_attr_get_u16(a[IPVS_SVC_ATTR_PROTOCOL]));
     svc.Set("port", ntohs(mnl_attr_get_u16(a[IPVS_SVC_ATTR_PORT])));
     svc.Set("scheduler", a[IPVS_SVC_ATTR_SCHED_NAME] ? mnl_attr_get_str(a[IPVS_SVC_ATTR_SCHED_NAME]) : "");
+    bool persistent = a[IPVS_SVC_ATTR_FLAGS] &&
+                      (static_cast<const ip_vs_flags*>(mnl_attr_get_payload(a[IPVS_SVC_ATTR_FLAGS]))->flags & IP_VS_SVC_F_PERSISTENT);
+    svc.Set("persistence", persistent && a[IPVS_SVC_ATTR_TIMEOUT] ? mnl_attr_get_u32(a[IPVS_SVC_ATTR_TIMEOUT]) : 0u);
     result.Set(result.Length(), svc);
   });
   return result;

@@ -47,6 +47,8 @@ const USAGE = `usage:
                 [--iptables-localhost-nodeports true|false (iptables)]
                 [--conntrack-tcp-be-liberal true|false]
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
+                [--ipvs-strict-arp true|false (ipvs: arp_ignore=1, arp_announce=2, as kube-proxy)]
+                [--ipvs-drain-timeout 15m (ipvs: how long a removed TCP endpoint keeps its connections)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--cgroup-root DIR (ebpf: the cgroup v2 root the socket programs attach to;
                  default: the cgroup2 mount in /proc/self/mounts)]
@@ -113,6 +115,8 @@ const options = {
   'conntrack-tcp-be-liberal': { type: 'string', default: 'false' },
   'iptables-mode': { type: 'string' },
   'ipvs-scheduler': { type: 'string' },
+  'ipvs-strict-arp': { type: 'string', default: 'false' },
+  'ipvs-drain-timeout': { type: 'string', default: '15m' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
   'cgroup-root': { type: 'string' },
   'bpf-socket-lb': { type: 'string', default: DEFAULT_SOCKET_LB },
@@ -183,6 +187,8 @@ function backendOptions(flags: Flags, log: Logger): Omit<BackendOptions, 'localT
     tcpBeLiberal: booleanFlag('conntrack-tcp-be-liberal', flags['conntrack-tcp-be-liberal']),
     iptablesMode: mode,
     ipvsScheduler: clusterScheduler(flags['ipvs-scheduler']),
+    ipvsStrictArp: booleanFlag('ipvs-strict-arp', flags['ipvs-strict-arp']),
+    ipvsDrainTimeoutMs: parseDuration('ipvs-drain-timeout', flags['ipvs-drain-timeout']),
   };
 }
 

@@ -45,6 +45,10 @@ export interface BackendOptions {
   iptablesMode: IptablesMode | undefined;
   /** ipvs: --ipvs-scheduler, the cluster-wide scheduler; undefined gives rr, an unknown name is refused. */
   ipvsScheduler: string | undefined;
+  /** ipvs: --ipvs-strict-arp, kube-proxy's ARP sysctls for addresses on kube-ipvs0. */
+  ipvsStrictArp: boolean;
+  /** ipvs: --ipvs-drain-timeout, how long a removed TCP or SCTP endpoint keeps its connections. */
+  ipvsDrainTimeoutMs: number;
   /** ebpf: --takeover from a datapath the stack's conntrack translates for (src/takeover.ts). */
   adoptStackFlows?: boolean;
 }
@@ -57,7 +61,14 @@ export function parseBackendName(value: string): BackendName {
 }
 
 function ipvsOptions(opts: BackendOptions): IpvsOptions {
-  return { log: opts.log, localTraffic: opts.localTraffic.IPv4, masqueradeBit: opts.masqueradeBit, scheduler: opts.ipvsScheduler };
+  return {
+    log: opts.log,
+    localTraffic: opts.localTraffic.IPv4,
+    masqueradeBit: opts.masqueradeBit,
+    scheduler: opts.ipvsScheduler,
+    strictArp: opts.ipvsStrictArp,
+    drainTimeoutMs: opts.ipvsDrainTimeoutMs,
+  };
 }
 
 /** Refuses options a backend cannot start with; `run` calls it before anything starts. */

@@ -10,15 +10,17 @@ const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
 const KIND = 'KubeProxyConfiguration';
 
 /**
- * Config field path → kube-lb flag. The iptables section's sync periods
- * come first so that the top-level ones, which replace them in newer
- * kube-proxy releases, win when both are set.
+ * Config field path → kube-lb flag. The iptables and ipvs sections' sync
+ * periods come first so that the top-level ones, which replace them in
+ * newer kube-proxy releases, win when both are set.
  */
 const FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [
   ['iptables.syncPeriod', 'sync-period'],
   ['iptables.minSyncPeriod', 'min-sync-period'],
   ['iptables.masqueradeBit', 'masquerade-bit'],
   ['iptables.localhostNodePorts', 'iptables-localhost-nodeports'],
+  ['ipvs.syncPeriod', 'sync-period'],
+  ['ipvs.minSyncPeriod', 'min-sync-period'],
   ['syncPeriod', 'sync-period'],
   ['minSyncPeriod', 'min-sync-period'],
   ['mode', 'backend'],
@@ -32,6 +34,7 @@ const FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [
   ['metricsBindAddress', 'metrics-bind-address'],
   ['clientConnection.kubeconfig', 'kubeconfig'],
   ['ipvs.scheduler', 'ipvs-scheduler'],
+  ['ipvs.strictARP', 'ipvs-strict-arp'],
   ['conntrack.tcpBeLiberal', 'conntrack-tcp-be-liberal'],
 ];
 

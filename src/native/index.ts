@@ -159,8 +159,9 @@ export interface NativeAddon {
   // IPVS over generic netlink (IPv4 address:port services, masquerade
   // forwarding). protocol is an IP protocol number (6 TCP, 17 UDP, 132 SCTP).
   ipvsServices(): IpvsService[];
-  ipvsAddService(address: string, protocol: number, port: number, scheduler: string): void;
-  ipvsSetService(address: string, protocol: number, port: number, scheduler: string): void;
+  /** persistence: seconds a client sticks to its real server (ipvsadm -p); 0 for none. */
+  ipvsAddService(address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
+  ipvsSetService(address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
   ipvsDeleteService(address: string, protocol: number, port: number): void;
   ipvsDests(address: string, protocol: number, port: number): IpvsDest[];
   ipvsAddDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
@@ -185,6 +186,8 @@ export interface IpvsService {
   protocol: number;
   port: number;
   scheduler: string;
+  /** Seconds of persistence; 0 for none. */
+  persistence: number;
 }
 
 export interface IpvsDest {

@@ -61,7 +61,7 @@ describe('ipvs schedulers', () => {
 });
 
 describe('ipvs ipsets and iptables rules', () => {
-  const clusterIp = { kind: 'ClusterIP' as const, masquerade: 'off-cluster' as const };
+  const clusterIp = { kind: 'ClusterIP' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
   const programmed = [
     { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
     { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
@@ -74,8 +74,11 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.deepEqual([...contents['KUBE-IPVS-IPS']], ['10.96.0.10']);
   });
 
-  test('NodePorts, external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets', () => {
-    const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' = 'TCP') => ({ frontend: { ip, port, protocol, kind, masquerade }, destinations: [] });
+  test('NodePorts, external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR, the load-balancer IP itself (the node\'s own traffic) to -SOURCE-IP', () => {
+    const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' = 'TCP', sourceRanges: string[] = []) => ({
+      frontend: { ip, port, protocol, kind, masquerade, sourceRanges },
+      destinations: [],
+    });
     const contents = setContents([
       at('NodePort', '192.168.0.2', 30080, 'all'),
       at('NodePort', '192.168.0.2', 30053, 'node', 'UDP'),
@@ -83,6 +86,7 @@ describe('ipvs ipsets and iptables rules', () => {
       at('ExternalIP', '203.0.113.11', 80, 'node'),
       at('LoadBalancerIP', '198.51.100.10', 80, 'all'),
       at('LoadBalancerIP', '198.51.100.11', 80, 'node'),
+      at('LoadBalancerIP', '198.51.100.12', 80, 'all', 'TCP', ['198.18.0.0/24', '198.18.1.10/32', '198.51.100.12/32']),
     ]);
     const entries = Object.fromEntries(Object.entries(contents).filter(([, v]) => v.size > 0).map(([k, v]) => [k, [...v]]));
     assert.deepEqual(entries, {
@@ -91,11 +95,20 @@ describe('ipvs ipsets and iptables rules', () => {
       'KUBE-NODE-PORT-LOCAL-UDP': ['30053'],
       'KUBE-EXTERNAL-IP': ['203.0.113.10,tcp:80'],
       'KUBE-EXTERNAL-IP-LOCAL': ['203.0.113.11,tcp:80'],
-      'KUBE-LOAD-BALANCER': ['198.51.100.10,tcp:80', '198.51.100.11,tcp:80'],
+      'KUBE-LOAD-BALANCER': ['198.51.100.10,tcp:80', '198.51.100.11,tcp:80', '198.51.100.12,tcp:80'],
       'KUBE-LOAD-BALANCER-LOCAL': ['198.51.100.11,tcp:80'],
-      'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11'],
+      'KUBE-LOAD-BALANCER-FW': ['198.51.100.12,tcp:80'],
+      'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24', '198.51.100.12,tcp:80,198.18.1.10/32'],
+      'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
+      'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11', '198.51.100.12'],
     });
     assert.ok(renderSetsReplace(contents).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
+  });
+
+  test('every set and its twin fit the 31 characters ipset allows a name, the twins distinct', () => {
+    const names = renderSetsReplace(setContents([])).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
+    assert.equal(new Set(names).size, names.length);
+    for (const name of names) assert.ok(name.length <= 31, name);
   });
 
   test('a full write fills twins and swaps them in; a diff adds and deletes only what changed', () => {
@@ -130,6 +143,7 @@ describe('ipvs ipsets and iptables rules', () => {
       '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
       '*filter',
       '-A KUBE-IPVS-FILTER -m set --match-set KUBE-CLUSTER-IP dst,dst -j RETURN',
+      '-A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER-FW dst,dst -m set ! --match-set KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src -m set ! --match-set KUBE-LOAD-BALANCER-SOURCE-IP dst,dst,src -m comment --comment "source outside loadBalancerSourceRanges" -j DROP',
       '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT',
     ]) {
       assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);

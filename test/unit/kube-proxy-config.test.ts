@@ -48,7 +48,9 @@ iptables:
   syncPeriod: 45s
 ipvs:
   excludeCIDRs: null
+  minSyncPeriod: 3s
   scheduler: lc
+  strictARP: true
 metricsBindAddress: 0.0.0.0:10249
 mode: nftables
 nodePortAddresses:
@@ -63,6 +65,7 @@ syncPeriod: 1m0s
       '--min-sync-period=2s',
       '--masquerade-bit=14',
       '--iptables-localhost-nodeports=false',
+      '--min-sync-period=3s',
       '--sync-period=1m0s',
       '--backend=nftables',
       '--cluster-cidr=10.244.0.0/16',
@@ -73,6 +76,7 @@ syncPeriod: 1m0s
       '--metrics-bind-address=0.0.0.0:10249',
       '--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
       '--ipvs-scheduler=lc',
+      '--ipvs-strict-arp=true',
       '--conntrack-tcp-be-liberal=true',
     ]);
     assert.deepEqual(warnings, [

@@ -21,6 +21,8 @@ const ipvs = variant('ipvs');
 const NODE_IP = NODES['node-a'].ip;
 const EXTERNAL_IP = '203.0.113.10';
 const LB_IP = '198.51.100.10';
+const OUTSIDE_RANGE = '198.18.0.0/24';
+const NODE_RANGE = '172.18.0.0/24';
 
 function web(eps = endpoints(['web-1', 'web-2']), annotations?: Record<string, string>): ServiceSpec {
   return {
@@ -43,7 +45,7 @@ async function ipvsadm(ctx: ScenarioContext, ...args: string[]): Promise<string[
 }
 
 describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
-  it("ipvsadm, ipset and iptables show kube-proxy's layout for every kind of frontend; kube-ipvs0's addresses answer only on service ports", () =>
+  it("ipvsadm, ipset and iptables show kube-proxy's layout for every kind of frontend; kube-ipvs0's addresses answer only on service ports; --ipvs-strict-arp", () =>
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [
         {
@@ -55,9 +57,15 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
           ],
           externalIPs: [EXTERNAL_IP],
           loadBalancerIngress: [LB_IP],
+          // The node's own network is in the ranges: the load-balancer IP goes in KUBE-LOAD-BALANCER-SOURCE-IP for its traffic.
+          loadBalancerSourceRanges: [OUTSIDE_RANGE, NODE_RANGE],
+          sessionAffinityTimeoutSeconds: 600,
         },
       ]);
-      await ctx.startKubeLb();
+      await ctx.startKubeLb(process.env, ['--ipvs-strict-arp=true']);
+      for (const [sysctl, value] of [['arp_ignore', '1'], ['arp_announce', '2']]) {
+        assert.equal((await ctx.sandbox.inNode('cat', `/proc/sys/net/ipv4/conf/all/${sysctl}`)).trim(), value, `--ipvs-strict-arp sets ${sysctl}`);
+      }
       // Virtual server -> its real servers; ipvsadm lists them in hash order.
       const servers: Record<string, string[]> = {};
       let current: string[] = [];
@@ -69,8 +77,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       const udp = ['-> 10.244.0.11:5353 Masq 1 0 0', '-> 10.244.0.12:5353 Masq 1 0 0'];
       const expected: Record<string, string[]> = {};
       for (const [ip, http, dns] of [[VIP, 80, 53], [EXTERNAL_IP, 80, 53], [LB_IP, 80, 53], [NODE_IP, 30080, 30053]] as const) {
-        expected[`TCP ${ip}:${http} rr`] = tcp;
-        expected[`UDP ${ip}:${dns} rr`] = udp;
+        // sessionAffinity: ClientIP is IPVS persistence with the affinity's timeout.
+        expected[`TCP ${ip}:${http} rr persistent 600`] = tcp;
+        expected[`UDP ${ip}:${dns} rr persistent 600`] = udp;
       }
       assert.deepEqual(servers, expected);
 
@@ -90,6 +99,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         'KUBE-EXTERNAL-IP-LOCAL': [],
         'KUBE-LOAD-BALANCER': [`${LB_IP},tcp:80`, `${LB_IP},udp:53`],
         'KUBE-LOAD-BALANCER-LOCAL': [],
+        'KUBE-LOAD-BALANCER-FW': [`${LB_IP},tcp:80`, `${LB_IP},udp:53`],
+        'KUBE-LOAD-BALANCER-SOURCE-CIDR': [`${LB_IP},tcp:80,${NODE_RANGE}`, `${LB_IP},tcp:80,${OUTSIDE_RANGE}`, `${LB_IP},udp:53,${NODE_RANGE}`, `${LB_IP},udp:53,${OUTSIDE_RANGE}`],
+        'KUBE-LOAD-BALANCER-SOURCE-IP': [`${LB_IP},tcp:80,${LB_IP}`, `${LB_IP},udp:53,${LB_IP}`],
         'KUBE-NODE-PORT-TCP': ['30080'],
         'KUBE-NODE-PORT-UDP': ['30053'],
         'KUBE-NODE-PORT-LOCAL-TCP': [],
@@ -110,6 +122,9 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       ] as const) {
         assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
       }
+      const firewall = filter.split('\n').filter((l) => l.startsWith('-A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER-FW dst,dst ') && l.endsWith('-j DROP'));
+      assert.equal(firewall.length, 1, `one rule drops sources outside loadBalancerSourceRanges:\n${filter}`);
+      for (const set of ['KUBE-LOAD-BALANCER-SOURCE-CIDR', 'KUBE-LOAD-BALANCER-SOURCE-IP']) assert.match(firewall[0]!, new RegExp(`! --match-set ${set} dst,dst,src`));
 
       // kube-lb's health server listens on every node address: through the node address it answers, through kube-ipvs0's it is refused.
       await ctx.curl({ pod: 'client' }, `http://${NODE_IP}:10256/healthz`);
@@ -205,10 +220,12 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       assert.deepEqual(Object.keys(other.answers), ['web-2'], JSON.stringify(other));
     }));
 
-  it('cleanup reports what it could not remove and removes the rest', () =>
+  it('cleanup removes what it can and reports what it could not; then it removes the rest, sparing a foreign virtual server', () =>
     withContext(ipvs, pods, async (ctx) => {
+      await ctx.sandbox.inNode('ipvsadm', '-A', '-t', '192.0.2.1:80', '-s', 'wlc');
       ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
       await ctx.startKubeLb();
+      assert.ok((await ipvsadm(ctx)).includes('TCP 10.96.0.10:80 rr'));
       await ctx.stopKubeLb();
       // A rule of someone else's that names kube-lb's set keeps the kernel from destroying it.
       const foreign = ['-w', '-t', 'filter', '-I', 'INPUT', '-m', 'set', '--match-set', 'KUBE-CLUSTER-IP', 'dst,dst', '-j', 'ACCEPT'];
@@ -217,19 +234,10 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         const failure = await ctx.kubeLb('cleanup').then(() => null, (err: Error) => err.message);
         assert.ok(failure !== null, 'cleanup fails while a set it must remove is in use');
         assert.match(failure, /KUBE-CLUSTER-IP/, 'the error names the set left behind');
-        assert.deepEqual((await ipvsadm(ctx)).filter((l) => /^(TCP|UDP|SCTP) /.test(l)), [], 'the virtual servers are gone all the same');
+        assert.deepEqual((await ipvsadm(ctx)).filter((l) => /^(TCP|UDP|SCTP) /.test(l)), ['TCP 192.0.2.1:80 wlc'], 'the virtual servers are gone all the same');
       } finally {
         await ctx.sandbox.inNode('iptables', ...foreign.map((a) => (a === '-I' ? '-D' : a)));
       }
-    }));
-
-  it('cleanup removes kube-lb virtual servers and spares a foreign one', () =>
-    withContext(ipvs, pods, async (ctx) => {
-      await ctx.sandbox.inNode('ipvsadm', '-A', '-t', '192.0.2.1:80', '-s', 'wlc');
-      ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
-      await ctx.startKubeLb();
-      assert.ok((await ipvsadm(ctx)).includes('TCP 10.96.0.10:80 rr'));
-      await ctx.stopKubeLb();
       await ctx.kubeLb('cleanup');
       await ipvs.assertNothingLeft(ctx.sandbox);
       const left = await ipvsadm(ctx);

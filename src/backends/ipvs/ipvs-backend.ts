@@ -26,10 +26,12 @@ export interface IpvsOptions extends RuleOptions {
   log: Logger;
   /** --ipvs-scheduler; undefined gives rr, an unknown name is refused. */
   scheduler: string | undefined;
+  /** --ipvs-strict-arp. */
+  strictArp: boolean;
+  /** --ipvs-drain-timeout: how long a removed TCP/SCTP endpoint may keep its connections. */
+  drainTimeoutMs: number;
 }
 
-/** How long a removed TCP/SCTP endpoint may keep its connections. */
-const DRAIN_TIMEOUT_MS = 15 * 60_000;
 const DRAIN_CHECK_INTERVAL_MS = 1000;
 
 /** Whether the kernel has IPVS loaded in this network namespace. */
@@ -63,7 +65,7 @@ export class IpvsBackend implements Backend {
   static async run(opts: IpvsOptions): Promise<IpvsBackend> {
     const scheduler = clusterScheduler(opts.scheduler);
     await requireKernelFeatures(requiredFeatures(scheduler), opts.log);
-    applySysctls(opts.log);
+    applySysctls(opts.log, opts.strictArp);
     const lib = native();
     const backend = new IpvsBackend(lib, opts, DummyLink.ensure(lib));
     backend.drainTimer = setInterval(() => backend.checkDraining(), DRAIN_CHECK_INTERVAL_MS);
@@ -154,17 +156,18 @@ export class IpvsBackend implements Backend {
   /** Makes one virtual server match its service port; returns whether anything changed. */
   private reconcile(sp: ProgrammedPort, current: VirtualServer | undefined): boolean {
     const f = sp.frontend;
-    const scheduler = this.schedulers.choose(sp);
+    // sessionAffinity: ClientIP is IPVS persistence, as in kube-proxy.
+    const scheduling = { scheduler: this.schedulers.choose(sp), persistence: f.affinity?.timeoutSeconds ?? 0 };
     let changedAny = false;
     let vs = current;
     if (vs === undefined) {
-      this.table.addService(f, scheduler);
-      vs = { frontend: f, scheduler, realServers: new Map() };
+      this.table.addService(f, scheduling);
+      vs = { frontend: f, ...scheduling, realServers: new Map() };
       this.applied.set(frontendKey(f), vs);
       changedAny = true;
-    } else if (vs.scheduler !== scheduler) {
-      this.table.setScheduler(f, scheduler);
-      vs.scheduler = scheduler;
+    } else if (vs.scheduler !== scheduling.scheduler || vs.persistence !== scheduling.persistence) {
+      this.table.setScheduling(f, scheduling);
+      Object.assign(vs, scheduling);
       changedAny = true;
     }
 
@@ -197,7 +200,7 @@ export class IpvsBackend implements Backend {
       }
       // Also picks up real servers an earlier kube-lb left draining.
       if (!this.drain.has(f, rs.destination)) {
-        this.drain.add(f, rs.destination, performance.now() + DRAIN_TIMEOUT_MS);
+        this.drain.add(f, rs.destination, performance.now() + this.opts.drainTimeoutMs);
       }
     }
     return changedAny;

@@ -68,8 +68,14 @@ export const IPVS_SYSCTLS: Record<string, string> = {
   'net/ipv4/ip_forward': '1',
 };
 
-export function applySysctls(log: Logger): void {
-  for (const [key, value] of Object.entries(IPVS_SYSCTLS)) {
+/** kube-proxy's --ipvs-strict-arp: only the interface holding an address answers ARP for it, so kube-ipvs0's addresses are not announced. */
+export const STRICT_ARP_SYSCTLS: Record<string, string> = {
+  'net/ipv4/conf/all/arp_ignore': '1',
+  'net/ipv4/conf/all/arp_announce': '2',
+};
+
+export function applySysctls(log: Logger, strictArp: boolean): void {
+  for (const [key, value] of Object.entries({ ...IPVS_SYSCTLS, ...(strictArp ? STRICT_ARP_SYSCTLS : {}) })) {
     const file = `/proc/sys/${key}`;
     if (fs.readFileSync(file, 'utf8').trim() === value) continue;
     fs.writeFileSync(file, value);

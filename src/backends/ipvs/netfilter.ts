@@ -4,13 +4,17 @@
 //   KUBE-CLUSTER-IP            hash:ip,port     every ClusterIP,proto:port
 //   KUBE-EXTERNAL-IP(-LOCAL)   hash:ip,port     external IPs, masqueraded (or not: -LOCAL)
 //   KUBE-LOAD-BALANCER(-LOCAL) hash:ip,port     load-balancer IPs; -LOCAL ones are not masqueraded
+//   KUBE-LOAD-BALANCER-FW      hash:ip,port     load-balancer IPs with loadBalancerSourceRanges,
+//   -SOURCE-CIDR, -SOURCE-IP   hash:ip,port,net/ip  and the sources they accept
 //   KUBE-NODE-PORT-TCP/-UDP    bitmap:port      NodePorts; -LOCAL-TCP/-UDP are not masqueraded
 //   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
 //   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
 // Sets change with services (ipset restore, as a diff); the rules do not
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
-// iptables backend, this mode has no KUBE-FORWARD chain yet, so it does
-// not drop what conntrack marks INVALID (capability drop-invalid).
+// iptables backend, no rule drops what conntrack marks INVALID: IPVS
+// translates an endpoint's replies by its own connection table, whatever
+// conntrack makes of their window, so an out-of-window segment never
+// reaches the client untranslated (kubernetes issue 74839).
 import { runCommand } from '../netfilter/command.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
@@ -23,6 +27,9 @@ const EXTERNAL_IP_SET = 'KUBE-EXTERNAL-IP';
 const EXTERNAL_IP_LOCAL_SET = 'KUBE-EXTERNAL-IP-LOCAL';
 const LOAD_BALANCER_SET = 'KUBE-LOAD-BALANCER';
 const LOAD_BALANCER_LOCAL_SET = 'KUBE-LOAD-BALANCER-LOCAL';
+const LOAD_BALANCER_FW_SET = 'KUBE-LOAD-BALANCER-FW';
+const SOURCE_CIDR_SET = 'KUBE-LOAD-BALANCER-SOURCE-CIDR';
+const SOURCE_IP_SET = 'KUBE-LOAD-BALANCER-SOURCE-IP';
 const IPVS_IPS_SET = 'KUBE-IPVS-IPS';
 
 const SET_TYPES = {
@@ -31,6 +38,9 @@ const SET_TYPES = {
   [EXTERNAL_IP_LOCAL_SET]: 'hash:ip,port',
   [LOAD_BALANCER_SET]: 'hash:ip,port',
   [LOAD_BALANCER_LOCAL_SET]: 'hash:ip,port',
+  [LOAD_BALANCER_FW_SET]: 'hash:ip,port',
+  [SOURCE_CIDR_SET]: 'hash:ip,port,net',
+  [SOURCE_IP_SET]: 'hash:ip,port,ip',
   'KUBE-NODE-PORT-TCP': 'bitmap:port',
   'KUBE-NODE-PORT-UDP': 'bitmap:port',
   'KUBE-NODE-PORT-LOCAL-TCP': 'bitmap:port',
@@ -65,7 +75,7 @@ export const jumpArgs = (j: (typeof JUMPS)[number]): string[] => ['-m', 'comment
 const proto = (p: Protocol): string => p.toLowerCase();
 
 /** The set entries for the programmed frontends and the destinations that get new traffic. */
-export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'masquerade'>; destinations: readonly Destination[] }>): SetContents {
+export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'masquerade' | 'sourceRanges'>; destinations: readonly Destination[] }>): SetContents {
   const contents = Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
   for (const { frontend: f, destinations } of programmed) {
     const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
@@ -81,6 +91,12 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
       else {
         contents[LOAD_BALANCER_SET].add(ipPort);
         if (unmasqueraded) contents[LOAD_BALANCER_LOCAL_SET].add(ipPort);
+        if (f.sourceRanges.length > 0) contents[LOAD_BALANCER_FW_SET].add(ipPort);
+        // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
+        for (const range of f.sourceRanges) {
+          if (range === `${f.ip}/32`) contents[SOURCE_IP_SET].add(`${ipPort},${f.ip}`);
+          else contents[SOURCE_CIDR_SET].add(`${ipPort},${range}`);
+        }
       }
     }
     // A pod reaching its own service comes back to itself: masquerade so the reply returns through IPVS.
@@ -97,7 +113,8 @@ function createLine(name: string, type: string): string {
 export function renderSetsReplace(contents: SetContents): string {
   const lines: string[] = [];
   for (const set of SET_NAMES) {
-    const twin = `${set}-NEW`;
+    // ipset names have at most 31 characters; the longest of kube-proxy's leave room for the suffix once cut to 27, and stay distinct.
+    const twin = `${set.slice(0, 27)}-NEW`;
     lines.push(createLine(set, SET_TYPES[set]), createLine(twin, SET_TYPES[set]), `flush ${twin}`);
     for (const entry of contents[set]) lines.push(`add ${twin} ${entry}`);
     lines.push(`swap ${twin} ${set}`, `destroy ${twin}`);
@@ -170,6 +187,7 @@ export function renderRules(opts: RuleOptions): string {
     'COMMIT',
     '*filter',
     ...FILTER_CHAINS.map((c) => `:${c} - [0:0]`),
+    rule('KUBE-IPVS-FILTER', ...inSet(LOAD_BALANCER_FW_SET, 'dst,dst'), '-m', 'set', '!', '--match-set', SOURCE_CIDR_SET, 'dst,dst,src', '-m', 'set', '!', '--match-set', SOURCE_IP_SET, 'dst,dst,src', '-m', 'comment', '--comment', '"source outside loadBalancerSourceRanges"', '-j', 'DROP'),
     // kube-ipvs0's addresses are local: without this, they would reach every port the node listens on (kubernetes issue 72236).
     ...([LOAD_BALANCER_SET, CLUSTER_IP_SET, EXTERNAL_IP_SET, EXTERNAL_IP_LOCAL_SET] as const).map((set) => rule('KUBE-IPVS-FILTER', ...inSet(set, 'dst,dst'), '-j', 'RETURN')),
     rule('KUBE-IPVS-FILTER', '-m', 'conntrack', '--ctstate', 'NEW', ...inSet(IPVS_IPS_SET, 'dst'), '-j', 'REJECT'),

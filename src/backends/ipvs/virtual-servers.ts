@@ -16,9 +16,14 @@ export interface RealServer {
   weight: number;
 }
 
-export interface VirtualServer {
-  frontend: Frontend;
+/** How a virtual server picks real servers: its scheduler, and how long a client sticks to one (seconds; 0 for not at all). */
+export interface Scheduling {
   scheduler: string;
+  persistence: number;
+}
+
+export interface VirtualServer extends Scheduling {
+  frontend: Frontend;
   /** By destKey. */
   realServers: Map<string, RealServer>;
 }
@@ -59,7 +64,7 @@ export class IpvsTable {
         const destination = { ip: d.address, port: d.port };
         realServers.set(destKey(destination), { destination, weight: d.weight });
       }
-      result.set(frontendKey(frontend), { frontend, scheduler: svc.scheduler, realServers });
+      result.set(frontendKey(frontend), { frontend, scheduler: svc.scheduler, persistence: svc.persistence, realServers });
     }
     return result;
   }
@@ -70,12 +75,12 @@ export class IpvsTable {
     return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns, scheduled: d.scheduledConns, packets: d.packets, bytes: d.bytes }]));
   }
 
-  addService(f: Frontend, scheduler: string): void {
-    this.lib.ipvsAddService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, scheduler);
+  addService(f: Frontend, s: Scheduling): void {
+    this.lib.ipvsAddService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
   }
 
-  setScheduler(f: Frontend, scheduler: string): void {
-    this.lib.ipvsSetService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, scheduler);
+  setScheduling(f: Frontend, s: Scheduling): void {
+    this.lib.ipvsSetService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
   }
 
   deleteService(f: Frontend): void {
