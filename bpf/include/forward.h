@@ -105,13 +105,13 @@ static __always_inline int send_to_hop(lb_ctx *ctx, const struct bpf_fib_lookup 
 /* Whether addr is one of the node's own, as seen from the interface the
  * packet came in on: the node's stack delivers packets to it, so a flow to
  * it is never SNATed (its source would be the node's own address too). */
-static __always_inline int is_node_addr(lb_ctx *ctx, __be32 addr)
+static __always_inline int is_node_addr(lb_ctx *ctx, const lb_addr_t addr)
 {
 	struct bpf_fib_lookup fib = {};
 
 	fib.family = AF_INET;
 	fib.ifindex = ctx_ifindex(ctx);
-	fib.ipv4_dst = addr;
+	fib.ipv4_dst = addr_get4(addr);
 	return bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
@@ -120,15 +120,16 @@ static __always_inline int is_node_addr(lb_ctx *ctx, __be32 addr)
  * it there (send_to_next_hop), else 0 with *verdict set: a counted drop, or
  * CTX_PASS for XDP to leave the packet to TC, or for the node's stack to
  * deliver it to daddr, an address of the node (*fib_ret NOT_FWDED). */
-static __always_inline int route(lb_ctx *ctx, __be32 saddr, __be32 daddr, __u8 proto, struct bpf_fib_lookup *fib,
+static __always_inline int route(lb_ctx *ctx, const lb_addr_t saddr, const lb_addr_t daddr, __u8 proto,
+				 struct bpf_fib_lookup *fib,
 				 long *fib_ret, int *verdict)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = AF_INET;
 	fib->l4_protocol = proto;
 	fib->ifindex = ctx_ifindex(ctx); /* at ingress, the interface it came in on */
-	fib->ipv4_src = saddr;
-	fib->ipv4_dst = daddr;
+	fib->ipv4_src = addr_get4(saddr);
+	fib->ipv4_dst = addr_get4(daddr);
 	*fib_ret = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (*fib_ret == BPF_FIB_LKUP_RET_NOT_FWDED) {
 		/* One of the node's own addresses (a host-network endpoint):
@@ -175,7 +176,7 @@ static __always_inline int world_reply(lb_ctx *ctx, const struct packet *pkt, co
 	long fib_ret;
 	int verdict;
 
-	if (!route(ctx, addr_get(rnat->vip), addr_get(rnat->client_addr), pkt->flow.proto, &fib, &fib_ret, &verdict))
+	if (!route(ctx, rnat->vip, rnat->client_addr, pkt->flow.proto, &fib, &fib_ret, &verdict))
 		return verdict;
 	ct_note_reply(pkt, rnat);
 	if (reply_to_client(ctx, pkt, rnat) < 0)

@@ -40,7 +40,8 @@ static __always_inline int reject_unreachable(lb_ctx *ctx, const struct packet *
 	struct unreachable r = {};
 	__s64 sum;
 
-	if (pkt->l4_off != ETH_HLEN + sizeof(struct iphdr) ||
+	/* IPv6 is refused by a drop so far (docs/ebpf-datapath.md). */
+	if (pkt->ipv6 || pkt->l4_off != ETH_HLEN + sizeof(struct iphdr) ||
 	    ctx_load_bytes(ctx, ETH_HLEN, r.quote, sizeof(r.quote)) < 0)
 		return drop(LB_DROP_NO_ENDPOINTS);
 
@@ -50,8 +51,8 @@ static __always_inline int reject_unreachable(lb_ctx *ctx, const struct packet *
 	r.ip.tot_len = bpf_htons(sizeof(r));
 	r.ip.ttl = 64;
 	r.ip.protocol = IPPROTO_ICMP;
-	r.ip.saddr = addr_get(pkt->flow.daddr);
-	r.ip.daddr = addr_get(pkt->flow.saddr);
+	r.ip.saddr = addr_get4(pkt->flow.daddr);
+	r.ip.daddr = addr_get4(pkt->flow.saddr);
 	r.icmp.type = ICMP_DEST_UNREACH;
 	r.icmp.code = ICMP_PORT_UNREACH;
 

@@ -56,7 +56,7 @@ static __always_inline int needs_client_addr(const struct lb_flow_key *flow)
 	};
 	struct lb_svc_value *svc;
 
-	addr_set(key.vip, addr_get(flow->daddr));
+	addr_copy(key.vip, flow->daddr);
 	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	return svc && (svc->affinity_timeout || (svc->flags & LB_SVC_F_SOURCE_RANGES));
 }
@@ -94,12 +94,15 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	proto = sock_proto(ctx);
 	if (!proto)
 		return SOCK_PASS;
-	addr_set(flow.daddr, ctx->user_ip4);
+	addr_set4(flow.daddr, ctx->user_ip4);
 	flow.dport = bpf_ntohs((__u16)ctx->user_port);
 	flow.proto = proto;
 	if (!src && !node && needs_client_addr(&flow))
 		return SOCK_PASS;
-	addr_set(flow.saddr, src ? src : addr_get(config->node_addr));
+	if (src)
+		addr_set4(flow.saddr, src);
+	else
+		addr_copy(flow.saddr, config->node_addr);
 	backend = pick_backend(&flow, LB_SCOPE_INTERNAL, ct_now(), &none, &svc_flags);
 	if (!backend) {
 		switch (none) {
@@ -124,10 +127,10 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 		}
 	}
 	key.cookie = bpf_get_socket_cookie(ctx);
-	addr_set(key.backend_addr, addr_get(backend->backend_addr));
+	addr_copy(key.backend_addr, backend->backend_addr);
 	key.backend_port = backend->backend_port;
 	key.proto = proto;
-	addr_set(frontend.vip, ctx->user_ip4);
+	addr_copy(frontend.vip, flow.daddr);
 	frontend.vport = flow.dport;
 	/* Without the record, replies would show the backend: refuse rather. */
 	if (bpf_map_update_elem(&kube_lb_sock_rnat, &key, &frontend, BPF_ANY) < 0) {
@@ -137,11 +140,11 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	if (connect) {
 		struct lb_backend_key stats_key;
 
-		backend_key(&stats_key, addr_get(flow.daddr), flow.dport, proto, LB_SCOPE_INTERNAL,
-			    addr_get(backend->backend_addr), backend->backend_port);
+		backend_key(&stats_key, flow.daddr, flow.dport, proto, LB_SCOPE_INTERNAL, backend->backend_addr,
+			    backend->backend_port);
 		count_connection(&stats_key);
 	}
-	ctx->user_ip4 = addr_get(backend->backend_addr);
+	ctx->user_ip4 = addr_get4(backend->backend_addr);
 	ctx->user_port = bpf_htons(backend->backend_port);
 	return SOCK_PASS;
 }
@@ -159,12 +162,12 @@ static __always_inline int sock_show_frontend(struct bpf_sock_addr *ctx)
 	if (!key.proto)
 		return SOCK_PASS;
 	key.cookie = bpf_get_socket_cookie(ctx);
-	addr_set(key.backend_addr, ctx->user_ip4);
+	addr_set4(key.backend_addr, ctx->user_ip4);
 	key.backend_port = bpf_ntohs((__u16)ctx->user_port);
 	frontend = bpf_map_lookup_elem(&kube_lb_sock_rnat, &key);
 	if (!frontend)
 		return SOCK_PASS;
-	ctx->user_ip4 = addr_get(frontend->vip);
+	ctx->user_ip4 = addr_get4(frontend->vip);
 	ctx->user_port = bpf_htons(frontend->vport);
 	return SOCK_PASS;
 }

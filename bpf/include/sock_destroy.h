@@ -76,15 +76,15 @@ static __always_inline int sock_backend_gone(struct sock_common *sk, __u8 proto)
 	if (sk->skc_family != LB_AF_INET || sk->skc_state != LB_TCP_ESTABLISHED)
 		return 0;
 	key.cookie = bpf_get_socket_cookie(sk);
-	addr_set(key.backend_addr, sk->skc_daddr);
+	addr_set4(key.backend_addr, sk->skc_daddr);
 	key.backend_port = bpf_ntohs(sk->skc_dport);
 	key.proto = proto;
 	frontend = bpf_map_lookup_elem(&kube_lb_sock_rnat, &key);
 	if (!frontend)
 		return 0;
-	addr_set(gone.vip, addr_get(frontend->vip));
+	addr_copy(gone.vip, frontend->vip);
 	gone.vport = frontend->vport;
-	addr_set(gone.backend_addr, sk->skc_daddr);
+	addr_set4(gone.backend_addr, sk->skc_daddr);
 	gone.backend_port = key.backend_port;
 	gone.proto = proto;
 	return bpf_map_lookup_elem(&kube_lb_sock_gone, &gone) != NULL;

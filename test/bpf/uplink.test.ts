@@ -131,7 +131,7 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
       addition(idle, [], external({}), 'external'),
       addition(udpPort, [{ ip: REMOTE_POD, port: 5353 }], external({ snat: true }), 'external'),
     ]);
-    new SourceRangeMap(lib, dp.maps.sourceRanges).add([{ frontend: guarded, current: [], wanted: ['198.18.1.0/24'] }]);
+    new SourceRangeMap(lib, dp.maps.sourceRanges).add([{ frontend: guarded, family: 'IPv4', current: [], wanted: ['198.18.1.0/24'] }]);
 
     // nsenter, not ip netns exec, which mounts a fresh /sys without the pins' bpffs.
     runner = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, path.join(testLibDir, 'netns-test-run.js')], { stdio: ['pipe', 'pipe', 'inherit'] });

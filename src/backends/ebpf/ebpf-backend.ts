@@ -83,7 +83,7 @@ interface WantedFor extends WantedService {
 function mapServices(f: ResolvedFrontend, maglevTableSize: number): WantedService[] {
   const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
   const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0, maglevTableSize };
-  const internal: WantedService = { frontend, scope: 'internal', meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
+  const internal: WantedService = { frontend, scope: 'internal', family: f.family, meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
   if (f.kind === 'ClusterIP') return [internal];
   return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
 }
@@ -228,15 +228,15 @@ export class EbpfBackend implements Backend {
       const want = wanted.get(sk);
       const current = this.applied.get(sk);
       // A frontend's ranges are written once, with its internal-scope service.
-      const { frontend, scope } = (want ?? current)!;
+      const { frontend, scope, family } = (want ?? current)!;
       if (scope === 'internal') {
-        const ranges = { frontend, current: this.appliedRanges.get(frontendKey(frontend)) ?? [], wanted: want?.sourceRanges ?? [] };
+        const ranges = { frontend, family, current: this.appliedRanges.get(frontendKey(frontend)) ?? [], wanted: want?.sourceRanges ?? [] };
         if (!sameMembers(ranges.current, ranges.wanted)) rangeChanges.push(ranges);
       }
       if (want && current && sameMeta(want.meta, current.meta) && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
       const { meta } = (want ?? current)!;
-      changes.push({ frontend, scope, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
+      changes.push({ frontend, scope, family, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
     }
 
     // Decided before anything is written. A refused frontend that is in the
@@ -273,7 +273,7 @@ export class EbpfBackend implements Backend {
       this.entries += entriesOf(change.wanted) - entriesOf(change.current);
       const sk = svcKey(change);
       const slots = tables.get(sk);
-      if (slots) this.applied.set(sk, { frontend: change.frontend, scope: change.scope, meta: change.meta, slots });
+      if (slots) this.applied.set(sk, { frontend: change.frontend, scope: change.scope, family: change.family, meta: change.meta, slots });
       else if (this.applied.delete(sk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
@@ -353,7 +353,7 @@ export class EbpfBackend implements Backend {
    */
   private readServiceMap(): void {
     const contents = new ServiceMap(this.lib, this.maps!.svc, this.maps!.maglev).readAll();
-    const backends = [...contents.services.values()].flatMap(({ frontend, scope, slots }) => slots.map((destination) => ({ frontend, scope, destination })));
+    const backends = [...contents.services.values()].flatMap(({ frontend, scope, family, slots }) => slots.map((destination) => ({ frontend, scope, family, destination })));
     const stats = new BackendStatsMap(this.lib, this.maps!.backendStats).reconcile(backends);
     if (stats.added + stats.removed > 0) this.opts.log.info(stats, 'kube_lb_backend_stats: counters added for backends without, removed for backends gone');
     this.applied = contents.services;

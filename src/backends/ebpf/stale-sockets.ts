@@ -19,10 +19,10 @@ export interface GoneBackend {
   backend: Destination;
 }
 
-/** The backends that changes removed from UDP frontends' internal sets, the ones sockets are translated to. */
+/** The backends that changes removed from UDP frontends' internal sets, the ones sockets are translated to (by the IPv4 socket programs). */
 export function goneSocketBackends(changes: readonly ServiceChange[]): GoneBackend[] {
   return changes
-    .filter((c) => c.scope === 'internal' && c.frontend.protocol === 'UDP')
+    .filter((c) => c.scope === 'internal' && c.frontend.protocol === 'UDP' && c.family === 'IPv4')
     .flatMap(({ frontend, current, wanted }) => {
       const kept = new Set((wanted ?? []).map(destinationKey));
       return (current ?? []).filter((d) => !kept.has(destinationKey(d))).map((backend) => ({ frontend, backend }));
@@ -61,7 +61,7 @@ export class SocketDestroyer {
   destroy(gone: readonly GoneBackend[]): number {
     let destroyed = 0;
     for (let i = 0; i < gone.length; i += GONE_MAX_ENTRIES) {
-      const keys = gone.slice(i, i + GONE_MAX_ENTRIES).map(({ frontend, backend }) => encodeSockGoneKey(frontend, backend));
+      const keys = gone.slice(i, i + GONE_MAX_ENTRIES).map(({ frontend, backend }) => encodeSockGoneKey(frontend, backend, 'IPv4'));
       try {
         for (const key of keys) this.lib.mapUpdate(this.goneFd, key, PRESENT);
         destroyed += this.runEverywhere();
