@@ -150,4 +150,21 @@ describe('Maglev in the datapath (BPF_PROG_TEST_RUN)', () => {
     svcMap.apply([], [], orphanChunks);
     assert.equal(chunksHeld(), maglevChunks(251));
   });
+
+  it('gives IPv6 flows the backend the reference predicts, from the same map', () => {
+    const service6: TestFrontend = { ip: 'fd00:96:1::10', port: 80, protocol: 'TCP' };
+    const set = Array.from({ length: 10 }, (_, i): Destination => ({ ip: `fd00:10:244:1::${(i + 1).toString(16)}`, port: 8080 }));
+    const v6Change = (wanted: Destination[] | null, current: Destination[] | null): ServiceChange => {
+      const meta = { ...addition(service6, []).meta, maglevTableSize: SIZE };
+      return { frontend: service6, scope: 'internal', family: 'IPv6', meta, currentMeta: current ? meta : null, current, wanted };
+    };
+    apply([v6Change(set, null)]);
+    const all = Array.from({ length: 1000 }, (_, i): TestFlow => {
+      const n = i * 7919;
+      return { family: 'IPv6', saddr: `fd00:10:244:${(n >> 8) & 255}::${(n & 255).toString(16)}`, sport: 32768 + ((n * 31) % 28000), daddr: service6.ip, dport: 80, protocol: 'TCP' };
+    });
+    assert.deepEqual(mismatches(all, set), []);
+    assert.equal(new Set(all.map((f) => destinationKey(kernelPick(f)))).size, 10, 'every backend gets flows');
+    apply([v6Change(null, slotTables.get(svcKey({ frontend: service6, scope: 'internal' }))!)]);
+  });
 });
