@@ -27,7 +27,7 @@ const ports: ServiceSpec['ports'] = [
 export const ipv6Scenarios: Scenario[] = [
   {
     name: 'IPv6, dual-stack: both cluster IPs from a pod and the IPv6 NodePort from outside (masqueraded) reach endpoints on both nodes over TCP and UDP; inspect shows IPv6 frontends bracketed',
-    needs: ['ipv6', 'tcp', 'udp', 'nodeport', 'remote-endpoints', 'external-masquerade', 'inspect'],
+    needs: ['ipv6', 'ipv6-from-outside', 'tcp', 'udp', 'nodeport', 'remote-endpoints', 'external-masquerade', 'inspect'],
     pods: ipv6Pods,
     async run(ctx) {
       ctx.useDualStack();
@@ -72,7 +72,7 @@ export const ipv6Scenarios: Scenario[] = [
   },
   {
     name: 'IPv6: externalTrafficPolicy Local keeps the outside client\'s source on the NodePort and reaches local endpoints only; ClientIP affinity keeps a pod on one endpoint; the node itself reaches the IPv6 cluster IP',
-    needs: ['ipv6', 'tcp', 'udp', 'nodeport', 'external-traffic-policy-local', 'session-affinity', 'node-originated', 'remote-endpoints'],
+    needs: ['ipv6', 'ipv6-from-outside', 'ipv6-node-originated', 'tcp', 'udp', 'nodeport', 'external-traffic-policy-local', 'session-affinity', 'node-originated', 'remote-endpoints'],
     pods: ipv6Pods,
     async run(ctx) {
       ctx.useDualStack();
