@@ -10,7 +10,8 @@ import { addition, ServiceMap } from '../../src/backends/ebpf/service-map.js';
 import { flushStaleFlows } from '../../src/backends/ebpf/conntrack.js';
 import { decodeRnatValue, encodeFlowKey, LB_HAIRPIN_ADDR6 } from '../../src/backends/ebpf/encoding.js';
 import { readDrops } from '../../src/backends/ebpf/drops.js';
-import { buildPacket, type Ipv6Ext, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
+import { bytesToIpv6 } from '../../src/net/ip.js';
+import { buildPacket, inetChecksum, type Ipv6Ext, parsePacket, type PacketSpec, TCP } from '../lib/packets.js';
 import { requireRoot } from '../lib/preconditions.js';
 
 const TC_ACT_OK = 0;
@@ -26,6 +27,7 @@ const backend = { ip: 'fd00:10:244::9', port: 8080 };
 const tcpService = { ip: 'fd00:96::10', port: 80, protocol: 'TCP' as const };
 const udpService = { ip: 'fd00:96::10', port: 53, protocol: 'UDP' as const };
 const emptyService = { ip: 'fd00:96::11', port: 80, protocol: 'TCP' as const };
+const emptyUdpService = { ip: 'fd00:96::11', port: 53, protocol: 'UDP' as const };
 /** An IPv4 frontend whose address is the IPv4 word of tcpService's: the families' keys never meet. */
 const ipv4Service = { ip: '0.0.0.16', port: 80, protocol: 'TCP' as const };
 
@@ -51,6 +53,7 @@ describe('BPF datapath over IPv6 (BPF_PROG_TEST_RUN)', () => {
       addition(tcpService, [backend], {}, 'internal', 'IPv6'),
       addition(udpService, [{ ip: backend.ip, port: 5353 }], {}, 'internal', 'IPv6'),
       addition(emptyService, [], {}, 'internal', 'IPv6'),
+      addition(emptyUdpService, [], {}, 'internal', 'IPv6'),
       addition(ipv4Service, [{ ip: '10.244.0.9', port: 8080 }]),
     ]);
   });
@@ -137,9 +140,32 @@ describe('BPF datapath over IPv6 (BPF_PROG_TEST_RUN)', () => {
     assert.ok(parsePacket(back.out).l4ChecksumValid);
   });
 
-  it('drops, and counts under no_endpoints, a new flow to an IPv6 frontend without endpoints', () => {
+  it('refuses a new flow to an IPv6 frontend without endpoints with an ICMPv6 port unreachable from it, back into the pod', () => {
     const before = readDrops(lib, dp.maps.drops).no_endpoints;
-    assert.equal(run('fromPod', toService({ sport: 46000 }, emptyService)).retval, TC_ACT_SHOT);
+    for (const svc of [emptyService, emptyUdpService]) {
+      const mac = { srcMac: '02:00:00:00:00:aa', dstMac: '02:00:00:00:00:bb' };
+      const frame = toService({ ...mac, sport: 46000 }, svc);
+      const { retval, out } = run('fromPod', frame);
+      assert.equal(retval, TC_ACT_REDIRECT, `${svc.protocol}: sent back to the pod`);
+      const at = 14;
+      assert.deepEqual([out.subarray(0, 6), out.subarray(6, 12)], [frame.subarray(6, 12), frame.subarray(0, 6)], 'MAC addresses swapped');
+      assert.equal(out.length, at + 40 + 8 + 48, 'IPv6 header, ICMPv6 header, and the quote of the offending header and 8 bytes');
+      assert.deepEqual([out.readUInt16BE(12), out[at]! >> 4, out.readUInt16BE(at + 4), out[at + 6]], [0x86dd, 6, 8 + 48, 58], 'IPv6, its payload length, ICMPv6');
+      assert.deepEqual([bytesToIpv6(out, at + 8), bytesToIpv6(out, at + 24)], [svc.ip, client.ip], 'from the service to the client');
+      assert.deepEqual([out[at + 40], out[at + 41]], [1, 4], 'destination unreachable, port unreachable');
+      const pseudo = Buffer.alloc(40);
+      out.copy(pseudo, 0, at + 8, at + 40);
+      pseudo.writeUInt32BE(56, 32);
+      pseudo[39] = 58;
+      assert.equal(inetChecksum(Buffer.concat([pseudo, out.subarray(at + 40)])), 0, 'ICMPv6 checksum, over its pseudo-header');
+      assert.deepEqual(out.subarray(at + 48), frame.subarray(at, at + 48), 'quotes the original IPv6 header and ports');
+    }
+    assert.equal(readDrops(lib, dp.maps.drops).no_endpoints - before, 2, 'counted under no_endpoints');
+  });
+
+  it('drops, rather than refuses, a flow whose extension headers the quote would cut', () => {
+    const before = readDrops(lib, dp.maps.drops).no_endpoints;
+    assert.equal(run('fromPod', toService({ sport: 46100, ipv6Ext: [{ type: 60 }] }, emptyService)).retval, TC_ACT_SHOT);
     assert.equal(readDrops(lib, dp.maps.drops).no_endpoints - before, 1);
   });
 
