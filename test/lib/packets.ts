@@ -164,61 +164,73 @@ function macString(b: Buffer): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** An IPv6 frame: the extension headers before TCP or UDP are walked over. */
-function parsePacket6(frame: Buffer): ParsedPacket {
-  const ip = frame.subarray(14);
-  let proto = ip[6]!;
+/** What the IP layer of a frame says, whichever its version. */
+interface IpLayer {
+  saddr: string;
+  daddr: string;
+  protocol: number;
+  ttl: number;
+  ipChecksumValid: boolean;
+  l4: Buffer;
+  /** Whether the L4 checksum is right over its pseudo-header (for UDP over IPv4, 0 counts: none). */
+  l4ChecksumValid: (l4Checksum: number) => boolean;
+}
+
+/** An IPv6 frame's IP layer: the extension headers before TCP or UDP are walked over. */
+function ipv6Layer(ip: Buffer): IpLayer {
+  let protocol = ip[6]!;
   let off = 40;
-  while (proto === 0 || proto === 43 || proto === 60) {
+  while (protocol === 0 || protocol === 43 || protocol === 60) {
     const next = ip[off]!;
     off += 8 * (1 + ip[off + 1]!);
-    proto = next;
+    protocol = next;
   }
   const l4 = ip.subarray(off, 40 + ip.readUInt16BE(4));
-  const saddr = ip.subarray(8, 24);
-  const daddr = ip.subarray(24, 40);
-  const l4Checksum = l4.readUInt16BE(proto === 6 ? 16 : 6);
+  const [saddr, daddr] = [ip.subarray(8, 24), ip.subarray(24, 40)];
   return {
-    dstMac: macString(frame.subarray(0, 6)),
-    srcMac: macString(frame.subarray(6, 12)),
     saddr: bytesToIpv6(saddr),
     daddr: bytesToIpv6(daddr),
-    sport: l4.readUInt16BE(0),
-    dport: l4.readUInt16BE(2),
-    protocol: proto,
+    protocol,
     ttl: ip[7]!,
     ipChecksumValid: true, // IPv6 has none
-    l4ChecksumValid: l4Checksum !== 0 && inetChecksum(l4, pseudoHeaderSum6(saddr, daddr, proto, l4.length)) === 0,
-    l4Checksum,
-    payload: l4.subarray(proto === 6 ? 20 : 8),
+    l4,
+    l4ChecksumValid: (sum) => sum !== 0 && inetChecksum(l4, pseudoHeaderSum6(saddr, daddr, protocol, l4.length)) === 0,
+  };
+}
+
+function ipv4Layer(ip: Buffer): IpLayer {
+  const ihl = (ip[0]! & 0x0f) * 4;
+  const protocol = ip[9]!;
+  const l4 = ip.subarray(ihl, ip.readUInt16BE(2));
+  const [saddr, daddr] = [ip.readUInt32BE(12), ip.readUInt32BE(16)];
+  return {
+    saddr: intToIpv4(saddr),
+    daddr: intToIpv4(daddr),
+    protocol,
+    ttl: ip[8]!,
+    ipChecksumValid: inetChecksum(ip.subarray(0, ihl)) === 0,
+    l4,
+    l4ChecksumValid: (sum) => (protocol === 17 && sum === 0) || inetChecksum(l4, pseudoHeaderSum(saddr, daddr, protocol, l4.length)) === 0,
   };
 }
 
 export function parsePacket(frame: Buffer): ParsedPacket {
-  if (frame.readUInt16BE(12) === 0x86dd) return parsePacket6(frame);
   const ip = frame.subarray(14);
-  const ihl = (ip[0]! & 0x0f) * 4;
-  const totLen = ip.readUInt16BE(2);
-  const proto = ip[9]!;
-  const l4 = ip.subarray(ihl, totLen);
-  const saddr = ip.readUInt32BE(12);
-  const daddr = ip.readUInt32BE(16);
-  const csumAt = proto === 6 ? 16 : 6;
-  const l4Checksum = l4.readUInt16BE(csumAt);
-  const l4ChecksumValid =
-    (proto === 17 && l4Checksum === 0) || inetChecksum(l4, pseudoHeaderSum(saddr, daddr, proto, l4.length)) === 0;
+  const layer = frame.readUInt16BE(12) === 0x86dd ? ipv6Layer(ip) : ipv4Layer(ip);
+  const { l4, protocol } = layer;
+  const l4Checksum = l4.readUInt16BE(protocol === 6 ? 16 : 6);
   return {
     dstMac: macString(frame.subarray(0, 6)),
     srcMac: macString(frame.subarray(6, 12)),
-    saddr: intToIpv4(saddr),
-    daddr: intToIpv4(daddr),
+    saddr: layer.saddr,
+    daddr: layer.daddr,
     sport: l4.readUInt16BE(0),
     dport: l4.readUInt16BE(2),
-    protocol: proto,
-    ttl: ip[8]!,
-    ipChecksumValid: inetChecksum(ip.subarray(0, ihl)) === 0,
-    l4ChecksumValid,
+    protocol,
+    ttl: layer.ttl,
+    ipChecksumValid: layer.ipChecksumValid,
+    l4ChecksumValid: layer.l4ChecksumValid(l4Checksum),
     l4Checksum,
-    payload: l4.subarray(proto === 6 ? 20 : 8),
+    payload: l4.subarray(protocol === 6 ? 20 : 8),
   };
 }
