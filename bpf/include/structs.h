@@ -181,10 +181,11 @@ struct lb_backend_stats {
  * serve (the hooks see every namespace's), and as whom. */
 struct lb_sock_config {
 	__u64 netns_cookie;   /* kube-lb's network namespace; 0: serve none */
-	lb_addr_t node_addr;  /* the node as a client, for an unbound socket
-			       * (session affinity, source ranges) */
+	lb_addr_t node_addr;  /* the node as an IPv4 client, for an unbound
+			       * socket (session affinity, source ranges) */
 	__u32 flags;	      /* LB_SOCK_F_* */
 	__u32 pad;
+	lb_addr_t node_addr6; /* the same as an IPv6 client */
 };
 
 #endif

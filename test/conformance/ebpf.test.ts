@@ -403,7 +403,7 @@ describe("ebpf backend: the node's own sockets", () => {
     withContext(webPods, async (ctx) => {
       ctx.writeServices('web.yaml', [only('web-1')]);
       await ctx.startKubeLb();
-      assert.equal((await socketProgramsServing(ctx.sandbox)).length, 4, 'the default attaches the four hooks');
+      assert.equal((await socketProgramsServing(ctx.sandbox)).length, 8, 'the default attaches the eight hooks (four per family)');
       await ctx.stopKubeLb();
       await ctx.startKubeLb(process.env, ['--bpf-socket-lb=off']);
       assert.deepEqual(await socketProgramsServing(ctx.sandbox), [], 'no socket program serves the node');
@@ -512,13 +512,13 @@ describe("ebpf backend: the node's own sockets", () => {
         }
         const aFirst = await socketProgramsServing(a.sandbox);
         const bPrograms = await socketProgramsServing(b.sandbox);
-        assert.equal(aFirst.length, 4, `a's four hooks: ${JSON.stringify(aFirst)}`);
-        assert.equal(bPrograms.length, 4, `b's four hooks: ${JSON.stringify(bPrograms)}`);
+        assert.equal(aFirst.length, 8, `a's eight hooks: ${JSON.stringify(aFirst)}`);
+        assert.equal(bPrograms.length, 8, `b's eight hooks: ${JSON.stringify(bPrograms)}`);
 
         await a.stopKubeLb();
         await a.startKubeLb();
         const aSecond = await socketProgramsServing(a.sandbox);
-        assert.equal(aSecond.length, 4, `a restarted: four programs, not eight: ${JSON.stringify(aSecond)}`);
+        assert.equal(aSecond.length, 8, `a restarted: eight programs, not sixteen: ${JSON.stringify(aSecond)}`);
         const root = (await attachedAtCgroupRoot()).map((p) => p.id);
         assert.deepEqual(aFirst.filter((id) => root.includes(id)), [], "a's earlier programs are detached");
         assert.deepEqual(bPrograms.filter((id) => !root.includes(id)), [], "b's programs stay through a's restart");

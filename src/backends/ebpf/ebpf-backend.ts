@@ -2,7 +2,8 @@
 // TC programs on pod interfaces and uplinks and by cgroup programs for the
 // node's own sockets.
 import { type Backend, type EndpointCounters, type FrontendView, type MapFill, type SyncStats, addCounts } from '../backend.js';
-import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type IPFamily, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
+import { ipFamily } from '../../net/ip.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
@@ -35,7 +36,7 @@ import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
 import { BackendStatsMap } from './backend-stats.js';
 import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
-import type { SvcMeta } from './encoding.js';
+import type { NodeAddresses, SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 import { liveFlows, recordStackFlows, removeServices, setAdopting, type StackFlow } from './takeover.js';
 import { protocolsOf } from '../capabilities.js';
@@ -131,7 +132,7 @@ export class EbpfBackend implements Backend {
   /** This namespace, whose sockets the cgroup programs serve. */
   private netns: Netns | undefined;
   /** The address the cgroup programs were last told stands for the node. */
-  private sockNodeAddr: string | null = null;
+  private sockNodeAddrs: NodeAddresses = { ipv4: null, ipv6: null };
   /** Whose sockets the cgroup programs translate; off: there are none. */
   private socketLb: SocketLb = 'off';
   /** Ends sockets translated to removed backends; undefined without socket LB or where the kernel cannot. */
@@ -284,7 +285,10 @@ export class EbpfBackend implements Backend {
       const destroyed = this.socketDestroyer!.destroy(goneBackends);
       if (destroyed > 0) this.opts.log.info({ sockets: destroyed }, 'destroyed connected UDP sockets of removed endpoints');
     }
-    if (node !== undefined) this.setSockNodeAddress(node.primaryIPs.find((ip) => !ip.includes(':')) ?? null);
+    if (node !== undefined) {
+      const first = (family: IPFamily): string | null => node.primaryIPs.find((ip) => ipFamily(ip) === family) ?? null;
+      this.setSockNodeAddresses({ ipv4: first('IPv4'), ipv6: first('IPv6') });
+    }
     if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
     // The maps are right, but traffic through these interfaces is not translated: the retry attaches again.
     const unattached = this.attacher?.failures ?? [];
@@ -309,10 +313,10 @@ export class EbpfBackend implements Backend {
     }
   }
 
-  private setSockNodeAddress(addr: string | null): void {
-    if (this.socketLb === 'off' || addr === this.sockNodeAddr) return;
-    setSockConfig(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, this.socketLb, addr);
-    this.sockNodeAddr = addr;
+  private setSockNodeAddresses(addrs: NodeAddresses): void {
+    if (this.socketLb === 'off' || (addrs.ipv4 === this.sockNodeAddrs.ipv4 && addrs.ipv6 === this.sockNodeAddrs.ipv6)) return;
+    setSockConfig(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, this.socketLb, addrs);
+    this.sockNodeAddrs = addrs;
   }
 
   /** The room each service port's changes need, and the room free once orphans and removed frontends are gone. */

@@ -60,7 +60,7 @@ export const layouts = {
     size: 40,
     fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 16 }, netns_cookie: { offset: 24, size: 8 }, netns_ino: { offset: 32, size: 4 } },
   },
-  lb_sock_config: { size: 32, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 16 }, flags: { offset: 24, size: 4 } } },
+  lb_sock_config: { size: 48, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 16 }, flags: { offset: 24, size: 4 }, node_addr6: { offset: 32, size: 16 } } },
   lb_backend_key: {
     size: 40,
     fields: {
@@ -410,17 +410,19 @@ export function encodeIfaceValue(v: IfaceRecord): Buffer {
 /** sock.h: the cgroup programs translate the sockets of every namespace, pods' too. */
 const LB_SOCK_F_ALL_NAMESPACES = 0x1;
 
-/**
- * kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve,
- * whether they serve every other one too, and the node's address (null:
- * none known yet).
- */
-export function encodeSockConfig(netnsCookie: bigint, allNamespaces: boolean, nodeAddr: string | null): Buffer {
+/** The node's address of each family (null: none known), which stands for the node as a client of unbound sockets. */
+export interface NodeAddresses {
+  ipv4: string | null;
+  ipv6: string | null;
+}
+
+/** kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve, whether they serve every other one too, and the node's addresses. */
+export function encodeSockConfig(netnsCookie: bigint, allNamespaces: boolean, node: NodeAddresses): Buffer {
   const { fields } = layouts.lb_sock_config;
   const b = Buffer.alloc(layouts.lb_sock_config.size);
   b.writeBigUInt64LE(netnsCookie, fields.netns_cookie.offset);
-  // The socket programs are IPv4's (connect4, sendmsg4, ...).
-  writeOptionalAddr(b, fields.node_addr.offset, nodeAddr, 'IPv4');
+  writeOptionalAddr(b, fields.node_addr.offset, node.ipv4, 'IPv4');
+  writeOptionalAddr(b, fields.node_addr6.offset, node.ipv6, 'IPv6');
   b.writeUInt32LE(allNamespaces ? LB_SOCK_F_ALL_NAMESPACES : 0, fields.flags.offset);
   return b;
 }
