@@ -138,6 +138,7 @@ struct lb_iface_value {
 	__u64 netns_cookie;   /* SO_NETNS_COOKIE, never reused; 0: not recorded */
 	__u32 netns_ino;      /* the namespace's inode, as in net:[ino]: for messages */
 	__u32 pad;
+	lb_addr_t snat_addr6; /* uplinks: the same for IPv6 flows */
 };
 
 /* Socket-level load balancing of the node's own processes: a socket

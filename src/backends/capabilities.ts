@@ -61,7 +61,6 @@ const NOT_YET = 'not yet';
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: {
     ...ALL,
-    'ipv6-from-outside': 'not yet: the uplink programs (TC and XDP) pass IPv6 on untranslated',
     sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them",
   },
   iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },

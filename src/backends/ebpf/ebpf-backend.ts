@@ -85,8 +85,7 @@ function mapServices(f: ResolvedFrontend, maglevTableSize: number): WantedServic
   const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
   const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0, maglevTableSize };
   const internal: WantedService = { frontend, scope: 'internal', family: f.family, meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
-  // The uplink programs pass IPv6 on untranslated so far: an external-scope service of IPv6 would be read by none.
-  if (f.kind === 'ClusterIP' || f.family === 'IPv6') return [internal];
+  if (f.kind === 'ClusterIP') return [internal];
   return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
 }
 

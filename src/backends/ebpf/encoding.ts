@@ -57,8 +57,8 @@ export const layouts = {
     fields: { vip: { offset: 0, size: 16 }, vport: { offset: 16, size: 2 }, flags: { offset: 18, size: 2 }, client_addr: { offset: 20, size: 16 }, client_port: { offset: 36, size: 2 } },
   },
   lb_iface_value: {
-    size: 40,
-    fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 16 }, netns_cookie: { offset: 24, size: 8 }, netns_ino: { offset: 32, size: 4 } },
+    size: 56,
+    fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 16 }, netns_cookie: { offset: 24, size: 8 }, netns_ino: { offset: 32, size: 4 }, snat_addr6: { offset: 40, size: 16 } },
   },
   lb_sock_config: { size: 48, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 16 }, flags: { offset: 24, size: 4 }, node_addr6: { offset: 32, size: 16 } } },
   lb_backend_key: {
@@ -392,6 +392,8 @@ export function encodeIfindex(ifindex: number): Buffer {
 export interface IfaceRecord {
   flags: number;
   snatAddr: string | null;
+  /** The same for IPv6 flows. */
+  snatAddr6: string | null;
   netns: Netns;
 }
 
@@ -400,8 +402,8 @@ const ifaceValue = layouts.lb_iface_value.fields;
 export function encodeIfaceValue(v: IfaceRecord): Buffer {
   const b = Buffer.alloc(layouts.lb_iface_value.size);
   b.writeUInt32LE(v.flags, ifaceValue.flags.offset);
-  // Uplinks serve IPv4 only so far: their SNAT address is the node's IPv4 one.
   writeOptionalAddr(b, ifaceValue.snat_addr.offset, v.snatAddr, 'IPv4');
+  writeOptionalAddr(b, ifaceValue.snat_addr6.offset, v.snatAddr6, 'IPv6');
   b.writeBigUInt64LE(v.netns.cookie, ifaceValue.netns_cookie.offset);
   b.writeUInt32LE(v.netns.ino, ifaceValue.netns_ino.offset);
   return b;
@@ -448,6 +450,7 @@ export function decodeIfaceValue(value: Buffer, at = 0): IfaceRecord {
   return {
     flags: value.readUInt32LE(at + ifaceValue.flags.offset),
     snatAddr: readOptionalAddr(value, at + ifaceValue.snat_addr.offset),
+    snatAddr6: readOptionalAddr(value, at + ifaceValue.snat_addr6.offset),
     netns: { ino: value.readUInt32LE(at + ifaceValue.netns_ino.offset), cookie: value.readBigUInt64LE(at + ifaceValue.netns_cookie.offset) },
   };
 }
