@@ -24,9 +24,9 @@
  * is on, lb_world_xdp (kube_lb_xdp.bpf.c) runs the same code before
  * it and leaves to it only what XDP cannot send.
  *
- * At the cgroup v2 root, lb_connect4, lb_sendmsg4,
- * lb_recvmsg4 and lb_getpeername4 balance the node's own
- * sockets, and with --bpf-socket-lb=all pods' too (include/sock.h);
+ * At the cgroup v2 root, lb_connect4, lb_sendmsg4, lb_recvmsg4 and
+ * lb_getpeername4 (and their IPv6 twins, lb_connect6 ...) balance the
+ * node's own sockets, and with --bpf-socket-lb=all pods' too (include/sock.h);
  * lb_udp_destroy ends connected UDP sockets whose backend is gone
  * (include/sock_destroy.h).
  */
@@ -114,13 +114,40 @@ int lb_to_world(struct __sk_buff *skb)
 	return reply_leaving(skb);
 }
 
+/* The address a socket sends from, all zeros while the kernel has not
+ * chosen it. */
+static __always_inline void sock_src4(__be32 src, lb_addr_t a)
+{
+	if (src)
+		addr_set4(a, src);
+	else
+		__builtin_memset(a, 0, sizeof(lb_addr_t));
+}
+
 /* TCP and connected UDP. */
 SEC("cgroup/connect4")
 int lb_connect4(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
+	lb_addr_t src;
 
-	return sock_to_backend(ctx, sk ? sk->src_ip4 : 0, 1);
+	sock_src4(sk ? sk->src_ip4 : 0, src);
+	return sock_to_backend(ctx, src, 1, 0);
+}
+
+SEC("cgroup/connect6")
+int lb_connect6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	lb_addr_t src = {};
+
+	if (sk) {
+		addr_set_word(src, 0, sk->src_ip6[0]);
+		addr_set_word(src, 1, sk->src_ip6[1]);
+		addr_set_word(src, 2, sk->src_ip6[2]);
+		addr_set_word(src, 3, sk->src_ip6[3]);
+	}
+	return sock_to_backend(ctx, src, 1, 1);
 }
 
 /* Unconnected UDP: each datagram gets a backend of its own. */
@@ -129,20 +156,53 @@ int lb_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__be32 src = ctx->msg_src_ip4;
+	lb_addr_t a;
 
-	return sock_to_backend(ctx, src || !sk ? src : sk->src_ip4, 0);
+	sock_src4(src || !sk ? src : sk->src_ip4, a);
+	return sock_to_backend(ctx, a, 0, 0);
+}
+
+SEC("cgroup/sendmsg6")
+int lb_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	lb_addr_t src;
+
+	addr_set_word(src, 0, ctx->msg_src_ip6[0]);
+	addr_set_word(src, 1, ctx->msg_src_ip6[1]);
+	addr_set_word(src, 2, ctx->msg_src_ip6[2]);
+	addr_set_word(src, 3, ctx->msg_src_ip6[3]);
+	if (addr_is_zero(src) && sk) {
+		addr_set_word(src, 0, sk->src_ip6[0]);
+		addr_set_word(src, 1, sk->src_ip6[1]);
+		addr_set_word(src, 2, sk->src_ip6[2]);
+		addr_set_word(src, 3, sk->src_ip6[3]);
+	}
+	return sock_to_backend(ctx, src, 0, 1);
 }
 
 SEC("cgroup/recvmsg4")
 int lb_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock_show_frontend(ctx);
+	return sock_show_frontend(ctx, 0);
+}
+
+SEC("cgroup/recvmsg6")
+int lb_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return sock_show_frontend(ctx, 1);
 }
 
 SEC("cgroup/getpeername4")
 int lb_getpeername4(struct bpf_sock_addr *ctx)
 {
-	return sock_show_frontend(ctx);
+	return sock_show_frontend(ctx, 0);
+}
+
+SEC("cgroup/getpeername6")
+int lb_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return sock_show_frontend(ctx, 1);
 }
 
 /* Run by the control plane after a sync removed backends of UDP frontends. */

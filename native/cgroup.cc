@@ -25,6 +25,10 @@ constexpr Hook kHooks[] = {
     {"sendmsg4", BPF_CGROUP_UDP4_SENDMSG},
     {"recvmsg4", BPF_CGROUP_UDP4_RECVMSG},
     {"getpeername4", BPF_CGROUP_INET4_GETPEERNAME},
+    {"connect6", BPF_CGROUP_INET6_CONNECT},
+    {"sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
+    {"recvmsg6", BPF_CGROUP_UDP6_RECVMSG},
+    {"getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
 };
 
 bpf_attach_type HookArg(const Args& args, size_t i) {
@@ -32,7 +36,7 @@ bpf_attach_type HookArg(const Args& args, size_t i) {
   for (const Hook& hook : kHooks) {
     if (name == hook.name) return hook.type;
   }
-  args.Fail("hook", "'connect4', 'sendmsg4', 'recvmsg4' or 'getpeername4'");
+  args.Fail("hook", "'connect4', 'sendmsg4', 'recvmsg4', 'getpeername4' or their IPv6 twins ('connect6' ...)");
 }
 
 // The cgroup directory's fd, closed when it goes out of scope.

@@ -105,7 +105,8 @@ export class Takeover {
     if (adopting) {
       const flows = (await translatedFlows()).map(
         (f): StackFlow => ({
-          flow: { saddr: f.src, daddr: f.dst, sport: f.sport, dport: f.dport, protocol: f.protocol },
+          // translatedFlows lists IPv4 flows.
+          flow: { family: 'IPv4', saddr: f.src, daddr: f.dst, sport: f.sport, dport: f.dport, protocol: f.protocol },
           backend: { ip: f.replySrc, port: f.replySport },
           closing: CLOSING_STATES.has(f.state),
         }),

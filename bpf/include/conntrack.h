@@ -22,9 +22,25 @@ static __always_inline __u32 ct_now(void)
 	return bpf_ktime_get_ns() / 1000000000;
 }
 
+/* The hairpin address of a packet's family (LB_HAIRPIN_ADDR*). */
+static __always_inline void hairpin_addr(lb_addr_t a, int ipv6)
+{
+	if (!ipv6) {
+		addr_set4(a, bpf_htonl(LB_HAIRPIN_ADDR));
+		return;
+	}
+	addr_set_word(a, 0, bpf_htonl(LB_HAIRPIN_ADDR6_W0));
+	addr_set_word(a, 1, 0);
+	addr_set_word(a, 2, 0);
+	addr_set_word(a, 3, bpf_htonl(LB_HAIRPIN_ADDR6_W3));
+}
+
 static __always_inline int is_hairpin_addr(const lb_addr_t a)
 {
-	return addr_get(a) == bpf_htonl(LB_HAIRPIN_ADDR);
+	lb_addr_t hairpin;
+
+	hairpin_addr(hairpin, !addr_is4(a));
+	return addr_eq(a, hairpin);
 }
 
 /* The client port as the backend sees it. */
@@ -41,13 +57,15 @@ static __always_inline __u16 rnat_client_port(const struct lb_flow_key *reply, c
 }
 
 /* The client address as the backend sees it. */
-static __always_inline __be32 ct_backend_saddr(const struct lb_flow_key *flow, const struct lb_ct_value *ct)
+static __always_inline void ct_backend_saddr(const struct lb_flow_key *flow, const struct lb_ct_value *ct,
+					     lb_addr_t saddr)
 {
 	if (ct->flags & LB_CT_F_HAIRPIN)
-		return bpf_htonl(LB_HAIRPIN_ADDR);
-	if (addr_get(ct->nat_saddr))
-		return addr_get(ct->nat_saddr);
-	return addr_get(flow->saddr);
+		hairpin_addr(saddr, !addr_is4(flow->saddr));
+	else if (!addr_is_zero(ct->nat_saddr))
+		addr_copy(saddr, ct->nat_saddr);
+	else
+		addr_copy(saddr, flow->saddr);
 }
 
 /* The reply tuple of a translated flow, as the backend sends it. */
@@ -55,8 +73,8 @@ static __always_inline void reply_flow(const struct lb_flow_key *flow, const str
 				       struct lb_flow_key *reply)
 {
 	__builtin_memset(reply, 0, sizeof(*reply));
-	addr_set(reply->saddr, addr_get(ct->backend_addr));
-	addr_set(reply->daddr, ct_backend_saddr(flow, ct));
+	addr_copy(reply->saddr, ct->backend_addr);
+	ct_backend_saddr(flow, ct, reply->daddr);
 	reply->sport = ct->backend_port;
 	reply->dport = ct_backend_sport(flow, ct);
 	reply->proto = flow->proto;
@@ -67,8 +85,8 @@ static __always_inline void forward_flow(const struct lb_flow_key *reply, const 
 					 struct lb_flow_key *flow)
 {
 	__builtin_memset(flow, 0, sizeof(*flow));
-	addr_set(flow->saddr, addr_get(rnat->client_addr));
-	addr_set(flow->daddr, addr_get(rnat->vip));
+	addr_copy(flow->saddr, rnat->client_addr);
+	addr_copy(flow->daddr, rnat->vip);
 	flow->sport = rnat_client_port(reply, rnat);
 	flow->dport = rnat->vport;
 	flow->proto = reply->proto;
@@ -103,11 +121,11 @@ static __always_inline int reply_taken(const struct lb_flow_key *reply, const st
 	if (!rnat)
 		return 0;
 	forward_flow(reply, rnat, &owner);
-	if (addr_get(owner.daddr) == addr_get(flow->daddr) && owner.dport == flow->dport &&
-	    addr_get(owner.saddr) == addr_get(flow->saddr) && owner.sport == flow->sport)
+	if (addr_eq(owner.daddr, flow->daddr) && owner.dport == flow->dport && addr_eq(owner.saddr, flow->saddr) &&
+	    owner.sport == flow->sport)
 		return 0;
 	ct = bpf_map_lookup_elem(&kube_lb_ct, &owner);
-	return ct && addr_get(ct->backend_addr) == addr_get(reply->saddr) && ct->backend_port == reply->sport &&
+	return ct && addr_eq(ct->backend_addr, reply->saddr) && ct->backend_port == reply->sport &&
 	       ct_is_live(ct, flow->proto, now);
 }
 
@@ -119,11 +137,11 @@ static __always_inline int reply_taken(const struct lb_flow_key *reply, const st
  * TIME_WAIT accepts. Fails when a few random ports are all taken too. */
 static __always_inline int ct_pick_nat_sport(const struct lb_flow_key *flow, struct lb_ct_value *ct, __u32 now)
 {
-	__u32 min = addr_get(ct->nat_saddr) ? LB_SNAT_PORT_MIN : LB_NAT_PORT_MIN;
+	__u32 min = !addr_is_zero(ct->nat_saddr) ? LB_SNAT_PORT_MIN : LB_NAT_PORT_MIN;
 	struct lb_flow_key reply;
 	int i;
 
-	ct->nat_sport = addr_get(ct->nat_saddr) ? flow->sport : 0;
+	ct->nat_sport = !addr_is_zero(ct->nat_saddr) ? flow->sport : 0;
 	reply_flow(flow, ct, &reply);
 	if (!reply_taken(&reply, flow, now))
 		return 0;
@@ -146,8 +164,8 @@ static __always_inline void rnat_write(const struct lb_flow_key *flow, const str
 		.client_port = ct->nat_sport ? flow->sport : 0,
 	};
 
-	addr_set(rnat.vip, addr_get(flow->daddr));
-	addr_set(rnat.client_addr, addr_get(flow->saddr));
+	addr_copy(rnat.vip, flow->daddr);
+	addr_copy(rnat.client_addr, flow->saddr);
 	reply_flow(flow, ct, &reply);
 	bpf_map_update_elem(&kube_lb_rnat, &reply, &rnat, BPF_ANY);
 }
@@ -160,18 +178,17 @@ enum ct_create_result {
 
 /* Records a new flow to a backend: forward entry, then its reverse. A
  * flow from a pod to itself is hairpinned; one from outside (LB_CT_F_WORLD)
- * is SNATed to snat_addr unless that is 0. */
+ * is SNATed to snat_addr unless that is all zeros. */
 static __always_inline enum ct_create_result ct_create(const struct packet *pkt, const struct lb_svc_value *backend,
-						      __u16 world, __be32 snat_addr, __u32 now, struct lb_ct_value *ct)
+						      __u16 world, const lb_addr_t snat_addr, __u32 now,
+						      struct lb_ct_value *ct)
 {
-	__be32 backend_addr = addr_get(backend->backend_addr);
-
-	addr_set(ct->backend_addr, backend_addr);
+	addr_copy(ct->backend_addr, backend->backend_addr);
 	ct->backend_port = backend->backend_port;
-	ct->flags = world ? LB_CT_F_WORLD : backend_addr == addr_get(pkt->flow.saddr) ? LB_CT_F_HAIRPIN : 0;
+	ct->flags = world ? LB_CT_F_WORLD : addr_eq(backend->backend_addr, pkt->flow.saddr) ? LB_CT_F_HAIRPIN : 0;
 	ct->last_seen = now;
 	ct->pad = 0;
-	addr_set(ct->nat_saddr, snat_addr);
+	addr_copy(ct->nat_saddr, snat_addr);
 	if (ct_pick_nat_sport(&pkt->flow, ct, now) < 0)
 		return CT_NO_NAT_PORT;
 	if (bpf_map_update_elem(&kube_lb_ct, &pkt->flow, ct, BPF_ANY) < 0)
@@ -238,8 +255,8 @@ static __always_inline void ct_forget_reply_of(const struct packet *pkt)
 	if (pkt->flow.proto != IPPROTO_UDP && !is_tcp_syn(pkt))
 		return;
 	__builtin_memset(&reply, 0, sizeof(reply));
-	addr_set(reply.saddr, addr_get(pkt->flow.daddr));
-	addr_set(reply.daddr, addr_get(pkt->flow.saddr));
+	addr_copy(reply.saddr, pkt->flow.daddr);
+	addr_copy(reply.daddr, pkt->flow.saddr);
 	reply.sport = pkt->flow.dport;
 	reply.dport = pkt->flow.sport;
 	reply.proto = pkt->flow.proto;

@@ -6,6 +6,12 @@
  * because Linux drops packets whose source is one of its own addresses.
  * 169.254.7.1, link-local, never routed off the pod. */
 #define LB_HAIRPIN_ADDR 0xa9fe0701
+/* Its IPv6 twin: 100::7:1, of the discard-only prefix 100::/64 (RFC 6666),
+ * never a real peer, and reached through the pod's default route as the
+ * IPv4 one is (a link-local address would be resolved on the link, where
+ * nothing answers). Its four 32-bit words, in host order. */
+#define LB_HAIRPIN_ADDR6_W0 0x01000000
+#define LB_HAIRPIN_ADDR6_W3 0x00070001
 
 #define LB_CT_F_HAIRPIN 0x1
 #define LB_CT_F_CLOSING 0x2 /* a FIN or RST was seen: the next SYN is a new connection */

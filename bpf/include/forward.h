@@ -10,6 +10,7 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include "conntrack.h"
 #include "drops.h"
@@ -17,12 +18,14 @@
 #include "stats.h"
 
 #define AF_INET 2
+#define AF_INET6 10
 
-/* Decrements the TTL, as a router does, keeping the IP checksum right.
- * Returns 0, or -1 with the drop counted. */
-static __always_inline int decrement_ttl(lb_ctx *ctx)
+/* Decrements the TTL (IPv6: the hop limit), as a router does, keeping the
+ * IPv4 header checksum right (IPv6 has none). Returns 0, or -1 with the
+ * drop counted. */
+static __always_inline int decrement_ttl(lb_ctx *ctx, int ipv6)
 {
-	__u32 off = ETH_HLEN + offsetof(struct iphdr, ttl);
+	__u32 off = ETH_HLEN + (ipv6 ? offsetof(struct ipv6hdr, hop_limit) : offsetof(struct iphdr, ttl));
 	__u8 ttl;
 
 	if (ctx_load_bytes(ctx, off, &ttl, 1) < 0) {
@@ -34,8 +37,8 @@ static __always_inline int decrement_ttl(lb_ctx *ctx)
 		return -1;
 	}
 	/* The TTL is the high byte of its 16-bit checksum word. */
-	if (ctx_l3_csum_replace(ctx, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(ttl << 8),
-				bpf_htons((ttl - 1) << 8), 2) < 0) {
+	if (!ipv6 && ctx_l3_csum_replace(ctx, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(ttl << 8),
+					 bpf_htons((ttl - 1) << 8), 2) < 0) {
 		count_drop(LB_DROP_REWRITE_FAILED);
 		return -1;
 	}
@@ -102,16 +105,30 @@ static __always_inline int send_to_hop(lb_ctx *ctx, const struct bpf_fib_lookup 
 
 #endif
 
+/* Sets a FIB lookup's family and addresses (saddr: NULL for none). */
+static __always_inline void fib_addrs(struct bpf_fib_lookup *fib, const lb_addr_t saddr, const lb_addr_t daddr)
+{
+	if (addr_is4(daddr)) {
+		fib->family = AF_INET;
+		fib->ipv4_src = saddr ? addr_get4(saddr) : 0;
+		fib->ipv4_dst = addr_get4(daddr);
+		return;
+	}
+	fib->family = AF_INET6;
+	if (saddr)
+		__builtin_memcpy(fib->ipv6_src, saddr, sizeof(fib->ipv6_src));
+	__builtin_memcpy(fib->ipv6_dst, daddr, sizeof(fib->ipv6_dst));
+}
+
 /* Whether addr is one of the node's own, as seen from the interface the
  * packet came in on: the node's stack delivers packets to it, so a flow to
  * it is never SNATed (its source would be the node's own address too). */
-static __always_inline int is_node_addr(lb_ctx *ctx, __be32 addr)
+static __always_inline int is_node_addr(lb_ctx *ctx, const lb_addr_t addr)
 {
 	struct bpf_fib_lookup fib = {};
 
-	fib.family = AF_INET;
+	fib_addrs(&fib, NULL, addr);
 	fib.ifindex = ctx_ifindex(ctx);
-	fib.ipv4_dst = addr;
 	return bpf_fib_lookup(ctx, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
@@ -120,15 +137,14 @@ static __always_inline int is_node_addr(lb_ctx *ctx, __be32 addr)
  * it there (send_to_next_hop), else 0 with *verdict set: a counted drop, or
  * CTX_PASS for XDP to leave the packet to TC, or for the node's stack to
  * deliver it to daddr, an address of the node (*fib_ret NOT_FWDED). */
-static __always_inline int route(lb_ctx *ctx, __be32 saddr, __be32 daddr, __u8 proto, struct bpf_fib_lookup *fib,
+static __always_inline int route(lb_ctx *ctx, const lb_addr_t saddr, const lb_addr_t daddr, __u8 proto,
+				 struct bpf_fib_lookup *fib,
 				 long *fib_ret, int *verdict)
 {
 	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->family = AF_INET;
+	fib_addrs(fib, saddr, daddr);
 	fib->l4_protocol = proto;
 	fib->ifindex = ctx_ifindex(ctx); /* at ingress, the interface it came in on */
-	fib->ipv4_src = saddr;
-	fib->ipv4_dst = daddr;
 	*fib_ret = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (*fib_ret == BPF_FIB_LKUP_RET_NOT_FWDED) {
 		/* One of the node's own addresses (a host-network endpoint):
@@ -149,9 +165,10 @@ static __always_inline int route(lb_ctx *ctx, __be32 saddr, __be32 daddr, __u8 p
 
 /* Sends a rewritten packet to the next hop route() found, one hop nearer
  * its end. */
-static __always_inline int send_to_next_hop(lb_ctx *ctx, const struct bpf_fib_lookup *fib, long fib_ret)
+static __always_inline int send_to_next_hop(lb_ctx *ctx, const struct packet *pkt, const struct bpf_fib_lookup *fib,
+					    long fib_ret)
 {
-	if (decrement_ttl(ctx) < 0)
+	if (decrement_ttl(ctx, pkt->ipv6) < 0)
 		return CTX_DROP;
 	return send_to_hop(ctx, fib, fib_ret);
 }
@@ -175,13 +192,13 @@ static __always_inline int world_reply(lb_ctx *ctx, const struct packet *pkt, co
 	long fib_ret;
 	int verdict;
 
-	if (!route(ctx, addr_get(rnat->vip), addr_get(rnat->client_addr), pkt->flow.proto, &fib, &fib_ret, &verdict))
+	if (!route(ctx, rnat->vip, rnat->client_addr, pkt->flow.proto, &fib, &fib_ret, &verdict))
 		return verdict;
 	ct_note_reply(pkt, rnat);
 	if (reply_to_client(ctx, pkt, rnat) < 0)
 		return drop(LB_DROP_REWRITE_FAILED);
 	count_reply_packet(ctx, pkt, rnat);
-	return send_to_next_hop(ctx, &fib, fib_ret);
+	return send_to_next_hop(ctx, pkt, &fib, fib_ret);
 }
 
 #endif

@@ -18,21 +18,21 @@ enum no_backend {
 static __always_inline int source_allowed(const struct lb_flow_key *flow)
 {
 	struct lb_source_range_key key = {
-		.prefixlen = 64 + 32,
+		.prefixlen = 160 + 128,
 		.port = flow->dport,
 		.proto = flow->proto,
 	};
 
-	addr_set(key.vip, addr_get(flow->daddr));
-	addr_set(key.saddr, addr_get(flow->saddr));
+	addr_copy(key.vip, flow->daddr);
+	addr_copy(key.saddr, flow->saddr);
 	return bpf_map_lookup_elem(&kube_lb_source_ranges, &key) != NULL;
 }
 
 static __always_inline void affinity_key(const struct lb_flow_key *flow, __u8 scope, struct lb_affinity_key *key)
 {
 	__builtin_memset(key, 0, sizeof(*key));
-	addr_set(key->client, addr_get(flow->saddr));
-	addr_set(key->vip, addr_get(flow->daddr));
+	addr_copy(key->client, flow->saddr);
+	addr_copy(key->vip, flow->daddr);
 	key->port = flow->dport;
 	key->proto = flow->proto;
 	key->scope = scope;
@@ -51,7 +51,7 @@ static __always_inline struct lb_svc_value *affinity_backend(const struct lb_aff
 		return NULL;
 	key->slot = last->slot;
 	backend = bpf_map_lookup_elem(&kube_lb_svc, key);
-	if (!backend || addr_get(backend->backend_addr) != addr_get(last->backend_addr) ||
+	if (!backend || !addr_eq(backend->backend_addr, last->backend_addr) ||
 	    backend->backend_port != last->backend_port)
 		return NULL;
 	return backend;
@@ -62,12 +62,23 @@ static __always_inline __u32 rol32(__u32 word, unsigned int shift)
 	return (word << shift) | (word >> (32 - shift));
 }
 
-/* The flow's hash for Maglev: Linux's jhash_3words over the addresses and
- * ports as the flow key holds them, with the protocol in the seed.
- * maglevFlowHash in src/backends/ebpf/maglev.ts computes the same. */
+/* An address as one word of the Maglev hash: an IPv4 address itself, an
+ * IPv6 one its four words XORed. */
+static __always_inline __u32 maglev_addr_word(const lb_addr_t a)
+{
+	if (addr_is4(a))
+		return addr_get4(a);
+	return addr_word(a, 0) ^ addr_word(a, 1) ^ addr_word(a, 2) ^ addr_word(a, 3);
+}
+
+/* The flow's hash for Maglev: Linux's jhash_3words over the addresses
+ * (maglev_addr_word) and ports as the flow key holds them, with the
+ * protocol in the seed. maglevFlowHash in src/backends/ebpf/maglev.ts
+ * computes the same. */
 static __always_inline __u32 maglev_hash(const struct lb_flow_key *flow)
 {
-	__u32 a = addr_get(flow->saddr), b = addr_get(flow->daddr), c = flow->sport | ((__u32)flow->dport << 16);
+	__u32 a = maglev_addr_word(flow->saddr), b = maglev_addr_word(flow->daddr);
+	__u32 c = flow->sport | ((__u32)flow->dport << 16);
 	__u32 initval = LB_MAGLEV_HASH_SEED + flow->proto + 0xdeadbeef + (3 << 2);
 
 	a += initval;
@@ -96,7 +107,7 @@ static __always_inline __u16 maglev_slot(const struct lb_flow_key *flow, const s
 	};
 	struct lb_maglev_chunk *chunk;
 
-	addr_set(key.vip, addr_get(svc->vip));
+	addr_copy(key.vip, svc->vip);
 	chunk = bpf_map_lookup_elem(&kube_lb_maglev, &key);
 	return chunk ? chunk->slots[entry & (LB_MAGLEV_CHUNK - 1)] : 0;
 }
@@ -118,7 +129,7 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 	__u32 timeout;
 	__u16 count;
 
-	addr_set(key.vip, addr_get(flow->daddr));
+	addr_copy(key.vip, flow->daddr);
 	*none = NOT_A_SERVICE;
 	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	if (!svc)
@@ -162,7 +173,7 @@ static __always_inline struct lb_svc_value *pick_backend(const struct lb_flow_ke
 	}
 remember:
 	if (timeout) {
-		addr_set(remembered.backend_addr, addr_get(backend->backend_addr));
+		addr_copy(remembered.backend_addr, backend->backend_addr);
 		remembered.backend_port = backend->backend_port;
 		remembered.slot = key.slot;
 		remembered.last_seen = now;

@@ -56,7 +56,7 @@ static __always_inline int needs_client_addr(const struct lb_flow_key *flow)
 	};
 	struct lb_svc_value *svc;
 
-	addr_set(key.vip, addr_get(flow->daddr));
+	addr_copy(key.vip, flow->daddr);
 	svc = bpf_map_lookup_elem(&kube_lb_svc, &key);
 	return svc && (svc->affinity_timeout || (svc->flags & LB_SVC_F_SOURCE_RANGES));
 }
@@ -68,16 +68,42 @@ static __always_inline int sock_proto(struct bpf_sock_addr *ctx)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP ? proto : 0;
 }
 
-/* Points the socket's destination (ctx->user_ip4, user_port) at a backend
- * of the frontend it names, in the internal scope (as kube-proxy treats
- * pods' and the node's traffic, and as the TC path does), and records the
- * frontend for the replies. src is the address the socket sends from, 0
- * when the kernel has not chosen it: for the node, its address stands for
- * it; a pod's is not known here, so where the service decides by the
- * client's address, the socket is left to the TC path, which sees it.
- * A connect counts as a connection to the backend; an unconnected
- * datagram does not. */
-static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src, int connect)
+/* The socket's destination (user_ip4 or user_ip6), read and written a
+ * word at a time, as the context allows. */
+static __always_inline void sock_daddr(const struct bpf_sock_addr *ctx, int ipv6, lb_addr_t a)
+{
+	if (!ipv6) {
+		addr_set4(a, ctx->user_ip4);
+		return;
+	}
+	addr_set_word(a, 0, ctx->user_ip6[0]);
+	addr_set_word(a, 1, ctx->user_ip6[1]);
+	addr_set_word(a, 2, ctx->user_ip6[2]);
+	addr_set_word(a, 3, ctx->user_ip6[3]);
+}
+
+static __always_inline void sock_set_daddr(struct bpf_sock_addr *ctx, int ipv6, const lb_addr_t a)
+{
+	if (!ipv6) {
+		ctx->user_ip4 = addr_get4(a);
+		return;
+	}
+	ctx->user_ip6[0] = addr_word(a, 0);
+	ctx->user_ip6[1] = addr_word(a, 1);
+	ctx->user_ip6[2] = addr_word(a, 2);
+	ctx->user_ip6[3] = addr_word(a, 3);
+}
+
+/* Points the socket's destination (user_ip4 or user_ip6 as ipv6 says,
+ * user_port) at a backend of the frontend it names, in the internal scope
+ * (as kube-proxy treats pods' and the node's traffic, and as the TC path
+ * does), and records the frontend for the replies. src is the address the
+ * socket sends from, all zeros when the kernel has not chosen it: for the
+ * node, its address of the family stands for it; a pod's is not known
+ * here, so where the service decides by the client's address, the socket
+ * is left to the TC path, which sees it. A connect counts as a connection
+ * to the backend; an unconnected datagram does not. */
+static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, const lb_addr_t src, int connect, int ipv6)
 {
 	int node = 0;
 	struct lb_sock_config *config = served_config(ctx, &node);
@@ -94,12 +120,15 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	proto = sock_proto(ctx);
 	if (!proto)
 		return SOCK_PASS;
-	addr_set(flow.daddr, ctx->user_ip4);
+	sock_daddr(ctx, ipv6, flow.daddr);
 	flow.dport = bpf_ntohs((__u16)ctx->user_port);
 	flow.proto = proto;
-	if (!src && !node && needs_client_addr(&flow))
+	if (addr_is_zero(src) && !node && needs_client_addr(&flow))
 		return SOCK_PASS;
-	addr_set(flow.saddr, src ? src : addr_get(config->node_addr));
+	if (!addr_is_zero(src))
+		addr_copy(flow.saddr, src);
+	else
+		addr_copy(flow.saddr, ipv6 ? config->node_addr6 : config->node_addr);
 	backend = pick_backend(&flow, LB_SCOPE_INTERNAL, ct_now(), &none, &svc_flags);
 	if (!backend) {
 		switch (none) {
@@ -124,10 +153,10 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 		}
 	}
 	key.cookie = bpf_get_socket_cookie(ctx);
-	addr_set(key.backend_addr, addr_get(backend->backend_addr));
+	addr_copy(key.backend_addr, backend->backend_addr);
 	key.backend_port = backend->backend_port;
 	key.proto = proto;
-	addr_set(frontend.vip, ctx->user_ip4);
+	addr_copy(frontend.vip, flow.daddr);
 	frontend.vport = flow.dport;
 	/* Without the record, replies would show the backend: refuse rather. */
 	if (bpf_map_update_elem(&kube_lb_sock_rnat, &key, &frontend, BPF_ANY) < 0) {
@@ -137,17 +166,17 @@ static __always_inline int sock_to_backend(struct bpf_sock_addr *ctx, __be32 src
 	if (connect) {
 		struct lb_backend_key stats_key;
 
-		backend_key(&stats_key, addr_get(flow.daddr), flow.dport, proto, LB_SCOPE_INTERNAL,
-			    addr_get(backend->backend_addr), backend->backend_port);
+		backend_key(&stats_key, flow.daddr, flow.dport, proto, LB_SCOPE_INTERNAL, backend->backend_addr,
+			    backend->backend_port);
 		count_connection(&stats_key);
 	}
-	ctx->user_ip4 = addr_get(backend->backend_addr);
+	sock_set_daddr(ctx, ipv6, backend->backend_addr);
 	ctx->user_port = bpf_htons(backend->backend_port);
 	return SOCK_PASS;
 }
 
 /* Shows the frontend instead of the backend as the peer (recvmsg's source, getpeername). */
-static __always_inline int sock_show_frontend(struct bpf_sock_addr *ctx)
+static __always_inline int sock_show_frontend(struct bpf_sock_addr *ctx, int ipv6)
 {
 	struct lb_sock_value *frontend;
 	struct lb_sock_key key = {};
@@ -159,12 +188,12 @@ static __always_inline int sock_show_frontend(struct bpf_sock_addr *ctx)
 	if (!key.proto)
 		return SOCK_PASS;
 	key.cookie = bpf_get_socket_cookie(ctx);
-	addr_set(key.backend_addr, ctx->user_ip4);
+	sock_daddr(ctx, ipv6, key.backend_addr);
 	key.backend_port = bpf_ntohs((__u16)ctx->user_port);
 	frontend = bpf_map_lookup_elem(&kube_lb_sock_rnat, &key);
 	if (!frontend)
 		return SOCK_PASS;
-	ctx->user_ip4 = addr_get(frontend->vip);
+	sock_set_daddr(ctx, ipv6, frontend->vip);
 	ctx->user_port = bpf_htons(frontend->vport);
 	return SOCK_PASS;
 }

@@ -16,11 +16,13 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "parse.h"
 
 #define LB_AF_INET 2
+#define LB_AF_INET6 10
 #define LB_TCP_ESTABLISHED 1 /* a connected UDP socket's state */
 #define LB_SOCK_GONE_MAX_ENTRIES 65536
 
@@ -47,6 +49,7 @@ struct {
  * fields in the running kernel's layout. */
 struct sock_common {
 	__be32 skc_daddr;
+	struct in6_addr skc_v6_daddr;
 	__be16 skc_dport;
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
@@ -73,18 +76,24 @@ static __always_inline int sock_backend_gone(struct sock_common *sk, __u8 proto)
 	struct lb_sock_value *frontend;
 	struct lb_sock_key key = {};
 
-	if (sk->skc_family != LB_AF_INET || sk->skc_state != LB_TCP_ESTABLISHED)
+	if ((sk->skc_family != LB_AF_INET && sk->skc_family != LB_AF_INET6) || sk->skc_state != LB_TCP_ESTABLISHED)
 		return 0;
 	key.cookie = bpf_get_socket_cookie(sk);
-	addr_set(key.backend_addr, sk->skc_daddr);
+	/* An IPv6 socket's peer is IPv6, or IPv4-mapped: as the map holds it. */
+	if (sk->skc_family == LB_AF_INET)
+		addr_set4(key.backend_addr, sk->skc_daddr);
+	else if (bpf_core_field_exists(sk->skc_v6_daddr)) /* a kernel built without IPv6 has none */
+		__builtin_memcpy(key.backend_addr, &sk->skc_v6_daddr, sizeof(lb_addr_t));
+	else
+		return 0;
 	key.backend_port = bpf_ntohs(sk->skc_dport);
 	key.proto = proto;
 	frontend = bpf_map_lookup_elem(&kube_lb_sock_rnat, &key);
 	if (!frontend)
 		return 0;
-	addr_set(gone.vip, addr_get(frontend->vip));
+	addr_copy(gone.vip, frontend->vip);
 	gone.vport = frontend->vport;
-	addr_set(gone.backend_addr, sk->skc_daddr);
+	addr_copy(gone.backend_addr, key.backend_addr);
 	gone.backend_port = key.backend_port;
 	gone.proto = proto;
 	return bpf_map_lookup_elem(&kube_lb_sock_gone, &gone) != NULL;

@@ -17,15 +17,15 @@ static __always_inline __u8 scope_of(__u16 ct_flags)
 	return (ct_flags & LB_CT_F_WORLD) ? LB_SCOPE_EXTERNAL : LB_SCOPE_INTERNAL;
 }
 
-static __always_inline void backend_key(struct lb_backend_key *key, __be32 vip, __u16 port, __u8 proto, __u8 scope,
-					__be32 backend_addr, __u16 backend_port)
+static __always_inline void backend_key(struct lb_backend_key *key, const lb_addr_t vip, __u16 port, __u8 proto,
+					__u8 scope, const lb_addr_t backend_addr, __u16 backend_port)
 {
 	__builtin_memset(key, 0, sizeof(*key));
-	addr_set(key->vip, vip);
+	addr_copy(key->vip, vip);
 	key->port = port;
 	key->proto = proto;
 	key->scope = scope;
-	addr_set(key->backend_addr, backend_addr);
+	addr_copy(key->backend_addr, backend_addr);
 	key->backend_port = backend_port;
 }
 
@@ -33,7 +33,7 @@ static __always_inline void backend_key(struct lb_backend_key *key, __be32 vip, 
 static __always_inline void forward_backend_key(struct lb_backend_key *key, const struct lb_flow_key *flow,
 						const struct lb_ct_value *ct)
 {
-	backend_key(key, addr_get(flow->daddr), flow->dport, flow->proto, scope_of(ct->flags), addr_get(ct->backend_addr),
+	backend_key(key, flow->daddr, flow->dport, flow->proto, scope_of(ct->flags), ct->backend_addr,
 		    ct->backend_port);
 }
 
@@ -41,7 +41,7 @@ static __always_inline void forward_backend_key(struct lb_backend_key *key, cons
 static __always_inline void reply_backend_key(struct lb_backend_key *key, const struct lb_flow_key *reply,
 					      const struct lb_rnat_value *rnat)
 {
-	backend_key(key, addr_get(rnat->vip), rnat->vport, reply->proto, scope_of(rnat->flags), addr_get(reply->saddr),
+	backend_key(key, rnat->vip, rnat->vport, reply->proto, scope_of(rnat->flags), reply->saddr,
 		    reply->sport);
 }
 

@@ -5,15 +5,20 @@
  * object, so change both sides together.
  *
  * Made to be read with `bpftool map dump`: addresses are byte arrays in
- * packet order, so they print as [10,96,0,10], and ports are in host byte
- * order, so they print as 80. */
+ * packet order, and ports are in host byte order, so they print as 80.
+ *
+ * One layout serves both address families: an address is 16 bytes, an
+ * IPv6 address as it is and an IPv4 one IPv4-mapped (::ffff:10.96.0.10,
+ * RFC 4291 2.5.5.2), so that one set of maps and one datapath serve both
+ * and no key of one family can equal a key of the other. An address of all
+ * zeros means "none" where a field allows it. */
 #ifndef KUBE_LB_STRUCTS_H
 #define KUBE_LB_STRUCTS_H
 
 #include <linux/types.h>
 #include "consts.h"
 
-typedef __u8 lb_addr_t[4];
+typedef __u8 lb_addr_t[16] __attribute__((aligned(4)));
 
 /* One service frontend (address, port, protocol) in one scope, and a slot
  * number. Slot 0 holds the service itself (backend count, flags); slots
@@ -76,7 +81,8 @@ struct lb_affinity_value {
 };
 
 /* loadBalancerSourceRanges: a frontend and a source prefix allowed to reach
- * it, as an LPM trie key (prefixlen counts the frontend's 64 bits too). */
+ * it, as an LPM trie key (prefixlen counts the frontend's 160 bits too; an
+ * IPv4 prefix of n bits is one of 96 + n bits of its mapped addresses). */
 struct lb_source_range_key {
 	__u32 prefixlen;
 	lb_addr_t vip;
@@ -128,9 +134,11 @@ struct lb_rnat_value {
 struct lb_iface_value {
 	__u32 flags;	      /* LB_IFACE_F_* */
 	lb_addr_t snat_addr;  /* uplinks: the address flows SNATed there get */
+	__u32 pad0;
 	__u64 netns_cookie;   /* SO_NETNS_COOKIE, never reused; 0: not recorded */
 	__u32 netns_ino;      /* the namespace's inode, as in net:[ino]: for messages */
 	__u32 pad;
+	lb_addr_t snat_addr6; /* uplinks: the same for IPv6 flows */
 };
 
 /* Socket-level load balancing of the node's own processes: a socket
@@ -142,6 +150,7 @@ struct lb_sock_key {
 	__u16 backend_port;
 	__u8 proto;
 	__u8 pad;
+	__u32 pad2;
 };
 
 struct lb_sock_value {
@@ -173,9 +182,11 @@ struct lb_backend_stats {
  * serve (the hooks see every namespace's), and as whom. */
 struct lb_sock_config {
 	__u64 netns_cookie;   /* kube-lb's network namespace; 0: serve none */
-	lb_addr_t node_addr;  /* the node as a client, for an unbound socket
-			       * (session affinity, source ranges) */
+	lb_addr_t node_addr;  /* the node as an IPv4 client, for an unbound
+			       * socket (session affinity, source ranges) */
 	__u32 flags;	      /* LB_SOCK_F_* */
+	__u32 pad;
+	lb_addr_t node_addr6; /* the same as an IPv6 client */
 };
 
 #endif

@@ -11,6 +11,8 @@ export const CAPABILITIES = {
   udp: 'UDP services',
   sctp: 'SCTP services',
   ipv6: 'IPv6 and dual-stack services',
+  'ipv6-from-outside': 'IPv6 from outside the node: NodePort, external and load-balancer IPs',
+  'ipv6-node-originated': "IPv6 from the node's own processes (host network)",
   'several-ports': 'Several ports per service',
   'endpoint-updates': 'Endpoints added, removed and made not ready',
   'udp-flows-follow-endpoints': 'A long-lived UDP flow moves off an endpoint that is removed',
@@ -57,13 +59,18 @@ const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILI
 const NOT_YET = 'not yet';
 
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
-  ebpf: { ...ALL, ipv6: NOT_YET, sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them" },
+  ebpf: {
+    ...ALL,
+    sctp: "SCTP's CRC32c covers its ports and the whole packet: a translated port needs it recomputed, which the TC programs do not do; SCTP service ports are left out, with a warning naming them",
+  },
   iptables: { ...ALL, maglev: 'random, as kube-proxy', 'traffic-counters': "the nat table sees only a connection's first packet, and a packet past DNAT no longer names its frontend: counting the others takes a conntrack rule per endpoint that every packet walks" },
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
     sctp: NOT_YET,
     ipv6: NOT_YET,
+    'ipv6-from-outside': NOT_YET,
+    'ipv6-node-originated': NOT_YET,
     'external-traffic-policy-local': "as kube-proxy's IPVS mode: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too",
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'shared-client-port': "as kube-proxy's IPVS mode: IPVS translates only the destination, so the two connections reach the endpoint from one address and port, and collide",

@@ -11,7 +11,7 @@ export type TcAttachPoint = 'ingress' | 'egress';
 /** Where an XDP program runs: in the driver, or on the skb for drivers without XDP. */
 export type XdpAttachMode = 'native' | 'generic';
 /** The cgroup socket hooks kube-lb uses (BPF_CGROUP_INET4_CONNECT, _UDP4_SENDMSG, _UDP4_RECVMSG, _INET4_GETPEERNAME). */
-export type CgroupHook = 'connect4' | 'sendmsg4' | 'recvmsg4' | 'getpeername4';
+export type CgroupHook = 'connect4' | 'sendmsg4' | 'recvmsg4' | 'getpeername4' | 'connect6' | 'sendmsg6' | 'recvmsg6' | 'getpeername6';
 
 export interface MapInfo {
   id: number;

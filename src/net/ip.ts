@@ -1,5 +1,6 @@
 // Addresses as kube-lb handles them: the family of an address, ordering,
-// IPv4's numeric form for the BPF maps, and CIDR membership.
+// IPv4's numeric form and IPv6's bytes for the BPF maps, and CIDR
+// membership.
 import { isIPv4, isIPv6 } from 'node:net';
 
 export type IPFamily = 'IPv4' | 'IPv6';
@@ -56,6 +57,30 @@ function ipToBigInt(ip: string): bigint {
   const t = split(tail);
   const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
   return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+/** An IPv6 address as its 16 bytes; throws on anything else. */
+export function ipv6ToBytes(ip: string): Buffer {
+  if (!isIPv6(ip)) throw new Error(`not an IPv6 address: ${JSON.stringify(ip)}`);
+  const b = Buffer.alloc(16);
+  let n = ipToBigInt(ip);
+  for (let i = 15; i >= 0; i--, n >>= 8n) b[i] = Number(n & 0xffn);
+  return b;
+}
+
+/** 16 bytes as an IPv6 address in RFC 5952's form: the longest run of zero groups (two or more, the first of equals) as "::". */
+export function bytesToIpv6(b: Buffer, at = 0): string {
+  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(at + 2 * i));
+  let best = { start: -1, length: 1 };
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.length) best = { start: i, length: j - i };
+    i = j;
+  }
+  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
+  if (best.start < 0) return hex(groups);
+  return `${hex(groups.slice(0, best.start))}::${hex(groups.slice(best.start + best.length))}`;
 }
 
 /** Orders addresses: IPv4 before IPv6, then numerically. */

@@ -70,9 +70,9 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     assert.ok(p.ipChecksumValid, 'IP checksum');
     assert.ok(p.l4ChecksumValid, 'TCP checksum');
     assert.equal(p.payload.toString(), 'kube-lb');
-    const flow = encodeFlowKey({ saddr: client.ip, sport: client.port, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
+    const flow = encodeFlowKey({ family: 'IPv4', saddr: client.ip, sport: client.port, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
     assert.ok(lib.mapLookup(dp.maps.ct, flow), 'conntrack entry');
-    const reply = encodeFlowKey({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: client.port, protocol: 'TCP' });
+    const reply = encodeFlowKey({ family: 'IPv4', saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: client.port, protocol: 'TCP' });
     assert.ok(lib.mapLookup(dp.maps.rnat, reply), 'reverse NAT entry');
   });
 
@@ -130,7 +130,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   });
 
   it('a TCP close ends the flow: the next SYN on its tuple is a new connection', () => {
-    const flow = encodeFlowKey({ saddr: client.ip, sport: 47000, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
+    const flow = encodeFlowKey({ family: 'IPv4', saddr: client.ip, sport: 47000, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
     run('fromPod', toService({ sport: 47000 }));
     run('fromPod', toService({ sport: 47000, tcpFlags: TCP.ACK }));
     assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).flags & LB_CT_F_CLOSING, 0, 'open');
@@ -144,14 +144,14 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   });
 
   it('a UDP flow idle past its timeout picks a backend afresh', () => {
-    const flow = encodeFlowKey({ saddr: client.ip, sport: 47100, daddr: udpService.ip, dport: udpService.port, protocol: 'UDP' });
+    const flow = encodeFlowKey({ family: 'IPv4', saddr: client.ip, sport: 47100, daddr: udpService.ip, dport: udpService.port, protocol: 'UDP' });
     run('fromPod', toService({ sport: 47100 }, udpService));
     // The datapath's clock is CLOCK_MONOTONIC in seconds, as process.hrtime
     // reads it; ages are u32 differences, so they hold across a wrap and
     // shortly after boot alike.
     const nowS = Number(process.hrtime.bigint() / 1_000_000_000n);
     // Age the entry, and point it at a backend the service does not have.
-    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0, natSport: 0, natSaddr: null }));
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: 0, lastSeen: (nowS - 31) >>> 0, natSport: 0, natSaddr: null }, 'IPv4'));
     const p = parsePacket(run('fromPod', toService({ sport: 47100 }, udpService)).out);
     assert.deepEqual([p.daddr, p.dport], [backend.ip, 5353], 'the stale entry is not used');
     assert.ok(decodeCtValue(lib.mapLookup(dp.maps.ct, flow)!).lastSeen >= nowS, 'the entry is fresh again');
@@ -169,7 +169,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
       const { retval, out } = run('fromPod', frame);
       assert.equal(retval, TC_ACT_OK);
       assert.deepEqual(out, frame, 'untouched');
-      assert.equal(lib.mapLookup(dp.maps.ct, encodeFlowKey({ saddr: client.ip, sport: 47300, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' })), null, 'unrecorded');
+      assert.equal(lib.mapLookup(dp.maps.ct, encodeFlowKey({ family: 'IPv4', saddr: client.ip, sport: 47300, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' })), null, 'unrecorded');
       // Its reply, which the stack translated back, passes too.
       const reply = buildPacket({ saddr: backend.ip, sport: backend.port, daddr: client.ip, dport: 47300, protocol: 'TCP', tcpFlags: TCP.ACK });
       assert.deepEqual(run('fromPod', reply).out, reply);
@@ -181,8 +181,8 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   });
 
   it("leaves a flow recorded as the stack's (LB_CT_F_STACK) to it until it closes; the next SYN on its tuple gets a backend", () => {
-    const flow = encodeFlowKey({ saddr: client.ip, sport: 47400, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
-    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: LB_CT_F_STACK, lastSeen: monotonicSeconds() - 5, natSport: 0, natSaddr: null }));
+    const flow = encodeFlowKey({ family: 'IPv4', saddr: client.ip, sport: 47400, daddr: tcpService.ip, dport: tcpService.port, protocol: 'TCP' });
+    lib.mapUpdate(dp.maps.ct, flow, encodeCtValue({ backend: { ip: '10.244.9.9', port: 9 }, flags: LB_CT_F_STACK, lastSeen: monotonicSeconds() - 5, natSport: 0, natSaddr: null }, 'IPv4'));
     for (const tcpFlags of [TCP.ACK, TCP.SYN, TCP.FIN | TCP.ACK]) {
       const frame = toService({ sport: 47400, tcpFlags });
       assert.deepEqual(run('fromPod', frame), { retval: TC_ACT_OK, out: frame }, `flags ${tcpFlags}: untouched`);
@@ -197,7 +197,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
   it('a direct flow on a tuple that once went through a service gets its replies untouched', () => {
     for (const [protocol, svc, port] of [['TCP', tcpService, backend.port], ['UDP', udpService, 5353]] as const) {
       run('fromPod', toService({ sport: 48000 }, svc));
-      const reply = encodeFlowKey({ saddr: backend.ip, sport: port, daddr: client.ip, dport: 48000, protocol });
+      const reply = encodeFlowKey({ family: 'IPv4', saddr: backend.ip, sport: port, daddr: client.ip, dport: 48000, protocol });
       assert.ok(lib.mapLookup(dp.maps.rnat, reply), `${protocol}: reverse entry of the service flow`);
       // The same client port now talks to the endpoint directly.
       const direct = buildPacket({ saddr: client.ip, sport: 48000, daddr: backend.ip, dport: port, protocol });
@@ -228,7 +228,7 @@ describe('BPF datapath (BPF_PROG_TEST_RUN)', () => {
     assert.deepEqual([toFirst.saddr, toFirst.sport], [tcpService.ip, tcpService.port], 'the first flow still gets its replies');
     // A FIN on the rewritten flow closes that flow, found through its own port.
     run('toPod', fromBackend(p.sport, TCP.FIN | TCP.ACK));
-    const twinFlow = encodeFlowKey({ saddr: client.ip, sport, daddr: twinService.ip, dport: twinService.port, protocol: 'TCP' });
+    const twinFlow = encodeFlowKey({ family: 'IPv4', saddr: client.ip, sport, daddr: twinService.ip, dport: twinService.port, protocol: 'TCP' });
     assert.equal(decodeCtValue(lib.mapLookup(dp.maps.ct, twinFlow)!).flags & LB_CT_F_CLOSING, LB_CT_F_CLOSING);
 
     // Once the first flow is closed, its tuple is free again.

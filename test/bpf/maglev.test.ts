@@ -39,14 +39,14 @@ function apply(changes: ServiceChange[]): void {
 /** The change from what `frontend` holds now to `wanted`, with Maglev tables of `size` entries (0: random). */
 function change(frontend: Frontend, wanted: Destination[] | null, size: number, currentSize: number, affinityTimeout = 0): ServiceChange {
   const meta = { ...addition(frontend, []).meta, affinityTimeout, maglevTableSize: size };
-  return { frontend, scope: 'internal', meta, currentMeta: { ...meta, maglevTableSize: currentSize }, current: slotTables.get(svcKey({ frontend, scope: 'internal' }))!, wanted };
+  return { frontend, scope: 'internal', family: 'IPv4', meta, currentMeta: { ...meta, maglevTableSize: currentSize }, current: slotTables.get(svcKey({ frontend, scope: 'internal' }))!, wanted };
 }
 
 /** Many flows: clients across a /16, ports across the ephemeral range. */
 function flows(to: TestFrontend, count: number, seed = 0): TestFlow[] {
   return Array.from({ length: count }, (_, i) => {
     const n = i * 7919 + seed * 104729;
-    return { saddr: `10.244.${(n >> 8) & 255}.${n & 255}`, sport: 32768 + ((n * 31) % 28000), daddr: to.ip, dport: to.port, protocol: to.protocol };
+    return { family: 'IPv4', saddr: `10.244.${(n >> 8) & 255}.${n & 255}`, sport: 32768 + ((n * 31) % 28000), daddr: to.ip, dport: to.port, protocol: to.protocol };
   });
 }
 
@@ -120,7 +120,7 @@ describe('Maglev in the datapath (BPF_PROG_TEST_RUN)', () => {
   it('keeps session affinity on top: a client keeps its first backend, wherever Maglev would send its next flows', () => {
     const table = maglevTable(backends(10), SIZE);
     const client = '10.244.200.7';
-    const flow = (sport: number): TestFlow => ({ saddr: client, sport, daddr: stickyService.ip, dport: stickyService.port, protocol: 'TCP' });
+    const flow = (sport: number): TestFlow => ({ family: 'IPv4', saddr: client, sport, daddr: stickyService.ip, dport: stickyService.port, protocol: 'TCP' });
     const first = kernelPick(flow(40000));
     assert.deepEqual(first, maglevPick(table, flow(40000)), 'the first flow: Maglev');
     const elsewhere = Array.from({ length: 200 }, (_, i) => flow(40001 + i)).filter((f) => destinationKey(maglevPick(table, f)!) !== destinationKey(first));
@@ -143,11 +143,28 @@ describe('Maglev in the datapath (BPF_PROG_TEST_RUN)', () => {
     assert.deepEqual(mismatches(flows(tcpService, 500, 4), backends(10), 251), []);
     // As a crash between the chunks and slot 0 leaves them: a chunk of a service not flagged Maglev.
     const key = Buffer.alloc(layouts.lb_maglev_key.size);
-    writeMaglevKey(key, 0, udpService, 'internal', 0);
+    writeMaglevKey(key, 0, udpService, 'internal', 0, 'IPv4');
     lib.mapUpdate(dp.maps.maglev, key, Buffer.alloc(layouts.lb_maglev_chunk.size));
     const { orphanChunks } = svcMap.readAll();
-    assert.deepEqual(orphanChunks, [{ frontend: udpService, scope: 'internal', chunk: 0 }]);
+    assert.deepEqual(orphanChunks, [{ frontend: udpService, scope: 'internal', family: 'IPv4', chunk: 0 }]);
     svcMap.apply([], [], orphanChunks);
     assert.equal(chunksHeld(), maglevChunks(251));
+  });
+
+  it('gives IPv6 flows the backend the reference predicts, from the same map', () => {
+    const service6: TestFrontend = { ip: 'fd00:96:1::10', port: 80, protocol: 'TCP' };
+    const set = Array.from({ length: 10 }, (_, i): Destination => ({ ip: `fd00:10:244:1::${(i + 1).toString(16)}`, port: 8080 }));
+    const v6Change = (wanted: Destination[] | null, current: Destination[] | null): ServiceChange => {
+      const meta = { ...addition(service6, []).meta, maglevTableSize: SIZE };
+      return { frontend: service6, scope: 'internal', family: 'IPv6', meta, currentMeta: current ? meta : null, current, wanted };
+    };
+    apply([v6Change(set, null)]);
+    const all = Array.from({ length: 1000 }, (_, i): TestFlow => {
+      const n = i * 7919;
+      return { family: 'IPv6', saddr: `fd00:10:244:${(n >> 8) & 255}::${(n & 255).toString(16)}`, sport: 32768 + ((n * 31) % 28000), daddr: service6.ip, dport: 80, protocol: 'TCP' };
+    });
+    assert.deepEqual(mismatches(all, set), []);
+    assert.equal(new Set(all.map((f) => destinationKey(kernelPick(f)))).size, 10, 'every backend gets flows');
+    apply([v6Change(null, slotTables.get(svcKey({ frontend: service6, scope: 'internal' }))!)]);
   });
 });

@@ -116,8 +116,8 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
     if (kernelHasXdp) xdp = loadXdpProgram(lib, pinPath);
     uplinkIfindex = (JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show', 'up0'], { encoding: 'utf8' })) as { ifindex: number }[])[0]!.ifindex;
     const noNetns = { ino: 0, cookie: 0n };
-    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP, netns: noNetns }));
-    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(uplinkIfindex), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK | LB_IFACE_F_XDP, snatAddr: NODE_IP, netns: noNetns }));
+    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(TEST_RUN_IFINDEX), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK, snatAddr: NODE_IP, snatAddr6: null, netns: noNetns }));
+    lib.mapUpdate(dp.maps.ifaces, encodeIfindex(uplinkIfindex), encodeIfaceValue({ flags: LB_IFACE_F_UPLINK | LB_IFACE_F_XDP, snatAddr: NODE_IP, snatAddr6: null, netns: noNetns }));
     new ServiceMap(lib, dp.maps.svc, dp.maps.maglev).apply([
       addition(nodePort, [{ ip: REMOTE_POD, port: 8080 }], external({ snat: true }), 'external'),
       addition(localOnly, [{ ip: POD.ip, port: 8080 }], external({}), 'external'),
@@ -131,7 +131,7 @@ describe('uplink datapath (BPF_PROG_TEST_RUN in a node namespace)', () => {
       addition(idle, [], external({}), 'external'),
       addition(udpPort, [{ ip: REMOTE_POD, port: 5353 }], external({ snat: true }), 'external'),
     ]);
-    new SourceRangeMap(lib, dp.maps.sourceRanges).add([{ frontend: guarded, current: [], wanted: ['198.18.1.0/24'] }]);
+    new SourceRangeMap(lib, dp.maps.sourceRanges).add([{ frontend: guarded, family: 'IPv4', current: [], wanted: ['198.18.1.0/24'] }]);
 
     // nsenter, not ip netns exec, which mounts a fresh /sys without the pins' bpffs.
     runner = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, path.join(testLibDir, 'netns-test-run.js')], { stdio: ['pipe', 'pipe', 'inherit'] });

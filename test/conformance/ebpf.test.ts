@@ -58,11 +58,11 @@ runConformance('ebpf');
 
 /**
  * The last commit of main whose maps have the layout the current one
- * replaces (kube_lb_ifaces without the network namespace): the upgrade test
- * builds its BPF object. When a map layout changes again, set this to the
- * last commit before that change.
+ * replaces (IPv4 addresses of 4 bytes, before lb_addr_t took 16): the
+ * upgrade test builds its BPF object. When a map layout changes again, set
+ * this to the last commit before that change.
  */
-const PREVIOUS_LAYOUT_COMMIT = 'ee152664a35ffd76717de72a18359be19fe3d63a';
+const PREVIOUS_LAYOUT_COMMIT = 'a2885c784eeffe6f64e934df26e31f7a5974ffd8';
 
 const pods = [
   { name: 'client', ip: '10.244.0.2', serves: false },
@@ -317,11 +317,20 @@ describe('ebpf backend: upgrade', () => {
         assert.deepEqual(
           migrated.map((l) => [l.msg, l.zeroed]),
           [
-            // maglev_size took the place of padding: zero, no Maglev table, as before.
-            ['pinned map kube_lb_svc migrated: 3 of 3 entries carried over', ['maglev_size']],
-            ['pinned map kube_lb_ifaces migrated: 3 of 3 entries carried over', ['netns_cookie', 'netns_ino']],
+            // Every map with an address changed layout; its addresses carried over IPv4-mapped, nothing zeroed.
+            ['pinned map kube_lb_svc migrated: 3 of 3 entries carried over', []],
+            ['pinned map kube_lb_maglev migrated: 0 of 0 entries carried over', []],
+            ['pinned map kube_lb_ct migrated: 1 of 1 entries carried over', []],
+            ['pinned map kube_lb_rnat migrated: 1 of 1 entries carried over', []],
+            // snat_addr6 is new: an interface recorded without one has none until kube-lb attaches to it again.
+            ['pinned map kube_lb_ifaces migrated: 3 of 3 entries carried over', ['snat_addr6']],
+            ['pinned map kube_lb_affinity migrated: 0 of 0 entries carried over', []],
+            // An LPM trie's prefix lengths count the address bits, which grew: the first sync writes the ranges again.
+            ['pinned map kube_lb_source_ranges recreated empty: kube-lb carries entries between hash maps only (map type 11 to 11)', undefined],
+            ['pinned map kube_lb_backend_stats migrated: 0 of 0 entries carried over', []],
+            ['pinned map kube_lb_sock_rnat migrated: 0 of 0 entries carried over', []],
           ],
-          'kube_lb_svc and kube_lb_ifaces alone changed layout, and the log says what became of each',
+          'every map with an address changed layout, and the log says what became of each',
         );
         assert.match(ctx.kubeLbLogs, /"ifindexes":\[[\d,]+\],"netns":"net:\[\d+\] \(netns cookie \d+\)","msg":"interfaces recorded without their network namespace \(by an older kube-lb on this pin path\) are taken to be in this one"/);
         const lib = native();
@@ -395,7 +404,7 @@ describe("ebpf backend: the node's own sockets", () => {
     withContext(webPods, async (ctx) => {
       ctx.writeServices('web.yaml', [only('web-1')]);
       await ctx.startKubeLb();
-      assert.equal((await socketProgramsServing(ctx.sandbox)).length, 4, 'the default attaches the four hooks');
+      assert.equal((await socketProgramsServing(ctx.sandbox)).length, 8, 'the default attaches the eight hooks (four per family)');
       await ctx.stopKubeLb();
       await ctx.startKubeLb(process.env, ['--bpf-socket-lb=off']);
       assert.deepEqual(await socketProgramsServing(ctx.sandbox), [], 'no socket program serves the node');
@@ -504,13 +513,13 @@ describe("ebpf backend: the node's own sockets", () => {
         }
         const aFirst = await socketProgramsServing(a.sandbox);
         const bPrograms = await socketProgramsServing(b.sandbox);
-        assert.equal(aFirst.length, 4, `a's four hooks: ${JSON.stringify(aFirst)}`);
-        assert.equal(bPrograms.length, 4, `b's four hooks: ${JSON.stringify(bPrograms)}`);
+        assert.equal(aFirst.length, 8, `a's eight hooks: ${JSON.stringify(aFirst)}`);
+        assert.equal(bPrograms.length, 8, `b's eight hooks: ${JSON.stringify(bPrograms)}`);
 
         await a.stopKubeLb();
         await a.startKubeLb();
         const aSecond = await socketProgramsServing(a.sandbox);
-        assert.equal(aSecond.length, 4, `a restarted: four programs, not eight: ${JSON.stringify(aSecond)}`);
+        assert.equal(aSecond.length, 8, `a restarted: eight programs, not sixteen: ${JSON.stringify(aSecond)}`);
         const root = (await attachedAtCgroupRoot()).map((p) => p.id);
         assert.deepEqual(aFirst.filter((id) => root.includes(id)), [], "a's earlier programs are detached");
         assert.deepEqual(bPrograms.filter((id) => !root.includes(id)), [], "b's programs stay through a's restart");

@@ -27,7 +27,7 @@ const ports: ServiceSpec['ports'] = [
 export const ipv6Scenarios: Scenario[] = [
   {
     name: 'IPv6, dual-stack: both cluster IPs from a pod and the IPv6 NodePort from outside (masqueraded) reach endpoints on both nodes over TCP and UDP; inspect shows IPv6 frontends bracketed',
-    needs: ['ipv6', 'tcp', 'udp', 'nodeport', 'remote-endpoints', 'external-masquerade', 'inspect'],
+    needs: ['ipv6', 'ipv6-from-outside', 'tcp', 'udp', 'nodeport', 'remote-endpoints', 'external-masquerade', 'inspect'],
     pods: ipv6Pods,
     async run(ctx) {
       ctx.useDualStack();
@@ -71,8 +71,30 @@ export const ipv6Scenarios: Scenario[] = [
     },
   },
   {
+    name: "IPv6: the node's own processes reach an IPv6 cluster IP with endpoints on both nodes over TCP, UDP and connected UDP, whose socket moves off an endpoint that is removed",
+    needs: ['ipv6', 'ipv6-node-originated', 'tcp', 'udp', 'node-originated', 'remote-endpoints', 'udp-flows-follow-endpoints'],
+    pods: ipv6Pods,
+    async run(ctx) {
+      ctx.useDualStack();
+      const web6 = (names: string[]): ServiceSpec => ({ name: 'web6', clusterIP: VIP6, ports: ports.map(({ nodePort: _, ...p }) => p), endpoints: dualEndpoints(names).filter((e) => e.ip.includes(':')) });
+      ctx.writeServices('web6.yaml', [web6(BOTH_NODES)]);
+      await ctx.startKubeLb();
+      assertAnsweredBy(await ctx.hostClient('tcp', VIP6, 80, 20), BOTH_NODES, 'TCP from the node');
+      assertAnsweredBy(await ctx.hostClient('udp', VIP6, 53, 20), BOTH_NODES, 'UDP from the node, answered from the cluster IP');
+      ctx.writeServices('web6.yaml', [web6(['web-4'])]);
+      await ctx.waitUntil('web-4 alone answers', 10_000, async () => Object.keys((await ctx.hostClient('tcp', VIP6, 80, 5)).answers).join() === 'web-4');
+      const flow = ctx.hostClient('udp-connected', VIP6, 53, slow(4000));
+      await new Promise((r) => setTimeout(r, slow(1000)));
+      ctx.writeServices('web6.yaml', [web6(['web-1'])]);
+      const { order = [] } = await flow;
+      assert.equal(order[0], 'web-4', `the connected socket starts on web-4: ${order.join(' ')}`);
+      const last = order.slice(-15);
+      assert.ok(last.length === 15 && last.every((who) => who === 'web-1'), `the connected socket ends on web-1: ${order.join(' ')}`);
+    },
+  },
+  {
     name: 'IPv6: externalTrafficPolicy Local keeps the outside client\'s source on the NodePort and reaches local endpoints only; ClientIP affinity keeps a pod on one endpoint; the node itself reaches the IPv6 cluster IP',
-    needs: ['ipv6', 'tcp', 'udp', 'nodeport', 'external-traffic-policy-local', 'session-affinity', 'node-originated', 'remote-endpoints'],
+    needs: ['ipv6', 'ipv6-from-outside', 'ipv6-node-originated', 'tcp', 'udp', 'nodeport', 'external-traffic-policy-local', 'session-affinity', 'node-originated', 'remote-endpoints'],
     pods: ipv6Pods,
     async run(ctx) {
       ctx.useDualStack();

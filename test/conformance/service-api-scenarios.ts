@@ -233,7 +233,7 @@ export const serviceApiScenarios: Scenario[] = [
       /** The pod the TypeScript reference sends a flow to, with kube-lb's default table size. */
       const predicted = (names: string[], saddr: string, sport: number, daddr: string): string => {
         const table = maglevTable(names.map((n) => ({ ip: ipOf(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
-        const { ip } = maglevPick(table, { saddr, sport, daddr, dport: 80, protocol: 'TCP' })!;
+        const { ip } = maglevPick(table, { family: 'IPv4', saddr, sport, daddr, dport: 80, protocol: 'TCP' })!;
         return names.find((n) => ipOf(n) === ip)!;
       };
       /** One connection from each port, from a pod to the ClusterIP and from outside to the load-balancer IP. */

@@ -5,35 +5,49 @@
 // and services written. Then it exits, as a kube-lb stopped for an upgrade.
 //   node previous-datapath.js OBJECT PIN_ROOT INTERFACE_PREFIX CHANGES_JSON
 // CHANGES_JSON: ServiceChange[] (src/backends/ebpf/service-map.ts).
-// Only kube_lb_ifaces is written by field name from the object's BTF; the
-// services are written with today's encoders, so this refuses an object
-// whose service layout differs: teach it that layout before using one.
+// Its services and kube_lb_ifaces are written by field name from the
+// object's BTF, addresses in the size it gives them (4 bytes before
+// lb_addr_t took 16, IPv4-mapped): ClusterIP services without Maglev or
+// affinity, whose other fields are zero.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { native } from '../../src/native/index.js';
 import { TC_HANDLE, TC_PRIORITY } from '../../src/backends/ebpf/attach.js';
 import { MAPS, PROGRAMS } from '../../src/backends/ebpf/datapath.js';
-import { LB_IFACE_F_CREATED_HOOK, layouts } from '../../src/backends/ebpf/encoding.js';
+import { LB_IFACE_F_CREATED_HOOK, writeAddr } from '../../src/backends/ebpf/encoding.js';
 import { listLinks } from '../../src/backends/ebpf/links.js';
-import { type ServiceChange, ServiceMap } from '../../src/backends/ebpf/service-map.js';
+import type { ServiceChange } from '../../src/backends/ebpf/service-map.js';
+import type { BtfStruct } from '../../src/native/index.js';
 
 const [objectPath, pinRoot, interfacePrefix, changesJson] = process.argv.slice(2);
 if (!objectPath || !pinRoot || !interfacePrefix || !changesJson) throw new Error('usage: previous-datapath OBJECT PIN_ROOT INTERFACE_PREFIX CHANGES_JSON');
 
 const lib = native();
 const btf = lib.btfStructs(objectPath, ['lb_svc_key', 'lb_svc_value', 'lb_iface_value']);
-// Today's fields the old layout lacks lie on its padding, which today's
-// encoders fill with zeros for what those services use (no Maglev table).
-for (const name of ['lb_svc_key', 'lb_svc_value'] as const) {
-  const today: Record<string, { offset: number; size: number }> = layouts[name].fields;
-  for (const member of btf[name]!.members.filter((m) => !m.name.startsWith('pad'))) {
-    assert.deepEqual(
-      { name: member.name, offset: member.offset, size: member.size },
-      { name: member.name, ...today[member.name] },
-      `struct ${name} in ${objectPath} differs from today's: write its services in its own layout`,
-    );
+
+/** A record of `struct`: addresses (strings, IPv4) in their field's size, numbers little-endian; fields not given are zero. */
+function record(struct: BtfStruct, fields: Record<string, string | number>): Buffer {
+  const b = Buffer.alloc(struct.size);
+  for (const [name, v] of Object.entries(fields)) {
+    const m = struct.members.find((x) => x.name === name);
+    assert.ok(m, `${name} in ${objectPath}`);
+    if (typeof v === 'number') b.writeUIntLE(v, m.offset, m.size);
+    else if (m.size === 4) Buffer.from(v.split('.').map(Number)).copy(b, m.offset);
+    else writeAddr(b, m.offset, v, 'IPv4');
+  }
+  return b;
+}
+
+/** kube_lb_svc entries of ClusterIP services: slot 0 with the count, then a slot per backend. */
+function writeServices(fd: number, changes: ServiceChange[]): void {
+  const [key, value] = [btf.lb_svc_key!, btf.lb_svc_value!];
+  for (const { frontend, wanted } of changes) {
+    const id = { vip: frontend.ip, port: frontend.port, proto: frontend.protocol === 'TCP' ? 6 : 17 };
+    lib.mapUpdate(fd, record(key, { ...id, slot: 0 }), record(value, { count: wanted!.length }));
+    wanted!.forEach((d, i) => lib.mapUpdate(fd, record(key, { ...id, slot: i + 1 }), record(value, { backend_addr: d.ip, backend_port: d.port })));
   }
 }
+
 const ifaceValue = btf.lb_iface_value!;
 const flagsField = ifaceValue.members.find((m) => m.name === 'flags');
 assert.ok(flagsField?.size === 4, `lb_iface_value.flags (4 bytes) in ${objectPath}`);
@@ -54,7 +68,6 @@ for (const link of (await listLinks()).filter((l) => l.name.startsWith(interface
   value.writeUInt32LE(flags, flagsField.offset);
   lib.mapUpdate(ifaces, key, value);
 }
-// The object has no kube_lb_maglev, and its services need none.
-new ServiceMap(lib, object.mapFd(MAPS.svc), -1).apply(JSON.parse(changesJson) as ServiceChange[]);
+writeServices(object.mapFd(MAPS.svc), JSON.parse(changesJson) as ServiceChange[]);
 object.close();
 process.stdout.write('attached\n');

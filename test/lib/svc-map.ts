@@ -29,9 +29,9 @@ export function writeSvcEntries(pinRoot: string, entries: readonly RawSvcEntry[]
   const keys = Buffer.alloc(entries.length * layouts.lb_svc_key.size);
   const values = Buffer.alloc(entries.length * layouts.lb_svc_value.size);
   entries.forEach(({ frontend, slot, count }, i) => {
-    writeSvcKey(keys, i * layouts.lb_svc_key.size, frontend, 'internal', slot);
+    writeSvcKey(keys, i * layouts.lb_svc_key.size, frontend, 'internal', slot, 'IPv4');
     if (slot === 0) writeSvcCount(values, i * layouts.lb_svc_value.size, count ?? 0, { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, maglevTableSize: 0 });
-    else writeSvcBackend(values, i * layouts.lb_svc_value.size, { ip: '10.244.0.11', port: 8080 });
+    else writeSvcBackend(values, i * layouts.lb_svc_value.size, { ip: '10.244.0.11', port: 8080 }, 'IPv4');
   });
   withSvcMap(pinRoot, (fd) => native().mapUpdateBatch(fd, keys, values, entries.length));
 }

@@ -101,7 +101,7 @@ describe('ebpf backend: Maglev tables', () => {
     // As a crash between a table's chunks and its slot 0 leaves them.
     pinned((_, fd) => {
       const key = Buffer.alloc(layouts.lb_maglev_key.size);
-      writeMaglevKey(key, 0, { ip: '10.96.0.1', port: 80, protocol: 'TCP' }, 'internal', 0);
+      writeMaglevKey(key, 0, { ip: '10.96.0.1', port: 80, protocol: 'TCP' }, 'internal', 0, 'IPv4');
       lib.mapUpdate(fd, key, Buffer.alloc(layouts.lb_maglev_chunk.size));
     });
     const restarted = await start(251);

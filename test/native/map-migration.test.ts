@@ -30,15 +30,15 @@ function fill(dp: LoadedDatapath, n: number): void {
   for (let i = 0; i < n; i++) {
     const key = Buffer.alloc(layouts.lb_svc_key.size);
     const { frontend, scope, meta } = addition({ ip: `10.96.0.${i + 1}`, port: 80, protocol: 'TCP' }, []);
-    writeSvcKey(key, 0, frontend, scope, 0);
+    writeSvcKey(key, 0, frontend, scope, 0, 'IPv4');
     const value = Buffer.alloc(layouts.lb_svc_value.size);
     writeSvcCount(value, 0, 0, meta);
     lib.mapUpdate(dp.maps.svc, key, value);
-    lib.mapUpdate(dp.maps.ct, flow(i), encodeCtValue({ backend: { ip: '10.244.0.9', port: 8080 + i }, flags: 0, lastSeen: 1000 + i, natSport: 0, natSaddr: null }));
+    lib.mapUpdate(dp.maps.ct, flow(i), encodeCtValue({ backend: { ip: '10.244.0.9', port: 8080 + i }, flags: 0, lastSeen: 1000 + i, natSport: 0, natSaddr: null }, 'IPv4'));
   }
 }
 
-const flow = (i: number): Buffer => encodeFlowKey({ saddr: '10.244.0.5', daddr: '10.96.0.10', sport: 40000 + i, dport: 80, protocol: 'TCP' });
+const flow = (i: number): Buffer => encodeFlowKey({ family: 'IPv4', saddr: '10.244.0.5', daddr: '10.96.0.10', sport: 40000 + i, dport: 80, protocol: 'TCP' });
 const count = (fd: number): number => lib.mapDump(fd).count;
 const asides = (pin: string): string[] => fs.readdirSync(pin).filter((e) => e.endsWith('_migrating'));
 
@@ -61,7 +61,7 @@ describe('pinned maps of another definition are migrated on load', () => {
       const grown = captureLogger();
       dp = loadDatapath(lib, pin, grown.log);
       assert.deepEqual([count(dp.maps.svc), count(dp.maps.ct)], [40, 40], 'every entry carried into the larger maps');
-      assert.deepEqual(lib.mapLookup(dp.maps.ct, flow(7)), encodeCtValue({ backend: { ip: '10.244.0.9', port: 8087 }, flags: 0, lastSeen: 1007, natSport: 0, natSaddr: null }));
+      assert.deepEqual(lib.mapLookup(dp.maps.ct, flow(7)), encodeCtValue({ backend: { ip: '10.244.0.9', port: 8087 }, flags: 0, lastSeen: 1007, natSport: 0, natSaddr: null }, 'IPv4'));
       const svcLine = grown.lines.find((l) => l.map === 'kube_lb_svc');
       assert.equal(svcLine?.msg, 'pinned map kube_lb_svc migrated: 40 of 40 entries carried over');
       assert.deepEqual(svcLine?.why, ['max_entries 64 is now 1048576']);

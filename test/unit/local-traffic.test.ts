@@ -56,7 +56,7 @@ describe('--cluster-cidr', () => {
 });
 
 describe('pod interfaces (ebpf)', () => {
-  const link = (ifindex: number, name: string, over: Partial<Link> = {}): Link => ({ ifindex, name, ipv4: [], master: null, kind: 'veth', ...over });
+  const link = (ifindex: number, name: string, over: Partial<Link> = {}): Link => ({ ifindex, name, ipv4: [], ipv6: [], master: null, kind: 'veth', ...over });
   const links = [
     link(1, 'eth0', { ipv4: ['172.18.0.2'], kind: null }),
     link(2, 'cali1'),

@@ -83,6 +83,34 @@ describe('convertRecords', () => {
   });
 });
 
+describe('addresses widened to lb_addr_t', () => {
+  // lb_ct_value before and after addresses took 16 bytes (structs.h).
+  const ctV4 = struct(20, ['backend_addr', 0, 4], ['backend_port', 4, 2], ['flags', 6, 2], ['last_seen', 8, 4], ['nat_sport', 12, 2], ['pad', 14, 2], ['nat_saddr', 16, 4]);
+  const ctV6 = struct(44, ['backend_addr', 0, 16], ['backend_port', 16, 2], ['flags', 18, 2], ['last_seen', 20, 4], ['nat_sport', 24, 2], ['pad', 26, 2], ['nat_saddr', 28, 16]);
+  const flowV4 = struct(16, ['saddr', 0, 4], ['daddr', 4, 4], ['sport', 8, 2], ['dport', 10, 2], ['proto', 12, 1], ['pad', 13, 3]);
+  const flowV6 = struct(40, ['saddr', 0, 16], ['daddr', 16, 16], ['sport', 32, 2], ['dport', 34, 2], ['proto', 36, 1], ['pad', 37, 3]);
+  const mapped = (a: number[]): number[] => [...Array<number>(10).fill(0), 0xff, 0xff, ...a];
+
+  it('keeps a key whose IPv4 addresses grew: mapping keeps the old keys apart', () => {
+    const plan = copyPlan(flowV4, flowV6);
+    assert.equal(keyIncompatibility(plan), null);
+    assert.deepEqual([plan.resized, plan.added, plan.dropped], [[], [], []]);
+  });
+
+  it('writes them IPv4-mapped, and an address of none (zero) as none', () => {
+    const old = Buffer.alloc(20);
+    Buffer.from([10, 244, 0, 9]).copy(old, 0);
+    old.writeUInt16LE(8080, 4);
+    old.writeUInt32LE(1234, 8);
+    const out = convertRecords(old, 1, copyPlan(ctV4, ctV6));
+    assert.deepEqual([...out.subarray(0, 16)], mapped([10, 244, 0, 9]));
+    assert.deepEqual([out.readUInt16LE(16), out.readUInt32LE(20)], [8080, 1234]);
+    assert.deepEqual([...out.subarray(28, 44)], Array<number>(16).fill(0), 'no SNAT address stays none');
+    Buffer.from([172, 18, 0, 2]).copy(old, 16);
+    assert.deepEqual([...convertRecords(old, 1, copyPlan(ctV4, ctV6)).subarray(28, 44)], mapped([172, 18, 0, 2]));
+  });
+});
+
 describe('differences', () => {
   const def: MapDef = { name: 'kube_lb_ifaces', type: 1, keySize: 4, valueSize: 24, maxEntries: 4096, flags: 0, pinned: true, key: struct(4, ['', 0, 4]), value: ifaceV2 };
   const info = (over: Partial<MapInfo>): MapInfo => ({ id: 1, type: 1, name: 'kube_lb_ifaces', keySize: 4, valueSize: 24, maxEntries: 4096, flags: 0, ...over });

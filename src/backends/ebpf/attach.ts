@@ -91,10 +91,15 @@ export interface AttachOptions {
   xdp: XdpMode;
 }
 
-interface Attached {
+/** The addresses flows SNATed on an uplink get, one per family. */
+interface SnatAddrs {
+  snatAddr: string | null;
+  snatAddr6: string | null;
+}
+
+interface Attached extends SnatAddrs {
   name: string;
   role: Role;
-  snatAddr: string | null;
 }
 
 /**
@@ -185,11 +190,12 @@ export class Attacher {
       if (role === null) continue;
       present.add(link.ifindex);
       // Flows SNATed there get the node's own address on it, else its primary one.
-      const snatAddr = role === 'uplink' ? (link.ipv4.find((ip) => this.nodeAddresses.includes(ip)) ?? link.ipv4[0] ?? null) : null;
+      const ownOrFirst = (addrs: string[]): string | null => (role === 'uplink' ? (addrs.find((ip) => this.nodeAddresses.includes(ip)) ?? addrs[0] ?? null) : null);
+      const snat = { snatAddr: ownOrFirst(link.ipv4), snatAddr6: ownOrFirst(link.ipv6) };
       const known = this.attached.get(link.ifindex);
-      if (known?.role === role && known.snatAddr === snatAddr) continue;
-      if (role === 'uplink' && snatAddr === null) this.log.warn({ interface: link.name }, 'uplink has no IPv4 address: flows that must be SNATed there are dropped (no_snat_addr)');
-      this.attach(link, role, snatAddr);
+      if (known?.role === role && known.snatAddr === snat.snatAddr && known.snatAddr6 === snat.snatAddr6) continue;
+      if (role === 'uplink' && snat.snatAddr === null) this.log.warn({ interface: link.name }, 'uplink has no IPv4 address: IPv4 flows that must be SNATed there are dropped (no_snat_addr)');
+      this.attach(link, role, snat);
     }
     // An interface that vanished while being attached failed for no fault of ours.
     if (this.unattached.size > 0) {
@@ -225,7 +231,7 @@ export class Attacher {
     return [...this.unattached.values()].map(({ name, err }) => `${name}: ${err}`);
   }
 
-  private attach(link: Link, role: Role, snatAddr: string | null): void {
+  private attach(link: Link, role: Role, snat: SnatAddrs): void {
     const key = encodeIfindex(link.ifindex);
     const recorded = this.lib.mapLookup(this.maps.ifaces, key);
     let flags = (recorded ? decodeIfaceValue(recorded).flags : 0) & LB_IFACE_F_CREATED_HOOK;
@@ -242,11 +248,11 @@ export class Attacher {
       this.unattached.set(link.ifindex, { name: link.name, err: (err as Error).message });
       return;
     } finally {
-      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, snatAddr, netns: this.netns }));
+      this.lib.mapUpdate(this.maps.ifaces, key, encodeIfaceValue({ flags, ...snat, netns: this.netns }));
     }
-    this.attached.set(link.ifindex, { name: link.name, role, snatAddr });
+    this.attached.set(link.ifindex, { name: link.name, role, ...snat });
     this.unattached.delete(link.ifindex);
-    this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snatAddr !== null && { snatAddr }) }, 'attached');
+    this.log.info({ interface: link.name, ifindex: link.ifindex, role, ...(snat.snatAddr !== null && { snatAddr: snat.snatAddr }), ...(snat.snatAddr6 !== null && { snatAddr6: snat.snatAddr6 }) }, 'attached');
   }
 
   /**

@@ -5,7 +5,7 @@
 // start at 0, also when it comes back, and the programs only add to
 // entries they find.
 import fs from 'node:fs';
-import type { Destination, Frontend } from '../../model/contract.js';
+import type { Destination, Frontend, IPFamily } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import { type BackendStats, type Scope, decodeBackendKey, layouts, sumBackendStats, writeBackendKey } from './encoding.js';
 
@@ -16,6 +16,7 @@ const STATS_SIZE = layouts.lb_backend_stats.size;
 export interface BackendId {
   frontend: Frontend;
   scope: Scope;
+  family: IPFamily;
   destination: Destination;
 }
 
@@ -81,7 +82,7 @@ export class BackendStatsMap {
 
   private keys(ids: readonly BackendId[]): Buffer {
     const keys = Buffer.alloc(ids.length * KEY_SIZE);
-    ids.forEach((id, i) => writeBackendKey(keys, i * KEY_SIZE, id.frontend, id.scope, id.destination));
+    ids.forEach((id, i) => writeBackendKey(keys, i * KEY_SIZE, id.frontend, id.scope, id.destination, id.family));
     return keys;
   }
 }

@@ -6,7 +6,7 @@ import { destinationKey, frontendKey } from '../../model/contract.js';
 import type { StaleFlows } from '../stale-flows.js';
 import type { NativeAddon } from '../../native/index.js';
 import type { MapFds } from './datapath.js';
-import { decodeCtValue, decodeFlowKey, encodeFlowKey, layouts, LB_CT_F_HAIRPIN, LB_HAIRPIN_ADDR } from './encoding.js';
+import { decodeCtValue, decodeFlowKey, encodeFlowKey, layouts, LB_CT_F_HAIRPIN, hairpinAddr } from './encoding.js';
 
 /** Deletes the forward and reverse entries of every flow to a gone endpoint. Returns how many flows. */
 export function flushStaleFlows(lib: NativeAddon, maps: MapFds, staleFlows: readonly StaleFlows[]): number {
@@ -23,9 +23,10 @@ export function flushStaleFlows(lib: NativeAddon, maps: MapFds, staleFlows: read
     lib.mapDelete(
       maps.rnat,
       encodeFlowKey({
+        family: flow.family,
         saddr: ct.backend.ip,
         sport: ct.backend.port,
-        daddr: ct.flags & LB_CT_F_HAIRPIN ? LB_HAIRPIN_ADDR : (ct.natSaddr ?? flow.saddr),
+        daddr: ct.flags & LB_CT_F_HAIRPIN ? hairpinAddr(flow.family) : (ct.natSaddr ?? flow.saddr),
         dport: ct.natSport || flow.sport,
         protocol: flow.protocol,
       }),

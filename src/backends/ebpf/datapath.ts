@@ -25,6 +25,10 @@ export const SOCK_PROGRAMS: Record<CgroupHook, string> = {
   sendmsg4: 'lb_sendmsg4',
   recvmsg4: 'lb_recvmsg4',
   getpeername4: 'lb_getpeername4',
+  connect6: 'lb_connect6',
+  sendmsg6: 'lb_sendmsg6',
+  recvmsg6: 'lb_recvmsg6',
+  getpeername6: 'lb_getpeername6',
 };
 /** Pinned, so that a restart keeps the frontends connected sockets must be shown. */
 export const SOCK_RNAT_MAP = 'kube_lb_sock_rnat';

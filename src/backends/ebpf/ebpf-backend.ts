@@ -2,7 +2,8 @@
 // TC programs on pod interfaces and uplinks and by cgroup programs for the
 // node's own sockets.
 import { type Backend, type EndpointCounters, type FrontendView, type MapFill, type SyncStats, addCounts } from '../backend.js';
-import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
+import { type DesiredState, type Destination, type IPFamily, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
+import { ipFamily } from '../../net/ip.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
@@ -35,7 +36,7 @@ import { type DropCounts, readDrops } from './drops.js';
 import { entriesOf, type RoomRequest, refusedRequests } from './room.js';
 import { BackendStatsMap } from './backend-stats.js';
 import { type ChunkKey, type ServiceChange, type ServiceEntry, ServiceMap, type SlotKey, type SvcId, sameMeta, svcKey } from './service-map.js';
-import type { SvcMeta } from './encoding.js';
+import type { NodeAddresses, SvcMeta } from './encoding.js';
 import { type RangeChange, SourceRangeMap } from './source-ranges.js';
 import { liveFlows, recordStackFlows, removeServices, setAdopting, type StackFlow } from './takeover.js';
 import { protocolsOf } from '../capabilities.js';
@@ -83,7 +84,7 @@ interface WantedFor extends WantedService {
 function mapServices(f: ResolvedFrontend, maglevTableSize: number): WantedService[] {
   const frontend = { ip: f.ip, port: f.port, protocol: f.protocol };
   const meta = { kind: f.kind, noEndpoints: f.noEndpoints, snat: false, sourceRanges: f.sourceRanges.length > 0, affinityTimeout: f.affinity?.timeoutSeconds ?? 0, maglevTableSize };
-  const internal: WantedService = { frontend, scope: 'internal', meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
+  const internal: WantedService = { frontend, scope: 'internal', family: f.family, meta, destinations: f.internal.destinations, sourceRanges: f.sourceRanges };
   if (f.kind === 'ClusterIP') return [internal];
   return [internal, { ...internal, scope: 'external', meta: { ...meta, snat: f.masquerade === 'all' }, destinations: f.external.destinations }];
 }
@@ -130,7 +131,7 @@ export class EbpfBackend implements Backend {
   /** This namespace, whose sockets the cgroup programs serve. */
   private netns: Netns | undefined;
   /** The address the cgroup programs were last told stands for the node. */
-  private sockNodeAddr: string | null = null;
+  private sockNodeAddrs: NodeAddresses = { ipv4: null, ipv6: null };
   /** Whose sockets the cgroup programs translate; off: there are none. */
   private socketLb: SocketLb = 'off';
   /** Ends sockets translated to removed backends; undefined without socket LB or where the kernel cannot. */
@@ -228,15 +229,15 @@ export class EbpfBackend implements Backend {
       const want = wanted.get(sk);
       const current = this.applied.get(sk);
       // A frontend's ranges are written once, with its internal-scope service.
-      const { frontend, scope } = (want ?? current)!;
+      const { frontend, scope, family } = (want ?? current)!;
       if (scope === 'internal') {
-        const ranges = { frontend, current: this.appliedRanges.get(frontendKey(frontend)) ?? [], wanted: want?.sourceRanges ?? [] };
+        const ranges = { frontend, family, current: this.appliedRanges.get(frontendKey(frontend)) ?? [], wanted: want?.sourceRanges ?? [] };
         if (!sameMembers(ranges.current, ranges.wanted)) rangeChanges.push(ranges);
       }
       if (want && current && sameMeta(want.meta, current.meta) && sameDestinationSet(current.slots, want.destinations)) continue;
       if (!want && !current) continue;
       const { meta } = (want ?? current)!;
-      changes.push({ frontend, scope, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
+      changes.push({ frontend, scope, family, meta, currentMeta: current?.meta ?? null, current: current?.slots ?? null, wanted: want?.destinations ?? null });
     }
 
     // Decided before anything is written. A refused frontend that is in the
@@ -273,7 +274,7 @@ export class EbpfBackend implements Backend {
       this.entries += entriesOf(change.wanted) - entriesOf(change.current);
       const sk = svcKey(change);
       const slots = tables.get(sk);
-      if (slots) this.applied.set(sk, { frontend: change.frontend, scope: change.scope, meta: change.meta, slots });
+      if (slots) this.applied.set(sk, { frontend: change.frontend, scope: change.scope, family: change.family, meta: change.meta, slots });
       else if (this.applied.delete(sk)) removed++;
     }
     const flushed = flushStaleFlows(this.lib, this.loaded.maps, stale);
@@ -283,7 +284,10 @@ export class EbpfBackend implements Backend {
       const destroyed = this.socketDestroyer!.destroy(goneBackends);
       if (destroyed > 0) this.opts.log.info({ sockets: destroyed }, 'destroyed connected UDP sockets of removed endpoints');
     }
-    if (node !== undefined) this.setSockNodeAddress(node.primaryIPs.find((ip) => !ip.includes(':')) ?? null);
+    if (node !== undefined) {
+      const first = (family: IPFamily): string | null => node.primaryIPs.find((ip) => ipFamily(ip) === family) ?? null;
+      this.setSockNodeAddresses({ ipv4: first('IPv4'), ipv6: first('IPv6') });
+    }
     if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
     // The maps are right, but traffic through these interfaces is not translated: the retry attaches again.
     const unattached = this.attacher?.failures ?? [];
@@ -308,10 +312,10 @@ export class EbpfBackend implements Backend {
     }
   }
 
-  private setSockNodeAddress(addr: string | null): void {
-    if (this.socketLb === 'off' || addr === this.sockNodeAddr) return;
-    setSockConfig(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, this.socketLb, addr);
-    this.sockNodeAddr = addr;
+  private setSockNodeAddresses(addrs: NodeAddresses): void {
+    if (this.socketLb === 'off' || (addrs.ipv4 === this.sockNodeAddrs.ipv4 && addrs.ipv6 === this.sockNodeAddrs.ipv6)) return;
+    setSockConfig(this.lib, this.loaded!.object.mapFd(SOCK_CONFIG_MAP), this.netns!, this.socketLb, addrs);
+    this.sockNodeAddrs = addrs;
   }
 
   /** The room each service port's changes need, and the room free once orphans and removed frontends are gone. */
@@ -353,7 +357,7 @@ export class EbpfBackend implements Backend {
    */
   private readServiceMap(): void {
     const contents = new ServiceMap(this.lib, this.maps!.svc, this.maps!.maglev).readAll();
-    const backends = [...contents.services.values()].flatMap(({ frontend, scope, slots }) => slots.map((destination) => ({ frontend, scope, destination })));
+    const backends = [...contents.services.values()].flatMap(({ frontend, scope, family, slots }) => slots.map((destination) => ({ frontend, scope, family, destination })));
     const stats = new BackendStatsMap(this.lib, this.maps!.backendStats).reconcile(backends);
     if (stats.added + stats.removed > 0) this.opts.log.info(stats, 'kube_lb_backend_stats: counters added for backends without, removed for backends gone');
     this.applied = contents.services;

@@ -1,11 +1,12 @@
 // Binary encoders and decoders for the eBPF maps' keys and values.
 // They mirror bpf/include/structs.h and consts.h; test/unit/encoding-btf.test.ts
 // checks every layout below against the BTF of the built object.
-// Addresses are bytes in packet order (written big-endian); ports, counts
-// and flags are in host order (little-endian, checked below).
+// Addresses are 16 bytes in packet order, IPv4 ones IPv4-mapped
+// (::ffff:10.96.0.10), whichever family the caller names; ports, counts and
+// flags are in host order (little-endian, checked below).
 import os from 'node:os';
-import type { Destination, Frontend, FrontendKind, NoEndpointsVerdict, Protocol } from '../../model/contract.js';
-import { intToIpv4, ipv4ToInt, parseCidr } from '../../net/ip.js';
+import type { Destination, Frontend, FrontendKind, IPFamily, NoEndpointsVerdict, Protocol } from '../../model/contract.js';
+import { bytesToIpv6, intToIpv4, ipv4ToInt, ipv6ToBytes, parseCidr } from '../../net/ip.js';
 import type { Netns } from './netns.js';
 
 if (os.endianness() !== 'LE') {
@@ -19,67 +20,73 @@ interface Field {
 
 /** Struct layouts: name -> size and the fields the control plane reads or writes. */
 export const layouts = {
-  lb_svc_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, scope: { offset: 7, size: 1 }, slot: { offset: 8, size: 2 } } },
+  lb_svc_key: { size: 24, fields: { vip: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, proto: { offset: 18, size: 1 }, scope: { offset: 19, size: 1 }, slot: { offset: 20, size: 2 } } },
   lb_svc_value: {
-    size: 16,
+    size: 28,
     fields: {
       count: { offset: 0, size: 2 },
       flags: { offset: 2, size: 2 },
-      backend_addr: { offset: 4, size: 4 },
-      backend_port: { offset: 8, size: 2 },
-      maglev_size: { offset: 10, size: 2 },
-      affinity_timeout: { offset: 12, size: 4 },
+      backend_addr: { offset: 4, size: 16 },
+      backend_port: { offset: 20, size: 2 },
+      maglev_size: { offset: 22, size: 2 },
+      affinity_timeout: { offset: 24, size: 4 },
     },
   },
-  lb_maglev_key: { size: 12, fields: { vip: { offset: 0, size: 4 }, port: { offset: 4, size: 2 }, proto: { offset: 6, size: 1 }, scope: { offset: 7, size: 1 }, chunk: { offset: 8, size: 2 } } },
+  lb_maglev_key: { size: 24, fields: { vip: { offset: 0, size: 16 }, port: { offset: 16, size: 2 }, proto: { offset: 18, size: 1 }, scope: { offset: 19, size: 1 }, chunk: { offset: 20, size: 2 } } },
   lb_maglev_chunk: { size: 2048, fields: { slots: { offset: 0, size: 2048 } } },
-  lb_affinity_key: { size: 12, fields: { client: { offset: 0, size: 4 }, vip: { offset: 4, size: 4 }, port: { offset: 8, size: 2 }, proto: { offset: 10, size: 1 }, scope: { offset: 11, size: 1 } } },
-  lb_affinity_value: { size: 12, fields: { backend_addr: { offset: 0, size: 4 }, backend_port: { offset: 4, size: 2 }, slot: { offset: 6, size: 2 }, last_seen: { offset: 8, size: 4 } } },
+  lb_affinity_key: { size: 36, fields: { client: { offset: 0, size: 16 }, vip: { offset: 16, size: 16 }, port: { offset: 32, size: 2 }, proto: { offset: 34, size: 1 }, scope: { offset: 35, size: 1 } } },
+  lb_affinity_value: { size: 24, fields: { backend_addr: { offset: 0, size: 16 }, backend_port: { offset: 16, size: 2 }, slot: { offset: 18, size: 2 }, last_seen: { offset: 20, size: 4 } } },
   lb_source_range_key: {
-    size: 16,
-    fields: { prefixlen: { offset: 0, size: 4 }, vip: { offset: 4, size: 4 }, port: { offset: 8, size: 2 }, proto: { offset: 10, size: 1 }, saddr: { offset: 12, size: 4 } },
+    size: 40,
+    fields: { prefixlen: { offset: 0, size: 4 }, vip: { offset: 4, size: 16 }, port: { offset: 20, size: 2 }, proto: { offset: 22, size: 1 }, saddr: { offset: 24, size: 16 } },
   },
-  lb_flow_key: { size: 16, fields: { saddr: { offset: 0, size: 4 }, daddr: { offset: 4, size: 4 }, sport: { offset: 8, size: 2 }, dport: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } } },
+  lb_flow_key: { size: 40, fields: { saddr: { offset: 0, size: 16 }, daddr: { offset: 16, size: 16 }, sport: { offset: 32, size: 2 }, dport: { offset: 34, size: 2 }, proto: { offset: 36, size: 1 } } },
   lb_ct_value: {
-    size: 20,
+    size: 44,
     fields: {
-      backend_addr: { offset: 0, size: 4 },
-      backend_port: { offset: 4, size: 2 },
-      flags: { offset: 6, size: 2 },
-      last_seen: { offset: 8, size: 4 },
-      nat_sport: { offset: 12, size: 2 },
-      nat_saddr: { offset: 16, size: 4 },
+      backend_addr: { offset: 0, size: 16 },
+      backend_port: { offset: 16, size: 2 },
+      flags: { offset: 18, size: 2 },
+      last_seen: { offset: 20, size: 4 },
+      nat_sport: { offset: 24, size: 2 },
+      nat_saddr: { offset: 28, size: 16 },
     },
   },
   lb_rnat_value: {
-    size: 16,
-    fields: { vip: { offset: 0, size: 4 }, vport: { offset: 4, size: 2 }, flags: { offset: 6, size: 2 }, client_addr: { offset: 8, size: 4 }, client_port: { offset: 12, size: 2 } },
+    size: 40,
+    fields: { vip: { offset: 0, size: 16 }, vport: { offset: 16, size: 2 }, flags: { offset: 18, size: 2 }, client_addr: { offset: 20, size: 16 }, client_port: { offset: 36, size: 2 } },
   },
   lb_iface_value: {
-    size: 24,
-    fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 4 }, netns_cookie: { offset: 8, size: 8 }, netns_ino: { offset: 16, size: 4 } },
+    size: 56,
+    fields: { flags: { offset: 0, size: 4 }, snat_addr: { offset: 4, size: 16 }, netns_cookie: { offset: 24, size: 8 }, netns_ino: { offset: 32, size: 4 }, snat_addr6: { offset: 40, size: 16 } },
   },
-  lb_sock_config: { size: 16, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 4 }, flags: { offset: 12, size: 4 } } },
+  lb_sock_config: { size: 48, fields: { netns_cookie: { offset: 0, size: 8 }, node_addr: { offset: 8, size: 16 }, flags: { offset: 24, size: 4 }, node_addr6: { offset: 32, size: 16 } } },
   lb_backend_key: {
-    size: 16,
+    size: 40,
     fields: {
-      vip: { offset: 0, size: 4 },
-      port: { offset: 4, size: 2 },
-      proto: { offset: 6, size: 1 },
-      scope: { offset: 7, size: 1 },
-      backend_addr: { offset: 8, size: 4 },
-      backend_port: { offset: 12, size: 2 },
+      vip: { offset: 0, size: 16 },
+      port: { offset: 16, size: 2 },
+      proto: { offset: 18, size: 1 },
+      scope: { offset: 19, size: 1 },
+      backend_addr: { offset: 20, size: 16 },
+      backend_port: { offset: 36, size: 2 },
     },
   },
   lb_backend_stats: { size: 24, fields: { connections: { offset: 0, size: 8 }, packets: { offset: 8, size: 8 }, bytes: { offset: 16, size: 8 } } },
   lb_sock_gone_key: {
-    size: 16,
-    fields: { vip: { offset: 0, size: 4 }, backend_addr: { offset: 4, size: 4 }, vport: { offset: 8, size: 2 }, backend_port: { offset: 10, size: 2 }, proto: { offset: 12, size: 1 } },
+    size: 40,
+    fields: { vip: { offset: 0, size: 16 }, backend_addr: { offset: 16, size: 16 }, vport: { offset: 32, size: 2 }, backend_port: { offset: 34, size: 2 }, proto: { offset: 36, size: 1 } },
   },
 } satisfies Record<string, { size: number; fields: Record<string, Field> }>;
 
 /** From consts.h. */
 export const LB_HAIRPIN_ADDR = '169.254.7.1';
+export const LB_HAIRPIN_ADDR6 = '100::7:1';
+
+/** The address a hairpinned pod sees as its client, in the flow's family. */
+export function hairpinAddr(family: IPFamily): string {
+  return family === 'IPv4' ? LB_HAIRPIN_ADDR : LB_HAIRPIN_ADDR6;
+}
 export const LB_CT_F_HAIRPIN = 0x1;
 export const LB_CT_F_CLOSING = 0x2;
 export const LB_CT_F_STACK = 0x8;
@@ -122,6 +129,40 @@ function protocolFromNumber(n: number): Protocol {
   return found;
 }
 
+/** Writes an address of `family` as lb_addr_t; throws if it is not one. */
+export function writeAddr(b: Buffer, at: number, ip: string, family: IPFamily): void {
+  if (family === 'IPv6') {
+    ipv6ToBytes(ip).copy(b, at);
+    return;
+  }
+  b.fill(0, at, at + 10);
+  b.writeUInt16BE(0xffff, at + 10);
+  b.writeUInt32BE(ipv4ToInt(ip), at + 12);
+}
+
+/** An lb_addr_t field that may hold none (all zeros): written as such for null. */
+function writeOptionalAddr(b: Buffer, at: number, ip: string | null, family: IPFamily): void {
+  if (ip === null) b.fill(0, at, at + 16);
+  else writeAddr(b, at, ip, family);
+}
+
+function isMapped(b: Buffer, at: number): boolean {
+  return b.readBigUInt64BE(at) === 0n && b.readUInt32BE(at + 8) === 0xffff;
+}
+
+/** The family of an lb_addr_t as written. */
+export function addrFamily(b: Buffer, at: number): IPFamily {
+  return isMapped(b, at) ? 'IPv4' : 'IPv6';
+}
+
+export function readAddr(b: Buffer, at: number): string {
+  return isMapped(b, at) ? intToIpv4(b.readUInt32BE(at + 12)) : bytesToIpv6(b, at);
+}
+
+function readOptionalAddr(b: Buffer, at: number): string | null {
+  return b.readBigUInt64BE(at) === 0n && b.readBigUInt64BE(at + 8) === 0n ? null : readAddr(b, at);
+}
+
 const svcKey = layouts.lb_svc_key.fields;
 const svcValue = layouts.lb_svc_value.fields;
 const flowKey = layouts.lb_flow_key.fields;
@@ -133,42 +174,43 @@ const maglevKey = layouts.lb_maglev_key.fields;
 /** The fields that name a service in one scope, in the keys of kube_lb_svc and kube_lb_maglev. */
 type ServiceIdFields = Pick<typeof svcKey, 'vip' | 'port' | 'proto' | 'scope'>;
 
-function writeServiceId(b: Buffer, at: number, fields: ServiceIdFields, f: Frontend, scope: Scope): void {
-  b.writeUInt32BE(ipv4ToInt(f.ip), at + fields.vip.offset);
+function writeServiceId(b: Buffer, at: number, fields: ServiceIdFields, f: Frontend, scope: Scope, family: IPFamily): void {
+  writeAddr(b, at + fields.vip.offset, f.ip, family);
   b.writeUInt16LE(f.port, at + fields.port.offset);
   b.writeUInt8(protocolNumbers[f.protocol], at + fields.proto.offset);
   b.writeUInt8(SCOPES[scope], at + fields.scope.offset);
 }
 
-function decodeServiceId(map: string, b: Buffer, at: number, fields: ServiceIdFields): { frontend: Frontend; scope: Scope } {
+function decodeServiceId(map: string, b: Buffer, at: number, fields: ServiceIdFields): { frontend: Frontend; scope: Scope; family: IPFamily } {
   const scopeNumber = b.readUInt8(at + fields.scope.offset);
   const scope = (Object.keys(SCOPES) as Scope[]).find((s) => SCOPES[s] === scopeNumber);
   if (scope === undefined) throw new Error(`${map}: unknown scope ${scopeNumber}`);
   return {
     frontend: {
-      ip: intToIpv4(b.readUInt32BE(at + fields.vip.offset)),
+      ip: readAddr(b, at + fields.vip.offset),
       port: b.readUInt16LE(at + fields.port.offset),
       protocol: protocolFromNumber(b.readUInt8(at + fields.proto.offset)),
     },
     scope,
+    family: addrFamily(b, at + fields.vip.offset),
   };
 }
 
-export function writeSvcKey(b: Buffer, at: number, f: Frontend, scope: Scope, slot: number): void {
-  writeServiceId(b, at, svcKey, f, scope);
+export function writeSvcKey(b: Buffer, at: number, f: Frontend, scope: Scope, slot: number, family: IPFamily): void {
+  writeServiceId(b, at, svcKey, f, scope, family);
   b.writeUInt16LE(slot, at + svcKey.slot.offset);
 }
 
-export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; slot: number } {
+export function decodeSvcKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; family: IPFamily; slot: number } {
   return { ...decodeServiceId('kube_lb_svc', b, at, svcKey), slot: b.readUInt16LE(at + svcKey.slot.offset) };
 }
 
-export function writeMaglevKey(b: Buffer, at: number, f: Frontend, scope: Scope, chunk: number): void {
-  writeServiceId(b, at, maglevKey, f, scope);
+export function writeMaglevKey(b: Buffer, at: number, f: Frontend, scope: Scope, chunk: number, family: IPFamily): void {
+  writeServiceId(b, at, maglevKey, f, scope, family);
   b.writeUInt16LE(chunk, at + maglevKey.chunk.offset);
 }
 
-export function decodeMaglevKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; chunk: number } {
+export function decodeMaglevKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; family: IPFamily; chunk: number } {
   return { ...decodeServiceId('kube_lb_maglev', b, at, maglevKey), chunk: b.readUInt16LE(at + maglevKey.chunk.offset) };
 }
 
@@ -207,9 +249,9 @@ export function writeSvcCount(b: Buffer, at: number, count: number, meta: SvcMet
   b.writeUInt32LE(meta.affinityTimeout, at + svcValue.affinity_timeout.offset);
 }
 
-/** Slots 1..count: one backend each. */
-export function writeSvcBackend(b: Buffer, at: number, d: Destination): void {
-  b.writeUInt32BE(ipv4ToInt(d.ip), at + svcValue.backend_addr.offset);
+/** Slots 1..count: one backend each, of the frontend's family. */
+export function writeSvcBackend(b: Buffer, at: number, d: Destination, family: IPFamily): void {
+  writeAddr(b, at + svcValue.backend_addr.offset, d.ip, family);
   b.writeUInt16LE(d.port, at + svcValue.backend_port.offset);
 }
 
@@ -225,23 +267,23 @@ export function decodeSvcValue(b: Buffer, at = 0): { count: number; meta: SvcMet
       affinityTimeout: b.readUInt32LE(at + svcValue.affinity_timeout.offset),
       maglevTableSize: flags & LB_SVC_F_MAGLEV ? b.readUInt16LE(at + svcValue.maglev_size.offset) : 0,
     },
-    backend: { ip: intToIpv4(b.readUInt32BE(at + svcValue.backend_addr.offset)), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
+    backend: { ip: readAddr(b, at + svcValue.backend_addr.offset), port: b.readUInt16LE(at + svcValue.backend_port.offset) },
   };
 }
 
 const backendKey = layouts.lb_backend_key.fields;
 
 /** A kube_lb_backend_stats key: one backend of one kube_lb_svc service. */
-export function writeBackendKey(b: Buffer, at: number, f: Frontend, scope: Scope, d: Destination): void {
-  writeServiceId(b, at, backendKey, f, scope);
-  b.writeUInt32BE(ipv4ToInt(d.ip), at + backendKey.backend_addr.offset);
+export function writeBackendKey(b: Buffer, at: number, f: Frontend, scope: Scope, d: Destination, family: IPFamily): void {
+  writeServiceId(b, at, backendKey, f, scope, family);
+  writeAddr(b, at + backendKey.backend_addr.offset, d.ip, family);
   b.writeUInt16LE(d.port, at + backendKey.backend_port.offset);
 }
 
-export function decodeBackendKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; destination: Destination } {
+export function decodeBackendKey(b: Buffer, at = 0): { frontend: Frontend; scope: Scope; family: IPFamily; destination: Destination } {
   return {
     ...decodeServiceId('kube_lb_backend_stats', b, at, backendKey),
-    destination: { ip: intToIpv4(b.readUInt32BE(at + backendKey.backend_addr.offset)), port: b.readUInt16LE(at + backendKey.backend_port.offset) },
+    destination: { ip: readAddr(b, at + backendKey.backend_addr.offset), port: b.readUInt16LE(at + backendKey.backend_port.offset) },
   };
 }
 
@@ -264,6 +306,7 @@ export function sumBackendStats(values: Buffer, at: number, cpus: number): Backe
 }
 
 export interface Flow {
+  family: IPFamily;
   saddr: string;
   daddr: string;
   sport: number;
@@ -273,8 +316,8 @@ export interface Flow {
 
 export function encodeFlowKey(f: Flow): Buffer {
   const b = Buffer.alloc(layouts.lb_flow_key.size);
-  b.writeUInt32BE(ipv4ToInt(f.saddr), flowKey.saddr.offset);
-  b.writeUInt32BE(ipv4ToInt(f.daddr), flowKey.daddr.offset);
+  writeAddr(b, flowKey.saddr.offset, f.saddr, f.family);
+  writeAddr(b, flowKey.daddr.offset, f.daddr, f.family);
   b.writeUInt16LE(f.sport, flowKey.sport.offset);
   b.writeUInt16LE(f.dport, flowKey.dport.offset);
   b.writeUInt8(protocolNumbers[f.protocol], flowKey.proto.offset);
@@ -283,8 +326,9 @@ export function encodeFlowKey(f: Flow): Buffer {
 
 export function decodeFlowKey(b: Buffer, at = 0): Flow {
   return {
-    saddr: intToIpv4(b.readUInt32BE(at + flowKey.saddr.offset)),
-    daddr: intToIpv4(b.readUInt32BE(at + flowKey.daddr.offset)),
+    family: addrFamily(b, at + flowKey.saddr.offset),
+    saddr: readAddr(b, at + flowKey.saddr.offset),
+    daddr: readAddr(b, at + flowKey.daddr.offset),
     sport: b.readUInt16LE(at + flowKey.sport.offset),
     dport: b.readUInt16LE(at + flowKey.dport.offset),
     protocol: protocolFromNumber(b.readUInt8(at + flowKey.proto.offset)),
@@ -304,32 +348,32 @@ export interface CtValue {
 
 export function decodeCtValue(b: Buffer, at = 0): CtValue {
   return {
-    backend: { ip: intToIpv4(b.readUInt32BE(at + ctValue.backend_addr.offset)), port: b.readUInt16LE(at + ctValue.backend_port.offset) },
+    backend: { ip: readAddr(b, at + ctValue.backend_addr.offset), port: b.readUInt16LE(at + ctValue.backend_port.offset) },
     flags: b.readUInt16LE(at + ctValue.flags.offset),
     lastSeen: b.readUInt32LE(at + ctValue.last_seen.offset),
     natSport: b.readUInt16LE(at + ctValue.nat_sport.offset),
-    natSaddr: b.readUInt32BE(at + ctValue.nat_saddr.offset) === 0 ? null : intToIpv4(b.readUInt32BE(at + ctValue.nat_saddr.offset)),
+    natSaddr: readOptionalAddr(b, at + ctValue.nat_saddr.offset),
   };
 }
 
 /** Tests write conntrack entries, and a takeover its LB_CT_F_STACK ones (takeover.ts); the datapath owns the rest. */
-export function encodeCtValue(v: CtValue): Buffer {
+export function encodeCtValue(v: CtValue, family: IPFamily): Buffer {
   const b = Buffer.alloc(layouts.lb_ct_value.size);
-  b.writeUInt32BE(ipv4ToInt(v.backend.ip), ctValue.backend_addr.offset);
+  writeAddr(b, ctValue.backend_addr.offset, v.backend.ip, family);
   b.writeUInt16LE(v.backend.port, ctValue.backend_port.offset);
   b.writeUInt16LE(v.flags, ctValue.flags.offset);
   b.writeUInt32LE(v.lastSeen, ctValue.last_seen.offset);
   b.writeUInt16LE(v.natSport, ctValue.nat_sport.offset);
-  b.writeUInt32BE(v.natSaddr === null ? 0 : ipv4ToInt(v.natSaddr), ctValue.nat_saddr.offset);
+  writeOptionalAddr(b, ctValue.nat_saddr.offset, v.natSaddr, family);
   return b;
 }
 
 export function decodeRnatValue(b: Buffer, at = 0): { vip: string; vport: number; flags: number; clientAddr: string; clientPort: number } {
   return {
-    vip: intToIpv4(b.readUInt32BE(at + rnatValue.vip.offset)),
+    vip: readAddr(b, at + rnatValue.vip.offset),
     vport: b.readUInt16LE(at + rnatValue.vport.offset),
     flags: b.readUInt16LE(at + rnatValue.flags.offset),
-    clientAddr: intToIpv4(b.readUInt32BE(at + rnatValue.client_addr.offset)),
+    clientAddr: readAddr(b, at + rnatValue.client_addr.offset),
     clientPort: b.readUInt16LE(at + rnatValue.client_port.offset),
   };
 }
@@ -348,6 +392,8 @@ export function encodeIfindex(ifindex: number): Buffer {
 export interface IfaceRecord {
   flags: number;
   snatAddr: string | null;
+  /** The same for IPv6 flows. */
+  snatAddr6: string | null;
   netns: Netns;
 }
 
@@ -356,7 +402,8 @@ const ifaceValue = layouts.lb_iface_value.fields;
 export function encodeIfaceValue(v: IfaceRecord): Buffer {
   const b = Buffer.alloc(layouts.lb_iface_value.size);
   b.writeUInt32LE(v.flags, ifaceValue.flags.offset);
-  b.writeUInt32BE(v.snatAddr === null ? 0 : ipv4ToInt(v.snatAddr), ifaceValue.snat_addr.offset);
+  writeOptionalAddr(b, ifaceValue.snat_addr.offset, v.snatAddr, 'IPv4');
+  writeOptionalAddr(b, ifaceValue.snat_addr6.offset, v.snatAddr6, 'IPv6');
   b.writeBigUInt64LE(v.netns.cookie, ifaceValue.netns_cookie.offset);
   b.writeUInt32LE(v.netns.ino, ifaceValue.netns_ino.offset);
   return b;
@@ -365,26 +412,29 @@ export function encodeIfaceValue(v: IfaceRecord): Buffer {
 /** sock.h: the cgroup programs translate the sockets of every namespace, pods' too. */
 const LB_SOCK_F_ALL_NAMESPACES = 0x1;
 
-/**
- * kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve,
- * whether they serve every other one too, and the node's address (null:
- * none known yet).
- */
-export function encodeSockConfig(netnsCookie: bigint, allNamespaces: boolean, nodeAddr: string | null): Buffer {
+/** The node's address of each family (null: none known), which stands for the node as a client of unbound sockets. */
+export interface NodeAddresses {
+  ipv4: string | null;
+  ipv6: string | null;
+}
+
+/** kube_lb_sockcfg: the namespace whose sockets the cgroup programs serve, whether they serve every other one too, and the node's addresses. */
+export function encodeSockConfig(netnsCookie: bigint, allNamespaces: boolean, node: NodeAddresses): Buffer {
   const { fields } = layouts.lb_sock_config;
   const b = Buffer.alloc(layouts.lb_sock_config.size);
   b.writeBigUInt64LE(netnsCookie, fields.netns_cookie.offset);
-  b.writeUInt32BE(nodeAddr === null ? 0 : ipv4ToInt(nodeAddr), fields.node_addr.offset);
+  writeOptionalAddr(b, fields.node_addr.offset, node.ipv4, 'IPv4');
+  writeOptionalAddr(b, fields.node_addr6.offset, node.ipv6, 'IPv6');
   b.writeUInt32LE(allNamespaces ? LB_SOCK_F_ALL_NAMESPACES : 0, fields.flags.offset);
   return b;
 }
 
 /** kube_lb_sock_gone: a frontend and a backend it no longer sends to. */
-export function encodeSockGoneKey(frontend: Frontend, backend: Destination): Buffer {
+export function encodeSockGoneKey(frontend: Frontend, backend: Destination, family: IPFamily): Buffer {
   const { fields } = layouts.lb_sock_gone_key;
   const b = Buffer.alloc(layouts.lb_sock_gone_key.size);
-  b.writeUInt32BE(ipv4ToInt(frontend.ip), fields.vip.offset);
-  b.writeUInt32BE(ipv4ToInt(backend.ip), fields.backend_addr.offset);
+  writeAddr(b, fields.vip.offset, frontend.ip, family);
+  writeAddr(b, fields.backend_addr.offset, backend.ip, family);
   b.writeUInt16LE(frontend.port, fields.vport.offset);
   b.writeUInt16LE(backend.port, fields.backend_port.offset);
   b.writeUInt8(protocolNumbers[frontend.protocol], fields.proto.offset);
@@ -397,10 +447,10 @@ export function decodeSockConfigNetns(value: Buffer): bigint {
 }
 
 export function decodeIfaceValue(value: Buffer, at = 0): IfaceRecord {
-  const snat = value.readUInt32BE(at + ifaceValue.snat_addr.offset);
   return {
     flags: value.readUInt32LE(at + ifaceValue.flags.offset),
-    snatAddr: snat === 0 ? null : intToIpv4(snat),
+    snatAddr: readOptionalAddr(value, at + ifaceValue.snat_addr.offset),
+    snatAddr6: readOptionalAddr(value, at + ifaceValue.snat_addr6.offset),
     netns: { ino: value.readUInt32LE(at + ifaceValue.netns_ino.offset), cookie: value.readBigUInt64LE(at + ifaceValue.netns_cookie.offset) },
   };
 }
@@ -418,28 +468,38 @@ export function sumPerCpu(values: Buffer): number {
 
 const sourceRangeKey = layouts.lb_source_range_key.fields;
 /** The LPM trie's prefix length covers the frontend (address, port, protocol, pad) before the source. */
-const FRONTEND_BITS = 64;
+const FRONTEND_BITS = 160;
+/** An IPv4 prefix covers the 96 bits of the mapping before its own. */
+const MAPPED_BITS = 96;
 
-/** A kube_lb_source_ranges key: a frontend and an IPv4 CIDR allowed to reach it. */
-export function encodeSourceRangeKey(f: Frontend, cidr: string): Buffer {
-  const { ip, prefix } = parseCidr(cidr);
+/** A kube_lb_source_ranges key: a frontend of `family` and a CIDR of that family allowed to reach it. */
+export function encodeSourceRangeKey(f: Frontend, cidr: string, family: IPFamily): Buffer {
+  const { ip, prefix, family: cidrFamily } = parseCidr(cidr);
+  if (cidrFamily !== family) throw new Error(`source range ${cidr} is not of the frontend's family ${family}`);
   const b = Buffer.alloc(layouts.lb_source_range_key.size);
-  b.writeUInt32LE(FRONTEND_BITS + prefix, sourceRangeKey.prefixlen.offset);
-  b.writeUInt32BE(ipv4ToInt(f.ip), sourceRangeKey.vip.offset);
+  b.writeUInt32LE(FRONTEND_BITS + (family === 'IPv4' ? MAPPED_BITS : 0) + prefix, sourceRangeKey.prefixlen.offset);
+  writeAddr(b, sourceRangeKey.vip.offset, f.ip, family);
   b.writeUInt16LE(f.port, sourceRangeKey.port.offset);
   b.writeUInt8(protocolNumbers[f.protocol], sourceRangeKey.proto.offset);
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  b.writeUInt32BE((ipv4ToInt(ip) & mask) >>> 0, sourceRangeKey.saddr.offset);
+  writeAddr(b, sourceRangeKey.saddr.offset, ip, family);
+  // The trie compares only the prefix's bits; the rest is zeroed so that a key reads back as the CIDR.
+  const bits = (family === 'IPv4' ? MAPPED_BITS : 0) + prefix;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - 8 * i));
+    b[sourceRangeKey.saddr.offset + i]! &= (0xff00 >> keep) & 0xff;
+  }
   return b;
 }
 
 export function decodeSourceRangeKey(b: Buffer, at = 0): { frontend: Frontend; cidr: string } {
+  const saddr = at + sourceRangeKey.saddr.offset;
+  const bits = b.readUInt32LE(at + sourceRangeKey.prefixlen.offset) - FRONTEND_BITS;
   return {
     frontend: {
-      ip: intToIpv4(b.readUInt32BE(at + sourceRangeKey.vip.offset)),
+      ip: readAddr(b, at + sourceRangeKey.vip.offset),
       port: b.readUInt16LE(at + sourceRangeKey.port.offset),
       protocol: protocolFromNumber(b.readUInt8(at + sourceRangeKey.proto.offset)),
     },
-    cidr: `${intToIpv4(b.readUInt32BE(at + sourceRangeKey.saddr.offset))}/${b.readUInt32LE(at + sourceRangeKey.prefixlen.offset) - FRONTEND_BITS}`,
+    cidr: `${readAddr(b, saddr)}/${addrFamily(b, saddr) === 'IPv4' ? bits - MAPPED_BITS : bits}`,
   };
 }

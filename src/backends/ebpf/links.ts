@@ -11,6 +11,8 @@ export interface Link {
   name: string;
   /** Its global-scope IPv4 addresses, primary first. */
   ipv4: string[];
+  /** Its global-scope IPv6 addresses, primary first. */
+  ipv6: string[];
   /** The bridge (or bond) it is a port of. */
   master: string | null;
   /** Its kind ("bridge", "veth", ...); null for a plain device. */
@@ -31,6 +33,7 @@ export async function listLinks(): Promise<Link[]> {
     ifindex: l.ifindex,
     name: l.ifname,
     ipv4: (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => a.local),
+    ipv6: (l.addr_info ?? []).filter((a) => a.family === 'inet6' && a.scope === 'global').map((a) => a.local),
     master: l.master ?? null,
     kind: l.linkinfo?.info_kind ?? null,
   }));

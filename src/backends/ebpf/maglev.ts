@@ -77,14 +77,19 @@ export function maglevTable(destinations: readonly Destination[], size: number):
 
 const rol32 = (word: number, shift: number): number => ((word << shift) | (word >>> (32 - shift))) >>> 0;
 
+/** maglev_addr_word of lb.h: an IPv4 address's word, an IPv6 address's four XORed, as the program loads them on this little-endian host. */
+function addrWord(key: Buffer, at: number, family: Flow['family']): number {
+  if (family === 'IPv4') return key.readUInt32LE(at + 12);
+  return (key.readUInt32LE(at) ^ key.readUInt32LE(at + 4) ^ key.readUInt32LE(at + 8) ^ key.readUInt32LE(at + 12)) >>> 0;
+}
+
 /** maglev_hash of lb.h: Linux's jhash_3words over the flow key's addresses and ports, with the protocol in the seed. */
 export function maglevFlowHash(flow: Flow): number {
   const key = encodeFlowKey(flow);
   const fields = layouts.lb_flow_key.fields;
   const initval = (LB_MAGLEV_HASH_SEED + key.readUInt8(fields.proto.offset) + 0xdeadbeef + (3 << 2)) >>> 0;
-  // The words as the program loads them on this little-endian host.
-  let a = (key.readUInt32LE(fields.saddr.offset) + initval) >>> 0;
-  let b = (key.readUInt32LE(fields.daddr.offset) + initval) >>> 0;
+  let a = (addrWord(key, fields.saddr.offset, flow.family) + initval) >>> 0;
+  let b = (addrWord(key, fields.daddr.offset, flow.family) + initval) >>> 0;
   let c = ((key.readUInt16LE(fields.sport.offset) | (key.readUInt16LE(fields.dport.offset) << 16)) + initval) >>> 0;
   c = ((c ^ b) - rol32(b, 14)) >>> 0;
   a = ((a ^ c) - rol32(c, 11)) >>> 0;

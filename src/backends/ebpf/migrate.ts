@@ -29,7 +29,17 @@ export interface FieldCopy {
   from: number;
   to: number;
   size: number;
+  /** An IPv4 address that became an lb_addr_t (4 bytes to 16): written IPv4-mapped, all zeros (none) staying so. */
+  mapped?: true;
 }
+
+/**
+ * Addresses grew from IPv4's 4 bytes to lb_addr_t's 16, which holds an
+ * IPv4 address IPv4-mapped (structs.h): a field of one size that became
+ * the other is such an address, and carries over mapped.
+ */
+const IPV4_SIZE = 4;
+const ADDR_SIZE = 16;
 
 export interface CopyPlan {
   fromSize: number;
@@ -53,6 +63,7 @@ export function copyPlan(from: BtfStruct, to: BtfStruct): CopyPlan {
   for (const m of to.members.filter((m) => !isPad(m.name))) {
     const old = from.members.find((o) => o.name === m.name);
     if (!old) added.push(m.name);
+    else if (old.size === IPV4_SIZE && m.size === ADDR_SIZE) copies.push({ name: m.name, from: old.offset, to: m.offset, size: m.size, mapped: true });
     else if (old.size !== m.size) resized.push(m.name);
     else copies.push({ name: m.name, from: old.offset, to: m.offset, size: m.size });
   }
@@ -74,7 +85,16 @@ export function keyIncompatibility(plan: CopyPlan): string | null {
 export function convertRecords(records: Buffer, count: number, plan: CopyPlan): Buffer {
   const out = Buffer.alloc(count * plan.toSize);
   for (let i = 0; i < count; i++) {
-    for (const c of plan.copies) records.copy(out, i * plan.toSize + c.to, i * plan.fromSize + c.from, i * plan.fromSize + c.from + c.size);
+    for (const c of plan.copies) {
+      const from = i * plan.fromSize + c.from;
+      const to = i * plan.toSize + c.to;
+      if (!c.mapped) {
+        records.copy(out, to, from, from + c.size);
+      } else if (records.readUInt32BE(from) !== 0) {
+        out.writeUInt16BE(0xffff, to + ADDR_SIZE - IPV4_SIZE - 2);
+        records.copy(out, to + ADDR_SIZE - IPV4_SIZE, from, from + IPV4_SIZE);
+      }
+    }
   }
   return out;
 }

@@ -1,6 +1,6 @@
 // The kube_lb_svc map: reading it back, and writing service changes in an
 // order that never lets a lookup see a half-written service.
-import { type Destination, type Frontend, destinationKey, frontendKey } from '../../model/contract.js';
+import { type Destination, type Frontend, type IPFamily, destinationKey, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import {
   LB_MAGLEV_CHUNK,
@@ -24,10 +24,12 @@ import { planSlots } from './slots.js';
 export interface SvcId {
   frontend: Frontend;
   scope: Scope;
+  /** The frontend's family, and its backends'. */
+  family: IPFamily;
 }
 
 /** Identifies a service in the map: "10.96.0.10:80/TCP", "172.18.0.2:30080/TCP external". */
-export function svcKey(id: SvcId): string {
+export function svcKey(id: Pick<SvcId, 'frontend' | 'scope'>): string {
   return id.scope === 'internal' ? frontendKey(id.frontend) : `${frontendKey(id.frontend)} external`;
 }
 
@@ -89,8 +91,8 @@ export interface ServiceChange extends SvcId {
 }
 
 /** The change that writes a ClusterIP service absent from the map: for tests, benchmarks and tools that fill the map directly. */
-export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal'): ServiceChange {
-  return { frontend, scope, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, maglevTableSize: 0, ...meta }, currentMeta: null, current: null, wanted };
+export function addition(frontend: Frontend, wanted: readonly Destination[], meta: Partial<SvcMeta> = {}, scope: Scope = 'internal', family: IPFamily = 'IPv4'): ServiceChange {
+  return { frontend, scope, family, meta: { kind: 'ClusterIP', noEndpoints: 'reject', snat: false, sourceRanges: false, affinityTimeout: 0, maglevTableSize: 0, ...meta }, currentMeta: null, current: null, wanted };
 }
 
 const KEY_SIZE = layouts.lb_svc_key.size;
@@ -112,11 +114,11 @@ class Batch {
   }
 
   key(id: SvcId, slot: number): void {
-    writeSvcKey(this.keys, this.count++ * KEY_SIZE, id.frontend, id.scope, slot);
+    writeSvcKey(this.keys, this.count++ * KEY_SIZE, id.frontend, id.scope, slot, id.family);
   }
 
   backend(id: SvcId, slot: number, d: Destination): void {
-    writeSvcBackend(this.values, this.count * VALUE_SIZE, d);
+    writeSvcBackend(this.values, this.count * VALUE_SIZE, d, id.family);
     this.key(id, slot);
   }
 
@@ -163,7 +165,7 @@ class ChunkBatch {
 
   key(id: SvcId, chunk: number): void {
     const key = Buffer.alloc(CHUNK_KEY_SIZE);
-    writeMaglevKey(key, 0, id.frontend, id.scope, chunk);
+    writeMaglevKey(key, 0, id.frontend, id.scope, chunk, id.family);
     this.keys.push(key);
   }
 
@@ -208,15 +210,15 @@ export class ServiceMap {
     const heads = new Map<string, { id: SvcId; count: number; meta: SvcMeta }>();
     const slotsOf = new Map<string, { id: SvcId; slots: Map<number, Destination> }>();
     for (let i = 0; i < count; i++) {
-      const { frontend, scope, slot } = decodeSvcKey(keys, i * KEY_SIZE);
+      const { frontend, scope, family, slot } = decodeSvcKey(keys, i * KEY_SIZE);
       const value = decodeSvcValue(values, i * VALUE_SIZE);
       const key = svcKey({ frontend, scope });
       if (slot === 0) {
-        heads.set(key, { id: { frontend, scope }, count: value.count, meta: value.meta });
+        heads.set(key, { id: { frontend, scope, family }, count: value.count, meta: value.meta });
         continue;
       }
       let entry = slotsOf.get(key);
-      if (!entry) slotsOf.set(key, (entry = { id: { frontend, scope }, slots: new Map() }));
+      if (!entry) slotsOf.set(key, (entry = { id: { frontend, scope, family }, slots: new Map() }));
       entry.slots.set(slot, value.backend);
     }
     const services = new Map<string, ServiceEntry>();
@@ -280,7 +282,7 @@ export class ServiceMap {
       const { meta, current, currentMeta, wanted } = change;
       const backends = (ds: readonly Destination[] | null, without: readonly Destination[] | null): BackendId[] => {
         const left = new Set((without ?? []).map(destinationKey));
-        return (ds ?? []).filter((d) => !left.has(destinationKey(d))).map((destination) => ({ frontend: change.frontend, scope: change.scope, destination }));
+        return (ds ?? []).filter((d) => !left.has(destinationKey(d))).map((destination) => ({ frontend: change.frontend, scope: change.scope, family: change.family, destination }));
       };
       statsAdded.push(...backends(wanted, current));
       (wanted === null ? statsOfRemovedServices : statsRemoved).push(...backends(current, wanted));

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { CgroupHook, NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { SOCK_CONFIG_MAP, SOCK_PROGRAMS } from './datapath.js';
-import { decodeSockConfigNetns, encodeSockConfig } from './encoding.js';
+import { decodeSockConfigNetns, encodeSockConfig, type NodeAddresses } from './encoding.js';
 import type { Netns } from './netns.js';
 
 const HOOKS = Object.keys(SOCK_PROGRAMS) as CgroupHook[];
@@ -99,7 +99,7 @@ export function attachSockets(
   mode: 'all' | 'host',
   log: Logger,
 ): void {
-  setSockConfig(lib, configFd, netns, mode, null);
+  setSockConfig(lib, configFd, netns, mode, { ipv4: null, ipv6: null });
   for (const hook of HOOKS) {
     const name = SOCK_PROGRAMS[hook];
     const fd = programFd(name);
@@ -114,9 +114,9 @@ export function attachSockets(
   }
 }
 
-/** Tells the programs whose sockets they serve, and the node's address, which stands for the node as a client of unbound sockets. */
-export function setSockConfig(lib: NativeAddon, configFd: number, netns: Netns, mode: 'all' | 'host', nodeAddr: string | null): void {
-  lib.mapUpdate(configFd, Buffer.alloc(4), encodeSockConfig(netns.cookie, mode === 'all', nodeAddr));
+/** Tells the programs whose sockets they serve, and the node's addresses, which stand for the node as a client of unbound sockets. */
+export function setSockConfig(lib: NativeAddon, configFd: number, netns: Netns, mode: 'all' | 'host', node: NodeAddresses): void {
+  lib.mapUpdate(configFd, Buffer.alloc(4), encodeSockConfig(netns.cookie, mode === 'all', node));
 }
 
 /** Detaches every program serving this namespace from the cgroup root. */

@@ -2,13 +2,14 @@
 // frontend with loadBalancerSourceRanges. A frontend's ranges are written
 // before its flag is set and removed after it is cleared (ebpf-backend.ts
 // orders the two), so no lookup refuses a source that is allowed.
-import { type Frontend, frontendKey } from '../../model/contract.js';
+import { type Frontend, type IPFamily, frontendKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import { decodeSourceRangeKey, encodeSourceRangeKey, layouts } from './encoding.js';
 
 /** One frontend's ranges now and wanted; an empty list means none. */
 export interface RangeChange {
   frontend: Frontend;
+  family: IPFamily;
   current: readonly string[];
   wanted: readonly string[];
 }
@@ -34,15 +35,15 @@ export class SourceRangeMap {
   /** Writes the ranges the changes add. */
   add(changes: readonly RangeChange[]): void {
     const allowed = Buffer.from([1]);
-    for (const { frontend, current, wanted } of changes) {
-      for (const cidr of wanted) if (!current.includes(cidr)) this.lib.mapUpdate(this.fd, encodeSourceRangeKey(frontend, cidr), allowed);
+    for (const { frontend, family, current, wanted } of changes) {
+      for (const cidr of wanted) if (!current.includes(cidr)) this.lib.mapUpdate(this.fd, encodeSourceRangeKey(frontend, cidr, family), allowed);
     }
   }
 
   /** Deletes the ranges the changes remove. */
   remove(changes: readonly RangeChange[]): void {
-    for (const { frontend, current, wanted } of changes) {
-      for (const cidr of current) if (!wanted.includes(cidr)) this.lib.mapDelete(this.fd, encodeSourceRangeKey(frontend, cidr));
+    for (const { frontend, family, current, wanted } of changes) {
+      for (const cidr of current) if (!wanted.includes(cidr)) this.lib.mapDelete(this.fd, encodeSourceRangeKey(frontend, cidr, family));
     }
   }
 }

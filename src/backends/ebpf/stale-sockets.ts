@@ -5,7 +5,7 @@
 // (6.5 and later). A socket iterator sees one network namespace's sockets:
 // the one it is made in.
 import fs from 'node:fs';
-import { type Destination, type Frontend, destinationKey } from '../../model/contract.js';
+import { type Destination, type Frontend, type IPFamily, destinationKey } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 import { encodeSockGoneKey } from './encoding.js';
 import type { ServiceChange } from './service-map.js';
@@ -16,6 +16,7 @@ const PRESENT = Buffer.from([1]);
 
 export interface GoneBackend {
   frontend: Frontend;
+  family: IPFamily;
   backend: Destination;
 }
 
@@ -23,9 +24,9 @@ export interface GoneBackend {
 export function goneSocketBackends(changes: readonly ServiceChange[]): GoneBackend[] {
   return changes
     .filter((c) => c.scope === 'internal' && c.frontend.protocol === 'UDP')
-    .flatMap(({ frontend, current, wanted }) => {
+    .flatMap(({ frontend, family, current, wanted }) => {
       const kept = new Set((wanted ?? []).map(destinationKey));
-      return (current ?? []).filter((d) => !kept.has(destinationKey(d))).map((backend) => ({ frontend, backend }));
+      return (current ?? []).filter((d) => !kept.has(destinationKey(d))).map((backend) => ({ frontend, family, backend }));
     });
 }
 
@@ -61,7 +62,7 @@ export class SocketDestroyer {
   destroy(gone: readonly GoneBackend[]): number {
     let destroyed = 0;
     for (let i = 0; i < gone.length; i += GONE_MAX_ENTRIES) {
-      const keys = gone.slice(i, i + GONE_MAX_ENTRIES).map(({ frontend, backend }) => encodeSockGoneKey(frontend, backend));
+      const keys = gone.slice(i, i + GONE_MAX_ENTRIES).map(({ frontend, family, backend }) => encodeSockGoneKey(frontend, backend, family));
       try {
         for (const key of keys) this.lib.mapUpdate(this.goneFd, key, PRESENT);
         destroyed += this.runEverywhere();

@@ -45,7 +45,7 @@ export function recordStackFlows(lib: NativeAddon, maps: MapFds, flows: readonly
     const key = encodeFlowKey(flow);
     if (lib.mapLookup(maps.ct, key) !== null) continue;
     const flags = LB_CT_F_STACK | (closing ? LB_CT_F_CLOSING : 0);
-    lib.mapUpdate(maps.ct, key, encodeCtValue({ backend, flags, lastSeen: now, natSport: 0, natSaddr: null }));
+    lib.mapUpdate(maps.ct, key, encodeCtValue({ backend, flags, lastSeen: now, natSport: 0, natSaddr: null }, flow.family));
     recorded++;
   }
   return recorded;
