@@ -128,7 +128,6 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
   const externalPolicyLocal = service.externalTrafficPolicy === 'Local';
   const internalPolicyLocal = service.internalTrafficPolicy === 'Local';
   const affinity: SessionAffinity | null = service.sessionAffinityTimeoutSeconds === null ? null : { timeoutSeconds: service.sessionAffinityTimeoutSeconds };
-  const sourceRanges = effectiveSourceRanges(service, loadBalancerIPs, node);
   const settings: BackendSettings = {};
   const scheduler = service.annotations[IPVS_SCHEDULER_ANNOTATION];
   if (scheduler !== undefined) settings.ipvsScheduler = scheduler;
@@ -189,7 +188,7 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
         internal,
         external,
         masquerade: isClusterIP ? 'off-cluster' : externalPolicyLocal ? 'node' : 'all',
-        sourceRanges: kind === 'LoadBalancerIP' ? sourceRanges : [],
+        sourceRanges: kind === 'LoadBalancerIP' ? effectiveSourceRanges(service, loadBalancerIPs, node, family) : [],
       };
     };
     const frontends = [
@@ -224,16 +223,20 @@ function serviceLbAlgorithm(service: Service, opts: ResolveOptions, warnings: st
 }
 
 /**
- * loadBalancerSourceRanges, plus the load-balancer IPs themselves when a
- * range holds a node address: traffic from the node to a VIP that is also
- * local loops back with the VIP as its source (kube-proxy's allowFromNode).
+ * A frontend's loadBalancerSourceRanges, as kube-proxy's proxier of its
+ * family sees them: the ranges of its family only, none (every source) if
+ * one of them is all of the family (0.0.0.0/0, ::/0), plus the family's
+ * load-balancer IPs themselves when a range holds a node address: traffic
+ * from the node to a VIP that is also local loops back with the VIP as its
+ * source (kube-proxy's allowFromNode). A family the ranges leave out gets
+ * none, so every source, as in kube-proxy.
  */
-function effectiveSourceRanges(service: Service, loadBalancerIPs: readonly string[], node: NodeContext): string[] {
-  const ranges = service.loadBalancerSourceRanges;
-  if (ranges.length === 0) return [];
+function effectiveSourceRanges(service: Service, loadBalancerIPs: readonly string[], node: NodeContext, family: IPFamily): string[] {
+  const ranges = service.loadBalancerSourceRanges.filter((r) => parseCidr(r).family === family);
   const cidrs = ranges.map(parseCidr);
+  if (cidrs.length === 0 || cidrs.some((c) => c.prefix === 0)) return [];
   const allowFromNode = node.primaryIPs.some((ip) => cidrs.some((c) => cidrContains(c, ip)));
-  const hostRoutes = allowFromNode ? loadBalancerIPs.map((ip) => (ipFamily(ip) === 'IPv4' ? `${ip}/32` : `${ip}/128`)) : [];
+  const hostRoutes = allowFromNode ? loadBalancerIPs.filter((ip) => ipFamily(ip) === family).map((ip) => (family === 'IPv4' ? `${ip}/32` : `${ip}/128`)) : [];
   return [...ranges, ...hostRoutes];
 }
 

@@ -174,6 +174,26 @@ describe('address families', () => {
     ]);
   });
 
+  test("loadBalancerSourceRanges are split by family, as kube-proxy's proxier of each family sees them: a family without ranges, or with one of all its addresses, allows every source", () => {
+    const withRanges = (ranges: string[]): RawObject[] => {
+      const [service, ...rest] = dualStack();
+      const spec = { ...(service!.spec as object), type: 'LoadBalancer', loadBalancerSourceRanges: ranges };
+      return [{ ...service!, spec, status: { loadBalancer: { ingress: [{ ip: '198.51.100.7' }, { ip: '2001:db8::7' }] } } }, ...rest];
+    };
+    const rangesOf = (ranges: string[]): string[] => {
+      const model = testModel({ families: ['IPv4', 'IPv6'] });
+      for (const raw of withRanges(ranges)) model.upsert(parseObject(raw));
+      return portState(model, 'default/web:http')
+        .frontends.filter((f) => f.kind === 'LoadBalancerIP')
+        .map((f) => `${f.ip}: ${f.sourceRanges.join(' ') || 'every source'}`);
+    };
+    assert.deepEqual(rangesOf(['203.0.113.0/24', '2001:db8:1::/48']), ['198.51.100.7: 203.0.113.0/24', '2001:db8::7: 2001:db8:1::/48']);
+    assert.deepEqual(rangesOf(['203.0.113.0/24']), ['198.51.100.7: 203.0.113.0/24', '2001:db8::7: every source']);
+    assert.deepEqual(rangesOf(['203.0.113.0/24', '::/0']), ['198.51.100.7: 203.0.113.0/24', '2001:db8::7: every source']);
+    // The node's IPv6 address lies in the IPv6 range: only the IPv6 VIP is added for its loopback.
+    assert.deepEqual(rangesOf(['203.0.113.0/24', 'fd00:18::/64']), ['198.51.100.7: 203.0.113.0/24', '2001:db8::7: fd00:18::/64 2001:db8::7/128']);
+  });
+
   test('a family without endpoints rejects on its frontends, whatever the other family has', () => {
     const model = testModel({ families: ['IPv4', 'IPv6'] });
     for (const raw of dualStack().filter((o) => (o.metadata as { name: string }).name !== 'web-v6')) model.upsert(parseObject(raw));
