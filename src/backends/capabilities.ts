@@ -67,7 +67,6 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
-    sctp: NOT_YET,
     ipv6: NOT_YET,
     'ipv6-from-outside': NOT_YET,
     'ipv6-node-originated': NOT_YET,

@@ -74,14 +74,15 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.deepEqual([...contents['KUBE-IPVS-IPS']], ['10.96.0.10']);
   });
 
-  test('NodePorts, external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR, the load-balancer IP itself (the node\'s own traffic) to -SOURCE-IP', () => {
-    const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' = 'TCP', sourceRanges: string[] = []) => ({
+  test('NodePorts (SCTP ones by node address, as kube-proxy), external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR, the load-balancer IP itself (the node\'s own traffic) to -SOURCE-IP', () => {
+    const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' | 'SCTP' = 'TCP', sourceRanges: string[] = []) => ({
       frontend: { ip, port, protocol, kind, masquerade, sourceRanges },
       destinations: [],
     });
     const contents = setContents([
       at('NodePort', '192.168.0.2', 30080, 'all'),
       at('NodePort', '192.168.0.2', 30053, 'node', 'UDP'),
+      at('NodePort', '192.168.0.2', 30009, 'node', 'SCTP'),
       at('ExternalIP', '203.0.113.10', 80, 'all'),
       at('ExternalIP', '203.0.113.11', 80, 'node'),
       at('LoadBalancerIP', '198.51.100.10', 80, 'all'),
@@ -93,6 +94,8 @@ describe('ipvs ipsets and iptables rules', () => {
       'KUBE-NODE-PORT-TCP': ['30080'],
       'KUBE-NODE-PORT-UDP': ['30053'],
       'KUBE-NODE-PORT-LOCAL-UDP': ['30053'],
+      'KUBE-NODE-PORT-SCTP-HASH': ['192.168.0.2,sctp:30009'],
+      'KUBE-NODE-PORT-LOCAL-SCTP-HASH': ['192.168.0.2,sctp:30009'],
       'KUBE-EXTERNAL-IP': ['203.0.113.10,tcp:80'],
       'KUBE-EXTERNAL-IP-LOCAL': ['203.0.113.11,tcp:80'],
       'KUBE-LOAD-BALANCER': ['198.51.100.10,tcp:80', '198.51.100.11,tcp:80', '198.51.100.12,tcp:80'],
@@ -136,6 +139,8 @@ describe('ipvs ipsets and iptables rules', () => {
       '-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT',
       '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-LOCAL-TCP dst -j RETURN',
       '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ',
+      '-A KUBE-NODE-PORT -p sctp -m set --match-set KUBE-NODE-PORT-LOCAL-SCTP-HASH dst,dst -j RETURN',
+      '-A KUBE-NODE-PORT -p sctp -m set --match-set KUBE-NODE-PORT-SCTP-HASH dst,dst -j KUBE-MARK-MASQ',
       '-A KUBE-LOAD-BALANCER -m set --match-set KUBE-LOAD-BALANCER-LOCAL dst,dst -j RETURN',
       '-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ',
       '-A KUBE-POSTROUTING -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE',

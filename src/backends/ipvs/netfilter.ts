@@ -7,6 +7,7 @@
 //   KUBE-LOAD-BALANCER-FW      hash:ip,port     load-balancer IPs with loadBalancerSourceRanges,
 //   -SOURCE-CIDR, -SOURCE-IP   hash:ip,port,net/ip  and the sources they accept
 //   KUBE-NODE-PORT-TCP/-UDP    bitmap:port      NodePorts; -LOCAL-TCP/-UDP are not masqueraded
+//   KUBE-NODE-PORT(-LOCAL)-SCTP-HASH  hash:ip,port  SCTP NodePorts, by node address as kube-proxy keeps them
 //   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
 //   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
 // Sets change with services (ipset restore, as a diff); the rules do not
@@ -18,7 +19,7 @@
 import { runCommand } from '../netfilter/command.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
-import type { Destination, Protocol, ResolvedFrontend } from '../../model/contract.js';
+import type { Destination, Frontend, Protocol, ResolvedFrontend } from '../../model/contract.js';
 import type { Leftovers } from './leftovers.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
@@ -45,6 +46,8 @@ const SET_TYPES = {
   'KUBE-NODE-PORT-UDP': 'bitmap:port',
   'KUBE-NODE-PORT-LOCAL-TCP': 'bitmap:port',
   'KUBE-NODE-PORT-LOCAL-UDP': 'bitmap:port',
+  'KUBE-NODE-PORT-SCTP-HASH': 'hash:ip,port',
+  'KUBE-NODE-PORT-LOCAL-SCTP-HASH': 'hash:ip,port',
   [LOOP_BACK_SET]: 'hash:ip,port,ip',
   [IPVS_IPS_SET]: 'hash:ip',
 } as const;
@@ -53,10 +56,18 @@ export type SetName = keyof typeof SET_TYPES;
 export const SET_NAMES = Object.keys(SET_TYPES) as SetName[];
 export type SetContents = Record<SetName, Set<string>>;
 
-/** The NodePort set of a protocol, or of its NodePorts that are not masqueraded. */
-function nodePortSet(protocol: Protocol, local: boolean): SetName {
-  if (protocol === 'SCTP') throw new Error('the ipvs backend does not serve SCTP');
-  return `KUBE-NODE-PORT-${local ? 'LOCAL-' : ''}${protocol}`;
+/** Each protocol's NodePort set, and the set of its NodePorts that are not masqueraded. */
+const NODE_PORT_SETS: Record<Protocol, { all: SetName; local: SetName }> = {
+  TCP: { all: 'KUBE-NODE-PORT-TCP', local: 'KUBE-NODE-PORT-LOCAL-TCP' },
+  UDP: { all: 'KUBE-NODE-PORT-UDP', local: 'KUBE-NODE-PORT-LOCAL-UDP' },
+  SCTP: { all: 'KUBE-NODE-PORT-SCTP-HASH', local: 'KUBE-NODE-PORT-LOCAL-SCTP-HASH' },
+};
+
+const nodePortSet = (protocol: Protocol, local: boolean): SetName => NODE_PORT_SETS[protocol][local ? 'local' : 'all'];
+
+/** A NodePort's entry in its set: the port (bitmap:port), or for SCTP the node address and port (hash:ip,port). */
+export function nodePortEntry(f: Pick<Frontend, 'ip' | 'port' | 'protocol'>, local: boolean): [SetName, string] {
+  return [nodePortSet(f.protocol, local), f.protocol === 'SCTP' ? `${f.ip},sctp:${f.port}` : String(f.port)];
 }
 
 export const NAT_CHAINS = ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-NODE-PORT', 'KUBE-LOAD-BALANCER'] as const;
@@ -82,8 +93,10 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
     // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
     const unmasqueraded = f.masquerade === 'node';
     if (f.kind === 'NodePort') {
-      contents[nodePortSet(f.protocol, false)].add(String(f.port));
-      if (unmasqueraded) contents[nodePortSet(f.protocol, true)].add(String(f.port));
+      for (const local of unmasqueraded ? [false, true] : [false]) {
+        const [set, entry] = nodePortEntry(f, local);
+        contents[set].add(entry);
+      }
     } else {
       contents[IPVS_IPS_SET].add(f.ip);
       if (f.kind === 'ClusterIP') contents[CLUSTER_IP_SET].add(ipPort);
@@ -158,10 +171,13 @@ export function renderRules(opts: RuleOptions): string {
     : // Without local traffic known, masquerade node-originated traffic whose source is a ClusterIP (kube-proxy's fallback).
       inSet(CLUSTER_IP_SET, 'src,dst');
   const rule = (chain: string, ...args: string[]): string => ['-A', chain, ...args].join(' ');
-  const nodePortRules = (['TCP', 'UDP'] as const).flatMap((p) => [
-    rule('KUBE-NODE-PORT', '-p', proto(p), ...inSet(nodePortSet(p, true), 'dst'), '-j', 'RETURN'),
-    rule('KUBE-NODE-PORT', '-p', proto(p), ...inSet(nodePortSet(p, false), 'dst'), '-j', 'KUBE-MARK-MASQ'),
-  ]);
+  const nodePortRules = (['TCP', 'UDP', 'SCTP'] as const).flatMap((p) => {
+    const match = p === 'SCTP' ? 'dst,dst' : 'dst';
+    return [
+      rule('KUBE-NODE-PORT', '-p', proto(p), ...inSet(nodePortSet(p, true), match), '-j', 'RETURN'),
+      rule('KUBE-NODE-PORT', '-p', proto(p), ...inSet(nodePortSet(p, false), match), '-j', 'KUBE-MARK-MASQ'),
+    ];
+  });
   const localDestination = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
   return [
     '*nat',

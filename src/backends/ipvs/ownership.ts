@@ -5,7 +5,7 @@
 // KUBE-NODE-PORT sets. Others' virtual servers are neither.
 import os from 'node:os';
 import type { Frontend, FrontendKind } from '../../model/contract.js';
-import type { SetContents } from './netfilter.js';
+import { type SetContents, nodePortEntry } from './netfilter.js';
 
 /** The node's IPv4 addresses, on every interface. */
 function nodeAddresses(): Set<string> {
@@ -22,8 +22,9 @@ export class Ownership {
   ) {}
 
   private isNodePort(f: Frontend): boolean {
-    if (f.protocol === 'SCTP' || this.bound.has(f.ip) || !this.nodeIps.has(f.ip)) return false;
-    return this.sets[`KUBE-NODE-PORT-${f.protocol}`].has(String(f.port));
+    if (this.bound.has(f.ip) || !this.nodeIps.has(f.ip)) return false;
+    const [set, entry] = nodePortEntry(f, false);
+    return this.sets[set].has(entry);
   }
 
   owns(f: Frontend): boolean {
