@@ -81,8 +81,12 @@ export const ipv6Scenarios: Scenario[] = [
       await ctx.startKubeLb();
       assertAnsweredBy(await ctx.hostClient('tcp', VIP6, 80, 20), BOTH_NODES, 'TCP from the node');
       assertAnsweredBy(await ctx.hostClient('udp', VIP6, 53, 20), BOTH_NODES, 'UDP from the node, answered from the cluster IP');
+      const logsBefore = ctx.kubeLbLogs.length;
       ctx.writeServices('web6.yaml', [web6(['web-4'])]);
-      await ctx.waitUntil('web-4 alone answers', 10_000, async () => Object.keys((await ctx.hostClient('tcp', VIP6, 80, 5)).answers).join() === 'web-4');
+      // The connected socket below must start on web-4: once the sync is done, no
+      // stale UDP flow to web-1 is left for its source port to meet again.
+      await ctx.waitUntil('the sync that removes web-1 is done', 10_000, async () => /"endpointChanges":[1-9][^\n]*"msg":"synced"/.test(ctx.kubeLbLogs.slice(logsBefore)));
+      assertAnsweredBy(await ctx.hostClient('udp', VIP6, 53, 10), ['web-4'], 'UDP from the node once web-4 alone is left');
       const flow = ctx.hostClient('udp-connected', VIP6, 53, slow(4000));
       await new Promise((r) => setTimeout(r, slow(1000)));
       ctx.writeServices('web6.yaml', [web6(['web-1'])]);
