@@ -58,6 +58,8 @@ COMMIT
 /** A round of new connections, with when it ran (ms since the epoch, as in kube-lb's log lines). */
 type Round = ClientResult & { from: number; to: number };
 
+const ROUND_PAUSE_MS = 100;
+
 /** Rounds of 10 new connections from the client pod, one after another, until stop() is called; then their results. */
 function requestLoop(ctx: ScenarioContext): { stop(): Promise<Round[]> } {
   let running = true;
@@ -67,6 +69,8 @@ function requestLoop(ctx: ScenarioContext): { stop(): Promise<Round[]> } {
       const from = Date.now();
       const result = await ctx.client('client', 'tcp', VIP, 80, 10);
       results.push({ ...result, from, to: Date.now() });
+      // Paced as when each round started a process: denser rounds meet an open loss at TC attach (docs/takeover.md).
+      await new Promise((r) => setTimeout(r, ROUND_PAUSE_MS));
     }
   })();
   return {
