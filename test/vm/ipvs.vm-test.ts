@@ -87,10 +87,12 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       assert.deepEqual([...addresses.matchAll(/inet (\S+)/g)].map((m) => m[1]).sort(), [`${LB_IP}/32`, `${VIP}/32`, `${EXTERNAL_IP}/32`].sort(), 'ClusterIP, external and load-balancer IPs on kube-ipvs0; NodePorts stay on the node address');
 
       const sets: Record<string, string[]> = {};
+      // A full sync fills a -NEW twin of each set and swaps it in: one may exist for a moment.
+      const isLayoutSet = (set: string): boolean => set.startsWith('KUBE-') && !set.endsWith('-NEW');
       for (const line of (await ctx.sandbox.inNode('ipset', 'save')).split('\n')) {
         const [verb, set, entry] = line.split(' ');
-        if (verb === 'create' && set!.startsWith('KUBE-')) sets[set!] = [];
-        if (verb === 'add' && set!.startsWith('KUBE-')) sets[set!]!.push(entry!);
+        if (verb === 'create' && isLayoutSet(set!)) sets[set!] = [];
+        if (verb === 'add' && isLayoutSet(set!)) sets[set!]!.push(entry!);
       }
       for (const entries of Object.values(sets)) entries.sort();
       assert.deepEqual(sets, {
@@ -106,6 +108,8 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         'KUBE-NODE-PORT-UDP': ['30053'],
         'KUBE-NODE-PORT-LOCAL-TCP': [],
         'KUBE-NODE-PORT-LOCAL-UDP': [],
+        'KUBE-NODE-PORT-SCTP-HASH': [],
+        'KUBE-NODE-PORT-LOCAL-SCTP-HASH': [],
         'KUBE-LOOP-BACK': ['10.244.0.11,tcp:8080,10.244.0.11', '10.244.0.11,udp:5353,10.244.0.11', '10.244.0.12,tcp:8080,10.244.0.12', '10.244.0.12,udp:5353,10.244.0.12'],
         'KUBE-IPVS-IPS': [LB_IP, VIP, EXTERNAL_IP].sort(),
       });
