@@ -4,7 +4,7 @@
 // applied as the API server would apply them.
 import { isIPv4, isIPv6 } from 'node:net';
 import type { IPFamily, Protocol } from './contract.js';
-import { parseCidr } from '../net/ip.js';
+import { canonicalIp, parseCidr } from '../net/ip.js';
 
 /** A decoded but unvalidated object: whatever a YAML document or the API returned. */
 export type RawObject = Record<string, unknown>;
@@ -453,9 +453,10 @@ class Fields {
     return this.oneOf(value, path, ['TCP', 'UDP', 'SCTP'], 'TCP');
   }
 
+  /** An address of either family, in its canonical spelling (canonicalIp): the model compares addresses as text. */
   ip(value: unknown, path: string): string {
     if (typeof value !== 'string' || !(isIPv4(value) || isIPv6(value))) this.fail(path, `not an IP address: ${show(value)}`);
-    return value;
+    return canonicalIp(value);
   }
 
   /** "address/prefix", as the API server validates CIDR fields. */
@@ -473,7 +474,7 @@ class Fields {
   /** An address of the family, as an EndpointSlice's addressType requires. */
   address(value: unknown, family: IPFamily, path: string): string {
     if (typeof value !== 'string' || !(family === 'IPv4' ? isIPv4(value) : isIPv6(value))) this.fail(path, `not an ${family} address: ${show(value)}`);
-    return value;
+    return canonicalIp(value);
   }
 
   name(value: string, path: string, rule: NameRule): string {

@@ -83,6 +83,15 @@ export function bytesToIpv6(b: Buffer, at = 0): string {
   return `${hex(groups.slice(0, best.start))}::${hex(groups.slice(best.start + best.length))}`;
 }
 
+/**
+ * An address in one spelling per address: IPv4 as given, IPv6 in RFC 5952's
+ * form (lower case, zeros compressed), as conntrack prints it and Go's
+ * net.IP.String() gives it; so "FD00:0:0::1" and "fd00::1" are one address.
+ */
+export function canonicalIp(ip: string): string {
+  return isIPv6(ip) ? bytesToIpv6(ipv6ToBytes(ip)) : ip;
+}
+
 /** Orders addresses: IPv4 before IPv6, then numerically. */
 export function compareIps(a: string, b: string): number {
   const fa = ipFamily(a);

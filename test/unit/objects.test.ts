@@ -173,6 +173,8 @@ describe('EndpointSlice', () => {
     const v6 = parseObject(raw('IPv6', 'fd00::1')) as EndpointSlice;
     assert.equal(v6.ignoredReason, null);
     assert.deepEqual(v6.endpoints.map((e) => e.addresses), [['fd00::1']]);
+    const spelled = parseObject(raw('IPv6', 'FD00:0:0::1')) as EndpointSlice;
+    assert.deepEqual(spelled.endpoints.map((e) => e.addresses), [['fd00::1']], 'one spelling per address');
     assert.throws(() => parseObject(raw('IPv6', '10.0.0.1')), /endpoints\[0\]\.addresses\[0\]: not an IPv6 address: "10\.0\.0\.1"/);
     assert.throws(() => parseObject(raw('IPv4', 'fd00::1')), /not an IPv4 address: "fd00::1"/);
     const fqdn = parseObject(raw('FQDN', 'db.example.com')) as EndpointSlice;

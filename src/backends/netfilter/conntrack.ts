@@ -86,7 +86,7 @@ async function frontendsWithUntranslatedFlows(frontends: readonly Frontend[]): P
   for (const f of frontends) {
     const group = `${ipFamily(f.ip) === 'IPv4' ? 'ipv4' : 'ipv6'} ${f.protocol.toLowerCase()}`;
     if (!groups.has(group)) groups.set(group, new Map());
-    groups.get(group)!.set(`${canonicalIp(f.ip)} ${f.port}`, f);
+    groups.get(group)!.set(`${f.ip} ${f.port}`, f);
   }
   for (const [group, byAddress] of groups) {
     const [family, protocol] = group.split(' ') as [string, string];
@@ -95,16 +95,12 @@ async function frontendsWithUntranslatedFlows(frontends: readonly Frontend[]): P
       // src, dst, sport, dport of the original direction, then of the reply.
       const [, origDst, , origDport, replySrc, , replySport] = [...line.matchAll(/\b(?:src|dst|sport|dport)=(\S+)/g)].map((m) => m[1]);
       if (origDst === undefined || origDst !== replySrc || origDport !== replySport) continue;
-      const f = byAddress.get(`${canonicalIp(origDst)} ${origDport}`);
+      // The model spells addresses as conntrack prints them (canonicalIp).
+      const f = byAddress.get(`${origDst} ${origDport}`);
       if (f) found.add(frontendKey(f));
     }
   }
   return found;
-}
-
-/** An address as conntrack prints it: IPv6 compressed, in lower case. */
-function canonicalIp(ip: string): string {
-  return ip.includes(':') ? new URL(`http://[${ip}]`).hostname.slice(1, -1) : ip;
 }
 
 /** A flow conntrack translates: its first packet's tuple, the endpoint that answers it, and its TCP state. */
