@@ -132,8 +132,8 @@ export interface ServicePortState {
 export interface NodeView {
   /** The node's addresses NodePorts are served on (--nodeport-addresses): where traffic from outside arrives. */
   nodePortIPs: readonly string[];
-  /** The node's own addresses (kube-proxy's node IPs, the first of each family): the source its processes reach frontends from. */
-  primaryIPs: readonly string[];
+  /** The node's own address of each family (kube-proxy's node IPs), or null: the source its processes reach frontends from. */
+  primaryIP: Readonly<Record<IPFamily, string | null>>;
 }
 
 /** Every service port the node must serve, by ServicePortState.key. No frontend key appears twice in it. */

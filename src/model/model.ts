@@ -216,19 +216,16 @@ export class ProxyModel {
     const addresses = node?.addresses ?? [];
     // kube-proxy's node IPs: InternalIPs before ExternalIPs, the first of each family.
     const candidates = [...addresses.filter((a) => a.type === 'InternalIP'), ...addresses.filter((a) => a.type === 'ExternalIP')].map((a) => a.address);
-    const primaryIPs: string[] = [];
-    for (const family of ['IPv4', 'IPv6'] as IPFamily[]) {
-      const first = candidates.find((ip) => ipFamily(ip) === family);
-      if (first !== undefined) primaryIPs.push(first);
-    }
+    const first = (family: IPFamily): string | null => candidates.find((ip) => ipFamily(ip) === family) ?? null;
+    const primaryIP = { IPv4: first('IPv4'), IPv6: first('IPv6') };
     const nodePortIPs: string[] = [];
     const choice = this.opts.nodePortAddresses;
-    if (choice === 'primary') nodePortIPs.push(...primaryIPs);
+    if (choice === 'primary') nodePortIPs.push(...[primaryIP.IPv4, primaryIP.IPv6].filter((ip) => ip !== null));
     else {
       for (const ip of new Set(candidates)) if (choice.some((c) => cidrContains(c, ip))) nodePortIPs.push(ip);
       if (this.opts.localhostNodePorts && choice.some((c) => cidrContains(c, LOOPBACK_IPV4))) nodePortIPs.push(LOOPBACK_IPV4);
     }
-    return { nodeName: this.opts.nodeName, zone: node?.zone ?? '', nodePortIPs, primaryIPs };
+    return { nodeName: this.opts.nodeName, zone: node?.zone ?? '', nodePortIPs, primaryIP };
   }
 
   /** The node of each endpoint address of a service, as its EndpointSlices say; for inspect. */
@@ -244,7 +241,7 @@ export class ProxyModel {
   }
 
   nodeView(): NodeView {
-    return { nodePortIPs: this.nodeContext.nodePortIPs, primaryIPs: this.nodeContext.primaryIPs };
+    return { nodePortIPs: this.nodeContext.nodePortIPs, primaryIP: this.nodeContext.primaryIP };
   }
 
   /** Resolves a service again and updates its claims; services sharing a claim are re-owned too. */

@@ -35,8 +35,8 @@ export interface NodeContext {
   zone: string;
   /** Addresses NodePorts answer on (--nodeport-addresses applied), loopback included where allowed. */
   nodePortIPs: readonly string[];
-  /** The node's primary addresses, one per family. */
-  primaryIPs: readonly string[];
+  /** The node's primary address of each family, or null. */
+  primaryIP: Readonly<Record<IPFamily, string | null>>;
 }
 
 export interface ResolveOptions {
@@ -235,7 +235,8 @@ function effectiveSourceRanges(service: Service, loadBalancerIPs: readonly strin
   const ranges = service.loadBalancerSourceRanges.filter((r) => parseCidr(r).family === family);
   const cidrs = ranges.map(parseCidr);
   if (cidrs.length === 0 || cidrs.some((c) => c.prefix === 0)) return [];
-  const allowFromNode = node.primaryIPs.some((ip) => cidrs.some((c) => cidrContains(c, ip)));
+  const own = node.primaryIP[family];
+  const allowFromNode = own !== null && cidrs.some((c) => cidrContains(c, own));
   const hostRoutes = allowFromNode ? loadBalancerIPs.filter((ip) => ipFamily(ip) === family).map((ip) => (family === 'IPv4' ? `${ip}/32` : `${ip}/128`)) : [];
   return [...ranges, ...hostRoutes];
 }

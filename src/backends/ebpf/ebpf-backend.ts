@@ -2,8 +2,7 @@
 // TC programs on pod interfaces and uplinks and by cgroup programs for the
 // node's own sockets.
 import { type Backend, type EndpointCounters, type FrontendView, type MapFill, type SyncStats, addCounts } from '../backend.js';
-import { type DesiredState, type Destination, type IPFamily, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
-import { ipFamily } from '../../net/ip.js';
+import { type DesiredState, type Destination, type NodeView, type Protocol, type ResolvedFrontend, type ServicePortState, destinationKey, frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
 import { type AttachOptions, Attacher, detachAll } from './attach.js';
@@ -285,8 +284,7 @@ export class EbpfBackend implements Backend {
       if (destroyed > 0) this.opts.log.info({ sockets: destroyed }, 'destroyed connected UDP sockets of removed endpoints');
     }
     if (node !== undefined) {
-      const first = (family: IPFamily): string | null => node.primaryIPs.find((ip) => ipFamily(ip) === family) ?? null;
-      this.setSockNodeAddresses({ ipv4: first('IPv4'), ipv6: first('IPv6') });
+      this.setSockNodeAddresses({ ipv4: node.primaryIP.IPv4, ipv6: node.primaryIP.IPv6 });
     }
     if ((node !== undefined && this.attacher?.setNodeAddresses(node.nodePortIPs)) || changed === null) await this.attacher?.reconcile();
     // The maps are right, but traffic through these interfaces is not translated: the retry attaches again.
