@@ -1,4 +1,5 @@
-// The ipvs backend on a kernel with IPVS: the conformance scenarios, plus
+// The ipvs backend on a kernel with IPVS: the core conformance scenarios
+// (the Service API's run beside, in ipvs-service-api.vm-test.ts), plus
 // what only IPVS has: ipvsadm's view, per-service schedulers, graceful
 // endpoint removal, and cleanup that spares foreign virtual servers. Runs in the
 // VM (make test-vm); the host kernel has no IPVS, so the file is named
@@ -7,15 +8,15 @@ import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ScenarioContext, withContext } from '../conformance/context.js';
-import { VIP, endpoints, ipOf, pods } from '../conformance/scenarios.js';
-import { runConformance } from '../conformance/suite.js';
+import { VIP, endpoints, ipOf, pods, scenarios } from '../conformance/scenarios.js';
+import { runScenarios } from '../conformance/suite.js';
 import { variant } from '../conformance/variants.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { requireCommand } from '../lib/preconditions.js';
 import { NODES } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 
-runConformance('ipvs');
+runScenarios('ipvs', 'core conformance scenarios', scenarios);
 
 const ipvs = variant('ipvs');
 const NODE_IP = NODES['node-a'].ip;
