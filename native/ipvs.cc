@@ -210,6 +210,21 @@ void DeleteDest(const Napi::CallbackInfo& info) {
   Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS real server " + dest.text + " of " + svc.text);
 }
 
+// ipvsSetTimeouts(tcp, tcpFin, udp): IPVS's connection timeouts in seconds,
+// as `ipvsadm --set` sets them; the kernel leaves a 0 as it is.
+void SetTimeouts(const Napi::CallbackInfo& info) {
+  Args args(info, "ipvsSetTimeouts");
+  uint32_t tcp = args.Uint32(0, "tcp", 0, INT32_MAX);
+  uint32_t tcpFin = args.Uint32(1, "tcpFin", 0, INT32_MAX);
+  uint32_t udp = args.Uint32(2, "udp", 0, INT32_MAX);
+  nlmsghdr* nlh = Begin(info.Env(), IPVS_CMD_SET_CONFIG, 0);
+  mnl_attr_put_u32(nlh, IPVS_CMD_ATTR_TIMEOUT_TCP, tcp);
+  mnl_attr_put_u32(nlh, IPVS_CMD_ATTR_TIMEOUT_TCP_FIN, tcpFin);
+  mnl_attr_put_u32(nlh, IPVS_CMD_ATTR_TIMEOUT_UDP, udp);
+  Connect(info.Env()).socket->Request(info.Env(), nlh, "set", "IPVS timeouts (tcp " + std::to_string(tcp) + " s, tcpfin " +
+                                                                  std::to_string(tcpFin) + " s, udp " + std::to_string(udp) + " s)");
+}
+
 // ipvsDests(address, protocol, port): the service's real servers as
 // {address, port, weight, activeConns, inactiveConns, scheduledConns}:
 // scheduledConns is the connections IPVS sent to it since it was added
@@ -261,4 +276,5 @@ void ExportIpvs(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "ipvsAddDest", AddDest);
   Export(env, exports, "ipvsSetDest", SetDest);
   Export(env, exports, "ipvsDeleteDest", DeleteDest);
+  Export(env, exports, "ipvsSetTimeouts", SetTimeouts);
 }

@@ -49,6 +49,9 @@ const USAGE = `usage:
                 [--ipvs-scheduler rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh (ipvs)]
                 [--ipvs-strict-arp true|false (ipvs: arp_ignore=1, arp_announce=2, as kube-proxy)]
                 [--ipvs-drain-timeout 15m (ipvs: how long a removed TCP endpoint keeps its connections)]
+                [--ipvs-tcp-timeout 0s] [--ipvs-tcpfin-timeout 0s] [--ipvs-udp-timeout 0s]
+                               (ipvs: IPVS's idle timeouts, whole seconds; 0 leaves the kernel's)
+                [--ipvs-exclude-cidrs CIDR,... (ipvs: virtual servers there are never removed)]
                 [--bpf-pin-path P] [--min-sync-period 1s] [--sync-period 30s]
                 [--cgroup-root DIR (ebpf: the cgroup v2 root the socket programs attach to;
                  default: the cgroup2 mount in /proc/self/mounts)]
@@ -117,6 +120,10 @@ const options = {
   'ipvs-scheduler': { type: 'string' },
   'ipvs-strict-arp': { type: 'string', default: 'false' },
   'ipvs-drain-timeout': { type: 'string', default: '15m' },
+  'ipvs-tcp-timeout': { type: 'string', default: '0s' },
+  'ipvs-tcpfin-timeout': { type: 'string', default: '0s' },
+  'ipvs-udp-timeout': { type: 'string', default: '0s' },
+  'ipvs-exclude-cidrs': { type: 'string' },
   'bpf-pin-path': { type: 'string', default: DEFAULT_PIN_PATH },
   'cgroup-root': { type: 'string' },
   'bpf-socket-lb': { type: 'string', default: DEFAULT_SOCKET_LB },
@@ -189,7 +196,20 @@ function backendOptions(flags: Flags, log: Logger): Omit<BackendOptions, 'localT
     ipvsScheduler: clusterScheduler(flags['ipvs-scheduler']),
     ipvsStrictArp: booleanFlag('ipvs-strict-arp', flags['ipvs-strict-arp']),
     ipvsDrainTimeoutMs: parseDuration('ipvs-drain-timeout', flags['ipvs-drain-timeout']),
+    ipvsTimeouts: {
+      tcpSeconds: wholeSeconds(flags, 'ipvs-tcp-timeout'),
+      tcpFinSeconds: wholeSeconds(flags, 'ipvs-tcpfin-timeout'),
+      udpSeconds: wholeSeconds(flags, 'ipvs-udp-timeout'),
+    },
+    ipvsExcludeCidrs: cidrList('ipvs-exclude-cidrs', flags['ipvs-exclude-cidrs']),
   };
+}
+
+/** A duration IPVS takes in seconds: a fraction would be dropped without a word, so it is refused. */
+function wholeSeconds(flags: Flags, name: 'ipvs-tcp-timeout' | 'ipvs-tcpfin-timeout' | 'ipvs-udp-timeout'): number {
+  const ms = parseDuration(name, flags[name]);
+  if (ms % 1000 !== 0 || ms / 1000 > 2 ** 31 - 1) throw new UsageError(`--${name}=${flags[name]}: IPVS takes a whole number of seconds`);
+  return ms / 1000;
 }
 
 function mapSize(flags: Flags, name: 'bpf-lb-map-max' | 'bpf-ct-map-max'): number {

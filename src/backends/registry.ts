@@ -10,6 +10,8 @@ import type { SocketLb } from './ebpf/sockets.js';
 import { IptablesBackend, type IptablesMode, detectIptablesMode } from './iptables/iptables-backend.js';
 import { NftablesBackend } from './nftables/nft-backend.js';
 import { IpvsBackend, type IpvsOptions } from './ipvs/ipvs-backend.js';
+import type { IpvsTimeouts } from './ipvs/kernel.js';
+import type { Cidr } from '../net/ip.js';
 
 export const BACKEND_NAMES = ['ebpf', 'iptables', 'nftables', 'ipvs'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -49,6 +51,10 @@ export interface BackendOptions {
   ipvsStrictArp: boolean;
   /** ipvs: --ipvs-drain-timeout, how long a removed TCP or SCTP endpoint keeps its connections. */
   ipvsDrainTimeoutMs: number;
+  /** ipvs: --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout. */
+  ipvsTimeouts: IpvsTimeouts;
+  /** ipvs: --ipvs-exclude-cidrs, where virtual servers are never removed. */
+  ipvsExcludeCidrs: readonly Cidr[];
   /** ebpf: --takeover from a datapath the stack's conntrack translates for (src/takeover.ts). */
   adoptStackFlows?: boolean;
 }
@@ -68,6 +74,8 @@ function ipvsOptions(opts: BackendOptions): IpvsOptions {
     scheduler: opts.ipvsScheduler,
     strictArp: opts.ipvsStrictArp,
     drainTimeoutMs: opts.ipvsDrainTimeoutMs,
+    timeouts: opts.ipvsTimeouts,
+    excludeCidrs: opts.ipvsExcludeCidrs,
   };
 }
 

@@ -35,6 +35,10 @@ const FLAG_OF_FIELD: ReadonlyArray<readonly [string, string]> = [
   ['clientConnection.kubeconfig', 'kubeconfig'],
   ['ipvs.scheduler', 'ipvs-scheduler'],
   ['ipvs.strictARP', 'ipvs-strict-arp'],
+  ['ipvs.tcpTimeout', 'ipvs-tcp-timeout'],
+  ['ipvs.tcpFinTimeout', 'ipvs-tcpfin-timeout'],
+  ['ipvs.udpTimeout', 'ipvs-udp-timeout'],
+  ['ipvs.excludeCIDRs', 'ipvs-exclude-cidrs'],
   ['conntrack.tcpBeLiberal', 'conntrack-tcp-be-liberal'],
 ];
 
@@ -70,7 +74,7 @@ export function loadKubeProxyConfig(file: string): KubeProxyConfig {
 }
 
 /** The fields that are lists; their flags take the items comma-separated. */
-const LIST_FIELDS = new Set(['nodePortAddresses']);
+const LIST_FIELDS = new Set(['nodePortAddresses', 'ipvs.excludeCIDRs']);
 
 /** A field's value as its flag's. */
 function flagValue(value: unknown, field: string, file: string): string {

@@ -167,6 +167,8 @@ export interface NativeAddon {
   ipvsAddDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
   ipvsSetDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
   ipvsDeleteDest(address: string, protocol: number, port: number, destAddress: string, destPort: number): void;
+  /** IPVS's idle timeouts in seconds (ipvsadm --set); 0 leaves one as it is. */
+  ipvsSetTimeouts(tcp: number, tcpFin: number, udp: number): void;
 
   // Links and addresses over rtnetlink, for the IPVS dummy interface.
   /** The interface's index, or null when there is none. */

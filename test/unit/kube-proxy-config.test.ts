@@ -51,6 +51,9 @@ ipvs:
   minSyncPeriod: 3s
   scheduler: lc
   strictARP: true
+  tcpFinTimeout: 30s
+  tcpTimeout: 0s
+  udpTimeout: 0s
 metricsBindAddress: 0.0.0.0:10249
 mode: nftables
 nodePortAddresses:
@@ -77,6 +80,9 @@ syncPeriod: 1m0s
       '--kubeconfig=/var/lib/kube-proxy/kubeconfig.conf',
       '--ipvs-scheduler=lc',
       '--ipvs-strict-arp=true',
+      '--ipvs-tcp-timeout=0s',
+      '--ipvs-tcpfin-timeout=30s',
+      '--ipvs-udp-timeout=0s',
       '--conntrack-tcp-be-liberal=true',
     ]);
     assert.deepEqual(warnings, [
@@ -84,6 +90,11 @@ syncPeriod: 1m0s
       `--config ${file}: field configSyncPeriod is not supported by kube-lb; ignored`,
       `--config ${file}: field conntrack.maxPerCore is not supported by kube-lb; ignored`,
     ]);
+  });
+
+  it("takes ipvs.excludeCIDRs as --ipvs-exclude-cidrs, comma-separated", () => {
+    const file = write('exclude.yaml', 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nipvs:\n  excludeCIDRs:\n  - 192.0.2.0/24\n  - 198.51.100.7/32\n');
+    assert.deepEqual(loadKubeProxyConfig(file), { args: ['--ipvs-exclude-cidrs=192.0.2.0/24,198.51.100.7/32'], warnings: [] });
   });
 
   it('rejects a file that is not a KubeProxyConfiguration, naming it', () => {

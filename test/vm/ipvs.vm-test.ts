@@ -248,4 +248,22 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       const left = await ipvsadm(ctx);
       assert.deepEqual(left.filter((l) => /^(TCP|UDP|SCTP) /.test(l)), ['TCP 192.0.2.1:80 wlc'], 'only the foreign virtual server remains');
     }));
+
+  it("--ipvs-tcp-timeout, --ipvs-tcpfin-timeout and --ipvs-udp-timeout set IPVS's timeouts; a full sync spares a virtual server in --ipvs-exclude-cidrs", () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
+      const flags = ['--ipvs-tcp-timeout=600s', '--ipvs-tcpfin-timeout=60s', '--ipvs-udp-timeout=30s', '--ipvs-exclude-cidrs=192.0.2.0/24', '--sync-period=2s'];
+      await ctx.startKubeLb(process.env, flags);
+      assert.ok((await ipvsadm(ctx, '--timeout')).includes('Timeout (tcp tcpfin udp): 600 60 30'), (await ipvsadm(ctx, '--timeout')).join('\n'));
+      // A virtual server on one of kube-ipvs0's addresses is kube-lb's, unless it is in an excluded range
+      // (outside the service range, which the variant's check after cleanup wants empty).
+      for (const ip of ['192.0.2.99', '10.96.98.1']) {
+        await ctx.sandbox.inNode('ip', 'addr', 'add', `${ip}/32`, 'dev', 'kube-ipvs0');
+        await ctx.sandbox.inNode('ipvsadm', '-A', '-t', `${ip}:80`, '-s', 'wlc');
+      }
+      await ctx.waitUntil('a full sync removes the stray virtual server outside the excluded range', 30_000, async () => !(await ipvsadm(ctx)).includes('TCP 10.96.98.1:80 wlc'));
+      assert.ok((await ipvsadm(ctx)).includes('TCP 192.0.2.99:80 wlc'), 'the one in --ipvs-exclude-cidrs stays');
+      const served = await ctx.client('client', 'tcp', VIP, 80, 3);
+      assert.deepEqual(Object.keys(served.answers), ['web-1'], JSON.stringify(served));
+    }));
 });

@@ -14,13 +14,14 @@ import type { Logger } from '../../log.js';
 import { type ProgrammedPort, servicePortsToProgram } from './service-ports.js';
 import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
-import { applySysctls, requireKernelFeatures, requiredFeatures } from './kernel.js';
+import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
 import { type RuleOptions, type SetContents, installRules, readSets, removeRules, setContents, updateSets } from './netfilter.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
 import { protocolsOf } from '../capabilities.js';
+import type { Cidr } from '../../net/ip.js';
 
 export interface IpvsOptions extends RuleOptions {
   log: Logger;
@@ -30,6 +31,10 @@ export interface IpvsOptions extends RuleOptions {
   strictArp: boolean;
   /** --ipvs-drain-timeout: how long a removed TCP/SCTP endpoint may keep its connections. */
   drainTimeoutMs: number;
+  /** --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout. */
+  timeouts: IpvsTimeouts;
+  /** --ipvs-exclude-cidrs: virtual servers there are never removed. */
+  excludeCidrs: readonly Cidr[];
 }
 
 const DRAIN_CHECK_INTERVAL_MS = 1000;
@@ -67,6 +72,7 @@ export class IpvsBackend implements Backend {
     await requireKernelFeatures(requiredFeatures(scheduler), opts.log);
     applySysctls(opts.log, opts.strictArp);
     const lib = native();
+    applyTimeouts(lib, opts.timeouts, opts.log);
     const backend = new IpvsBackend(lib, opts, DummyLink.ensure(lib));
     backend.drainTimer = setInterval(() => backend.checkDraining(), DRAIN_CHECK_INTERVAL_MS);
     backend.drainTimer.unref();
@@ -88,7 +94,7 @@ export class IpvsBackend implements Backend {
     const wanted = new Map(programmed.map((sp) => [frontendKey(sp.frontend), sp]));
     if (full) {
       // Also what this process programmed or is about to: a sync that failed may have left a NodePort out of its set.
-      const ownership = new Ownership(link.addresses(), await readSets());
+      const ownership = new Ownership(link.addresses(), await readSets(), this.opts.excludeCidrs);
       const known = new Set([...wanted.keys(), ...this.applied.keys()]);
       this.applied = this.table.read((f) => known.has(frontendKey(f)) || ownership.owns(f));
     }
@@ -236,7 +242,7 @@ export class IpvsBackend implements Backend {
   /** kube-lb's virtual servers as the kernel holds them, with what the sets say each is; none where IPVS is not loaded. */
   private async readOwned(): Promise<{ vs: VirtualServer; kind: FrontendKind }[]> {
     if (!ipvsLoaded()) return [];
-    const ownership = new Ownership(this.link?.addresses() ?? new Set(), await readSets());
+    const ownership = new Ownership(this.link?.addresses() ?? new Set(), await readSets(), this.opts.excludeCidrs);
     return [...this.table.read((f) => ownership.owns(f)).values()].map((vs) => ({ vs, kind: ownership.kind(vs.frontend) }));
   }
 

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import type { Logger } from '../../log.js';
+import type { NativeAddon } from '../../native/index.js';
 
 const exec = promisify(execFile);
 
@@ -81,4 +82,18 @@ export function applySysctls(log: Logger, strictArp: boolean): void {
     fs.writeFileSync(file, value);
     log.info({ sysctl: key.replaceAll('/', '.'), value }, 'set sysctl');
   }
+}
+
+/** kube-proxy's --ipvs-tcp-timeout, --ipvs-tcpfin-timeout and --ipvs-udp-timeout, in whole seconds; 0 leaves the kernel's. */
+export interface IpvsTimeouts {
+  tcpSeconds: number;
+  tcpFinSeconds: number;
+  udpSeconds: number;
+}
+
+/** Sets IPVS's idle timeouts where one was given, as kube-proxy does at start. */
+export function applyTimeouts(lib: NativeAddon, t: IpvsTimeouts, log: Logger): void {
+  if (t.tcpSeconds === 0 && t.tcpFinSeconds === 0 && t.udpSeconds === 0) return;
+  lib.ipvsSetTimeouts(t.tcpSeconds, t.tcpFinSeconds, t.udpSeconds);
+  log.info({ tcpSeconds: t.tcpSeconds, tcpFinSeconds: t.tcpFinSeconds, udpSeconds: t.udpSeconds }, 'set IPVS timeouts');
 }

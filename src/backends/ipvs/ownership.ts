@@ -2,9 +2,11 @@
 // read from the kernel: IPVS keeps no label. Those on an address of
 // kube-ipvs0 are ClusterIPs, external or load-balancer IPs (the sets say
 // which); NodePorts are on the node's own addresses, at a port of the
-// KUBE-NODE-PORT sets. Others' virtual servers are neither.
+// KUBE-NODE-PORT sets. Others' virtual servers are neither, and neither
+// are those in --ipvs-exclude-cidrs, which kube-lb never removes.
 import os from 'node:os';
 import type { Frontend, FrontendKind } from '../../model/contract.js';
+import { type Cidr, cidrContains } from '../../net/ip.js';
 import { type SetContents, nodePortEntry } from './netfilter.js';
 
 /** The node's IPv4 addresses, on every interface. */
@@ -19,6 +21,7 @@ export class Ownership {
     /** kube-ipvs0's addresses. */
     private readonly bound: ReadonlySet<string>,
     private readonly sets: SetContents,
+    private readonly excluded: readonly Cidr[],
   ) {}
 
   private isNodePort(f: Frontend): boolean {
@@ -28,6 +31,7 @@ export class Ownership {
   }
 
   owns(f: Frontend): boolean {
+    if (this.excluded.some((cidr) => cidrContains(cidr, f.ip))) return false;
     return this.bound.has(f.ip) || this.isNodePort(f);
   }
 
