@@ -20,7 +20,7 @@ import { addition, ServiceMap, type ServiceChange } from '../src/backends/ebpf/s
 import type { IPFamily } from '../src/model/contract.js';
 import { bytesToIpv6, intToIpv4 } from '../src/net/ip.js';
 import { createLogger } from '../src/log.js';
-import { buildPacket } from '../test/lib/packets.js';
+import { buildPacket, parsePacket } from '../test/lib/packets.js';
 import { type Spread, spread } from './stats.js';
 
 export interface PerPacketResult {
@@ -84,6 +84,8 @@ interface Loaded {
   pinPath: string;
   dp: LoadedDatapath;
   flows: Buffer[];
+  /** The target service's backends: where its flows must go. */
+  backends: string[];
   miss: Buffer;
   newFlow: number[];
   established: number[];
@@ -101,12 +103,14 @@ export function measurePerPacket(families: readonly IPFamily[], serviceCounts: n
       progress(`per-packet: installing ${services.toLocaleString('en-US')} ${family} services`);
       const pinPath = `/sys/fs/bpf/kube-lb-bench-${process.pid}-${i}`;
       const dp = loadDatapath(lib, pinPath, log);
-      const l: Loaded = { family, services, pinPath, dp, flows: [], miss: missPacket(family), newFlow: [], established: [], missed: [] };
+      const l: Loaded = { family, services, pinPath, dp, flows: [], backends: [], miss: missPacket(family), newFlow: [], established: [], missed: [] };
       loaded.push(l);
       const changes = serviceChanges(family, services);
       const svcMap = new ServiceMap(lib, dp.maps.svc, dp.maps.maglev);
       for (let c = 0; c < changes.length; c += 10_000) svcMap.apply(changes.slice(c, c + 10_000));
-      l.flows = flowPackets(family, changes[Math.floor(services / 2)]!.frontend.ip, samples);
+      const target = changes[Math.floor(services / 2)]!;
+      l.flows = flowPackets(family, target.frontend.ip, samples);
+      l.backends = target.wanted!.map((d) => d.ip);
     }
     progress(`per-packet: ${samples.toLocaleString('en-US')} samples per path, family and N, in rounds of ${ROUND}`);
     for (let from = 0; from < samples; from += ROUND) {
@@ -117,6 +121,11 @@ export function measurePerPacket(families: readonly IPFamily[], serviceCounts: n
         for (const f of round) l.established.push(time(f));
         for (let i = 0; i < round.length; i++) l.missed.push(time(l.miss));
       }
+    }
+    // Figures of packets the program let through untranslated would measure nothing.
+    for (const l of loaded) {
+      const { daddr } = parsePacket(lib.progTestRun(l.dp.programs.fromPod, Buffer.from(l.flows[0]!), 1).data);
+      if (!l.backends.includes(daddr)) throw new Error(`per-packet: at ${l.services} ${l.family} services, a measured flow left lb_from_pod to ${daddr}, not to a backend of its service (${l.backends.join(', ')})`);
     }
     return loaded.map((l) => ({ family: l.family, services: l.services, newFlowNs: spread(l.newFlow), establishedNs: spread(l.established), missNs: spread(l.missed) }));
   } finally {
