@@ -74,7 +74,7 @@ export function missPacket(family: IPFamily): Buffer {
   return buildPacket({ saddr: benchAddress(family, CLIENT_BASE + 1), sport: 1024, daddr: benchAddress(family, NO_SERVICE), dport: 80, protocol: 'TCP' });
 }
 
-/** Samples per round: every family and N gets a round in turn, so background load hits them all alike. */
+/** Samples per round: every N and family gets a round in turn, so background load hits them all alike. */
 const ROUND = 500;
 
 /** One family and N: its datapath, its packets and its samples so far. */
@@ -96,7 +96,8 @@ export function measurePerPacket(families: readonly IPFamily[], serviceCounts: n
   const lib = native();
   // A fresh pin path each: nothing to migrate, so only failures would speak.
   const log = createLogger('warn');
-  const setups = families.flatMap((family) => serviceCounts.map((services) => ({ family, services })));
+  // Each N's families side by side in every round: their ratio is the figure a loaded machine leaves meaningful.
+  const setups = serviceCounts.flatMap((services) => families.map((family) => ({ family, services })));
   const loaded: Loaded[] = [];
   try {
     for (const [i, { family, services }] of setups.entries()) {
