@@ -90,7 +90,7 @@ const gaps: KernelGaps = {
 const variants = requested.filter((v) => gaps.notRun[v.name] === undefined);
 
 const modePlan: BenchPlan = values.quick
-  ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }
+  ? { mode: 'quick', vm: values.vm, sections: SECTIONS, runs: 1, serviceCounts: [10, 1000], perPacketCounts: [1, 100, 1000, 10_000, 100_000], perPacketFamilies: ['IPv4', 'IPv6'], perPacketSamples: 20_000, connSeconds: 2, throughputSeconds: 2, packetSeconds: 3, connEndpointsEach: {}, controlPlaneSkips: [] }
   : {
       mode: 'full',
       vm: values.vm,
@@ -98,6 +98,7 @@ const modePlan: BenchPlan = values.quick
       runs: 3,
       serviceCounts: [10, 1000, 10_000],
       perPacketCounts: [1, 100, 1000, 10_000, 100_000],
+      perPacketFamilies: ['IPv4', 'IPv6'],
       perPacketSamples: 20_000,
       connSeconds: 4,
       throughputSeconds: 4,
@@ -219,7 +220,7 @@ async function attempt<T>(what: string, variant: string, fn: () => Promise<T>): 
 
 progress(`kube-lb bench, ${plan.mode} mode (${plan.sections.filter(runs).join(', ')}): ${variants.map((v) => v.name).join(', ')} and direct`);
 for (const [name, why] of [...Object.entries(gaps.notRun), ...Object.entries(gaps.notMeasured)]) if (why !== undefined) progress(`not run on this kernel: ${name}: ${why}`);
-if (runs('per-packet')) results.perPacket = measurePerPacket(plan.perPacketCounts, plan.perPacketSamples, progress);
+if (runs('per-packet')) results.perPacket = measurePerPacket(plan.perPacketFamilies, plan.perPacketCounts, plan.perPacketSamples, progress);
 
 for (let run = 1; run <= plan.runs; run++) {
   for (const services of runs('conn') || runs('control-plane') ? plan.serviceCounts : []) {

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { type Entry, FROM, noNodePortReason, noNodeReason, type Variant } from './bench-node.js';
 import { CONNECTION_LIMIT_MS, type ConnRate, DIRECT, type ControlPlane, type PacketRate, type Throughput } from './measure.js';
 import type { PerPacketResult } from './per-packet.js';
+import { familiesOf, perPacketChart, perPacketFigures, perPacketTable } from './per-packet-report.js';
+import type { IPFamily } from '../src/model/contract.js';
 import { barChart } from './svg.js';
 import { EXTERNAL_CLIENT_IPS } from '../test/lib/sandbox.js';
 
@@ -51,6 +53,8 @@ export interface BenchPlan {
   runs: number;
   serviceCounts: number[];
   perPacketCounts: number[];
+  /** The families the per-packet cost is measured for, each at every count. */
+  perPacketFamilies: IPFamily[];
   perPacketSamples: number;
   connSeconds: number;
   throughputSeconds: number;
@@ -239,9 +243,7 @@ export async function writeReport(
   const directFromNode = directConn('node');
   const nodePortVariants = variants.filter((v) => noNodePortReason(v) === undefined);
   const nodeVariants = variants.filter((v) => noNodeReason(v) === undefined);
-  const perPacketNs = Object.fromEntries(
-    r.perPacket.map((p) => [p.services, { newFlow: p.newFlowNs, established: p.establishedNs, miss: p.missNs }]),
-  );
+  const perPacketNs = perPacketFigures(r.perPacket);
   const throughputByVariant = Object.fromEntries(variants.map((v) => [v.name, summarize(r.throughput.filter((t) => t.variant === v.name).map((t) => t.gbitPerSec))]));
 
   // Direct is the routed reference: no service, node-a only forwards.
@@ -299,16 +301,7 @@ export async function writeReport(
       series: variants.map((v) => ({ name: v.name, values: plan.serviceCounts.map((n) => backends[v.name]![n]!.fullSyncMs?.median ?? null) })),
       unit: 'ms',
     }),
-    perPacket: barChart({
-      title: 'ebpf per-packet cost (BPF_PROG_TEST_RUN, median)',
-      groups: r.perPacket.map((p) => `${p.services.toLocaleString('en-US')} services`),
-      series: [
-        { name: 'new flow', values: r.perPacket.map((p) => p.newFlowNs.median) },
-        { name: 'established', values: r.perPacket.map((p) => p.establishedNs.median) },
-        { name: 'not a service', values: r.perPacket.map((p) => p.missNs.median) },
-      ],
-      unit: 'ns per packet',
-    }),
+    perPacket: perPacketChart(r.perPacket),
   };
   const chartSections: Record<keyof typeof charts, Section> = { conn: 'conn', sync: 'control-plane', perPacket: 'per-packet' };
   for (const [name, svg] of Object.entries(charts)) {
@@ -428,12 +421,9 @@ export async function writeReport(
     ]),
     ...section('per-packet', '## ebpf per-packet cost', () => [
       '',
-      '| services | new flow ns (p10–p90) | established ns (p10–p90) | not a service ns |',
-      '|---|---|---|---|',
-      ...r.perPacket.map(
-        (p) =>
-          `| ${p.services.toLocaleString('en-US')} | ${p.newFlowNs.median.toFixed(0)} (${p.newFlowNs.p10.toFixed(0)}–${p.newFlowNs.p90.toFixed(0)}) | ${p.establishedNs.median.toFixed(0)} (${p.establishedNs.p10.toFixed(0)}–${p.establishedNs.p90.toFixed(0)}) | ${p.missNs.median.toFixed(0)} |`,
-      ),
+      `Measured for ${plan.perPacketFamilies.join(' and ')}, in the same rounds, with the same flows (see Method). The absolute figures move with the machine's other work; the ratio between families at one N, measured side by side, is the figure to compare.`,
+      '',
+      ...perPacketTable(r.perPacket),
       '',
       `![per packet](${base}-perPacket.svg)`,
       '',
@@ -475,7 +465,7 @@ const METHOD = [
   `Connection rate: a Node.js client in the client pod opens new TCP connections over 4 concurrent loops for the stated time; after a 3 s warm-up that is not counted (the first seconds on a fresh node ran about 10% slower, direct and ebpf alike). The server answers with one line and closes, as an HTTP/1.0 server does; the client closes after it, and the latency is that of the whole exchange. The target service has 4 endpoints on 4 server pods; the other N−1 services have 10 endpoints each on addresses no pod holds. "Target last" installs the target after all other services (iptables' worst case), "target first" before them. Direct connects to the 4 pods' own addresses. In the ebpf variants' target-first runs kernel.bpf_stats_enabled is on, to read the in-kernel run time of the TC programs and of the socket programs; it adds two clock reads per program run, so the bars use the target-last runs. A connection is lost when nothing answers within ${CONNECTION_LIMIT_MS / 1000} s. Linux resends an unanswered SYN after 1 s and then each second, so the limit falls between the first two resends: with the earlier 1 s limit, a connection whose first SYN was refused and whose resend was answered counted as lost or not by chance. Connections that took over 1 s, which waited for at least one timed resend, are counted apart, and their latencies stay in the percentiles. Why the server closes first: a client that closes first keeps TIME_WAIT, and one client opening thousands of connections a second to a single ClusterIP then spends its time searching for a free source port, which direct traffic spread over 4 addresses does not. In a trial on this machine that cost the ClusterIP about a quarter of its rate under every backend alike (ebpf 72% of direct with the client closing, 95% with the server closing), and the comparison measured the client.`,
   `Connections from the node: the same client and the same measurement, run as a process of node-a's own network namespace (as a host process or a hostNetwork pod runs), to the target's ClusterIP, installed last; direct from the node connects to the 4 pods' own addresses, which node-a routes to their veths. Under ebpf, the socket programs attach to a cgroup of the bench's own (--cgroup-root) rather than the machine's root, where they would run at every connect of the machine; the node's client, and with ${SOCKET_LB_VARIANT.name} (--bpf-socket-lb=all) the client pod's, run in that cgroup. ${SOCKET_LB_VARIANT.name} translates the node's sockets as ebpf does, so its connections from the node are not measured apart.`,
   `NodePort connections from outside: the same client and the same measurement, run by the sandbox's external client, a namespace on the node network outside the cluster, from its outside address (${EXTERNAL_CLIENT_IPS[0]}), to the target's NodePort on node-a's InternalIP (from node-a's Node object in the manifests, as --nodeport-addresses' default picks it). Only the backends whose capability table has "nodeport" are measured, with the target installed last. The target is the one service of type NodePort (externalTrafficPolicy Cluster, so the connections are masqueraded); the other N−1 services are ClusterIP services as above. Its 4 endpoints are on node-a, as in the ClusterIP measurement, so the two compare; endpoints on the other node would add a hop. Direct from outside: the external client routes the cluster CIDR through node-a and connects to the 4 pods' own addresses, with no kube-lb: node-a only routes, with no NAT. Why masqueraded NodePort connections can take over 1 s, under kube-proxy's rules as under kube-lb's: the one external client reuses each source port within seconds. Conntrack then ends the old connection's entry, which still held its masquerade port on node-a, while the pod keeps that connection in TIME_WAIT for 60 s. A later connection can be masqueraded to the same port (MASQUERADE --random-fully picks any free one) and reach the pod with the same four addresses and ports. Its timestamp comes from another connection's clock (Linux offsets timestamps per connection), so about half the time the pod's TIME_WAIT refuses the SYN as old (PAWS) and answers with an ACK. The client resets, which ends the TIME_WAIT, and resends its SYN a few milliseconds later (Linux does so after an unacceptable ACK, once), which shows in the p99. Conntrack masquerades the resend afresh; should it meet another such TIME_WAIT, the next resend comes 1 s later. The report counts the refused SYNs in the pods (TcpExtPAWSTimewait). A client that reuses a source port for the same NodePort less often than every 60 s does not meet this: conntrack then keeps the old entry, and its masquerade port, for 120 s. Direct connections are not masqueraded, so a reused four-tuple meets its own TIME_WAIT, with its own clock.`,
-  'Per-packet cost: BPF_PROG_TEST_RUN on lb_from_pod with 2 backends per service. test_run reruns one packet against the same skb, so a program that rewrites the packet would see its own output from the second repeat on (a DNATed packet no longer matches a service: the cheap miss path). Every sample therefore runs a fresh copy once (repeat=1) and reads the kernel\'s own timing of that run; new-flow samples each use a new client address and port (conntrack miss, service lookup, backend pick, conntrack insert), established samples replay the same flows. The kernel\'s timing includes a fixed overhead of its timer, the same for every N.',
+  'Per-packet cost: BPF_PROG_TEST_RUN on lb_from_pod with 2 backends per service. test_run reruns one packet against the same skb, so a program that rewrites the packet would see its own output from the second repeat on (a DNATed packet no longer matches a service: the cheap miss path). Every sample therefore runs a fresh copy once (repeat=1) and reads the kernel\'s own timing of that run; new-flow samples each use a new client address and port (conntrack miss, service lookup, backend pick, conntrack insert), established samples replay the same flows. The kernel\'s timing includes a fixed overhead of its timer, the same for every N. Each family is measured at every N on a datapath of its own, and the rounds (500 samples of each path) go through every N in turn and, at each N, through the families one after the other, so background load falls on them alike. IPv6 measures the same flows as IPv4: each IPv6 address is its IPv4 twin\'s 32 bits under fd00:b::/96 (services, backends, clients and the address of no service alike), with the same ports and the same TCP SYN of 7 bytes of payload, so the frames differ only in their IP header (40 bytes for IPv4\'s 20, and no header checksum).',
   'Control plane: the services are written as JSON files of 500 services each (kind: List) into a running kube-lb\'s manifests directory; a poller in the client pod opens a connection every few hundred microseconds until the expected pod answers.',
   'Throughput: iperf3, one TCP stream, through a ClusterIP with one endpoint, and direct.',
   `Packets per second to a NodePort: a generator in the external client's namespace (bench/flood.ts) writes UDP frames of 60 bytes from ${EXTERNAL_CLIENT_IPS[0]} straight onto node-a's uplink (the bridge port's end of its veth), to node-a's NodePort of a UDP service whose one endpoint is a pod on node-b; nothing listens there, so the pod answers with ICMP port unreachable at the kernel's limited rate. The generator is an XDP program (bench/flood.bpf.c) run by BPF_PROG_TEST_RUN with live frames: it sends each frame from the kernel's XDP path (a redirect), so that node-a's eth0 receives frames, not skbs, as a NIC's driver does. A veth receives such frames only when it runs an XDP program: node-a's eth0 runs one that passes every frame to the stack (test/lib/xdp_pass.bpf.c), as a driver does, except in the XDP row, where kube-lb's lb_world_xdp runs there instead and sends the translated frames back out (XDP_TX) before any skb is made. The gateway's ends of the nodes' veths run the passing program too (see the sandbox), in every row. One generator process, pinned to CPU 0, with no rate limit. The source port cycles over 1,000 values: 1,000 flows, each set up (conntrack, NAT) in the 1 s warm-up, so the count measures established flows. Counted over the stated time: the packets node-a's uplink took in (its eth0's received counter) and those received on the pod's interface. On veths each hop's receive runs in softirq on the sending CPU, so node-a's forwarding, the bridge's and node-b's all run on CPU 0 beside the generator. The rate is that of the whole path on one CPU, generator included; compare rows, not absolute rates. CPU per packet is CPU 0's softirq time (/proc/stat) over the count per packet delivered: all of the forwarding is softirq work, whichever task's time it runs in, and the generator's sending is not. The time is sampled at the 10 ms tick: a few hundred samples over a count of a few seconds. The routed reference sends the same packets to the pod's address, which node-a routes with no service and no NAT. ebpf (XDP) is ebpf with --bpf-xdp=native.`,
@@ -503,15 +493,15 @@ function evaluateTargets(
 ): Target[] {
   const ebpf = backends.ebpf;
   const targets: Target[] = [];
-  const one = perPacket.find((p) => p.services === 1);
-  const most = perPacket.find((p) => p.services === 100_000);
-  if (one && most) {
-    const ratio = (a: number, b: number): number => a / b;
-    const rNew = ratio(most.newFlowNs.median, one.newFlowNs.median);
-    const rEst = ratio(most.establishedNs.median, one.establishedNs.median);
+  for (const family of familiesOf(perPacket)) {
+    const one = perPacket.find((p) => p.family === family && p.services === 1);
+    const most = perPacket.find((p) => p.family === family && p.services === 100_000);
+    if (!one || !most) continue;
+    const rNew = most.newFlowNs.median / one.newFlowNs.median;
+    const rEst = most.establishedNs.median / one.establishedNs.median;
     const worst = Math.max(rNew, rEst);
     targets.push({
-      name: 'per-packet cost at 100,000 services vs 1',
+      name: `per-packet cost at 100,000 services vs 1, ${family}`,
       bar: 'within 10%',
       measured: `new flow ${(100 * (rNew - 1)).toFixed(1)}%, established ${(100 * (rEst - 1)).toFixed(1)}%`,
       met: worst <= 1.1,
