@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { unsupportedReason } from '../../src/backends/capabilities.js';
 import { type ScenarioContext, withContext } from '../conformance/context.js';
 import { ipv6Scenarios } from '../conformance/ipv6-scenarios.js';
 import { OVER_IPV6 } from '../conformance/over-ipv6.js';
@@ -142,7 +143,8 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       }
     }));
 
-  it("dual-stack: ipvsadm, ipset and ip6tables show kube-proxy's IPv6 layout beside the IPv4 one (KUBE-6- sets, the same chains in ip6tables, /128 nodad addresses on kube-ipvs0)", () =>
+  const noIpv6 = unsupportedReason('ipvs', 'ipv6');
+  it("dual-stack: ipvsadm, ipset and ip6tables show kube-proxy's IPv6 layout beside the IPv4 one (KUBE-6- sets, the same chains in ip6tables, /128 nodad addresses on kube-ipvs0)", { skip: noIpv6 === undefined ? false : `unsupported by ipvs per src/backends/capabilities.ts: ${noIpv6}` }, () =>
     withContext(ipvs, pods, async (ctx) => {
       ctx.useDualStack();
       const VIP6 = 'fd00:96::10';
