@@ -1,6 +1,7 @@
 // IPVS virtual servers and their real servers, over the kernel's "IPVS"
 // generic netlink family: one message per change, as ipvsadm sends them.
-// Only IPv4 services addressed by ip:port:protocol (no fwmark services).
+// Services addressed by family, ip:port:protocol (no fwmark services); a
+// service's real servers are of its family.
 #include <linux/genetlink.h>
 #include <linux/ip_vs.h>
 #include <netinet/in.h>
@@ -17,14 +18,14 @@
 namespace {
 
 struct Service {
-  uint32_t address;  // network order
+  Address address;
   uint16_t protocol;
   uint16_t port;
   std::string text;  // "TCP 10.96.0.10:80", for messages
 };
 
 struct Dest {
-  uint32_t address;  // network order
+  Address address;
   uint16_t port;
   std::string text;
 };
@@ -78,18 +79,27 @@ nlmsghdr* Begin(Napi::Env env, uint8_t cmd, uint16_t flags) {
   return nlh;
 }
 
-Service ServiceArgs(const Args& args, const char* fn) {
-  std::string address = args.String(0, "address");
-  uint16_t protocol = static_cast<uint16_t>(args.Uint32(1, "protocol", 1, 255));
-  uint16_t port = static_cast<uint16_t>(args.Uint32(2, "port", 1, 65535));
-  return {ParseIpv4(args.Env(), fn, address), protocol, port,
-          ProtocolName(protocol) + " " + address + ":" + std::to_string(port)};
+// "[ip]:port" for IPv6, as ipvsadm prints it.
+std::string HostPort(const Address& address, const std::string& ip, uint16_t port) {
+  return (address.af == AF_INET6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }
 
-Dest DestArgs(const Args& args, const char* fn) {
-  std::string address = args.String(3, "destAddress");
-  uint16_t port = static_cast<uint16_t>(args.Uint32(4, "destPort", 1, 65535));
-  return {ParseIpv4(args.Env(), fn, address), port, address + ":" + std::to_string(port)};
+// Arguments (family, address, protocol, port, ...): family is "IPv4" or "IPv6".
+Service ServiceArgs(const Args& args, const char* fn) {
+  std::string family = args.String(0, "family");
+  std::string ip = args.String(1, "address");
+  uint16_t protocol = static_cast<uint16_t>(args.Uint32(2, "protocol", 1, 255));
+  uint16_t port = static_cast<uint16_t>(args.Uint32(3, "port", 1, 65535));
+  Address address = ParseAddress(args.Env(), fn, family, ip);
+  return {address, protocol, port, ProtocolName(protocol) + " " + HostPort(address, ip, port)};
+}
+
+// A real server of `svc`: of the service's family (masquerading cannot change it).
+Dest DestArgs(const Args& args, const char* fn, const Service& svc) {
+  std::string ip = args.String(4, "destAddress");
+  uint16_t port = static_cast<uint16_t>(args.Uint32(5, "destPort", 1, 65535));
+  Address address = ParseAddress(args.Env(), fn, FamilyName(svc.address.af), ip);
+  return {address, port, HostPort(address, ip, port)};
 }
 
 // How a service schedules: its scheduler, and how long a client sticks to
@@ -102,16 +112,17 @@ struct Scheduling {
 // The service's identity; with its scheduling, every field NEW/SET_SERVICE need.
 void PutService(nlmsghdr* nlh, const Service& svc, const Scheduling* scheduling) {
   nlattr* nest = mnl_attr_nest_start(nlh, IPVS_CMD_ATTR_SERVICE);
-  mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_AF, AF_INET);
+  mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_AF, svc.address.af);
   mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_PROTOCOL, svc.protocol);
-  mnl_attr_put(nlh, IPVS_SVC_ATTR_ADDR, sizeof(svc.address), &svc.address);
+  mnl_attr_put(nlh, IPVS_SVC_ATTR_ADDR, svc.address.size(), svc.address.bytes);
   mnl_attr_put_u16(nlh, IPVS_SVC_ATTR_PORT, htons(svc.port));
   if (scheduling) {
     mnl_attr_put_strz(nlh, IPVS_SVC_ATTR_SCHED_NAME, scheduling->scheduler.c_str());
     ip_vs_flags flags{scheduling->persistence > 0 ? IP_VS_SVC_F_PERSISTENT : 0u, ~0u};
     mnl_attr_put(nlh, IPVS_SVC_ATTR_FLAGS, sizeof(flags), &flags);
     mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_TIMEOUT, scheduling->persistence);
-    mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_NETMASK, 0xffffffff);
+    // One address per service: a mask of 32 bits for IPv4, a prefix length of 128 for IPv6 (as ipvsadm sends them).
+    mnl_attr_put_u32(nlh, IPVS_SVC_ATTR_NETMASK, svc.address.af == AF_INET6 ? 128 : 0xffffffff);
   }
   mnl_attr_nest_end(nlh, nest);
 }
@@ -119,9 +130,9 @@ void PutService(nlmsghdr* nlh, const Service& svc, const Scheduling* scheduling)
 // The destination's identity; with a weight, every field NEW/SET_DEST need.
 void PutDest(nlmsghdr* nlh, const Dest& dest, const uint32_t* weight) {
   nlattr* nest = mnl_attr_nest_start(nlh, IPVS_CMD_ATTR_DEST);
-  mnl_attr_put(nlh, IPVS_DEST_ATTR_ADDR, sizeof(dest.address), &dest.address);
+  mnl_attr_put(nlh, IPVS_DEST_ATTR_ADDR, dest.address.size(), dest.address.bytes);
   mnl_attr_put_u16(nlh, IPVS_DEST_ATTR_PORT, htons(dest.port));
-  mnl_attr_put_u16(nlh, IPVS_DEST_ATTR_ADDR_FAMILY, AF_INET);
+  mnl_attr_put_u16(nlh, IPVS_DEST_ATTR_ADDR_FAMILY, dest.address.af);
   if (weight) {
     mnl_attr_put_u32(nlh, IPVS_DEST_ATTR_FWD_METHOD, IP_VS_CONN_F_MASQ);
     mnl_attr_put_u32(nlh, IPVS_DEST_ATTR_WEIGHT, *weight);
@@ -138,11 +149,11 @@ std::vector<const nlattr*> ReplyNest(const nlmsghdr* reply, uint16_t type, uint1
   return ParseNested(nest, max);
 }
 
-// ipvsAddService(address, protocol, port, scheduler, persistence) / ipvsSetService(...)
+// ipvsAddService(family, address, protocol, port, scheduler, persistence) / ipvsSetService(...)
 void WriteService(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
   Args args(info, fn);
   Service svc = ServiceArgs(args, fn);
-  Scheduling scheduling{args.String(3, "scheduler"), args.Uint32(4, "persistence", 0, INT32_MAX)};
+  Scheduling scheduling{args.String(4, "scheduler"), args.Uint32(5, "persistence", 0, INT32_MAX)};
   nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
   PutService(nlh, svc, &scheduling);
   Connect(info.Env()).socket->Request(info.Env(), nlh, op,
@@ -161,17 +172,20 @@ void DeleteService(const Napi::CallbackInfo& info) {
   Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS service " + svc.text);
 }
 
-// ipvsServices(): every IPv4 address:port service as {address, protocol, port, scheduler, persistence}.
+// ipvsServices(): every IPv4 and IPv6 address:port service as {family, address, protocol, port, scheduler, persistence}.
 Napi::Value Services(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array result = Napi::Array::New(env);
   nlmsghdr* nlh = Begin(env, IPVS_CMD_GET_SERVICE, 0);
   Connect(env).socket->Dump(env, nlh, "list", "IPVS services", [&](const nlmsghdr* reply) {
     auto a = ReplyNest(reply, IPVS_CMD_ATTR_SERVICE, IPVS_SVC_ATTR_MAX);
-    if (a.empty() || !a[IPVS_SVC_ATTR_AF] || mnl_attr_get_u16(a[IPVS_SVC_ATTR_AF]) != AF_INET) return;
+    if (a.empty() || !a[IPVS_SVC_ATTR_AF]) return;
+    int af = mnl_attr_get_u16(a[IPVS_SVC_ATTR_AF]);
+    if (af != AF_INET && af != AF_INET6) return;
     if (!a[IPVS_SVC_ATTR_ADDR] || !a[IPVS_SVC_ATTR_PROTOCOL] || !a[IPVS_SVC_ATTR_PORT]) return;
     Napi::Object svc = Napi::Object::New(env);
-    svc.Set("address", FormatIpv4(mnl_attr_get_payload(a[IPVS_SVC_ATTR_ADDR])));
+    svc.Set("family", FamilyName(af));
+    svc.Set("address", FormatAddress(af, mnl_attr_get_payload(a[IPVS_SVC_ATTR_ADDR])));
     svc.Set("protocol", mnl_attr_get_u16(a[IPVS_SVC_ATTR_PROTOCOL]));
     svc.Set("port", ntohs(mnl_attr_get_u16(a[IPVS_SVC_ATTR_PORT])));
     svc.Set("scheduler", a[IPVS_SVC_ATTR_SCHED_NAME] ? mnl_attr_get_str(a[IPVS_SVC_ATTR_SCHED_NAME]) : "");
@@ -183,12 +197,12 @@ Napi::Value Services(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// ipvsAddDest(address, protocol, port, destAddress, destPort, weight) / ipvsSetDest(...)
+// ipvsAddDest(family, address, protocol, port, destAddress, destPort, weight) / ipvsSetDest(...)
 void WriteDest(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
   Args args(info, fn);
   Service svc = ServiceArgs(args, fn);
-  Dest dest = DestArgs(args, fn);
-  uint32_t weight = args.Uint32(5, "weight", 0, INT32_MAX);
+  Dest dest = DestArgs(args, fn, svc);
+  uint32_t weight = args.Uint32(6, "weight", 0, INT32_MAX);
   nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, &weight);
@@ -203,7 +217,7 @@ void SetDest(const Napi::CallbackInfo& info) { WriteDest(info, "ipvsSetDest", IP
 void DeleteDest(const Napi::CallbackInfo& info) {
   Args args(info, "ipvsDeleteDest");
   Service svc = ServiceArgs(args, "ipvsDeleteDest");
-  Dest dest = DestArgs(args, "ipvsDeleteDest");
+  Dest dest = DestArgs(args, "ipvsDeleteDest", svc);
   nlmsghdr* nlh = Begin(info.Env(), IPVS_CMD_DEL_DEST, 0);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, nullptr);
@@ -225,7 +239,7 @@ void SetTimeouts(const Napi::CallbackInfo& info) {
                                                                   std::to_string(tcpFin) + " s, udp " + std::to_string(udp) + " s)");
 }
 
-// ipvsDests(address, protocol, port): the service's real servers as
+// ipvsDests(family, address, protocol, port): the service's real servers as
 // {address, port, weight, activeConns, inactiveConns, scheduledConns}:
 // scheduledConns is the connections IPVS sent to it since it was added
 // (its 64-bit stats), null where the kernel sends no such stats.
@@ -241,7 +255,8 @@ Napi::Value Dests(const Napi::CallbackInfo& info) {
     if (a.empty() || !a[IPVS_DEST_ATTR_ADDR] || !a[IPVS_DEST_ATTR_PORT]) return;
     auto u32 = [&](int type) { return a[type] ? mnl_attr_get_u32(a[type]) : 0u; };
     Napi::Object dest = Napi::Object::New(env);
-    dest.Set("address", FormatIpv4(mnl_attr_get_payload(a[IPVS_DEST_ATTR_ADDR])));
+    int af = a[IPVS_DEST_ATTR_ADDR_FAMILY] ? mnl_attr_get_u16(a[IPVS_DEST_ATTR_ADDR_FAMILY]) : svc.address.af;
+    dest.Set("address", FormatAddress(af, mnl_attr_get_payload(a[IPVS_DEST_ATTR_ADDR])));
     dest.Set("port", ntohs(mnl_attr_get_u16(a[IPVS_DEST_ATTR_PORT])));
     dest.Set("weight", u32(IPVS_DEST_ATTR_WEIGHT));
     dest.Set("activeConns", u32(IPVS_DEST_ATTR_ACTIVE_CONNS));

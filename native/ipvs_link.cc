@@ -69,23 +69,27 @@ void LinkDelete(const Napi::CallbackInfo& info) {
   socket.Request(env, nlh, "delete", Numbered("ifindex", index));
 }
 
-// addressAdd(ifindex, ip) / addressDelete(ifindex, ip): a host (/32) address.
+// addressAdd(ifindex, family, ip) / addressDelete(ifindex, family, ip): a
+// host address (/32, /128). IPv6 ones skip duplicate address detection
+// (IFA_F_NODAD), as kube-proxy's: a tentative address would not be usable yet.
 void WriteAddress(const Napi::CallbackInfo& info, const char* fn, uint16_t type, uint16_t flags, const char* op) {
   Napi::Env env = info.Env();
   Args args(info, fn);
   int index = args.Int(0, "ifindex");
-  std::string ip = args.String(1, "ip");
-  uint32_t address = ParseIpv4(env, fn, ip);
+  std::string ip = args.String(2, "ip");
+  Address address = ParseAddress(env, fn, args.String(1, "family"), ip);
+  uint8_t prefix = address.af == AF_INET6 ? 128 : 32;
   NetlinkSocket& socket = RouteSocket(env);
   nlmsghdr* nlh = socket.Begin(type, flags);
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_INET;
-  ifa->ifa_prefixlen = 32;
+  ifa->ifa_family = address.af;
+  ifa->ifa_prefixlen = prefix;
   ifa->ifa_scope = RT_SCOPE_UNIVERSE;
   ifa->ifa_index = index;
-  mnl_attr_put_u32(nlh, IFA_LOCAL, address);
-  mnl_attr_put_u32(nlh, IFA_ADDRESS, address);
-  socket.Request(env, nlh, op, "address " + ip + "/32 on " + Numbered("ifindex", index));
+  if (address.af == AF_INET6) ifa->ifa_flags = IFA_F_NODAD;
+  mnl_attr_put(nlh, IFA_LOCAL, address.size(), address.bytes);
+  mnl_attr_put(nlh, IFA_ADDRESS, address.size(), address.bytes);
+  socket.Request(env, nlh, op, "address " + ip + "/" + std::to_string(prefix) + " on " + Numbered("ifindex", index));
 }
 
 void AddressAdd(const Napi::CallbackInfo& info) {
@@ -94,7 +98,7 @@ void AddressAdd(const Napi::CallbackInfo& info) {
 
 void AddressDelete(const Napi::CallbackInfo& info) { WriteAddress(info, "addressDelete", RTM_DELADDR, 0, "delete"); }
 
-// addressList(ifindex): the IPv4 addresses on the interface.
+// addressList(ifindex): the interface's global IPv4 and IPv6 addresses as {family, address}.
 Napi::Value AddressList(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int index = Args(info, "addressList").Int(0, "ifindex");
@@ -102,12 +106,19 @@ Napi::Value AddressList(const Napi::CallbackInfo& info) {
   NetlinkSocket& socket = RouteSocket(env);
   nlmsghdr* nlh = socket.Begin(RTM_GETADDR, 0);
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_INET;
+  ifa->ifa_family = AF_UNSPEC;
   socket.Dump(env, nlh, "list addresses of", Numbered("ifindex", index), [&](const nlmsghdr* reply) {
     auto* msg = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(reply));
-    if (msg->ifa_family != AF_INET || static_cast<int>(msg->ifa_index) != index) return;
-    const nlattr* local = ParseMessage(reply, sizeof(ifaddrmsg), IFA_LOCAL)[IFA_LOCAL];
-    if (local) result.Set(result.Length(), FormatIpv4(mnl_attr_get_payload(local)));
+    if (static_cast<int>(msg->ifa_index) != index || msg->ifa_scope != RT_SCOPE_UNIVERSE) return;
+    if (msg->ifa_family != AF_INET && msg->ifa_family != AF_INET6) return;
+    // IPv6 addresses carry only IFA_ADDRESS; IPv4 ones their own address in IFA_LOCAL.
+    auto attrs = ParseMessage(reply, sizeof(ifaddrmsg), IFA_MAX);
+    const nlattr* address = attrs[IFA_LOCAL] ? attrs[IFA_LOCAL] : attrs[IFA_ADDRESS];
+    if (!address) return;
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("family", FamilyName(msg->ifa_family));
+    entry.Set("address", FormatAddress(msg->ifa_family, mnl_attr_get_payload(address)));
+    result.Set(result.Length(), entry);
   });
   return result;
 }

@@ -89,16 +89,21 @@ std::vector<const nlattr*> ParseMessage(const nlmsghdr* nlh, size_t offset, uint
   return table;
 }
 
-uint32_t ParseIpv4(Napi::Env env, const char* fn, const std::string& text) {
-  in_addr addr{};
-  if (inet_pton(AF_INET, text.c_str(), &addr) != 1) {
-    throw Napi::TypeError::New(env, std::string(fn) + ": " + text + " is not an IPv4 address");
+Address ParseAddress(Napi::Env env, const char* fn, const std::string& family, const std::string& text) {
+  Address address{};
+  if (family == "IPv4") address.af = AF_INET;
+  else if (family == "IPv6") address.af = AF_INET6;
+  else throw Napi::TypeError::New(env, std::string(fn) + ": family " + family + " is neither IPv4 nor IPv6");
+  if (inet_pton(address.af, text.c_str(), address.bytes) != 1) {
+    throw Napi::TypeError::New(env, std::string(fn) + ": " + text + " is not an " + family + " address");
   }
-  return addr.s_addr;
+  return address;
 }
 
-std::string FormatIpv4(const void* network_order) {
-  char text[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, network_order, text, sizeof(text));
+std::string FormatAddress(int af, const void* network_order) {
+  char text[INET6_ADDRSTRLEN];
+  inet_ntop(af, network_order, text, sizeof(text));
   return text;
 }
+
+const char* FamilyName(int af) { return af == AF_INET6 ? "IPv6" : "IPv4"; }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <libmnl/libmnl.h>
+#include <sys/socket.h>
 #include <napi.h>
 
 #include <cstdint>
@@ -47,6 +48,17 @@ class NetlinkSocket {
 std::vector<const nlattr*> ParseNested(const nlattr* nest, uint16_t max);
 std::vector<const nlattr*> ParseMessage(const nlmsghdr* nlh, size_t offset, uint16_t max);
 
-// Dotted-quad text to network-order bytes; throws a TypeError naming fn and the value.
-uint32_t ParseIpv4(Napi::Env env, const char* fn, const std::string& text);
-std::string FormatIpv4(const void* network_order);
+// An IPv4 or IPv6 address in network order: `size` of its bytes are used.
+struct Address {
+  int af;  // AF_INET or AF_INET6
+  unsigned char bytes[16];
+  size_t size() const { return af == AF_INET6 ? 16 : 4; }
+};
+
+// Text of the family ("IPv4" or "IPv6", as kube-lb's model names them) to
+// network-order bytes; throws a TypeError naming fn and the value. The
+// family comes from the caller, never from the text.
+Address ParseAddress(Napi::Env env, const char* fn, const std::string& family, const std::string& text);
+std::string FormatAddress(int af, const void* network_order);
+// "IPv4" or "IPv6", as the model names the family of AF_INET, AF_INET6.
+const char* FamilyName(int af);

@@ -69,7 +69,7 @@ export function parseBackendName(value: string): BackendName {
 function ipvsOptions(opts: BackendOptions): IpvsOptions {
   return {
     log: opts.log,
-    localTraffic: opts.localTraffic.IPv4,
+    localTraffic: opts.localTraffic,
     masqueradeBit: opts.masqueradeBit,
     scheduler: opts.ipvsScheduler,
     strictArp: opts.ipvsStrictArp,

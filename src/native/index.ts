@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import type { IPFamily } from '../net/ip.js';
 
 export type TcAttachPoint = 'ingress' | 'egress';
 /** Where an XDP program runs: in the driver, or on the skb for drivers without XDP. */
@@ -156,17 +157,18 @@ export interface NativeAddon {
   /** Struct layouts from the BTF of an ELF object. */
   btfStructs(objectPath: string, names: string[]): Record<string, BtfStruct>;
 
-  // IPVS over generic netlink (IPv4 address:port services, masquerade
-  // forwarding). protocol is an IP protocol number (6 TCP, 17 UDP, 132 SCTP).
+  // IPVS over generic netlink (IPv4 and IPv6 address:port services,
+  // masquerade forwarding). family is the model's: the addresses are of it,
+  // real servers of their service's. protocol is an IP protocol number (6 TCP, 17 UDP, 132 SCTP).
   ipvsServices(): IpvsService[];
   /** persistence: seconds a client sticks to its real server (ipvsadm -p); 0 for none. */
-  ipvsAddService(address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
-  ipvsSetService(address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
-  ipvsDeleteService(address: string, protocol: number, port: number): void;
-  ipvsDests(address: string, protocol: number, port: number): IpvsDest[];
-  ipvsAddDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
-  ipvsSetDest(address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
-  ipvsDeleteDest(address: string, protocol: number, port: number, destAddress: string, destPort: number): void;
+  ipvsAddService(family: IPFamily, address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
+  ipvsSetService(family: IPFamily, address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
+  ipvsDeleteService(family: IPFamily, address: string, protocol: number, port: number): void;
+  ipvsDests(family: IPFamily, address: string, protocol: number, port: number): IpvsDest[];
+  ipvsAddDest(family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
+  ipvsSetDest(family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
+  ipvsDeleteDest(family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number): void;
   /** IPVS's idle timeouts in seconds (ipvsadm --set); 0 leaves one as it is. */
   ipvsSetTimeouts(tcp: number, tcpFin: number, udp: number): void;
 
@@ -176,14 +178,15 @@ export interface NativeAddon {
   /** Creates a dummy interface, left down; fails with code EEXIST if the name is taken. */
   linkAddDummy(name: string): void;
   linkDelete(ifindex: number): void;
-  /** Adds ip/32; fails with code EEXIST if it is there. */
-  addressAdd(ifindex: number, ip: string): void;
-  addressDelete(ifindex: number, ip: string): void;
-  /** The interface's IPv4 addresses. */
-  addressList(ifindex: number): string[];
+  /** Adds ip/32 or, without duplicate address detection, ip/128; fails with code EEXIST if it is there. */
+  addressAdd(ifindex: number, family: IPFamily, ip: string): void;
+  addressDelete(ifindex: number, family: IPFamily, ip: string): void;
+  /** The interface's global addresses, with their family as the kernel gives it. */
+  addressList(ifindex: number): { family: IPFamily; address: string }[];
 }
 
 export interface IpvsService {
+  family: IPFamily;
   address: string;
   protocol: number;
   port: number;

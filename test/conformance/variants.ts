@@ -70,11 +70,13 @@ export const VARIANTS: BackendVariant[] = [
     async assertNothingLeft(sandbox) {
       const links = await sandbox.inNode('ip', '-o', 'link', 'show');
       assert.doesNotMatch(links, /kube-ipvs0/, 'kube-ipvs0 remains after cleanup');
-      // Virtual servers in the service range 10.96.0.0/12 (hex 0A6x....); foreign ones may stay.
-      assert.doesNotMatch(await sandbox.inNode('cat', '/proc/net/ip_vs'), /^(TCP|UDP|SCTP)\s+0A6/m, 'IPVS virtual servers remain after cleanup');
+      // Virtual servers in the service ranges 10.96.0.0/12 (hex 0A6x....) and fd00:96::/48 (written in full); foreign ones may stay.
+      assert.doesNotMatch(await sandbox.inNode('cat', '/proc/net/ip_vs'), /^(TCP|UDP|SCTP)\s+(0A6|\[fd00:0096:)/im, 'IPVS virtual servers remain after cleanup');
       assert.doesNotMatch(await sandbox.inNode('ipset', 'list', '-n'), /^KUBE-/m, 'kube-lb ipsets remain after cleanup');
       const chains = [...IPVS_NAT_CHAINS, ...IPVS_FILTER_CHAINS].join('|');
-      assert.doesNotMatch(await sandbox.inNode('iptables-save'), new RegExp(`^:(${chains})\\b|-j (${chains})\\b`, 'm'), 'kube-lb iptables rules remain after cleanup');
+      for (const command of ['iptables-save', 'ip6tables-save']) {
+        assert.doesNotMatch(await sandbox.inNode(command), new RegExp(`^:(${chains})\\b|-j (${chains})\\b`, 'm'), `kube-lb rules remain in ${command} after cleanup`);
+      }
     },
   },
   {

@@ -61,14 +61,14 @@ describe('ipvs schedulers', () => {
 });
 
 describe('ipvs ipsets and iptables rules', () => {
-  const clusterIp = { kind: 'ClusterIP' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
+  const clusterIp = { kind: 'ClusterIP' as const, family: 'IPv4' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
   const programmed = [
     { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
     { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
   ];
 
   test('KUBE-CLUSTER-IP holds ip,proto:port, KUBE-LOOP-BACK endpoint,proto:port,endpoint and KUBE-IPVS-IPS the bound address', () => {
-    const contents = setContents(programmed);
+    const contents = setContents(programmed).IPv4;
     assert.deepEqual([...contents[CLUSTER_IP_SET]], ['10.96.0.10,tcp:80', '10.96.0.10,udp:53']);
     assert.deepEqual([...contents[LOOP_BACK_SET]], ['10.244.0.11,tcp:8080,10.244.0.11', '10.244.0.11,udp:5353,10.244.0.11']);
     assert.deepEqual([...contents['KUBE-IPVS-IPS']], ['10.96.0.10']);
@@ -76,10 +76,10 @@ describe('ipvs ipsets and iptables rules', () => {
 
   test('NodePorts (SCTP ones by node address, as kube-proxy), external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR, the load-balancer IP itself (the node\'s own traffic) to -SOURCE-IP', () => {
     const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' | 'SCTP' = 'TCP', sourceRanges: string[] = []) => ({
-      frontend: { ip, port, protocol, kind, masquerade, sourceRanges },
+      frontend: { ip, port, protocol, kind, family: 'IPv4' as const, masquerade, sourceRanges },
       destinations: [],
     });
-    const contents = setContents([
+    const byFamily = setContents([
       at('NodePort', '192.168.0.2', 30080, 'all'),
       at('NodePort', '192.168.0.2', 30053, 'node', 'UDP'),
       at('NodePort', '192.168.0.2', 30009, 'node', 'SCTP'),
@@ -89,6 +89,7 @@ describe('ipvs ipsets and iptables rules', () => {
       at('LoadBalancerIP', '198.51.100.11', 80, 'node'),
       at('LoadBalancerIP', '198.51.100.12', 80, 'all', 'TCP', ['198.18.0.0/24', '198.18.1.10/32', '198.51.100.12/32']),
     ]);
+    const contents = byFamily.IPv4;
     const entries = Object.fromEntries(Object.entries(contents).filter(([, v]) => v.size > 0).map(([k, v]) => [k, [...v]]));
     assert.deepEqual(entries, {
       'KUBE-NODE-PORT-TCP': ['30080'],
@@ -105,23 +106,24 @@ describe('ipvs ipsets and iptables rules', () => {
       'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
       'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11', '198.51.100.12'],
     });
-    assert.ok(renderSetsReplace(contents).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
+    assert.ok(renderSetsReplace(byFamily, ['IPv4']).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
   });
 
-  test('every set and its twin fit the 31 characters ipset allows a name, the twins distinct', () => {
-    const names = renderSetsReplace(setContents([])).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
+  test('every set and its twin of both families fit the 31 characters ipset allows a name, all distinct', () => {
+    const names = renderSetsReplace(setContents([]), ['IPv4', 'IPv6']).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
     assert.equal(new Set(names).size, names.length);
     for (const name of names) assert.ok(name.length <= 31, name);
   });
 
   test('a full write fills twins and swaps them in; a diff adds and deletes only what changed', () => {
     const before = setContents(programmed);
-    const replace = renderSetsReplace(before).split('\n');
+    const replace = renderSetsReplace(before, ['IPv4']).split('\n');
     assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
     assert.ok(replace.includes('create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 1048576'));
-    assert.ok(replace.includes('add KUBE-CLUSTER-IP-NEW 10.96.0.10,tcp:80'));
-    assert.ok(replace.includes('swap KUBE-CLUSTER-IP-NEW KUBE-CLUSTER-IP'));
-    assert.ok(replace.includes('destroy KUBE-LOOP-BACK-NEW'));
+    const twin = (set: string): string => replace.find((l) => l.startsWith('swap ') && l.endsWith(` ${set}`))!.split(' ')[1]!;
+    assert.ok(replace.includes(`add ${twin('KUBE-CLUSTER-IP')} 10.96.0.10,tcp:80`));
+    assert.ok(replace.includes(`destroy ${twin('KUBE-LOOP-BACK')}`));
+    assert.ok(!replace.some((l) => l.includes('KUBE-6-')), 'no IPv6 set where IPv6 is not served');
 
     const after = setContents([programmed[0]!]);
     assert.equal(renderSetsDiff(before, after), 'del KUBE-CLUSTER-IP 10.96.0.10,udp:53\ndel KUBE-LOOP-BACK 10.244.0.11,udp:5353,10.244.0.11\n');
@@ -129,7 +131,7 @@ describe('ipvs ipsets and iptables rules', () => {
   });
 
   test('rules follow kube-proxy: masquerade off-cluster, external and hairpin traffic, accept service traffic, filter the rest of kube-ipvs0', () => {
-    const rules = renderRules({ localTraffic: { by: 'cidr', cidr: '10.244.0.0/16' }, masqueradeBit: 14 });
+    const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: null }, masqueradeBit: 14 }, 'IPv4');
     for (const line of [
       ':KUBE-SERVICES - [0:0]',
       '-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ',
@@ -153,8 +155,58 @@ describe('ipvs ipsets and iptables rules', () => {
     ]) {
       assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
     }
-    assert.match(renderRules({ localTraffic: null, masqueradeBit: 0 }), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
+    assert.match(renderRules({ localTraffic: { IPv4: null, IPv6: null }, masqueradeBit: 0 }, 'IPv4'), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
     assert.doesNotMatch(rules, /KUBE-FORWARD/, 'no KUBE-FORWARD chain yet');
+  });
+
+  const v6 = { kind: 'ClusterIP' as const, family: 'IPv6' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
+  const dualStack = [
+    ...programmed,
+    { frontend: { ip: 'fd00:96::10', port: 80, protocol: 'TCP' as const, ...v6 }, destinations: [{ ip: 'fd00:244::11', port: 8080 }] },
+    { frontend: { ip: 'fd00:96::10', port: 30080, protocol: 'TCP' as const, ...v6, kind: 'NodePort' as const }, destinations: [{ ip: 'fd00:244::11', port: 8080 }] },
+    { frontend: { ip: 'fd00:100::12', port: 80, protocol: 'TCP' as const, ...v6, kind: 'LoadBalancerIP' as const, masquerade: 'all' as const, sourceRanges: ['fd00:18::/64', 'fd00:100::12/128'] }, destinations: [] },
+  ];
+
+  test('IPv6 frontends fill the KUBE-6- twins of the sets (family inet6), IPv4 ones the sets kube-proxy names without it', () => {
+    const contents = setContents(dualStack);
+    assert.deepEqual([...contents.IPv4[CLUSTER_IP_SET]], ['10.96.0.10,tcp:80', '10.96.0.10,udp:53']);
+    assert.deepEqual([...contents.IPv6[CLUSTER_IP_SET]], ['fd00:96::10,tcp:80']);
+    assert.deepEqual([...contents.IPv6[LOOP_BACK_SET]], ['fd00:244::11,tcp:8080,fd00:244::11']);
+    assert.deepEqual([...contents.IPv6['KUBE-NODE-PORT-TCP']], ['30080']);
+    assert.deepEqual([...contents.IPv4['KUBE-NODE-PORT-TCP']], []);
+    assert.deepEqual([...contents.IPv6['KUBE-LOAD-BALANCER-SOURCE-CIDR']], ['fd00:100::12,tcp:80,fd00:18::/64']);
+    assert.deepEqual([...contents.IPv6['KUBE-LOAD-BALANCER-SOURCE-IP']], ['fd00:100::12,tcp:80,fd00:100::12'], 'the load-balancer IP itself, /128, by IP');
+
+    const replace = renderSetsReplace(contents, ['IPv4', 'IPv6']).split('\n');
+    assert.ok(replace.includes('create KUBE-6-CLUSTER-IP hash:ip,port family inet6 hashsize 1024 maxelem 1048576'));
+    assert.ok(replace.includes('create KUBE-6-NODE-PORT-TCP bitmap:port range 0-65535'));
+    // kube-proxy cuts the names past 31 characters.
+    assert.ok(replace.includes('create KUBE-6-LOAD-BALANCER-SOURCE-CID hash:ip,port,net family inet6 hashsize 1024 maxelem 1048576'));
+    assert.ok(replace.includes('create KUBE-6-NODE-PORT-LOCAL-SCTP-HAS hash:ip,port family inet6 hashsize 1024 maxelem 1048576'));
+    assert.ok(replace.includes('swap KUBE-6-SWAP-0-NEW KUBE-6-CLUSTER-IP'));
+    assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
+
+    const v4Only = setContents(programmed);
+    assert.equal(
+      renderSetsDiff(v4Only, contents),
+      ['add KUBE-6-CLUSTER-IP fd00:96::10,tcp:80', 'add KUBE-6-LOAD-BALANCER fd00:100::12,tcp:80', 'add KUBE-6-LOAD-BALANCER-FW fd00:100::12,tcp:80', 'add KUBE-6-LOAD-BALANCER-SOURCE-CID fd00:100::12,tcp:80,fd00:18::/64', 'add KUBE-6-LOAD-BALANCER-SOURCE-IP fd00:100::12,tcp:80,fd00:100::12', 'add KUBE-6-NODE-PORT-TCP 30080', 'add KUBE-6-LOOP-BACK fd00:244::11,tcp:8080,fd00:244::11', 'add KUBE-6-IPVS-IPS fd00:96::10', 'add KUBE-6-IPVS-IPS fd00:100::12', ''].join('\n'),
+    );
+  });
+
+  test('IPv6 rules name the KUBE-6- sets, in the chains IPv4 has, with IPv6 loopback and pod CIDR', () => {
+    const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: { by: 'cidr', cidr: 'fd00:244::/64' } }, masqueradeBit: 14 }, 'IPv6').split('\n');
+    for (const line of [
+      ':KUBE-SERVICES - [0:0]',
+      '-A KUBE-SERVICES -s ::1/128 -j RETURN',
+      '-A KUBE-SERVICES ! -s fd00:244::/64 -m set --match-set KUBE-6-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ',
+      '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-6-NODE-PORT-TCP dst -j KUBE-MARK-MASQ',
+      '-A KUBE-POSTROUTING -m set --match-set KUBE-6-LOOP-BACK dst,dst,src -j MASQUERADE',
+      '-A KUBE-IPVS-FILTER -m set --match-set KUBE-6-LOAD-BALANCER-FW dst,dst -m set ! --match-set KUBE-6-LOAD-BALANCER-SOURCE-CID dst,dst,src -m set ! --match-set KUBE-6-LOAD-BALANCER-SOURCE-IP dst,dst,src -m comment --comment "source outside loadBalancerSourceRanges" -j DROP',
+      '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-6-IPVS-IPS dst -j REJECT',
+    ]) {
+      assert.ok(rules.includes(line), `missing: ${line}\n${rules.join('\n')}`);
+    }
+    assert.ok(!rules.some((l) => / KUBE-(?!6-)[A-Z-]+ (dst|src)/.test(l) && l.includes('--match-set')), 'no IPv4 set in the IPv6 rules');
   });
 });
 
@@ -174,8 +226,8 @@ describe('ipvs draining', () => {
 
   test('the queue groups by frontend and cancels one real server or a whole frontend', () => {
     const q = new DrainQueue();
-    const web = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const };
-    const admin = { ip: '10.96.0.10', port: 81, protocol: 'TCP' as const };
+    const web = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, family: 'IPv4' as const };
+    const admin = { ip: '10.96.0.10', port: 81, protocol: 'TCP' as const, family: 'IPv4' as const };
     q.add(web, { ip: '10.244.0.11', port: 8080 }, 1);
     q.add(web, { ip: '10.244.0.12', port: 8080 }, 1);
     q.add(admin, { ip: '10.244.0.11', port: 8081 }, 1);

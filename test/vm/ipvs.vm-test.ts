@@ -7,13 +7,14 @@
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { unsupportedReason } from '../../src/backends/capabilities.js';
 import { type ScenarioContext, withContext } from '../conformance/context.js';
 import { VIP, endpoints, ipOf, pods, scenarios } from '../conformance/scenarios.js';
 import { runScenarios } from '../conformance/suite.js';
 import { variant } from '../conformance/variants.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { requireCommand } from '../lib/preconditions.js';
-import { NODES } from '../lib/sandbox.js';
+import { NODES, podIpv6 } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 
 runScenarios('ipvs', 'core conformance scenarios', scenarios);
@@ -88,8 +89,8 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       assert.deepEqual([...addresses.matchAll(/inet (\S+)/g)].map((m) => m[1]).sort(), [`${LB_IP}/32`, `${VIP}/32`, `${EXTERNAL_IP}/32`].sort(), 'ClusterIP, external and load-balancer IPs on kube-ipvs0; NodePorts stay on the node address');
 
       const sets: Record<string, string[]> = {};
-      // A full sync fills a -NEW twin of each set and swaps it in: one may exist for a moment.
-      const isLayoutSet = (set: string): boolean => set.startsWith('KUBE-') && !set.endsWith('-NEW');
+      // A full sync fills a -NEW twin of each set and swaps it in: one may exist for a moment. The IPv6 (KUBE-6-) sets are the dual-stack row's.
+      const isLayoutSet = (set: string): boolean => set.startsWith('KUBE-') && !set.startsWith('KUBE-6-') && !set.endsWith('-NEW');
       for (const line of (await ctx.sandbox.inNode('ipset', 'save')).split('\n')) {
         const [verb, set, entry] = line.split(' ');
         if (verb === 'create' && isLayoutSet(set!)) sets[set!] = [];
@@ -137,6 +138,76 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         const refused = await ctx.curl({ pod: 'client' }, `http://${ip}:10256/healthz`).then(() => 'answered', (err: Error) => err.message);
         assert.match(refused, /Failed to connect|Connection refused|Couldn't connect/, `${ip}:10256 is not a service port`);
       }
+    }));
+
+  const noIpv6 = unsupportedReason('ipvs', 'ipv6');
+  it("dual-stack: ipvsadm, ipset and ip6tables show kube-proxy's IPv6 layout beside the IPv4 one (KUBE-6- sets, the same chains in ip6tables, /128 nodad addresses on kube-ipvs0)", { skip: noIpv6 === undefined ? false : `unsupported by ipvs per src/backends/capabilities.ts: ${noIpv6}` }, () =>
+    withContext(ipvs, pods, async (ctx) => {
+      ctx.useDualStack();
+      const VIP6 = 'fd00:96::10';
+      const NODE_IP6 = NODES['node-a'].ip6;
+      const eps = endpoints(['web-1', 'web-2']);
+      ctx.writeServices('web.yaml', [
+        {
+          ...web([...eps, ...eps.map((e) => ({ ...e, ip: podIpv6(e.ip) }))]),
+          clusterIPs: [VIP, VIP6],
+          type: 'NodePort',
+          ports: [
+            { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30080 },
+            { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP', nodePort: 30053 },
+          ],
+        },
+      ]);
+      await ctx.startKubeLb();
+      const lines = await ipvsadm(ctx);
+      const [w1, w2] = ['web-1', 'web-2'].map((pod) => podIpv6(ipOf(pod)));
+      for (const [ip, http, dns] of [[VIP6, 80, 53], [NODE_IP6, 30080, 30053]] as const) {
+        const tcp = lines.indexOf(`TCP [${ip}]:${http} rr`);
+        assert.ok(tcp >= 0, `TCP [${ip}]:${http}:\n${lines.join('\n')}`);
+        assert.deepEqual(lines.slice(tcp + 1, tcp + 3).sort(), [`-> [${w1}]:8080 Masq 1 0 0`, `-> [${w2}]:8080 Masq 1 0 0`].sort());
+        assert.ok(lines.includes(`UDP [${ip}]:${dns} rr`), `UDP [${ip}]:${dns}:\n${lines.join('\n')}`);
+      }
+      assert.ok(lines.includes(`TCP ${VIP}:80 rr`), 'the IPv4 cluster IP is served beside');
+
+      const addresses = await ctx.sandbox.inNode('ip', '-6', '-o', 'addr', 'show', 'dev', 'kube-ipvs0');
+      assert.match(addresses, new RegExp(`inet6 ${VIP6}/128 scope global nodad`), addresses);
+
+      const saved = await ctx.sandbox.inNode('ipset', 'save');
+      for (const line of [
+        'create KUBE-6-CLUSTER-IP hash:ip,port family inet6',
+        `add KUBE-6-CLUSTER-IP ${VIP6},tcp:80`,
+        `add KUBE-6-CLUSTER-IP ${VIP6},udp:53`,
+        'add KUBE-6-NODE-PORT-TCP 30080',
+        `add KUBE-6-IPVS-IPS ${VIP6}`,
+        `add KUBE-6-LOOP-BACK ${w1},tcp:8080,${w1}`,
+        `add KUBE-CLUSTER-IP ${VIP},tcp:80`,
+      ]) {
+        assert.ok(saved.split('\n').some((l) => l.startsWith(line)), `ipset: missing ${line}\n${saved}`);
+      }
+      assert.ok(!saved.includes(`KUBE-CLUSTER-IP ${VIP6}`), 'no IPv6 address in an IPv4 set');
+
+      const nat = await ctx.sandbox.inNode('ip6tables-save', '-t', 'nat');
+      const filter = await ctx.sandbox.inNode('ip6tables-save', '-t', 'filter');
+      for (const [rules, line] of [
+        [nat, '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'],
+        [nat, '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'],
+        [nat, '-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT'],
+        [nat, '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-6-NODE-PORT-TCP dst -j KUBE-MARK-MASQ'],
+        [nat, '-A KUBE-POSTROUTING -m set --match-set KUBE-6-LOOP-BACK dst,dst,src -j MASQUERADE'],
+        [filter, '-A INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER'],
+        [filter, '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-6-IPVS-IPS dst -j REJECT --reject-with icmp6-port-unreachable'],
+      ] as const) {
+        assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
+      }
+
+      // kube-lb's health server listens on every address: through kube-ipvs0's IPv6 one it is refused.
+      const refused = await ctx.curl({ pod: 'client' }, `http://[${VIP6}]:10256/healthz`).then(() => 'answered', (err: Error) => err.message);
+      assert.match(refused, /Failed to connect|Connection refused|Couldn't connect/, `[${VIP6}]:10256 is not a service port`);
+
+      await ctx.stopKubeLb();
+      await ctx.kubeLb('cleanup');
+      await ipvs.assertNothingLeft(ctx.sandbox);
+      assert.doesNotMatch(await ctx.sandbox.inNode('ipset', 'list', '-n'), /^KUBE-6-/m, 'no IPv6 set left');
     }));
 
   it('a per-service scheduler: with sh, one client stays on one backend; an unknown one falls back to rr with a log line', () =>

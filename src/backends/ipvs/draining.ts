@@ -5,10 +5,10 @@
 // end to wait for, so UDP real servers are deleted at once.
 import type { Destination, Frontend } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
-import { destKey } from './virtual-servers.js';
+import { type IpvsFrontend, destKey } from './virtual-servers.js';
 
 export interface Draining {
-  frontend: Frontend;
+  frontend: IpvsFrontend;
   destination: Destination;
   /** performance.now() after which it is deleted whatever its connections. */
   deadline: number;
@@ -31,7 +31,7 @@ export class DrainQueue {
     return `${frontendKey(f)}>${destKey(d)}`;
   }
 
-  add(frontend: Frontend, destination: Destination, deadline: number): void {
+  add(frontend: IpvsFrontend, destination: Destination, deadline: number): void {
     this.entries.set(DrainQueue.id(frontend, destination), { frontend, destination, deadline });
   }
 

@@ -2,6 +2,7 @@
 // An address bound here makes its ClusterIP local, so the node delivers
 // traffic to it to IPVS; the addresses also mark which virtual servers
 // kube-lb owns.
+import type { IPFamily } from '../../model/contract.js';
 import type { NativeAddon } from '../../native/index.js';
 
 export const DUMMY_INTERFACE = 'kube-ipvs0';
@@ -9,8 +10,8 @@ export const DUMMY_INTERFACE = 'kube-ipvs0';
 const hasCode = (err: unknown, code: string): boolean => (err as { code?: string }).code === code;
 
 export class DummyLink {
-  /** The addresses bound, as of the last addresses() and this process's changes since. */
-  private readonly bound = new Set<string>();
+  /** The addresses bound and their families, as of the last addresses() and this process's changes since. */
+  private readonly bound = new Map<string, IPFamily>();
 
   private constructor(
     private readonly lib: NativeAddon,
@@ -37,26 +38,26 @@ export class DummyLink {
     return ifindex === null ? null : new DummyLink(lib, ifindex);
   }
 
-  /** Reads the bound addresses from the kernel. */
-  addresses(): Set<string> {
+  /** Reads the bound addresses and their families from the kernel. */
+  addresses(): Map<string, IPFamily> {
     this.bound.clear();
-    for (const ip of this.lib.addressList(this.ifindex)) this.bound.add(ip);
-    return new Set(this.bound);
+    for (const { address, family } of this.lib.addressList(this.ifindex)) this.bound.set(address, family);
+    return new Map(this.bound);
   }
 
-  bind(ip: string): void {
+  bind(ip: string, family: IPFamily): void {
     if (this.bound.has(ip)) return;
     try {
-      this.lib.addressAdd(this.ifindex, ip);
+      this.lib.addressAdd(this.ifindex, family, ip);
     } catch (err) {
       if (!hasCode(err, 'EEXIST')) throw err;
     }
-    this.bound.add(ip);
+    this.bound.set(ip, family);
   }
 
-  unbind(ip: string): void {
+  unbind(ip: string, family: IPFamily): void {
     try {
-      this.lib.addressDelete(this.ifindex, ip);
+      this.lib.addressDelete(this.ifindex, family, ip);
     } catch (err) {
       if (!hasCode(err, 'EADDRNOTAVAIL')) throw err;
     }

@@ -7,7 +7,7 @@
 // (draining.ts).
 import fs from 'node:fs';
 import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
-import type { DesiredState, FrontendKind, Protocol } from '../../model/contract.js';
+import type { DesiredState, FrontendKind, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
@@ -16,12 +16,13 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type RuleOptions, type SetContents, installRules, readSets, removeRules, setContents, updateSets } from './netfilter.js';
+import { type FamilySets, type RuleOptions, installRules, readSets, removeRules, setContents, updateSets } from './netfilter.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
 import { protocolsOf } from '../capabilities.js';
 import type { Cidr } from '../../net/ip.js';
+import { servedFamilies } from '../families.js';
 
 export interface IpvsOptions extends RuleOptions {
   log: Logger;
@@ -46,6 +47,8 @@ export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
   readonly protocols: readonly Protocol[] = protocolsOf('ipvs');
   readonly countsTraffic = true;
+  /** The families whose ipsets and ip(6)tables rules it writes. */
+  private readonly families: IPFamily[] = servedFamilies('ipvs');
   private readonly table: IpvsTable;
   private readonly schedulers: SchedulerChooser;
   private readonly drain = new DrainQueue();
@@ -54,7 +57,7 @@ export class IpvsBackend implements Backend {
   /** Frontends each service port key was last programmed with. */
   private readonly frontendsOf = new Map<string, string[]>();
   /** The set contents last written; null until a full sync has installed the rules. */
-  private sets: SetContents | null = null;
+  private sets: FamilySets | null = null;
   private drainTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -114,20 +117,20 @@ export class IpvsBackend implements Backend {
 
     let written = 0;
     let removed = 0;
-    const released: string[] = [];
+    const released: [string, IPFamily][] = [];
     const failed: string[] = [];
     for (const fk of candidates) {
       const sp = wanted.get(fk);
       const current = this.applied.get(fk);
       try {
         if (sp) {
-          if (sp.frontend.kind !== 'NodePort') link.bind(sp.frontend.ip);
+          if (sp.frontend.kind !== 'NodePort') link.bind(sp.frontend.ip, sp.frontend.family);
           if (this.reconcile(sp, current)) written++;
         } else if (current) {
           this.table.deleteService(current.frontend);
           this.drain.cancel(current.frontend);
           this.applied.delete(fk);
-          released.push(current.frontend.ip);
+          released.push([current.frontend.ip, current.frontend.family]);
           removed++;
         }
       } catch (err) {
@@ -144,7 +147,7 @@ export class IpvsBackend implements Backend {
     }));
     const before = this.sets;
     this.sets = null; // unknown until written: a failure makes the next sync full
-    if (full || before === null) await installRules(this.opts, contents);
+    if (full || before === null) await installRules(this.opts, contents, this.families);
     else await updateSets(before, contents);
     this.sets = contents;
 
@@ -213,9 +216,9 @@ export class IpvsBackend implements Backend {
   }
 
   /** Unbinds the candidate addresses that no virtual server uses any more. */
-  private unbindUnused(link: DummyLink, candidates: Iterable<string>): void {
+  private unbindUnused(link: DummyLink, candidates: Iterable<[string, IPFamily]>): void {
     const used = new Set([...this.applied.values()].map((vs) => vs.frontend.ip));
-    for (const ip of candidates) if (!used.has(ip)) link.unbind(ip);
+    for (const [ip, family] of candidates) if (!used.has(ip)) link.unbind(ip, family);
   }
 
   /** Deletes draining real servers whose connections have ended or whose grace period is over. */
@@ -242,7 +245,7 @@ export class IpvsBackend implements Backend {
   /** kube-lb's virtual servers as the kernel holds them, with what the sets say each is; none where IPVS is not loaded. */
   private async readOwned(): Promise<{ vs: VirtualServer; kind: FrontendKind }[]> {
     if (!ipvsLoaded()) return [];
-    const ownership = new Ownership(this.link?.addresses() ?? new Set(), await readSets(), this.opts.excludeCidrs);
+    const ownership = new Ownership(this.link?.addresses() ?? new Map(), await readSets(), this.opts.excludeCidrs);
     return [...this.table.read((f) => ownership.owns(f)).values()].map((vs) => ({ vs, kind: ownership.kind(vs.frontend) }));
   }
 
@@ -276,7 +279,7 @@ export class IpvsBackend implements Backend {
       await leftovers.attempt(`link ${DUMMY_INTERFACE}`, () => link.delete());
       this.link = null;
     }
-    await removeRules(leftovers);
+    await removeRules(leftovers, this.families);
     leftovers.throwIfAny('ipvs cleanup');
   }
 

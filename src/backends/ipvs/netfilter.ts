@@ -10,6 +10,9 @@
 //   KUBE-NODE-PORT(-LOCAL)-SCTP-HASH  hash:ip,port  SCTP NodePorts, by node address as kube-proxy keeps them
 //   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
 //   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
+// Each family has its own: IPv4's by these names in iptables, IPv6's with
+// the prefix KUBE-6- (family inet6) in ip6tables, the same chains and rules
+// in each, as kube-proxy runs one proxier per family.
 // Sets change with services (ipset restore, as a diff); the rules do not
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
 // iptables backend, no rule drops what conntrack marks INVALID: IPVS
@@ -17,9 +20,9 @@
 // conntrack makes of their window, so an out-of-window segment never
 // reaches the client untranslated (kubernetes issue 74839).
 import { runCommand } from '../netfilter/command.js';
-import type { LocalTraffic } from '../../config/local-traffic.js';
+import type { LocalTrafficByFamily } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
-import type { Destination, Frontend, Protocol, ResolvedFrontend } from '../../model/contract.js';
+import type { Destination, Frontend, IPFamily, Protocol, ResolvedFrontend } from '../../model/contract.js';
 import type { Leftovers } from './leftovers.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
@@ -55,6 +58,19 @@ const SET_TYPES = {
 export type SetName = keyof typeof SET_TYPES;
 export const SET_NAMES = Object.keys(SET_TYPES) as SetName[];
 export type SetContents = Record<SetName, Set<string>>;
+/** Each family's sets. */
+export type FamilySets = Record<IPFamily, SetContents>;
+
+/** A set's name in the kernel: kube-proxy's, with KUBE-6- for IPv6 and cut to ipset's 31 characters as kube-proxy cuts it. */
+export function familySetName(set: SetName, family: IPFamily): string {
+  return family === 'IPv4' ? set : `KUBE-6-${set.slice('KUBE-'.length)}`.slice(0, 31);
+}
+
+const emptySets = (): SetContents => Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
+const emptyFamilySets = (): FamilySets => ({ IPv4: emptySets(), IPv6: emptySets() });
+
+/** The commands of each family. */
+const IPTABLES: Record<IPFamily, string> = { IPv4: 'iptables', IPv6: 'ip6tables' };
 
 /** Each protocol's NodePort set, and the set of its NodePorts that are not masqueraded. */
 const NODE_PORT_SETS: Record<Protocol, { all: SetName; local: SetName }> = {
@@ -86,9 +102,10 @@ export const jumpArgs = (j: (typeof JUMPS)[number]): string[] => ['-m', 'comment
 const proto = (p: Protocol): string => p.toLowerCase();
 
 /** The set entries for the programmed frontends and the destinations that get new traffic. */
-export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'masquerade' | 'sourceRanges'>; destinations: readonly Destination[] }>): SetContents {
-  const contents = Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
+export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'family' | 'masquerade' | 'sourceRanges'>; destinations: readonly Destination[] }>): FamilySets {
+  const byFamily = emptyFamilySets();
   for (const { frontend: f, destinations } of programmed) {
+    const contents = byFamily[f.family];
     const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
     // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
     const unmasqueraded = f.masquerade === 'node';
@@ -107,7 +124,7 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
         if (f.sourceRanges.length > 0) contents[LOAD_BALANCER_FW_SET].add(ipPort);
         // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
         for (const range of f.sourceRanges) {
-          if (range === `${f.ip}/32`) contents[SOURCE_IP_SET].add(`${ipPort},${f.ip}`);
+          if (range === `${f.ip}/${f.family === 'IPv6' ? 128 : 32}`) contents[SOURCE_IP_SET].add(`${ipPort},${f.ip}`);
           else contents[SOURCE_CIDR_SET].add(`${ipPort},${range}`);
         }
       }
@@ -115,59 +132,73 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
     // A pod reaching its own service comes back to itself: masquerade so the reply returns through IPVS.
     for (const d of destinations) contents[LOOP_BACK_SET].add(`${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
   }
-  return contents;
+  return byFamily;
 }
 
-function createLine(name: string, type: string): string {
-  return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family inet hashsize 1024 maxelem 1048576`;
+function createLine(name: string, type: string, family: IPFamily): string {
+  return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
 }
 
-/** `ipset restore` input that replaces every set's contents atomically (fill a twin, swap, destroy it). */
-export function renderSetsReplace(contents: SetContents): string {
+/**
+ * `ipset restore` input that replaces the families' sets' contents atomically
+ * (fill a twin, swap, destroy it). Twins are numbered: kube-proxy's names,
+ * cut to leave room for a suffix, would not all stay distinct.
+ */
+export function renderSetsReplace(contents: FamilySets, families: readonly IPFamily[]): string {
   const lines: string[] = [];
-  for (const set of SET_NAMES) {
-    // ipset names have at most 31 characters; the longest of kube-proxy's leave room for the suffix once cut to 27, and stay distinct.
-    const twin = `${set.slice(0, 27)}-NEW`;
-    lines.push(createLine(set, SET_TYPES[set]), createLine(twin, SET_TYPES[set]), `flush ${twin}`);
-    for (const entry of contents[set]) lines.push(`add ${twin} ${entry}`);
-    lines.push(`swap ${twin} ${set}`, `destroy ${twin}`);
+  for (const family of families) {
+    SET_NAMES.forEach((set, i) => {
+      const name = familySetName(set, family);
+      const twin = `${family === 'IPv6' ? 'KUBE-6-' : 'KUBE-'}SWAP-${i}-NEW`;
+      lines.push(createLine(name, SET_TYPES[set], family), createLine(twin, SET_TYPES[set], family), `flush ${twin}`);
+      for (const entry of contents[family][set]) lines.push(`add ${twin} ${entry}`);
+      lines.push(`swap ${twin} ${name}`, `destroy ${twin}`);
+    });
   }
   return lines.join('\n') + '\n';
 }
 
 /** `ipset restore` input that turns `before` into `after`; empty when they are equal. */
-export function renderSetsDiff(before: SetContents, after: SetContents): string {
+export function renderSetsDiff(before: FamilySets, after: FamilySets): string {
   const lines: string[] = [];
-  for (const set of SET_NAMES) {
-    for (const entry of before[set]) if (!after[set].has(entry)) lines.push(`del ${set} ${entry}`);
-    for (const entry of after[set]) if (!before[set].has(entry)) lines.push(`add ${set} ${entry}`);
+  for (const family of ['IPv4', 'IPv6'] as const) {
+    for (const set of SET_NAMES) {
+      const name = familySetName(set, family);
+      for (const entry of before[family][set]) if (!after[family][set].has(entry)) lines.push(`del ${name} ${entry}`);
+      for (const entry of after[family][set]) if (!before[family][set].has(entry)) lines.push(`add ${name} ${entry}`);
+    }
   }
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }
 
+/** Each kernel set name of kube-lb's: its family and set. */
+const KERNEL_SET_NAMES = new Map((['IPv4', 'IPv6'] as const).flatMap((family) => SET_NAMES.map((set) => [familySetName(set, family), { family, set }] as const)));
+
 /** kube-lb's sets as the kernel holds them (`ipset save`); a set that does not exist is empty. */
-export async function readSets(): Promise<SetContents> {
-  const contents = Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
+export async function readSets(): Promise<FamilySets> {
+  const contents = emptyFamilySets();
   const { stdout } = await runCommand('ipset', ['save']);
   for (const line of stdout.split('\n')) {
-    const [verb, set, entry] = line.split(' ');
-    if (verb === 'add' && entry !== undefined && set! in contents) contents[set as SetName].add(entry);
+    const [verb, name, entry] = line.split(' ');
+    const known = KERNEL_SET_NAMES.get(name!);
+    if (verb === 'add' && entry !== undefined && known) contents[known.family][known.set].add(entry);
   }
   return contents;
 }
 
 export interface RuleOptions {
-  /** Traffic to a ClusterIP from elsewhere is masqueraded (--detect-local-mode). */
-  localTraffic: LocalTraffic | null;
+  /** Traffic to a ClusterIP from elsewhere is masqueraded (--detect-local-mode), told for each family. */
+  localTraffic: LocalTrafficByFamily;
   masqueradeBit: number;
 }
 
-/** `iptables-restore --noflush` input for kube-lb's chains (declaring a chain flushes it). */
-export function renderRules(opts: RuleOptions): string {
+/** `iptables-restore --noflush` (or ip6tables-restore) input for one family's chains (declaring a chain flushes it). */
+export function renderRules(opts: RuleOptions, family: IPFamily): string {
   const mark = masqueradeMark(opts.masqueradeBit);
-  const inSet = (set: SetName, match: string): string[] => ['-m', 'set', '--match-set', set, match];
-  const masqueradeOffCluster = opts.localTraffic
-    ? [...iptablesLocalMatch(opts.localTraffic, true), ...inSet(CLUSTER_IP_SET, 'dst,dst')]
+  const local = opts.localTraffic[family];
+  const inSet = (set: SetName, match: string): string[] => ['-m', 'set', '--match-set', familySetName(set, family), match];
+  const masqueradeOffCluster = local
+    ? [...iptablesLocalMatch(local, true), ...inSet(CLUSTER_IP_SET, 'dst,dst')]
     : // Without local traffic known, masquerade node-originated traffic whose source is a ClusterIP (kube-proxy's fallback).
       inSet(CLUSTER_IP_SET, 'src,dst');
   const rule = (chain: string, ...args: string[]): string => ['-A', chain, ...args].join(' ');
@@ -182,7 +213,7 @@ export function renderRules(opts: RuleOptions): string {
   return [
     '*nat',
     ...NAT_CHAINS.map((c) => `:${c} - [0:0]`),
-    rule('KUBE-SERVICES', '-s', '127.0.0.0/8', '-j', 'RETURN'),
+    rule('KUBE-SERVICES', '-s', family === 'IPv6' ? '::1/128' : '127.0.0.0/8', '-j', 'RETURN'),
     rule('KUBE-SERVICES', ...inSet(LOAD_BALANCER_SET, 'dst,dst'), '-j', 'KUBE-LOAD-BALANCER'),
     rule('KUBE-SERVICES', ...masqueradeOffCluster, '-j', 'KUBE-MARK-MASQ'),
     rule('KUBE-SERVICES', ...inSet(EXTERNAL_IP_SET, 'dst,dst'), '-j', 'KUBE-MARK-MASQ'),
@@ -203,7 +234,7 @@ export function renderRules(opts: RuleOptions): string {
     'COMMIT',
     '*filter',
     ...FILTER_CHAINS.map((c) => `:${c} - [0:0]`),
-    rule('KUBE-IPVS-FILTER', ...inSet(LOAD_BALANCER_FW_SET, 'dst,dst'), '-m', 'set', '!', '--match-set', SOURCE_CIDR_SET, 'dst,dst,src', '-m', 'set', '!', '--match-set', SOURCE_IP_SET, 'dst,dst,src', '-m', 'comment', '--comment', '"source outside loadBalancerSourceRanges"', '-j', 'DROP'),
+    rule('KUBE-IPVS-FILTER', ...inSet(LOAD_BALANCER_FW_SET, 'dst,dst'), '-m', 'set', '!', '--match-set', familySetName(SOURCE_CIDR_SET, family), 'dst,dst,src', '-m', 'set', '!', '--match-set', familySetName(SOURCE_IP_SET, family), 'dst,dst,src', '-m', 'comment', '--comment', '"source outside loadBalancerSourceRanges"', '-j', 'DROP'),
     // kube-ipvs0's addresses are local: without this, they would reach every port the node listens on (kubernetes issue 72236).
     ...([LOAD_BALANCER_SET, CLUSTER_IP_SET, EXTERNAL_IP_SET, EXTERNAL_IP_LOCAL_SET] as const).map((set) => rule('KUBE-IPVS-FILTER', ...inSet(set, 'dst,dst'), '-j', 'RETURN')),
     rule('KUBE-IPVS-FILTER', '-m', 'conntrack', '--ctstate', 'NEW', ...inSet(IPVS_IPS_SET, 'dst'), '-j', 'REJECT'),
@@ -212,18 +243,21 @@ export function renderRules(opts: RuleOptions): string {
   ].join('\n');
 }
 
-/** Creates the sets (so rules can name them), writes the chains, and adds each jump once. */
-export async function installRules(opts: RuleOptions, contents: SetContents): Promise<void> {
-  await runCommand('ipset', ['restore', '-exist'], renderSetsReplace(contents));
-  await runCommand('iptables-restore', ['-w', '--noflush'], renderRules(opts));
-  for (const jump of JUMPS) {
-    const args = ['-w', '-t', jump.table];
-    const exists = await runCommand('iptables', [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
-    if (!exists) await runCommand('iptables', [...args, '-I', jump.from, ...jumpArgs(jump)]);
+/** Creates the families' sets (so rules can name them), writes their chains, and adds each jump once. */
+export async function installRules(opts: RuleOptions, contents: FamilySets, families: readonly IPFamily[]): Promise<void> {
+  await runCommand('ipset', ['restore', '-exist'], renderSetsReplace(contents, families));
+  for (const family of families) {
+    const command = IPTABLES[family];
+    await runCommand(`${command}-restore`, ['-w', '--noflush'], renderRules(opts, family));
+    for (const jump of JUMPS) {
+      const args = ['-w', '-t', jump.table];
+      const exists = await runCommand(command, [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
+      if (!exists) await runCommand(command, [...args, '-I', jump.from, ...jumpArgs(jump)]);
+    }
   }
 }
 
-export async function updateSets(before: SetContents, after: SetContents): Promise<void> {
+export async function updateSets(before: FamilySets, after: FamilySets): Promise<void> {
   const diff = renderSetsDiff(before, after);
   if (diff !== '') await runCommand('ipset', ['restore', '-exist'], diff);
 }
@@ -232,21 +266,26 @@ export async function updateSets(before: SetContents, after: SetContents): Promi
  * Removes the jumps, chains and sets that exist; what exists and cannot be
  * removed (a set another rule still names, say) goes to `leftovers`.
  */
-export async function removeRules(leftovers: Leftovers): Promise<void> {
+export async function removeRules(leftovers: Leftovers, families: readonly IPFamily[]): Promise<void> {
   const run = (cmd: string, args: string[]): Promise<boolean> => leftovers.attempt(`${cmd} ${args.join(' ')}`, () => runCommand(cmd, args));
-  for (const jump of JUMPS) {
-    const args = ['-w', '-t', jump.table];
-    const present = (): Promise<boolean> => runCommand('iptables', [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
-    while ((await present()) && (await run('iptables', [...args, '-D', jump.from, ...jumpArgs(jump)])));
-  }
-  for (const [table, chains] of [['nat', NAT_CHAINS], ['filter', FILTER_CHAINS]] as const) {
-    const existing = new Set<string>((await runCommand('iptables-save', ['-t', table])).stdout.split('\n').flatMap((l) => (l.startsWith(':') ? [l.slice(1).split(' ')[0]!] : [])));
-    // Flush them all before deleting any: one may jump to another.
-    const present = chains.filter((c) => existing.has(c));
-    const flushed = [];
-    for (const chain of present) if (await run('iptables', ['-w', '-t', table, '-F', chain])) flushed.push(chain);
-    for (const chain of flushed) await run('iptables', ['-w', '-t', table, '-X', chain]);
+  for (const family of families) {
+    const command = IPTABLES[family];
+    for (const jump of JUMPS) {
+      const args = ['-w', '-t', jump.table];
+      const present = (): Promise<boolean> => runCommand(command, [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
+      while ((await present()) && (await run(command, [...args, '-D', jump.from, ...jumpArgs(jump)])));
+    }
+    for (const [table, chains] of [['nat', NAT_CHAINS], ['filter', FILTER_CHAINS]] as const) {
+      const existing = new Set<string>((await runCommand(`${command}-save`, ['-t', table])).stdout.split('\n').flatMap((l) => (l.startsWith(':') ? [l.slice(1).split(' ')[0]!] : [])));
+      // Flush them all before deleting any: one may jump to another.
+      const present = chains.filter((c) => existing.has(c));
+      const flushed = [];
+      for (const chain of present) if (await run(command, ['-w', '-t', table, '-F', chain])) flushed.push(chain);
+      for (const chain of flushed) await run(command, ['-w', '-t', table, '-X', chain]);
+    }
   }
   const sets = new Set((await runCommand('ipset', ['list', '-n'])).stdout.split('\n'));
-  for (const set of SET_NAMES) if (sets.has(set)) await run('ipset', ['destroy', set]);
+  for (const family of families) {
+    for (const set of SET_NAMES) if (sets.has(familySetName(set, family))) await run('ipset', ['destroy', familySetName(set, family)]);
+  }
 }

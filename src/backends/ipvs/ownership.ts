@@ -5,13 +5,14 @@
 // KUBE-NODE-PORT sets. Others' virtual servers are neither, and neither
 // are those in --ipvs-exclude-cidrs, which kube-lb never removes.
 import os from 'node:os';
-import type { Frontend, FrontendKind } from '../../model/contract.js';
+import type { FrontendKind, IPFamily } from '../../model/contract.js';
+import { type FamilySets, nodePortEntry } from './netfilter.js';
+import type { IpvsFrontend } from './virtual-servers.js';
 import { type Cidr, cidrContains } from '../../net/ip.js';
-import { type SetContents, nodePortEntry } from './netfilter.js';
 
-/** The node's IPv4 addresses, on every interface. */
+/** The node's addresses of both families, on every interface. */
 function nodeAddresses(): Set<string> {
-  return new Set(Object.values(os.networkInterfaces()).flatMap((addrs) => (addrs ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address)));
+  return new Set(Object.values(os.networkInterfaces()).flatMap((addrs) => (addrs ?? []).map((a) => a.address)));
 }
 
 export class Ownership {
@@ -19,28 +20,29 @@ export class Ownership {
 
   constructor(
     /** kube-ipvs0's addresses. */
-    private readonly bound: ReadonlySet<string>,
-    private readonly sets: SetContents,
+    private readonly bound: ReadonlyMap<string, IPFamily>,
+    private readonly sets: FamilySets,
     private readonly excluded: readonly Cidr[],
   ) {}
 
-  private isNodePort(f: Frontend): boolean {
+  private isNodePort(f: IpvsFrontend): boolean {
     if (this.bound.has(f.ip) || !this.nodeIps.has(f.ip)) return false;
     const [set, entry] = nodePortEntry(f, false);
-    return this.sets[set].has(entry);
+    return this.sets[f.family][set].has(entry);
   }
 
-  owns(f: Frontend): boolean {
+  owns(f: IpvsFrontend): boolean {
     if (this.excluded.some((cidr) => cidrContains(cidr, f.ip))) return false;
     return this.bound.has(f.ip) || this.isNodePort(f);
   }
 
   /** What the sets say a frontend kube-lb owns is. */
-  kind(f: Frontend): FrontendKind {
+  kind(f: IpvsFrontend): FrontendKind {
     if (this.isNodePort(f)) return 'NodePort';
     const entry = `${f.ip},${f.protocol.toLowerCase()}:${f.port}`;
-    if (this.sets['KUBE-LOAD-BALANCER'].has(entry)) return 'LoadBalancerIP';
-    if (this.sets['KUBE-EXTERNAL-IP'].has(entry) || this.sets['KUBE-EXTERNAL-IP-LOCAL'].has(entry)) return 'ExternalIP';
+    const sets = this.sets[f.family];
+    if (sets['KUBE-LOAD-BALANCER'].has(entry)) return 'LoadBalancerIP';
+    if (sets['KUBE-EXTERNAL-IP'].has(entry) || sets['KUBE-EXTERNAL-IP-LOCAL'].has(entry)) return 'ExternalIP';
     // KUBE-CLUSTER-IP, or in no set yet (a sync failed between the two).
     return 'ClusterIP';
   }

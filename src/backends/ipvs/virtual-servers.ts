@@ -1,8 +1,8 @@
 // IPVS virtual servers as kube-lb reads and writes them: one per frontend,
-// real servers by "ip:port" with their weight. Each change is one netlink
-// message through the native addon.
+// of the frontend's family, real servers by "ip:port" with their weight.
+// Each change is one netlink message through the native addon.
 import type { NativeAddon } from '../../native/index.js';
-import type { Destination, Frontend, Protocol } from '../../model/contract.js';
+import type { Destination, Frontend, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 
 const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
@@ -22,8 +22,11 @@ export interface Scheduling {
   persistence: number;
 }
 
+/** A frontend with its family, which IPVS keys services by: the model's ResolvedFrontend, or what the kernel reports. */
+export type IpvsFrontend = Frontend & { family: IPFamily };
+
 export interface VirtualServer extends Scheduling {
-  frontend: Frontend;
+  frontend: IpvsFrontend;
   /** By destKey. */
   realServers: Map<string, RealServer>;
 }
@@ -51,16 +54,16 @@ export interface RealServerStats {
 export class IpvsTable {
   constructor(private readonly lib: NativeAddon) {}
 
-  /** Every IPv4 virtual server `owns` accepts, with its real servers. */
-  read(owns: (f: Frontend) => boolean): Map<string, VirtualServer> {
+  /** Every virtual server of either family `owns` accepts, with its real servers. */
+  read(owns: (f: IpvsFrontend) => boolean): Map<string, VirtualServer> {
     const result = new Map<string, VirtualServer>();
     for (const svc of this.lib.ipvsServices()) {
       const protocol = PROTOCOL_NAMES.get(svc.protocol);
       if (protocol === undefined) continue;
-      const frontend: Frontend = { ip: svc.address, port: svc.port, protocol };
+      const frontend: IpvsFrontend = { ip: svc.address, port: svc.port, protocol, family: svc.family };
       if (!owns(frontend)) continue;
       const realServers = new Map<string, RealServer>();
-      for (const d of this.lib.ipvsDests(svc.address, svc.protocol, svc.port)) {
+      for (const d of this.lib.ipvsDests(svc.family, svc.address, svc.protocol, svc.port)) {
         const destination = { ip: d.address, port: d.port };
         realServers.set(destKey(destination), { destination, weight: d.weight });
       }
@@ -70,32 +73,32 @@ export class IpvsTable {
   }
 
   /** The real servers' weights and connection counts (active + inactive), by destKey. */
-  stats(frontend: Frontend): Map<string, RealServerStats> {
-    const dests = this.lib.ipvsDests(frontend.ip, PROTOCOL_NUMBERS[frontend.protocol], frontend.port);
+  stats(frontend: IpvsFrontend): Map<string, RealServerStats> {
+    const dests = this.lib.ipvsDests(frontend.family, frontend.ip, PROTOCOL_NUMBERS[frontend.protocol], frontend.port);
     return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns, scheduled: d.scheduledConns, packets: d.packets, bytes: d.bytes }]));
   }
 
-  addService(f: Frontend, s: Scheduling): void {
-    this.lib.ipvsAddService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
+  addService(f: IpvsFrontend, s: Scheduling): void {
+    this.lib.ipvsAddService(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
   }
 
-  setScheduling(f: Frontend, s: Scheduling): void {
-    this.lib.ipvsSetService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
+  setScheduling(f: IpvsFrontend, s: Scheduling): void {
+    this.lib.ipvsSetService(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
   }
 
-  deleteService(f: Frontend): void {
-    this.lib.ipvsDeleteService(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port);
+  deleteService(f: IpvsFrontend): void {
+    this.lib.ipvsDeleteService(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port);
   }
 
-  addRealServer(f: Frontend, d: Destination, weight: number): void {
-    this.lib.ipvsAddDest(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
+  addRealServer(f: IpvsFrontend, d: Destination, weight: number): void {
+    this.lib.ipvsAddDest(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
   }
 
-  setWeight(f: Frontend, d: Destination, weight: number): void {
-    this.lib.ipvsSetDest(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
+  setWeight(f: IpvsFrontend, d: Destination, weight: number): void {
+    this.lib.ipvsSetDest(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
   }
 
-  deleteRealServer(f: Frontend, d: Destination): void {
-    this.lib.ipvsDeleteDest(f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port);
+  deleteRealServer(f: IpvsFrontend, d: Destination): void {
+    this.lib.ipvsDeleteDest(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port);
   }
 }
