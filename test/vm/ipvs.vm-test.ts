@@ -39,6 +39,11 @@ function web(eps = endpoints(['web-1', 'web-2']), annotations?: Record<string, s
   };
 }
 
+/** Each rule line is in its table's save output. */
+function assertRules(expected: readonly (readonly [saved: string, line: string])[]): void {
+  for (const [saved, line] of expected) assert.ok(saved.split('\n').includes(line), `missing: ${line}\n${saved}`);
+}
+
 /** `ipvsadm -Ln` in the node, as lines with runs of spaces squeezed. */
 async function ipvsadm(ctx: ScenarioContext, ...args: string[]): Promise<string[]> {
   requireCommand('ipvsadm', 'apt-get install ipvsadm');
@@ -118,16 +123,14 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
 
       const nat = await ctx.sandbox.inNode('iptables-save', '-t', 'nat');
       const filter = await ctx.sandbox.inNode('iptables-save', '-t', 'filter');
-      for (const [rules, line] of [
+      assertRules([
         [nat, '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'],
         [nat, '-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT'],
         [nat, '-A KUBE-NODE-PORT -p tcp -m set --match-set KUBE-NODE-PORT-TCP dst -j KUBE-MARK-MASQ'],
         [nat, '-A KUBE-SERVICES -m set --match-set KUBE-LOAD-BALANCER dst,dst -j KUBE-LOAD-BALANCER'],
         [filter, '-A INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER'],
         [filter, '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT --reject-with icmp-port-unreachable'],
-      ] as const) {
-        assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
-      }
+      ]);
       const firewall = filter.split('\n').filter((l) => l.startsWith('-A KUBE-IPVS-FILTER -m set --match-set KUBE-LOAD-BALANCER-FW dst,dst ') && l.endsWith('-j DROP'));
       assert.equal(firewall.length, 1, `one rule drops sources outside loadBalancerSourceRanges:\n${filter}`);
       for (const set of ['KUBE-LOAD-BALANCER-SOURCE-CIDR', 'KUBE-LOAD-BALANCER-SOURCE-IP']) assert.match(firewall[0]!, new RegExp(`! --match-set ${set} dst,dst,src`));
@@ -188,7 +191,7 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
 
       const nat = await ctx.sandbox.inNode('ip6tables-save', '-t', 'nat');
       const filter = await ctx.sandbox.inNode('ip6tables-save', '-t', 'filter');
-      for (const [rules, line] of [
+      assertRules([
         [nat, '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'],
         [nat, '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'],
         [nat, '-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT'],
@@ -196,9 +199,7 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         [nat, '-A KUBE-POSTROUTING -m set --match-set KUBE-6-LOOP-BACK dst,dst,src -j MASQUERADE'],
         [filter, '-A INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER'],
         [filter, '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-6-IPVS-IPS dst -j REJECT --reject-with icmp6-port-unreachable'],
-      ] as const) {
-        assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
-      }
+      ]);
 
       // kube-lb's health server listens on every address: through kube-ipvs0's IPv6 one it is refused.
       const refused = await ctx.curl({ pod: 'client' }, `http://[${VIP6}]:10256/healthz`).then(() => 'answered', (err: Error) => err.message);
