@@ -250,7 +250,11 @@ export class IpvsBackend implements Backend {
   }
 
   async inspect(): Promise<FrontendView[]> {
-    return (await this.readOwned()).map(({ vs, kind }) => ({ kind, frontend: vs.frontend, destinations: activeDestinations(vs) }));
+    // The frontend as every backend shows it: its family is IPVS's key, not part of the view.
+    return (await this.readOwned()).map(({ vs, kind }) => {
+      const { ip, port, protocol } = vs.frontend;
+      return { kind, frontend: { ip, port, protocol }, destinations: activeDestinations(vs) };
+    });
   }
 
   async planned(state: DesiredState): Promise<FrontendView[]> {
