@@ -438,8 +438,10 @@ export const scenarios: Scenario[] = [
       const inside = await ctx.client('client', 'tcp', VIP, 80, connections);
       const outside = await ctx.externalClient('tcp', NODES['node-a'].ip, nodePort, connections);
       assert.equal(inside.failures + outside.failures, 0, `every connection answered: ${JSON.stringify([inside.errors, outside.errors])}`);
-      // Full resyncs rewrite every chain: the counts must outlive them.
-      await new Promise((r) => setTimeout(r, slow(5000)));
+      // Full resyncs rewrite every chain: the counts must outlive two of them.
+      const fullSyncs = (): number => ctx.kubeLbLogs.match(/"full":true[^\n]*"msg":"synced"/g)?.length ?? 0;
+      const syncsBefore = fullSyncs();
+      await ctx.waitUntil('two full resyncs after the connections', 20_000, async () => fullSyncs() >= syncsBefore + 2);
 
       // Each connection is at least a SYN, its SYN-ACK, an ACK and the
       // answer, the pod's name and a newline: four packets, each with 40
