@@ -3,6 +3,7 @@
 // and reads and writes maps. Every failure is thrown as an Error whose
 // message names the operation, the object and the errno text, with
 // `errno` and `code` set.
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -209,9 +210,16 @@ export interface IpvsDest {
   bytes: number | null;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-/** The project root: this file runs from dist/src/native/. */
-export const projectRoot = path.resolve(here, '../../..');
+/** The nearest directory at or above `from` with a package.json. */
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json at or above ${from}`);
+  }
+}
+
+/** The project root: this file runs from dist/src/native/, or from dist/bundle/ bundled into kube-lb. */
+export const projectRoot = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
 
 let cached: NativeAddon | undefined;
 
