@@ -8,10 +8,12 @@
 // connection reusing the source port) joins that entry and goes nowhere,
 // and each one keeps it alive. kube-lb ends those too, where kube-proxy ends
 // them only for UDP.
-import { type Destination, type Frontend, destinationKey } from '../model/contract.js';
+import { type Destination, type Frontend, type IPFamily, destinationKey } from '../model/contract.js';
 
 export interface StaleFlows {
   frontend: Frontend;
+  /** The frontend's address family, as the model resolved it. */
+  family: IPFamily;
   /** Endpoints the frontend no longer sends to: flows translated to them end (UDP only). */
   gone: Destination[];
   /** Flows that reached the frontend untranslated end: it led nowhere before, or (UDP) is gone. */
@@ -24,11 +26,11 @@ export interface StaleFlows {
  * sync cannot know what an earlier kube-lb left (a first sync from memory):
  * then no untranslated flow is assumed. Returns null when nothing is stale.
  */
-export function staleFlows(frontend: Frontend, before: readonly Destination[] | null, after: readonly Destination[] | null, beforeKnown: boolean): StaleFlows | null {
+export function staleFlows(frontend: Frontend, family: IPFamily, before: readonly Destination[] | null, after: readonly Destination[] | null, beforeKnown: boolean): StaleFlows | null {
   const ledNowhere = beforeKnown && (before === null || before.length === 0) && after !== null && after.length > 0;
-  if (frontend.protocol !== 'UDP') return ledNowhere ? { frontend, gone: [], untranslated: true } : null;
+  if (frontend.protocol !== 'UDP') return ledNowhere ? { frontend, family, gone: [], untranslated: true } : null;
   const kept = new Set((after ?? []).map(destinationKey));
   const gone = (before ?? []).filter((d) => !kept.has(destinationKey(d)));
   const untranslated = ledNowhere || (after === null && before !== null);
-  return gone.length > 0 || untranslated ? { frontend, gone, untranslated } : null;
+  return gone.length > 0 || untranslated ? { frontend, family, gone, untranslated } : null;
 }

@@ -181,7 +181,7 @@ describe('BPF datapath over IPv6 (BPF_PROG_TEST_RUN)', () => {
     run('fromPod', toService({ sport: 48000 }, udpService));
     const flow = encodeFlowKey({ family: 'IPv6', saddr: client.ip, sport: 48000, daddr: udpService.ip, dport: udpService.port, protocol: 'UDP' });
     assert.ok(lib.mapLookup(dp.maps.ct, flow));
-    assert.ok(flushStaleFlows(lib, dp.maps, [{ frontend: udpService, gone: [{ ip: backend.ip, port: 5353 }], untranslated: false }]) >= 1);
+    assert.ok(flushStaleFlows(lib, dp.maps, [{ frontend: udpService, family: 'IPv6', gone: [{ ip: backend.ip, port: 5353 }], untranslated: false }]) >= 1);
     assert.equal(lib.mapLookup(dp.maps.ct, flow), null);
     assert.equal(lib.mapLookup(dp.maps.rnat, encodeFlowKey({ family: 'IPv6', saddr: backend.ip, sport: 5353, daddr: client.ip, dport: 48000, protocol: 'UDP' })), null);
   });

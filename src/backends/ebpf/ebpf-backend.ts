@@ -249,7 +249,7 @@ export class EbpfBackend implements Backend {
     for (const key of this.refused) if (!state.has(key)) this.refused.delete(key);
     const accepted = changes.filter((c) => !needsRoom(c) || !refused.has(portOf(svcKey(c))));
     // The map holds what the kernel has, so this holds after a restart too.
-    const stale = accepted.flatMap(({ frontend, current, wanted: destinations }) => staleFlows(frontend, current, destinations, true) ?? []);
+    const stale = accepted.flatMap(({ frontend, family, current, wanted: destinations }) => staleFlows(frontend, family, current, destinations, true) ?? []);
 
     const ranges = new SourceRangeMap(this.lib, this.loaded.maps.sourceRanges);
     ranges.add(rangeChanges);

@@ -4,16 +4,15 @@
 // the frontend had endpoints. A NodePort's flows are those to its node
 // address and port.
 import type { SyncStats } from '../backend.js';
-import type { Destination, Frontend } from '../../model/contract.js';
+import type { Destination, Frontend, ResolvedFrontend } from '../../model/contract.js';
 import { frontendKey, sameDestinations } from '../../model/contract.js';
 import { type StaleFlows, staleFlows } from '../stale-flows.js';
 import type { Logger } from '../../log.js';
 import { runCommand } from './command.js';
-import { ipFamily } from '../../net/ip.js';
 
 /** A frontend and every endpoint its traffic may have been NATed to. */
 export interface FrontendDestinations {
-  frontend: Frontend;
+  frontend: ResolvedFrontend;
   destinations: readonly Destination[];
 }
 
@@ -33,14 +32,14 @@ export class ProgrammedFrontends {
       if (old !== undefined && sameDestinations(old.destinations, f.destinations)) continue;
       written++;
       // What an earlier kube-lb programmed is not known after a restart: it flushes nothing.
-      const flows = staleFlows(f.frontend, old?.destinations ?? null, f.destinations, before !== null);
+      const flows = staleFlows(f.frontend, f.frontend.family, old?.destinations ?? null, f.destinations, before !== null);
       if (flows !== null) stale.push(flows);
     }
     let removed = 0;
     for (const [fk, old] of before ?? []) {
       if (now.has(fk)) continue;
       removed++;
-      const flows = staleFlows(old.frontend, old.destinations, null, true);
+      const flows = staleFlows(old.frontend, old.frontend.family, old.destinations, null, true);
       if (flows !== null) stale.push(flows);
     }
     return { stats: { frontendsWritten: written, frontendsRemoved: removed }, stale };
@@ -57,7 +56,7 @@ export class ProgrammedFrontends {
 export async function flushStaleFlows(stale: readonly StaleFlows[], log: Logger): Promise<void> {
   let withUntranslated: Set<string>;
   try {
-    withUntranslated = await frontendsWithUntranslatedFlows(stale.filter((s) => s.untranslated).map((s) => s.frontend));
+    withUntranslated = await frontendsWithUntranslatedFlows(stale.filter((s) => s.untranslated));
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'listing untranslated flows failed');
     withUntranslated = new Set();
@@ -79,12 +78,12 @@ export async function flushStaleFlows(stale: readonly StaleFlows[], log: Logger)
   if (selections.length > 0) log.debug({ selections: selections.length }, 'flushed stale flows');
 }
 
-/** The keys of those `frontends` that conntrack holds untranslated flows to: their reply comes from the frontend itself. */
-async function frontendsWithUntranslatedFlows(frontends: readonly Frontend[]): Promise<Set<string>> {
+/** The keys of the frontends of `stale` that conntrack holds untranslated flows to: their reply comes from the frontend itself. */
+async function frontendsWithUntranslatedFlows(stale: readonly StaleFlows[]): Promise<Set<string>> {
   const found = new Set<string>();
   const groups = new Map<string, Map<string, Frontend>>();
-  for (const f of frontends) {
-    const group = `${ipFamily(f.ip) === 'IPv4' ? 'ipv4' : 'ipv6'} ${f.protocol.toLowerCase()}`;
+  for (const { frontend: f, family } of stale) {
+    const group = `${family === 'IPv4' ? 'ipv4' : 'ipv6'} ${f.protocol.toLowerCase()}`;
     if (!groups.has(group)) groups.set(group, new Map());
     groups.get(group)!.set(`${f.ip} ${f.port}`, f);
   }
