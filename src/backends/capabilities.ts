@@ -56,8 +56,6 @@ export type Support = true | string;
 
 const ALL: Record<Capability, Support> = Object.fromEntries(Object.keys(CAPABILITIES).map((c) => [c, true])) as Record<Capability, true>;
 
-const NOT_YET = 'not yet';
-
 export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Support>> = {
   ebpf: {
     ...ALL,
@@ -67,9 +65,6 @@ export const BACKEND_CAPABILITIES: Record<BackendName, Record<Capability, Suppor
   nftables: { ...ALL, 'localhost-nodeport': "as kube-proxy's nftables mode", maglev: 'random, as kube-proxy' },
   ipvs: {
     ...ALL,
-    ipv6: NOT_YET,
-    'ipv6-from-outside': NOT_YET,
-    'ipv6-node-originated': NOT_YET,
     'external-traffic-policy-local': "as kube-proxy's IPVS mode: outside traffic gets local endpoints with its source kept, but a virtual server serves one endpoint set, so pods reaching an external address get the local ones too",
     'localhost-nodeport': "as kube-proxy's IPVS mode",
     'shared-client-port': "as kube-proxy's IPVS mode: IPVS translates only the destination, so the two connections reach the endpoint from one address and port, and collide",
