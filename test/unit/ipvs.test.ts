@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
-import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRules, renderSetsDiff, renderSetsReplace, setContents } from '../../src/backends/ipvs/netfilter.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRemoval, renderRules, renderSetsDiff, renderSetsReplace, setContents } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { parseObject } from '../../src/model/objects.js';
 import { captureLogger, rawService, testModel } from './fixtures.js';
@@ -131,7 +131,7 @@ describe('ipvs ipsets and iptables rules', () => {
   });
 
   test('rules follow kube-proxy: masquerade off-cluster, external and hairpin traffic, accept service traffic, filter the rest of kube-ipvs0', () => {
-    const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: null }, masqueradeBit: 14 }, 'IPv4');
+    const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: null }, masqueradeBit: 14 }, 'IPv4', '');
     for (const line of [
       ':KUBE-SERVICES - [0:0]',
       '-A KUBE-SERVICES ! -s 10.244.0.0/16 -m set --match-set KUBE-CLUSTER-IP dst,dst -j KUBE-MARK-MASQ',
@@ -155,8 +155,63 @@ describe('ipvs ipsets and iptables rules', () => {
     ]) {
       assert.ok(rules.split('\n').includes(line), `missing: ${line}\n${rules}`);
     }
-    assert.match(renderRules({ localTraffic: { IPv4: null, IPv6: null }, masqueradeBit: 0 }, 'IPv4'), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
+    assert.match(renderRules({ localTraffic: { IPv4: null, IPv6: null }, masqueradeBit: 0 }, 'IPv4', ''), /--match-set KUBE-CLUSTER-IP src,dst -j KUBE-MARK-MASQ\n/);
     assert.doesNotMatch(rules, /KUBE-FORWARD/, 'no KUBE-FORWARD chain yet');
+  });
+
+  // As iptables-save prints a node with kube-lb's rules and a foreign one beside them.
+  const SAVED = [
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':KUBE-IPVS-FILTER - [0:0]',
+    ':FOREIGN - [0:0]',
+    '-A INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER',
+    '-A INPUT -j FOREIGN',
+    '-A KUBE-IPVS-FILTER -m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT',
+    'COMMIT',
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':KUBE-SERVICES - [0:0]',
+    '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    'COMMIT',
+    '',
+  ].join('\n');
+
+  test('the rules add only the jumps the kernel lacks, at the top of their built-in chains', () => {
+    const opts = { localTraffic: { IPv4: null, IPv6: null }, masqueradeBit: 14 };
+    const inserts = (saved: string): string[] => renderRules(opts, 'IPv4', saved).split('\n').filter((l) => l.startsWith('-I '));
+    assert.deepEqual(inserts(''), [
+      '-I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+      '-I OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+      '-I POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+      '-I INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER',
+    ]);
+    assert.deepEqual(inserts(SAVED), ['-I POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING']);
+  });
+
+  test('cleanup removes every jump into its chains (each copy) and the chains, in one restore, and leaves foreign rules', () => {
+    assert.equal(
+      renderRemoval(SAVED),
+      [
+        '*filter',
+        ':KUBE-IPVS-FILTER - [0:0]',
+        '-D INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER',
+        '-X KUBE-IPVS-FILTER',
+        'COMMIT',
+        '*nat',
+        ':KUBE-SERVICES - [0:0]',
+        '-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-D OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-D OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-X KUBE-SERVICES',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(renderRemoval('*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n'), '');
   });
 
   const v6 = { kind: 'ClusterIP' as const, family: 'IPv6' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
@@ -194,7 +249,7 @@ describe('ipvs ipsets and iptables rules', () => {
   });
 
   test('IPv6 rules name the KUBE-6- sets, in the chains IPv4 has, with IPv6 loopback and pod CIDR', () => {
-    const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: { by: 'cidr', cidr: 'fd00:244::/64' } }, masqueradeBit: 14 }, 'IPv6').split('\n');
+    const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: { by: 'cidr', cidr: 'fd00:244::/64' } }, masqueradeBit: 14 }, 'IPv6', '').split('\n');
     for (const line of [
       ':KUBE-SERVICES - [0:0]',
       '-A KUBE-SERVICES -s ::1/128 -j RETURN',

@@ -20,6 +20,8 @@
 // conntrack makes of their window, so an out-of-window segment never
 // reaches the client untranslated (kubernetes issue 74839).
 import { runCommand } from '../netfilter/command.js';
+import { emptyUpdate, renderRestore, type TableUpdate } from '../iptables/rules.js';
+import { parseSave, tokenize } from '../iptables/save.js';
 import type { LocalTrafficByFamily } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
 import type { Destination, Frontend, IPFamily, Protocol, ResolvedFrontend } from '../../model/contract.js';
@@ -97,7 +99,9 @@ export const JUMPS = [
   { table: 'filter', from: 'INPUT', to: 'KUBE-IPVS-FILTER', comment: 'kubernetes ipvs access filter' },
 ] as const;
 
-export const jumpArgs = (j: (typeof JUMPS)[number]): string[] => ['-m', 'comment', '--comment', j.comment, '-j', j.to];
+type Jump = (typeof JUMPS)[number];
+
+export const jumpArgs = (j: Jump): string[] => ['-m', 'comment', '--comment', j.comment, '-j', j.to];
 
 const proto = (p: Protocol): string => p.toLowerCase();
 
@@ -192,8 +196,12 @@ export interface RuleOptions {
   masqueradeBit: number;
 }
 
-/** `iptables-restore --noflush` (or ip6tables-restore) input for one family's chains (declaring a chain flushes it). */
-export function renderRules(opts: RuleOptions, family: IPFamily): string {
+/**
+ * `iptables-restore --noflush` (or ip6tables-restore) input for one
+ * family's chains (declaring a chain flushes it), with the jumps into them
+ * that `saved` (the family's iptables-save output) lacks.
+ */
+export function renderRules(opts: RuleOptions, family: IPFamily, saved: string): string {
   const mark = masqueradeMark(opts.masqueradeBit);
   const local = opts.localTraffic[family];
   const inSet = (set: SetName, match: string): string[] => ['-m', 'set', '--match-set', familySetName(set, family), match];
@@ -210,6 +218,10 @@ export function renderRules(opts: RuleOptions, family: IPFamily): string {
     ];
   });
   const localDestination = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
+  const own = ownRules(saved);
+  const isJump = (j: Jump) => (d: { chain: string; rule: string }): boolean => d.chain === j.from && tokenize(d.rule).join('\0') === jumpArgs(j).join('\0');
+  const missingJumps = (table: Table): string[] =>
+    JUMPS.filter((j) => j.table === table && !own[table].delete.some(isJump(j))).map((j) => ['-I', j.from, ...jumpArgs(j).map(quoted)].join(' '));
   return [
     '*nat',
     ...NAT_CHAINS.map((c) => `:${c} - [0:0]`),
@@ -231,6 +243,7 @@ export function renderRules(opts: RuleOptions, family: IPFamily): string {
     rule('KUBE-POSTROUTING', '-j', 'MARK', '--xor-mark', mark),
     rule('KUBE-POSTROUTING', '-j', 'MASQUERADE', '--random-fully'),
     rule('KUBE-MARK-MASQ', '-j', 'MARK', '--or-mark', mark),
+    ...missingJumps('nat'),
     'COMMIT',
     '*filter',
     ...FILTER_CHAINS.map((c) => `:${c} - [0:0]`),
@@ -238,22 +251,49 @@ export function renderRules(opts: RuleOptions, family: IPFamily): string {
     // kube-ipvs0's addresses are local: without this, they would reach every port the node listens on (kubernetes issue 72236).
     ...([LOAD_BALANCER_SET, CLUSTER_IP_SET, EXTERNAL_IP_SET, EXTERNAL_IP_LOCAL_SET] as const).map((set) => rule('KUBE-IPVS-FILTER', ...inSet(set, 'dst,dst'), '-j', 'RETURN')),
     rule('KUBE-IPVS-FILTER', '-m', 'conntrack', '--ctstate', 'NEW', ...inSet(IPVS_IPS_SET, 'dst'), '-j', 'REJECT'),
+    ...missingJumps('filter'),
     'COMMIT',
     '',
   ].join('\n');
+}
+
+type Table = 'nat' | 'filter';
+
+const CHAINS: Record<Table, readonly string[]> = { nat: NAT_CHAINS, filter: FILTER_CHAINS };
+
+const quoted = (word: string): string => (word.includes(' ') ? `"${word}"` : word);
+
+/** kube-lb's chains and the jumps into them that one family's iptables-save output shows, as an update that removes them. */
+function ownRules(saved: string): Record<Table, TableUpdate> {
+  const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
+  for (const table of ['nat', 'filter'] as const) {
+    const { chains, ruleText } = parseSave(saved, table);
+    update[table].remove = CHAINS[table].filter((c) => chains.has(c));
+    for (const jump of JUMPS.filter((j) => j.table === table)) {
+      const tokens = jumpArgs(jump).join('\0');
+      (chains.get(jump.from) ?? []).forEach((rule, i) => {
+        if (rule.join('\0') === tokens) update[table].delete.push({ chain: jump.from, rule: ruleText.get(jump.from)![i]! });
+      });
+    }
+  }
+  return update;
+}
+
+/** One family's rules as the kernel holds them: iptables-save of every table it has. */
+async function savedRules(family: IPFamily): Promise<string> {
+  return (await runCommand(`${IPTABLES[family]}-save`, [])).stdout;
+}
+
+/** The iptables-restore input that removes what `saved` (one family's iptables-save output) shows of kube-lb's; '' when nothing. */
+export function renderRemoval(saved: string): string {
+  return renderRestore(ownRules(saved));
 }
 
 /** Creates the families' sets (so rules can name them), writes their chains, and adds each jump once. */
 export async function installRules(opts: RuleOptions, contents: FamilySets, families: readonly IPFamily[]): Promise<void> {
   await runCommand('ipset', ['restore', '-exist'], renderSetsReplace(contents, families));
   for (const family of families) {
-    const command = IPTABLES[family];
-    await runCommand(`${command}-restore`, ['-w', '--noflush'], renderRules(opts, family));
-    for (const jump of JUMPS) {
-      const args = ['-w', '-t', jump.table];
-      const exists = await runCommand(command, [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
-      if (!exists) await runCommand(command, [...args, '-I', jump.from, ...jumpArgs(jump)]);
-    }
+    await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
   }
 }
 
@@ -264,28 +304,39 @@ export async function updateSets(before: FamilySets, after: FamilySets): Promise
 
 /**
  * Removes the jumps, chains and sets that exist; what exists and cannot be
- * removed (a set another rule still names, say) goes to `leftovers`.
+ * removed (a set another rule still names, say) goes to `leftovers`. Each
+ * family's rules go in one restore, the sets in another; where the kernel
+ * refuses one (a foreign rule still uses a chain or set of ours), one
+ * command at a time removes what it can and names the rest.
  */
 export async function removeRules(leftovers: Leftovers, families: readonly IPFamily[]): Promise<void> {
-  const run = (cmd: string, args: string[]): Promise<boolean> => leftovers.attempt(`${cmd} ${args.join(' ')}`, () => runCommand(cmd, args));
+  const succeeds = (cmd: string, args: string[], input = ''): Promise<boolean> => runCommand(cmd, args, input).then(() => true, () => false);
   for (const family of families) {
-    const command = IPTABLES[family];
-    for (const jump of JUMPS) {
-      const args = ['-w', '-t', jump.table];
-      const present = (): Promise<boolean> => runCommand(command, [...args, '-C', jump.from, ...jumpArgs(jump)]).then(() => true, () => false);
-      while ((await present()) && (await run(command, [...args, '-D', jump.from, ...jumpArgs(jump)])));
-    }
-    for (const [table, chains] of [['nat', NAT_CHAINS], ['filter', FILTER_CHAINS]] as const) {
-      const existing = new Set<string>((await runCommand(`${command}-save`, ['-t', table])).stdout.split('\n').flatMap((l) => (l.startsWith(':') ? [l.slice(1).split(' ')[0]!] : [])));
-      // Flush them all before deleting any: one may jump to another.
-      const present = chains.filter((c) => existing.has(c));
-      const flushed = [];
-      for (const chain of present) if (await run(command, ['-w', '-t', table, '-F', chain])) flushed.push(chain);
-      for (const chain of flushed) await run(command, ['-w', '-t', table, '-X', chain]);
-    }
+    const payload = renderRemoval(await savedRules(family));
+    // A refused restore may have committed one table and not the other: what is left is read again.
+    if (payload !== '' && !(await succeeds(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], payload))) await removeRulesOneByOne(leftovers, family, ownRules(await savedRules(family)));
   }
-  const sets = new Set((await runCommand('ipset', ['list', '-n'])).stdout.split('\n'));
-  for (const family of families) {
-    for (const set of SET_NAMES) if (sets.has(familySetName(set, family))) await run('ipset', ['destroy', familySetName(set, family)]);
+  const sets = await ownSets(families);
+  if (sets.length > 0 && !(await succeeds('ipset', ['restore'], sets.map((set) => `destroy ${set}\n`).join('')))) {
+    for (const set of await ownSets(families)) await leftovers.attempt(`ipset destroy ${set}`, () => runCommand('ipset', ['destroy', set]));
+  }
+}
+
+/** The families' sets of kube-lb's that exist. */
+async function ownSets(families: readonly IPFamily[]): Promise<string[]> {
+  const existing = new Set((await runCommand('ipset', ['list', '-n'])).stdout.split('\n'));
+  return families.flatMap((family) => SET_NAMES.map((set) => familySetName(set, family)).filter((name) => existing.has(name)));
+}
+
+/** removeRules for one family's rules (`own`, as ownRules read them), a command at a time, each failure noted. */
+async function removeRulesOneByOne(leftovers: Leftovers, family: IPFamily, own: Record<Table, TableUpdate>): Promise<void> {
+  const command = IPTABLES[family];
+  const run = (args: string[]): Promise<boolean> => leftovers.attempt(`${command} ${args.join(' ')}`, () => runCommand(command, args));
+  for (const table of ['nat', 'filter'] as const) {
+    for (const { chain, rule } of own[table].delete) await run(['-w', '-t', table, '-D', chain, ...tokenize(rule)]);
+    // Flush them all before deleting any: one may jump to another.
+    const flushed = [];
+    for (const chain of own[table].remove) if (await run(['-w', '-t', table, '-F', chain])) flushed.push(chain);
+    for (const chain of flushed) await run(['-w', '-t', table, '-X', chain]);
   }
 }
