@@ -2,8 +2,16 @@
 
 #include <cmath>
 
+Args::Args(const Napi::CallbackInfo& info, const char* fn) : env_(info.Env()), fn_(fn) {
+  for (size_t i = 0; i < info.Length(); i++) values_.push_back(info[i]);
+}
+
+Args::Args(Napi::Array array, uint32_t first, const char* fn) : env_(array.Env()), fn_(fn) {
+  for (uint32_t i = first; i < array.Length(); i++) values_.push_back(array.Get(i));
+}
+
 uint32_t Args::Uint32(size_t i, const char* name, uint32_t min, uint32_t max) const {
-  Napi::Value v = info_[i];
+  Napi::Value v = At(i);
   if (v.IsNumber()) {
     double d = v.As<Napi::Number>().DoubleValue();
     if (d >= min && d <= max && std::trunc(d) == d) return static_cast<uint32_t>(d);
@@ -12,17 +20,17 @@ uint32_t Args::Uint32(size_t i, const char* name, uint32_t min, uint32_t max) co
 }
 
 uint32_t Args::OptionalUint32(size_t i, const char* name, uint32_t fallback) const {
-  return info_[i].IsUndefined() ? fallback : Uint32(i, name);
+  return At(i).IsUndefined() ? fallback : Uint32(i, name);
 }
 
 std::string Args::String(size_t i, const char* name) const {
-  if (!info_[i].IsString()) Fail(name, "a string");
-  return info_[i].As<Napi::String>().Utf8Value();
+  if (!At(i).IsString()) Fail(name, "a string");
+  return At(i).As<Napi::String>().Utf8Value();
 }
 
 std::vector<std::string> Args::Strings(size_t i, const char* name) const {
-  if (!info_[i].IsArray()) Fail(name, "an array of strings");
-  Napi::Array array = info_[i].As<Napi::Array>();
+  if (!At(i).IsArray()) Fail(name, "an array of strings");
+  Napi::Array array = At(i).As<Napi::Array>();
   std::vector<std::string> strings;
   for (uint32_t j = 0; j < array.Length(); j++) {
     Napi::Value v = array[j];
@@ -33,8 +41,8 @@ std::vector<std::string> Args::Strings(size_t i, const char* name) const {
 }
 
 Napi::Buffer<uint8_t> Args::Buffer(size_t i, const char* name) const {
-  if (!info_[i].IsBuffer()) Fail(name, "a Buffer");
-  return info_[i].As<Napi::Buffer<uint8_t>>();
+  if (!At(i).IsBuffer()) Fail(name, "a Buffer");
+  return At(i).As<Napi::Buffer<uint8_t>>();
 }
 
 void Args::Fail(const char* name, const std::string& expected) const {

@@ -11,9 +11,12 @@
 
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), fn_(fn) {}
+  Args(const Napi::CallbackInfo& info, const char* fn);
+  // The elements of `array` from `first` on, checked as a call's arguments:
+  // one change of a batch that a single call carries.
+  Args(Napi::Array array, uint32_t first, const char* fn);
 
-  Napi::Env Env() const { return info_.Env(); }
+  Napi::Env Env() const { return env_; }
 
   uint32_t Uint32(size_t i, const char* name, uint32_t min = 0, uint32_t max = UINT32_MAX) const;
   // File descriptors, ifindexes and other values the C API takes as int.
@@ -26,6 +29,10 @@ class Args {
   [[noreturn]] void Fail(const char* name, const std::string& expected) const;
 
  private:
-  const Napi::CallbackInfo& info_;
+  // The i-th argument; undefined past the last, as in a call.
+  Napi::Value At(size_t i) const { return i < values_.size() ? values_[i] : env_.Undefined(); }
+
+  Napi::Env env_;
+  std::vector<Napi::Value> values_;
   const char* fn_;
 };

@@ -1,5 +1,6 @@
 // IPVS virtual servers and their real servers, over the kernel's "IPVS"
-// generic netlink family: one message per change, as ipvsadm sends them.
+// generic netlink family: one message per change, as ipvsadm sends them,
+// but many changes per sendmsg.
 // Services addressed by family, ip:port:protocol (no fwmark services); a
 // service's real servers are of its family.
 #include <linux/genetlink.h>
@@ -8,6 +9,7 @@
 
 #include <cerrno>
 #include <initializer_list>
+#include <map>
 #include <memory>
 
 #include "args.h"
@@ -70,13 +72,30 @@ Ipvs& Connect(Napi::Env env) {
   return ipvs;
 }
 
-nlmsghdr* Begin(Napi::Env env, uint8_t cmd, uint16_t flags) {
-  Ipvs& ipvs = Connect(env);
-  nlmsghdr* nlh = ipvs.socket->Begin(ipvs.family, flags);
+// The genetlink header after a message's netlink header.
+void PutGenl(nlmsghdr* nlh, uint8_t cmd) {
   auto* genl = static_cast<genlmsghdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(genlmsghdr)));
   genl->cmd = cmd;
   genl->version = IPVS_GENL_VERSION;
+}
+
+nlmsghdr* Begin(Napi::Env env, uint8_t cmd, uint16_t flags) {
+  Ipvs& ipvs = Connect(env);
+  nlmsghdr* nlh = ipvs.socket->Begin(ipvs.family, flags);
+  PutGenl(nlh, cmd);
   return nlh;
+}
+
+// A change's message, queued to go with the others of its batch.
+nlmsghdr* BeginQueued(Napi::Env env, uint8_t cmd) {
+  Ipvs& ipvs = Connect(env);
+  nlmsghdr* nlh = ipvs.socket->BeginQueued(ipvs.family, 0);
+  PutGenl(nlh, cmd);
+  return nlh;
+}
+
+void Enqueue(Napi::Env env, const nlmsghdr* nlh, const std::string& op, const std::string& object) {
+  Connect(env).socket->Enqueue(nlh, op, object);
 }
 
 // "[ip]:port" for IPv6, as ipvsadm prints it.
@@ -149,27 +168,25 @@ std::vector<const nlattr*> ReplyNest(const nlmsghdr* reply, uint16_t type, uint1
   return ParseNested(nest, max);
 }
 
-// ipvsAddService(family, address, protocol, port, scheduler, persistence) / ipvsSetService(...)
-void WriteService(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
-  Args args(info, fn);
+// addService(family, address, protocol, port, scheduler, persistence) / setService(...)
+void WriteService(const Args& args, const char* fn, uint8_t cmd, const char* op) {
   Service svc = ServiceArgs(args, fn);
   Scheduling scheduling{args.String(4, "scheduler"), args.Uint32(5, "persistence", 0, INT32_MAX)};
-  nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
+  nlmsghdr* nlh = BeginQueued(args.Env(), cmd);
   PutService(nlh, svc, &scheduling);
-  Connect(info.Env()).socket->Request(info.Env(), nlh, op,
-                                      "IPVS service " + svc.text + " (scheduler " + scheduling.scheduler + ", persistence " +
-                                          std::to_string(scheduling.persistence) + " s)");
+  Enqueue(args.Env(), nlh, op,
+          "IPVS service " + svc.text + " (scheduler " + scheduling.scheduler + ", persistence " +
+              std::to_string(scheduling.persistence) + " s)");
 }
 
-void AddService(const Napi::CallbackInfo& info) { WriteService(info, "ipvsAddService", IPVS_CMD_NEW_SERVICE, "add"); }
-void SetService(const Napi::CallbackInfo& info) { WriteService(info, "ipvsSetService", IPVS_CMD_SET_SERVICE, "update"); }
+void AddService(const Args& args) { WriteService(args, "ipvsApply addService", IPVS_CMD_NEW_SERVICE, "add"); }
+void SetService(const Args& args) { WriteService(args, "ipvsApply setService", IPVS_CMD_SET_SERVICE, "update"); }
 
-void DeleteService(const Napi::CallbackInfo& info) {
-  Args args(info, "ipvsDeleteService");
-  Service svc = ServiceArgs(args, "ipvsDeleteService");
-  nlmsghdr* nlh = Begin(info.Env(), IPVS_CMD_DEL_SERVICE, 0);
+void DeleteService(const Args& args) {
+  Service svc = ServiceArgs(args, "ipvsApply deleteService");
+  nlmsghdr* nlh = BeginQueued(args.Env(), IPVS_CMD_DEL_SERVICE);
   PutService(nlh, svc, nullptr);
-  Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS service " + svc.text);
+  Enqueue(args.Env(), nlh, "delete", "IPVS service " + svc.text);
 }
 
 // ipvsServices(): every IPv4 and IPv6 address:port service as {family, address, protocol, port, scheduler, persistence}.
@@ -197,31 +214,53 @@ Napi::Value Services(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// ipvsAddDest(family, address, protocol, port, destAddress, destPort, weight) / ipvsSetDest(...)
-void WriteDest(const Napi::CallbackInfo& info, const char* fn, uint8_t cmd, const char* op) {
-  Args args(info, fn);
+// addDest(family, address, protocol, port, destAddress, destPort, weight) / setDest(...)
+void WriteDest(const Args& args, const char* fn, uint8_t cmd, const char* op) {
   Service svc = ServiceArgs(args, fn);
   Dest dest = DestArgs(args, fn, svc);
   uint32_t weight = args.Uint32(6, "weight", 0, INT32_MAX);
-  nlmsghdr* nlh = Begin(info.Env(), cmd, 0);
+  nlmsghdr* nlh = BeginQueued(args.Env(), cmd);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, &weight);
-  Connect(info.Env()).socket->Request(info.Env(), nlh, op,
-                                      "IPVS real server " + dest.text + " (weight " + std::to_string(weight) +
-                                          ") of " + svc.text);
+  Enqueue(args.Env(), nlh, op,
+          "IPVS real server " + dest.text + " (weight " + std::to_string(weight) + ") of " + svc.text);
 }
 
-void AddDest(const Napi::CallbackInfo& info) { WriteDest(info, "ipvsAddDest", IPVS_CMD_NEW_DEST, "add"); }
-void SetDest(const Napi::CallbackInfo& info) { WriteDest(info, "ipvsSetDest", IPVS_CMD_SET_DEST, "update"); }
+void AddDest(const Args& args) { WriteDest(args, "ipvsApply addDest", IPVS_CMD_NEW_DEST, "add"); }
+void SetDest(const Args& args) { WriteDest(args, "ipvsApply setDest", IPVS_CMD_SET_DEST, "update"); }
 
-void DeleteDest(const Napi::CallbackInfo& info) {
-  Args args(info, "ipvsDeleteDest");
-  Service svc = ServiceArgs(args, "ipvsDeleteDest");
-  Dest dest = DestArgs(args, "ipvsDeleteDest", svc);
-  nlmsghdr* nlh = Begin(info.Env(), IPVS_CMD_DEL_DEST, 0);
+void DeleteDest(const Args& args) {
+  Service svc = ServiceArgs(args, "ipvsApply deleteDest");
+  Dest dest = DestArgs(args, "ipvsApply deleteDest", svc);
+  nlmsghdr* nlh = BeginQueued(args.Env(), IPVS_CMD_DEL_DEST);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, nullptr);
-  Connect(info.Env()).socket->Request(info.Env(), nlh, "delete", "IPVS real server " + dest.text + " of " + svc.text);
+  Enqueue(args.Env(), nlh, "delete", "IPVS real server " + dest.text + " of " + svc.text);
+}
+
+// ipvsApply(changes): each change [name, ...its arguments] as above, applied
+// in order; returns for each null or its error. The kernel goes on past a
+// failed change, as separate calls would.
+Napi::Value Apply(const Napi::CallbackInfo& info) {
+  static const std::map<std::string, void (*)(const Args&)> kChanges = {
+      {"addService", AddService}, {"setService", SetService}, {"deleteService", DeleteService},
+      {"addDest", AddDest},       {"setDest", SetDest},       {"deleteDest", DeleteDest},
+  };
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "ipvsApply: changes must be an array");
+  Napi::Array changes = info[0].As<Napi::Array>();
+  NetlinkSocket& socket = *Connect(env).socket;
+  socket.DiscardQueued();
+  for (uint32_t i = 0; i < changes.Length(); i++) {
+    Napi::Value change = changes.Get(i);
+    Napi::Value name = change.IsArray() ? change.As<Napi::Array>().Get(0u) : env.Undefined();
+    auto it = name.IsString() ? kChanges.find(name.As<Napi::String>().Utf8Value()) : kChanges.end();
+    if (it == kChanges.end()) {
+      throw Napi::TypeError::New(env, "ipvsApply: change " + std::to_string(i) + " must be [name, ...arguments] with a name of addService, setService, deleteService, addDest, setDest, deleteDest");
+    }
+    it->second(Args(change.As<Napi::Array>(), 1, "ipvsApply"));
+  }
+  return socket.SendQueued(env);
 }
 
 // ipvsSetTimeouts(tcp, tcpFin, udp): IPVS's connection timeouts in seconds,
@@ -284,12 +323,7 @@ Napi::Value Dests(const Napi::CallbackInfo& info) {
 
 void ExportIpvs(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "ipvsServices", Services);
-  Export(env, exports, "ipvsAddService", AddService);
-  Export(env, exports, "ipvsSetService", SetService);
-  Export(env, exports, "ipvsDeleteService", DeleteService);
   Export(env, exports, "ipvsDests", Dests);
-  Export(env, exports, "ipvsAddDest", AddDest);
-  Export(env, exports, "ipvsSetDest", SetDest);
-  Export(env, exports, "ipvsDeleteDest", DeleteDest);
+  Export(env, exports, "ipvsApply", Apply);
   Export(env, exports, "ipvsSetTimeouts", SetTimeouts);
 }

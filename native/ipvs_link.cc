@@ -69,34 +69,44 @@ void LinkDelete(const Napi::CallbackInfo& info) {
   socket.Request(env, nlh, "delete", Numbered("ifindex", index));
 }
 
-// addressAdd(ifindex, family, ip) / addressDelete(ifindex, family, ip): a
-// host address (/32, /128). IPv6 ones skip duplicate address detection
+// addressAdd(ifindex, addresses) / addressDelete(ifindex, addresses): host
+// addresses (/32, /128), each [ip, family], many per sendmsg; returns for
+// each null or its error. IPv6 ones skip duplicate address detection
 // (IFA_F_NODAD), as kube-proxy's: a tentative address would not be usable yet.
-void WriteAddress(const Napi::CallbackInfo& info, const char* fn, uint16_t type, uint16_t flags, const char* op) {
+Napi::Value WriteAddresses(const Napi::CallbackInfo& info, const char* fn, uint16_t type, uint16_t flags, const char* op) {
   Napi::Env env = info.Env();
   Args args(info, fn);
   int index = args.Int(0, "ifindex");
-  std::string ip = args.String(2, "ip");
-  Address address = ParseAddress(env, fn, args.String(1, "family"), ip);
-  uint8_t prefix = address.af == AF_INET6 ? 128 : 32;
+  if (!info[1].IsArray()) throw Napi::TypeError::New(env, std::string(fn) + ": addresses must be an array of [ip, family]");
+  Napi::Array addresses = info[1].As<Napi::Array>();
   NetlinkSocket& socket = RouteSocket(env);
-  nlmsghdr* nlh = socket.Begin(type, flags);
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = address.af;
-  ifa->ifa_prefixlen = prefix;
-  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-  ifa->ifa_index = index;
-  if (address.af == AF_INET6) ifa->ifa_flags = IFA_F_NODAD;
-  mnl_attr_put(nlh, IFA_LOCAL, address.size(), address.bytes);
-  mnl_attr_put(nlh, IFA_ADDRESS, address.size(), address.bytes);
-  socket.Request(env, nlh, op, "address " + ip + "/" + std::to_string(prefix) + " on " + Numbered("ifindex", index));
+  socket.DiscardQueued();
+  for (uint32_t i = 0; i < addresses.Length(); i++) {
+    Napi::Value entry = addresses.Get(i);
+    if (!entry.IsArray()) throw Napi::TypeError::New(env, std::string(fn) + ": addresses must be an array of [ip, family]");
+    Args pair(entry.As<Napi::Array>(), 0, fn);
+    std::string ip = pair.String(0, "ip");
+    Address address = ParseAddress(env, fn, pair.String(1, "family"), ip);
+    uint8_t prefix = address.af == AF_INET6 ? 128 : 32;
+    nlmsghdr* nlh = socket.BeginQueued(type, flags);
+    auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+    ifa->ifa_family = address.af;
+    ifa->ifa_prefixlen = prefix;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = index;
+    if (address.af == AF_INET6) ifa->ifa_flags = IFA_F_NODAD;
+    mnl_attr_put(nlh, IFA_LOCAL, address.size(), address.bytes);
+    mnl_attr_put(nlh, IFA_ADDRESS, address.size(), address.bytes);
+    socket.Enqueue(nlh, op, "address " + ip + "/" + std::to_string(prefix) + " on " + Numbered("ifindex", index));
+  }
+  return socket.SendQueued(env);
 }
 
-void AddressAdd(const Napi::CallbackInfo& info) {
-  WriteAddress(info, "addressAdd", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, "add");
+Napi::Value AddressAdd(const Napi::CallbackInfo& info) {
+  return WriteAddresses(info, "addressAdd", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, "add");
 }
 
-void AddressDelete(const Napi::CallbackInfo& info) { WriteAddress(info, "addressDelete", RTM_DELADDR, 0, "delete"); }
+Napi::Value AddressDelete(const Napi::CallbackInfo& info) { return WriteAddresses(info, "addressDelete", RTM_DELADDR, 0, "delete"); }
 
 // addressList(ifindex): the interface's global IPv4 and IPv6 addresses as {family, address}.
 Napi::Value AddressList(const Napi::CallbackInfo& info) {

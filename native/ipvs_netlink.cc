@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 #include <linux/netlink.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -13,6 +15,16 @@ namespace {
 // Large enough for any dump message the kernel builds (it sizes them to
 // the reader's buffer, up to 32 KiB).
 constexpr size_t kBufferSize = 32768;
+
+// Room kept for each queued message: every request kube-lb builds is far smaller.
+constexpr size_t kMaxQueuedMessage = 4096;
+// Requests per sendmsg: their acknowledgements, queued on the socket while
+// the kernel handles the sendmsg, must fit its default receive buffer, or
+// some would be dropped.
+constexpr size_t kBatchMessages = 64;
+// Slots for the acknowledgements one recvmmsg reads: an error acknowledgement
+// echoes its request (at most kMaxQueuedMessage) where the kernel cannot cap it.
+constexpr size_t kAckSlot = kMaxQueuedMessage + 256;
 
 int MessageCallback(const nlmsghdr* nlh, void* data) {
   (*static_cast<const NetlinkSocket::OnMessage*>(data))(nlh);
@@ -37,6 +49,9 @@ NetlinkSocket::NetlinkSocket(Napi::Env env, int protocol)
     ThrowErrno(env, err, "bind", "netlink socket");
   }
   port_id_ = mnl_socket_get_portid(socket_);
+  // Error acknowledgements without the request echoed: ours name their request by sequence number.
+  int on = 1;
+  setsockopt(mnl_socket_get_fd(socket_), SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof(on));
 }
 
 NetlinkSocket::~NetlinkSocket() { mnl_socket_close(socket_); }
@@ -75,6 +90,84 @@ void NetlinkSocket::Exchange(Napi::Env env, nlmsghdr* nlh, const std::string& op
     if (ret == MNL_CB_ERROR) ThrowErrno(env, errno, op, object);
     if (ret == MNL_CB_STOP) return;
   }
+}
+
+nlmsghdr* NetlinkSocket::BeginQueued(uint16_t type, uint16_t flags) {
+  if (queue_.size() - queued_bytes_ < kMaxQueuedMessage) queue_.resize(std::max(2 * queue_.size(), queued_bytes_ + kMaxQueuedMessage));
+  nlmsghdr* nlh = mnl_nlmsg_put_header(queue_.data() + queued_bytes_);
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+  nlh->nlmsg_seq = ++seq_;
+  return nlh;
+}
+
+void NetlinkSocket::Enqueue(const nlmsghdr* nlh, const std::string& op, const std::string& object) {
+  queued_bytes_ += MNL_ALIGN(nlh->nlmsg_len);
+  queued_names_.emplace_back(op, object);
+}
+
+void NetlinkSocket::DiscardQueued() {
+  queued_bytes_ = 0;
+  queued_names_.clear();
+}
+
+Napi::Array NetlinkSocket::SendQueued(Napi::Env env) {
+  Napi::Array results = Napi::Array::New(env, queued_names_.size());
+  std::vector<std::pair<std::string, std::string>> names;
+  names.swap(queued_names_);
+  size_t bytes = queued_bytes_;
+  queued_bytes_ = 0;
+  int fd = mnl_socket_get_fd(socket_);
+  std::vector<char> acks(kBatchMessages * kAckSlot);
+  std::vector<iovec> iov(kBatchMessages);
+  std::vector<mmsghdr> msgs(kBatchMessages);
+  size_t offset = 0;
+  size_t sent = 0;  // messages
+  while (offset < bytes) {
+    // The next batch: up to kBatchMessages whole messages.
+    const auto* first = reinterpret_cast<const nlmsghdr*>(queue_.data() + offset);
+    size_t first_index = sent;
+    size_t count = 0;
+    size_t end = offset;
+    while (end < bytes && count < kBatchMessages) {
+      end += MNL_ALIGN(reinterpret_cast<const nlmsghdr*>(queue_.data() + end)->nlmsg_len);
+      count++;
+    }
+    std::string what = "batch of " + std::to_string(count) + " netlink requests, from " + names[first_index].first + " " +
+                       names[first_index].second;
+    if (mnl_socket_sendto(socket_, first, end - offset) < 0) ThrowErrno(env, errno, "send", what);
+    std::vector<int> errors(count, -1);  // -1: not acknowledged yet
+    size_t pending = count;
+    while (pending > 0) {
+      for (size_t i = 0; i < pending; i++) {
+        iov[i] = {acks.data() + i * kAckSlot, kAckSlot};
+        msgs[i] = {};
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      // The kernel handled the whole sendmsg before it returned: every acknowledgement is queued already.
+      int n = recvmmsg(fd, msgs.data(), pending, MSG_WAITFORONE, nullptr);
+      if (n < 0) ThrowErrno(env, errno, "read the acknowledgements of", what);
+      for (int i = 0; i < n; i++) {
+        const auto* nlh = reinterpret_cast<const nlmsghdr*>(acks.data() + i * kAckSlot);
+        int len = static_cast<int>(std::min<size_t>(msgs[i].msg_len, kAckSlot));
+        for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+          if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(int)) continue;
+          uint32_t k = nlh->nlmsg_seq - first->nlmsg_seq;
+          if (k >= count || errors[k] != -1) continue;
+          errors[k] = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
+          pending--;
+        }
+      }
+    }
+    for (size_t k = 0; k < count; k++) {
+      const auto& [op, object] = names[first_index + k];
+      results.Set(static_cast<uint32_t>(first_index + k), errors[k] == 0 ? env.Null() : ErrnoError(env, errors[k], op, object).Value());
+    }
+    offset = end;
+    sent += count;
+  }
+  return results;
 }
 
 std::vector<const nlattr*> ParseNested(const nlattr* nest, uint16_t max) {

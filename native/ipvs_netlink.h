@@ -1,7 +1,8 @@
 // A netlink socket over libmnl for the IPVS backend: one request, one
 // acknowledgement (or a dump), errors thrown as JS errors naming the
-// operation and the object. Sockets live in the network namespace of the
-// thread that opened them.
+// operation and the object; or a queue of requests sent many per sendmsg,
+// each with its own acknowledgement and error. Sockets live in the network
+// namespace of the thread that opened them.
 #pragma once
 
 #include <libmnl/libmnl.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 class NetlinkSocket {
@@ -32,6 +34,20 @@ class NetlinkSocket {
   void Dump(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
             const OnMessage& on_message);
 
+  // Starts a message after those queued, asking for its acknowledgement;
+  // the pointer is valid until the next BeginQueued.
+  nlmsghdr* BeginQueued(uint16_t type, uint16_t flags);
+  // Ends the message begun last, naming it for its error.
+  void Enqueue(const nlmsghdr* nlh, const std::string& op, const std::string& object);
+  // Sends the queued messages in order, many per sendmsg, and reads their
+  // acknowledgements; returns for each, in order, null or its error (a JS
+  // Error as a lone request would throw). Throws
+  // (the queue emptied) where the exchange itself fails: then some may have
+  // been applied.
+  Napi::Array SendQueued(Napi::Env env);
+  // Drops whatever was queued and not sent.
+  void DiscardQueued();
+
  private:
   void Exchange(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
                 const OnMessage& on_message);
@@ -40,6 +56,10 @@ class NetlinkSocket {
   uint32_t port_id_;
   uint32_t seq_;
   std::vector<char> buffer_;
+  // Queued messages back to back, and each one's operation and object.
+  std::vector<char> queue_;
+  size_t queued_bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> queued_names_;
 };
 
 // The attributes of a nested attribute, or of a message after its

@@ -162,14 +162,13 @@ export interface NativeAddon {
   // masquerade forwarding). family is the model's: the addresses are of it,
   // real servers of their service's. protocol is an IP protocol number (6 TCP, 17 UDP, 132 SCTP).
   ipvsServices(): IpvsService[];
-  /** persistence: seconds a client sticks to its real server (ipvsadm -p); 0 for none. */
-  ipvsAddService(family: IPFamily, address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
-  ipvsSetService(family: IPFamily, address: string, protocol: number, port: number, scheduler: string, persistence: number): void;
-  ipvsDeleteService(family: IPFamily, address: string, protocol: number, port: number): void;
   ipvsDests(family: IPFamily, address: string, protocol: number, port: number): IpvsDest[];
-  ipvsAddDest(family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
-  ipvsSetDest(family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number): void;
-  ipvsDeleteDest(family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number): void;
+  /**
+   * Applies the changes in order, many netlink messages per sendmsg; returns
+   * for each null or its error (with code, as a lone call would throw). Throws
+   * only where the exchange itself failed, when some may have been applied.
+   */
+  ipvsApply(changes: readonly IpvsChange[]): (Error | null)[];
   /** IPVS's idle timeouts in seconds (ipvsadm --set); 0 leaves one as it is. */
   ipvsSetTimeouts(tcp: number, tcpFin: number, udp: number): void;
 
@@ -179,12 +178,19 @@ export interface NativeAddon {
   /** Creates a dummy interface, left down; fails with code EEXIST if the name is taken. */
   linkAddDummy(name: string): void;
   linkDelete(ifindex: number): void;
-  /** Adds ip/32 or, without duplicate address detection, ip/128; fails with code EEXIST if it is there. */
-  addressAdd(ifindex: number, family: IPFamily, ip: string): void;
-  addressDelete(ifindex: number, family: IPFamily, ip: string): void;
+  /** Adds each ip/32 or, without duplicate address detection, ip/128, many per sendmsg; returns for each null or its error (code EEXIST if it is there). */
+  addressAdd(ifindex: number, addresses: readonly [ip: string, family: IPFamily][]): (Error | null)[];
+  addressDelete(ifindex: number, addresses: readonly [ip: string, family: IPFamily][]): (Error | null)[];
   /** The interface's global addresses, with their family as the kernel gives it. */
   addressList(ifindex: number): { family: IPFamily; address: string }[];
 }
+
+/** One change of ipvsApply; persistence: seconds a client sticks to its real server (ipvsadm -p), 0 for none. */
+export type IpvsChange =
+  | [op: 'addService' | 'setService', family: IPFamily, address: string, protocol: number, port: number, scheduler: string, persistence: number]
+  | [op: 'deleteService', family: IPFamily, address: string, protocol: number, port: number]
+  | [op: 'addDest' | 'setDest', family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number]
+  | [op: 'deleteDest', family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number];
 
 export interface IpvsService {
   family: IPFamily;

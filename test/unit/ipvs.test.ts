@@ -1,6 +1,7 @@
 // The ipvs backend's pure parts: scheduler choice, the ipset and iptables
 // text it feeds to ipset/iptables-restore, draining decisions, the kernel
-// check's message, and the model carrying the per-service scheduler.
+// check's message, the model carrying the per-service scheduler, and the
+// batching of IPVS changes with each error back to its frontend.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
@@ -8,6 +9,8 @@ import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/dr
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
 import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRemoval, renderRules, renderSetsDiff, renderSetsReplace, setContents } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
+import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
+import type { IpvsChange } from '../../src/native/index.js';
 import { parseObject } from '../../src/model/objects.js';
 import { captureLogger, rawService, testModel } from './fixtures.js';
 
@@ -310,5 +313,89 @@ describe('ipvs kernel check', () => {
       assert.doesNotMatch(err.message, /something present/);
       return true;
     });
+  });
+});
+
+describe('ipvs batched changes', () => {
+  const web = { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, family: 'IPv4' as const };
+  const dns = { ip: '10.96.0.11', port: 53, protocol: 'UDP' as const, family: 'IPv4' as const };
+  const web6 = { ip: 'fd00:96::10', port: 443, protocol: 'SCTP' as const, family: 'IPv6' as const };
+  const rr = { scheduler: 'rr', persistence: 0 };
+
+  /** A stand-in for the addon's ipvsApply: records each call, refuses the changes `refuse` picks. */
+  function fakeAddon(refuse: (change: IpvsChange) => string | null) {
+    const calls: IpvsChange[][] = [];
+    return {
+      calls,
+      ipvsApply(changes: readonly IpvsChange[]) {
+        calls.push([...changes]);
+        return changes.map((c) => {
+          const why = refuse(c);
+          return why === null ? null : Object.assign(new Error(why), { code: 'EINVAL' });
+        });
+      },
+    };
+  }
+
+  test('every change goes in one call, in order, with the protocol numbers and arguments the addon takes', () => {
+    const lib = fakeAddon(() => null);
+    const changes = new IpvsChanges(lib);
+    const applied: string[] = [];
+    changes.addService('web', web, rr, () => applied.push('add web'));
+    changes.addRealServer('web', web, { ip: '10.244.0.11', port: 8080 }, 1, () => applied.push('add dest'));
+    changes.setWeight('web', web, { ip: '10.244.0.12', port: 8080 }, 0, () => applied.push('drain dest'));
+    changes.deleteRealServer('dns', dns, { ip: '10.244.0.13', port: 5353 }, () => applied.push('delete dest'));
+    changes.setScheduling('dns', dns, { scheduler: 'sh', persistence: 10800 }, () => applied.push('set dns'));
+    changes.deleteService('dns', dns, () => applied.push('delete dns'));
+    changes.addService('web6', web6, rr, () => applied.push('add web6'));
+    changes.addRealServer('web6', web6, { ip: 'fd00:244::11', port: 8443 }, 1, () => applied.push('add web6 dest'));
+    assert.equal(changes.size, 8);
+    assert.deepEqual(changes.apply(), new Map());
+    assert.deepEqual(lib.calls, [
+      [
+        ['addService', 'IPv4', '10.96.0.10', 6, 80, 'rr', 0],
+        ['addDest', 'IPv4', '10.96.0.10', 6, 80, '10.244.0.11', 8080, 1],
+        ['setDest', 'IPv4', '10.96.0.10', 6, 80, '10.244.0.12', 8080, 0],
+        ['deleteDest', 'IPv4', '10.96.0.11', 17, 53, '10.244.0.13', 5353],
+        ['setService', 'IPv4', '10.96.0.11', 17, 53, 'sh', 10800],
+        ['deleteService', 'IPv4', '10.96.0.11', 17, 53],
+        ['addService', 'IPv6', 'fd00:96::10', 132, 443, 'rr', 0],
+        ['addDest', 'IPv6', 'fd00:96::10', 132, 443, 'fd00:244::11', 8443, 1],
+      ],
+    ]);
+    assert.deepEqual(applied, ['add web', 'add dest', 'drain dest', 'delete dest', 'set dns', 'delete dns', 'add web6', 'add web6 dest']);
+    assert.equal(changes.size, 0, 'apply empties the queue');
+    assert.deepEqual(changes.apply(), new Map());
+    assert.equal(lib.calls.length, 1, 'nothing queued: no call');
+  });
+
+  test("a refused change's error goes to its owner, the first one only; the changes the kernel took still run their callbacks", () => {
+    const lib = fakeAddon((c) => (c[0] === 'addService' && c[2] === '10.96.0.10' ? 'add IPVS service TCP 10.96.0.10:80: Invalid argument' : c[0] === 'addDest' && c[2] === '10.96.0.10' ? 'add IPVS real server: No such process' : null));
+    const changes = new IpvsChanges(lib);
+    const applied: string[] = [];
+    changes.addService('web', web, { scheduler: 'nope', persistence: 0 }, () => applied.push('add web'));
+    changes.addRealServer('web', web, { ip: '10.244.0.11', port: 8080 }, 1, () => applied.push('add web dest'));
+    changes.addService('dns', dns, rr, () => applied.push('add dns'));
+    changes.addRealServer('dns', dns, { ip: '10.244.0.13', port: 5353 }, 1, () => applied.push('add dns dest'));
+    const errors = changes.apply();
+    assert.deepEqual([...errors.keys()], ['web']);
+    assert.equal(errors.get('web')!.message, 'add IPVS service TCP 10.96.0.10:80: Invalid argument');
+    assert.deepEqual(applied, ['add dns', 'add dns dest']);
+  });
+
+  test('an exchange that fails as a whole throws, and the queue is emptied for the next sync', () => {
+    let calls = 0;
+    const changes = new IpvsChanges({
+      ipvsApply: () => {
+        calls++;
+        throw new Error('send batch of 2 netlink requests: No buffer space available');
+      },
+    });
+    const applied: string[] = [];
+    changes.addService('web', web, rr, () => applied.push('add web'));
+    assert.throws(() => changes.apply(), /No buffer space available/);
+    assert.deepEqual(applied, []);
+    assert.equal(changes.size, 0);
+    assert.equal(calls, 1);
   });
 });

@@ -45,23 +45,27 @@ export class DummyLink {
     return new Map(this.bound);
   }
 
-  bind(ip: string, family: IPFamily): void {
-    if (this.bound.has(ip)) return;
-    try {
-      this.lib.addressAdd(this.ifindex, family, ip);
-    } catch (err) {
-      if (!hasCode(err, 'EEXIST')) throw err;
-    }
-    this.bound.set(ip, family);
+  /** Binds the addresses not bound yet, together; returns the errors by address. */
+  bind(addresses: Iterable<[string, IPFamily]>): Map<string, Error> {
+    const missing = [...new Map(addresses)].filter(([ip]) => !this.bound.has(ip));
+    const failed = new Map<string, Error>();
+    this.lib.addressAdd(this.ifindex, missing).forEach((err, i) => {
+      const [ip, family] = missing[i]!;
+      if (err === null || hasCode(err, 'EEXIST')) this.bound.set(ip, family);
+      else failed.set(ip, err);
+    });
+    return failed;
   }
 
-  unbind(ip: string, family: IPFamily): void {
-    try {
-      this.lib.addressDelete(this.ifindex, family, ip);
-    } catch (err) {
-      if (!hasCode(err, 'EADDRNOTAVAIL')) throw err;
-    }
-    this.bound.delete(ip);
+  /** Unbinds the addresses, together; throws naming those it could not. */
+  unbind(addresses: Iterable<[string, IPFamily]>): void {
+    const list = [...new Map(addresses)];
+    const failed: string[] = [];
+    this.lib.addressDelete(this.ifindex, list).forEach((err, i) => {
+      if (err === null || hasCode(err, 'EADDRNOTAVAIL')) this.bound.delete(list[i]![0]);
+      else failed.push(err.message);
+    });
+    if (failed.length > 0) throw new Error(failed.join('; '));
   }
 
   delete(): void {

@@ -3,8 +3,8 @@
 // server per frontend (NodePorts on the node's addresses) with the endpoints
 // the model chose as masqueraded real servers, and ipsets plus a few
 // iptables rules for masquerading and filtering (netfilter.ts). Changes are
-// applied as diffs, one netlink message each; removed endpoints drain
-// (draining.ts).
+// applied as diffs, one netlink message each, a sync's messages sent
+// together; removed endpoints drain (draining.ts).
 import fs from 'node:fs';
 import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
 import type { DesiredState, FrontendKind, IPFamily, Protocol } from '../../model/contract.js';
@@ -19,7 +19,7 @@ import { Leftovers } from './leftovers.js';
 import { type FamilySets, type RuleOptions, installRules, readSets, removeRules, setContents, updateSets } from './netfilter.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
-import { ACTIVE_WEIGHT, IpvsTable, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
+import { ACTIVE_WEIGHT, type IpvsChanges, IpvsTable, type RealServerStats, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
 import { protocolsOf } from '../capabilities.js';
 import type { Cidr } from '../../net/ip.js';
 import { servedFamilies } from '../families.js';
@@ -115,30 +115,41 @@ export class IpvsBackend implements Backend {
       }
     }
 
-    let written = 0;
     let removed = 0;
     const released: [string, IPFamily][] = [];
     const failed: string[] = [];
+    // One bad service port (say, a scheduler the kernel lacks) must not stop the others; the sync still fails, below.
+    const fail = (fk: string, err: Error): void => {
+      const sp = wanted.get(fk);
+      this.opts.log.error({ servicePort: sp?.key, frontend: fk, err: err.message }, 'programming IPVS failed');
+      failed.push(`${sp?.key ?? 'removed'} ${fk}: ${err.message}`);
+    };
+    // Addresses first, all together: a frontend whose address could not be bound is left out.
+    const bindFailed = link.bind([...candidates].flatMap((fk): [string, IPFamily][] => {
+      const f = wanted.get(fk)?.frontend;
+      return f && f.kind !== 'NodePort' ? [[f.ip, f.family]] : [];
+    }));
+    const changes = this.table.changes();
+    const touched = new Set<string>();
     for (const fk of candidates) {
       const sp = wanted.get(fk);
       const current = this.applied.get(fk);
-      try {
-        if (sp) {
-          if (sp.frontend.kind !== 'NodePort') link.bind(sp.frontend.ip, sp.frontend.family);
-          if (this.reconcile(sp, current)) written++;
-        } else if (current) {
-          this.table.deleteService(current.frontend);
+      if (sp) {
+        const bindErr = sp.frontend.kind === 'NodePort' ? undefined : bindFailed.get(sp.frontend.ip);
+        if (bindErr) fail(fk, bindErr);
+        else if (this.reconcile(changes, fk, sp, current)) touched.add(fk);
+      } else if (current) {
+        changes.deleteService(fk, current.frontend, () => {
           this.drain.cancel(current.frontend);
           this.applied.delete(fk);
           released.push([current.frontend.ip, current.frontend.family]);
           removed++;
-        }
-      } catch (err) {
-        // One bad service port (say, a scheduler the kernel lacks) must not stop the others; the sync still fails, below.
-        this.opts.log.error({ servicePort: sp?.key, frontend: fk, err: (err as Error).message }, 'programming IPVS failed');
-        failed.push(`${sp?.key ?? 'removed'} ${fk}: ${(err as Error).message}`);
+        });
       }
     }
+    const refused = changes.apply();
+    for (const [fk, err] of refused) fail(fk, err);
+    const written = [...touched].filter((fk) => !refused.has(fk)).length;
     this.unbindUnused(link, full ? link.addresses() : released);
 
     const contents = setContents([...this.applied].flatMap(([fk, vs]) => {
@@ -162,83 +173,95 @@ export class IpvsBackend implements Backend {
     return { frontendsWritten: written, frontendsRemoved: removed };
   }
 
-  /** Makes one virtual server match its service port; returns whether anything changed. */
-  private reconcile(sp: ProgrammedPort, current: VirtualServer | undefined): boolean {
+  /**
+   * Queues the changes that make one virtual server match its service port;
+   * returns whether there are any. Each updates what kube-lb knows of the
+   * kernel (applied, drain) once the kernel has taken it.
+   */
+  private reconcile(changes: IpvsChanges, fk: string, sp: ProgrammedPort, current: VirtualServer | undefined): boolean {
     const f = sp.frontend;
     // sessionAffinity: ClientIP is IPVS persistence, as in kube-proxy.
     const scheduling = { scheduler: this.schedulers.choose(sp), persistence: f.affinity?.timeoutSeconds ?? 0 };
-    let changedAny = false;
+    const queuedBefore = changes.size;
     let vs = current;
     if (vs === undefined) {
-      this.table.addService(f, scheduling);
-      vs = { frontend: f, ...scheduling, realServers: new Map() };
-      this.applied.set(frontendKey(f), vs);
-      changedAny = true;
+      const added: VirtualServer = { frontend: f, ...scheduling, realServers: new Map() };
+      changes.addService(fk, f, scheduling, () => this.applied.set(fk, added));
+      vs = added;
     } else if (vs.scheduler !== scheduling.scheduler || vs.persistence !== scheduling.persistence) {
-      this.table.setScheduling(f, scheduling);
-      Object.assign(vs, scheduling);
-      changedAny = true;
+      const updated = vs;
+      changes.setScheduling(fk, f, scheduling, () => Object.assign(updated, scheduling));
     }
+    const realServers = vs.realServers;
 
     const wantedKeys = new Set(sp.destinations.map(destKey));
     for (const d of sp.destinations) {
-      const rs = vs.realServers.get(destKey(d));
+      const rs = realServers.get(destKey(d));
       if (rs === undefined) {
-        this.table.addRealServer(f, d, ACTIVE_WEIGHT);
-        vs.realServers.set(destKey(d), { destination: d, weight: ACTIVE_WEIGHT });
-        changedAny = true;
+        changes.addRealServer(fk, f, d, ACTIVE_WEIGHT, () => realServers.set(destKey(d), { destination: d, weight: ACTIVE_WEIGHT }));
       } else if (rs.weight !== ACTIVE_WEIGHT) {
-        this.table.setWeight(f, d, ACTIVE_WEIGHT);
-        rs.weight = ACTIVE_WEIGHT;
-        this.drain.cancel(f, d);
-        changedAny = true;
+        changes.setWeight(fk, f, d, ACTIVE_WEIGHT, () => {
+          rs.weight = ACTIVE_WEIGHT;
+          this.drain.cancel(f, d);
+        });
       }
     }
-    for (const [key, rs] of vs.realServers) {
+    for (const [key, rs] of realServers) {
       if (wantedKeys.has(key)) continue;
       if (!needsDraining(f)) {
-        this.table.deleteRealServer(f, rs.destination);
-        vs.realServers.delete(key);
-        changedAny = true;
+        changes.deleteRealServer(fk, f, rs.destination, () => realServers.delete(key));
         continue;
       }
-      if (rs.weight !== 0) {
-        this.table.setWeight(f, rs.destination, 0);
-        rs.weight = 0;
-        changedAny = true;
-      }
       // Also picks up real servers an earlier kube-lb left draining.
-      if (!this.drain.has(f, rs.destination)) {
-        this.drain.add(f, rs.destination, performance.now() + this.opts.drainTimeoutMs);
+      const startDraining = (): void => {
+        if (!this.drain.has(f, rs.destination)) this.drain.add(f, rs.destination, performance.now() + this.opts.drainTimeoutMs);
+      };
+      if (rs.weight === 0) startDraining();
+      else {
+        changes.setWeight(fk, f, rs.destination, 0, () => {
+          rs.weight = 0;
+          startDraining();
+        });
       }
     }
-    return changedAny;
+    return changes.size > queuedBefore;
   }
 
   /** Unbinds the candidate addresses that no virtual server uses any more. */
   private unbindUnused(link: DummyLink, candidates: Iterable<[string, IPFamily]>): void {
     const used = new Set([...this.applied.values()].map((vs) => vs.frontend.ip));
-    for (const [ip, family] of candidates) if (!used.has(ip)) link.unbind(ip, family);
+    link.unbind([...candidates].filter(([ip]) => !used.has(ip)));
   }
 
   /** Deletes draining real servers whose connections have ended or whose grace period is over. */
   private checkDraining(): void {
     const now = performance.now();
+    const changes = this.table.changes();
     for (const [fk, entries] of this.drain.byFrontend()) {
       const vs = this.applied.get(fk);
+      let stats: Map<string, RealServerStats>;
       try {
-        const stats = vs ? this.table.stats(vs.frontend) : new Map();
-        for (const e of entries) {
-          const st = stats.get(destKey(e.destination));
-          if (!drainDone(st?.connections, e.deadline, now)) continue;
-          if (st) this.table.deleteRealServer(e.frontend, e.destination);
+        stats = vs ? this.table.stats(vs.frontend) : new Map();
+      } catch (err) {
+        this.opts.log.warn({ frontend: fk, err: (err as Error).message }, 'checking draining real servers failed');
+        continue;
+      }
+      for (const e of entries) {
+        const st = stats.get(destKey(e.destination));
+        if (!drainDone(st?.connections, e.deadline, now)) continue;
+        const deleted = (): void => {
           vs?.realServers.delete(destKey(e.destination));
           this.drain.cancel(e.frontend, e.destination);
           this.opts.log.info({ frontend: fk, destination: destKey(e.destination), connections: st?.connections ?? 0, timedOut: now >= e.deadline }, 'drained real server deleted');
-        }
-      } catch (err) {
-        this.opts.log.warn({ frontend: fk, err: (err as Error).message }, 'checking draining real servers failed');
+        };
+        if (st) changes.deleteRealServer(fk, e.frontend, e.destination, deleted);
+        else deleted();
       }
+    }
+    try {
+      for (const [fk, err] of changes.apply()) this.opts.log.warn({ frontend: fk, err: err.message }, 'checking draining real servers failed');
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'deleting drained real servers failed');
     }
   }
 
@@ -277,7 +300,11 @@ export class IpvsBackend implements Backend {
   async cleanup(): Promise<void> {
     await this.close();
     const leftovers = new Leftovers();
-    for (const { vs } of await this.readOwned()) await leftovers.attempt(`virtual server ${frontendKey(vs.frontend)}`, () => this.table.deleteService(vs.frontend));
+    const changes = this.table.changes();
+    for (const { vs } of await this.readOwned()) changes.deleteService(`virtual server ${frontendKey(vs.frontend)}`, vs.frontend, () => {});
+    let refused = new Map<string, Error>();
+    await leftovers.attempt('virtual servers', () => (refused = changes.apply()));
+    for (const [what, err] of refused) leftovers.note(what, err);
     const link = this.link;
     if (link) {
       await leftovers.attempt(`link ${DUMMY_INTERFACE}`, () => link.delete());

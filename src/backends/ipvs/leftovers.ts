@@ -10,9 +10,14 @@ export class Leftovers {
       await remove();
       return true;
     } catch (err) {
-      this.problems.push(`${what}: ${(err as Error).message}`);
+      this.note(what, err as Error);
       return false;
     }
+  }
+
+  /** Notes a failure to remove `what`. */
+  note(what: string, err: Error): void {
+    this.problems.push(`${what}: ${err.message}`);
   }
 
   /** Throws naming every failure, if there was any. */

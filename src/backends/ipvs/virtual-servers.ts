@@ -1,7 +1,8 @@
 // IPVS virtual servers as kube-lb reads and writes them: one per frontend,
 // of the frontend's family, real servers by "ip:port" with their weight.
-// Each change is one netlink message through the native addon.
-import type { NativeAddon } from '../../native/index.js';
+// Each change is one netlink message; a sync's changes go to the kernel
+// together (IpvsChanges), many per sendmsg, each with its own error.
+import type { IpvsChange, NativeAddon } from '../../native/index.js';
 import type { Destination, Frontend, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 
@@ -78,27 +79,69 @@ export class IpvsTable {
     return new Map(dests.map((d) => [`${d.address}:${d.port}`, { weight: d.weight, connections: d.activeConns + d.inactiveConns, scheduled: d.scheduledConns, packets: d.packets, bytes: d.bytes }]));
   }
 
-  addService(f: IpvsFrontend, s: Scheduling): void {
-    this.lib.ipvsAddService(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
+  /** An empty set of changes, applied with apply(). */
+  changes(): IpvsChanges {
+    return new IpvsChanges(this.lib);
+  }
+}
+
+/**
+ * Changes queued to be applied together, in order. Each belongs to an owner
+ * (a frontend key), to whom its error goes, and runs its `applied` callback
+ * once the kernel has taken it.
+ */
+export class IpvsChanges {
+  private readonly queued: { change: IpvsChange; owner: string; applied: () => void }[] = [];
+
+  constructor(private readonly lib: Pick<NativeAddon, 'ipvsApply'>) {}
+
+  get size(): number {
+    return this.queued.length;
   }
 
-  setScheduling(f: IpvsFrontend, s: Scheduling): void {
-    this.lib.ipvsSetService(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence);
+  addService(owner: string, f: IpvsFrontend, s: Scheduling, applied: () => void): void {
+    this.queue(owner, ['addService', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence], applied);
   }
 
-  deleteService(f: IpvsFrontend): void {
-    this.lib.ipvsDeleteService(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port);
+  setScheduling(owner: string, f: IpvsFrontend, s: Scheduling, applied: () => void): void {
+    this.queue(owner, ['setService', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, s.scheduler, s.persistence], applied);
   }
 
-  addRealServer(f: IpvsFrontend, d: Destination, weight: number): void {
-    this.lib.ipvsAddDest(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
+  deleteService(owner: string, f: IpvsFrontend, applied: () => void): void {
+    this.queue(owner, ['deleteService', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port], applied);
   }
 
-  setWeight(f: IpvsFrontend, d: Destination, weight: number): void {
-    this.lib.ipvsSetDest(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight);
+  addRealServer(owner: string, f: IpvsFrontend, d: Destination, weight: number, applied: () => void): void {
+    this.queue(owner, ['addDest', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight], applied);
   }
 
-  deleteRealServer(f: IpvsFrontend, d: Destination): void {
-    this.lib.ipvsDeleteDest(f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port);
+  setWeight(owner: string, f: IpvsFrontend, d: Destination, weight: number, applied: () => void): void {
+    this.queue(owner, ['setDest', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port, weight], applied);
+  }
+
+  deleteRealServer(owner: string, f: IpvsFrontend, d: Destination, applied: () => void): void {
+    this.queue(owner, ['deleteDest', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port], applied);
+  }
+
+  private queue(owner: string, change: IpvsChange, applied: () => void): void {
+    this.queued.push({ change, owner, applied });
+  }
+
+  /**
+   * Sends every change; runs the callback of each the kernel took, and
+   * returns each owner's first error (the kernel goes on past a failed
+   * change, so later ones of the same owner may fail for it or succeed).
+   */
+  apply(): Map<string, Error> {
+    const queued = this.queued.splice(0);
+    const errors = new Map<string, Error>();
+    if (queued.length === 0) return errors;
+    const results = this.lib.ipvsApply(queued.map((q) => q.change));
+    queued.forEach(({ change, owner, applied }, i) => {
+      const err = results[i];
+      if (err === null) applied();
+      else if (!errors.has(owner)) errors.set(owner, err ?? new Error(`no result for IPVS change ${change.join(' ')}`));
+    });
+    return errors;
   }
 }
