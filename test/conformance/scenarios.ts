@@ -131,8 +131,9 @@ export const scenarios: Scenario[] = [
         ctx.writeServices('web.yaml', [webService(eps)]);
         // 5 s is far below the 30 s resync, so the change itself must trigger
         // the sync, and it leaves room for a loaded machine; make bench measures
-        // how fast a change propagates.
-        await ctx.waitUntil(`endpoints ${what}`, 5000, () => servedBy(ctx, expected, expected.length * 8));
+        // how fast a change propagates. A poll made before the sync lands can
+        // miss a leaving endpoint by chance; 32 connections make that negligible.
+        await ctx.waitUntil(`endpoints ${what}`, 5000, () => servedBy(ctx, expected, 32));
       }
       assertAnsweredBy(await ctx.client('client', 'udp', VIP, 53, 20), ['web-4'], 'UDP after the changes');
     },
