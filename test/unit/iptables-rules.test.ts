@@ -7,17 +7,16 @@ import type { Destination, EndpointSet, FrontendKind, ResolvedFrontend, ServiceP
 import {
   assembleTables,
   type FamilyRulesOptions,
-  emptyUpdate,
   endpointChainName,
   externalChainName,
   firewallChainName,
   policyChainName,
   portRules,
   probability,
-  renderRestore,
   serviceChainName,
 } from '../../src/backends/iptables/rules.js';
-import { parseSave, tokenize, viewsFromSave } from '../../src/backends/iptables/save.js';
+import { viewsFromSave } from '../../src/backends/iptables/save.js';
+import { emptyUpdate, parseSave, renderRestore, tokenize } from '../../src/backends/netfilter/iptables-text.js';
 import { resolvedFrontend } from '../lib/frontends.js';
 import type { LocalTraffic } from '../../src/config/local-traffic.js';
 

@@ -10,21 +10,9 @@ import type { DesiredState, IPFamily, Protocol, ServicePortState } from '../../m
 import { runCommand } from '../netfilter/command.js';
 import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js';
 import { type NetfilterOptions, frontendDestinations, masqueradeMark, sortedServicePorts } from '../netfilter/frontends.js';
-import {
-  type Chains,
-  type FamilyRulesOptions,
-  JUMPS,
-  type PortRules,
-  type TableUpdate,
-  type Tables,
-  assembleTables,
-  emptyUpdate,
-  SEP_PREFIX,
-  isOwnChain,
-  portRules,
-  renderRestore,
-} from './rules.js';
-import { type SavedTable, endpointCountersFromSave, parseSave, savedOf, tokenize, viewsFromSave } from './save.js';
+import { type FamilyRulesOptions, JUMPS, type PortRules, type Tables, assembleTables, SEP_PREFIX, isOwnChain, portRules } from './rules.js';
+import { endpointCountersFromSave, viewsFromSave } from './save.js';
+import { type Chains, type SavedTable, type TableUpdate, emptyUpdate, parseSave, renderRestore, savedOf, tokenize } from '../netfilter/iptables-text.js';
 import { timeSlices } from '../../time-slices.js';
 import { protocolsOf } from '../capabilities.js';
 import { servedFamilies } from '../families.js';

@@ -24,6 +24,7 @@
 import type { Destination, EndpointSet, FrontendKind, IPFamily, ResolvedFrontend, ServicePortState, SessionAffinity } from '../../model/contract.js';
 import type { LocalTraffic } from '../../config/local-traffic.js';
 import { iptablesLocalMatch } from '../netfilter/frontends.js';
+import type { Chains } from '../netfilter/iptables-text.js';
 import { endpointName, nameHash, type PortIdentity, protocolName, safeText, servicePortName } from '../netfilter/names.js';
 
 export const SERVICES_CHAIN = 'KUBE-SERVICES';
@@ -41,9 +42,6 @@ export const SEP_PREFIX = 'KUBE-SEP-';
 
 const TOP_LEVEL_CHAINS = new Set([SERVICES_CHAIN, EXTERNAL_SERVICES_CHAIN, NODEPORTS_CHAIN, PROXY_FIREWALL_CHAIN, FORWARD_CHAIN, MARK_MASQ_CHAIN, POSTROUTING_CHAIN]);
 const PER_PORT_PREFIXES = [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX];
-
-/** A chain's rules, each an iptables-restore line without the "-A <chain>" prefix. */
-export type Chains = Map<string, string[]>;
 
 /** How rule comments name each kind of frontend; inspect reads the kind back from them. */
 export const KIND_TEXT: Record<FrontendKind, string> = {
@@ -340,46 +338,4 @@ export function assembleTables(family: IPFamily, ports: readonly PortRules[], ma
     [FORWARD_CHAIN, dropInvalid ? [INVALID_DROP] : []],
   ]);
   return { nat, filter, localhostNodePorts };
-}
-
-/** One table's section of an iptables-restore --noflush payload. */
-export interface TableUpdate {
-  /** Chains to (re)write: declaring a chain flushes it. */
-  write: Chains;
-  /** Chains to flush and delete. */
-  remove: string[];
-  /** Rules to add at the top of built-in chains, "-I CHAIN rule". */
-  insert: { chain: string; rule: string }[];
-  /** Rules to delete from built-in chains, "-D CHAIN rule". */
-  delete: { chain: string; rule: string }[];
-  /** "[packets:bytes]" to restore with rules of written chains, by position, for counters that must survive a rewrite. */
-  counters: Map<string, (string | undefined)[]>;
-}
-
-export function emptyUpdate(): TableUpdate {
-  return { write: new Map(), remove: [], insert: [], delete: [], counters: new Map() };
-}
-
-export function isEmptyUpdate(u: TableUpdate): boolean {
-  return u.write.size === 0 && u.remove.length === 0 && u.insert.length === 0 && u.delete.length === 0;
-}
-
-/** Renders iptables-restore input; tables with nothing to do are left out. */
-export function renderRestore(tables: Partial<Record<'nat' | 'filter', TableUpdate>>): string {
-  const lines: string[] = [];
-  for (const table of ['filter', 'nat'] as const) {
-    const u = tables[table];
-    if (u === undefined || isEmptyUpdate(u)) continue;
-    lines.push(`*${table}`);
-    for (const chain of [...u.write.keys(), ...u.remove]) lines.push(`:${chain} - [0:0]`);
-    for (const { chain, rule } of u.delete) lines.push(`-D ${chain} ${rule}`);
-    for (const [chain, rules] of u.write) {
-      const counters = u.counters.get(chain);
-      rules.forEach((rule, i) => lines.push(`${counters?.[i] === undefined ? '' : `${counters[i]} `}-A ${chain} ${rule}`));
-    }
-    for (const { chain, rule } of u.insert) lines.push(`-I ${chain} ${rule}`);
-    for (const chain of u.remove) lines.push(`-X ${chain}`);
-    lines.push('COMMIT');
-  }
-  return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }

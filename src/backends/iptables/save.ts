@@ -1,60 +1,9 @@
-// Reads iptables-save output: the kernel's rules, for full syncs, inspect
-// and cleanup.
+// Reads kube-lb's layout back from parsed iptables-save output: the
+// frontends and endpoint counters that inspect and metrics show.
 import type { EndpointCounters, FrontendView } from '../backend.js';
 import { type Destination, type FrontendKind, type Protocol, frontendKey } from '../../model/contract.js';
-import { type Chains, EXTERNAL_SERVICES_CHAIN, EXT_PREFIX, KIND_TEXT, NODEPORTS_CHAIN, SEP_PREFIX, SERVICES_CHAIN, isPolicyChain } from './rules.js';
-
-export interface SavedTable {
-  /** Every chain, built-in or not, with its rules as tokens after "-A CHAIN". */
-  chains: Map<string, string[][]>;
-  /** The same rules as iptables-save printed them, after "-A CHAIN ", for -D. */
-  ruleText: Map<string, string[]>;
-  /** Each rule's "[packets:bytes]" as `iptables-save -c` printed it, if it did. */
-  counters: Map<string, (string | undefined)[]>;
-}
-
-/** Splits a rule line like iptables-restore does: on spaces, with "double quoted" words. */
-export function tokenize(line: string): string[] {
-  const tokens: string[] = [];
-  const word = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
-  for (let m = word.exec(line); m !== null; m = word.exec(line)) {
-    tokens.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
-  }
-  return tokens;
-}
-
-/** A table as iptables-save prints it once `chains` are written, without counters. */
-export function savedOf(chains: Chains): SavedTable {
-  const each = <T>(f: (rule: string) => T) => new Map([...chains].map(([name, rules]) => [name, rules.map(f)]));
-  return { chains: each(tokenize), ruleText: each((rule) => rule), counters: each(() => undefined) };
-}
-
-/** "[packets:bytes] " in front of a rule, as `iptables-save -c` prints it. */
-const RULE_COUNTERS = /^(\[\d+:\d+\]) /;
-
-/** Parses the output of `iptables-save [-c] -t TABLE` for one table. */
-export function parseSave(text: string, table: string): SavedTable {
-  const result: SavedTable = { chains: new Map(), ruleText: new Map(), counters: new Map() };
-  let inTable = false;
-  for (const saved of text.split('\n')) {
-    const counters = RULE_COUNTERS.exec(saved)?.[1];
-    const line = counters === undefined ? saved : saved.slice(counters.length + 1);
-    if (line.startsWith('*')) inTable = line.slice(1) === table;
-    else if (!inTable || line.startsWith('#')) continue;
-    else if (line.startsWith(':')) {
-      const chain = line.slice(1).split(' ')[0]!;
-      result.chains.set(chain, []);
-      result.ruleText.set(chain, []);
-      result.counters.set(chain, []);
-    } else if (line.startsWith('-A ')) {
-      const [, chain, ...rest] = tokenize(line);
-      result.chains.get(chain!)?.push(rest);
-      result.ruleText.get(chain!)?.push(line.slice(`-A ${chain} `.length));
-      result.counters.get(chain!)?.push(counters);
-    }
-  }
-  return result;
-}
+import type { SavedTable } from '../netfilter/iptables-text.js';
+import { EXTERNAL_SERVICES_CHAIN, EXT_PREFIX, KIND_TEXT, NODEPORTS_CHAIN, SEP_PREFIX, SERVICES_CHAIN, isPolicyChain } from './rules.js';
 
 /** The value after `flag` in a rule, if any. */
 function option(rule: readonly string[], flag: string): string | undefined {

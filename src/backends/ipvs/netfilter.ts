@@ -20,8 +20,7 @@
 // conntrack makes of their window, so an out-of-window segment never
 // reaches the client untranslated (kubernetes issue 74839).
 import { runCommand } from '../netfilter/command.js';
-import { emptyUpdate, renderRestore, type TableUpdate } from '../iptables/rules.js';
-import { parseSave, tokenize } from '../iptables/save.js';
+import { emptyUpdate, parseSave, renderRestore, tokenize, type TableUpdate } from '../netfilter/iptables-text.js';
 import type { LocalTrafficByFamily } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
 import type { Destination, Frontend, IPFamily, Protocol, ResolvedFrontend } from '../../model/contract.js';
