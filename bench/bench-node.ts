@@ -338,12 +338,30 @@ export class BenchNode {
     return this.logs.split('\n').filter((l) => l.includes(text));
   }
 
-  /** kube-lb's own report of its syncs: full or not, and how long each took. */
-  syncs(): { full: boolean; durationMs: number }[] {
+  /** kube-lb's own report of its syncs: full or not, how long each took, and how many changed services and endpoint sets each took. */
+  syncs(): { full: boolean; durationMs: number; serviceChanges: number; endpointChanges: number }[] {
     return this.logs
       .split('\n')
       .filter((l) => l.includes('"msg":"synced"'))
-      .map((l) => JSON.parse(l) as { full: boolean; durationMs: number });
+      .map((l) => JSON.parse(l) as { full: boolean; durationMs: number; serviceChanges: number; endpointChanges: number });
+  }
+
+  /**
+   * Resolves once the syncs kube-lb reports after its first `count` have
+   * together taken `want` changes. A change that reaches kube-lb in parts
+   * (one manifest file after another) is synced in parts, and the datapath
+   * may answer after the first.
+   */
+  async waitForChanges(count: number, want: { services: number; endpoints: number }, timeoutMs: number): Promise<void> {
+    const start = performance.now();
+    const taken = (): { services: number; endpoints: number } =>
+      this.syncs()
+        .slice(count)
+        .reduce((sum, s) => ({ services: sum.services + s.serviceChanges, endpoints: sum.endpoints + s.endpointChanges }), { services: 0, endpoints: 0 });
+    for (let now = taken(); now.services < want.services || now.endpoints < want.endpoints; now = taken()) {
+      if (performance.now() - start > timeoutMs) throw new Error(`${this.variant.name}: after ${timeoutMs} ms, kube-lb's syncs took ${now.services} of ${want.services} service changes and ${now.endpoints} of ${want.endpoints} endpoint changes`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Resolves once kube-lb reports more than `count` syncs. */

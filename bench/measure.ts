@@ -136,13 +136,13 @@ export async function controlPlane(variant: Variant, services: number): Promise<
   return withNode(withRoomFor(variant, services, 10), 2, async (node) => {
     await node.startKubeLb();
     const [web1, web2] = node.servers as [string, string];
-    // The datapath can answer before kube-lb logs the sync that programmed
-    // it, so each change waits for that log line before adding syncs up.
-    const measure = async (stage: () => Promise<number>): Promise<{ ms: number; kubeLbMs: number }> => {
+    // The datapath can answer before kube-lb has synced all of a change,
+    // so each stage waits for the syncs that took all of it before adding
+    // their durations up, and the next stage starts on an idle kube-lb.
+    const measure = async (want: { services: number; endpoints: number }, stage: () => Promise<number>): Promise<{ ms: number; kubeLbMs: number }> => {
       const before = node.syncs().length;
       const ms = await stage();
-      await node.waitForSyncs(before);
-      await new Promise((r) => setTimeout(r, 200)); // a second sync may follow a burst of file events
+      await node.waitForChanges(before, want, TIMEOUT_MS);
       return { ms, kubeLbMs: node.syncs().slice(before).reduce((sum, s) => sum + s.durationMs, 0) };
     };
 
@@ -150,9 +150,9 @@ export async function controlPlane(variant: Variant, services: number): Promise<
     // measure propagation, not the rate limit.
     const pastMinSyncPeriod = (): Promise<void> => new Promise((r) => setTimeout(r, 1100));
     await pastMinSyncPeriod();
-    const full = await measure(async () => (await loadServices(node, 'cluster-ip', services, 10, 'last', [web1])).ms);
+    const full = await measure({ services, endpoints: services }, async () => (await loadServices(node, 'cluster-ip', services, 10, 'last', [web1])).ms);
     await pastMinSyncPeriod();
-    const change = await measure(async () => {
+    const change = await measure({ services: 0, endpoints: 1 }, async () => {
       const staged = node.stageServices(services, 10, 'last', [web2]);
       const poll = await node.startPolling('cluster-ip', 'web-2', staged.address, TIMEOUT_MS);
       const t0 = staged.commit();
