@@ -31,6 +31,13 @@ export interface EndpointSet {
   policy: 'cluster' | 'local';
   /** Sorted by ip then port, without duplicates; already filtered by readiness, topology and terminating fallback. */
   destinations: Destination[];
+  /**
+   * Those of `destinations` on this node, in the same order: where a pod's
+   * connection to the service can come back to the pod itself (hairpin),
+   * for backends that mark hairpin traffic by endpoint, as kube-proxy's
+   * IPVS mode does with KUBE-LOOP-BACK.
+   */
+  onThisNode: Destination[];
 }
 
 /** What happens to a new connection whose endpoint set is empty. */

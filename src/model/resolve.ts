@@ -163,8 +163,8 @@ export function resolveService(service: Service, slices: ReadonlySet<EndpointSli
       if (sets === undefined) {
         const found = categorizeEndpoints(endpoints.filter((e) => ipFamily(e.ip) === family), node, usesCluster, usesLocal);
         sets = {
-          cluster: { policy: 'cluster', destinations: found.cluster },
-          local: { policy: 'local', destinations: found.local },
+          cluster: found.cluster,
+          local: found.local,
           noEndpoints: found.hasAnyEndpoints ? 'drop' : 'reject',
         };
         setsByFamily.set(family, sets);

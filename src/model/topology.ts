@@ -3,7 +3,7 @@
 // (used only when every ready endpoint has them), traffic policies, and the
 // fallback to serving-and-terminating endpoints (KEP-1669) when nothing
 // ready is left.
-import { compareDestinations, type Destination } from './contract.js';
+import { compareDestinations, type Destination, type EndpointSet } from './contract.js';
 
 /** One endpoint of a service port, as the model sees it. */
 export interface PortEndpoint extends Destination {
@@ -20,9 +20,9 @@ export interface PortEndpoint extends Destination {
 
 export interface Categorized {
   /** For traffic policy Cluster; empty when the port does not use it. */
-  cluster: Destination[];
+  cluster: EndpointSet;
   /** For traffic policy Local; empty when the port does not use it. */
-  local: Destination[];
+  local: EndpointSet;
   /** Whether any endpoint anywhere could serve the port (ready, or serving and terminating). */
   hasAnyEndpoints: boolean;
 }
@@ -70,7 +70,11 @@ export function categorizeEndpoints(endpoints: readonly PortEndpoint[], ctx: Top
     local = endpoints.filter((e) => e.local && e.ready);
     if (local.length === 0) local = endpoints.filter((e) => e.local && e.serving && e.terminating);
   }
-  return { cluster: destinations(cluster), local: destinations(local), hasAnyEndpoints: endpoints.some(usable) };
+  return { cluster: endpointSet('cluster', cluster), local: endpointSet('local', local), hasAnyEndpoints: endpoints.some(usable) };
+}
+
+function endpointSet(policy: EndpointSet['policy'], endpoints: readonly PortEndpoint[]): EndpointSet {
+  return { policy, destinations: destinations(endpoints), onThisNode: destinations(endpoints.filter((e) => e.local)) };
 }
 
 function destinations(endpoints: readonly PortEndpoint[]): Destination[] {

@@ -41,7 +41,7 @@ export interface ClusterIpPort extends ServicePortState {
 export function clusterIpPort(spec: ClusterIpPortSpec): ClusterIpPort {
   const frontend = resolvedFrontend('ClusterIP', spec.frontend.ip, spec.frontend.port, {
     protocol: spec.frontend.protocol,
-    internal: { policy: 'cluster', destinations: spec.destinations },
+    internal: { policy: 'cluster', destinations: spec.destinations, onThisNode: [] },
   });
   return { ...spec, protocol: spec.frontend.protocol, frontends: [frontend], frontend, lbAlgorithm: 'random', settings: {} };
 }

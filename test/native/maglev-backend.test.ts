@@ -20,7 +20,7 @@ const lib = native();
 
 /** A NodePort service port on 10.96.0.1:80 and 192.0.2.1:30080 with `backends` endpoints: three map services (ClusterIP; NodePort internal and external). */
 function servicePort(lbAlgorithm: LbAlgorithm, backends: number): ServicePortState {
-  const set: EndpointSet = { policy: 'cluster', destinations: Array.from({ length: backends }, (_, i) => ({ ip: `10.244.0.${i + 1}`, port: 8080 })) };
+  const set: EndpointSet = { policy: 'cluster', destinations: Array.from({ length: backends }, (_, i) => ({ ip: `10.244.0.${i + 1}`, port: 8080 })), onThisNode: [] };
   const common = { family: 'IPv4', protocol: 'TCP', internal: set, external: set, sourceRanges: [] as string[], noEndpoints: 'reject', affinity: null } as const;
   return {
     key: 'default/web:http',

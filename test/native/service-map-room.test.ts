@@ -18,7 +18,7 @@ const mapSizes = { lb: MAP_MAX, ct: 64 };
 
 /** A ClusterIP service port "default/NAME:http" on IP:80 with `backends` endpoints: 1 + backends entries. */
 function servicePort(name: string, ip: string, backends: number): ServicePortState {
-  const set: EndpointSet = { policy: 'cluster', destinations: Array.from({ length: backends }, (_, i) => ({ ip: `10.244.0.${i + 1}`, port: 8080 })) };
+  const set: EndpointSet = { policy: 'cluster', destinations: Array.from({ length: backends }, (_, i) => ({ ip: `10.244.0.${i + 1}`, port: 8080 })), onThisNode: [] };
   return {
     key: `default/${name}:http`,
     namespace: 'default',

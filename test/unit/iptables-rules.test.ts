@@ -24,7 +24,7 @@ const LOCAL: LocalTraffic = { by: 'cidr', cidr: '10.0.0.0/8' };
 const V4 = (local: LocalTraffic | null): FamilyRulesOptions => ({ family: 'IPv4', local });
 const local1: Destination = { ip: '10.180.0.1', port: 80 };
 const remote1: Destination = { ip: '10.180.1.1', port: 80 };
-const set = (policy: EndpointSet['policy'], ...destinations: Destination[]): EndpointSet => ({ policy, destinations });
+const set = (policy: EndpointSet['policy'], ...destinations: Destination[]): EndpointSet => ({ policy, destinations, onThisNode: [] });
 
 function frontend(kind: FrontendKind, ip: string, port: number, over: Partial<ResolvedFrontend> = {}): ResolvedFrontend {
   return resolvedFrontend(kind, ip, port, { internal: set('cluster'), ...over });

@@ -66,8 +66,8 @@ describe('ipvs schedulers', () => {
 describe('ipvs ipsets and iptables rules', () => {
   const clusterIp = { kind: 'ClusterIP' as const, family: 'IPv4' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
   const programmed = [
-    { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
-    { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const, ...clusterIp }, destinations: [{ ip: '10.244.0.11', port: 5353 }] },
+    { frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' as const, ...clusterIp }, onThisNode: [{ ip: '10.244.0.11', port: 8080 }] },
+    { frontend: { ip: '10.96.0.10', port: 53, protocol: 'UDP' as const, ...clusterIp }, onThisNode: [{ ip: '10.244.0.11', port: 5353 }] },
   ];
 
   test('KUBE-CLUSTER-IP holds ip,proto:port, KUBE-LOOP-BACK endpoint,proto:port,endpoint and KUBE-IPVS-IPS the bound address', () => {
@@ -80,7 +80,7 @@ describe('ipvs ipsets and iptables rules', () => {
   test('NodePorts (SCTP ones by node address, as kube-proxy), external and load-balancer IPs go to their sets; unmasqueraded ones (externalTrafficPolicy Local) also or only to the -LOCAL sets; source ranges to -FW and -SOURCE-CIDR, the load-balancer IP itself (the node\'s own traffic) to -SOURCE-IP', () => {
     const at = (kind: 'NodePort' | 'ExternalIP' | 'LoadBalancerIP', ip: string, port: number, masquerade: 'all' | 'node', protocol: 'TCP' | 'UDP' | 'SCTP' = 'TCP', sourceRanges: string[] = []) => ({
       frontend: { ip, port, protocol, kind, family: 'IPv4' as const, masquerade, sourceRanges },
-      destinations: [],
+      onThisNode: [],
     });
     const byFamily = setContents([
       at('NodePort', '192.168.0.2', 30080, 'all'),
@@ -220,9 +220,9 @@ describe('ipvs ipsets and iptables rules', () => {
   const v6 = { kind: 'ClusterIP' as const, family: 'IPv6' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
   const dualStack = [
     ...programmed,
-    { frontend: { ip: 'fd00:96::10', port: 80, protocol: 'TCP' as const, ...v6 }, destinations: [{ ip: 'fd00:244::11', port: 8080 }] },
-    { frontend: { ip: 'fd00:96::10', port: 30080, protocol: 'TCP' as const, ...v6, kind: 'NodePort' as const }, destinations: [{ ip: 'fd00:244::11', port: 8080 }] },
-    { frontend: { ip: 'fd00:100::12', port: 80, protocol: 'TCP' as const, ...v6, kind: 'LoadBalancerIP' as const, masquerade: 'all' as const, sourceRanges: ['fd00:18::/64', 'fd00:100::12/128'] }, destinations: [] },
+    { frontend: { ip: 'fd00:96::10', port: 80, protocol: 'TCP' as const, ...v6 }, onThisNode: [{ ip: 'fd00:244::11', port: 8080 }] },
+    { frontend: { ip: 'fd00:96::10', port: 30080, protocol: 'TCP' as const, ...v6, kind: 'NodePort' as const }, onThisNode: [{ ip: 'fd00:244::11', port: 8080 }] },
+    { frontend: { ip: 'fd00:100::12', port: 80, protocol: 'TCP' as const, ...v6, kind: 'LoadBalancerIP' as const, masquerade: 'all' as const, sourceRanges: ['fd00:18::/64', 'fd00:100::12/128'] }, onThisNode: [] },
   ];
 
   test('IPv6 frontends fill the KUBE-6- twins of the sets (family inet6), IPv4 ones the sets kube-proxy names without it', () => {

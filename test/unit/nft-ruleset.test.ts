@@ -32,8 +32,8 @@ const V6 = TABLE_FAMILIES.IPv6;
 const MARK = '0x4000';
 const LOCAL_EP: Destination = { ip: '10.244.0.11', port: 8080 };
 const REMOTE_EP: Destination = { ip: '10.244.1.21', port: 8080 };
-const cluster: EndpointSet = { policy: 'cluster', destinations: [LOCAL_EP, REMOTE_EP] };
-const local: EndpointSet = { policy: 'local', destinations: [LOCAL_EP] };
+const cluster: EndpointSet = { policy: 'cluster', destinations: [LOCAL_EP, REMOTE_EP], onThisNode: [LOCAL_EP] };
+const local: EndpointSet = { policy: 'local', destinations: [LOCAL_EP], onThisNode: [LOCAL_EP] };
 
 function frontend(kind: FrontendKind, ip: string, port: number, fields: Partial<ResolvedFrontend> = {}): ResolvedFrontend {
   return resolvedFrontend(kind, ip, port, { internal: cluster, external: cluster, noEndpoints: 'drop', ...fields });
@@ -132,7 +132,7 @@ describe('nftables ruleset', () => {
   });
 
   it('no endpoints at all: only reject elements, no chains; no local endpoint: external traffic dropped, pods and the node still served', () => {
-    const none: EndpointSet = { policy: 'cluster', destinations: [] };
+    const none: EndpointSet = { policy: 'cluster', destinations: [], onThisNode: [] };
     const dead = servicePort('dead', [
       frontend('ClusterIP', '10.96.0.22', 53, { protocol: 'UDP', internal: none, external: none, noEndpoints: 'reject' }),
       frontend('NodePort', '172.18.0.2', 30053, { protocol: 'UDP', internal: none, external: none, noEndpoints: 'reject' }),
@@ -142,7 +142,7 @@ describe('nftables ruleset', () => {
     assert.deepEqual([...deadRules.elements.get('no-endpoint-services')!.values()].map((e) => `${e.key} : ${e.verdict}`), ['10.96.0.22 . udp . 53 : goto reject-chain']);
     assert.deepEqual([...deadRules.elements.get('no-endpoint-nodeports')!.values()].map((e) => `${e.key} : ${e.verdict}`), ['172.18.0.2 . udp . 30053 : goto reject-chain']);
 
-    const noLocal: EndpointSet = { policy: 'local', destinations: [] };
+    const noLocal: EndpointSet = { policy: 'local', destinations: [], onThisNode: [] };
     const remote = servicePort('remote', [frontend('LoadBalancerIP', '198.51.100.8', 80, { external: noLocal, masquerade: 'node' as const })]);
     const r = remote;
     const rules = portRules(remote, OPTS);
@@ -168,14 +168,14 @@ describe('nftables ruleset', () => {
   });
 
   it('the kernel accepts a full transaction with every kind of frontend, and a partial one that changes affinity, endpoints and ranges', () => {
-    const none: EndpointSet = { policy: 'cluster', destinations: [] };
+    const none: EndpointSet = { policy: 'cluster', destinations: [], onThisNode: [] };
     const others = [
       servicePort('np', [frontend('ClusterIP', '10.96.0.21', 80), frontend('NodePort', '172.18.0.2', 30081)]),
       servicePort('dead', [frontend('ClusterIP', '10.96.0.22', 53, { protocol: 'UDP', internal: none, external: none, noEndpoints: 'reject' })]),
     ];
     const before = table([lb, ...others]);
     // The same load balancer with a shorter affinity, one endpoint gone and no source ranges.
-    const one: EndpointSet = { policy: 'cluster', destinations: [LOCAL_EP] };
+    const one: EndpointSet = { policy: 'cluster', destinations: [LOCAL_EP], onThisNode: [LOCAL_EP] };
     const changed = servicePort(
       'lb',
       lb.frontends.map((f) => ({ ...f, internal: one, external: f.external === cluster ? one : f.external, affinity: { timeoutSeconds: 60 }, sourceRanges: [] })),
@@ -198,7 +198,7 @@ describe('nftables ruleset', () => {
 
   it('a dual-stack port: each family\'s table gets its own frontends, with its own address matches, types and bracketed dnat, and the kernel accepts both', () => {
     const EP6: Destination = { ip: 'fd00:10:244::11', port: 8080 };
-    const set6: EndpointSet = { policy: 'cluster', destinations: [EP6] };
+    const set6: EndpointSet = { policy: 'cluster', destinations: [EP6], onThisNode: [] };
     const dual = servicePort('dual', [
       frontend('ClusterIP', '10.96.0.30', 80, { affinity: { timeoutSeconds: 60 } }),
       frontend('ClusterIP', 'fd00:96::30', 80, { internal: set6, external: set6, affinity: { timeoutSeconds: 60 } }),

@@ -58,9 +58,21 @@ describe('categorizeEndpoints (kube-proxy topology.go)', () => {
     test(c.name, () => {
       const got = categorizeEndpoints(c.endpoints.map(ep), node, c.usesCluster, c.usesLocal);
       assert.deepEqual(
-        { cluster: got.cluster.map((d) => d.ip), local: got.local.map((d) => d.ip), hasAny: got.hasAnyEndpoints },
+        { cluster: got.cluster.destinations.map((d) => d.ip), local: got.local.destinations.map((d) => d.ip), hasAny: got.hasAnyEndpoints },
         { cluster: c.cluster, local: c.local, hasAny: c.hasAny },
       );
     });
   }
+});
+
+describe('onThisNode: the endpoints of each set on this node, for hairpin marking', () => {
+  test('the cluster set names its local endpoints; the local set is all local', () => {
+    const got = categorizeEndpoints(['10.0.0.1 L', '10.0.0.2', '10.0.0.3 L', '10.0.0.4 L N'].map(ep), node, true, true);
+    assert.deepEqual(got.cluster.onThisNode.map((d) => d.ip), ['10.0.0.1', '10.0.0.3']);
+    assert.deepEqual(got.local.onThisNode, got.local.destinations);
+  });
+  test('a local endpoint the set leaves out is not named', () => {
+    const got = categorizeEndpoints(['10.0.0.1 L z:zone-b', '10.0.0.2 z:zone-a'].map(ep), node, true, false);
+    assert.deepEqual(got.cluster.onThisNode, []);
+  });
 });

@@ -154,7 +154,9 @@ export class IpvsBackend implements Backend {
 
     const contents = setContents([...this.applied].flatMap(([fk, vs]) => {
       const sp = wanted.get(fk);
-      return sp ? [{ frontend: sp.frontend, destinations: activeDestinations(vs) }] : [];
+      if (!sp) return [];
+      const onThisNode = new Set([...sp.frontend.internal.onThisNode, ...sp.frontend.external.onThisNode].map(destKey));
+      return [{ frontend: sp.frontend, onThisNode: activeDestinations(vs).filter((d) => onThisNode.has(destKey(d))) }];
     }));
     const before = this.sets;
     this.sets = null; // unknown until written: a failure makes the next sync full

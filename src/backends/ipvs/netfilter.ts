@@ -104,10 +104,10 @@ export const jumpArgs = (j: Jump): string[] => ['-m', 'comment', '--comment', j.
 
 const proto = (p: Protocol): string => p.toLowerCase();
 
-/** The set entries for the programmed frontends and the destinations that get new traffic. */
-export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'family' | 'masquerade' | 'sourceRanges'>; destinations: readonly Destination[] }>): FamilySets {
+/** The set entries for the programmed frontends and those of their endpoints on this node that get new traffic. */
+export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'family' | 'masquerade' | 'sourceRanges'>; onThisNode: readonly Destination[] }>): FamilySets {
   const byFamily = emptyFamilySets();
-  for (const { frontend: f, destinations } of programmed) {
+  for (const { frontend: f, onThisNode } of programmed) {
     const contents = byFamily[f.family];
     const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
     // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
@@ -132,8 +132,10 @@ export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFronte
         }
       }
     }
-    // A pod reaching its own service comes back to itself: masquerade so the reply returns through IPVS.
-    for (const d of destinations) contents[LOOP_BACK_SET].add(`${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
+    // A pod reaching its own service comes back to itself: masquerade so the
+    // reply returns through IPVS. Only a pod on this node can, so kube-proxy
+    // lists only those.
+    for (const d of onThisNode) contents[LOOP_BACK_SET].add(`${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
   }
   return byFamily;
 }
