@@ -8,7 +8,7 @@
 //   -SOURCE-CIDR, -SOURCE-IP   hash:ip,port,net/ip  and the sources they accept
 //   KUBE-NODE-PORT-TCP/-UDP    bitmap:port      NodePorts; -LOCAL-TCP/-UDP are not masqueraded
 //   KUBE-NODE-PORT(-LOCAL)-SCTP-HASH  hash:ip,port  SCTP NodePorts, by node address as kube-proxy keeps them
-//   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint: hairpin
+//   KUBE-LOOP-BACK             hash:ip,port,ip  endpoint,proto:port,endpoint of this node's endpoints: hairpin
 //   KUBE-IPVS-IPS              hash:ip          every address on kube-ipvs0
 // Each family has its own: IPv4's by these names in iptables, IPv6's with
 // the prefix KUBE-6- (family inet6) in ip6tables, the same chains and rules
