@@ -161,13 +161,19 @@ export class IptablesBackend implements Backend {
     const update: Record<Table, TableUpdate> = { nat: emptyUpdate(), filter: emptyUpdate() };
     for (const table of TABLES) {
       const saved = await this.save(family, table);
-      update[table].write = wanted[table];
+      update[table].write = new Map(wanted[table]);
       update[table].remove = [...saved.chains.keys()].filter((c) => isOwnChain(c) && !wanted[table].has(c));
       update[table].insert = JUMPS[table].filter((j) => !hasRule(saved, j.chain, j.rule));
-      // Rewriting a chain zeroes its counters: the endpoint chains' counters, which the metrics read, are restored with their rules.
+      // Rewriting a chain zeroes its counters, which the metrics read for
+      // endpoint chains, and ip6tables-nft-restore (1.8.9) drops the counters
+      // it is given: an endpoint chain the kernel already holds as wanted is
+      // left alone, one that differs is rewritten with its counters.
       for (const [chain, rules] of wanted[table]) {
+        const kernel = saved.chains.get(chain);
+        if (!chain.startsWith(SEP_PREFIX) || kernel === undefined) continue;
         const counters = saved.counters.get(chain);
-        if (chain.startsWith(SEP_PREFIX) && counters?.length === rules.length) update[table].counters.set(chain, counters);
+        if (sameRules(kernel, rules)) update[table].write.delete(chain);
+        else if (counters?.length === rules.length) update[table].counters.set(chain, counters);
       }
     }
     return update;
@@ -219,6 +225,19 @@ function enableRouteLocalnet(log: IptablesOptions['log']): void {
   if (fs.readFileSync(ROUTE_LOCALNET, 'utf8').trim() === '1') return;
   fs.writeFileSync(ROUTE_LOCALNET, '1');
   log.info({ sysctl: 'net.ipv4.conf.all.route_localnet', value: 1 }, 'enabled for NodePorts on 127.0.0.1');
+}
+
+/**
+ * Whether the kernel's rules (as iptables-save prints them) are `rules`:
+ * iptables-save puts a rule's options in an order of its own, so each rule
+ * is compared as a set of tokens, which is exact only without negations.
+ */
+function sameRules(kernel: readonly (readonly string[])[], rules: readonly string[]): boolean {
+  const key = (tokens: readonly string[]): string => [...tokens].sort().join('\0');
+  return kernel.length === rules.length && rules.every((rule, i) => {
+    const tokens = tokenize(rule);
+    return !tokens.includes('!') && key(tokens) === key(kernel[i]!);
+  });
 }
 
 /** Whether `chain` holds `rule` as iptables-save prints it. */
