@@ -76,8 +76,8 @@ export class ScenarioContext {
     writeManifest(this.manifestsDir, file, this.family === 'IPv6' ? services.map(ipv6Service) : services);
   }
 
-  /** Where a client connects: the row's addresses (comma-separated), or their twins when the row runs over IPv6. */
-  private target(ip: string): string {
+  /** The row's addresses (comma-separated) as this context serves them: themselves, or their twins when the row runs over IPv6. */
+  address(ip: string): string {
     return this.family === 'IPv6' ? ip.split(',').map(ipv6Twin).join(',') : ip;
   }
 
@@ -156,17 +156,17 @@ export class ScenarioContext {
 
   /** Runs the test client in a pod, on either node. */
   client(pod: string, mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.client(pod, mode, this.target(ip), port, countOrMs, opts);
+    return this.sandbox.client(pod, mode, this.address(ip), port, countOrMs, opts);
   }
 
   /** Runs the test client outside the cluster (source: EXTERNAL_CLIENT_IPS[0] unless opts.source says otherwise). */
   externalClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.clientAt('external', mode, this.target(ip), port, countOrMs, opts);
+    return this.sandbox.clientAt('external', mode, this.address(ip), port, countOrMs, opts);
   }
 
   /** Runs the test client in node-a's own network namespace, as a hostNetwork pod would. */
   hostClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.clientAt('host', mode, this.target(ip), port, countOrMs, opts);
+    return this.sandbox.clientAt('host', mode, this.address(ip), port, countOrMs, opts);
   }
 
   /** Fetches a URL with curl from a place; see NodeSandbox.curl. */

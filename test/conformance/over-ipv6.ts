@@ -11,4 +11,10 @@ export const OVER_IPV6 = [
   'terminating endpoints serve while nothing ready is left, and stop once one is ready',
   'topology: trafficDistribution PreferClose keeps traffic in the zone',
   'sessionAffinity ClientIP: one client keeps its endpoint',
+  'a long-lived UDP flow moves to the new endpoint when its endpoint is removed',
+  'a service with no ready endpoint gets no traffic, and deleting a service stops it',
+  'one client port connected to two services that share an endpoint: each connection keeps its own answers',
+  'hostile names are data: invalid ones are rejected by name, the rest keep working',
+  'cleanup removes only what kube-lb created: foreign iptables rules and nft tables stay',
+  'connections through a ClusterIP and a NodePort are counted under the service and, on request, each endpoint on /metrics, across full resyncs and a restart',
 ] as const;

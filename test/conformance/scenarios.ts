@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import assert from 'node:assert/strict';
 import { type Capability, unsupportedReason } from '../../src/backends/capabilities.js';
+import { destinationKey, frontendKey } from '../../src/model/contract.js';
 import os from 'node:os';
 import path from 'node:path';
 import type { NamedView } from '../../src/inspect-view.js';
@@ -214,7 +215,7 @@ export const scenarios: Scenario[] = [
       const TWIN_VIP = '10.96.0.20';
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1'])), webService(endpoints(['web-1']), 'twin', TWIN_VIP)]);
       await ctx.startKubeLb();
-      const result = await sharedPortConnections(ctx.sandbox, 'client', [VIP, TWIN_VIP], 80, 5);
+      const result = await sharedPortConnections(ctx.sandbox, 'client', [ctx.address(VIP), ctx.address(TWIN_VIP)], 80, 5);
       assert.equal(result.error, undefined, `the connections from port ${result.port} broke: ${JSON.stringify(result)}`);
       const expected = Array(6).fill('web-1');
       assert.deepEqual(result.answers, [expected, expected], 'a greeting and five answers on each connection');
@@ -449,7 +450,8 @@ export const scenarios: Scenario[] = [
       // bytes of IP and TCP headers at least.
       const least: Record<Counted, (pod: string) => number> = { connections: () => 1, packets: () => 4, bytes: (pod) => 4 * 40 + `${pod}\n`.length };
       // A scrape answers from the last read and starts the next when it is stale: the counts show within a few scrapes.
-      const endpointLabels = (pod: string): string => `port="http",endpoint="${ipOf(pod)}:8080"`;
+      const endpointOf = (pod: string): string => destinationKey({ ip: ctx.address(ipOf(pod)), port: 8080 });
+      const endpointLabels = (pod: string): string => `port="http",endpoint="${endpointOf(pod)}"`;
       const shortfall = (now: Record<Counted, Map<string, number>>): string[] =>
         (traffic ? (['connections', 'packets', 'bytes'] as const) : (['connections'] as const)).flatMap((counted) =>
           ['web-1', 'web-2'].flatMap((pod) => {
@@ -466,9 +468,9 @@ export const scenarios: Scenario[] = [
       assert.ok(total('connections') >= 2 * connections, `the service's endpoints counted ${total('connections')} connections, at least ${2 * connections} expected`);
       // inspect -o wide shows the same counts on the ClusterIP's row.
       const wide = await ctx.kubeLb('inspect', '-o', 'wide');
-      const row = wide.split('\n').find((l) => l.includes(`${VIP}:80/TCP`)) ?? '';
+      const row = wide.split('\n').find((l) => l.includes(frontendKey({ ip: ctx.address(VIP), port: 80, protocol: 'TCP' }))) ?? '';
       for (const pod of ['web-1', 'web-2']) {
-        const shown = new RegExp(`${ipOf(pod).replace(/\./g, '\\.')}:8080 conns=(\\d+)(?: pkts=(\\d+) bytes=(\\d+))?`).exec(row);
+        const shown = new RegExp(`${endpointOf(pod).replace(/[.[\]]/g, '\\$&')} conns=(\\d+)(?: pkts=(\\d+) bytes=(\\d+))?`).exec(row);
         assert.ok(Number(shown?.[1] ?? -1) >= (inside.answers[pod] ?? 0), `inspect -o wide counts ${pod}'s connections:\n${wide}`);
         // An endpoint random choice gave no connection has counted nothing, and may show 0 bytes.
         const answered = inside.answers[pod] ?? 0;

@@ -17,10 +17,11 @@ result = {'port': None, 'answers': [[], []]}
 try:
     socks = []
     for target in (target_a, target_b):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ipv6 = ':' in target
+        s = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.settimeout(timeout)
-        s.bind(('0.0.0.0', result['port'] or 0))
+        s.bind(('::' if ipv6 else '0.0.0.0', result['port'] or 0))
         result['port'] = s.getsockname()[1]
         s.connect((target, port))
         socks.append((s, s.makefile('r')))
