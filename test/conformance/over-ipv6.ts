@@ -17,4 +17,8 @@ export const OVER_IPV6 = [
   'hostile names are data: invalid ones are rejected by name, the rest keep working',
   'cleanup removes only what kube-lb created: foreign iptables rules and nft tables stay',
   'connections through a ClusterIP and a NodePort are counted under the service and, on request, each endpoint on /metrics, across full resyncs and a restart',
+  "headless, ExternalName and other proxies' services are left alone",
+  "a cluster IP equal to a pod's address is refused: direct traffic to the pod stays direct",
+  'two services claiming one ClusterIP and port: the older keeps it, the newer is refused by name',
+  "sessionAffinity ClientIP holds for the node's own connections",
 ] as const;

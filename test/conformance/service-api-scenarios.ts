@@ -366,7 +366,7 @@ export const serviceApiScenarios: Scenario[] = [
       const theirs = await ctx.client('client', 'tcp', '10.96.0.40', 80, 2);
       assert.equal(theirs.failures, 2, `another proxy's service was served: ${JSON.stringify(theirs.answers)}`);
       const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { frontend: { ip: string } }[];
-      assert.deepEqual([...new Set(view.map((v) => v.frontend.ip))], [VIP], 'only the ordinary service is programmed');
+      assert.deepEqual([...new Set(view.map((v) => v.frontend.ip))], [ctx.address(VIP)], 'only the ordinary service is programmed');
       assert.doesNotMatch(ctx.kubeLbLogs, /"level":(40|50)/, 'nothing to warn about');
     },
   },
