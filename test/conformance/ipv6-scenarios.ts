@@ -10,6 +10,9 @@ import { type Scenario, VIP, assertAnsweredBy, endpoints, pods } from './scenari
 
 const VIP6 = 'fd00:96::10';
 const NODE_IP6 = NODES['node-a'].ip6;
+/** In EXTERNAL_IP_RANGE6 and LOAD_BALANCER_IP_RANGE6, which the external client routes to node-a. */
+const EXTERNAL_IP6 = 'fd00:203:0:113::10';
+const LB_IP6 = 'fd00:198:51:100::10';
 const BOTH_NODES = ['web-1', 'web-4'];
 const ipv6Pods = pods.filter((p) => ['client', 'web-1', 'web-2', 'web-4'].includes(p.name));
 
@@ -26,22 +29,26 @@ const ports: ServiceSpec['ports'] = [
 
 export const ipv6Scenarios: Scenario[] = [
   {
-    name: 'IPv6, dual-stack: both cluster IPs from a pod and the IPv6 NodePort from outside (masqueraded) reach endpoints on both nodes over TCP and UDP; inspect shows IPv6 frontends bracketed',
-    needs: ['ipv6', 'ipv6-from-outside', 'tcp', 'udp', 'nodeport', 'remote-endpoints', 'external-masquerade', 'inspect'],
+    name: 'IPv6, dual-stack: both cluster IPs from a pod, and the IPv6 NodePort, external and load-balancer IPs from outside (masqueraded), reach endpoints on both nodes over TCP and UDP; inspect shows IPv6 frontends bracketed',
+    needs: ['ipv6', 'ipv6-from-outside', 'tcp', 'udp', 'nodeport', 'external-ips', 'load-balancer-ips', 'remote-endpoints', 'external-masquerade', 'inspect'],
     pods: ipv6Pods,
     async run(ctx) {
       ctx.useDualStack();
-      ctx.writeServices('web.yaml', [{ name: 'web', clusterIP: VIP, clusterIPs: [VIP, VIP6], type: 'NodePort', ports, endpoints: dualEndpoints(BOTH_NODES) }]);
+      ctx.writeServices('web.yaml', [
+        { name: 'web', clusterIP: VIP, clusterIPs: [VIP, VIP6], type: 'LoadBalancer', externalIPs: [EXTERNAL_IP6], loadBalancerIngress: [LB_IP6], ports, endpoints: dualEndpoints(BOTH_NODES) },
+      ]);
       await ctx.startKubeLb();
       for (const [vip, what] of [[VIP6, 'IPv6'], [VIP, 'IPv4']] as const) {
         assertAnsweredBy(await ctx.client('client', 'tcp', vip, 80, 20), BOTH_NODES, `TCP to the ${what} cluster IP from a pod`);
         assertAnsweredBy(await ctx.client('client', 'udp', vip, 53, 20), BOTH_NODES, `UDP to the ${what} cluster IP from a pod`);
       }
-      for (const mode of ['tcp', 'udp'] as const) {
-        const outside = await ctx.externalClient(mode, NODE_IP6, mode === 'tcp' ? 30080 : 30053, 20, { reportSource: true });
-        assertAnsweredBy(outside, BOTH_NODES, `${mode} to the IPv6 NodePort from outside`);
-        const sources = new Set(Object.values(outside.seenFrom ?? {}).flatMap((bySource) => Object.keys(bySource)));
-        assert.ok(sources.size > 0 && !sources.has(EXTERNAL_CLIENT_IP6), `${mode}: masqueraded, the endpoints saw ${[...sources].join(', ')}`);
+      for (const [what, ip, tcpPort, udpPort] of [['NodePort', NODE_IP6, 30080, 30053], ['external IP', EXTERNAL_IP6, 80, 53], ['load-balancer IP', LB_IP6, 80, 53]] as const) {
+        for (const mode of ['tcp', 'udp'] as const) {
+          const outside = await ctx.externalClient(mode, ip, mode === 'tcp' ? tcpPort : udpPort, 20, { reportSource: true });
+          assertAnsweredBy(outside, BOTH_NODES, `${mode} to the IPv6 ${what} from outside`);
+          const sources = new Set(Object.values(outside.seenFrom ?? {}).flatMap((bySource) => Object.keys(bySource)));
+          assert.ok(sources.size > 0 && !sources.has(EXTERNAL_CLIENT_IP6), `${mode} to the IPv6 ${what}: masqueraded, the endpoints saw ${[...sources].join(', ')}`);
+        }
       }
       const text = await ctx.kubeLb('inspect');
       assert.match(text, /\[fd00:96::10\]:80\/TCP\s+\[fd00:10:244::11\]:8080, \[fd00:10:244:128::14\]:8080\n/);

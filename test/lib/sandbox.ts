@@ -113,6 +113,9 @@ export function podIpv6(podIp: string): string {
 /** The external client routes these ranges to node-a: use them for externalIPs and load-balancer ingress IPs. */
 export const EXTERNAL_IP_RANGE = '203.0.113.0/24';
 export const LOAD_BALANCER_IP_RANGE = '198.51.100.0/24';
+/** Their IPv6 counterparts, routed to node-a's IPv6 address. */
+export const EXTERNAL_IP_RANGE6 = 'fd00:203:0:113::/64';
+export const LOAD_BALANCER_IP_RANGE6 = 'fd00:198:51:100::/64';
 
 export interface Pod {
   name: string;
@@ -286,6 +289,7 @@ export class NodeSandbox {
       ...EXTERNAL_CLIENT_IPS.map((addr) => ['addr', 'add', `${addr}/32`, 'dev', 'lo']),
       ['addr', 'add', `${EXTERNAL_CLIENT_IP6}/128`, 'dev', 'lo'],
       ...[EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE].map((range) => ['route', 'add', range, 'via', NODES['node-a'].ip]),
+      ...[EXTERNAL_IP_RANGE6, LOAD_BALANCER_IP_RANGE6].map((range) => ['route', 'add', range, 'via', NODES['node-a'].ip6]),
     ]);
     await this.inNamespace(ns, 'ethtool', '-K', 'br0', 'tx', 'off');
   }
