@@ -16,7 +16,7 @@ import {
   serviceChainName,
 } from '../../src/backends/iptables/rules.js';
 import { viewsFromSave } from '../../src/backends/iptables/save.js';
-import { emptyUpdate, parseSave, renderRestore, tokenize } from '../../src/backends/netfilter/iptables-text.js';
+import { emptyUpdate, parseSave, renderRestore, sameRules, tokenize } from '../../src/backends/netfilter/iptables-text.js';
 import { resolvedFrontend } from '../lib/frontends.js';
 import type { LocalTraffic } from '../../src/config/local-traffic.js';
 
@@ -362,5 +362,23 @@ COMMIT
       { kind: 'ClusterIP', frontend: { ip: '10.96.0.10', port: 80, protocol: 'TCP' }, destinations: [{ ip: '10.244.0.11', port: 8080 }] },
       { kind: 'NodePort', frontend: { ip: '192.168.0.2', port: 3053, protocol: 'UDP' }, destinations: [] },
     ]);
+  });
+});
+
+describe('sameRules: a chain as iptables-save prints it against the rules kube-lb writes', () => {
+  const saved = parseSave(
+    ['*nat', ':KUBE-SEP-X - [0:0]', '[3:180] -A KUBE-SEP-X -s fd00::11/128 -m comment --comment "ns/web:http" -j KUBE-MARK-MASQ', '[0:0] -A KUBE-SEP-X -p tcp -m comment --comment "ns/web:http" -m tcp -j DNAT --to-destination [fd00::11]:8080', 'COMMIT'].join('\n'),
+    'nat',
+  ).chains.get('KUBE-SEP-X')!;
+  const written = ['-m comment --comment "ns/web:http" -s fd00::11/128 -j KUBE-MARK-MASQ', '-m comment --comment "ns/web:http" -m tcp -p tcp -j DNAT --to-destination [fd00::11]:8080'];
+  it('the same rules with their options in another order', () => assert.ok(sameRules(saved, written)));
+  it('another endpoint, a rule more or less, rules in another order', () => {
+    assert.ok(!sameRules(saved, [written[0]!, written[1]!.replace('8080', '8081')]));
+    assert.ok(!sameRules(saved, [written[1]!]));
+    assert.ok(!sameRules(saved, [written[1]!, written[0]!]));
+  });
+  it('never with a negation, whose place in the rule matters', () => {
+    const negated = parseSave(['*nat', ':C - [0:0]', '-A C ! -s 10.0.0.0/8 -d 10.96.0.1/32 -j KUBE-MARK-MASQ', 'COMMIT'].join('\n'), 'nat').chains.get('C')!;
+    assert.ok(!sameRules(negated, ['! -s 10.0.0.0/8 -d 10.96.0.1/32 -j KUBE-MARK-MASQ']));
   });
 });

@@ -12,7 +12,7 @@ import { ProgrammedFrontends, flushStaleFlows } from '../netfilter/conntrack.js'
 import { type NetfilterOptions, frontendDestinations, masqueradeMark, sortedServicePorts } from '../netfilter/frontends.js';
 import { type FamilyRulesOptions, JUMPS, type PortRules, type Tables, assembleTables, SEP_PREFIX, isOwnChain, portRules } from './rules.js';
 import { endpointCountersFromSave, viewsFromSave } from './save.js';
-import { type Chains, type SavedTable, type TableUpdate, emptyUpdate, parseSave, renderRestore, savedOf, tokenize } from '../netfilter/iptables-text.js';
+import { type Chains, type SavedTable, type TableUpdate, emptyUpdate, parseSave, renderRestore, sameRules, savedOf, tokenize } from '../netfilter/iptables-text.js';
 import { timeSlices } from '../../time-slices.js';
 import { protocolsOf } from '../capabilities.js';
 import { servedFamilies } from '../families.js';
@@ -225,19 +225,6 @@ function enableRouteLocalnet(log: IptablesOptions['log']): void {
   if (fs.readFileSync(ROUTE_LOCALNET, 'utf8').trim() === '1') return;
   fs.writeFileSync(ROUTE_LOCALNET, '1');
   log.info({ sysctl: 'net.ipv4.conf.all.route_localnet', value: 1 }, 'enabled for NodePorts on 127.0.0.1');
-}
-
-/**
- * Whether the kernel's rules (as iptables-save prints them) are `rules`:
- * iptables-save puts a rule's options in an order of its own, so each rule
- * is compared as a set of tokens, which is exact only without negations.
- */
-function sameRules(kernel: readonly (readonly string[])[], rules: readonly string[]): boolean {
-  const key = (tokens: readonly string[]): string => [...tokens].sort().join('\0');
-  return kernel.length === rules.length && rules.every((rule, i) => {
-    const tokens = tokenize(rule);
-    return !tokens.includes('!') && key(tokens) === key(kernel[i]!);
-  });
 }
 
 /** Whether `chain` holds `rule` as iptables-save prints it. */

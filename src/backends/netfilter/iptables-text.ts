@@ -23,6 +23,19 @@ export function tokenize(line: string): string[] {
   return tokens;
 }
 
+/**
+ * Whether a chain's rules as iptables-save printed them (tokens) are `rules`:
+ * iptables-save puts a rule's options in an order of its own, so each rule
+ * is compared as a set of tokens, which is exact only without negations.
+ */
+export function sameRules(kernel: readonly (readonly string[])[], rules: readonly string[]): boolean {
+  const key = (tokens: readonly string[]): string => [...tokens].sort().join('\0');
+  return kernel.length === rules.length && rules.every((rule, i) => {
+    const tokens = tokenize(rule);
+    return !tokens.includes('!') && key(tokens) === key(kernel[i]!);
+  });
+}
+
 /** A table as iptables-save prints it once `chains` are written, without counters. */
 export function savedOf(chains: Chains): SavedTable {
   const each = <T>(f: (rule: string) => T) => new Map([...chains].map(([name, rules]) => [name, rules.map(f)]));
