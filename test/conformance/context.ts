@@ -205,9 +205,18 @@ export class ScenarioContext {
 /** Runs `body` in a fresh context (over IPv6 if `family` says so) and always cleans up and tears the sandbox down. */
 export async function withContext(variant: BackendVariant, pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>, family: IPFamily = 'IPv4'): Promise<void> {
   const ctx = await ScenarioContext.create(variant, pods, family);
+  let failure: unknown;
   try {
     await body(ctx);
-  } finally {
-    await ctx.destroy();
+  } catch (err) {
+    failure = err;
   }
+  try {
+    await ctx.destroy();
+  } catch (err) {
+    // A row that failed often leaves state its cleanup check then finds: the row's own failure comes first.
+    if (failure === undefined) throw err;
+    throw new AggregateError([failure, err], `${(failure as Error).message}\n(and then its cleanup: ${(err as Error).message})`);
+  }
+  if (failure !== undefined) throw failure;
 }

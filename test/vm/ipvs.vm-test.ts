@@ -330,10 +330,12 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       await ctx.startKubeLb(process.env, flags);
       assert.ok((await ipvsadm(ctx, '--timeout')).includes('Timeout (tcp tcpfin udp): 600 60 30'), (await ipvsadm(ctx, '--timeout')).join('\n'));
       // A virtual server on one of kube-ipvs0's addresses is kube-lb's, unless it is in an excluded range
-      // (outside the service range, which the variant's check after cleanup wants empty).
+      // (outside the service range, which the variant's check after cleanup wants empty). The virtual
+      // server comes first: a full sync between the two steps would otherwise unbind the address, which
+      // no service has, and leave a virtual server that is no longer kube-lb's.
       for (const ip of ['192.0.2.99', '10.96.98.1']) {
-        await ctx.sandbox.inNode('ip', 'addr', 'add', `${ip}/32`, 'dev', 'kube-ipvs0');
         await ctx.sandbox.inNode('ipvsadm', '-A', '-t', `${ip}:80`, '-s', 'wlc');
+        await ctx.sandbox.inNode('ip', 'addr', 'add', `${ip}/32`, 'dev', 'kube-ipvs0');
       }
       await ctx.waitUntil('a full sync removes the stray virtual server outside the excluded range', 30_000, async () => !(await ipvsadm(ctx)).includes('TCP 10.96.98.1:80 wlc'));
       assert.ok((await ipvsadm(ctx)).includes('TCP 192.0.2.99:80 wlc'), 'the one in --ipvs-exclude-cidrs stays');
