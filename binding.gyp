@@ -12,6 +12,7 @@
         "native/cgroup.cc",
         "native/errors.cc",
         "native/fds.cc",
+        "native/ipset.cc",
         "native/ipvs.cc",
         "native/ipvs_link.cc",
         "native/ipvs_netlink.cc",

@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ExportCgroup(env, exports);
   ExportIpvs(env, exports);
   ExportIpvsLink(env, exports);
+  ExportIpset(env, exports);
   ExportIter(env, exports);
   return exports;
 }

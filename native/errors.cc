@@ -31,11 +31,14 @@ std::string ErrnoText(int err) {
 
 Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& object,
                        const std::string& detail) {
-  std::string message = op + " " + object + ": " + ErrnoText(err);
-  if (!detail.empty()) message += "\n" + detail;
-  Napi::Error error = Napi::Error::New(env, message);
+  return CodedError(env, err, ErrnoCode(err), detail.empty() ? ErrnoText(err) : ErrnoText(err) + "\n" + detail, op, object);
+}
+
+Napi::Error CodedError(Napi::Env env, int err, const std::string& code, const std::string& text, const std::string& op,
+                       const std::string& object) {
+  Napi::Error error = Napi::Error::New(env, op + " " + object + ": " + text);
   error.Set("errno", Napi::Number::New(env, err));
-  error.Set("code", Napi::String::New(env, ErrnoCode(err)));
+  error.Set("code", Napi::String::New(env, code));
   return error;
 }
 

@@ -14,6 +14,11 @@ constexpr int kEnotsupp = 524;
 Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& object,
                        const std::string& detail = "");
 
+// The same for an error number a protocol defines beyond errno's (ipset's
+// from 4096), with the code and text the caller gives it.
+Napi::Error CodedError(Napi::Env env, int err, const std::string& code, const std::string& text, const std::string& op,
+                       const std::string& object);
+
 [[noreturn]] void ThrowErrno(Napi::Env env, int err, const std::string& op, const std::string& object,
                              const std::string& detail = "");
 

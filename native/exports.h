@@ -14,6 +14,7 @@ void ExportNetns(Napi::Env env, Napi::Object exports);
 void ExportCgroup(Napi::Env env, Napi::Object exports);
 void ExportIpvs(Napi::Env env, Napi::Object exports);
 void ExportIpvsLink(Napi::Env env, Napi::Object exports);
+void ExportIpset(Napi::Env env, Napi::Object exports);
 void ExportIter(Napi::Env env, Napi::Object exports);
 
 template <typename Callback>

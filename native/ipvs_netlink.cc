@@ -111,7 +111,7 @@ void NetlinkSocket::DiscardQueued() {
   queued_names_.clear();
 }
 
-Napi::Array NetlinkSocket::SendQueued(Napi::Env env) {
+Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const MakeError& make_error) {
   Napi::Array results = Napi::Array::New(env, queued_names_.size());
   std::vector<std::pair<std::string, std::string>> names;
   names.swap(queued_names_);
@@ -161,8 +161,11 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env) {
       }
     }
     for (size_t k = 0; k < count; k++) {
-      const auto& [op, object] = names[first_index + k];
-      results.Set(static_cast<uint32_t>(first_index + k), errors[k] == 0 ? env.Null() : ErrnoError(env, errors[k], op, object).Value());
+      size_t index = first_index + k;
+      const auto& [op, object] = names[index];
+      Napi::Value result = env.Null();
+      if (errors[k] != 0) result = make_error ? make_error(errors[k], index, op, object).Value() : ErrnoError(env, errors[k], op, object).Value();
+      results.Set(static_cast<uint32_t>(index), result);
     }
     offset = end;
     sent += count;

@@ -1,4 +1,4 @@
-// A netlink socket over libmnl for the IPVS backend: one request, one
+// A netlink socket over libmnl for the IPVS backend (IPVS, its links, its ipsets): one request, one
 // acknowledgement (or a dump), errors thrown as JS errors naming the
 // operation and the object; or a queue of requests sent many per sendmsg,
 // each with its own acknowledgement and error. Sockets live in the network
@@ -17,7 +17,7 @@
 
 class NetlinkSocket {
  public:
-  // Opens a socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC); throws on failure.
+  // Opens a socket of `protocol` (NETLINK_ROUTE, NETLINK_GENERIC, NETLINK_NETFILTER); throws on failure.
   NetlinkSocket(Napi::Env env, int protocol);
   ~NetlinkSocket();
   NetlinkSocket(const NetlinkSocket&) = delete;
@@ -39,12 +39,16 @@ class NetlinkSocket {
   nlmsghdr* BeginQueued(uint16_t type, uint16_t flags);
   // Ends the message begun last, naming it for its error.
   void Enqueue(const nlmsghdr* nlh, const std::string& op, const std::string& object);
+  // The JS error of a refused message: its error number (positive), its
+  // place in the queue, and its operation and object as Enqueue named them.
+  using MakeError = std::function<Napi::Error(int err, size_t index, const std::string& op, const std::string& object)>;
   // Sends the queued messages in order, many per sendmsg, and reads their
   // acknowledgements; returns for each, in order, null or its error (a JS
-  // Error as a lone request would throw). Throws
+  // Error as a lone request would throw, or as `make_error` makes it for
+  // protocols with error numbers of their own). Throws
   // (the queue emptied) where the exchange itself fails: then some may have
   // been applied.
-  Napi::Array SendQueued(Napi::Env env);
+  Napi::Array SendQueued(Napi::Env env, const MakeError& make_error = nullptr);
   // Drops whatever was queued and not sent.
   void DiscardQueued();
 

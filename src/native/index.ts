@@ -172,6 +172,17 @@ export interface NativeAddon {
   /** IPVS's idle timeouts in seconds (ipvsadm --set); 0 leaves one as it is. */
   ipvsSetTimeouts(tcp: number, tcpFin: number, udp: number): void;
 
+  // ipset elements over nfnetlink, for the sets of the ipvs backend.
+  /**
+   * Adds and deletes the elements in order, many netlink messages per
+   * sendmsg; adding one already there, or deleting one that is not, succeeds.
+   * Returns for each change null or its error, naming the set and the
+   * element (code: an errno's name, or ipset's own as IPSET_ERR_HASH_FULL).
+   * Throws only where the exchange itself failed, when some may have been
+   * applied.
+   */
+  ipsetApply(changes: readonly IpsetChange[]): (Error | null)[];
+
   // Links and addresses over rtnetlink, for the IPVS dummy interface.
   /** The interface's index, or null when there is none. */
   linkIndex(name: string): number | null;
@@ -191,6 +202,23 @@ export type IpvsChange =
   | [op: 'deleteService', family: IPFamily, address: string, protocol: number, port: number]
   | [op: 'addDest' | 'setDest', family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number, weight: number]
   | [op: 'deleteDest', family: IPFamily, address: string, protocol: number, port: number, destAddress: string, destPort: number];
+
+/** The ipset set types the addon writes. */
+export type IpsetType = 'hash:ip' | 'hash:ip,port' | 'hash:ip,port,ip' | 'hash:ip,port,net' | 'bitmap:port';
+
+/**
+ * An element of a set of its type: family is the set's (its addresses are of
+ * it), protocol an IP protocol number, ip2/cidr2 the net of hash:ip,port,net.
+ */
+export type IpsetElement =
+  | [type: 'hash:ip', family: IPFamily, ip: string]
+  | [type: 'hash:ip,port', family: IPFamily, ip: string, protocol: number, port: number]
+  | [type: 'hash:ip,port,ip', family: IPFamily, ip: string, protocol: number, port: number, ip2: string]
+  | [type: 'hash:ip,port,net', family: IPFamily, ip: string, protocol: number, port: number, ip2: string, cidr2: number]
+  | [type: 'bitmap:port', port: number];
+
+/** One change of ipsetApply: an element to add to or delete from the set of that name. */
+export type IpsetChange = [op: 'add' | 'del', set: string, ...element: IpsetElement];
 
 export interface IpvsService {
   family: IPFamily;

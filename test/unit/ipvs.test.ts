@@ -1,16 +1,17 @@
 // The ipvs backend's pure parts: scheduler choice, the ipset and iptables
-// text it feeds to ipset/iptables-restore, draining decisions, the kernel
-// check's message, the model carrying the per-service scheduler, and the
-// batching of IPVS changes with each error back to its frontend.
+// text it feeds to ipset/iptables-restore, the set changes it sends to
+// ipsetApply, draining decisions, the kernel check's message, the model
+// carrying the per-service scheduler, and the batching of IPVS changes with
+// each error back to its frontend.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
-import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRemoval, renderRules, renderSetsDiff, renderSetsReplace, setContents } from '../../src/backends/ipvs/netfilter.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRemoval, renderRules, renderSetsReplace, setChanges, setContents, updateSets } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
-import type { IpvsChange } from '../../src/native/index.js';
+import type { IpsetChange, IpvsChange } from '../../src/native/index.js';
 import { parseObject } from '../../src/model/objects.js';
 import { captureLogger, rawService, testModel } from './fixtures.js';
 
@@ -129,8 +130,30 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(!replace.some((l) => l.includes('KUBE-6-')), 'no IPv6 set where IPv6 is not served');
 
     const after = setContents([programmed[0]!]);
-    assert.equal(renderSetsDiff(before, after), 'del KUBE-CLUSTER-IP 10.96.0.10,udp:53\ndel KUBE-LOOP-BACK 10.244.0.11,udp:5353,10.244.0.11\n');
-    assert.equal(renderSetsDiff(after, after), '');
+    assert.deepEqual(setChanges(before, after), [
+      ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 17, 53],
+      ['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
+    ]);
+    assert.deepEqual(setChanges(after, after), []);
+  });
+
+  test('a diff goes to the kernel in one ipsetApply, and every refused element fails the update by name', () => {
+    const calls: (readonly IpsetChange[])[] = [];
+    const lib = (refuse: (c: IpsetChange) => boolean) => ({
+      ipsetApply(changes: readonly IpsetChange[]) {
+        calls.push(changes);
+        return changes.map((c) => (refuse(c) ? new Error(`add element ${c[4]},udp:${c[6]} of ipset ${c[1]}: the set is full (its maxelem)`) : null));
+      },
+    });
+    const before = setContents([programmed[0]!]);
+    const after = setContents(programmed);
+    updateSets(lib(() => false), after, after);
+    assert.equal(calls.length, 0, 'nothing to send, no exchange');
+    updateSets(lib(() => false), before, after);
+    assert.deepEqual(calls.pop(), setChanges(before, after));
+    assert.throws(() => updateSets(lib((c) => c[1] === 'KUBE-CLUSTER-IP'), before, after), {
+      message: 'ipset refused 1 of 2 element change(s): add element 10.96.0.10,udp:53 of ipset KUBE-CLUSTER-IP: the set is full (its maxelem)',
+    });
   });
 
   test('rules follow kube-proxy: masquerade off-cluster, external and hairpin traffic, accept service traffic, filter the rest of kube-ipvs0', () => {
@@ -245,10 +268,17 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
 
     const v4Only = setContents(programmed);
-    assert.equal(
-      renderSetsDiff(v4Only, contents),
-      ['add KUBE-6-CLUSTER-IP fd00:96::10,tcp:80', 'add KUBE-6-LOAD-BALANCER fd00:100::12,tcp:80', 'add KUBE-6-LOAD-BALANCER-FW fd00:100::12,tcp:80', 'add KUBE-6-LOAD-BALANCER-SOURCE-CID fd00:100::12,tcp:80,fd00:18::/64', 'add KUBE-6-LOAD-BALANCER-SOURCE-IP fd00:100::12,tcp:80,fd00:100::12', 'add KUBE-6-NODE-PORT-TCP 30080', 'add KUBE-6-LOOP-BACK fd00:244::11,tcp:8080,fd00:244::11', 'add KUBE-6-IPVS-IPS fd00:96::10', 'add KUBE-6-IPVS-IPS fd00:100::12', ''].join('\n'),
-    );
+    assert.deepEqual(setChanges(v4Only, contents), [
+      ['add', 'KUBE-6-CLUSTER-IP', 'hash:ip,port', 'IPv6', 'fd00:96::10', 6, 80],
+      ['add', 'KUBE-6-LOAD-BALANCER', 'hash:ip,port', 'IPv6', 'fd00:100::12', 6, 80],
+      ['add', 'KUBE-6-LOAD-BALANCER-FW', 'hash:ip,port', 'IPv6', 'fd00:100::12', 6, 80],
+      ['add', 'KUBE-6-LOAD-BALANCER-SOURCE-CID', 'hash:ip,port,net', 'IPv6', 'fd00:100::12', 6, 80, 'fd00:18::', 64],
+      ['add', 'KUBE-6-LOAD-BALANCER-SOURCE-IP', 'hash:ip,port,ip', 'IPv6', 'fd00:100::12', 6, 80, 'fd00:100::12'],
+      ['add', 'KUBE-6-NODE-PORT-TCP', 'bitmap:port', 30080],
+      ['add', 'KUBE-6-LOOP-BACK', 'hash:ip,port,ip', 'IPv6', 'fd00:244::11', 6, 8080, 'fd00:244::11'],
+      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:96::10'],
+      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:100::12'],
+    ]);
   });
 
   test('IPv6 rules name the KUBE-6- sets, in the chains IPv4 has, with IPv6 loopback and pod CIDR', () => {

@@ -61,7 +61,7 @@ export class IpvsBackend implements Backend {
   private drainTimer: NodeJS.Timeout | undefined;
 
   private constructor(
-    lib: NativeAddon,
+    private readonly lib: NativeAddon,
     private readonly opts: IpvsOptions,
     private link: DummyLink | null,
   ) {
@@ -161,7 +161,7 @@ export class IpvsBackend implements Backend {
     const before = this.sets;
     this.sets = null; // unknown until written: a failure makes the next sync full
     if (full || before === null) await installRules(this.opts, contents, this.families);
-    else await updateSets(before, contents);
+    else updateSets(this.lib, before, contents);
     this.sets = contents;
 
     if (full) this.frontendsOf.clear();

@@ -13,7 +13,9 @@
 // Each family has its own: IPv4's by these names in iptables, IPv6's with
 // the prefix KUBE-6- (family inet6) in ip6tables, the same chains and rules
 // in each, as kube-proxy runs one proxier per family.
-// Sets change with services (ipset restore, as a diff); the rules do not
+// Sets change with services: full syncs replace them (ipset restore), other
+// syncs send their diff over netlink (ipsetApply) rather than start an ipset
+// process each time; the rules do not change
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
 // iptables backend, no rule drops what conntrack marks INVALID: IPVS
 // translates an endpoint's replies by its own connection table, whatever
@@ -25,6 +27,8 @@ import type { LocalTrafficByFamily } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
 import type { Destination, Frontend, IPFamily, Protocol, ResolvedFrontend } from '../../model/contract.js';
 import type { Leftovers } from './leftovers.js';
+import type { IpsetChange, IpsetType, NativeAddon } from '../../native/index.js';
+import { ipsetElement } from './ipset-elements.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
 export const LOOP_BACK_SET = 'KUBE-LOOP-BACK';
@@ -54,7 +58,7 @@ const SET_TYPES = {
   'KUBE-NODE-PORT-LOCAL-SCTP-HASH': 'hash:ip,port',
   [LOOP_BACK_SET]: 'hash:ip,port,ip',
   [IPVS_IPS_SET]: 'hash:ip',
-} as const;
+} as const satisfies Record<string, IpsetType>;
 
 export type SetName = keyof typeof SET_TYPES;
 export const SET_NAMES = Object.keys(SET_TYPES) as SetName[];
@@ -163,17 +167,18 @@ export function renderSetsReplace(contents: FamilySets, families: readonly IPFam
   return lines.join('\n') + '\n';
 }
 
-/** `ipset restore` input that turns `before` into `after`; empty when they are equal. */
-export function renderSetsDiff(before: FamilySets, after: FamilySets): string {
-  const lines: string[] = [];
+/** The ipsetApply changes that turn `before` into `after`, set by set, deletions first; none when they are equal. */
+export function setChanges(before: FamilySets, after: FamilySets): IpsetChange[] {
+  const changes: IpsetChange[] = [];
   for (const family of ['IPv4', 'IPv6'] as const) {
     for (const set of SET_NAMES) {
       const name = familySetName(set, family);
-      for (const entry of before[family][set]) if (!after[family][set].has(entry)) lines.push(`del ${name} ${entry}`);
-      for (const entry of after[family][set]) if (!before[family][set].has(entry)) lines.push(`add ${name} ${entry}`);
+      const change = (op: 'add' | 'del', entry: string): IpsetChange => [op, name, ...ipsetElement(SET_TYPES[set], family, entry)];
+      for (const entry of before[family][set]) if (!after[family][set].has(entry)) changes.push(change('del', entry));
+      for (const entry of after[family][set]) if (!before[family][set].has(entry)) changes.push(change('add', entry));
     }
   }
-  return lines.length === 0 ? '' : lines.join('\n') + '\n';
+  return changes;
 }
 
 /** Each kernel set name of kube-lb's: its family and set. */
@@ -298,9 +303,12 @@ export async function installRules(opts: RuleOptions, contents: FamilySets, fami
   }
 }
 
-export async function updateSets(before: FamilySets, after: FamilySets): Promise<void> {
-  const diff = renderSetsDiff(before, after);
-  if (diff !== '') await runCommand('ipset', ['restore', '-exist'], diff);
+/** Turns the sets from `before` into `after` in one netlink exchange; throws naming each element the kernel refused, and why. */
+export function updateSets(lib: Pick<NativeAddon, 'ipsetApply'>, before: FamilySets, after: FamilySets): void {
+  const changes = setChanges(before, after);
+  if (changes.length === 0) return;
+  const refused = lib.ipsetApply(changes).filter((err) => err !== null);
+  if (refused.length > 0) throw new Error(`ipset refused ${refused.length} of ${changes.length} element change(s): ${refused.map((err) => err.message).join('; ')}`);
 }
 
 /**

@@ -6,7 +6,7 @@ import type { IpvsChange, NativeAddon } from '../../native/index.js';
 import type { Destination, Frontend, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 
-const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
+export const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 const PROTOCOL_NAMES = new Map(Object.entries(PROTOCOL_NUMBERS).map(([name, n]) => [n, name as Protocol]));
 
 /** Real servers that get new connections have this weight; draining ones have 0. */

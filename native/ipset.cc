@@ -1,0 +1,222 @@
+// ipset elements added and deleted over nfnetlink (NFNL_SUBSYS_IPSET), one
+// message per element as the ipset command sends them, but many per
+// sendmsg. Without NLM_F_EXCL the kernel takes adding an element already
+// there, or deleting one that is not, as done (`ipset -exist`). Sets are
+// created, swapped and destroyed by the ipset command, not here.
+// glibc's header first: the kernel's then leave out what it defines.
+#include <netinet/in.h>
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/ipset/ip_set.h>
+#include <linux/netfilter/ipset/ip_set_bitmap.h>
+#include <linux/netfilter/ipset/ip_set_hash.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "ipvs_netlink.h"
+
+namespace {
+
+// What ipset 7 sends on the kernels kube-lb supports; they take adds and
+// deletes of any version from IPSET_PROTOCOL_MIN (6) up.
+constexpr uint8_t kProtocol = 7;
+
+// The parts of an element of each set type kube-lb uses, in the order the
+// change carries them (after the family, where there are addresses).
+struct SetType {
+  const char* name;
+  bool ip;
+  bool protocol;  // with the port: "tcp:80"
+  bool port;
+  bool ip2;
+  bool cidr2;
+  bool bitmap;  // its own meanings of the type-specific error numbers
+};
+
+constexpr SetType kTypes[] = {
+    {"hash:ip", true, false, false, false, false, false},
+    {"hash:ip,port", true, true, true, false, false, false},
+    {"hash:ip,port,ip", true, true, true, true, false, false},
+    {"hash:ip,port,net", true, true, true, true, true, false},
+    {"bitmap:port", false, false, true, false, false, true},
+};
+
+struct Element {
+  Address ip;
+  uint8_t protocol;
+  uint16_t port;
+  Address ip2;
+  uint8_t cidr2;
+  std::string text;  // as ipset prints it, for messages
+};
+
+// Why the kernel refused an add or delete, in ipset's numbers.
+struct Reason {
+  int err;
+  const char* code;
+  const char* text;
+};
+
+// What any set type may answer; ENOENT here means no set has the name.
+constexpr Reason kCoreReasons[] = {
+    {ENOENT, "ENOENT", "no such set"},
+    {IPSET_ERR_PROTOCOL, "IPSET_ERR_PROTOCOL",
+     "the kernel's ipset refused the message (an attribute missing, malformed, or an address of the other family)"},
+    {IPSET_ERR_EXIST, "IPSET_ERR_EXIST", "the element is already in the set (add) or not in it (delete)"},
+    {IPSET_ERR_INVALID_CIDR, "IPSET_ERR_INVALID_CIDR", "the prefix length is out of range"},
+};
+
+// The type-specific numbers, which mean one thing for hash types and another for bitmap ones.
+constexpr Reason kHashReasons[] = {
+    {IPSET_ERR_HASH_FULL, "IPSET_ERR_HASH_FULL", "the set is full (its maxelem)"},
+    {IPSET_ERR_HASH_ELEM, "IPSET_ERR_HASH_ELEM", "a hash set cannot hold an all-zero element"},
+    {IPSET_ERR_INVALID_PROTO, "IPSET_ERR_INVALID_PROTO", "the protocol is invalid"},
+    {IPSET_ERR_MISSING_PROTO, "IPSET_ERR_MISSING_PROTO", "a port needs a protocol"},
+};
+
+constexpr Reason kBitmapReasons[] = {
+    {IPSET_ERR_BITMAP_RANGE, "IPSET_ERR_BITMAP_RANGE", "the element is outside the set's range"},
+};
+
+template <size_t N>
+const Reason* FindReason(const Reason (&reasons)[N], int err) {
+  for (const Reason& reason : reasons) {
+    if (reason.err == err) return &reason;
+  }
+  return nullptr;
+}
+
+Napi::Error IpsetError(Napi::Env env, int err, const SetType& type, const std::string& op, const std::string& object) {
+  const Reason* reason = FindReason(kCoreReasons, err);
+  if (!reason) reason = type.bitmap ? FindReason(kBitmapReasons, err) : FindReason(kHashReasons, err);
+  if (!reason) return ErrnoError(env, err, op, object);
+  return CodedError(env, err, reason->code, reason->text, op, object);
+}
+
+// The socket, opened on first use in the namespace of that first call
+// (kube-lb runs entirely in one network namespace).
+NetlinkSocket& Socket(Napi::Env env) {
+  static std::unique_ptr<NetlinkSocket> socket;
+  if (!socket) socket = std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER);
+  return *socket;
+}
+
+std::string ProtocolName(uint8_t protocol) {
+  switch (protocol) {
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_SCTP: return "sctp";
+  }
+  return std::to_string(protocol);
+}
+
+const SetType& TypeArg(const Args& args) {
+  std::string name = args.String(1, "type");
+  for (const SetType& type : kTypes) {
+    if (name == type.name) return type;
+  }
+  args.Fail("type", "one of hash:ip, hash:ip,port, hash:ip,port,ip, hash:ip,port,net, bitmap:port");
+}
+
+// The element's parts after the set and its type: [family, ip, protocol,
+// port, ip2, cidr2] as far as the type has them; family is "IPv4" or "IPv6",
+// the set's.
+Element ElementArgs(const Args& args, const SetType& type) {
+  const char* fn = "ipsetApply";
+  Element e{};
+  size_t i = 2;
+  std::string family;
+  if (type.ip) {
+    family = args.String(i++, "family");
+    std::string ip = args.String(i++, "ip");
+    e.ip = ParseAddress(args.Env(), fn, family, ip);
+    e.text = ip + ",";
+  }
+  if (type.protocol) {
+    e.protocol = static_cast<uint8_t>(args.Uint32(i++, "protocol", 1, 255));
+    e.text += ProtocolName(e.protocol) + ":";
+  }
+  if (type.port) {
+    e.port = static_cast<uint16_t>(args.Uint32(i++, "port", 0, 65535));
+    e.text += std::to_string(e.port) + ",";
+  }
+  if (type.ip2) {
+    std::string ip2 = args.String(i++, "ip2");
+    e.ip2 = ParseAddress(args.Env(), fn, family, ip2);
+    e.text += ip2;
+    if (type.cidr2) {
+      e.cidr2 = static_cast<uint8_t>(args.Uint32(i++, "cidr2", 0, 128));
+      e.text.append("/").append(std::to_string(e.cidr2));
+    }
+    e.text += ",";
+  }
+  e.text.pop_back();  // the last separator
+  return e;
+}
+
+// An address nested in attribute `type` (IPSET_ATTR_IP, IPSET_ATTR_IP2).
+void PutAddress(nlmsghdr* nlh, uint16_t type, const Address& address) {
+  nlattr* nest = mnl_attr_nest_start(nlh, type);
+  uint16_t attr = address.af == AF_INET6 ? IPSET_ATTR_IPADDR_IPV6 : IPSET_ATTR_IPADDR_IPV4;
+  mnl_attr_put(nlh, attr | NLA_F_NET_BYTEORDER, address.size(), address.bytes);
+  mnl_attr_nest_end(nlh, nest);
+}
+
+void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const SetType& type, const Element& e) {
+  nlmsghdr* nlh = socket.BeginQueued((NFNL_SUBSYS_IPSET << 8) | cmd, 0);
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  // The kernel takes the family from the set; ipset sends IPv4's for every set.
+  nfg->nfgen_family = NFPROTO_IPV4;
+  nfg->version = NFNETLINK_V0;
+  nfg->res_id = 0;
+  mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, kProtocol);
+  mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, set.c_str());
+  nlattr* data = mnl_attr_nest_start(nlh, IPSET_ATTR_DATA);
+  if (type.ip) PutAddress(nlh, IPSET_ATTR_IP, e.ip);
+  if (type.port) mnl_attr_put_u16(nlh, IPSET_ATTR_PORT | NLA_F_NET_BYTEORDER, htons(e.port));
+  if (type.protocol) mnl_attr_put_u8(nlh, IPSET_ATTR_PROTO, e.protocol);
+  if (type.ip2) PutAddress(nlh, IPSET_ATTR_IP2, e.ip2);
+  if (type.cidr2) mnl_attr_put_u8(nlh, IPSET_ATTR_CIDR2, e.cidr2);
+  mnl_attr_nest_end(nlh, data);
+  socket.Enqueue(nlh, cmd == IPSET_CMD_ADD ? "add" : "delete", "element " + e.text + " of ipset " + set);
+}
+
+// ipsetApply(changes): each change [op, set, type, ...element], op "add" or
+// "del", element as ElementArgs reads it, applied in order; returns for each
+// null or its error. The kernel goes on past a refused change.
+Napi::Value Apply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "ipsetApply: changes must be an array");
+  Napi::Array changes = info[0].As<Napi::Array>();
+  NetlinkSocket& socket = Socket(env);
+  socket.DiscardQueued();
+  std::vector<const SetType*> types;
+  for (uint32_t i = 0; i < changes.Length(); i++) {
+    Napi::Value change = changes.Get(i);
+    Napi::Value op = change.IsArray() ? change.As<Napi::Array>().Get(0u) : env.Undefined();
+    std::string name = op.IsString() ? op.As<Napi::String>().Utf8Value() : "";
+    if (name != "add" && name != "del") {
+      throw Napi::TypeError::New(env, "ipsetApply: change " + std::to_string(i) + " must be [op, set, type, ...element] with op add or del");
+    }
+    Args args(change.As<Napi::Array>(), 1, "ipsetApply");
+    std::string set = args.String(0, "set");
+    if (set.empty() || set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
+    const SetType& type = TypeArg(args);
+    Queue(socket, name == "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL, set, type, ElementArgs(args, type));
+    types.push_back(&type);
+  }
+  return socket.SendQueued(env, [&](int err, size_t index, const std::string& op, const std::string& object) {
+    return IpsetError(env, err, *types[index], op, object);
+  });
+}
+
+}  // namespace
+
+void ExportIpset(Napi::Env env, Napi::Object exports) { Export(env, exports, "ipsetApply", Apply); }

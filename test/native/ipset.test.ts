@@ -1,0 +1,228 @@
+// ipsetApply against the kernel, in a network namespace of the test's own
+// (kl-ipset-PID), where the addon runs in a child process: kube-lb's sets of
+// both families, created by the ipset command as a full sync creates them,
+// take the changes updateSets sends, and `ipset save` then prints exactly
+// the entries kube-lb keeps. Needs root and the ipset command.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { projectRoot, type IpsetChange, type NativeAddon } from '../../src/native/index.js';
+import { type FamilySets, SET_NAMES, type SetName, familySetName, renderSetsReplace, setChanges, updateSets } from '../../src/backends/ipvs/netfilter.js';
+import { requireCommand, requireRoot } from '../lib/preconditions.js';
+
+const ns = `kl-ipset-${process.pid}`;
+const addonPath = path.join(projectRoot, 'build', 'Release', 'kube_lb_native.node');
+
+/** Runs a command in the namespace; its stdout. */
+function inNetns(command: string, args: string[], input = ''): string {
+  try {
+    return execFileSync('ip', ['netns', 'exec', ns, command, ...args], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const { stderr, message } = err as { stderr?: string; message: string };
+    throw new Error(`${command} ${args.join(' ')} in ${ns} failed: ${stderr?.trim() || message}`);
+  }
+}
+
+// Reads the changes as JSON on stdin; writes each result, or what the call threw.
+const APPLY = `
+const addon = require(${JSON.stringify(addonPath)});
+let input = '';
+process.stdin.on('data', (d) => (input += d)).on('end', () => {
+  let out;
+  try {
+    out = { results: addon.ipsetApply(JSON.parse(input)).map((e) => e && { message: e.message, code: e.code, errno: e.errno }) };
+  } catch (e) {
+    out = { thrown: { name: e.name, message: e.message } };
+  }
+  process.stdout.write(JSON.stringify(out));
+});`;
+
+/** ipsetApply as the addon runs it in the namespace. */
+const netnsLib: Pick<NativeAddon, 'ipsetApply'> = {
+  ipsetApply(changes: readonly IpsetChange[]): (Error | null)[] {
+    const out = JSON.parse(inNetns(process.execPath, ['-e', APPLY], JSON.stringify(changes))) as {
+      results?: ({ message: string; code: string; errno: number } | null)[];
+      thrown?: { name: string; message: string };
+    };
+    if (out.thrown) throw out.thrown.name === 'TypeError' ? new TypeError(out.thrown.message) : new Error(out.thrown.message);
+    return out.results!.map((e) => e && Object.assign(new Error(e.message), { code: e.code, errno: e.errno }));
+  },
+};
+
+/** Every set's entries by kernel name, as `ipset save` prints them. */
+function saved(): Map<string, Set<string>> {
+  const sets = new Map<string, Set<string>>();
+  for (const line of inNetns('ipset', ['save']).split('\n')) {
+    const [verb, name, entry] = line.split(' ');
+    if (verb === 'create') sets.set(name!, new Set());
+    if (verb === 'add') sets.get(name!)!.add(entry!);
+  }
+  return sets;
+}
+
+/** kube-lb's sets holding `entries` by family and set, the others empty. */
+function familySets(entries: Partial<Record<'IPv4' | 'IPv6', Partial<Record<SetName, string[]>>>>): FamilySets {
+  const sets = (family: 'IPv4' | 'IPv6') => Object.fromEntries(SET_NAMES.map((set) => [set, new Set(entries[family]?.[set] ?? [])])) as FamilySets['IPv4'];
+  return { IPv4: sets('IPv4'), IPv6: sets('IPv6') };
+}
+
+/** `base` with `entries` added to one set. */
+function plus(base: FamilySets, family: 'IPv4' | 'IPv6', set: SetName, entries: string[]): FamilySets {
+  const copy = (f: 'IPv4' | 'IPv6') => Object.fromEntries(SET_NAMES.map((s) => [s, new Set([...base[f][s], ...(f === family && s === set ? entries : [])])])) as FamilySets['IPv4'];
+  return { IPv4: copy('IPv4'), IPv6: copy('IPv6') };
+}
+
+/** Checks that the kernel holds exactly `expected` in kube-lb's sets. */
+function assertKernelHolds(expected: FamilySets): void {
+  const kernel = saved();
+  for (const family of ['IPv4', 'IPv6'] as const) {
+    for (const set of SET_NAMES) {
+      const name = familySetName(set, family);
+      assert.deepEqual([...kernel.get(name)!].sort(), [...expected[family][set]].sort(), name);
+    }
+  }
+}
+
+const empty = familySets({});
+
+// One element or more of every set type, in each family.
+const first = familySets({
+  IPv4: {
+    'KUBE-CLUSTER-IP': ['10.96.0.10,tcp:80', '10.96.0.10,udp:53'],
+    'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24'],
+    'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
+    'KUBE-NODE-PORT-TCP': ['30080', '30081'],
+    'KUBE-NODE-PORT-SCTP-HASH': ['192.168.0.2,sctp:30009'],
+    'KUBE-LOOP-BACK': ['10.244.0.11,udp:5353,10.244.0.11'],
+    'KUBE-IPVS-IPS': ['10.96.0.10', '198.51.100.12'],
+  },
+  IPv6: {
+    'KUBE-CLUSTER-IP': ['fd00:96::10,tcp:80'],
+    'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['fd00:100::12,tcp:80,fd00:18::/64'],
+    'KUBE-LOAD-BALANCER-SOURCE-IP': ['fd00:100::12,tcp:80,fd00:100::12'],
+    'KUBE-NODE-PORT-UDP': ['30053'],
+    'KUBE-LOOP-BACK': ['fd00::1,udp:53,fd00::1'],
+    'KUBE-IPVS-IPS': ['fd00:96::10', 'fd00:100::12'],
+  },
+});
+
+// Some of those gone, others come.
+const second = familySets({
+  IPv4: {
+    'KUBE-CLUSTER-IP': ['10.96.0.10,tcp:80', '10.96.0.11,tcp:443'],
+    'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/16'],
+    'KUBE-NODE-PORT-TCP': ['30081'],
+    'KUBE-LOOP-BACK': ['10.244.0.11,udp:5353,10.244.0.11', '10.244.0.12,tcp:8080,10.244.0.12'],
+    'KUBE-IPVS-IPS': ['10.96.0.10', '10.96.0.11'],
+  },
+  IPv6: {
+    'KUBE-CLUSTER-IP': ['fd00:96::10,tcp:80', 'fd00:96::11,sctp:9'],
+    'KUBE-NODE-PORT-UDP': ['30053', '32767'],
+    'KUBE-IPVS-IPS': ['fd00:96::10', 'fd00:96::11'],
+  },
+});
+
+/** The error results of `results`, each as [code, message]. */
+const errorsOf = (results: (Error | null)[]): ([string, string] | null)[] => results.map((e) => e && [(e as NodeJS.ErrnoException).code!, e.message]);
+
+describe('ipsetApply', () => {
+  before(() => {
+    requireRoot();
+    requireCommand('ipset', 'apt-get install ipset');
+    execFileSync('ip', ['netns', 'add', ns]);
+    // kube-lb's sets of both families, as its full syncs create them.
+    inNetns('ipset', ['restore', '-exist'], renderSetsReplace(empty, ['IPv4', 'IPv6']));
+  });
+
+  after(() => {
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
+
+  it('adds and deletes elements of every set type and family; ipset save prints them as kube-lb keeps them', () => {
+    updateSets(netnsLib, empty, first);
+    assertKernelHolds(first);
+    updateSets(netnsLib, first, second);
+    assertKernelHolds(second);
+  });
+
+  it('sends a batch larger than one sendmsg, each change acknowledged', () => {
+    const loopBack = Array.from({ length: 300 }, (_, i) => `10.244.${i >> 8}.${i & 255},tcp:8080,10.244.${i >> 8}.${i & 255}`);
+    const many = plus(second, 'IPv4', 'KUBE-LOOP-BACK', loopBack);
+    const changes = setChanges(second, many);
+    assert.ok(changes.length > 256, `${changes.length} changes`);
+    assert.deepEqual(netnsLib.ipsetApply(changes), changes.map(() => null));
+    assertKernelHolds(many);
+    updateSets(netnsLib, many, second);
+    assertKernelHolds(second);
+  });
+
+  it('takes adding an element already there and deleting one that is not as done, as ipset -exist does', () => {
+    const results = netnsLib.ipsetApply([
+      ['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 6, 80],
+      ['add', 'KUBE-6-NODE-PORT-UDP', 'bitmap:port', 30053],
+      ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.99', 6, 80],
+      ['del', 'KUBE-6-LOOP-BACK', 'hash:ip,port,ip', 'IPv6', 'fd00::99', 17, 53, 'fd00::99'],
+      ['del', 'KUBE-NODE-PORT-UDP', 'bitmap:port', 1],
+    ]);
+    assert.deepEqual(results, [null, null, null, null, null]);
+    assertKernelHolds(second);
+  });
+
+  it('returns a set that does not exist as its change\'s error, and applies the changes around it', () => {
+    const results = netnsLib.ipsetApply([
+      ['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.12'],
+      ['add', 'KUBE-NO-SUCH-SET', 'hash:ip,port', 'IPv4', '10.96.0.12', 6, 80],
+      ['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.12'],
+    ]);
+    assert.deepEqual(errorsOf(results), [null, ['ENOENT', 'add element 10.96.0.12,tcp:80 of ipset KUBE-NO-SUCH-SET: no such set'], null]);
+    assertKernelHolds(second);
+  });
+
+  it('fails an update that a set refuses, naming the set, the element and why', () => {
+    inNetns('ipset', ['destroy', 'KUBE-6-IPVS-IPS']);
+    try {
+      assert.throws(() => updateSets(netnsLib, second, plus(second, 'IPv6', 'KUBE-IPVS-IPS', ['fd00:96::12'])), {
+        message: 'ipset refused 1 of 1 element change(s): add element fd00:96::12 of ipset KUBE-6-IPVS-IPS: no such set',
+      });
+    } finally {
+      inNetns('ipset', ['restore', '-exist'], renderSetsReplace(second, ['IPv4', 'IPv6']));
+    }
+    assertKernelHolds(second);
+  });
+
+  it("reads ipset's own refusals as its reasons, by the set's type", () => {
+    inNetns('ipset', ['create', 'kl-test-range', 'bitmap:port', 'range', '30000-32767']);
+    inNetns('ipset', ['create', 'kl-test-full', 'hash:ip', 'maxelem', '1']);
+    const results = netnsLib.ipsetApply([
+      ['add', 'kl-test-range', 'bitmap:port', 80],
+      ['add', 'kl-test-full', 'hash:ip', 'IPv4', '10.0.0.1'],
+      ['add', 'kl-test-full', 'hash:ip', 'IPv4', '10.0.0.2'],
+      ['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '0.0.0.0'],
+      ['add', 'KUBE-LOAD-BALANCER-SOURCE-CIDR', 'hash:ip,port,net', 'IPv4', '198.51.100.12', 6, 80, '0.0.0.0', 0],
+      // An element of the other family: the kernel refuses the message's form.
+      ['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv6', 'fd00::1', 6, 80],
+    ]);
+    assert.deepEqual(errorsOf(results), [
+      ['IPSET_ERR_BITMAP_RANGE', "add element 80 of ipset kl-test-range: the element is outside the set's range"],
+      null,
+      ['IPSET_ERR_HASH_FULL', 'add element 10.0.0.2 of ipset kl-test-full: the set is full (its maxelem)'],
+      ['IPSET_ERR_HASH_ELEM', 'add element 0.0.0.0 of ipset KUBE-IPVS-IPS: a hash set cannot hold an all-zero element'],
+      ['IPSET_ERR_INVALID_CIDR', 'add element 198.51.100.12,tcp:80,0.0.0.0/0 of ipset KUBE-LOAD-BALANCER-SOURCE-CIDR: the prefix length is out of range'],
+      ['IPSET_ERR_PROTOCOL', "add element fd00::1,tcp:80 of ipset KUBE-CLUSTER-IP: the kernel's ipset refused the message (an attribute missing, malformed, or an address of the other family)"],
+    ]);
+  });
+
+  it('refuses a malformed change before sending any', () => {
+    for (const [change, message] of [
+      [['put', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: change 1 must be [op, set, type, ...element] with op add or del'],
+      [['add', 'KUBE-IPVS-IPS', 'hash:net', 'IPv4', '10.96.0.13'], 'ipsetApply: type must be one of hash:ip, hash:ip,port, hash:ip,port,ip, hash:ip,port,net, bitmap:port'],
+      [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', 'fd00::13'], 'ipsetApply: fd00::13 is not an IPv4 address'],
+      [['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.13', 6], 'ipsetApply: port must be an integer from 0 to 65535'],
+      [['add', 'x'.repeat(32), 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: set must be a name of 1 to 31 characters'],
+    ] as [IpsetChange, string][]) {
+      assert.throws(() => netnsLib.ipsetApply([['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], change]), { name: 'TypeError', message });
+    }
+    assertKernelHolds(second);
+  });
+});
