@@ -1,14 +1,14 @@
 // ipsetApply against the kernel, in a network namespace of the test's own
 // (kl-ipset-PID), where the addon runs in a child process: kube-lb's sets of
 // both families, created by the ipset command as a full sync creates them,
-// take the changes updateSets sends, and `ipset save` then prints exactly
+// take the changes a SetEntries makes, through applySetChanges, and `ipset save` then prints exactly
 // the entries kube-lb keeps. Needs root and the ipset command.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot, type IpsetChange, type NativeAddon } from '../../src/native/index.js';
-import { type FamilySets, SET_NAMES, type SetName, familySetName, renderSetsReplace, setChanges, updateSets } from '../../src/backends/ipvs/netfilter.js';
+import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, type SetName, applySetChanges, familySetName, renderSetsReplace } from '../../src/backends/ipvs/netfilter.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const ns = `kl-ipset-${process.pid}`;
@@ -61,16 +61,16 @@ function saved(): Map<string, Set<string>> {
   return sets;
 }
 
-/** kube-lb's sets holding `entries` by family and set, the others empty. */
-function familySets(entries: Partial<Record<'IPv4' | 'IPv6', Partial<Record<SetName, string[]>>>>): FamilySets {
-  const sets = (family: 'IPv4' | 'IPv6') => Object.fromEntries(SET_NAMES.map((set) => [set, new Set(entries[family]?.[set] ?? [])])) as FamilySets['IPv4'];
-  return { IPv4: sets('IPv4'), IPv6: sets('IPv6') };
+/** kube-lb's set entries, given by family and set. */
+function setEntries(entries: Partial<Record<'IPv4' | 'IPv6', Partial<Record<SetName, string[]>>>>): SetEntry[] {
+  return (['IPv4', 'IPv6'] as const).flatMap((family) => Object.entries(entries[family] ?? {}).flatMap(([set, list]) => list.map((entry): SetEntry => [family, set as SetName, entry])));
 }
 
-/** `base` with `entries` added to one set. */
-function plus(base: FamilySets, family: 'IPv4' | 'IPv6', set: SetName, entries: string[]): FamilySets {
-  const copy = (f: 'IPv4' | 'IPv6') => Object.fromEntries(SET_NAMES.map((s) => [s, new Set([...base[f][s], ...(f === family && s === set ? entries : [])])])) as FamilySets['IPv4'];
-  return { IPv4: copy('IPv4'), IPv6: copy('IPv6') };
+/** The sets holding `entries`, the others empty. */
+function contentsOf(entries: readonly SetEntry[]): FamilySets {
+  const sets = new SetEntries();
+  sets.set('test', entries);
+  return sets.contents();
 }
 
 /** Checks that the kernel holds exactly `expected` in kube-lb's sets. */
@@ -84,10 +84,8 @@ function assertKernelHolds(expected: FamilySets): void {
   }
 }
 
-const empty = familySets({});
-
 // One element or more of every set type, in each family.
-const first = familySets({
+const first = setEntries({
   IPv4: {
     'KUBE-CLUSTER-IP': ['10.96.0.10,tcp:80', '10.96.0.10,udp:53'],
     'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24'],
@@ -108,7 +106,7 @@ const first = familySets({
 });
 
 // Some of those gone, others come.
-const second = familySets({
+const second = setEntries({
   IPv4: {
     'KUBE-CLUSTER-IP': ['10.96.0.10,tcp:80', '10.96.0.11,tcp:443'],
     'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/16'],
@@ -132,7 +130,7 @@ describe('ipsetApply', () => {
     requireCommand('ipset', 'apt-get install ipset');
     execFileSync('ip', ['netns', 'add', ns]);
     // kube-lb's sets of both families, as its full syncs create them.
-    inNetns('ipset', ['restore', '-exist'], renderSetsReplace(empty, ['IPv4', 'IPv6']));
+    inNetns('ipset', ['restore', '-exist'], renderSetsReplace(contentsOf([]), ['IPv4', 'IPv6']));
   });
 
   after(() => {
@@ -140,21 +138,24 @@ describe('ipsetApply', () => {
   });
 
   it('adds and deletes elements of every set type and family; ipset save prints them as kube-lb keeps them', () => {
-    updateSets(netnsLib, empty, first);
-    assertKernelHolds(first);
-    updateSets(netnsLib, first, second);
-    assertKernelHolds(second);
+    const sets = new SetEntries();
+    applySetChanges(netnsLib, sets.set('test', first));
+    assertKernelHolds(contentsOf(first));
+    applySetChanges(netnsLib, sets.set('test', second));
+    assertKernelHolds(contentsOf(second));
   });
 
   it('sends a batch larger than one sendmsg, each change acknowledged', () => {
     const loopBack = Array.from({ length: 300 }, (_, i) => `10.244.${i >> 8}.${i & 255},tcp:8080,10.244.${i >> 8}.${i & 255}`);
-    const many = plus(second, 'IPv4', 'KUBE-LOOP-BACK', loopBack);
-    const changes = setChanges(second, many);
+    const many = [...second, ...loopBack.map((entry): SetEntry => ['IPv4', 'KUBE-LOOP-BACK', entry])];
+    const sets = new SetEntries();
+    sets.set('test', second);
+    const changes = sets.set('test', many);
     assert.ok(changes.length > 256, `${changes.length} changes`);
     assert.deepEqual(netnsLib.ipsetApply(changes), changes.map(() => null));
-    assertKernelHolds(many);
-    updateSets(netnsLib, many, second);
-    assertKernelHolds(second);
+    assertKernelHolds(contentsOf(many));
+    applySetChanges(netnsLib, sets.set('test', second));
+    assertKernelHolds(contentsOf(second));
   });
 
   it('takes adding an element already there and deleting one that is not as done, as ipset -exist does', () => {
@@ -166,7 +167,7 @@ describe('ipsetApply', () => {
       ['del', 'KUBE-NODE-PORT-UDP', 'bitmap:port', 1],
     ]);
     assert.deepEqual(results, [null, null, null, null, null]);
-    assertKernelHolds(second);
+    assertKernelHolds(contentsOf(second));
   });
 
   it('returns a set that does not exist as its change\'s error, and applies the changes around it', () => {
@@ -176,19 +177,21 @@ describe('ipsetApply', () => {
       ['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.12'],
     ]);
     assert.deepEqual(errorsOf(results), [null, ['ENOENT', 'add element 10.96.0.12,tcp:80 of ipset KUBE-NO-SUCH-SET: no such set'], null]);
-    assertKernelHolds(second);
+    assertKernelHolds(contentsOf(second));
   });
 
   it('fails an update that a set refuses, naming the set, the element and why', () => {
     inNetns('ipset', ['destroy', 'KUBE-6-IPVS-IPS']);
     try {
-      assert.throws(() => updateSets(netnsLib, second, plus(second, 'IPv6', 'KUBE-IPVS-IPS', ['fd00:96::12'])), {
+      const sets = new SetEntries();
+      sets.set('test', second);
+      assert.throws(() => applySetChanges(netnsLib, sets.set('test', [...second, ['IPv6', 'KUBE-IPVS-IPS', 'fd00:96::12']])), {
         message: 'ipset refused 1 of 1 element change(s): add element fd00:96::12 of ipset KUBE-6-IPVS-IPS: no such set',
       });
     } finally {
-      inNetns('ipset', ['restore', '-exist'], renderSetsReplace(second, ['IPv4', 'IPv6']));
+      inNetns('ipset', ['restore', '-exist'], renderSetsReplace(contentsOf(second), ['IPv4', 'IPv6']));
     }
-    assertKernelHolds(second);
+    assertKernelHolds(contentsOf(second));
   });
 
   it("reads ipset's own refusals as its reasons, by the set's type", () => {
@@ -223,6 +226,6 @@ describe('ipsetApply', () => {
     ] as [IpsetChange, string][]) {
       assert.throws(() => netnsLib.ipsetApply([['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], change]), { name: 'TypeError', message });
     }
-    assertKernelHolds(second);
+    assertKernelHolds(contentsOf(second));
   });
 });

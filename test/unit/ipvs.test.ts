@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
-import { CLUSTER_IP_SET, LOOP_BACK_SET, renderRemoval, renderRules, renderSetsReplace, setChanges, setContents, updateSets } from '../../src/backends/ipvs/netfilter.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, SetEntries, applySetChanges, frontendSetEntries, renderRemoval, renderRules, renderSetsReplace } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
 import type { IpsetChange, IpvsChange } from '../../src/native/index.js';
@@ -63,6 +63,18 @@ describe('ipvs schedulers', () => {
     assert.deepEqual(state.get('default/plain:http')!.settings, {});
   });
 });
+
+/** Frontends with their endpoints on this node, each keyed by its place in the list. */
+type Programmed = { frontend: Parameters<typeof frontendSetEntries>[0]; onThisNode: { ip: string; port: number }[] }[];
+
+/** SetEntries holding these frontends' entries, as a full sync fills it. */
+function setEntriesOf(programmed: Programmed): SetEntries {
+  const sets = new SetEntries();
+  programmed.forEach(({ frontend, onThisNode }, i) => sets.set(String(i), frontendSetEntries(frontend, onThisNode)));
+  return sets;
+}
+
+const setContents = (programmed: Programmed) => setEntriesOf(programmed).contents();
 
 describe('ipvs ipsets and iptables rules', () => {
   const clusterIp = { kind: 'ClusterIP' as const, family: 'IPv4' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
@@ -119,7 +131,7 @@ describe('ipvs ipsets and iptables rules', () => {
     for (const name of names) assert.ok(name.length <= 31, name);
   });
 
-  test('a full write fills twins and swaps them in; a diff adds and deletes only what changed', () => {
+  test('a full write fills twins and swaps them in; a frontend\'s change adds and deletes only what changed', () => {
     const before = setContents(programmed);
     const replace = renderSetsReplace(before, ['IPv4']).split('\n');
     assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
@@ -129,15 +141,29 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(replace.includes(`destroy ${twin('KUBE-LOOP-BACK')}`));
     assert.ok(!replace.some((l) => l.includes('KUBE-6-')), 'no IPv6 set where IPv6 is not served');
 
-    const after = setContents([programmed[0]!]);
-    assert.deepEqual(setChanges(before, after), [
+    const sets = setEntriesOf(programmed);
+    assert.deepEqual(sets.set('1', []), [
       ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 17, 53],
       ['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
-    ]);
-    assert.deepEqual(setChanges(after, after), []);
+    ], 'the address stays in KUBE-IPVS-IPS: the TCP port still has it');
+    const { frontend, onThisNode } = programmed[0]!;
+    assert.deepEqual(sets.set('0', frontendSetEntries(frontend, onThisNode)), [], 'unchanged, nothing to send');
+    assert.deepEqual(sets.set('0', frontendSetEntries(frontend, [])), [['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 6, 8080, '10.244.0.11']]);
+    assert.deepEqual(sets.set('0', []), [['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.10'], ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 6, 80]]);
+    assert.deepEqual(Object.values(sets.contents().IPv4).filter((set) => set.size > 0), []);
   });
 
-  test('a diff goes to the kernel in one ipsetApply, and every refused element fails the update by name', () => {
+  test('an entry frontends share stays until the last of them goes: one NodePort on two node addresses', () => {
+    const nodePort = (ip: string) => frontendSetEntries({ ip, port: 30080, protocol: 'TCP', kind: 'NodePort', family: 'IPv4', masquerade: 'all', sourceRanges: [] }, []);
+    const sets = new SetEntries();
+    assert.deepEqual(sets.set('a', nodePort('192.168.0.2')), [['add', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
+    assert.deepEqual(sets.set('b', nodePort('192.168.1.2')), []);
+    assert.deepEqual(sets.set('a', []), []);
+    assert.deepEqual([...sets.contents().IPv4['KUBE-NODE-PORT-TCP']], ['30080']);
+    assert.deepEqual(sets.set('b', []), [['del', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
+  });
+
+  test('a sync\'s set changes go to the kernel in one ipsetApply, and every refused element fails the update by name', () => {
     const calls: (readonly IpsetChange[])[] = [];
     const lib = (refuse: (c: IpsetChange) => boolean) => ({
       ipsetApply(changes: readonly IpsetChange[]) {
@@ -145,13 +171,12 @@ describe('ipvs ipsets and iptables rules', () => {
         return changes.map((c) => (refuse(c) ? new Error(`add element ${c[4]},udp:${c[6]} of ipset ${c[1]}: the set is full (its maxelem)`) : null));
       },
     });
-    const before = setContents([programmed[0]!]);
-    const after = setContents(programmed);
-    updateSets(lib(() => false), after, after);
+    const changes = setEntriesOf([programmed[0]!]).set('1', frontendSetEntries(programmed[1]!.frontend, programmed[1]!.onThisNode));
+    applySetChanges(lib(() => false), []);
     assert.equal(calls.length, 0, 'nothing to send, no exchange');
-    updateSets(lib(() => false), before, after);
-    assert.deepEqual(calls.pop(), setChanges(before, after));
-    assert.throws(() => updateSets(lib((c) => c[1] === 'KUBE-CLUSTER-IP'), before, after), {
+    applySetChanges(lib(() => false), changes);
+    assert.deepEqual(calls.pop(), changes);
+    assert.throws(() => applySetChanges(lib((c) => c[1] === 'KUBE-CLUSTER-IP'), changes), {
       message: 'ipset refused 1 of 2 element change(s): add element 10.96.0.10,udp:53 of ipset KUBE-CLUSTER-IP: the set is full (its maxelem)',
     });
   });
@@ -267,18 +292,19 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(replace.includes('swap KUBE-6-SWAP-0-NEW KUBE-6-CLUSTER-IP'));
     assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
 
-    const v4Only = setContents(programmed);
-    assert.deepEqual(setChanges(v4Only, contents), [
+    const sets = setEntriesOf(programmed);
+    const v6Changes = dualStack.slice(programmed.length).flatMap(({ frontend, onThisNode }, i) => sets.set(`v6-${i}`, frontendSetEntries(frontend, onThisNode)));
+    assert.deepEqual(v6Changes, [
+      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:96::10'],
       ['add', 'KUBE-6-CLUSTER-IP', 'hash:ip,port', 'IPv6', 'fd00:96::10', 6, 80],
+      ['add', 'KUBE-6-LOOP-BACK', 'hash:ip,port,ip', 'IPv6', 'fd00:244::11', 6, 8080, 'fd00:244::11'],
+      ['add', 'KUBE-6-NODE-PORT-TCP', 'bitmap:port', 30080],
+      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:100::12'],
       ['add', 'KUBE-6-LOAD-BALANCER', 'hash:ip,port', 'IPv6', 'fd00:100::12', 6, 80],
       ['add', 'KUBE-6-LOAD-BALANCER-FW', 'hash:ip,port', 'IPv6', 'fd00:100::12', 6, 80],
       ['add', 'KUBE-6-LOAD-BALANCER-SOURCE-CID', 'hash:ip,port,net', 'IPv6', 'fd00:100::12', 6, 80, 'fd00:18::', 64],
       ['add', 'KUBE-6-LOAD-BALANCER-SOURCE-IP', 'hash:ip,port,ip', 'IPv6', 'fd00:100::12', 6, 80, 'fd00:100::12'],
-      ['add', 'KUBE-6-NODE-PORT-TCP', 'bitmap:port', 30080],
-      ['add', 'KUBE-6-LOOP-BACK', 'hash:ip,port,ip', 'IPv6', 'fd00:244::11', 6, 8080, 'fd00:244::11'],
-      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:96::10'],
-      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:100::12'],
-    ]);
+    ], 'the NodePort shares its endpoint\'s KUBE-6-LOOP-BACK entry with the cluster IP');
   });
 
   test('IPv6 rules name the KUBE-6- sets, in the chains IPv4 has, with IPv6 loopback and pod CIDR', () => {

@@ -69,7 +69,7 @@ export class IptablesBackend implements Backend {
   }
 
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
-    const servicePorts = sortedServicePorts(state);
+    const servicePorts = sortedServicePorts(state.values());
     for (const fam of this.families) {
       const wanted = await this.wantedChains(fam, servicePorts);
       if (wanted.localhostNodePorts) enableRouteLocalnet(this.opts.log);
@@ -99,7 +99,7 @@ export class IptablesBackend implements Backend {
 
   /** The chains sync writes, read as inspect reads iptables-save. */
   async planned(state: DesiredState): Promise<FrontendView[]> {
-    const servicePorts = sortedServicePorts(state);
+    const servicePorts = sortedServicePorts(state.values());
     const views: FrontendView[] = [];
     for (const fam of this.families) {
       const wanted = await this.wantedChains(fam, servicePorts);

@@ -16,7 +16,7 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type FamilySets, type RuleOptions, installRules, readSets, removeRules, setContents, updateSets } from './netfilter.js';
+import { type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, installRules, readSets, removeRules } from './netfilter.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, type IpvsChanges, IpvsTable, type RealServerStats, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
@@ -56,8 +56,8 @@ export class IpvsBackend implements Backend {
   private applied = new Map<string, VirtualServer>();
   /** Frontends each service port key was last programmed with. */
   private readonly frontendsOf = new Map<string, string[]>();
-  /** The set contents last written; null until a full sync has installed the rules. */
-  private sets: FamilySets | null = null;
+  /** The set entries last written; null until a full sync has installed the rules. */
+  private sets: SetEntries | null = null;
   private drainTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -93,7 +93,8 @@ export class IpvsBackend implements Backend {
     const link = this.link;
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
     const full = changed === null || this.sets === null;
-    const programmed = servicePortsToProgram(state);
+    // A partial sync looks only at the service ports that changed.
+    const programmed = servicePortsToProgram(full ? state.values() : [...changed!].flatMap((key) => state.get(key) ?? []));
     const wanted = new Map(programmed.map((sp) => [frontendKey(sp.frontend), sp]));
     if (full) {
       // Also what this process programmed or is about to: a sync that failed may have left a NodePort out of its set.
@@ -152,18 +153,25 @@ export class IpvsBackend implements Backend {
     const written = [...touched].filter((fk) => !refused.has(fk)).length;
     this.unbindUnused(link, full ? link.addresses() : released);
 
-    const contents = setContents([...this.applied].flatMap(([fk, vs]) => {
+    // A virtual server's set entries, from what the kernel took: an endpoint IPVS refused gets no KUBE-LOOP-BACK entry.
+    const entriesOf = (fk: string): SetEntry[] => {
+      const vs = this.applied.get(fk);
       const sp = wanted.get(fk);
-      if (!sp) return [];
+      if (!vs || !sp) return [];
       const onThisNode = new Set([...sp.frontend.internal.onThisNode, ...sp.frontend.external.onThisNode].map(destKey));
-      return [{ frontend: sp.frontend, onThisNode: activeDestinations(vs).filter((d) => onThisNode.has(destKey(d))) }];
-    }));
-    const before = this.sets;
+      return frontendSetEntries(sp.frontend, activeDestinations(vs).filter((d) => onThisNode.has(destKey(d))));
+    };
+    const before = full ? null : this.sets;
     this.sets = null; // unknown until written: a failure makes the next sync full
-    if (full || before === null) await installRules(this.opts, contents, this.families);
-    else updateSets(this.lib, before, contents);
-    this.sets = contents;
-
+    if (before === null) {
+      const sets = new SetEntries();
+      for (const fk of this.applied.keys()) sets.set(fk, entriesOf(fk));
+      await installRules(this.opts, sets.contents(), this.families);
+      this.sets = sets;
+    } else {
+      applySetChanges(this.lib, [...candidates].flatMap((fk) => before.set(fk, entriesOf(fk))));
+      this.sets = before;
+    }
     if (full) this.frontendsOf.clear();
     for (const key of full ? state.keys() : changed!) {
       const now = frontendsNow.get(key);
@@ -231,8 +239,10 @@ export class IpvsBackend implements Backend {
 
   /** Unbinds the candidate addresses that no virtual server uses any more. */
   private unbindUnused(link: DummyLink, candidates: Iterable<[string, IPFamily]>): void {
+    const addresses = [...candidates];
+    if (addresses.length === 0) return; // most syncs remove no frontend: skip the walk over every virtual server
     const used = new Set([...this.applied.values()].map((vs) => vs.frontend.ip));
-    link.unbind([...candidates].filter(([ip]) => !used.has(ip)));
+    link.unbind(addresses.filter(([ip]) => !used.has(ip)));
   }
 
   /** Deletes draining real servers whose connections have ended or whose grace period is over. */
@@ -283,7 +293,7 @@ export class IpvsBackend implements Backend {
   }
 
   async planned(state: DesiredState): Promise<FrontendView[]> {
-    return servicePortsToProgram(state).map(({ frontend }) => frontendView(frontend));
+    return servicePortsToProgram(state.values()).map(({ frontend }) => frontendView(frontend));
   }
 
   /** What IPVS counted for each real server of each virtual server: one virtual server per frontend. */

@@ -108,41 +108,89 @@ export const jumpArgs = (j: Jump): string[] => ['-m', 'comment', '--comment', j.
 
 const proto = (p: Protocol): string => p.toLowerCase();
 
-/** The set entries for the programmed frontends and those of their endpoints on this node that get new traffic. */
-export function setContents(programmed: Iterable<{ frontend: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'family' | 'masquerade' | 'sourceRanges'>; onThisNode: readonly Destination[] }>): FamilySets {
-  const byFamily = emptyFamilySets();
-  for (const { frontend: f, onThisNode } of programmed) {
-    const contents = byFamily[f.family];
-    const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
-    // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
-    const unmasqueraded = f.masquerade === 'node';
-    if (f.kind === 'NodePort') {
-      for (const local of unmasqueraded ? [false, true] : [false]) {
-        const [set, entry] = nodePortEntry(f, local);
-        contents[set].add(entry);
-      }
-    } else {
-      contents[IPVS_IPS_SET].add(f.ip);
-      if (f.kind === 'ClusterIP') contents[CLUSTER_IP_SET].add(ipPort);
-      else if (f.kind === 'ExternalIP') contents[unmasqueraded ? EXTERNAL_IP_LOCAL_SET : EXTERNAL_IP_SET].add(ipPort);
-      else {
-        contents[LOAD_BALANCER_SET].add(ipPort);
-        if (unmasqueraded) contents[LOAD_BALANCER_LOCAL_SET].add(ipPort);
-        if (f.sourceRanges.length > 0) contents[LOAD_BALANCER_FW_SET].add(ipPort);
-        // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
-        for (const range of f.sourceRanges) {
-          if (range === `${f.ip}/${f.family === 'IPv6' ? 128 : 32}`) contents[SOURCE_IP_SET].add(`${ipPort},${f.ip}`);
-          else contents[SOURCE_CIDR_SET].add(`${ipPort},${range}`);
-        }
+/** One entry of one of a family's sets, in ipset's text. */
+export type SetEntry = readonly [family: IPFamily, set: SetName, entry: string];
+
+/** The set entries of one programmed frontend and those of its endpoints on this node that get new traffic. */
+export function frontendSetEntries(
+  f: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'family' | 'masquerade' | 'sourceRanges'>,
+  onThisNode: readonly Destination[],
+): SetEntry[] {
+  const entries: SetEntry[] = [];
+  const add = (set: SetName, entry: string): void => void entries.push([f.family, set, entry]);
+  const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
+  // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
+  const unmasqueraded = f.masquerade === 'node';
+  if (f.kind === 'NodePort') {
+    for (const local of unmasqueraded ? [false, true] : [false]) add(...nodePortEntry(f, local));
+  } else {
+    add(IPVS_IPS_SET, f.ip);
+    if (f.kind === 'ClusterIP') add(CLUSTER_IP_SET, ipPort);
+    else if (f.kind === 'ExternalIP') add(unmasqueraded ? EXTERNAL_IP_LOCAL_SET : EXTERNAL_IP_SET, ipPort);
+    else {
+      add(LOAD_BALANCER_SET, ipPort);
+      if (unmasqueraded) add(LOAD_BALANCER_LOCAL_SET, ipPort);
+      if (f.sourceRanges.length > 0) add(LOAD_BALANCER_FW_SET, ipPort);
+      // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
+      for (const range of f.sourceRanges) {
+        if (range === `${f.ip}/${f.family === 'IPv6' ? 128 : 32}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`);
+        else add(SOURCE_CIDR_SET, `${ipPort},${range}`);
       }
     }
-    // A pod reaching its own service comes back to itself: masquerade so the
-    // reply returns through IPVS. Only a pod on this node can, so kube-proxy
-    // lists only those.
-    for (const d of onThisNode) contents[LOOP_BACK_SET].add(`${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
   }
-  return byFamily;
+  // A pod reaching its own service comes back to itself: masquerade so the
+  // reply returns through IPVS. Only a pod on this node can, so kube-proxy
+  // lists only those.
+  for (const d of onThisNode) add(LOOP_BACK_SET, `${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
+  return entries;
 }
+
+/**
+ * The set entries kube-lb's frontends need, kept by frontend so that a sync
+ * touches only the frontends it changes. Frontends share entries (one
+ * NodePort on every node address, one address with several ports): an
+ * entry stays while any frontend needs it.
+ */
+export class SetEntries {
+  private readonly ofFrontend = new Map<string, Map<string, SetEntry>>();
+  private readonly users = new Map<string, { entry: SetEntry; count: number }>();
+
+  /** Makes `entries` the frontend's (none: it is gone); returns the changes this makes to the kernel's sets, in order. */
+  set(frontend: string, entries: readonly SetEntry[]): IpsetChange[] {
+    const before = this.ofFrontend.get(frontend) ?? new Map<string, SetEntry>();
+    const after = new Map(entries.map((e) => [e.join(' '), e]));
+    if (after.size > 0) this.ofFrontend.set(frontend, after);
+    else this.ofFrontend.delete(frontend);
+    const changes: IpsetChange[] = [];
+    for (const [key, entry] of before) {
+      if (after.has(key)) continue;
+      const user = this.users.get(key)!;
+      if (--user.count === 0) {
+        this.users.delete(key);
+        changes.push(setChange('del', entry));
+      }
+    }
+    for (const [key, entry] of after) {
+      if (before.has(key)) continue;
+      const user = this.users.get(key);
+      if (user) user.count++;
+      else {
+        this.users.set(key, { entry, count: 1 });
+        changes.push(setChange('add', entry));
+      }
+    }
+    return changes;
+  }
+
+  /** Every entry, set by set. */
+  contents(): FamilySets {
+    const contents = emptyFamilySets();
+    for (const { entry: [family, set, entry] } of this.users.values()) contents[family][set].add(entry);
+    return contents;
+  }
+}
+
+const setChange = (op: 'add' | 'del', [family, set, entry]: SetEntry): IpsetChange => [op, familySetName(set, family), ...ipsetElement(SET_TYPES[set], family, entry)];
 
 function createLine(name: string, type: string, family: IPFamily): string {
   return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
@@ -165,20 +213,6 @@ export function renderSetsReplace(contents: FamilySets, families: readonly IPFam
     });
   }
   return lines.join('\n') + '\n';
-}
-
-/** The ipsetApply changes that turn `before` into `after`, set by set, deletions first; none when they are equal. */
-export function setChanges(before: FamilySets, after: FamilySets): IpsetChange[] {
-  const changes: IpsetChange[] = [];
-  for (const family of ['IPv4', 'IPv6'] as const) {
-    for (const set of SET_NAMES) {
-      const name = familySetName(set, family);
-      const change = (op: 'add' | 'del', entry: string): IpsetChange => [op, name, ...ipsetElement(SET_TYPES[set], family, entry)];
-      for (const entry of before[family][set]) if (!after[family][set].has(entry)) changes.push(change('del', entry));
-      for (const entry of after[family][set]) if (!before[family][set].has(entry)) changes.push(change('add', entry));
-    }
-  }
-  return changes;
 }
 
 /** Each kernel set name of kube-lb's: its family and set. */
@@ -303,9 +337,8 @@ export async function installRules(opts: RuleOptions, contents: FamilySets, fami
   }
 }
 
-/** Turns the sets from `before` into `after` in one netlink exchange; throws naming each element the kernel refused, and why. */
-export function updateSets(lib: Pick<NativeAddon, 'ipsetApply'>, before: FamilySets, after: FamilySets): void {
-  const changes = setChanges(before, after);
+/** Makes the changes to the sets in one netlink exchange; throws naming each element the kernel refused, and why. */
+export function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, changes: readonly IpsetChange[]): void {
   if (changes.length === 0) return;
   const refused = lib.ipsetApply(changes).filter((err) => err !== null);
   if (refused.length > 0) throw new Error(`ipset refused ${refused.length} of ${changes.length} element change(s): ${refused.map((err) => err.message).join('; ')}`);

@@ -4,7 +4,7 @@
 // ClusterIP its internal one, the other kinds their external one, as
 // kube-proxy's IPVS mode does.
 import { frontendView } from '../backend.js';
-import type { DesiredState, Destination, ResolvedFrontend, ServicePortState } from '../../model/contract.js';
+import type { Destination, ResolvedFrontend, ServicePortState } from '../../model/contract.js';
 import { sortedServicePorts } from '../netfilter/frontends.js';
 
 /** A service port's frontend, as a virtual server. */
@@ -13,7 +13,7 @@ export interface ProgrammedPort extends ServicePortState {
   destinations: Destination[];
 }
 
-/** The frontends to program, in service port order. */
-export function servicePortsToProgram(state: DesiredState): ProgrammedPort[] {
-  return sortedServicePorts(state).flatMap((sp) => sp.frontends.map((frontend) => ({ ...sp, frontend, destinations: frontendView(frontend).destinations })));
+/** The frontends of these service ports to program, in service port order. */
+export function servicePortsToProgram(ports: Iterable<ServicePortState>): ProgrammedPort[] {
+  return sortedServicePorts(ports).flatMap((sp) => sp.frontends.map((frontend) => ({ ...sp, frontend, destinations: frontendView(frontend).destinations })));
 }

@@ -3,12 +3,12 @@
 // flows).
 import type { LocalTraffic, LocalTrafficByFamily } from '../../config/local-traffic.js';
 import type { Logger } from '../../log.js';
-import { type DesiredState, type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
+import { type Destination, type ResolvedFrontend, type ServicePortState, compareDestinations, destinationKey } from '../../model/contract.js';
 import type { FrontendDestinations } from './conntrack.js';
 
 /** Service ports sorted by key, so that rule order does not depend on the order of changes. */
-export function sortedServicePorts(state: DesiredState): ServicePortState[] {
-  return [...state.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+export function sortedServicePorts(ports: Iterable<ServicePortState>): ServicePortState[] {
+  return [...ports].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
 /**
