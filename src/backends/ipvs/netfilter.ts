@@ -14,8 +14,8 @@
 // the prefix KUBE-6- (family inet6) in ip6tables, the same chains and rules
 // in each, as kube-proxy runs one proxier per family.
 // Sets change with services: full syncs replace them (ipset restore), other
-// syncs send their diff over netlink (ipsetApply) rather than start an ipset
-// process each time; the rules do not change
+// syncs send the changed frontends' entries over netlink (ipsetApply)
+// rather than start an ipset process each time; the rules do not change
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
 // iptables backend, no rule drops what conntrack marks INVALID: IPVS
 // translates an endpoint's replies by its own connection table, whatever
