@@ -19,8 +19,8 @@ export class ServiceHealthServers {
   constructor(
     private readonly proxier: ProxierHealth,
     private readonly log: Logger,
-    /** Where to listen; kube-proxy listens on the node's addresses. */
-    private readonly host = '0.0.0.0',
+    /** Where to listen: by default every address of both families, as kube-proxy's servers do on a dual-stack node. */
+    private readonly host?: string,
   ) {}
 
   /** Opens, updates and closes listeners so that exactly `wanted` is served. */

@@ -161,7 +161,14 @@ export class ScenarioContext {
 
   /** Runs the test client outside the cluster (source: EXTERNAL_CLIENT_IPS[0] unless opts.source says otherwise). */
   externalClient(mode: ClientMode, ip: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    return this.sandbox.clientAt('external', mode, this.address(ip), port, countOrMs, opts);
+    const source = opts.source === undefined ? {} : { source: this.address(opts.source) };
+    return this.sandbox.clientAt('external', mode, this.address(ip), port, countOrMs, { ...opts, ...source });
+  }
+
+  /** An http:// URL of the row's address and port, as this context serves it (an IPv6 host bracketed). */
+  httpUrl(ip: string, port: number): string {
+    const host = this.address(ip);
+    return `http://${this.family === 'IPv6' ? `[${host}]` : host}:${port}/`;
   }
 
   /** Runs the test client in node-a's own network namespace, as a hostNetwork pod would. */

@@ -4,7 +4,7 @@
 // show the capability table's reason.
 import assert from 'node:assert/strict';
 import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
-import { EXTERNAL_CLIENT_IP6, NODES, podIpv6 } from '../lib/sandbox.js';
+import { EXTERNAL_CLIENT_IPS6, NODES, podIpv6 } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 import { type Scenario, VIP, assertAnsweredBy, endpoints, pods } from './scenarios.js';
 
@@ -47,7 +47,7 @@ export const ipv6Scenarios: Scenario[] = [
           const outside = await ctx.externalClient(mode, ip, mode === 'tcp' ? tcpPort : udpPort, 20, { reportSource: true });
           assertAnsweredBy(outside, BOTH_NODES, `${mode} to the IPv6 ${what} from outside`);
           const sources = new Set(Object.values(outside.seenFrom ?? {}).flatMap((bySource) => Object.keys(bySource)));
-          assert.ok(sources.size > 0 && !sources.has(EXTERNAL_CLIENT_IP6), `${mode} to the IPv6 ${what}: masqueraded, the endpoints saw ${[...sources].join(', ')}`);
+          assert.ok(sources.size > 0 && !sources.has(EXTERNAL_CLIENT_IPS6[0]), `${mode} to the IPv6 ${what}: masqueraded, the endpoints saw ${[...sources].join(', ')}`);
         }
       }
       const text = await ctx.kubeLb('inspect');
@@ -118,7 +118,7 @@ export const ipv6Scenarios: Scenario[] = [
       const outside = await ctx.externalClient('tcp', NODE_IP6, 30080, 20, { reportSource: true });
       assertAnsweredBy(outside, ['web-1', 'web-2'], 'TCP to the IPv6 NodePort from outside, local endpoints only');
       const sources = new Set(Object.values(outside.seenFrom ?? {}).flatMap((bySource) => Object.keys(bySource)));
-      assert.deepEqual([...sources], [EXTERNAL_CLIENT_IP6], "the outside client's IPv6 address is kept");
+      assert.deepEqual([...sources], [EXTERNAL_CLIENT_IPS6[0]], "the outside client's IPv6 address is kept");
       for (const mode of ['tcp', 'udp'] as const) {
         const sticky = await ctx.client('client', mode, 'fd00:96::20', mode === 'tcp' ? 80 : 53, 20);
         assert.equal(sticky.failures, 0, JSON.stringify(sticky.errors));

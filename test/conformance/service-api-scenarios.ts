@@ -69,7 +69,7 @@ export const serviceApiScenarios: Scenario[] = [
         const tcp = await ctx.externalClient('tcp', ip, port, 30, { reportSource: true });
         answeredBy(tcp, BOTH_NODES, `TCP to the ${what}`);
         // Masqueraded to node-a's address, so that node-b's replies come back through node-a.
-        assert.deepEqual(sourcesSeen(tcp), [NODE_IP], `TCP to the ${what}: the servers saw ${JSON.stringify(tcp.seenFrom)}`);
+        assert.deepEqual(sourcesSeen(tcp), [ctx.address(NODE_IP)], `TCP to the ${what}: the servers saw ${JSON.stringify(tcp.seenFrom)}`);
       }
       answeredBy(await ctx.externalClient('udp', NODE_IP, DNS_NODE_PORT, 30), BOTH_NODES, 'UDP to the NodePort');
       answeredBy(await ctx.externalClient('udp', LB_IP, 53, 30), BOTH_NODES, 'UDP to the load-balancer IP');
@@ -91,7 +91,7 @@ export const serviceApiScenarios: Scenario[] = [
       const outside = await ctx.externalClient('tcp', NODE_IP, HTTP_NODE_PORT, 30, { reportSource: true });
       answeredBy(outside, [HOST_SERVER, 'web-4'], 'TCP to the NodePort from outside');
       // The node's stack delivers to its own endpoint: nothing to masquerade, as under kube-proxy.
-      assert.deepEqual(Object.keys(outside.seenFrom?.[HOST_SERVER] ?? {}), [EXTERNAL_CLIENT_IPS[0]], `the host-network endpoint saw ${JSON.stringify(outside.seenFrom)}`);
+      assert.deepEqual(Object.keys(outside.seenFrom?.[HOST_SERVER] ?? {}), [ctx.address(EXTERNAL_CLIENT_IPS[0])], `the host-network endpoint saw ${JSON.stringify(outside.seenFrom)}`);
     },
   },
   {
@@ -130,7 +130,7 @@ export const serviceApiScenarios: Scenario[] = [
       for (const [what, ip, port] of [['NodePort', NODE_IP, HTTP_NODE_PORT], ['load-balancer IP', LB_IP, 80]] as const) {
         const tcp = await ctx.externalClient('tcp', ip, port, 20, { reportSource: true });
         answeredBy(tcp, ['web-1'], `TCP to the ${what}`);
-        assert.deepEqual(sourcesSeen(tcp), [EXTERNAL_CLIENT_IPS[0]], `TCP to the ${what}: the client's address is kept`);
+        assert.deepEqual(sourcesSeen(tcp), [ctx.address(EXTERNAL_CLIENT_IPS[0])], `TCP to the ${what}: the client's address is kept`);
       }
       answeredBy(await ctx.externalClient('udp', NODE_IP, DNS_NODE_PORT, 20), ['web-1'], 'UDP to the NodePort');
       // From a pod, the load-balancer IP is served as Cluster.
@@ -140,16 +140,17 @@ export const serviceApiScenarios: Scenario[] = [
 
       // inspect shows each frontend with where outside traffic goes: the local endpoint for the external kinds.
       const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { kind: string; frontend: { ip: string; port: number }; destinations: { ip: string }[] }[];
-      const seen = (ip: string, port: number) => view.find((v) => v.frontend.ip === ip && v.frontend.port === port);
+      const seen = (ip: string, port: number) => view.find((v) => v.frontend.ip === ctx.address(ip) && v.frontend.port === port);
+      const podIp = (name: string) => ctx.address(ipOf(name));
       assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.kind, 'NodePort');
-      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.destinations.map((d) => d.ip), [ipOf('web-1')], 'the NodePort: local endpoints only');
+      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.destinations.map((d) => d.ip), [podIp('web-1')], 'the NodePort: local endpoints only');
       assert.deepEqual(seen(LB_IP, 80)?.kind, 'LoadBalancerIP');
-      assert.deepEqual(seen(LB_IP, 80)?.destinations.map((d) => d.ip), [ipOf('web-1')], 'the load-balancer IP: local endpoints only');
-      assert.deepEqual(seen(VIP, 80)?.destinations.map((d) => d.ip).sort(), BOTH_NODES.map(ipOf).sort(), 'the ClusterIP: every endpoint');
+      assert.deepEqual(seen(LB_IP, 80)?.destinations.map((d) => d.ip), [podIp('web-1')], 'the load-balancer IP: local endpoints only');
+      assert.deepEqual(seen(VIP, 80)?.destinations.map((d) => d.ip).sort(), BOTH_NODES.map(podIp).sort(), 'the ClusterIP: every endpoint');
 
-      const health = JSON.parse(await ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT}/`)) as unknown;
+      const health = JSON.parse(await ctx.curl('external', ctx.httpUrl(NODE_IP, HEALTH_NODE_PORT))) as unknown;
       assert.deepEqual(health, { service: { namespace: 'default', name: 'web' }, localEndpoints: 1, serviceProxyHealthy: true });
-      await assert.rejects(ctx.curl('external', `http://${NODE_IP}:${HEALTH_NODE_PORT + 1}/`), /503/, 'no local endpoint: 503');
+      await assert.rejects(ctx.curl('external', ctx.httpUrl(NODE_IP, HEALTH_NODE_PORT + 1)), /503/, 'no local endpoint: 503');
     },
   },
   {
@@ -230,11 +231,13 @@ export const serviceApiScenarios: Scenario[] = [
         annotations: { 'kube-lb.io/lb-algorithm': 'maglev' },
         ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: HTTP_NODE_PORT }],
       });
-      /** The pod the TypeScript reference sends a flow to, with kube-lb's default table size. */
+      /** The pod the TypeScript reference sends a flow to (the row's addresses, as the context serves them), with kube-lb's default table size. */
       const predicted = (names: string[], saddr: string, sport: number, daddr: string): string => {
-        const table = maglevTable(names.map((n) => ({ ip: ipOf(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
-        const { ip } = maglevPick(table, { family: 'IPv4', saddr, sport, daddr, dport: 80, protocol: 'TCP' })!;
-        return names.find((n) => ipOf(n) === ip)!;
+        const podIp = (name: string) => ctx.address(ipOf(name));
+        const table = maglevTable(names.map((n) => ({ ip: podIp(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
+        const flow = { family: ctx.family, saddr: ctx.address(saddr), sport, daddr: ctx.address(daddr), dport: 80, protocol: 'TCP' as const };
+        const { ip } = maglevPick(table, flow)!;
+        return names.find((n) => podIp(n) === ip)!;
       };
       /** One connection from each port, from a pod to the ClusterIP and from outside to the load-balancer IP. */
       const checkPorts = async (names: string[], ports: number[], when: string): Promise<void> => {
@@ -260,7 +263,7 @@ export const serviceApiScenarios: Scenario[] = [
       // Read back from the kernel: a batch of connections that misses web-5 by chance would not prove it gone.
       await ctx.waitUntil('web-5 removed', 15_000, async () => {
         const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { destinations: { ip: string }[] }[];
-        return view.length > 0 && view.every((v) => !v.destinations.some((d) => d.ip === ipOf('web-5')));
+        return view.length > 0 && view.every((v) => !v.destinations.some((d) => d.ip === ctx.address(ipOf('web-5'))));
       });
       // Other ports: the clients' closed connections hold theirs a while (TIME_WAIT).
       await checkPorts(left, ports.map((p) => p + 100), 'after web-5 went');
@@ -319,8 +322,9 @@ export const serviceApiScenarios: Scenario[] = [
       ctx.writeServices('web.yaml', [lbService(endpoints(['web-1']))]);
       await ctx.startKubeLb();
       for (const [ip, tcpPort, udpPort] of [[VIP, 80, 53], [NODE_IP, HTTP_NODE_PORT, DNS_NODE_PORT], [EXTERNAL_IP, 80, 53], [LB_IP, 80, 53]] as const) {
-        const { stdout } = await ctx.sandbox.execInNode(process.execPath, [path.join(testLibDir, 'peer-client.js'), ip, String(tcpPort), String(udpPort)]);
-        assert.deepEqual(JSON.parse(stdout), { tcp: { peer: `${ip}:${tcpPort}`, answer: 'web-1' }, udp: { peer: `${ip}:${udpPort}`, answer: 'web-1' } }, `${ip}`);
+        const frontend = ctx.address(ip);
+        const { stdout } = await ctx.sandbox.execInNode(process.execPath, [path.join(testLibDir, 'peer-client.js'), frontend, String(tcpPort), String(udpPort)]);
+        assert.deepEqual(JSON.parse(stdout), { tcp: { peer: `${frontend}:${tcpPort}`, answer: 'web-1' }, udp: { peer: `${frontend}:${udpPort}`, answer: 'web-1' } }, frontend);
       }
     },
   },

@@ -113,7 +113,7 @@ describe('kube-lb run --takeover', () => {
       const rules = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-takeover-')), 'kube-proxy.rules');
       fs.writeFileSync(rules, KUBE_PROXY_RULES);
       try {
-        await ctx.sandbox.execInNode('iptables-restore', ['--noflush', rules]);
+        await ctx.sandbox.execInNode('iptables-restore', ['-w', '--noflush', rules]);
       } finally {
         fs.rmSync(path.dirname(rules), { recursive: true });
       }

@@ -97,8 +97,11 @@ export const NODES: Record<NodeName, NodeInfo> = {
 
 /** The external client's addresses, in different /24s; the first is its default source. */
 export const EXTERNAL_CLIENT_IPS = ['198.18.0.10', '198.18.1.10'] as const;
-/** The external client's IPv6 address, its default IPv6 source. */
-export const EXTERNAL_CLIENT_IP6 = 'fd00:198:18::10';
+/** The external client's IPv6 addresses, the twins of those (ipv6-twins.ts); the first is its default IPv6 source. */
+export const EXTERNAL_CLIENT_IPS6 = ['fd00:198:18::10', 'fd00:198:18:1::10'] as const;
+
+/** The external client's default source address for a destination, by the destination's family. */
+const externalSource = (destination: string): string => (isIPv6(destination) ? EXTERNAL_CLIENT_IPS6[0] : EXTERNAL_CLIENT_IPS[0]);
 
 /**
  * A pod's IPv6 address, from its IPv4 one: 10.244.X.Y is fd00:10:244:X::Y
@@ -287,7 +290,7 @@ export class NodeSandbox {
       ['link', 'set', 'br0', 'up'],
       ['addr', 'add', `${ROUTER_IP6}/${NODE_NETWORK_PREFIX6}`, 'dev', 'br0', 'nodad'],
       ...EXTERNAL_CLIENT_IPS.map((addr) => ['addr', 'add', `${addr}/32`, 'dev', 'lo']),
-      ['addr', 'add', `${EXTERNAL_CLIENT_IP6}/128`, 'dev', 'lo'],
+      ...EXTERNAL_CLIENT_IPS6.map((addr) => ['addr', 'add', `${addr}/128`, 'dev', 'lo']),
       ...[EXTERNAL_IP_RANGE, LOAD_BALANCER_IP_RANGE].map((range) => ['route', 'add', range, 'via', NODES['node-a'].ip]),
       ...[EXTERNAL_IP_RANGE6, LOAD_BALANCER_IP_RANGE6].map((range) => ['route', 'add', range, 'via', NODES['node-a'].ip6]),
     ]);
@@ -445,12 +448,10 @@ export class NodeSandbox {
 
   /**
    * Runs the test client at any place. The external client binds
-   * EXTERNAL_CLIENT_IPS[0], or EXTERNAL_CLIENT_IP6 for an IPv6 target,
-   * unless told another source.
+   * its default source for the target's family unless told another source.
    */
   async clientAt(place: ClientPlace, mode: ClientMode, target: string, port: number, countOrMs: number, opts: ClientOptions = {}): Promise<ClientResult> {
-    const externalSource = isIPv6(target.split(',')[0]!) ? EXTERNAL_CLIENT_IP6 : EXTERNAL_CLIENT_IPS[0];
-    const source = opts.source ?? (place === 'external' ? externalSource : undefined);
+    const source = opts.source ?? (place === 'external' ? externalSource(target.split(',')[0]!) : undefined);
     const args = [mode, target, String(port), String(countOrMs)];
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
@@ -528,12 +529,12 @@ export class NodeSandbox {
   /**
    * Fetches `url` with Debian's curl from a place; resolves with the body of
    * a 2xx answer and rejects with curl's error otherwise (refused, timed
-   * out, HTTP error). The external client uses EXTERNAL_CLIENT_IPS[0]
-   * unless told another source.
+   * out, HTTP error). The external client uses its default source for the
+   * host's family unless told another source.
    */
   async curl(place: ClientPlace, url: string, opts: { source?: string; timeoutMs?: number } = {}): Promise<string> {
     requireCommand('curl', 'apt-get install curl');
-    const source = opts.source ?? (place === 'external' ? EXTERNAL_CLIENT_IPS[0] : undefined);
+    const source = opts.source ?? (place === 'external' ? externalSource(new URL(url).hostname.replace(/^\[(.*)\]$/, '$1')) : undefined);
     const args = ['-sS', '--fail', '--noproxy', '*', '--max-time', String((opts.timeoutMs ?? 2000) / 1000)];
     if (source !== undefined) args.push('--interface', source);
     const { stdout } = await exec('ip', ['netns', 'exec', this.namespaceOf(place), 'curl', ...args, url], { timeout: 60_000 });
