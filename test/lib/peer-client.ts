@@ -26,7 +26,7 @@ function tcp(): Promise<{ peer: string; answer: string }> {
 
 function udp(): Promise<{ peer: string; answer: string }> {
   return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket('udp4');
+    const sock = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4');
     const timer = setTimeout(() => {
       sock.close();
       reject(new Error('udp: timeout'));
