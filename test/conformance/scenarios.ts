@@ -40,6 +40,8 @@ const podSpec = (name: string): PodSpec => {
   return pod;
 };
 export const ipOf = (name: string): string => podSpec(name).ip;
+/** A pod's address in the context's family. */
+export const podAddress = (ctx: Pick<ScenarioContext, 'address'>, name: string): string => ctx.address(ipOf(name));
 
 /** The pods' endpoints with their node and zone, as the EndpointSlice controller writes them. */
 export function endpoints(ready: string[], notReady: string[] = []): EndpointSpec[] {
@@ -450,7 +452,7 @@ export const scenarios: Scenario[] = [
       // bytes of IP and TCP headers at least.
       const least: Record<Counted, (pod: string) => number> = { connections: () => 1, packets: () => 4, bytes: (pod) => 4 * 40 + `${pod}\n`.length };
       // A scrape answers from the last read and starts the next when it is stale: the counts show within a few scrapes.
-      const endpointOf = (pod: string): string => destinationKey({ ip: ctx.address(ipOf(pod)), port: 8080 });
+      const endpointOf = (pod: string): string => destinationKey({ ip: podAddress(ctx, pod), port: 8080 });
       const endpointLabels = (pod: string): string => `port="http",endpoint="${endpointOf(pod)}"`;
       const shortfall = (now: Record<Counted, Map<string, number>>): string[] =>
         (traffic ? (['connections', 'packets', 'bytes'] as const) : (['connections'] as const)).flatMap((counted) =>

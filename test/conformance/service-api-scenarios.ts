@@ -10,7 +10,7 @@ import type { EndpointSpec, ServiceSpec } from '../lib/manifests.js';
 import { type ClientResult, EXTERNAL_CLIENT_IPS, NODES, waitForLine } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
 import { SERVER_TCP_PORTS } from './context.js';
-import { type Scenario, VIP, endpoints, ipOf, pods } from './scenarios.js';
+import { type Scenario, VIP, endpoints, ipOf, podAddress, pods } from './scenarios.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, maglevPick, maglevTable } from '../../src/backends/ebpf/maglev.js';
 
 const NODE_IP = NODES['node-a'].ip;
@@ -141,12 +141,11 @@ export const serviceApiScenarios: Scenario[] = [
       // inspect shows each frontend with where outside traffic goes: the local endpoint for the external kinds.
       const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { kind: string; frontend: { ip: string; port: number }; destinations: { ip: string }[] }[];
       const seen = (ip: string, port: number) => view.find((v) => v.frontend.ip === ctx.address(ip) && v.frontend.port === port);
-      const podIp = (name: string) => ctx.address(ipOf(name));
       assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.kind, 'NodePort');
-      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.destinations.map((d) => d.ip), [podIp('web-1')], 'the NodePort: local endpoints only');
+      assert.deepEqual(seen(NODE_IP, HTTP_NODE_PORT)?.destinations.map((d) => d.ip), [podAddress(ctx, 'web-1')], 'the NodePort: local endpoints only');
       assert.deepEqual(seen(LB_IP, 80)?.kind, 'LoadBalancerIP');
-      assert.deepEqual(seen(LB_IP, 80)?.destinations.map((d) => d.ip), [podIp('web-1')], 'the load-balancer IP: local endpoints only');
-      assert.deepEqual(seen(VIP, 80)?.destinations.map((d) => d.ip).sort(), BOTH_NODES.map(podIp).sort(), 'the ClusterIP: every endpoint');
+      assert.deepEqual(seen(LB_IP, 80)?.destinations.map((d) => d.ip), [podAddress(ctx, 'web-1')], 'the load-balancer IP: local endpoints only');
+      assert.deepEqual(seen(VIP, 80)?.destinations.map((d) => d.ip).sort(), BOTH_NODES.map((n) => podAddress(ctx, n)).sort(), 'the ClusterIP: every endpoint');
 
       const health = JSON.parse(await ctx.curl('external', ctx.httpUrl(NODE_IP, HEALTH_NODE_PORT))) as unknown;
       assert.deepEqual(health, { service: { namespace: 'default', name: 'web' }, localEndpoints: 1, serviceProxyHealthy: true });
@@ -233,11 +232,10 @@ export const serviceApiScenarios: Scenario[] = [
       });
       /** The pod the TypeScript reference sends a flow to (the row's addresses, as the context serves them), with kube-lb's default table size. */
       const predicted = (names: string[], saddr: string, sport: number, daddr: string): string => {
-        const podIp = (name: string) => ctx.address(ipOf(name));
-        const table = maglevTable(names.map((n) => ({ ip: podIp(n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
+        const table = maglevTable(names.map((n) => ({ ip: podAddress(ctx, n), port: 8080 })), DEFAULT_MAGLEV_TABLE_SIZE);
         const flow = { family: ctx.family, saddr: ctx.address(saddr), sport, daddr: ctx.address(daddr), dport: 80, protocol: 'TCP' as const };
         const { ip } = maglevPick(table, flow)!;
-        return names.find((n) => podIp(n) === ip)!;
+        return names.find((n) => podAddress(ctx, n) === ip)!;
       };
       /** One connection from each port, from a pod to the ClusterIP and from outside to the load-balancer IP. */
       const checkPorts = async (names: string[], ports: number[], when: string): Promise<void> => {
@@ -263,7 +261,7 @@ export const serviceApiScenarios: Scenario[] = [
       // Read back from the kernel: a batch of connections that misses web-5 by chance would not prove it gone.
       await ctx.waitUntil('web-5 removed', 15_000, async () => {
         const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as { destinations: { ip: string }[] }[];
-        return view.length > 0 && view.every((v) => !v.destinations.some((d) => d.ip === ctx.address(ipOf('web-5'))));
+        return view.length > 0 && view.every((v) => !v.destinations.some((d) => d.ip === podAddress(ctx, 'web-5')));
       });
       // Other ports: the clients' closed connections hold theirs a while (TIME_WAIT).
       await checkPorts(left, ports.map((p) => p + 100), 'after web-5 went');
