@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot, type IpsetChange, type NativeAddon } from '../../src/native/index.js';
-import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, type SetName, applySetChanges, familySetName, renderSetsReplace } from '../../src/backends/ipvs/netfilter.js';
+import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, type SetName, applySetChanges, familySetName, renderSetsSync, setAdditions } from '../../src/backends/ipvs/netfilter.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const ns = `kl-ipset-${process.pid}`;
@@ -73,6 +73,23 @@ function contentsOf(entries: readonly SetEntry[]): FamilySets {
   return sets.contents();
 }
 
+/** kube-lb's sets as the kernel holds them, as a full sync reads them; a set that does not exist is empty. */
+function kernelSets(): FamilySets {
+  const kernel = saved();
+  const sets = contentsOf([]);
+  for (const family of ['IPv4', 'IPv6'] as const) {
+    for (const set of SET_NAMES) for (const entry of kernel.get(familySetName(set, family)) ?? []) sets[family][set].add(entry);
+  }
+  return sets;
+}
+
+/** What a full sync does to the sets: it makes them hold `wanted`, from what the kernel holds. */
+function fullSync(wanted: FamilySets): void {
+  const current = kernelSets();
+  inNetns('ipset', ['restore', '-exist'], renderSetsSync(wanted, current, ['IPv4', 'IPv6']));
+  applySetChanges(netnsLib, setAdditions(wanted, current, ['IPv4', 'IPv6']));
+}
+
 /** Checks that the kernel holds exactly `expected` in kube-lb's sets. */
 function assertKernelHolds(expected: FamilySets): void {
   const kernel = saved();
@@ -130,7 +147,7 @@ describe('ipsetApply', () => {
     requireCommand('ipset', 'apt-get install ipset');
     execFileSync('ip', ['netns', 'add', ns]);
     // kube-lb's sets of both families, as its full syncs create them.
-    inNetns('ipset', ['restore', '-exist'], renderSetsReplace(contentsOf([]), ['IPv4', 'IPv6']));
+    fullSync(contentsOf([]));
   });
 
   after(() => {
@@ -145,6 +162,14 @@ describe('ipsetApply', () => {
     assertKernelHolds(contentsOf(second));
   });
 
+  it('a full sync deletes what the kernel holds that is not wanted and adds what it lacks, creating a set that is missing', () => {
+    fullSync(contentsOf(first));
+    assertKernelHolds(contentsOf(first));
+    inNetns('ipset', ['destroy', 'KUBE-6-LOOP-BACK']);
+    fullSync(contentsOf(second));
+    assertKernelHolds(contentsOf(second));
+  });
+
   it('sends a batch larger than one sendmsg, each change acknowledged', () => {
     const loopBack = Array.from({ length: 300 }, (_, i) => `10.244.${i >> 8}.${i & 255},tcp:8080,10.244.${i >> 8}.${i & 255}`);
     const many = [...second, ...loopBack.map((entry): SetEntry => ['IPv4', 'KUBE-LOOP-BACK', entry])];
@@ -152,7 +177,7 @@ describe('ipsetApply', () => {
     sets.set('test', second);
     const changes = sets.set('test', many);
     assert.ok(changes.length > 256, `${changes.length} changes`);
-    assert.deepEqual(netnsLib.ipsetApply(changes), changes.map(() => null));
+    applySetChanges(netnsLib, changes); // throws naming any change the kernel did not acknowledge
     assertKernelHolds(contentsOf(many));
     applySetChanges(netnsLib, sets.set('test', second));
     assertKernelHolds(contentsOf(second));
@@ -189,7 +214,7 @@ describe('ipsetApply', () => {
         message: 'ipset refused 1 of 1 element change(s): add element fd00:96::12 of ipset KUBE-6-IPVS-IPS: no such set',
       });
     } finally {
-      inNetns('ipset', ['restore', '-exist'], renderSetsReplace(contentsOf(second), ['IPv4', 'IPv6']));
+      fullSync(contentsOf(second));
     }
     assertKernelHolds(contentsOf(second));
   });

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
-import { CLUSTER_IP_SET, LOOP_BACK_SET, SetEntries, applySetChanges, frontendSetEntries, renderRemoval, renderRules, renderSetsReplace } from '../../src/backends/ipvs/netfilter.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, SetEntries, type SetEntryChange, applySetChanges, frontendSetEntries, renderRemoval, renderRules, renderSetsSync, setAdditions } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
 import type { IpsetChange, IpvsChange } from '../../src/native/index.js';
@@ -76,6 +76,13 @@ function setEntriesOf(programmed: Programmed): SetEntries {
 
 const setContents = (programmed: Programmed) => setEntriesOf(programmed).contents();
 
+/** What applySetChanges sends the kernel for these changes. */
+function sent(changes: readonly SetEntryChange[]): IpsetChange[] {
+  const calls: IpsetChange[] = [];
+  applySetChanges({ ipsetApply: (batch) => (calls.push(...batch), batch.map(() => null)) }, changes);
+  return calls;
+}
+
 describe('ipvs ipsets and iptables rules', () => {
   const clusterIp = { kind: 'ClusterIP' as const, family: 'IPv4' as const, masquerade: 'off-cluster' as const, sourceRanges: [] };
   const programmed = [
@@ -122,45 +129,50 @@ describe('ipvs ipsets and iptables rules', () => {
       'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
       'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11', '198.51.100.12'],
     });
-    assert.ok(renderSetsReplace(byFamily, ['IPv4']).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
+    assert.ok(renderSetsSync(byFamily, setContents([]), ['IPv4']).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
   });
 
-  test('every set and its twin of both families fit the 31 characters ipset allows a name, all distinct', () => {
-    const names = renderSetsReplace(setContents([]), ['IPv4', 'IPv6']).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
+  test('every set of both families fits the 31 characters ipset allows a name, all distinct', () => {
+    const names = renderSetsSync(setContents([]), setContents([]), ['IPv4', 'IPv6']).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
     assert.equal(new Set(names).size, names.length);
     for (const name of names) assert.ok(name.length <= 31, name);
   });
 
-  test('a full write fills twins and swaps them in; a frontend\'s change adds and deletes only what changed', () => {
-    const before = setContents(programmed);
-    const replace = renderSetsReplace(before, ['IPv4']).split('\n');
-    assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
-    assert.ok(replace.includes('create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 1048576'));
-    const twin = (set: string): string => replace.find((l) => l.startsWith('swap ') && l.endsWith(` ${set}`))!.split(' ')[1]!;
-    assert.ok(replace.includes(`add ${twin('KUBE-CLUSTER-IP')} 10.96.0.10,tcp:80`));
-    assert.ok(replace.includes(`destroy ${twin('KUBE-LOOP-BACK')}`));
-    assert.ok(!replace.some((l) => l.includes('KUBE-6-')), 'no IPv6 set where IPv6 is not served');
+  test('a full sync creates the sets, deletes what the kernel holds that is not wanted and adds what it lacks; a frontend\'s change adds and deletes only what changed', () => {
+    const wanted = setContents(programmed);
+    const kernel = setContents([programmed[0]!]);
+    kernel.IPv4['KUBE-CLUSTER-IP'].add('10.96.0.99,tcp:80');
+    const restore = renderSetsSync(wanted, kernel, ['IPv4']).split('\n');
+    assert.ok(restore.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
+    assert.ok(restore.includes('create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 1048576'));
+    assert.deepEqual(restore.filter((l) => !l.startsWith('create ')), ['del KUBE-CLUSTER-IP 10.96.0.99,tcp:80', ''], 'only what is not wanted is deleted');
+    assert.ok(!restore.some((l) => l.includes('KUBE-6-')), 'no IPv6 set where IPv6 is not served');
+    assert.deepEqual(sent(setAdditions(wanted, kernel, ['IPv4'])), [
+      ['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 17, 53],
+      ['add', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
+    ], 'only what the kernel lacks is added');
+    assert.deepEqual(setAdditions(wanted, wanted, ['IPv4']), [], 'nothing to add when the kernel holds it all');
 
     const sets = setEntriesOf(programmed);
-    assert.deepEqual(sets.set('1', []), [
+    assert.deepEqual(sent(sets.set('1', [])), [
       ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 17, 53],
       ['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
     ], 'the address stays in KUBE-IPVS-IPS: the TCP port still has it');
     const { frontend, onThisNode } = programmed[0]!;
     assert.deepEqual(sets.set('0', frontendSetEntries(frontend, onThisNode)), [], 'unchanged, nothing to send');
-    assert.deepEqual(sets.set('0', frontendSetEntries(frontend, [])), [['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 6, 8080, '10.244.0.11']]);
-    assert.deepEqual(sets.set('0', []), [['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.10'], ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 6, 80]]);
+    assert.deepEqual(sent(sets.set('0', frontendSetEntries(frontend, []))), [['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 6, 8080, '10.244.0.11']]);
+    assert.deepEqual(sent(sets.set('0', [])), [['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.10'], ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 6, 80]]);
     assert.deepEqual(Object.values(sets.contents().IPv4).filter((set) => set.size > 0), []);
   });
 
   test('an entry frontends share stays until the last of them goes: one NodePort on two node addresses', () => {
     const nodePort = (ip: string) => frontendSetEntries({ ip, port: 30080, protocol: 'TCP', kind: 'NodePort', family: 'IPv4', masquerade: 'all', sourceRanges: [] }, []);
     const sets = new SetEntries();
-    assert.deepEqual(sets.set('a', nodePort('192.168.0.2')), [['add', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
+    assert.deepEqual(sent(sets.set('a', nodePort('192.168.0.2'))), [['add', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
     assert.deepEqual(sets.set('b', nodePort('192.168.1.2')), []);
     assert.deepEqual(sets.set('a', []), []);
     assert.deepEqual([...sets.contents().IPv4['KUBE-NODE-PORT-TCP']], ['30080']);
-    assert.deepEqual(sets.set('b', []), [['del', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
+    assert.deepEqual(sent(sets.set('b', [])), [['del', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
   });
 
   test('a sync\'s set changes go to the kernel in one ipsetApply, and every refused element fails the update by name', () => {
@@ -175,7 +187,7 @@ describe('ipvs ipsets and iptables rules', () => {
     applySetChanges(lib(() => false), []);
     assert.equal(calls.length, 0, 'nothing to send, no exchange');
     applySetChanges(lib(() => false), changes);
-    assert.deepEqual(calls.pop(), changes);
+    assert.deepEqual(calls.pop(), sent(changes));
     assert.throws(() => applySetChanges(lib((c) => c[1] === 'KUBE-CLUSTER-IP'), changes), {
       message: 'ipset refused 1 of 2 element change(s): add element 10.96.0.10,udp:53 of ipset KUBE-CLUSTER-IP: the set is full (its maxelem)',
     });
@@ -283,17 +295,16 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.deepEqual([...contents.IPv6['KUBE-LOAD-BALANCER-SOURCE-CIDR']], ['fd00:100::12,tcp:80,fd00:18::/64']);
     assert.deepEqual([...contents.IPv6['KUBE-LOAD-BALANCER-SOURCE-IP']], ['fd00:100::12,tcp:80,fd00:100::12'], 'the load-balancer IP itself, /128, by IP');
 
-    const replace = renderSetsReplace(contents, ['IPv4', 'IPv6']).split('\n');
+    const replace = renderSetsSync(contents, setContents([]), ['IPv4', 'IPv6']).split('\n');
     assert.ok(replace.includes('create KUBE-6-CLUSTER-IP hash:ip,port family inet6 hashsize 1024 maxelem 1048576'));
     assert.ok(replace.includes('create KUBE-6-NODE-PORT-TCP bitmap:port range 0-65535'));
     // kube-proxy cuts the names past 31 characters.
     assert.ok(replace.includes('create KUBE-6-LOAD-BALANCER-SOURCE-CID hash:ip,port,net family inet6 hashsize 1024 maxelem 1048576'));
     assert.ok(replace.includes('create KUBE-6-NODE-PORT-LOCAL-SCTP-HAS hash:ip,port family inet6 hashsize 1024 maxelem 1048576'));
-    assert.ok(replace.includes('swap KUBE-6-SWAP-0-NEW KUBE-6-CLUSTER-IP'));
     assert.ok(replace.includes('create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 1048576'));
 
     const sets = setEntriesOf(programmed);
-    const v6Changes = dualStack.slice(programmed.length).flatMap(({ frontend, onThisNode }, i) => sets.set(`v6-${i}`, frontendSetEntries(frontend, onThisNode)));
+    const v6Changes = sent(dualStack.slice(programmed.length).flatMap(({ frontend, onThisNode }, i) => sets.set(`v6-${i}`, frontendSetEntries(frontend, onThisNode))));
     assert.deepEqual(v6Changes, [
       ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:96::10'],
       ['add', 'KUBE-6-CLUSTER-IP', 'hash:ip,port', 'IPv6', 'fd00:96::10', 6, 80],

@@ -16,7 +16,7 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, installRules, readSets, removeRules } from './netfilter.js';
+import { type FamilySets, type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, installRules, readSets, removeRules } from './netfilter.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, type IpvsChanges, IpvsTable, type RealServerStats, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
@@ -92,13 +92,15 @@ export class IpvsBackend implements Backend {
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const link = this.link;
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
-    const full = changed === null || this.sets === null;
+    // A partial sync changes the set entries this process wrote; a full one reads what the kernel's sets hold, to know what it owns and what to change.
+    const sets: { partial: SetEntries } | { kernel: FamilySets } = changed !== null && this.sets !== null ? { partial: this.sets } : { kernel: await readSets() };
+    const full = 'kernel' in sets;
     // A partial sync looks only at the service ports that changed.
     const programmed = servicePortsToProgram(full ? state.values() : [...changed!].flatMap((key) => state.get(key) ?? []));
     const wanted = new Map(programmed.map((sp) => [frontendKey(sp.frontend), sp]));
     if (full) {
       // Also what this process programmed or is about to: a sync that failed may have left a NodePort out of its set.
-      const ownership = new Ownership(link.addresses(), await readSets(), this.opts.excludeCidrs);
+      const ownership = new Ownership(link.addresses(), sets.kernel, this.opts.excludeCidrs);
       const known = new Set([...wanted.keys(), ...this.applied.keys()]);
       this.applied = this.table.read((f) => known.has(frontendKey(f)) || ownership.owns(f));
     }
@@ -158,19 +160,21 @@ export class IpvsBackend implements Backend {
       const vs = this.applied.get(fk);
       const sp = wanted.get(fk);
       if (!vs || !sp) return [];
-      const onThisNode = new Set([...sp.frontend.internal.onThisNode, ...sp.frontend.external.onThisNode].map(destKey));
+      const { internal, external } = sp.frontend;
+      // Most frontends have no endpoint on this node: nothing to match against the real servers.
+      if (internal.onThisNode.length === 0 && external.onThisNode.length === 0) return frontendSetEntries(sp.frontend, []);
+      const onThisNode = new Set([...internal.onThisNode, ...external.onThisNode].map(destKey));
       return frontendSetEntries(sp.frontend, activeDestinations(vs).filter((d) => onThisNode.has(destKey(d))));
     };
-    const before = full ? null : this.sets;
     this.sets = null; // unknown until written: a failure makes the next sync full
-    if (before === null) {
-      const sets = new SetEntries();
-      for (const fk of this.applied.keys()) sets.set(fk, entriesOf(fk));
-      await installRules(this.opts, sets.contents(), this.families);
-      this.sets = sets;
+    if ('kernel' in sets) {
+      const entries = new SetEntries();
+      for (const fk of this.applied.keys()) entries.set(fk, entriesOf(fk));
+      await installRules(this.opts, this.lib, entries.contents(), sets.kernel, this.families);
+      this.sets = entries;
     } else {
-      applySetChanges(this.lib, [...candidates].flatMap((fk) => before.set(fk, entriesOf(fk))));
-      this.sets = before;
+      applySetChanges(this.lib, [...candidates].flatMap((fk) => sets.partial.set(fk, entriesOf(fk))));
+      this.sets = sets.partial;
     }
     if (full) this.frontendsOf.clear();
     for (const key of full ? state.keys() : changed!) {

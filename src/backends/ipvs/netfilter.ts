@@ -13,7 +13,8 @@
 // Each family has its own: IPv4's by these names in iptables, IPv6's with
 // the prefix KUBE-6- (family inet6) in ip6tables, the same chains and rules
 // in each, as kube-proxy runs one proxier per family.
-// Sets change with services: full syncs replace them (ipset restore), other
+// Sets change with services, entry by entry: full syncs compare them with
+// what the kernel holds (ipset save) and change only what differs, other
 // syncs send the changed frontends' entries over netlink (ipsetApply)
 // rather than start an ipset process each time; the rules do not change
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
@@ -156,18 +157,18 @@ export class SetEntries {
   private readonly users = new Map<string, { entry: SetEntry; count: number }>();
 
   /** Makes `entries` the frontend's (none: it is gone); returns the changes this makes to the kernel's sets, in order. */
-  set(frontend: string, entries: readonly SetEntry[]): IpsetChange[] {
+  set(frontend: string, entries: readonly SetEntry[]): SetEntryChange[] {
     const before = this.ofFrontend.get(frontend) ?? new Map<string, SetEntry>();
     const after = new Map(entries.map((e) => [e.join(' '), e]));
     if (after.size > 0) this.ofFrontend.set(frontend, after);
     else this.ofFrontend.delete(frontend);
-    const changes: IpsetChange[] = [];
+    const changes: SetEntryChange[] = [];
     for (const [key, entry] of before) {
       if (after.has(key)) continue;
       const user = this.users.get(key)!;
       if (--user.count === 0) {
         this.users.delete(key);
-        changes.push(setChange('del', entry));
+        changes.push(['del', entry]);
       }
     }
     for (const [key, entry] of after) {
@@ -176,7 +177,7 @@ export class SetEntries {
       if (user) user.count++;
       else {
         this.users.set(key, { entry, count: 1 });
-        changes.push(setChange('add', entry));
+        changes.push(['add', entry]);
       }
     }
     return changes;
@@ -190,29 +191,41 @@ export class SetEntries {
   }
 }
 
-const setChange = (op: 'add' | 'del', [family, set, entry]: SetEntry): IpsetChange => [op, familySetName(set, family), ...ipsetElement(SET_TYPES[set], family, entry)];
+/** An entry to add to its set or delete from it. */
+export type SetEntryChange = readonly [op: 'add' | 'del', entry: SetEntry];
+
+const ipsetChange = ([op, [family, set, entry]]: SetEntryChange): IpsetChange => [op, familySetName(set, family), ...ipsetElement(SET_TYPES[set], family, entry)];
 
 function createLine(name: string, type: string, family: IPFamily): string {
   return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
 }
 
 /**
- * `ipset restore` input that replaces the families' sets' contents atomically
- * (fill a twin, swap, destroy it). Twins are numbered: kube-proxy's names,
- * cut to leave room for a suffix, would not all stay distinct.
+ * `ipset restore -exist` input for a full sync: it creates the families'
+ * sets where they are missing and deletes the entries the kernel holds
+ * (`current`, as readSets read them) that `wanted` lacks. Only the
+ * differences, as kube-proxy syncs its sets: replacing a set (a filled twin
+ * swapped in, the old one destroyed) waits for an RCU grace period per set.
+ * The additions go over netlink (setAdditions): ipset restore parses each
+ * line far slower than the kernel takes it.
  */
-export function renderSetsReplace(contents: FamilySets, families: readonly IPFamily[]): string {
+export function renderSetsSync(wanted: FamilySets, current: FamilySets, families: readonly IPFamily[]): string {
   const lines: string[] = [];
   for (const family of families) {
-    SET_NAMES.forEach((set, i) => {
+    for (const set of SET_NAMES) {
       const name = familySetName(set, family);
-      const twin = `${family === 'IPv6' ? 'KUBE-6-' : 'KUBE-'}SWAP-${i}-NEW`;
-      lines.push(createLine(name, SET_TYPES[set], family), createLine(twin, SET_TYPES[set], family), `flush ${twin}`);
-      for (const entry of contents[family][set]) lines.push(`add ${twin} ${entry}`);
-      lines.push(`swap ${twin} ${name}`, `destroy ${twin}`);
-    });
+      lines.push(createLine(name, SET_TYPES[set], family));
+      for (const entry of current[family][set]) if (!wanted[family][set].has(entry)) lines.push(`del ${name} ${entry}`);
+    }
   }
   return lines.join('\n') + '\n';
+}
+
+/** The entries of `wanted` that the kernel (`current`) lacks, as changes for applySetChanges. */
+export function setAdditions(wanted: FamilySets, current: FamilySets, families: readonly IPFamily[]): SetEntryChange[] {
+  return families.flatMap((family) =>
+    SET_NAMES.flatMap((set) => [...wanted[family][set]].filter((entry) => !current[family][set].has(entry)).map((entry): SetEntryChange => ['add', [family, set, entry]])),
+  );
 }
 
 /** Each kernel set name of kube-lb's: its family and set. */
@@ -329,18 +342,23 @@ export function renderRemoval(saved: string): string {
   return renderRestore(ownRules(saved));
 }
 
-/** Creates the families' sets (so rules can name them), writes their chains, and adds each jump once. */
-export async function installRules(opts: RuleOptions, contents: FamilySets, families: readonly IPFamily[]): Promise<void> {
-  await runCommand('ipset', ['restore', '-exist'], renderSetsReplace(contents, families));
+/**
+ * Makes the families' sets hold `wanted` (creating them, so rules can name
+ * them) from what the kernel holds (`current`), writes their chains, and
+ * adds each jump once.
+ */
+export async function installRules(opts: RuleOptions, lib: Pick<NativeAddon, 'ipsetApply'>, wanted: FamilySets, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
+  await runCommand('ipset', ['restore', '-exist'], renderSetsSync(wanted, current, families));
+  applySetChanges(lib, setAdditions(wanted, current, families));
   for (const family of families) {
     await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
   }
 }
 
 /** Makes the changes to the sets in one netlink exchange; throws naming each element the kernel refused, and why. */
-export function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, changes: readonly IpsetChange[]): void {
+export function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, changes: readonly SetEntryChange[]): void {
   if (changes.length === 0) return;
-  const refused = lib.ipsetApply(changes).filter((err) => err !== null);
+  const refused = lib.ipsetApply(changes.map(ipsetChange)).filter((err) => err !== null);
   if (refused.length > 0) throw new Error(`ipset refused ${refused.length} of ${changes.length} element change(s): ${refused.map((err) => err.message).join('; ')}`);
 }
 
