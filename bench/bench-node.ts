@@ -112,6 +112,14 @@ const KUBE_LB_NODE_OPTIONS = process.env.KUBE_LB_BENCH_NODE_OPTIONS;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 const FILE_SERVICES = 500;
 
+/** One sync as kube-lb logs it ("synced"). */
+export interface SyncRecord {
+  full: boolean;
+  durationMs: number;
+  serviceChanges: number;
+  endpointChanges: number;
+}
+
 export class BenchNode {
   private kubeLb: ChildProcess | undefined;
   private logs = '';
@@ -339,11 +347,14 @@ export class BenchNode {
   }
 
   /** kube-lb's own report of its syncs: full or not, how long each took, and how many changed services and endpoint sets each took. */
-  syncs(): { full: boolean; durationMs: number; serviceChanges: number; endpointChanges: number }[] {
+  syncs(): SyncRecord[] {
     return this.logs
       .split('\n')
       .filter((l) => l.includes('"msg":"synced"'))
-      .map((l) => JSON.parse(l) as { full: boolean; durationMs: number; serviceChanges: number; endpointChanges: number });
+      .map((l) => {
+        const { full, durationMs, serviceChanges, endpointChanges } = JSON.parse(l) as SyncRecord;
+        return { full, durationMs, serviceChanges, endpointChanges };
+      });
   }
 
   /**

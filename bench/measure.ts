@@ -1,5 +1,5 @@
 // The traffic and control-plane measurements, one sandboxed node each.
-import { BenchNode, type Entry, type KernelState, SERVER_PORT, type Variant, withRoomFor } from './bench-node.js';
+import { BenchNode, type Entry, type KernelState, SERVER_PORT, type SyncRecord, type Variant, withRoomFor } from './bench-node.js';
 import { quantile } from './stats.js';
 import { waitForLine } from '../test/lib/sandbox.js';
 
@@ -127,6 +127,8 @@ export interface ControlPlane {
   /** From the manifest write to the changed endpoint answering. */
   endpointChangeMs: number;
   endpointChangeKubeLbMs: number;
+  /** kube-lb's syncs of each stage, as it logged them: how a stage's time splits, and whether a sync was full. */
+  syncs: { fullSync: SyncRecord[]; endpointChange: SyncRecord[] };
   rssBytes: number;
   kernelState: KernelState;
 }
@@ -139,11 +141,12 @@ export async function controlPlane(variant: Variant, services: number): Promise<
     // The datapath can answer before kube-lb has synced all of a change,
     // so each stage waits for the syncs that took all of it before adding
     // their durations up, and the next stage starts on an idle kube-lb.
-    const measure = async (want: { services: number; endpoints: number }, stage: () => Promise<number>): Promise<{ ms: number; kubeLbMs: number }> => {
+    const measure = async (want: { services: number; endpoints: number }, stage: () => Promise<number>): Promise<{ ms: number; kubeLbMs: number; syncs: SyncRecord[] }> => {
       const before = node.syncs().length;
       const ms = await stage();
       await node.waitForChanges(before, want, TIMEOUT_MS);
-      return { ms, kubeLbMs: node.syncs().slice(before).reduce((sum, s) => sum + s.durationMs, 0) };
+      const syncs = node.syncs().slice(before);
+      return { ms, kubeLbMs: syncs.reduce((sum, s) => sum + s.durationMs, 0), syncs };
     };
 
     // Past --min-sync-period since kube-lb's first sync: both changes then
@@ -163,6 +166,7 @@ export async function controlPlane(variant: Variant, services: number): Promise<
       fullSyncKubeLbMs: full.kubeLbMs,
       endpointChangeMs: change.ms,
       endpointChangeKubeLbMs: change.kubeLbMs,
+      syncs: { fullSync: full.syncs, endpointChange: change.syncs },
       rssBytes: await node.rssBytes(),
       kernelState: await node.kernelState(),
     };
