@@ -73,7 +73,12 @@ export class ScenarioContext {
   }
 
   writeServices(file: string, services: ServiceSpec[]): void {
-    writeManifest(this.manifestsDir, file, this.family === 'IPv6' ? services.map(ipv6Service) : services);
+    writeManifest(this.manifestsDir, file, this.served(services));
+  }
+
+  /** The row's services as this context serves them: themselves, or their IPv6 twins. */
+  served(services: ServiceSpec[]): ServiceSpec[] {
+    return this.family === 'IPv6' ? services.map(ipv6Service) : services;
   }
 
   /** The row's addresses (comma-separated) as this context serves them: themselves, or their twins when the row runs over IPv6. */

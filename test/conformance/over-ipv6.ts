@@ -40,4 +40,7 @@ export const OVER_IPV6 = [
   'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
   'traffic from the node itself reaches the ClusterIP, NodePort, external and load-balancer IPs',
   "the node's own processes are shown the frontend as their peer: getpeername over TCP, and the source of replies to an unconnected UDP socket, as a DNS resolver checks",
+  '2,000 services are all programmed and every one answers',
+  'inspect shows what the manifests say, read back from the kernel, as JSON and text',
+  'inspect names what it shows from the manifests, as kubectl get -o wide would, and --service shows one service',
 ] as const;

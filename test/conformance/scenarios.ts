@@ -43,6 +43,15 @@ export const ipOf = (name: string): string => podSpec(name).ip;
 /** A pod's address in the context's family. */
 export const podAddress = (ctx: Pick<ScenarioContext, 'address'>, name: string): string => ctx.address(ipOf(name));
 
+/** An address and port as kube-lb prints them: an IPv6 address bracketed. */
+export const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+/** A template tag for a regular expression whose text is a pattern and whose values (addresses, with their dots) match literally. */
+export const pattern =
+  (flags = '') =>
+  (strings: TemplateStringsArray, ...values: string[]): RegExp =>
+    new RegExp(strings.raw.reduce((source, part, i) => source + values[i - 1]!.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&') + part), flags);
+
 /** The pods' endpoints with their node and zone, as the EndpointSlice controller writes them. */
 export function endpoints(ready: string[], notReady: string[] = []): EndpointSpec[] {
   const endpoint = (name: string, isReady: boolean): EndpointSpec => {
@@ -299,17 +308,14 @@ export const scenarios: Scenario[] = [
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1', 'web-4'], ['web-3', 'web-5']))]);
       await ctx.startKubeLb();
       const view = JSON.parse(await ctx.kubeLb('inspect', '-o', 'json')) as unknown;
-      const both = [
-        { ip: ipOf('web-1'), port: 0 },
-        { ip: ipOf('web-4'), port: 0 },
-      ];
-      const to = (port: number): { ip: string; port: number }[] => both.map((d) => ({ ...d, port }));
+      const vip = ctx.address(VIP);
+      const to = (port: number): { ip: string; port: number }[] => ['web-1', 'web-4'].map((pod) => ({ ip: podAddress(ctx, pod), port }));
       assert.deepEqual(view, [
-        { kind: 'ClusterIP', frontend: { ip: VIP, port: 53, protocol: 'UDP' }, destinations: to(5353) },
-        { kind: 'ClusterIP', frontend: { ip: VIP, port: 80, protocol: 'TCP' }, destinations: to(8080) },
-        { kind: 'ClusterIP', frontend: { ip: VIP, port: 81, protocol: 'TCP' }, destinations: to(8081) },
+        { kind: 'ClusterIP', frontend: { ip: vip, port: 53, protocol: 'UDP' }, destinations: to(5353) },
+        { kind: 'ClusterIP', frontend: { ip: vip, port: 80, protocol: 'TCP' }, destinations: to(8080) },
+        { kind: 'ClusterIP', frontend: { ip: vip, port: 81, protocol: 'TCP' }, destinations: to(8081) },
       ]);
-      assert.match(await ctx.kubeLb('inspect'), /10\.96\.0\.10:80\/TCP\s+10\.244\.0\.11:8080, 10\.244\.128\.14:8080\n/);
+      assert.match(await ctx.kubeLb('inspect'), pattern()`${hostPort(vip, 80)}/TCP\s+${hostPort(podAddress(ctx, 'web-1'), 8080)}, ${hostPort(podAddress(ctx, 'web-4'), 8080)}\n`);
     },
   },
   {
@@ -329,6 +335,7 @@ export const scenarios: Scenario[] = [
       };
       ctx.writeServices('web.yaml', [web, sticky]);
       await ctx.startKubeLb();
+      const [vip, stickyIp, web1, web2, web4] = [VIP, sticky.clusterIP, ipOf('web-1'), ipOf('web-2'), ipOf('web-4')].map((ip) => ctx.address(ip));
       // The kernel holds addresses only: names come from the manifests, as run reads them.
       const inspect = async (manifests: string, ...args: string[]): Promise<string> =>
         ctx.kubeLb('inspect', `--manifests=${manifests}`, `--hostname-override=${KUBE_LB_NODE}`, ...args);
@@ -336,7 +343,7 @@ export const scenarios: Scenario[] = [
         (JSON.parse(json) as NamedView[]).map((v) => ({
           service: v.service,
           kind: v.kind,
-          frontend: `${v.frontend.ip}:${v.frontend.port}/${v.frontend.protocol}`,
+          frontend: `${hostPort(v.frontend.ip, v.frontend.port)}/${v.frontend.protocol}`,
           policy: v.policy,
           affinity: v.affinity,
           backends: v.destinations.map((d) => `${d.ip}:${d.port} ${d.node}`),
@@ -347,32 +354,32 @@ export const scenarios: Scenario[] = [
         frontend,
         policy: 'Cluster',
         affinity: null,
-        backends: [`${ipOf('web-1')}:${target} node-a`, `${ipOf('web-4')}:${target} node-b`],
+        backends: [`${hostPort(web1, target)} node-a`, `${hostPort(web4, target)} node-b`],
       });
       const stickyView = {
         service: { namespace: 'shop', name: 'sticky', port: '' },
         kind: 'ClusterIP',
-        frontend: '10.96.0.20:80/TCP',
+        frontend: `${hostPort(stickyIp, 80)}/TCP`,
         policy: 'Local',
         affinity: { timeoutSeconds: 600 },
-        backends: [`${ipOf('web-2')}:8080 node-a`],
+        backends: [`${hostPort(web2, 8080)} node-a`],
       };
       assert.deepEqual(summary(await inspect(ctx.manifestsDir, '-o', 'json')), [
-        webView('dns', `${VIP}:53/UDP`, 5353),
-        webView('http', `${VIP}:80/TCP`, 8080),
-        webView('admin', `${VIP}:81/TCP`, 8081),
+        webView('dns', `${hostPort(vip, 53)}/UDP`, 5353),
+        webView('http', `${hostPort(vip, 80)}/TCP`, 8080),
+        webView('admin', `${hostPort(vip, 81)}/TCP`, 8081),
         stickyView,
       ]);
       assert.deepEqual(summary(await inspect(ctx.manifestsDir, '-o', 'json', '--service=shop/sticky')), [stickyView]);
       const text = await inspect(ctx.manifestsDir);
       assert.match(text, /^NAMESPACE +NAME +PORT +KIND +FRONTEND +POLICY +AFFINITY +BACKENDS\n/);
-      assert.match(text, /^default +web +http +ClusterIP +10\.96\.0\.10:80\/TCP +Cluster +None +10\.244\.0\.11:8080 \(node-a\), 10\.244\.128\.14:8080 \(node-b\)$/m);
-      assert.match(text, /^shop +sticky +<unset> +ClusterIP +10\.96\.0\.20:80\/TCP +Local +ClientIP\/600s +10\.244\.0\.12:8080 \(node-a\)$/m);
+      assert.match(text, pattern('m')`^default +web +http +ClusterIP +${hostPort(vip, 80)}/TCP +Cluster +None +${hostPort(web1, 8080)} \(node-a\), ${hostPort(web4, 8080)} \(node-b\)$`);
+      assert.match(text, pattern('m')`^shop +sticky +<unset> +ClusterIP +${hostPort(stickyIp, 80)}/TCP +Local +ClientIP/600s +${hostPort(web2, 8080)} \(node-a\)$`);
       // A frontend in the kernel that the source does not have (here: a directory without it) is shown, unnamed.
       const without = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-inspect-'));
       try {
-        writeManifest(without, 'web.yaml', [web]);
-        assert.match(await inspect(without), /^<none> +<none> +<none> +ClusterIP +10\.96\.0\.20:80\/TCP +<none> +<none> +10\.244\.0\.12:8080$/m);
+        writeManifest(without, 'web.yaml', ctx.served([web]));
+        assert.match(await inspect(without), pattern('m')`^<none> +<none> +<none> +ClusterIP +${hostPort(stickyIp, 80)}/TCP +<none> +<none> +${hostPort(web2, 8080)}$`);
       } finally {
         fs.rmSync(without, { recursive: true, force: true });
       }
