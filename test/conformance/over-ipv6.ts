@@ -43,4 +43,6 @@ export const OVER_IPV6 = [
   '2,000 services are all programmed and every one answers',
   'inspect shows what the manifests say, read back from the kernel, as JSON and text',
   'inspect names what it shows from the manifests, as kubectl get -o wide would, and --service shows one service',
+  "an endpoint's out-of-window segment does not reset its connection",
+  "with --conntrack-tcp-be-liberal, conntrack de-NATs an endpoint's out-of-window segment, and its connection keeps working",
 ] as const;

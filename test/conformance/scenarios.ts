@@ -346,7 +346,7 @@ export const scenarios: Scenario[] = [
           frontend: `${hostPort(v.frontend.ip, v.frontend.port)}/${v.frontend.protocol}`,
           policy: v.policy,
           affinity: v.affinity,
-          backends: v.destinations.map((d) => `${d.ip}:${d.port} ${d.node}`),
+          backends: v.destinations.map((d) => `${hostPort(d.ip, d.port)} ${d.node}`),
         }));
       const webView = (port: string, frontend: string, target: number) => ({
         service: { namespace: 'default', name: 'web', port },
@@ -393,7 +393,7 @@ export const scenarios: Scenario[] = [
       // One endpoint, on kube-lb's node, so the segment is forwarded there.
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
       await ctx.startKubeLb();
-      const result = await outOfWindowSegment(ctx.sandbox, OUT_OF_WINDOW);
+      const result = await outOfWindowSegment(ctx.sandbox, outOfWindow(ctx));
       assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
       assert.notEqual(result.clientAnswer, 'rst', 'the segment reached the client un-NATed, and the client reset the connection');
     },
@@ -406,7 +406,7 @@ export const scenarios: Scenario[] = [
       ctx.writeServices('web.yaml', [webService(endpoints(['web-1']))]);
       await ctx.startKubeLb(process.env, ['--conntrack-tcp-be-liberal=true']);
       assert.equal((await ctx.sandbox.inNode('sysctl', '-n', 'net.netfilter.nf_conntrack_tcp_be_liberal')).trim(), '1');
-      const result = await outOfWindowSegment(ctx.sandbox, OUT_OF_WINDOW);
+      const result = await outOfWindowSegment(ctx.sandbox, outOfWindow(ctx));
       assert.deepEqual(result.after, { answer: 'web-1' }, 'the connection after the segment');
       // Tracked, the segment is not INVALID and nothing drops it: the client gets it from the service's address.
       assert.equal(result.clientAnswer, 'ack', 'how the client answered the segment');
@@ -499,7 +499,8 @@ export const scenarios: Scenario[] = [
   },
 ];
 /** A client's connection through the ClusterIP to web-1, its one endpoint, on kube-lb's node. */
-const OUT_OF_WINDOW = { client: 'client', endpoint: 'web-1', target: VIP, port: 80, endpointPort: 8080 };
+/** The out-of-window rows' connection: from the client pod through the VIP to web-1, in the context's family. */
+const outOfWindow = (ctx: ScenarioContext) => ({ client: 'client', clientIp: podAddress(ctx, 'client'), endpoint: 'web-1', target: ctx.address(VIP), port: 80, endpointPort: 8080 });
 
 const IPTABLES_MODES = ['nft', 'legacy'];
 const FOREIGN_NFT_TABLE = 'foreign-fw';

@@ -14,16 +14,18 @@ import { requireCommand } from './preconditions.js';
 import { type NodeSandbox, outputOf, waitForLine } from './sandbox.js';
 import { slow } from './slowdown.js';
 
-// Args: CLIENT_IP SERVER_PORT ANSWER_WAIT_MS. Prints "listening" once it
-// sniffs eth0; on SIGUSR2 sends the segment, waits for the client's answer
-// and prints one JSON line.
+// Args: CLIENT_IP SERVER_PORT ANSWER_WAIT_MS, the client's address of
+// either family. Prints "listening" once it sniffs eth0; on SIGUSR2 sends
+// the segment, waits for the client's answer and prints one JSON line.
 const INJECTOR = String.raw`
 import json, signal, socket, struct, sys, time
 
 client_ip, server_port, answer_wait_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-ETH_HEADER, ETH_P_IP, RST = 14, 0x0800, 0x04
+ETH_HEADER, RST = 14, 0x04
+ipv6 = ':' in client_ip
+af = socket.AF_INET6 if ipv6 else socket.AF_INET
 
-sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86dd if ipv6 else 0x0800))
 sniffer.bind(('eth0', 0))
 sniffer.settimeout(0.05)
 go = False
@@ -42,13 +44,17 @@ def from_client():
     if addr[2] == socket.PACKET_OUTGOING:
         return None
     ip = frame[ETH_HEADER:]
-    if ip[9] != socket.IPPROTO_TCP or socket.inet_ntoa(ip[12:16]) != client_ip:
+    # The client's segments carry no IPv6 extension headers: TCP follows the fixed header.
+    if ipv6:
+        protocol, source, local, tcp = ip[6], ip[8:24], ip[24:40], ip[40:40 + struct.unpack('!H', ip[4:6])[0]]
+    else:
+        protocol, source, local, tcp = ip[9], ip[12:16], ip[16:20], ip[(ip[0] & 15) * 4:struct.unpack('!H', ip[2:4])[0]]
+    if protocol != socket.IPPROTO_TCP or socket.inet_ntop(af, source) != client_ip:
         return None
-    tcp = ip[(ip[0] & 15) * 4:struct.unpack('!H', ip[2:4])[0]]
     sport, dport, seq, ack = struct.unpack('!HHII', tcp[:12])
     if dport != server_port:
         return None
-    return {'local': socket.inet_ntoa(ip[16:20]), 'sport': sport, 'seq': seq, 'ack': ack, 'length': len(tcp) - (tcp[12] >> 4) * 4, 'flags': tcp[13]}
+    return {'local': socket.inet_ntop(af, local), 'sport': sport, 'seq': seq, 'ack': ack, 'length': len(tcp) - (tcp[12] >> 4) * 4, 'flags': tcp[13]}
 
 last = None
 while not go:
@@ -71,9 +77,13 @@ ack = (last['seq'] + last['length']) % 2**32
 seq = (last['ack'] + 2**30) % 2**32
 payload = b'stale\n'
 header = struct.pack('!HHIIBBHHH', server_port, last['sport'], seq, ack, 5 << 4, 0x18, 65535, 0, 0)
-pseudo = socket.inet_aton(last['local']) + socket.inet_aton(client_ip) + struct.pack('!BBH', 0, socket.IPPROTO_TCP, len(header) + len(payload))
+addresses = socket.inet_pton(af, last['local']) + socket.inet_pton(af, client_ip)
+length = len(header) + len(payload)
+pseudo = addresses + (struct.pack('!IxxxB', length, socket.IPPROTO_TCP) if ipv6 else struct.pack('!BBH', 0, socket.IPPROTO_TCP, length))
 header = header[:16] + struct.pack('!H', checksum(pseudo + header + payload)) + header[18:]
-raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+raw = socket.socket(af, socket.SOCK_RAW, socket.IPPROTO_TCP)
+# From the address the client reached, as the checksum has it.
+raw.bind((last['local'], 0))
 raw.sendto(header + payload, (client_ip, 0))
 
 # The client answers a segment it gets: a RST if it came un-NATed (no
@@ -99,13 +109,17 @@ export interface OutOfWindowResult {
 
 
 /**
- * Holds a connection from pod `client` to `target`:`port` (which must lead
- * to `endpoint` only, on `endpointPort`), has the endpoint send an
- * out-of-window segment of it, then uses the connection once more.
+ * Holds a connection from pod `client` (at `clientIp`, of the target's
+ * family) to `target`:`port` (which must lead to `endpoint` only, on
+ * `endpointPort`), has the endpoint send an out-of-window segment of it,
+ * then uses the connection once more.
  */
-export async function outOfWindowSegment(sandbox: NodeSandbox, opts: { client: string; endpoint: string; target: string; port: number; endpointPort: number }): Promise<OutOfWindowResult> {
+export async function outOfWindowSegment(
+  sandbox: NodeSandbox,
+  opts: { client: string; clientIp: string; endpoint: string; target: string; port: number; endpointPort: number },
+): Promise<OutOfWindowResult> {
   requireCommand('python3', 'apt-get install python3');
-  const injector = sandbox.spawnInPod(opts.endpoint, 'python3', ['-c', INJECTOR, sandbox.pod(opts.client).ip, String(opts.endpointPort), String(slow(1000))]);
+  const injector = sandbox.spawnInPod(opts.endpoint, 'python3', ['-c', INJECTOR, opts.clientIp, String(opts.endpointPort), String(slow(1000))]);
   const injected = outputOf(injector, 'the segment injector');
   // Handled below; should the injector fail early, waitForLine reports it first.
   injected.catch(() => undefined);
