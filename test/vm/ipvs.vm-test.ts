@@ -248,6 +248,24 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       assert.doesNotMatch(udp, /10\.244\.0\.11:5353/);
     }));
 
+  it('--ipvs-drain-timeout: a draining real server whose connection stays open is deleted once the timeout is over, not before', () =>
+    withContext(ipvs, pods, async (ctx) => {
+      const drainMs = slow(2000);
+      ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
+      await ctx.startKubeLb(process.env, [`--ipvs-drain-timeout=${drainMs}ms`]);
+      // Held past the timeout: the connection is still open when it ends.
+      const held = ctx.client('client', 'hold', VIP, 80, drainMs + slow(8000));
+      await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
+      const removedAt = performance.now();
+      ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
+      await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
+      await ctx.waitUntil('web-1 is deleted after its drain timeout', 2000 + 10_000, async () => !(await ipvsadm(ctx)).some((l) => l.startsWith('-> 10.244.0.11:8080 ')));
+      const elapsed = performance.now() - removedAt;
+      assert.ok(elapsed >= drainMs, `deleted ${elapsed.toFixed(0)} ms after the endpoint went, before the ${drainMs} ms drain timeout`);
+      assert.match(ctx.kubeLbLogs, /"destination":"10\.244\.0\.11:8080","connections":1,"timedOut":true,"msg":"drained real server deleted"/);
+      await held; // what the connection sees once its real server is gone is IPVS's (expire_nodest_conn), not asserted here
+    }));
+
   it('kube_lb_service_connections_total, _packets_total and _bytes_total count what IPVS counted for each real server, named by service and endpoint', () =>
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [web()]);
