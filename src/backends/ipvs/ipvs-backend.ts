@@ -92,7 +92,7 @@ export class IpvsBackend implements Backend {
   async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const link = this.link;
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
-    // A partial sync changes the set entries this process wrote; a full one reads what the kernel's sets hold, to know what it owns and what to change.
+    // A partial sync changes the set entries this process wrote; a full one reads the kernel's sets, to know what it owns and what to change.
     const sets: { partial: SetEntries } | { kernel: FamilySets } = changed !== null && this.sets !== null ? { partial: this.sets } : { kernel: await readSets() };
     const full = 'kernel' in sets;
     // A partial sync looks only at the service ports that changed.
