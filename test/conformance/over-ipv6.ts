@@ -45,4 +45,5 @@ export const OVER_IPV6 = [
   'inspect names what it shows from the manifests, as kubectl get -o wide would, and --service shows one service',
   "an endpoint's out-of-window segment does not reset its connection",
   "with --conntrack-tcp-be-liberal, conntrack de-NATs an endpoint's out-of-window segment, and its connection keeps working",
+  'a real HTTP server and client: curl through a NodePort reaches nginx on both nodes',
 ] as const;

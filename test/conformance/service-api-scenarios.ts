@@ -104,7 +104,7 @@ export const serviceApiScenarios: Scenario[] = [
       ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES), { type: 'NodePort', externalIPs: undefined, loadBalancerIngress: undefined })]);
       await ctx.startKubeLb();
       const seen = new Set<string>();
-      for (let i = 0; i < 20; i++) seen.add((await ctx.curl('external', `http://${NODE_IP}:${HTTP_NODE_PORT}/`)).trim());
+      for (let i = 0; i < 20; i++) seen.add((await ctx.curl('external', ctx.httpUrl(NODE_IP, HTTP_NODE_PORT))).trim());
       assert.deepEqual([...seen].sort(), BOTH_NODES);
     },
   },

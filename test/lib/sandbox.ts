@@ -474,8 +474,9 @@ export class NodeSandbox {
 
 
   /**
-   * Starts Debian's nginx in a pod, serving on `port` a page that names the
-   * pod ("web-1\n"); resolves once it answers. destroy() ends it.
+   * Starts Debian's nginx in a pod, serving on `port` of both families a
+   * page that names the pod ("web-1\n"); resolves once it answers.
+   * destroy() ends it.
    */
   async startNginx(podName: string, port = 80): Promise<ChildProcess> {
     requireCommand('nginx', 'apt-get install nginx');
@@ -504,7 +505,7 @@ export class NodeSandbox {
         `  uwsgi_temp_path ${dir}/uwsgi;`,
         `  scgi_temp_path ${dir}/scgi;`,
         '  default_type text/plain;',
-        `  server { listen ${port}; root ${dir}/html; }`,
+        `  server { listen ${port}; listen [::]:${port}; root ${dir}/html; }`,
         '}',
         '',
       ].join('\n'),
