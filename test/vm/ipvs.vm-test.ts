@@ -96,8 +96,8 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       assert.deepEqual([...addresses.matchAll(/inet (\S+)/g)].map((m) => m[1]).sort(), [`${LB_IP}/32`, `${VIP}/32`, `${EXTERNAL_IP}/32`].sort(), 'ClusterIP, external and load-balancer IPs on kube-ipvs0; NodePorts stay on the node address');
 
       const sets: Record<string, string[]> = {};
-      // A full sync fills a -NEW twin of each set and swaps it in: one may exist for a moment. The IPv6 (KUBE-6-) sets are the dual-stack row's.
-      const isLayoutSet = (set: string): boolean => set.startsWith('KUBE-') && !set.startsWith('KUBE-6-') && !set.endsWith('-NEW');
+      // Every set of kube-lb's is kube-proxy's, changed in place (no twin is swapped in). The IPv6 (KUBE-6-) sets are the dual-stack row's.
+      const isLayoutSet = (set: string): boolean => set.startsWith('KUBE-') && !set.startsWith('KUBE-6-');
       for (const line of (await ctx.sandbox.inNode('ipset', 'save')).split('\n')) {
         const [verb, set, entry] = line.split(' ');
         if (verb === 'create' && isLayoutSet(set!)) sets[set!] = [];
