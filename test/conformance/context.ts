@@ -197,6 +197,11 @@ export class ScenarioContext {
     throw new Error(`${what}: not true after ${timeoutMs} ms; kube-lb logs:\n${this.logs.slice(-3000)}`);
   }
 
+  /** Resolves once kube-lb has logged a line matching `pattern`: its log can reach the test after the kernel state the line tells of. */
+  async waitForLog(what: string, pattern: RegExp, hostTimeoutMs = 10_000): Promise<void> {
+    await this.waitUntil(what, hostTimeoutMs, async () => pattern.test(this.logs));
+  }
+
   get kubeLbLogs(): string {
     return this.logs;
   }

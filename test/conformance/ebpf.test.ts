@@ -397,7 +397,7 @@ describe("ebpf backend: the node's own sockets", () => {
       const { order = [], errors } = await unconnected;
       assert.deepEqual(errors, [], `the unconnected socket was not ended: ${JSON.stringify(errors)}`);
       assert.equal(order.at(-1), 'web-2', `the unconnected socket's datagrams each get a live endpoint: ${order.join(' ')}`);
-      assert.match(ctx.kubeLbLogs, /destroyed connected UDP sockets of removed endpoints/);
+      await ctx.waitForLog('kube-lb logs the destroyed sockets', /destroyed connected UDP sockets of removed endpoints/);
     }));
 
   it('--bpf-socket-lb=off: no cgroup program serves the node (a restart with off detaches those of the kube-lb before), its processes are not translated, and pods keep the TC path', () =>

@@ -89,7 +89,7 @@ describe('--detect-local-mode (ebpf)', () => {
       assert.match(await filters(), /lb_from_pod[\s\S]*lb_to_pod/, `kube-lb's filters on ${hostIf}`);
       await sb.inNode('ip', 'route', 'del', `${ip}/32`, 'dev', hostIf);
       await ctx.waitUntil(`kube-lb's filters leave ${hostIf} once its route is gone`, 10_000, async () => !/lb_(from|to)_pod/.test(await filters()));
-      assert.match(ctx.kubeLbLogs, /"msg":"detached: no longer a pod interface or an uplink"/);
+      await ctx.waitForLog('kube-lb logs the detach', /"msg":"detached: no longer a pod interface or an uplink"/);
       await sb.inNode('ip', 'route', 'add', `${ip}/32`, 'dev', hostIf);
       await ctx.waitUntil(`kube-lb attaches to ${hostIf} again once its route is back`, 10_000, async () => /lb_from_pod[\s\S]*lb_to_pod/.test(await filters()));
     }));

@@ -262,7 +262,7 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       await ctx.waitUntil('web-1 is deleted after its drain timeout', 2000 + 10_000, async () => !(await ipvsadm(ctx)).some((l) => l.startsWith('-> 10.244.0.11:8080 ')));
       const elapsed = performance.now() - removedAt;
       assert.ok(elapsed >= drainMs, `deleted ${elapsed.toFixed(0)} ms after the endpoint went, before the ${drainMs} ms drain timeout`);
-      assert.match(ctx.kubeLbLogs, /"destination":"10\.244\.0\.11:8080","connections":1,"timedOut":true,"msg":"drained real server deleted"/);
+      await ctx.waitForLog('kube-lb logs the deletion, timed out', /"destination":"10\.244\.0\.11:8080","connections":1,"timedOut":true,"msg":"drained real server deleted"/);
       await held; // what the connection sees once its real server is gone is IPVS's (expire_nodest_conn), not asserted here
     }));
 
