@@ -159,7 +159,7 @@ export const serviceApiScenarios: Scenario[] = [
     async run(ctx) {
       ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES), { loadBalancerSourceRanges: [`${EXTERNAL_CLIENT_IPS[0]}/32`] })]);
       await ctx.startKubeLb();
-      answeredBy(await ctx.externalClient('tcp', LB_IP, 80, 10, { source: EXTERNAL_CLIENT_IPS[0] }), BOTH_NODES, 'an allowed source');
+      answeredBy(await ctx.externalClient('tcp', LB_IP, 80, 20, { source: EXTERNAL_CLIENT_IPS[0] }), BOTH_NODES, 'an allowed source');
       const denied = await ctx.externalClient('tcp', LB_IP, 80, 3, { source: EXTERNAL_CLIENT_IPS[1] });
       assert.equal(denied.failures, 3, `a source outside the ranges was answered: ${JSON.stringify(denied.answers)}`);
     },
@@ -348,7 +348,7 @@ export const serviceApiScenarios: Scenario[] = [
       ctx.writeServices('web.yaml', [lbService(endpoints(BOTH_NODES), { type: 'NodePort', externalIPs: undefined, loadBalancerIngress: undefined })]);
       await ctx.startKubeLb(process.env, ['--nodeport-addresses=127.0.0.0/8,172.18.0.0/24']);
       answeredBy(await ctx.hostClient('tcp', '127.0.0.1', HTTP_NODE_PORT, 20), BOTH_NODES, 'TCP from the host to 127.0.0.1');
-      answeredBy(await ctx.externalClient('tcp', NODE_IP, HTTP_NODE_PORT, 10), BOTH_NODES, 'TCP from outside to the node address');
+      answeredBy(await ctx.externalClient('tcp', NODE_IP, HTTP_NODE_PORT, 20), BOTH_NODES, 'TCP from outside to the node address');
     },
   },
   {
