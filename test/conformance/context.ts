@@ -10,7 +10,7 @@ import { cliPath } from '../lib/paths.js';
 import { CLUSTER_CIDR6, type ClientMode, type ClientOptions, type ClientPlace, type ClientResult, NODES, type NodeName, NodeSandbox, waitForLine } from '../lib/sandbox.js';
 import { type ServiceSpec, writeManifest, writeNodes } from '../lib/manifests.js';
 import type { BackendVariant } from './variants.js';
-import type { IPFamily } from '../../src/model/contract.js';
+import { type IPFamily, destinationKey } from '../../src/model/contract.js';
 import { ipv6Service, ipv6Twin } from './ipv6-twins.js';
 import { slow } from '../lib/slowdown.js';
 
@@ -172,8 +172,7 @@ export class ScenarioContext {
 
   /** An http:// URL of the row's address and port, as this context serves it (an IPv6 host bracketed). */
   httpUrl(ip: string, port: number): string {
-    const host = this.address(ip);
-    return `http://${this.family === 'IPv6' ? `[${host}]` : host}:${port}/`;
+    return `http://${destinationKey({ ip: this.address(ip), port })}/`;
   }
 
   /** Runs the test client in node-a's own network namespace, as a hostNetwork pod would. */

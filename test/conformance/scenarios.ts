@@ -43,9 +43,6 @@ export const ipOf = (name: string): string => podSpec(name).ip;
 /** A pod's address in the context's family. */
 export const podAddress = (ctx: Pick<ScenarioContext, 'address'>, name: string): string => ctx.address(ipOf(name));
 
-/** An address and port as kube-lb prints them: an IPv6 address bracketed. */
-export const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
-
 /** A template tag for a regular expression whose text is a pattern and whose values (addresses, with their dots) match literally. */
 export const pattern =
   (flags = '') =>
@@ -315,7 +312,7 @@ export const scenarios: Scenario[] = [
         { kind: 'ClusterIP', frontend: { ip: vip, port: 80, protocol: 'TCP' }, destinations: to(8080) },
         { kind: 'ClusterIP', frontend: { ip: vip, port: 81, protocol: 'TCP' }, destinations: to(8081) },
       ]);
-      assert.match(await ctx.kubeLb('inspect'), pattern()`${hostPort(vip, 80)}/TCP\s+${hostPort(podAddress(ctx, 'web-1'), 8080)}, ${hostPort(podAddress(ctx, 'web-4'), 8080)}\n`);
+      assert.match(await ctx.kubeLb('inspect'), pattern()`${destinationKey({ ip: vip, port: 80 })}/TCP\s+${destinationKey({ ip: podAddress(ctx, 'web-1'), port: 8080 })}, ${destinationKey({ ip: podAddress(ctx, 'web-4'), port: 8080 })}\n`);
     },
   },
   {
@@ -343,10 +340,10 @@ export const scenarios: Scenario[] = [
         (JSON.parse(json) as NamedView[]).map((v) => ({
           service: v.service,
           kind: v.kind,
-          frontend: `${hostPort(v.frontend.ip, v.frontend.port)}/${v.frontend.protocol}`,
+          frontend: frontendKey(v.frontend),
           policy: v.policy,
           affinity: v.affinity,
-          backends: v.destinations.map((d) => `${hostPort(d.ip, d.port)} ${d.node}`),
+          backends: v.destinations.map((d) => `${destinationKey(d)} ${d.node}`),
         }));
       const webView = (port: string, frontend: string, target: number) => ({
         service: { namespace: 'default', name: 'web', port },
@@ -354,32 +351,32 @@ export const scenarios: Scenario[] = [
         frontend,
         policy: 'Cluster',
         affinity: null,
-        backends: [`${hostPort(web1, target)} node-a`, `${hostPort(web4, target)} node-b`],
+        backends: [`${destinationKey({ ip: web1, port: target })} node-a`, `${destinationKey({ ip: web4, port: target })} node-b`],
       });
       const stickyView = {
         service: { namespace: 'shop', name: 'sticky', port: '' },
         kind: 'ClusterIP',
-        frontend: `${hostPort(stickyIp, 80)}/TCP`,
+        frontend: frontendKey({ ip: stickyIp, port: 80, protocol: 'TCP' }),
         policy: 'Local',
         affinity: { timeoutSeconds: 600 },
-        backends: [`${hostPort(web2, 8080)} node-a`],
+        backends: [`${destinationKey({ ip: web2, port: 8080 })} node-a`],
       };
       assert.deepEqual(summary(await inspect(ctx.manifestsDir, '-o', 'json')), [
-        webView('dns', `${hostPort(vip, 53)}/UDP`, 5353),
-        webView('http', `${hostPort(vip, 80)}/TCP`, 8080),
-        webView('admin', `${hostPort(vip, 81)}/TCP`, 8081),
+        webView('dns', frontendKey({ ip: vip, port: 53, protocol: 'UDP' }), 5353),
+        webView('http', frontendKey({ ip: vip, port: 80, protocol: 'TCP' }), 8080),
+        webView('admin', frontendKey({ ip: vip, port: 81, protocol: 'TCP' }), 8081),
         stickyView,
       ]);
       assert.deepEqual(summary(await inspect(ctx.manifestsDir, '-o', 'json', '--service=shop/sticky')), [stickyView]);
       const text = await inspect(ctx.manifestsDir);
       assert.match(text, /^NAMESPACE +NAME +PORT +KIND +FRONTEND +POLICY +AFFINITY +BACKENDS\n/);
-      assert.match(text, pattern('m')`^default +web +http +ClusterIP +${hostPort(vip, 80)}/TCP +Cluster +None +${hostPort(web1, 8080)} \(node-a\), ${hostPort(web4, 8080)} \(node-b\)$`);
-      assert.match(text, pattern('m')`^shop +sticky +<unset> +ClusterIP +${hostPort(stickyIp, 80)}/TCP +Local +ClientIP/600s +${hostPort(web2, 8080)} \(node-a\)$`);
+      assert.match(text, pattern('m')`^default +web +http +ClusterIP +${destinationKey({ ip: vip, port: 80 })}/TCP +Cluster +None +${destinationKey({ ip: web1, port: 8080 })} \(node-a\), ${destinationKey({ ip: web4, port: 8080 })} \(node-b\)$`);
+      assert.match(text, pattern('m')`^shop +sticky +<unset> +ClusterIP +${destinationKey({ ip: stickyIp, port: 80 })}/TCP +Local +ClientIP/600s +${destinationKey({ ip: web2, port: 8080 })} \(node-a\)$`);
       // A frontend in the kernel that the source does not have (here: a directory without it) is shown, unnamed.
       const without = fs.mkdtempSync(path.join(os.tmpdir(), 'kube-lb-inspect-'));
       try {
         writeManifest(without, 'web.yaml', ctx.served([web]));
-        assert.match(await inspect(without), pattern('m')`^<none> +<none> +<none> +ClusterIP +${hostPort(stickyIp, 80)}/TCP +<none> +<none> +${hostPort(web2, 8080)}$`);
+        assert.match(await inspect(without), pattern('m')`^<none> +<none> +<none> +ClusterIP +${destinationKey({ ip: stickyIp, port: 80 })}/TCP +<none> +<none> +${destinationKey({ ip: web2, port: 8080 })}$`);
       } finally {
         fs.rmSync(without, { recursive: true, force: true });
       }
