@@ -39,7 +39,7 @@ export const CAPABILITIES = {
   'external-traffic-policy-local': 'externalTrafficPolicy: Local (local endpoints only, client address kept)',
   'external-masquerade': 'externalTrafficPolicy: Cluster reaches endpoints on other nodes (masqueraded)',
   'session-affinity': 'sessionAffinity: ClientIP with its timeout',
-  'reject-without-endpoints': 'A service without endpoints refuses connections at once',
+  'reject-without-endpoints': 'A service without endpoints refuses connections rather than let them time out',
   'node-originated': 'Traffic from the node itself (host network) to every kind of frontend',
   'localhost-nodeport': 'NodePort on 127.0.0.1',
   'drop-invalid': "An endpoint's out-of-window TCP segment does not reset the connection (kubernetes issue 74839)",

@@ -18,7 +18,7 @@ runConformance('ebpf-xdp', [
   'a real HTTP server and client: curl through a NodePort reaches nginx on both nodes',
   'externalTrafficPolicy Local: outside traffic reaches local endpoints with its source kept; the health check node port counts them',
   'loadBalancerSourceRanges: only sources inside the ranges reach the load-balancer IP',
-  'a NodePort without endpoints refuses connections from outside at once',
+  'a NodePort without endpoints refuses connections from outside rather than let them time out',
   'kube-lb.io/lb-algorithm: maglev: each client port, from a pod or from outside, reaches the endpoint the Maglev table names, before and after an endpoint goes',
   'connections through a ClusterIP and a NodePort are counted under the service and, on request, each endpoint on /metrics, across full resyncs and a restart',
 ]);

@@ -46,4 +46,7 @@ export const OVER_IPV6 = [
   "an endpoint's out-of-window segment does not reset its connection",
   "with --conntrack-tcp-be-liberal, conntrack de-NATs an endpoint's out-of-window segment, and its connection keeps working",
   'a real HTTP server and client: curl through a NodePort reaches nginx on both nodes',
+  'a service without endpoints refuses TCP and UDP from pods rather than let them time out',
+  'a service without endpoints refuses TCP and UDP from the node itself rather than let them time out',
+  'a NodePort without endpoints refuses connections from outside rather than let them time out',
 ] as const;

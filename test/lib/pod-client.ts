@@ -15,6 +15,9 @@
 //   --source-port=N  tcp: bind this source port (connections in turn reuse it)
 //   --report-source  tcp and udp: ask each server which client address it
 //                    saw; results then carry seenFrom (server, address, count)
+//   --timeout=MS     tcp and udp: how long each connection or datagram waits
+//                    for its answer, in host milliseconds (default 1000),
+//                    scaled by the slowdown
 //   node pod-client.js serve   runs requests as they come, concurrently: one
 //                    JSON line each on stdin, {"id": N, "args": [MODE, IP, ...]},
 //                    answered by {"id": N, "result": ...} or {"id": N, "error": "..."}.
@@ -26,9 +29,9 @@ import readline from 'node:readline';
 import { firstLine } from './first-line.js';
 import { slow } from './slowdown.js';
 
-// Scaled with the machine: under emulation a connection takes many times longer.
-const TIMEOUT_MS = slow(1000);
-const USAGE = 'usage: pod-client tcp|udp|hold|udp-hold|udp-connected IP PORT COUNT [--source=IP] [--source-port=N] [--report-source], or pod-client serve';
+// Host milliseconds, scaled with the machine: under emulation a connection takes many times longer.
+const DEFAULT_TIMEOUT_MS = 1000;
+const USAGE = 'usage: pod-client tcp|udp|hold|udp-hold|udp-connected IP PORT COUNT [--source=IP] [--source-port=N] [--report-source] [--timeout=MS], or pod-client serve';
 
 /** One client run, from its arguments. */
 interface Request {
@@ -41,6 +44,8 @@ interface Request {
   source?: string;
   sourcePort: number;
   reportSource: boolean;
+  /** tcp and udp: each attempt's wait for its answer, scaled. */
+  timeoutMs: number;
 }
 
 function parseRequest(args: string[]): Request {
@@ -52,11 +57,14 @@ function parseRequest(args: string[]): Request {
   const source = options.find((o) => o.startsWith('--source='))?.slice('--source='.length);
   const sourcePort = Number(options.find((o) => o.startsWith('--source-port='))?.slice('--source-port='.length) ?? 0);
   const reportSource = options.includes('--report-source');
-  const unknownOptions = options.filter((o) => !o.startsWith('--source=') && !o.startsWith('--source-port=') && o !== '--report-source');
+  const timeoutOption = options.find((o) => o.startsWith('--timeout='))?.slice('--timeout='.length);
+  const timeoutMs = Number(timeoutOption ?? DEFAULT_TIMEOUT_MS);
+  const unknownOptions = options.filter((o) => !o.startsWith('--source=') && !o.startsWith('--source-port=') && !o.startsWith('--timeout=') && o !== '--report-source');
   if (!mode || !(mode in RUN) || !ip || !Number.isInteger(port) || !Number.isInteger(count)) throw new Error(`${args.join(' ')}: ${USAGE}`);
   if (unknownOptions.length > 0) throw new Error(`unknown options ${unknownOptions.join(' ')}; ${USAGE}`);
-  if (reportSource && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source works with tcp and udp only; ${USAGE}`);
-  return { mode, ip, port, count, ...(source !== undefined && { source }), sourcePort, reportSource };
+  if (!(timeoutMs > 0)) throw new Error(`--timeout wants a number of milliseconds; ${USAGE}`);
+  if ((reportSource || timeoutOption !== undefined) && mode !== 'tcp' && mode !== 'udp') throw new Error(`--report-source and --timeout work with tcp and udp only; ${USAGE}`);
+  return { mode, ip, port, count, ...(source !== undefined && { source }), sourcePort, reportSource, timeoutMs: slow(timeoutMs) };
 }
 
 interface Result {
@@ -88,7 +96,7 @@ function noteAnswer(req: Request, result: Result, answer: string): void {
 /** With --report-source: the greeting, then the answer to a "source" line. */
 function tcpSourceOnce(req: Request, address: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: address, port: req.port, timeout: TIMEOUT_MS, ...(req.source && { localAddress: req.source }), ...(req.sourcePort && { localPort: req.sourcePort }) });
+    const sock = net.connect({ host: address, port: req.port, timeout: req.timeoutMs, ...(req.source && { localAddress: req.source }), ...(req.sourcePort && { localPort: req.sourcePort }) });
     let buffered = '';
     const fail = (err: Error): void => {
       sock.destroy();
@@ -109,7 +117,7 @@ function tcpSourceOnce(req: Request, address: string): Promise<string> {
 }
 
 const tcpOnce = (req: Request, address: string): Promise<string> =>
-  req.reportSource ? tcpSourceOnce(req, address) : firstLine(address, req.port, TIMEOUT_MS, { ...(req.source && { localAddress: req.source }), ...(req.sourcePort && { localPort: req.sourcePort }) });
+  req.reportSource ? tcpSourceOnce(req, address) : firstLine(address, req.port, req.timeoutMs, { ...(req.source && { localAddress: req.source }), ...(req.sourcePort && { localPort: req.sourcePort }) });
 
 /** A UDP socket of the family of `address`, the target. */
 function udpSocket(req: Request, address: string): dgram.Socket {
@@ -124,7 +132,7 @@ function udpOnce(req: Request, address: string): Promise<string> {
     const timer = setTimeout(() => {
       sock.close();
       reject(new Error('timeout'));
-    }, TIMEOUT_MS);
+    }, req.timeoutMs);
     sock.once('message', (msg) => {
       clearTimeout(timer);
       sock.close();

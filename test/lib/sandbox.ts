@@ -146,6 +146,8 @@ export interface ClientOptions {
   sourcePort?: number;
   /** tcp and udp: have each server report the client address it saw, in seenFrom. */
   reportSource?: boolean;
+  /** tcp and udp: each attempt's wait for an answer, in host milliseconds (pod-client's --timeout). */
+  timeoutMs?: number;
   /** A cgroup v2 directory the client joins before it starts (test-cgroup.ts). */
   cgroup?: string;
 }
@@ -456,6 +458,7 @@ export class NodeSandbox {
     if (source !== undefined) args.push(`--source=${source}`);
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
+    if (opts.timeoutMs !== undefined) args.push(`--timeout=${opts.timeoutMs}`);
     if (opts.cgroup === undefined) return this.clientAgent(place).request<ClientResult>(args, slow(120_000));
     const { stdout } = await exec(...this.atPlace(place, process.execPath, [POD_CLIENT, ...args], opts.cgroup), { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
