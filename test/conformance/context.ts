@@ -54,7 +54,7 @@ export class ScenarioContext {
     writeNodes(ctx.manifestsDir, NODES_FILE, Object.values(NODES));
     if (family === 'IPv6') ctx.useDualStack();
     try {
-      for (const pod of pods) await sandbox.addPod(pod.name, pod.ip, pod.node, { bridge: pod.bridge });
+      await sandbox.addPods(pods.map((pod) => ({ ...pod, node: pod.node ?? 'node-a' })));
       // The servers start together: each is a Node.js process, slow to start under emulation.
       await Promise.all(pods.filter((p) => p.serves ?? true).map((p) => sandbox.startServer(p.name, SERVER_TCP_PORTS, SERVER_UDP_PORTS)));
     } catch (err) {

@@ -272,8 +272,9 @@ export class NodeSandbox {
     requireCommand('ethtool', 'apt-get install ethtool');
     const sb = new NodeSandbox(Math.random().toString(36).slice(2, 7));
     try {
+      await ipBatch(null, [sb.externalNs, ...Object.values(sb.nodeNamespaces)].map((ns) => ['netns', 'add', ns]));
       await sb.addNodeNetwork();
-      for (const node of Object.values(NODES)) await sb.addNode(node);
+      await Promise.all(Object.values(NODES).map((node) => sb.addNode(node)));
     } catch (err) {
       await sb.destroy();
       throw err;
@@ -283,7 +284,6 @@ export class NodeSandbox {
 
   private async addNodeNetwork(): Promise<void> {
     const ns = this.externalNs;
-    await ip('netns', 'add', ns);
     await this.inNamespace(ns, 'sysctl', '-qw', ...NO_DAD);
     await ipBatch(ns, [
       ['link', 'set', 'lo', 'up'],
@@ -301,7 +301,6 @@ export class NodeSandbox {
 
   private async addNode(node: NodeInfo): Promise<void> {
     const ns = this.nodeNamespaces[node.name];
-    await ip('netns', 'add', ns);
     await this.inNamespace(ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.default.rp_filter=1', 'net.ipv6.conf.all.forwarding=1', ...NO_DAD);
     const nodeA = NODES['node-a'];
     const nodeB = NODES['node-b'];
@@ -341,55 +340,91 @@ export class NodeSandbox {
    * interfacePrefix.
    */
   async addPod(name: string, podIp: string, node: NodeName = 'node-a', opts: { bridge?: boolean } = {}): Promise<Pod> {
+    const [pod] = await this.addPods([{ name, ip: podIp, node, bridge: opts.bridge ?? false }]);
+    return pod!;
+  }
+
+  /**
+   * Adds pods as addPod does, with a few ip processes for all of them rather
+   * than a few for each: every spawn is costly, most of all under the test
+   * VM's emulation.
+   */
+  async addPods(specs: readonly { name: string; ip: string; node: NodeName; bridge?: boolean }[]): Promise<Pod[]> {
+    const names = specs.map((spec) => spec.name);
+    const twice = names.find((name, i) => names.indexOf(name) !== i);
+    if (twice !== undefined) throw new Error(`pod ${twice} is named twice in sandbox ${this.id}`);
+    const pods = specs.map((spec) => this.newPod(spec.name, spec.ip, spec.node, spec.bridge ?? false));
+    // Known before they exist, so that destroy() removes what a failure leaves.
+    for (const pod of pods) this.pods.set(pod.name, pod);
+    await ipBatch(null, pods.map((pod) => ['netns', 'add', pod.ns]));
+    const routed = pods.filter((pod) => pod.ip6 !== null);
+    const bridged = pods.filter((pod) => pod.ip6 === null);
+    await Promise.all([
+      ...(['node-a', 'node-b'] as const).map((node) => this.addRoutedPods(node, routed.filter((pod) => pod.node === node))),
+      this.addBridgedPods(bridged),
+    ]);
+    return pods;
+  }
+
+  /** A new pod's names and addresses, checked against addPod's rules. */
+  private newPod(name: string, podIp: string, node: NodeName, bridge: boolean): Pod {
     if (this.pods.has(name)) throw new Error(`pod ${name} exists already in sandbox ${this.id}`);
     // The nodes route node-b's pod CIDR to node-b, so a pod elsewhere with
     // such an address would be unreachable from node-b's side.
     if (inCidr(podIp, NODES['node-b'].podCIDR) !== (node === 'node-b')) {
       throw new Error(`pod ${name} on ${node}: ${podIp} must ${node === 'node-b' ? '' : 'not '}lie in node-b's pod CIDR ${NODES['node-b'].podCIDR}`);
     }
-    const bridge = opts.bridge ?? false;
     if (inCidr(podIp, POD_BRIDGE_CIDR) !== bridge || (bridge && node !== 'node-a')) {
       throw new Error(`pod ${name} on ${node}: ${podIp} must lie in ${POD_BRIDGE_CIDR} exactly when the pod is on node-a's pod bridge`);
     }
-    const nodeNs = this.nodeNamespaces[node];
     const hostIf = bridge ? `kl${this.id}b${this.interfaces++}` : `${this.interfacePrefix}${this.interfaces++}`;
-    const pod: Pod = { name, ip: podIp, ip6: bridge ? null : podIpv6(podIp), node, ns: `kl-${this.id}-${name}`, hostIf };
-    const [podMac, hostMac] = [vethMac(podIp, 'pod'), vethMac(podIp, 'host')];
-    await ip('netns', 'add', pod.ns);
-    this.pods.set(name, pod);
-    const addVeth = ['link', 'add', pod.hostIf, 'address', hostMac, 'type', 'veth', 'peer', 'name', 'eth0', 'address', podMac, 'netns', pod.ns];
-    if (bridge) {
-      await this.addBridgedPod(pod, addVeth);
-      return pod;
-    }
-    const podIp6 = pod.ip6!;
-    await ipBatch(nodeNs, [
-      addVeth,
-      ['link', 'set', pod.hostIf, 'up'],
-      ['route', 'add', `${podIp}/32`, 'dev', pod.hostIf],
-      ['route', 'add', `${podIp6}/128`, 'dev', pod.hostIf],
-      ['neigh', 'replace', podIp6, 'lladdr', podMac, 'dev', pod.hostIf, 'nud', 'permanent'],
-    ]);
-    await this.inNamespace(nodeNs, 'sysctl', '-qw', `net.ipv4.conf.${pod.hostIf}.proxy_arp=1`, `net.ipv4.conf.${pod.hostIf}.rp_filter=1`);
+    return { name, ip: podIp, ip6: bridge ? null : podIpv6(podIp), node, ns: `kl-${this.id}-${name}`, hostIf };
+  }
+
+  /** The ip command that adds a pod's veth, its end in the pod's namespace named eth0. */
+  private static addVeth(pod: Pod): string[] {
+    return ['link', 'add', pod.hostIf, 'address', vethMac(pod.ip, 'host'), 'type', 'veth', 'peer', 'name', 'eth0', 'address', vethMac(pod.ip, 'pod'), 'netns', pod.ns];
+  }
+
+  /** Links one node's routed pods (each on a /32 and /128 route behind a proxy-ARP veth). */
+  private async addRoutedPods(node: NodeName, pods: readonly Pod[]): Promise<void> {
+    if (pods.length === 0) return;
+    const nodeNs = this.nodeNamespaces[node];
+    await ipBatch(
+      nodeNs,
+      pods.flatMap((pod) => [
+        NodeSandbox.addVeth(pod),
+        ['link', 'set', pod.hostIf, 'up'],
+        ['route', 'add', `${pod.ip}/32`, 'dev', pod.hostIf],
+        ['route', 'add', `${pod.ip6}/128`, 'dev', pod.hostIf],
+        ['neigh', 'replace', pod.ip6!, 'lladdr', vethMac(pod.ip, 'pod'), 'dev', pod.hostIf, 'nud', 'permanent'],
+      ]),
+    );
+    await this.inNamespace(nodeNs, 'sysctl', '-qw', ...pods.flatMap((pod) => [`net.ipv4.conf.${pod.hostIf}.proxy_arp=1`, `net.ipv4.conf.${pod.hostIf}.rp_filter=1`]));
     // The node namespace has no route to the gateway addresses for proxy ARP
     // to answer from, so pods learn the gateway's MAC statically; the node
     // learns the pod's IPv6 neighbor the same way.
-    await ipBatch(pod.ns, [
-      ['link', 'set', 'lo', 'up'],
-      ['addr', 'add', `${podIp}/32`, 'dev', 'eth0'],
-      ['addr', 'add', `${podIp6}/128`, 'dev', 'eth0', 'nodad'],
-      ['link', 'set', 'eth0', 'up'],
-      ['route', 'add', POD_GATEWAY, 'dev', 'eth0', 'scope', 'link'],
-      ['route', 'add', 'default', 'via', POD_GATEWAY, 'dev', 'eth0'],
-      ['route', 'add', '::/0', 'via', POD_GATEWAY6, 'dev', 'eth0'],
-      ['neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent'],
-      ['neigh', 'replace', POD_GATEWAY6, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent'],
-    ]);
-    return pod;
+    await Promise.all(
+      pods.map((pod) => {
+        const hostMac = vethMac(pod.ip, 'host');
+        return ipBatch(pod.ns, [
+          ['link', 'set', 'lo', 'up'],
+          ['addr', 'add', `${pod.ip}/32`, 'dev', 'eth0'],
+          ['addr', 'add', `${pod.ip6}/128`, 'dev', 'eth0', 'nodad'],
+          ['link', 'set', 'eth0', 'up'],
+          ['route', 'add', POD_GATEWAY, 'dev', 'eth0', 'scope', 'link'],
+          ['route', 'add', 'default', 'via', POD_GATEWAY, 'dev', 'eth0'],
+          ['route', 'add', '::/0', 'via', POD_GATEWAY6, 'dev', 'eth0'],
+          ['neigh', 'replace', POD_GATEWAY, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent'],
+          ['neigh', 'replace', POD_GATEWAY6, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent'],
+        ]);
+      }),
+    );
   }
 
-  /** Puts a pod on node-a's pod bridge, adding its veth with addVeth. */
-  private async addBridgedPod(pod: Pod, addVeth: string[]): Promise<void> {
+  /** Puts pods on node-a's pod bridge, made with the first of them. */
+  private async addBridgedPods(pods: readonly Pod[]): Promise<void> {
+    if (pods.length === 0) return;
     const prefix = POD_BRIDGE_CIDR.split('/')[1]!;
     const bridgeMissing = !this.podBridgeMade;
     this.podBridgeMade = true;
@@ -401,15 +436,18 @@ export class NodeSandbox {
             ['link', 'set', this.podBridge, 'up'],
           ]
         : []),
-      addVeth,
-      ['link', 'set', pod.hostIf, 'master', this.podBridge, 'up'],
+      ...pods.flatMap((pod) => [NodeSandbox.addVeth(pod), ['link', 'set', pod.hostIf, 'master', this.podBridge, 'up']]),
     ]);
-    await ipBatch(pod.ns, [
-      ['link', 'set', 'lo', 'up'],
-      ['addr', 'add', `${pod.ip}/${prefix}`, 'dev', 'eth0'],
-      ['link', 'set', 'eth0', 'up'],
-      ['route', 'add', 'default', 'via', POD_BRIDGE_GATEWAY, 'dev', 'eth0'],
-    ]);
+    await Promise.all(
+      pods.map((pod) =>
+        ipBatch(pod.ns, [
+          ['link', 'set', 'lo', 'up'],
+          ['addr', 'add', `${pod.ip}/${prefix}`, 'dev', 'eth0'],
+          ['link', 'set', 'eth0', 'up'],
+          ['route', 'add', 'default', 'via', POD_BRIDGE_GATEWAY, 'dev', 'eth0'],
+        ]),
+      ),
+    );
   }
 
   async removePod(name: string): Promise<void> {
