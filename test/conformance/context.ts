@@ -218,6 +218,25 @@ export class ScenarioContext {
   }
 }
 
+/**
+ * Runs a hold (hold, udp-hold or udp-connected, started by `start` with the
+ * `until` it passes on) while body runs, and ends it once body is done, so
+ * that the time the hold asks for is only its bound. Returns its result.
+ */
+export async function holdWhile(start: (until: Promise<void>) => Promise<ClientResult>, body: () => Promise<void>): Promise<ClientResult> {
+  let done!: () => void;
+  const until = new Promise<void>((resolve) => (done = resolve));
+  const held = start(until);
+  // Its failure is the caller's once body is done; until then it must not go unhandled.
+  held.catch(() => undefined);
+  try {
+    await body();
+  } finally {
+    done();
+  }
+  return held;
+}
+
 /** Runs `body` in a fresh context (over IPv6 if `family` says so) and always cleans up and tears the sandbox down. */
 export async function withContext(variant: BackendVariant, pods: PodSpec[], body: (ctx: ScenarioContext) => Promise<void>, family: IPFamily = 'IPv4'): Promise<void> {
   const ctx = await ScenarioContext.create(variant, pods, family);

@@ -39,8 +39,8 @@ export class ClientAgent {
     return this.exitedWith === null;
   }
 
-  /** Runs one client (pod-client's arguments); fails after timeoutMs. */
-  request<T>(args: string[], timeoutMs: number): Promise<T> {
+  /** Runs one client (pod-client's arguments); fails after timeoutMs. A hold ends early once `until` settles. */
+  request<T>(args: string[], timeoutMs: number, until?: Promise<unknown>): Promise<T> {
     if (this.exitedWith !== null) return Promise.reject(new Error(this.exitedWith));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -54,6 +54,10 @@ export class ClientAgent {
       };
       this.pending.set(id, { resolve: settle((r) => resolve(r as T)), reject: settle(reject) });
       this.child.stdin!.write(JSON.stringify({ id, args }) + '\n');
+      const stop = (): void => {
+        if (this.pending.has(id)) this.child.stdin!.write(JSON.stringify({ stop: id }) + '\n');
+      };
+      until?.then(stop, stop);
     });
   }
 

@@ -20,7 +20,9 @@
 //                    scaled by the slowdown
 //   node pod-client.js serve   runs requests as they come, concurrently: one
 //                    JSON line each on stdin, {"id": N, "args": [MODE, IP, ...]},
-//                    answered by {"id": N, "result": ...} or {"id": N, "error": "..."}.
+//                    answered by {"id": N, "result": ...} or {"id": N, "error": "..."};
+//                    {"stop": N} ends request N (hold, udp-hold, udp-connected)
+//                    before its time is up.
 //                    The sandbox keeps one per place, as starting Node costs
 //                    more than most requests, many times more under emulation.
 import net from 'node:net';
@@ -170,8 +172,19 @@ async function repeat(req: Request, once: (req: Request, address: string) => Pro
   return result;
 }
 
-/** Holds one connection for `count` ms, sending a line every 50 ms; every answer must come back. */
-function hold(req: Request): Promise<Result & { sent: number }> {
+/** Calls end once `count` ms have passed, or sooner if stop aborts. */
+function afterCount(req: Request, stop: AbortSignal, end: () => void): void {
+  const finish = (): void => {
+    clearTimeout(timer);
+    stop.removeEventListener('abort', finish);
+    end();
+  };
+  const timer = setTimeout(finish, stop.aborted ? 0 : req.count);
+  stop.addEventListener('abort', finish, { once: true });
+}
+
+/** Holds one connection for `count` ms (or until stopped), sending a line every 50 ms; every answer must come back. */
+function hold(req: Request, stop: AbortSignal): Promise<Result & { sent: number }> {
   return new Promise((resolve) => {
     const result = { answers: {} as Record<string, number>, failures: 0, errors: [] as string[], sent: 0 };
     const sock = net.connect({ host: req.ip, port: req.port, ...(req.source && { localAddress: req.source }) });
@@ -196,11 +209,11 @@ function hold(req: Request): Promise<Result & { sent: number }> {
         sock.write('ping\n');
         result.sent++;
       }, 50);
-      setTimeout(() => {
+      afterCount(req, stop, () => {
         clearInterval(interval);
         // Let the last answers arrive.
         setTimeout(() => finish(), 300);
-      }, req.count);
+      });
     });
   });
 }
@@ -211,22 +224,22 @@ interface HeldUdp extends Result {
 }
 
 /**
- * Calls send every 50 ms for `count` ms, each call a datagram sent; once
- * the last answers had time to arrive, counts those that never came as
- * failures and calls end.
+ * Calls send every 50 ms for `count` ms (or until stopped), each call a
+ * datagram sent; once the last answers had time to arrive, counts those
+ * that never came as failures and calls end.
  */
-function sendForCount(req: Request, result: HeldUdp, send: () => void, end: () => void): void {
+function sendForCount(req: Request, stop: AbortSignal, result: HeldUdp, send: () => void, end: () => void): void {
   const interval = setInterval(() => {
     send();
     result.sent++;
   }, 50);
-  setTimeout(() => {
+  afterCount(req, stop, () => {
     clearInterval(interval);
     setTimeout(() => {
       result.failures += result.sent - result.order.length;
       end();
     }, 300);
-  }, req.count);
+  });
 }
 
 /** Notes an answer of a held UDP flow, in order. */
@@ -235,8 +248,8 @@ function noteInOrder(result: HeldUdp, msg: Buffer): void {
   result.order.push(msg.toString());
 }
 
-/** Keeps one UDP flow (one source port) for `count` ms, as a long-lived UDP client does. */
-function udpHold(req: Request): Promise<HeldUdp> {
+/** Keeps one UDP flow (one source port) for `count` ms (or until stopped), as a long-lived UDP client does. */
+function udpHold(req: Request, stop: AbortSignal): Promise<HeldUdp> {
   return new Promise((resolve) => {
     const result: HeldUdp = { answers: {}, failures: 0, errors: [], sent: 0, order: [] };
     const sock = udpSocket(req, req.ip);
@@ -244,6 +257,7 @@ function udpHold(req: Request): Promise<HeldUdp> {
     sock.on('error', (err) => note(result, null, err.message));
     sendForCount(
       req,
+      stop,
       result,
       () => sock.send('who', req.port, req.ip),
       () => {
@@ -254,8 +268,8 @@ function udpHold(req: Request): Promise<HeldUdp> {
   });
 }
 
-/** Keeps a connected UDP socket for `count` ms; when the kernel ends it (ECONNABORTED), connects a new one. */
-function udpConnected(req: Request): Promise<HeldUdp & { reconnects: number }> {
+/** Keeps a connected UDP socket for `count` ms (or until stopped); when the kernel ends it (ECONNABORTED), connects a new one. */
+function udpConnected(req: Request, stop: AbortSignal): Promise<HeldUdp & { reconnects: number }> {
   return new Promise((resolve) => {
     const result = { answers: {}, failures: 0, errors: [] as string[], sent: 0, order: [] as string[], reconnects: -1 };
     let sock: dgram.Socket | null = null;
@@ -275,6 +289,7 @@ function udpConnected(req: Request): Promise<HeldUdp & { reconnects: number }> {
     connect();
     sendForCount(
       req,
+      stop,
       result,
       () => {
         // Between a socket the kernel ended and the next one's connect, the datagram is lost.
@@ -292,7 +307,7 @@ function udpConnected(req: Request): Promise<HeldUdp & { reconnects: number }> {
   });
 }
 
-const RUN: Record<string, (req: Request) => Promise<Result>> = {
+const RUN: Record<string, (req: Request, stop: AbortSignal) => Promise<Result>> = {
   tcp: (req) => repeat(req, tcpOnce),
   udp: (req) => repeat(req, udpOnce),
   hold,
@@ -300,22 +315,29 @@ const RUN: Record<string, (req: Request) => Promise<Result>> = {
   'udp-connected': udpConnected,
 };
 
-const run = async (args: string[]): Promise<Result> => {
+const run = async (args: string[], stop: AbortSignal): Promise<Result> => {
   const req = parseRequest(args);
-  return RUN[req.mode]!(req);
+  return RUN[req.mode]!(req, stop);
 };
 
-/** serve: requests in, results out, as they finish. */
+/** serve: requests in, results out, as they finish; a stop line ends a running request early. */
 function serve(): void {
   const answer = (reply: object): boolean => process.stdout.write(JSON.stringify(reply) + '\n');
+  const running = new Map<number, AbortController>();
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    const { id, args } = JSON.parse(line) as { id: number; args: string[] };
-    run(args).then(
-      (result) => answer({ id, result }),
-      (err: Error) => answer({ id, error: err.message }),
-    );
+    const request = JSON.parse(line) as { id: number; args: string[] } | { stop: number };
+    if ('stop' in request) return running.get(request.stop)?.abort();
+    const { id, args } = request;
+    const stop = new AbortController();
+    running.set(id, stop);
+    run(args, stop.signal)
+      .then(
+        (result) => answer({ id, result }),
+        (err: Error) => answer({ id, error: err.message }),
+      )
+      .finally(() => running.delete(id));
   });
 }
 
 if (process.argv[2] === 'serve') serve();
-else process.stdout.write(JSON.stringify(await run(process.argv.slice(2))) + '\n');
+else process.stdout.write(JSON.stringify(await run(process.argv.slice(2), new AbortController().signal)) + '\n');

@@ -150,6 +150,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** A cgroup v2 directory the client joins before it starts (test-cgroup.ts). */
   cgroup?: string;
+  /** hold, udp-hold and udp-connected: end before the time asked for, once this settles (not with cgroup). */
+  until?: Promise<unknown>;
 }
 
 export interface ClientResult {
@@ -497,7 +499,8 @@ export class NodeSandbox {
     if (opts.sourcePort !== undefined) args.push(`--source-port=${opts.sourcePort}`);
     if (opts.reportSource) args.push('--report-source');
     if (opts.timeoutMs !== undefined) args.push(`--timeout=${opts.timeoutMs}`);
-    if (opts.cgroup === undefined) return this.clientAgent(place).request<ClientResult>(args, slow(120_000));
+    if (opts.cgroup === undefined) return this.clientAgent(place).request<ClientResult>(args, slow(120_000), opts.until);
+    if (opts.until !== undefined) throw new Error('a client in a cgroup of its own cannot be ended early (until)');
     const { stdout } = await exec(...this.atPlace(place, process.execPath, [POD_CLIENT, ...args], opts.cgroup), { timeout: slow(120_000) });
     return JSON.parse(stdout) as ClientResult;
   }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { unsupportedReason } from '../../src/backends/capabilities.js';
-import { type ScenarioContext, withContext } from '../conformance/context.js';
+import { holdWhile, type ScenarioContext, withContext } from '../conformance/context.js';
 import { VIP, endpoints, ipOf, pods, scenarios } from '../conformance/scenarios.js';
 import { runScenarios } from '../conformance/suite.js';
 import { variant } from '../conformance/variants.js';
@@ -233,14 +233,17 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
     withContext(ipvs, pods, async (ctx) => {
       ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
       await ctx.startKubeLb();
-      // Held long enough to outlast the endpoint change's sync on a loaded machine.
-      const held = ctx.client('client', 'hold', VIP, 80, slow(6000));
-      await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
-      ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
-      await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
-      const fresh = await ctx.client('client', 'tcp', VIP, 80, 10);
-      assert.deepEqual(Object.keys(fresh.answers), ['web-2'], `new connections: ${JSON.stringify(fresh.answers)}`);
-      const result = await held;
+      // Held until the endpoint has drained and new connections have gone elsewhere.
+      const result = await holdWhile(
+        (until) => ctx.client('client', 'hold', VIP, 80, slow(60_000), { until }),
+        async () => {
+          await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
+          ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
+          await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
+          const fresh = await ctx.client('client', 'tcp', VIP, 80, 10);
+          assert.deepEqual(Object.keys(fresh.answers), ['web-2'], `new connections: ${JSON.stringify(fresh.answers)}`);
+        },
+      );
       assert.equal(result.failures, 0, `the draining connection broke: ${JSON.stringify(result.errors)}`);
       assert.deepEqual(Object.keys(result.answers), ['web-1']);
       // UDP has no connection end to wait for: its real server went at once.
@@ -253,17 +256,21 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
       const drainMs = slow(2000);
       ctx.writeServices('web.yaml', [web(endpoints(['web-1']))]);
       await ctx.startKubeLb(process.env, [`--ipvs-drain-timeout=${drainMs}ms`]);
-      // Held past the timeout: the connection is still open when it ends.
-      const held = ctx.client('client', 'hold', VIP, 80, drainMs + slow(8000));
-      await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
-      const removedAt = performance.now();
-      ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
-      await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
-      await ctx.waitUntil('web-1 is deleted after its drain timeout', 2000 + 10_000, async () => !(await ipvsadm(ctx)).some((l) => l.startsWith('-> 10.244.0.11:8080 ')));
-      const elapsed = performance.now() - removedAt;
-      assert.ok(elapsed >= drainMs, `deleted ${elapsed.toFixed(0)} ms after the endpoint went, before the ${drainMs} ms drain timeout`);
-      await ctx.waitForLog('kube-lb logs the deletion, timed out', /"destination":"10\.244\.0\.11:8080","connections":1,"timedOut":true,"msg":"drained real server deleted"/);
-      await held; // what the connection sees once its real server is gone is IPVS's (expire_nodest_conn), not asserted here
+      // Held past the timeout: the connection is still open when its real server goes.
+      // What the connection sees once its real server is gone is IPVS's (expire_nodest_conn), not asserted here.
+      await holdWhile(
+        (until) => ctx.client('client', 'hold', VIP, 80, slow(60_000), { until }),
+        async () => {
+          await ctx.waitUntil('the held connection is counted', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 1 1 0'));
+          const removedAt = performance.now();
+          ctx.writeServices('web.yaml', [web(endpoints(['web-2']))]);
+          await ctx.waitUntil('web-1 drains with weight 0', 10_000, async () => (await ipvsadm(ctx)).includes('-> 10.244.0.11:8080 Masq 0 1 0'));
+          await ctx.waitUntil('web-1 is deleted after its drain timeout', 2000 + 10_000, async () => !(await ipvsadm(ctx)).some((l) => l.startsWith('-> 10.244.0.11:8080 ')));
+          const elapsed = performance.now() - removedAt;
+          assert.ok(elapsed >= drainMs, `deleted ${elapsed.toFixed(0)} ms after the endpoint went, before the ${drainMs} ms drain timeout`);
+          await ctx.waitForLog('kube-lb logs the deletion, timed out', /"destination":"10\.244\.0\.11:8080","connections":1,"timedOut":true,"msg":"drained real server deleted"/);
+        },
+      );
     }));
 
   it('kube_lb_service_connections_total, _packets_total and _bytes_total count what IPVS counted for each real server, named by service and endpoint', () =>
