@@ -1,23 +1,20 @@
-// The ipvs backend on a kernel with IPVS: the core conformance scenarios
-// (the Service API's run beside, in ipvs-service-api.vm-test.ts), plus
-// what only IPVS has: ipvsadm's view, per-service schedulers, graceful
-// endpoint removal, and cleanup that spares foreign virtual servers. Runs in the
-// VM (make test-vm); the host kernel has no IPVS, so the file is named
+// The ipvs backend on a kernel with IPVS: what only IPVS has: ipvsadm's
+// view, per-service schedulers, graceful endpoint removal, and cleanup that
+// spares foreign virtual servers (the conformance scenarios run beside, in
+// ipvs-core.vm-test.ts and ipvs-service-api.vm-test.ts). Runs in the VM
+// (make test-vm); the host kernel has no IPVS, so the file is named
 // *.vm-test.ts to stay out of the host's test glob.
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { unsupportedReason } from '../../src/backends/capabilities.js';
 import { holdWhile, type ScenarioContext, withContext } from '../conformance/context.js';
-import { VIP, endpoints, ipOf, pods, scenarios } from '../conformance/scenarios.js';
-import { runScenarios } from '../conformance/suite.js';
+import { VIP, endpoints, ipOf, pods } from '../conformance/scenarios.js';
 import { variant } from '../conformance/variants.js';
 import type { ServiceSpec } from '../lib/manifests.js';
 import { requireCommand } from '../lib/preconditions.js';
 import { NODES, podIpv6 } from '../lib/sandbox.js';
 import { slow } from '../lib/slowdown.js';
-
-runScenarios('ipvs', 'core conformance scenarios', scenarios);
 
 const ipvs = variant('ipvs');
 const NODE_IP = NODES['node-a'].ip;
