@@ -54,9 +54,9 @@ const BOTH_NODES = ['web-1', 'web-4'];
 /**
  * How long a refused attempt may take, in host milliseconds. Over IPv4 the
  * refusal comes at once. Over IPv6 it comes a second later, with the SYN's
- * first retransmission: over veth the ICMPv6 error comes back while connect()
- * still holds its socket, and the kernel drops it then (TcpExtLockDroppedIcmps),
- * as it would under kube-proxy.
+ * first retransmission: the ICMPv6 error comes back within connect()'s own
+ * call, while it holds its socket, and the kernel drops it then
+ * (TcpExtLockDroppedIcmps), as it would under kube-proxy.
  */
 const REFUSAL_MS = 3000;
 

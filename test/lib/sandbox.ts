@@ -352,12 +352,12 @@ export class NodeSandbox {
    * VM's emulation.
    */
   async addPods(specs: readonly { name: string; ip: string; node: NodeName; bridge?: boolean }[]): Promise<Pod[]> {
-    const names = specs.map((spec) => spec.name);
-    const twice = names.find((name, i) => names.indexOf(name) !== i);
-    if (twice !== undefined) throw new Error(`pod ${twice} is named twice in sandbox ${this.id}`);
-    const pods = specs.map((spec) => this.newPod(spec.name, spec.ip, spec.node, spec.bridge ?? false));
-    // Known before they exist, so that destroy() removes what a failure leaves.
-    for (const pod of pods) this.pods.set(pod.name, pod);
+    // Each is known before it exists, so that destroy() removes what a failure leaves, and a name given twice is refused.
+    const pods = specs.map((spec) => {
+      const pod = this.newPod(spec.name, spec.ip, spec.node, spec.bridge ?? false);
+      this.pods.set(pod.name, pod);
+      return pod;
+    });
     await ipBatch(null, pods.map((pod) => ['netns', 'add', pod.ns]));
     const routed = pods.filter((pod) => pod.ip6 !== null);
     const bridged = pods.filter((pod) => pod.ip6 === null);
