@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { projectRoot, type IpsetChange, type NativeAddon } from '../../src/native/index.js';
-import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, type SetName, applySetChanges, familySetName, renderSetsSync, setAdditions } from '../../src/backends/ipvs/netfilter.js';
+import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, applySetChanges, familySetName, frontendSetEntries, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const ns = `kl-ipset-${process.pid}`;
@@ -61,10 +61,13 @@ function saved(): Map<string, Set<string>> {
   return sets;
 }
 
-/** kube-lb's set entries, given by family and set. */
-function setEntries(entries: Partial<Record<'IPv4' | 'IPv6', Partial<Record<SetName, string[]>>>>): SetEntry[] {
-  return (['IPv4', 'IPv6'] as const).flatMap((family) => Object.entries(entries[family] ?? {}).flatMap(([set, list]) => list.map((entry): SetEntry => [family, set as SetName, entry])));
-}
+type Frontend = Parameters<typeof frontendSetEntries>[0];
+type Endpoint = { ip: string; port: number };
+
+/** The set entries of these frontends, each with its endpoints on this node, as a sync makes them. */
+const setEntries = (frontends: [Frontend, Endpoint[]?][]): SetEntry[] => frontends.flatMap(([f, onThisNode]) => frontendSetEntries(f, onThisNode ?? []));
+
+const frontend = (kind: Frontend['kind'], family: Frontend['family'], ip: string, protocol: Frontend['protocol'], port: number, sourceRanges: string[] = []): Frontend => ({ kind, family, ip, protocol, port, masquerade: 'all', sourceRanges });
 
 /** The sets holding `entries`, the others empty. */
 function contentsOf(entries: readonly SetEntry[]): FamilySets {
@@ -83,11 +86,13 @@ function kernelSets(): FamilySets {
   return sets;
 }
 
-/** What a full sync does to the sets: it makes them hold `wanted`, from what the kernel holds. */
-function fullSync(wanted: FamilySets): void {
+/** What a full sync does to the sets: it makes them hold `entries`, from what the kernel holds. */
+function fullSync(entries: readonly SetEntry[]): void {
+  const wanted = new SetEntries();
+  wanted.set('test', entries);
   const current = kernelSets();
-  inNetns('ipset', ['restore', '-exist'], renderSetsSync(wanted, current, ['IPv4', 'IPv6']));
-  applySetChanges(netnsLib, setAdditions(wanted, current, ['IPv4', 'IPv6']));
+  inNetns('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, ['IPv4', 'IPv6']));
+  applySetChanges(netnsLib, wanted.missingFrom(current));
 }
 
 /** Checks that the kernel holds exactly `expected` in kube-lb's sets. */
@@ -102,41 +107,31 @@ function assertKernelHolds(expected: FamilySets): void {
 }
 
 // One element or more of every set type, in each family.
-const first = setEntries({
-  IPv4: {
-    'KUBE-CLUSTER-IP': ['10.96.0.10,tcp:80', '10.96.0.10,udp:53'],
-    'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24'],
-    'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
-    'KUBE-NODE-PORT-TCP': ['30080', '30081'],
-    'KUBE-NODE-PORT-SCTP-HASH': ['192.168.0.2,sctp:30009'],
-    'KUBE-LOOP-BACK': ['10.244.0.11,udp:5353,10.244.0.11'],
-    'KUBE-IPVS-IPS': ['10.96.0.10', '198.51.100.12'],
-  },
-  IPv6: {
-    'KUBE-CLUSTER-IP': ['fd00:96::10,tcp:80'],
-    'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['fd00:100::12,tcp:80,fd00:18::/64'],
-    'KUBE-LOAD-BALANCER-SOURCE-IP': ['fd00:100::12,tcp:80,fd00:100::12'],
-    'KUBE-NODE-PORT-UDP': ['30053'],
-    'KUBE-LOOP-BACK': ['fd00::1,udp:53,fd00::1'],
-    'KUBE-IPVS-IPS': ['fd00:96::10', 'fd00:100::12'],
-  },
-});
+const first = setEntries([
+  [frontend('ClusterIP', 'IPv4', '10.96.0.10', 'TCP', 80)],
+  [frontend('ClusterIP', 'IPv4', '10.96.0.10', 'UDP', 53), [{ ip: '10.244.0.11', port: 5353 }]],
+  [frontend('LoadBalancerIP', 'IPv4', '198.51.100.12', 'TCP', 80, ['198.18.0.0/24', '198.51.100.12/32'])],
+  [frontend('NodePort', 'IPv4', '192.168.0.2', 'TCP', 30080)],
+  [frontend('NodePort', 'IPv4', '192.168.0.2', 'TCP', 30081)],
+  [frontend('NodePort', 'IPv4', '192.168.0.2', 'SCTP', 30009)],
+  [frontend('ClusterIP', 'IPv6', 'fd00:96::10', 'TCP', 80)],
+  [frontend('ClusterIP', 'IPv6', 'fd00:96::10', 'UDP', 53), [{ ip: 'fd00::1', port: 53 }]],
+  [frontend('LoadBalancerIP', 'IPv6', 'fd00:100::12', 'TCP', 80, ['fd00:18::/64', 'fd00:100::12/128'])],
+  [frontend('NodePort', 'IPv6', 'fd00:168::2', 'UDP', 30053)],
+]);
 
 // Some of those gone, others come.
-const second = setEntries({
-  IPv4: {
-    'KUBE-CLUSTER-IP': ['10.96.0.10,tcp:80', '10.96.0.11,tcp:443'],
-    'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/16'],
-    'KUBE-NODE-PORT-TCP': ['30081'],
-    'KUBE-LOOP-BACK': ['10.244.0.11,udp:5353,10.244.0.11', '10.244.0.12,tcp:8080,10.244.0.12'],
-    'KUBE-IPVS-IPS': ['10.96.0.10', '10.96.0.11'],
-  },
-  IPv6: {
-    'KUBE-CLUSTER-IP': ['fd00:96::10,tcp:80', 'fd00:96::11,sctp:9'],
-    'KUBE-NODE-PORT-UDP': ['30053', '32767'],
-    'KUBE-IPVS-IPS': ['fd00:96::10', 'fd00:96::11'],
-  },
-});
+const second = setEntries([
+  [frontend('ClusterIP', 'IPv4', '10.96.0.10', 'TCP', 80)],
+  [frontend('ClusterIP', 'IPv4', '10.96.0.10', 'UDP', 53), [{ ip: '10.244.0.11', port: 5353 }]],
+  [frontend('ClusterIP', 'IPv4', '10.96.0.11', 'TCP', 443), [{ ip: '10.244.0.12', port: 8080 }]],
+  [frontend('LoadBalancerIP', 'IPv4', '198.51.100.12', 'TCP', 80, ['198.18.0.0/16'])],
+  [frontend('NodePort', 'IPv4', '192.168.0.2', 'TCP', 30081)],
+  [frontend('ClusterIP', 'IPv6', 'fd00:96::10', 'TCP', 80)],
+  [frontend('ClusterIP', 'IPv6', 'fd00:96::11', 'SCTP', 9)],
+  [frontend('NodePort', 'IPv6', 'fd00:168::2', 'UDP', 30053)],
+  [frontend('NodePort', 'IPv6', 'fd00:168::2', 'UDP', 32767)],
+]);
 
 /** The error results of `results`, each as [code, message]. */
 const errorsOf = (results: (Error | null)[]): ([string, string] | null)[] => results.map((e) => e && [(e as NodeJS.ErrnoException).code!, e.message]);
@@ -147,7 +142,7 @@ describe('ipsetApply', () => {
     requireCommand('ipset', 'apt-get install ipset');
     execFileSync('ip', ['netns', 'add', ns]);
     // kube-lb's sets of both families, as its full syncs create them.
-    fullSync(contentsOf([]));
+    fullSync([]);
   });
 
   after(() => {
@@ -163,16 +158,16 @@ describe('ipsetApply', () => {
   });
 
   it('a full sync deletes what the kernel holds that is not wanted and adds what it lacks, creating a set that is missing', () => {
-    fullSync(contentsOf(first));
+    fullSync(first);
     assertKernelHolds(contentsOf(first));
     inNetns('ipset', ['destroy', 'KUBE-6-LOOP-BACK']);
-    fullSync(contentsOf(second));
+    fullSync(second);
     assertKernelHolds(contentsOf(second));
   });
 
   it('sends a batch larger than one sendmsg, each change acknowledged', () => {
-    const loopBack = Array.from({ length: 300 }, (_, i) => `10.244.${i >> 8}.${i & 255},tcp:8080,10.244.${i >> 8}.${i & 255}`);
-    const many = [...second, ...loopBack.map((entry): SetEntry => ['IPv4', 'KUBE-LOOP-BACK', entry])];
+    const loopBack = Array.from({ length: 300 }, (_, i) => ({ ip: `10.244.${i >> 8}.${i & 255}`, port: 8080 }));
+    const many = [...second, ...setEntries([[frontend('ClusterIP', 'IPv4', '10.96.0.12', 'TCP', 80), loopBack]])];
     const sets = new SetEntries();
     sets.set('test', second);
     const changes = sets.set('test', many);
@@ -210,11 +205,11 @@ describe('ipsetApply', () => {
     try {
       const sets = new SetEntries();
       sets.set('test', second);
-      assert.throws(() => applySetChanges(netnsLib, sets.set('test', [...second, ['IPv6', 'KUBE-IPVS-IPS', 'fd00:96::12']])), {
-        message: 'ipset refused 1 of 1 element change(s): add element fd00:96::12 of ipset KUBE-6-IPVS-IPS: no such set',
+      assert.throws(() => applySetChanges(netnsLib, sets.set('test', [...second, ...setEntries([[frontend('ClusterIP', 'IPv6', 'fd00:96::12', 'TCP', 80)]])])), {
+        message: 'ipset refused 1 of 2 element change(s): add element fd00:96::12 of ipset KUBE-6-IPVS-IPS: no such set',
       });
     } finally {
-      fullSync(contentsOf(second));
+      fullSync(second);
     }
     assertKernelHolds(contentsOf(second));
   });

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
-import { CLUSTER_IP_SET, LOOP_BACK_SET, SetEntries, type SetEntryChange, applySetChanges, frontendSetEntries, renderRemoval, renderRules, renderSetsSync, setAdditions } from '../../src/backends/ipvs/netfilter.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, type SetEntry, SetEntries, type SetEntryChange, applySetChanges, familySetName, frontendSetEntries, renderRemoval, renderRules, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
 import type { IpsetChange, IpvsChange } from '../../src/native/index.js';
@@ -132,6 +132,37 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(renderSetsSync(byFamily, setContents([]), ['IPv4']).split('\n').includes('create KUBE-NODE-PORT-TCP bitmap:port range 0-65535'));
   });
 
+  test('each entry\'s element, what ipsetApply sends, says what its text says, in its set\'s type and family', () => {
+    const types = new Map(renderSetsSync(setContents([]), setContents([]), ['IPv4', 'IPv6']).split('\n').filter((l) => l.startsWith('create ')).map((l) => [l.split(' ')[1]!, l.split(' ')[2]!]));
+    const protocolName: Record<number, string> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
+    const elementText = (el: SetEntry['element']): string => {
+      switch (el[0]) {
+        case 'bitmap:port': return String(el[1]);
+        case 'hash:ip': return el[2];
+        case 'hash:ip,port': return `${el[2]},${protocolName[el[3]]}:${el[4]}`;
+        case 'hash:ip,port,ip': return `${el[2]},${protocolName[el[3]]}:${el[4]},${el[5]}`;
+        case 'hash:ip,port,net': return `${el[2]},${protocolName[el[3]]}:${el[4]},${el[5]}/${el[6]}`;
+      }
+    };
+    const frontends = (['IPv4', 'IPv6'] as const).flatMap((family) => {
+      const [node, service, source, endpoint] = family === 'IPv4' ? ['192.168.0.2', '198.51.100.12', '198.18.0.0/24', '10.244.0.11'] : ['fd00:168::2', 'fd00:51::12', 'fd00:18::/64', 'fd00:244::11'];
+      const f = { family, masquerade: 'node' as const, sourceRanges: [] };
+      return [
+        frontendSetEntries({ ...f, kind: 'NodePort', ip: node, port: 30080, protocol: 'TCP' }, []),
+        frontendSetEntries({ ...f, kind: 'NodePort', ip: node, port: 30009, protocol: 'SCTP' }, []),
+        frontendSetEntries({ ...f, kind: 'ClusterIP', ip: service, port: 53, protocol: 'UDP' }, [{ ip: endpoint, port: 5353 }]),
+        frontendSetEntries({ ...f, kind: 'ExternalIP', ip: service, port: 80, protocol: 'TCP' }, []),
+        frontendSetEntries({ ...f, kind: 'LoadBalancerIP', ip: service, port: 80, protocol: 'TCP', sourceRanges: [source, `${service}/${family === 'IPv4' ? 32 : 128}`] }, []),
+      ].flat();
+    });
+    assert.deepEqual(new Set(frontends.map((e) => types.get(familySetName(e.set, e.family)))).size, 5, 'every set type is made');
+    for (const e of frontends) {
+      assert.equal(e.element[0], types.get(familySetName(e.set, e.family)), `${e.set} ${e.text}`);
+      assert.equal(elementText(e.element), e.text);
+      if (e.element[0] !== 'bitmap:port') assert.equal(e.element[1], e.family, `${e.set} ${e.text}`);
+    }
+  });
+
   test('every set of both families fits the 31 characters ipset allows a name, all distinct', () => {
     const names = renderSetsSync(setContents([]), setContents([]), ['IPv4', 'IPv6']).split('\n').filter((l) => l.startsWith('create ')).map((l) => l.split(' ')[1]!);
     assert.equal(new Set(names).size, names.length);
@@ -147,11 +178,11 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.ok(restore.includes('create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 1048576'));
     assert.deepEqual(restore.filter((l) => !l.startsWith('create ')), ['del KUBE-CLUSTER-IP 10.96.0.99,tcp:80', ''], 'only what is not wanted is deleted');
     assert.ok(!restore.some((l) => l.includes('KUBE-6-')), 'no IPv6 set where IPv6 is not served');
-    assert.deepEqual(sent(setAdditions(wanted, kernel, ['IPv4'])), [
+    assert.deepEqual(sent(setEntriesOf(programmed).missingFrom(kernel)), [
       ['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 17, 53],
       ['add', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
     ], 'only what the kernel lacks is added');
-    assert.deepEqual(setAdditions(wanted, wanted, ['IPv4']), [], 'nothing to add when the kernel holds it all');
+    assert.deepEqual(setEntriesOf(programmed).missingFrom(wanted), [], 'nothing to add when the kernel holds it all');
 
     const sets = setEntriesOf(programmed);
     assert.deepEqual(sent(sets.set('1', [])), [

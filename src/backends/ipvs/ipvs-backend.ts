@@ -170,7 +170,7 @@ export class IpvsBackend implements Backend {
     if ('kernel' in sets) {
       const entries = new SetEntries();
       for (const fk of this.applied.keys()) entries.set(fk, entriesOf(fk));
-      await installRules(this.opts, this.lib, entries.contents(), sets.kernel, this.families);
+      await installRules(this.opts, this.lib, entries, sets.kernel, this.families);
       this.sets = entries;
     } else {
       applySetChanges(this.lib, [...candidates].flatMap((fk) => sets.partial.set(fk, entriesOf(fk))));

@@ -28,8 +28,8 @@ import type { LocalTrafficByFamily } from '../../config/local-traffic.js';
 import { iptablesLocalMatch, masqueradeMark } from '../netfilter/frontends.js';
 import type { Destination, Frontend, IPFamily, Protocol, ResolvedFrontend } from '../../model/contract.js';
 import type { Leftovers } from './leftovers.js';
-import type { IpsetChange, IpsetType, NativeAddon } from '../../native/index.js';
-import { ipsetElement } from './ipset-elements.js';
+import type { IpsetChange, IpsetElement, IpsetType, NativeAddon } from '../../native/index.js';
+import { PROTOCOL_NUMBERS } from './virtual-servers.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
 export const LOOP_BACK_SET = 'KUBE-LOOP-BACK';
@@ -88,8 +88,10 @@ const NODE_PORT_SETS: Record<Protocol, { all: SetName; local: SetName }> = {
 const nodePortSet = (protocol: Protocol, local: boolean): SetName => NODE_PORT_SETS[protocol][local ? 'local' : 'all'];
 
 /** A NodePort's entry in its set: the port (bitmap:port), or for SCTP the node address and port (hash:ip,port). */
-export function nodePortEntry(f: Pick<Frontend, 'ip' | 'port' | 'protocol'>, local: boolean): [SetName, string] {
-  return [nodePortSet(f.protocol, local), f.protocol === 'SCTP' ? `${f.ip},sctp:${f.port}` : String(f.port)];
+export function nodePortEntry(f: Pick<Frontend, 'ip' | 'port' | 'protocol'> & { family: IPFamily }, local: boolean): SetEntry {
+  const set = nodePortSet(f.protocol, local);
+  if (f.protocol === 'SCTP') return { family: f.family, set, text: `${f.ip},sctp:${f.port}`, element: ['hash:ip,port', f.family, f.ip, PROTOCOL_NUMBERS.SCTP, f.port] };
+  return { family: f.family, set, text: String(f.port), element: ['bitmap:port', f.port] };
 }
 
 export const NAT_CHAINS = ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-NODE-PORT', 'KUBE-LOAD-BALANCER'] as const;
@@ -109,40 +111,56 @@ export const jumpArgs = (j: Jump): string[] => ['-m', 'comment', '--comment', j.
 
 const proto = (p: Protocol): string => p.toLowerCase();
 
-/** One entry of one of a family's sets, in ipset's text. */
-export type SetEntry = readonly [family: IPFamily, set: SetName, entry: string];
+/**
+ * One entry of one of a family's sets, twice: as ipset prints it, which
+ * full syncs compare with `ipset save`, and as ipsetApply sends it, built
+ * beside the text rather than parsed back from it.
+ */
+export interface SetEntry {
+  readonly family: IPFamily;
+  readonly set: SetName;
+  readonly text: string;
+  readonly element: IpsetElement;
+}
+
+/** Tells entries apart across sets and families. */
+const entryKey = (e: SetEntry): string => `${e.family} ${e.set} ${e.text}`;
 
 /** The set entries of one programmed frontend and those of its endpoints on this node that get new traffic. */
 export function frontendSetEntries(
   f: Pick<ResolvedFrontend, 'ip' | 'port' | 'protocol' | 'kind' | 'family' | 'masquerade' | 'sourceRanges'>,
   onThisNode: readonly Destination[],
 ): SetEntry[] {
+  const { family } = f;
   const entries: SetEntry[] = [];
-  const add = (set: SetName, entry: string): void => void entries.push([f.family, set, entry]);
+  const add = (set: SetName, text: string, element: IpsetElement): void => void entries.push({ family, set, text, element });
+  const protocol = PROTOCOL_NUMBERS[f.protocol];
   const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
+  const ipPortElement: IpsetElement = ['hash:ip,port', family, f.ip, protocol, f.port];
   // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
   const unmasqueraded = f.masquerade === 'node';
   if (f.kind === 'NodePort') {
-    for (const local of unmasqueraded ? [false, true] : [false]) add(...nodePortEntry(f, local));
+    for (const local of unmasqueraded ? [false, true] : [false]) entries.push(nodePortEntry(f, local));
   } else {
-    add(IPVS_IPS_SET, f.ip);
-    if (f.kind === 'ClusterIP') add(CLUSTER_IP_SET, ipPort);
-    else if (f.kind === 'ExternalIP') add(unmasqueraded ? EXTERNAL_IP_LOCAL_SET : EXTERNAL_IP_SET, ipPort);
+    add(IPVS_IPS_SET, f.ip, ['hash:ip', family, f.ip]);
+    if (f.kind === 'ClusterIP') add(CLUSTER_IP_SET, ipPort, ipPortElement);
+    else if (f.kind === 'ExternalIP') add(unmasqueraded ? EXTERNAL_IP_LOCAL_SET : EXTERNAL_IP_SET, ipPort, ipPortElement);
     else {
-      add(LOAD_BALANCER_SET, ipPort);
-      if (unmasqueraded) add(LOAD_BALANCER_LOCAL_SET, ipPort);
-      if (f.sourceRanges.length > 0) add(LOAD_BALANCER_FW_SET, ipPort);
+      add(LOAD_BALANCER_SET, ipPort, ipPortElement);
+      if (unmasqueraded) add(LOAD_BALANCER_LOCAL_SET, ipPort, ipPortElement);
+      if (f.sourceRanges.length > 0) add(LOAD_BALANCER_FW_SET, ipPort, ipPortElement);
       // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
       for (const range of f.sourceRanges) {
-        if (range === `${f.ip}/${f.family === 'IPv6' ? 128 : 32}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`);
-        else add(SOURCE_CIDR_SET, `${ipPort},${range}`);
+        const [net, prefix] = range.split('/') as [string, string];
+        if (range === `${f.ip}/${family === 'IPv6' ? 128 : 32}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`, ['hash:ip,port,ip', family, f.ip, protocol, f.port, f.ip]);
+        else add(SOURCE_CIDR_SET, `${ipPort},${range}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, Number(prefix)]);
       }
     }
   }
   // A pod reaching its own service comes back to itself: masquerade so the
   // reply returns through IPVS. Only a pod on this node can, so kube-proxy
   // lists only those.
-  for (const d of onThisNode) add(LOOP_BACK_SET, `${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`);
+  for (const d of onThisNode) add(LOOP_BACK_SET, `${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`, ['hash:ip,port,ip', family, d.ip, protocol, d.port, d.ip]);
   return entries;
 }
 
@@ -159,7 +177,7 @@ export class SetEntries {
   /** Makes `entries` the frontend's (none: it is gone); returns the changes this makes to the kernel's sets, in order. */
   set(frontend: string, entries: readonly SetEntry[]): SetEntryChange[] {
     const before = this.ofFrontend.get(frontend) ?? new Map<string, SetEntry>();
-    const after = new Map(entries.map((e) => [e.join(' '), e]));
+    const after = new Map(entries.map((e) => [entryKey(e), e]));
     if (after.size > 0) this.ofFrontend.set(frontend, after);
     else this.ofFrontend.delete(frontend);
     const changes: SetEntryChange[] = [];
@@ -186,15 +204,22 @@ export class SetEntries {
   /** Every entry, set by set. */
   contents(): FamilySets {
     const contents = emptyFamilySets();
-    for (const { entry: [family, set, entry] } of this.users.values()) contents[family][set].add(entry);
+    for (const { entry } of this.users.values()) contents[entry.family][entry.set].add(entry.text);
     return contents;
+  }
+
+  /** The entries the kernel (`current`, as readSets read it) lacks, as changes for applySetChanges. */
+  missingFrom(current: FamilySets): SetEntryChange[] {
+    const missing: SetEntryChange[] = [];
+    for (const { entry } of this.users.values()) if (!current[entry.family][entry.set].has(entry.text)) missing.push(['add', entry]);
+    return missing;
   }
 }
 
 /** An entry to add to its set or delete from it. */
 export type SetEntryChange = readonly [op: 'add' | 'del', entry: SetEntry];
 
-const ipsetChange = ([op, [family, set, entry]]: SetEntryChange): IpsetChange => [op, familySetName(set, family), ...ipsetElement(SET_TYPES[set], family, entry)];
+const ipsetChange = ([op, { family, set, element }]: SetEntryChange): IpsetChange => [op, familySetName(set, family), ...element];
 
 function createLine(name: string, type: string, family: IPFamily): string {
   return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
@@ -206,7 +231,7 @@ function createLine(name: string, type: string, family: IPFamily): string {
  * (`current`, as readSets read them) that `wanted` lacks. Only the
  * differences, as kube-proxy syncs its sets: replacing a set (a filled twin
  * swapped in, the old one destroyed) waits for an RCU grace period per set.
- * The additions go over netlink (setAdditions): ipset restore parses each
+ * The additions go over netlink (SetEntries.missingFrom): ipset restore parses each
  * line far slower than the kernel takes it.
  */
 export function renderSetsSync(wanted: FamilySets, current: FamilySets, families: readonly IPFamily[]): string {
@@ -219,13 +244,6 @@ export function renderSetsSync(wanted: FamilySets, current: FamilySets, families
     }
   }
   return lines.join('\n') + '\n';
-}
-
-/** The entries of `wanted` that the kernel (`current`) lacks, as changes for applySetChanges. */
-export function setAdditions(wanted: FamilySets, current: FamilySets, families: readonly IPFamily[]): SetEntryChange[] {
-  return families.flatMap((family) =>
-    SET_NAMES.flatMap((set) => [...wanted[family][set]].filter((entry) => !current[family][set].has(entry)).map((entry): SetEntryChange => ['add', [family, set, entry]])),
-  );
 }
 
 /** Each kernel set name of kube-lb's: its family and set. */
@@ -347,9 +365,9 @@ export function renderRemoval(saved: string): string {
  * them) from what the kernel holds (`current`), writes their chains, and
  * adds each jump once.
  */
-export async function installRules(opts: RuleOptions, lib: Pick<NativeAddon, 'ipsetApply'>, wanted: FamilySets, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
-  await runCommand('ipset', ['restore', '-exist'], renderSetsSync(wanted, current, families));
-  applySetChanges(lib, setAdditions(wanted, current, families));
+export async function installRules(opts: RuleOptions, lib: Pick<NativeAddon, 'ipsetApply'>, wanted: SetEntries, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
+  await runCommand('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, families));
+  applySetChanges(lib, wanted.missingFrom(current));
   for (const family of families) {
     await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
   }

@@ -27,8 +27,8 @@ export class Ownership {
 
   private isNodePort(f: IpvsFrontend): boolean {
     if (this.bound.has(f.ip) || !this.nodeIps.has(f.ip)) return false;
-    const [set, entry] = nodePortEntry(f, false);
-    return this.sets[f.family][set].has(entry);
+    const { set, text } = nodePortEntry(f, false);
+    return this.sets[f.family][set].has(text);
   }
 
   owns(f: IpvsFrontend): boolean {
