@@ -74,6 +74,9 @@ export function familySetName(set: SetName, family: IPFamily): string {
 
 const emptySets = (): SetContents => Object.fromEntries(SET_NAMES.map((name) => [name, new Set<string>()])) as SetContents;
 const emptyFamilySets = (): FamilySets => ({ IPv4: emptySets(), IPv6: emptySets() });
+/** One set's entries that frontends need, by text, each with how many need it. */
+type SetUsers = Map<string, { entry: SetEntry; count: number }>;
+const emptyUsers = (): Record<SetName, SetUsers> => Object.fromEntries(SET_NAMES.map((name) => [name, new Map()])) as Record<SetName, SetUsers>;
 
 /** The commands of each family. */
 const IPTABLES: Record<IPFamily, string> = { IPv4: 'iptables', IPv6: 'ip6tables' };
@@ -123,8 +126,6 @@ export interface SetEntry {
   readonly element: IpsetElement;
 }
 
-/** Tells entries apart across sets and families. */
-const entryKey = (e: SetEntry): string => `${e.family} ${e.set} ${e.text}`;
 
 /** The set entries of one programmed frontend and those of its endpoints on this node that get new traffic. */
 export function frontendSetEntries(
@@ -135,7 +136,8 @@ export function frontendSetEntries(
   const entries: SetEntry[] = [];
   const add = (set: SetName, text: string, element: IpsetElement): void => void entries.push({ family, set, text, element });
   const protocol = PROTOCOL_NUMBERS[f.protocol];
-  const ipPort = `${f.ip},${proto(f.protocol)}:${f.port}`;
+  const protocolName = proto(f.protocol);
+  const ipPort = `${f.ip},${protocolName}:${f.port}`;
   const ipPortElement: IpsetElement = ['hash:ip,port', family, f.ip, protocol, f.port];
   // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
   const unmasqueraded = f.masquerade === 'node';
@@ -160,7 +162,7 @@ export function frontendSetEntries(
   // A pod reaching its own service comes back to itself: masquerade so the
   // reply returns through IPVS. Only a pod on this node can, so kube-proxy
   // lists only those.
-  for (const d of onThisNode) add(LOOP_BACK_SET, `${d.ip},${proto(f.protocol)}:${d.port},${d.ip}`, ['hash:ip,port,ip', family, d.ip, protocol, d.port, d.ip]);
+  for (const d of onThisNode) add(LOOP_BACK_SET, `${d.ip},${protocolName}:${d.port},${d.ip}`, ['hash:ip,port,ip', family, d.ip, protocol, d.port, d.ip]);
   return entries;
 }
 
@@ -171,47 +173,54 @@ export function frontendSetEntries(
  * entry stays while any frontend needs it.
  */
 export class SetEntries {
-  private readonly ofFrontend = new Map<string, Map<string, SetEntry>>();
-  private readonly users = new Map<string, { entry: SetEntry; count: number }>();
+  private readonly ofFrontend = new Map<string, readonly SetEntry[]>();
+  private readonly users: Record<IPFamily, Record<SetName, SetUsers>> = { IPv4: emptyUsers(), IPv6: emptyUsers() };
 
-  /** Makes `entries` the frontend's (none: it is gone); returns the changes this makes to the kernel's sets, in order. */
+  /** Makes `entries` the frontend's (none: it is gone); returns the changes this makes to the kernel's sets, deletions first. */
   set(frontend: string, entries: readonly SetEntry[]): SetEntryChange[] {
-    const before = this.ofFrontend.get(frontend) ?? new Map<string, SetEntry>();
-    const after = new Map(entries.map((e) => [entryKey(e), e]));
-    if (after.size > 0) this.ofFrontend.set(frontend, after);
+    const before = this.ofFrontend.get(frontend) ?? [];
+    if (entries.length > 0) this.ofFrontend.set(frontend, entries);
     else this.ofFrontend.delete(frontend);
-    const changes: SetEntryChange[] = [];
-    for (const [key, entry] of before) {
-      if (after.has(key)) continue;
-      const user = this.users.get(key)!;
-      if (--user.count === 0) {
-        this.users.delete(key);
-        changes.push(['del', entry]);
-      }
-    }
-    for (const [key, entry] of after) {
-      if (before.has(key)) continue;
-      const user = this.users.get(key);
+    // Counted up before down, so an entry the frontend keeps never reaches 0.
+    const added: SetEntryChange[] = [];
+    for (const entry of entries) {
+      const users = this.users[entry.family][entry.set];
+      const user = users.get(entry.text);
       if (user) user.count++;
       else {
-        this.users.set(key, { entry, count: 1 });
-        changes.push(['add', entry]);
+        users.set(entry.text, { entry, count: 1 });
+        added.push(['add', entry]);
       }
     }
-    return changes;
+    const deleted: SetEntryChange[] = [];
+    for (const entry of before) {
+      const users = this.users[entry.family][entry.set];
+      const user = users.get(entry.text)!;
+      if (--user.count === 0) {
+        users.delete(entry.text);
+        deleted.push(['del', user.entry]);
+      }
+    }
+    return deleted.length === 0 ? added : [...deleted, ...added];
   }
 
   /** Every entry, set by set. */
   contents(): FamilySets {
     const contents = emptyFamilySets();
-    for (const { entry } of this.users.values()) contents[entry.family][entry.set].add(entry.text);
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      for (const set of SET_NAMES) for (const text of this.users[family][set].keys()) contents[family][set].add(text);
+    }
     return contents;
   }
 
   /** The entries the kernel (`current`, as readSets read it) lacks, as changes for applySetChanges. */
   missingFrom(current: FamilySets): SetEntryChange[] {
     const missing: SetEntryChange[] = [];
-    for (const { entry } of this.users.values()) if (!current[entry.family][entry.set].has(entry.text)) missing.push(['add', entry]);
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      for (const set of SET_NAMES) {
+        for (const [text, { entry }] of this.users[family][set]) if (!current[family][set].has(text)) missing.push(['add', entry]);
+      }
+    }
     return missing;
   }
 }
