@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include <charconv>
 #include <cmath>
 
 Args::Args(const Napi::CallbackInfo& info, const char* fn) : env_(info.Env()), fn_(fn) {
@@ -48,3 +49,39 @@ Napi::Buffer<uint8_t> Args::Buffer(size_t i, const char* name) const {
 void Args::Fail(const char* name, const std::string& expected) const {
   throw Napi::TypeError::New(Env(), std::string(fn_) + ": " + name + " must be " + expected);
 }
+
+Fields::Fields(Napi::Env env, const std::string& line, size_t first, const char* fn) : env_(env), fn_(fn) {
+  size_t start = 0;
+  for (size_t field = 0;; field++) {
+    size_t end = line.find(' ', start);
+    if (field >= first) fields_.push_back(line.substr(start, end - start));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+}
+
+uint32_t Fields::Uint32(size_t i, const char* name, uint32_t min, uint32_t max) const {
+  if (i < fields_.size()) {
+    const std::string& text = fields_[i];
+    uint32_t value = 0;
+    auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (err == std::errc() && end == text.data() + text.size() && !text.empty() && value >= min && value <= max) return value;
+  }
+  Fail(name, "an integer from " + std::to_string(min) + " to " + std::to_string(max));
+}
+
+std::string Fields::String(size_t i, const char* name) const {
+  if (i >= fields_.size() || fields_[i].empty()) Fail(name, "a string");
+  return fields_[i];
+}
+
+void Fields::RequireCount(size_t count) const {
+  if (fields_.size() != count) {
+    throw Napi::TypeError::New(Env(), std::string(fn_) + ": change must have " + std::to_string(count) + " fields separated by single spaces, not " + std::to_string(fields_.size()));
+  }
+}
+
+void Fields::Fail(const char* name, const std::string& expected) const {
+  throw Napi::TypeError::New(Env(), std::string(fn_) + ": " + name + " must be " + expected);
+}
+

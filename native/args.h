@@ -36,3 +36,27 @@ class Args {
   std::vector<Napi::Value> values_;
   const char* fn_;
 };
+
+// The fields of one change of a batch that crossed into the addon as a line
+// of text, separated by single spaces: one string per change costs far
+// less to read through N-API than each field of it. Read as Args reads a
+// call's arguments, from field `first` on; a field is never empty.
+class Fields {
+ public:
+  Fields(Napi::Env env, const std::string& line, size_t first, const char* fn);
+
+  Napi::Env Env() const { return env_; }
+
+  uint32_t Uint32(size_t i, const char* name, uint32_t min = 0, uint32_t max = UINT32_MAX) const;
+  std::string String(size_t i, const char* name) const;
+  // Throws unless the fields end at `count` (a field with a space in it ends later).
+  void RequireCount(size_t count) const;
+
+  [[noreturn]] void Fail(const char* name, const std::string& expected) const;
+
+ private:
+  Napi::Env env_;
+  std::vector<std::string> fields_;
+  const char* fn_;
+};
+

@@ -54,7 +54,6 @@ struct Element {
   uint16_t port;
   Address ip2;
   uint8_t cidr2;
-  std::string text;  // as ipset prints it, for messages
 };
 
 // Why the kernel refused an add or delete, in ipset's numbers.
@@ -117,7 +116,7 @@ std::string ProtocolName(uint8_t protocol) {
   return std::to_string(protocol);
 }
 
-const SetType& TypeArg(const Args& args) {
+const SetType& TypeArg(const Fields& args) {
   std::string name = args.String(1, "type");
   for (const SetType& type : kTypes) {
     if (name == type.name) return type;
@@ -128,37 +127,39 @@ const SetType& TypeArg(const Args& args) {
 // The element's parts after the set and its type: [family, ip, protocol,
 // port, ip2, cidr2] as far as the type has them; family is "IPv4" or "IPv6",
 // the set's.
-Element ElementArgs(const Args& args, const SetType& type) {
+Element ElementArgs(const Fields& args, const SetType& type) {
   const char* fn = "ipsetApply";
   Element e{};
   size_t i = 2;
   std::string family;
   if (type.ip) {
     family = args.String(i++, "family");
-    std::string ip = args.String(i++, "ip");
-    e.ip = ParseAddress(args.Env(), fn, family, ip);
-    e.text = ip + ",";
+    e.ip = ParseAddress(args.Env(), fn, family, args.String(i++, "ip"));
   }
-  if (type.protocol) {
-    e.protocol = static_cast<uint8_t>(args.Uint32(i++, "protocol", 1, 255));
-    e.text += ProtocolName(e.protocol) + ":";
-  }
-  if (type.port) {
-    e.port = static_cast<uint16_t>(args.Uint32(i++, "port", 0, 65535));
-    e.text += std::to_string(e.port) + ",";
-  }
+  if (type.protocol) e.protocol = static_cast<uint8_t>(args.Uint32(i++, "protocol", 1, 255));
+  if (type.port) e.port = static_cast<uint16_t>(args.Uint32(i++, "port", 0, 65535));
   if (type.ip2) {
-    std::string ip2 = args.String(i++, "ip2");
-    e.ip2 = ParseAddress(args.Env(), fn, family, ip2);
-    e.text += ip2;
-    if (type.cidr2) {
-      e.cidr2 = static_cast<uint8_t>(args.Uint32(i++, "cidr2", 0, 128));
-      e.text.append("/").append(std::to_string(e.cidr2));
-    }
-    e.text += ",";
+    e.ip2 = ParseAddress(args.Env(), fn, family, args.String(i++, "ip2"));
+    if (type.cidr2) e.cidr2 = static_cast<uint8_t>(args.Uint32(i++, "cidr2", 0, 128));
   }
-  e.text.pop_back();  // the last separator
   return e;
+}
+
+// The element as ipset prints it ("10.96.0.10,tcp:80"), from the same
+// arguments ElementArgs took, for messages.
+std::string ElementText(const Fields& args, const SetType& type) {
+  size_t i = type.ip ? 3 : 2;  // past the family, which bitmap:port has not
+  std::string text;
+  if (type.ip) text = args.String(i++, "ip") + ",";
+  if (type.protocol) text += ProtocolName(static_cast<uint8_t>(args.Uint32(i++, "protocol"))) + ":";
+  if (type.port) text += std::to_string(args.Uint32(i++, "port")) + ",";
+  if (type.ip2) {
+    text += args.String(i++, "ip2");
+    if (type.cidr2) text += "/" + std::to_string(args.Uint32(i++, "cidr2"));
+    text += ",";
+  }
+  text.pop_back();  // the last separator
+  return text;
 }
 
 // An address nested in attribute `type` (IPSET_ATTR_IP, IPSET_ATTR_IP2).
@@ -185,34 +186,48 @@ void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const Set
   if (type.ip2) PutAddress(nlh, IPSET_ATTR_IP2, e.ip2);
   if (type.cidr2) mnl_attr_put_u8(nlh, IPSET_ATTR_CIDR2, e.cidr2);
   mnl_attr_nest_end(nlh, data);
-  socket.Enqueue(nlh, cmd == IPSET_CMD_ADD ? "add" : "delete", "element " + e.text + " of ipset " + set);
+  socket.Enqueue(nlh);
 }
 
-// ipsetApply(changes): each change [op, set, type, ...element], op "add" or
-// "del", element as ElementArgs reads it, applied in order; returns for each
-// null or its error. The kernel goes on past a refused change.
+// How many fields a change to a set of `type` has, after its op: set, type, and its element's parts.
+size_t FieldCount(const SetType& type) {
+  return 2 + (type.ip ? 2 : 0) + type.protocol + type.port + type.ip2 + type.cidr2;
+}
+
+// ipsetApply(changes): each change a line "op set type ...element" (Fields),
+// op add or del, element as ElementArgs reads it, applied in order; returns
+// for each null or its error. The kernel goes on past a refused change.
 Napi::Value Apply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "ipsetApply: changes must be an array");
   Napi::Array changes = info[0].As<Napi::Array>();
   NetlinkSocket& socket = Socket(env);
   socket.DiscardQueued();
+  // A change's line; only a string gets here (the first pass checks).
+  auto line = [&](size_t i) { return changes.Get(static_cast<uint32_t>(i)).As<Napi::String>().Utf8Value(); };
   std::vector<const SetType*> types;
   for (uint32_t i = 0; i < changes.Length(); i++) {
-    Napi::Value change = changes.Get(i);
-    Napi::Value op = change.IsArray() ? change.As<Napi::Array>().Get(0u) : env.Undefined();
-    std::string name = op.IsString() ? op.As<Napi::String>().Utf8Value() : "";
-    if (name != "add" && name != "del") {
-      throw Napi::TypeError::New(env, "ipsetApply: change " + std::to_string(i) + " must be [op, set, type, ...element] with op add or del");
+    std::string text = changes.Get(i).IsString() ? line(i) : "";
+    std::string op = text.substr(0, text.find(' '));
+    if (op != "add" && op != "del") {
+      throw Napi::TypeError::New(env, "ipsetApply: change " + std::to_string(i) + " must be a line \"op set type ...element\" with op add or del");
     }
-    Args args(change.As<Napi::Array>(), 1, "ipsetApply");
+    Fields args(env, text, 1, "ipsetApply");
     std::string set = args.String(0, "set");
-    if (set.empty() || set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
+    if (set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
     const SetType& type = TypeArg(args);
-    Queue(socket, name == "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL, set, type, ElementArgs(args, type));
+    Element element = ElementArgs(args, type);
+    args.RequireCount(FieldCount(type));
+    Queue(socket, op == "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL, set, type, element);
     types.push_back(&type);
   }
-  return socket.SendQueued(env, [&](int err, size_t index, const std::string& op, const std::string& object) {
+  auto describe = [&](size_t index) {
+    std::string text = line(index);
+    Fields args(env, text, 1, "ipsetApply");
+    std::string op = text.substr(0, text.find(' ')) == "add" ? "add" : "delete";
+    return std::make_pair(op, "element " + ElementText(args, *types[index]) + " of ipset " + args.String(0, "set"));
+  };
+  return socket.SendQueued(env, describe, [&](int err, size_t index, const std::string& op, const std::string& object) {
     return IpsetError(env, err, *types[index], op, object);
   });
 }

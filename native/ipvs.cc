@@ -23,13 +23,11 @@ struct Service {
   Address address;
   uint16_t protocol;
   uint16_t port;
-  std::string text;  // "TCP 10.96.0.10:80", for messages
 };
 
 struct Dest {
   Address address;
   uint16_t port;
-  std::string text;
 };
 
 std::string ProtocolName(uint16_t protocol) {
@@ -94,31 +92,38 @@ nlmsghdr* BeginQueued(Napi::Env env, uint8_t cmd) {
   return nlh;
 }
 
-void Enqueue(Napi::Env env, const nlmsghdr* nlh, const std::string& op, const std::string& object) {
-  Connect(env).socket->Enqueue(nlh, op, object);
-}
+void Enqueue(Napi::Env env, const nlmsghdr* nlh) { Connect(env).socket->Enqueue(nlh); }
 
 // "[ip]:port" for IPv6, as ipvsadm prints it.
-std::string HostPort(const Address& address, const std::string& ip, uint16_t port) {
-  return (address.af == AF_INET6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+std::string HostPort(const std::string& family, const std::string& ip, uint32_t port) {
+  return (family == "IPv6" ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }
 
+// "TCP 10.96.0.10:80", from the arguments ServiceArgs took, for messages.
+template <typename Arguments>
+std::string ServiceText(const Arguments& args) {
+  return ProtocolName(static_cast<uint16_t>(args.Uint32(2, "protocol"))) + " " +
+         HostPort(args.String(0, "family"), args.String(1, "address"), args.Uint32(3, "port"));
+}
+
+// "10.244.0.11:8080", from the arguments DestArgs took, for messages.
+std::string DestText(const Fields& args) { return HostPort(args.String(0, "family"), args.String(4, "destAddress"), args.Uint32(5, "destPort")); }
+
 // Arguments (family, address, protocol, port, ...): family is "IPv4" or "IPv6".
-Service ServiceArgs(const Args& args, const char* fn) {
+template <typename Arguments>
+Service ServiceArgs(const Arguments& args, const char* fn) {
   std::string family = args.String(0, "family");
   std::string ip = args.String(1, "address");
   uint16_t protocol = static_cast<uint16_t>(args.Uint32(2, "protocol", 1, 255));
   uint16_t port = static_cast<uint16_t>(args.Uint32(3, "port", 1, 65535));
-  Address address = ParseAddress(args.Env(), fn, family, ip);
-  return {address, protocol, port, ProtocolName(protocol) + " " + HostPort(address, ip, port)};
+  return {ParseAddress(args.Env(), fn, family, ip), protocol, port};
 }
 
 // A real server of `svc`: of the service's family (masquerading cannot change it).
-Dest DestArgs(const Args& args, const char* fn, const Service& svc) {
+Dest DestArgs(const Fields& args, const char* fn, const Service& svc) {
   std::string ip = args.String(4, "destAddress");
   uint16_t port = static_cast<uint16_t>(args.Uint32(5, "destPort", 1, 65535));
-  Address address = ParseAddress(args.Env(), fn, FamilyName(svc.address.af), ip);
-  return {address, port, HostPort(address, ip, port)};
+  return {ParseAddress(args.Env(), fn, FamilyName(svc.address.af), ip), port};
 }
 
 // How a service schedules: its scheduler, and how long a client sticks to
@@ -169,24 +174,27 @@ std::vector<const nlattr*> ReplyNest(const nlmsghdr* reply, uint16_t type, uint1
 }
 
 // addService(family, address, protocol, port, scheduler, persistence) / setService(...)
-void WriteService(const Args& args, const char* fn, uint8_t cmd, const char* op) {
+void WriteService(const Fields& args, const char* fn, uint8_t cmd) {
   Service svc = ServiceArgs(args, fn);
   Scheduling scheduling{args.String(4, "scheduler"), args.Uint32(5, "persistence", 0, INT32_MAX)};
   nlmsghdr* nlh = BeginQueued(args.Env(), cmd);
   PutService(nlh, svc, &scheduling);
-  Enqueue(args.Env(), nlh, op,
-          "IPVS service " + svc.text + " (scheduler " + scheduling.scheduler + ", persistence " +
-              std::to_string(scheduling.persistence) + " s)");
+  Enqueue(args.Env(), nlh);
 }
 
-void AddService(const Args& args) { WriteService(args, "ipvsApply addService", IPVS_CMD_NEW_SERVICE, "add"); }
-void SetService(const Args& args) { WriteService(args, "ipvsApply setService", IPVS_CMD_SET_SERVICE, "update"); }
+std::string WrittenServiceText(const Fields& args) {
+  return "IPVS service " + ServiceText(args) + " (scheduler " + args.String(4, "scheduler") + ", persistence " +
+         std::to_string(args.Uint32(5, "persistence")) + " s)";
+}
 
-void DeleteService(const Args& args) {
+void AddService(const Fields& args) { WriteService(args, "ipvsApply addService", IPVS_CMD_NEW_SERVICE); }
+void SetService(const Fields& args) { WriteService(args, "ipvsApply setService", IPVS_CMD_SET_SERVICE); }
+
+void DeleteService(const Fields& args) {
   Service svc = ServiceArgs(args, "ipvsApply deleteService");
   nlmsghdr* nlh = BeginQueued(args.Env(), IPVS_CMD_DEL_SERVICE);
   PutService(nlh, svc, nullptr);
-  Enqueue(args.Env(), nlh, "delete", "IPVS service " + svc.text);
+  Enqueue(args.Env(), nlh);
 }
 
 // ipvsServices(): every IPv4 and IPv6 address:port service as {family, address, protocol, port, scheduler, persistence}.
@@ -215,52 +223,75 @@ Napi::Value Services(const Napi::CallbackInfo& info) {
 }
 
 // addDest(family, address, protocol, port, destAddress, destPort, weight) / setDest(...)
-void WriteDest(const Args& args, const char* fn, uint8_t cmd, const char* op) {
+void WriteDest(const Fields& args, const char* fn, uint8_t cmd) {
   Service svc = ServiceArgs(args, fn);
   Dest dest = DestArgs(args, fn, svc);
   uint32_t weight = args.Uint32(6, "weight", 0, INT32_MAX);
   nlmsghdr* nlh = BeginQueued(args.Env(), cmd);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, &weight);
-  Enqueue(args.Env(), nlh, op,
-          "IPVS real server " + dest.text + " (weight " + std::to_string(weight) + ") of " + svc.text);
+  Enqueue(args.Env(), nlh);
 }
 
-void AddDest(const Args& args) { WriteDest(args, "ipvsApply addDest", IPVS_CMD_NEW_DEST, "add"); }
-void SetDest(const Args& args) { WriteDest(args, "ipvsApply setDest", IPVS_CMD_SET_DEST, "update"); }
+std::string WrittenDestText(const Fields& args) {
+  return "IPVS real server " + DestText(args) + " (weight " + std::to_string(args.Uint32(6, "weight")) + ") of " + ServiceText(args);
+}
 
-void DeleteDest(const Args& args) {
+void AddDest(const Fields& args) { WriteDest(args, "ipvsApply addDest", IPVS_CMD_NEW_DEST); }
+void SetDest(const Fields& args) { WriteDest(args, "ipvsApply setDest", IPVS_CMD_SET_DEST); }
+
+void DeleteDest(const Fields& args) {
   Service svc = ServiceArgs(args, "ipvsApply deleteDest");
   Dest dest = DestArgs(args, "ipvsApply deleteDest", svc);
   nlmsghdr* nlh = BeginQueued(args.Env(), IPVS_CMD_DEL_DEST);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, nullptr);
-  Enqueue(args.Env(), nlh, "delete", "IPVS real server " + dest.text + " of " + svc.text);
+  Enqueue(args.Env(), nlh);
 }
 
-// ipvsApply(changes): each change [name, ...its arguments] as above, applied
-// in order; returns for each null or its error. The kernel goes on past a
-// failed change, as separate calls would.
+// Each change queues its message; what it does is told (operation, object) only if it fails.
+struct Change {
+  void (*queue)(const Fields&);
+  size_t fields;  // after the name
+  const char* op;
+  std::string (*object)(const Fields&);
+};
+
+// ipvsApply(changes): each change a line "name ...its arguments" (Fields),
+// its arguments as above, applied in order; returns for each null or its
+// error. The kernel goes on past a failed change, as separate calls would.
 Napi::Value Apply(const Napi::CallbackInfo& info) {
-  static const std::map<std::string, void (*)(const Args&)> kChanges = {
-      {"addService", AddService}, {"setService", SetService}, {"deleteService", DeleteService},
-      {"addDest", AddDest},       {"setDest", SetDest},       {"deleteDest", DeleteDest},
+  static const std::map<std::string, Change> kChanges = {
+      {"addService", {AddService, 6, "add", WrittenServiceText}},
+      {"setService", {SetService, 6, "update", WrittenServiceText}},
+      {"deleteService", {DeleteService, 4, "delete", [](const Fields& args) { return "IPVS service " + ServiceText(args); }}},
+      {"addDest", {AddDest, 7, "add", WrittenDestText}},
+      {"setDest", {SetDest, 7, "update", WrittenDestText}},
+      {"deleteDest", {DeleteDest, 6, "delete", [](const Fields& args) { return "IPVS real server " + DestText(args) + " of " + ServiceText(args); }}},
   };
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "ipvsApply: changes must be an array");
   Napi::Array changes = info[0].As<Napi::Array>();
   NetlinkSocket& socket = *Connect(env).socket;
   socket.DiscardQueued();
+  // A change's arguments after its name; only a string gets here (the first pass checks).
+  auto change_args = [&](size_t i) {
+    return Fields(env, changes.Get(static_cast<uint32_t>(i)).As<Napi::String>().Utf8Value(), 1, "ipvsApply");
+  };
+  std::vector<const Change*> queued;
   for (uint32_t i = 0; i < changes.Length(); i++) {
     Napi::Value change = changes.Get(i);
-    Napi::Value name = change.IsArray() ? change.As<Napi::Array>().Get(0u) : env.Undefined();
-    auto it = name.IsString() ? kChanges.find(name.As<Napi::String>().Utf8Value()) : kChanges.end();
+    std::string text = change.IsString() ? change.As<Napi::String>().Utf8Value() : "";
+    auto it = kChanges.find(text.substr(0, text.find(' ')));
     if (it == kChanges.end()) {
-      throw Napi::TypeError::New(env, "ipvsApply: change " + std::to_string(i) + " must be [name, ...arguments] with a name of addService, setService, deleteService, addDest, setDest, deleteDest");
+      throw Napi::TypeError::New(env, "ipvsApply: change " + std::to_string(i) + " must be a line \"name ...arguments\" with a name of addService, setService, deleteService, addDest, setDest, deleteDest");
     }
-    it->second(Args(change.As<Napi::Array>(), 1, "ipvsApply"));
+    Fields args(env, text, 1, "ipvsApply");
+    args.RequireCount(it->second.fields);
+    it->second.queue(args);
+    queued.push_back(&it->second);
   }
-  return socket.SendQueued(env);
+  return socket.SendQueued(env, [&](size_t i) { return std::make_pair(std::string(queued[i]->op), queued[i]->object(change_args(i))); });
 }
 
 // ipvsSetTimeouts(tcp, tcpFin, udp): IPVS's connection timeouts in seconds,
@@ -289,7 +320,7 @@ Napi::Value Dests(const Napi::CallbackInfo& info) {
   Napi::Array result = Napi::Array::New(env);
   nlmsghdr* nlh = Begin(env, IPVS_CMD_GET_DEST, 0);
   PutService(nlh, svc, nullptr);
-  Connect(env).socket->Dump(env, nlh, "list real servers of", "IPVS service " + svc.text, [&](const nlmsghdr* reply) {
+  Connect(env).socket->Dump(env, nlh, "list real servers of", "IPVS service " + ServiceText(args), [&](const nlmsghdr* reply) {
     auto a = ReplyNest(reply, IPVS_CMD_ATTR_DEST, IPVS_DEST_ATTR_MAX);
     if (a.empty() || !a[IPVS_DEST_ATTR_ADDR] || !a[IPVS_DEST_ATTR_PORT]) return;
     auto u32 = [&](int type) { return a[type] ? mnl_attr_get_u32(a[type]) : 0u; };

@@ -85,8 +85,7 @@ Napi::Value WriteAddresses(const Napi::CallbackInfo& info, const char* fn, uint1
     Napi::Value entry = addresses.Get(i);
     if (!entry.IsArray()) throw Napi::TypeError::New(env, std::string(fn) + ": addresses must be an array of [ip, family]");
     Args pair(entry.As<Napi::Array>(), 0, fn);
-    std::string ip = pair.String(0, "ip");
-    Address address = ParseAddress(env, fn, pair.String(1, "family"), ip);
+    Address address = ParseAddress(env, fn, pair.String(1, "family"), pair.String(0, "ip"));
     uint8_t prefix = address.af == AF_INET6 ? 128 : 32;
     nlmsghdr* nlh = socket.BeginQueued(type, flags);
     auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
@@ -97,9 +96,13 @@ Napi::Value WriteAddresses(const Napi::CallbackInfo& info, const char* fn, uint1
     if (address.af == AF_INET6) ifa->ifa_flags = IFA_F_NODAD;
     mnl_attr_put(nlh, IFA_LOCAL, address.size(), address.bytes);
     mnl_attr_put(nlh, IFA_ADDRESS, address.size(), address.bytes);
-    socket.Enqueue(nlh, op, "address " + ip + "/" + std::to_string(prefix) + " on " + Numbered("ifindex", index));
+    socket.Enqueue(nlh);
   }
-  return socket.SendQueued(env);
+  return socket.SendQueued(env, [&](size_t i) {
+    Args pair(addresses.Get(static_cast<uint32_t>(i)).As<Napi::Array>(), 0, fn);
+    std::string prefix = pair.String(1, "family") == "IPv6" ? "128" : "32";
+    return std::make_pair(std::string(op), "address " + pair.String(0, "ip") + "/" + prefix + " on " + Numbered("ifindex", index));
+  });
 }
 
 Napi::Value AddressAdd(const Napi::CallbackInfo& info) {

@@ -101,22 +101,20 @@ nlmsghdr* NetlinkSocket::BeginQueued(uint16_t type, uint16_t flags) {
   return nlh;
 }
 
-void NetlinkSocket::Enqueue(const nlmsghdr* nlh, const std::string& op, const std::string& object) {
+void NetlinkSocket::Enqueue(const nlmsghdr* nlh) {
   queued_bytes_ += MNL_ALIGN(nlh->nlmsg_len);
-  queued_names_.emplace_back(op, object);
+  queued_count_++;
 }
 
 void NetlinkSocket::DiscardQueued() {
   queued_bytes_ = 0;
-  queued_names_.clear();
+  queued_count_ = 0;
 }
 
-Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const MakeError& make_error) {
-  Napi::Array results = Napi::Array::New(env, queued_names_.size());
-  std::vector<std::pair<std::string, std::string>> names;
-  names.swap(queued_names_);
+Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, const MakeError& make_error) {
+  Napi::Array results = Napi::Array::New(env, queued_count_);
   size_t bytes = queued_bytes_;
-  queued_bytes_ = 0;
+  DiscardQueued();
   int fd = mnl_socket_get_fd(socket_);
   std::vector<char> acks(kBatchMessages * kAckSlot);
   std::vector<iovec> iov(kBatchMessages);
@@ -133,9 +131,15 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const MakeError& make_error
       end += MNL_ALIGN(reinterpret_cast<const nlmsghdr*>(queue_.data() + end)->nlmsg_len);
       count++;
     }
-    std::string what = "batch of " + std::to_string(count) + " netlink requests, from " + names[first_index].first + " " +
-                       names[first_index].second;
-    if (mnl_socket_sendto(socket_, first, end - offset) < 0) ThrowErrno(env, errno, "send", what);
+    auto what = [&]() {
+      auto [op, object] = describe(first_index);
+      return "batch of " + std::to_string(count) + " netlink requests, from " + op + " " + object;
+    };
+    // errno first: describing the batch may change it.
+    if (mnl_socket_sendto(socket_, first, end - offset) < 0) {
+      int err = errno;
+      ThrowErrno(env, err, "send", what());
+    }
     std::vector<int> errors(count, -1);  // -1: not acknowledged yet
     size_t pending = count;
     while (pending > 0) {
@@ -147,7 +151,10 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const MakeError& make_error
       }
       // The kernel handled the whole sendmsg before it returned: every acknowledgement is queued already.
       int n = recvmmsg(fd, msgs.data(), pending, MSG_WAITFORONE, nullptr);
-      if (n < 0) ThrowErrno(env, errno, "read the acknowledgements of", what);
+      if (n < 0) {
+        int err = errno;
+        ThrowErrno(env, err, "read the acknowledgements of", what());
+      }
       for (int i = 0; i < n; i++) {
         const auto* nlh = reinterpret_cast<const nlmsghdr*>(acks.data() + i * kAckSlot);
         int len = static_cast<int>(std::min<size_t>(msgs[i].msg_len, kAckSlot));
@@ -162,9 +169,11 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const MakeError& make_error
     }
     for (size_t k = 0; k < count; k++) {
       size_t index = first_index + k;
-      const auto& [op, object] = names[index];
       Napi::Value result = env.Null();
-      if (errors[k] != 0) result = make_error ? make_error(errors[k], index, op, object).Value() : ErrnoError(env, errors[k], op, object).Value();
+      if (errors[k] != 0) {
+        auto [op, object] = describe(index);
+        result = make_error ? make_error(errors[k], index, op, object).Value() : ErrnoError(env, errors[k], op, object).Value();
+      }
       results.Set(static_cast<uint32_t>(index), result);
     }
     offset = end;

@@ -37,10 +37,13 @@ class NetlinkSocket {
   // Starts a message after those queued, asking for its acknowledgement;
   // the pointer is valid until the next BeginQueued.
   nlmsghdr* BeginQueued(uint16_t type, uint16_t flags);
-  // Ends the message begun last, naming it for its error.
-  void Enqueue(const nlmsghdr* nlh, const std::string& op, const std::string& object);
+  // Ends the message begun last.
+  void Enqueue(const nlmsghdr* nlh);
+  // The operation and object of the queued message at `index`, for its
+  // error: asked only of those that fail, so a large batch formats no text.
+  using Describe = std::function<std::pair<std::string, std::string>(size_t index)>;
   // The JS error of a refused message: its error number (positive), its
-  // place in the queue, and its operation and object as Enqueue named them.
+  // place in the queue, and its operation and object as Describe says them.
   using MakeError = std::function<Napi::Error(int err, size_t index, const std::string& op, const std::string& object)>;
   // Sends the queued messages in order, many per sendmsg, and reads their
   // acknowledgements; returns for each, in order, null or its error (a JS
@@ -48,7 +51,7 @@ class NetlinkSocket {
   // protocols with error numbers of their own). Throws
   // (the queue emptied) where the exchange itself fails: then some may have
   // been applied.
-  Napi::Array SendQueued(Napi::Env env, const MakeError& make_error = nullptr);
+  Napi::Array SendQueued(Napi::Env env, const Describe& describe, const MakeError& make_error = nullptr);
   // Drops whatever was queued and not sent.
   void DiscardQueued();
 
@@ -60,10 +63,10 @@ class NetlinkSocket {
   uint32_t port_id_;
   uint32_t seq_;
   std::vector<char> buffer_;
-  // Queued messages back to back, and each one's operation and object.
+  // Queued messages back to back, and how many.
   std::vector<char> queue_;
   size_t queued_bytes_ = 0;
-  std::vector<std::pair<std::string, std::string>> queued_names_;
+  size_t queued_count_ = 0;
 };
 
 // The attributes of a nested attribute, or of a message after its

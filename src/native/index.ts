@@ -255,17 +255,33 @@ function packageRoot(from: string): string {
 /** The project root: this file runs from dist/src/native/, or from dist/bundle/ bundled into kube-lb. */
 export const projectRoot = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
 
+/** The addon as it loads: batches of changes cross as lines (asLines). */
+type LoadedAddon = Omit<NativeAddon, 'ipvsApply' | 'ipsetApply'> & {
+  ipvsApply(changes: string[]): (Error | null)[];
+  ipsetApply(changes: string[]): (Error | null)[];
+};
+
+/**
+ * A batch's changes as the addon takes them: a line each, its fields
+ * separated by spaces. Reading one string per change through N-API costs
+ * far less than reading each field; the addon refuses a line whose fields
+ * do not add up, as a field with a space in it would make them.
+ */
+const asLines = (changes: readonly (readonly (string | number)[])[]): string[] => changes.map((change) => change.join(' '));
+
 let cached: NativeAddon | undefined;
 
 export function native(): NativeAddon {
   if (!cached) {
     const require = createRequire(import.meta.url);
     const addonPath = path.join(projectRoot, 'build', 'Release', 'kube_lb_native.node');
+    let loaded: LoadedAddon;
     try {
-      cached = require(addonPath) as NativeAddon;
+      loaded = require(addonPath) as LoadedAddon;
     } catch (err) {
       throw new Error(`loading native addon ${addonPath}: ${(err as Error).message} (run make)`);
     }
+    cached = { ...loaded, ipvsApply: (changes) => loaded.ipvsApply(asLines(changes)), ipsetApply: (changes) => loaded.ipsetApply(asLines(changes)) };
   }
   return cached;
 }

@@ -6,13 +6,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { projectRoot, type IpsetChange, type NativeAddon } from '../../src/native/index.js';
+import { fileURLToPath } from 'node:url';
+import type { IpsetChange, NativeAddon } from '../../src/native/index.js';
 import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, applySetChanges, familySetName, frontendSetEntries, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const ns = `kl-ipset-${process.pid}`;
-const addonPath = path.join(projectRoot, 'build', 'Release', 'kube_lb_native.node');
+// The addon as kube-lb loads it (native()), with the batches' encoding.
+const nativeModule = fileURLToPath(new URL('../../src/native/index.js', import.meta.url));
 
 /** Runs a command in the namespace; its stdout. */
 function inNetns(command: string, args: string[], input = ''): string {
@@ -26,12 +27,12 @@ function inNetns(command: string, args: string[], input = ''): string {
 
 // Reads the changes as JSON on stdin; writes each result, or what the call threw.
 const APPLY = `
-const addon = require(${JSON.stringify(addonPath)});
+import { native } from ${JSON.stringify(nativeModule)};
 let input = '';
 process.stdin.on('data', (d) => (input += d)).on('end', () => {
   let out;
   try {
-    out = { results: addon.ipsetApply(JSON.parse(input)).map((e) => e && { message: e.message, code: e.code, errno: e.errno }) };
+    out = { results: native().ipsetApply(JSON.parse(input)).map((e) => e && { message: e.message, code: e.code, errno: e.errno }) };
   } catch (e) {
     out = { thrown: { name: e.name, message: e.message } };
   }
@@ -41,7 +42,7 @@ process.stdin.on('data', (d) => (input += d)).on('end', () => {
 /** ipsetApply as the addon runs it in the namespace. */
 const netnsLib: Pick<NativeAddon, 'ipsetApply'> = {
   ipsetApply(changes: readonly IpsetChange[]): (Error | null)[] {
-    const out = JSON.parse(inNetns(process.execPath, ['-e', APPLY], JSON.stringify(changes))) as {
+    const out = JSON.parse(inNetns(process.execPath, ['--input-type=module', '-e', APPLY], JSON.stringify(changes))) as {
       results?: ({ message: string; code: string; errno: number } | null)[];
       thrown?: { name: string; message: string };
     };
@@ -238,7 +239,9 @@ describe('ipsetApply', () => {
 
   it('refuses a malformed change before sending any', () => {
     for (const [change, message] of [
-      [['put', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: change 1 must be [op, set, type, ...element] with op add or del'],
+      [['put', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: change 1 must be a line "op set type ...element" with op add or del'],
+      [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13', 'extra'], 'ipsetApply: change must have 4 fields separated by single spaces, not 5'],
+      [['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.13 6', 6, 80], 'ipsetApply: change must have 6 fields separated by single spaces, not 7'],
       [['add', 'KUBE-IPVS-IPS', 'hash:net', 'IPv4', '10.96.0.13'], 'ipsetApply: type must be one of hash:ip, hash:ip,port, hash:ip,port,ip, hash:ip,port,net, bitmap:port'],
       [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', 'fd00::13'], 'ipsetApply: fd00::13 is not an IPv4 address'],
       [['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.13', 6], 'ipsetApply: port must be an integer from 0 to 65535'],

@@ -307,7 +307,7 @@ describe('ipvs: IPVS state, schedulers, draining and cleanup', () => {
         ctx.writeServices('other.yaml', [{ ...web(endpoints(['web-2'])), name: 'other', clusterIP: '10.96.0.20', annotations: { 'kube-lb.io/ipvs-scheduler': 'nq' } }]);
         await ctx.startKubeLb(process.env, [], { until: /"msg":"sync failed/ });
         const failedLine = ctx.kubeLbLogs.split('\n').find((l) => l.includes('"msg":"sync failed')) ?? '';
-        assert.match(failedLine, /default\/other:http .*10\.96\.0\.20/, 'the failed sync names the refused virtual server');
+        assert.match(failedLine, /default\/other:http .*add IPVS service TCP 10\.96\.0\.20:80 \(scheduler nq, persistence 0 s\)/, 'the failed sync names the refused virtual server as the kernel refused it');
         const served = await ctx.client('client', 'tcp', VIP, 80, 5);
         assert.deepEqual(Object.keys(served.answers), ['web-1'], `the other service serves: ${JSON.stringify(served)}`);
         const metrics = await ctx.sandbox.inNode('curl', '-sS', '--noproxy', '*', '--max-time', '30', 'http://127.0.0.1:10249/metrics');
