@@ -46,9 +46,15 @@ Napi::Buffer<uint8_t> Args::Buffer(size_t i, const char* name) const {
   return At(i).As<Napi::Buffer<uint8_t>>();
 }
 
-void Args::Fail(const char* name, const std::string& expected) const {
-  throw Napi::TypeError::New(Env(), std::string(fn_) + ": " + name + " must be " + expected);
+namespace {
+
+[[noreturn]] void FailArgument(Napi::Env env, const char* fn, const char* name, const std::string& expected) {
+  throw Napi::TypeError::New(env, std::string(fn) + ": " + name + " must be " + expected);
 }
+
+}  // namespace
+
+void Args::Fail(const char* name, const std::string& expected) const { FailArgument(Env(), fn_, name, expected); }
 
 Fields::Fields(Napi::Env env, const std::string& line, size_t first, const char* fn) : env_(env), fn_(fn) {
   size_t start = 0;
@@ -81,7 +87,5 @@ void Fields::RequireCount(size_t count) const {
   }
 }
 
-void Fields::Fail(const char* name, const std::string& expected) const {
-  throw Napi::TypeError::New(Env(), std::string(fn_) + ": " + name + " must be " + expected);
-}
+void Fields::Fail(const char* name, const std::string& expected) const { FailArgument(Env(), fn_, name, expected); }
 

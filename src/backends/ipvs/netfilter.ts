@@ -153,9 +153,11 @@ export function frontendSetEntries(
       if (f.sourceRanges.length > 0) add(LOAD_BALANCER_FW_SET, ipPort, ipPortElement);
       // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
       for (const range of f.sourceRanges) {
-        const [net, prefix] = range.split('/') as [string, string];
         if (range === `${f.ip}/${family === 'IPv6' ? 128 : 32}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`, ['hash:ip,port,ip', family, f.ip, protocol, f.port, f.ip]);
-        else add(SOURCE_CIDR_SET, `${ipPort},${range}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, Number(prefix)]);
+        else {
+          const [net, prefix] = range.split('/') as [string, string];
+          add(SOURCE_CIDR_SET, `${ipPort},${range}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, Number(prefix)]);
+        }
       }
     }
   }
@@ -207,21 +209,21 @@ export class SetEntries {
   /** Every entry, set by set. */
   contents(): FamilySets {
     const contents = emptyFamilySets();
-    for (const family of ['IPv4', 'IPv6'] as const) {
-      for (const set of SET_NAMES) for (const text of this.users[family][set].keys()) contents[family][set].add(text);
-    }
+    for (const entry of this.entries()) contents[entry.family][entry.set].add(entry.text);
     return contents;
   }
 
   /** The entries the kernel (`current`, as readSets read it) lacks, as changes for applySetChanges. */
   missingFrom(current: FamilySets): SetEntryChange[] {
     const missing: SetEntryChange[] = [];
-    for (const family of ['IPv4', 'IPv6'] as const) {
-      for (const set of SET_NAMES) {
-        for (const [text, { entry }] of this.users[family][set]) if (!current[family][set].has(text)) missing.push(['add', entry]);
-      }
-    }
+    for (const entry of this.entries()) if (!current[entry.family][entry.set].has(entry.text)) missing.push(['add', entry]);
     return missing;
+  }
+
+  private *entries(): Generator<SetEntry> {
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      for (const set of SET_NAMES) for (const { entry } of this.users[family][set].values()) yield entry;
+    }
   }
 }
 
