@@ -48,15 +48,15 @@ Napi::Buffer<uint8_t> Args::Buffer(size_t i, const char* name) const {
 
 namespace {
 
-[[noreturn]] void FailArgument(Napi::Env env, const char* fn, const char* name, const std::string& expected) {
-  throw Napi::TypeError::New(env, std::string(fn) + ": " + name + " must be " + expected);
+[[noreturn]] void FailArgument(const char* fn, const char* name, const std::string& expected) {
+  throw ArgumentError(std::string(fn) + ": " + name + " must be " + expected);
 }
 
 }  // namespace
 
-void Args::Fail(const char* name, const std::string& expected) const { FailArgument(Env(), fn_, name, expected); }
+void Args::Fail(const char* name, const std::string& expected) const { FailArgument(fn_, name, expected); }
 
-Fields::Fields(Napi::Env env, const std::string& line, size_t first, const char* fn) : env_(env), fn_(fn) {
+Fields::Fields(const std::string& line, size_t first, const char* fn) : fn_(fn) {
   size_t start = 0;
   for (size_t field = 0;; field++) {
     size_t end = line.find(' ', start);
@@ -83,9 +83,9 @@ std::string Fields::String(size_t i, const char* name) const {
 
 void Fields::RequireCount(size_t count) const {
   if (fields_.size() != count) {
-    throw Napi::TypeError::New(Env(), std::string(fn_) + ": change must have " + std::to_string(count) + " fields separated by single spaces, not " + std::to_string(fields_.size()));
+    throw ArgumentError(std::string(fn_) + ": change must have " + std::to_string(count) + " fields separated by single spaces, not " + std::to_string(fields_.size()));
   }
 }
 
-void Fields::Fail(const char* name, const std::string& expected) const { FailArgument(Env(), fn_, name, expected); }
+void Fields::Fail(const char* name, const std::string& expected) const { FailArgument(fn_, name, expected); }
 

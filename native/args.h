@@ -1,13 +1,22 @@
-// Argument checks shared by every exported function. Each failure throws a
-// TypeError naming the function, the parameter and what was expected.
+// Argument checks shared by every exported function. Each failure throws an
+// ArgumentError naming the function, the parameter and what was expected,
+// which reaches JS as a TypeError (Export).
 #pragma once
 
 #include <napi.h>
 
 #include <climits>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+// A malformed argument. It carries no JS environment, so a batch can be
+// read on a worker thread; at the addon's boundary it becomes a TypeError.
+class ArgumentError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Args {
  public:
@@ -40,12 +49,11 @@ class Args {
 // The fields of one change of a batch that crossed into the addon as a line
 // of text, separated by single spaces: one string per change costs far
 // less to read through N-API than each field of it. Read as Args reads a
-// call's arguments, from field `first` on; a field is never empty.
+// call's arguments, from field `first` on; a field is never empty. Touches
+// no JS: a worker thread may read the batch.
 class Fields {
  public:
-  Fields(Napi::Env env, const std::string& line, size_t first, const char* fn);
-
-  Napi::Env Env() const { return env_; }
+  Fields(const std::string& line, size_t first, const char* fn);
 
   uint32_t Uint32(size_t i, const char* name, uint32_t min = 0, uint32_t max = UINT32_MAX) const;
   std::string String(size_t i, const char* name) const;
@@ -55,7 +63,6 @@ class Fields {
   [[noreturn]] void Fail(const char* name, const std::string& expected) const;
 
  private:
-  Napi::Env env_;
   std::vector<std::string> fields_;
   const char* fn_;
 };

@@ -99,14 +99,6 @@ Napi::Error IpsetError(Napi::Env env, int err, const SetType& type, const std::s
   return CodedError(env, err, reason->code, reason->text, op, object);
 }
 
-// The socket, opened on first use in the namespace of that first call
-// (kube-lb runs entirely in one network namespace).
-NetlinkSocket& Socket(Napi::Env env) {
-  static std::unique_ptr<NetlinkSocket> socket;
-  if (!socket) socket = std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER);
-  return *socket;
-}
-
 std::string ProtocolName(uint8_t protocol) {
   switch (protocol) {
     case IPPROTO_TCP: return "tcp";
@@ -134,12 +126,12 @@ Element ElementArgs(const Fields& args, const SetType& type) {
   std::string family;
   if (type.ip) {
     family = args.String(i++, "family");
-    e.ip = ParseAddress(args.Env(), fn, family, args.String(i++, "ip"));
+    e.ip = ParseAddress(fn, family, args.String(i++, "ip"));
   }
   if (type.protocol) e.protocol = static_cast<uint8_t>(args.Uint32(i++, "protocol", 1, 255));
   if (type.port) e.port = static_cast<uint16_t>(args.Uint32(i++, "port", 0, 65535));
   if (type.ip2) {
-    e.ip2 = ParseAddress(args.Env(), fn, family, args.String(i++, "ip2"));
+    e.ip2 = ParseAddress(fn, family, args.String(i++, "ip2"));
     if (type.cidr2) e.cidr2 = static_cast<uint8_t>(args.Uint32(i++, "cidr2", 0, 128));
   }
   return e;
@@ -194,42 +186,43 @@ size_t FieldCount(const SetType& type) {
   return 2 + (type.ip ? 2 : 0) + type.protocol + type.port + type.ip2 + type.cidr2;
 }
 
+// The op ("add" or "del") a line starts with; `index` is the line's, for the error.
+uint8_t CommandOf(const std::string& line, size_t index) {
+  std::string op = line.substr(0, line.find(' '));
+  if (op == "add") return IPSET_CMD_ADD;
+  if (op == "del") return IPSET_CMD_DEL;
+  throw ArgumentError("ipsetApply: change " + std::to_string(index) + " must be a line \"op set type ...element\" with op add or del");
+}
+
 // ipsetApply(changes): each change a line "op set type ...element" (Fields),
-// op add or del, element as ElementArgs reads it, applied in order; returns
-// for each null or its error. The kernel goes on past a refused change.
+// op add or del, element as ElementArgs reads it, applied in order, off the
+// event loop (ApplyLines); resolves to each change's null or error. The
+// kernel goes on past a refused change.
 Napi::Value Apply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "ipsetApply: changes must be an array");
-  Napi::Array changes = info[0].As<Napi::Array>();
-  NetlinkSocket& socket = Socket(env);
-  socket.DiscardQueued();
-  // A change's line; only a string gets here (the first pass checks).
-  auto line = [&](size_t i) { return changes.Get(static_cast<uint32_t>(i)).As<Napi::String>().Utf8Value(); };
-  std::vector<const SetType*> types;
-  for (uint32_t i = 0; i < changes.Length(); i++) {
-    std::string text = changes.Get(i).IsString() ? line(i) : "";
-    std::string op = text.substr(0, text.find(' '));
-    if (op != "add" && op != "del") {
-      throw Napi::TypeError::New(env, "ipsetApply: change " + std::to_string(i) + " must be a line \"op set type ...element\" with op add or del");
-    }
-    Fields args(env, text, 1, "ipsetApply");
-    std::string set = args.String(0, "set");
-    if (set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
-    const SetType& type = TypeArg(args);
-    Element element = ElementArgs(args, type);
-    args.RequireCount(FieldCount(type));
-    Queue(socket, op == "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL, set, type, element);
-    types.push_back(&type);
-  }
-  auto describe = [&](size_t index) {
-    std::string text = line(index);
-    Fields args(env, text, 1, "ipsetApply");
-    std::string op = text.substr(0, text.find(' ')) == "add" ? "add" : "delete";
-    return std::make_pair(op, "element " + ElementText(args, *types[index]) + " of ipset " + args.String(0, "set"));
+  LineBatch batch{
+      "ipsetApply",
+      [](NetlinkSocket& socket, const std::string& line, size_t index) {
+        uint8_t cmd = CommandOf(line, index);
+        Fields args(line, 1, "ipsetApply");
+        std::string set = args.String(0, "set");
+        if (set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
+        const SetType& type = TypeArg(args);
+        Element element = ElementArgs(args, type);
+        args.RequireCount(FieldCount(type));
+        Queue(socket, cmd, set, type, element);
+      },
+      [](const std::string& line) {
+        Fields args(line, 1, "ipsetApply");
+        std::string op = CommandOf(line, 0) == IPSET_CMD_ADD ? "add" : "delete";
+        return std::make_pair(op, "element " + ElementText(args, TypeArg(args)) + " of ipset " + args.String(0, "set"));
+      },
+      [env](int err, const std::string& line, const std::string& op, const std::string& object) {
+        return IpsetError(env, err, TypeArg(Fields(line, 1, "ipsetApply")), op, object);
+      },
   };
-  return socket.SendQueued(env, describe, [&](int err, size_t index, const std::string& op, const std::string& object) {
-    return IpsetError(env, err, *types[index], op, object);
-  });
+  // The batch's own socket, as the worker sends on it.
+  return ApplyLines(env, info[0], std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER), std::move(batch));
 }
 
 }  // namespace

@@ -84,15 +84,13 @@ nlmsghdr* Begin(Napi::Env env, uint8_t cmd, uint16_t flags) {
   return nlh;
 }
 
-// A change's message, queued to go with the others of its batch.
-nlmsghdr* BeginQueued(Napi::Env env, uint8_t cmd) {
-  Ipvs& ipvs = Connect(env);
-  nlmsghdr* nlh = ipvs.socket->BeginQueued(ipvs.family, 0);
+// A change's message, queued on its batch's socket to go with the others;
+// `family` is the IPVS family's id, as Connect resolved it.
+nlmsghdr* BeginQueued(NetlinkSocket& socket, uint16_t family, uint8_t cmd) {
+  nlmsghdr* nlh = socket.BeginQueued(family, 0);
   PutGenl(nlh, cmd);
   return nlh;
 }
-
-void Enqueue(Napi::Env env, const nlmsghdr* nlh) { Connect(env).socket->Enqueue(nlh); }
 
 // "[ip]:port" for IPv6, as ipvsadm prints it.
 std::string HostPort(const std::string& family, const std::string& ip, uint32_t port) {
@@ -116,14 +114,14 @@ Service ServiceArgs(const Arguments& args, const char* fn) {
   std::string ip = args.String(1, "address");
   uint16_t protocol = static_cast<uint16_t>(args.Uint32(2, "protocol", 1, 255));
   uint16_t port = static_cast<uint16_t>(args.Uint32(3, "port", 1, 65535));
-  return {ParseAddress(args.Env(), fn, family, ip), protocol, port};
+  return {ParseAddress(fn, family, ip), protocol, port};
 }
 
 // A real server of `svc`: of the service's family (masquerading cannot change it).
 Dest DestArgs(const Fields& args, const char* fn, const Service& svc) {
   std::string ip = args.String(4, "destAddress");
   uint16_t port = static_cast<uint16_t>(args.Uint32(5, "destPort", 1, 65535));
-  return {ParseAddress(args.Env(), fn, FamilyName(svc.address.af), ip), port};
+  return {ParseAddress(fn, FamilyName(svc.address.af), ip), port};
 }
 
 // How a service schedules: its scheduler, and how long a client sticks to
@@ -174,12 +172,12 @@ std::vector<const nlattr*> ReplyNest(const nlmsghdr* reply, uint16_t type, uint1
 }
 
 // addService(family, address, protocol, port, scheduler, persistence) / setService(...)
-void WriteService(const Fields& args, const char* fn, uint8_t cmd) {
+void WriteService(NetlinkSocket& socket, uint16_t family, const Fields& args, const char* fn, uint8_t cmd) {
   Service svc = ServiceArgs(args, fn);
   Scheduling scheduling{args.String(4, "scheduler"), args.Uint32(5, "persistence", 0, INT32_MAX)};
-  nlmsghdr* nlh = BeginQueued(args.Env(), cmd);
+  nlmsghdr* nlh = BeginQueued(socket, family, cmd);
   PutService(nlh, svc, &scheduling);
-  Enqueue(args.Env(), nlh);
+  socket.Enqueue(nlh);
 }
 
 std::string WrittenServiceText(const Fields& args) {
@@ -187,14 +185,18 @@ std::string WrittenServiceText(const Fields& args) {
          std::to_string(args.Uint32(5, "persistence")) + " s)";
 }
 
-void AddService(const Fields& args) { WriteService(args, "ipvsApply addService", IPVS_CMD_NEW_SERVICE); }
-void SetService(const Fields& args) { WriteService(args, "ipvsApply setService", IPVS_CMD_SET_SERVICE); }
+void AddService(NetlinkSocket& socket, uint16_t family, const Fields& args) {
+  WriteService(socket, family, args, "ipvsApply addService", IPVS_CMD_NEW_SERVICE);
+}
+void SetService(NetlinkSocket& socket, uint16_t family, const Fields& args) {
+  WriteService(socket, family, args, "ipvsApply setService", IPVS_CMD_SET_SERVICE);
+}
 
-void DeleteService(const Fields& args) {
+void DeleteService(NetlinkSocket& socket, uint16_t family, const Fields& args) {
   Service svc = ServiceArgs(args, "ipvsApply deleteService");
-  nlmsghdr* nlh = BeginQueued(args.Env(), IPVS_CMD_DEL_SERVICE);
+  nlmsghdr* nlh = BeginQueued(socket, family, IPVS_CMD_DEL_SERVICE);
   PutService(nlh, svc, nullptr);
-  Enqueue(args.Env(), nlh);
+  socket.Enqueue(nlh);
 }
 
 // ipvsServices(): every IPv4 and IPv6 address:port service as {family, address, protocol, port, scheduler, persistence}.
@@ -223,44 +225,46 @@ Napi::Value Services(const Napi::CallbackInfo& info) {
 }
 
 // addDest(family, address, protocol, port, destAddress, destPort, weight) / setDest(...)
-void WriteDest(const Fields& args, const char* fn, uint8_t cmd) {
+void WriteDest(NetlinkSocket& socket, uint16_t family, const Fields& args, const char* fn, uint8_t cmd) {
   Service svc = ServiceArgs(args, fn);
   Dest dest = DestArgs(args, fn, svc);
   uint32_t weight = args.Uint32(6, "weight", 0, INT32_MAX);
-  nlmsghdr* nlh = BeginQueued(args.Env(), cmd);
+  nlmsghdr* nlh = BeginQueued(socket, family, cmd);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, &weight);
-  Enqueue(args.Env(), nlh);
+  socket.Enqueue(nlh);
 }
 
 std::string WrittenDestText(const Fields& args) {
   return "IPVS real server " + DestText(args) + " (weight " + std::to_string(args.Uint32(6, "weight")) + ") of " + ServiceText(args);
 }
 
-void AddDest(const Fields& args) { WriteDest(args, "ipvsApply addDest", IPVS_CMD_NEW_DEST); }
-void SetDest(const Fields& args) { WriteDest(args, "ipvsApply setDest", IPVS_CMD_SET_DEST); }
+void AddDest(NetlinkSocket& socket, uint16_t family, const Fields& args) {
+  WriteDest(socket, family, args, "ipvsApply addDest", IPVS_CMD_NEW_DEST);
+}
+void SetDest(NetlinkSocket& socket, uint16_t family, const Fields& args) {
+  WriteDest(socket, family, args, "ipvsApply setDest", IPVS_CMD_SET_DEST);
+}
 
-void DeleteDest(const Fields& args) {
+void DeleteDest(NetlinkSocket& socket, uint16_t family, const Fields& args) {
   Service svc = ServiceArgs(args, "ipvsApply deleteDest");
   Dest dest = DestArgs(args, "ipvsApply deleteDest", svc);
-  nlmsghdr* nlh = BeginQueued(args.Env(), IPVS_CMD_DEL_DEST);
+  nlmsghdr* nlh = BeginQueued(socket, family, IPVS_CMD_DEL_DEST);
   PutService(nlh, svc, nullptr);
   PutDest(nlh, dest, nullptr);
-  Enqueue(args.Env(), nlh);
+  socket.Enqueue(nlh);
 }
 
 // Each change queues its message; what it does is told (operation, object) only if it fails.
 struct Change {
-  void (*queue)(const Fields&);
+  void (*queue)(NetlinkSocket& socket, uint16_t family, const Fields&);
   size_t fields;  // after the name
   const char* op;
   std::string (*object)(const Fields&);
 };
 
-// ipvsApply(changes): each change a line "name ...its arguments" (Fields),
-// its arguments as above, applied in order; returns for each null or its
-// error. The kernel goes on past a failed change, as separate calls would.
-Napi::Value Apply(const Napi::CallbackInfo& info) {
+// The change a line names ("addService ..."); `index` is the line's, for the error.
+const Change& ChangeOf(const std::string& line, size_t index) {
   static const std::map<std::string, Change> kChanges = {
       {"addService", {AddService, 6, "add", WrittenServiceText}},
       {"setService", {SetService, 6, "update", WrittenServiceText}},
@@ -269,29 +273,36 @@ Napi::Value Apply(const Napi::CallbackInfo& info) {
       {"setDest", {SetDest, 7, "update", WrittenDestText}},
       {"deleteDest", {DeleteDest, 6, "delete", [](const Fields& args) { return "IPVS real server " + DestText(args) + " of " + ServiceText(args); }}},
   };
-  Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "ipvsApply: changes must be an array");
-  Napi::Array changes = info[0].As<Napi::Array>();
-  NetlinkSocket& socket = *Connect(env).socket;
-  socket.DiscardQueued();
-  // A change's arguments after its name; only a string gets here (the first pass checks).
-  auto change_args = [&](size_t i) {
-    return Fields(env, changes.Get(static_cast<uint32_t>(i)).As<Napi::String>().Utf8Value(), 1, "ipvsApply");
-  };
-  std::vector<const Change*> queued;
-  for (uint32_t i = 0; i < changes.Length(); i++) {
-    Napi::Value change = changes.Get(i);
-    std::string text = change.IsString() ? change.As<Napi::String>().Utf8Value() : "";
-    auto it = kChanges.find(text.substr(0, text.find(' ')));
-    if (it == kChanges.end()) {
-      throw Napi::TypeError::New(env, "ipvsApply: change " + std::to_string(i) + " must be a line \"name ...arguments\" with a name of addService, setService, deleteService, addDest, setDest, deleteDest");
-    }
-    Fields args(env, text, 1, "ipvsApply");
-    args.RequireCount(it->second.fields);
-    it->second.queue(args);
-    queued.push_back(&it->second);
+  auto it = kChanges.find(line.substr(0, line.find(' ')));
+  if (it == kChanges.end()) {
+    throw ArgumentError("ipvsApply: change " + std::to_string(index) + " must be a line \"name ...arguments\" with a name of addService, setService, deleteService, addDest, setDest, deleteDest");
   }
-  return socket.SendQueued(env, [&](size_t i) { return std::make_pair(std::string(queued[i]->op), queued[i]->object(change_args(i))); });
+  return it->second;
+}
+
+// ipvsApply(changes): each change a line "name ...its arguments" (Fields),
+// its arguments as above, applied in order, off the event loop (ApplyLines);
+// resolves to each change's null or error. The kernel goes on past a failed
+// change, as separate calls would.
+Napi::Value Apply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint16_t family = Connect(env).family;
+  LineBatch batch{
+      "ipvsApply",
+      [family](NetlinkSocket& socket, const std::string& line, size_t index) {
+        const Change& change = ChangeOf(line, index);
+        Fields args(line, 1, "ipvsApply");
+        args.RequireCount(change.fields);
+        change.queue(socket, family, args);
+      },
+      [](const std::string& line) {
+        const Change& change = ChangeOf(line, 0);
+        return std::make_pair(std::string(change.op), change.object(Fields(line, 1, "ipvsApply")));
+      },
+      nullptr,
+  };
+  // The batch's own socket: the worker sends on it while the shared one may dump.
+  return ApplyLines(env, info[0], std::make_unique<NetlinkSocket>(env, NETLINK_GENERIC), std::move(batch));
 }
 
 // ipvsSetTimeouts(tcp, tcpFin, udp): IPVS's connection timeouts in seconds,

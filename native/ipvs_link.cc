@@ -85,7 +85,7 @@ Napi::Value WriteAddresses(const Napi::CallbackInfo& info, const char* fn, uint1
     Napi::Value entry = addresses.Get(i);
     if (!entry.IsArray()) throw Napi::TypeError::New(env, std::string(fn) + ": addresses must be an array of [ip, family]");
     Args pair(entry.As<Napi::Array>(), 0, fn);
-    Address address = ParseAddress(env, fn, pair.String(1, "family"), pair.String(0, "ip"));
+    Address address = ParseAddress(fn, pair.String(1, "family"), pair.String(0, "ip"));
     uint8_t prefix = address.af == AF_INET6 ? 128 : 32;
     nlmsghdr* nlh = socket.BeginQueued(type, flags);
     auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));

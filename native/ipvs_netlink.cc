@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <optional>
 
+#include "args.h"
 #include "errors.h"
 
 namespace {
@@ -111,8 +113,8 @@ void NetlinkSocket::DiscardQueued() {
   queued_count_ = 0;
 }
 
-Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, const MakeError& make_error) {
-  Napi::Array results = Napi::Array::New(env, queued_count_);
+std::vector<int> NetlinkSocket::Transmit() {
+  std::vector<int> results(queued_count_);
   size_t bytes = queued_bytes_;
   DiscardQueued();
   int fd = mnl_socket_get_fd(socket_);
@@ -124,23 +126,15 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, c
   while (offset < bytes) {
     // The next batch: up to kBatchMessages whole messages.
     const auto* first = reinterpret_cast<const nlmsghdr*>(queue_.data() + offset);
-    size_t first_index = sent;
     size_t count = 0;
     size_t end = offset;
     while (end < bytes && count < kBatchMessages) {
       end += MNL_ALIGN(reinterpret_cast<const nlmsghdr*>(queue_.data() + end)->nlmsg_len);
       count++;
     }
-    auto what = [&]() {
-      auto [op, object] = describe(first_index);
-      return "batch of " + std::to_string(count) + " netlink requests, from " + op + " " + object;
-    };
-    // errno first: describing the batch may change it.
-    if (mnl_socket_sendto(socket_, first, end - offset) < 0) {
-      int err = errno;
-      ThrowErrno(env, err, "send", what());
-    }
-    std::vector<int> errors(count, -1);  // -1: not acknowledged yet
+    if (mnl_socket_sendto(socket_, first, end - offset) < 0) throw ExchangeFailure{errno, "send", sent, count};
+    int* errors = results.data() + sent;
+    std::fill(errors, errors + count, -1);  // -1: not acknowledged yet
     size_t pending = count;
     while (pending > 0) {
       for (size_t i = 0; i < pending; i++) {
@@ -151,10 +145,7 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, c
       }
       // The kernel handled the whole sendmsg before it returned: every acknowledgement is queued already.
       int n = recvmmsg(fd, msgs.data(), pending, MSG_WAITFORONE, nullptr);
-      if (n < 0) {
-        int err = errno;
-        ThrowErrno(env, err, "read the acknowledgements of", what());
-      }
+      if (n < 0) throw ExchangeFailure{errno, "read the acknowledgements of", sent, count};
       for (int i = 0; i < n; i++) {
         const auto* nlh = reinterpret_cast<const nlmsghdr*>(acks.data() + i * kAckSlot);
         int len = static_cast<int>(std::min<size_t>(msgs[i].msg_len, kAckSlot));
@@ -167,19 +158,125 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, c
         }
       }
     }
-    for (size_t k = 0; k < count; k++) {
-      size_t index = first_index + k;
-      Napi::Value result = env.Null();
-      if (errors[k] != 0) {
-        auto [op, object] = describe(index);
-        result = make_error ? make_error(errors[k], index, op, object).Value() : ErrnoError(env, errors[k], op, object).Value();
-      }
-      results.Set(static_cast<uint32_t>(index), result);
-    }
     offset = end;
     sent += count;
   }
   return results;
+}
+
+namespace {
+
+// The error of an exchange that failed part way, naming its batch by the first request in it.
+Napi::Error ExchangeError(Napi::Env env, const NetlinkSocket::ExchangeFailure& failure, const NetlinkSocket::Describe& describe) {
+  auto [op, object] = describe(failure.first_index);
+  return ErrnoError(env, failure.err, failure.action,
+                    "batch of " + std::to_string(failure.count) + " netlink requests, from " + op + " " + object);
+}
+
+// Transmit's error numbers as SendQueued returns them: null, or each refused request's JS error.
+Napi::Array Results(Napi::Env env, const std::vector<int>& errors, const NetlinkSocket::Describe& describe,
+                    const NetlinkSocket::MakeError& make_error) {
+  Napi::Array results = Napi::Array::New(env, errors.size());
+  for (size_t index = 0; index < errors.size(); index++) {
+    Napi::Value result = env.Null();
+    if (errors[index] != 0) {
+      auto [op, object] = describe(index);
+      result = make_error ? make_error(errors[index], index, op, object).Value() : ErrnoError(env, errors[index], op, object).Value();
+    }
+    results.Set(static_cast<uint32_t>(index), result);
+  }
+  return results;
+}
+
+// ApplyLines' work: the lines are queued and exchanged on a worker thread,
+// the results (JS values) made back on the event loop's.
+class LineBatchWorker : public Napi::AsyncWorker {
+ public:
+  LineBatchWorker(Napi::Promise::Deferred deferred, std::vector<std::string> lines, std::unique_ptr<NetlinkSocket> socket,
+                  LineBatch batch)
+      : Napi::AsyncWorker(deferred.Env(), batch.fn),
+        deferred_(deferred),
+        lines_(std::move(lines)),
+        socket_(std::move(socket)),
+        batch_(std::move(batch)) {}
+
+  // What escapes here would end the process: every failure becomes the promise's.
+  void Execute() override {
+    try {
+      for (size_t i = 0; i < lines_.size(); i++) batch_.queue(*socket_, lines_[i], i);
+    } catch (const ArgumentError& err) {
+      malformed_ = err.what();
+      return;  // nothing sent
+    } catch (const std::exception& err) {
+      SetError(std::string(batch_.fn) + ": " + err.what());
+      return;
+    }
+    try {
+      errors_ = socket_->Transmit();
+    } catch (const NetlinkSocket::ExchangeFailure& failure) {
+      failure_ = failure;
+    } catch (const std::exception& err) {
+      SetError(std::string(batch_.fn) + ": " + err.what());
+    }
+  }
+
+  void OnError(const Napi::Error& err) override { deferred_.Reject(err.Value()); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    NetlinkSocket::Describe describe = [this](size_t i) { return batch_.describe(lines_[i]); };
+    NetlinkSocket::MakeError make_error;
+    if (batch_.make_error) {
+      make_error = [this](int err, size_t i, const std::string& op, const std::string& object) {
+        return batch_.make_error(err, lines_[i], op, object);
+      };
+    }
+    if (!malformed_.empty()) deferred_.Reject(Napi::TypeError::New(env, malformed_).Value());
+    else if (failure_) deferred_.Reject(ExchangeError(env, *failure_, describe).Value());
+    else deferred_.Resolve(Results(env, errors_, describe, make_error));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<std::string> lines_;
+  std::unique_ptr<NetlinkSocket> socket_;
+  LineBatch batch_;
+  std::string malformed_;
+  std::optional<NetlinkSocket::ExchangeFailure> failure_;
+  std::vector<int> errors_;
+};
+
+}  // namespace
+
+Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, const MakeError& make_error) {
+  std::vector<int> errors;
+  try {
+    errors = Transmit();
+  } catch (const ExchangeFailure& failure) {
+    throw ExchangeError(env, failure, describe);
+  }
+  return Results(env, errors, describe, make_error);
+}
+
+Napi::Promise ApplyLines(Napi::Env env, Napi::Value lines, std::unique_ptr<NetlinkSocket> socket, LineBatch batch) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  std::vector<std::string> texts;
+  bool strings = lines.IsArray();
+  if (strings) {
+    Napi::Array array = lines.As<Napi::Array>();
+    texts.reserve(array.Length());
+    for (uint32_t i = 0; strings && i < array.Length(); i++) {
+      Napi::Value line = array.Get(i);
+      strings = line.IsString();
+      if (strings) texts.push_back(line.As<Napi::String>().Utf8Value());
+    }
+  }
+  if (!strings) {
+    deferred.Reject(Napi::TypeError::New(env, std::string(batch.fn) + ": changes must be an array of lines").Value());
+    return deferred.Promise();
+  }
+  (new LineBatchWorker(deferred, std::move(texts), std::move(socket), std::move(batch)))->Queue();
+  return deferred.Promise();
 }
 
 std::vector<const nlattr*> ParseNested(const nlattr* nest, uint16_t max) {
@@ -194,13 +291,13 @@ std::vector<const nlattr*> ParseMessage(const nlmsghdr* nlh, size_t offset, uint
   return table;
 }
 
-Address ParseAddress(Napi::Env env, const char* fn, const std::string& family, const std::string& text) {
+Address ParseAddress(const char* fn, const std::string& family, const std::string& text) {
   Address address{};
   if (family == "IPv4") address.af = AF_INET;
   else if (family == "IPv6") address.af = AF_INET6;
-  else throw Napi::TypeError::New(env, std::string(fn) + ": family " + family + " is neither IPv4 nor IPv6");
+  else throw ArgumentError(std::string(fn) + ": family " + family + " is neither IPv4 nor IPv6");
   if (inet_pton(address.af, text.c_str(), address.bytes) != 1) {
-    throw Napi::TypeError::New(env, std::string(fn) + ": " + text + " is not an " + family + " address");
+    throw ArgumentError(std::string(fn) + ": " + text + " is not an " + family + " address");
   }
   return address;
 }

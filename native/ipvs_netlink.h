@@ -1,8 +1,9 @@
 // A netlink socket over libmnl for the IPVS backend (IPVS, its links, its ipsets): one request, one
 // acknowledgement (or a dump), errors thrown as JS errors naming the
 // operation and the object; or a queue of requests sent many per sendmsg,
-// each with its own acknowledgement and error. Sockets live in the network
-// namespace of the thread that opened them.
+// each with its own acknowledgement and error, on the calling thread or on
+// a worker thread (ApplyLines). Sockets live in the network namespace of
+// the thread that opened them.
 #pragma once
 
 #include <libmnl/libmnl.h>
@@ -11,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,6 +57,19 @@ class NetlinkSocket {
   // Drops whatever was queued and not sent.
   void DiscardQueued();
 
+  // Where an exchange of queued messages failed: the error number, what
+  // was being done, and the batch it was done to (its first message's index
+  // and how many it holds).
+  struct ExchangeFailure {
+    int err;
+    const char* action;
+    size_t first_index;
+    size_t count;
+  };
+  // SendQueued's exchange without JS: each queued message's error number
+  // (0 if the kernel took it), in order. Throws ExchangeFailure.
+  std::vector<int> Transmit();
+
  private:
   void Exchange(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
                 const OnMessage& on_message);
@@ -68,6 +83,27 @@ class NetlinkSocket {
   size_t queued_bytes_ = 0;
   size_t queued_count_ = 0;
 };
+
+// A batch of changes, each a line of fields (Fields), applied off the event
+// loop by ApplyLines.
+struct LineBatch {
+  const char* fn;  // the exported function, for messages
+  // Queues the message of line `index` on the batch's socket; runs on the
+  // worker thread, so it touches no JS. Throws ArgumentError for a
+  // malformed line.
+  std::function<void(NetlinkSocket& socket, const std::string& line, size_t index)> queue;
+  // A queued line's operation and object, for its error.
+  std::function<std::pair<std::string, std::string>(const std::string& line)> describe;
+  // A refused line's JS error (optional, as for SendQueued).
+  std::function<Napi::Error(int err, const std::string& line, const std::string& op, const std::string& object)> make_error;
+};
+
+// Reads `lines` (an array of strings) and, on a worker thread, queues each
+// on `socket`, the batch's own, and sends them as SendQueued does. The
+// promise resolves to each line's null or error; it rejects with a
+// TypeError, nothing sent, where a line is malformed, or with the error of
+// an exchange that failed part way.
+Napi::Promise ApplyLines(Napi::Env env, Napi::Value lines, std::unique_ptr<NetlinkSocket> socket, LineBatch batch);
 
 // The attributes of a nested attribute, or of a message after its
 // `offset`-byte family header, by type up to max (null where absent; the
@@ -83,9 +119,9 @@ struct Address {
 };
 
 // Text of the family ("IPv4" or "IPv6", as kube-lb's model names them) to
-// network-order bytes; throws a TypeError naming fn and the value. The
+// network-order bytes; throws an ArgumentError naming fn and the value. The
 // family comes from the caller, never from the text.
-Address ParseAddress(Napi::Env env, const char* fn, const std::string& family, const std::string& text);
+Address ParseAddress(const char* fn, const std::string& family, const std::string& text);
 std::string FormatAddress(int af, const void* network_order);
 // "IPv4" or "IPv6", as the model names the family of AF_INET, AF_INET6.
 const char* FamilyName(int af);

@@ -261,6 +261,8 @@ Napi::Value MapCount(const Napi::CallbackInfo& info) {
     (new MapCountWorker(deferred, fd, map))->Queue();
   } catch (const Napi::Error& err) {
     deferred.Reject(err.Value());
+  } catch (const ArgumentError& err) {
+    deferred.Reject(Napi::TypeError::New(info.Env(), err.what()).Value());
   }
   return deferred.Promise();
 }

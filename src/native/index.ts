@@ -164,11 +164,14 @@ export interface NativeAddon {
   ipvsServices(): IpvsService[];
   ipvsDests(family: IPFamily, address: string, protocol: number, port: number): IpvsDest[];
   /**
-   * Applies the changes in order, many netlink messages per sendmsg; returns
-   * for each null or its error (with code, as a lone call would throw). Throws
-   * only where the exchange itself failed, when some may have been applied.
+   * Applies the changes in order, many netlink messages per sendmsg, on a
+   * worker thread; resolves to each one's null or error (with code, as a
+   * lone call would throw). Rejects only where the exchange itself failed,
+   * when some may have been applied, or where a change is malformed, when
+   * none was. One batch at a time: the kernel takes two in flight in no set
+   * order.
    */
-  ipvsApply(changes: readonly IpvsChange[]): (Error | null)[];
+  ipvsApply(changes: readonly IpvsChange[]): Promise<(Error | null)[]>;
   /** IPVS's idle timeouts in seconds (ipvsadm --set); 0 leaves one as it is. */
   ipvsSetTimeouts(tcp: number, tcpFin: number, udp: number): void;
 
@@ -176,12 +179,11 @@ export interface NativeAddon {
   /**
    * Adds and deletes the elements in order, many netlink messages per
    * sendmsg; adding one already there, or deleting one that is not, succeeds.
-   * Returns for each change null or its error, naming the set and the
-   * element (code: an errno's name, or ipset's own as IPSET_ERR_HASH_FULL).
-   * Throws only where the exchange itself failed, when some may have been
-   * applied.
+   * Resolves, as ipvsApply does, to each change's null or error, naming the
+   * set and the element (code: an errno's name, or ipset's own as
+   * IPSET_ERR_HASH_FULL).
    */
-  ipsetApply(changes: readonly IpsetChange[]): (Error | null)[];
+  ipsetApply(changes: readonly IpsetChange[]): Promise<(Error | null)[]>;
 
   // Links and addresses over rtnetlink, for the IPVS dummy interface.
   /** The interface's index, or null when there is none. */
@@ -257,8 +259,8 @@ export const projectRoot = packageRoot(path.dirname(fileURLToPath(import.meta.ur
 
 /** The addon as it loads: batches of changes cross as lines (asLines). */
 type LoadedAddon = Omit<NativeAddon, 'ipvsApply' | 'ipsetApply'> & {
-  ipvsApply(changes: string[]): (Error | null)[];
-  ipsetApply(changes: string[]): (Error | null)[];
+  ipvsApply(changes: string[]): Promise<(Error | null)[]>;
+  ipsetApply(changes: string[]): Promise<(Error | null)[]>;
 };
 
 /**

@@ -25,14 +25,14 @@ function inNetns(command: string, args: string[], input = ''): string {
   }
 }
 
-// Reads the changes as JSON on stdin; writes each result, or what the call threw.
+// Reads the changes as JSON on stdin; writes each result, or why the call failed.
 const APPLY = `
 import { native } from ${JSON.stringify(nativeModule)};
 let input = '';
-process.stdin.on('data', (d) => (input += d)).on('end', () => {
+process.stdin.on('data', (d) => (input += d)).on('end', async () => {
   let out;
   try {
-    out = { results: native().ipsetApply(JSON.parse(input)).map((e) => e && { message: e.message, code: e.code, errno: e.errno }) };
+    out = { results: (await native().ipsetApply(JSON.parse(input))).map((e) => e && { message: e.message, code: e.code, errno: e.errno }) };
   } catch (e) {
     out = { thrown: { name: e.name, message: e.message } };
   }
@@ -41,7 +41,7 @@ process.stdin.on('data', (d) => (input += d)).on('end', () => {
 
 /** ipsetApply as the addon runs it in the namespace. */
 const netnsLib: Pick<NativeAddon, 'ipsetApply'> = {
-  ipsetApply(changes: readonly IpsetChange[]): (Error | null)[] {
+  async ipsetApply(changes: readonly IpsetChange[]): Promise<(Error | null)[]> {
     const out = JSON.parse(inNetns(process.execPath, ['--input-type=module', '-e', APPLY], JSON.stringify(changes))) as {
       results?: ({ message: string; code: string; errno: number } | null)[];
       thrown?: { name: string; message: string };
@@ -88,12 +88,12 @@ function kernelSets(): FamilySets {
 }
 
 /** What a full sync does to the sets: it makes them hold `entries`, from what the kernel holds. */
-function fullSync(entries: readonly SetEntry[]): void {
+async function fullSync(entries: readonly SetEntry[]): Promise<void> {
   const wanted = new SetEntries();
   wanted.set('test', entries);
   const current = kernelSets();
   inNetns('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, ['IPv4', 'IPv6']));
-  applySetChanges(netnsLib, wanted.missingFrom(current));
+  await applySetChanges(netnsLib, wanted.missingFrom(current));
 }
 
 /** Checks that the kernel holds exactly `expected` in kube-lb's sets. */
@@ -138,49 +138,49 @@ const second = setEntries([
 const errorsOf = (results: (Error | null)[]): ([string, string] | null)[] => results.map((e) => e && [(e as NodeJS.ErrnoException).code!, e.message]);
 
 describe('ipsetApply', () => {
-  before(() => {
+  before(async () => {
     requireRoot();
     requireCommand('ipset', 'apt-get install ipset');
     execFileSync('ip', ['netns', 'add', ns]);
     // kube-lb's sets of both families, as its full syncs create them.
-    fullSync([]);
+    await fullSync([]);
   });
 
   after(() => {
     execFileSync('ip', ['netns', 'del', ns]);
   });
 
-  it('adds and deletes elements of every set type and family; ipset save prints them as kube-lb keeps them', () => {
+  it('adds and deletes elements of every set type and family; ipset save prints them as kube-lb keeps them', async () => {
     const sets = new SetEntries();
-    applySetChanges(netnsLib, sets.set('test', first));
+    await applySetChanges(netnsLib, sets.set('test', first));
     assertKernelHolds(contentsOf(first));
-    applySetChanges(netnsLib, sets.set('test', second));
+    await applySetChanges(netnsLib, sets.set('test', second));
     assertKernelHolds(contentsOf(second));
   });
 
-  it('a full sync deletes what the kernel holds that is not wanted and adds what it lacks, creating a set that is missing', () => {
-    fullSync(first);
+  it('a full sync deletes what the kernel holds that is not wanted and adds what it lacks, creating a set that is missing', async () => {
+    await fullSync(first);
     assertKernelHolds(contentsOf(first));
     inNetns('ipset', ['destroy', 'KUBE-6-LOOP-BACK']);
-    fullSync(second);
+    await fullSync(second);
     assertKernelHolds(contentsOf(second));
   });
 
-  it('sends a batch larger than one sendmsg, each change acknowledged', () => {
+  it('sends a batch larger than one sendmsg, each change acknowledged', async () => {
     const loopBack = Array.from({ length: 300 }, (_, i) => ({ ip: `10.244.${i >> 8}.${i & 255}`, port: 8080 }));
     const many = [...second, ...setEntries([[frontend('ClusterIP', 'IPv4', '10.96.0.12', 'TCP', 80), loopBack]])];
     const sets = new SetEntries();
     sets.set('test', second);
     const changes = sets.set('test', many);
     assert.ok(changes.length > 256, `${changes.length} changes`);
-    applySetChanges(netnsLib, changes); // throws naming any change the kernel did not acknowledge
+    await applySetChanges(netnsLib, changes); // throws naming any change the kernel did not acknowledge
     assertKernelHolds(contentsOf(many));
-    applySetChanges(netnsLib, sets.set('test', second));
+    await applySetChanges(netnsLib, sets.set('test', second));
     assertKernelHolds(contentsOf(second));
   });
 
-  it('takes adding an element already there and deleting one that is not as done, as ipset -exist does', () => {
-    const results = netnsLib.ipsetApply([
+  it('takes adding an element already there and deleting one that is not as done, as ipset -exist does', async () => {
+    const results = await netnsLib.ipsetApply([
       ['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 6, 80],
       ['add', 'KUBE-6-NODE-PORT-UDP', 'bitmap:port', 30053],
       ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.99', 6, 80],
@@ -191,8 +191,8 @@ describe('ipsetApply', () => {
     assertKernelHolds(contentsOf(second));
   });
 
-  it('returns a set that does not exist as its change\'s error, and applies the changes around it', () => {
-    const results = netnsLib.ipsetApply([
+  it('returns a set that does not exist as its change\'s error, and applies the changes around it', async () => {
+    const results = await netnsLib.ipsetApply([
       ['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.12'],
       ['add', 'KUBE-NO-SUCH-SET', 'hash:ip,port', 'IPv4', '10.96.0.12', 6, 80],
       ['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.12'],
@@ -201,24 +201,24 @@ describe('ipsetApply', () => {
     assertKernelHolds(contentsOf(second));
   });
 
-  it('fails an update that a set refuses, naming the set, the element and why', () => {
+  it('fails an update that a set refuses, naming the set, the element and why', async () => {
     inNetns('ipset', ['destroy', 'KUBE-6-IPVS-IPS']);
     try {
       const sets = new SetEntries();
       sets.set('test', second);
-      assert.throws(() => applySetChanges(netnsLib, sets.set('test', [...second, ...setEntries([[frontend('ClusterIP', 'IPv6', 'fd00:96::12', 'TCP', 80)]])])), {
+      await assert.rejects(applySetChanges(netnsLib, sets.set('test', [...second, ...setEntries([[frontend('ClusterIP', 'IPv6', 'fd00:96::12', 'TCP', 80)]])])), {
         message: 'ipset refused 1 of 2 element change(s): add element fd00:96::12 of ipset KUBE-6-IPVS-IPS: no such set',
       });
     } finally {
-      fullSync(second);
+      await fullSync(second);
     }
     assertKernelHolds(contentsOf(second));
   });
 
-  it("reads ipset's own refusals as its reasons, by the set's type", () => {
+  it("reads ipset's own refusals as its reasons, by the set's type", async () => {
     inNetns('ipset', ['create', 'kl-test-range', 'bitmap:port', 'range', '30000-32767']);
     inNetns('ipset', ['create', 'kl-test-full', 'hash:ip', 'maxelem', '1']);
-    const results = netnsLib.ipsetApply([
+    const results = await netnsLib.ipsetApply([
       ['add', 'kl-test-range', 'bitmap:port', 80],
       ['add', 'kl-test-full', 'hash:ip', 'IPv4', '10.0.0.1'],
       ['add', 'kl-test-full', 'hash:ip', 'IPv4', '10.0.0.2'],
@@ -237,7 +237,7 @@ describe('ipsetApply', () => {
     ]);
   });
 
-  it('refuses a malformed change before sending any', () => {
+  it('refuses a malformed change before sending any', async () => {
     for (const [change, message] of [
       [['put', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: change 1 must be a line "op set type ...element" with op add or del'],
       [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13', 'extra'], 'ipsetApply: change must have 4 fields separated by single spaces, not 5'],
@@ -247,7 +247,7 @@ describe('ipsetApply', () => {
       [['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.13', 6], 'ipsetApply: port must be an integer from 0 to 65535'],
       [['add', 'x'.repeat(32), 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: set must be a name of 1 to 31 characters'],
     ] as [IpsetChange, string][]) {
-      assert.throws(() => netnsLib.ipsetApply([['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], change]), { name: 'TypeError', message });
+      await assert.rejects(netnsLib.ipsetApply([['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], change]), { name: 'TypeError', message });
     }
     assertKernelHolds(contentsOf(second));
   });

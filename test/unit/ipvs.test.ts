@@ -76,10 +76,10 @@ function setEntriesOf(programmed: Programmed): SetEntries {
 
 const setContents = (programmed: Programmed) => setEntriesOf(programmed).contents();
 
-/** What applySetChanges sends the kernel for these changes. */
+/** What applySetChanges sends the kernel for these changes (the stand-in takes them at once). */
 function sent(changes: readonly SetEntryChange[]): IpsetChange[] {
   const calls: IpsetChange[] = [];
-  applySetChanges({ ipsetApply: (batch) => (calls.push(...batch), batch.map(() => null)) }, changes);
+  void applySetChanges({ ipsetApply: async (batch) => (calls.push(...batch), batch.map(() => null)) }, changes);
   return calls;
 }
 
@@ -206,20 +206,20 @@ describe('ipvs ipsets and iptables rules', () => {
     assert.deepEqual(sent(sets.set('b', [])), [['del', 'KUBE-NODE-PORT-TCP', 'bitmap:port', 30080]]);
   });
 
-  test('a sync\'s set changes go to the kernel in one ipsetApply, and every refused element fails the update by name', () => {
+  test('a sync\'s set changes go to the kernel in one ipsetApply, and every refused element fails the update by name', async () => {
     const calls: (readonly IpsetChange[])[] = [];
     const lib = (refuse: (c: IpsetChange) => boolean) => ({
-      ipsetApply(changes: readonly IpsetChange[]) {
+      async ipsetApply(changes: readonly IpsetChange[]) {
         calls.push(changes);
         return changes.map((c) => (refuse(c) ? new Error(`add element ${c[4]},udp:${c[6]} of ipset ${c[1]}: the set is full (its maxelem)`) : null));
       },
     });
     const changes = setEntriesOf([programmed[0]!]).set('1', frontendSetEntries(programmed[1]!.frontend, programmed[1]!.onThisNode));
-    applySetChanges(lib(() => false), []);
+    await applySetChanges(lib(() => false), []);
     assert.equal(calls.length, 0, 'nothing to send, no exchange');
-    applySetChanges(lib(() => false), changes);
+    await applySetChanges(lib(() => false), changes);
     assert.deepEqual(calls.pop(), sent(changes));
-    assert.throws(() => applySetChanges(lib((c) => c[1] === 'KUBE-CLUSTER-IP'), changes), {
+    await assert.rejects(applySetChanges(lib((c) => c[1] === 'KUBE-CLUSTER-IP'), changes), {
       message: 'ipset refused 1 of 2 element change(s): add element 10.96.0.10,udp:53 of ipset KUBE-CLUSTER-IP: the set is full (its maxelem)',
     });
   });
@@ -425,7 +425,7 @@ describe('ipvs batched changes', () => {
     const calls: IpvsChange[][] = [];
     return {
       calls,
-      ipvsApply(changes: readonly IpvsChange[]) {
+      async ipvsApply(changes: readonly IpvsChange[]) {
         calls.push([...changes]);
         return changes.map((c) => {
           const why = refuse(c);
@@ -435,7 +435,7 @@ describe('ipvs batched changes', () => {
     };
   }
 
-  test('every change goes in one call, in order, with the protocol numbers and arguments the addon takes', () => {
+  test('every change goes in one call, in order, with the protocol numbers and arguments the addon takes', async () => {
     const lib = fakeAddon(() => null);
     const changes = new IpvsChanges(lib);
     const applied: string[] = [];
@@ -448,7 +448,7 @@ describe('ipvs batched changes', () => {
     changes.addService('web6', web6, rr, () => applied.push('add web6'));
     changes.addRealServer('web6', web6, { ip: 'fd00:244::11', port: 8443 }, 1, () => applied.push('add web6 dest'));
     assert.equal(changes.size, 8);
-    assert.deepEqual(changes.apply(), new Map());
+    assert.deepEqual(await changes.apply(), new Map());
     assert.deepEqual(lib.calls, [
       [
         ['addService', 'IPv4', '10.96.0.10', 6, 80, 'rr', 0],
@@ -463,11 +463,11 @@ describe('ipvs batched changes', () => {
     ]);
     assert.deepEqual(applied, ['add web', 'add dest', 'drain dest', 'delete dest', 'set dns', 'delete dns', 'add web6', 'add web6 dest']);
     assert.equal(changes.size, 0, 'apply empties the queue');
-    assert.deepEqual(changes.apply(), new Map());
+    assert.deepEqual(await changes.apply(), new Map());
     assert.equal(lib.calls.length, 1, 'nothing queued: no call');
   });
 
-  test("a refused change's error goes to its owner, the first one only; the changes the kernel took still run their callbacks", () => {
+  test("a refused change's error goes to its owner, the first one only; the changes the kernel took still run their callbacks", async () => {
     const lib = fakeAddon((c) => (c[0] === 'addService' && c[2] === '10.96.0.10' ? 'add IPVS service TCP 10.96.0.10:80: Invalid argument' : c[0] === 'addDest' && c[2] === '10.96.0.10' ? 'add IPVS real server: No such process' : null));
     const changes = new IpvsChanges(lib);
     const applied: string[] = [];
@@ -475,23 +475,23 @@ describe('ipvs batched changes', () => {
     changes.addRealServer('web', web, { ip: '10.244.0.11', port: 8080 }, 1, () => applied.push('add web dest'));
     changes.addService('dns', dns, rr, () => applied.push('add dns'));
     changes.addRealServer('dns', dns, { ip: '10.244.0.13', port: 5353 }, 1, () => applied.push('add dns dest'));
-    const errors = changes.apply();
+    const errors = await changes.apply();
     assert.deepEqual([...errors.keys()], ['web']);
     assert.equal(errors.get('web')!.message, 'add IPVS service TCP 10.96.0.10:80: Invalid argument');
     assert.deepEqual(applied, ['add dns', 'add dns dest']);
   });
 
-  test('an exchange that fails as a whole throws, and the queue is emptied for the next sync', () => {
+  test('an exchange that fails as a whole rejects, and the queue is emptied for the next sync', async () => {
     let calls = 0;
     const changes = new IpvsChanges({
-      ipvsApply: () => {
+      ipvsApply: async () => {
         calls++;
         throw new Error('send batch of 2 netlink requests: No buffer space available');
       },
     });
     const applied: string[] = [];
     changes.addService('web', web, rr, () => applied.push('add web'));
-    assert.throws(() => changes.apply(), /No buffer space available/);
+    await assert.rejects(changes.apply(), /No buffer space available/);
     assert.deepEqual(applied, []);
     assert.equal(changes.size, 0);
     assert.equal(calls, 1);

@@ -4,10 +4,10 @@
 // the model chose as masqueraded real servers, and ipsets plus a few
 // iptables rules for masquerading and filtering (netfilter.ts). Changes are
 // applied as diffs, one netlink message each, a sync's messages sent
-// together; removed endpoints drain (draining.ts).
+// together on a worker thread; removed endpoints drain (draining.ts).
 import fs from 'node:fs';
 import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
-import type { DesiredState, FrontendKind, IPFamily, Protocol } from '../../model/contract.js';
+import type { DesiredState, Destination, FrontendKind, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
@@ -43,6 +43,15 @@ const DRAIN_CHECK_INTERVAL_MS = 1000;
 /** Whether the kernel has IPVS loaded in this network namespace. */
 const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
 
+/** A programmed frontend's set entries while `active` get its new connections: those on this node get a KUBE-LOOP-BACK entry. */
+function setEntriesOf(sp: ProgrammedPort, active: readonly Destination[]): SetEntry[] {
+  const { internal, external } = sp.frontend;
+  // Most frontends have no endpoint on this node: nothing to match against the destinations.
+  if (internal.onThisNode.length === 0 && external.onThisNode.length === 0) return frontendSetEntries(sp.frontend, []);
+  const onThisNode = new Set([...internal.onThisNode, ...external.onThisNode].map(destKey));
+  return frontendSetEntries(sp.frontend, active.filter((d) => onThisNode.has(destKey(d))));
+}
+
 export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
   readonly protocols: readonly Protocol[] = protocolsOf('ipvs');
@@ -59,6 +68,8 @@ export class IpvsBackend implements Backend {
   /** The set entries last written; null until a full sync has installed the rules. */
   private sets: SetEntries | null = null;
   private drainTimer: NodeJS.Timeout | undefined;
+  /** The last IPVS write begun (a sync's or a drain check's): the next waits for it, so batches reach the kernel one at a time, in order. */
+  private ipvsWrites: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly lib: NativeAddon,
@@ -77,8 +88,7 @@ export class IpvsBackend implements Backend {
     const lib = native();
     applyTimeouts(lib, opts.timeouts, opts.log);
     const backend = new IpvsBackend(lib, opts, DummyLink.ensure(lib));
-    backend.drainTimer = setInterval(() => backend.checkDraining(), DRAIN_CHECK_INTERVAL_MS);
-    backend.drainTimer.unref();
+    backend.scheduleDrainCheck();
     opts.log.info({ scheduler }, 'ipvs backend ready');
     return backend;
   }
@@ -89,7 +99,11 @@ export class IpvsBackend implements Backend {
     return new IpvsBackend(lib, opts, DummyLink.find(lib));
   }
 
-  async sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+  sync(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
+    return this.serialized(() => this.syncNow(state, changed));
+  }
+
+  private async syncNow(state: DesiredState, changed: ReadonlySet<string> | null): Promise<SyncStats> {
     const link = this.link;
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
     // A partial sync changes the set entries this process wrote; a full one reads the kernel's sets, to know what it owns and what to change.
@@ -120,12 +134,13 @@ export class IpvsBackend implements Backend {
 
     let removed = 0;
     const released: [string, IPFamily][] = [];
-    const failed: string[] = [];
+    /** By frontend key, why it failed. */
+    const failed = new Map<string, string>();
     // One bad service port (say, a scheduler the kernel lacks) must not stop the others; the sync still fails, below.
     const fail = (fk: string, err: Error): void => {
       const sp = wanted.get(fk);
       this.opts.log.error({ servicePort: sp?.key, frontend: fk, err: err.message }, 'programming IPVS failed');
-      failed.push(`${sp?.key ?? 'removed'} ${fk}: ${err.message}`);
+      failed.set(fk, `${sp?.key ?? 'removed'} ${fk}: ${err.message}`);
     };
     // Addresses first, all together: a frontend whose address could not be bound is left out.
     const bindFailed = link.bind([...candidates].flatMap((fk): [string, IPFamily][] => {
@@ -150,32 +165,45 @@ export class IpvsBackend implements Backend {
         });
       }
     }
-    const refused = changes.apply();
-    for (const [fk, err] of refused) fail(fk, err);
-    const written = [...touched].filter((fk) => !refused.has(fk)).length;
-    this.unbindUnused(link, full ? link.addresses() : released);
-
-    // A virtual server's set entries, from what the kernel took: an endpoint IPVS refused gets no KUBE-LOOP-BACK entry.
-    const entriesOf = (fk: string): SetEntry[] => {
+    // The kernel takes the IPVS changes on a worker thread while the set
+    // entries are worked out: a frontend's are planned from the destinations
+    // it wants, which its virtual server holds once its changes are taken;
+    // one that failed gets them from what the kernel holds (an endpoint IPVS
+    // refused gets no KUBE-LOOP-BACK entry).
+    const ipvsApplied = changes.apply();
+    const taken = (fk: string): SetEntry[] => {
       const vs = this.applied.get(fk);
       const sp = wanted.get(fk);
-      if (!vs || !sp) return [];
-      const { internal, external } = sp.frontend;
-      // Most frontends have no endpoint on this node: nothing to match against the real servers.
-      if (internal.onThisNode.length === 0 && external.onThisNode.length === 0) return frontendSetEntries(sp.frontend, []);
-      const onThisNode = new Set([...internal.onThisNode, ...external.onThisNode].map(destKey));
-      return frontendSetEntries(sp.frontend, activeDestinations(vs).filter((d) => onThisNode.has(destKey(d))));
+      return vs && sp ? setEntriesOf(sp, activeDestinations(vs)) : [];
+    };
+    const planned = (fk: string): SetEntry[] => {
+      const sp = wanted.get(fk);
+      return sp && !failed.has(fk) ? setEntriesOf(sp, sp.destinations) : taken(fk);
     };
     this.sets = null; // unknown until written: a failure makes the next sync full
+    let refused: Map<string, Error>;
     if ('kernel' in sets) {
-      const entries = new SetEntries();
-      for (const fk of this.applied.keys()) entries.set(fk, entriesOf(fk));
-      await installRules(this.opts, this.lib, entries, sets.kernel, this.families);
-      this.sets = entries;
+      // A full sync creates the sets before it fills them, so they wait for IPVS.
+      const entries = new Map([...candidates].map((fk) => [fk, planned(fk)]));
+      refused = await ipvsApplied;
+      for (const [fk, err] of refused) fail(fk, err);
+      const wantedEntries = new SetEntries();
+      for (const fk of this.applied.keys()) wantedEntries.set(fk, refused.has(fk) ? taken(fk) : entries.get(fk)!);
+      await installRules(this.opts, this.lib, wantedEntries, sets.kernel, this.families);
+      this.sets = wantedEntries;
     } else {
-      applySetChanges(this.lib, [...candidates].flatMap((fk) => sets.partial.set(fk, entriesOf(fk))));
+      // The sets exist (a full sync made them): their changes go to the kernel beside the IPVS ones.
+      const setsWritten = applySetChanges(this.lib, [...candidates].flatMap((fk) => sets.partial.set(fk, planned(fk))));
+      const [ipvsResult, setsResult] = await Promise.allSettled([ipvsApplied, setsWritten]);
+      if (ipvsResult.status === 'rejected') throw ipvsResult.reason;
+      if (setsResult.status === 'rejected') throw setsResult.reason;
+      refused = ipvsResult.value;
+      for (const [fk, err] of refused) fail(fk, err);
+      await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => sets.partial.set(fk, taken(fk))));
       this.sets = sets.partial;
     }
+    const written = [...touched].filter((fk) => !refused.has(fk)).length;
+    this.unbindUnused(link, full ? link.addresses() : released);
     if (full) this.frontendsOf.clear();
     for (const key of full ? state.keys() : changed!) {
       const now = frontendsNow.get(key);
@@ -183,7 +211,7 @@ export class IpvsBackend implements Backend {
       else this.frontendsOf.delete(key);
     }
     // The failure makes the next sync full, which retries these.
-    if (failed.length > 0) throw new Error(`IPVS refused ${failed.length} virtual server(s): ${failed.join('; ')}`);
+    if (failed.size > 0) throw new Error(`IPVS refused ${failed.size} virtual server(s): ${[...failed.values()].join('; ')}`);
     return { frontendsWritten: written, frontendsRemoved: removed };
   }
 
@@ -249,8 +277,27 @@ export class IpvsBackend implements Backend {
     link.unbind(addresses.filter(([ip]) => !used.has(ip)));
   }
 
+  /** Runs `write` once the IPVS writes begun before it have ended. */
+  private serialized<T>(write: () => Promise<T>): Promise<T> {
+    const run = this.ipvsWrites.then(write);
+    this.ipvsWrites = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Checks the draining real servers a while after the last check ended, until close. */
+  private scheduleDrainCheck(): void {
+    this.drainTimer = setTimeout(() => {
+      void this.serialized(() => this.checkDraining())
+        .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'checking draining real servers failed'))
+        .finally(() => {
+          if (this.drainTimer) this.scheduleDrainCheck();
+        });
+    }, DRAIN_CHECK_INTERVAL_MS);
+    this.drainTimer.unref();
+  }
+
   /** Deletes draining real servers whose connections have ended or whose grace period is over. */
-  private checkDraining(): void {
+  private async checkDraining(): Promise<void> {
     const now = performance.now();
     const changes = this.table.changes();
     for (const [fk, entries] of this.drain.byFrontend()) {
@@ -275,7 +322,7 @@ export class IpvsBackend implements Backend {
       }
     }
     try {
-      for (const [fk, err] of changes.apply()) this.opts.log.warn({ frontend: fk, err: err.message }, 'checking draining real servers failed');
+      for (const [fk, err] of await changes.apply()) this.opts.log.warn({ frontend: fk, err: err.message }, 'checking draining real servers failed');
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'deleting drained real servers failed');
     }
@@ -319,7 +366,7 @@ export class IpvsBackend implements Backend {
     const changes = this.table.changes();
     for (const { vs } of await this.readOwned()) changes.deleteService(`virtual server ${frontendKey(vs.frontend)}`, vs.frontend, () => {});
     let refused = new Map<string, Error>();
-    await leftovers.attempt('virtual servers', () => (refused = changes.apply()));
+    await leftovers.attempt('virtual servers', async () => (refused = await changes.apply()));
     for (const [what, err] of refused) leftovers.note(what, err);
     const link = this.link;
     if (link) {
@@ -331,7 +378,8 @@ export class IpvsBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.drainTimer);
+    clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
+    await this.ipvsWrites; // a drain check may be writing
   }
 }

@@ -378,16 +378,16 @@ export function renderRemoval(saved: string): string {
  */
 export async function installRules(opts: RuleOptions, lib: Pick<NativeAddon, 'ipsetApply'>, wanted: SetEntries, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
   await runCommand('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, families));
-  applySetChanges(lib, wanted.missingFrom(current));
+  await applySetChanges(lib, wanted.missingFrom(current));
   for (const family of families) {
     await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
   }
 }
 
-/** Makes the changes to the sets in one netlink exchange; throws naming each element the kernel refused, and why. */
-export function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, changes: readonly SetEntryChange[]): void {
+/** Makes the changes to the sets in one netlink exchange; fails naming each element the kernel refused, and why. */
+export async function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, changes: readonly SetEntryChange[]): Promise<void> {
   if (changes.length === 0) return;
-  const refused = lib.ipsetApply(changes.map(ipsetChange)).filter((err) => err !== null);
+  const refused = (await lib.ipsetApply(changes.map(ipsetChange))).filter((err) => err !== null);
   if (refused.length > 0) throw new Error(`ipset refused ${refused.length} of ${changes.length} element change(s): ${refused.map((err) => err.message).join('; ')}`);
 }
 

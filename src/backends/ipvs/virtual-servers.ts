@@ -1,7 +1,8 @@
 // IPVS virtual servers as kube-lb reads and writes them: one per frontend,
 // of the frontend's family, real servers by "ip:port" with their weight.
 // Each change is one netlink message; a sync's changes go to the kernel
-// together (IpvsChanges), many per sendmsg, each with its own error.
+// together (IpvsChanges), many per sendmsg, each with its own error, on a
+// worker thread.
 import type { IpvsChange, NativeAddon } from '../../native/index.js';
 import type { Destination, Frontend, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
@@ -129,14 +130,14 @@ export class IpvsChanges {
 
   /**
    * Sends every change; runs the callback of each the kernel took, and
-   * returns each owner's first error (the kernel goes on past a failed
+   * resolves to each owner's first error (the kernel goes on past a failed
    * change, so later ones of the same owner may fail for it or succeed).
    */
-  apply(): Map<string, Error> {
+  async apply(): Promise<Map<string, Error>> {
     const queued = this.queued.splice(0);
     const errors = new Map<string, Error>();
     if (queued.length === 0) return errors;
-    const results = this.lib.ipvsApply(queued.map((q) => q.change));
+    const results = await this.lib.ipvsApply(queued.map((q) => q.change));
     queued.forEach(({ change, owner, applied }, i) => {
       const err = results[i];
       if (err === null) applied();
