@@ -1,8 +1,9 @@
 // ipset elements added and deleted over nfnetlink (NFNL_SUBSYS_IPSET), one
 // message per element as the ipset command sends them, but many per
-// sendmsg. Without NLM_F_EXCL the kernel takes adding an element already
-// there, or deleting one that is not, as done (`ipset -exist`). Sets are
-// created, swapped and destroyed by the ipset command, not here.
+// sendmsg, and listed with one dump. Without NLM_F_EXCL the kernel takes
+// adding an element already there, or deleting one that is not, as done
+// (`ipset -exist`). Sets are created, swapped and destroyed by the ipset
+// command, not here.
 // glibc's header first: the kernel's then leave out what it defines.
 #include <netinet/in.h>
 
@@ -13,6 +14,7 @@
 #include <linux/netfilter/nfnetlink.h>
 
 #include <cerrno>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -108,11 +110,15 @@ std::string ProtocolName(uint8_t protocol) {
   return std::to_string(protocol);
 }
 
-const SetType& TypeArg(const Fields& args) {
-  std::string name = args.String(1, "type");
+const SetType* FindType(const std::string& name) {
   for (const SetType& type : kTypes) {
-    if (name == type.name) return type;
+    if (name == type.name) return &type;
   }
+  return nullptr;
+}
+
+const SetType& TypeArg(const Fields& args) {
+  if (const SetType* type = FindType(args.String(1, "type"))) return *type;
   args.Fail("type", "one of hash:ip, hash:ip,port, hash:ip,port,ip, hash:ip,port,net, bitmap:port");
 }
 
@@ -225,6 +231,88 @@ Napi::Value Apply(const Napi::CallbackInfo& info) {
   return ApplyLines(env, info[0], std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER), std::move(batch));
 }
 
+// An address nested in a dumped element's attribute (IPSET_ATTR_IP, IPSET_ATTR_IP2), as text.
+std::string DumpedAddress(const nlattr* nest) {
+  auto a = ParseNested(nest, IPSET_ATTR_IPADDR_MAX);
+  if (a[IPSET_ATTR_IPADDR_IPV4]) return FormatAddress(AF_INET, mnl_attr_get_payload(a[IPSET_ATTR_IPADDR_IPV4]));
+  if (a[IPSET_ATTR_IPADDR_IPV6]) return FormatAddress(AF_INET6, mnl_attr_get_payload(a[IPSET_ATTR_IPADDR_IPV6]));
+  return "";
+}
+
+// A dumped element as `ipset save` prints it: "10.96.0.10,tcp:80",
+// "198.51.100.12,tcp:80,198.18.0.0/24" (a host-length prefix left out), "30080".
+std::string DumpedElementText(const nlattr* data, const SetType& type) {
+  auto a = ParseNested(data, IPSET_ATTR_ADT_MAX);
+  std::string text;
+  if (type.ip && a[IPSET_ATTR_IP]) text = DumpedAddress(a[IPSET_ATTR_IP]) + ",";
+  if (type.protocol && a[IPSET_ATTR_PROTO]) text += ProtocolName(mnl_attr_get_u8(a[IPSET_ATTR_PROTO])) + ":";
+  if (type.port && a[IPSET_ATTR_PORT]) text += std::to_string(ntohs(mnl_attr_get_u16(a[IPSET_ATTR_PORT]))) + ",";
+  if (type.ip2 && a[IPSET_ATTR_IP2]) {
+    std::string ip2 = DumpedAddress(a[IPSET_ATTR_IP2]);
+    text += ip2;
+    if (type.cidr2 && a[IPSET_ATTR_CIDR2]) {
+      unsigned cidr = mnl_attr_get_u8(a[IPSET_ATTR_CIDR2]);
+      if (cidr != (ip2.find(':') == std::string::npos ? 32u : 128u)) text += "/" + std::to_string(cidr);
+    }
+    text += ",";
+  }
+  if (!text.empty()) text.pop_back();  // the last separator
+  return text;
+}
+
+// The elements of a dumped message's IPSET_ATTR_ADT, as text, onto `texts`.
+void AddDumpedElements(const nlattr* adt, const SetType& type, std::vector<std::string>& texts) {
+  struct Into {
+    const SetType& type;
+    std::vector<std::string>& texts;
+  } into{type, texts};
+  mnl_attr_parse_nested(adt, [](const nlattr* data, void* arg) {
+    auto* into = static_cast<Into*>(arg);
+    if (mnl_attr_get_type(data) == IPSET_ATTR_DATA) into->texts.push_back(DumpedElementText(data, into->type));
+    return MNL_CB_OK;
+  }, &into);
+}
+
+// ipsetList(): every set of a type ipsetApply writes, as {name, entries},
+// each entry as `ipset save` prints it; one dump, not a process.
+Napi::Value List(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NetlinkSocket socket(env, NETLINK_NETFILTER);
+  nlmsghdr* nlh = socket.Begin((NFNL_SUBSYS_IPSET << 8) | IPSET_CMD_LIST, 0);
+  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+  nfg->nfgen_family = NFPROTO_IPV4;
+  nfg->version = NFNETLINK_V0;
+  nfg->res_id = 0;
+  mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, kProtocol);
+  // A set's first message names its type; later ones carry only more of its elements.
+  std::vector<std::pair<std::string, const SetType*>> types;
+  std::map<std::string, std::vector<std::string>> entries;
+  socket.Dump(env, nlh, "list", "ipsets", [&](const nlmsghdr* reply) {
+    auto attrs = ParseMessage(reply, sizeof(nfgenmsg), IPSET_ATTR_CMD_MAX);
+    if (!attrs[IPSET_ATTR_SETNAME]) return;
+    std::string name = mnl_attr_get_str(attrs[IPSET_ATTR_SETNAME]);
+    if (attrs[IPSET_ATTR_TYPENAME]) types.emplace_back(name, FindType(mnl_attr_get_str(attrs[IPSET_ATTR_TYPENAME])));
+    if (types.empty() || types.back().first != name || types.back().second == nullptr) return;
+    const SetType& type = *types.back().second;
+    if (attrs[IPSET_ATTR_ADT]) AddDumpedElements(attrs[IPSET_ATTR_ADT], type, entries[name]);
+  });
+  Napi::Array result = Napi::Array::New(env);
+  for (const auto& [name, type] : types) {
+    if (type == nullptr) continue;
+    Napi::Object set = Napi::Object::New(env);
+    set.Set("name", name);
+    const std::vector<std::string>& texts = entries[name];
+    Napi::Array list = Napi::Array::New(env, texts.size());
+    for (size_t i = 0; i < texts.size(); i++) list.Set(static_cast<uint32_t>(i), texts[i]);
+    set.Set("entries", list);
+    result.Set(result.Length(), set);
+  }
+  return result;
+}
+
 }  // namespace
 
-void ExportIpset(Napi::Env env, Napi::Object exports) { Export(env, exports, "ipsetApply", Apply); }
+void ExportIpset(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "ipsetApply", Apply);
+  Export(env, exports, "ipsetList", List);
+}

@@ -184,6 +184,8 @@ export interface NativeAddon {
    * IPSET_ERR_HASH_FULL).
    */
   ipsetApply(changes: readonly IpsetChange[]): Promise<(Error | null)[]>;
+  /** Every set of a type ipsetApply writes, with its entries as `ipset save` prints them, in one dump. */
+  ipsetList(): { name: string; entries: string[] }[];
 
   // Links and addresses over rtnetlink, for the IPVS dummy interface.
   /** The interface's index, or null when there is none. */

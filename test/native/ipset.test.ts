@@ -1,14 +1,15 @@
-// ipsetApply against the kernel, in a network namespace of the test's own
-// (kl-ipset-PID), where the addon runs in a child process: kube-lb's sets of
-// both families, created by the ipset command as a full sync creates them,
-// take the changes a SetEntries makes, through applySetChanges, and `ipset save` then prints exactly
-// the entries kube-lb keeps. Needs root and the ipset command.
+// ipsetApply and ipsetList against the kernel, in a network namespace of the
+// test's own (kl-ipset-PID), where the addon runs in a child process: kube-lb's
+// sets of both families, created by the ipset command as a full sync creates
+// them, take the changes a SetEntries makes, through applySetChanges, and
+// `ipset save` then prints exactly the entries kube-lb keeps, as ipsetList
+// reads them too. Needs root and the ipset command.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { IpsetChange, NativeAddon } from '../../src/native/index.js';
-import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, applySetChanges, familySetName, frontendSetEntries, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
+import { type FamilySets, SET_NAMES, type SetEntry, SetEntries, applySetChanges, familySetName, frontendSetEntries, readSets, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { requireCommand, requireRoot } from '../lib/preconditions.js';
 
 const ns = `kl-ipset-${process.pid}`;
@@ -39,8 +40,16 @@ process.stdin.on('data', (d) => (input += d)).on('end', async () => {
   process.stdout.write(JSON.stringify(out));
 });`;
 
-/** ipsetApply as the addon runs it in the namespace. */
-const netnsLib: Pick<NativeAddon, 'ipsetApply'> = {
+// Writes what ipsetList read.
+const LIST = `
+import { native } from ${JSON.stringify(nativeModule)};
+process.stdout.write(JSON.stringify(native().ipsetList()));`;
+
+/** ipsetApply and ipsetList as the addon runs them in the namespace. */
+const netnsLib: Pick<NativeAddon, 'ipsetApply' | 'ipsetList'> = {
+  ipsetList() {
+    return JSON.parse(inNetns(process.execPath, ['--input-type=module', '-e', LIST])) as ReturnType<NativeAddon['ipsetList']>;
+  },
   async ipsetApply(changes: readonly IpsetChange[]): Promise<(Error | null)[]> {
     const out = JSON.parse(inNetns(process.execPath, ['--input-type=module', '-e', APPLY], JSON.stringify(changes))) as {
       results?: ({ message: string; code: string; errno: number } | null)[];
@@ -77,32 +86,24 @@ function contentsOf(entries: readonly SetEntry[]): FamilySets {
   return sets.contents();
 }
 
-/** kube-lb's sets as the kernel holds them, as a full sync reads them; a set that does not exist is empty. */
-function kernelSets(): FamilySets {
-  const kernel = saved();
-  const sets = contentsOf([]);
-  for (const family of ['IPv4', 'IPv6'] as const) {
-    for (const set of SET_NAMES) for (const entry of kernel.get(familySetName(set, family)) ?? []) sets[family][set].add(entry);
-  }
-  return sets;
-}
-
 /** What a full sync does to the sets: it makes them hold `entries`, from what the kernel holds. */
 async function fullSync(entries: readonly SetEntry[]): Promise<void> {
   const wanted = new SetEntries();
   wanted.set('test', entries);
-  const current = kernelSets();
+  const current = readSets(netnsLib);
   inNetns('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, ['IPv4', 'IPv6']));
   await applySetChanges(netnsLib, wanted.missingFrom(current));
 }
 
-/** Checks that the kernel holds exactly `expected` in kube-lb's sets. */
+/** Checks that the kernel holds exactly `expected` in kube-lb's sets, by `ipset save` and by ipsetList. */
 function assertKernelHolds(expected: FamilySets): void {
   const kernel = saved();
+  const listed = readSets(netnsLib);
   for (const family of ['IPv4', 'IPv6'] as const) {
     for (const set of SET_NAMES) {
       const name = familySetName(set, family);
-      assert.deepEqual([...kernel.get(name)!].sort(), [...expected[family][set]].sort(), name);
+      assert.deepEqual([...kernel.get(name)!].sort(), [...expected[family][set]].sort(), `${name}, by ipset save`);
+      assert.deepEqual([...listed[family][set]].sort(), [...expected[family][set]].sort(), `${name}, by ipsetList`);
     }
   }
 }
@@ -111,13 +112,13 @@ function assertKernelHolds(expected: FamilySets): void {
 const first = setEntries([
   [frontend('ClusterIP', 'IPv4', '10.96.0.10', 'TCP', 80)],
   [frontend('ClusterIP', 'IPv4', '10.96.0.10', 'UDP', 53), [{ ip: '10.244.0.11', port: 5353 }]],
-  [frontend('LoadBalancerIP', 'IPv4', '198.51.100.12', 'TCP', 80, ['198.18.0.0/24', '198.51.100.12/32'])],
+  [frontend('LoadBalancerIP', 'IPv4', '198.51.100.12', 'TCP', 80, ['198.18.0.0/24', '198.51.100.12/32', '203.0.113.7/32'])],
   [frontend('NodePort', 'IPv4', '192.168.0.2', 'TCP', 30080)],
   [frontend('NodePort', 'IPv4', '192.168.0.2', 'TCP', 30081)],
   [frontend('NodePort', 'IPv4', '192.168.0.2', 'SCTP', 30009)],
   [frontend('ClusterIP', 'IPv6', 'fd00:96::10', 'TCP', 80)],
   [frontend('ClusterIP', 'IPv6', 'fd00:96::10', 'UDP', 53), [{ ip: 'fd00::1', port: 53 }]],
-  [frontend('LoadBalancerIP', 'IPv6', 'fd00:100::12', 'TCP', 80, ['fd00:18::/64', 'fd00:100::12/128'])],
+  [frontend('LoadBalancerIP', 'IPv6', 'fd00:100::12', 'TCP', 80, ['fd00:18::/64', 'fd00:100::12/128', 'fd00:18::7/128'])],
   [frontend('NodePort', 'IPv6', 'fd00:168::2', 'UDP', 30053)],
 ]);
 

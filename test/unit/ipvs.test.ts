@@ -125,7 +125,7 @@ describe('ipvs ipsets and iptables rules', () => {
       'KUBE-LOAD-BALANCER': ['198.51.100.10,tcp:80', '198.51.100.11,tcp:80', '198.51.100.12,tcp:80'],
       'KUBE-LOAD-BALANCER-LOCAL': ['198.51.100.11,tcp:80'],
       'KUBE-LOAD-BALANCER-FW': ['198.51.100.12,tcp:80'],
-      'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24', '198.51.100.12,tcp:80,198.18.1.10/32'],
+      'KUBE-LOAD-BALANCER-SOURCE-CIDR': ['198.51.100.12,tcp:80,198.18.0.0/24', '198.51.100.12,tcp:80,198.18.1.10'], // a host-length prefix as ipset prints it
       'KUBE-LOAD-BALANCER-SOURCE-IP': ['198.51.100.12,tcp:80,198.51.100.12'],
       'KUBE-IPVS-IPS': ['203.0.113.10', '203.0.113.11', '198.51.100.10', '198.51.100.11', '198.51.100.12'],
     });

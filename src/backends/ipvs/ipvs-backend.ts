@@ -107,7 +107,7 @@ export class IpvsBackend implements Backend {
     const link = this.link;
     if (!link || !this.drainTimer) throw new Error('ipvs backend opened read-only cannot sync');
     // A partial sync changes the set entries this process wrote; a full one reads the kernel's sets, to know what it owns and what to change.
-    const sets: { partial: SetEntries } | { kernel: FamilySets } = changed !== null && this.sets !== null ? { partial: this.sets } : { kernel: await readSets() };
+    const sets: { partial: SetEntries } | { kernel: FamilySets } = changed !== null && this.sets !== null ? { partial: this.sets } : { kernel: readSets(this.lib) };
     const full = 'kernel' in sets;
     // A partial sync looks only at the service ports that changed.
     const programmed = servicePortsToProgram(full ? state.values() : [...changed!].flatMap((key) => state.get(key) ?? []));
@@ -331,7 +331,7 @@ export class IpvsBackend implements Backend {
   /** kube-lb's virtual servers as the kernel holds them, with what the sets say each is; none where IPVS is not loaded. */
   private async readOwned(): Promise<{ vs: VirtualServer; kind: FrontendKind }[]> {
     if (!ipvsLoaded()) return [];
-    const ownership = new Ownership(this.link?.addresses() ?? new Map(), await readSets(), this.opts.excludeCidrs);
+    const ownership = new Ownership(this.link?.addresses() ?? new Map(), readSets(this.lib), this.opts.excludeCidrs);
     return [...this.table.read((f) => ownership.owns(f)).values()].map((vs) => ({ vs, kind: ownership.kind(vs.frontend) }));
   }
 

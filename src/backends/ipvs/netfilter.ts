@@ -14,8 +14,8 @@
 // the prefix KUBE-6- (family inet6) in ip6tables, the same chains and rules
 // in each, as kube-proxy runs one proxier per family.
 // Sets change with services, entry by entry: full syncs compare them with
-// what the kernel holds (ipset save) and change only what differs, other
-// syncs send the changed frontends' entries over netlink (ipsetApply)
+// what the kernel holds (one netlink dump, ipsetList) and change only what
+// differs, other syncs send the changed frontends' entries over netlink (ipsetApply)
 // rather than start an ipset process each time; the rules do not change
 // (iptables-restore --noflush, at start and on full syncs). Unlike the
 // iptables backend, no rule drops what conntrack marks INVALID: IPVS
@@ -116,7 +116,7 @@ const proto = (p: Protocol): string => p.toLowerCase();
 
 /**
  * One entry of one of a family's sets, twice: as ipset prints it, which
- * full syncs compare with `ipset save`, and as ipsetApply sends it, built
+ * full syncs compare with what ipsetList reads, and as ipsetApply sends it, built
  * beside the text rather than parsed back from it.
  */
 export interface SetEntry {
@@ -156,7 +156,9 @@ export function frontendSetEntries(
         if (range === `${f.ip}/${family === 'IPv6' ? 128 : 32}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`, ['hash:ip,port,ip', family, f.ip, protocol, f.port, f.ip]);
         else {
           const [net, prefix] = range.split('/') as [string, string];
-          add(SOURCE_CIDR_SET, `${ipPort},${range}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, Number(prefix)]);
+          // ipset prints a host-length prefix as the bare address.
+          const text = Number(prefix) === (family === 'IPv6' ? 128 : 32) ? net : range;
+          add(SOURCE_CIDR_SET, `${ipPort},${text}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, Number(prefix)]);
         }
       }
     }
@@ -260,14 +262,12 @@ export function renderSetsSync(wanted: FamilySets, current: FamilySets, families
 /** Each kernel set name of kube-lb's: its family and set. */
 const KERNEL_SET_NAMES = new Map((['IPv4', 'IPv6'] as const).flatMap((family) => SET_NAMES.map((set) => [familySetName(set, family), { family, set }] as const)));
 
-/** kube-lb's sets as the kernel holds them (`ipset save`); a set that does not exist is empty. */
-export async function readSets(): Promise<FamilySets> {
+/** kube-lb's sets as the kernel holds them, each entry as `ipset save` prints it; a set that does not exist is empty. */
+export function readSets(lib: Pick<NativeAddon, 'ipsetList'>): FamilySets {
   const contents = emptyFamilySets();
-  const { stdout } = await runCommand('ipset', ['save']);
-  for (const line of stdout.split('\n')) {
-    const [verb, name, entry] = line.split(' ');
-    const known = KERNEL_SET_NAMES.get(name!);
-    if (verb === 'add' && entry !== undefined && known) contents[known.family][known.set].add(entry);
+  for (const { name, entries } of lib.ipsetList()) {
+    const known = KERNEL_SET_NAMES.get(name);
+    if (known) for (const entry of entries) contents[known.family][known.set].add(entry);
   }
   return contents;
 }
