@@ -168,14 +168,19 @@ void PutAddress(nlmsghdr* nlh, uint16_t type, const Address& address) {
   mnl_attr_nest_end(nlh, nest);
 }
 
-void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const SetType& type, const Element& e) {
-  nlmsghdr* nlh = socket.BeginQueued((NFNL_SUBSYS_IPSET << 8) | cmd, 0);
+// The headers every ipset request starts with, after the netlink header.
+void PutIpsetHeader(nlmsghdr* nlh) {
   auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
   // The kernel takes the family from the set; ipset sends IPv4's for every set.
   nfg->nfgen_family = NFPROTO_IPV4;
   nfg->version = NFNETLINK_V0;
   nfg->res_id = 0;
   mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, kProtocol);
+}
+
+void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const SetType& type, const Element& e) {
+  nlmsghdr* nlh = socket.BeginQueued((NFNL_SUBSYS_IPSET << 8) | cmd, 0);
+  PutIpsetHeader(nlh);
   mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, set.c_str());
   nlattr* data = mnl_attr_nest_start(nlh, IPSET_ATTR_DATA);
   if (type.ip) PutAddress(nlh, IPSET_ATTR_IP, e.ip);
@@ -279,11 +284,7 @@ Napi::Value List(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   NetlinkSocket socket(env, NETLINK_NETFILTER);
   nlmsghdr* nlh = socket.Begin((NFNL_SUBSYS_IPSET << 8) | IPSET_CMD_LIST, 0);
-  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-  nfg->nfgen_family = NFPROTO_IPV4;
-  nfg->version = NFNETLINK_V0;
-  nfg->res_id = 0;
-  mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, kProtocol);
+  PutIpsetHeader(nlh);
   // A set's first message names its type; later ones carry only more of its elements.
   std::vector<std::pair<std::string, const SetType*>> types;
   std::map<std::string, std::vector<std::string>> entries;
