@@ -187,6 +187,8 @@ export class IpvsBackend implements Backend {
       const entries = new Map([...candidates].map((fk) => [fk, planned(fk)]));
       refused = await ipvsApplied;
       for (const [fk, err] of refused) fail(fk, err);
+      // Before the sets are written: an address bound meanwhile, by another, must not count as unused after a wait.
+      this.unbindUnused(link, link.addresses());
       const wantedEntries = new SetEntries();
       for (const fk of this.applied.keys()) wantedEntries.set(fk, refused.has(fk) ? taken(fk) : entries.get(fk)!);
       await installRules(this.opts, this.lib, wantedEntries, sets.kernel, this.families);
@@ -199,11 +201,11 @@ export class IpvsBackend implements Backend {
       if (setsResult.status === 'rejected') throw setsResult.reason;
       refused = ipvsResult.value;
       for (const [fk, err] of refused) fail(fk, err);
+      this.unbindUnused(link, released);
       await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => sets.partial.set(fk, taken(fk))));
       this.sets = sets.partial;
     }
     const written = [...touched].filter((fk) => !refused.has(fk)).length;
-    this.unbindUnused(link, full ? link.addresses() : released);
     if (full) this.frontendsOf.clear();
     for (const key of full ? state.keys() : changed!) {
       const now = frontendsNow.get(key);
