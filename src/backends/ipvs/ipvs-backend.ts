@@ -16,7 +16,7 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type FamilySets, type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, installRules, readSets, removeRules } from './netfilter.js';
+import { type FamilySets, type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, installChains, readSets, removeRules, writeSets } from './netfilter.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, type IpvsChanges, IpvsTable, type RealServerStats, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
@@ -112,9 +112,11 @@ export class IpvsBackend implements Backend {
     // A partial sync looks only at the service ports that changed.
     const programmed = servicePortsToProgram(full ? state.values() : [...changed!].flatMap((key) => state.get(key) ?? []));
     const wanted = new Map(programmed.map((sp) => [frontendKey(sp.frontend), sp]));
+    // A full sync may unbind only what was bound when it looked: an address another binds meanwhile is not its to judge.
+    const boundAtStart = full ? link.addresses() : new Map<string, IPFamily>();
     if (full) {
       // Also what this process programmed or is about to: a sync that failed may have left a NodePort out of its set.
-      const ownership = new Ownership(link.addresses(), sets.kernel, this.opts.excludeCidrs);
+      const ownership = new Ownership(boundAtStart, sets.kernel, this.opts.excludeCidrs);
       const known = new Set([...wanted.keys(), ...this.applied.keys()]);
       this.applied = this.table.read((f) => known.has(frontendKey(f)) || ownership.owns(f));
     }
@@ -142,11 +144,13 @@ export class IpvsBackend implements Backend {
       this.opts.log.error({ servicePort: sp?.key, frontend: fk, err: err.message }, 'programming IPVS failed');
       failed.set(fk, `${sp?.key ?? 'removed'} ${fk}: ${err.message}`);
     };
-    // Addresses first, all together: a frontend whose address could not be bound is left out.
-    const bindFailed = link.bind([...candidates].flatMap((fk): [string, IPFamily][] => {
+    /** The address a wanted frontend binds on kube-ipvs0 (a NodePort's are the node's). */
+    const addressOf = (fk: string): [string, IPFamily][] => {
       const f = wanted.get(fk)?.frontend;
       return f && f.kind !== 'NodePort' ? [[f.ip, f.family]] : [];
-    }));
+    };
+    // Addresses first, all together: a frontend whose address could not be bound is left out.
+    const bindFailed = link.bind([...candidates].flatMap(addressOf));
     const changes = this.table.changes();
     const touched = new Set<string>();
     for (const fk of candidates) {
@@ -166,11 +170,16 @@ export class IpvsBackend implements Backend {
       }
     }
     // The kernel takes the IPVS changes on a worker thread while the set
-    // entries are worked out: a frontend's are planned from the destinations
-    // it wants, which its virtual server holds once its changes are taken;
-    // one that failed gets them from what the kernel holds (an endpoint IPVS
-    // refused gets no KUBE-LOOP-BACK entry).
-    const ipvsApplied = changes.apply();
+    // entries are worked out and written: a frontend's are planned from the
+    // destinations it wants, which its virtual server holds once its changes
+    // are taken; one that failed gets them from what the kernel holds (an
+    // endpoint IPVS refused gets no KUBE-LOOP-BACK entry), corrected once
+    // IPVS has answered.
+    const ipvsApplied = changes.apply().then((refusedByIpvs) => {
+      // Also the addresses bound for frontends IPVS refused: nothing answers there, not even the node's own ports.
+      this.unbindUnused(link, [...(full ? boundAtStart : released), ...[...refusedByIpvs.keys()].flatMap(addressOf)]);
+      return refusedByIpvs;
+    });
     const taken = (fk: string): SetEntry[] => {
       const vs = this.applied.get(fk);
       const sp = wanted.get(fk);
@@ -181,30 +190,18 @@ export class IpvsBackend implements Backend {
       return sp && !failed.has(fk) ? setEntriesOf(sp, sp.destinations) : taken(fk);
     };
     this.sets = null; // unknown until written: a failure makes the next sync full
-    let refused: Map<string, Error>;
-    if ('kernel' in sets) {
-      // A full sync creates the sets before it fills them, so they wait for IPVS.
-      const entries = new Map([...candidates].map((fk) => [fk, planned(fk)]));
-      refused = await ipvsApplied;
-      for (const [fk, err] of refused) fail(fk, err);
-      // Before the sets are written: an address bound meanwhile, by another, must not count as unused after a wait.
-      this.unbindUnused(link, link.addresses());
-      const wantedEntries = new SetEntries();
-      for (const fk of this.applied.keys()) wantedEntries.set(fk, refused.has(fk) ? taken(fk) : entries.get(fk)!);
-      await installRules(this.opts, this.lib, wantedEntries, sets.kernel, this.families);
-      this.sets = wantedEntries;
-    } else {
-      // The sets exist (a full sync made them): their changes go to the kernel beside the IPVS ones.
-      const setsWritten = applySetChanges(this.lib, [...candidates].flatMap((fk) => sets.partial.set(fk, planned(fk))));
-      const [ipvsResult, setsResult] = await Promise.allSettled([ipvsApplied, setsWritten]);
-      if (ipvsResult.status === 'rejected') throw ipvsResult.reason;
-      if (setsResult.status === 'rejected') throw setsResult.reason;
-      refused = ipvsResult.value;
-      for (const [fk, err] of refused) fail(fk, err);
-      this.unbindUnused(link, released);
-      await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => sets.partial.set(fk, taken(fk))));
-      this.sets = sets.partial;
-    }
+    // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
+    const entries = 'kernel' in sets ? new SetEntries() : sets.partial;
+    const plannedChanges = [...candidates].flatMap((fk) => entries.set(fk, planned(fk)));
+    const setsWritten = 'kernel' in sets ? writeSets(this.lib, entries, sets.kernel, this.families) : applySetChanges(this.lib, plannedChanges);
+    const [ipvsResult, setsResult] = await Promise.allSettled([ipvsApplied, setsWritten]);
+    if (ipvsResult.status === 'rejected') throw ipvsResult.reason;
+    if (setsResult.status === 'rejected') throw setsResult.reason;
+    const refused = ipvsResult.value;
+    for (const [fk, err] of refused) fail(fk, err);
+    await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => entries.set(fk, taken(fk))));
+    if (full) await installChains(this.opts, this.families);
+    this.sets = entries;
     const written = [...touched].filter((fk) => !refused.has(fk)).length;
     if (full) this.frontendsOf.clear();
     for (const key of full ? state.keys() : changed!) {

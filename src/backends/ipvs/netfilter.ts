@@ -371,14 +371,14 @@ export function renderRemoval(saved: string): string {
   return renderRestore(ownRules(saved));
 }
 
-/**
- * Makes the families' sets hold `wanted` (creating them, so rules can name
- * them) from what the kernel holds (`current`), writes their chains, and
- * adds each jump once.
- */
-export async function installRules(opts: RuleOptions, lib: Pick<NativeAddon, 'ipsetApply'>, wanted: SetEntries, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
+/** Makes the families' sets exist and hold `wanted`, from what the kernel holds (`current`). */
+export async function writeSets(lib: Pick<NativeAddon, 'ipsetApply'>, wanted: SetEntries, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
   await runCommand('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, families));
   await applySetChanges(lib, wanted.missingFrom(current));
+}
+
+/** Writes the families' chains, which name the sets (writeSets makes them), and adds each jump once. */
+export async function installChains(opts: RuleOptions, families: readonly IPFamily[]): Promise<void> {
   for (const family of families) {
     await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
   }
