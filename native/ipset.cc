@@ -236,12 +236,19 @@ Napi::Value Apply(const Napi::CallbackInfo& info) {
   return ApplyLines(env, info[0], std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER), std::move(batch));
 }
 
-// An address nested in a dumped element's attribute (IPSET_ATTR_IP, IPSET_ATTR_IP2), as text.
-std::string DumpedAddress(const nlattr* nest) {
+// An address of a dumped element, as text, and its family's length in bits
+// (a host's prefix), told by the attribute that holds it, not by the text.
+struct DumpedIp {
+  std::string text;
+  unsigned host_prefix;
+};
+
+// The address nested in a dumped element's attribute (IPSET_ATTR_IP, IPSET_ATTR_IP2).
+DumpedIp DumpedAddress(const nlattr* nest) {
   auto a = ParseNested(nest, IPSET_ATTR_IPADDR_MAX);
-  if (a[IPSET_ATTR_IPADDR_IPV4]) return FormatAddress(AF_INET, mnl_attr_get_payload(a[IPSET_ATTR_IPADDR_IPV4]));
-  if (a[IPSET_ATTR_IPADDR_IPV6]) return FormatAddress(AF_INET6, mnl_attr_get_payload(a[IPSET_ATTR_IPADDR_IPV6]));
-  return "";
+  if (a[IPSET_ATTR_IPADDR_IPV4]) return {FormatAddress(AF_INET, mnl_attr_get_payload(a[IPSET_ATTR_IPADDR_IPV4])), 32};
+  if (a[IPSET_ATTR_IPADDR_IPV6]) return {FormatAddress(AF_INET6, mnl_attr_get_payload(a[IPSET_ATTR_IPADDR_IPV6])), 128};
+  return {"", 0};
 }
 
 // A dumped element as `ipset save` prints it: "10.96.0.10,tcp:80",
@@ -249,15 +256,15 @@ std::string DumpedAddress(const nlattr* nest) {
 std::string DumpedElementText(const nlattr* data, const SetType& type) {
   auto a = ParseNested(data, IPSET_ATTR_ADT_MAX);
   std::string text;
-  if (type.ip && a[IPSET_ATTR_IP]) text = DumpedAddress(a[IPSET_ATTR_IP]) + ",";
+  if (type.ip && a[IPSET_ATTR_IP]) text = DumpedAddress(a[IPSET_ATTR_IP]).text + ",";
   if (type.protocol && a[IPSET_ATTR_PROTO]) text += ProtocolName(mnl_attr_get_u8(a[IPSET_ATTR_PROTO])) + ":";
   if (type.port && a[IPSET_ATTR_PORT]) text += std::to_string(ntohs(mnl_attr_get_u16(a[IPSET_ATTR_PORT]))) + ",";
   if (type.ip2 && a[IPSET_ATTR_IP2]) {
-    std::string ip2 = DumpedAddress(a[IPSET_ATTR_IP2]);
-    text += ip2;
+    DumpedIp ip2 = DumpedAddress(a[IPSET_ATTR_IP2]);
+    text += ip2.text;
     if (type.cidr2 && a[IPSET_ATTR_CIDR2]) {
       unsigned cidr = mnl_attr_get_u8(a[IPSET_ATTR_CIDR2]);
-      if (cidr != (ip2.find(':') == std::string::npos ? 32u : 128u)) text += "/" + std::to_string(cidr);
+      if (cidr != ip2.host_prefix) text += "/" + std::to_string(cidr);
     }
     text += ",";
   }
