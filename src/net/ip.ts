@@ -5,6 +5,11 @@ import { isIPv4, isIPv6 } from 'node:net';
 
 export type IPFamily = 'IPv4' | 'IPv6';
 
+/** An address's length in bits in the family: the prefix of a single host. */
+export function addressBits(family: IPFamily): number {
+  return family === 'IPv4' ? 32 : 128;
+}
+
 /** The family of a textual address; throws on anything that is not an address. */
 export function ipFamily(ip: string): IPFamily {
   if (isIPv4(ip)) return 'IPv4';
@@ -117,7 +122,7 @@ export function parseCidr(text: string): Cidr {
   const prefixText = slash < 0 ? '' : text.slice(slash + 1);
   if (!isIPv4(ip) && !isIPv6(ip)) throw new Error(`not a CIDR: ${JSON.stringify(text)} (expected an address/prefix such as 10.0.0.0/8)`);
   const family = ipFamily(ip);
-  const max = family === 'IPv4' ? 32 : 128;
+  const max = addressBits(family);
   if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) throw new Error(`not a CIDR: ${JSON.stringify(text)} (the prefix must be 0 to ${max})`);
   return { family, ip, prefix: Number(prefixText) };
 }
@@ -125,7 +130,7 @@ export function parseCidr(text: string): Cidr {
 /** Whether `ip` lies in `cidr`; addresses of the other family never do. */
 export function cidrContains(cidr: Cidr, ip: string): boolean {
   if (ipFamily(ip) !== cidr.family) return false;
-  const bits = BigInt(cidr.family === 'IPv4' ? 32 : 128);
+  const bits = BigInt(addressBits(cidr.family));
   const shift = bits - BigInt(cidr.prefix);
   return ipToBigInt(ip) >> shift === ipToBigInt(cidr.ip) >> shift;
 }

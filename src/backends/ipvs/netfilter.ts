@@ -30,6 +30,7 @@ import type { Destination, Frontend, IPFamily, Protocol, ResolvedFrontend } from
 import type { Leftovers } from './leftovers.js';
 import type { IpsetChange, IpsetElement, IpsetType, NativeAddon } from '../../native/index.js';
 import { PROTOCOL_NUMBERS } from './virtual-servers.js';
+import { addressBits, parseCidr } from '../../net/ip.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
 export const LOOP_BACK_SET = 'KUBE-LOOP-BACK';
@@ -152,13 +153,13 @@ export function frontendSetEntries(
       if (unmasqueraded) add(LOAD_BALANCER_LOCAL_SET, ipPort, ipPortElement);
       if (f.sourceRanges.length > 0) add(LOAD_BALANCER_FW_SET, ipPort, ipPortElement);
       // As kube-proxy: every range by CIDR; the load-balancer IP itself, which the model adds when a range holds the node, by IP (the node's own traffic has it as source).
+      const hostPrefix = addressBits(family);
       for (const range of f.sourceRanges) {
-        if (range === `${f.ip}/${family === 'IPv6' ? 128 : 32}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`, ['hash:ip,port,ip', family, f.ip, protocol, f.port, f.ip]);
+        if (range === `${f.ip}/${hostPrefix}`) add(SOURCE_IP_SET, `${ipPort},${f.ip}`, ['hash:ip,port,ip', family, f.ip, protocol, f.port, f.ip]);
         else {
-          const [net, prefix] = range.split('/') as [string, string];
+          const { ip: net, prefix } = parseCidr(range);
           // ipset prints a host-length prefix as the bare address.
-          const text = Number(prefix) === (family === 'IPv6' ? 128 : 32) ? net : range;
-          add(SOURCE_CIDR_SET, `${ipPort},${text}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, Number(prefix)]);
+          add(SOURCE_CIDR_SET, `${ipPort},${prefix === hostPrefix ? net : range}`, ['hash:ip,port,net', family, f.ip, protocol, f.port, net, prefix]);
         }
       }
     }
