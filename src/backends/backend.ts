@@ -1,7 +1,7 @@
 // The Backend interface: what every datapath implements. The model decides
 // which endpoints receive which traffic (src/model/contract.ts); a backend
 // only turns that decision into kernel state and reads the kernel back.
-import type { DesiredState, Destination, Frontend, FrontendKind, NodeView, Protocol, ResolvedFrontend } from '../model/contract.js';
+import type { DesiredState, Destination, EndpointSet, Frontend, FrontendKind, NodeView, Protocol, ResolvedFrontend } from '../model/contract.js';
 
 /** The kernel's view of one frontend, as inspect reports it. */
 export interface FrontendView {
@@ -11,9 +11,12 @@ export interface FrontendView {
   destinations: Destination[];
 }
 
+/** The endpoint set a frontend's view shows: a ClusterIP's internal one, the other kinds' external one. */
+export const servedSet = (f: ResolvedFrontend): EndpointSet => (f.kind === 'ClusterIP' ? f.internal : f.external);
+
 /** A frontend as the contract says inspect shows it: for backends that program every frontend as the model resolved it. */
 export function frontendView(f: ResolvedFrontend): FrontendView {
-  return { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: (f.kind === 'ClusterIP' ? f.internal : f.external).destinations };
+  return { kind: f.kind, frontend: { ip: f.ip, port: f.port, protocol: f.protocol }, destinations: servedSet(f).destinations };
 }
 
 export interface SyncStats {

@@ -7,7 +7,7 @@
 // together on a worker thread; removed endpoints drain (draining.ts).
 import fs from 'node:fs';
 import { type Backend, type EndpointCounters, type FrontendView, type SyncStats, frontendView } from '../backend.js';
-import type { DesiredState, Destination, FrontendKind, IPFamily, Protocol } from '../../model/contract.js';
+import type { DesiredState, FrontendKind, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
 import { native, type NativeAddon } from '../../native/index.js';
 import type { Logger } from '../../log.js';
@@ -43,13 +43,13 @@ const DRAIN_CHECK_INTERVAL_MS = 1000;
 /** Whether the kernel has IPVS loaded in this network namespace. */
 const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
 
-/** A programmed frontend's set entries while `active` get its new connections: those on this node get a KUBE-LOOP-BACK entry. */
-function setEntriesOf(sp: ProgrammedPort, active: readonly Destination[]): SetEntry[] {
-  const { internal, external } = sp.frontend;
-  // Most frontends have no endpoint on this node: nothing to match against the destinations.
-  if (internal.onThisNode.length === 0 && external.onThisNode.length === 0) return frontendSetEntries(sp.frontend, []);
-  const onThisNode = new Set([...internal.onThisNode, ...external.onThisNode].map(destKey));
-  return frontendSetEntries(sp.frontend, active.filter((d) => onThisNode.has(destKey(d))));
+/**
+ * A programmed frontend's set entries: a KUBE-LOOP-BACK entry for each of
+ * its endpoints on this node, or, given the virtual server's real servers
+ * that get new connections (`active`, by destKey), for those of them.
+ */
+function setEntriesOf(sp: ProgrammedPort, active?: ReadonlySet<string>): SetEntry[] {
+  return frontendSetEntries(sp.frontend, active ? sp.onThisNode.filter((d) => active.has(destKey(d))) : sp.onThisNode);
 }
 
 export class IpvsBackend implements Backend {
@@ -183,11 +183,11 @@ export class IpvsBackend implements Backend {
     const taken = (fk: string): SetEntry[] => {
       const vs = this.applied.get(fk);
       const sp = wanted.get(fk);
-      return vs && sp ? setEntriesOf(sp, activeDestinations(vs)) : [];
+      return vs && sp ? setEntriesOf(sp, new Set(activeDestinations(vs).map(destKey))) : [];
     };
     const planned = (fk: string): SetEntry[] => {
       const sp = wanted.get(fk);
-      return sp && !failed.has(fk) ? setEntriesOf(sp, sp.destinations) : taken(fk);
+      return sp && !failed.has(fk) ? setEntriesOf(sp) : taken(fk);
     };
     this.sets = null; // unknown until written: a failure makes the next sync full
     // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
