@@ -233,7 +233,7 @@ Napi::Value Apply(const Napi::CallbackInfo& info) {
       },
   };
   // The batch's own socket, as the worker sends on it.
-  return ApplyLines(env, info[0], std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER), std::move(batch));
+  return ApplyLines(env, info[0], info[1], std::make_unique<NetlinkSocket>(env, NETLINK_NETFILTER), std::move(batch));
 }
 
 // An address of a dumped element, as text, and its family's length in bits

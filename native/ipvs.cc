@@ -302,7 +302,7 @@ Napi::Value Apply(const Napi::CallbackInfo& info) {
       nullptr,
   };
   // The batch's own socket: the worker sends on it while the shared one may dump.
-  return ApplyLines(env, info[0], std::make_unique<NetlinkSocket>(env, NETLINK_GENERIC), std::move(batch));
+  return ApplyLines(env, info[0], info[1], std::make_unique<NetlinkSocket>(env, NETLINK_GENERIC), std::move(batch));
 }
 
 // ipvsSetTimeouts(tcp, tcpFin, udp): IPVS's connection timeouts in seconds,

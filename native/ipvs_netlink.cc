@@ -192,17 +192,19 @@ Napi::Array Results(Napi::Env env, const std::vector<int>& errors, const Netlink
 // the results (JS values) made back on the event loop's.
 class LineBatchWorker : public Napi::AsyncWorker {
  public:
-  LineBatchWorker(Napi::Promise::Deferred deferred, std::vector<std::string> lines, std::unique_ptr<NetlinkSocket> socket,
+  LineBatchWorker(Napi::Promise::Deferred deferred, std::string text, size_t count, std::unique_ptr<NetlinkSocket> socket,
                   LineBatch batch)
       : Napi::AsyncWorker(deferred.Env(), batch.fn),
         deferred_(deferred),
-        lines_(std::move(lines)),
+        text_(std::move(text)),
+        count_(count),
         socket_(std::move(socket)),
         batch_(std::move(batch)) {}
 
   // What escapes here would end the process: every failure becomes the promise's.
   void Execute() override {
     try {
+      SplitLines();
       for (size_t i = 0; i < lines_.size(); i++) batch_.queue(*socket_, lines_[i], i);
     } catch (const ArgumentError& err) {
       malformed_ = err.what();
@@ -222,6 +224,22 @@ class LineBatchWorker : public Napi::AsyncWorker {
 
   void OnError(const Napi::Error& err) override { deferred_.Reject(err.Value()); }
 
+  // A line break inside a field would make more lines than changes: refused, as a space in a field is by Fields.
+  void SplitLines() {
+    if (!text_.empty()) {
+      for (size_t start = 0;;) {
+        size_t end = text_.find('\n', start);
+        lines_.push_back(text_.substr(start, end - start));
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+    }
+    if (lines_.size() != count_) {
+      throw ArgumentError(std::string(batch_.fn) + ": changes must be " + std::to_string(count_) + " lines, not " + std::to_string(lines_.size()) +
+                          " (a field holds a line break)");
+    }
+  }
+
   void OnOK() override {
     Napi::Env env = Env();
     NetlinkSocket::Describe describe = [this](size_t i) { return batch_.describe(lines_[i]); };
@@ -238,6 +256,8 @@ class LineBatchWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
+  std::string text_;
+  size_t count_;
   std::vector<std::string> lines_;
   std::unique_ptr<NetlinkSocket> socket_;
   LineBatch batch_;
@@ -258,24 +278,14 @@ Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, c
   return Results(env, errors, describe, make_error);
 }
 
-Napi::Promise ApplyLines(Napi::Env env, Napi::Value lines, std::unique_ptr<NetlinkSocket> socket, LineBatch batch) {
+Napi::Promise ApplyLines(Napi::Env env, Napi::Value text, Napi::Value count, std::unique_ptr<NetlinkSocket> socket, LineBatch batch) {
   auto deferred = Napi::Promise::Deferred::New(env);
-  std::vector<std::string> texts;
-  bool strings = lines.IsArray();
-  if (strings) {
-    Napi::Array array = lines.As<Napi::Array>();
-    texts.reserve(array.Length());
-    for (uint32_t i = 0; strings && i < array.Length(); i++) {
-      Napi::Value line = array.Get(i);
-      strings = line.IsString();
-      if (strings) texts.push_back(line.As<Napi::String>().Utf8Value());
-    }
-  }
-  if (!strings) {
-    deferred.Reject(Napi::TypeError::New(env, std::string(batch.fn) + ": changes must be an array of lines").Value());
+  if (!text.IsString() || !count.IsNumber()) {
+    deferred.Reject(Napi::TypeError::New(env, std::string(batch.fn) + ": changes must be lines of text and their count").Value());
     return deferred.Promise();
   }
-  (new LineBatchWorker(deferred, std::move(texts), std::move(socket), std::move(batch)))->Queue();
+  size_t lines = static_cast<size_t>(count.As<Napi::Number>().Int64Value());
+  (new LineBatchWorker(deferred, text.As<Napi::String>().Utf8Value(), lines, std::move(socket), std::move(batch)))->Queue();
   return deferred.Promise();
 }
 

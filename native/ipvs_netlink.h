@@ -98,12 +98,14 @@ struct LineBatch {
   std::function<Napi::Error(int err, const std::string& line, const std::string& op, const std::string& object)> make_error;
 };
 
-// Reads `lines` (an array of strings) and, on a worker thread, queues each
-// on `socket`, the batch's own, and sends them as SendQueued does. The
-// promise resolves to each line's null or error; it rejects with a
-// TypeError, nothing sent, where a line is malformed, or with the error of
-// an exchange that failed part way.
-Napi::Promise ApplyLines(Napi::Env env, Napi::Value lines, std::unique_ptr<NetlinkSocket> socket, LineBatch batch);
+// Reads `text`, `count` lines separated by '\n' (one string crosses N-API
+// rather than one per line), and, on a worker thread, splits it, queues
+// each line on `socket`, the batch's own, and sends them as SendQueued
+// does. The promise resolves to each line's null or error; it rejects with
+// a TypeError, nothing sent, where the text does not hold `count` lines or
+// a line is malformed, or with the error of an exchange that failed part
+// way.
+Napi::Promise ApplyLines(Napi::Env env, Napi::Value text, Napi::Value count, std::unique_ptr<NetlinkSocket> socket, LineBatch batch);
 
 // The attributes of a nested attribute, or of a message after its
 // `offset`-byte family header, by type up to max (null where absent; the

@@ -259,19 +259,21 @@ function packageRoot(from: string): string {
 /** The project root: this file runs from dist/src/native/, or from dist/bundle/ bundled into kube-lb. */
 export const projectRoot = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
 
-/** The addon as it loads: batches of changes cross as lines (asLines). */
+/** The addon as it loads: batches of changes cross as lines of text (asLines). */
 type LoadedAddon = Omit<NativeAddon, 'ipvsApply' | 'ipsetApply'> & {
-  ipvsApply(changes: string[]): Promise<(Error | null)[]>;
-  ipsetApply(changes: string[]): Promise<(Error | null)[]>;
+  ipvsApply(lines: string, count: number): Promise<(Error | null)[]>;
+  ipsetApply(lines: string, count: number): Promise<(Error | null)[]>;
 };
 
 /**
  * A batch's changes as the addon takes them: a line each, its fields
- * separated by spaces. Reading one string per change through N-API costs
- * far less than reading each field; the addon refuses a line whose fields
- * do not add up, as a field with a space in it would make them.
+ * separated by spaces, in one string. One string per batch costs far less
+ * to read through N-API than one per change or per field; the addon
+ * refuses a line whose fields do not add up, as a field with a space in it
+ * would make them, and a text of more lines than changes, as a field with
+ * a line break would make it.
  */
-const asLines = (changes: readonly (readonly (string | number)[])[]): string[] => changes.map((change) => change.join(' '));
+const asLines = (changes: readonly (readonly (string | number)[])[]): string => changes.map((change) => change.join(' ')).join('\n');
 
 let cached: NativeAddon | undefined;
 
@@ -285,7 +287,7 @@ export function native(): NativeAddon {
     } catch (err) {
       throw new Error(`loading native addon ${addonPath}: ${(err as Error).message} (run make)`);
     }
-    cached = { ...loaded, ipvsApply: (changes) => loaded.ipvsApply(asLines(changes)), ipsetApply: (changes) => loaded.ipsetApply(asLines(changes)) };
+    cached = { ...loaded, ipvsApply: (changes) => loaded.ipvsApply(asLines(changes), changes.length), ipsetApply: (changes) => loaded.ipsetApply(asLines(changes), changes.length) };
   }
   return cached;
 }

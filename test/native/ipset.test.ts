@@ -243,6 +243,7 @@ describe('ipsetApply', () => {
       [['put', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13'], 'ipsetApply: change 1 must be a line "op set type ...element" with op add or del'],
       [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13', 'extra'], 'ipsetApply: change must have 4 fields separated by single spaces, not 5'],
       [['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.13 6', 6, 80], 'ipsetApply: change must have 6 fields separated by single spaces, not 7'],
+      [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.13\nadd KUBE-IPVS-IPS hash:ip IPv4 10.96.0.14'], 'ipsetApply: changes must be 2 lines, not 3 (a field holds a line break)'],
       [['add', 'KUBE-IPVS-IPS', 'hash:net', 'IPv4', '10.96.0.13'], 'ipsetApply: type must be one of hash:ip, hash:ip,port, hash:ip,port,ip, hash:ip,port,net, bitmap:port'],
       [['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', 'fd00::13'], 'ipsetApply: fd00::13 is not an IPv4 address'],
       [['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.13', 6], 'ipsetApply: port must be an integer from 0 to 65535'],
