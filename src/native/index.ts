@@ -267,11 +267,11 @@ type LoadedAddon = Omit<NativeAddon, 'ipvsApply' | 'ipsetApply'> & {
 
 /**
  * A batch's changes as the addon takes them: a line each, its fields
- * separated by spaces, in one string. One string per batch costs far less
- * to read through N-API than one per change or per field; the addon
- * refuses a line whose fields do not add up, as a field with a space in it
- * would make them, and a text of more lines than changes, as a field with
- * a line break would make it.
+ * separated by spaces, in one string: reading one string per batch
+ * through N-API costs less than one per change, and far less than one per
+ * field. The addon refuses a line whose fields do not add up, as a field
+ * with a space in it would make them, and a text of more lines than
+ * changes, as a field with a line break would make it.
  */
 const asLines = (changes: readonly (readonly (string | number)[])[]): string => changes.map((change) => change.join(' ')).join('\n');
 
