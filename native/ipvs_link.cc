@@ -16,8 +16,8 @@
 
 namespace {
 
-// One socket for every call, opened in the network namespace of the first
-// (kube-lb runs entirely in one): thousands of ClusterIPs are bound at start.
+// One socket for the calls on the event loop, opened in the network
+// namespace of the first (kube-lb runs entirely in one).
 NetlinkSocket& RouteSocket(Napi::Env env) {
   static std::unique_ptr<NetlinkSocket> socket;
   if (!socket) socket = std::make_unique<NetlinkSocket>(env, NETLINK_ROUTE);
@@ -69,40 +69,40 @@ void LinkDelete(const Napi::CallbackInfo& info) {
   socket.Request(env, nlh, "delete", Numbered("ifindex", index));
 }
 
-// addressAdd(ifindex, addresses) / addressDelete(ifindex, addresses): host
-// addresses (/32, /128), each [ip, family], many per sendmsg; returns for
-// each null or its error. IPv6 ones skip duplicate address detection
-// (IFA_F_NODAD), as kube-proxy's: a tentative address would not be usable yet.
+// addressAdd(ifindex, lines, count) / addressDelete(ifindex, lines, count):
+// host addresses (/32, /128), each a line "ip family", many per sendmsg,
+// off the event loop (ApplyLines); resolves to each one's null or error.
+// IPv6 ones skip duplicate address detection (IFA_F_NODAD), as
+// kube-proxy's: a tentative address would not be usable yet.
 Napi::Value WriteAddresses(const Napi::CallbackInfo& info, const char* fn, uint16_t type, uint16_t flags, const char* op) {
   Napi::Env env = info.Env();
-  Args args(info, fn);
-  int index = args.Int(0, "ifindex");
-  if (!info[1].IsArray()) throw Napi::TypeError::New(env, std::string(fn) + ": addresses must be an array of [ip, family]");
-  Napi::Array addresses = info[1].As<Napi::Array>();
-  NetlinkSocket& socket = RouteSocket(env);
-  socket.DiscardQueued();
-  for (uint32_t i = 0; i < addresses.Length(); i++) {
-    Napi::Value entry = addresses.Get(i);
-    if (!entry.IsArray()) throw Napi::TypeError::New(env, std::string(fn) + ": addresses must be an array of [ip, family]");
-    Args pair(entry.As<Napi::Array>(), 0, fn);
-    Address address = ParseAddress(fn, pair.String(1, "family"), pair.String(0, "ip"));
-    uint8_t prefix = address.af == AF_INET6 ? 128 : 32;
-    nlmsghdr* nlh = socket.BeginQueued(type, flags);
-    auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-    ifa->ifa_family = address.af;
-    ifa->ifa_prefixlen = prefix;
-    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-    ifa->ifa_index = index;
-    if (address.af == AF_INET6) ifa->ifa_flags = IFA_F_NODAD;
-    mnl_attr_put(nlh, IFA_LOCAL, address.size(), address.bytes);
-    mnl_attr_put(nlh, IFA_ADDRESS, address.size(), address.bytes);
-    socket.Enqueue(nlh);
-  }
-  return socket.SendQueued(env, [&](size_t i) {
-    Args pair(addresses.Get(static_cast<uint32_t>(i)).As<Napi::Array>(), 0, fn);
-    std::string prefix = pair.String(1, "family") == "IPv6" ? "128" : "32";
-    return std::make_pair(std::string(op), "address " + pair.String(0, "ip") + "/" + prefix + " on " + Numbered("ifindex", index));
-  });
+  int index = Args(info, fn).Int(0, "ifindex");
+  LineBatch batch{
+      fn,
+      [fn, index, type, flags](NetlinkSocket& socket, const std::string& line, size_t) {
+        Fields pair(line, 0, fn);
+        pair.RequireCount(2);
+        Address address = ParseAddress(fn, pair.String(1, "family"), pair.String(0, "ip"));
+        nlmsghdr* nlh = socket.BeginQueued(type, flags);
+        auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+        ifa->ifa_family = address.af;
+        ifa->ifa_prefixlen = address.af == AF_INET6 ? 128 : 32;
+        ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+        ifa->ifa_index = index;
+        if (address.af == AF_INET6) ifa->ifa_flags = IFA_F_NODAD;
+        mnl_attr_put(nlh, IFA_LOCAL, address.size(), address.bytes);
+        mnl_attr_put(nlh, IFA_ADDRESS, address.size(), address.bytes);
+        socket.Enqueue(nlh);
+      },
+      [fn, index, op](const std::string& line) {
+        Fields pair(line, 0, fn);
+        std::string prefix = pair.String(1, "family") == "IPv6" ? "128" : "32";
+        return std::make_pair(std::string(op), "address " + pair.String(0, "ip") + "/" + prefix + " on " + Numbered("ifindex", index));
+      },
+      nullptr,
+  };
+  // The batch's own socket, as the worker sends on it.
+  return ApplyLines(env, info[1], info[2], std::make_unique<NetlinkSocket>(env, NETLINK_ROUTE), std::move(batch));
 }
 
 Napi::Value AddressAdd(const Napi::CallbackInfo& info) {

@@ -193,9 +193,9 @@ export interface NativeAddon {
   /** Creates a dummy interface, left down; fails with code EEXIST if the name is taken. */
   linkAddDummy(name: string): void;
   linkDelete(ifindex: number): void;
-  /** Adds each ip/32 or, without duplicate address detection, ip/128, many per sendmsg; returns for each null or its error (code EEXIST if it is there). */
-  addressAdd(ifindex: number, addresses: readonly [ip: string, family: IPFamily][]): (Error | null)[];
-  addressDelete(ifindex: number, addresses: readonly [ip: string, family: IPFamily][]): (Error | null)[];
+  /** Adds each ip/32 or, without duplicate address detection, ip/128, many per sendmsg, on a worker thread; resolves for each to null or its error (code EEXIST if it is there). */
+  addressAdd(ifindex: number, addresses: readonly [ip: string, family: IPFamily][]): Promise<(Error | null)[]>;
+  addressDelete(ifindex: number, addresses: readonly [ip: string, family: IPFamily][]): Promise<(Error | null)[]>;
   /** The interface's global addresses, with their family as the kernel gives it. */
   addressList(ifindex: number): { family: IPFamily; address: string }[];
 }
@@ -259,10 +259,12 @@ function packageRoot(from: string): string {
 /** The project root: this file runs from dist/src/native/, or from dist/bundle/ bundled into kube-lb. */
 export const projectRoot = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
 
-/** The addon as it loads: batches of changes cross as lines of text (asLines). */
-type LoadedAddon = Omit<NativeAddon, 'ipvsApply' | 'ipsetApply'> & {
+/** The addon as it loads: batches of changes and of addresses cross as lines of text (asLines). */
+type LoadedAddon = Omit<NativeAddon, 'ipvsApply' | 'ipsetApply' | 'addressAdd' | 'addressDelete'> & {
   ipvsApply(lines: string, count: number): Promise<(Error | null)[]>;
   ipsetApply(lines: string, count: number): Promise<(Error | null)[]>;
+  addressAdd(ifindex: number, lines: string, count: number): Promise<(Error | null)[]>;
+  addressDelete(ifindex: number, lines: string, count: number): Promise<(Error | null)[]>;
 };
 
 /**
@@ -287,7 +289,13 @@ export function native(): NativeAddon {
     } catch (err) {
       throw new Error(`loading native addon ${addonPath}: ${(err as Error).message} (run make)`);
     }
-    cached = { ...loaded, ipvsApply: (changes) => loaded.ipvsApply(asLines(changes), changes.length), ipsetApply: (changes) => loaded.ipsetApply(asLines(changes), changes.length) };
+    cached = {
+      ...loaded,
+      ipvsApply: (changes) => loaded.ipvsApply(asLines(changes), changes.length),
+      ipsetApply: (changes) => loaded.ipsetApply(asLines(changes), changes.length),
+      addressAdd: (ifindex, addresses) => loaded.addressAdd(ifindex, asLines(addresses), addresses.length),
+      addressDelete: (ifindex, addresses) => loaded.addressDelete(ifindex, asLines(addresses), addresses.length),
+    };
   }
   return cached;
 }

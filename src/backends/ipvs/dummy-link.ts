@@ -45,11 +45,12 @@ export class DummyLink {
     return new Map(this.bound);
   }
 
-  /** Binds the addresses not bound yet, together; returns the errors by address. */
-  bind(addresses: Iterable<[string, IPFamily]>): Map<string, Error> {
+  /** Binds the addresses not bound yet, together, on a worker thread; resolves to the errors by address. */
+  async bind(addresses: Iterable<[string, IPFamily]>): Promise<Map<string, Error>> {
     const missing = [...new Map(addresses)].filter(([ip]) => !this.bound.has(ip));
     const failed = new Map<string, Error>();
-    this.lib.addressAdd(this.ifindex, missing).forEach((err, i) => {
+    if (missing.length === 0) return failed;
+    (await this.lib.addressAdd(this.ifindex, missing)).forEach((err, i) => {
       const [ip, family] = missing[i]!;
       if (err === null || hasCode(err, 'EEXIST')) this.bound.set(ip, family);
       else failed.set(ip, err);
@@ -57,11 +58,12 @@ export class DummyLink {
     return failed;
   }
 
-  /** Unbinds the addresses, together; throws naming those it could not. */
-  unbind(addresses: Iterable<[string, IPFamily]>): void {
+  /** Unbinds the addresses, together, on a worker thread; rejects naming those it could not. */
+  async unbind(addresses: Iterable<[string, IPFamily]>): Promise<void> {
     const list = [...new Map(addresses)];
+    if (list.length === 0) return;
     const failed: string[] = [];
-    this.lib.addressDelete(this.ifindex, list).forEach((err, i) => {
+    (await this.lib.addressDelete(this.ifindex, list)).forEach((err, i) => {
       if (err === null || hasCode(err, 'EADDRNOTAVAIL')) this.bound.delete(list[i]![0]);
       else failed.push(err.message);
     });

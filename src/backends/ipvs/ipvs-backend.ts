@@ -149,17 +149,17 @@ export class IpvsBackend implements Backend {
       const f = wanted.get(fk)?.frontend;
       return f && f.kind !== 'NodePort' ? [[f.ip, f.family]] : [];
     };
-    // Addresses first, all together: a frontend whose address could not be bound is left out.
-    const bindFailed = link.bind([...candidates].flatMap(addressOf));
+    // The addresses are bound, all together on a worker thread, while the
+    // IPVS changes are worked out; a frontend whose address could not be
+    // bound is then left out, its changes withdrawn before any is sent.
+    const binding = link.bind([...candidates].flatMap(addressOf));
     const changes = this.table.changes();
     const touched = new Set<string>();
     for (const fk of candidates) {
       const sp = wanted.get(fk);
       const current = this.applied.get(fk);
       if (sp) {
-        const bindErr = sp.frontend.kind === 'NodePort' ? undefined : bindFailed.get(sp.frontend.ip);
-        if (bindErr) fail(fk, bindErr);
-        else if (this.reconcile(changes, fk, sp, current)) touched.add(fk);
+        if (this.reconcile(changes, fk, sp, current)) touched.add(fk);
       } else if (current) {
         changes.deleteService(fk, current.frontend, () => {
           this.drain.cancel(current.frontend);
@@ -169,15 +169,26 @@ export class IpvsBackend implements Backend {
         });
       }
     }
+    const bindFailed = await binding;
+    const unbound = new Set<string>();
+    for (const fk of candidates) {
+      const f = wanted.get(fk)?.frontend;
+      const bindErr = f && f.kind !== 'NodePort' ? bindFailed.get(f.ip) : undefined;
+      if (!bindErr) continue;
+      fail(fk, bindErr);
+      unbound.add(fk);
+      touched.delete(fk);
+    }
+    changes.withdraw(unbound);
     // The kernel takes the IPVS changes on a worker thread while the set
     // entries are worked out and written: a frontend's are planned from the
     // destinations it wants, which its virtual server holds once its changes
     // are taken; one that failed gets them from what the kernel holds (an
     // endpoint IPVS refused gets no KUBE-LOOP-BACK entry), corrected once
     // IPVS has answered.
-    const ipvsApplied = changes.apply().then((refusedByIpvs) => {
+    const ipvsApplied = changes.apply().then(async (refusedByIpvs) => {
       // Also the addresses bound for frontends IPVS refused: nothing answers there, not even the node's own ports.
-      this.unbindUnused(link, [...(full ? boundAtStart : released), ...[...refusedByIpvs.keys()].flatMap(addressOf)]);
+      await this.unbindUnused(link, [...(full ? boundAtStart : released), ...[...refusedByIpvs.keys()].flatMap(addressOf)]);
       return refusedByIpvs;
     });
     const taken = (fk: string): SetEntry[] => {
@@ -269,11 +280,11 @@ export class IpvsBackend implements Backend {
   }
 
   /** Unbinds the candidate addresses that no virtual server uses any more. */
-  private unbindUnused(link: DummyLink, candidates: Iterable<[string, IPFamily]>): void {
+  private async unbindUnused(link: DummyLink, candidates: Iterable<[string, IPFamily]>): Promise<void> {
     const addresses = [...candidates];
     if (addresses.length === 0) return; // most syncs remove no frontend: skip the walk over every virtual server
     const used = new Set([...this.applied.values()].map((vs) => vs.frontend.ip));
-    link.unbind(addresses.filter(([ip]) => !used.has(ip)));
+    await link.unbind(addresses.filter(([ip]) => !used.has(ip)));
   }
 
   /** Runs `write` once the IPVS writes begun before it have ended. */

@@ -124,6 +124,13 @@ export class IpvsChanges {
     this.queue(owner, ['deleteDest', f.family, f.ip, PROTOCOL_NUMBERS[f.protocol], f.port, d.ip, d.port], applied);
   }
 
+  /** Takes back every queued change of these owners: none of them is sent. */
+  withdraw(owners: ReadonlySet<string>): void {
+    if (owners.size === 0) return;
+    const kept = this.queued.filter((q) => !owners.has(q.owner));
+    this.queued.splice(0, this.queued.length, ...kept);
+  }
+
   private queue(owner: string, change: IpvsChange, applied: () => void): void {
     this.queued.push({ change, owner, applied });
   }
