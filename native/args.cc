@@ -7,10 +7,6 @@ Args::Args(const Napi::CallbackInfo& info, const char* fn) : env_(info.Env()), f
   for (size_t i = 0; i < info.Length(); i++) values_.push_back(info[i]);
 }
 
-Args::Args(Napi::Array array, uint32_t first, const char* fn) : env_(array.Env()), fn_(fn) {
-  for (uint32_t i = first; i < array.Length(); i++) values_.push_back(array.Get(i));
-}
-
 uint32_t Args::Uint32(size_t i, const char* name, uint32_t min, uint32_t max) const {
   Napi::Value v = At(i);
   if (v.IsNumber()) {

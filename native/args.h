@@ -21,9 +21,6 @@ class ArgumentError : public std::runtime_error {
 class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* fn);
-  // The elements of `array` from `first` on, checked as a call's arguments:
-  // one change of a batch that a single call carries.
-  Args(Napi::Array array, uint32_t first, const char* fn);
 
   Napi::Env Env() const { return env_; }
 

@@ -173,7 +173,7 @@ Napi::Error ExchangeError(Napi::Env env, const NetlinkSocket::ExchangeFailure& f
                     "batch of " + std::to_string(failure.count) + " netlink requests, from " + op + " " + object);
 }
 
-// Transmit's error numbers as SendQueued returns them: null, or each refused request's JS error.
+// Transmit's error numbers as JS values: null, or each refused request's JS error.
 Napi::Array Results(Napi::Env env, const std::vector<int>& errors, const NetlinkSocket::Describe& describe,
                     const NetlinkSocket::MakeError& make_error) {
   Napi::Array results = Napi::Array::New(env, errors.size());
@@ -267,16 +267,6 @@ class LineBatchWorker : public Napi::AsyncWorker {
 };
 
 }  // namespace
-
-Napi::Array NetlinkSocket::SendQueued(Napi::Env env, const Describe& describe, const MakeError& make_error) {
-  std::vector<int> errors;
-  try {
-    errors = Transmit();
-  } catch (const ExchangeFailure& failure) {
-    throw ExchangeError(env, failure, describe);
-  }
-  return Results(env, errors, describe, make_error);
-}
 
 Napi::Promise ApplyLines(Napi::Env env, Napi::Value text, Napi::Value count, std::unique_ptr<NetlinkSocket> socket, LineBatch batch) {
   auto deferred = Napi::Promise::Deferred::New(env);

@@ -1,9 +1,9 @@
 // A netlink socket over libmnl for the IPVS backend (IPVS, its links, its ipsets): one request, one
 // acknowledgement (or a dump), errors thrown as JS errors naming the
 // operation and the object; or a queue of requests sent many per sendmsg,
-// each with its own acknowledgement and error, on the calling thread or on
-// a worker thread (ApplyLines). Sockets live in the network namespace of
-// the thread that opened them.
+// each with its own acknowledgement and error, on a worker thread
+// (ApplyLines). Sockets live in the network namespace of the thread that
+// opened them.
 #pragma once
 
 #include <libmnl/libmnl.h>
@@ -47,16 +47,6 @@ class NetlinkSocket {
   // The JS error of a refused message: its error number (positive), its
   // place in the queue, and its operation and object as Describe says them.
   using MakeError = std::function<Napi::Error(int err, size_t index, const std::string& op, const std::string& object)>;
-  // Sends the queued messages in order, many per sendmsg, and reads their
-  // acknowledgements; returns for each, in order, null or its error (a JS
-  // Error as a lone request would throw, or as `make_error` makes it for
-  // protocols with error numbers of their own). Throws
-  // (the queue emptied) where the exchange itself fails: then some may have
-  // been applied.
-  Napi::Array SendQueued(Napi::Env env, const Describe& describe, const MakeError& make_error = nullptr);
-  // Drops whatever was queued and not sent.
-  void DiscardQueued();
-
   // Where an exchange of queued messages failed: the error number, what
   // was being done, and the batch it was done to (its first message's index
   // and how many it holds).
@@ -66,11 +56,15 @@ class NetlinkSocket {
     size_t first_index;
     size_t count;
   };
-  // SendQueued's exchange without JS: each queued message's error number
-  // (0 if the kernel took it), in order. Throws ExchangeFailure.
+  // Sends the queued messages in order, many per sendmsg, and reads their
+  // acknowledgements, touching no JS: each one's error number (0 if the
+  // kernel took it), in order. Throws ExchangeFailure (the queue emptied)
+  // where the exchange itself fails: then some may have been applied.
   std::vector<int> Transmit();
 
  private:
+  // Drops whatever was queued and not sent.
+  void DiscardQueued();
   void Exchange(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
                 const OnMessage& on_message);
 
@@ -94,14 +88,15 @@ struct LineBatch {
   std::function<void(NetlinkSocket& socket, const std::string& line, size_t index)> queue;
   // A queued line's operation and object, for its error.
   std::function<std::pair<std::string, std::string>(const std::string& line)> describe;
-  // A refused line's JS error (optional, as for SendQueued).
+  // A refused line's JS error, for protocols with error numbers of their
+  // own (optional: without it, the error a lone request would throw).
   std::function<Napi::Error(int err, const std::string& line, const std::string& op, const std::string& object)> make_error;
 };
 
 // Reads `text`, `count` lines separated by '\n' (one string crosses N-API
 // rather than one per line), and, on a worker thread, splits it, queues
-// each line on `socket`, the batch's own, and sends them as SendQueued
-// does. The promise resolves to each line's null or error; it rejects with
+// each line on `socket`, the batch's own, and sends them (Transmit). The
+// promise resolves to each line's null or error; it rejects with
 // a TypeError, nothing sent, where the text does not hold `count` lines or
 // a line is malformed, or with the error of an exchange that failed part
 // way.
