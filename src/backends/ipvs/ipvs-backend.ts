@@ -172,8 +172,8 @@ export class IpvsBackend implements Backend {
     const bindFailed = await binding;
     const unbound = new Set<string>();
     for (const fk of candidates) {
-      const f = wanted.get(fk)?.frontend;
-      const bindErr = f && f.kind !== 'NodePort' ? bindFailed.get(f.ip) : undefined;
+      const [address] = addressOf(fk);
+      const bindErr = address && bindFailed.get(address[0]);
       if (!bindErr) continue;
       fail(fk, bindErr);
       unbound.add(fk);
