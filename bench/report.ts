@@ -402,7 +402,7 @@ export async function writeReport(
     ]),
     ...section('control-plane', '## Control plane', () => [
       '',
-      'N services with 10 endpoints each are written to the manifests directory of a running kube-lb; the clock runs from the write to the first answer from the last service. Then one endpoint of that service moves to another pod. "kube-lb" columns are kube-lb\'s own sync durations for the same changes. RSS is kube-lb\'s resident set after both; kernel state is the memory of the BPF maps (memlock) or the rules kube-lb wrote.',
+      'N services with 10 endpoints each are written to the manifests directory of a running kube-lb; the clock runs from the write to the first answer from the last service. Then one endpoint of that service moves to another pod. "kube-lb" columns are kube-lb\'s own durations of the syncs that carried those changes; a periodic full sync that happened meanwhile carried none and is not counted. RSS is kube-lb\'s resident set after both; kernel state is the memory of the BPF maps (memlock) or the rules kube-lb wrote.',
       '',
       '| backend | services | full load ms | kube-lb sync ms | endpoint change ms | kube-lb sync ms | RSS MiB | kernel state |',
       '|---|---|---|---|---|---|---|---|',
