@@ -224,6 +224,19 @@ describe('ipvs ipsets and iptables rules', () => {
     });
   });
 
+  test('ipsetApply gets each element\'s last change only, a set\'s changes together: it may repeat them and take them out of order', () => {
+    const sets = setEntriesOf(programmed);
+    // The first frontend's entries go, and another frontend takes them: deleted, then added again, in one sync.
+    const changes = [...sets.set('0', []), ...sets.set('moved', frontendSetEntries(programmed[0]!.frontend, programmed[0]!.onThisNode)), ...sets.set('1', [])];
+    assert.equal(changes.length, 6);
+    assert.deepEqual(sent(changes), [
+      ['del', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 17, 53],
+      ['add', 'KUBE-CLUSTER-IP', 'hash:ip,port', 'IPv4', '10.96.0.10', 6, 80],
+      ['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
+      ['add', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 6, 8080, '10.244.0.11'],
+    ]);
+  });
+
   test('rules follow kube-proxy: masquerade off-cluster, external and hairpin traffic, accept service traffic, filter the rest of kube-ipvs0', () => {
     const rules = renderRules({ localTraffic: { IPv4: { by: 'cidr', cidr: '10.244.0.0/16' }, IPv6: null }, masqueradeBit: 14 }, 'IPv4', '');
     for (const line of [
@@ -338,10 +351,10 @@ describe('ipvs ipsets and iptables rules', () => {
     const v6Changes = sent(dualStack.slice(programmed.length).flatMap(({ frontend, onThisNode }, i) => sets.set(`v6-${i}`, frontendSetEntries(frontend, onThisNode))));
     assert.deepEqual(v6Changes, [
       ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:96::10'],
+      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:100::12'],
       ['add', 'KUBE-6-CLUSTER-IP', 'hash:ip,port', 'IPv6', 'fd00:96::10', 6, 80],
       ['add', 'KUBE-6-LOOP-BACK', 'hash:ip,port,ip', 'IPv6', 'fd00:244::11', 6, 8080, 'fd00:244::11'],
       ['add', 'KUBE-6-NODE-PORT-TCP', 'bitmap:port', 30080],
-      ['add', 'KUBE-6-IPVS-IPS', 'hash:ip', 'IPv6', 'fd00:100::12'],
       ['add', 'KUBE-6-LOAD-BALANCER', 'hash:ip,port', 'IPv6', 'fd00:100::12', 6, 80],
       ['add', 'KUBE-6-LOAD-BALANCER-FW', 'hash:ip,port', 'IPv6', 'fd00:100::12', 6, 80],
       ['add', 'KUBE-6-LOAD-BALANCER-SOURCE-CID', 'hash:ip,port,net', 'IPv6', 'fd00:100::12', 6, 80, 'fd00:18::', 64],

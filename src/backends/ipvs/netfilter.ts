@@ -233,7 +233,12 @@ export class SetEntries {
 /** An entry to add to its set or delete from it. */
 export type SetEntryChange = readonly [op: 'add' | 'del', entry: SetEntry];
 
-const ipsetChange = ([op, { family, set, element }]: SetEntryChange): IpsetChange => [op, familySetName(set, family), ...element];
+const FAMILY_SET_NAMES: Record<IPFamily, Record<SetName, string>> = {
+  IPv4: Object.fromEntries(SET_NAMES.map((set) => [set, familySetName(set, 'IPv4')])) as Record<SetName, string>,
+  IPv6: Object.fromEntries(SET_NAMES.map((set) => [set, familySetName(set, 'IPv6')])) as Record<SetName, string>,
+};
+
+const ipsetChange = ([op, { family, set, element }]: SetEntryChange): IpsetChange => [op, FAMILY_SET_NAMES[family][set], ...element];
 
 function createLine(name: string, type: string, family: IPFamily): string {
   return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
@@ -385,11 +390,40 @@ export async function installChains(opts: RuleOptions, families: readonly IPFami
   }
 }
 
+/**
+ * What ipsetApply is given for `changes`: each element's last change (it
+ * may repeat changes and take them out of order), a set's deletions
+ * together and its additions together (it sends each run in few messages).
+ */
+function ipsetChanges(changes: readonly SetEntryChange[]): IpsetChange[] {
+  const groups: Record<IPFamily, Map<SetName, { del: IpsetChange[]; add: IpsetChange[] }>> = { IPv4: new Map(), IPv6: new Map() };
+  for (const change of lastPerElement(changes)) {
+    const [op, { family, set }] = change;
+    const bySet = groups[family];
+    const group = bySet.get(set) ?? bySet.set(set, { del: [], add: [] }).get(set)!;
+    group[op].push(ipsetChange(change));
+  }
+  return Object.values(groups).flatMap((bySet) => [...bySet.values()].flatMap(({ del, add }) => [...del, ...add]));
+}
+
+/**
+ * Each element's last change. SetEntries gives an element two only where
+ * one frontend let it go and another took it in the same batch, a deletion
+ * and an addition: a batch of one kind has none to merge.
+ */
+function lastPerElement(changes: readonly SetEntryChange[]): Iterable<SetEntryChange> {
+  if (!changes.some(([op]) => op === 'del') || !changes.some(([op]) => op === 'add')) return changes;
+  const last = new Map<string, SetEntryChange>();
+  for (const change of changes) last.set(`${change[1].family} ${change[1].set} ${change[1].text}`, change);
+  return last.values();
+}
+
 /** Makes the changes to the sets in one netlink exchange; fails naming each element the kernel refused, and why. */
 export async function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, changes: readonly SetEntryChange[]): Promise<void> {
   if (changes.length === 0) return;
-  const refused = (await lib.ipsetApply(changes.map(ipsetChange))).filter((err) => err !== null);
-  if (refused.length > 0) throw new Error(`ipset refused ${refused.length} of ${changes.length} element change(s): ${refused.map((err) => err.message).join('; ')}`);
+  const sent = ipsetChanges(changes);
+  const refused = (await lib.ipsetApply(sent)).filter((err) => err !== null);
+  if (refused.length > 0) throw new Error(`ipset refused ${refused.length} of ${sent.length} element change(s): ${refused.map((err) => err.message).join('; ')}`);
 }
 
 /**
