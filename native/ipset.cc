@@ -1,8 +1,8 @@
-// ipset elements added and deleted over nfnetlink (NFNL_SUBSYS_IPSET), one
-// message per element as the ipset command sends them, but many per
-// sendmsg, and listed with one dump. Without NLM_F_EXCL the kernel takes
-// adding an element already there, or deleting one that is not, as done
-// (`ipset -exist`). Sets are created, swapped and destroyed by the ipset
+// ipset elements added and deleted over nfnetlink (NFNL_SUBSYS_IPSET),
+// consecutive changes of one kind to one set in one message, as `ipset
+// restore` sends them, many messages per sendmsg, and listed with one
+// dump. Without NLM_F_EXCL the kernel takes adding an element already
+// there, or deleting one that is not, as done (`ipset -exist`). Sets are created, swapped and destroyed by the ipset
 // command, not here.
 // glibc's header first: the kernel's then leave out what it defines.
 #include <netinet/in.h>
@@ -178,10 +178,7 @@ void PutIpsetHeader(nlmsghdr* nlh) {
   mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, kProtocol);
 }
 
-void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const SetType& type, const Element& e) {
-  nlmsghdr* nlh = socket.BeginQueued((NFNL_SUBSYS_IPSET << 8) | cmd, 0);
-  PutIpsetHeader(nlh);
-  mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, set.c_str());
+void PutElement(nlmsghdr* nlh, const SetType& type, const Element& e) {
   nlattr* data = mnl_attr_nest_start(nlh, IPSET_ATTR_DATA);
   if (type.ip) PutAddress(nlh, IPSET_ATTR_IP, e.ip);
   if (type.port) mnl_attr_put_u16(nlh, IPSET_ATTR_PORT | NLA_F_NET_BYTEORDER, htons(e.port));
@@ -189,7 +186,38 @@ void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const Set
   if (type.ip2) PutAddress(nlh, IPSET_ATTR_IP2, e.ip2);
   if (type.cidr2) mnl_attr_put_u8(nlh, IPSET_ATTR_CIDR2, e.cidr2);
   mnl_attr_nest_end(nlh, data);
+}
+
+// A message of elements (IPSET_ATTR_ADT, its last attribute, where Join
+// adds more) with the IPSET_ATTR_LINENO the kernel asks of one; the
+// elements carry no line number of their own, so a refused one is
+// answered with its plain error. The kernel stops at the first it refuses.
+void Queue(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const SetType& type, const Element& e) {
+  nlmsghdr* nlh = socket.BeginQueued((NFNL_SUBSYS_IPSET << 8) | cmd, 0);
+  PutIpsetHeader(nlh);
+  mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, set.c_str());
+  mnl_attr_put_u32(nlh, IPSET_ATTR_LINENO, 0);
+  nlattr* adt = mnl_attr_nest_start(nlh, IPSET_ATTR_ADT);
+  PutElement(nlh, type, e);
+  mnl_attr_nest_end(nlh, adt);
   socket.Enqueue(nlh);
+}
+
+// A joined message stays well within the room BeginQueued keeps for it, the largest element included.
+constexpr size_t kJoinedBytes = NetlinkSocket::kMaxQueuedMessage / 2;
+
+// Adds the element to the message queued last where that message makes the same change to the same set.
+bool Join(NetlinkSocket& socket, uint8_t cmd, const std::string& set, const SetType& type, const Element& e) {
+  const nlmsghdr* last = socket.LastQueued();
+  if (last == nullptr || last->nlmsg_type != ((NFNL_SUBSYS_IPSET << 8) | cmd) || last->nlmsg_len > kJoinedBytes) return false;
+  auto attrs = ParseMessage(last, sizeof(nfgenmsg), IPSET_ATTR_CMD_MAX);
+  if (!attrs[IPSET_ATTR_SETNAME] || set != mnl_attr_get_str(attrs[IPSET_ATTR_SETNAME]) || !attrs[IPSET_ATTR_ADT]) return false;
+  nlmsghdr* nlh = socket.ReopenLast();  // `last`, to write to
+  auto* adt = const_cast<nlattr*>(attrs[IPSET_ATTR_ADT]);
+  PutElement(nlh, type, e);
+  mnl_attr_nest_end(nlh, adt);
+  socket.Enqueue(nlh);
+  return true;
 }
 
 // How many fields a change to a set of `type` has, after its op: set, type, and its element's parts.
@@ -205,23 +233,37 @@ uint8_t CommandOf(const std::string& line, size_t index) {
   throw ArgumentError("ipsetApply: change " + std::to_string(index) + " must be a line \"op set type ...element\" with op add or del");
 }
 
+// A change's parts, checked.
+struct Change {
+  uint8_t cmd;
+  std::string set;
+  const SetType* type;
+  Element element;
+};
+
+Change ChangeArgs(const std::string& line, size_t index) {
+  uint8_t cmd = CommandOf(line, index);
+  Fields args(line, 1, "ipsetApply");
+  std::string set = args.String(0, "set");
+  if (set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
+  const SetType& type = TypeArg(args);
+  Element element = ElementArgs(args, type);
+  args.RequireCount(FieldCount(type));
+  return {cmd, set, &type, element};
+}
+
 // ipsetApply(changes): each change a line "op set type ...element" (Fields),
-// op add or del, element as ElementArgs reads it, applied in order, off the
-// event loop (ApplyLines); resolves to each change's null or error. The
-// kernel goes on past a refused change.
+// op add or del, element as ElementArgs reads it, off the event loop
+// (ApplyLines); resolves to each change's null or error. The kernel goes
+// on past a refused change. A change may be repeated, and changes may be
+// applied out of order (LineBatch.join): one element must not have two.
 Napi::Value Apply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LineBatch batch{
       "ipsetApply",
       [](NetlinkSocket& socket, const std::string& line, size_t index) {
-        uint8_t cmd = CommandOf(line, index);
-        Fields args(line, 1, "ipsetApply");
-        std::string set = args.String(0, "set");
-        if (set.size() >= IPSET_MAXNAMELEN) args.Fail("set", "a name of 1 to " + std::to_string(IPSET_MAXNAMELEN - 1) + " characters");
-        const SetType& type = TypeArg(args);
-        Element element = ElementArgs(args, type);
-        args.RequireCount(FieldCount(type));
-        Queue(socket, cmd, set, type, element);
+        Change c = ChangeArgs(line, index);
+        Queue(socket, c.cmd, c.set, *c.type, c.element);
       },
       [](const std::string& line) {
         Fields args(line, 1, "ipsetApply");
@@ -230,6 +272,10 @@ Napi::Value Apply(const Napi::CallbackInfo& info) {
       },
       [env](int err, const std::string& line, const std::string& op, const std::string& object) {
         return IpsetError(env, err, TypeArg(Fields(line, 1, "ipsetApply")), op, object);
+      },
+      [](NetlinkSocket& socket, const std::string& line, size_t index) {
+        Change c = ChangeArgs(line, index);
+        return Join(socket, c.cmd, c.set, *c.type, c.element);
       },
   };
   // The batch's own socket, as the worker sends on it.

@@ -18,15 +18,15 @@ namespace {
 // the reader's buffer, up to 32 KiB).
 constexpr size_t kBufferSize = 32768;
 
-// Room kept for each queued message: every request kube-lb builds is far smaller.
-constexpr size_t kMaxQueuedMessage = 4096;
-// Requests per sendmsg: their acknowledgements, queued on the socket while
-// the kernel handles the sendmsg, must fit its default receive buffer, or
-// some would be dropped.
+// Requests per sendmsg: the answers of those the kernel refuses, queued on
+// the socket while it handles the sendmsg, must fit its default receive
+// buffer, or some would be dropped.
 constexpr size_t kBatchMessages = 64;
-// Slots for the acknowledgements one recvmmsg reads: an error acknowledgement
-// echoes its request (at most kMaxQueuedMessage) where the kernel cannot cap it.
-constexpr size_t kAckSlot = kMaxQueuedMessage + 256;
+// Bytes per sendmsg: within the socket's default send buffer.
+constexpr size_t kBatchBytes = 65536;
+// Slots for the answers one recvmmsg reads: an error acknowledgement
+// echoes its request (at most NetlinkSocket::kMaxQueuedMessage) where the kernel cannot cap it.
+constexpr size_t kAckSlot = NetlinkSocket::kMaxQueuedMessage + 256;
 
 int MessageCallback(const nlmsghdr* nlh, void* data) {
   (*static_cast<const NetlinkSocket::OnMessage*>(data))(nlh);
@@ -98,8 +98,11 @@ nlmsghdr* NetlinkSocket::BeginQueued(uint16_t type, uint16_t flags) {
   if (queue_.size() - queued_bytes_ < kMaxQueuedMessage) queue_.resize(std::max(2 * queue_.size(), queued_bytes_ + kMaxQueuedMessage));
   nlmsghdr* nlh = mnl_nlmsg_put_header(queue_.data() + queued_bytes_);
   nlh->nlmsg_type = type;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+  // No NLM_F_ACK: the kernel answers a refused request all the same, and
+  // answering each one it takes would double the batch's work.
+  nlh->nlmsg_flags = NLM_F_REQUEST | flags;
   nlh->nlmsg_seq = ++seq_;
+  last_offset_ = queued_bytes_;
   return nlh;
 }
 
@@ -108,55 +111,68 @@ void NetlinkSocket::Enqueue(const nlmsghdr* nlh) {
   queued_count_++;
 }
 
+const nlmsghdr* NetlinkSocket::LastQueued() const {
+  return queued_count_ == 0 ? nullptr : reinterpret_cast<const nlmsghdr*>(queue_.data() + last_offset_);
+}
+
+nlmsghdr* NetlinkSocket::ReopenLast() {
+  if (queued_count_ == 0) return nullptr;
+  queued_bytes_ = last_offset_;
+  queued_count_--;
+  return reinterpret_cast<nlmsghdr*>(queue_.data() + last_offset_);
+}
+
 void NetlinkSocket::DiscardQueued() {
   queued_bytes_ = 0;
   queued_count_ = 0;
 }
 
 std::vector<int> NetlinkSocket::Transmit() {
-  std::vector<int> results(queued_count_);
+  std::vector<int> results(queued_count_, 0);
   size_t bytes = queued_bytes_;
   DiscardQueued();
   int fd = mnl_socket_get_fd(socket_);
-  std::vector<char> acks(kBatchMessages * kAckSlot);
+  std::vector<char> answers(kBatchMessages * kAckSlot);
   std::vector<iovec> iov(kBatchMessages);
   std::vector<mmsghdr> msgs(kBatchMessages);
   size_t offset = 0;
   size_t sent = 0;  // messages
   while (offset < bytes) {
-    // The next batch: up to kBatchMessages whole messages.
+    // The next batch: up to kBatchMessages whole messages in kBatchBytes (at least one).
     const auto* first = reinterpret_cast<const nlmsghdr*>(queue_.data() + offset);
     size_t count = 0;
     size_t end = offset;
     while (end < bytes && count < kBatchMessages) {
-      end += MNL_ALIGN(reinterpret_cast<const nlmsghdr*>(queue_.data() + end)->nlmsg_len);
+      size_t next = end + MNL_ALIGN(reinterpret_cast<const nlmsghdr*>(queue_.data() + end)->nlmsg_len);
+      if (count > 0 && next - offset > kBatchBytes) break;
+      end = next;
       count++;
     }
     if (mnl_socket_sendto(socket_, first, end - offset) < 0) throw ExchangeFailure{errno, "send", sent, count};
+    // The kernel handled the whole sendmsg before it returned: the answers
+    // of the requests it refused are queued already, and a request with
+    // none was taken.
     int* errors = results.data() + sent;
-    std::fill(errors, errors + count, -1);  // -1: not acknowledged yet
-    size_t pending = count;
-    while (pending > 0) {
-      for (size_t i = 0; i < pending; i++) {
-        iov[i] = {acks.data() + i * kAckSlot, kAckSlot};
+    for (;;) {
+      for (size_t i = 0; i < kBatchMessages; i++) {
+        iov[i] = {answers.data() + i * kAckSlot, kAckSlot};
         msgs[i] = {};
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
       }
-      // The kernel handled the whole sendmsg before it returned: every acknowledgement is queued already.
-      int n = recvmmsg(fd, msgs.data(), pending, MSG_WAITFORONE, nullptr);
-      if (n < 0) throw ExchangeFailure{errno, "read the acknowledgements of", sent, count};
+      int n = recvmmsg(fd, msgs.data(), kBatchMessages, MSG_DONTWAIT, nullptr);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n < 0) throw ExchangeFailure{errno, "read the answers to", sent, count};
       for (int i = 0; i < n; i++) {
-        const auto* nlh = reinterpret_cast<const nlmsghdr*>(acks.data() + i * kAckSlot);
+        const auto* nlh = reinterpret_cast<const nlmsghdr*>(answers.data() + i * kAckSlot);
         int len = static_cast<int>(std::min<size_t>(msgs[i].msg_len, kAckSlot));
         for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
           if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(int)) continue;
           uint32_t k = nlh->nlmsg_seq - first->nlmsg_seq;
-          if (k >= count || errors[k] != -1) continue;
-          errors[k] = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
-          pending--;
+          if (k < count) errors[k] = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
         }
       }
+      if (static_cast<size_t>(n) < kBatchMessages) break;
     }
     offset = end;
     sent += count;
@@ -203,9 +219,15 @@ class LineBatchWorker : public Napi::AsyncWorker {
 
   // What escapes here would end the process: every failure becomes the promise's.
   void Execute() override {
+    // Each message's lines: from its first to the next message's first.
+    std::vector<size_t> first_lines;
     try {
       SplitLines();
-      for (size_t i = 0; i < lines_.size(); i++) batch_.queue(*socket_, lines_[i], i);
+      for (size_t i = 0; i < lines_.size(); i++) {
+        if (batch_.join && batch_.join(*socket_, lines_[i], i)) continue;
+        first_lines.push_back(i);
+        batch_.queue(*socket_, lines_[i], i);
+      }
     } catch (const ArgumentError& err) {
       malformed_ = err.what();
       return;  // nothing sent
@@ -213,13 +235,42 @@ class LineBatchWorker : public Napi::AsyncWorker {
       SetError(std::string(batch_.fn) + ": " + err.what());
       return;
     }
+    first_lines.push_back(lines_.size());
     try {
-      errors_ = socket_->Transmit();
+      errors_ = LineErrors(first_lines, Exchange(first_lines));
+      // The lines of refused messages that carried several, one per message, for each one's answer.
+      std::vector<size_t> again;
+      for (size_t m = 0; m + 1 < first_lines.size(); m++) {
+        if (first_lines[m + 1] - first_lines[m] < 2 || errors_[first_lines[m]] == 0) continue;
+        for (size_t i = first_lines[m]; i < first_lines[m + 1]; i++) {
+          again.push_back(i);
+          batch_.queue(*socket_, lines_[i], i);
+        }
+      }
+      std::vector<int> resent = Exchange(again);
+      for (size_t k = 0; k < again.size(); k++) errors_[again[k]] = resent[k];
     } catch (const NetlinkSocket::ExchangeFailure& failure) {
       failure_ = failure;
     } catch (const std::exception& err) {
       SetError(std::string(batch_.fn) + ": " + err.what());
     }
+  }
+
+  // Transmit, its failure naming the line that began the batch it failed on (`lines` by message).
+  std::vector<int> Exchange(const std::vector<size_t>& lines) {
+    try {
+      return socket_->Transmit();
+    } catch (NetlinkSocket::ExchangeFailure& failure) {
+      failure.first_index = lines[failure.first_index];
+      throw;
+    }
+  }
+
+  // Each line's error number: that of the message it went in.
+  std::vector<int> LineErrors(const std::vector<size_t>& first_lines, const std::vector<int>& message_errors) {
+    std::vector<int> errors(lines_.size());
+    for (size_t m = 0; m < message_errors.size(); m++) std::fill(errors.begin() + first_lines[m], errors.begin() + first_lines[m + 1], message_errors[m]);
+    return errors;
   }
 
   void OnError(const Napi::Error& err) override { deferred_.Reject(err.Value()); }

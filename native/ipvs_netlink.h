@@ -1,8 +1,8 @@
 // A netlink socket over libmnl for the IPVS backend (IPVS, its links, its ipsets): one request, one
 // acknowledgement (or a dump), errors thrown as JS errors naming the
-// operation and the object; or a queue of requests sent many per sendmsg,
-// each with its own acknowledgement and error, on a worker thread
-// (ApplyLines). Sockets live in the network namespace of the thread that
+// operation and the object; or a queue of requests sent many per sendmsg
+// on a worker thread (ApplyLines), the kernel answering only those it
+// refuses. Sockets live in the network namespace of the thread that
 // opened them.
 #pragma once
 
@@ -36,11 +36,19 @@ class NetlinkSocket {
   void Dump(Napi::Env env, nlmsghdr* nlh, const std::string& op, const std::string& object,
             const OnMessage& on_message);
 
-  // Starts a message after those queued, asking for its acknowledgement;
-  // the pointer is valid until the next BeginQueued.
+  // Starts a message after those queued, answered only if refused; the
+  // pointer is valid until the next BeginQueued.
   nlmsghdr* BeginQueued(uint16_t type, uint16_t flags);
   // Ends the message begun last.
   void Enqueue(const nlmsghdr* nlh);
+  // Room BeginQueued keeps for each message: every request kube-lb builds is far smaller.
+  static constexpr size_t kMaxQueuedMessage = 4096;
+  // Takes the message queued last back out of the queue, to add attributes
+  // to it (up to kMaxQueuedMessage in all) and enqueue it again; null when
+  // the queue is empty.
+  nlmsghdr* ReopenLast();
+  // The message queued last, to see whether a line may join it; null when the queue is empty.
+  const nlmsghdr* LastQueued() const;
   // The operation and object of the queued message at `index`, for its
   // error: asked only of those that fail, so a large batch formats no text.
   using Describe = std::function<std::pair<std::string, std::string>(size_t index)>;
@@ -48,17 +56,17 @@ class NetlinkSocket {
   // place in the queue, and its operation and object as Describe says them.
   using MakeError = std::function<Napi::Error(int err, size_t index, const std::string& op, const std::string& object)>;
   // Where an exchange of queued messages failed: the error number, what
-  // was being done, and the batch it was done to (its first message's index
-  // and how many it holds).
+  // was being done, and the batch it was done to (its first message's index,
+  // or the caller's index of that message, and how many it holds).
   struct ExchangeFailure {
     int err;
     const char* action;
     size_t first_index;
     size_t count;
   };
-  // Sends the queued messages in order, many per sendmsg, and reads their
-  // acknowledgements, touching no JS: each one's error number (0 if the
-  // kernel took it), in order. Throws ExchangeFailure (the queue emptied)
+  // Sends the queued messages in order, many per sendmsg, and reads the
+  // answers to those refused, touching no JS: each one's error number (0
+  // if the kernel took it), in order. Throws ExchangeFailure (the queue emptied)
   // where the exchange itself fails: then some may have been applied.
   std::vector<int> Transmit();
 
@@ -76,6 +84,7 @@ class NetlinkSocket {
   std::vector<char> queue_;
   size_t queued_bytes_ = 0;
   size_t queued_count_ = 0;
+  size_t last_offset_ = 0;  // of the message begun last
 };
 
 // A batch of changes, each a line of fields (Fields), applied off the event
@@ -91,6 +100,13 @@ struct LineBatch {
   // A refused line's JS error, for protocols with error numbers of their
   // own (optional: without it, the error a lone request would throw).
   std::function<Napi::Error(int err, const std::string& line, const std::string& op, const std::string& object)> make_error;
+  // Adds line `index` to the message queued last, where the protocol lets
+  // one message carry several lines; returns false where it cannot
+  // (optional: without it, each line is a message). A refused message's
+  // lines are sent again one per message, after the rest, for each line's
+  // own answer: the lines of a batch must then be safe to repeat, and not
+  // depend on their order.
+  std::function<bool(NetlinkSocket& socket, const std::string& line, size_t index)> join;
 };
 
 // Reads `text`, `count` lines separated by '\n' (one string crosses N-API

@@ -177,8 +177,10 @@ export interface NativeAddon {
 
   // ipset elements over nfnetlink, for the sets of the ipvs backend.
   /**
-   * Adds and deletes the elements in order, many netlink messages per
-   * sendmsg; adding one already there, or deleting one that is not, succeeds.
+   * Adds and deletes the elements, consecutive changes of one kind to one
+   * set in one netlink message, many messages per sendmsg; adding one
+   * already there, or deleting one that is not, succeeds. A change may be
+   * repeated and the changes taken out of order, so no element may have two.
    * Resolves, as ipvsApply does, to each change's null or error, naming the
    * set and the element (code: an errno's name, or ipset's own as
    * IPSET_ERR_HASH_FULL).

@@ -167,14 +167,14 @@ describe('ipsetApply', () => {
     assertKernelHolds(contentsOf(second));
   });
 
-  it('sends a batch larger than one sendmsg, each change acknowledged', async () => {
+  it('sends a batch larger than one sendmsg, a set\'s changes many per message; the kernel holds every change', async () => {
     const loopBack = Array.from({ length: 300 }, (_, i) => ({ ip: `10.244.${i >> 8}.${i & 255}`, port: 8080 }));
     const many = [...second, ...setEntries([[frontend('ClusterIP', 'IPv4', '10.96.0.12', 'TCP', 80), loopBack]])];
     const sets = new SetEntries();
     sets.set('test', second);
     const changes = sets.set('test', many);
     assert.ok(changes.length > 256, `${changes.length} changes`);
-    await applySetChanges(netnsLib, changes); // throws naming any change the kernel did not acknowledge
+    await applySetChanges(netnsLib, changes); // throws naming any change the kernel refused
     assertKernelHolds(contentsOf(many));
     await applySetChanges(netnsLib, sets.set('test', second));
     assertKernelHolds(contentsOf(second));
@@ -213,6 +213,24 @@ describe('ipsetApply', () => {
     } finally {
       await fullSync(second);
     }
+    assertKernelHolds(contentsOf(second));
+  });
+
+  it('a refused element fails alone: those sent in one message with it, before and after, are applied', async () => {
+    const results = await netnsLib.ipsetApply([
+      ['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.20'],
+      ['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '0.0.0.0'],
+      ['add', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.21'],
+    ]);
+    assert.deepEqual(errorsOf(results), [null, ['IPSET_ERR_HASH_ELEM', 'add element 0.0.0.0 of ipset KUBE-IPVS-IPS: a hash set cannot hold an all-zero element'], null]);
+    assert.deepEqual(
+      [...saved().get('KUBE-IPVS-IPS')!].filter((ip) => ip.startsWith('10.96.0.2')).sort(),
+      ['10.96.0.20', '10.96.0.21'],
+    );
+    await netnsLib.ipsetApply([
+      ['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.20'],
+      ['del', 'KUBE-IPVS-IPS', 'hash:ip', 'IPv4', '10.96.0.21'],
+    ]);
     assertKernelHolds(contentsOf(second));
   });
 
