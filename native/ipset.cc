@@ -2,8 +2,8 @@
 // consecutive changes of one kind to one set in one message, as `ipset
 // restore` sends them, many messages per sendmsg, and listed with one
 // dump. Without NLM_F_EXCL the kernel takes adding an element already
-// there, or deleting one that is not, as done (`ipset -exist`). Sets are created, swapped and destroyed by the ipset
-// command, not here.
+// there, or deleting one that is not, as done (`ipset -exist`). Sets are
+// created, swapped and destroyed by the ipset command, not here.
 // glibc's header first: the kernel's then leave out what it defines.
 #include <netinet/in.h>
 

@@ -99,7 +99,7 @@ nlmsghdr* NetlinkSocket::BeginQueued(uint16_t type, uint16_t flags) {
   nlmsghdr* nlh = mnl_nlmsg_put_header(queue_.data() + queued_bytes_);
   nlh->nlmsg_type = type;
   // No NLM_F_ACK: the kernel answers a refused request all the same, and
-  // answering each one it takes would double the batch's work.
+  // an answer to each one it takes is work for it and for Transmit.
   nlh->nlmsg_flags = NLM_F_REQUEST | flags;
   nlh->nlmsg_seq = ++seq_;
   last_offset_ = queued_bytes_;

@@ -233,12 +233,7 @@ export class SetEntries {
 /** An entry to add to its set or delete from it. */
 export type SetEntryChange = readonly [op: 'add' | 'del', entry: SetEntry];
 
-const FAMILY_SET_NAMES: Record<IPFamily, Record<SetName, string>> = {
-  IPv4: Object.fromEntries(SET_NAMES.map((set) => [set, familySetName(set, 'IPv4')])) as Record<SetName, string>,
-  IPv6: Object.fromEntries(SET_NAMES.map((set) => [set, familySetName(set, 'IPv6')])) as Record<SetName, string>,
-};
-
-const ipsetChange = ([op, { family, set, element }]: SetEntryChange): IpsetChange => [op, FAMILY_SET_NAMES[family][set], ...element];
+const ipsetChange = ([op, { family, set, element }]: SetEntryChange): IpsetChange => [op, familySetName(set, family), ...element];
 
 function createLine(name: string, type: string, family: IPFamily): string {
   return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
