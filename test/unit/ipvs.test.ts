@@ -1,8 +1,9 @@
 // The ipvs backend's pure parts: scheduler choice, the ipset and iptables
 // text it feeds to ipset/iptables-restore, the set changes it sends to
 // ipsetApply, draining decisions, the kernel check's message, the model
-// carrying the per-service scheduler, and the batching of IPVS changes with
-// each error back to its frontend.
+// carrying the per-service scheduler, the batching of IPVS changes with
+// each error back to its frontend, and how a sync waits for the work it runs
+// side by side.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ServicePortState } from '../../src/model/contract.js';
@@ -11,6 +12,7 @@ import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
 import { CLUSTER_IP_SET, LOOP_BACK_SET, type SetEntry, SetEntries, type SetEntryChange, applySetChanges, familySetName, frontendSetEntries, renderRemoval, renderRules, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
+import { allSettledOrThrow } from '../../src/backends/ipvs/settled.js';
 import type { IpsetChange, IpvsChange } from '../../src/native/index.js';
 import { parseObject } from '../../src/model/objects.js';
 import { captureLogger, rawService, testModel } from './fixtures.js';
@@ -508,5 +510,22 @@ describe('ipvs batched changes', () => {
     assert.deepEqual(applied, []);
     assert.equal(changes.size, 0);
     assert.equal(calls, 1);
+  });
+});
+
+describe('ipvs work side by side', () => {
+  test('a sync waits for all of its work, then fails with the first failure in order, or gets every value', async () => {
+    const ended: string[] = [];
+    const after = <T>(ms: number, what: string, outcome: () => T): Promise<T> =>
+      new Promise<void>((resolve) => setTimeout(resolve, ms)).then(() => {
+        ended.push(what);
+        return outcome();
+      });
+    const fail = (message: string) => (): never => {
+      throw new Error(message);
+    };
+    await assert.rejects(allSettledOrThrow([after(5, 'sets', fail('sets refused')), after(1, 'ipvs', fail('ipvs refused')), after(20, 'chains', () => 'ok')]), { message: 'sets refused' });
+    assert.deepEqual(ended, ['ipvs', 'sets', 'chains'], 'the slowest work ended before the failure came back');
+    assert.deepEqual(await allSettledOrThrow([after(1, 'a', () => new Map([['web', 1]])), after(1, 'b', () => undefined)]), [new Map([['web', 1]]), undefined]);
   });
 });

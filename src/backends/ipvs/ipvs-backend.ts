@@ -16,7 +16,8 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type FamilySets, type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, installChains, readSets, removeRules, writeSets } from './netfilter.js';
+import { type FamilySets, type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, readSets, removeRules, writeSetsAndChains } from './netfilter.js';
+import { allSettledOrThrow } from './settled.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
 import { ACTIVE_WEIGHT, type IpvsChanges, IpvsTable, type RealServerStats, type VirtualServer, activeDestinations, destKey } from './virtual-servers.js';
@@ -204,14 +205,10 @@ export class IpvsBackend implements Backend {
     // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
     const entries = 'kernel' in sets ? new SetEntries() : sets.partial;
     const plannedChanges = [...candidates].flatMap((fk) => entries.set(fk, planned(fk)));
-    const setsWritten = 'kernel' in sets ? writeSets(this.lib, entries, sets.kernel, this.families) : applySetChanges(this.lib, plannedChanges);
-    const [ipvsResult, setsResult] = await Promise.allSettled([ipvsApplied, setsWritten]);
-    if (ipvsResult.status === 'rejected') throw ipvsResult.reason;
-    if (setsResult.status === 'rejected') throw setsResult.reason;
-    const refused = ipvsResult.value;
+    const setsWritten = 'kernel' in sets ? writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts) : applySetChanges(this.lib, plannedChanges);
+    const [refused] = await allSettledOrThrow([ipvsApplied, setsWritten]);
     for (const [fk, err] of refused) fail(fk, err);
     await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => entries.set(fk, taken(fk))));
-    if (full) await installChains(this.opts, this.families);
     this.sets = entries;
     const written = [...touched].filter((fk) => !refused.has(fk)).length;
     if (full) this.frontendsOf.clear();

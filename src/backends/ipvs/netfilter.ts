@@ -31,6 +31,7 @@ import type { Leftovers } from './leftovers.js';
 import type { IpsetChange, IpsetElement, IpsetType, NativeAddon } from '../../native/index.js';
 import { PROTOCOL_NUMBERS } from './virtual-servers.js';
 import { addressBits, parseCidr } from '../../net/ip.js';
+import { allSettledOrThrow } from './settled.js';
 
 export const CLUSTER_IP_SET = 'KUBE-CLUSTER-IP';
 export const LOOP_BACK_SET = 'KUBE-LOOP-BACK';
@@ -372,17 +373,20 @@ export function renderRemoval(saved: string): string {
   return renderRestore(ownRules(saved));
 }
 
-/** Makes the families' sets exist and hold `wanted`, from what the kernel holds (`current`). */
-export async function writeSets(lib: Pick<NativeAddon, 'ipsetApply'>, wanted: SetEntries, current: FamilySets, families: readonly IPFamily[]): Promise<void> {
+/**
+ * A full sync's netfilter state: makes the families' sets exist and hold
+ * `wanted`, from what the kernel holds (`current`), and writes the chains,
+ * which name the sets. Once the sets exist, their entries and each
+ * family's chains go in side by side.
+ */
+export async function writeSetsAndChains(lib: Pick<NativeAddon, 'ipsetApply'>, wanted: SetEntries, current: FamilySets, families: readonly IPFamily[], rules: RuleOptions): Promise<void> {
   await runCommand('ipset', ['restore', '-exist'], renderSetsSync(wanted.contents(), current, families));
-  await applySetChanges(lib, wanted.missingFrom(current));
+  await allSettledOrThrow([applySetChanges(lib, wanted.missingFrom(current)), ...families.map((family) => installChains(rules, family))]);
 }
 
-/** Writes the families' chains, which name the sets (writeSets makes them), and adds each jump once. */
-export async function installChains(opts: RuleOptions, families: readonly IPFamily[]): Promise<void> {
-  for (const family of families) {
-    await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
-  }
+/** Writes one family's chains and adds each jump once. */
+async function installChains(opts: RuleOptions, family: IPFamily): Promise<void> {
+  await runCommand(`${IPTABLES[family]}-restore`, ['-w', '--noflush'], renderRules(opts, family, await savedRules(family)));
 }
 
 /**
