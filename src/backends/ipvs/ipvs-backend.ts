@@ -243,11 +243,11 @@ export class IpvsBackend implements Backend {
     }
     const realServers = vs.realServers;
 
-    const wantedKeys = new Set(sp.destinations.map(destKey));
     for (const d of sp.destinations) {
-      const rs = realServers.get(destKey(d));
+      const key = destKey(d);
+      const rs = realServers.get(key);
       if (rs === undefined) {
-        changes.addRealServer(fk, f, d, ACTIVE_WEIGHT, () => realServers.set(destKey(d), { destination: d, weight: ACTIVE_WEIGHT }));
+        changes.addRealServer(fk, f, d, ACTIVE_WEIGHT, () => realServers.set(key, { destination: d, weight: ACTIVE_WEIGHT }));
       } else if (rs.weight !== ACTIVE_WEIGHT) {
         changes.setWeight(fk, f, d, ACTIVE_WEIGHT, () => {
           rs.weight = ACTIVE_WEIGHT;
@@ -255,6 +255,8 @@ export class IpvsBackend implements Backend {
         });
       }
     }
+    // The real servers it holds that the port no longer wants; a new virtual server holds none.
+    const wantedKeys = new Set(realServers.size > 0 ? sp.destinations.map(destKey) : []);
     for (const [key, rs] of realServers) {
       if (wantedKeys.has(key)) continue;
       if (!needsDraining(f)) {
