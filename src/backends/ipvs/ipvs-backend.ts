@@ -204,8 +204,11 @@ export class IpvsBackend implements Backend {
     this.sets = null; // unknown until written: a failure makes the next sync full
     // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
     const entries = 'kernel' in sets ? new SetEntries() : sets.partial;
-    const plannedChanges = [...candidates].flatMap((fk) => entries.set(fk, planned(fk)));
-    const setsWritten = 'kernel' in sets ? writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts) : applySetChanges(this.lib, plannedChanges);
+    let setsWritten: Promise<void>;
+    if ('kernel' in sets) {
+      for (const fk of candidates) entries.set(fk, planned(fk)); // the whole of them is compared with the kernel's sets
+      setsWritten = writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts);
+    } else setsWritten = applySetChanges(this.lib, [...candidates].flatMap((fk) => entries.set(fk, planned(fk))));
     const [refused] = await allSettledOrThrow([ipvsApplied, setsWritten]);
     for (const [fk, err] of refused) fail(fk, err);
     await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => entries.set(fk, taken(fk))));
@@ -242,9 +245,12 @@ export class IpvsBackend implements Backend {
       changes.setScheduling(fk, f, scheduling, () => Object.assign(updated, scheduling));
     }
     const realServers = vs.realServers;
-
+    // The keys of the destinations it wants, to find the real servers it holds beyond them; a new virtual server holds none.
+    const wantedKeys = new Set<string>();
+    const holdsAny = realServers.size > 0;
     for (const d of sp.destinations) {
       const key = destKey(d);
+      if (holdsAny) wantedKeys.add(key);
       const rs = realServers.get(key);
       if (rs === undefined) {
         changes.addRealServer(fk, f, d, ACTIVE_WEIGHT, () => realServers.set(key, { destination: d, weight: ACTIVE_WEIGHT }));
@@ -255,8 +261,6 @@ export class IpvsBackend implements Backend {
         });
       }
     }
-    // The real servers it holds that the port no longer wants; a new virtual server holds none.
-    const wantedKeys = new Set(realServers.size > 0 ? sp.destinations.map(destKey) : []);
     for (const [key, rs] of realServers) {
       if (wantedKeys.has(key)) continue;
       if (!needsDraining(f)) {
