@@ -2,7 +2,8 @@
 // text it feeds to ipset/iptables-restore, the set changes it sends to
 // ipsetApply, draining decisions, the kernel check's message, the model
 // carrying the per-service scheduler, the batching of IPVS changes with
-// each error back to its frontend, and how a sync waits for the work it runs
+// each error back to its frontend, reading the kernel's table in turns with
+// the event loop, and how a sync waits for the work it runs
 // side by side.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -11,9 +12,9 @@ import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/dr
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
 import { CLUSTER_IP_SET, LOOP_BACK_SET, type SetEntry, SetEntries, type SetEntryChange, applySetChanges, familySetName, frontendSetEntries, renderRemoval, renderRules, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
-import { IpvsChanges } from '../../src/backends/ipvs/virtual-servers.js';
+import { IpvsChanges, IpvsTable } from '../../src/backends/ipvs/virtual-servers.js';
 import { allSettledOrThrow } from '../../src/backends/ipvs/settled.js';
-import type { IpsetChange, IpvsChange } from '../../src/native/index.js';
+import type { IpsetChange, IpvsChange, NativeAddon } from '../../src/native/index.js';
 import { parseObject } from '../../src/model/objects.js';
 import { captureLogger, rawService, testModel } from './fixtures.js';
 
@@ -510,6 +511,27 @@ describe('ipvs batched changes', () => {
     assert.deepEqual(applied, []);
     assert.equal(changes.size, 0);
     assert.equal(calls, 1);
+  });
+});
+
+describe('ipvs table read', () => {
+  test('reading thousands of virtual servers, one dump each, lets the event loop run between dumps', async () => {
+    const services = Array.from({ length: 2000 }, (_, i) => ({ family: 'IPv4' as const, address: `10.96.${i >> 8}.${i & 255}`, protocol: 6, port: 80, scheduler: 'rr', persistence: 0 }));
+    const lib = {
+      ipvsServices: () => services,
+      ipvsDests: (_family: string, address: string) => {
+        // A dump takes the kernel a while: together, far longer than one slice of the event loop.
+        const until = performance.now() + 0.02;
+        while (performance.now() < until);
+        return [{ address: address.replace('10.96.', '10.244.'), port: 8080, weight: 1, activeConns: 0, inactiveConns: 0, scheduledConns: 0, packets: 0, bytes: 0 }];
+      },
+    } as unknown as NativeAddon;
+    let ranMeanwhile = false;
+    setImmediate(() => (ranMeanwhile = true));
+    const read = await new IpvsTable(lib).read((f) => f.ip !== '10.96.0.0');
+    assert.ok(ranMeanwhile, 'the event loop did not run during the read');
+    assert.equal(read.size, 1999, 'every virtual server the filter accepts');
+    assert.deepEqual([...read.get('10.96.7.207:80/TCP')!.realServers.keys()], ['10.244.7.207:8080']);
   });
 });
 

@@ -16,7 +16,7 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type FamilySets, type RuleOptions, type SetEntry, SetEntries, applySetChanges, frontendSetEntries, readSets, removeRules, writeSetsAndChains } from './netfilter.js';
+import { type FamilySets, type RuleOptions, type SetEntry, type SetEntryChange, SetEntries, applySetChanges, frontendSetEntries, readSets, removeRules, writeSetsAndChains } from './netfilter.js';
 import { allSettledOrThrow } from './settled.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
@@ -24,6 +24,7 @@ import { ACTIVE_WEIGHT, type IpvsChanges, IpvsTable, type RealServerStats, type 
 import { protocolsOf } from '../capabilities.js';
 import type { Cidr } from '../../net/ip.js';
 import { servedFamilies } from '../families.js';
+import { timeSlices } from '../../time-slices.js';
 
 export interface IpvsOptions extends RuleOptions {
   log: Logger;
@@ -119,7 +120,7 @@ export class IpvsBackend implements Backend {
       // Also what this process programmed or is about to: a sync that failed may have left a NodePort out of its set.
       const ownership = new Ownership(boundAtStart, sets.kernel, this.opts.excludeCidrs);
       const known = new Set([...wanted.keys(), ...this.applied.keys()]);
-      this.applied = this.table.read((f) => known.has(frontendKey(f)) || ownership.owns(f));
+      this.applied = await this.table.read((f) => known.has(frontendKey(f)) || ownership.owns(f));
     }
     const frontendsNow = new Map<string, string[]>();
     for (const sp of programmed) frontendsNow.set(sp.key, [...(frontendsNow.get(sp.key) ?? []), frontendKey(sp.frontend)]);
@@ -156,7 +157,10 @@ export class IpvsBackend implements Backend {
     const binding = link.bind([...candidates].flatMap(addressOf));
     const changes = this.table.changes();
     const touched = new Set<string>();
+    // Thousands of frontends on a full sync or a large change: the event loop gets its turns meanwhile.
+    const turn = timeSlices();
     for (const fk of candidates) {
+      await turn();
       const sp = wanted.get(fk);
       const current = this.applied.get(fk);
       if (sp) {
@@ -204,11 +208,13 @@ export class IpvsBackend implements Backend {
     this.sets = null; // unknown until written: a failure makes the next sync full
     // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
     const entries = 'kernel' in sets ? new SetEntries() : sets.partial;
-    let setsWritten: Promise<void>;
-    if ('kernel' in sets) {
-      for (const fk of candidates) entries.set(fk, planned(fk)); // the whole of them is compared with the kernel's sets
-      setsWritten = writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts);
-    } else setsWritten = applySetChanges(this.lib, [...candidates].flatMap((fk) => entries.set(fk, planned(fk))));
+    const plannedChanges: SetEntryChange[] = [];
+    for (const fk of candidates) {
+      await turn();
+      const changed = entries.set(fk, planned(fk));
+      if (!full) plannedChanges.push(...changed); // a full sync compares the entries as a whole
+    }
+    const setsWritten = 'kernel' in sets ? writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts) : applySetChanges(this.lib, plannedChanges);
     const [refused] = await allSettledOrThrow([ipvsApplied, setsWritten]);
     for (const [fk, err] of refused) fail(fk, err);
     await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => entries.set(fk, taken(fk))));
@@ -345,7 +351,7 @@ export class IpvsBackend implements Backend {
   private async readOwned(): Promise<{ vs: VirtualServer; kind: FrontendKind }[]> {
     if (!ipvsLoaded()) return [];
     const ownership = new Ownership(this.link?.addresses() ?? new Map(), readSets(this.lib), this.opts.excludeCidrs);
-    return [...this.table.read((f) => ownership.owns(f)).values()].map((vs) => ({ vs, kind: ownership.kind(vs.frontend) }));
+    return [...(await this.table.read((f) => ownership.owns(f))).values()].map((vs) => ({ vs, kind: ownership.kind(vs.frontend) }));
   }
 
   async inspect(): Promise<FrontendView[]> {

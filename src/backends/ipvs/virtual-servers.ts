@@ -6,6 +6,7 @@
 import type { IpvsChange, NativeAddon } from '../../native/index.js';
 import type { Destination, Frontend, IPFamily, Protocol } from '../../model/contract.js';
 import { frontendKey } from '../../model/contract.js';
+import { timeSlices } from '../../time-slices.js';
 
 export const PROTOCOL_NUMBERS: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 const PROTOCOL_NAMES = new Map(Object.entries(PROTOCOL_NUMBERS).map(([name, n]) => [n, name as Protocol]));
@@ -56,10 +57,16 @@ export interface RealServerStats {
 export class IpvsTable {
   constructor(private readonly lib: NativeAddon) {}
 
-  /** Every virtual server of either family `owns` accepts, with its real servers. */
-  read(owns: (f: IpvsFrontend) => boolean): Map<string, VirtualServer> {
+  /**
+   * Every virtual server of either family `owns` accepts, with its real
+   * servers: one dump each, thousands on a full sync, so the event loop
+   * gets its turns between them.
+   */
+  async read(owns: (f: IpvsFrontend) => boolean): Promise<Map<string, VirtualServer>> {
     const result = new Map<string, VirtualServer>();
+    const turn = timeSlices();
     for (const svc of this.lib.ipvsServices()) {
+      await turn();
       const protocol = PROTOCOL_NAMES.get(svc.protocol);
       if (protocol === undefined) continue;
       const frontend: IpvsFrontend = { ip: svc.address, port: svc.port, protocol, family: svc.family };
