@@ -7,6 +7,8 @@ import { performance } from 'node:perf_hooks';
 export interface SyncRunOptions {
   /** Periodic full resync (true), or a sync of what changed (false). */
   full: boolean;
+  /** When the run started (performance.now()): the time minInterval and maxInterval count from. */
+  startedAt: number;
 }
 
 export interface SyncRunResult {
@@ -107,7 +109,7 @@ export class SyncRunner {
     if (full) this.lastFullRunStart = start;
     let error: unknown;
     try {
-      await this.options.run({ full });
+      await this.options.run({ full, startedAt: start });
     } catch (err) {
       error = err;
     }

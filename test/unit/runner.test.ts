@@ -5,6 +5,7 @@ import { SyncRunner, type SyncRunResult } from '../../src/sync/runner.js';
 
 interface Run {
   full: boolean;
+  /** When the runner started it. */
   at: number;
 }
 
@@ -17,8 +18,9 @@ function recordingRunner(minIntervalMs: number, maxIntervalMs: number, runMs = 0
   const runner = new SyncRunner({
     minIntervalMs,
     maxIntervalMs,
-    run: async ({ full }) => {
-      runs.push({ full, at: performance.now() });
+    // The runner's own start time: the callback's clock would also count whatever preempted the process in between.
+    run: async ({ full, startedAt }) => {
+      runs.push({ full, at: startedAt });
       maxActive = Math.max(maxActive, ++active);
       await sleep(runMs);
       active--;
