@@ -268,7 +268,7 @@ function udpHold(req: Request, stop: AbortSignal): Promise<HeldUdp> {
   });
 }
 
-/** Keeps a connected UDP socket for `count` ms (or until stopped); when the kernel ends it (ECONNABORTED), connects a new one. */
+/** Keeps a connected UDP socket for `count` ms (or until stopped); when the kernel ends it (ECONNABORTED, or EDESTADDRREQ on a send that comes before the read), connects a new one. */
 function udpConnected(req: Request, stop: AbortSignal): Promise<HeldUdp & { reconnects: number }> {
   return new Promise((resolve) => {
     const result = { answers: {}, failures: 0, errors: [] as string[], sent: 0, order: [] as string[], reconnects: -1 };
