@@ -254,7 +254,9 @@ export class IpvsBackend implements Backend {
     // The keys of the destinations it wants, to find the real servers it holds beyond them; a new virtual server holds none.
     const wantedKeys = new Set<string>();
     const holdsAny = realServers.size > 0;
-    for (const d of sp.destinations) {
+    // Indexed, as netfilter.ts's per-entry loops: this runs cold on a large first sync.
+    for (let i = 0; i < sp.destinations.length; i++) {
+      const d = sp.destinations[i]!;
       const key = destKey(d);
       if (holdsAny) wantedKeys.add(key);
       const rs = realServers.get(key);

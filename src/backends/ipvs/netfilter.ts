@@ -168,7 +168,14 @@ export function frontendSetEntries(
   // A pod reaching its own service comes back to itself: masquerade so the
   // reply returns through IPVS. Only a pod on this node can, so kube-proxy
   // lists only those.
-  for (const d of onThisNode) add(LOOP_BACK_SET, `${d.ip},${protocolName}:${d.port},${d.ip}`, ['hash:ip,port,ip', family, d.ip, protocol, d.port, d.ip]);
+  // The per-entry loops of this file (here, SetEntries, ipsetChanges) are
+  // indexed, without array destructuring or spreading: a large first sync
+  // runs them before V8 has optimized them, where those step an iterator
+  // (an allocation) per element.
+  for (let i = 0; i < onThisNode.length; i++) {
+    const d = onThisNode[i]!;
+    add(LOOP_BACK_SET, `${d.ip},${protocolName}:${d.port},${d.ip}`, ['hash:ip,port,ip', family, d.ip, protocol, d.port, d.ip]);
+  }
   return entries;
 }
 
@@ -189,7 +196,8 @@ export class SetEntries {
     else this.ofFrontend.delete(frontend);
     // Counted up before down, so an entry the frontend keeps never reaches 0.
     const added: SetEntryChange[] = [];
-    for (const entry of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
       const users = this.users[entry.family][entry.set];
       const user = users.get(entry.text);
       if (user) user.count++;
@@ -199,7 +207,8 @@ export class SetEntries {
       }
     }
     const deleted: SetEntryChange[] = [];
-    for (const entry of before) {
+    for (let i = 0; i < before.length; i++) {
+      const entry = before[i]!;
       const users = this.users[entry.family][entry.set];
       const user = users.get(entry.text)!;
       if (--user.count === 0) {
@@ -234,7 +243,11 @@ export class SetEntries {
 /** An entry to add to its set or delete from it. */
 export type SetEntryChange = readonly [op: 'add' | 'del', entry: SetEntry];
 
-const ipsetChange = ([op, { family, set, element }]: SetEntryChange): IpsetChange => [op, familySetName(set, family), ...element];
+function ipsetChange(change: SetEntryChange): IpsetChange {
+  const { family, set, element } = change[1];
+  const head: (string | number)[] = [change[0], familySetName(set, family)];
+  return head.concat(element) as IpsetChange;
+}
 
 function createLine(name: string, type: string, family: IPFamily): string {
   return type === 'bitmap:port' ? `create ${name} ${type} range 0-65535` : `create ${name} ${type} family ${family === 'IPv6' ? 'inet6' : 'inet'} hashsize 1024 maxelem 1048576`;
@@ -396,13 +409,17 @@ async function installChains(opts: RuleOptions, family: IPFamily): Promise<void>
  */
 function ipsetChanges(changes: readonly SetEntryChange[]): IpsetChange[] {
   const groups: Record<IPFamily, Map<SetName, { del: IpsetChange[]; add: IpsetChange[] }>> = { IPv4: new Map(), IPv6: new Map() };
-  for (const change of lastPerElement(changes)) {
-    const [op, { family, set }] = change;
+  const last = lastPerElement(changes);
+  for (let i = 0; i < last.length; i++) {
+    const change = last[i]!;
+    const { family, set } = change[1];
     const bySet = groups[family];
     const group = bySet.get(set) ?? bySet.set(set, { del: [], add: [] }).get(set)!;
-    group[op].push(ipsetChange(change));
+    group[change[0]].push(ipsetChange(change));
   }
-  return Object.values(groups).flatMap((bySet) => [...bySet.values()].flatMap(({ del, add }) => [...del, ...add]));
+  let sent: IpsetChange[] = [];
+  for (const bySet of [groups.IPv4, groups.IPv6]) for (const { del, add } of bySet.values()) sent = sent.concat(del, add);
+  return sent;
 }
 
 /**
@@ -410,11 +427,11 @@ function ipsetChanges(changes: readonly SetEntryChange[]): IpsetChange[] {
  * one frontend let it go and another took it in the same batch, a deletion
  * and an addition: a batch of one kind has none to merge.
  */
-function lastPerElement(changes: readonly SetEntryChange[]): Iterable<SetEntryChange> {
-  if (!changes.some(([op]) => op === 'del') || !changes.some(([op]) => op === 'add')) return changes;
+function lastPerElement(changes: readonly SetEntryChange[]): readonly SetEntryChange[] {
+  if (!changes.some((c) => c[0] === 'del') || !changes.some((c) => c[0] === 'add')) return changes;
   const last = new Map<string, SetEntryChange>();
   for (const change of changes) last.set(`${change[1].family} ${change[1].set} ${change[1].text}`, change);
-  return last.values();
+  return [...last.values()];
 }
 
 /** Makes the changes to the sets in one netlink exchange; fails naming each element the kernel refused, and why. */
