@@ -7,10 +7,11 @@
 // side by side.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ServicePortState } from '../../src/model/contract.js';
 import { DrainQueue, drainDone, needsDraining } from '../../src/backends/ipvs/draining.js';
 import { requireKernelFeatures } from '../../src/backends/ipvs/kernel.js';
-import { CLUSTER_IP_SET, LOOP_BACK_SET, type SetEntry, SetEntries, type SetEntryChange, applySetChanges, familySetName, frontendSetEntries, renderRemoval, renderRules, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
+import { CLUSTER_IP_SET, LOOP_BACK_SET, SetChangeBatches, type SetEntry, SetEntries, type SetEntryChange, applySetChanges, familySetName, frontendSetEntries, renderRemoval, renderRules, renderSetsSync } from '../../src/backends/ipvs/netfilter.js';
 import { IPVS_SCHEDULERS, SchedulerChooser, clusterScheduler } from '../../src/backends/ipvs/schedulers.js';
 import { IpvsChanges, IpvsTable } from '../../src/backends/ipvs/virtual-servers.js';
 import { allSettledOrThrow } from '../../src/backends/ipvs/settled.js';
@@ -238,6 +239,43 @@ describe('ipvs ipsets and iptables rules', () => {
       ['del', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 17, 5353, '10.244.0.11'],
       ['add', 'KUBE-LOOP-BACK', 'hash:ip,port,ip', 'IPv4', '10.244.0.11', 6, 8080, '10.244.0.11'],
     ]);
+  });
+
+  test("a partial sync's set changes go in batches as they are planned, once IPVS has taken its changes, one batch at a time in order; a refused batch does not hold back the next, and the end fails naming what was refused", async () => {
+    const exchanges: { changes: readonly IpsetChange[]; answer: (refused: boolean) => void }[] = [];
+    const lib = {
+      ipsetApply: (changes: readonly IpsetChange[]) =>
+        new Promise<(Error | null)[]>((resolve) =>
+          exchanges.push({ changes, answer: (refused) => resolve(changes.map((c) => (refused ? new Error(`add element ${c[4]} of ipset ${c[1]}: refused`) : null))) }),
+        ),
+    };
+    const loopBack = (i: number) => frontendSetEntries(programmed[0]!.frontend, [{ ip: `10.244.1.${i}`, port: 8080 }]).filter((e) => e.set === LOOP_BACK_SET);
+    const sets = new SetEntries();
+    let ipvsTaken = (): void => {};
+    const batches = new SetChangeBatches(lib, 2, new Promise<void>((resolve) => (ipvsTaken = resolve)));
+    batches.add(sets.set('a', loopBack(1)));
+    await nextTurn();
+    assert.equal(exchanges.length, 0, 'below the batch size, nothing is sent yet');
+    batches.add(sets.set('b', loopBack(2)));
+    await nextTurn();
+    assert.equal(exchanges.length, 0, 'a full batch waits for the IPVS exchange');
+    ipvsTaken();
+    await nextTurn();
+    assert.equal(exchanges.length, 1, 'then goes while the sync goes on planning');
+    batches.add(sets.set('a', []));
+    batches.add(sets.set('c', loopBack(3)));
+    const ended = batches.end();
+    await nextTurn();
+    assert.equal(exchanges.length, 1, 'the next batch waits for the kernel to take the one before');
+    exchanges[0]!.answer(true);
+    await nextTurn();
+    assert.equal(exchanges.length, 2, 'a refused batch does not hold back the next');
+    assert.deepEqual(
+      exchanges.map((e) => e.changes.map((c) => `${c[0]} ${c[4]}`)),
+      [['add 10.244.1.1', 'add 10.244.1.2'], ['del 10.244.1.1', 'add 10.244.1.3']],
+    );
+    exchanges[1]!.answer(false);
+    await assert.rejects(ended, { message: 'ipset refused 2 of 2 element change(s): add element 10.244.1.1 of ipset KUBE-LOOP-BACK: refused; add element 10.244.1.2 of ipset KUBE-LOOP-BACK: refused' });
   });
 
   test('rules follow kube-proxy: masquerade off-cluster, external and hairpin traffic, accept service traffic, filter the rest of kube-ipvs0', () => {

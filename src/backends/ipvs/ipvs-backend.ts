@@ -16,7 +16,7 @@ import { DUMMY_INTERFACE, DummyLink } from './dummy-link.js';
 import { DrainQueue, drainDone, needsDraining } from './draining.js';
 import { type IpvsTimeouts, applySysctls, applyTimeouts, requireKernelFeatures, requiredFeatures } from './kernel.js';
 import { Leftovers } from './leftovers.js';
-import { type FamilySets, type RuleOptions, type SetEntry, type SetEntryChange, SetEntries, applySetChanges, frontendSetEntries, readSets, removeRules, writeSetsAndChains } from './netfilter.js';
+import { type FamilySets, type RuleOptions, type SetEntry, SetChangeBatches, SetEntries, applySetChanges, frontendSetEntries, readSets, removeRules, writeSetsAndChains } from './netfilter.js';
 import { allSettledOrThrow } from './settled.js';
 import { Ownership } from './ownership.js';
 import { SchedulerChooser, clusterScheduler } from './schedulers.js';
@@ -41,6 +41,8 @@ export interface IpvsOptions extends RuleOptions {
 }
 
 const DRAIN_CHECK_INTERVAL_MS = 1000;
+/** Set changes per ipsetApply of a partial sync: few calls for a large sync, the first sent early. */
+const SET_CHANGE_BATCH = 2000;
 
 /** Whether the kernel has IPVS loaded in this network namespace. */
 const ipvsLoaded = (): boolean => fs.existsSync('/proc/net/ip_vs');
@@ -208,13 +210,15 @@ export class IpvsBackend implements Backend {
     this.sets = null; // unknown until written: a failure makes the next sync full
     // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
     const entries = 'kernel' in sets ? new SetEntries() : sets.partial;
-    const plannedChanges: SetEntryChange[] = [];
+    // Sent once IPVS has taken its changes: the event loop and two kernel
+    // exchanges at once leave a two-CPU node's event loop waiting for CPU.
+    const batches = new SetChangeBatches(this.lib, SET_CHANGE_BATCH, ipvsApplied);
     for (const fk of candidates) {
       await turn();
       const changed = entries.set(fk, planned(fk));
-      if (!full) plannedChanges.push(...changed); // a full sync compares the entries as a whole
+      if (!full) batches.add(changed); // a full sync compares the entries as a whole
     }
-    const setsWritten = 'kernel' in sets ? writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts) : applySetChanges(this.lib, plannedChanges);
+    const setsWritten = 'kernel' in sets ? writeSetsAndChains(this.lib, entries, sets.kernel, this.families, this.opts) : batches.end();
     const [refused] = await allSettledOrThrow([ipvsApplied, setsWritten]);
     for (const [fk, err] of refused) fail(fk, err);
     await applySetChanges(this.lib, [...refused.keys()].flatMap((fk) => entries.set(fk, taken(fk))));

@@ -443,6 +443,46 @@ export async function applySetChanges(lib: Pick<NativeAddon, 'ipsetApply'>, chan
 }
 
 /**
+ * A partial sync's set changes, sent in batches as the sync plans them, so
+ * that the kernel takes the first while the rest are worked out. One batch
+ * at a time, in order: a later batch may undo an earlier one's change.
+ */
+export class SetChangeBatches {
+  private pending: SetEntryChange[] = [];
+  private sent: Promise<void>;
+  private readonly failures: Error[] = [];
+
+  /** The first batch goes once `after` (the sync's other kernel exchange) has settled, whether it failed or not. */
+  constructor(
+    private readonly lib: Pick<NativeAddon, 'ipsetApply'>,
+    private readonly batchSize: number,
+    after: Promise<unknown>,
+  ) {
+    this.sent = after.then(() => undefined, () => undefined);
+  }
+
+  add(changes: readonly SetEntryChange[]): void {
+    for (let i = 0; i < changes.length; i++) this.pending.push(changes[i]!);
+    if (this.pending.length >= this.batchSize) this.send();
+  }
+
+  /** Sends what is left; resolves once the kernel has taken every batch, or fails with what each batch had refused. */
+  async end(): Promise<void> {
+    this.send();
+    await this.sent;
+    if (this.failures.length > 0) throw new Error(this.failures.map((err) => err.message).join('; '));
+  }
+
+  private send(): void {
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    // A refused batch does not hold back the next: the kernel goes on past a refused element within one batch too.
+    this.sent = this.sent.then(() => applySetChanges(this.lib, batch).catch((err: Error) => void this.failures.push(err)));
+  }
+}
+
+/**
  * Removes the jumps, chains and sets that exist; what exists and cannot be
  * removed (a set another rule still names, say) goes to `leftovers`. Each
  * family's rules go in one restore, the sets in another; where the kernel
