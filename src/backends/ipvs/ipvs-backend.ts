@@ -193,6 +193,7 @@ export class IpvsBackend implements Backend {
     // are taken; one that failed gets them from what the kernel holds (an
     // endpoint IPVS refused gets no KUBE-LOOP-BACK entry), corrected once
     // IPVS has answered.
+    const longIpvsExchange = changes.size >= SET_CHANGE_BATCH;
     const ipvsApplied = changes.apply().then(async (refusedByIpvs) => {
       // Also the addresses bound for frontends IPVS refused: nothing answers there, not even the node's own ports.
       await this.unbindUnused(link, [...(full ? boundAtStart : released), ...[...refusedByIpvs.keys()].flatMap(addressOf)]);
@@ -210,9 +211,10 @@ export class IpvsBackend implements Backend {
     this.sets = null; // unknown until written: a failure makes the next sync full
     // A full sync compares every frontend's entries with the kernel's sets; a partial one changes those this process wrote.
     const entries = 'kernel' in sets ? new SetEntries() : sets.partial;
-    // Sent once IPVS has taken its changes: the event loop and two kernel
+    // After a long IPVS exchange: the event loop and two long kernel
     // exchanges at once leave a two-CPU node's event loop waiting for CPU.
-    const batches = new SetChangeBatches(this.lib, SET_CHANGE_BATCH, ipvsApplied);
+    // A short one goes beside them, which keeps a small sync's wait short.
+    const batches = new SetChangeBatches(this.lib, SET_CHANGE_BATCH, longIpvsExchange ? ipvsApplied : Promise.resolve());
     for (const fk of candidates) {
       await turn();
       const changed = entries.set(fk, planned(fk));
