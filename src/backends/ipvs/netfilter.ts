@@ -95,7 +95,7 @@ const nodePortSet = (protocol: Protocol, local: boolean): SetName => NODE_PORT_S
 /** A NodePort's entry in its set: the port (bitmap:port), or for SCTP the node address and port (hash:ip,port). */
 export function nodePortEntry(f: Pick<Frontend, 'ip' | 'port' | 'protocol'> & { family: IPFamily }, local: boolean): SetEntry {
   const set = nodePortSet(f.protocol, local);
-  if (f.protocol === 'SCTP') return { family: f.family, set, text: `${f.ip},sctp:${f.port}`, element: ['hash:ip,port', f.family, f.ip, PROTOCOL_NUMBERS.SCTP, f.port] };
+  if (f.protocol === 'SCTP') return { family: f.family, set, text: ipPortText(f), element: ['hash:ip,port', f.family, f.ip, PROTOCOL_NUMBERS.SCTP, f.port] };
   return { family: f.family, set, text: String(f.port), element: ['bitmap:port', f.port] };
 }
 
@@ -115,6 +115,9 @@ type Jump = (typeof JUMPS)[number];
 export const jumpArgs = (j: Jump): string[] => ['-m', 'comment', '--comment', j.comment, '-j', j.to];
 
 const proto = (p: Protocol): string => p.toLowerCase();
+
+/** A frontend as a hash:ip,port set prints it: "10.96.0.10,tcp:80". */
+export const ipPortText = (f: Pick<Frontend, 'ip' | 'port' | 'protocol'>): string => `${f.ip},${proto(f.protocol)}:${f.port}`;
 
 /**
  * One entry of one of a family's sets, twice: as ipset prints it, which
@@ -139,7 +142,7 @@ export function frontendSetEntries(
   const add = (set: SetName, text: string, element: IpsetElement): void => void entries.push({ family, set, text, element });
   const protocol = PROTOCOL_NUMBERS[f.protocol];
   const protocolName = proto(f.protocol);
-  const ipPort = `${f.ip},${protocolName}:${f.port}`;
+  const ipPort = ipPortText(f);
   const ipPortElement: IpsetElement = ['hash:ip,port', family, f.ip, protocol, f.port];
   // Traffic the model keeps unmasqueraded (externalTrafficPolicy: Local) goes in the -LOCAL sets.
   const unmasqueraded = f.masquerade === 'node';

@@ -6,7 +6,7 @@
 // are those in --ipvs-exclude-cidrs, which kube-lb never removes.
 import os from 'node:os';
 import type { FrontendKind, IPFamily } from '../../model/contract.js';
-import { type FamilySets, nodePortEntry } from './netfilter.js';
+import { type FamilySets, ipPortText, nodePortEntry } from './netfilter.js';
 import type { IpvsFrontend } from './virtual-servers.js';
 import { type Cidr, cidrContains } from '../../net/ip.js';
 
@@ -39,7 +39,7 @@ export class Ownership {
   /** What the sets say a frontend kube-lb owns is. */
   kind(f: IpvsFrontend): FrontendKind {
     if (this.isNodePort(f)) return 'NodePort';
-    const entry = `${f.ip},${f.protocol.toLowerCase()}:${f.port}`;
+    const entry = ipPortText(f);
     const sets = this.sets[f.family];
     if (sets['KUBE-LOAD-BALANCER'].has(entry)) return 'LoadBalancerIP';
     if (sets['KUBE-EXTERNAL-IP'].has(entry) || sets['KUBE-EXTERNAL-IP-LOCAL'].has(entry)) return 'ExternalIP';
